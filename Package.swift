@@ -1,0 +1,55 @@
+// swift-tools-version: 6.0
+// DAQLink: an ECU data-acquisition agent (daqlink) and its fleet-side tools (daqctl).
+// The targets follow the data path: frames → logs / SocketCAN → DBC decoding → (later) sampling,
+// journal, uplink, OTA. Pure modules import no Glibc and do no I/O; adapters are thin.
+import PackageDescription
+
+let package = Package(
+    name: "DAQLink",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "daqlink", targets: ["daqlink"]),
+        .executable(name: "daqctl", targets: ["daqctl"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // C libraries (system-library targets: module.modulemap + shim.h).
+        .systemLibrary(name: "CSocketCAN", pkgConfig: "libsocketcan", providers: [.apt(["libsocketcan-dev"])]),
+        .systemLibrary(name: "CMosquitto", pkgConfig: "libmosquitto", providers: [.apt(["libmosquitto-dev"])]),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+
+        // Pure core: frames, errors, time. No Glibc, no I/O.
+        .target(name: "DAQCore"),
+        // Pure: candump / Vector ASC / PCAN TRC readers and the candump writer.
+        .target(name: "CANLogs", dependencies: ["DAQCore"]),
+        // Pure: DBC parser and signal decoder.
+        .target(name: "DBC", dependencies: ["DAQCore"]),
+
+        // Adapters.
+        .target(name: "SystemIO", dependencies: ["DAQCore"]),
+        .target(name: "SocketCAN", dependencies: ["DAQCore", "CSocketCAN"]),
+        .target(name: "Uplink", dependencies: ["DAQCore", "CMosquitto", "COpenSSL"]),
+
+        // Executables: thin shells.
+        .executableTarget(name: "daqlink", dependencies: [
+            "DAQCore", "CANLogs", "DBC", "SocketCAN", "Uplink", "SystemIO",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "daqctl", dependencies: [
+            "DAQCore", "CANLogs", "DBC", "SocketCAN", "Uplink", "SystemIO",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+
+        .testTarget(name: "DAQCoreTests", dependencies: ["DAQCore"]),
+        .testTarget(name: "CANLogsTests", dependencies: ["DAQCore", "CANLogs"]),
+        .testTarget(name: "DBCTests", dependencies: ["DAQCore", "DBC"]),
+        .testTarget(name: "SocketCANTests", dependencies: ["DAQCore", "SocketCAN", "CANLogs"]),
+        .testTarget(name: "OracleTests", dependencies: ["DAQCore", "CANLogs", "DBC", "SystemIO"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

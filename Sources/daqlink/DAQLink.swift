@@ -1,0 +1,13 @@
+// daqlink: the device agent that runs on the single-board computer.
+import ArgumentParser
+import Uplink
+
+@main
+struct DAQLinkAgent: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "daqlink",
+        abstract: "DAQLink device agent: acquire ECU data from CAN, keep it, send it, update itself.",
+        version: "0.1.0 (libmosquitto \(LinkedLibraries.mosquittoVersion), \(LinkedLibraries.openSSLVersion))",
+        subcommands: []
+    )
+}

@@ -1,0 +1,2 @@
+// Tests for this stage arrive with it.
+import Testing
