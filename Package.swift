@@ -45,11 +45,12 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
 
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "DAQCoreTests", dependencies: ["DAQCore"]),
-        .testTarget(name: "CANLogsTests", dependencies: ["DAQCore", "CANLogs"]),
-        .testTarget(name: "DBCTests", dependencies: ["DAQCore", "DBC"]),
-        .testTarget(name: "SocketCANTests", dependencies: ["DAQCore", "SocketCAN", "CANLogs"]),
-        .testTarget(name: "OracleTests", dependencies: ["DAQCore", "CANLogs", "DBC", "SystemIO"]),
+        .testTarget(name: "CANLogsTests", dependencies: ["TestSupport", "DAQCore", "CANLogs"]),
+        .testTarget(name: "DBCTests", dependencies: ["TestSupport", "DAQCore", "DBC"]),
+        .testTarget(name: "SocketCANTests", dependencies: ["TestSupport", "DAQCore", "SocketCAN", "CANLogs"]),
+        .testTarget(name: "OracleTests", dependencies: ["TestSupport", "DAQCore", "CANLogs", "DBC", "SystemIO"]),
     ],
     swiftLanguageModes: [.v6]
 )

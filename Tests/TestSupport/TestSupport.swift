@@ -1,0 +1,101 @@
+// Shared helpers for the test targets: where the package, fixtures, ../shared and the built
+// executables are, and running a process (our binaries, python oracles, can-utils) to completion.
+import Foundation
+
+/// Paths the tests need, found from this file's location and the running test bundle.
+public enum PackagePaths {
+    /// The package root (the directory holding Package.swift).
+    public static let root: URL = {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() }
+        return url
+    }()
+
+    /// `Fixtures/` in the package.
+    public static var fixtures: URL { root.appendingPathComponent("Fixtures") }
+
+    /// `../shared` beside the repository (real DBC files and logs, read in place, never copied).
+    public static var shared: URL { root.deletingLastPathComponent().appendingPathComponent("shared") }
+
+    /// The directory holding the built products (the test bundle's own directory).
+    public static let products: URL = {
+        let exe = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+            ?? CommandLine.arguments[0])
+        return exe.deletingLastPathComponent().standardizedFileURL
+            .pathComponents.contains(where: { $0.hasSuffix(".xctest") })
+            ? exe.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            : exe.deletingLastPathComponent()
+    }()
+
+    /// A built executable of this package (`daqctl`, `daqlink`).
+    public static func executable(_ name: String) -> URL {
+        let candidates = [products.appendingPathComponent(name),
+                          products.deletingLastPathComponent().appendingPathComponent(name)]
+        return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) } ?? candidates[0]
+    }
+
+    /// A fresh temporary directory, unique per call.
+    public static func temporaryDirectory(_ label: String = "daqlink-test") throws -> URL {
+        let url = FileManager.default.temporaryDirectory
+            .appendingPathComponent("\(label)-\(ProcessInfo.processInfo.processIdentifier)-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+}
+
+/// The outcome of a finished process.
+public struct ProcessResult: Sendable {
+    public var status: Int32
+    public var stdout: String
+    public var stderr: String
+    public var stdoutData: Data
+}
+
+/// Runs `executable` with `arguments` to completion; `stdin` is written to its standard input.
+/// Output is read concurrently so a chatty process never blocks on a full pipe.
+@discardableResult
+public func runProcess(_ executable: String, _ arguments: [String], stdin: Data? = nil,
+                       environment: [String: String]? = nil, currentDirectory: URL? = nil) throws -> ProcessResult {
+    let process = Process()
+    if executable.contains("/") {
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+    } else {
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = [executable] + arguments
+    }
+    if let environment { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
+    if let currentDirectory { process.currentDirectoryURL = currentDirectory }
+    let out = Pipe(), err = Pipe(), input = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    process.standardInput = stdin == nil ? FileHandle.nullDevice : input
+    try process.run()
+    let outBox = DataBox(), errBox = DataBox()
+    let group = DispatchGroup()
+    group.enter()
+    DispatchQueue.global().async { outBox.data = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+    group.enter()
+    DispatchQueue.global().async { errBox.data = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+    if let stdin {
+        input.fileHandleForWriting.write(stdin)
+        try? input.fileHandleForWriting.close()
+    }
+    process.waitUntilExit()
+    group.wait()
+    return ProcessResult(status: process.terminationStatus,
+                         stdout: String(decoding: outBox.data, as: UTF8.self),
+                         stderr: String(decoding: errBox.data, as: UTF8.self),
+                         stdoutData: outBox.data)
+}
+
+/// Runs a Python snippet with python3 (the oracles: cantools, python-can, asammdf, paho-mqtt).
+@discardableResult
+public func runPython(_ script: String, _ arguments: [String] = [], stdin: Data? = nil) throws -> ProcessResult {
+    try runProcess("python3", ["-c", script] + arguments, stdin: stdin)
+}
+
+// Written by one reader thread, read after DispatchGroup.wait(): the group orders the accesses.
+private final class DataBox: @unchecked Sendable {
+    var data = Data()
+}
