@@ -16,6 +16,11 @@ public struct CANLogReader: Sendable {
     /// The frame on `line` (1-based `number`), nil for lines that carry no frame.
     /// Throws a malformed-input error naming file, line and field for a line it cannot read.
     public mutating func frame(fromLine line: UnsafeBufferPointer<UInt8>, number: Int) throws(DAQError) -> CANFrame? {
-        throw DAQError(.unsupported, "\(format) reader not written yet", at: InputLocation(file: file, line: number))
+        switch format {
+        case .candump:
+            return try CandumpLine.parse(line, number: number, file: file)
+        case .asc, .trc:
+            throw DAQError(.unsupported, "\(format) reader not written yet", at: InputLocation(file: file, line: number))
+        }
     }
 }
