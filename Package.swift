@@ -28,6 +28,9 @@ let package = Package(
         // Pure: DBC parser and signal decoder.
         .target(name: "DBC", dependencies: ["DAQCore"]),
 
+        // Pure: channel groups, record layout (MDF4-shaped), the raster/event sampler.
+        .target(name: "Acquisition", dependencies: ["DAQCore"]),
+
         // Adapters.
         .target(name: "SystemIO", dependencies: ["DAQCore"]),
         .target(name: "SocketCAN", dependencies: ["DAQCore", "CSocketCAN"]),
@@ -48,6 +51,7 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "DAQCoreTests", dependencies: ["DAQCore"]),
         .testTarget(name: "CANLogsTests", dependencies: ["TestSupport", "DAQCore", "CANLogs"]),
+        .testTarget(name: "AcquisitionTests", dependencies: ["DAQCore", "Acquisition"]),
         .testTarget(name: "DBCTests", dependencies: ["TestSupport", "DAQCore", "DBC"]),
         .testTarget(name: "SocketCANTests", dependencies: ["TestSupport", "DAQCore", "SocketCAN", "CANLogs"]),
         .testTarget(name: "OracleTests", dependencies: ["TestSupport", "DAQCore", "CANLogs", "DBC", "SystemIO"]),

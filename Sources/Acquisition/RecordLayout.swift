@@ -1,0 +1,43 @@
+// The byte layout of one channel group's record, shaped as an MDF4 record so an MDF file later
+// wraps the very same bytes: f64 time master, the channel values, then the invalidation bytes.
+
+/// Where each value of a group's record lives.
+///
+/// Record bytes (little-endian), exactly an MDF4 sorted-data-group record:
+/// `f64 time (s since measurement start) | channel values in declaration order | invalidation bits`.
+/// Invalidation bit `i` (byte `i / 8`, bit `i % 8`) is set while channel `i` has never been received.
+public struct RecordLayout: Sendable, Hashable {
+    /// Byte offset of each channel's value.
+    public let valueOffsets: [Int]
+    /// Bytes of time master + values (MDF `data_bytes`).
+    public let dataBytes: Int
+    /// Bytes of invalidation bits (MDF `inval_bytes`).
+    public let invalidationBytes: Int
+
+    public init(_ group: ChannelGroup) {
+        var offset = 8
+        var offsets: [Int] = []
+        offsets.reserveCapacity(group.channels.count)
+        for channel in group.channels {
+            offsets.append(offset)
+            offset += channel.storage.byteCount
+        }
+        valueOffsets = offsets
+        dataBytes = offset
+        invalidationBytes = (group.channels.count + 7) / 8
+    }
+
+    /// Whole record size in bytes.
+    public var recordBytes: Int { dataBytes + invalidationBytes }
+}
+
+/// The journal payload of one record: `u16 group index` + the MDF record bytes.
+public enum RecordPayload {
+    /// Bytes before the MDF record.
+    public static let headerBytes = 2
+
+    /// The group index of a record payload.
+    public static func groupIndex(_ payload: UnsafeRawBufferPointer) -> Int {
+        Int(payload[0]) | Int(payload[1]) << 8
+    }
+}

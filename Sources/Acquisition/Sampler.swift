@@ -1,0 +1,206 @@
+// The raster/event sampler: a latest-value table (sample-and-hold) and the channel groups that
+// snapshot it into records. Pure: time arrives as values, records go into a caller's buffer.
+import DAQCore
+
+/// Records produced by the sampler, packed back to back as journal payloads
+/// (`u16 group index` + MDF record bytes), ready to append to the journal.
+public struct RecordBuffer: Sendable {
+    public private(set) var bytes: [UInt8] = []
+    /// Start offset of each record in `bytes`.
+    public private(set) var offsets: [Int] = []
+
+    public init() {}
+
+    public var count: Int { offsets.count }
+    public var isEmpty: Bool { offsets.isEmpty }
+
+    public mutating func removeAll() {
+        bytes.removeAll(keepingCapacity: true)
+        offsets.removeAll(keepingCapacity: true)
+    }
+
+    /// The payload of record `index`.
+    public func withPayload<R>(_ index: Int, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        let start = offsets[index]
+        let end = index + 1 < offsets.count ? offsets[index + 1] : bytes.count
+        return try bytes.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[start..<end])) }
+    }
+
+    fileprivate mutating func appendRecord(size: Int, _ fill: (UnsafeMutableRawBufferPointer) -> Void) {
+        let start = bytes.count
+        offsets.append(start)
+        bytes.append(contentsOf: repeatElement(0, count: size))
+        bytes.withUnsafeMutableBytes { fill(UnsafeMutableRawBufferPointer(rebasing: $0[start..<(start + size)])) }
+    }
+}
+
+/// Samples channel groups. Channels are fed by slot (`slot(for:)`), frames are announced with
+/// `frameApplied`, and time moves forward with `advance(to:)` (replay: the log's time; live: the
+/// monotonic clock's tick deadlines). A raster group with period P records at every multiple of P
+/// (in the time base of the source), so the same input always yields the same records.
+public struct Sampler: Sendable {
+    public let groups: [ChannelGroup]
+    public let layouts: [RecordLayout]
+
+    private struct SlotKey: Hashable { var name: String; var storage: ChannelStorage }
+    private var slotIndex: [SlotKey: Int] = [:]
+    private var slotStorage: [ChannelStorage] = []
+    /// Latest value of each slot, as the little-endian bit pattern of its storage.
+    private var latest: [UInt64] = []
+    private var received: [Bool] = []
+    /// Per group: the slot of each channel.
+    private var groupSlots: [[Int]] = []
+    /// Slots whose change triggers groups.
+    private var changeWatch: [Int: [Int]] = [:]
+    private var messageWatch: [Int: [Int]] = [:]
+    private var pendingEvents: [Int] = []
+
+    private var rasterGroups: [(group: Int, period: Int64)] = []
+    private var nextTick: [Int64] = []
+    /// Measurement start: time of the first frame; record times are seconds since it.
+    public private(set) var start: Timestamp?
+
+    /// Builds a sampler; `messageKeys` maps the names used by `.message` triggers to the integer
+    /// keys `frameApplied(message:)` will be called with.
+    public init(groups: [ChannelGroup], messageKeys: [String: Int] = [:]) {
+        self.groups = groups
+        layouts = groups.map(RecordLayout.init)
+        for (g, group) in groups.enumerated() {
+            var slots: [Int] = []
+            for channel in group.channels {
+                let key = SlotKey(name: channel.name, storage: channel.storage)
+                let slot: Int
+                if let existing = slotIndex[key] {
+                    slot = existing
+                } else {
+                    slot = slotStorage.count
+                    slotIndex[key] = slot
+                    slotStorage.append(channel.storage)
+                }
+                slots.append(slot)
+            }
+            groupSlots.append(slots)
+            switch group.trigger {
+            case .raster(let period):
+                precondition(period > 0, "raster period must be positive")
+                rasterGroups.append((g, period))
+            case .message(let name):
+                if let key = messageKeys[name] { messageWatch[key, default: []].append(g) }
+            case .signalChange(let name):
+                for (key, slot) in slotIndex where key.name == name {
+                    changeWatch[slot, default: []].append(g)
+                }
+            }
+        }
+        latest = Array(repeating: 0, count: slotStorage.count)
+        received = Array(repeating: false, count: slotStorage.count)
+        nextTick = Array(repeating: .max, count: rasterGroups.count)
+        // A change-triggered group may watch a signal it does not record; give it a slot too.
+        for (g, group) in groups.enumerated() {
+            guard case .signalChange(let name) = group.trigger, !changeWatch.values.contains(where: { $0.contains(g) })
+            else { continue }
+            let slot = slotStorage.count
+            slotIndex[SlotKey(name: name, storage: .float64)] = slot
+            slotStorage.append(.float64)
+            latest.append(0)
+            received.append(false)
+            changeWatch[slot, default: []].append(g)
+        }
+    }
+
+    /// The slots a decoded signal feeds: one per distinct storage the experiment asks for.
+    public func slots(for channelName: String) -> [(slot: Int, storage: ChannelStorage)] {
+        slotIndex.compactMap { key, slot in key.name == channelName ? (slot, key.storage) : nil }
+            .sorted { $0.slot < $1.slot }
+    }
+
+    /// Stores a new value in `slot`: `raw` for integer storage, `physical` for float storage.
+    @inline(__always)
+    public mutating func update(slot: Int, raw: Int64, physical: Double) {
+        let bits: UInt64
+        switch slotStorage[slot] {
+        case .unsigned(let width), .signed(let width):
+            bits = width == 64 ? UInt64(bitPattern: raw) : UInt64(bitPattern: raw) & ((1 << UInt64(width)) - 1)
+        case .float32: bits = UInt64(Float(physical).bitPattern)
+        case .float64: bits = physical.bitPattern
+        }
+        if let watchers = changeWatch[slot], !received[slot] || latest[slot] != bits {
+            pendingEvents.append(contentsOf: watchers)
+        }
+        latest[slot] = bits
+        received[slot] = true
+    }
+
+    /// Announces that a frame's values were applied at `time`. Emits the raster records due up to
+    /// (and excluding) `time` first, then the event records this frame triggered.
+    public mutating func frameApplied(message: Int?, at time: Timestamp, into out: inout RecordBuffer) {
+        if let message, let watchers = messageWatch[message] { pendingEvents.append(contentsOf: watchers) }
+        guard !pendingEvents.isEmpty else { return }
+        // A group triggered twice by one frame (two watched signals changed) records once.
+        pendingEvents.sort()
+        var previous = -1
+        for group in pendingEvents where group != previous {
+            record(group: group, at: time, into: &out)
+            previous = group
+        }
+        pendingEvents.removeAll(keepingCapacity: true)
+    }
+
+    /// Marks the measurement start if it has not started yet and emits every raster tick with a
+    /// tick time strictly before `time`. Call before applying a frame stamped `time`.
+    public mutating func advance(to time: Timestamp, into out: inout RecordBuffer) {
+        if start == nil { begin(at: time) }
+        while let (index, tick) = earliestTick(), tick < time.nanoseconds {
+            let (group, period) = rasterGroups[index]
+            record(group: group, at: Timestamp(nanoseconds: tick), into: &out)
+            nextTick[index] = tick + period
+        }
+    }
+
+    /// The time of the next raster tick, if any (live mode arms a timer for it).
+    public var nextTickTime: Timestamp? {
+        earliestTick().map { Timestamp(nanoseconds: $0.tick) }
+    }
+
+    private func earliestTick() -> (index: Int, tick: Int64)? {
+        var best: (Int, Int64)?
+        for (index, tick) in nextTick.enumerated() where tick != .max {
+            if best == nil || tick < best!.1 { best = (index, tick) }
+        }
+        return best
+    }
+
+    private mutating func begin(at time: Timestamp) {
+        start = time
+        for (index, raster) in rasterGroups.enumerated() {
+            // First tick: the first multiple of the period at or after the start.
+            let t = time.nanoseconds
+            let remainder = ((t % raster.period) + raster.period) % raster.period
+            nextTick[index] = remainder == 0 ? t : t + (raster.period - remainder)
+        }
+    }
+
+    private func record(group: Int, at time: Timestamp, into out: inout RecordBuffer) {
+        let layout = layouts[group]
+        let slots = groupSlots[group]
+        let storages = groups[group].channels
+        let seconds = Double(time.nanoseconds - (start?.nanoseconds ?? time.nanoseconds)) / 1e9
+        out.appendRecord(size: RecordPayload.headerBytes + layout.recordBytes) { raw in
+            raw.storeBytes(of: UInt16(group).littleEndian, toByteOffset: 0, as: UInt16.self)
+            let base = RecordPayload.headerBytes
+            raw.storeBytes(of: seconds.bitPattern.littleEndian, toByteOffset: base, as: UInt64.self)
+            let invalidBase = base + layout.dataBytes
+            for (index, slot) in slots.enumerated() {
+                let offset = base + layout.valueOffsets[index]
+                let bits = latest[slot]
+                switch storages[index].storage.byteCount {
+                case 1: raw.storeBytes(of: UInt8(truncatingIfNeeded: bits), toByteOffset: offset, as: UInt8.self)
+                case 2: raw.storeBytes(of: UInt16(truncatingIfNeeded: bits).littleEndian, toByteOffset: offset, as: UInt16.self)
+                case 4: raw.storeBytes(of: UInt32(truncatingIfNeeded: bits).littleEndian, toByteOffset: offset, as: UInt32.self)
+                default: raw.storeBytes(of: bits.littleEndian, toByteOffset: offset, as: UInt64.self)
+                }
+                if !received[slot] { raw[invalidBase + index / 8] |= UInt8(1) << UInt8(index % 8) }
+            }
+        }
+    }
+}
