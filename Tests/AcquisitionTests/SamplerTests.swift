@@ -155,3 +155,32 @@ struct SplitMix {
         return z ^ (z >> 31)
     }
 }
+
+@Suite struct MeasurementLayoutTests {
+    let layout = MeasurementLayout(start: Timestamp(nanoseconds: 1_763_700_000_000_049_000), experiment: "reference", groups: [
+        ChannelGroup(name: "Time 5ms", trigger: .raster(periodNanoseconds: 5_000_000), channels: [
+            ChannelSpec(name: "EngStatus.EngState", unit: "", storage: .unsigned(bits: 8), factor: 1, offset: 0,
+                        valueTable: [(0, "Off"), (1, "Crank")]),
+            ChannelSpec(name: "Eng.Temp", unit: "degC", storage: .float32),
+        ]),
+        ChannelGroup(name: "Seg 1", trigger: .message("Seg1_00"), channels: [
+            ChannelSpec(name: "Seg1_00.S0", unit: "deg", storage: .signed(bits: 16), factor: 0.1, offset: -40),
+        ]),
+        ChannelGroup(name: "Changes", trigger: .signalChange("EngStatus.EngState"), channels: []),
+    ])
+
+    @Test func roundTrips() throws {
+        let bytes = layout.encoded()
+        let back = try bytes.withUnsafeBytes { try MeasurementLayout(decoding: $0) }
+        #expect(back == layout)
+    }
+
+    @Test func everyTruncationIsAnErrorNotACrash() {
+        let bytes = layout.encoded()
+        for cut in 0..<bytes.count {
+            #expect(throws: DAQError.self) {
+                try Array(bytes[0..<cut]).withUnsafeBytes { try MeasurementLayout(decoding: $0) }
+            }
+        }
+    }
+}

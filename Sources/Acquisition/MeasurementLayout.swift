@@ -1,0 +1,160 @@
+// The journal's layout entry: which channel groups a measurement records and how their records
+// are laid out, so a journal can be dumped or turned into MDF without the experiment file.
+import DAQCore
+
+/// The description of one measurement, stored in the journal before its first record.
+///
+/// Binary, little-endian, versioned (see docs/journal.md, "layout entry"):
+/// `u16 version=1 | i64 start ns | str experiment | u16 group count | groups…`;
+/// group: `str name | u8 trigger code | i64 period ns | str trigger source | u16 channel count | channels…`;
+/// channel: `str name | str unit | u8 storage code | u8 bits | f64 factor | f64 offset | u16 n | n × (i64 key, str text)`;
+/// `str` = `u16 byte length | UTF-8`.
+public struct MeasurementLayout: Sendable, Hashable {
+    public static let version: UInt16 = 1
+
+    /// Time of the measurement start (time base of the source: log time or kernel time).
+    public var start: Timestamp
+    /// The experiment's name.
+    public var experiment: String
+    public var groups: [ChannelGroup]
+
+    public init(start: Timestamp, experiment: String, groups: [ChannelGroup]) {
+        self.start = start
+        self.experiment = experiment
+        self.groups = groups
+    }
+
+    /// The entry's bytes.
+    public func encoded() -> [UInt8] {
+        var out = LayoutWriter()
+        out.u16(Self.version)
+        out.i64(start.nanoseconds)
+        out.string(experiment)
+        out.u16(UInt16(groups.count))
+        for group in groups {
+            out.string(group.name)
+            out.u8(group.trigger.code)
+            switch group.trigger {
+            case .raster(let period): out.i64(period); out.string("")
+            case .message(let name), .signalChange(let name): out.i64(0); out.string(name)
+            }
+            out.u16(UInt16(group.channels.count))
+            for channel in group.channels {
+                out.string(channel.name)
+                out.string(channel.unit)
+                out.u8(channel.storage.code)
+                out.u8(UInt8(channel.storage.byteCount * 8))
+                out.f64(channel.factor)
+                out.f64(channel.offset)
+                out.u16(UInt16(channel.valueTable.count))
+                for entry in channel.valueTable {
+                    out.i64(entry.key)
+                    out.string(entry.text)
+                }
+            }
+        }
+        return out.bytes
+    }
+
+    /// Reads a layout entry; throws a malformed-input error naming the byte offset on bad bytes.
+    public init(decoding bytes: UnsafeRawBufferPointer, source: String = "layout entry") throws(DAQError) {
+        var reader = LayoutReader(bytes: bytes, source: source)
+        let version = try reader.u16("version")
+        guard version == Self.version else {
+            throw reader.error("unknown layout version \(version)", field: "version")
+        }
+        start = Timestamp(nanoseconds: try reader.i64("start"))
+        experiment = try reader.string("experiment")
+        let groupCount = Int(try reader.u16("group count"))
+        var groups: [ChannelGroup] = []
+        for _ in 0..<groupCount {
+            let name = try reader.string("group name")
+            let code = try reader.u8("trigger")
+            let period = try reader.i64("period")
+            let source = try reader.string("trigger source")
+            let trigger: GroupTrigger
+            switch code {
+            case 0:
+                guard period > 0 else { throw reader.error("raster period must be positive", field: "period") }
+                trigger = .raster(periodNanoseconds: period)
+            case 1: trigger = .message(source)
+            case 2: trigger = .signalChange(source)
+            default: throw reader.error("unknown trigger code \(code)", field: "trigger")
+            }
+            let channelCount = Int(try reader.u16("channel count"))
+            var channels: [ChannelSpec] = []
+            for _ in 0..<channelCount {
+                let channelName = try reader.string("channel name")
+                let unit = try reader.string("unit")
+                let storageCode = try reader.u8("storage")
+                let bits = Int(try reader.u8("bits"))
+                let storage: ChannelStorage
+                switch (storageCode, bits) {
+                case (0, 8), (0, 16), (0, 32), (0, 64): storage = .unsigned(bits: bits)
+                case (1, 8), (1, 16), (1, 32), (1, 64): storage = .signed(bits: bits)
+                case (2, 32): storage = .float32
+                case (3, 64): storage = .float64
+                default: throw reader.error("bad storage code \(storageCode) / \(bits) bits", field: "storage")
+                }
+                let factor = try reader.f64("factor")
+                let offset = try reader.f64("offset")
+                let tableCount = Int(try reader.u16("value table size"))
+                var table: [(key: Int64, text: String)] = []
+                for _ in 0..<tableCount {
+                    let key = try reader.i64("value table key")
+                    table.append((key, try reader.string("value table text")))
+                }
+                channels.append(ChannelSpec(name: channelName, unit: unit, storage: storage, factor: factor,
+                                            offset: offset, valueTable: table))
+            }
+            groups.append(ChannelGroup(name: name, trigger: trigger, channels: channels))
+        }
+        guard reader.atEnd else { throw reader.error("trailing bytes after the layout", field: "length") }
+        self.groups = groups
+    }
+}
+
+private struct LayoutWriter {
+    var bytes: [UInt8] = []
+    mutating func u8(_ v: UInt8) { bytes.append(v) }
+    mutating func u16(_ v: UInt16) { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
+    mutating func i64(_ v: Int64) { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
+    mutating func f64(_ v: Double) { withUnsafeBytes(of: v.bitPattern.littleEndian) { bytes.append(contentsOf: $0) } }
+    mutating func string(_ s: String) {
+        let utf8 = Array(s.utf8.prefix(Int(UInt16.max)))
+        u16(UInt16(utf8.count))
+        bytes.append(contentsOf: utf8)
+    }
+}
+
+private struct LayoutReader {
+    let bytes: UnsafeRawBufferPointer
+    let source: String
+    var position = 0
+
+    var atEnd: Bool { position == bytes.count }
+
+    func error(_ message: String, field: String) -> DAQError {
+        DAQError(.malformedInput, "\(message) (byte \(position))", at: InputLocation(file: source, field: field))
+    }
+
+    mutating func take(_ count: Int, _ field: String) throws(DAQError) -> UnsafeRawBufferPointer {
+        guard bytes.count - position >= count else { throw error("layout entry ends early", field: field) }
+        defer { position += count }
+        return UnsafeRawBufferPointer(rebasing: bytes[position..<(position + count)])
+    }
+    mutating func u8(_ f: String) throws(DAQError) -> UInt8 { try take(1, f)[0] }
+    mutating func u16(_ f: String) throws(DAQError) -> UInt16 { UInt16(littleEndian: try take(2, f).loadUnaligned(as: UInt16.self)) }
+    mutating func i64(_ f: String) throws(DAQError) -> Int64 { Int64(littleEndian: try take(8, f).loadUnaligned(as: Int64.self)) }
+    mutating func f64(_ f: String) throws(DAQError) -> Double {
+        Double(bitPattern: UInt64(littleEndian: try take(8, f).loadUnaligned(as: UInt64.self)))
+    }
+    mutating func string(_ f: String) throws(DAQError) -> String {
+        let count = Int(try u16(f))
+        let raw = try take(count, f)
+        guard let text = String(validating: raw.bindMemory(to: UInt8.self), as: UTF8.self) else {
+            throw error("text is not UTF-8", field: f)
+        }
+        return text
+    }
+}
