@@ -14,6 +14,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
     ],
     targets: [
         // C libraries (system-library targets: module.modulemap + shim.h).
@@ -30,6 +31,9 @@ let package = Package(
 
         // Pure: channel groups, record layout (MDF4-shaped), the raster/event sampler.
         .target(name: "Acquisition", dependencies: ["DAQCore"]),
+
+        // Experiment files (TOML) and their binding to DBC signals.
+        .target(name: "Experiment", dependencies: ["DAQCore", "Acquisition", .product(name: "TOMLKit", package: "TOMLKit")]),
 
         // Adapters.
         .target(name: "SystemIO", dependencies: ["DAQCore"]),
@@ -52,6 +56,7 @@ let package = Package(
         .testTarget(name: "DAQCoreTests", dependencies: ["DAQCore"]),
         .testTarget(name: "CANLogsTests", dependencies: ["TestSupport", "DAQCore", "CANLogs"]),
         .testTarget(name: "AcquisitionTests", dependencies: ["DAQCore", "Acquisition"]),
+        .testTarget(name: "ExperimentTests", dependencies: ["DAQCore", "Experiment", "TestSupport"]),
         .testTarget(name: "DBCTests", dependencies: ["TestSupport", "DAQCore", "DBC"]),
         .testTarget(name: "SocketCANTests", dependencies: ["TestSupport", "DAQCore", "SocketCAN", "CANLogs"]),
         .testTarget(name: "OracleTests", dependencies: ["TestSupport", "DAQCore", "CANLogs", "DBC", "SystemIO"]),

@@ -1,0 +1,190 @@
+// The experiment file (TOML): which DBC files decode which buses, and the channel groups to
+// record. Parsing only; binding the channel names to DBC signals is ExperimentBinding's job.
+import DAQCore
+import TOMLKit
+
+/// A channel group as written in the experiment file, before binding to a DBC.
+public struct ExperimentGroup: Sendable, Hashable {
+    public enum Trigger: Sendable, Hashable {
+        case raster(milliseconds: Double)
+        case message(String)
+        case signalChange(String)
+    }
+
+    /// How a channel is stored, as the file says (`raw` is the DBC raw integer).
+    public enum Storage: String, Sendable, Hashable, CaseIterable {
+        case raw, float32, float64
+    }
+
+    public struct Channel: Sendable, Hashable {
+        public var message: String
+        public var signal: String
+        public var storage: Storage
+        /// Line of the file where the channel is named (for binding errors).
+        public var line: Int?
+        public var name: String { "\(message).\(signal)" }
+    }
+
+    public var name: String
+    public var trigger: Trigger
+    public var channels: [Channel]
+    public var line: Int?
+}
+
+/// A DBC file and the buses it decodes.
+public struct ExperimentDBC: Sendable, Hashable {
+    /// Path as written (relative paths are relative to the experiment file).
+    public var path: String
+    /// Buses whose frames this DBC decodes; empty means every bus.
+    public var buses: [String]
+}
+
+/// A parsed experiment file.
+public struct ExperimentFile: Sendable, Hashable {
+    public var name: String
+    public var dbcs: [ExperimentDBC]
+    public var groups: [ExperimentGroup]
+
+    /// Parses the text of an experiment file; errors name the file, the line and the field.
+    public init(text: String, file: String) throws(DAQError) {
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        func line(of needle: String, after start: Int = 0) -> Int? {
+            for index in max(0, start)..<lines.count where lines[index].contains(needle) { return index + 1 }
+            return nil
+        }
+        func fail(_ message: String, field: String, near needle: String? = nil, after start: Int = 0) -> DAQError {
+            .malformed(message, file: file, line: needle.flatMap { line(of: $0, after: start) }, field: field)
+        }
+
+        let table: TOMLTable
+        do {
+            table = try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            throw .malformed("not valid TOML: \(error.description)", file: file, line: error.source.begin.line,
+                             field: "column \(error.source.begin.column)")
+        } catch {
+            throw .malformed("not valid TOML: \(error)", file: file, line: nil)
+        }
+
+        let known: Set<String> = ["name", "dbc", "group"]
+        for key in table.keys where !known.contains(key) {
+            throw fail("unknown key '\(key)' (expected name, [[dbc]] or [[group]])", field: key, near: key)
+        }
+        name = table["name"]?.string ?? "experiment"
+
+        guard let dbcArray = table["dbc"]?.array, !dbcArray.isEmpty else {
+            throw fail("no [[dbc]] table: name at least one DBC file", field: "dbc")
+        }
+        var dbcs: [ExperimentDBC] = []
+        for (index, value) in dbcArray.enumerated() {
+            guard let entry = value.table, let path = entry["file"]?.string else {
+                throw fail("[[dbc]] #\(index + 1) needs file = \"path.dbc\"", field: "dbc.file", near: "[[dbc]]")
+            }
+            var buses: [String] = []
+            if let busValue = entry["buses"] {
+                guard let array = busValue.array else {
+                    throw fail("buses must be a list of interface names", field: "dbc.buses", near: "buses")
+                }
+                for bus in array {
+                    guard let name = bus.string else {
+                        throw fail("buses must be a list of interface names", field: "dbc.buses", near: "buses")
+                    }
+                    buses.append(name)
+                }
+            }
+            dbcs.append(ExperimentDBC(path: path, buses: buses))
+        }
+        self.dbcs = dbcs
+
+        guard let groupArray = table["group"]?.array, !groupArray.isEmpty else {
+            throw fail("no [[group]] table: declare at least one channel group", field: "group")
+        }
+        var groups: [ExperimentGroup] = []
+        var searchFrom = 0
+        for (index, value) in groupArray.enumerated() {
+            let groupLine = line(of: "[[group]]", after: searchFrom)
+            searchFrom = groupLine ?? searchFrom
+            guard let entry = value.table else {
+                throw .malformed("[[group]] #\(index + 1) is not a table", file: file, line: groupLine, field: "group")
+            }
+            func groupError(_ message: String, field: String, near needle: String? = nil) -> DAQError {
+                .malformed(message, file: file,
+                           line: needle.flatMap { line(of: $0, after: searchFrom - 1) } ?? groupLine, field: field)
+            }
+            for key in entry.keys where !["name", "raster_ms", "on_message", "on_change", "storage", "channels"].contains(key) {
+                throw groupError("unknown key '\(key)' in [[group]] (expected name, raster_ms, on_message, on_change, storage, channels)",
+                                 field: "group.\(key)", near: key)
+            }
+            guard let name = entry["name"]?.string, !name.isEmpty else {
+                throw groupError("[[group]] #\(index + 1) needs a name", field: "group.name")
+            }
+            let triggers = ["raster_ms", "on_message", "on_change"].filter { entry[$0] != nil }
+            guard triggers.count == 1 else {
+                throw groupError("group '\(name)' needs exactly one trigger: raster_ms, on_message or on_change",
+                                 field: "group.trigger")
+            }
+            let trigger: ExperimentGroup.Trigger
+            switch triggers[0] {
+            case "raster_ms":
+                let ms = entry["raster_ms"]?.double ?? entry["raster_ms"]?.int.map(Double.init)
+                guard let ms, ms > 0, ms.isFinite else {
+                    throw groupError("raster_ms must be a positive number of milliseconds", field: "group.raster_ms",
+                                     near: "raster_ms")
+                }
+                trigger = .raster(milliseconds: ms)
+            case "on_message":
+                guard let message = entry["on_message"]?.string, !message.isEmpty else {
+                    throw groupError("on_message must name a DBC message", field: "group.on_message", near: "on_message")
+                }
+                trigger = .message(message)
+            default:
+                guard let signal = entry["on_change"]?.string, signal.contains(".") else {
+                    throw groupError("on_change must name a signal as Message.Signal", field: "group.on_change",
+                                     near: "on_change")
+                }
+                trigger = .signalChange(signal)
+            }
+            var defaultStorage = ExperimentGroup.Storage.raw
+            if let storageValue = entry["storage"] {
+                guard let text = storageValue.string, let storage = ExperimentGroup.Storage(rawValue: text) else {
+                    throw groupError("storage must be raw, float32 or float64", field: "group.storage", near: "storage")
+                }
+                defaultStorage = storage
+            }
+            guard let channelArray = entry["channels"]?.array, !channelArray.isEmpty else {
+                throw groupError("group '\(name)' needs channels = [\"Message.Signal\", …]", field: "group.channels")
+            }
+            var channels: [ExperimentGroup.Channel] = []
+            for channelValue in channelArray {
+                guard let text = channelValue.string else {
+                    throw groupError("channels must be strings \"Message.Signal[:storage]\"", field: "group.channels",
+                                     near: "channels")
+                }
+                let channelLine = line(of: "\"\(text)\"", after: searchFrom - 1)
+                var storage = defaultStorage
+                var reference = Substring(text)
+                if let colon = text.lastIndex(of: ":") {
+                    guard let explicit = ExperimentGroup.Storage(rawValue: String(text[text.index(after: colon)...])) else {
+                        throw .malformed("channel '\(text)': storage after ':' must be raw, float32 or float64",
+                                         file: file, line: channelLine, field: "group.channels")
+                    }
+                    storage = explicit
+                    reference = text[..<colon]
+                }
+                let parts = reference.split(separator: ".", maxSplits: 1)
+                guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+                    throw .malformed("channel '\(text)' must be written Message.Signal", file: file, line: channelLine,
+                                     field: "group.channels")
+                }
+                channels.append(ExperimentGroup.Channel(message: String(parts[0]), signal: String(parts[1]),
+                                                        storage: storage, line: channelLine))
+            }
+            groups.append(ExperimentGroup(name: name, trigger: trigger, channels: channels, line: groupLine))
+        }
+        var seen: Set<String> = []
+        for group in groups where !seen.insert(group.name).inserted {
+            throw .malformed("a second group is named '\(group.name)'", file: file, line: group.line, field: "group.name")
+        }
+        self.groups = groups
+    }
+}

@@ -1,0 +1,55 @@
+// Experiment files: the reference fixture parses; bad files name line and field.
+import Foundation
+import Testing
+import DAQCore
+import TestSupport
+@testable import Experiment
+
+@Suite struct ExperimentFileTests {
+    @Test func referenceWorkloadHasTheSeedsFourGroups() throws {
+        let url = PackagePaths.fixtures.appendingPathComponent("reference/reference.toml")
+        let file = try ExperimentFile(text: String(contentsOf: url, encoding: .utf8), file: url.path)
+        #expect(file.name == "reference")
+        #expect(file.dbcs == [ExperimentDBC(path: "engine.dbc", buses: ["can0", "can1"])])
+        #expect(file.groups.map(\.name) == ["Time 5ms", "Time 10ms", "Seg 2", "Seg 1", "Engine state"])
+        #expect(file.groups.map(\.channels.count) == [162, 64, 34, 28, 3])
+        #expect(file.groups[0].trigger == .raster(milliseconds: 5))
+        #expect(file.groups[2].trigger == .message("Seg2_00"))
+        #expect(file.groups[4].trigger == .signalChange("EngStatus.EngState"))
+        #expect(file.groups[4].channels.map(\.storage) == [.raw, .float64, .float32])
+        #expect(file.groups[0].channels[0].line == 14)
+    }
+
+    static let base = """
+        name = "t"
+        [[dbc]]
+        file = "a.dbc"
+
+        [[group]]
+        name = "G"
+        raster_ms = 10
+        channels = ["M.S"]
+        """
+
+    @Test(arguments: [
+        (base.replacingOccurrences(of: "raster_ms = 10", with: "raster_ms = 10\non_message = \"M\""), 5, "group.trigger"),
+        (base.replacingOccurrences(of: "raster_ms = 10", with: "raster_ms = -5"), 7, "group.raster_ms"),
+        (base.replacingOccurrences(of: "\"M.S\"", with: "\"MS\""), 8, "group.channels"),
+        (base.replacingOccurrences(of: "\"M.S\"", with: "\"M.S:int7\""), 8, "group.channels"),
+        (base.replacingOccurrences(of: "file = \"a.dbc\"", with: "path = \"a.dbc\""), 2, "dbc.file"),
+        (base + "\nrate = 3", 9, "group.rate"),
+        (base.replacingOccurrences(of: "name = \"G\"", with: "name = \"G\"\nstorage = \"int\""), 7, "group.storage"),
+        (base.replacingOccurrences(of: "raster_ms = 10", with: "raster_ms = [10"), 8, "column 1"),
+        (base + "\n[[group]]\nname = \"G\"\nraster_ms = 5\nchannels = [\"A.B\"]", 9, "group.name"),
+    ])
+    func badFilesNameLineAndField(text: String, line: Int, field: String) {
+        do {
+            _ = try ExperimentFile(text: text, file: "x.toml")
+            Issue.record("accepted a bad experiment")
+        } catch {
+            #expect(error.location?.file == "x.toml")
+            #expect(error.location?.line == line, "\(error)")
+            #expect(error.location?.field == field, "\(error)")
+        }
+    }
+}
