@@ -37,17 +37,19 @@ let package = Package(
 
         // Adapters.
         .target(name: "SystemIO", dependencies: ["DAQCore"]),
+        .target(name: "CLinux"),
+        .target(name: "Runtime", dependencies: ["DAQCore", "CLinux"]),
         .target(name: "SocketCAN", dependencies: ["DAQCore", "CSocketCAN"]),
         .target(name: "Uplink", dependencies: ["DAQCore", "CMosquitto", "COpenSSL"]),
 
         // Executables: thin shells.
         .executableTarget(name: "daqlink", dependencies: [
-            "DAQCore", "CANLogs", "DBC", "SocketCAN", "Uplink", "SystemIO",
+            "DAQCore", "CANLogs", "DBC", "SocketCAN", "Uplink", "SystemIO", "Runtime", "Acquisition", "Experiment",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "daqctl", dependencies: [
-            "DAQCore", "CANLogs", "DBC", "SocketCAN", "Uplink", "SystemIO",
+            "DAQCore", "CANLogs", "DBC", "SocketCAN", "Uplink", "SystemIO", "Runtime", "Acquisition", "Experiment",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -57,6 +59,7 @@ let package = Package(
         .testTarget(name: "CANLogsTests", dependencies: ["TestSupport", "DAQCore", "CANLogs"]),
         .testTarget(name: "AcquisitionTests", dependencies: ["DAQCore", "Acquisition"]),
         .testTarget(name: "ExperimentTests", dependencies: ["DAQCore", "Experiment", "TestSupport"]),
+        .testTarget(name: "RuntimeTests", dependencies: ["DAQCore", "Runtime"]),
         .testTarget(name: "DBCTests", dependencies: ["TestSupport", "DAQCore", "DBC"]),
         .testTarget(name: "SocketCANTests", dependencies: ["TestSupport", "DAQCore", "SocketCAN", "CANLogs"]),
         .testTarget(name: "OracleTests", dependencies: ["TestSupport", "DAQCore", "CANLogs", "DBC", "SystemIO"]),

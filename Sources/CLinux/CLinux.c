@@ -1,0 +1,2 @@
+// Header-only shim: see include/CLinux.h.
+#include "CLinux.h"

@@ -1,0 +1,41 @@
+// The runtime's only clocks: the real monotonic clock, and a virtual one that tests advance by hand.
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A monotonic time source in nanoseconds. Tasks never read it; the event loop does.
+public protocol MonotonicClock: AnyObject {
+    /// Nanoseconds since an arbitrary fixed point; never goes backwards.
+    func now() -> Int64
+}
+
+/// CLOCK_MONOTONIC.
+public final class SystemClock: MonotonicClock, @unchecked Sendable {
+    // Stateless: every call reads the kernel clock, so sharing it across threads is safe.
+    public init() {}
+
+    public func now() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+    }
+
+    /// Wall-clock time (CLOCK_REALTIME) in ns since the Unix epoch, for kernel-timestamp comparisons.
+    public static func realtime() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+    }
+}
+
+/// A clock that only moves when told to: the same tasks run under it deterministically.
+public final class VirtualClock: MonotonicClock {
+    private var current: Int64
+
+    public init(start: Int64 = 0) { current = start }
+
+    public func now() -> Int64 { current }
+
+    /// Moves time forward to `time` (never backwards).
+    public func advance(to time: Int64) { current = max(current, time) }
+}
