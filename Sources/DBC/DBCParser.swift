@@ -60,7 +60,8 @@ struct DBCParser {
             scanner.skipSpace()
             if scanner.isAtEnd { break }
             if scanner.consume(UInt8(ascii: ";")) { continue }
-            guard let keyword = scanner.identifier() else {
+            let startsWithDigit = scanner.peek.map { $0 >= 0x30 && $0 <= 0x39 } ?? false
+            guard !startsWithDigit, let keyword = scanner.identifier() else {
                 throw scanner.failure("expected a keyword such as BO_ or SG_, found \(scanner.nextTokenDescription())",
                                       field: "statement")
             }
@@ -170,7 +171,7 @@ struct DBCParser {
         case UInt8(ascii: "0"): byteOrder = .bigEndian
         case UInt8(ascii: "1"): byteOrder = .littleEndian
         default:
-            throw scanner.failure("expected 0 (big-endian) or 1 (little-endian), found \(scanner.nextTokenDescription())",
+            throw scanner.failure("expected 0 (big-endian) or 1 (little-endian), found \(scanner.nextByteDescription())",
                                   field: "SG_ byte order")
         }
         _ = scanner.consume(scanner.peek!)
@@ -179,7 +180,7 @@ struct DBCParser {
         case UInt8(ascii: "+"): isSigned = false
         case UInt8(ascii: "-"): isSigned = true
         default:
-            throw scanner.failure("expected + (unsigned) or - (signed), found \(scanner.nextTokenDescription())",
+            throw scanner.failure("expected + (unsigned) or - (signed), found \(scanner.nextByteDescription())",
                                   field: "SG_ signedness")
         }
         _ = scanner.consume(scanner.peek!)

@@ -240,6 +240,13 @@ struct DBCScanner {
         return "'\(text(position..<end))'"
     }
 
+    /// `'c'` for the next single byte (or `end of line` / `end of file`).
+    func nextByteDescription() -> String {
+        guard position < bytes.count else { return "end of file" }
+        if bytes[position] == 0x0A || bytes[position] == 0x0D { return "end of line" }
+        return "'\(text(position..<(position + 1)))'"
+    }
+
     // MARK: Bytes
 
     private func text(_ range: Range<Int>) -> String {
