@@ -32,6 +32,9 @@ let package = Package(
         // Pure: channel groups, record layout (MDF4-shaped), the raster/event sampler.
         .target(name: "Acquisition", dependencies: ["DAQCore"]),
 
+        // Pure: once-and-only-once delivery state machines (device sender, collector stream).
+        .target(name: "Delivery", dependencies: ["DAQCore"]),
+
         // Experiment files (TOML) and their binding to DBC signals.
         .target(name: "Experiment", dependencies: ["DAQCore", "Acquisition", .product(name: "TOMLKit", package: "TOMLKit")]),
 
@@ -60,6 +63,7 @@ let package = Package(
         .testTarget(name: "AcquisitionTests", dependencies: ["DAQCore", "Acquisition"]),
         .testTarget(name: "ExperimentTests", dependencies: ["DAQCore", "Experiment", "TestSupport"]),
         .testTarget(name: "RuntimeTests", dependencies: ["DAQCore", "Runtime"]),
+        .testTarget(name: "DeliveryTests", dependencies: ["DAQCore", "Delivery"]),
         .testTarget(name: "DBCTests", dependencies: ["TestSupport", "DAQCore", "DBC"]),
         .testTarget(name: "SocketCANTests", dependencies: ["TestSupport", "DAQCore", "SocketCAN", "CANLogs"]),
         .testTarget(name: "OracleTests", dependencies: ["TestSupport", "DAQCore", "CANLogs", "DBC", "SystemIO"]),
