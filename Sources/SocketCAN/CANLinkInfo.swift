@@ -1,6 +1,9 @@
 // Bus state, bitrate and error counters of a CAN interface through libsocketcan (netlink).
 // Virtual interfaces (vcan) have none of these: every field is then unknown, not an error.
 internal import CSocketCAN
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The CAN controller's error state (ISO 11898-1 fault confinement), as the driver reports it.
 public enum CANBusState: String, Sendable {
@@ -28,6 +31,10 @@ public struct CANLinkInfo: Sendable, CustomStringConvertible {
 
     /// Reads the interface's state, bit timing and error counters; never fails.
     public static func read(interface: String) -> CANLinkInfo {
+        withStandardErrorSilenced { query(interface) }
+    }
+
+    private static func query(_ interface: String) -> CANLinkInfo {
         var info = CANLinkInfo(interface: interface, state: .unknown)
         var rawState: Int32 = 0
         if can_get_state(interface, &rawState) == 0 {
@@ -60,4 +67,25 @@ public struct CANLinkInfo: Sendable, CustomStringConvertible {
         let berr = transmitErrors.map { "\($0)/\(receiveErrors ?? 0)" } ?? "unknown"
         return "state=\(state.rawValue) bitrate=\(rate) berr=\(berr)"
     }
+}
+
+/// libsocketcan prints "no link data found" to stderr for every query on an interface without
+/// CAN link data (vcan); that is an expected "unknown" here, so fd 2 points at /dev/null for the
+/// duration of the queries. This briefly affects every thread's stderr: call it from the loop
+/// thread at start-up or shutdown, not from a hot path.
+private func withStandardErrorSilenced<T>(_ body: () -> T) -> T {
+    let null = open("/dev/null", O_WRONLY | O_CLOEXEC)
+    let saved = dup(STDERR_FILENO)
+    guard null >= 0, saved >= 0 else {
+        if null >= 0 { close(null) }
+        if saved >= 0 { close(saved) }
+        return body()
+    }
+    dup2(null, STDERR_FILENO)
+    close(null)
+    defer {
+        dup2(saved, STDERR_FILENO)
+        close(saved)
+    }
+    return body()
 }
