@@ -8,10 +8,18 @@ import TestSupport
 enum CANRig {
     static let setupScript = PackagePaths.root.appendingPathComponent("vcan-setup.sh").path
 
-    /// A kernel with CAN (vcan on the host) or the UML guest kernel is present.
+    /// A kernel with CAN (loaded, or a vcan module installed for it) or the UML guest kernel
+    /// is present: the same test the rig script uses to pick its path.
     static let isAvailable: Bool = {
-        FileManager.default.fileExists(atPath: "/proc/net/can")
-            || ["/usr/bin/linux.uml", "/usr/bin/linux"].contains { FileManager.default.isExecutableFile(atPath: $0) }
+        let files = FileManager.default
+        if files.fileExists(atPath: "/proc/net/can") { return true }
+        if let release = try? String(contentsOfFile: "/proc/sys/kernel/osrelease", encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines) {
+            let directory = "/lib/modules/\(release)/kernel/drivers/net/can/"
+            let names = (try? files.contentsOfDirectory(atPath: directory)) ?? []
+            if names.contains(where: { $0.hasPrefix("vcan.ko") }) { return true }
+        }
+        return ["/usr/bin/linux.uml", "/usr/bin/linux"].contains { files.isExecutableFile(atPath: $0) }
     }()
 
     /// Runs `vcan-setup.sh ARGS…` to completion.
