@@ -36,6 +36,7 @@ struct ReplayCommand: ParsableCommand {
             throw ValidationError("--speed must be a positive number or max")
         }
         _ = try routing()
+        if loopForever && log == "-" { throw ValidationError("--loop needs a file: standard input can be read only once") }
     }
 
     /// nil: everything to one interface; else log interface → target interface.
@@ -70,6 +71,7 @@ struct ReplayCommand: ParsableCommand {
         var stats = ReplayStatistics()
         let started = MonotonicClock.now()
         repeat {
+            let sentBefore = stats.sent
             var pacer = ReplayPacer(speed: speed)
             var reader = CANLogReader(format: format, file: log)
             let file = try LineFile(path: log)
@@ -97,6 +99,8 @@ struct ReplayCommand: ParsableCommand {
                 throw error
             }
             stats.passes += 1
+            // A log with nothing to send would make --loop spin without pause.
+            if stats.sent == sentBefore { break }
         } while loopForever && !StopSignal.isRaised
 
         let elapsed = Double(MonotonicClock.now() - started) / 1e9
