@@ -51,9 +51,10 @@ enum ScenarioScript {
         kill -STOP $p
         cangen vcan0 -g 0 -n 2000 -I 100 -L 8 -D i
         kill -CONT $p
-        sleep 0.5
+        # Once the listener has printed what was queued, its queue is empty and the marker fits.
+        wait_for "$d/listen.log" "#"
         cansend vcan0 7FF#AA
-        sleep 0.3
+        wait_for "$d/listen.log" "7FF#AA"
         kill -INT $p; wait $p; echo $? >"$d/listen.rc"
 
         # 3. Id filters (11- and 29-bit, inverted) on vcan0; error-frame mask on vcan1.
