@@ -1,0 +1,93 @@
+// The collector side of once-and-only-once delivery for one device, as a pure state machine:
+// drop what is already committed, commit what continues the stream, hold a bounded window of
+// early batches, and ask the device to resend when a gap is seen.
+
+/// Decisions for one device's stream. The committed high-water mark is the last entry of the
+/// rebuilt journal itself, so "data + mark" commit atomically by construction.
+public struct CollectorStream: Sendable {
+    public enum Action: Sendable, Equatable {
+        /// Append entries `first...last` of the held/arrived batch `batch` to the rebuilt journal.
+        case commit(batch: Int, first: UInt64, last: UInt64)
+        /// Publish the end-to-end ack (devices/<id>/ack) for everything up to `upTo`.
+        case acknowledge(upTo: UInt64)
+        /// Ask the device to resend from `from` (devices/<id>/cmd).
+        case requestResend(from: UInt64)
+        /// Forget a held batch (committed or superseded).
+        case release(batch: Int)
+    }
+
+    /// Highest committed sequence number (0 = nothing yet).
+    public private(set) var committed: UInt64
+    /// Batches held because they arrived ahead of a gap: id → range.
+    private var held: [(batch: Int, first: UInt64, last: UInt64)] = []
+    /// Most batches held while waiting for a gap to fill.
+    public let holdLimit: Int
+    /// Don't repeat a resend request for the same gap more often than this (ns).
+    public let resendInterval: Int64
+    private var lastRequest: (from: UInt64, at: Int64)?
+    /// Entries received more than once (dropped).
+    public private(set) var duplicates: UInt64 = 0
+    /// Gaps seen (each led to a resend request).
+    public private(set) var gaps: UInt64 = 0
+
+    public init(committed: UInt64, holdLimit: Int = 64, resendInterval: Int64 = 1_000_000_000) {
+        self.committed = committed
+        self.holdLimit = holdLimit
+        self.resendInterval = resendInterval
+    }
+
+    /// A checked batch `batch` carrying entries `first...last` arrived at `now`.
+    public mutating func receive(batch: Int, first: UInt64, last: UInt64, now: Int64) -> [Action] {
+        precondition(first <= last, "a batch holds at least one entry")
+        var actions: [Action] = []
+        if last <= committed {
+            duplicates += last - first + 1
+            // Already committed: the device missed our ack. Repeat it.
+            actions.append(.release(batch: batch))
+            actions.append(.acknowledge(upTo: committed))
+            return actions
+        }
+        if first <= committed + 1 {
+            if first <= committed { duplicates += committed - first + 1 }
+            actions.append(.commit(batch: batch, first: committed + 1, last: last))
+            actions.append(.release(batch: batch))
+            committed = last
+            drainHeld(into: &actions)
+            actions.append(.acknowledge(upTo: committed))
+            return actions
+        }
+        // A gap: committed+1 ..< first is missing. Hold this batch (bounded) and ask for the gap.
+        if held.contains(where: { $0.first == first && $0.last == last }) {
+            duplicates += last - first + 1
+            actions.append(.release(batch: batch))
+        } else if held.count < holdLimit {
+            held.append((batch, first, last))
+            held.sort { $0.first < $1.first }
+        } else {
+            // Window full: drop it; the resend from the gap will bring it again.
+            actions.append(.release(batch: batch))
+        }
+        let from = committed + 1
+        if lastRequest == nil || lastRequest!.from != from || now - lastRequest!.at >= resendInterval {
+            if lastRequest?.from != from { gaps += 1 }
+            lastRequest = (from, now)
+            actions.append(.requestResend(from: from))
+        }
+        return actions
+    }
+
+    private mutating func drainHeld(into actions: inout [Action]) {
+        while let next = held.first, next.first <= committed + 1 {
+            held.removeFirst()
+            if next.last > committed {
+                actions.append(.commit(batch: next.batch, first: committed + 1, last: next.last))
+                committed = next.last
+            }
+            actions.append(.release(batch: next.batch))
+        }
+        if let request = lastRequest, request.from <= committed { lastRequest = nil }
+    }
+
+    /// Batches currently held ahead of a gap.
+    public var heldCount: Int { held.count }
+}

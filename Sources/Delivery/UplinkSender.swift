@@ -1,0 +1,215 @@
+// The device side of once-and-only-once delivery, as a pure state machine: which journal range
+// to publish next, what is in flight, when to retry, and when the durable cursor may advance.
+// It never trims on PUBACK: only the collector's end-to-end ack moves the acknowledged cursor.
+
+/// Tunables of the device's uplink.
+public struct UplinkPolicy: Sendable, Hashable {
+    /// Most entries in one batch.
+    public var maxBatchEntries: Int = 512
+    /// How long a partly filled batch may wait for more entries (ns).
+    public var linger: Int64 = 50_000_000
+    /// Most batches published and not yet PUBACKed.
+    public var window: Int = 8
+    /// Reconnect backoff: first delay and ceiling (ns); jitter is applied by the caller's random draw.
+    public var backoffInitial: Int64 = 500_000_000
+    public var backoffMax: Int64 = 30_000_000_000
+    /// When sent data is not acknowledged end to end within this time, resend from the cursor (ns).
+    public var ackTimeout: Int64 = 10_000_000_000
+
+    public init() {}
+}
+
+/// The device uplink's decisions. Feed it events; execute the actions it returns in order.
+public struct UplinkSender: Sendable {
+    public enum Event: Sendable, Equatable {
+        /// The journal now holds entries up to `last`.
+        case journalAdvanced(last: UInt64)
+        /// The MQTT session is up (TLS + CONNACK).
+        case connected
+        /// The connection attempt failed or the link dropped.
+        case disconnected
+        /// The broker acknowledged the batch published with `token` (PUBACK reason code).
+        case published(token: Int, reasonCode: UInt8)
+        /// The collector committed everything up to `upTo` (devices/<id>/ack).
+        case collectorAck(upTo: UInt64)
+        /// The collector asks for entries from `from` on (devices/<id>/cmd).
+        case resendRequest(from: UInt64)
+        /// A timer armed earlier fired.
+        case timer(Timer)
+    }
+
+    public enum Timer: Sendable, Hashable {
+        case linger, reconnect, ackTimeout
+    }
+
+    public enum Action: Sendable, Equatable {
+        /// Start a non-blocking connection attempt.
+        case connect
+        /// Read entries `first...last` (journal or ring), publish them as one QoS 1 batch with `token`.
+        case publish(token: Int, first: UInt64, last: UInt64)
+        /// Persist the acknowledged cursor (the journal may now retire entries up to it).
+        case persistAcknowledged(UInt64)
+        /// Arm (or re-arm) a timer at `deadline` on the loop's clock.
+        case arm(Timer, deadline: Int64)
+        /// Something needs an operator: the broker refused data (e.g. ACL).
+        case alarm(String)
+    }
+
+    private enum Link: Sendable, Equatable { case down, connecting, up }
+
+    public let policy: UplinkPolicy
+    /// Everything up to here is committed by the collector (persisted by the caller).
+    public private(set) var acknowledged: UInt64
+    /// Last entry in the journal.
+    public private(set) var journalEnd: UInt64
+    /// First entry not yet published on this connection.
+    public private(set) var nextToSend: UInt64
+    private var link: Link = .down
+    private var inFlight: [(token: Int, first: UInt64, last: UInt64)] = []
+    private var nextToken = 1
+    private var attempts = 0
+    private var lingerArmed = false
+    private var ackTimerArmed = false
+    /// Batches PUBACKed with 0x10 (no subscriber: the broker dropped them).
+    public private(set) var undelivered = 0
+
+    /// `acknowledged` is the persisted cursor; `journalEnd` the journal's last entry at start.
+    public init(policy: UplinkPolicy = UplinkPolicy(), acknowledged: UInt64, journalEnd: UInt64) {
+        self.policy = policy
+        self.acknowledged = acknowledged
+        self.journalEnd = max(journalEnd, acknowledged)
+        nextToSend = acknowledged + 1
+    }
+
+    /// Batches published and not yet PUBACKed.
+    public var inFlightCount: Int { inFlight.count }
+    public var isConnected: Bool { link == .up }
+
+    /// The first actions at start: connect.
+    public mutating func start() -> [Action] {
+        link = .connecting
+        return [.connect]
+    }
+
+    /// `jitter` in [0, 1) comes from the caller's random source (the machine has none of its own).
+    public mutating func on(_ event: Event, now: Int64, jitter: Double = 0.5) -> [Action] {
+        var actions: [Action] = []
+        switch event {
+        case .journalAdvanced(let last):
+            journalEnd = max(journalEnd, last)
+            fill(now: now, into: &actions, lingerExpired: false)
+
+        case .connected:
+            link = .up
+            attempts = 0
+            // Whatever was in flight on the old connection is unknown: resend from the cursor.
+            inFlight.removeAll()
+            nextToSend = acknowledged + 1
+            fill(now: now, into: &actions, lingerExpired: false)
+
+        case .disconnected:
+            link = .down
+            inFlight.removeAll()
+            nextToSend = acknowledged + 1
+            lingerArmed = false
+            attempts += 1
+            let exponent = Double(min(attempts - 1, 16))
+            let base = min(Double(policy.backoffInitial) * pow2(exponent), Double(policy.backoffMax))
+            // Full jitter in [base/2, base): spreads a fleet's reconnects after a broker restart.
+            let delay = Int64(base / 2 + base / 2 * min(max(jitter, 0), 0.999_999))
+            actions.append(.arm(.reconnect, deadline: now + delay))
+
+        case .published(let token, let reasonCode):
+            guard let index = inFlight.firstIndex(where: { $0.token == token }) else { break }
+            let batch = inFlight.remove(at: index)
+            if reasonCode == 0x10 {
+                // Accepted and dropped: no subscriber. The collector will ask again or the ack
+                // timeout resends; nothing is trimmed.
+                undelivered += 1
+            } else if reasonCode >= 0x80 {
+                actions.append(.alarm("broker refused entries \(batch.first)…\(batch.last): reason code 0x\(String(reasonCode, radix: 16))"))
+            }
+            if !ackTimerArmed && acknowledged < journalEnd {
+                ackTimerArmed = true
+                actions.append(.arm(.ackTimeout, deadline: now + policy.ackTimeout))
+            }
+            fill(now: now, into: &actions, lingerExpired: false)
+
+        case .collectorAck(let upTo):
+            guard upTo > acknowledged else { break }
+            acknowledged = min(upTo, journalEnd)
+            actions.append(.persistAcknowledged(acknowledged))
+            if nextToSend <= acknowledged { nextToSend = acknowledged + 1 }
+            inFlight.removeAll { $0.last <= acknowledged }
+            if acknowledged < journalEnd {
+                ackTimerArmed = true
+                actions.append(.arm(.ackTimeout, deadline: now + policy.ackTimeout))
+            } else {
+                ackTimerArmed = false
+            }
+            fill(now: now, into: &actions, lingerExpired: false)
+
+        case .resendRequest(let from):
+            let start = max(from, acknowledged + 1)
+            if start < nextToSend {
+                nextToSend = start
+                inFlight.removeAll()
+            }
+            fill(now: now, into: &actions, lingerExpired: true)
+
+        case .timer(.linger):
+            lingerArmed = false
+            fill(now: now, into: &actions, lingerExpired: true)
+
+        case .timer(.reconnect):
+            if link == .down {
+                link = .connecting
+                actions.append(.connect)
+            }
+
+        case .timer(.ackTimeout):
+            ackTimerArmed = false
+            if link == .up && acknowledged < journalEnd && nextToSend > acknowledged + 1 && inFlight.isEmpty {
+                // Sent, PUBACKed, but never committed end to end: go again from the cursor.
+                nextToSend = acknowledged + 1
+                fill(now: now, into: &actions, lingerExpired: true)
+            }
+            if acknowledged < journalEnd {
+                ackTimerArmed = true
+                actions.append(.arm(.ackTimeout, deadline: now + policy.ackTimeout))
+            }
+        }
+        return actions
+    }
+
+    /// Publishes full batches while the window allows; a partial batch waits for the linger timer.
+    private mutating func fill(now: Int64, into actions: inout [Action], lingerExpired: Bool) {
+        guard link == .up else { return }
+        var lingerDone = lingerExpired
+        while inFlight.count < policy.window && nextToSend <= journalEnd {
+            let available = journalEnd - nextToSend + 1
+            let count = min(available, UInt64(policy.maxBatchEntries))
+            if count < UInt64(policy.maxBatchEntries) && !lingerDone {
+                if !lingerArmed {
+                    lingerArmed = true
+                    actions.append(.arm(.linger, deadline: now + policy.linger))
+                }
+                return
+            }
+            let token = nextToken
+            nextToken += 1
+            let last = nextToSend + count - 1
+            inFlight.append((token, nextToSend, last))
+            actions.append(.publish(token: token, first: nextToSend, last: last))
+            nextToSend = last + 1
+            lingerDone = lingerExpired
+        }
+    }
+}
+
+private func pow2(_ exponent: Double) -> Double {
+    var value = 1.0
+    var remaining = Int(exponent)
+    while remaining > 0 { value *= 2; remaining -= 1 }
+    return value
+}

@@ -1,0 +1,188 @@
+// Delivery state machines: event → action sequences, and a seeded simulation of a lossy,
+// duplicating, reordering link between sender and collector that must end byte-for-byte complete.
+import Testing
+@testable import Delivery
+
+@Suite struct UplinkSenderTests {
+    var policy: UplinkPolicy {
+        var p = UplinkPolicy()
+        p.maxBatchEntries = 4
+        p.window = 2
+        p.linger = 100
+        return p
+    }
+
+    @Test func publishesFullBatchesWithinTheWindowAndLingersOnPartialOnes() {
+        var sender = UplinkSender(policy: policy, acknowledged: 0, journalEnd: 0)
+        #expect(sender.start() == [.connect])
+        #expect(sender.on(.connected, now: 0) == [])
+        #expect(sender.on(.journalAdvanced(last: 10), now: 1) == [
+            .publish(token: 1, first: 1, last: 4), .publish(token: 2, first: 5, last: 8),
+        ])
+        #expect(sender.on(.published(token: 1, reasonCode: 0), now: 2) == [
+            .arm(.ackTimeout, deadline: 2 + policy.ackTimeout), .arm(.linger, deadline: 102),
+        ])
+        #expect(sender.on(.timer(.linger), now: 102) == [.publish(token: 3, first: 9, last: 10)])
+    }
+
+    @Test func pubackNeverTrimsOnlyTheCollectorsAckDoes() {
+        var sender = UplinkSender(policy: policy, acknowledged: 0, journalEnd: 4)
+        _ = sender.start()
+        #expect(sender.on(.connected, now: 0) == [.publish(token: 1, first: 1, last: 4)])
+        _ = sender.on(.published(token: 1, reasonCode: 0), now: 1)
+        #expect(sender.acknowledged == 0)
+        #expect(sender.on(.collectorAck(upTo: 4), now: 2) == [.persistAcknowledged(4)])
+        #expect(sender.acknowledged == 4)
+    }
+
+    @Test func reconnectResendsFromTheAcknowledgedCursorWithBackoff() {
+        var sender = UplinkSender(policy: policy, acknowledged: 4, journalEnd: 12)
+        _ = sender.start()
+        #expect(sender.on(.connected, now: 0) == [.publish(token: 1, first: 5, last: 8), .publish(token: 2, first: 9, last: 12)])
+        #expect(sender.on(.disconnected, now: 10, jitter: 0) == [.arm(.reconnect, deadline: 10 + policy.backoffInitial / 2)])
+        #expect(sender.on(.timer(.reconnect), now: 20) == [.connect])
+        #expect(sender.on(.disconnected, now: 30, jitter: 0) == [.arm(.reconnect, deadline: 30 + policy.backoffInitial)])
+        _ = sender.on(.timer(.reconnect), now: 40)
+        #expect(sender.on(.connected, now: 50) == [.publish(token: 3, first: 5, last: 8), .publish(token: 4, first: 9, last: 12)])
+    }
+
+    @Test func refusedPublishRaisesAnAlarmAndNoSubscriberIsCountedUndelivered() {
+        var sender = UplinkSender(policy: policy, acknowledged: 0, journalEnd: 8)
+        _ = sender.start()
+        _ = sender.on(.connected, now: 0)
+        let refused = sender.on(.published(token: 1, reasonCode: 0x87), now: 1)
+        #expect(refused.contains(.alarm("broker refused entries 1…4: reason code 0x87")))
+        _ = sender.on(.published(token: 2, reasonCode: 0x10), now: 2)
+        #expect(sender.undelivered == 1)
+        #expect(sender.acknowledged == 0)
+    }
+
+    @Test func resendRequestRewindsButNeverBelowTheCursor() {
+        var sender = UplinkSender(policy: policy, acknowledged: 2, journalEnd: 10)
+        _ = sender.start()
+        _ = sender.on(.connected, now: 0)
+        _ = sender.on(.published(token: 1, reasonCode: 0), now: 1)
+        _ = sender.on(.published(token: 2, reasonCode: 0), now: 1)
+        #expect(sender.on(.resendRequest(from: 1), now: 2).first == .publish(token: 3, first: 3, last: 6))
+    }
+}
+
+@Suite struct CollectorStreamTests {
+    @Test func commitsInOrderDropsDuplicatesAndRepairsGaps() {
+        var stream = CollectorStream(committed: 0, resendInterval: 100)
+        #expect(stream.receive(batch: 1, first: 1, last: 4, now: 0) == [
+            .commit(batch: 1, first: 1, last: 4), .release(batch: 1), .acknowledge(upTo: 4)])
+        #expect(stream.receive(batch: 2, first: 1, last: 4, now: 1) == [.release(batch: 2), .acknowledge(upTo: 4)])
+        #expect(stream.receive(batch: 3, first: 9, last: 12, now: 2) == [.requestResend(from: 5)])
+        #expect(stream.receive(batch: 4, first: 13, last: 14, now: 3) == [], "same gap: no second request within the interval")
+        #expect(stream.receive(batch: 5, first: 3, last: 8, now: 4) == [
+            .commit(batch: 5, first: 5, last: 8), .release(batch: 5),
+            .commit(batch: 3, first: 9, last: 12), .release(batch: 3),
+            .commit(batch: 4, first: 13, last: 14), .release(batch: 4),
+            .acknowledge(upTo: 14)])
+        #expect(stream.committed == 14)
+        #expect(stream.duplicates == 6)
+    }
+}
+
+/// Sender and collector joined by a seeded faulty link: loss, duplication, reordering, outages.
+@Suite struct DeliverySimulationTests {
+    struct Rng {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+        mutating func chance(_ p: Double) -> Bool { Double(next() % 1_000_000) / 1_000_000 < p }
+    }
+
+    @Test(arguments: Array(UInt64(1)...20))
+    func everyEntryArrivesOnceInOrder(seed: UInt64) {
+        var rng = Rng(state: seed)
+        var policy = UplinkPolicy()
+        policy.maxBatchEntries = 7
+        policy.window = 4
+        policy.linger = 5
+        policy.ackTimeout = 200
+        policy.backoffInitial = 20
+        var sender = UplinkSender(policy: policy, acknowledged: 0, journalEnd: 0)
+        var stream = CollectorStream(committed: 0, holdLimit: 3, resendInterval: 30)
+        var rebuilt: [UInt64] = []
+        var toCollector: [(at: Int64, first: UInt64, last: UInt64, token: Int)] = []
+        var toDevice: [(at: Int64, event: UplinkSender.Event)] = []
+        var timers: [(at: Int64, timer: UplinkSender.Timer)] = []
+        var up = false
+        var batchID = 0
+        var batchRanges: [Int: ClosedRange<UInt64>] = [:]
+        let total: UInt64 = 2_000
+        var produced: UInt64 = 0
+
+        func run(_ actions: [UplinkSender.Action], now: Int64) {
+            for action in actions {
+                switch action {
+                case .connect:
+                    toDevice.append((now + 3, rng.chance(0.2) ? .disconnected : .connected))
+                case .publish(let token, let first, let last):
+                    guard up else { continue }
+                    if !rng.chance(0.1) { toCollector.append((now + Int64(rng.next() % 10), first, last, token)) }
+                    if rng.chance(0.05) { toCollector.append((now + Int64(rng.next() % 40), first, last, token)) }
+                    toDevice.append((now + 2, .published(token: token, reasonCode: 0)))
+                case .arm(let timer, let deadline):
+                    timers.removeAll { $0.timer == timer }
+                    timers.append((deadline, timer))
+                case .persistAcknowledged, .alarm:
+                    break
+                }
+            }
+        }
+
+        run(sender.start(), now: 0)
+        var now: Int64 = 0
+        while now < 200_000 && (rebuilt.count < Int(total)) {
+            now += 1
+            if produced < total && now % 2 == 0 {
+                produced += 1
+                run(sender.on(.journalAdvanced(last: produced), now: now), now: now)
+            }
+            if up && rng.chance(0.002) {
+                up = false
+                toCollector.removeAll { _ in rng.chance(0.5) }
+                run(sender.on(.disconnected, now: now, jitter: Double(rng.next() % 100) / 100), now: now)
+            }
+            for message in toCollector.filter({ $0.at <= now }).sorted(by: { $0.at < $1.at }) {
+                batchID += 1
+                batchRanges[batchID] = message.first...message.last
+                for action in stream.receive(batch: batchID, first: message.first, last: message.last, now: now) {
+                    switch action {
+                    case .commit(let batch, let first, let last):
+                        #expect(batchRanges[batch]!.contains(first) && batchRanges[batch]!.contains(last))
+                        rebuilt.append(contentsOf: first...last)
+                    case .acknowledge(let upTo):
+                        if !rng.chance(0.1) { toDevice.append((now + 4, .collectorAck(upTo: upTo))) }
+                    case .requestResend(let from):
+                        toDevice.append((now + 4, .resendRequest(from: from)))
+                    case .release:
+                        break
+                    }
+                }
+            }
+            toCollector.removeAll { $0.at <= now }
+            for message in toDevice.filter({ $0.at <= now }) {
+                if case .connected = message.event { up = true }
+                if case .disconnected = message.event { up = false }
+                if !up, case .published = message.event { continue }
+                run(sender.on(message.event, now: now), now: now)
+            }
+            toDevice.removeAll { $0.at <= now }
+            for timer in timers.filter({ $0.at <= now }) {
+                timers.removeAll { $0.timer == timer.timer }
+                run(sender.on(.timer(timer.timer), now: now), now: now)
+            }
+        }
+        #expect(rebuilt == Array(1...total), "seed \(seed): \(rebuilt.count) entries rebuilt")
+        #expect(stream.committed == total)
+    }
+}
