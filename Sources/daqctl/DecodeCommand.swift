@@ -97,25 +97,44 @@ struct DecodeCommand: ParsableCommand {
 /// JSON lines for decoded frames, formatted into one buffer and written to stdout in large chunks.
 struct DecodeOutput {
     private var buffer: [UInt8] = []
-    private let decoder: DBCDecoder
-    /// Per message: `, "id": N, "name": "X", "signals": {`.
-    private let messageHeads: [[UInt8]]
-    /// Per message, per signal: `"S": `.
-    private let signalKeys: [[[UInt8]]]
+    /// All names pre-rendered as JSON into one flat table (no nested arrays to retain per frame):
+    /// per message `, "id": N, "name": "X", "signals": {`, per signal `"S": `.
+    private let text: [UInt8]
+    /// Per message: range of its head in `text`.
+    private let heads: [Range<Int>]
+    /// Per message: index of its first signal key in `keys`.
+    private let firstKey: [Int]
+    /// Per signal (all messages, in order): range of its key in `text`.
+    private let keys: [Range<Int>]
     private var lastInterface = ""
     private var lastInterfaceJSON: [UInt8] = []
     private static let flushSize = 1 << 20
 
     init(decoder: DBCDecoder) {
-        self.decoder = decoder
-        messageHeads = decoder.database.messages.map { message in
-            Array(", \"id\": \(message.id), \"name\": ".utf8) + jsonString(message.name) + Array(", \"signals\": {".utf8)
+        var text: [UInt8] = []
+        var heads: [Range<Int>] = []
+        var firstKey: [Int] = []
+        var keys: [Range<Int>] = []
+        for message in decoder.database.messages {
+            let start = text.count
+            text += Array(", \"id\": \(message.id), \"name\": ".utf8) + jsonString(message.name)
+                + Array(", \"signals\": {".utf8)
+            heads.append(start..<text.count)
+            firstKey.append(keys.count)
+            for signal in message.signals {
+                let keyStart = text.count
+                text += jsonString(signal.name) + Array(": ".utf8)
+                keys.append(keyStart..<text.count)
+            }
         }
-        signalKeys = decoder.database.messages.map { $0.signals.map { jsonString($0.name) + Array(": ".utf8) } }
+        self.text = text
+        self.heads = heads
+        self.firstKey = firstKey
+        self.keys = keys
         buffer.reserveCapacity(Self.flushSize + 64 * 1024)
     }
 
-    mutating func append(frame: CANFrame, message: Int, values: SignalValues) {
+    mutating func append(frame: CANFrame, message: Int, values: borrowing SignalValues) {
         buffer.append(contentsOf: "{\"t\": ".utf8)
         appendTimestamp(frame.timestamp.nanoseconds)
         buffer.append(contentsOf: ", \"bus\": ".utf8)
@@ -124,14 +143,16 @@ struct DecodeOutput {
             lastInterfaceJSON = jsonString(frame.interface)
         }
         buffer.append(contentsOf: lastInterfaceJSON)
-        buffer.append(contentsOf: messageHeads[message])
-        let keys = signalKeys[message]
-        var first = true
-        for i in 0..<values.count where values.isPresent[i] {
-            if !first { buffer.append(contentsOf: ", ".utf8) }
-            first = false
-            buffer.append(contentsOf: keys[i])
-            appendNumber(values.physical[i])
+        text.withUnsafeBufferPointer { text in
+            buffer.append(contentsOf: UnsafeBufferPointer(rebasing: text[heads[message]]))
+            let first = firstKey[message]
+            var separator = false
+            for i in 0..<values.count where values.isPresent[i] {
+                if separator { buffer.append(contentsOf: ", ".utf8) }
+                separator = true
+                buffer.append(contentsOf: UnsafeBufferPointer(rebasing: text[keys[first + i]]))
+                appendNumber(values.physical[i])
+            }
         }
         buffer.append(contentsOf: "}}\n".utf8)
         if buffer.count >= Self.flushSize { flush() }
