@@ -216,3 +216,33 @@ func decodeMatchesCantools(file: String) throws {
     }
     #expect(checkedSignals > 0 || database.messages.allSatisfy { $0.signals.isEmpty })
 }
+
+// The CLI contract around the decoding: stdin, skipped counts, null for NaN, malformed lines.
+@Test func decodeCommandContract() throws {
+    let daqctl = PackagePaths.executable("daqctl").path
+    let dbc = dbcDirectory.appendingPathComponent("floating_point.dbc").path
+    let log = """
+        (1700000000.000001) can0 400#FFFFFFFFFFFFFFFF
+        (1700000000.000002) can0 7FF#00
+        (1700000000.000003) can0 400#R
+        this is not a candump line
+        (1700000000.250000) vcan1 400#000000000000F03F
+
+        """
+    let strict = try runProcess(daqctl, ["decode", "--dbc", dbc, "-"], stdin: Data(log.utf8))
+    #expect(strict.status != 0)
+    #expect(strict.stderr.contains("-:4 [timestamp]: expected '(' before the timestamp"))
+    #expect(strict.stdout == "{\"t\": 1700000000.000001, \"bus\": \"can0\", \"id\": 1024, \"name\": \"Message1\", \"signals\": {\"Signal1\": null}}\n")
+
+    let lenient = try runProcess(daqctl, ["decode", "--lenient", "--dbc", dbc, "-"], stdin: Data(log.utf8))
+    #expect(lenient.status == 0)
+    let lines = lenient.stdout.split(separator: "\n")
+    #expect(lines.count == 2)
+    #expect(lines.last == "{\"t\": 1700000000.250000, \"bus\": \"vcan1\", \"id\": 1024, \"name\": \"Message1\", \"signals\": {\"Signal1\": 1}}")
+    #expect(lenient.stderr.contains("2 frames decoded, 1 skipped (id not in"))
+    #expect(lenient.stderr.contains("1 skipped (remote or error frames)"))
+    #expect(lenient.stderr.contains("1 malformed lines skipped"))
+
+    let missing = try runProcess(daqctl, ["decode", "--dbc", "/nonexistent/x.dbc", "-"], stdin: Data())
+    #expect(missing.status != 0 && missing.stderr.contains("/nonexistent/x.dbc: cannot read the DBC file"))
+}
