@@ -261,7 +261,7 @@ struct PCANTRCReader: Sendable {
     private static func identifier(_ token: LogToken, number: Int, file: String) throws(DAQError) -> (UInt32, Bool) {
         let extended = token.count > 4
         guard let id = LogFields.unsigned(token, base: .hex, limit: extended ? CANFrame.extendedMask : CANFrame.standardMask) else {
-            throw .malformed("expected a \(extended ? "29" : "11")-bit hex CAN id, found '\(LogFields.text(token))'",
+            throw .malformed("expected \(extended ? "a 29" : "an 11")-bit hex CAN id, found '\(LogFields.text(token))'",
                              file: file, line: number, field: "id")
         }
         return (id, extended)

@@ -220,7 +220,7 @@ struct VectorASCReader: Sendable {
         }
         let limit = extended ? CANFrame.extendedMask : CANFrame.standardMask
         guard let id = LogFields.unsigned(digits, base: base, limit: limit) else {
-            throw .malformed("expected a \(extended ? "29" : "11")-bit \(base.name) CAN id, found '\(LogFields.text(token))'",
+            throw .malformed("expected \(extended ? "a 29" : "an 11")-bit \(base.name) CAN id, found '\(LogFields.text(token))'",
                              file: file, line: number, field: "id")
         }
         return (id, extended)
