@@ -157,28 +157,26 @@ struct PCANTRCReader: Sendable {
         var interface = "can0"
         var idToken: LogToken?
         var received = true
-        var length: Int?
-        var dlc: Int?
+        // Length columns are read after the type: status lines (ST, EC, EV, ER) fill them differently.
+        var lengthToken: LogToken?
+        var dlcToken: LogToken?
         var type: LogToken?
         for column in layout {
             if column == UInt8(ascii: "D") { break }   // data runs to the end of the line
             let token = cursor.token()
             switch column {
             case UInt8(ascii: "O"): timestamp = try offset(token, number: number, file: file)
-            case UInt8(ascii: "T"): type = token
+            case UInt8(ascii: "T"):
+                type = token
+                if let token, LogFields.matches(token, "st") || LogFields.matches(token, "ec")
+                    || LogFields.matches(token, "ev") {
+                    return nil   // hardware status, error counter change, event: no frame
+                }
             case UInt8(ascii: "B"): interface = try bus(token, number: number, file: file)
             case UInt8(ascii: "I"): idToken = token
             case UInt8(ascii: "d"): received = !(token.map { LogFields.matches($0, "tx") } ?? false)
-            case UInt8(ascii: "l"):
-                guard let token, let value = LogFields.unsigned(token, base: .dec, limit: 64) else {
-                    throw .malformed("expected a data length 0…64", file: file, line: number, field: "data length")
-                }
-                length = Int(value)
-            case UInt8(ascii: "L"):
-                guard let token, let value = LogFields.unsigned(token, base: .dec, limit: 15) else {
-                    throw .malformed("expected a DLC 0…15", file: file, line: number, field: "dlc")
-                }
-                dlc = Int(value)
+            case UInt8(ascii: "l"): lengthToken = token
+            case UInt8(ascii: "L"): dlcToken = token
             default:
                 // N (message number), R (reserved) and columns this reader does not use.
                 guard token != nil else {
@@ -199,9 +197,21 @@ struct PCANTRCReader: Sendable {
         case "BI": frame.isFD = true; frame.errorStateIndicator = true
         case "RR": frame.kind = .remote
         case "ER": return LogFields.busErrorFrame(at: timestamp, interface: interface)
-        case "ST", "EC", "EV": return nil   // hardware status, error counter change, event: no frame
         default:
             throw .malformed("unknown message type '\(LogFields.text(type))'", file: file, line: number, field: "type")
+        }
+        var length: Int?
+        var dlc: Int?
+        if layout.contains(UInt8(ascii: "l")) {
+            guard let lengthToken, let value = LogFields.unsigned(lengthToken, base: .dec, limit: 64) else {
+                throw .malformed("expected a data length 0…64", file: file, line: number, field: "data length")
+            }
+            length = Int(value)
+        } else if layout.contains(UInt8(ascii: "L")) {
+            guard let dlcToken, let value = LogFields.unsigned(dlcToken, base: .dec, limit: 15) else {
+                throw .malformed("expected a DLC 0…15", file: file, line: number, field: "dlc")
+            }
+            dlc = Int(value)
         }
         guard let idToken else {
             throw .malformed("expected a CAN id", file: file, line: number, field: "id")
