@@ -373,3 +373,64 @@ struct GeneratedLog: Sendable, CustomTestStringConvertible {
             """),
     ]
 }
+
+/// The command's contract around bad input: exact error line, exit status, --lenient, --format.
+@Suite struct FramesCommandTests {
+    static let badASC = """
+        base hex timestamps absolute
+           1.000000 1  123 Rx d 2 01 02
+           2.000000 1  123 Rx d 4 01 02 G1 04
+           3.000000 1  124 Rx d 1 FF
+
+        """
+
+    private func run(_ arguments: [String], stdin: String? = nil) throws -> ProcessResult {
+        try runProcess(PackagePaths.executable("daqctl").path, ["frames"] + arguments, stdin: stdin.map { Data($0.utf8) })
+    }
+
+    @Test func aBadLineStopsWithItsPlace() throws {
+        let dir = try PackagePaths.temporaryDirectory("frames-bad")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("x.asc").path
+        try Data(Self.badASC.utf8).write(to: URL(fileURLWithPath: path))
+        let result = try run([path])
+        #expect(result.status != 0)
+        #expect(result.stderr == "\(path):3 [data byte 2]: expected a hex byte, found 'G1'\n")
+        #expect(result.stdout == "(1.000000) can0 123#0102\n")
+    }
+
+    @Test func lenientSkipsAndCounts() throws {
+        let result = try run(["--lenient", "-"], stdin: Self.badASC)
+        #expect(result.status == 0)
+        #expect(result.stdout == "(1.000000) can0 123#0102\n(3.000000) can0 124#FF\n")
+        #expect(result.stderr.contains("skipped 1 line"))
+    }
+
+    @Test func formatCanBeForced() throws {
+        // Headerless ASC lines sniff as ASC; forced as candump they are malformed.
+        let text = "   1.000000 1  123 Rx d 1 AA\n"
+        #expect(try run(["-"], stdin: text).stdout == "(1.000000) can0 123#AA\n")
+        let forced = try run(["--format", "candump", "-"], stdin: text)
+        #expect(forced.status != 0 && forced.stderr.hasPrefix("-:1 [timestamp]:"))
+    }
+
+    @Test func unknownContentAsksForAFormat() throws {
+        let result = try run(["-"], stdin: "hello\n")
+        #expect(result.status != 0)
+        #expect(result.stderr.hasPrefix("-:1 [format]: cannot tell the log format"))
+    }
+
+    @Test func aMissingFileIsReported() throws {
+        let result = try run(["/nonexistent/x.asc"])
+        #expect(result.status != 0)
+        #expect(result.stderr.hasPrefix("/nonexistent/x.asc: cannot open"))
+    }
+
+    @Test func helpTeaches() throws {
+        let result = try run(["--help"])
+        #expect(result.status == 0)
+        for word in ["candump", "asc", "trc", "--lenient", "Examples", "can<N-1>"] {
+            #expect(result.stdout.contains(word), "help lacks \(word)")
+        }
+    }
+}
