@@ -4,6 +4,14 @@
 // journal, uplink, OTA. Pure modules import no Glibc and do no I/O; adapters are thin.
 import PackageDescription
 
+/// Every stage the two executables are built from.
+let stages: [Target.Dependency] = [
+    "DAQCore", "CANLogs", "DBC", "SocketCAN", "Uplink", "SystemIO", "Runtime", "Acquisition", "Experiment",
+    "Delivery", "MDF",
+    .product(name: "ArgumentParser", package: "swift-argument-parser"),
+    .product(name: "Logging", package: "swift-log"),
+]
+
 let package = Package(
     name: "DAQLink",
     platforms: [.macOS(.v14)],
@@ -32,6 +40,9 @@ let package = Package(
         // Pure: channel groups, record layout (MDF4-shaped), the raster/event sampler.
         .target(name: "Acquisition", dependencies: ["DAQCore"]),
 
+        // Pure: ASAM MDF 4.1 measurement files built from measurement layouts and records.
+        .target(name: "MDF", dependencies: ["DAQCore", "Acquisition"]),
+
         // Pure: once-and-only-once delivery state machines (device sender, collector stream).
         .target(name: "Delivery", dependencies: ["DAQCore"]),
 
@@ -46,16 +57,8 @@ let package = Package(
         .target(name: "Uplink", dependencies: ["DAQCore", "CMosquitto", "COpenSSL"]),
 
         // Executables: thin shells.
-        .executableTarget(name: "daqlink", dependencies: [
-            "DAQCore", "CANLogs", "DBC", "SocketCAN", "Uplink", "SystemIO", "Runtime", "Acquisition", "Experiment",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            .product(name: "Logging", package: "swift-log"),
-        ]),
-        .executableTarget(name: "daqctl", dependencies: [
-            "DAQCore", "CANLogs", "DBC", "SocketCAN", "Uplink", "SystemIO", "Runtime", "Acquisition", "Experiment",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            .product(name: "Logging", package: "swift-log"),
-        ]),
+        .executableTarget(name: "daqlink", dependencies: stages),
+        .executableTarget(name: "daqctl", dependencies: stages),
 
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "DAQCoreTests", dependencies: ["DAQCore"]),
@@ -63,6 +66,7 @@ let package = Package(
         .testTarget(name: "AcquisitionTests", dependencies: ["DAQCore", "Acquisition"]),
         .testTarget(name: "ExperimentTests", dependencies: ["DAQCore", "Experiment", "TestSupport"]),
         .testTarget(name: "RuntimeTests", dependencies: ["DAQCore", "Runtime"]),
+        .testTarget(name: "MDFTests", dependencies: ["DAQCore", "Acquisition", "MDF", "TestSupport"]),
         .testTarget(name: "DeliveryTests", dependencies: ["DAQCore", "Delivery"]),
         .testTarget(name: "DBCTests", dependencies: ["TestSupport", "DAQCore", "DBC"]),
         .testTarget(name: "SocketCANTests", dependencies: ["TestSupport", "DAQCore", "SocketCAN", "CANLogs"]),

@@ -31,13 +31,18 @@ public struct RecordLayout: Sendable, Hashable {
     public var recordBytes: Int { dataBytes + invalidationBytes }
 }
 
-/// The journal payload of one record: `u16 group index` + the MDF record bytes.
+/// The journal payload of one record: `u16 record id` (group index + 1) + the MDF record bytes —
+/// byte for byte a record of an unsorted MDF4 data group with 2-byte record ids, so a streaming
+/// MDF file is the journal's payloads back to back.
 public enum RecordPayload {
     /// Bytes before the MDF record.
     public static let headerBytes = 2
 
+    /// The record id written for group `index` (MDF record ids start at 1 here).
+    public static func recordID(group index: Int) -> UInt16 { UInt16(index + 1) }
+
     /// The group index of a record payload.
     public static func groupIndex(_ payload: UnsafeRawBufferPointer) -> Int {
-        Int(payload[0]) | Int(payload[1]) << 8
+        (Int(payload[0]) | Int(payload[1]) << 8) - 1
     }
 }

@@ -3,7 +3,7 @@
 import DAQCore
 
 /// Records produced by the sampler, packed back to back as journal payloads
-/// (`u16 group index` + MDF record bytes), ready to append to the journal.
+/// (`u16 record id` + MDF record bytes, see `RecordPayload`), ready to append to the journal.
 public struct RecordBuffer: Sendable {
     public private(set) var bytes: [UInt8] = []
     /// Start offset of each record in `bytes`.
@@ -186,7 +186,7 @@ public struct Sampler: Sendable {
         let storages = groups[group].channels
         let seconds = Double(time.nanoseconds - (start?.nanoseconds ?? time.nanoseconds)) / 1e9
         out.appendRecord(size: RecordPayload.headerBytes + layout.recordBytes) { raw in
-            raw.storeBytes(of: UInt16(group).littleEndian, toByteOffset: 0, as: UInt16.self)
+            raw.storeBytes(of: RecordPayload.recordID(group: group).littleEndian, toByteOffset: 0, as: UInt16.self)
             let base = RecordPayload.headerBytes
             raw.storeBytes(of: seconds.bitPattern.littleEndian, toByteOffset: base, as: UInt64.self)
             let invalidBase = base + layout.dataBytes

@@ -1,0 +1,188 @@
+// Builds ASAM MDF 4.11 files from a measurement layout and its records: one sorted data group per
+// channel group, a float64 time master, typed channels with invalidation bits, linear and
+// value-to-text conversions from the DBC, source and file-history blocks. Deterministic: the bytes
+// depend only on the layout, the records and the tool name — never on a wall clock.
+import DAQCore
+import Acquisition
+
+/// Who wrote the file (file-history block).
+public struct MDFTool: Sendable, Hashable {
+    public var name: String
+    public var vendor: String
+    public var version: String
+
+    public init(name: String = "DAQLink", vendor: String = "DAQLink", version: String = "0.1.0") {
+        self.name = name
+        self.vendor = vendor
+        self.version = version
+    }
+}
+
+/// Writes finalized MDF4 files.
+public enum MDFWriter {
+    /// A finalized MDF 4.11 file: `records[g]` holds group g's MDF records back to back
+    /// (the record bytes after the journal payload's 2-byte record id).
+    public static func finalizedFile(layout: MeasurementLayout, records: [[UInt8]], tool: MDFTool = MDFTool(),
+                                     bus: String = "CAN") -> [UInt8] {
+        precondition(records.count == layout.groups.count, "one record stream per channel group")
+        var image = MDFImage()
+        image.appendRaw(identification(finalized: true))
+
+        // ##HD at 0x40.
+        var hd = MDFFields()
+        hd.u64(UInt64(max(0, layout.start.nanoseconds)))  // start_time_ns
+        hd.i16(0); hd.i16(0)                              // tz, dst offsets
+        hd.u8(0); hd.u8(0); hd.u8(0); hd.u8(0)            // time flags, class, flags, reserved
+        hd.f64(0); hd.f64(0)                              // start angle, distance
+        let header = image.block("##HD", links: [0, 0, 0, 0, 0, 0], data: hd.bytes)
+
+        // ##FH with the tool.
+        let comment = "<FHcomment><TX>\(xml(layout.experiment))</TX><tool_id>\(xml(tool.name))</tool_id>"
+            + "<tool_vendor>\(xml(tool.vendor))</tool_vendor><tool_version>\(xml(tool.version))</tool_version></FHcomment>"
+        let fhComment = image.text(comment, id: "##MD")
+        var fh = MDFFields()
+        fh.u64(UInt64(max(0, layout.start.nanoseconds)))
+        fh.i16(0); fh.i16(0); fh.u8(0); fh.zeros(3)
+        let history = image.block("##FH", links: [0, fhComment], data: fh.bytes)
+        image.setLink(of: header, index: 1, to: history)
+
+        var previousDG: UInt64 = 0
+        for (index, group) in layout.groups.enumerated() {
+            let recordLayout = RecordLayout(group)
+            let recordSize = recordLayout.recordBytes
+            let data = records[index]
+            precondition(data.count % recordSize == 0, "group \(group.name): record bytes are not whole records")
+            let dataGroup = writeGroup(&image, group: group, layout: recordLayout, cycles: UInt64(data.count / recordSize),
+                                       records: data, bus: bus)
+            if previousDG == 0 {
+                image.setLink(of: header, index: 0, to: dataGroup)
+            } else {
+                image.setLink(of: previousDG, index: 0, to: dataGroup)
+            }
+            previousDG = dataGroup
+        }
+        return image.bytes
+    }
+
+    /// The 64-byte identification block.
+    static func identification(finalized: Bool, unfinalizedFlags: UInt16 = 0) -> [UInt8] {
+        var id = MDFFields()
+        id.bytes += Array((finalized ? "MDF     " : "UnFinMF ").utf8)
+        id.bytes += Array("4.11    ".utf8)
+        id.bytes += Array("DAQLink ".utf8)
+        id.zeros(4)
+        id.u16(411)
+        id.zeros(30)
+        id.u16(finalized ? 0 : unfinalizedFlags)
+        id.u16(0)
+        return id.bytes
+    }
+
+    private static func writeGroup(_ image: inout MDFImage, group: ChannelGroup, layout: RecordLayout, cycles: UInt64,
+                                   records: [UInt8], bus: String) -> UInt64 {
+        var dg = MDFFields()
+        dg.u8(0); dg.zeros(7)  // sorted: no record id
+        let dataGroup = image.block("##DG", links: [0, 0, 0, 0], data: dg.bytes)
+
+        let acquisitionName = image.text(group.name)
+        let sourceName = image.text(bus)
+        var si = MDFFields()
+        si.u8(2); si.u8(2); si.u8(0); si.zeros(5)  // source type BUS, bus type CAN
+        let source = image.block("##SI", links: [sourceName, 0, 0], data: si.bytes)
+
+        var cg = MDFFields()
+        cg.u64(0)                              // record id
+        cg.u64(cycles)
+        cg.u16(0)                              // flags
+        cg.u16(UInt16(UInt8(ascii: ".")))      // path separator
+        cg.u32(0)
+        cg.u32(UInt32(layout.dataBytes))
+        cg.u32(UInt32(layout.invalidationBytes))
+        let channelGroup = image.block("##CG", links: [0, 0, acquisitionName, source, 0, 0], data: cg.bytes)
+        image.setLink(of: dataGroup, index: 1, to: channelGroup)
+
+        // Time master first, then the channels in record order.
+        let timeName = image.text("time")
+        let timeUnit = image.text("s")
+        var previous = image.block("##CN", links: [0, 0, timeName, source, 0, 0, timeUnit, 0],
+                                   data: channelData(type: 2, sync: 1, dataType: 4, byteOffset: 0, bits: 64,
+                                                     invalidationBit: nil))
+        image.setLink(of: channelGroup, index: 1, to: previous)
+        for (index, channel) in group.channels.enumerated() {
+            let name = image.text(channel.name)
+            let unit = channel.unit.isEmpty ? 0 : image.text(channel.unit)
+            let conversion = writeConversion(&image, channel)
+            let dataType: UInt8
+            switch channel.storage {
+            case .unsigned: dataType = 0
+            case .signed: dataType = 2
+            case .float32, .float64: dataType = 4
+            }
+            let cn = image.block("##CN", links: [0, 0, name, source, conversion, 0, unit, 0],
+                                 data: channelData(type: 0, sync: 0, dataType: dataType,
+                                                   byteOffset: UInt32(layout.valueOffsets[index]),
+                                                   bits: UInt32(channel.storage.byteCount * 8),
+                                                   invalidationBit: UInt32(index)))
+            image.setLink(of: previous, index: 0, to: cn)
+            previous = cn
+        }
+
+        let dataBlock = image.block("##DT", links: [], data: records)
+        image.setLink(of: dataGroup, index: 2, to: dataBlock)
+        return dataGroup
+    }
+
+    private static func channelData(type: UInt8, sync: UInt8, dataType: UInt8, byteOffset: UInt32, bits: UInt32,
+                                     invalidationBit: UInt32?) -> [UInt8] {
+        var cn = MDFFields()
+        cn.u8(type); cn.u8(sync); cn.u8(dataType); cn.u8(0)
+        cn.u32(byteOffset)
+        cn.u32(bits)
+        cn.u32(invalidationBit == nil ? 0 : 0x02)   // flags: invalidation bit valid
+        cn.u32(invalidationBit ?? 0)
+        cn.u8(0); cn.u8(0); cn.u16(0)
+        for _ in 0..<6 { cn.f64(0) }
+        return cn.bytes
+    }
+
+    /// Linear conversion for scaled raw channels; value-to-text for value tables (its default
+    /// falls back to the linear conversion, so untabled raw values still read physical).
+    private static func writeConversion(_ image: inout MDFImage, _ channel: ChannelSpec) -> UInt64 {
+        let isRaw: Bool
+        switch channel.storage {
+        case .unsigned, .signed: isRaw = true
+        case .float32, .float64: isRaw = false
+        }
+        var linear: UInt64 = 0
+        if isRaw && (channel.factor != 1 || channel.offset != 0) {
+            var cc = MDFFields()
+            cc.u8(1); cc.u8(0); cc.u16(0); cc.u16(0); cc.u16(2)
+            cc.f64(0); cc.f64(0)
+            cc.f64(channel.offset); cc.f64(channel.factor)
+            linear = image.block("##CC", links: [0, 0, 0, 0], data: cc.bytes)
+        }
+        let tableApplies = !channel.valueTable.isEmpty && (isRaw || (channel.factor == 1 && channel.offset == 0))
+        guard tableApplies else { return linear }
+        let entries = channel.valueTable.sorted { $0.key < $1.key }
+        var refs: [UInt64] = [0, 0, 0, 0]
+        for entry in entries { refs.append(image.text(entry.text)) }
+        refs.append(linear)
+        var cc = MDFFields()
+        cc.u8(7); cc.u8(0); cc.u16(0); cc.u16(UInt16(entries.count + 1)); cc.u16(UInt16(entries.count))
+        cc.f64(0); cc.f64(0)
+        for entry in entries { cc.f64(Double(entry.key)) }
+        return image.block("##CC", links: refs, data: cc.bytes)
+    }
+
+    private static func xml(_ text: String) -> String {
+        text.replacingAll("&", "&amp;").replacingAll("<", "&lt;").replacingAll(">", "&gt;")
+    }
+}
+
+extension String {
+    fileprivate func replacingAll(_ target: Character, _ replacement: String) -> String {
+        var out = ""
+        for character in self { if character == target { out += replacement } else { out.append(character) } }
+        return out
+    }
+}

@@ -1,0 +1,161 @@
+// One MQTT 5 connection over TLS 1.3 with a client certificate, driven by the caller's poll loop
+// (mosquitto_socket / want_write / loop_read / loop_write / loop_misc): no libmosquitto thread.
+// A connection is used once: after a disconnect, make a new one. libmosquitto would otherwise
+// resend its whole internal queue on reconnect (with DUP set even for never-sent messages), and
+// the delivery state machine already decides exactly what to resend.
+internal import CMosquitto
+import DAQCore
+
+/// Files for mutual TLS.
+public struct MQTTTLSFiles: Sendable, Hashable {
+    public var caFile: String
+    public var certificateFile: String
+    public var keyFile: String
+
+    public init(caFile: String, certificateFile: String, keyFile: String) {
+        self.caFile = caFile
+        self.certificateFile = certificateFile
+        self.keyFile = keyFile
+    }
+}
+
+/// Something that happened on the connection, recorded by libmosquitto's callbacks and handed to
+/// the loop by `drainEvents()`.
+public enum MQTTEvent: Sendable, Equatable {
+    /// CONNACK with its reason code (0 = accepted).
+    case connected(reasonCode: Int32)
+    /// The connection ended (rc 0 = we asked for it).
+    case disconnected(reasonCode: Int32)
+    /// PUBACK for message `mid` with its MQTT 5 reason code.
+    case published(mid: Int32, reasonCode: Int32)
+    case subscribed(mid: Int32)
+    case message(topic: String, payload: [UInt8])
+}
+
+/// A single-use MQTT 5 client connection.
+public final class MQTTConnection {
+    private let handle: OpaquePointer
+    private var events: [MQTTEvent] = []
+    public let clientID: String
+
+    /// Creates the client; nothing touches the network until `connect`.
+    /// - Parameters:
+    ///   - cleanStart: false with `sessionExpiry` > 0 keeps a durable session (the collector).
+    public init(clientID: String, tls: MQTTTLSFiles?, cleanStart: Bool = true) throws(DAQError) {
+        MQTTLibrary.initialize()
+        self.clientID = clientID
+        guard let handle = mosquitto_new(clientID, cleanStart, nil) else {
+            throw DAQError(.system, "mosquitto_new failed for client \(clientID)")
+        }
+        self.handle = handle
+        mosquitto_user_data_set(handle, Unmanaged.passUnretained(self).toOpaque())
+        // The user data is this object, unretained: it lives as long as the handle, which deinit destroys.
+        try check(mosquitto_int_option(handle, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5), "protocol version")
+        _ = mosquitto_int_option(handle, MOSQ_OPT_TCP_NODELAY, 1)
+        if let tls {
+            try check(mosquitto_tls_set(handle, tls.caFile, nil, tls.certificateFile, tls.keyFile, nil), "TLS files (\(tls.certificateFile))")
+            try check(mosquitto_tls_opts_set(handle, 1, "tlsv1.3", nil), "TLS 1.3")
+            try check(mosquitto_tls_insecure_set(handle, false), "TLS hostname check")
+        }
+        mosquitto_connect_v5_callback_set(handle) { _, context, rc, _, _ in
+            MQTTConnection.from(context).events.append(.connected(reasonCode: rc))
+        }
+        mosquitto_disconnect_v5_callback_set(handle) { _, context, rc, _ in
+            MQTTConnection.from(context).events.append(.disconnected(reasonCode: rc))
+        }
+        mosquitto_publish_v5_callback_set(handle) { _, context, mid, rc, _ in
+            MQTTConnection.from(context).events.append(.published(mid: mid, reasonCode: rc))
+        }
+        mosquitto_subscribe_callback_set(handle) { _, context, mid, _, _ in
+            MQTTConnection.from(context).events.append(.subscribed(mid: mid))
+        }
+        mosquitto_message_v5_callback_set(handle) { _, context, message, _ in
+            guard let message = message?.pointee else { return }
+            let topic = String(cString: message.topic)
+            let payload = message.payloadlen > 0 && message.payload != nil
+                ? Array(UnsafeRawBufferPointer(start: message.payload, count: Int(message.payloadlen)))
+                : []
+            MQTTConnection.from(context).events.append(.message(topic: topic, payload: payload))
+        }
+    }
+
+    deinit { mosquitto_destroy(handle) }
+
+    private static func from(_ context: UnsafeMutableRawPointer?) -> MQTTConnection {
+        Unmanaged<MQTTConnection>.fromOpaque(context!).takeUnretainedValue()
+    }
+
+    private func check(_ rc: Int32, _ what: String) throws(DAQError) {
+        guard rc == MOSQ_ERR_SUCCESS.rawValue else {
+            throw DAQError(.system, "mosquitto: \(what): \(String(cString: mosquitto_strerror(rc)))")
+        }
+    }
+
+    /// Starts connecting without waiting for the broker (TCP connect to an IP literal does not
+    /// block; the TLS handshake and CONNACK proceed in `handleReadable`/`handleWritable`).
+    public func connectAsync(host: String, port: Int, keepalive: Int = 30) throws(DAQError) {
+        try check(mosquitto_connect_async(handle, host, Int32(port), Int32(keepalive)), "connect to \(host):\(port)")
+    }
+
+    /// Connects with a durable MQTT 5 session (clean start off, session expiry set). Blocks for the
+    /// TCP connect and TLS handshake: for the fleet-side collector, not the device loop.
+    public func connectDurable(host: String, port: Int, sessionExpiry: UInt32, keepalive: Int = 30) throws(DAQError) {
+        var properties: OpaquePointer? = nil
+        defer { mosquitto_property_free_all(&properties) }
+        _ = mosquitto_property_add_int32(&properties, Int32(MQTT_PROP_SESSION_EXPIRY_INTERVAL.rawValue), sessionExpiry)
+        try check(mosquitto_connect_bind_v5(handle, host, Int32(port), Int32(keepalive), nil, properties), "connect to \(host):\(port)")
+    }
+
+    /// The socket to poll, or nil when not connected.
+    public var socket: Int32? {
+        let fd = mosquitto_socket(handle)
+        return fd >= 0 ? fd : nil
+    }
+
+    /// True while libmosquitto has bytes to write (poll for POLLOUT).
+    public var wantsWrite: Bool { mosquitto_want_write(handle) }
+
+    /// Call when the socket is readable. Returns false when the connection failed.
+    @discardableResult
+    public func handleReadable() -> Bool { mosquitto_loop_read(handle, 16) == MOSQ_ERR_SUCCESS.rawValue }
+
+    /// Call when the socket is writable. Returns false when the connection failed.
+    @discardableResult
+    public func handleWritable() -> Bool { mosquitto_loop_write(handle, 16) == MOSQ_ERR_SUCCESS.rawValue }
+
+    /// Keepalive and timeouts; call about once a second. Returns false when the connection is gone.
+    @discardableResult
+    public func handlePeriodic() -> Bool { mosquitto_loop_misc(handle) == MOSQ_ERR_SUCCESS.rawValue }
+
+    /// Queues a QoS 1 publish; returns its message id.
+    public func publish(topic: String, payload: UnsafeRawBufferPointer, qos: Int32 = 1) throws(DAQError) -> Int32 {
+        var mid: Int32 = 0
+        try check(mosquitto_publish_v5(handle, &mid, topic, Int32(payload.count), payload.baseAddress, qos, false, nil),
+                  "publish to \(topic)")
+        return mid
+    }
+
+    public func subscribe(_ pattern: String, qos: Int32 = 1) throws(DAQError) {
+        try check(mosquitto_subscribe_v5(handle, nil, pattern, qos, 0, nil), "subscribe to \(pattern)")
+    }
+
+    public func disconnect() { _ = mosquitto_disconnect_v5(handle, 0, nil) }
+
+    /// Events recorded since the last call, in order.
+    public func drainEvents() -> [MQTTEvent] {
+        defer { events.removeAll(keepingCapacity: true) }
+        return events
+    }
+}
+
+/// Process-wide libmosquitto initialisation (idempotent; safe to call from the one loop thread).
+enum MQTTLibrary {
+    static func initialize() {
+        _ = initialized
+    }
+
+    private static let initialized: Bool = {
+        mosquitto_lib_init()
+        return true
+    }()
+}
