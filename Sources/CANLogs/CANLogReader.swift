@@ -7,6 +7,9 @@ public struct CANLogReader: Sendable {
     public let format: CANLogFormat
     /// The file name used in error messages.
     public let file: String
+    // Per-format header state: ASC number base and timestamp mode, TRC version and columns.
+    private var asc = VectorASCReader()
+    private var trc = PCANTRCReader()
 
     public init(format: CANLogFormat, file: String) {
         self.format = format
@@ -19,8 +22,10 @@ public struct CANLogReader: Sendable {
         switch format {
         case .candump:
             return try CandumpLine.parse(line, number: number, file: file)
-        case .asc, .trc:
-            throw DAQError(.unsupported, "\(format) reader not written yet", at: InputLocation(file: file, line: number))
+        case .asc:
+            return try asc.frame(fromLine: line, number: number, file: file)
+        case .trc:
+            return try trc.frame(fromLine: line, number: number, file: file)
         }
     }
 }

@@ -20,6 +20,17 @@ public final class SystemClock: MonotonicClock, @unchecked Sendable {
         return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
     }
 
+    /// CLOCK_MONOTONIC in nanoseconds, without an instance.
+    public static func monotonicNow() -> Int64 { SystemClock().now() }
+
+    /// Sleeps until CLOCK_MONOTONIC reads `deadline` (absolute clock_nanosleep: time spent before
+    /// the call does not add up). Returns false when a signal cut it short.
+    @discardableResult
+    public static func sleep(until deadline: Int64) -> Bool {
+        var target = timespec(tv_sec: Int(deadline / 1_000_000_000), tv_nsec: Int(deadline % 1_000_000_000))
+        return clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &target, nil) == 0
+    }
+
     /// Wall-clock time (CLOCK_REALTIME) in ns since the Unix epoch, for kernel-timestamp comparisons.
     public static func realtime() -> Int64 {
         var ts = timespec()

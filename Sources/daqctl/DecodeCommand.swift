@@ -27,7 +27,8 @@ struct DecodeCommand: ParsableCommand {
 
             Frames with ids not in the DBC, and remote/error frames, are skipped and counted on \
             standard error. A malformed log line stops the command with file:line [field]; with \
-            --lenient such lines are skipped and counted instead.
+            --lenient such lines are skipped and counted instead. The log format (candump -l, \
+            Vector ASC, PCAN TRC) comes from the extension, else from the first line; --format forces it.
 
             Examples:
               daqctl decode --dbc vehicle.dbc drive.log > drive.jsonl
@@ -39,47 +40,77 @@ struct DecodeCommand: ParsableCommand {
     @Option(help: "The DBC file describing the messages.")
     var dbc: String
 
-    @Argument(help: "The log file (candump -l; '-' for standard input).")
+    @Argument(help: "The log file (candump -l, .asc or .trc; '-' for standard input).")
     var log: String
+
+    @Option(help: "Read the log as this format instead of detecting it (candump, asc, trc).")
+    var format: CANLogFormat?
 
     @Flag(help: "Skip malformed log lines (counted on standard error) instead of stopping at the first.")
     var lenient = false
 
     func run() throws {
-        let database = try Self.loadDatabase(path: dbc)
-        let decoder = DBCDecoder(database)
-        let format = log == "-" ? .candump : (CANLogFormat.detect(fileName: log, head: LineFile.head(of: log)) ?? .candump)
-        var reader = CANLogReader(format: format, file: log)
-        let file = try LineFile(path: log)
-        var output = DecodeOutput(decoder: decoder)
-        var values = decoder.makeValues()
+        var output: DecodeOutput
         var counts = (decoded: 0, unknown: 0, notData: 0, malformed: 0)
-        let lenient = lenient
         do {
-            try file.forEachLine { (line, number) throws(DAQError) in
-                let frame: CANFrame?
-                do throws(DAQError) {
-                    frame = try reader.frame(fromLine: line, number: number)
-                } catch {
-                    guard lenient, error.code == .malformedInput else { throw error }
-                    counts.malformed += 1
-                    return
+            let database = try Self.loadDatabase(path: dbc)
+            let decoder = DBCDecoder(database)
+            output = DecodeOutput(decoder: decoder)
+            var values = decoder.makeValues()
+            var reader = format.map { CANLogReader(format: $0, file: log) }
+            if reader == nil, let byName = CANLogFormat.detect(fileName: log, head: []) {
+                reader = CANLogReader(format: byName, file: log)
+            }
+            let file = try LineFile(path: log)
+            let lenient = lenient
+            do {
+                try file.forEachLine { (rawLine, number) throws(DAQError) in
+                    var line = rawLine
+                    // A UTF-8 byte order mark (Windows tools) is not part of the first line's text.
+                    if number == 1, line.count >= 3, line[0] == 0xEF, line[1] == 0xBB, line[2] == 0xBF {
+                        line = UnsafeBufferPointer(rebasing: line[3...])
+                    }
+                    if reader == nil {
+                        // No extension to go by (standard input, say): the first non-blank line decides.
+                        guard line.contains(where: { $0 != 0x20 && $0 != 0x09 }) else { return }
+                        guard let sniffed = CANLogFormat.sniff(line) else {
+                            throw DAQError(.malformedInput,
+                                           "cannot tell the log format from this line; use --format candump|asc|trc",
+                                           at: InputLocation(file: log, line: number, field: "format"))
+                        }
+                        reader = CANLogReader(format: sniffed, file: log)
+                    }
+                    let frame: CANFrame?
+                    do throws(DAQError) {
+                        frame = try reader!.frame(fromLine: line, number: number)
+                    } catch {
+                        guard lenient, error.code == .malformedInput else { throw error }
+                        counts.malformed += 1
+                        return
+                    }
+                    guard let frame else { return }
+                    guard frame.kind == .data else { counts.notData += 1; return }
+                    guard let message = decoder.decode(frame, into: &values) else { counts.unknown += 1; return }
+                    counts.decoded += 1
+                    output.append(frame: frame, message: message, values: values)
                 }
-                guard let frame else { return }
-                guard frame.kind == .data else { counts.notData += 1; return }
-                guard let message = decoder.decode(frame, into: &values) else { counts.unknown += 1; return }
-                counts.decoded += 1
-                output.append(frame: frame, message: message, values: values)
+            } catch {
+                output.flush()
+                throw error
             }
         } catch {
-            output.flush()
-            throw error
+            writeError("\(error)\n")
+            throw ExitCode(1)
         }
         output.flush()
         var summary = "daqctl decode: \(counts.decoded) frames decoded, \(counts.unknown) skipped (id not in \(dbc))"
         if counts.notData > 0 { summary += ", \(counts.notData) skipped (remote or error frames)" }
         if counts.malformed > 0 { summary += ", \(counts.malformed) malformed lines skipped" }
-        FileHandle.standardError.write(Data((summary + "\n").utf8))
+        writeError(summary + "\n")
+    }
+
+    private func writeError(_ text: String) {
+        FileHandle.standardError.write(Data(text.utf8))
     }
 
     /// Reads and parses a DBC file (the pure DBC module does no I/O).

@@ -3,6 +3,7 @@
 import ArgumentParser
 import DAQCore
 import SocketCAN
+import Runtime
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -73,7 +74,7 @@ struct ListenCommand: ParsableCommand {
             printError("daqctl listen: listening on \(bus.interface) (\(bus.timestampSource.rawValue), rcvbuf \(bus.receiveBufferBytes) B)")
         }
 
-        let deadline = duration.map { MonotonicClock.now() + Int64($0 * 1e9) }
+        let deadline = duration.map { SystemClock.monotonicNow() + Int64($0 * 1e9) }
         var remaining = count ?? Int.max
         var frames: [CANFrame] = []
         frames.reserveCapacity(256)
@@ -81,7 +82,7 @@ struct ListenCommand: ParsableCommand {
         loop: while remaining > 0 && !StopSignal.isRaised {
             var timeout: Int64? = nil
             if let deadline {
-                timeout = deadline - MonotonicClock.now()
+                timeout = deadline - SystemClock.monotonicNow()
                 if timeout! <= 0 { break loop }
             }
             let ready = try buses.wait(timeoutNanoseconds: timeout)

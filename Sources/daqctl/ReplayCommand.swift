@@ -4,6 +4,7 @@ import ArgumentParser
 import CANLogs
 import DAQCore
 import SocketCAN
+import Runtime
 import SystemIO
 #if canImport(Glibc)
 import Glibc
@@ -69,7 +70,7 @@ struct ReplayCommand: ParsableCommand {
 
         StopSignal.install()
         var stats = ReplayStatistics()
-        let started = MonotonicClock.now()
+        let started = SystemClock.monotonicNow()
         repeat {
             let sentBefore = stats.sent
             var pacer = ReplayPacer(speed: speed)
@@ -85,11 +86,11 @@ struct ReplayCommand: ParsableCommand {
                         stats.skipped += 1
                         return
                     }
-                    if let deadline = pacer.deadline(for: frame.timestamp, now: MonotonicClock.now()) {
-                        while MonotonicClock.now() < deadline {
-                            if !MonotonicClock.sleep(until: deadline), StopSignal.isRaised { throw .interrupted }
+                    if let deadline = pacer.deadline(for: frame.timestamp, now: SystemClock.monotonicNow()) {
+                        while SystemClock.monotonicNow() < deadline {
+                            if !SystemClock.sleep(until: deadline), StopSignal.isRaised { throw .interrupted }
                         }
-                        stats.maxLateness = max(stats.maxLateness, MonotonicClock.now() - deadline)
+                        stats.maxLateness = max(stats.maxLateness, SystemClock.monotonicNow() - deadline)
                     }
                     try send(frame, on: index, of: buses, stats: &stats)
                 }
@@ -103,7 +104,7 @@ struct ReplayCommand: ParsableCommand {
             if stats.sent == sentBefore { break }
         } while loopForever && !StopSignal.isRaised
 
-        let elapsed = Double(MonotonicClock.now() - started) / 1e9
+        let elapsed = Double(SystemClock.monotonicNow() - started) / 1e9
         let rate = elapsed > 0 ? Double(stats.sent) / elapsed : 0
         printError("replay summary: sent=\(stats.sent) skipped=\(stats.skipped) passes=\(stats.passes) "
                    + "elapsed=\(formatted(elapsed))s rate=\(Int(rate))/s speed=\(speed) "

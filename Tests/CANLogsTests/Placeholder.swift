@@ -1,2 +1,0 @@
-// Tests for this stage arrive with it.
-import Testing
