@@ -47,7 +47,7 @@ let package = Package(
         .target(name: "Delivery", dependencies: ["DAQCore"]),
 
         // Experiment files (TOML) and their binding to DBC signals.
-        .target(name: "Experiment", dependencies: ["DAQCore", "Acquisition", .product(name: "TOMLKit", package: "TOMLKit")]),
+        .target(name: "Experiment", dependencies: ["DAQCore", "Acquisition", "DBC", .product(name: "TOMLKit", package: "TOMLKit")]),
 
         // Adapters.
         .target(name: "SystemIO", dependencies: ["DAQCore"]),
