@@ -27,20 +27,24 @@ let package = Package(
         .target(name: "CANLogs", dependencies: ["DAQCore"]),
         // Pure: DBC parser and signal decoder.
         .target(name: "DBC", dependencies: ["DAQCore"]),
+        // Pure: journal format (CRC32C, entry framing, segment header, recovery scan, group commit).
+        .target(name: "Journal", dependencies: ["DAQCore"]),
 
         // Adapters.
         .target(name: "SystemIO", dependencies: ["DAQCore"]),
         .target(name: "SocketCAN", dependencies: ["DAQCore", "CSocketCAN"]),
         .target(name: "Uplink", dependencies: ["DAQCore", "CMosquitto", "COpenSSL"]),
+        // Adapter: the journal on disk (segments, fsync, ack cursor, quota, reader, verify).
+        .target(name: "JournalStore", dependencies: ["DAQCore", "Journal"]),
 
         // Executables: thin shells.
         .executableTarget(name: "daqlink", dependencies: [
-            "DAQCore", "CANLogs", "DBC", "SocketCAN", "Uplink", "SystemIO",
+            "DAQCore", "CANLogs", "DBC", "SocketCAN", "Uplink", "SystemIO", "Journal", "JournalStore",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "daqctl", dependencies: [
-            "DAQCore", "CANLogs", "DBC", "SocketCAN", "Uplink", "SystemIO",
+            "DAQCore", "CANLogs", "DBC", "SocketCAN", "Uplink", "SystemIO", "Journal", "JournalStore",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -50,6 +54,8 @@ let package = Package(
         .testTarget(name: "CANLogsTests", dependencies: ["TestSupport", "DAQCore", "CANLogs"]),
         .testTarget(name: "DBCTests", dependencies: ["TestSupport", "DAQCore", "DBC"]),
         .testTarget(name: "SocketCANTests", dependencies: ["TestSupport", "DAQCore", "SocketCAN", "CANLogs"]),
+        .testTarget(name: "JournalTests", dependencies: ["DAQCore", "Journal"]),
+        .testTarget(name: "JournalStoreTests", dependencies: ["TestSupport", "DAQCore", "Journal", "JournalStore"]),
         .testTarget(name: "OracleTests", dependencies: ["TestSupport", "DAQCore", "CANLogs", "DBC", "SystemIO"]),
     ],
     swiftLanguageModes: [.v6]
