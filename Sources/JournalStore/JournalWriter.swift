@@ -25,7 +25,8 @@ public final class JournalWriter {
     public private(set) var lastSyncedSequence: UInt64
     /// Every entry up to here has been acknowledged by the collector (persisted in `ack`).
     public private(set) var acknowledgedUpTo: UInt64
-    /// Bytes the journal occupies (segment files + ack file), as counted against the quota.
+    /// Bytes the journal occupies as counted against the quota: segment files plus the ack file's
+    /// 28 bytes (reserved from the start, so persisting the first ack never breaks the quota).
     public private(set) var journalBytes: Int
 
     private let layout: JournalLayout
@@ -34,7 +35,6 @@ public final class JournalWriter {
     private var activeLength: Int
     /// Retained segments, oldest first; the last one is the active segment.
     private var segments: [(firstSequence: UInt64, bytes: Int)]
-    private var hasAckFile: Bool
     private var scratch: [UInt8] = []
     /// Set when an fsync failed: the page cache's state is then unknown, so the only safe way on
     /// is to reopen (which rescans what is really on disk).
@@ -45,7 +45,7 @@ public final class JournalWriter {
     public var nextSequence: UInt64 { lastSequence + 1 }
     /// The oldest sequence number still in the journal.
     public var oldestSequence: UInt64 { segments[0].firstSequence }
-    /// Bytes appended but not yet synced.
+    /// The file name of the segment appends go to.
     public var activeSegmentName: String { SegmentName.name(firstSequence: segments[segments.count - 1].firstSequence) }
 
     /// Opens `directory` (creating it and a first segment if needed), recovers the last segment
@@ -119,8 +119,7 @@ public final class JournalWriter {
         lastSyncedSequence = lastSequence
 
         var acked: UInt64 = 0
-        hasAckFile = FileOps.exists(layout.ackPath)
-        if hasAckFile {
+        if FileOps.exists(layout.ackPath) {
             let bytes: [UInt8]
             do { bytes = try FileOps.readFile(layout.ackPath) } catch { throw error.daqError("read ack cursor", path: layout.ackPath) }
             if let record = AckRecord.parse(bytes), record.epoch == epoch {
@@ -137,7 +136,7 @@ public final class JournalWriter {
             recovery.ackCursorReset = true
         }
         acknowledgedUpTo = acked
-        journalBytes = sizes.reduce(0) { $0 + $1.bytes } + (hasAckFile ? AckRecord.length : 0)
+        journalBytes = sizes.reduce(0) { $0 + $1.bytes } + AckRecord.length
         self.recovery = recovery
         opened = true
     }
@@ -236,10 +235,6 @@ public final class JournalWriter {
         } catch {
             throw error.daqError("write ack cursor", path: layout.ackTemporaryPath)
         }
-        if !hasAckFile {
-            hasAckFile = true
-            journalBytes += AckRecord.length
-        }
         acknowledgedUpTo = sequence
     }
 
@@ -296,7 +291,7 @@ public final class JournalWriter {
             fd = try JournalWriter.createSegment(layout: layout, directoryFD: directoryFD, header: header)
         } catch where error.code == .journalFull {
             guard deleteAcknowledgedSegments(upTo: acknowledgedUpTo, while: { true }, limit: 1) > 0 else {
-                throw fullError(SegmentHeader.length, cause: error.message)
+                throw fullError(SegmentHeader.length, cause: "filesystem full (\(error.message))")
             }
             fd = try JournalWriter.createSegment(layout: layout, directoryFD: directoryFD, header: header)
         }
