@@ -13,7 +13,7 @@ struct JournalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "journal",
         abstract: "Inspect a device journal (append-only segments with CRC32C framing).",
-        subcommands: [JournalVerifyCommand.self, JournalWriteTestCommand.self]
+        subcommands: [JournalVerifyCommand.self, JournalWriteTestCommand.self, JournalBenchCommand.self]
     )
 }
 
@@ -99,6 +99,74 @@ struct JournalWriteTestCommand: ParsableCommand {
         }
         try syncAndReport()
         try writer.close()
+    }
+}
+
+/// Measures CRC32C and append throughput with the real writer (release builds only mean anything).
+struct JournalBenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure CRC32C and append(+fdatasync) throughput into a scratch journal directory.",
+        shouldDisplay: false
+    )
+
+    @Option(help: "Scratch journal directory (must not exist).") var dir: String
+    @Option(help: "Payload size in bytes.") var payload: Int = 200
+    @Option(name: .customLong("total-mib"), help: "Payload MiB to append.") var totalMiB: Int = 256
+    @Option(name: .customLong("sync-every-bytes"), help: "fdatasync when this many bytes are pending (0 = only at the end).")
+    var syncEveryBytes: Int = 0
+
+    func run() throws {
+        let bytes = JournalTestPattern.payload(sequence: 1, seed: 1, minLength: payload, maxLength: payload)
+        let total = totalMiB << 20
+        let count = max(1, total / max(payload, 1))
+        var crcSink: UInt32 = 0
+        let crcSeconds = elapsed {
+            let block = JournalTestPattern.payload(sequence: 2, seed: 2, minLength: 1 << 20, maxLength: 1 << 20)
+            for _ in 0..<totalMiB { crcSink ^= CRC32C.checksum(block) }
+        }
+        print("crc32c: \(totalMiB) MiB in \(format(crcSeconds)) s = \(format(Double(totalMiB) / crcSeconds)) MiB/s (\(crcSink & 1))")
+
+        let writer = try JournalWriter(directory: dir,
+                                       configuration: JournalConfiguration(epoch: 1, quotaBytes: Int.max / 4))
+        var pending = 0
+        var syncs = 0
+        var failure: (any Error)?
+        let seconds = elapsed {
+            do {
+                for _ in 0..<count {
+                    try writer.append(kind: .record, payload: bytes)
+                    pending += JournalFraming.framedLength(payloadLength: bytes.count)
+                    if syncEveryBytes > 0 && pending >= syncEveryBytes {
+                        try writer.sync()
+                        pending = 0
+                        syncs += 1
+                    }
+                }
+                try writer.sync()
+            } catch {
+                failure = error
+            }
+        }
+        if let failure { throw failure }
+        try writer.close()
+        let mib = Double(count * payload) / Double(1 << 20)
+        print("append \(payload) B payloads, \(syncEveryBytes > 0 ? "fdatasync every \(syncEveryBytes) B (\(syncs) syncs)" : "one sync at the end"): "
+              + "\(count) entries in \(format(seconds)) s = \(format(Double(count) / seconds / 1e3)) k entries/s, "
+              + "\(format(mib / seconds)) MiB/s of payload")
+    }
+
+    private func elapsed(_ body: () -> Void) -> Double {
+        var start = timespec(), end = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &start)
+        body()
+        clock_gettime(CLOCK_MONOTONIC, &end)
+        return Double(end.tv_sec - start.tv_sec) + Double(end.tv_nsec - start.tv_nsec) / 1e9
+    }
+
+    private func format(_ value: Double) -> String {
+        let scaled = (value * 100).rounded() / 100
+        return String(scaled)
     }
 }
 
