@@ -13,8 +13,8 @@ public final class JournalReader {
     public let directory: String
     private let layout: JournalLayout
     private let startSequence: UInt64
-    private var firsts: [UInt64]
-    private var index = 0
+    /// First seq of the segment being read (0 before one is open).
+    private var currentFirst: UInt64 = 0
     private var fd: Int32 = -1
     private var headerRead = false
     private var offset = SegmentHeader.length
@@ -32,14 +32,13 @@ public final class JournalReader {
         self.directory = directory
         layout = JournalLayout(directory: directory)
         startSequence = max(sequence, 1)
-        firsts = try layout.segmentFirstSequences()
+        let firsts = try layout.segmentFirstSequences()
         if let oldest = firsts.first {
             guard startSequence >= oldest else {
                 throw DAQError(.journalMisuse, "seq \(startSequence) is no longer in the journal (oldest is \(oldest))",
                                at: InputLocation(file: directory))
             }
-            index = firsts.lastIndex { $0 <= startSequence } ?? 0
-            try openSegment()
+            try openSegment(firsts.last { $0 <= startSequence } ?? oldest)
         }
     }
 
@@ -49,10 +48,9 @@ public final class JournalReader {
     public func next() throws(DAQError) -> JournalEntry? {
         while true {
             if fd < 0 {
-                firsts = try layout.segmentFirstSequences()
-                guard !firsts.isEmpty else { return nil }
-                index = firsts.lastIndex { $0 <= startSequence } ?? 0
-                try openSegment()
+                let firsts = try layout.segmentFirstSequences()
+                guard let oldest = firsts.first else { return nil }
+                try openSegment(firsts.last { $0 <= startSequence } ?? oldest)
             }
             if !headerRead {
                 guard try readHeader() else { return nil }
@@ -76,19 +74,15 @@ public final class JournalReader {
                     bufferOffset = offset
                 }
                 if fresh.count >= needed { continue }
-                // At the end of this segment's bytes: move on if a newer segment exists.
-                if index == firsts.count - 1 {
-                    firsts = try layout.segmentFirstSequences()
-                    guard let position = firsts.firstIndex(of: currentFirst), position < firsts.count - 1 else {
-                        return nil
-                    }
-                    index = position
+                // At the end of this segment's bytes: move on if a newer segment exists (looked up
+                // by name, so retention deleting older segments meanwhile does not matter).
+                guard let newer = try layout.segmentFirstSequences().first(where: { $0 > currentFirst }) else {
+                    return nil
                 }
                 guard fresh.isEmpty else {
                     throw corrupt(.torn(needed: needed, available: fresh.count), at: offset)
                 }
-                index += 1
-                try openSegment()
+                try openSegment(newer)
             case .invalid(let defect):
                 throw corrupt(defect, at: offset)
             }
@@ -97,7 +91,6 @@ public final class JournalReader {
 
     // MARK: - Internals
 
-    private var currentFirst: UInt64 { firsts[index] }
     private var currentPath: String { layout.segmentPath(firstSequence: currentFirst) }
 
     private func corrupt(_ defect: JournalDefect, at offset: Int) -> DAQError {
@@ -110,14 +103,19 @@ public final class JournalReader {
         }
     }
 
-    private func openSegment() throws(DAQError) {
+    private func openSegment(_ first: UInt64) throws(DAQError) {
         if fd >= 0 { FileOps.close(fd) }
         fd = -1
+        currentFirst = first
         do { fd = try FileOps.open(currentPath, O_RDONLY) } catch { throw error.daqError("open segment", path: currentPath) }
         headerRead = false
         offset = 0
         buffer = []
         bufferOffset = 0
+    }
+
+    private func isNewestSegment() throws(DAQError) -> Bool {
+        try layout.segmentFirstSequences().last.map { $0 <= currentFirst } ?? true
     }
 
     /// Reads and checks the current segment's header; false when the newest segment's header is
@@ -126,7 +124,7 @@ public final class JournalReader {
         let bytes = try read(count: SegmentHeader.length)
         switch SegmentHeader.parse(bytes) {
         case .failure(let defect):
-            if case .tornHeader = defect, index == firsts.count - 1 { return false }
+            if case .tornHeader = defect, try isNewestSegment() { return false }
             throw corrupt(defect, at: 0)
         case .success(let header):
             guard header.firstSequence == currentFirst else {

@@ -61,13 +61,13 @@ public final class JournalWriter {
         var opened = false
         let dirFD = directoryFD
         defer { if !opened { FileOps.close(dirFD) } }
-        do {
-            guard try FileOps.lockExclusive(directoryFD) else {
-                throw DAQError(.journalBusy, "another writer holds the journal", at: InputLocation(file: directory))
-            }
-        } catch let error as SystemCallError { throw error.daqError("lock journal directory", path: directory) }
-        catch let error as DAQError { throw error }
-        catch { preconditionFailure("unreachable") }
+        let locked: Bool
+        do { locked = try FileOps.lockExclusive(directoryFD) } catch {
+            throw error.daqError("lock journal directory", path: directory)
+        }
+        guard locked else {
+            throw DAQError(.journalBusy, "another writer holds the journal", at: InputLocation(file: directory))
+        }
 
         var recovery = JournalRecovery()
         // A crash between writing ack.tmp and renaming it leaves the old cursor in force.

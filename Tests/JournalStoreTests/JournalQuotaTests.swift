@@ -87,6 +87,32 @@ private let tmpfsMountable: Bool = {
         #expect(try JournalVerifier.verify(directory: dir).isValid)
     }
 
+    @Test func readerSurvivesRetentionOfTheSegmentItReads() throws {
+        let dir = try freshJournalDirectory("reader-retention")
+        let config = JournalConfiguration(epoch: 1, segmentSizeLimit: 2_048, quotaBytes: 8_192)
+        let writer = try JournalWriter(directory: dir, configuration: config)
+        // Fill the first segment and start a second, so the first can be wholly acknowledged.
+        while writer.activeSegmentName == SegmentName.name(firstSequence: 1) {
+            try writer.append(kind: .record, payload: pattern(writer.nextSequence, max: 100))
+        }
+        try writer.sync()
+        let reader = try JournalReader(directory: dir, from: 1)
+        var seen: [UInt64] = []
+        for _ in 0..<5 { seen.append(try #require(try reader.next()).sequence) }
+        try writer.acknowledge(upTo: writer.lastSyncedSequence)
+        while writer.oldestSequence == 1 {
+            try writer.append(kind: .record, payload: pattern(writer.nextSequence, max: 100))
+        }
+        try writer.sync()
+        #expect(!(try segmentNames(dir)).contains(SegmentName.name(firstSequence: 1)))
+        while let entry = try reader.next() {
+            #expect(entry.payload == pattern(entry.sequence, max: 100))
+            seen.append(entry.sequence)
+        }
+        #expect(seen == Array(1...writer.lastSequence))
+        try writer.close()
+    }
+
     @Test(.enabled(if: tmpfsMountable, "needs root and `mount -t tmpfs` to fill a real filesystem"))
     func filesystemFullBecomesJournalFullWithoutATornEntry() throws {
         let mountPoint = try PackagePaths.temporaryDirectory("journal-enospc").path
