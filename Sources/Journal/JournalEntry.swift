@@ -26,8 +26,10 @@ public struct JournalEntryKind: RawRepresentable, Sendable, Hashable, CustomStri
 /// A decoded entry: its sequence number, kind, payload, and its exact framed bytes (what the
 /// uplink ships so the collector can rebuild a byte-identical journal).
 public struct JournalEntry: Sendable, Hashable {
+    /// The entry's sequence number (≥ 1, consecutive across the journal).
     public var sequence: UInt64
     public var kind: JournalEntryKind
+    /// The opaque bytes the sampler appended.
     public var payload: [UInt8]
     /// Header + payload + CRC32C, exactly as stored in the segment.
     public var framed: [UInt8]
@@ -51,7 +53,9 @@ public struct JournalEntry: Sendable, Hashable {
 /// | 16     | N    | payload                                  |
 /// | 16+N   | 4    | CRC32C of bytes 0 ..< 16+N               |
 public enum JournalFraming {
+    /// Bytes before the payload.
     public static let headerLength = 16
+    /// The CRC32C after the payload.
     public static let trailerLength = 4
     /// Bytes an entry occupies beyond its payload.
     public static let overhead = headerLength + trailerLength

@@ -23,6 +23,10 @@ public final class JournalReader {
     private var expected: UInt64 = 0
     /// The stream epoch, once the first segment header was read.
     public private(set) var epoch: UInt64?
+    /// The first seq of the segment holding the entry `next()` returned last. The uplink marks
+    /// segment starts with it, so the collector cuts its copy at the same places (boundaries are
+    /// the device's decision, e.g. after a refused append or a changed size limit).
+    public private(set) var segmentFirstSequence: UInt64?
 
     private static let chunk = 256 << 10
 
@@ -66,6 +70,7 @@ public final class JournalReader {
                 guard sequence >= startSequence else { continue }
                 let framed = Array(buffer[relative..<(relative + framedLength)])
                 let payload = Array(framed[JournalFraming.headerLength..<(JournalFraming.headerLength + payloadLength)])
+                segmentFirstSequence = currentFirst
                 return JournalEntry(sequence: sequence, kind: kind, payload: payload, framed: framed)
             case .incomplete(let needed):
                 let fresh = try read(count: max(needed, JournalReader.chunk))

@@ -7,7 +7,9 @@ import Journal
 public struct JournalFault: Sendable, Hashable, CustomStringConvertible {
     /// The file (segment name or `ack`) inside the journal directory.
     public var file: String
+    /// Byte offset in that file where the problem starts.
     public var offset: Int
+    /// What is wrong, for a person.
     public var problem: String
 
     public var description: String { "\(file) offset \(offset): \(problem)" }
@@ -15,26 +17,37 @@ public struct JournalFault: Sendable, Hashable, CustomStringConvertible {
 
 /// What one segment holds.
 public struct JournalSegmentSummary: Sendable, Hashable {
+    /// The file name (`<20-digit first seq>.jnl`).
     public var name: String
+    /// The header's epoch; nil when the header is invalid.
     public var epoch: UInt64?
+    /// The first seq (the header's, when it disagrees with the name).
     public var firstSequence: UInt64
     /// nil when the segment holds no valid entry.
     public var lastSequence: UInt64?
+    /// Valid entries (up to the first fault).
     public var entries: Int
+    /// File size.
     public var bytes: Int
 }
 
 /// The result of verifying a journal directory.
 public struct JournalVerification: Sendable, Hashable {
     public var directory: String
+    /// Every segment, oldest first.
     public var segments: [JournalSegmentSummary] = []
+    /// Valid entries across all segments.
     public var entries = 0
     /// Bytes of all segment files.
     public var bytes = 0
+    /// The first and last valid seq (nil when there are no entries).
     public var firstSequence: UInt64?
     public var lastSequence: UInt64?
+    /// The epoch of the first readable segment header.
     public var epoch: UInt64?
+    /// The persisted ack cursor, when the `ack` file exists and is readable.
     public var acknowledgedUpTo: UInt64?
+    /// Everything wrong, in file order.
     public var faults: [JournalFault] = []
 
     /// No faults found.

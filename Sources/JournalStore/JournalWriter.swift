@@ -163,10 +163,10 @@ public final class JournalWriter {
         }
         let framed = JournalFraming.framedLength(payloadLength: payload.count)
         let sequence = lastSequence + 1
-        if activeLength > SegmentHeader.length && activeLength + framed > configuration.segmentSizeLimit {
-            try rotate(firstSequence: sequence)
-        }
-        try makeRoom(framed)
+        let rotating = activeLength > SegmentHeader.length && activeLength + framed > configuration.segmentSizeLimit
+        // Room first: an entry refused for the quota must not leave a new, empty segment behind.
+        try makeRoom(framed + (rotating ? SegmentHeader.length : 0))
+        if rotating { try rotate(firstSequence: sequence) }
         scratch.removeAll(keepingCapacity: true)
         JournalFraming.encode(kind: kind, sequence: sequence, payload: payload, into: &scratch)
         do {

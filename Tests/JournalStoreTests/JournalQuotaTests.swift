@@ -39,6 +39,8 @@ private let tmpfsMountable: Bool = {
         // Refused again, not silently accepted, and the sequence did not move.
         #expect(throws: DAQError.self) { try writer.append(kind: .record, payload: refusedPayload) }
         #expect(writer.lastSequence == last && writer.oldestSequence == 1)
+        // A refused append starts no new (empty) segment.
+        #expect(try fileSize(dir + "/" + writer.activeSegmentName) > SegmentHeader.length)
         try writer.sync()
         #expect(try readAll(dir).map(\.sequence) == Array(1...last))
         #expect(try JournalVerifier.verify(directory: dir).isValid)

@@ -110,6 +110,12 @@ import TestSupport
         }
         #expect(try segmentNames(dir) == report.segments.map(\.name))
         #expect(try readAll(dir).map(\.sequence) == Array(1...402))
+        // The reader tells which segment each entry is in (the uplink ships the boundaries).
+        let reader = try JournalReader(directory: dir, from: 1)
+        while let entry = try reader.next() {
+            let segment = report.segments.last { $0.firstSequence <= entry.sequence }!
+            #expect(reader.segmentFirstSequence == segment.firstSequence && reader.epoch == 5)
+        }
         #expect(try readAll(dir, from: 250).first?.sequence == 250)
         try writer.close()
     }
