@@ -33,6 +33,7 @@ private final class PipeCollector: @unchecked Sendable {
     func killNineAtRandomMomentsLosesNothingSynced(seed: UInt64) throws {
         var random = SeededGenerator(seed: seed)
         let dir = try freshJournalDirectory("crash")
+        defer { removeJournalDirectory(dir) }
         let daqctl = PackagePaths.executable("daqctl")
         let records: UInt64 = 6_000
         let arguments = ["journal", "write-test", "--dir", dir, "--records", String(records),
@@ -94,6 +95,7 @@ private final class PipeCollector: @unchecked Sendable {
     func powerCutLosesOnlyTheUnsyncedTail(seed: UInt64) throws {
         var random = SeededGenerator(seed: seed)
         let dir = try freshJournalDirectory("powercut")
+        defer { removeJournalDirectory(dir) }
         let daqctl = PackagePaths.executable("daqctl")
         let records: UInt64 = 5_000
         let arguments = ["journal", "write-test", "--dir", dir, "--records", String(records),

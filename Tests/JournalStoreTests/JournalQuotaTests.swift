@@ -10,14 +10,19 @@ import TestSupport
 /// Whether this process can mount a small tmpfs (root in a container that allows it).
 private let tmpfsMountable: Bool = {
     guard getuid() == 0, let dir = try? PackagePaths.temporaryDirectory("tmpfs-probe").path else { return false }
-    guard (try? runProcess("mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", dir]))?.status == 0 else { return false }
+    guard (try? runProcess("mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", dir]))?.status == 0 else {
+        try? FileManager.default.removeItem(atPath: dir)
+        return false
+    }
     _ = try? runProcess("umount", [dir])
+    try? FileManager.default.removeItem(atPath: dir)
     return true
 }()
 
 @Suite struct JournalQuotaTests {
     @Test func quotaFullOfUnacknowledgedEntriesRefusesAndLosesNothing() throws {
         let dir = try freshJournalDirectory("quota-full")
+        defer { removeJournalDirectory(dir) }
         let config = JournalConfiguration(epoch: 1, segmentSizeLimit: 4_096, quotaBytes: 16_384)
         let writer = try JournalWriter(directory: dir, configuration: config)
         var refused: DAQError?
@@ -68,6 +73,7 @@ private let tmpfsMountable: Bool = {
     func quotaDeletesOnlyAcknowledgedSegmentsOldestFirst(seed: UInt64) throws {
         var random = SeededGenerator(seed: seed)
         let dir = try freshJournalDirectory("quota-retain")
+        defer { removeJournalDirectory(dir) }
         let config = JournalConfiguration(epoch: 1, segmentSizeLimit: 2_048, quotaBytes: 12_288)
         let writer = try JournalWriter(directory: dir, configuration: config)
         for _ in 0..<3_000 {
@@ -91,6 +97,7 @@ private let tmpfsMountable: Bool = {
 
     @Test func readerSurvivesRetentionOfTheSegmentItReads() throws {
         let dir = try freshJournalDirectory("reader-retention")
+        defer { removeJournalDirectory(dir) }
         let config = JournalConfiguration(epoch: 1, segmentSizeLimit: 2_048, quotaBytes: 8_192)
         let writer = try JournalWriter(directory: dir, configuration: config)
         // Fill the first segment and start a second, so the first can be wholly acknowledged.
@@ -119,7 +126,10 @@ private let tmpfsMountable: Bool = {
     func filesystemFullBecomesJournalFullWithoutATornEntry() throws {
         let mountPoint = try PackagePaths.temporaryDirectory("journal-enospc").path
         try #require(try runProcess("mount", ["-t", "tmpfs", "-o", "size=256k", "tmpfs", mountPoint]).status == 0)
-        defer { _ = try? runProcess("umount", ["-l", mountPoint]) }
+        defer {
+            _ = try? runProcess("umount", ["-l", mountPoint])
+            try? FileManager.default.removeItem(atPath: mountPoint)
+        }
         let dir = mountPoint + "/journal"
         // Quota far above the filesystem: the filesystem fills first.
         let writer = try JournalWriter(directory: dir,
@@ -154,5 +164,46 @@ private let tmpfsMountable: Bool = {
         #expect(after.last?.sequence == last + 50)
         #expect(after.allSatisfy { $0.payload == pattern($0.sequence, max: 1_500) })
         #expect(try JournalVerifier.verify(directory: dir).isValid)
+    }
+
+    @Test(.enabled(if: tmpfsMountable, "needs root and `mount -t tmpfs` to fill a real filesystem"))
+    func filesystemFullInsideAnEntryWriteCutsItBack() throws {
+        let mountPoint = try PackagePaths.temporaryDirectory("journal-enospc-write").path
+        try #require(try runProcess("mount", ["-t", "tmpfs", "-o", "size=128k", "tmpfs", mountPoint]).status == 0)
+        defer {
+            _ = try? runProcess("umount", ["-l", mountPoint])
+            try? FileManager.default.removeItem(atPath: mountPoint)
+        }
+        let dir = mountPoint + "/journal"
+        // One segment bigger than the filesystem: ENOSPC hits the entry write itself (no rotation).
+        let config = JournalConfiguration(epoch: 1, segmentSizeLimit: 1 << 20, quotaBytes: 64 << 20)
+        let writer = try JournalWriter(directory: dir, configuration: config)
+        var refusals = 0
+        var attempts = 0
+        // Keep trying entries of varied sizes: big ones are refused, small ones may still fit.
+        while refusals < 20 && attempts < 10_000 {
+            attempts += 1
+            do {
+                try writer.append(kind: .record, payload: pattern(writer.nextSequence, max: 3_000))
+            } catch {
+                #expect(error.code == .journalFull)
+                refusals += 1
+            }
+        }
+        #expect(refusals == 20)
+        let last = writer.lastSequence
+        let segment = dir + "/" + writer.activeSegmentName
+        try writer.sync()
+        let report = try JournalVerifier.verify(directory: dir)
+        #expect(report.isValid, "a torn entry was left behind: \(report.faults)")
+        #expect(report.lastSequence == last && report.segments.count == 1)
+        #expect(try fileSize(segment) == report.bytes)
+        try writer.close()
+        let reopened = try JournalWriter(directory: dir, configuration: config)
+        #expect(reopened.recovery.truncatedBytes == 0 && reopened.lastSequence == last)
+        try reopened.close()
+        let entries = try readAll(dir)
+        #expect(entries.map(\.sequence) == Array(1...last))
+        #expect(entries.allSatisfy { $0.payload == pattern($0.sequence, max: 3_000) })
     }
 }

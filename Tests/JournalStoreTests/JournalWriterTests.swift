@@ -10,6 +10,7 @@ import TestSupport
 @Suite struct JournalWriterTests {
     @Test func appendReopenContinuesTheSequence() throws {
         let dir = try freshJournalDirectory("reopen")
+        defer { removeJournalDirectory(dir) }
         let writer = try JournalWriter(directory: dir, configuration: JournalConfiguration(epoch: 77))
         #expect(writer.recovery.createdNewJournal)
         for sequence in UInt64(1)...100 {
@@ -40,6 +41,7 @@ import TestSupport
         var random = SeededGenerator(seed: seed)
         for _ in 0..<8 {
             let dir = try freshJournalDirectory("torn")
+            defer { removeJournalDirectory(dir) }
             let writer = try JournalWriter(directory: dir, configuration: JournalConfiguration(epoch: 1))
             var ends: [Int] = []
             var length = SegmentHeader.length
@@ -70,6 +72,7 @@ import TestSupport
 
     @Test func garbageTailIsCutAndReported() throws {
         let dir = try freshJournalDirectory("garbage")
+        defer { removeJournalDirectory(dir) }
         let writer = try JournalWriter(directory: dir, configuration: JournalConfiguration(epoch: 1))
         for sequence in UInt64(1)...5 { try writer.append(kind: .record, payload: pattern(sequence)) }
         try writer.close()
@@ -91,6 +94,7 @@ import TestSupport
 
     @Test func rotationNamesSegmentsByFirstSequence() throws {
         let dir = try freshJournalDirectory("rotate")
+        defer { removeJournalDirectory(dir) }
         let limit = 4_096
         let writer = try JournalWriter(directory: dir,
                                        configuration: JournalConfiguration(epoch: 5, segmentSizeLimit: limit, quotaBytes: 1 << 20))
@@ -122,6 +126,7 @@ import TestSupport
 
     @Test func tornSegmentCreationIsRemoved() throws {
         let dir = try freshJournalDirectory("torn-create")
+        defer { removeJournalDirectory(dir) }
         let writer = try JournalWriter(directory: dir, configuration: JournalConfiguration(epoch: 1))
         for sequence in UInt64(1)...10 { try writer.append(kind: .record, payload: pattern(sequence)) }
         try writer.close()
@@ -138,6 +143,7 @@ import TestSupport
 
     @Test func ackCursorIsPersistedAndMonotonic() throws {
         let dir = try freshJournalDirectory("ack")
+        defer { removeJournalDirectory(dir) }
         let writer = try JournalWriter(directory: dir, configuration: JournalConfiguration(epoch: 3))
         for sequence in UInt64(1)...50 { try writer.append(kind: .record, payload: pattern(sequence)) }
         #expect(throws: DAQError.self) { try writer.acknowledge(upTo: 10) }  // nothing synced yet
@@ -161,6 +167,7 @@ import TestSupport
 
     @Test func secondWriterIsRefused() throws {
         let dir = try freshJournalDirectory("busy")
+        defer { removeJournalDirectory(dir) }
         let writer = try JournalWriter(directory: dir, configuration: JournalConfiguration(epoch: 1))
         do {
             _ = try JournalWriter(directory: dir, configuration: JournalConfiguration(epoch: 1))
@@ -175,6 +182,7 @@ import TestSupport
 
     @Test func readerFollowsALiveWriter() throws {
         let dir = try freshJournalDirectory("follow")
+        defer { removeJournalDirectory(dir) }
         let writer = try JournalWriter(directory: dir,
                                        configuration: JournalConfiguration(epoch: 1, segmentSizeLimit: 2_048, quotaBytes: 1 << 20))
         let reader = try JournalReader(directory: dir, from: 1)
@@ -197,6 +205,7 @@ import TestSupport
 
     @Test func verifyNamesTheSegmentAndOffsetOfAFlippedByte() throws {
         let dir = try freshJournalDirectory("verify")
+        defer { removeJournalDirectory(dir) }
         let writer = try JournalWriter(directory: dir,
                                        configuration: JournalConfiguration(epoch: 1, segmentSizeLimit: 2_048, quotaBytes: 1 << 20))
         for sequence in UInt64(1)...60 { try writer.append(kind: .record, payload: pattern(sequence, max: 100)) }

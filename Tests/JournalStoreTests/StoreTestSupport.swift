@@ -22,6 +22,11 @@ func freshJournalDirectory(_ label: String) throws -> String {
     try PackagePaths.temporaryDirectory("journal-\(label)").appendingPathComponent("journal").path
 }
 
+/// Removes the unique parent made by `freshJournalDirectory`.
+func removeJournalDirectory(_ dir: String) {
+    try? FileManager.default.removeItem(atPath: URL(fileURLWithPath: dir).deletingLastPathComponent().path)
+}
+
 func pattern(_ sequence: UInt64, seed: UInt64 = 1, max: Int = 300) -> [UInt8] {
     JournalTestPattern.payload(sequence: sequence, seed: seed, minLength: 0, maxLength: max)
 }
