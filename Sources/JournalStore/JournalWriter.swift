@@ -59,8 +59,14 @@ public final class JournalWriter {
             throw error.daqError("open journal directory", path: directory)
         }
         var opened = false
+        var segmentFD: Int32 = -1
         let dirFD = directoryFD
-        defer { if !opened { FileOps.close(dirFD) } }
+        defer {
+            if !opened {
+                if segmentFD >= 0 { FileOps.close(segmentFD) }
+                FileOps.close(dirFD)
+            }
+        }
         let locked: Bool
         do { locked = try FileOps.lockExclusive(directoryFD) } catch {
             throw error.daqError("lock journal directory", path: directory)
@@ -90,6 +96,7 @@ public final class JournalWriter {
             }
         }
 
+        segmentFD = active?.fd ?? -1
         var sizes: [(firstSequence: UInt64, bytes: Int)] = []
         for first in firsts.dropLast() {
             let path = layout.segmentPath(firstSequence: first)
@@ -101,6 +108,7 @@ public final class JournalWriter {
         }
 
         if let active {
+            segmentFD = active.fd
             activeFD = active.fd
             activeLength = active.length
             epoch = active.header.epoch
@@ -111,6 +119,7 @@ public final class JournalWriter {
             epoch = configuration.epoch
             activeFD = try JournalWriter.createSegment(
                 layout: layout, directoryFD: directoryFD, header: SegmentHeader(epoch: epoch, firstSequence: restartSequence))
+            segmentFD = activeFD
             activeLength = SegmentHeader.length
             lastSequence = restartSequence - 1
             sizes.append((restartSequence, SegmentHeader.length))
