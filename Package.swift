@@ -7,7 +7,7 @@ import PackageDescription
 /// Every stage the two executables are built from.
 let stages: [Target.Dependency] = [
     "DAQCore", "CANLogs", "DBC", "SocketCAN", "Uplink", "SystemIO", "Runtime", "Acquisition", "Experiment",
-    "Delivery", "MDF",
+    "Delivery", "MDF", "Journal", "JournalStore",
     .product(name: "ArgumentParser", package: "swift-argument-parser"),
     .product(name: "Logging", package: "swift-log"),
 ]
@@ -36,6 +36,8 @@ let package = Package(
         .target(name: "CANLogs", dependencies: ["DAQCore"]),
         // Pure: DBC parser and signal decoder.
         .target(name: "DBC", dependencies: ["DAQCore"]),
+        // Pure: journal format (CRC32C, entry framing, segment header, recovery scan, group commit).
+        .target(name: "Journal", dependencies: ["DAQCore"]),
 
         // Pure: channel groups, record layout (MDF4-shaped), the raster/event sampler.
         .target(name: "Acquisition", dependencies: ["DAQCore"]),
@@ -55,6 +57,8 @@ let package = Package(
         .target(name: "Runtime", dependencies: ["DAQCore", "CLinux"]),
         .target(name: "SocketCAN", dependencies: ["DAQCore", "CSocketCAN"]),
         .target(name: "Uplink", dependencies: ["DAQCore", "CMosquitto", "COpenSSL"]),
+        // Adapter: the journal on disk (segments, fsync, ack cursor, quota, reader, verify).
+        .target(name: "JournalStore", dependencies: ["DAQCore", "Journal"]),
 
         // Executables: thin shells.
         .executableTarget(name: "daqlink", dependencies: stages),
@@ -70,6 +74,8 @@ let package = Package(
         .testTarget(name: "DeliveryTests", dependencies: ["DAQCore", "Delivery"]),
         .testTarget(name: "DBCTests", dependencies: ["TestSupport", "DAQCore", "DBC"]),
         .testTarget(name: "SocketCANTests", dependencies: ["TestSupport", "DAQCore", "SocketCAN", "CANLogs"]),
+        .testTarget(name: "JournalTests", dependencies: ["DAQCore", "Journal"]),
+        .testTarget(name: "JournalStoreTests", dependencies: ["TestSupport", "DAQCore", "Journal", "JournalStore"]),
         .testTarget(name: "OracleTests", dependencies: ["TestSupport", "DAQCore", "CANLogs", "DBC", "SystemIO"]),
     ],
     swiftLanguageModes: [.v6]

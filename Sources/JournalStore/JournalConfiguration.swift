@@ -1,0 +1,47 @@
+// How a journal directory is sized, and what opening it found.
+import Journal
+
+/// Sizes and identity of a journal.
+public struct JournalConfiguration: Sendable, Hashable {
+    /// The stream epoch written into new segments. Only used when the directory holds no
+    /// journal yet; an existing journal keeps the epoch of its segments.
+    public var epoch: UInt64
+    /// A segment is closed and a new one started when the next entry would push it past this
+    /// size (a segment always holds at least one entry, so one huge entry may exceed it).
+    public var segmentSizeLimit: Int
+    /// Bytes the whole journal directory may hold (segments + ack file). Must be at least two
+    /// segments, so the active segment never has to be deleted to make room.
+    public var quotaBytes: Int
+
+    public init(epoch: UInt64, segmentSizeLimit: Int = 8 << 20, quotaBytes: Int = 512 << 20) {
+        precondition(segmentSizeLimit >= SegmentHeader.length + JournalFraming.overhead,
+                     "segment size limit below one header and one empty entry")
+        precondition(quotaBytes >= 2 * segmentSizeLimit, "journal quota must hold at least two segments")
+        self.epoch = epoch
+        self.segmentSizeLimit = segmentSizeLimit
+        self.quotaBytes = quotaBytes
+    }
+}
+
+/// What `JournalWriter` found and repaired when it opened the directory (log it: a non-empty
+/// truncation after a clean shutdown means the medium corrupted data).
+public struct JournalRecovery: Sendable, Hashable {
+    /// The directory held no segments; a new journal was started.
+    public var createdNewJournal = false
+    /// The segment whose invalid tail was cut off, if any.
+    public var truncatedSegment: String?
+    /// Where the cut was made (the end of the longest valid prefix).
+    public var truncatedAtOffset: Int?
+    /// How many bytes were cut off.
+    public var truncatedBytes = 0
+    /// Why the tail was invalid.
+    public var truncationReason: JournalDefect?
+    /// Segments removed because their creation was cut short before the header was durable
+    /// (such a file holds no entries).
+    public var removedSegments: [String] = []
+    /// The ack file was unreadable or belonged to another epoch; the cursor restarted from the
+    /// oldest segment (safe: the uplink resends, the collector drops duplicates).
+    public var ackCursorReset = false
+
+    public init() {}
+}

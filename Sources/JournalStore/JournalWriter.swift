@@ -1,0 +1,361 @@
+// The journal's single writer: opens (creates or recovers) a directory, appends framed entries,
+// syncs, rotates segments, persists the ack cursor and enforces the disk quota.
+import DAQCore
+import Journal
+internal import Glibc
+
+/// Appends entries to a journal directory. Confined to the device loop (not Sendable); one
+/// writer per directory, enforced with an exclusive flock on the directory.
+///
+/// Durability contract: every entry appended before `sync()` returns is on stable storage. A
+/// crash or power cut loses at most entries appended after the last successful `sync()`; reopening
+/// cuts any torn tail and continues the sequence after the last entry that survived. Readers that
+/// ship entries (the uplink) must stop at `lastSyncedSequence`: only those sequence numbers are
+/// never reused.
+public final class JournalWriter {
+    public let directory: String
+    public let configuration: JournalConfiguration
+    /// What opening the directory found and repaired.
+    public let recovery: JournalRecovery
+    /// The stream epoch of this journal (from its segments, or the configuration for a new one).
+    public let epoch: UInt64
+    /// The last appended sequence number (0 when the journal has never held an entry).
+    public private(set) var lastSequence: UInt64
+    /// The last sequence number known to be on stable storage.
+    public private(set) var lastSyncedSequence: UInt64
+    /// Every entry up to here has been acknowledged by the collector (persisted in `ack`).
+    public private(set) var acknowledgedUpTo: UInt64
+    /// Bytes the journal occupies as counted against the quota: segment files plus the ack file's
+    /// 28 bytes (reserved from the start, so persisting the first ack never breaks the quota).
+    public private(set) var journalBytes: Int
+
+    private let layout: JournalLayout
+    private var directoryFD: Int32
+    private var activeFD: Int32
+    private var activeLength: Int
+    /// Retained segments, oldest first; the last one is the active segment.
+    private var segments: [(firstSequence: UInt64, bytes: Int)]
+    private var scratch: [UInt8] = []
+    /// Set when an fsync failed: the page cache's state is then unknown, so the only safe way on
+    /// is to reopen (which rescans what is really on disk).
+    private var failure: DAQError?
+    private var isClosed = false
+
+    /// The sequence number the next append will get.
+    public var nextSequence: UInt64 { lastSequence + 1 }
+    /// The oldest sequence number still in the journal.
+    public var oldestSequence: UInt64 { segments[0].firstSequence }
+    /// The file name of the segment appends go to.
+    public var activeSegmentName: String { SegmentName.name(firstSequence: segments[segments.count - 1].firstSequence) }
+
+    /// Opens `directory` (creating it and a first segment if needed), recovers the last segment
+    /// (cutting a torn or corrupt tail back to its longest valid prefix), and takes the writer lock.
+    public init(directory: String, configuration: JournalConfiguration) throws(DAQError) {
+        self.directory = directory
+        self.configuration = configuration
+        layout = JournalLayout(directory: directory)
+        do { try FileOps.makeDirectory(directory) } catch { throw error.daqError("create journal directory", path: directory) }
+        do { directoryFD = try FileOps.open(directory, O_RDONLY | O_DIRECTORY) } catch {
+            throw error.daqError("open journal directory", path: directory)
+        }
+        var opened = false
+        var segmentFD: Int32 = -1
+        let dirFD = directoryFD
+        defer {
+            if !opened {
+                if segmentFD >= 0 { FileOps.close(segmentFD) }
+                FileOps.close(dirFD)
+            }
+        }
+        let locked: Bool
+        do { locked = try FileOps.lockExclusive(directoryFD) } catch {
+            throw error.daqError("lock journal directory", path: directory)
+        }
+        guard locked else {
+            throw DAQError(.journalBusy, "another writer holds the journal", at: InputLocation(file: directory))
+        }
+
+        var recovery = JournalRecovery()
+        // A crash between writing ack.tmp and renaming it leaves the old cursor in force.
+        if FileOps.exists(layout.ackTemporaryPath) {
+            do { try FileOps.unlink(layout.ackTemporaryPath) } catch {
+                throw error.daqError("remove stale ack.tmp", path: layout.ackTemporaryPath)
+            }
+        }
+
+        var firsts = try layout.segmentFirstSequences()
+        var active: (fd: Int32, length: Int, header: SegmentHeader, next: UInt64)?
+        var restartSequence: UInt64 = 1
+        while active == nil, let first = firsts.last {
+            let path = layout.segmentPath(firstSequence: first)
+            active = try JournalWriter.recoverSegment(path: path, nameSequence: first, recovery: &recovery)
+            if active == nil {
+                firsts.removeLast()
+                restartSequence = first
+                do { try FileOps.fullSync(directoryFD) } catch { throw error.daqError("fsync journal directory", path: directory) }
+            }
+        }
+
+        segmentFD = active?.fd ?? -1
+        var sizes: [(firstSequence: UInt64, bytes: Int)] = []
+        for first in firsts.dropLast() {
+            let path = layout.segmentPath(firstSequence: first)
+            do {
+                let fd = try FileOps.open(path, O_RDONLY)
+                defer { FileOps.close(fd) }
+                sizes.append((first, try FileOps.size(fd)))
+            } catch { throw error.daqError("stat segment", path: path) }
+        }
+
+        if let active {
+            segmentFD = active.fd
+            activeFD = active.fd
+            activeLength = active.length
+            epoch = active.header.epoch
+            lastSequence = active.next - 1
+            sizes.append((active.header.firstSequence, active.length))
+        } else {
+            recovery.createdNewJournal = recovery.removedSegments.isEmpty
+            epoch = configuration.epoch
+            activeFD = try JournalWriter.createSegment(
+                layout: layout, directoryFD: directoryFD, header: SegmentHeader(epoch: epoch, firstSequence: restartSequence))
+            segmentFD = activeFD
+            activeLength = SegmentHeader.length
+            lastSequence = restartSequence - 1
+            sizes.append((restartSequence, SegmentHeader.length))
+        }
+        segments = sizes
+        lastSyncedSequence = lastSequence
+
+        var acked: UInt64 = 0
+        if FileOps.exists(layout.ackPath) {
+            let bytes: [UInt8]
+            do { bytes = try FileOps.readFile(layout.ackPath) } catch { throw error.daqError("read ack cursor", path: layout.ackPath) }
+            if let record = AckRecord.parse(bytes), record.epoch == epoch {
+                acked = record.acknowledgedUpTo
+            } else {
+                recovery.ackCursorReset = true
+            }
+        }
+        // Segments before the oldest were only ever deleted once acknowledged; an ack beyond the
+        // last surviving entry would let retention delete entries not yet written, so clamp it.
+        acked = max(acked, sizes[0].firstSequence - 1)
+        if acked > lastSequence {
+            acked = lastSequence
+            recovery.ackCursorReset = true
+        }
+        acknowledgedUpTo = acked
+        journalBytes = sizes.reduce(0) { $0 + $1.bytes } + AckRecord.length
+        self.recovery = recovery
+        opened = true
+    }
+
+    deinit {
+        if !isClosed {
+            FileOps.close(activeFD)
+            FileOps.close(directoryFD)
+        }
+    }
+
+    /// Appends one entry and returns its sequence number. Not durable until `sync()`.
+    /// Throws journal-full (nothing written, nothing lost) when the quota or the filesystem is
+    /// full of unacknowledged entries.
+    @discardableResult
+    public func append(kind: JournalEntryKind, payload: UnsafeRawBufferPointer) throws(DAQError) -> UInt64 {
+        try ensureUsable()
+        guard kind.isDefined else {
+            throw DAQError(.journalMisuse, "entry kind \(kind.rawValue) is reserved", at: InputLocation(file: directory))
+        }
+        guard payload.count <= JournalFraming.maxPayloadLength else {
+            throw DAQError(.journalMisuse, "payload of \(payload.count) bytes exceeds \(JournalFraming.maxPayloadLength)",
+                           at: InputLocation(file: directory))
+        }
+        let framed = JournalFraming.framedLength(payloadLength: payload.count)
+        let sequence = lastSequence + 1
+        let rotating = activeLength > SegmentHeader.length && activeLength + framed > configuration.segmentSizeLimit
+        // Room first: an entry refused for the quota must not leave a new, empty segment behind.
+        try makeRoom(framed + (rotating ? SegmentHeader.length : 0))
+        if rotating { try rotate(firstSequence: sequence) }
+        scratch.removeAll(keepingCapacity: true)
+        JournalFraming.encode(kind: kind, sequence: sequence, payload: payload, into: &scratch)
+        do {
+            try writeScratch()
+        } catch where error.isOutOfSpace {
+            // The filesystem filled before the quota did: make room from acknowledged segments once.
+            guard deleteAcknowledgedSegments(upTo: acknowledgedUpTo, while: { true }, limit: 1) > 0 else {
+                throw fullError(framed, cause: "filesystem full (\(error.text))")
+            }
+            do { try writeScratch() } catch {
+                throw error.isOutOfSpace ? fullError(framed, cause: "filesystem full (\(error.text))")
+                    : error.daqError("append", path: activePath, offset: activeLength)
+            }
+        } catch {
+            throw error.daqError("append", path: activePath, offset: activeLength)
+        }
+        activeLength += framed
+        segments[segments.count - 1].bytes = activeLength
+        journalBytes += framed
+        lastSequence = sequence
+        return sequence
+    }
+
+    /// Appends one entry and returns its sequence number. Not durable until `sync()`.
+    @discardableResult
+    public func append(kind: JournalEntryKind, payload: [UInt8]) throws(DAQError) -> UInt64 {
+        let result = payload.withUnsafeBytes { raw in
+            Result { () throws(DAQError) -> UInt64 in try append(kind: kind, payload: raw) }
+        }
+        return try result.get()
+    }
+
+    /// Makes every appended entry durable (fdatasync of the active segment; earlier segments were
+    /// synced when they were closed).
+    public func sync() throws(DAQError) {
+        try ensureUsable()
+        guard lastSyncedSequence != lastSequence else { return }
+        do { try FileOps.dataSync(activeFD) } catch {
+            let failed = error.daqError("fdatasync", path: activePath)
+            failure = failed
+            throw failed
+        }
+        lastSyncedSequence = lastSequence
+    }
+
+    /// Persists "the collector holds every entry up to `sequence`" (atomically: write ack.tmp,
+    /// fsync, rename over ack, fsync the directory). Lower or equal values are ignored (acks may
+    /// arrive twice or out of order); values beyond `lastSyncedSequence` are refused.
+    public func acknowledge(upTo sequence: UInt64) throws(DAQError) {
+        try ensureUsable()
+        guard sequence > acknowledgedUpTo else { return }
+        guard sequence <= lastSyncedSequence else {
+            throw DAQError(.journalMisuse, "ack up to \(sequence) is beyond the last synced seq \(lastSyncedSequence)",
+                           at: InputLocation(file: layout.ackPath))
+        }
+        let record = AckRecord(epoch: epoch, acknowledgedUpTo: sequence)
+        do {
+            try writeAck(record)
+        } catch where error.isOutOfSpace {
+            // The collector already holds these entries, so deleting their segments before the
+            // cursor is durable is safe, and it frees the few bytes the cursor needs.
+            guard deleteAcknowledgedSegments(upTo: sequence, while: { true }, limit: 1) > 0 else {
+                throw error.daqError("write ack cursor", path: layout.ackTemporaryPath)
+            }
+            do { try writeAck(record) } catch { throw error.daqError("write ack cursor", path: layout.ackTemporaryPath) }
+        } catch {
+            throw error.daqError("write ack cursor", path: layout.ackTemporaryPath)
+        }
+        acknowledgedUpTo = sequence
+    }
+
+    /// Syncs and releases the directory. The writer cannot be used afterwards.
+    public func close() throws(DAQError) {
+        guard !isClosed else { return }
+        defer {
+            isClosed = true
+            FileOps.close(activeFD)
+            FileOps.close(directoryFD)
+        }
+        if failure == nil { try sync() }
+    }
+
+    // MARK: - Internals
+
+    private var activePath: String { layout.segmentPath(firstSequence: segments[segments.count - 1].firstSequence) }
+
+    private func ensureUsable() throws(DAQError) {
+        if isClosed { throw DAQError(.journalMisuse, "journal writer is closed", at: InputLocation(file: directory)) }
+        if let failure { throw failure }
+    }
+
+    private func fullError(_ framed: Int, cause: String) -> DAQError {
+        DAQError(.journalFull,
+                 "journal full: \(cause); \(journalBytes) of \(configuration.quotaBytes) quota bytes used, "
+                 + "acknowledged up to \(acknowledgedUpTo), last seq \(lastSequence); entry of \(framed) bytes refused",
+                 at: InputLocation(file: directory))
+    }
+
+    /// Writes `scratch` at the end of the active segment; on failure cuts the segment back to its
+    /// last complete entry, so a failed append never leaves a torn entry for recovery to find.
+    private func writeScratch() throws(SystemCallError) {
+        var written = 0
+        do {
+            try FileOps.writeAll(activeFD, scratch, written: &written)
+        } catch {
+            if written > 0 {
+                do { try FileOps.truncate(activeFD, to: activeLength) } catch {
+                    failure = error.daqError("truncate after failed append", path: activePath, offset: activeLength)
+                }
+            }
+            throw error
+        }
+    }
+
+    /// Closes the active segment (synced) and starts a new one whose first entry is `firstSequence`.
+    private func rotate(firstSequence: UInt64) throws(DAQError) {
+        try sync()
+        try makeRoom(SegmentHeader.length)
+        let header = SegmentHeader(epoch: epoch, firstSequence: firstSequence)
+        let fd: Int32
+        do {
+            fd = try JournalWriter.createSegment(layout: layout, directoryFD: directoryFD, header: header)
+        } catch where error.code == .journalFull {
+            guard deleteAcknowledgedSegments(upTo: acknowledgedUpTo, while: { true }, limit: 1) > 0 else {
+                throw fullError(SegmentHeader.length, cause: "filesystem full (\(error.message))")
+            }
+            fd = try JournalWriter.createSegment(layout: layout, directoryFD: directoryFD, header: header)
+        }
+        FileOps.close(activeFD)
+        activeFD = fd
+        activeLength = SegmentHeader.length
+        segments.append((firstSequence, SegmentHeader.length))
+        journalBytes += SegmentHeader.length
+    }
+
+    /// Ensures `bytes` more fit in the quota, deleting acknowledged segments oldest first.
+    private func makeRoom(_ bytes: Int) throws(DAQError) {
+        let quota = configuration.quotaBytes
+        guard journalBytes + bytes > quota else { return }
+        deleteAcknowledgedSegments(upTo: acknowledgedUpTo, while: { self.journalBytes + bytes > quota }, limit: .max)
+        guard journalBytes + bytes <= quota else { throw fullError(bytes, cause: "quota full of unacknowledged entries") }
+    }
+
+    /// Deletes closed segments all of whose entries are ≤ `acknowledged`, oldest first, while
+    /// `needed()` holds (at most `limit`); then syncs the directory. Returns how many it deleted.
+    /// The active segment is never deleted.
+    @discardableResult
+    private func deleteAcknowledgedSegments(upTo acknowledged: UInt64, while needed: () -> Bool, limit: Int) -> Int {
+        var deleted = 0
+        while deleted < limit, segments.count >= 2, needed() {
+            let lastOfOldest = segments[1].firstSequence - 1
+            guard lastOfOldest <= acknowledged else { break }
+            let path = layout.segmentPath(firstSequence: segments[0].firstSequence)
+            do { try FileOps.unlink(path) } catch { break }
+            journalBytes -= segments[0].bytes
+            segments.removeFirst()
+            deleted += 1
+        }
+        if deleted > 0 {
+            do { try FileOps.fullSync(directoryFD) } catch {
+                failure = error.daqError("fsync journal directory", path: directory)
+            }
+        }
+        return deleted
+    }
+
+    private func writeAck(_ record: AckRecord) throws(SystemCallError) {
+        let temporary = layout.ackTemporaryPath
+        let fd = try FileOps.open(temporary, O_WRONLY | O_CREAT | O_TRUNC)
+        do {
+            var written = 0
+            try FileOps.writeAll(fd, record.bytes, written: &written)
+            try FileOps.fullSync(fd)
+            FileOps.close(fd)
+            try FileOps.rename(temporary, layout.ackPath)
+            try FileOps.fullSync(directoryFD)
+        } catch {
+            FileOps.close(fd)
+            _ = try? FileOps.unlink(temporary)
+            throw error
+        }
+    }
+}

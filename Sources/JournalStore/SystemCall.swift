@@ -1,0 +1,141 @@
+// The one place errno is read and EINTR is retried; every syscall of JournalStore goes through
+// here, and failures become DAQErrors naming the file (and byte offset when there is one).
+import DAQCore
+import Journal
+internal import Glibc
+
+/// A failed system call's errno.
+struct SystemCallError: Error {
+    let errno: Int32
+    /// The filesystem (or its quota) has no room: the journal reports this as journal-full.
+    var isOutOfSpace: Bool { errno == ENOSPC || errno == EDQUOT }
+    var text: String { String(cString: strerror(errno)) }
+}
+
+/// Runs `call` until it does not fail with EINTR; a -1 result becomes a `SystemCallError`.
+@inline(__always)
+func systemCallResult<T: FixedWidthInteger>(_ call: () -> T) -> Result<T, SystemCallError> {
+    while true {
+        let result = call()
+        if result != -1 { return .success(result) }
+        let code = errno
+        if code == EINTR { continue }
+        return .failure(SystemCallError(errno: code))
+    }
+}
+
+/// `systemCallResult` as a throwing call.
+@inline(__always)
+func systemCall<T: FixedWidthInteger>(_ call: () -> T) throws(SystemCallError) -> T {
+    try systemCallResult(call).get()
+}
+
+extension SystemCallError {
+    /// The DAQError for this failure: journal-full for ENOSPC/EDQUOT, io otherwise.
+    func daqError(_ operation: String, path: String, offset: Int? = nil) -> DAQError {
+        DAQError(isOutOfSpace ? .journalFull : .io, "\(operation) failed: \(text)",
+                 at: InputLocation(file: path, field: offset.map { "offset \($0)" }))
+    }
+}
+
+/// Thin file operations over a descriptor, each mapping its failure once.
+enum FileOps {
+    static func open(_ path: String, _ flags: Int32, mode: mode_t = 0o644) throws(SystemCallError) -> Int32 {
+        try systemCall { Glibc.open(path, flags | O_CLOEXEC, mode) }
+    }
+
+    /// close(2) is not retried on EINTR: Linux has already released the descriptor.
+    static func close(_ fd: Int32) { _ = Glibc.close(fd) }
+
+    /// Writes all of `bytes`, looping over short writes. On failure, `written` tells how far it got.
+    static func writeAll(_ fd: Int32, _ bytes: [UInt8], written: inout Int) throws(SystemCallError) {
+        var done = 0
+        let failed: SystemCallError? = bytes.withUnsafeBytes { raw in
+            while done < raw.count {
+                switch systemCallResult({ Glibc.write(fd, raw.baseAddress! + done, raw.count - done) }) {
+                case .success(let n): done += n
+                case .failure(let error): return error
+                }
+            }
+            return nil
+        }
+        written = done
+        if let failed { throw failed }
+    }
+
+    /// Reads up to `count` bytes at `offset` (fewer only at end of file).
+    static func pread(_ fd: Int32, count: Int, at offset: Int) throws(SystemCallError) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: count)
+        var got = 0
+        let failed: SystemCallError? = out.withUnsafeMutableBytes { raw in
+            while got < count {
+                switch systemCallResult({ Glibc.pread(fd, raw.baseAddress! + got, count - got, off_t(offset + got)) }) {
+                case .success(let n):
+                    if n == 0 { return nil }
+                    got += n
+                case .failure(let error): return error
+                }
+            }
+            return nil
+        }
+        if let failed { throw failed }
+        if got < count { out.removeLast(count - got) }
+        return out
+    }
+
+    static func size(_ fd: Int32) throws(SystemCallError) -> Int {
+        var info = stat()
+        _ = try systemCall { fstat(fd, &info) }
+        return Int(info.st_size)
+    }
+
+    static func truncate(_ fd: Int32, to length: Int) throws(SystemCallError) {
+        _ = try systemCall { ftruncate(fd, off_t(length)) }
+    }
+
+    static func dataSync(_ fd: Int32) throws(SystemCallError) { _ = try systemCall { fdatasync(fd) } }
+    static func fullSync(_ fd: Int32) throws(SystemCallError) { _ = try systemCall { fsync(fd) } }
+
+    static func unlink(_ path: String) throws(SystemCallError) { _ = try systemCall { Glibc.unlink(path) } }
+
+    static func rename(_ from: String, _ to: String) throws(SystemCallError) {
+        _ = try systemCall { Glibc.rename(from, to) }
+    }
+
+    static func makeDirectory(_ path: String) throws(SystemCallError) {
+        do { _ = try systemCall { mkdir(path, 0o755) } } catch where error.errno == EEXIST { return }
+    }
+
+    /// Takes the exclusive advisory lock; false when another process holds it.
+    static func lockExclusive(_ fd: Int32) throws(SystemCallError) -> Bool {
+        do {
+            _ = try systemCall { flock(fd, LOCK_EX | LOCK_NB) }
+            return true
+        } catch where error.errno == EWOULDBLOCK {
+            return false
+        }
+    }
+
+    static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
+
+    /// Names in a directory (without `.` and `..`).
+    static func list(_ path: String) throws(SystemCallError) -> [String] {
+        guard let dir = opendir(path) else { throw SystemCallError(errno: errno) }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    /// The whole content of a file.
+    static func readFile(_ path: String) throws(SystemCallError) -> [UInt8] {
+        let fd = try open(path, O_RDONLY)
+        defer { close(fd) }
+        return try pread(fd, count: try size(fd), at: 0)
+    }
+}

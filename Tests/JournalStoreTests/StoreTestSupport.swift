@@ -1,0 +1,48 @@
+// Helpers for the journal store tests: temp journals, pattern payloads, reading everything back.
+import Foundation
+import DAQCore
+import Journal
+import JournalStore
+import TestSupport
+
+/// A seeded random generator (the same SplitMix64 as the pure tests), for reproducible rounds.
+struct SeededGenerator: RandomNumberGenerator {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+func freshJournalDirectory(_ label: String) throws -> String {
+    try PackagePaths.temporaryDirectory("journal-\(label)").appendingPathComponent("journal").path
+}
+
+/// Removes the unique parent made by `freshJournalDirectory`.
+func removeJournalDirectory(_ dir: String) {
+    try? FileManager.default.removeItem(atPath: URL(fileURLWithPath: dir).deletingLastPathComponent().path)
+}
+
+func pattern(_ sequence: UInt64, seed: UInt64 = 1, max: Int = 300) -> [UInt8] {
+    JournalTestPattern.payload(sequence: sequence, seed: seed, minLength: 0, maxLength: max)
+}
+
+/// Every entry from `sequence` on.
+func readAll(_ directory: String, from sequence: UInt64 = 1) throws -> [JournalEntry] {
+    let reader = try JournalReader(directory: directory, from: sequence)
+    var entries: [JournalEntry] = []
+    while let entry = try reader.next() { entries.append(entry) }
+    return entries
+}
+
+func segmentNames(_ directory: String) throws -> [String] {
+    try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".jnl") }.sorted()
+}
+
+func fileSize(_ path: String) throws -> Int {
+    (try FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.intValue ?? -1
+}

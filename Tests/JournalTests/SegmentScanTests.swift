@@ -1,0 +1,133 @@
+// The recovery scan: tears at every byte offset, random tears, bit flips, sequence faults.
+import Testing
+@testable import Journal
+
+/// A segment of `count` entries with random payloads, and the offset where each entry ends.
+private func makeSegment(seed: UInt64, count: Int, maxPayload: Int, firstSequence: UInt64 = 1)
+    -> (bytes: [UInt8], ends: [Int])
+{
+    var random = SeededGenerator(seed: seed)
+    var bytes = SegmentHeader(epoch: seed, firstSequence: firstSequence).bytes
+    var ends: [Int] = []
+    for index in 0..<count {
+        let payload = random.bytes(Int.random(in: 0...maxPayload, using: &random))
+        let kind: JournalEntryKind = index % 7 == 3 ? .layout : .record
+        payload.withUnsafeBytes {
+            JournalFraming.encode(kind: kind, sequence: firstSequence + UInt64(index), payload: $0, into: &bytes)
+        }
+        ends.append(bytes.count)
+    }
+    return (bytes, ends)
+}
+
+/// What the scan must report for the first `cut` bytes of a segment whose entries end at `ends`.
+private func expectLongestPrefix(_ segment: (bytes: [UInt8], ends: [Int]), cut: Int, firstSequence: UInt64 = 1) {
+    let scan = SegmentScan.scan(Array(segment.bytes[0..<cut]))
+    if cut < SegmentHeader.length {
+        #expect(scan.header == nil && scan.validLength == 0)
+        #expect(scan.stop == .defect(.tornHeader(available: cut), offset: 0))
+        return
+    }
+    let whole = segment.ends.filter { $0 <= cut }
+    let valid = whole.last ?? SegmentHeader.length
+    #expect(scan.validLength == valid, "cut at \(cut)")
+    #expect(scan.entryCount == whole.count, "cut at \(cut)")
+    #expect(scan.nextSequence == firstSequence + UInt64(whole.count))
+    if valid == cut {
+        #expect(scan.stop == .end)
+    } else {
+        guard case .defect(.torn, let offset) = scan.stop else {
+            Issue.record("cut at \(cut): expected a torn entry, got \(scan.stop)")
+            return
+        }
+        #expect(offset == valid)
+    }
+}
+
+@Suite struct SegmentScanTests {
+    @Test(arguments: [1, 2, 3] as [UInt64])
+    func tornAtEveryByteOffset(seed: UInt64) {
+        let segment = makeSegment(seed: seed, count: 12, maxPayload: 40, firstSequence: 1 + seed * 100)
+        for cut in 0...segment.bytes.count {
+            expectLongestPrefix(segment, cut: cut, firstSequence: 1 + seed * 100)
+        }
+    }
+
+    @Test(arguments: [4, 5, 6, 7] as [UInt64])
+    func tornAtRandomOffsetsOfLargeSegments(seed: UInt64) {
+        let segment = makeSegment(seed: seed, count: 2_000, maxPayload: 2_000)
+        var random = SeededGenerator(seed: seed)
+        for _ in 0..<200 {
+            expectLongestPrefix(segment, cut: Int.random(in: 0...segment.bytes.count, using: &random))
+        }
+        expectLongestPrefix(segment, cut: segment.bytes.count)
+    }
+
+    @Test(arguments: [8, 9] as [UInt64])
+    func everyBitFlipIsDetected(seed: UInt64) {
+        let segment = makeSegment(seed: seed, count: 8, maxPayload: 24)
+        let starts = [SegmentHeader.length] + segment.ends.dropLast()
+        for byte in 0..<segment.bytes.count {
+            for bit in 0..<8 {
+                var flipped = segment.bytes
+                flipped[byte] ^= UInt8(1 << bit)
+                let scan = SegmentScan.scan(flipped)
+                if byte < SegmentHeader.length {
+                    #expect(scan.header == nil, "header flip at \(byte).\(bit)")
+                    continue
+                }
+                // The entry holding the flipped bit and everything after it are rejected.
+                let entry = starts.lastIndex { $0 <= byte }!
+                #expect(scan.validLength == starts[entry], "flip at \(byte).\(bit)")
+                #expect(scan.entryCount == entry, "flip at \(byte).\(bit)")
+                #expect(scan.stop != .end)
+            }
+        }
+    }
+
+    @Test(arguments: [10, 11, 12] as [UInt64])
+    func randomBitFlipsInLargeSegments(seed: UInt64) {
+        let segment = makeSegment(seed: seed, count: 500, maxPayload: 3_000)
+        let starts = [SegmentHeader.length] + segment.ends.dropLast()
+        var random = SeededGenerator(seed: seed)
+        for _ in 0..<100 {
+            let byte = Int.random(in: SegmentHeader.length..<segment.bytes.count, using: &random)
+            var flipped = segment.bytes
+            flipped[byte] ^= UInt8(1 << Int.random(in: 0..<8, using: &random))
+            let scan = SegmentScan.scan(flipped)
+            #expect(scan.validLength == starts[starts.lastIndex { $0 <= byte }!])
+        }
+    }
+
+    @Test func sequenceGapAndWrongFirstSequence() {
+        var bytes = SegmentHeader(epoch: 1, firstSequence: 10).bytes
+        JournalFraming.encode(kind: .record, sequence: 10, payload: [1]).forEach { bytes.append($0) }
+        let afterFirst = bytes.count
+        JournalFraming.encode(kind: .record, sequence: 12, payload: [2]).forEach { bytes.append($0) }
+        let scan = SegmentScan.scan(bytes)
+        #expect(scan.entryCount == 1 && scan.validLength == afterFirst)
+        #expect(scan.stop == .defect(.sequenceGap(expected: 11, found: 12), offset: afterFirst))
+        #expect(scan.lastSequence == 10)
+
+        var wrongStart = SegmentHeader(epoch: 1, firstSequence: 3).bytes
+        wrongStart += JournalFraming.encode(kind: .record, sequence: 4, payload: [])
+        #expect(SegmentScan.scan(wrongStart).stop == .defect(.sequenceGap(expected: 3, found: 4), offset: 40))
+    }
+
+    @Test func headerOnlySegmentIsValidAndEmpty() {
+        let scan = SegmentScan.scan(SegmentHeader(epoch: 9, firstSequence: 77).bytes)
+        #expect(scan.stop == .end && scan.entryCount == 0 && scan.nextSequence == 77 && scan.lastSequence == nil)
+    }
+
+    @Test func zeroFilledTailIsRejected() {
+        var segment = makeSegment(seed: 13, count: 5, maxPayload: 30)
+        let valid = segment.bytes.count
+        segment.bytes += [UInt8](repeating: 0, count: 64)
+        let scan = SegmentScan.scan(segment.bytes)
+        #expect(scan.validLength == valid && scan.entryCount == 5)
+        guard case .defect(.checksumMismatch, valid) = scan.stop else {
+            Issue.record("zero tail: \(scan.stop)")
+            return
+        }
+    }
+}
