@@ -29,6 +29,7 @@ let package = Package(
         .systemLibrary(name: "CSocketCAN", pkgConfig: "libsocketcan", providers: [.apt(["libsocketcan-dev"])]),
         .systemLibrary(name: "CMosquitto", pkgConfig: "libmosquitto", providers: [.apt(["libmosquitto-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
 
         // Pure core: frames, errors, time. No Glibc, no I/O.
         .target(name: "DAQCore"),
@@ -46,7 +47,7 @@ let package = Package(
         .target(name: "MDF", dependencies: ["DAQCore", "Acquisition"]),
 
         // Pure: once-and-only-once delivery state machines (device sender, collector stream).
-        .target(name: "Delivery", dependencies: ["DAQCore"]),
+        .target(name: "Delivery", dependencies: ["DAQCore", "Journal"]),
 
         // Experiment files (TOML) and their binding to DBC signals.
         .target(name: "Experiment", dependencies: ["DAQCore", "Acquisition", "DBC", .product(name: "TOMLKit", package: "TOMLKit")]),
@@ -56,7 +57,7 @@ let package = Package(
         .target(name: "CLinux"),
         .target(name: "Runtime", dependencies: ["DAQCore", "CLinux"]),
         .target(name: "SocketCAN", dependencies: ["DAQCore", "CSocketCAN"]),
-        .target(name: "Uplink", dependencies: ["DAQCore", "CMosquitto", "COpenSSL"]),
+        .target(name: "Uplink", dependencies: ["DAQCore", "Delivery", "CMosquitto", "COpenSSL", "CZstd"]),
         // Adapter: the journal on disk (segments, fsync, ack cursor, quota, reader, verify).
         .target(name: "JournalStore", dependencies: ["DAQCore", "Journal"]),
 

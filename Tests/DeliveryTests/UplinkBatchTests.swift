@@ -1,0 +1,48 @@
+// The batch wire header: round trip, and every corruption caught with the field named.
+import Testing
+import Journal
+@testable import Delivery
+
+@Suite struct UplinkBatchTests {
+    func body(_ range: ClosedRange<UInt64>) -> [UInt8] {
+        range.flatMap { JournalFraming.encode(kind: .record, sequence: $0, payload: (0..<($0 % 50 + 1)).map { UInt8($0) }) }
+    }
+
+    func batch(_ range: ClosedRange<UInt64>, starts: [UInt64] = []) -> (UplinkBatch, [UInt8]) {
+        let entries = body(range)
+        let header = UplinkBatch(deviceID: "ecu-07", epoch: 42, first: range.lowerBound, last: range.upperBound,
+                                 segmentStarts: starts, codec: .none, bodyLength: UInt32(entries.count),
+                                 bodyChecksum: CRC32C.checksum(entries))
+        return (header, entries)
+    }
+
+    @Test func roundTripsAndValidates() throws {
+        let (header, entries) = batch(5...9, starts: [7])
+        let message = header.encodedHeader() + entries
+        let (decoded, bodyStart) = try message.withUnsafeBytes { try UplinkBatch.decodeHeader($0, source: "t") }
+        #expect(decoded == header)
+        let ranges = try Array(message[bodyStart...]).withUnsafeBytes { try decoded.validate(body: $0, source: "t") }
+        #expect(ranges.count == 5)
+    }
+
+    @Test func everyFlippedHeaderByteIsCaught() {
+        let (header, _) = batch(1...3)
+        let bytes = header.encodedHeader()
+        for index in bytes.indices {
+            var bad = bytes
+            bad[index] ^= 0x40
+            #expect(throws: (any Error).self) { try bad.withUnsafeBytes { _ = try UplinkBatch.decodeHeader($0, source: "t") } }
+        }
+    }
+
+    @Test func bodyMismatchesAreCaught() throws {
+        let (header, entries) = batch(1...4)
+        var flipped = entries
+        flipped[20] ^= 1
+        #expect(throws: (any Error).self) { try flipped.withUnsafeBytes { _ = try header.validate(body: $0, source: "t") } }
+        // A body whose entries do not match the header's range.
+        var wrongRange = header
+        wrongRange.last = 5
+        #expect(throws: (any Error).self) { try entries.withUnsafeBytes { _ = try wrongRange.validate(body: $0, source: "t") } }
+    }
+}
