@@ -7,7 +7,7 @@ import PackageDescription
 /// Every stage the two executables are built from.
 let stages: [Target.Dependency] = [
     "DAQCore", "CANLogs", "DBC", "SocketCAN", "Uplink", "SystemIO", "Runtime", "Acquisition", "Experiment",
-    "Delivery", "MDF", "Journal", "JournalStore",
+    "Delivery", "MDF", "Journal", "JournalStore", "Agent",
     .product(name: "ArgumentParser", package: "swift-argument-parser"),
     .product(name: "Logging", package: "swift-log"),
 ]
@@ -60,6 +60,12 @@ let package = Package(
         .target(name: "Uplink", dependencies: ["DAQCore", "Delivery", "CMosquitto", "COpenSSL", "CZstd"]),
         // Adapter: the journal on disk (segments, fsync, ack cursor, quota, reader, verify).
         .target(name: "JournalStore", dependencies: ["DAQCore", "Journal"]),
+
+        // The device agent's composition: experiment loading, frame sources, the acquisition loop.
+        .target(name: "Agent", dependencies: [
+            "DAQCore", "CANLogs", "DBC", "SystemIO", "Runtime", "Acquisition", "Experiment", "Journal",
+            "JournalStore", "SocketCAN",
+        ]),
 
         // Executables: thin shells.
         .executableTarget(name: "daqlink", dependencies: stages),

@@ -103,11 +103,13 @@ while t < duration:
     rpm = 1900 + 1100 * math.sin(2 * math.pi * t / 10.0)
     seg_dt = (60.0 / rpm) / 2
     group = "Seg2" if angle_events % 2 == 0 else "Seg1"
-    for mid, name, sigs, cycle, prefix in messages:
-        if prefix == group:
-            msg = db.get_message_by_frame_id(mid)
-            data = msg.encode({s.name: phys(s, t, j) for j, s in enumerate(msg.signals)}, strict=False)
-            frames.append((t + rng.uniform(0, 0.0002), mid, data.hex().upper(), 'can1'))
+    # The segment's messages go out back to back in id order (~130 µs apart at 1 Mbit/s);
+    # the experiment triggers the group on the last one, when every value is fresh.
+    burst = [m for m in messages if m[4] == group]
+    for k, (mid, name, sigs, cycle, prefix) in enumerate(burst):
+        msg = db.get_message_by_frame_id(mid)
+        data = msg.encode({s.name: phys(s, t, j) for j, s in enumerate(msg.signals)}, strict=False)
+        frames.append((t + 0.00013 * k, mid, data.hex().upper(), 'can1'))
     t += seg_dt
     angle_events += 1
 status, diag = db.get_message_by_name("EngStatus"), db.get_message_by_name("EngDiag")
@@ -153,12 +155,12 @@ channels = {channel_list(names("EngSlow", 64))}
 
 [[group]]
 name = "Seg 2"
-on_message = "Seg2_00"     # crank-synchronous: one record per segment event
+on_message = "Seg2_08"     # crank-synchronous: one record per segment event (last message of the burst)
 channels = {channel_list(names("Seg2", 34))}
 
 [[group]]
 name = "Seg 1"
-on_message = "Seg1_00"
+on_message = "Seg1_06"
 channels = {channel_list(names("Seg1", 28))}
 
 [[group]]

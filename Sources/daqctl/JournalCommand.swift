@@ -13,7 +13,7 @@ struct JournalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "journal",
         abstract: "Inspect a device journal (append-only segments with CRC32C framing).",
-        subcommands: [JournalVerifyCommand.self, JournalWriteTestCommand.self, JournalBenchCommand.self]
+        subcommands: [JournalVerifyCommand.self, JournalDumpCommand.self, JournalWriteTestCommand.self, JournalBenchCommand.self]
     )
 }
 

@@ -1,0 +1,102 @@
+// What `daqlink run` was asked to do, and what it reports at the end.
+import DAQCore
+import Journal
+
+/// Where frames come from.
+public enum FrameSourceSpec: Sendable, Hashable {
+    /// A recorded log, at original timing, ×N, or as fast as possible.
+    case replay(path: String, speed: ReplaySpeed)
+    /// Live SocketCAN interfaces.
+    case socketCAN(interfaces: [String])
+
+    /// Parses `replay:LOG` or `socketcan:IFACE[,IFACE…]`.
+    public init?(argument: String, speed: ReplaySpeed) {
+        if argument.hasPrefix("replay:") {
+            let path = String(argument.dropFirst("replay:".count))
+            guard !path.isEmpty else { return nil }
+            self = .replay(path: path, speed: speed)
+        } else if argument.hasPrefix("socketcan:") {
+            let names = argument.dropFirst("socketcan:".count).split(separator: ",").map(String.init)
+            guard !names.isEmpty, names.allSatisfy({ !$0.isEmpty }) else { return nil }
+            self = .socketCAN(interfaces: names)
+        } else {
+            return nil
+        }
+    }
+}
+
+/// Settings of one acquisition run.
+public struct AcquisitionOptions: Sendable {
+    public var source: FrameSourceSpec
+    public var journalDirectory: String
+    /// Stop after this many seconds of source time (log time for replays, wall time live).
+    public var duration: Double?
+    /// The journal's stream epoch (fixed, so replays are byte-reproducible).
+    public var epoch: UInt64 = 1
+    public var commit = GroupCommitPolicy.Configuration(maxPendingBytes: 256 << 10, maxDelayNanoseconds: 200_000_000)
+    public var segmentSizeLimit = 8 << 20
+    public var quotaBytes = 512 << 20
+    /// Bytes of recent records kept in RAM for the uplink.
+    public var ringCapacity = 4 << 20
+    /// Print a progress line on standard error (replays).
+    public var progress = true
+    /// Skip malformed log lines instead of stopping.
+    public var lenient = false
+
+    public init(source: FrameSourceSpec, journalDirectory: String) {
+        self.source = source
+        self.journalDirectory = journalDirectory
+    }
+}
+
+/// Why a run ended.
+public enum StopReason: String, Sendable {
+    case endOfLog = "end of log"
+    case duration = "duration reached"
+    case signal = "stopped by signal"
+    case journalFull = "JOURNAL FULL: acquisition stopped"
+}
+
+/// What a run did.
+public struct AcquisitionSummary: Sendable {
+    public var stopReason: StopReason = .endOfLog
+    public var frames: UInt64 = 0
+    public var decoded: UInt64 = 0
+    public var unknownIDs: UInt64 = 0
+    public var otherBus: UInt64 = 0
+    public var malformedLines = 0
+    /// Per channel group: name, records, record bytes.
+    public var groups: [(name: String, records: UInt64, bytes: UInt64)] = []
+    public var journalBytesWritten: UInt64 = 0
+    public var firstSequence: UInt64?
+    public var lastSequence: UInt64?
+    public var kernelDrops: UInt64 = 0
+    /// Raster ticks emitted more than one period late (live), and the lateness figures.
+    public var lateTicks: UInt64 = 0
+    public var tickLatenessP99: Int64 = 0
+    public var tickLatenessMax: Int64 = 0
+    public var elapsedSeconds: Double = 0
+    public var recovery: String?
+
+    /// The human summary printed at the end of `daqlink run`.
+    public var text: String {
+        var lines: [String] = []
+        lines.append("stopped: \(stopReason.rawValue) after \(String(format2(elapsedSeconds))) s")
+        var frameLine = "frames: \(frames) (decoded \(decoded), unknown id \(unknownIDs), other bus \(otherBus)"
+        if malformedLines > 0 { frameLine += ", malformed lines skipped \(malformedLines)" }
+        lines.append(frameLine + ")")
+        for group in groups {
+            lines.append("  group \"\(group.name)\": \(group.records) records, \(group.bytes) bytes")
+        }
+        let range = firstSequence.map { "seq \($0)…\(lastSequence ?? $0)" } ?? "no entries"
+        lines.append("journal: \(journalBytesWritten) bytes written, \(range)")
+        lines.append("drops: kernel \(kernelDrops); late ticks \(lateTicks) (p99 lateness \(tickLatenessP99 / 1000) µs, max \(tickLatenessMax / 1000) µs)")
+        if let recovery { lines.append("recovery: \(recovery)") }
+        return lines.joined(separator: "\n")
+    }
+}
+
+func format2(_ value: Double) -> String {
+    let scaled = (value * 100).rounded() / 100
+    return "\(scaled)"
+}

@@ -1,0 +1,310 @@
+// One acquisition run of the device agent: a single-threaded cooperative loop that moves frames
+// from a source (log replay or SocketCAN) through the pipeline (decode → sampler) into the RAM
+// ring and the crash-safe journal, with group commit, raster tick timers, progress and shutdown.
+import Acquisition
+import DAQCore
+import Experiment
+import Journal
+import JournalStore
+import Runtime
+import SocketCAN
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs one acquisition to its end (log exhausted, duration, signal, or a full journal).
+public final class AcquisitionRun {
+    public let options: AcquisitionOptions
+    private var pipeline: AcquisitionPipeline
+    private let journal: JournalWriter
+    private var ring: RecordRing
+    private var commit: GroupCommitPolicy
+    private let loop = EventLoop()
+    private var records = RecordBuffer()
+    private var summary = AcquisitionSummary()
+    private var layoutWritten = false
+    private var recordsPerGroup: [UInt64]
+    private var bytesPerGroup: [UInt64]
+    private var stopped = false
+    private var failure: DAQError?
+    private let startedAt: Int64
+    private var lateness: [Int64] = []
+    /// Log/source time of the first frame (for `duration`).
+    private var firstFrameTime: Timestamp?
+
+    // Replay state.
+    private var logSource: LogFrameSource?
+    private var pacer: ReplayPacer?
+    private var heldFrame: CANFrame?
+
+    // Live state.
+    private var buses: [SocketCANBus] = []
+    private var tickTimer: EventLoop.TimerID?
+    private var tickDeadline: Int64?
+    /// CLOCK_REALTIME − CLOCK_MONOTONIC at start: kernel timestamps are realtime, timers monotonic.
+    private var realtimeOffset: Int64 = 0
+    private var receiveBuffer: [CANFrame] = []
+    private var framedScratch: [UInt8] = []
+
+    public init(binding: ExperimentBinding, options: AcquisitionOptions) throws(DAQError) {
+        self.options = options
+        pipeline = AcquisitionPipeline(binding)
+        journal = try JournalWriter(directory: options.journalDirectory, configuration: JournalConfiguration(
+            epoch: options.epoch, segmentSizeLimit: options.segmentSizeLimit, quotaBytes: options.quotaBytes))
+        ring = RecordRing(capacity: options.ringCapacity)
+        commit = GroupCommitPolicy(options.commit)
+        recordsPerGroup = Array(repeating: 0, count: binding.groups.count)
+        bytesPerGroup = Array(repeating: 0, count: binding.groups.count)
+        startedAt = loop.clock.now()
+        let recovery = journal.recovery
+        if let segment = recovery.truncatedSegment {
+            summary.recovery = "cut \(recovery.truncatedBytes) bytes of a torn tail from \(segment) at offset \(recovery.truncatedAtOffset ?? 0)"
+        }
+    }
+
+    /// Runs to the end and returns the summary. Throws for I/O errors other than a full journal.
+    public func run() throws(DAQError) -> AcquisitionSummary {
+        let signals = try SignalWatch()
+        loop.watch(signals.fileDescriptor, interest: .read) { [unowned self] _ in
+            if !signals.drain().isEmpty { finish(.signal) }
+        }
+        switch options.source {
+        case .replay(let path, let speed):
+            logSource = try LogFrameSource(path: path, lenient: options.lenient)
+            pacer = ReplayPacer(speed: speed)
+            loop.schedule(at: loop.clock.now()) { [unowned self] in replayStep() }
+            if options.progress { scheduleProgress() }
+        case .socketCAN(let interfaces):
+            realtimeOffset = SystemClock.realtime() - loop.clock.now()
+            for name in interfaces {
+                let bus = try SocketCANBus(interface: name)
+                buses.append(bus)
+                loop.watch(bus.fileDescriptor, interest: .read) { [unowned self] _ in drainBuses() }
+            }
+            if let duration = options.duration {
+                loop.schedule(at: loop.clock.now() + Int64(duration * 1e9)) { [unowned self] in finish(.duration) }
+            }
+        }
+        try loop.run()
+        if let failure { throw failure }
+        return summary
+    }
+
+    // MARK: replay
+
+    private func replayStep() {
+        guard !stopped, let source = logSource else { return }
+        let paced = pacer?.speed != .asFastAsPossible
+        do throws(DAQError) {
+            if let frame = heldFrame {
+                heldFrame = nil
+                if !accept(frame) { return }
+            }
+            var waitUntil: Int64?
+            let more = try source.read(maxLines: 4096) { (frame) throws(DAQError) -> Bool in
+                if paced, let deadline = pacer!.deadline(for: frame.timestamp, now: loop.clock.now()),
+                   deadline > loop.clock.now() {
+                    heldFrame = frame
+                    waitUntil = deadline
+                    return false
+                }
+                return accept(frame)
+            }
+            if stopped { return }
+            try flushRecords()
+            if let waitUntil {
+                loop.schedule(at: waitUntil) { [unowned self] in replayStep() }
+            } else if more || heldFrame != nil {
+                loop.schedule(at: loop.clock.now()) { [unowned self] in replayStep() }
+            } else {
+                summary.malformedLines = source.malformedLines
+                finish(.endOfLog)
+            }
+        } catch {
+            fail(error)
+        }
+    }
+
+    /// Ingests one frame unless the duration is reached; false stops the read.
+    private func accept(_ frame: CANFrame) -> Bool {
+        if firstFrameTime == nil { firstFrameTime = frame.timestamp }
+        if let duration = options.duration, let first = firstFrameTime,
+           Double(frame.timestamp.nanoseconds - first.nanoseconds) / 1e9 >= duration {
+            finish(.duration)
+            return false
+        }
+        pipeline.ingest(frame, into: &records)
+        if records.count > 256 {
+            do throws(DAQError) { try flushRecords() } catch { fail(error); return false }
+        }
+        return !stopped
+    }
+
+    private func scheduleProgress() {
+        loop.schedule(at: loop.clock.now() + 1_000_000_000) { [unowned self] in
+            guard !stopped else { return }
+            let counters = pipeline.counters
+            let percent = logSource?.progress.map { " \(Int($0 * 100))%" } ?? ""
+            writeStderr("daqlink:\(percent) \(counters.frames) frames, \(journal.lastSequence) entries, "
+                        + "\(summary.journalBytesWritten / 1024) KiB journal\n")
+            scheduleProgress()
+        }
+    }
+
+    // MARK: live
+
+    private func drainBuses() {
+        do throws(DAQError) {
+            for bus in buses {
+                while try bus.receive(into: &receiveBuffer, limit: 256) > 0 {
+                    for frame in receiveBuffer { pipeline.ingest(frame, into: &records) }
+                    receiveBuffer.removeAll(keepingCapacity: true)
+                }
+            }
+            try flushRecords()
+            armTick()
+        } catch {
+            fail(error)
+        }
+    }
+
+    /// Keeps one timer armed for the sampler's next raster tick (kernel time → monotonic).
+    private func armTick() {
+        guard !stopped, let next = pipeline.sampler.nextTickTime else { return }
+        let deadline = next.nanoseconds - realtimeOffset
+        if tickDeadline == deadline { return }
+        if let tickTimer { loop.cancel(tickTimer) }
+        tickDeadline = deadline
+        tickTimer = loop.schedule(at: deadline) { [unowned self] in
+            tickTimer = nil
+            tickDeadline = nil
+            let now = loop.clock.now()
+            // Frames already in the socket buffers belong before this tick.
+            drainBuses()
+            let late = now - deadline
+            lateness.append(late)
+            if lateness.count > 200_000 { lateness.removeFirst(100_000) }
+            summary.tickLatenessMax = max(summary.tickLatenessMax, late)
+            let period = rasterPeriod
+            if late > period { summary.lateTicks += 1 }
+            pipeline.advance(to: Timestamp(nanoseconds: now + realtimeOffset + 1), into: &records)
+            do throws(DAQError) { try flushRecords() } catch { fail(error) }
+            armTick()
+        }
+    }
+
+    private var rasterPeriod: Int64 {
+        pipeline.binding.groups.compactMap { group -> Int64? in
+            if case .raster(let period) = group.trigger { return period }
+            return nil
+        }.min() ?? .max
+    }
+
+    // MARK: journal
+
+    /// Appends the pending records (after the layout entry, once) and applies group commit.
+    private func flushRecords() throws(DAQError) {
+        if !layoutWritten, let layout = pipeline.layout {
+            try append(kind: .layout, payload: layout.encoded())
+            layoutWritten = true
+        }
+        guard !records.isEmpty else { return }
+        defer { records.removeAll() }
+        var failure: DAQError?
+        for index in 0..<records.count where failure == nil {
+            records.withPayload(index) { payload in
+                let group = RecordPayload.groupIndex(payload)
+                recordsPerGroup[group] += 1
+                bytesPerGroup[group] += UInt64(payload.count - RecordPayload.headerBytes)
+                do throws(DAQError) { try append(kind: .record, payload: payload) } catch { failure = error }
+            }
+        }
+        if let failure { throw failure }
+    }
+
+    private func append(kind: JournalEntryKind, payload: [UInt8]) throws(DAQError) {
+        var failure: DAQError?
+        payload.withUnsafeBytes { raw in
+            do throws(DAQError) { try append(kind: kind, payload: raw) } catch { failure = error }
+        }
+        if let failure { throw failure }
+    }
+
+    private func append(kind: JournalEntryKind, payload: UnsafeRawBufferPointer) throws(DAQError) {
+        let seq = try journal.append(kind: kind, payload: payload)
+        if summary.firstSequence == nil { summary.firstSequence = seq }
+        summary.lastSequence = seq
+        let framed = JournalFraming.framedLength(payloadLength: payload.count)
+        summary.journalBytesWritten += UInt64(framed)
+        framedScratch.removeAll(keepingCapacity: true)
+        JournalFraming.encode(kind: kind, sequence: seq, payload: payload, into: &framedScratch)
+        framedScratch.withUnsafeBytes { ring.append(seq: seq, bytes: $0) }
+        apply(commit.on(.appended(bytes: framed, now: loop.clock.now())))
+    }
+
+    private func apply(_ action: GroupCommitPolicy.Action) {
+        switch action {
+        case .none:
+            break
+        case .syncNow:
+            do throws(DAQError) {
+                try journal.sync()
+                _ = commit.on(.synced)
+            } catch {
+                fail(error)
+            }
+        case .armTimer(let deadline):
+            loop.schedule(at: deadline) { [unowned self] in
+                guard !stopped else { return }
+                apply(commit.on(.timerFired(now: loop.clock.now())))
+            }
+        }
+    }
+
+    // MARK: ending
+
+    private func fail(_ error: DAQError) {
+        if error.code == .journalFull {
+            writeStderr("daqlink: ALARM: \(error) — acquisition stopped; nothing already written is lost\n")
+            finish(.journalFull)
+        } else {
+            failure = error
+            finish(.signal)
+        }
+    }
+
+    /// Flushes, syncs and closes the journal, fills the summary and stops the loop.
+    private func finish(_ reason: StopReason) {
+        guard !stopped else { return }
+        stopped = true
+        summary.stopReason = reason
+        if reason != .journalFull {
+            do throws(DAQError) { try flushRecords() } catch {
+                if error.code == .journalFull { summary.stopReason = .journalFull } else if failure == nil { failure = error }
+            }
+        }
+        do throws(DAQError) { try journal.close() } catch { if failure == nil && error.code != .journalFull { failure = error } }
+        let counters = pipeline.counters
+        summary.frames = counters.frames
+        summary.decoded = counters.decoded
+        summary.unknownIDs = counters.unknown
+        summary.otherBus = counters.otherBus
+        summary.malformedLines = logSource?.malformedLines ?? 0
+        summary.groups = pipeline.binding.groups.indices.map {
+            (pipeline.binding.groups[$0].name, recordsPerGroup[$0], bytesPerGroup[$0])
+        }
+        summary.kernelDrops = buses.reduce(0) { $0 + $1.counters.kernelDrops }
+        if !lateness.isEmpty {
+            let sorted = lateness.sorted()
+            summary.tickLatenessP99 = sorted[min(sorted.count - 1, sorted.count * 99 / 100)]
+        }
+        summary.elapsedSeconds = Double(loop.clock.now() - startedAt) / 1e9
+        for bus in buses { loop.unwatch(bus.fileDescriptor) }
+        loop.stop()
+    }
+}
+
+func writeStderr(_ text: String) {
+    var bytes = Array(text.utf8)
+    bytes.withUnsafeMutableBytes { _ = write(2, $0.baseAddress, $0.count) }
+}

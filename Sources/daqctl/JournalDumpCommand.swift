@@ -1,0 +1,184 @@
+// `daqctl journal dump`: every journal entry as one JSON line, records decoded with the layout
+// entry that precedes them (no experiment file needed).
+import Acquisition
+import ArgumentParser
+import DAQCore
+import Foundation
+import Journal
+import JournalStore
+
+struct JournalDumpCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dump",
+        abstract: "Print journal entries as JSON lines (seq, group, time, channel values).",
+        discussion: """
+            Layout entries print as {"seq": N, "layout": {"experiment": …, "start": <s>, "groups": [...]}}.
+            Records print as {"seq": N, "group": "<name>", "t": <s>, "dt": <s>, "values": {"<channel>": v, …}}
+            where dt is the record's time master (seconds since the measurement start, exactly as stored),
+            t = start + dt, v is the stored value (the DBC raw integer for raw channels, the physical
+            value for float channels) and null marks a channel not received yet (invalidation bit set).
+
+            Example:
+              daqctl journal dump /data/journal --from 1000 | jq 'select(.group == "Time 10ms")'
+            """
+    )
+
+    @Argument(help: "The journal directory.")
+    var directory: String
+
+    @Option(help: "First sequence number to print.")
+    var from: UInt64 = 1
+
+    @Option(help: "Print at most this many entries.")
+    var limit: Int?
+
+    func run() throws {
+        var out = JSONLineBuffer()
+        do {
+            // The layout that governs `from` may be earlier: read from the start, print from `from`.
+            let reader = try JournalReader(directory: directory, from: 1)
+            var layout: MeasurementLayout?
+            var layouts: [RecordLayout] = []
+            var printed = 0
+            while let entry = try reader.next() {
+                if entry.kind == .layout {
+                    layout = try entry.payload.withUnsafeBytes { (raw) throws(DAQError) in
+                        try MeasurementLayout(decoding: raw, source: "\(directory) seq \(entry.sequence)")
+                    }
+                    layouts = layout!.groups.map(RecordLayout.init)
+                }
+                guard entry.sequence >= from else { continue }
+                if let limit, printed >= limit { break }
+                printed += 1
+                if entry.kind == .layout, let layout {
+                    out.layoutLine(seq: entry.sequence, layout)
+                } else if entry.kind == .record {
+                    guard let layout else {
+                        throw DAQError(.malformedInput, "record before any layout entry",
+                                       at: InputLocation(file: directory, field: "seq \(entry.sequence)"))
+                    }
+                    try out.recordLine(seq: entry.sequence, payload: entry.payload, layout: layout, layouts: layouts,
+                                       source: directory)
+                }
+                out.flushIfLarge()
+            }
+        } catch let error as DAQError {
+            out.flush()
+            FileHandle.standardError.write(Data("daqctl journal dump: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+        out.flush()
+    }
+}
+
+/// JSON lines built into one buffer and written in large chunks.
+struct JSONLineBuffer {
+    private var bytes: [UInt8] = []
+
+    mutating func text(_ s: String) { bytes += Array(s.utf8) }
+
+    mutating func string(_ s: String) {
+        bytes.append(0x22)
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": text("\\\"")
+            case "\\": text("\\\\")
+            case "\n": text("\\n")
+            case "\t": text("\\t")
+            case "\r": text("\\r")
+            default:
+                if scalar.value < 0x20 {
+                    let hex = String(scalar.value, radix: 16)
+                    text("\\u" + String(repeating: "0", count: 4 - hex.count) + hex)
+                } else {
+                    bytes += Array(String(scalar).utf8)
+                }
+            }
+        }
+        bytes.append(0x22)
+    }
+
+    mutating func number(_ value: Double) {
+        text(value.isFinite ? "\(value)" : "null")
+    }
+
+    mutating func layoutLine(seq: UInt64, _ layout: MeasurementLayout) {
+        text("{\"seq\": \(seq), \"layout\": {\"experiment\": ")
+        string(layout.experiment)
+        text(", \"start\": \(seconds(layout.start.nanoseconds)), \"groups\": [")
+        for (index, group) in layout.groups.enumerated() {
+            if index > 0 { text(", ") }
+            text("{\"name\": ")
+            string(group.name)
+            text(", \"channels\": [")
+            for (c, channel) in group.channels.enumerated() {
+                if c > 0 { text(", ") }
+                string(channel.name)
+            }
+            text("]}")
+        }
+        text("]}}\n")
+    }
+
+    mutating func recordLine(seq: UInt64, payload: [UInt8], layout: MeasurementLayout, layouts: [RecordLayout],
+                             source: String) throws(DAQError) {
+        guard payload.count >= RecordPayload.headerBytes + 8 else {
+            throw DAQError(.malformedInput, "record too short", at: InputLocation(file: source, field: "seq \(seq)"))
+        }
+        let group = payload.withUnsafeBytes { RecordPayload.groupIndex($0) }
+        guard group >= 0, group < layout.groups.count,
+              payload.count == RecordPayload.headerBytes + layouts[group].recordBytes else {
+            throw DAQError(.malformedInput, "record does not match the layout (group \(group), \(payload.count) bytes)",
+                           at: InputLocation(file: source, field: "seq \(seq)"))
+        }
+        let recordLayout = layouts[group]
+        let base = RecordPayload.headerBytes
+        payload.withUnsafeBytes { raw in
+            let dt = Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: base, as: UInt64.self)))
+            text("{\"seq\": \(seq), \"group\": ")
+            string(layout.groups[group].name)
+            text(", \"t\": \(seconds(layout.start.nanoseconds + Int64((dt * 1e9).rounded()))), \"dt\": ")
+            number(dt)
+            text(", \"values\": {")
+            for (index, channel) in layout.groups[group].channels.enumerated() {
+                if index > 0 { text(", ") }
+                string(channel.name)
+                text(": ")
+                let invalid = raw[base + recordLayout.dataBytes + index / 8] & (1 << UInt8(index % 8)) != 0
+                if invalid { text("null"); continue }
+                let offset = base + recordLayout.valueOffsets[index]
+                switch channel.storage {
+                case .unsigned(let bits): text("\(load(raw, offset, bits))")
+                case .signed(let bits):
+                    let value = load(raw, offset, bits)
+                    let shift = UInt64(64 - bits)
+                    text("\(Int64(bitPattern: value << shift) >> Int64(shift))")
+                case .float32: number(Double(Float(bitPattern: UInt32(truncatingIfNeeded: load(raw, offset, 32)))))
+                case .float64: number(Double(bitPattern: load(raw, offset, 64)))
+                }
+            }
+            text("}}\n")
+        }
+    }
+
+    private func load(_ raw: UnsafeRawBufferPointer, _ offset: Int, _ bits: Int) -> UInt64 {
+        var value: UInt64 = 0
+        for byte in 0..<(bits / 8) { value |= UInt64(raw[offset + byte]) << (8 * UInt64(byte)) }
+        return value
+    }
+
+    /// Nanoseconds as seconds with nine decimals.
+    private func seconds(_ ns: Int64) -> String {
+        let negative = ns < 0
+        let magnitude = negative ? -ns : ns
+        let fraction = String(magnitude % 1_000_000_000)
+        return (negative ? "-" : "") + "\(magnitude / 1_000_000_000)." + String(repeating: "0", count: 9 - fraction.count) + fraction
+    }
+
+    mutating func flushIfLarge() { if bytes.count > 1 << 20 { flush() } }
+
+    mutating func flush() {
+        FileHandle.standardOutput.write(Data(bytes))
+        bytes.removeAll(keepingCapacity: true)
+    }
+}
