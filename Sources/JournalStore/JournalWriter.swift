@@ -170,14 +170,38 @@ public final class JournalWriter {
             throw DAQError(.journalMisuse, "payload of \(payload.count) bytes exceeds \(JournalFraming.maxPayloadLength)",
                            at: InputLocation(file: directory))
         }
-        let framed = JournalFraming.framedLength(payloadLength: payload.count)
         let sequence = lastSequence + 1
+        let framed = JournalFraming.framedLength(payloadLength: payload.count)
         let rotating = activeLength > SegmentHeader.length && activeLength + framed > configuration.segmentSizeLimit
+        scratch.removeAll(keepingCapacity: true)
+        JournalFraming.encode(kind: kind, sequence: sequence, payload: payload, into: &scratch)
+        try writeEntry(sequence: sequence, rotating: rotating)
+        return sequence
+    }
+
+    /// Appends an entry that is already framed (the collector rebuilding a device's journal from
+    /// the device's own bytes). It must carry the next sequence number and a valid CRC. The segment
+    /// is cut only where `startsSegment` says the device cut it, never by size, so the rebuilt
+    /// segments are the device's segments byte for byte.
+    public func appendFramed(_ entry: UnsafeRawBufferPointer, startsSegment: Bool) throws(DAQError) {
+        try ensureUsable()
+        let sequence = lastSequence + 1
+        guard case .entry(let kind, _, _, let length) = JournalFraming.decode(entry, at: 0, expectedSequence: sequence),
+              length == entry.count, kind.isDefined else {
+            throw DAQError(.journalMisuse, "framed entry is not a valid entry \(sequence)", at: InputLocation(file: directory))
+        }
+        let rotating = startsSegment && activeLength > SegmentHeader.length
+        scratch.removeAll(keepingCapacity: true)
+        scratch.append(contentsOf: entry)
+        try writeEntry(sequence: sequence, rotating: rotating)
+    }
+
+    /// Writes `scratch` (one framed entry with `sequence`), rotating first when asked.
+    private func writeEntry(sequence: UInt64, rotating: Bool) throws(DAQError) {
+        let framed = scratch.count
         // Room first: an entry refused for the quota must not leave a new, empty segment behind.
         try makeRoom(framed + (rotating ? SegmentHeader.length : 0))
         if rotating { try rotate(firstSequence: sequence) }
-        scratch.removeAll(keepingCapacity: true)
-        JournalFraming.encode(kind: kind, sequence: sequence, payload: payload, into: &scratch)
         do {
             try writeScratch()
         } catch where error.isOutOfSpace {
@@ -196,7 +220,6 @@ public final class JournalWriter {
         segments[segments.count - 1].bytes = activeLength
         journalBytes += framed
         lastSequence = sequence
-        return sequence
     }
 
     /// Appends one entry and returns its sequence number. Not durable until `sync()`.

@@ -86,7 +86,7 @@ struct RunCommand: ParsableCommand {
         do {
             let binding = try ExperimentLoader.load(path: experiment)
             summary = try AcquisitionRun(binding: binding, options: options).run()
-        } catch let error as DAQError {
+        } catch {
             FileHandle.standardError.write(Data("daqlink: \(error)\n".utf8))
             throw ExitCode(1)
         }
