@@ -7,9 +7,10 @@ import PackageDescription
 /// Every stage the two executables are built from.
 let stages: [Target.Dependency] = [
     "DAQCore", "CANLogs", "DBC", "SocketCAN", "Uplink", "SystemIO", "Runtime", "Acquisition", "Experiment",
-    "Delivery", "MDF", "Journal", "JournalStore", "Agent",
+    "Delivery", "MDF", "Journal", "JournalStore", "Agent", "Collector",
     .product(name: "ArgumentParser", package: "swift-argument-parser"),
     .product(name: "Logging", package: "swift-log"),
+    .product(name: "TOMLKit", package: "TOMLKit"),
 ]
 
 let package = Package(
@@ -64,8 +65,11 @@ let package = Package(
         // The device agent's composition: experiment loading, frame sources, the acquisition loop.
         .target(name: "Agent", dependencies: [
             "DAQCore", "CANLogs", "DBC", "SystemIO", "Runtime", "Acquisition", "Experiment", "Journal",
-            "JournalStore", "SocketCAN",
+            "JournalStore", "SocketCAN", "Delivery", "Uplink",
         ]),
+
+        // The fleet-side collector: durable MQTT session → checked batches → rebuilt journals.
+        .target(name: "Collector", dependencies: ["DAQCore", "Delivery", "Journal", "JournalStore", "Runtime", "Uplink"]),
 
         // Executables: thin shells.
         .executableTarget(name: "daqlink", dependencies: stages),

@@ -42,6 +42,11 @@ public struct AcquisitionOptions: Sendable {
     public var progress = true
     /// Skip malformed log lines instead of stopping.
     public var lenient = false
+    /// Send the journal to a broker (nil: acquisition only).
+    public var uplink: UplinkOptions?
+    /// At the end of a replay or duration, wait up to this long for the collector to acknowledge
+    /// everything (seconds).
+    public var drainTimeout: Double = 0
 
     public init(source: FrameSourceSpec, journalDirectory: String) {
         self.source = source
@@ -77,6 +82,7 @@ public struct AcquisitionSummary: Sendable {
     public var tickLatenessMax: Int64 = 0
     public var elapsedSeconds: Double = 0
     public var recovery: String?
+    public var uplink: UplinkCounters?
 
     /// The human summary printed at the end of `daqlink run`.
     public var text: String {
@@ -92,6 +98,13 @@ public struct AcquisitionSummary: Sendable {
         lines.append("journal: \(journalBytesWritten) bytes written, \(range)")
         lines.append("drops: kernel \(kernelDrops); late ticks \(lateTicks) (p99 lateness \(tickLatenessP99 / 1000) µs, max \(tickLatenessMax / 1000) µs)")
         if let recovery { lines.append("recovery: \(recovery)") }
+        if let uplink {
+            let ratio = uplink.rawBytes > 0 ? Double(uplink.wireBytes) / Double(uplink.rawBytes) : 0
+            lines.append("uplink: \(uplink.batches) batches, \(uplink.rawBytes) journal bytes as \(uplink.wireBytes) wire bytes "
+                         + "(\(format2(ratio))×), acknowledged up to \(uplink.acknowledged), \(uplink.connects) connects, "
+                         + "\(uplink.disconnects) disconnects, \(uplink.resendRequests) resend requests")
+            for alarm in uplink.alarms { lines.append("ALARM: \(alarm)") }
+        }
         return lines.joined(separator: "\n")
     }
 }

@@ -45,6 +45,8 @@ public final class AcquisitionRun {
     private var realtimeOffset: Int64 = 0
     private var receiveBuffer: [CANFrame] = []
     private var framedScratch: [UInt8] = []
+    private var uplink: UplinkTask?
+    private var pendingStop: StopReason?
 
     public init(binding: ExperimentBinding, options: AcquisitionOptions) throws(DAQError) {
         self.options = options
@@ -67,6 +69,11 @@ public final class AcquisitionRun {
         let signals = try SignalWatch()
         loop.watch(signals.fileDescriptor, interest: .read) { [unowned self] _ in
             if !signals.drain().isEmpty { finish(.signal) }
+        }
+        if let options = options.uplink {
+            let task = UplinkTask(options: options, loop: loop, journal: journal, seed: UInt64(bitPattern: startedAt))
+            uplink = task
+            task.start(ring: { [unowned self] in ring })
         }
         switch options.source {
         case .replay(let path, let speed):
@@ -250,6 +257,7 @@ public final class AcquisitionRun {
             do throws(DAQError) {
                 try journal.sync()
                 _ = commit.on(.synced)
+                uplink?.journalSynced(upTo: journal.lastSyncedSequence)
             } catch {
                 fail(error)
             }
@@ -273,16 +281,41 @@ public final class AcquisitionRun {
         }
     }
 
-    /// Flushes, syncs and closes the journal, fills the summary and stops the loop.
+    /// Flushes and syncs the journal; with an uplink, waits (bounded) until the collector has
+    /// acknowledged everything, then closes and stops the loop.
     private func finish(_ reason: StopReason) {
-        guard !stopped else { return }
+        if stopped {
+            // A second signal while draining: stop waiting.
+            if pendingStop != nil, reason == .signal { complete() }
+            return
+        }
         stopped = true
         summary.stopReason = reason
         if reason != .journalFull {
-            do throws(DAQError) { try flushRecords() } catch {
+            do throws(DAQError) {
+                try flushRecords()
+                try journal.sync()
+                uplink?.journalSynced(upTo: journal.lastSyncedSequence)
+            } catch {
                 if error.code == .journalFull { summary.stopReason = .journalFull } else if failure == nil { failure = error }
             }
         }
+        for bus in buses { loop.unwatch(bus.fileDescriptor) }
+        if let uplink, reason != .signal, options.drainTimeout > 0, failure == nil, !uplink.isDrained {
+            pendingStop = reason
+            uplink.onDrained = { [unowned self] in complete() }
+            loop.schedule(at: loop.clock.now() + Int64(options.drainTimeout * 1e9)) { [unowned self] in complete() }
+            return
+        }
+        complete()
+    }
+
+    private var completed = false
+
+    private func complete() {
+        guard !completed else { return }
+        completed = true
+        uplink?.stop()
         do throws(DAQError) { try journal.close() } catch { if failure == nil && error.code != .journalFull { failure = error } }
         let counters = pipeline.counters
         summary.frames = counters.frames
@@ -299,7 +332,7 @@ public final class AcquisitionRun {
             summary.tickLatenessP99 = sorted[min(sorted.count - 1, sorted.count * 99 / 100)]
         }
         summary.elapsedSeconds = Double(loop.clock.now() - startedAt) / 1e9
-        for bus in buses { loop.unwatch(bus.fileDescriptor) }
+        summary.uplink = uplink?.counters
         loop.stop()
     }
 }

@@ -45,6 +45,9 @@ public final class JournalWriter {
     public var nextSequence: UInt64 { lastSequence + 1 }
     /// The oldest sequence number still in the journal.
     public var oldestSequence: UInt64 { segments[0].firstSequence }
+    /// The first sequence number of every retained segment, oldest first (the uplink ships them so
+    /// the collector cuts its segments at the same entries).
+    public var segmentFirstSequences: [UInt64] { segments.map(\.firstSequence) }
     /// The file name of the segment appends go to.
     public var activeSegmentName: String { SegmentName.name(firstSequence: segments[segments.count - 1].firstSequence) }
 

@@ -3,6 +3,7 @@ import Agent
 import ArgumentParser
 import DAQCore
 import Foundation
+import Uplink
 
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -61,6 +62,30 @@ struct RunCommand: ParsableCommand {
     @Option(help: "The journal's stream epoch.")
     var epoch: UInt64 = 1
 
+    @Option(help: "Send the journal to this MQTT broker (HOST:PORT, mutual TLS 1.3).")
+    var broker: String?
+
+    @Option(help: "This device's id (its certificate's CN; topics devices/<id>/…).")
+    var device: String?
+
+    @Option(help: "A PKI directory made by `daqctl pki`: ca.crt and devices/<id>.crt/.key are used.")
+    var pki: String?
+
+    @Option(help: "CA certificate (instead of --pki).")
+    var ca: String?
+
+    @Option(help: "Device certificate (instead of --pki).")
+    var cert: String?
+
+    @Option(help: "Device private key (instead of --pki).")
+    var key: String?
+
+    @Option(help: "At the end, wait up to this many seconds for the collector to acknowledge everything.")
+    var drainTimeout: Double = 30
+
+    @Flag(help: "Send batch bodies uncompressed.")
+    var noCompression = false
+
     @Flag(help: "Skip malformed log lines (counted) instead of stopping.")
     var lenient = false
 
@@ -82,6 +107,23 @@ struct RunCommand: ParsableCommand {
         options.quotaBytes = quotaBytes
         options.progress = !quiet
         options.lenient = lenient
+        if let broker {
+            let parts = broker.split(separator: ":")
+            guard parts.count == 2, let port = Int(parts[1]), let device, !device.isEmpty else {
+                throw ValidationError("--broker HOST:PORT needs --device ID too")
+            }
+            let caFile = ca ?? pki.map { "\($0)/ca.crt" }
+            let certFile = cert ?? pki.map { "\($0)/devices/\(device).crt" }
+            let keyFile = key ?? pki.map { "\($0)/devices/\(device).key" }
+            guard let caFile, let certFile, let keyFile else {
+                throw ValidationError("the uplink needs --pki DIR, or --ca, --cert and --key")
+            }
+            var uplink = UplinkOptions(deviceID: device, host: String(parts[0]), port: port,
+                                       tls: MQTTTLSFiles(caFile: caFile, certificateFile: certFile, keyFile: keyFile))
+            uplink.compress = !noCompression
+            options.uplink = uplink
+            options.drainTimeout = drainTimeout
+        }
         let summary: AcquisitionSummary
         do {
             let binding = try ExperimentLoader.load(path: experiment)

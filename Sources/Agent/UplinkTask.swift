@@ -1,0 +1,299 @@
+// The device's uplink inside the acquisition loop: the pure UplinkSender decides, this task does
+// the I/O — one single-use MQTT connection at a time, batches read from the RAM ring (or the
+// journal when the ring no longer holds them), zstd bodies, end-to-end acks persisted as the
+// journal's cursor.
+import Acquisition
+import DAQCore
+import Delivery
+import Journal
+import JournalStore
+import Runtime
+import Uplink
+
+/// Where and as whom the device connects.
+public struct UplinkOptions: Sendable {
+    public var deviceID: String
+    public var host: String
+    public var port: Int
+    public var tls: MQTTTLSFiles
+    public var policy = UplinkPolicy()
+    public var keepalive = 10
+    /// A connection attempt that has not reached CONNACK by then is abandoned (ns).
+    public var connectTimeout: Int64 = 5_000_000_000
+    public var compress = true
+
+    public init(deviceID: String, host: String, port: Int, tls: MQTTTLSFiles) {
+        self.deviceID = deviceID
+        self.host = host
+        self.port = port
+        self.tls = tls
+    }
+
+    public var dataTopic: String { "devices/\(deviceID)/data" }
+    public var ackTopic: String { "devices/\(deviceID)/ack" }
+    public var commandTopic: String { "devices/\(deviceID)/cmd" }
+}
+
+/// What the uplink did, for the run's summary.
+public struct UplinkCounters: Sendable {
+    public var batches: UInt64 = 0
+    public var rawBytes: UInt64 = 0
+    public var wireBytes: UInt64 = 0
+    public var connects: UInt64 = 0
+    public var disconnects: UInt64 = 0
+    public var resendRequests: UInt64 = 0
+    public var readsFromJournal: UInt64 = 0
+    public var acknowledged: UInt64 = 0
+    public var alarms: [String] = []
+}
+
+/// Drives `UplinkSender` with a real MQTT connection on the run's event loop.
+final class UplinkTask {
+    let options: UplinkOptions
+    private let loop: EventLoop
+    private let journal: JournalWriter
+    private var sender: UplinkSender
+    private var connection: MQTTConnection?
+    private var watchedFD: Int32?
+    private var connectDeadlineTimer: EventLoop.TimerID?
+    private var tokens: [Int32: Int] = [:]
+    private var timers: [UplinkSender.Timer: EventLoop.TimerID] = [:]
+    private var random: UInt64
+    private var stopped = false
+    private(set) var counters = UplinkCounters()
+    /// Called when everything in the journal is acknowledged end to end.
+    var onDrained: (() -> Void)?
+
+    init(options: UplinkOptions, loop: EventLoop, journal: JournalWriter, seed: UInt64) {
+        self.options = options
+        self.loop = loop
+        self.journal = journal
+        random = seed | 1
+        sender = UplinkSender(policy: options.policy, acknowledged: journal.acknowledgedUpTo,
+                              journalEnd: journal.lastSyncedSequence)
+    }
+
+    var acknowledged: UInt64 { sender.acknowledged }
+    var isDrained: Bool { sender.acknowledged >= journal.lastSyncedSequence }
+
+    func start(ring: @escaping () -> RecordRing) {
+        ringAccess = ring
+        perform(sender.start())
+        loop.schedule(at: loop.clock.now() + 1_000_000_000) { [weak self] in self?.periodic() }
+    }
+
+    private var ringAccess: (() -> RecordRing)?
+
+    /// The journal synced up to `sequence`: those entries may now leave the device.
+    func journalSynced(upTo sequence: UInt64) {
+        guard !stopped else { return }
+        perform(sender.on(.journalAdvanced(last: sequence), now: loop.clock.now(), jitter: nextJitter()))
+    }
+
+    func stop() {
+        stopped = true
+        closeConnection()
+        for (_, id) in timers { loop.cancel(id) }
+        timers.removeAll()
+    }
+
+    // MARK: actions
+
+    private func perform(_ actions: [UplinkSender.Action]) {
+        for action in actions {
+            switch action {
+            case .connect:
+                connect()
+            case .publish(let token, let first, let last):
+                publish(token: token, first: first, last: last)
+            case .persistAcknowledged(let upTo):
+                do throws(DAQError) {
+                    try journal.acknowledge(upTo: upTo)
+                    counters.acknowledged = upTo
+                } catch {
+                    counters.alarms.append("cannot persist the ack cursor: \(error)")
+                }
+                if isDrained { onDrained?() }
+            case .arm(let timer, let deadline):
+                if let existing = timers[timer] { loop.cancel(existing) }
+                timers[timer] = loop.schedule(at: deadline) { [weak self] in
+                    guard let self, !self.stopped else { return }
+                    self.timers[timer] = nil
+                    self.perform(self.sender.on(.timer(timer), now: self.loop.clock.now(), jitter: self.nextJitter()))
+                }
+            case .alarm(let text):
+                counters.alarms.append(text)
+                writeStderr("daqlink: ALARM: \(text)\n")
+            }
+        }
+    }
+
+    private func connect() {
+        closeConnection()
+        do throws(DAQError) {
+            let connection = try MQTTConnection(clientID: options.deviceID, tls: options.tls)
+            self.connection = connection
+            try connection.connectAsync(host: options.host, port: options.port, keepalive: options.keepalive)
+            counters.connects += 1
+            watchSocket()
+            connectDeadlineTimer = loop.schedule(at: loop.clock.now() + options.connectTimeout) { [weak self] in
+                guard let self, !self.stopped, !self.sender.isConnected, self.connection === connection else { return }
+                self.lostConnection()
+            }
+        } catch {
+            // Refused at once (no route, bad TLS files): count it as a failed attempt and back off.
+            lostConnection()
+        }
+    }
+
+    private func watchSocket() {
+        guard let connection, let fd = connection.socket else { return }
+        if watchedFD != fd {
+            if let old = watchedFD { loop.unwatch(old) }
+            watchedFD = fd
+            loop.watch(fd, interest: connection.wantsWrite ? [.read, .write] : .read) { [weak self] ready in
+                self?.socketReady(ready)
+            }
+        } else {
+            loop.update(fd, interest: connection.wantsWrite ? [.read, .write] : .read)
+        }
+    }
+
+    private func socketReady(_ ready: PollInterest) {
+        guard let connection else { return }
+        var healthy = true
+        if ready.contains(.read) { healthy = connection.handleReadable() && healthy }
+        if ready.contains(.write) || connection.wantsWrite { healthy = connection.handleWritable() && healthy }
+        handleEvents()
+        if !healthy && self.connection === connection { lostConnection() }
+        if self.connection != nil { watchSocket() }
+    }
+
+    private func periodic() {
+        guard !stopped else { return }
+        if let connection {
+            if !connection.handlePeriodic() { lostConnection() } else { handleEvents(); watchSocket() }
+        }
+        loop.schedule(at: loop.clock.now() + 1_000_000_000) { [weak self] in self?.periodic() }
+    }
+
+    private func handleEvents() {
+        guard let connection else { return }
+        for event in connection.drainEvents() {
+            let now = loop.clock.now()
+            switch event {
+            case .connected(let rc):
+                guard rc == 0 else {
+                    counters.alarms.append("broker refused the connection: reason code \(rc)")
+                    lostConnection()
+                    return
+                }
+                if let timer = connectDeadlineTimer { loop.cancel(timer) }
+                do throws(DAQError) {
+                    try connection.subscribe(options.ackTopic)
+                    try connection.subscribe(options.commandTopic)
+                } catch {
+                    lostConnection()
+                    return
+                }
+                perform(sender.on(.connected, now: now, jitter: nextJitter()))
+            case .disconnected:
+                lostConnection()
+                return
+            case .published(let mid, let reasonCode):
+                if let token = tokens.removeValue(forKey: mid) {
+                    perform(sender.on(.published(token: token, reasonCode: UInt8(clamping: reasonCode)), now: now))
+                }
+            case .subscribed:
+                break
+            case .message(let topic, let payload):
+                handleMessage(topic: topic, payload: payload, now: now)
+            }
+        }
+    }
+
+    /// `ack <epoch> <upTo>` on the ack topic, `resend <epoch> <from>` on the command topic.
+    private func handleMessage(topic: String, payload: [UInt8], now: Int64) {
+        let words = String(decoding: payload, as: UTF8.self).split(separator: " ")
+        guard words.count == 3, let epoch = UInt64(words[1]), epoch == journal.epoch, let value = UInt64(words[2]) else {
+            return
+        }
+        if topic == options.ackTopic, words[0] == "ack" {
+            perform(sender.on(.collectorAck(upTo: min(value, journal.lastSyncedSequence)), now: now))
+        } else if topic == options.commandTopic, words[0] == "resend" {
+            counters.resendRequests += 1
+            perform(sender.on(.resendRequest(from: value), now: now))
+        }
+    }
+
+    private func lostConnection() {
+        let wasOpen = connection != nil
+        closeConnection()
+        if wasOpen { counters.disconnects += 1 }
+        guard !stopped else { return }
+        perform(sender.on(.disconnected, now: loop.clock.now(), jitter: nextJitter()))
+    }
+
+    private func closeConnection() {
+        if let fd = watchedFD { loop.unwatch(fd) }
+        watchedFD = nil
+        if let timer = connectDeadlineTimer { loop.cancel(timer) }
+        connectDeadlineTimer = nil
+        tokens.removeAll()
+        connection = nil  // deinit destroys the libmosquitto handle and its queue
+    }
+
+    // MARK: batches
+
+    private func publish(token: Int, first: UInt64, last: UInt64) {
+        guard let connection else { return }
+        var body: [UInt8] = []
+        let ring = ringAccess?()
+        var sequence = first
+        // The ring holds the most recent entries; older ones come from the journal files.
+        while sequence <= last, ring?.withEntry(sequence, { body.append(contentsOf: $0) }) != nil { sequence += 1 }
+        if sequence <= last {
+            counters.readsFromJournal += 1
+            do throws(DAQError) {
+                body.removeAll()
+                let reader = try JournalReader(directory: journal.directory, from: first)
+                while let entry = try reader.next(), entry.sequence <= last { body.append(contentsOf: entry.framed) }
+            } catch {
+                counters.alarms.append("cannot read entries \(first)…\(last) from the journal: \(error)")
+                return
+            }
+        }
+        let starts = journal.segmentFirstSequences.filter { $0 > first && $0 <= last }
+        let checksum = CRC32C.checksum(body)
+        var header = UplinkBatch(deviceID: options.deviceID, epoch: journal.epoch, first: first, last: last,
+                                 segmentStarts: starts, codec: .none, bodyLength: UInt32(body.count), bodyChecksum: checksum)
+        var wire: [UInt8]
+        if options.compress {
+            let compressed = body.withUnsafeBytes { BatchCompression.compress($0) }
+            header.codec = .zstd
+            wire = header.encodedHeader() + compressed
+        } else {
+            wire = header.encodedHeader() + body
+        }
+        do throws(DAQError) {
+            let mid = try wire.withUnsafeBytes { raw in
+                Result { () throws(DAQError) -> Int32 in try connection.publish(topic: options.dataTopic, payload: raw) }
+            }.get()
+            tokens[mid] = token
+            counters.batches += 1
+            counters.rawBytes += UInt64(body.count)
+            counters.wireBytes += UInt64(wire.count)
+            watchSocket()
+        } catch {
+            lostConnection()
+        }
+        wire.removeAll()
+    }
+
+    private func nextJitter() -> Double {
+        random ^= random << 13
+        random ^= random >> 7
+        random ^= random << 17
+        return Double(random % 1_000_000) / 1_000_000
+    }
+}

@@ -1,0 +1,219 @@
+// The fleet-side collector: a durable MQTT 5 session (clean start off, session expiry set)
+// subscribed to every device's data topic; each batch is checked, deduplicated, reordered within
+// a bound, committed to that device's rebuilt journal, then acknowledged end to end.
+import DAQCore
+import Delivery
+import Runtime
+import Uplink
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Settings of `daqctl collect`.
+public struct CollectorOptions: Sendable {
+    public var host: String
+    public var port: Int
+    public var tls: MQTTTLSFiles
+    public var clientID = "collector"
+    public var sessionExpiry: UInt32 = 7 * 24 * 3600
+    /// Output directory: `<output>/<device>/journal/`.
+    public var output: String
+    /// Exit after this many seconds without a data message (nil: run until a signal).
+    public var idleExit: Double?
+    /// Exit after this many seconds in all.
+    public var duration: Double?
+
+    public init(host: String, port: Int, tls: MQTTTLSFiles, output: String) {
+        self.host = host
+        self.port = port
+        self.tls = tls
+        self.output = output
+    }
+}
+
+/// Per-device figures at the end.
+public struct CollectorDeviceReport: Sendable {
+    public var deviceID: String
+    public var committed: UInt64
+    public var entries: UInt64
+    public var bytes: UInt64
+    public var duplicates: UInt64
+    public var gaps: UInt64
+}
+
+public final class CollectorService {
+    public let options: CollectorOptions
+    private let loop = EventLoop()
+    private var connection: MQTTConnection?
+    private var sinks: [String: DeviceStreamSink] = [:]
+    private var lastMessage: Int64
+    private var rejected: UInt64 = 0
+    private var failure: DAQError?
+    private var stopping = false
+    private var watchedFD: Int32?
+
+    public init(options: CollectorOptions) {
+        self.options = options
+        lastMessage = loop.clock.now()
+    }
+
+    /// Runs until a signal, the idle timeout or the duration; returns per-device reports.
+    public func run() throws(DAQError) -> [CollectorDeviceReport] {
+        let signals = try SignalWatch()
+        loop.watch(signals.fileDescriptor, interest: .read) { [unowned self] _ in
+            if !signals.drain().isEmpty { stop() }
+        }
+        try connect()
+        if let duration = options.duration {
+            loop.schedule(at: loop.clock.now() + Int64(duration * 1e9)) { [unowned self] in stop() }
+        }
+        periodic()
+        try loop.run()
+        for sink in sinks.values { try? sink.close() }
+        if let failure { throw failure }
+        return sinks.values.sorted { $0.deviceID < $1.deviceID }.map {
+            CollectorDeviceReport(deviceID: $0.deviceID, committed: $0.committed, entries: $0.committedEntries,
+                                  bytes: $0.committedBytes, duplicates: $0.duplicates, gaps: $0.gaps)
+        }
+    }
+
+    private func stop() {
+        stopping = true
+        connection?.disconnect()
+        loop.stop()
+    }
+
+    private func connect() throws(DAQError) {
+        let connection = try MQTTConnection(clientID: options.clientID, tls: options.tls, cleanStart: false)
+        try connection.connectDurable(host: options.host, port: options.port, sessionExpiry: options.sessionExpiry)
+        try connection.subscribe("devices/+/data")
+        self.connection = connection
+        watch()
+    }
+
+    private func watch() {
+        guard let connection, let fd = connection.socket else { return }
+        if let old = watchedFD, old != fd { loop.unwatch(old) }
+        watchedFD = fd
+        loop.watch(fd, interest: connection.wantsWrite ? [.read, .write] : .read) { [unowned self] ready in
+            guard let connection = self.connection else { return }
+            var healthy = true
+            if ready.contains(.read) { healthy = connection.handleReadable() && healthy }
+            if ready.contains(.write) || connection.wantsWrite { healthy = connection.handleWritable() && healthy }
+            handleEvents()
+            if !healthy { reconnectLater() } else { watch() }
+        }
+    }
+
+    private func reconnectLater() {
+        if let fd = watchedFD { loop.unwatch(fd) }
+        watchedFD = nil
+        guard connection != nil else { return }  // a reconnect is already scheduled
+        connection = nil
+        guard !stopping else { return }
+        scheduleReconnect()
+    }
+
+    private func scheduleReconnect() {
+        loop.schedule(at: loop.clock.now() + 1_000_000_000) { [unowned self] in
+            guard !stopping else { return }
+            do throws(DAQError) { try connect() } catch { scheduleReconnect() }
+        }
+    }
+
+    private func periodic() {
+        if let connection, !connection.handlePeriodic() { reconnectLater() }
+        if let idle = options.idleExit, Double(loop.clock.now() - lastMessage) / 1e9 >= idle { stop() }
+        guard !stopping else { return }
+        loop.schedule(at: loop.clock.now() + 200_000_000) { [unowned self] in periodic() }
+    }
+
+    private func handleEvents() {
+        guard let connection else { return }
+        for event in connection.drainEvents() {
+            switch event {
+            case .message(let topic, let payload):
+                lastMessage = loop.clock.now()
+                handleData(topic: topic, payload: payload)
+            case .disconnected:
+                reconnectLater()
+                return
+            default:
+                break
+            }
+        }
+    }
+
+    private func handleData(topic: String, payload: [UInt8]) {
+        let parts = topic.split(separator: "/")
+        guard parts.count == 3, parts[0] == "devices", parts[2] == "data" else { return }
+        let topicDevice = String(parts[1])
+        do throws(DAQError) {
+            let batch = try decode(payload, source: topic)
+            guard batch.header.deviceID == topicDevice else {
+                throw DAQError(.malformedInput, "batch names device \(batch.header.deviceID) on \(topic)",
+                               at: InputLocation(file: topic, field: "device id"))
+            }
+            let sink = try sink(for: topicDevice, epoch: batch.header.epoch)
+            guard sink.epoch == batch.header.epoch else {
+                throw DAQError(.malformedInput, "epoch \(batch.header.epoch), expected \(sink.epoch)",
+                               at: InputLocation(file: topic, field: "epoch"))
+            }
+            for output in try sink.receive(batch, now: loop.clock.now()) {
+                switch output {
+                case .ack(let upTo): publish("devices/\(topicDevice)/ack", "ack \(sink.epoch) \(upTo)")
+                case .resend(let from): publish("devices/\(topicDevice)/cmd", "resend \(sink.epoch) \(from)")
+                }
+            }
+        } catch {
+            rejected += 1
+            if error.code == .malformedInput {
+                writeError("daqctl collect: rejected a batch: \(error)\n")
+            } else {
+                // Storage trouble: stop rather than ack what was not stored.
+                failure = error
+                stop()
+            }
+        }
+    }
+
+    private func decode(_ payload: [UInt8], source: String) throws(DAQError) -> ReceivedBatch {
+        try payload.withUnsafeBytes { raw in
+            Result { () throws(DAQError) -> ReceivedBatch in
+                let (header, bodyStart) = try UplinkBatch.decodeHeader(raw, source: source)
+                let rest = UnsafeRawBufferPointer(rebasing: raw[bodyStart...])
+                let body = header.codec == .zstd
+                    ? try BatchCompression.decompress(rest, length: Int(header.bodyLength), source: source)
+                    : Array(rest)
+                let entries = try body.withUnsafeBytes { b in
+                    Result { () throws(DAQError) in try header.validate(body: b, source: source) }
+                }.get()
+                return ReceivedBatch(header: header, body: body, entries: entries)
+            }
+        }.get()
+    }
+
+    private func sink(for device: String, epoch: UInt64) throws(DAQError) -> DeviceStreamSink {
+        if let sink = sinks[device] { return sink }
+        let directory = "\(options.output)/\(device)/journal"
+        _ = mkdir(options.output, 0o755)
+        _ = mkdir("\(options.output)/\(device)", 0o755)
+        let sink = try DeviceStreamSink(deviceID: device, epoch: epoch, directory: directory)
+        sinks[device] = sink
+        return sink
+    }
+
+    private func publish(_ topic: String, _ text: String) {
+        guard let connection else { return }
+        let bytes = Array(text.utf8)
+        _ = try? bytes.withUnsafeBytes { raw in
+            Result { () throws(DAQError) in try connection.publish(topic: topic, payload: raw) }
+        }.get()
+        watch()
+    }
+
+    private func writeError(_ text: String) {
+        let bytes = Array(text.utf8)
+        bytes.withUnsafeBytes { _ = write(2, $0.baseAddress, $0.count) }
+    }
+}

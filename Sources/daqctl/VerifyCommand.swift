@@ -1,0 +1,104 @@
+// `daqctl verify`: the device's journal next to the collector's rebuilt copy — per channel group
+// cycles and bytes on each side (seed 000, Fig. 4), SHA-256 of both, and the byte-identity verdict.
+import Acquisition
+import ArgumentParser
+import DAQCore
+import Foundation
+import Journal
+import JournalStore
+import Uplink
+
+struct VerifyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify",
+        abstract: "Compare a device journal with the collector's copy: Fig. 4 table, SHA-256, byte identity.",
+        discussion: """
+            Exit status 0 only when both journals have the same segment files with the same bytes.
+            Example: daqctl verify /data/journal collected/ecu-01
+            """
+    )
+
+    @Argument(help: "The device's journal directory.")
+    var device: String
+
+    @Argument(help: "The collector's directory for that device (or its journal/ sub-directory).")
+    var collector: String
+
+    struct Side {
+        var groups: [String: (cycles: UInt64, bytes: UInt64)] = [:]
+        var order: [String] = []
+        var segments: [String: [UInt8]] = [:]
+        var sha256 = ""
+        var entries: UInt64 = 0
+        var lastSequence: UInt64 = 0
+    }
+
+    func run() throws {
+        let collectorJournal = FileManager.default.fileExists(atPath: "\(collector)/journal") ? "\(collector)/journal" : collector
+        let deviceSide: Side, collectorSide: Side
+        do {
+            deviceSide = try Self.read(device)
+            collectorSide = try Self.read(collectorJournal)
+        } catch {
+            FileHandle.standardError.write(Data("daqctl verify: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
+        var out = "channel group            device cycles   device bytes  collector cycles  collector bytes\n"
+        let names = deviceSide.order + collectorSide.order.filter { !deviceSide.order.contains($0) }
+        for name in names {
+            let d = deviceSide.groups[name] ?? (0, 0), c = collectorSide.groups[name] ?? (0, 0)
+            out += pad(name, 24) + lpad("\(d.cycles)", 14) + lpad("\(d.bytes)", 15) + lpad("\(c.cycles)", 18)
+                + lpad("\(c.bytes)", 17) + (d == c ? "" : "   ← differs") + "\n"
+        }
+        out += "entries: device \(deviceSide.entries) (last seq \(deviceSide.lastSequence)), collector \(collectorSide.entries) (last seq \(collectorSide.lastSequence))\n"
+        out += "sha256 device:    \(deviceSide.sha256)\n"
+        out += "sha256 collector: \(collectorSide.sha256)\n"
+        let identical = deviceSide.segments == collectorSide.segments && !deviceSide.segments.isEmpty
+        if !identical {
+            for name in Set(deviceSide.segments.keys).union(collectorSide.segments.keys).sorted()
+            where deviceSide.segments[name] != collectorSide.segments[name] {
+                out += "segment \(name): " + (deviceSide.segments[name] == nil ? "only at the collector"
+                    : collectorSide.segments[name] == nil ? "missing at the collector" : "bytes differ") + "\n"
+            }
+        }
+        out += "byte-identical: \(identical ? "yes" : "no")\n"
+        FileHandle.standardOutput.write(Data(out.utf8))
+        if !identical { throw ExitCode(1) }
+    }
+
+    static func read(_ directory: String) throws -> Side {
+        var side = Side()
+        let names = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(SegmentName.suffix) }.sorted()
+        let digest = SHA256Digest()
+        for name in names {
+            let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: "\(directory)/\(name)")))
+            side.segments[name] = bytes
+            bytes.withUnsafeBytes { digest.update($0) }
+        }
+        side.sha256 = digest.finalizeHex()
+        let reader = try JournalReader(directory: directory, from: 1)
+        var groupNames: [String] = []
+        while let entry = try reader.next() {
+            side.entries += 1
+            side.lastSequence = entry.sequence
+            if entry.kind == .layout {
+                let layout = try entry.payload.withUnsafeBytes { raw in
+                    Result { () throws(DAQError) in try MeasurementLayout(decoding: raw, source: directory) }
+                }.get()
+                groupNames = layout.groups.map(\.name)
+                for name in groupNames where !side.order.contains(name) { side.order.append(name) }
+            } else if entry.kind == .record, entry.payload.count >= 2 {
+                let index = entry.payload.withUnsafeBytes { RecordPayload.groupIndex($0) }
+                let name = index >= 0 && index < groupNames.count ? groupNames[index] : "group \(index)"
+                var value = side.groups[name] ?? (0, 0)
+                value.cycles += 1
+                value.bytes += UInt64(entry.payload.count - RecordPayload.headerBytes)
+                side.groups[name] = value
+            }
+        }
+        return side
+    }
+}
+
+private func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
+private func lpad(_ s: String, _ n: Int) -> String { s.count >= n ? s : String(repeating: " ", count: n - s.count) + s }
