@@ -41,6 +41,9 @@ let package = Package(
         .target(name: "Runtime", dependencies: ["DAQCore", "CLinux"]),
         .target(name: "SocketCAN", dependencies: ["DAQCore", "CSocketCAN"]),
         .target(name: "Uplink", dependencies: ["DAQCore", "CMosquitto", "COpenSSL"]),
+        // Internal PKI over OpenSSL's C API (CA, server/device/collector certs, CRL) and the
+        // mosquitto broker configuration generated for it.
+        .target(name: "PKI", dependencies: ["DAQCore", "COpenSSL"]),
 
         // Executables: thin shells.
         .executableTarget(name: "daqlink", dependencies: [
@@ -50,6 +53,7 @@ let package = Package(
         ]),
         .executableTarget(name: "daqctl", dependencies: [
             "DAQCore", "CANLogs", "DBC", "SocketCAN", "Uplink", "SystemIO", "Runtime", "Acquisition", "Experiment",
+            "PKI",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -62,6 +66,7 @@ let package = Package(
         .testTarget(name: "RuntimeTests", dependencies: ["DAQCore", "Runtime"]),
         .testTarget(name: "DBCTests", dependencies: ["TestSupport", "DAQCore", "DBC"]),
         .testTarget(name: "SocketCANTests", dependencies: ["TestSupport", "DAQCore", "SocketCAN", "CANLogs"]),
+        .testTarget(name: "PKITests", dependencies: ["PKI", "DAQCore", "TestSupport"]),
         .testTarget(name: "OracleTests", dependencies: ["TestSupport", "DAQCore", "CANLogs", "DBC", "SystemIO"]),
     ],
     swiftLanguageModes: [.v6]

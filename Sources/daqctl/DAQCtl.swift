@@ -8,6 +8,6 @@ struct DAQCtl: ParsableCommand {
         commandName: "daqctl",
         abstract: "DAQLink fleet and developer tools: read and decode CAN logs, replay onto a bus.",
         version: "0.1.0 (libmosquitto \(LinkedLibraries.mosquittoVersion), \(LinkedLibraries.openSSLVersion))",
-        subcommands: []
+        subcommands: [PKICommand.self, BrokerConfigCommand.self]
     )
 }

@@ -1,0 +1,1 @@
+// Placeholder so the target exists while the PKI tests are written.
