@@ -1,1 +1,0 @@
-// Placeholder so the target exists while the PKI tests are written.
