@@ -10,18 +10,19 @@ struct PKICommand: ParsableCommand {
         commandName: "pki",
         abstract: "Internal PKI: the CA, broker/collector/device certificates, revocation and the CRL.",
         discussion: """
-        Every device gets its own certificate; its CN is the device id, which the broker uses as the \
-        MQTT username and the ACL confines to devices/<id>/... . Typical flow:
+        Every device gets its own certificate; its CN is the device id, which the broker uses as \
+        the MQTT username and the ACL confines to devices/<id>/... . Typical flow:
 
-          daqctl pki init --dir pki --server-name broker.example.net --server-ip 10.0.0.5
-          daqctl pki device --dir pki ecu-bench-01          # → pki/devices/ecu-bench-01.{crt,key}
-          daqctl broker-config --pki pki --out broker       # → broker/mosquitto.conf + acl
-          daqctl pki revoke --dir pki ecu-bench-01          # then restart the broker
-          daqctl pki crl --dir pki                          # republish before the CRL's nextUpdate
+          daqctl pki init --dir pki --server-name broker.lab --server-ip 10.0.0.5
+          daqctl pki device --dir pki rig-01
+          daqctl broker-config --pki pki --out broker
+          mosquitto -c broker/mosquitto.conf
+          daqctl pki revoke --dir pki rig-01    (then restart the broker)
+          daqctl pki crl --dir pki              (before the CRL's nextUpdate)
 
         Layout of DIR: ca.crt ca.key ca.crl index.json server.crt server.key collector.crt \
-        collector.key devices/<id>.crt devices/<id>.key. Keys are EC P-256, PEM, mode 0600; copy only \
-        ca.crt plus a device's own .crt/.key onto that device. ca.key never leaves DIR.
+        collector.key devices/<id>.crt devices/<id>.key. Keys are EC P-256 PEM, mode 0600. \
+        A device gets only ca.crt and its own .crt/.key; ca.key never leaves DIR.
         """,
         subcommands: [Init.self, Device.self, Revoke.self, PublishCRL.self, List.self]
     )
