@@ -7,7 +7,7 @@ import PackageDescription
 /// Every stage the two executables are built from.
 let stages: [Target.Dependency] = [
     "DAQCore", "CANLogs", "DBC", "SocketCAN", "Uplink", "SystemIO", "Runtime", "Acquisition", "Experiment",
-    "Delivery", "MDF", "Journal", "JournalStore", "Agent", "Collector",
+    "Delivery", "MDF", "Journal", "JournalStore", "Agent", "Collector", "PKI",
     .product(name: "ArgumentParser", package: "swift-argument-parser"),
     .product(name: "Logging", package: "swift-log"),
     .product(name: "TOMLKit", package: "TOMLKit"),
@@ -71,6 +71,10 @@ let package = Package(
         // The fleet-side collector: durable MQTT session → checked batches → rebuilt journals.
         .target(name: "Collector", dependencies: ["DAQCore", "Delivery", "Journal", "JournalStore", "Runtime", "Uplink"]),
 
+        // Internal PKI over OpenSSL's C API (CA, server/device/collector certs, CRL) and the
+        // mosquitto broker configuration generated for it.
+        .target(name: "PKI", dependencies: ["DAQCore", "COpenSSL"]),
+
         // Executables: thin shells.
         .executableTarget(name: "daqlink", dependencies: stages),
         .executableTarget(name: "daqctl", dependencies: stages),
@@ -88,6 +92,7 @@ let package = Package(
         .testTarget(name: "SocketCANTests", dependencies: ["TestSupport", "DAQCore", "SocketCAN", "CANLogs"]),
         .testTarget(name: "JournalTests", dependencies: ["DAQCore", "Journal"]),
         .testTarget(name: "JournalStoreTests", dependencies: ["TestSupport", "DAQCore", "Journal", "JournalStore"]),
+        .testTarget(name: "PKITests", dependencies: ["PKI", "DAQCore", "TestSupport"]),
         .testTarget(name: "OracleTests", dependencies: ["TestSupport", "DAQCore", "CANLogs", "DBC", "SystemIO"]),
     ],
     swiftLanguageModes: [.v6]

@@ -8,6 +8,9 @@ struct DAQCtl: ParsableCommand {
         commandName: "daqctl",
         abstract: "DAQLink fleet and developer tools: read and decode CAN logs, replay onto a bus.",
         version: "0.1.0 (libmosquitto \(LinkedLibraries.mosquittoVersion), \(LinkedLibraries.openSSLVersion))",
-        subcommands: [FramesCommand.self, DecodeCommand.self, ListenCommand.self, ReplayCommand.self, JournalCommand.self, CollectCommand.self, VerifyCommand.self]
+        subcommands: [
+            FramesCommand.self, DecodeCommand.self, ListenCommand.self, ReplayCommand.self, JournalCommand.self,
+            PKICommand.self, BrokerConfigCommand.self, CollectCommand.self, VerifyCommand.self,
+        ]
     )
 }

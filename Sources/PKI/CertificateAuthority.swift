@@ -1,0 +1,265 @@
+// The internal certificate authority: creates the CA, issues broker, collector and device
+// certificates, revokes devices and publishes the CRL, all inside one PKI directory.
+internal import COpenSSL
+import DAQCore
+import Foundation
+
+/// What `CertificateAuthority.create` makes besides the CA itself.
+public struct AuthoritySettings: Sendable, Hashable {
+    /// The CA's CN.
+    public var authorityName: String = "DAQLink Internal CA"
+    /// CA lifetime; long, because replacing it means re-issuing every device.
+    public var authorityValidityDays: Int = 3650
+    /// The broker certificate request.
+    public var server = ServerCertificateRequest()
+    /// The collector's CN (its MQTT username in the ACL).
+    public var collectorName: String = "collector"
+    /// Lifetime of the collector certificate.
+    public var collectorValidityDays: Int = 825
+    /// How long the first (empty) CRL is valid.
+    public var revocationListValidityDays: Int = 30
+
+    /// Defaults: localhost / 127.0.0.1 broker, collector "collector".
+    public init() {}
+}
+
+/// A broker certificate to issue.
+public struct ServerCertificateRequest: Sendable, Hashable {
+    /// DNS subjectAltNames; the first one is also the CN. Clients verify the broker's name against these.
+    public var dnsNames: [String] = ["localhost"]
+    /// IP subjectAltNames (IPv4 or IPv6), for clients that connect by address.
+    public var ipAddresses: [String] = ["127.0.0.1"]
+    /// Lifetime in days.
+    public var validityDays: Int = 825
+
+    /// localhost + 127.0.0.1 for 825 days unless changed.
+    public init(dnsNames: [String] = ["localhost"], ipAddresses: [String] = ["127.0.0.1"], validityDays: Int = 825) {
+        self.dnsNames = dnsNames
+        self.ipAddresses = ipAddresses
+        self.validityDays = validityDays
+    }
+}
+
+/// A certificate and key pair written into the PKI directory.
+public struct IssuedCertificate: Sendable, Hashable {
+    /// The index entry.
+    public var record: CertificateRecord
+    /// Absolute or as-given path of the certificate (PEM, 0644).
+    public var certificatePath: String
+    /// Path of the private key (PEM, 0600).
+    public var keyPath: String
+}
+
+/// The CA living in a PKI directory (see `PKILayout`). Every operation loads what it needs from
+/// disk, holds the directory lock while it changes files, and frees its OpenSSL objects before returning.
+public struct CertificateAuthority: Sendable {
+    /// The files of this PKI.
+    public let layout: PKILayout
+
+    /// Opens an existing PKI; throws if the CA certificate, key or index is missing.
+    public init(opening layout: PKILayout) throws {
+        for path in [layout.caCertificate, layout.caKey, layout.index] where !AtomicFile.exists(path) {
+            throw DAQError(.io, "not a PKI directory (missing \(path)); run `daqctl pki init` first",
+                           at: InputLocation(file: path))
+        }
+        self.layout = layout
+    }
+
+    /// Creates a new CA with its broker certificate, collector certificate and an empty CRL.
+    /// Refuses to replace an existing CA unless `overwrite` (every certificate it issued would stop verifying).
+    @discardableResult
+    public static func create(_ layout: PKILayout, settings: AuthoritySettings = AuthoritySettings(),
+                              overwrite: Bool = false) throws -> CertificateAuthority {
+        try CommonName.validateDisplayName(settings.authorityName, field: "CA name")
+        try CommonName.validateClientName(settings.collectorName, field: "collector name")
+        try validate(settings.server)
+        try AtomicFile.makeDirectory(layout.directory, mode: 0o700)
+        try AtomicFile.withLock(layout.lockFile) {
+            if !overwrite, let existing = [layout.caCertificate, layout.caKey].first(where: AtomicFile.exists) {
+                throw DAQError(.unsupported, "a CA already exists here; pass --force to replace it (every certificate it issued stops verifying)",
+                               at: InputLocation(file: existing))
+            }
+            OpenSSLFailure.clearQueue()
+            let now = Validity.now()
+            let key = try OwnedKey.generateP256()
+            let serial = try SerialNumber.random()
+            let notAfter = now + settings.authorityValidityDays * Validity.day
+            let template = CertificateTemplate.authority(commonName: settings.authorityName, serial: serial,
+                                                         notBefore: now - Validity.skew, notAfter: notAfter)
+            let certificate = try CertificateBuilder.sign(template, subjectKey: key, issuer: nil, issuerKey: key)
+            try AtomicFile.write(key.pem(), to: layout.caKey, mode: AtomicFile.privateKeyMode)
+            try AtomicFile.write(certificate.pem(), to: layout.caCertificate, mode: AtomicFile.publicMode)
+            var index = CertificateIndex()
+            index.certificates.append(CertificateRecord(
+                serial: serial, commonName: settings.authorityName, role: .authority,
+                notBefore: Validity.date(now - Validity.skew), notAfter: Validity.date(notAfter), certificateFile: "ca.crt"))
+            try AtomicFile.write(index.encoded(), to: layout.index, mode: AtomicFile.publicMode)
+        }
+        let authority = try CertificateAuthority(opening: layout)
+        try authority.issueServerCertificate(settings.server)
+        try authority.issueCollectorCertificate(commonName: settings.collectorName,
+                                                validityDays: settings.collectorValidityDays)
+        try authority.publishRevocationList(validityDays: settings.revocationListValidityDays)
+        return authority
+    }
+
+    /// The index as it is on disk now.
+    public func index() throws -> CertificateIndex {
+        try CertificateIndex.decode(AtomicFile.read(layout.index), file: layout.index)
+    }
+
+    /// Issues (or replaces) the broker certificate `server.crt` / `server.key`.
+    @discardableResult
+    public func issueServerCertificate(_ request: ServerCertificateRequest) throws -> IssuedCertificate {
+        try Self.validate(request)
+        let names = request.dnsNames.map { "DNS:\($0)" } + request.ipAddresses.map { "IP:\($0)" }
+        let commonName = request.dnsNames.first ?? request.ipAddresses[0]
+        return try issue(role: .server, commonName: commonName, validityDays: request.validityDays,
+                         certificatePath: layout.serverCertificate, keyPath: layout.serverKey,
+                         relativeFile: "server.crt", subjectAlternativeNames: names) { serial, from, until in
+            .server(commonName: commonName, subjectAlternativeNames: names, serial: serial, notBefore: from, notAfter: until)
+        }
+    }
+
+    /// Issues (or replaces) the collector's client certificate `collector.crt` / `collector.key`.
+    @discardableResult
+    public func issueCollectorCertificate(commonName: String = "collector", validityDays: Int = 825) throws -> IssuedCertificate {
+        try CommonName.validateClientName(commonName, field: "collector name")
+        return try issue(role: .collector, commonName: commonName, validityDays: validityDays,
+                         certificatePath: layout.collectorCertificate, keyPath: layout.collectorKey,
+                         relativeFile: "collector.crt") { serial, from, until in
+            .client(commonName: commonName, serial: serial, notBefore: from, notAfter: until)
+        } checkIndex: { index in
+            if index.active(.device, commonName: commonName).count > 0 {
+                throw DAQError(.unsupported, "'\(commonName)' is already a device's id; the collector needs its own name")
+            }
+        }
+    }
+
+    /// Issues a device certificate `devices/<id>.crt` / `.key` with CN = `deviceID`.
+    /// Refuses a name already used by the collector or the broker, and a device that still has an
+    /// unrevoked certificate unless `replacingActive` (the old one stays valid until revoked).
+    @discardableResult
+    public func issueDeviceCertificate(_ deviceID: String, validityDays: Int = 365,
+                                       replacingActive: Bool = false) throws -> IssuedCertificate {
+        try CommonName.validateClientName(deviceID)
+        try AtomicFile.makeDirectory(layout.devicesDirectory, mode: 0o700)
+        return try issue(role: .device, commonName: deviceID, validityDays: validityDays,
+                         certificatePath: layout.deviceCertificate(deviceID), keyPath: layout.deviceKey(deviceID),
+                         relativeFile: "devices/\(deviceID).crt") { serial, from, until in
+            .client(commonName: deviceID, serial: serial, notBefore: from, notAfter: until)
+        } checkIndex: { index in
+            // A device named like the collector would get the collector's ACL rights.
+            if let other = index.certificates.first(where: { $0.role != .device && $0.commonName == deviceID }) {
+                throw DAQError(.unsupported, "'\(deviceID)' is the \(other.role.rawValue)'s name and cannot be a device id")
+            }
+            if !replacingActive, let active = index.active(.device, commonName: deviceID).last {
+                throw DAQError(.unsupported, "device '\(deviceID)' already has an unrevoked certificate (serial \(active.serial)); revoke it first, or pass --force to issue another")
+            }
+        }
+    }
+
+    /// Revokes every unrevoked certificate of device `deviceID` and republishes the CRL.
+    /// The broker only notices after it reloads the CRL (restart it).
+    @discardableResult
+    public func revokeDevice(_ deviceID: String, revocationListValidityDays: Int = 30) throws -> RevocationList {
+        try CommonName.validateClientName(deviceID)
+        try AtomicFile.withLock(layout.lockFile) {
+            var index = try index()
+            let now = Date()
+            var count = 0
+            for position in index.certificates.indices
+            where index.certificates[position].role == .device && index.certificates[position].commonName == deviceID
+                && !index.certificates[position].isRevoked {
+                index.certificates[position].revokedAt = now
+                count += 1
+            }
+            guard count > 0 else {
+                let known = index.certificates.contains { $0.role == .device && $0.commonName == deviceID }
+                throw DAQError(.unsupported, known ? "device '\(deviceID)' is already revoked" : "no certificate was issued to device '\(deviceID)'",
+                               at: InputLocation(file: layout.index))
+            }
+            try AtomicFile.write(index.encoded(), to: layout.index, mode: AtomicFile.publicMode)
+        }
+        return try publishRevocationList(validityDays: revocationListValidityDays)
+    }
+
+    /// Writes a fresh CRL (`ca.crl`) listing every revoked serial, valid for `validityDays`.
+    @discardableResult
+    public func publishRevocationList(validityDays: Int = 30) throws -> RevocationList {
+        guard validityDays > 0 else { throw DAQError(.malformedInput, "CRL validity must be at least one day") }
+        return try AtomicFile.withLock(layout.lockFile) {
+            OpenSSLFailure.clearQueue()
+            var index = try index()
+            let (certificate, key) = try loadAuthority()
+            let now = Validity.now()
+            let until = now + validityDays * Validity.day
+            let number = index.nextCRLNumber
+            let pem = try RevocationListBuilder.pem(revoked: index.revoked, number: number, thisUpdate: now,
+                                                    nextUpdate: until, authority: certificate, authorityKey: key)
+            try AtomicFile.write(pem, to: layout.revocationList, mode: AtomicFile.publicMode)
+            index.nextCRLNumber = number + 1
+            try AtomicFile.write(index.encoded(), to: layout.index, mode: AtomicFile.publicMode)
+            return RevocationList(path: layout.revocationList, number: number, thisUpdate: Validity.date(now),
+                                  nextUpdate: Validity.date(until), revokedSerials: index.revoked.map(\.serial))
+        }
+    }
+
+    // MARK: - Shared issue path
+
+    private func issue(role: CertificateRole, commonName: String, validityDays: Int,
+                       certificatePath: String, keyPath: String, relativeFile: String,
+                       subjectAlternativeNames: [String] = [],
+                       template: (String, Int, Int) -> CertificateTemplate,
+                       checkIndex: (CertificateIndex) throws -> Void = { _ in }) throws -> IssuedCertificate {
+        guard validityDays > 0 else { throw DAQError(.malformedInput, "validity must be at least one day") }
+        return try AtomicFile.withLock(layout.lockFile) {
+            OpenSSLFailure.clearQueue()
+            var index = try index()
+            try checkIndex(index)
+            let (authority, authorityKey) = try loadAuthority()
+            let now = Validity.now()
+            let notBefore = now - Validity.skew
+            let notAfter = now + validityDays * Validity.day
+            let serial = try SerialNumber.random()
+            let key = try OwnedKey.generateP256()
+            let certificate = try CertificateBuilder.sign(template(serial, notBefore, notAfter), subjectKey: key,
+                                                          issuer: authority, issuerKey: authorityKey)
+            // Key first: a certificate on disk always has its key beside it.
+            try AtomicFile.write(key.pem(), to: keyPath, mode: AtomicFile.privateKeyMode)
+            try AtomicFile.write(certificate.pem(), to: certificatePath, mode: AtomicFile.publicMode)
+            let record = CertificateRecord(serial: serial, commonName: commonName, role: role,
+                                           notBefore: Validity.date(notBefore), notAfter: Validity.date(notAfter),
+                                           subjectAlternativeNames: subjectAlternativeNames, certificateFile: relativeFile)
+            index.certificates.append(record)
+            try AtomicFile.write(index.encoded(), to: layout.index, mode: AtomicFile.publicMode)
+            return IssuedCertificate(record: record, certificatePath: certificatePath, keyPath: keyPath)
+        }
+    }
+
+    private func loadAuthority() throws -> (OwnedCertificate, OwnedKey) {
+        let certificate = try OwnedCertificate.load(pem: AtomicFile.read(layout.caCertificate), file: layout.caCertificate)
+        let key = try OwnedKey.load(pem: AtomicFile.read(layout.caKey), file: layout.caKey)
+        guard X509_check_private_key(certificate.pointer, key.pointer) == 1 else {
+            throw OpenSSLFailure.error("matching ca.key to ca.crt", file: layout.caKey)
+        }
+        return (certificate, key)
+    }
+
+    private static func validate(_ request: ServerCertificateRequest) throws {
+        guard !request.dnsNames.isEmpty || !request.ipAddresses.isEmpty else {
+            throw DAQError(.malformedInput, "the broker certificate needs at least one DNS name or IP address")
+        }
+        for name in request.dnsNames { try CommonName.validateDNSName(name) }
+        for address in request.ipAddresses { try IPAddressText.validate(address) }
+    }
+}
+
+/// Validity arithmetic in whole seconds since the epoch.
+enum Validity {
+    static let day = 86_400
+    /// notBefore is backdated so a peer whose clock is a few minutes behind still accepts a new certificate.
+    static let skew = 300
+    static func now() -> Int { Int(Date().timeIntervalSince1970) }
+    static func date(_ seconds: Int) -> Date { Date(timeIntervalSince1970: TimeInterval(seconds)) }
+}

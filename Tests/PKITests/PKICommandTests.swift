@@ -1,0 +1,56 @@
+// `daqctl pki` and `daqctl broker-config` as a user runs them: the built binary, real files.
+import Foundation
+import Testing
+import TestSupport
+
+@Suite struct PKICommandTests {
+    let daqctl = PackagePaths.executable("daqctl").path
+
+    @Test func initDeviceRevokeListAndBrokerConfig() throws {
+        let root = try PackagePaths.temporaryDirectory("pki-cli")
+        let pki = root.appendingPathComponent("pki").path
+        let initResult = try runProcess(daqctl, ["pki", "init", "--dir", pki, "--ca-name", "Bench CA",
+                                                 "--server-name", "broker.lab", "--server-ip", "10.1.2.3", "--server-ip", "127.0.0.1"])
+        #expect(initResult.status == 0, "\(initResult.stderr)")
+        for file in ["ca.crt", "ca.key", "ca.crl", "index.json", "server.crt", "server.key", "collector.crt", "collector.key"] {
+            #expect(FileManager.default.fileExists(atPath: "\(pki)/\(file)"), "\(file)")
+        }
+        let san = try runProcess("openssl", ["x509", "-in", "\(pki)/server.crt", "-noout", "-ext", "subjectAltName"]).stdout
+        #expect(san.contains("DNS:broker.lab, IP Address:10.1.2.3, IP Address:127.0.0.1"))
+
+        let again = try runProcess(daqctl, ["pki", "init", "--dir", pki])
+        #expect(again.status != 0)
+        #expect(again.stderr.contains("--force"), "tells the user how to replace the CA: \(again.stderr)")
+
+        #expect(try runProcess(daqctl, ["pki", "device", "--dir", pki, "rig-7"]).status == 0)
+        let bad = try runProcess(daqctl, ["pki", "device", "--dir", pki, "rig/8"])
+        #expect(bad.status != 0)
+        #expect(bad.stderr.contains("may only contain"))
+        #expect(try runProcess(daqctl, ["pki", "revoke", "--dir", pki, "rig-7"]).status == 0)
+
+        let list = try runProcess(daqctl, ["pki", "list", "--dir", pki]).stdout
+        #expect(list.contains("revoked"))
+        #expect(list.contains("rig-7"))
+        #expect(list.contains("Bench CA"))
+
+        let out = root.appendingPathComponent("broker").path
+        let config = try runProcess(daqctl, ["broker-config", "--pki", pki, "--out", out, "--port", "18884", "--queue-limit", "3"])
+        #expect(config.status == 0, "\(config.stderr)")
+        let conf = try String(contentsOfFile: "\(out)/mosquitto.conf", encoding: .utf8)
+        #expect(conf.contains("\nlistener 18884 127.0.0.1\n"))
+        #expect(conf.contains("\nmax_queued_messages 3\n"))
+        #expect(conf.contains("\ncrlfile \(pki)/ca.crl\n"))
+        #expect(FileManager.default.fileExists(atPath: "\(out)/acl"))
+        #expect(FileManager.default.fileExists(atPath: "\(out)/data"))
+    }
+
+    @Test func helpTeachesTheFlow() throws {
+        let help = try runProcess(daqctl, ["pki", "--help"]).stdout
+        for needle in ["pki init", "pki device", "broker-config", "pki revoke", "0600", "devices/<id>"] {
+            #expect(help.contains(needle), "\(needle)")
+        }
+        let brokerHelp = try runProcess(daqctl, ["broker-config", "--help"]).stdout
+        #expect(brokerHelp.contains("--user"))
+        #expect(brokerHelp.contains("--queue-limit"))
+    }
+}
