@@ -7,7 +7,7 @@ import PackageDescription
 /// Every stage the two executables are built from.
 let stages: [Target.Dependency] = [
     "DAQCore", "CANLogs", "DBC", "SocketCAN", "Uplink", "SystemIO", "Runtime", "Acquisition", "Experiment",
-    "Delivery", "MDF", "Journal", "JournalStore", "Agent", "Collector", "PKI",
+    "Delivery", "MDF", "Journal", "JournalStore", "Agent", "Collector", "PKI", "FaultInjection",
     .product(name: "ArgumentParser", package: "swift-argument-parser"),
     .product(name: "Logging", package: "swift-log"),
     .product(name: "TOMLKit", package: "TOMLKit"),
@@ -74,6 +74,9 @@ let package = Package(
         // Internal PKI over OpenSSL's C API (CA, server/device/collector certs, CRL) and the
         // mosquitto broker configuration generated for it.
         .target(name: "PKI", dependencies: ["DAQCore", "COpenSSL"]),
+
+        // Test and demo rig: a TCP proxy that cuts, blackholes or resets the link on demand.
+        .target(name: "FaultInjection", dependencies: ["DAQCore"]),
 
         // Executables: thin shells.
         .executableTarget(name: "daqlink", dependencies: stages),

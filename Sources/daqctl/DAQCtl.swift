@@ -10,7 +10,7 @@ struct DAQCtl: ParsableCommand {
         version: "0.1.0 (libmosquitto \(LinkedLibraries.mosquittoVersion), \(LinkedLibraries.openSSLVersion))",
         subcommands: [
             FramesCommand.self, DecodeCommand.self, ListenCommand.self, ReplayCommand.self, JournalCommand.self,
-            PKICommand.self, BrokerConfigCommand.self, CollectCommand.self, VerifyCommand.self,
+            PKICommand.self, BrokerConfigCommand.self, CollectCommand.self, VerifyCommand.self, DemoCommand.self,
         ]
     )
 }

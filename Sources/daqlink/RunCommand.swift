@@ -125,6 +125,9 @@ struct RunCommand: ParsableCommand {
             options.drainTimeout = drainTimeout
         }
         let summary: AcquisitionSummary
+        // Like mkdir -p: the journal's parent directories may not exist yet.
+        try? FileManager.default.createDirectory(atPath: (journal as NSString).deletingLastPathComponent,
+                                                 withIntermediateDirectories: true)
         do {
             let binding = try ExperimentLoader.load(path: experiment)
             summary = try AcquisitionRun(binding: binding, options: options).run()
