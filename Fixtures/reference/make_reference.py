@@ -83,7 +83,7 @@ def phys(sig, t, i):
     shape = zlib.crc32(sig.name.encode()) % 3
     if shape == 0:   v = lo + span * (0.5 + 0.4 * math.sin(2 * math.pi * t / (2 + i % 7)))
     elif shape == 1: v = lo + span * ((t / 10.0 + i * 0.01) % 1.0) * 0.9
-    else:            v = lo + span * (0.5 + 0.05 * rng.uniform(-1, 1))
+    else:            v = lo + span * (0.5 + 0.3 * math.sin(2 * math.pi * t / 7) + 0.002 * rng.uniform(-1, 1))  # slow drift + sensor noise of a few LSB
     return min(max(v, lo), hi)
 duration = 10.0
 for mid, name, sigs, cycle, prefix in messages:
