@@ -36,6 +36,8 @@ public struct AcquisitionOptions: Sendable {
     public var commit = GroupCommitPolicy.Configuration(maxPendingBytes: 256 << 10, maxDelayNanoseconds: 200_000_000)
     public var segmentSizeLimit = 8 << 20
     public var quotaBytes = 512 << 20
+    /// SO_RCVBUF of each CAN socket.
+    public var receiveBufferBytes = 4 << 20
     /// Bytes of recent records kept in RAM for the uplink.
     public var ringCapacity = 4 << 20
     /// Print a progress line on standard error (replays).

@@ -84,7 +84,11 @@ public final class AcquisitionRun {
         case .socketCAN(let interfaces):
             realtimeOffset = SystemClock.realtime() - loop.clock.now()
             for name in interfaces {
-                let bus = try SocketCANBus(interface: name)
+                var configuration = SocketCANBus.Configuration()
+                // Room for bursts while the loop is busy (a journal fsync, a TLS handshake):
+                // the kernel's default queue holds only a few hundred frames.
+                configuration.receiveBufferBytes = options.receiveBufferBytes
+                let bus = try SocketCANBus(interface: name, configuration: configuration)
                 buses.append(bus)
                 loop.watch(bus.fileDescriptor, interest: .read) { [unowned self] _ in drainBuses() }
             }
@@ -101,6 +105,7 @@ public final class AcquisitionRun {
 
     private func replayStep() {
         guard !stopped, let source = logSource else { return }
+        // (A handler that runs after `finish` in the same loop turn must not touch the journal.)
         let paced = pacer?.speed != .asFastAsPossible
         do throws(DAQError) {
             if let frame = heldFrame {
@@ -161,6 +166,7 @@ public final class AcquisitionRun {
     // MARK: live
 
     private func drainBuses() {
+        guard !stopped else { return }
         do throws(DAQError) {
             for bus in buses {
                 while try bus.receive(into: &receiveBuffer, limit: 256) > 0 {
@@ -183,6 +189,7 @@ public final class AcquisitionRun {
         if let tickTimer { loop.cancel(tickTimer) }
         tickDeadline = deadline
         tickTimer = loop.schedule(at: deadline) { [unowned self] in
+            guard !stopped else { return }
             tickTimer = nil
             tickDeadline = nil
             let now = loop.clock.now()
