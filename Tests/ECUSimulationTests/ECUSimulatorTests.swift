@@ -196,3 +196,30 @@ struct PublicDBCSimulationTests {
         }
     }
 }
+
+@Suite("ECUSimulator timing of messages without a cycle time")
+struct UncycledTimingTests {
+    @Test("--event-jitter: intervals vary within 0.5…1.5 × the mean, deterministically")
+    func jittered() throws {
+        let database = try loadDBC(engineDBCPath)
+        func run(_ seed: UInt64) -> [Int64] {
+            var simulator = ECUSimulator(database: database, seed: seed, start: simulationStart,
+                                         uncycled: .jittered(meanMicroseconds: 20_000))
+            let frames = simulator.frames(until: Timestamp(seconds: 1_700_000_004, microseconds: 0))
+            return frames.filter { $0.id == 0x300 }.map(\.timestamp.nanoseconds)
+        }
+        let times = run(4)
+        let gaps = zip(times, times.dropFirst()).map { $1 - $0 }
+        #expect(gaps.allSatisfy { $0 >= 10_000_000 && $0 <= 30_000_000 })
+        #expect(Set(gaps).count > 10, "event-like timing varies")
+        // 4 s at a 20 ms mean: about 200 frames.
+        #expect(times.count > 150 && times.count < 250)
+        #expect(run(4) == times)
+        // Cyclic messages keep their cycle exactly.
+        var simulator = ECUSimulator(database: database, seed: 4, start: simulationStart,
+                                     uncycled: .jittered(meanMicroseconds: 20_000))
+        let fast = simulator.frames(until: Timestamp(seconds: 1_700_000_001, microseconds: 0))
+            .filter { $0.id == 0x100 }.map(\.timestamp.nanoseconds)
+        #expect(Set(zip(fast, fast.dropFirst()).map { $1 - $0 }) == [5_000_000])
+    }
+}
