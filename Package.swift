@@ -7,7 +7,7 @@ import PackageDescription
 /// Every stage the two executables are built from.
 let stages: [Target.Dependency] = [
     "DAQCore", "CANLogs", "DBC", "SocketCAN", "Uplink", "SystemIO", "Runtime", "Acquisition", "Experiment",
-    "Delivery", "MDF", "Journal", "JournalStore", "Agent", "Collector", "PKI", "FaultInjection",
+    "Delivery", "MDF", "Journal", "JournalStore", "Agent", "Collector", "PKI", "FaultInjection", "ECUSimulation",
     .product(name: "ArgumentParser", package: "swift-argument-parser"),
     .product(name: "Logging", package: "swift-log"),
     .product(name: "TOMLKit", package: "TOMLKit"),
@@ -53,6 +53,9 @@ let package = Package(
         // Experiment files (TOML) and their binding to DBC signals.
         .target(name: "Experiment", dependencies: ["DAQCore", "Acquisition", "DBC", .product(name: "TOMLKit", package: "TOMLKit")]),
 
+        // Pure: the ECU simulator (DBC messages at their cycle times with modelled signal values).
+        .target(name: "ECUSimulation", dependencies: ["DAQCore", "DBC"]),
+
         // Adapters.
         .target(name: "SystemIO", dependencies: ["DAQCore"]),
         .target(name: "CLinux"),
@@ -96,6 +99,7 @@ let package = Package(
         .testTarget(name: "JournalTests", dependencies: ["DAQCore", "Journal"]),
         .testTarget(name: "JournalStoreTests", dependencies: ["TestSupport", "DAQCore", "Journal", "JournalStore"]),
         .testTarget(name: "PKITests", dependencies: ["PKI", "DAQCore", "TestSupport"]),
+        .testTarget(name: "ECUSimulationTests", dependencies: ["ECUSimulation", "DBC", "DAQCore", "TestSupport"]),
         .testTarget(name: "OracleTests", dependencies: ["TestSupport", "DAQCore", "CANLogs", "DBC", "SystemIO"]),
     ],
     swiftLanguageModes: [.v6]

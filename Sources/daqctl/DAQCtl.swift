@@ -6,11 +6,12 @@ import Uplink
 struct DAQCtl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "daqctl",
-        abstract: "DAQLink fleet and developer tools: read and decode CAN logs, replay onto a bus.",
+        abstract: "DAQLink fleet and developer tools: logs and DBC files, buses, journals, PKI, collector, demo.",
         version: "0.1.0 (libmosquitto \(LinkedLibraries.mosquittoVersion), \(LinkedLibraries.openSSLVersion))",
         subcommands: [
-            FramesCommand.self, DecodeCommand.self, ListenCommand.self, ReplayCommand.self, JournalCommand.self,
-            PKICommand.self, BrokerConfigCommand.self, CollectCommand.self, VerifyCommand.self, DemoCommand.self,
+            FramesCommand.self, DecodeCommand.self, ListenCommand.self, ReplayCommand.self, ECUSimCommand.self,
+            JournalCommand.self, PKICommand.self, BrokerConfigCommand.self, CollectCommand.self, VerifyCommand.self,
+            BenchCommand.self, DemoCommand.self,
         ]
     )
 }
