@@ -17,7 +17,7 @@ struct PKICommand: ParsableCommand {
           daqctl pki device --dir pki rig-01
           daqctl broker-config --pki pki --out broker
           mosquitto -c broker/mosquitto.conf
-          daqctl pki revoke --dir pki rig-01    (then restart the broker)
+          daqctl pki revoke --dir pki rig-01    (then kill -HUP the broker)
           daqctl pki crl --dir pki              (before the CRL's nextUpdate)
 
         Layout of DIR: ca.crt ca.key ca.crl index.json server.crt server.key collector.crt \
@@ -102,7 +102,7 @@ extension PKICommand {
     struct Revoke: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Revoke a device's certificates and republish the CRL.",
-            discussion: "mosquitto reads the CRL at start: restart the broker for the revocation to take effect."
+            discussion: "mosquitto reads the CRL at start and on SIGHUP: reload (kill -HUP <mosquitto pid>) or restart the broker for the revocation to take effect."
         )
         @OptionGroup var pki: PKIDirectoryOption
         @Argument(help: "The device id.") var id: String
@@ -112,7 +112,7 @@ extension PKICommand {
             let authority = try CertificateAuthority(opening: pki.layout)
             let list = try authority.revokeDevice(id, revocationListValidityDays: crlDays)
             print("revoked device '\(id)'; CRL #\(list.number) lists \(list.revokedSerials.count) serial(s), next update \(list.nextUpdate)")
-            print("restart the broker so it loads \(list.path)")
+            print("reload the broker (kill -HUP) or restart it so it loads \(list.path)")
         }
     }
 

@@ -140,6 +140,17 @@ import TestSupport
         #expect(try drainCollector(broker, count: 2) == ["devices/rig-lost/data before", "devices/rig-kept/data kept"])
     }
 
+    @Test func sighupReloadsTheCRLWithoutARestart() throws {
+        let broker = try MosquittoBroker(devices: ["rig-lost", "rig-kept"])
+        defer { broker.stop() }
+        #expect(try broker.publish(as: broker.device("rig-lost"), topic: "devices/rig-lost/data", message: "before").status == 0)
+        try broker.revokeDevice("rig-lost")
+        try broker.reload()
+        #expect(try broker.publish(as: broker.device("rig-lost"), topic: "devices/rig-lost/data", message: "after").status != 0)
+        #expect(try broker.publish(as: broker.device("rig-kept"), topic: "devices/rig-kept/data", message: "kept").status == 0)
+        #expect(!broker.log().contains("terminating"), "the same broker process kept running")
+    }
+
     @Test func theClientIdIsBoundToTheCertificateSoSessionsCannotBeTakenOver() throws {
         let broker = try MosquittoBroker(devices: ["rig-a", "rig-b"])
         defer { broker.stop() }

@@ -141,6 +141,19 @@ public final class MosquittoBroker: @unchecked Sendable {
         try start()
     }
 
+    /// Sends SIGHUP: mosquitto 2.0.11 rereads its configuration, ACL and CRL without dropping
+    /// its state (`timeout` forwards the signal). Waits for the "Reloading config" log line.
+    public func reload() throws {
+        let reloaded = lock.withLock { () -> Bool in
+            guard let running = process else { return false }
+            kill(running.pid, SIGHUP)
+            return true
+        }
+        guard reloaded, logContains("Reloading config") else {
+            throw MosquittoBrokerError(description: "mosquitto did not reload:\n\(log())")
+        }
+    }
+
     /// The current run's log text.
     public func log() -> String {
         (try? String(contentsOf: logFile, encoding: .utf8)) ?? ""
