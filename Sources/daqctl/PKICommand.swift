@@ -71,7 +71,7 @@ extension PKICommand {
             print("created CA '\(caName)' in \(layout.directory)")
             if force && FileManager.default.fileExists(atPath: layout.devicesDirectory) {
                 // The old device certificates chain to the replaced CA and no longer verify.
-                FileHandle.standardError.write(Data("note: certificates in \(layout.devicesDirectory) were issued by the old CA; re-issue them with `daqctl pki device --force`\n".utf8))
+                FileHandle.standardError.write(Data("note: certificates in \(layout.devicesDirectory) were issued by the old CA; re-issue them with `daqctl pki device`\n".utf8))
             }
             for record in try authority.index().certificates.suffix(3) {
                 print("  \(record.role.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0)) \(record.commonName)  serial \(record.serial)")
