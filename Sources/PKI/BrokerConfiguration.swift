@@ -124,7 +124,7 @@ public struct BrokerConfiguration: Sendable, Hashable {
             "certfile \(certificateFile)",
             "keyfile \(keyFile)",
             "# Revoked device certificates are refused at the handshake. The CRL has a nextUpdate: once it",
-            "# passes, OpenSSL refuses EVERY client, so republish (`daqctl pki crl`) and restart in time.",
+            "# passes, OpenSSL refuses EVERY client, so republish (`daqctl pki crl`) and reload (SIGHUP) in time.",
             "crlfile \(revocationListFile)",
             "require_certificate true",
             "# The certificate's CN becomes the MQTT username, which the ACL's %u patterns use.",

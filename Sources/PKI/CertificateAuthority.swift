@@ -160,7 +160,7 @@ public struct CertificateAuthority: Sendable {
     }
 
     /// Revokes every unrevoked certificate of device `deviceID` and republishes the CRL.
-    /// The broker only notices after it reloads the CRL (restart it).
+    /// The broker only notices after it reloads the CRL (SIGHUP or restart).
     @discardableResult
     public func revokeDevice(_ deviceID: String, revocationListValidityDays: Int = 30) throws -> RevocationList {
         try CommonName.validateClientName(deviceID)

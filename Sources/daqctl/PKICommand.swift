@@ -17,7 +17,7 @@ struct PKICommand: ParsableCommand {
           daqctl pki device --dir pki rig-01
           daqctl broker-config --pki pki --out broker
           mosquitto -c broker/mosquitto.conf
-          daqctl pki revoke --dir pki rig-01    (then restart the broker)
+          daqctl pki revoke --dir pki rig-01    (then kill -HUP the broker)
           daqctl pki crl --dir pki              (before the CRL's nextUpdate)
 
         Layout of DIR: ca.crt ca.key ca.crl index.json server.crt server.key collector.crt \
@@ -69,6 +69,10 @@ extension PKICommand {
             let authority = try CertificateAuthority.create(pki.layout, settings: settings, overwrite: force)
             let layout = authority.layout
             print("created CA '\(caName)' in \(layout.directory)")
+            if force && FileManager.default.fileExists(atPath: layout.devicesDirectory) {
+                // The old device certificates chain to the replaced CA and no longer verify.
+                FileHandle.standardError.write(Data("note: certificates in \(layout.devicesDirectory) were issued by the old CA; re-issue them with `daqctl pki device`\n".utf8))
+            }
             for record in try authority.index().certificates.suffix(3) {
                 print("  \(record.role.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0)) \(record.commonName)  serial \(record.serial)")
             }
@@ -102,7 +106,7 @@ extension PKICommand {
     struct Revoke: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Revoke a device's certificates and republish the CRL.",
-            discussion: "mosquitto reads the CRL at start: restart the broker for the revocation to take effect."
+            discussion: "mosquitto reads the CRL at start and on SIGHUP: reload (kill -HUP <mosquitto pid>) or restart the broker for the revocation to take effect."
         )
         @OptionGroup var pki: PKIDirectoryOption
         @Argument(help: "The device id.") var id: String
@@ -112,7 +116,7 @@ extension PKICommand {
             let authority = try CertificateAuthority(opening: pki.layout)
             let list = try authority.revokeDevice(id, revocationListValidityDays: crlDays)
             print("revoked device '\(id)'; CRL #\(list.number) lists \(list.revokedSerials.count) serial(s), next update \(list.nextUpdate)")
-            print("restart the broker so it loads \(list.path)")
+            print("reload the broker (kill -HUP) or restart it so it loads \(list.path)")
         }
     }
 

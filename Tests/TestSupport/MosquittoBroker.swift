@@ -3,6 +3,11 @@
 //
 // Cleanup: call `stop()` in a `defer` (deinit stops it too). As a last resort against a crashed
 // test process, mosquitto runs under coreutils `timeout`, which ends it after `lifetimeSeconds`.
+//
+// Children are started with posix_spawn and an EMPTY signal mask, not with Foundation's Process:
+// tests run on libdispatch worker threads, which block SIGTERM, SIGINT, SIGALRM and more, and a
+// Process child inherits that mask — mosquitto then ignores SIGTERM, `timeout` never fires and
+// `mosquitto_sub -W` never times out (measured here: the suite hung).
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -16,6 +21,12 @@ public struct MQTTClientIdentity: Sendable, Hashable {
     public var certificate: URL
     /// PEM private key.
     public var key: URL
+
+    public init(name: String, certificate: URL, key: URL) {
+        self.name = name
+        self.certificate = certificate
+        self.key = key
+    }
 }
 
 /// Errors of the broker harness, with the broker's log attached when it matters.
@@ -50,8 +61,9 @@ public final class MosquittoBroker: @unchecked Sendable {
     public let lifetimeSeconds: Int
 
     private let lock = NSLock()
-    private var process: Process?
+    private var process: SpawnedProcess?
     private var runs = 0
+    private var clientRuns = 0
     private let brokerConfigArguments: [String]
 
     /// Makes a PKI with `devices`, writes a broker config (`queueLimit` → a deliberately small
@@ -113,15 +125,13 @@ public final class MosquittoBroker: @unchecked Sendable {
         }
     }
 
-    /// Stops mosquitto (SIGTERM, so it saves its persistence database) and waits for it to exit.
+    /// Stops mosquitto (SIGTERM, so it saves its persistence database) and waits for it to exit;
+    /// after 5 s the whole process group gets SIGKILL.
     public func stop() {
         lock.withLock {
             guard let running = process else { return }
             process = nil
-            if running.isRunning {
-                kill(running.processIdentifier, SIGTERM) // `timeout` forwards it to mosquitto
-            }
-            running.waitUntilExit()
+            running.terminate(graceSeconds: 5)
         }
     }
 
@@ -131,9 +141,33 @@ public final class MosquittoBroker: @unchecked Sendable {
         try start()
     }
 
+    /// Sends SIGHUP: mosquitto 2.0.11 rereads its configuration, ACL and CRL without dropping
+    /// its state (`timeout` forwards the signal). Waits for the "Reloading config" log line.
+    public func reload() throws {
+        let reloaded = lock.withLock { () -> Bool in
+            guard let running = process else { return false }
+            kill(running.pid, SIGHUP)
+            return true
+        }
+        guard reloaded, logContains("Reloading config") else {
+            throw MosquittoBrokerError(description: "mosquitto did not reload:\n\(log())")
+        }
+    }
+
     /// The current run's log text.
     public func log() -> String {
         (try? String(contentsOf: logFile, encoding: .utf8)) ?? ""
+    }
+
+    /// Waits up to `seconds` for the current run's log to contain `text` (mosquitto may log a
+    /// refusal a moment after the client has already seen it).
+    public func logContains(_ text: String, within seconds: Double = 3) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while true {
+            if log().contains(text) { return true }
+            if Date() >= deadline { return false }
+            usleep(20_000)
+        }
     }
 
     // MARK: - Clients
@@ -150,13 +184,36 @@ public final class MosquittoBroker: @unchecked Sendable {
     @discardableResult
     public func publish(as identity: MQTTClientIdentity?, topic: String, message: String, qos: Int = 1,
                         extraArguments: [String] = []) throws -> ProcessResult {
-        try runProcess("mosquitto_pub", clientArguments(identity) + ["-t", topic, "-m", message, "-q", String(qos)] + extraArguments)
+        try runClient(["mosquitto_pub"] + clientArguments(identity) + ["-t", topic, "-m", message, "-q", String(qos)] + extraArguments)
     }
 
-    /// Runs mosquitto_sub as `identity` with `arguments` (add -C/-W so it ends).
+    /// Runs mosquitto_sub as `identity` with `arguments` to completion (add -C/-W/-E so it ends).
     @discardableResult
     public func subscribe(as identity: MQTTClientIdentity?, _ arguments: [String]) throws -> ProcessResult {
-        try runProcess("mosquitto_sub", clientArguments(identity) + arguments)
+        try runClient(["mosquitto_sub"] + clientArguments(identity) + arguments)
+    }
+
+    /// Starts mosquitto_sub as `identity` in the background (a live connection while the test
+    /// does other things); collect it with `BackgroundClient.finish`.
+    public func startSubscriber(as identity: MQTTClientIdentity?, _ arguments: [String]) throws -> BackgroundClient {
+        let (out, err) = clientOutputFiles()
+        // Line-buffered stdout, so `waitForOutput` sees lines while the client still runs.
+        let child = try SpawnedProcess(["stdbuf", "-oL", "mosquitto_sub"] + clientArguments(identity) + arguments,
+                                       stdout: out.path, stderr: err.path)
+        return BackgroundClient(process: child, stdout: out, stderr: err)
+    }
+
+    /// Runs any command (argv[0] looked up in PATH) to completion with a clean signal mask.
+    public func runClient(_ argv: [String]) throws -> ProcessResult {
+        let (out, err) = clientOutputFiles()
+        let child = try SpawnedProcess(argv, stdout: out.path, stderr: err.path)
+        let status = child.waitForExit()
+        return BackgroundClient.result(status: status, stdout: out, stderr: err)
+    }
+
+    private func clientOutputFiles() -> (URL, URL) {
+        let number = lock.withLock { () -> Int in clientRuns += 1; return clientRuns }
+        return (directory.appendingPathComponent("client-\(number).out"), directory.appendingPathComponent("client-\(number).err"))
     }
 
     // MARK: - Private
@@ -169,17 +226,9 @@ public final class MosquittoBroker: @unchecked Sendable {
     private func launch() throws {
         runs += 1
         logFile = directory.appendingPathComponent("mosquitto-\(runs).log")
-        _ = FileManager.default.createFile(atPath: logFile.path, contents: nil)
-        let logHandle = try FileHandle(forWritingTo: logFile)
-        defer { try? logHandle.close() }
-        let child = Process()
-        child.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
-        child.arguments = ["--kill-after=5", String(lifetimeSeconds), "mosquitto", "-c",
-                           configDirectory.appendingPathComponent("mosquitto.conf").path]
-        child.standardOutput = logHandle
-        child.standardError = logHandle
-        child.standardInput = FileHandle.nullDevice
-        try child.run()
+        let child = try SpawnedProcess(["timeout", "--kill-after=5", String(lifetimeSeconds), "mosquitto", "-c",
+                                        configDirectory.appendingPathComponent("mosquitto.conf").path],
+                                       stdout: logFile.path, stderr: nil)
         let deadline = Date().addingTimeInterval(10)
         while Date() < deadline {
             if log().split(separator: "\n").contains(where: { $0.hasSuffix(" running") }) {
@@ -189,10 +238,7 @@ public final class MosquittoBroker: @unchecked Sendable {
             if !child.isRunning { break }
             usleep(20_000)
         }
-        if child.isRunning {
-            kill(child.processIdentifier, SIGTERM)
-            child.waitUntilExit()
-        }
+        child.terminate(graceSeconds: 2)
         throw MosquittoBrokerError(description: "mosquitto did not start on port \(port):\n\(log())")
     }
 
@@ -225,5 +271,139 @@ public final class MosquittoBroker: @unchecked Sendable {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &actualLength) }
         }
         return Int(UInt16(bigEndian: actual.sin_port))
+    }
+}
+
+/// A client process running in the background (see `MosquittoBroker.startSubscriber`).
+public final class BackgroundClient: @unchecked Sendable {
+    // Confinement: SpawnedProcess serialises its own state with a lock.
+    private let process: SpawnedProcess
+    private let stdout: URL
+    private let stderr: URL
+
+    init(process: SpawnedProcess, stdout: URL, stderr: URL) {
+        self.process = process
+        self.stdout = stdout
+        self.stderr = stderr
+    }
+
+    deinit { process.terminate(graceSeconds: 1) }
+
+    /// Waits up to `seconds` for the client's stdout so far to contain `text` (e.g. "Subscribed"
+    /// with `-d`, to know the subscription is in place before publishing to it).
+    public func waitForOutput(containing text: String, within seconds: Double = 5) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while true {
+            if let data = try? Data(contentsOf: stdout), String(decoding: data, as: UTF8.self).contains(text) { return true }
+            if Date() >= deadline || !process.isRunning { return false }
+            usleep(20_000)
+        }
+    }
+
+    /// Waits up to `timeoutSeconds` for the client to exit on its own (then SIGTERM) and returns its outcome.
+    public func finish(timeoutSeconds: Double = 10) -> ProcessResult {
+        let status = process.waitForExit(timeoutSeconds: timeoutSeconds) ?? process.terminate(graceSeconds: 1)
+        return Self.result(status: status, stdout: stdout, stderr: stderr)
+    }
+
+    static func result(status: Int32, stdout: URL, stderr: URL) -> ProcessResult {
+        let out = (try? Data(contentsOf: stdout)) ?? Data()
+        let err = (try? Data(contentsOf: stderr)) ?? Data()
+        return ProcessResult(status: status, stdout: String(decoding: out, as: UTF8.self),
+                             stderr: String(decoding: err, as: UTF8.self), stdoutData: out)
+    }
+}
+
+/// A child started with posix_spawn, an empty signal mask and default signal dispositions, in
+/// its own process group; stdin is /dev/null, stdout/stderr go to files.
+final class SpawnedProcess: @unchecked Sendable {
+    // Confinement: `lock` guards `exitStatus`, so the child is reaped exactly once.
+    let pid: pid_t
+    private let lock = NSLock()
+    private var exitStatus: Int32?
+
+    init(_ argv: [String], stdout: String, stderr: String?) throws {
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigmask(&attributes, &empty)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for signal in [SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGALRM, SIGPIPE, SIGCHLD, SIGUSR1, SIGUSR2] {
+            sigaddset(&defaults, signal)
+        }
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setpgroup(&attributes, 0)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
+
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        if let stderr {
+            posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        } else {
+            posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        }
+
+        let arguments: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
+        defer { arguments.forEach { free($0) } }
+        var child: pid_t = 0
+        let result = posix_spawnp(&child, argv[0], &actions, &attributes, arguments, environ)
+        guard result == 0 else {
+            throw MosquittoBrokerError(description: "posix_spawnp \(argv[0]): \(String(cString: strerror(result)))")
+        }
+        pid = child
+    }
+
+    /// True until the child has exited (reaps it when it has).
+    var isRunning: Bool { poll() == nil }
+
+    /// Waits for the child; nil if it is still running after `timeoutSeconds`.
+    func waitForExit(timeoutSeconds: Double) -> Int32? {
+        let deadline = Date().addingTimeInterval(timeoutSeconds)
+        while true {
+            if let status = poll() { return status }
+            if Date() >= deadline { return nil }
+            usleep(10_000)
+        }
+    }
+
+    /// Waits for the child however long it takes.
+    func waitForExit() -> Int32 {
+        while true {
+            if let status = poll() { return status }
+            usleep(5_000)
+        }
+    }
+
+    /// SIGTERM to the child, then SIGKILL to its whole process group after `graceSeconds`.
+    @discardableResult
+    func terminate(graceSeconds: Double) -> Int32 {
+        if let status = poll() { return status }
+        kill(pid, SIGTERM)
+        if let status = waitForExit(timeoutSeconds: graceSeconds) { return status }
+        kill(-pid, SIGKILL)
+        return waitForExit()
+    }
+
+    private func poll() -> Int32? {
+        lock.withLock {
+            if let exitStatus { return exitStatus }
+            var status: Int32 = 0
+            let reaped = waitpid(pid, &status, WNOHANG)
+            if reaped == -1 && errno == ECHILD {
+                exitStatus = -1 // already reaped elsewhere: it is gone either way
+                return exitStatus
+            }
+            guard reaped == pid else { return nil }
+            // Exit code when it exited, 128 + signal when a signal ended it (as a shell reports it).
+            let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+            exitStatus = code
+            return code
+        }
     }
 }
