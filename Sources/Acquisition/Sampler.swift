@@ -50,8 +50,10 @@ public struct Sampler: Sendable {
     private var received: [Bool] = []
     /// Per group: the slot of each channel.
     private var groupSlots: [[Int]] = []
-    /// Slots whose change triggers groups.
+    /// Slots whose change triggers groups (built as a dictionary, read per update as an array:
+    /// the per-signal hot path must not hash).
     private var changeWatch: [Int: [Int]] = [:]
+    private var changeWatchers: [[Int]] = []
     private var messageWatch: [Int: [Int]] = [:]
     private var pendingEvents: [Int] = []
 
@@ -106,7 +108,11 @@ public struct Sampler: Sendable {
             received.append(false)
             changeWatch[slot, default: []].append(g)
         }
+        changeWatchers = (0..<slotStorage.count).map { changeWatch[$0] ?? [] }
     }
+
+    /// Whether frames of message key `key` trigger any group (callers may pass nil otherwise).
+    public func triggers(message key: Int) -> Bool { messageWatch[key] != nil }
 
     /// The slots a decoded signal feeds: one per distinct storage the experiment asks for.
     public func slots(for channelName: String) -> [(slot: Int, storage: ChannelStorage)] {
@@ -124,8 +130,8 @@ public struct Sampler: Sendable {
         case .float32: bits = UInt64(Float(physical).bitPattern)
         case .float64: bits = physical.bitPattern
         }
-        if let watchers = changeWatch[slot], !received[slot] || latest[slot] != bits {
-            pendingEvents.append(contentsOf: watchers)
+        if !changeWatchers[slot].isEmpty, !received[slot] || latest[slot] != bits {
+            pendingEvents.append(contentsOf: changeWatchers[slot])
         }
         latest[slot] = bits
         received[slot] = true

@@ -118,19 +118,32 @@ enum CandumpLine {
     }
 
     private static func payload(_ cursor: inout ByteCursor, limit: Int, number: Int, file: String) throws(DAQError) -> CANPayload {
-        var data = CANPayload()
-        while !cursor.atEnd {
-            if cursor.take(UInt8(ascii: ".")) { continue }
-            guard let high = cursor.hexDigit() else { break }
-            guard let low = cursor.hexDigit() else {
-                throw .malformed("odd number of hex digits in the data", file: file, line: number,
-                                 field: "data byte \(data.count)")
+        // Bytes are packed straight into the payload's little-endian word image: this loop runs
+        // for every data byte of every replayed frame.
+        var words: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
+        var count = 0
+        let bytes = cursor.bytes
+        var position = cursor.position
+        let end = bytes.count
+        try withUnsafeMutableBytes(of: &words) { (image) throws(DAQError) in
+            while position < end {
+                let first = bytes[position]
+                if first == UInt8(ascii: ".") { position += 1; continue }
+                guard let high = ByteCursor.hexValue(first) else { break }
+                guard position + 1 < end, let low = ByteCursor.hexValue(bytes[position + 1]) else {
+                    throw .malformed("odd number of hex digits in the data", file: file, line: number,
+                                     field: "data byte \(count)")
+                }
+                guard count < limit else {
+                    throw .malformed("more than \(limit) data bytes", file: file, line: number, field: "data")
+                }
+                image[count] = high << 4 | low
+                count += 1
+                position += 2
             }
-            guard data.count < limit else {
-                throw .malformed("more than \(limit) data bytes", file: file, line: number, field: "data")
-            }
-            data.append(high << 4 | low)
         }
+        cursor.advance(position - cursor.position)
+        let data = CANPayload(words: words, count: count)
         if !cursor.atEnd, let byte = cursor.peek, byte != UInt8(ascii: " "), byte != UInt8(ascii: "\t"), byte != UInt8(ascii: "_") {
             throw .malformed("expected hex data, found '\(Character(Unicode.Scalar(byte)))'", file: file, line: number,
                              field: "data byte \(data.count)")

@@ -22,6 +22,13 @@ public struct CANPayload: Sendable, Hashable, RandomAccessCollection, CustomStri
         count = index
     }
 
+    /// A payload from its little-endian word image (bytes past `count` must be zero).
+    public init(words: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64), count: Int) {
+        precondition(count >= 0 && count <= Self.capacity, "CAN payload longer than 64 bytes")
+        storage = words
+        self.count = count
+    }
+
     /// Appends one byte; returns false when the payload is already 64 bytes long.
     @discardableResult
     public mutating func append(_ byte: UInt8) -> Bool {

@@ -7,7 +7,9 @@ import DAQCore
 /// Frames shorter than the message: signals that end within the received bytes are decoded,
 /// the others are reported absent (like cantools' `allow_truncated=True`; cantools' default
 /// raises instead). Bytes beyond the message length are ignored.
-public struct DBCDecoder: Sendable {
+/// A class, not a struct: the decoder is shared read-only state, and passing a struct with
+/// several arrays through the per-frame path costs a retain and release per array per frame.
+public final class DBCDecoder: Sendable {
     public let database: DBCDatabase
     let plan: DecodePlan
     /// Message index + 1 per 11-bit id (0 = unknown).

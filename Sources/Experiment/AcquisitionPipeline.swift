@@ -30,6 +30,12 @@ public struct AcquisitionPipeline: Sendable {
     private var feeds: [[[(signal: Int, slot: Int)]]]
     /// Per bus name: the decoders that read it (cached on first sight of a bus).
     private var busDecoders: [String: [Int]] = [:]
+    /// The last bus seen and its decoders: consecutive frames mostly share a bus, and comparing a
+    /// short string is cheaper than hashing it.
+    private var lastBus: (name: String, decoders: [Int]) = ("", [])
+    /// Per decoder, per message: whether it triggers an event group.
+    private let triggering: [[Bool]]
+    private let decoders: [DBCDecoder]
     private var latest: Timestamp?
 
     public init(_ binding: ExperimentBinding) {
@@ -53,6 +59,11 @@ public struct AcquisitionPipeline: Sendable {
             }
         }
         self.feeds = feeds
+        decoders = binding.decoders.map(\.decoder)
+        let sampler = self.sampler
+        triggering = binding.decoders.indices.map { d in
+            binding.decoders[d].decoder.database.messages.indices.map { sampler.triggers(message: d << 24 | $0) }
+        }
     }
 
     /// The layout entry for the journal, once the measurement has started.
@@ -74,18 +85,20 @@ public struct AcquisitionPipeline: Sendable {
             counters.nonData += 1
             return
         }
-        let decoders = busDecoders[frame.interface] ?? resolveBus(frame.interface)
-        if decoders.isEmpty {
+        if frame.interface != lastBus.name {
+            lastBus = (frame.interface, busDecoders[frame.interface] ?? resolveBus(frame.interface))
+        }
+        if lastBus.decoders.isEmpty {
             counters.otherBus += 1
             return
         }
-        for d in decoders {
-            guard let m = binding.decoders[d].decoder.decode(frame, into: &values[d]) else { continue }
+        for d in lastBus.decoders {
+            guard let m = decoders[d].decode(frame, into: &values[d]) else { continue }
             counters.decoded += 1
             for feed in feeds[d][m] where values[d].isPresent[feed.signal] {
                 sampler.update(slot: feed.slot, raw: values[d].signedRaw(feed.signal), physical: values[d].physical[feed.signal])
             }
-            sampler.frameApplied(message: d << 24 | m, at: time, into: &out)
+            sampler.frameApplied(message: triggering[d][m] ? d << 24 | m : nil, at: time, into: &out)
             return
         }
         counters.unknown += 1

@@ -14,7 +14,7 @@ import TestSupport
         #expect(file.groups.map(\.name) == ["Time 5ms", "Time 10ms", "Seg 2", "Seg 1", "Engine state"])
         #expect(file.groups.map(\.channels.count) == [162, 64, 34, 28, 3])
         #expect(file.groups[0].trigger == .raster(milliseconds: 5))
-        #expect(file.groups[2].trigger == .message("Seg2_00"))
+        #expect(file.groups[2].trigger == .message("Seg2_08"))
         #expect(file.groups[4].trigger == .signalChange("EngStatus.EngState"))
         #expect(file.groups[4].channels.map(\.storage) == [.raw, .float64, .float32])
         #expect(file.groups[0].channels[0].line == 14)
