@@ -135,6 +135,17 @@ public final class MosquittoBroker: @unchecked Sendable {
         }
     }
 
+    /// Kills mosquitto with SIGKILL, as a crash or a power cut would: nothing since its last
+    /// persistence snapshot survives. `start()` brings it back on the same port.
+    public func crash() {
+        lock.withLock {
+            guard let running = process else { return }
+            process = nil
+            kill(-running.pid, SIGKILL)
+            _ = running.waitForExit()
+        }
+    }
+
     /// Stops and starts mosquitto on the same port (it rereads the CRL and its database).
     public func restart() throws {
         stop()

@@ -1,0 +1,105 @@
+// Once and only once, in order, byte-identical — with real mosquitto (mTLS), the real collector
+// and the real device agent, while faults hit the link, the broker, the collector and the device.
+// Every scenario ends with `daqctl verify` finding the collector's journal byte-identical.
+import Foundation
+import Testing
+import TestSupport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite(.serialized) struct DeliveryFaultTests {
+    private func expectIdentical(_ rig: UplinkRig, _ context: String) throws {
+        let verify = try rig.verify()
+        #expect(verify.status == 0, "\(context): \(verify.stdout)\n--- collector\n\(rig.read("collector"))")
+        #expect(verify.stdout.contains("byte-identical: yes"), "\(context)")
+    }
+
+    @Test func happyPath() throws {
+        let rig = try UplinkRig()
+        try rig.startCollector()
+        try rig.startDevice(speed: "max")
+        let (status, log) = rig.waitForDevice()
+        #expect(status == 0, "\(log)")
+        #expect(log.contains("acknowledged up to 3637"), "\(log)")
+        try expectIdentical(rig, "happy path")
+    }
+
+    @Test func linkResetMidBatchAndBlackholedFor30Seconds() throws {
+        let rig = try UplinkRig()
+        try rig.startCollector()
+        try rig.startDevice(speed: "1")
+        UplinkRig.pause(1.5)
+        rig.proxy.resetConnections()          // RST while batches are in flight
+        UplinkRig.pause(1.5)
+        rig.proxy.resetConnections()
+        UplinkRig.pause(1)
+        rig.proxy.set(.blackhole)             // a 4G dead spot: no RST, nothing flows
+        UplinkRig.pause(30)
+        rig.proxy.set(.up)
+        let (status, log) = rig.waitForDevice()
+        #expect(status == 0, "\(log)")
+        #expect(log.contains("disconnects"), "\(log)")
+        try expectIdentical(rig, "reset + blackhole")
+    }
+
+    @Test func brokerKilledWithSigkillAndRestarted() throws {
+        let rig = try UplinkRig()
+        try rig.startCollector()
+        try rig.startDevice(speed: "2")
+        UplinkRig.pause(1.5)
+        rig.broker.crash()
+        UplinkRig.pause(1.5)
+        try rig.broker.start()
+        let (status, log) = rig.waitForDevice()
+        #expect(status == 0, "\(log)")
+        try expectIdentical(rig, "broker kill -9")
+    }
+
+    @Test func collectorOfflineThenKilledAtRandomMoments() throws {
+        let rig = try UplinkRig()
+        try rig.startDevice(speed: "2")
+        UplinkRig.pause(1.5)                  // the collector is not there yet: the broker holds nothing for it
+        try rig.startCollector()
+        UplinkRig.pause(1)
+        rig.stopCollector()                   // offline for a while: its durable session queues batches
+        UplinkRig.pause(1.5)
+        var seed: UInt64 = 42
+        for _ in 0..<4 {
+            try rig.startCollector()
+            seed = seed &* 6364136223846793005 &+ 1
+            UplinkRig.pause(0.3 + Double(seed >> 33 % 700) / 1000)
+            rig.stopCollector(signal: SIGKILL) // between commit and ack, or anywhere else
+        }
+        try rig.startCollector()
+        let (status, log) = rig.waitForDevice()
+        #expect(status == 0, "\(log)")
+        try expectIdentical(rig, "collector offline and kill -9")
+    }
+
+    @Test func deviceKilledWithSigkillAndRestarted() throws {
+        let rig = try UplinkRig()
+        try rig.startCollector()
+        try rig.startDevice(speed: "2")
+        UplinkRig.pause(2)
+        rig.killDevice()
+        try rig.startDevice(speed: "max")     // the journal continues; the uplink resends from its cursor
+        let (status, log) = rig.waitForDevice()
+        #expect(status == 0, "\(log)")
+        try expectIdentical(rig, "device kill -9")
+    }
+
+    @Test func brokerThatDropsSilentlyIsRepaired() throws {
+        let rig = try UplinkRig(queueLimit: 3)
+        try rig.startCollector()
+        UplinkRig.pause(0.5)
+        rig.stopCollector()                   // while it is away, its queue overflows and the broker drops
+        try rig.startDevice(speed: "max")
+        UplinkRig.pause(3)
+        try rig.startCollector()
+        let (status, log) = rig.waitForDevice()
+        #expect(status == 0, "\(log)")
+        try expectIdentical(rig, "silent broker drops")
+        #expect(rig.read("collector").isEmpty || !rig.read("collector").contains("rejected"))
+    }
+}

@@ -1,0 +1,107 @@
+// The uplink test rig: a real mosquitto with mutual TLS (TestSupport.MosquittoBroker), the TCP
+// fault proxy as the device's link, the real collector and the real device agent as processes.
+import FaultInjection
+import Foundation
+import TestSupport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+final class UplinkRig: @unchecked Sendable {
+    // Confinement: each test owns its rig and drives it from one thread.
+    let broker: MosquittoBroker
+    let proxy: TCPFaultProxy
+    let work: URL
+    let deviceID = "ecu-01"
+    var collector: Process?
+    var device: Process?
+    var deviceRuns = 0
+
+    static let daqlink = PackagePaths.executable("daqlink").path
+    static let daqctl = PackagePaths.executable("daqctl").path
+    static let experiment = PackagePaths.fixtures.appendingPathComponent("reference/reference.toml").path
+    static let log = PackagePaths.fixtures.appendingPathComponent("reference/engine-10s.log").path
+
+    init(queueLimit: Int? = nil) throws {
+        broker = try MosquittoBroker(devices: ["ecu-01"], queueLimit: queueLimit)
+        proxy = try TCPFaultProxy(targetPort: broker.port)
+        work = try PackagePaths.temporaryDirectory("uplink")
+    }
+
+    deinit {
+        for process in [device, collector].compactMap({ $0 }) where process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        proxy.stop()
+        broker.stop()
+    }
+
+    var journal: URL { work.appendingPathComponent("device/journal") }
+    var collected: URL { work.appendingPathComponent("collected") }
+
+    func startCollector() throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.daqctl)
+        process.arguments = ["collect", "--broker", "localhost:\(broker.port)", "--pki", broker.pkiDirectory.path,
+                             "--out", collected.path]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = try FileHandle(forWritingTo: logFile("collector"))
+        try process.run()
+        collector = process
+    }
+
+    func stopCollector(signal: Int32 = SIGTERM) {
+        guard let collector, collector.isRunning else { return }
+        kill(collector.processIdentifier, signal)
+        collector.waitUntilExit()
+    }
+
+    /// Starts the device replaying the fixture at `speed` through the proxy.
+    func startDevice(speed: String) throws {
+        deviceRuns += 1
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.daqlink)
+        process.arguments = ["run", "--experiment", Self.experiment, "--source", "replay:\(Self.log)", "--speed", speed,
+                             "--journal", journal.path, "--quiet", "--broker", "127.0.0.1:\(proxy.listenPort)",
+                             "--device", deviceID, "--pki", broker.pkiDirectory.path, "--drain-timeout", "90"]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = try FileHandle(forWritingTo: logFile("device-\(deviceRuns)"))
+        try process.run()
+        device = process
+    }
+
+    func waitForDevice() -> (status: Int32, log: String) {
+        device?.waitUntilExit()
+        return (device?.terminationStatus ?? -1, read("device-\(deviceRuns)"))
+    }
+
+    func killDevice() {
+        guard let device, device.isRunning else { return }
+        kill(device.processIdentifier, SIGKILL)
+        device.waitUntilExit()
+    }
+
+    /// `daqctl verify` until the collector holds everything (or `seconds` pass).
+    func verify(within seconds: Double = 60) throws -> ProcessResult {
+        let deadline = Date().addingTimeInterval(seconds)
+        while true {
+            let result = try runProcess(Self.daqctl, ["verify", journal.path, collected.appendingPathComponent(deviceID).path])
+            if result.status == 0 || Date() >= deadline { return result }
+            usleep(500_000)
+        }
+    }
+
+    func read(_ name: String) -> String {
+        (try? String(contentsOf: work.appendingPathComponent("\(name).log"), encoding: .utf8)) ?? ""
+    }
+
+    private func logFile(_ name: String) throws -> URL {
+        let url = work.appendingPathComponent("\(name).log")
+        FileManager.default.createFile(atPath: url.path, contents: nil)
+        return url
+    }
+
+    /// Sleeps on the test thread.
+    static func pause(_ seconds: Double) { usleep(useconds_t(seconds * 1e6)) }
+}
