@@ -152,7 +152,8 @@ public final class TCPFaultProxy: Sendable {
     private func writeAll(_ fd: Int32, _ bytes: [UInt8], _ count: Int) -> Bool {
         var sent = 0
         while sent < count {
-            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + sent, count - sent) }
+            // send(MSG_NOSIGNAL): a peer that went away must not raise SIGPIPE in the host process.
+            let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + sent, count - sent, Int32(MSG_NOSIGNAL)) }
             if n < 0 && errno == EINTR { continue }
             if n <= 0 { return false }
             sent += n
