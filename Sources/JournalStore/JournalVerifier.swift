@@ -66,10 +66,9 @@ public enum JournalVerifier {
         for name in names where name.hasSuffix(SegmentName.suffix) && SegmentName.firstSequence(of: name) == nil {
             report.faults.append(JournalFault(file: name, offset: 0, problem: "not a segment name (20 digits + .jnl)"))
         }
+        // An existing directory without segments is an empty journal: a writer killed before it
+        // created its first segment leaves exactly that, and reopening it starts at seq 1.
         let firsts = try layout.segmentFirstSequences()
-        if firsts.isEmpty {
-            report.faults.append(JournalFault(file: directory, offset: 0, problem: "no segment files"))
-        }
         var previousNext: UInt64?
         for first in firsts {
             let name = SegmentName.name(firstSequence: first)

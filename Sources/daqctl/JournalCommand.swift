@@ -39,7 +39,7 @@ struct JournalVerifyCommand: ParsableCommand {
             FileStream.standardError.write("journal verify: \(report.faults.count) fault(s)\n")
             throw ExitCode(1)
         }
-        print("OK")
+        print(report.segments.isEmpty ? "OK (empty journal: no segments yet)" : "OK")
     }
 }
 
