@@ -118,7 +118,8 @@ private final class PipeCollector: @unchecked Sendable {
             reported += stdout.text().split(separator: "\n").compactMap { UInt64($0) }
 
             // The newest segment: keep at least everything up to the last reported-synced entry.
-            guard let newest = try segmentNames(dir).last else { continue }
+            // (A child killed within its first milliseconds may not have created the directory.)
+            guard FileManager.default.fileExists(atPath: dir), let newest = try segmentNames(dir).last else { continue }
             let path = dir + "/" + newest
             let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
             guard bytes.count >= SegmentHeader.length else { continue }
