@@ -103,7 +103,11 @@ private final class PipeCollector: @unchecked Sendable {
                          "--sync-every-bytes", "16384", "--segment-bytes", "65536"]
         var reported: [UInt64] = []
         var cuts = 0
-        for _ in 0..<12 {
+        // At least 12 rounds, and more (up to 40) until 5 of them left an unsynced tail to damage:
+        // on a loaded machine more kills land before the child has written anything.
+        var rounds = 0
+        while rounds < 12 || (cuts < 5 && rounds < 40) {
+            rounds += 1
             let process = Process()
             process.executableURL = daqctl
             process.arguments = arguments
