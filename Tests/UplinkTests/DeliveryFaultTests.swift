@@ -25,6 +25,26 @@ import Glibc
         try expectIdentical(rig, "happy path")
     }
 
+    @Test func manyDevicesAtOnce() throws {
+        let rig = try UplinkRig()
+        let others = ["ecu-02", "ecu-03"]
+        for id in others { try rig.broker.issueDevice(id) }
+        try rig.startCollector()
+        try rig.startDevice(speed: "max")
+        let processes = try others.map { id in
+            (id, try rig.launchDevice(id: id, journal: rig.work.appendingPathComponent("\(id)/journal"), speed: "max"))
+        }
+        let (status, log) = rig.waitForDevice()
+        #expect(status == 0, "\(log)")
+        for (id, process) in processes {
+            process.waitUntilExit()
+            #expect(process.terminationStatus == 0, "\(id)")
+            let verify = try rig.verify(device: id, journal: rig.work.appendingPathComponent("\(id)/journal"))
+            #expect(verify.status == 0, "\(id): \(verify.stdout)")
+        }
+        try expectIdentical(rig, "ecu-01 among three devices")
+    }
+
     @Test func linkResetMidBatchAndBlackholedFor30Seconds() throws {
         let rig = try UplinkRig()
         try rig.startCollector()

@@ -59,16 +59,21 @@ final class UplinkRig: @unchecked Sendable {
 
     /// Starts the device replaying the fixture at `speed` through the proxy.
     func startDevice(speed: String) throws {
+        device = try launchDevice(id: deviceID, journal: journal, speed: speed)
+    }
+
+    /// Starts a device agent `id` with its own journal; returns its process.
+    func launchDevice(id: String, journal: URL, speed: String) throws -> Process {
         deviceRuns += 1
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Self.daqlink)
         process.arguments = ["run", "--experiment", Self.experiment, "--source", "replay:\(Self.log)", "--speed", speed,
                              "--journal", journal.path, "--quiet", "--broker", "127.0.0.1:\(proxy.listenPort)",
-                             "--device", deviceID, "--pki", broker.pkiDirectory.path, "--drain-timeout", "90"]
+                             "--device", id, "--pki", broker.pkiDirectory.path, "--drain-timeout", "90"]
         process.standardOutput = FileHandle.nullDevice
         process.standardError = try FileHandle(forWritingTo: logFile("device-\(deviceRuns)"))
         try process.run()
-        device = process
+        return process
     }
 
     func waitForDevice() -> (status: Int32, log: String) {
@@ -83,10 +88,11 @@ final class UplinkRig: @unchecked Sendable {
     }
 
     /// `daqctl verify` until the collector holds everything (or `seconds` pass).
-    func verify(within seconds: Double = 60) throws -> ProcessResult {
+    func verify(within seconds: Double = 60, device id: String? = nil, journal: URL? = nil) throws -> ProcessResult {
         let deadline = Date().addingTimeInterval(seconds)
         while true {
-            let result = try runProcess(Self.daqctl, ["verify", journal.path, collected.appendingPathComponent(deviceID).path])
+            let result = try runProcess(Self.daqctl, ["verify", (journal ?? self.journal).path,
+                                                      collected.appendingPathComponent(id ?? deviceID).path])
             if result.status == 0 || Date() >= deadline { return result }
             usleep(500_000)
         }
