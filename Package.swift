@@ -57,7 +57,7 @@ let package = Package(
         .target(name: "ECUSimulation", dependencies: ["DAQCore", "DBC"]),
 
         // Adapters.
-        .target(name: "SystemIO", dependencies: ["DAQCore"]),
+        .target(name: "SystemIO", dependencies: ["DAQCore", "CANLogs"]),
         .target(name: "CLinux"),
         .target(name: "Runtime", dependencies: ["DAQCore", "CLinux"]),
         .target(name: "SocketCAN", dependencies: ["DAQCore", "CSocketCAN"]),

@@ -8,6 +8,7 @@ import Journal
 import JournalStore
 import Runtime
 import SocketCAN
+import SystemIO
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -24,7 +24,7 @@ struct BenchDecodeCommand: ParsableCommand {
         discussion: """
             Builds a large candump log in a temporary directory from the reference fixture log \
             repeated --repeat times with shifted timestamps (10 × engine-10s.log = 1,032,720 frames), \
-            or uses --log/--dbc. Measures in this process, on one core: (a) parse only (LineFile + \
+            or uses --log/--dbc. Measures in this process, on one core: (a) parse only (LogFrameSource: LineStream + \
             CANLogReader), (b) parse + decode (DBCDecoder into one reused SignalValues), best of --runs. \
             Then runs python-can's CanutilsLogReader (parse) and python-can + cantools \
             decode_message(decode_choices=False) (parse + decode, unknown ids skipped) with python3 \
@@ -139,13 +139,11 @@ struct BenchDecodeCommand: ParsableCommand {
     }
 
     private func measureParse(_ input: BenchInput) throws(DAQError) -> (figure: BenchFigure, checksum: UInt64) {
-        let file = try LineFile(path: input.logPath)
-        var reader = CANLogReader(format: .candump, file: input.logPath)
+        let source = try LogFrameSource(path: input.logPath, format: .candump)
         var count = 0
         var idSum: UInt64 = 0
         let started = SystemClock.monotonicNow()
-        try file.forEachLine { (line, number) throws(DAQError) in
-            guard let frame = try reader.frame(fromLine: line, number: number) else { return }
+        try source.forEachFrame { frame in
             count += 1
             idSum &+= UInt64(frame.id) &+ UInt64(frame.data.count)
         }
@@ -155,15 +153,13 @@ struct BenchDecodeCommand: ParsableCommand {
 
     private func measureDecode(_ input: BenchInput, decoder: DBCDecoder) throws(DAQError)
         -> (figure: BenchFigure, checksum: Double, decoded: Int) {
-        let file = try LineFile(path: input.logPath)
-        var reader = CANLogReader(format: .candump, file: input.logPath)
+        let source = try LogFrameSource(path: input.logPath, format: .candump)
         var values = decoder.makeValues()
         var count = 0, decoded = 0
         // Summing every present value keeps the optimizer from dropping the decode work.
         var sum = 0.0
         let started = SystemClock.monotonicNow()
-        try file.forEachLine { (line, number) throws(DAQError) in
-            guard let frame = try reader.frame(fromLine: line, number: number) else { return }
+        try source.forEachFrame { frame in
             count += 1
             guard decoder.decode(frame, into: &values) != nil else { return }
             decoded += 1
@@ -174,12 +170,9 @@ struct BenchDecodeCommand: ParsableCommand {
     }
 
     private func countFrames(_ path: String) throws -> Int {
-        let file = try LineFile(path: path)
-        var reader = CANLogReader(format: .candump, file: path)
+        let source = try LogFrameSource(path: path, format: .candump)
         var count = 0
-        try file.forEachLine { (line, number) throws(DAQError) in
-            if try reader.frame(fromLine: line, number: number) != nil { count += 1 }
-        }
+        try source.forEachFrame { _ in count += 1 }
         return count
     }
 
@@ -202,12 +195,8 @@ struct BenchInput {
 enum BenchLogBuilder {
     /// Writes `repeats` copies of `source` to `destination` (at most `cap` frames); returns the frame count.
     static func build(from source: String, to destination: String, repeats: Int, cap: Int?) throws -> Int {
-        let file = try LineFile(path: source)
-        var reader = CANLogReader(format: .candump, file: source)
         var frames: [CANFrame] = []
-        try file.forEachLine { (line, number) throws(DAQError) in
-            if let frame = try reader.frame(fromLine: line, number: number) { frames.append(frame) }
-        }
+        try LogFrameSource(path: source, format: .candump).forEachFrame { frame in frames.append(frame) }
         guard let first = frames.first?.timestamp.nanoseconds,
               let last = frames.map(\.timestamp.nanoseconds).max() else {
             throw DAQError(.malformedInput, "the log has no frames", at: InputLocation(file: source))
@@ -385,7 +374,7 @@ struct BenchReport {
 
     var table: String {
         var rows: [(String, BenchFigure?, Double?)] = [
-            ("daqctl parse (LineFile + CANLogReader)", parse, ratio(parse, peers.parse)),
+            ("daqctl parse (LineStream + CANLogReader)", parse, ratio(parse, peers.parse)),
             ("daqctl parse + decode (DBCDecoder)", decode, ratio(decode, peers.decode)),
         ]
         rows.append(("python-can CanutilsLogReader parse", peers.parse, nil))

@@ -57,47 +57,20 @@ struct DecodeCommand: ParsableCommand {
             let decoder = DBCDecoder(database)
             output = DecodeOutput(decoder: decoder)
             var values = decoder.makeValues()
-            var reader = format.map { CANLogReader(format: $0, file: log) }
-            if reader == nil, let byName = CANLogFormat.detect(fileName: log, head: []) {
-                reader = CANLogReader(format: byName, file: log)
-            }
-            let file = try LineFile(path: log)
-            let lenient = lenient
+            let source = try LogFrameSource(path: log, format: format, lenient: lenient)
             do {
-                try file.forEachLine { (rawLine, number) throws(DAQError) in
-                    var line = rawLine
-                    // A UTF-8 byte order mark (Windows tools) is not part of the first line's text.
-                    if number == 1, line.count >= 3, line[0] == 0xEF, line[1] == 0xBB, line[2] == 0xBF {
-                        line = UnsafeBufferPointer(rebasing: line[3...])
-                    }
-                    if reader == nil {
-                        // No extension to go by (standard input, say): the first non-blank line decides.
-                        guard line.contains(where: { $0 != 0x20 && $0 != 0x09 }) else { return }
-                        guard let sniffed = CANLogFormat.sniff(line) else {
-                            throw DAQError(.malformedInput,
-                                           "cannot tell the log format from this line; use --format candump|asc|trc",
-                                           at: InputLocation(file: log, line: number, field: "format"))
-                        }
-                        reader = CANLogReader(format: sniffed, file: log)
-                    }
-                    let frame: CANFrame?
-                    do throws(DAQError) {
-                        frame = try reader!.frame(fromLine: line, number: number)
-                    } catch {
-                        guard lenient, error.code == .malformedInput else { throw error }
-                        counts.malformed += 1
-                        return
-                    }
-                    guard let frame else { return }
+                try source.forEachFrame { frame in
                     guard frame.kind == .data else { counts.notData += 1; return }
                     guard let message = decoder.decode(frame, into: &values) else { counts.unknown += 1; return }
                     counts.decoded += 1
                     output.append(frame: frame, message: message, values: values)
                 }
             } catch {
+                counts.malformed = source.malformedLines
                 output.flush()
                 throw error
             }
+            counts.malformed = source.malformedLines
         } catch {
             writeError("\(error)\n")
             throw ExitCode(1)

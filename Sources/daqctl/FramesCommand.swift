@@ -53,38 +53,16 @@ struct FramesCommand: ParsableCommand {
 
     func run() throws {
         var output = FrameOutput()
-        var reader = format.map { CANLogReader(format: $0, file: log) }
-        if reader == nil, let byName = CANLogFormat.detect(fileName: log, head: []) {
-            reader = CANLogReader(format: byName, file: log)
-        }
         var skipped = 0
         do {
-            let file = try LineFile(path: log)
-            try file.forEachLine { (rawLine, number) throws(DAQError) -> Void in
-                var line = rawLine
-                // A UTF-8 byte order mark (Windows tools) is not part of the first line's text.
-                if number == 1, line.count >= 3, line[0] == 0xEF, line[1] == 0xBB, line[2] == 0xBF {
-                    line = UnsafeBufferPointer(rebasing: line[3...])
-                }
-                if reader == nil {
-                    // No extension to go by (standard input, say): the first non-blank line decides.
-                    guard line.contains(where: { $0 != 0x20 && $0 != 0x09 }) else { return }
-                    guard let sniffed = CANLogFormat.sniff(line) else {
-                        throw DAQError(.malformedInput,
-                                       "cannot tell the log format from this line; use --format candump|asc|trc",
-                                       at: InputLocation(file: log, line: number, field: "format"))
-                    }
-                    reader = CANLogReader(format: sniffed, file: log)
-                }
-                do throws(DAQError) {
-                    if let frame = try reader!.frame(fromLine: line, number: number) {
-                        output.append(frame)
-                    }
-                } catch {
-                    guard lenient else { throw error }
-                    skipped += 1
-                }
+            let source = try LogFrameSource(path: log, format: format, lenient: lenient)
+            do {
+                try source.forEachFrame { frame in output.append(frame) }
+            } catch {
+                skipped = source.malformedLines
+                throw error
             }
+            skipped = source.malformedLines
         } catch {
             output.flush()
             FrameOutput.writeError("\(error)\n")

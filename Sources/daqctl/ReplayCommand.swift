@@ -60,9 +60,6 @@ struct ReplayCommand: ParsableCommand {
     func run() throws {
         let route = try routing()
         let speed = ReplaySpeed(argument: speed) ?? .original
-        guard let format = CANLogFormat.detect(fileName: log, head: LineFile.head(of: log)) else {
-            throw DAQError(.unsupported, "cannot tell the log format", at: InputLocation(file: log))
-        }
         let targets = route.single.map { [$0] } ?? Array(Set(route.map.values)).sorted()
         let buses = try SocketCANBusSet(interfaces: targets, configuration: SocketCANBus.Configuration())
         var busIndex: [String: Int] = [:]
@@ -74,31 +71,28 @@ struct ReplayCommand: ParsableCommand {
         repeat {
             let sentBefore = stats.sent
             var pacer = ReplayPacer(speed: speed)
-            var reader = CANLogReader(format: format, file: log)
-            let file = try LineFile(path: log)
-            do throws(ReplayStop) {
-                try file.forEachLine { (line, number) throws(ReplayStop) in
-                    if StopSignal.isRaised { throw .interrupted }
-                    let frame: CANFrame?
-                    do throws(DAQError) { frame = try reader.frame(fromLine: line, number: number) } catch { throw .failed(error) }
-                    guard let frame else { return }
-                    guard let index = route.single != nil ? 0 : route.map[frame.interface].flatMap({ busIndex[$0] }) else {
-                        stats.skipped += 1
-                        return
-                    }
-                    if let deadline = pacer.deadline(for: frame.timestamp, now: SystemClock.monotonicNow()) {
-                        while SystemClock.monotonicNow() < deadline {
-                            if !SystemClock.sleep(until: deadline), StopSignal.isRaised { throw .interrupted }
-                        }
-                        stats.maxLateness = max(stats.maxLateness, SystemClock.monotonicNow() - deadline)
-                    }
-                    try send(frame, on: index, of: buses, stats: &stats)
+            let source = try LogFrameSource(path: log)
+            var stop: ReplayStop?
+            while stop == nil, try source.read(maxLines: 4096, { (frame) throws(DAQError) -> Bool in
+                if StopSignal.isRaised { stop = .interrupted; return false }
+                guard let index = route.single != nil ? 0 : route.map[frame.interface].flatMap({ busIndex[$0] }) else {
+                    stats.skipped += 1
+                    return true
                 }
-            } catch .interrupted {
-                break
-            } catch .failed(let error) {
-                throw error
-            }
+                if let deadline = pacer.deadline(for: frame.timestamp, now: SystemClock.monotonicNow()) {
+                    while SystemClock.monotonicNow() < deadline {
+                        if !SystemClock.sleep(until: deadline), StopSignal.isRaised { stop = .interrupted; return false }
+                    }
+                    stats.maxLateness = max(stats.maxLateness, SystemClock.monotonicNow() - deadline)
+                }
+                do throws(ReplayStop) { try send(frame, on: index, of: buses, stats: &stats) } catch {
+                    stop = error
+                    return false
+                }
+                return true
+            }) {}
+            if case .interrupted = stop { break }
+            if case .failed(let error) = stop { throw error }
             stats.passes += 1
             // A log with nothing to send would make --loop spin without pause.
             if stats.sent == sentBefore { break }

@@ -1,18 +1,20 @@
-// Frames from a recorded log, pulled a chunk at a time (replay). The format comes from the file
-// name, else from the first non-blank line (standard input).
+// A recorded CAN log as a stream of frames, pulled a chunk at a time: the one place that turns a
+// log file (or standard input) into frames for replay, `daqctl frames`, `decode` and `replay`.
+// The format comes from --format, else the file name, else the first non-blank line.
 import CANLogs
 import DAQCore
-import SystemIO
 
 /// A recorded log as a pull source of frames.
 public final class LogFrameSource {
     private let stream: LineStream
     private var reader: CANLogReader?
     private let path: String
-    /// Malformed lines skipped (only with `lenient`).
+    /// Lines that could not be read and were skipped (only with `lenient`).
     public private(set) var malformedLines = 0
     public let lenient: Bool
 
+    /// Opens `path` (`-` = standard input). `lenient` skips malformed lines (counted) instead of
+    /// throwing.
     public init(path: String, format: CANLogFormat? = nil, lenient: Bool = false) throws(DAQError) {
         self.path = path
         self.lenient = lenient
@@ -24,6 +26,8 @@ public final class LogFrameSource {
         }
     }
 
+    /// The log's format, once known (from the option, the name, or the first line read).
+    public var format: CANLogFormat? { reader?.format }
     public var isFinished: Bool { stream.isFinished }
     /// Fraction of the file read, when its size is known.
     public var progress: Double? { stream.size.map { $0 == 0 ? 1 : Double(stream.bytesRead) / Double($0) } }
@@ -31,11 +35,17 @@ public final class LogFrameSource {
     /// Reads up to `maxLines` lines, handing each frame to `body`; `body` returns false to stop
     /// early (the frame it was given is consumed). Returns false once the log is exhausted.
     public func read(maxLines: Int, _ body: (CANFrame) throws(DAQError) -> Bool) throws(DAQError) -> Bool {
-        let handed = try stream.readLines(max: maxLines) { (line, number) throws(DAQError) -> Bool in
+        let handed = try stream.readLines(max: maxLines) { (rawLine, number) throws(DAQError) -> Bool in
+            var line = rawLine
+            // A UTF-8 byte order mark (Windows tools) is not part of the first line's text.
+            if number == 1, line.count >= 3, line[0] == 0xEF, line[1] == 0xBB, line[2] == 0xBF {
+                line = UnsafeBufferPointer(rebasing: line[3...])
+            }
             if reader == nil {
+                // No extension to go by (standard input, say): the first non-blank line decides.
                 guard line.contains(where: { $0 != 0x20 && $0 != 0x09 }) else { return true }
                 guard let format = CANLogFormat.sniff(line) else {
-                    throw DAQError(.malformedInput, "cannot tell the log format from this line",
+                    throw DAQError(.malformedInput, "cannot tell the log format from this line; use --format candump|asc|trc",
                                    at: InputLocation(file: path, line: number, field: "format"))
                 }
                 reader = CANLogReader(format: format, file: path)
@@ -52,5 +62,10 @@ public final class LogFrameSource {
             return try body(frame)
         }
         return handed > 0 && !stream.isFinished
+    }
+
+    /// Every remaining frame, in order.
+    public func forEachFrame(_ body: (CANFrame) throws(DAQError) -> Void) throws(DAQError) {
+        while try read(maxLines: 8192, { (frame) throws(DAQError) -> Bool in try body(frame); return true }) {}
     }
 }
