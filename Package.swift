@@ -69,6 +69,7 @@ let package = Package(
         .target(name: "Agent", dependencies: [
             "DAQCore", "CANLogs", "DBC", "SystemIO", "Runtime", "Acquisition", "Experiment", "Journal",
             "JournalStore", "SocketCAN", "Delivery", "Uplink",
+            .product(name: "Logging", package: "swift-log"),
         ]),
 
         // The fleet-side collector: durable MQTT session → checked batches → rebuilt journals.

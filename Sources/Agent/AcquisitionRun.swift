@@ -6,6 +6,7 @@ import DAQCore
 import Experiment
 import Journal
 import JournalStore
+import Logging
 import Runtime
 import SocketCAN
 import SystemIO
@@ -16,6 +17,7 @@ import Glibc
 /// Runs one acquisition to its end (log exhausted, duration, signal, or a full journal).
 public final class AcquisitionRun {
     public let options: AcquisitionOptions
+    private let logger = Logger(label: "daqlink.acquisition")
     private var pipeline: AcquisitionPipeline
     private let journal: JournalWriter
     private var ring: RecordRing
@@ -62,7 +64,9 @@ public final class AcquisitionRun {
         let recovery = journal.recovery
         if let segment = recovery.truncatedSegment {
             summary.recovery = "cut \(recovery.truncatedBytes) bytes of a torn tail from \(segment) at offset \(recovery.truncatedAtOffset ?? 0)"
+            logger.warning("journal recovery: \(summary.recovery!)")
         }
+        logger.info("journal \(options.journalDirectory): next seq \(journal.nextSequence), acknowledged up to \(journal.acknowledgedUpTo)")
     }
 
     /// Runs to the end and returns the summary. Throws for I/O errors other than a full journal.
@@ -281,7 +285,7 @@ public final class AcquisitionRun {
 
     private func fail(_ error: DAQError) {
         if error.code == .journalFull {
-            writeStderr("daqlink: ALARM: \(error) — acquisition stopped; nothing already written is lost\n")
+            logger.critical("ALARM: \(error) — acquisition stopped; nothing already written is lost")
             finish(.journalFull)
         } else {
             failure = error

@@ -7,6 +7,7 @@ import DAQCore
 import Delivery
 import Journal
 import JournalStore
+import Logging
 import Runtime
 import Uplink
 
@@ -61,6 +62,7 @@ final class UplinkTask {
     private var random: UInt64
     private var stopped = false
     private(set) var counters = UplinkCounters()
+    private let logger = Logger(label: "daqlink.uplink")
     /// Called when everything in the journal is acknowledged end to end.
     var onDrained: (() -> Void)?
 
@@ -123,7 +125,7 @@ final class UplinkTask {
                 }
             case .alarm(let text):
                 counters.alarms.append(text)
-                writeStderr("daqlink: ALARM: \(text)\n")
+                logger.error("ALARM: \(text)")
             }
         }
     }
@@ -196,6 +198,7 @@ final class UplinkTask {
                     lostConnection()
                     return
                 }
+                logger.info("connected to \(options.host):\(options.port) as \(options.deviceID); resending from \(sender.acknowledged + 1)")
                 perform(sender.on(.connected, now: now, jitter: nextJitter()))
             case .disconnected:
                 lostConnection()
@@ -229,7 +232,10 @@ final class UplinkTask {
     private func lostConnection() {
         let wasOpen = connection != nil
         closeConnection()
-        if wasOpen { counters.disconnects += 1 }
+        if wasOpen {
+            counters.disconnects += 1
+            logger.notice("link to \(options.host):\(options.port) lost or refused; backing off")
+        }
         guard !stopped else { return }
         perform(sender.on(.disconnected, now: loop.clock.now(), jitter: nextJitter()))
     }

@@ -3,6 +3,7 @@ import Agent
 import ArgumentParser
 import DAQCore
 import Foundation
+import Logging
 import Uplink
 
 struct RunCommand: ParsableCommand {
@@ -92,7 +93,18 @@ struct RunCommand: ParsableCommand {
     @Flag(help: "No progress line.")
     var quiet = false
 
+    @Option(help: "Log level on standard error: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "notice"
+
     func run() throws {
+        guard let level = Logger.Level(rawValue: logLevel) else {
+            throw ValidationError("--log-level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
         guard let speed = ReplaySpeed(argument: speed) else {
             throw ValidationError("--speed must be original, max or a positive factor such as 2")
         }
