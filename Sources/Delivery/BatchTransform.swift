@@ -23,9 +23,11 @@ import Journal
 /// | … | per group, in order of first appearance: the payloads after the record id as a column-major matrix |
 ///
 /// A group is every record with the same record id and payload length. Its matrix has one column
-/// per 16-bit little-endian word of the payload after the id (plus a byte column when that part
-/// has odd length); each column holds, row by row, the wrapping difference to the same word of the
-/// group's previous record (the first row against zero).
+/// per 16-bit little-endian word of the payload after the id, then a byte column when that part has
+/// odd length. A word column is an order byte `k` then one u16 per row: the word itself (`k` = 0),
+/// its wrapping difference to the same word of the group's previous record (`k` = 1, the first row
+/// against zero), or the difference of those differences (`k` = 2). The encoder picks `k` per
+/// column. The byte column always holds first differences.
 ///
 /// Sequence numbers are `firstSequence + i`, reserved bytes are zero and each entry's CRC32C is
 /// recomputed, which reproduces any valid body exactly. The batch header's body CRC32C (taken over
@@ -37,9 +39,10 @@ public enum BatchTransform {
     static let prefixLength = 5
 
     /// The largest transformed size of a body of `bodyLength` bytes: an entry costs 20 bytes of
-    /// framing in the body but at most 7 in the index, so only the 5-byte prefix can add bytes.
-    /// The receiver caps decompression with it before it trusts anything inside.
-    public static func maxTransformedLength(bodyLength: Int) -> Int { bodyLength + prefixLength }
+    /// framing in the body but at most 7 in the index, and a group's order bytes are fewer than
+    /// half its first record's payload. The receiver caps decompression with it before it trusts
+    /// anything inside.
+    public static func maxTransformedLength(bodyLength: Int) -> Int { prefixLength + bodyLength + bodyLength / 2 }
 
     /// Transforms `body`, whose framed entries occupy `entries` (consecutive, as returned by
     /// `UplinkBatch.validate` or gathered by the sender). The entries must be valid journal
@@ -64,7 +67,8 @@ public enum BatchTransform {
                 groups.add(id: body.loadLE(UInt16.self, at: payloadStart), length: length, payloadStart: payloadStart)
             }
         }
-        var out = [UInt8](repeating: 0, count: prefixLength + 5 * entries.count + payloadTotal)
+        let orderBytes = groups.groups.reduce(0) { $0 + $1.wordColumns }
+        var out = [UInt8](repeating: 0, count: prefixLength + 5 * entries.count + payloadTotal + orderBytes)
         out.withUnsafeMutableBytes { out in
             var writer = ByteWriter(out)
             writer.put(formatVersion)
@@ -109,7 +113,7 @@ public enum BatchTransform {
             throw bad("\(transformed.count) bytes cannot hold the index of \(count) entries", "index")
         }
         let kinds = prefixLength, lengths = prefixLength + count
-        var bodyLength = 0, payloadTotal = 0
+        var bodyLength = 0, payloadTotal = 0, grouped = 0
         for index in 0..<count {
             let length = Int(transformed.loadLE(UInt32.self, at: lengths + 4 * index))
             guard length <= JournalFraming.maxPayloadLength else {
@@ -120,57 +124,81 @@ public enum BatchTransform {
                 throw bad("entries up to \(index) need more than the stated \(maxBodyLength) bytes", "payload length")
             }
             payloadTotal += length
+            if isGrouped(kind: transformed[kinds + index], payloadLength: length) { grouped += 1 }
         }
-        // The record ids take the first two payload bytes of each grouped record out of its
-        // matrix, so the sections add up to the payload total plus the index exactly.
-        let expected = prefixLength + 5 * count + payloadTotal
+        let recordIDs = lengths + 4 * count
+        guard transformed.count >= recordIDs + 2 * grouped else {
+            throw bad("\(transformed.count) bytes cannot hold the ids of \(grouped) records", "record ids")
+        }
+        // Where every payload goes in the body, and which group each record joins: all known from
+        // the index and the ids, before the body is allocated.
+        var groups = GroupTable()
+        var verbatim: [(start: Int, length: Int)] = []
+        var idRows: [Int] = []
+        var entryStart = 0
+        for index in 0..<count {
+            let length = Int(transformed.loadLE(UInt32.self, at: lengths + 4 * index))
+            let payloadStart = entryStart + JournalFraming.headerLength
+            if isGrouped(kind: transformed[kinds + index], payloadLength: length) {
+                groups.add(id: transformed.loadLE(UInt16.self, at: recordIDs + 2 * idRows.count), length: length,
+                           payloadStart: payloadStart)
+                idRows.append(payloadStart)
+            } else {
+                verbatim.append((payloadStart, length))
+            }
+            entryStart += JournalFraming.framedLength(payloadLength: length)
+        }
+        // The ids take the first two payload bytes of each grouped record out of its matrix, so
+        // the sections add up to the index, the payloads and one order byte per word column.
+        let expected = recordIDs + payloadTotal + groups.groups.reduce(0) { $0 + $1.wordColumns }
         guard transformed.count == expected else {
             throw bad("\(transformed.count) bytes, the index describes \(expected)", "transform length")
         }
         var body = [UInt8](repeating: 0, count: bodyLength)
-        body.withUnsafeMutableBytes { body in
-            var reader = ByteReader(transformed, offset: lengths + 4 * count)
-            var groups = GroupTable()
-            var verbatim: [(start: Int, length: Int)] = []
+        let badOrder: UInt8? = body.withUnsafeMutableBytes { body in
             var entryStart = 0
             for index in 0..<count {
-                let kind = transformed[kinds + index]
                 let length = Int(transformed.loadLE(UInt32.self, at: lengths + 4 * index))
-                JournalFraming.writeHeader(kind: JournalEntryKind(rawValue: kind), sequence: firstSequence + UInt64(index),
-                                           payloadLength: length,
+                JournalFraming.writeHeader(kind: JournalEntryKind(rawValue: transformed[kinds + index]),
+                                           sequence: firstSequence + UInt64(index), payloadLength: length,
                                            into: UnsafeMutableRawBufferPointer(rebasing: body[entryStart...]))
-                let payloadStart = entryStart + JournalFraming.headerLength
-                if isGrouped(kind: kind, payloadLength: length) {
-                    let id: UInt16 = reader.take()
-                    body.storeBytes(of: id.littleEndian, toByteOffset: payloadStart, as: UInt16.self)
-                    groups.add(id: id, length: length, payloadStart: payloadStart)
-                } else {
-                    verbatim.append((payloadStart, length))
-                }
                 entryStart += JournalFraming.framedLength(payloadLength: length)
+            }
+            var reader = ByteReader(transformed, offset: recordIDs)
+            for row in idRows {
+                UnsafeMutableRawBufferPointer(rebasing: body[row..<(row + 2)]).copyMemory(from: reader.take(2))
             }
             for (start, length) in verbatim {
                 UnsafeMutableRawBufferPointer(rebasing: body[start..<(start + length)]).copyMemory(from: reader.take(length))
             }
             for group in groups.groups {
-                decodeMatrix(from: &reader, rows: group.payloadStarts, length: group.length, into: body)
+                if let order = decodeMatrix(from: &reader, rows: group.payloadStarts, length: group.length, into: body) {
+                    return order
+                }
             }
             sealEntries(body)
+            return nil
         }
+        if let badOrder { throw bad("column order \(badOrder) is not 0, 1 or 2", "column order") }
         return body
     }
 
     // MARK: matrices
 
-    /// Writes the delta-coded columns of one group: rows are payload starts in `body`.
+    /// Writes the columns of one group (rows are payload starts in `body`): per word column an
+    /// order byte and the column coded at that order, then the odd byte column if any.
     private static func encodeMatrix(body: UnsafeRawBufferPointer, rows: [Int], length: Int, into writer: inout ByteWriter) {
-        let words = (length - 2) / 2
-        for word in 0..<words {
-            var previous: UInt16 = 0
+        for word in 0..<((length - 2) / 2) {
+            let offset = 2 + 2 * word
+            let order = chooseOrder(body: body, rows: rows, offset: offset)
+            writer.put(order)
+            var previous: UInt16 = 0, previousDelta: UInt16 = 0
             for row in rows {
-                let value = body.loadLE(UInt16.self, at: row + 2 + 2 * word)
-                writer.put(value &- previous)
+                let value = body.loadLE(UInt16.self, at: row + offset)
+                let delta = value &- previous
+                writer.put(order == 0 ? value : order == 1 ? delta : delta &- previousDelta)
                 previous = value
+                previousDelta = delta
             }
         }
         if (length - 2) % 2 == 1 {
@@ -183,17 +211,49 @@ public enum BatchTransform {
         }
     }
 
+    /// The difference order that makes a word column smallest. Noisy channels and counters are
+    /// best as first differences, smooth waveforms (sine, ramps) as second differences, which
+    /// are near zero; values that jump around a level may be best as they are. The estimate is
+    /// the sum of signed magnitudes (order 0 taken relative to the first row), a fair stand-in
+    /// for what the entropy coder will pay, at one pass over the column.
+    private static func chooseOrder(body: UnsafeRawBufferPointer, rows: [Int], offset: Int) -> UInt8 {
+        guard let firstRow = rows.first else { return 1 }
+        let level = body.loadLE(UInt16.self, at: firstRow + offset)
+        var cost: (UInt64, UInt64, UInt64) = (0, 0, 0)
+        var previous: UInt16 = 0, previousDelta: UInt16 = 0
+        for row in rows {
+            let value = body.loadLE(UInt16.self, at: row + offset)
+            let delta = value &- previous
+            cost.0 += UInt64(Int16(bitPattern: value &- level).magnitude)
+            cost.1 += UInt64(Int16(bitPattern: delta).magnitude)
+            cost.2 += UInt64(Int16(bitPattern: delta &- previousDelta).magnitude)
+            previous = value
+            previousDelta = delta
+        }
+        if cost.1 <= cost.0 && cost.1 <= cost.2 { return 1 }
+        return cost.2 < cost.0 ? 2 : 0
+    }
+
     /// Undoes `encodeMatrix`, writing each record's payload after its id. The caller has checked
-    /// that the reader holds exactly the bytes the matrices need.
+    /// that the reader holds exactly the bytes the matrices need; returns an order byte that is
+    /// not 0, 1 or 2 (the body is then incomplete and must be dropped).
     private static func decodeMatrix(from reader: inout ByteReader, rows: [Int], length: Int,
-                                     into body: UnsafeMutableRawBufferPointer) {
-        let words = (length - 2) / 2
-        for word in 0..<words {
-            var value: UInt16 = 0
+                                     into body: UnsafeMutableRawBufferPointer) -> UInt8? {
+        for word in 0..<((length - 2) / 2) {
+            let offset = 2 + 2 * word
+            let order: UInt8 = reader.take()
+            guard order <= 2 else { return order }
+            var value: UInt16 = 0, delta: UInt16 = 0
             for row in rows {
-                let delta: UInt16 = reader.take()
-                value &+= delta
-                body.storeBytes(of: value.littleEndian, toByteOffset: row + 2 + 2 * word, as: UInt16.self)
+                let coded: UInt16 = reader.take()
+                switch order {
+                case 0: value = coded
+                case 1: value &+= coded
+                default:
+                    delta &+= coded
+                    value &+= delta
+                }
+                body.storeBytes(of: value.littleEndian, toByteOffset: row + offset, as: UInt16.self)
             }
         }
         if (length - 2) % 2 == 1 {
@@ -204,6 +264,7 @@ public enum BatchTransform {
                 body[row + length - 1] = value
             }
         }
+        return nil
     }
 
     /// Appends each entry's CRC32C over its header and payload (the body's framing is complete).
@@ -234,6 +295,8 @@ private struct GroupTable {
     struct Group {
         var length: Int
         var payloadStarts: [Int] = []
+        /// 16-bit columns after the record id: each costs one order byte in the matrix.
+        var wordColumns: Int { (length - 2) / 2 }
     }
 
     private(set) var groups: [Group] = []

@@ -145,6 +145,9 @@ import Testing
         #expect(field([1, 1, 0, 0, 0, 1, 4, 0, 0, 0, 1, 2, 3]) == "transform length")
         #expect(field([1, 1, 0, 0, 0, 1, 4, 0, 0, 0, 1, 2, 3, 4, 5]) == "transform length")
         #expect(field([1, 1, 0, 0, 0, 1, 4, 0, 0, 0, 1, 2, 3, 4]) == nil)
+        #expect(field([1, 1, 0, 0, 0, 0, 4, 0, 0, 0, 1]) == "record ids")
+        #expect(field([1, 1, 0, 0, 0, 0, 4, 0, 0, 0, 1, 0, 3, 7, 0]) == "column order")
+        for order: UInt8 in 0...2 { #expect(field([1, 1, 0, 0, 0, 0, 4, 0, 0, 0, 1, 0, order, 7, 0]) == nil) }
     }
 
     // MARK: helpers
