@@ -1,4 +1,4 @@
-// Zstandard: the uplink's batch compression (fast, and ≤ 0.3× on sampled ECU records).
+// Zstandard: the uplink's batch compression (codec 1 alone; codec 2 after the transposing transform).
 #ifndef DAQLINK_CZSTD_SHIM_H
 #define DAQLINK_CZSTD_SHIM_H
 #include <zstd.h>

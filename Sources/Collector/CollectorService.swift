@@ -182,9 +182,24 @@ public final class CollectorService {
             Result { () throws(DAQError) -> ReceivedBatch in
                 let (header, bodyStart) = try UplinkBatch.decodeHeader(raw, source: source)
                 let rest = UnsafeRawBufferPointer(rebasing: raw[bodyStart...])
-                let body = header.codec == .zstd
-                    ? try BatchCompression.decompress(rest, length: Int(header.bodyLength), source: source)
-                    : Array(rest)
+                let body: [UInt8]
+                switch header.codec {
+                case .none:
+                    body = Array(rest)
+                case .zstd:
+                    body = try BatchCompression.decompress(rest, length: Int(header.bodyLength), source: source)
+                case .transposedZstd:
+                    // Both steps are capped by the header's body length; the body CRC below then
+                    // vouches for the rebuilt bytes.
+                    let bodyLength = Int(header.bodyLength)
+                    let transposed = try BatchCompression.decompress(
+                        rest, maxLength: BatchTransform.maxTransformedLength(bodyLength: bodyLength), source: source)
+                    body = try transposed.withUnsafeBytes { t in
+                        Result { () throws(DAQError) in
+                            try BatchTransform.decode(t, firstSequence: header.first, maxBodyLength: bodyLength, source: source)
+                        }
+                    }.get()
+                }
                 let entries = try body.withUnsafeBytes { b in
                     Result { () throws(DAQError) in try header.validate(body: b, source: source) }
                 }.get()

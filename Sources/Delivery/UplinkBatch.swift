@@ -10,12 +10,19 @@ import Journal
 /// `"DQLB" | u8 version=1 | u8 codec | u16 header length | u64 epoch | u64 first seq | u64 last seq |
 ///  u32 body length (uncompressed) | u32 CRC32C of the uncompressed body | u16 segment-start count |
 ///  u16 device id length | device id | segment starts (u64 each) | u32 CRC32C of the header so far`,
-/// then the body (the entries' framed bytes, compressed when codec ≠ 0).
+/// then the body (the entries' framed bytes; zstd-compressed when codec = 1, transposed by
+/// `BatchTransform` and then zstd-compressed when codec = 2).
 public struct UplinkBatch: Sendable, Hashable {
-    /// Body compression.
+    /// Body compression. The header's body length and CRC32C always describe the uncompressed,
+    /// untransformed body, so validation is the same for every codec.
     public enum Codec: UInt8, Sendable {
+        /// The framed entries as they are.
         case none = 0
+        /// The framed entries, zstd-compressed.
         case zstd = 1
+        /// `BatchTransform` (index + per-group delta-coded column matrices), then zstd: about a
+        /// third of codec 1's size on sampled records.
+        case transposedZstd = 2
     }
 
     public static let magic: [UInt8] = Array("DQLB".utf8)
