@@ -16,8 +16,14 @@ struct MDFDataStream {
     var hasCompressedData: Bool { compressedBytes > 0 }
 
     /// Collects the data blocks linked from a DG at `address` (0 = no data).
-    init(file: MDFBytes, address: Int, openEnded: Bool, context: String) throws(DAQError) {
+    /// `openBlock`: the address of an unfinalized file's open ##DT, whose data runs to the file end.
+    init(file: MDFBytes, address: Int, openEnded: Bool, openBlock: Int? = nil, context: String) throws(DAQError) {
         guard address != 0 else { return }
+        if address == openBlock {
+            let block = try file.block(at: address, expected: ["##DT"], context: context, openEnded: true)
+            try add(MDFBlock(address: address, id: block.id, length: file.count - address, links: block.links), file: file)
+            return
+        }
         let first = try file.block(at: address, expected: ["##DT", "##DL", "##HL", "##DZ", "##RD"], context: context,
                                    openEnded: openEnded)
         switch first.id {

@@ -72,6 +72,7 @@ public enum MDFReader {
         try file.requireData(header, bytes: 8)
         let start = try file.u64(header.dataStart, block: "##HD")
 
+        let openBlock = flags & 0x04 != 0 ? try lastDataBlock(file, firstDataGroup: header.links[0]) : nil
         var groups: [MDFGroupSummary] = []
         var chain = MDFChain(fileSize: file.count)
         var next = header.links[0]
@@ -81,7 +82,7 @@ public enum MDFReader {
             let dataGroup = try file.block(at: next, expected: ["##DG"], context: index == 0 ? "##HD" : "##DG \(index - 1)")
             guard dataGroup.links.count >= 4 else { throw file.error("##DG has \(dataGroup.links.count) links, needs 4", at: next, block: "##DG") }
             try file.requireData(dataGroup, bytes: 1)
-            groups += try readDataGroup(file, dataGroup, index: index, unfinalizedFlags: flags)
+            groups += try readDataGroup(file, dataGroup, index: index, unfinalizedFlags: flags, openBlock: openBlock)
             next = dataGroup.links[0]
             index += 1
         }
@@ -102,8 +103,25 @@ public enum MDFReader {
         var master: MDFMaster?
     }
 
-    private static func readDataGroup(_ file: MDFBytes, _ dg: MDFBlock, index: Int,
-                                      unfinalizedFlags: UInt16) throws(DAQError) -> [MDFGroupSummary] {
+    /// The ##DT an unfinalized writer still appends to: the data block with the highest address
+    /// linked directly from a DG (flag 0x04: its length is "until the file end").
+    private static func lastDataBlock(_ file: MDFBytes, firstDataGroup: Int) throws(DAQError) -> Int? {
+        var chain = MDFChain(fileSize: file.count)
+        var next = firstDataGroup
+        var last: Int?
+        while next != 0 {
+            try chain.visit(next, in: file, block: "##DG")
+            let dataGroup = try file.block(at: next, expected: ["##DG"], context: "DG chain")
+            guard dataGroup.links.count >= 4 else { throw file.error("##DG has \(dataGroup.links.count) links, needs 4", at: next, block: "##DG") }
+            if dataGroup.links[2] > (last ?? 0) { last = dataGroup.links[2] }
+            next = dataGroup.links[0]
+        }
+        guard let last, last <= file.count - 4, file.bytes[last..<(last + 4)].elementsEqual("##DT".utf8) else { return nil }
+        return last
+    }
+
+    private static func readDataGroup(_ file: MDFBytes, _ dg: MDFBlock, index: Int, unfinalizedFlags: UInt16,
+                                      openBlock: Int?) throws(DAQError) -> [MDFGroupSummary] {
         let idSize = Int(try file.u8(dg.dataStart, block: "##DG"))
         guard [0, 1, 2, 4, 8].contains(idSize) else {
             throw file.error("record id size \(idSize) is not 0, 1, 2, 4 or 8", at: dg.dataStart, block: "##DG")
@@ -132,7 +150,8 @@ public enum MDFReader {
             throw file.error("sorted data group (record id size 0) holds \(headers.count) channel groups", at: dg.address, block: "##DG")
         }
         let openEnded = unfinalizedFlags & 0x04 != 0 || unfinalizedFlags & 0x01 != 0
-        let data = try MDFDataStream(file: file, address: dg.links[2], openEnded: openEnded, context: "##DG at \(dg.address)")
+        let data = try MDFDataStream(file: file, address: dg.links[2], openEnded: openEnded, openBlock: openBlock,
+                                     context: "##DG at \(dg.address)")
         let derive = unfinalizedFlags != 0
         if idSize == 0 {
             return try headers.map { header throws(DAQError) in
