@@ -28,23 +28,7 @@ public enum MDFWriter {
         var image = MDFImage()
         image.appendRaw(identification(finalized: true))
 
-        // ##HD at 0x40.
-        var hd = MDFFields()
-        hd.u64(UInt64(max(0, layout.start.nanoseconds)))  // start_time_ns
-        hd.i16(0); hd.i16(0)                              // tz, dst offsets
-        hd.u8(0); hd.u8(0); hd.u8(0); hd.u8(0)            // time flags, class, flags, reserved
-        hd.f64(0); hd.f64(0)                              // start angle, distance
-        let header = image.block("##HD", links: [0, 0, 0, 0, 0, 0], data: hd.bytes)
-
-        // ##FH with the tool.
-        let comment = "<FHcomment><TX>\(xml(layout.experiment))</TX><tool_id>\(xml(tool.name))</tool_id>"
-            + "<tool_vendor>\(xml(tool.vendor))</tool_vendor><tool_version>\(xml(tool.version))</tool_version></FHcomment>"
-        let fhComment = image.text(comment, id: "##MD")
-        var fh = MDFFields()
-        fh.u64(UInt64(max(0, layout.start.nanoseconds)))
-        fh.i16(0); fh.i16(0); fh.u8(0); fh.zeros(3)
-        let history = image.block("##FH", links: [0, fhComment], data: fh.bytes)
-        image.setLink(of: header, index: 1, to: history)
+        let header = writeHeader(&image, layout: layout, tool: tool)
 
         var previousDG: UInt64 = 0
         for (index, group) in layout.groups.enumerated() {
@@ -62,6 +46,28 @@ public enum MDFWriter {
             previousDG = dataGroup
         }
         return image.bytes
+    }
+
+    /// ##HD at 0x40 (start time from the layout) and ##FH naming the tool; returns the HD address.
+    static func writeHeader(_ image: inout MDFImage, layout: MeasurementLayout, tool: MDFTool) -> UInt64 {
+        // ##HD at 0x40.
+        var hd = MDFFields()
+        hd.u64(UInt64(max(0, layout.start.nanoseconds)))  // start_time_ns
+        hd.i16(0); hd.i16(0)                              // tz, dst offsets
+        hd.u8(0); hd.u8(0); hd.u8(0); hd.u8(0)            // time flags, class, flags, reserved
+        hd.f64(0); hd.f64(0)                              // start angle, distance
+        let header = image.block("##HD", links: [0, 0, 0, 0, 0, 0], data: hd.bytes)
+
+        // ##FH with the tool.
+        let comment = "<FHcomment><TX>\(xml(layout.experiment))</TX><tool_id>\(xml(tool.name))</tool_id>"
+            + "<tool_vendor>\(xml(tool.vendor))</tool_vendor><tool_version>\(xml(tool.version))</tool_version></FHcomment>"
+        let fhComment = image.text(comment, id: "##MD")
+        var fh = MDFFields()
+        fh.u64(UInt64(max(0, layout.start.nanoseconds)))
+        fh.i16(0); fh.i16(0); fh.u8(0); fh.zeros(3)
+        let history = image.block("##FH", links: [0, fhComment], data: fh.bytes)
+        image.setLink(of: header, index: 1, to: history)
+        return header
     }
 
     /// The 64-byte identification block.
@@ -83,7 +89,17 @@ public enum MDFWriter {
         var dg = MDFFields()
         dg.u8(0); dg.zeros(7)  // sorted: no record id
         let dataGroup = image.block("##DG", links: [0, 0, 0, 0], data: dg.bytes)
+        let channelGroup = writeChannelGroup(&image, group: group, layout: layout, recordID: 0, cycles: cycles, bus: bus)
+        image.setLink(of: dataGroup, index: 1, to: channelGroup)
 
+        let dataBlock = image.block("##DT", links: [], data: records)
+        image.setLink(of: dataGroup, index: 2, to: dataBlock)
+        return dataGroup
+    }
+
+    /// A CG with its acquisition name, source, time master and channels; returns the CG's address.
+    static func writeChannelGroup(_ image: inout MDFImage, group: ChannelGroup, layout: RecordLayout, recordID: UInt64,
+                                  cycles: UInt64, bus: String) -> UInt64 {
         let acquisitionName = image.text(group.name)
         let sourceName = image.text(bus)
         var si = MDFFields()
@@ -91,7 +107,7 @@ public enum MDFWriter {
         let source = image.block("##SI", links: [sourceName, 0, 0], data: si.bytes)
 
         var cg = MDFFields()
-        cg.u64(0)                              // record id
+        cg.u64(recordID)
         cg.u64(cycles)
         cg.u16(0)                              // flags
         cg.u16(UInt16(UInt8(ascii: ".")))      // path separator
@@ -99,7 +115,6 @@ public enum MDFWriter {
         cg.u32(UInt32(layout.dataBytes))
         cg.u32(UInt32(layout.invalidationBytes))
         let channelGroup = image.block("##CG", links: [0, 0, acquisitionName, source, 0, 0], data: cg.bytes)
-        image.setLink(of: dataGroup, index: 1, to: channelGroup)
 
         // Time master first, then the channels in record order.
         let timeName = image.text("time")
@@ -126,10 +141,7 @@ public enum MDFWriter {
             image.setLink(of: previous, index: 0, to: cn)
             previous = cn
         }
-
-        let dataBlock = image.block("##DT", links: [], data: records)
-        image.setLink(of: dataGroup, index: 2, to: dataBlock)
-        return dataGroup
+        return channelGroup
     }
 
     private static func channelData(type: UInt8, sync: UInt8, dataType: UInt8, byteOffset: UInt32, bits: UInt32,

@@ -1,0 +1,245 @@
+// `daqctl export`: a journal's records as MDF4 (the pure MDFWriter over each measurement) or as
+// CSV (one file per channel group, physical values). Records are split by the layout entry that
+// precedes them: each layout entry starts a measurement, and each measurement gets its own file.
+import Acquisition
+import ArgumentParser
+import DAQCore
+import Foundation
+import Journal
+import JournalStore
+import MDF
+
+struct ExportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "export",
+        abstract: "Export a journal's measurements as MDF4 (.mf4) or CSV.",
+        discussion: """
+            Every layout entry in the journal starts a measurement. The first measurement is written to
+            FILE, the k-th to FILE with "-k" before its extension (run.mf4, run-2.mf4, …).
+            MDF: one finalized MDF 4.11 file per measurement, one sorted data group per channel group.
+            CSV: one file per channel group, named FILE with "-<group>" before the extension (or FILE
+            itself with --group); header "t [s],<channel> [unit],…"; t is the record's time master
+            (seconds since the measurement start), raw channels are converted to physical values
+            (raw × factor + offset), and a channel not received yet (invalidation bit set) is an empty cell.
+            Progress (entries read, share of the journal's bytes) goes to stderr every 0.5 s when stderr
+            is a terminal or with --progress.
+
+            Example:
+              daqctl export --journal /data/journal --format mdf --out run.mf4
+              daqctl export --journal /data/journal --format csv --out run.csv --group "Time 10ms"
+            """
+    )
+
+    enum Format: String, ExpressibleByArgument, CaseIterable { case mdf, csv }
+
+    @Option(help: "The journal directory.")
+    var journal: String
+
+    @Option(help: "Output format: mdf or csv.")
+    var format: Format
+
+    @Option(help: "Output file (further measurements and CSV groups get suffixes, see below).")
+    var out: String
+
+    @Option(help: "Export only this channel group.")
+    var group: String?
+
+    @Flag(help: "Print progress to stderr even when it is not a terminal.")
+    var progress = false
+
+    func run() throws {
+        do {
+            let measurements = try JournalMeasurements.read(journal, progress: progress || isatty(2) == 1)
+            guard !measurements.isEmpty else { throw DAQError(.malformedInput, "no layout entry: nothing to export", at: InputLocation(file: journal)) }
+            if let group, !measurements.contains(where: { $0.layout.groups.contains { $0.name == group } }) {
+                throw DAQError(.malformedInput, "no channel group named \"\(group)\"", at: InputLocation(file: journal, field: "--group"))
+            }
+            var written: [String] = []
+            for (index, measurement) in measurements.enumerated() {
+                let base = ExportPaths.numbered(out, index + 1)
+                let selected = measurement.layout.groups.indices.filter { group == nil || measurement.layout.groups[$0].name == group }
+                guard !selected.isEmpty else { continue }
+                switch format {
+                case .mdf:
+                    let layout = MeasurementLayout(start: measurement.layout.start, experiment: measurement.layout.experiment,
+                                                   groups: selected.map { measurement.layout.groups[$0] })
+                    let bytes = MDFWriter.finalizedFile(layout: layout, records: selected.map { measurement.records[$0] })
+                    try ExportPaths.write(bytes, to: base)
+                    written.append(base)
+                case .csv:
+                    for g in selected {
+                        let path = group == nil ? ExportPaths.suffixed(base, measurement.layout.groups[g].name) : base
+                        try ExportPaths.write(CSVTable.bytes(group: measurement.layout.groups[g], records: measurement.records[g]), to: path)
+                        written.append(path)
+                    }
+                }
+            }
+            for path in written { print(path) }
+        } catch let error as DAQError {
+            FileHandle.standardError.write(Data("daqctl export: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}
+
+/// The measurements of a journal: each layout entry and the records that follow it, split by group.
+struct JournalMeasurements {
+    var layout: MeasurementLayout
+    /// Per group: its MDF records back to back (journal payloads without the record id).
+    var records: [[UInt8]]
+
+    static func read(_ directory: String, progress: Bool) throws -> [JournalMeasurements] {
+        let reader = try JournalReader(directory: directory, from: 1)
+        var meter = ExportProgress(enabled: progress, totalBytes: ExportProgress.journalBytes(directory))
+        var result: [JournalMeasurements] = []
+        var layouts: [RecordLayout] = []
+        while let entry = try reader.next() {
+            meter.entry(bytes: entry.framed.count)
+            if entry.kind == .layout {
+                let layout = try entry.payload.withUnsafeBytes { (raw) throws(DAQError) in
+                    try MeasurementLayout(decoding: raw, source: "\(directory) seq \(entry.sequence)")
+                }
+                layouts = layout.groups.map(RecordLayout.init)
+                result.append(JournalMeasurements(layout: layout, records: Array(repeating: [], count: layout.groups.count)))
+            } else if entry.kind == .record {
+                guard !result.isEmpty else {
+                    throw DAQError(.malformedInput, "record before any layout entry", at: InputLocation(file: directory, field: "seq \(entry.sequence)"))
+                }
+                let payload = entry.payload
+                let group = payload.count >= 2 ? payload.withUnsafeBytes { RecordPayload.groupIndex($0) } : -1
+                guard group >= 0, group < layouts.count, payload.count == RecordPayload.headerBytes + layouts[group].recordBytes else {
+                    throw DAQError(.malformedInput, "record does not match the layout (group \(group), \(payload.count) bytes)",
+                                   at: InputLocation(file: directory, field: "seq \(entry.sequence)"))
+                }
+                result[result.count - 1].records[group] += payload[RecordPayload.headerBytes...]
+            }
+        }
+        meter.finish()
+        return result
+    }
+}
+
+/// A progress line on stderr, rewritten at most every 0.5 s.
+struct ExportProgress {
+    let enabled: Bool
+    let totalBytes: Int
+    private var entries = 0
+    private var bytes = 0
+    private var last = ContinuousClock.now
+
+    init(enabled: Bool, totalBytes: Int) {
+        self.enabled = enabled
+        self.totalBytes = totalBytes
+    }
+
+    /// Sum of the segment files' sizes (the denominator of the percentage).
+    static func journalBytes(_ directory: String) -> Int {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        return names.filter { $0.hasSuffix(".jnl") }.reduce(0) { sum, name in
+            let attributes = try? FileManager.default.attributesOfItem(atPath: "\(directory)/\(name)")
+            return sum + ((attributes?[.size] as? Int) ?? 0)
+        }
+    }
+
+    mutating func entry(bytes framed: Int) {
+        entries += 1
+        bytes += framed
+        guard enabled, entries % 1024 == 0 else { return }
+        let now = ContinuousClock.now
+        guard now - last >= .milliseconds(500) else { return }
+        last = now
+        draw()
+    }
+
+    mutating func finish() {
+        guard enabled else { return }
+        bytes = max(bytes, totalBytes)  // segment headers are not counted per entry
+        draw()
+        FileHandle.standardError.write(Data("\n".utf8))
+    }
+
+    private func draw() {
+        let percent = totalBytes > 0 ? min(100, bytes * 100 / totalBytes) : 100
+        FileHandle.standardError.write(Data("\rexport: \(entries) entries read (\(percent)% of \(totalBytes) journal bytes)".utf8))
+    }
+}
+
+/// Output file names and writing.
+enum ExportPaths {
+    /// `path` for k = 1, else "-k" inserted before the extension.
+    static func numbered(_ path: String, _ k: Int) -> String {
+        k == 1 ? path : suffixed(path, "\(k)")
+    }
+
+    /// "-suffix" inserted before the extension of the file name (characters unsafe in names become "_").
+    static func suffixed(_ path: String, _ suffix: String) -> String {
+        let safe = String(suffix.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." ? $0 : "_" })
+        let slash = path.lastIndex(of: "/")
+        let name = slash.map { path[path.index(after: $0)...] } ?? Substring(path)
+        guard let dot = name.lastIndex(of: "."), dot != name.startIndex else { return path + "-" + safe }
+        return String(path[..<dot]) + "-" + safe + String(path[dot...])
+    }
+
+    static func write(_ bytes: [UInt8], to path: String) throws(DAQError) {
+        do { try Data(bytes).write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
+            throw DAQError(.io, "cannot write: \(error.localizedDescription)", at: InputLocation(file: path))
+        }
+    }
+}
+
+/// One channel group's records as CSV text with physical values.
+enum CSVTable {
+    static func bytes(group: ChannelGroup, records: [UInt8]) -> [UInt8] {
+        let layout = RecordLayout(group)
+        var out = Array("t [s]".utf8)
+        for channel in group.channels {
+            out.append(UInt8(ascii: ","))
+            out += cell(channel.unit.isEmpty ? channel.name : "\(channel.name) [\(channel.unit)]")
+        }
+        out.append(UInt8(ascii: "\n"))
+        records.withUnsafeBytes { raw in
+            var start = 0
+            while start + layout.recordBytes <= raw.count {
+                out += Array("\(Double(bitPattern: load(raw, start, 8)))".utf8)
+                for (index, channel) in group.channels.enumerated() {
+                    out.append(UInt8(ascii: ","))
+                    let invalid = raw[start + layout.dataBytes + index / 8] & (1 << UInt8(index % 8)) != 0
+                    if invalid { continue }
+                    out += Array(physical(channel, raw, start + layout.valueOffsets[index]).utf8)
+                }
+                out.append(UInt8(ascii: "\n"))
+                start += layout.recordBytes
+            }
+        }
+        return out
+    }
+
+    private static func physical(_ channel: ChannelSpec, _ raw: UnsafeRawBufferPointer, _ offset: Int) -> String {
+        switch channel.storage {
+        case .unsigned(let bits):
+            return scaled(channel, Double(load(raw, offset, bits / 8)))
+        case .signed(let bits):
+            let shift = UInt64(64 - bits)
+            return scaled(channel, Double(Int64(bitPattern: load(raw, offset, bits / 8) << shift) >> Int64(shift)))
+        case .float32: return "\(Float(bitPattern: UInt32(truncatingIfNeeded: load(raw, offset, 4))))"
+        case .float64: return "\(Double(bitPattern: load(raw, offset, 8)))"
+        }
+    }
+
+    private static func scaled(_ channel: ChannelSpec, _ raw: Double) -> String {
+        "\(raw * channel.factor + channel.offset)"
+    }
+
+    private static func load(_ raw: UnsafeRawBufferPointer, _ offset: Int, _ size: Int) -> UInt64 {
+        var value: UInt64 = 0
+        for byte in 0..<size { value |= UInt64(raw[offset + byte]) << (8 * UInt64(byte)) }
+        return value
+    }
+
+    private static func cell(_ text: String) -> [UInt8] {
+        guard text.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" }) else { return Array(text.utf8) }
+        var quoted = "\""
+        for character in text { quoted += character == "\"" ? "\"\"" : String(character) }
+        return Array((quoted + "\"").utf8)
+    }
+}
