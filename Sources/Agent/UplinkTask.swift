@@ -22,6 +22,8 @@ public struct UplinkOptions: Sendable {
     /// A connection attempt that has not reached CONNACK by then is abandoned (ns).
     public var connectTimeout: Int64 = 5_000_000_000
     public var compress = true
+    /// Most journal bytes in one MQTT message (a batch the sender forms is cut to fit).
+    public var maxBatchBytes = 256 << 10
 
     public init(deviceID: String, host: String, port: Int, tls: MQTTTLSFiles) {
         self.deviceID = deviceID
@@ -58,6 +60,9 @@ final class UplinkTask {
     private var watchedFD: Int32?
     private var connectDeadlineTimer: EventLoop.TimerID?
     private var tokens: [Int32: Int] = [:]
+    /// Sub-batches of a sender batch still waiting for PUBACK, and their worst reason code.
+    private var partsOutstanding: [Int: Int] = [:]
+    private var worstReason: [Int: UInt8] = [:]
     private var timers: [UplinkSender.Timer: EventLoop.TimerID] = [:]
     private var random: UInt64
     private var stopped = false
@@ -205,7 +210,17 @@ final class UplinkTask {
                 return
             case .published(let mid, let reasonCode):
                 if let token = tokens.removeValue(forKey: mid) {
-                    perform(sender.on(.published(token: token, reasonCode: UInt8(clamping: reasonCode)), now: now))
+                    // The worst reason code of a batch's parts is the batch's.
+                    let worst = max(worstReason[token] ?? 0, UInt8(clamping: reasonCode))
+                    let remaining = (partsOutstanding[token] ?? 1) - 1
+                    if remaining > 0 {
+                        partsOutstanding[token] = remaining
+                        worstReason[token] = worst
+                    } else {
+                        partsOutstanding[token] = nil
+                        worstReason[token] = nil
+                        perform(sender.on(.published(token: token, reasonCode: worst), now: now))
+                    }
                 }
             case .subscribed:
                 break
@@ -246,6 +261,8 @@ final class UplinkTask {
         if let timer = connectDeadlineTimer { loop.cancel(timer) }
         connectDeadlineTimer = nil
         tokens.removeAll()
+        partsOutstanding.removeAll()
+        worstReason.removeAll()
         connection = nil  // deinit destroys the libmosquitto handle and its queue
     }
 
@@ -276,10 +293,32 @@ final class UplinkTask {
                 return
             }
         }
-        let starts = journal.segmentFirstSequences.filter { $0 > first && $0 <= last }
+        // A batch the sender asked for may be larger than one MQTT message should be: cut it into
+        // consecutive sub-batches of at most `maxBatchBytes` (at least one entry each), all under
+        // the sender's token; the sender hears "published" once every part is PUBACKed.
+        let segmentStarts = journal.segmentFirstSequences
+        var partStart = 0
+        while partStart < entries.count {
+            var partEnd = partStart + 1
+            while partEnd < entries.count,
+                  entries[partEnd].upperBound - entries[partStart].lowerBound <= options.maxBatchBytes { partEnd += 1 }
+            let partFirst = first + UInt64(partStart), partLast = first + UInt64(partEnd - 1)
+            let byteRange = entries[partStart].lowerBound..<entries[partEnd - 1].upperBound
+            let partEntries = entries[partStart..<partEnd].map { ($0.lowerBound - byteRange.lowerBound)..<($0.upperBound - byteRange.lowerBound) }
+            guard sendPart(token: token, first: partFirst, last: partLast, body: Array(body[byteRange]), entries: partEntries,
+                           segmentStarts: segmentStarts.filter { $0 > partFirst && $0 <= partLast }, connection: connection)
+            else { return }
+            partStart = partEnd
+        }
+    }
+
+    /// Publishes one sub-batch; false when the connection failed.
+    private func sendPart(token: Int, first: UInt64, last: UInt64, body: [UInt8], entries: [Range<Int>],
+                          segmentStarts: [UInt64], connection: MQTTConnection) -> Bool {
         let checksum = CRC32C.checksum(body)
         var header = UplinkBatch(deviceID: options.deviceID, epoch: journal.epoch, first: first, last: last,
-                                 segmentStarts: starts, codec: .none, bodyLength: UInt32(body.count), bodyChecksum: checksum)
+                                 segmentStarts: segmentStarts, codec: .none, bodyLength: UInt32(body.count),
+                                 bodyChecksum: checksum)
         var wire: [UInt8]
         if options.compress {
             // Codec 2 at zstd's default level 3: about a third of plain zstd's size on sampled
@@ -296,14 +335,16 @@ final class UplinkTask {
                 Result { () throws(DAQError) -> Int32 in try connection.publish(topic: options.dataTopic, payload: raw) }
             }.get()
             tokens[mid] = token
+            partsOutstanding[token, default: 0] += 1
             counters.batches += 1
             counters.rawBytes += UInt64(body.count)
             counters.wireBytes += UInt64(wire.count)
             watchSocket()
+            return true
         } catch {
             lostConnection()
+            return false
         }
-        wire.removeAll()
     }
 
     private func nextJitter() -> Double {

@@ -84,6 +84,9 @@ struct RunCommand: ParsableCommand {
     @Option(help: "At the end, wait up to this many seconds for the collector to acknowledge everything.")
     var drainTimeout: Double = 30
 
+    @Option(help: "Most journal bytes in one MQTT message; larger batches go as several messages.")
+    var maxBatchBytes: Int = 256 << 10
+
     @Flag(help: "Send batch bodies uncompressed.")
     var noCompression = false
 
@@ -133,6 +136,7 @@ struct RunCommand: ParsableCommand {
             var uplink = UplinkOptions(deviceID: device, host: String(parts[0]), port: port,
                                        tls: MQTTTLSFiles(caFile: caFile, certificateFile: certFile, keyFile: keyFile))
             uplink.compress = !noCompression
+            uplink.maxBatchBytes = max(1, maxBatchBytes)
             options.uplink = uplink
             options.drainTimeout = drainTimeout
         }

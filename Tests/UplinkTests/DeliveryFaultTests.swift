@@ -25,6 +25,18 @@ import Glibc
         try expectIdentical(rig, "happy path")
     }
 
+    @Test func batchesOverTheByteLimitGoAsSeveralMessages() throws {
+        let rig = try UplinkRig()
+        try rig.startCollector()
+        try rig.startDevice(speed: "max", extra: ["--max-batch-bytes", "4096", "--no-compression"])
+        let (status, log) = rig.waitForDevice()
+        #expect(status == 0, "\(log)")
+        // 992,240 journal bytes in messages of at most 4 KiB of entries: hundreds of messages.
+        let batches = log.split(separator: " ").firstIndex(of: "batches,").map { Int(log.split(separator: " ")[$0 - 1]) ?? 0 } ?? 0
+        #expect(batches >= 992_240 / 4096, "\(log)")
+        try expectIdentical(rig, "4 KiB messages")
+    }
+
     @Test func manyDevicesAtOnce() throws {
         let rig = try UplinkRig()
         let others = ["ecu-02", "ecu-03"]

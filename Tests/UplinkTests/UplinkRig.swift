@@ -58,18 +58,18 @@ final class UplinkRig: @unchecked Sendable {
     }
 
     /// Starts the device replaying the fixture at `speed` through the proxy.
-    func startDevice(speed: String) throws {
-        device = try launchDevice(id: deviceID, journal: journal, speed: speed)
+    func startDevice(speed: String, extra: [String] = []) throws {
+        device = try launchDevice(id: deviceID, journal: journal, speed: speed, extra: extra)
     }
 
     /// Starts a device agent `id` with its own journal; returns its process.
-    func launchDevice(id: String, journal: URL, speed: String) throws -> Process {
+    func launchDevice(id: String, journal: URL, speed: String, extra: [String] = []) throws -> Process {
         deviceRuns += 1
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Self.daqlink)
         process.arguments = ["run", "--experiment", Self.experiment, "--source", "replay:\(Self.log)", "--speed", speed,
                              "--journal", journal.path, "--quiet", "--broker", "127.0.0.1:\(proxy.listenPort)",
-                             "--device", id, "--pki", broker.pkiDirectory.path, "--drain-timeout", "90"]
+                             "--device", id, "--pki", broker.pkiDirectory.path, "--drain-timeout", "90"] + extra
         process.standardOutput = FileHandle.nullDevice
         process.standardError = try FileHandle(forWritingTo: logFile("device-\(deviceRuns)"))
         try process.run()
