@@ -18,6 +18,11 @@ final class LocalFleet {
     init(work: URL) throws {
         self.work = work
         try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+        // A child inherits the starting thread's signal mask. Started from a libdispatch worker
+        // (a test), that mask blocks SIGTERM, and mosquitto would then never stop: unblock first.
+        var none = sigset_t()
+        sigemptyset(&none)
+        pthread_sigmask(SIG_SETMASK, &none, nil)
         tools = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0])
             .deletingLastPathComponent()
     }
@@ -107,26 +112,31 @@ final class LocalFleet {
         let deadline = Date().addingTimeInterval(timeout)
         while process.isRunning && Date() < deadline { usleep(10_000) }
         let finished = !process.isRunning
-        if !finished { process.terminate() }
-        process.waitUntilExit()
-        LocalFleetCleanup.forget(process.processIdentifier)
+        if finished {
+            process.waitUntilExit()
+            LocalFleetCleanup.forget(process.processIdentifier)
+        } else {
+            end(process)
+        }
         return finished
     }
 
     func stop(_ name: String) {
-        for child in children where child.name == name && child.process.isRunning {
-            child.process.terminate()
-            child.process.waitUntilExit()
-            LocalFleetCleanup.forget(child.process.processIdentifier)
-        }
+        for child in children where child.name == name && child.process.isRunning { end(child.process) }
     }
 
     func stopAll() {
-        for child in children.reversed() where child.process.isRunning {
-            child.process.terminate()
-            child.process.waitUntilExit()
-            LocalFleetCleanup.forget(child.process.processIdentifier)
-        }
+        for child in children.reversed() where child.process.isRunning { end(child.process) }
+    }
+
+    /// SIGTERM, then SIGKILL when the child has not exited within 5 s.
+    private func end(_ process: Process) {
+        process.terminate()
+        let deadline = Date().addingTimeInterval(5)
+        while process.isRunning && Date() < deadline { usleep(10_000) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+        LocalFleetCleanup.forget(process.processIdentifier)
     }
 
     /// The contents of a child's log file ("" when missing).
