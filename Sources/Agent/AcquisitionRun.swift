@@ -50,6 +50,8 @@ public final class AcquisitionRun {
     private var framedScratch: [UInt8] = []
     private var uplink: UplinkTask?
     private var pendingStop: StopReason?
+    /// DAQLINK_APPEND_TRACE (a benchmark aid): append times per journal entry.
+    private let appendTrace = AppendTrace.fromEnvironment()
 
     public init(binding: ExperimentBinding, options: AcquisitionOptions) throws(DAQError) {
         self.options = options
@@ -251,6 +253,7 @@ public final class AcquisitionRun {
 
     private func append(kind: JournalEntryKind, payload: UnsafeRawBufferPointer) throws(DAQError) {
         let seq = try journal.append(kind: kind, payload: payload)
+        appendTrace?.appended(seq)
         if summary.firstSequence == nil { summary.firstSequence = seq }
         summary.lastSequence = seq
         let framed = JournalFraming.framedLength(payloadLength: payload.count)
@@ -345,6 +348,7 @@ public final class AcquisitionRun {
         }
         summary.elapsedSeconds = Double(loop.clock.now() - startedAt) / 1e9
         summary.uplink = uplink?.counters
+        appendTrace?.write()
         loop.stop()
     }
 }

@@ -51,6 +51,8 @@ public final class CollectorService {
     private var failure: DAQError?
     private var stopping = false
     private var watchedFD: Int32?
+    /// DAQCTL_COMMIT_TRACE (a benchmark aid): commit times per acknowledged batch.
+    private let commitTrace = CommitTrace.fromEnvironment()
 
     public init(options: CollectorOptions) {
         self.options = options
@@ -161,7 +163,9 @@ public final class CollectorService {
             }
             for output in try sink.receive(batch, now: loop.clock.now()) {
                 switch output {
-                case .ack(let upTo): publish("devices/\(topicDevice)/ack", "ack \(sink.epoch) \(upTo)")
+                case .ack(let upTo):
+                    commitTrace?.committed(device: topicDevice, upTo: upTo)
+                    publish("devices/\(topicDevice)/ack", "ack \(sink.epoch) \(upTo)")
                 case .resend(let from): publish("devices/\(topicDevice)/cmd", "resend \(sink.epoch) \(from)")
                 }
             }

@@ -50,32 +50,24 @@ struct DemoCommand: ParsableCommand {
     }
 }
 
-/// The processes and files of one demo run.
+/// The processes and files of one demo run (on a `LocalFleet`).
 final class DemoRig {
-    let work: URL
+    let fleet: LocalFleet
     let fixtures: URL
-    let tools: URL
-    private var children: [(name: String, process: Process)] = []
     private var proxy: TCPFaultProxy?
     private let started = Date()
 
+    var work: URL { fleet.work }
+
     init(workdir: String?, fixtures: String?) throws {
+        let work: URL
         if let workdir {
             work = URL(fileURLWithPath: workdir)
         } else {
             work = FileManager.default.temporaryDirectory.appendingPathComponent("daqlink-demo-\(getpid())")
         }
-        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
-        let candidates = [fixtures.map { URL(fileURLWithPath: $0) },
-                          URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent("Fixtures/reference"),
-                          URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-                              .deletingLastPathComponent().appendingPathComponent("Fixtures/reference")].compactMap { $0 }
-        guard let found = candidates.first(where: { FileManager.default.fileExists(atPath: $0.appendingPathComponent("reference.toml").path) }) else {
-            throw ValidationError("cannot find Fixtures/reference (give --fixtures DIR)")
-        }
-        self.fixtures = found
-        tools = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0])
-            .deletingLastPathComponent()
+        fleet = try LocalFleet(work: work)
+        self.fixtures = try LocalFleet.fixtureDirectory(fixtures)
     }
 
     func say(_ text: String) {
@@ -85,21 +77,10 @@ final class DemoRig {
 
     func run(speed: Double, cutAt: Double, cutFor: Double) throws {
         say("work directory \(work.path)")
-        let pki = work.appendingPathComponent("pki").path
-        try tool("daqctl", ["pki", "init", "--dir", pki, "--force"])
-        try tool("daqctl", ["pki", "device", "--dir", pki, "ecu-01"])
+        let pki = try fleet.makePKI(devices: ["ecu-01"])
         say("PKI: CA (EC P-256), broker, collector and device ecu-01 certificates")
 
-        let brokerPort = try freePort()
-        let brokerDir = work.appendingPathComponent("broker").path
-        var configArguments = ["broker-config", "--pki", pki, "--out", brokerDir, "--port", "\(brokerPort)"]
-        if getuid() == 0 { configArguments += ["--user", "root"] }
-        try tool("daqctl", configArguments)
-        guard let mosquitto = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
-            throw ValidationError("mosquitto is not installed (apt-get install mosquitto, or ./vcan-setup.sh --install)")
-        }
-        try start("mosquitto", mosquitto, ["-c", "\(brokerDir)/mosquitto.conf"], log: "broker.log")
-        try waitForPort(brokerPort)
+        let brokerPort = try fleet.startBroker(pki: pki)
         say("mosquitto on 127.0.0.1:\(brokerPort): TLS 1.3 only, client certificates required, CN = username, per-device ACL")
 
         let proxy = try TCPFaultProxy(targetPort: brokerPort)
@@ -107,13 +88,13 @@ final class DemoRig {
         say("link: device → 127.0.0.1:\(proxy.listenPort) (a TCP proxy standing in for the 4G link) → broker")
 
         let collected = work.appendingPathComponent("collected").path
-        try start("collector", tools.appendingPathComponent("daqctl").path,
-                  ["collect", "--broker", "127.0.0.1:\(brokerPort)", "--pki", pki, "--out", collected], log: "collector.log")
+        try fleet.start("collector", fleet.tools.appendingPathComponent("daqctl").path,
+                        ["collect", "--broker", "127.0.0.1:\(brokerPort)", "--pki", pki, "--out", collected], log: "collector.log")
         say("collector: durable session, subscribed to devices/+/data, output \(collected)")
 
         let journal = work.appendingPathComponent("device/journal").path
         try? FileManager.default.removeItem(atPath: journal)
-        let device = try start("device", tools.appendingPathComponent("daqlink").path, [
+        let device = try fleet.start("device", fleet.tools.appendingPathComponent("daqlink").path, [
             "run", "--experiment", fixtures.appendingPathComponent("reference.toml").path,
             "--source", "replay:" + fixtures.appendingPathComponent("engine-10s.log").path,
             "--speed", "\(speed)", "--journal", journal, "--quiet",
@@ -132,88 +113,19 @@ final class DemoRig {
         say("device finished (exit status \(device.terminationStatus)):")
         print(indent(try String(contentsOfFile: work.appendingPathComponent("device.log").path, encoding: .utf8)))
         usleep(300_000)
-        stop("collector")
+        fleet.stop("collector")
         print(indent(try String(contentsOfFile: work.appendingPathComponent("collector.log").path, encoding: .utf8)))
         say("device journal vs collector copy (seed 000, Fig. 4):")
-        let verify = try tool("daqctl", ["verify", journal, "\(collected)/ecu-01"], allowFailure: true)
+        let verify = try fleet.tool("daqctl", ["verify", journal, "\(collected)/ecu-01"], allowFailure: true)
         print(verify.output, terminator: "")
         stopAll()
         if verify.status != 0 { throw ExitCode(1) }
     }
 
-    // MARK: processes
-
-    @discardableResult
-    func tool(_ name: String, _ arguments: [String], allowFailure: Bool = false) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = tools.appendingPathComponent(name)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        if process.terminationStatus != 0 && !allowFailure {
-            throw ValidationError("\(name) \(arguments.joined(separator: " ")) failed:\n\(output)")
-        }
-        return (process.terminationStatus, output)
-    }
-
-    @discardableResult
-    func start(_ name: String, _ path: String, _ arguments: [String], log: String) throws -> Process {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = arguments
-        let logURL = work.appendingPathComponent(log)
-        FileManager.default.createFile(atPath: logURL.path, contents: nil)
-        let handle = try FileHandle(forWritingTo: logURL)
-        process.standardOutput = handle
-        process.standardError = handle
-        try process.run()
-        children.append((name, process))
-        return process
-    }
-
-    func stop(_ name: String) {
-        for child in children where child.name == name && child.process.isRunning {
-            child.process.terminate()
-            child.process.waitUntilExit()
-        }
-    }
-
     func stopAll() {
-        for child in children.reversed() where child.process.isRunning {
-            child.process.terminate()
-            child.process.waitUntilExit()
-        }
+        fleet.stopAll()
         proxy?.stop()
         proxy = nil
-    }
-
-    private func freePort() throws -> Int {
-        let proxy = try TCPFaultProxy(targetPort: 9)
-        let port = proxy.listenPort
-        proxy.stop()
-        usleep(100_000)
-        return port
-    }
-
-    private func waitForPort(_ port: Int) throws {
-        for _ in 0..<100 {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = in_port_t(UInt16(port).bigEndian)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let result = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-            close(fd)
-            if result == 0 { return }
-            usleep(50_000)
-        }
-        throw ValidationError("mosquitto did not start listening on \(port); see \(work.path)/broker.log")
     }
 
     private func indent(_ text: String) -> String {

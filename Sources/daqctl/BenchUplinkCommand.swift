@@ -1,0 +1,480 @@
+// `daqctl bench uplink`: the secure uplink measured end to end on a local fleet (fresh PKI,
+// mosquitto with mutual TLS 1.3, collector and device as processes): backlog drain throughput next
+// to a bare in-process QoS 1 publisher over the same broker, wire bytes per raw record byte, and
+// frame-to-collector-commit latency at steady state (original replay speed).
+import ArgumentParser
+import CANLogs
+import DAQCore
+import Foundation
+import Runtime
+import Uplink
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct BenchUplinkCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "uplink",
+        abstract: "Uplink drain throughput (next to a bare QoS 1 publisher), wire ratio and commit latency.",
+        discussion: """
+            Runs on this machine in a temporary work directory and stops every process at the end:
+              1. a PKI (CA, broker, collector, devices bench-01 and bench-02) and mosquitto on a free \
+            loopback port (TLS 1.3, client certificates, per-device ACL)
+              2. backlog: daqlink run replays the reference log repeated with shifted timestamps at \
+            --speed max with no broker, into a journal of about --backlog-mb MB
+              3. drain: daqctl collect starts, then daqlink run --broker replays a one-frame log into \
+            the same journal and drains the whole backlog; timed by the device from its start \
+            (connect) to the collector's end-to-end ack of the last entry (committed + fsynced)
+              4. latency: device bench-02 replays the reference log at original speed for \
+            --latency-seconds; per journal entry, the collector's commit time minus the moment the \
+            device appended the entry (hidden env traces DAQLINK_APPEND_TRACE / DAQCTL_COMMIT_TRACE, \
+            both CLOCK_REALTIME); the first second is left out (connect)
+              5. peer: a bare QoS 1 publisher (MQTTConnection, own poll loop, --peer-window in flight) \
+            publishes the backlog journal's own bytes in messages of daqlink's mean batch size to a \
+            subscriber with the collector's identity; timed until the subscriber has every message
+            Build with -c release: a debug build's figures mean nothing.
+            """
+    )
+
+    @Option(help: "Directory holding reference.toml, engine.dbc and engine-10s.log (default: Fixtures/reference).")
+    var fixtures: String?
+
+    @Option(name: .customLong("backlog-mb"), help: "Size of the backlog journal to drain, in MB.")
+    var backlogMB: Double = 50
+
+    @Option(name: .customLong("latency-seconds"), help: "Seconds of original-speed replay for the latency measurement.")
+    var latencySeconds: Double = 10
+
+    @Option(name: .customLong("latency-sync-ms"), help: "The device's --sync-ms in the latency run (default: daqlink's own).")
+    var latencySyncMs: Int?
+
+    @Option(name: .customLong("peer-window"), help: "QoS 1 messages in flight for the bare publisher.")
+    var peerWindow: Int = 20
+
+    @Option(help: "Work directory (default: a new temporary directory, removed at the end).")
+    var workdir: String?
+
+    @Flag(help: "Print the results as one JSON object.")
+    var json = false
+
+    func validate() throws {
+        if !(backlogMB > 0) { throw ValidationError("--backlog-mb must be positive") }
+        if !(latencySeconds > 0) { throw ValidationError("--latency-seconds must be positive") }
+        if peerWindow < 1 { throw ValidationError("--peer-window must be at least 1") }
+        if let latencySyncMs, latencySyncMs < 0 { throw ValidationError("--latency-sync-ms must not be negative") }
+    }
+
+    func run() throws {
+        #if DEBUG
+        printError("warning: daqctl is a debug build; benchmark figures need `swift build -c release`")
+        #endif
+        let work = workdir.map { URL(fileURLWithPath: $0) }
+            ?? FileManager.default.temporaryDirectory.appendingPathComponent("daqctl-bench-uplink-\(getpid())")
+        let fleet = try LocalFleet(work: work)
+        LocalFleetCleanup.installSignalHandlers()
+        defer {
+            fleet.stopAll()
+            if workdir == nil { try? FileManager.default.removeItem(at: work) }
+        }
+        let bench = UplinkBench(fleet: fleet, fixtures: try LocalFleet.fixtureDirectory(fixtures), quiet: json)
+        let report = try bench.run(backlogMB: backlogMB, latencySeconds: latencySeconds,
+                                   latencySyncMs: latencySyncMs, peerWindow: peerWindow)
+        print(json ? report.json : report.table)
+    }
+}
+
+/// One run of the uplink benchmark on a local fleet.
+private final class UplinkBench {
+    let fleet: LocalFleet
+    let fixtures: URL
+    let quiet: Bool
+    let started = SystemClock.monotonicNow()
+
+    init(fleet: LocalFleet, fixtures: URL, quiet: Bool) {
+        self.fleet = fleet
+        self.fixtures = fixtures
+        self.quiet = quiet
+    }
+
+    private var daqlink: String { fleet.tools.appendingPathComponent("daqlink").path }
+    private var daqctl: String { fleet.tools.appendingPathComponent("daqctl").path }
+    private var experiment: String { fixtures.appendingPathComponent("reference.toml").path }
+    private var fixtureLog: String { fixtures.appendingPathComponent("engine-10s.log").path }
+    private func path(_ name: String) -> String { fleet.work.appendingPathComponent(name).path }
+
+    private func say(_ text: String) {
+        guard !quiet else { return }
+        printError(String(format: "[%6.2f s] ", Double(SystemClock.monotonicNow() - started) / 1e9) + text)
+    }
+
+    func run(backlogMB: Double, latencySeconds: Double, latencySyncMs: Int?, peerWindow: Int) throws -> UplinkBenchReport {
+        let pki = try fleet.makePKI(devices: ["bench-01", "bench-02"])
+        let port = try fleet.startBroker(pki: pki)
+        let broker = "127.0.0.1:\(port)"
+        say("PKI and mosquitto (mTLS, TLS 1.3) on \(broker), work directory \(fleet.work.path)")
+
+        // Backlog: the reference log repeated, replayed at max speed with no broker.
+        let calibration = try runDevice(["--source", "replay:\(fixtureLog)", "--speed", "max", "--journal", path("calibration")],
+                                        log: "calibration.log")
+        try? FileManager.default.removeItem(atPath: path("calibration"))
+        let perRepeat = max(1, calibration.journalBytes)
+        let repeats = max(1, Int((backlogMB * 1e6 / Double(perRepeat)).rounded(.up)))
+        let backlogLog = path("backlog.log")
+        let frames = try BenchLogBuilder.build(from: fixtureLog, to: backlogLog, repeats: repeats, cap: nil)
+        let quota = max(512 << 20, Int(backlogMB * 2e6) + (64 << 20))
+        let journal = path("device/journal")
+        let backlog = try runDevice(["--source", "replay:\(backlogLog)", "--speed", "max", "--journal", journal,
+                                     "--quota-bytes", "\(quota)"], log: "backlog.log.txt")
+        try? FileManager.default.removeItem(atPath: backlogLog)
+        say("backlog: \(repeats) × the reference log (\(frames) frames) → \(backlog.journalBytes) journal bytes, "
+            + "\(backlog.records) records, \(backlog.recordBytes) record payload bytes")
+
+        // Drain: the collector, then the device replaying one frame into the same journal.
+        let commitTrace = path("commits.trace")
+        try fleet.start("collector", daqctl, ["collect", "--broker", broker, "--pki", pki, "--out", path("collected")],
+                        log: "collector.log", environment: ["DAQCTL_COMMIT_TRACE": commitTrace])
+        let tinyLog = path("one-frame.log")
+        let firstLine = try String(contentsOfFile: fixtureLog, encoding: .utf8).split(separator: "\n").first.map(String.init) ?? ""
+        try (firstLine + "\n").write(toFile: tinyLog, atomically: true, encoding: .utf8)
+        let drainStarted = SystemClock.monotonicNow()
+        let drain = try runDevice(["--source", "replay:\(tinyLog)", "--speed", "max", "--journal", journal,
+                                   "--quota-bytes", "\(quota)", "--broker", broker, "--device", "bench-01", "--pki", pki,
+                                   "--drain-timeout", "600"], log: "drain.log", timeout: 660)
+        let drainWall = Double(SystemClock.monotonicNow() - drainStarted) / 1e9
+        guard let drainUplink = drain.uplink, drainUplink.acknowledged == drain.lastSequence, drain.lastSequence > 0 else {
+            throw ValidationError("the device did not drain its backlog (acknowledged \(drain.uplink?.acknowledged ?? 0) of "
+                                  + "\(drain.lastSequence)); see \(path("drain.log")) and \(path("collector.log"))")
+        }
+        say("drain: \(drainUplink.rawBytes) journal bytes in \(drainUplink.batches) batches, \(drain.elapsed) s (process wall \(drainWall) s)")
+
+        // Latency: device bench-02 at original speed.
+        let appendTrace = path("appends.trace")
+        let latencyLog = path("latency.log")
+        let latencyRepeats = max(1, Int((latencySeconds / 10).rounded(.up)))
+        _ = try BenchLogBuilder.build(from: fixtureLog, to: latencyLog, repeats: latencyRepeats, cap: nil)
+        var latencyArguments = ["--source", "replay:\(latencyLog)", "--speed", "original", "--duration", "\(latencySeconds)",
+                                "--journal", path("device2/journal"), "--broker", broker, "--device", "bench-02",
+                                "--pki", pki, "--drain-timeout", "30"]
+        if let latencySyncMs { latencyArguments += ["--sync-ms", "\(latencySyncMs)"] }
+        let steady = try runDevice(latencyArguments, log: "latency-device.log", timeout: latencySeconds + 60,
+                                   environment: ["DAQLINK_APPEND_TRACE": appendTrace])
+        say("latency run: \(steady.records) records in \(steady.elapsed) s")
+
+        fleet.stop("collector")
+        let committedBytes = collectorCommittedBytes(fleet.log("collector.log"), device: "bench-01")
+        let latency = try LatencyFigures.measure(appends: appendTrace, commits: commitTrace, device: "bench-02",
+                                                 skipSeconds: min(1, latencySeconds / 4))
+
+        // Peer: the backlog journal's bytes, in messages of daqlink's mean raw batch size.
+        let body = try journalBytes(journal)
+        let messageSize = max(1, Int(drainUplink.rawBytes / max(1, drainUplink.batches)))
+        let peer = try BarePublisherPeer.measure(
+            host: "127.0.0.1", port: port, payload: body, messageSize: messageSize, window: peerWindow,
+            publisher: MQTTTLSFiles(caFile: "\(pki)/ca.crt", certificateFile: "\(pki)/devices/bench-01.crt",
+                                    keyFile: "\(pki)/devices/bench-01.key"),
+            subscriber: MQTTTLSFiles(caFile: "\(pki)/ca.crt", certificateFile: "\(pki)/collector.crt", keyFile: "\(pki)/collector.key"),
+            topic: "devices/bench-01/peer")
+        say("peer: \(peer.messages) messages of \(messageSize) bytes in \(peer.seconds) s")
+        fleet.stopAll()
+
+        return UplinkBenchReport(backlog: backlog, backlogFrames: frames, repeats: repeats, drain: drain,
+                                 drainWallSeconds: drainWall, collectorCommittedBytes: committedBytes,
+                                 steady: steady, latency: latency, latencySeconds: latencySeconds,
+                                 latencySyncMs: latencySyncMs, peer: peer, peerWindow: peerWindow)
+    }
+
+    /// Runs `daqlink run` with the reference experiment to its end and parses its summary.
+    private func runDevice(_ arguments: [String], log: String, timeout: Double = 600,
+                           environment: [String: String] = [:]) throws -> DeviceSummary {
+        let process = try fleet.start("device", daqlink, ["run", "--experiment", experiment, "--quiet"] + arguments,
+                                      log: log, environment: environment)
+        let finished = fleet.wait(process, timeout: timeout)
+        let text = fleet.log(log)
+        guard finished, process.terminationStatus == 0 else {
+            throw ValidationError("daqlink run \(arguments.joined(separator: " ")) "
+                                  + (finished ? "failed (exit status \(process.terminationStatus))" : "did not finish in \(Int(timeout)) s")
+                                  + ":\n\(text)")
+        }
+        return try DeviceSummary(parsing: text, source: path(log))
+    }
+
+    /// "collector: <device>: committed up to X (N entries, B bytes this run), …" → B.
+    private func collectorCommittedBytes(_ log: String, device: String) -> UInt64 {
+        for line in log.split(separator: "\n") where line.hasPrefix("collector: \(device):") {
+            let words = line.split(separator: " ")
+            if let index = words.firstIndex(of: "bytes"), index > 0 { return UInt64(words[index - 1]) ?? 0 }
+        }
+        return 0
+    }
+
+    /// The journal's segment files, concatenated in name order.
+    private func journalBytes(_ directory: String) throws -> [UInt8] {
+        let names = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".jnl") }.sorted()
+        var bytes: [UInt8] = []
+        for name in names { bytes += try [UInt8](Data(contentsOf: URL(fileURLWithPath: "\(directory)/\(name)"))) }
+        guard !bytes.isEmpty else { throw ValidationError("no journal segments in \(directory)") }
+        return bytes
+    }
+}
+
+/// The figures of a `daqlink run` summary (standard error at its end).
+struct DeviceSummary {
+    struct Uplink {
+        var batches: UInt64 = 0
+        var rawBytes: UInt64 = 0
+        var wireBytes: UInt64 = 0
+        var acknowledged: UInt64 = 0
+    }
+
+    var elapsed = 0.0
+    var journalBytes = 0
+    var lastSequence: UInt64 = 0
+    var records: UInt64 = 0
+    /// Sample bytes of the records (without record headers), summed over the channel groups.
+    var recordBytes: UInt64 = 0
+    var uplink: Uplink?
+
+    init(parsing text: String, source: String) throws {
+        var sawJournal = false
+        for line in text.split(separator: "\n").map(String.init) {
+            let words = line.split(separator: " ").map(String.init)
+            func number(before word: String) -> UInt64? {
+                guard let index = words.firstIndex(of: word), index > 0 else { return nil }
+                return UInt64(words[index - 1].filter(\.isNumber))
+            }
+            if line.hasPrefix("stopped: "), let index = words.firstIndex(of: "after"), index + 1 < words.count {
+                elapsed = Double(words[index + 1]) ?? 0
+            } else if line.hasPrefix("journal: ") {
+                sawJournal = true
+                journalBytes = Int(number(before: "bytes") ?? 0)
+                if let range = words.last, words.contains("seq") {
+                    lastSequence = UInt64(range.split(separator: "…").last ?? "") ?? 0
+                }
+            } else if line.hasPrefix("  group ") {
+                records += number(before: "records,") ?? 0
+                recordBytes += number(before: "bytes") ?? 0
+            } else if line.hasPrefix("uplink: ") {
+                var uplink = Uplink()
+                uplink.batches = number(before: "batches,") ?? 0
+                uplink.rawBytes = number(before: "journal") ?? 0
+                uplink.wireBytes = number(before: "wire") ?? 0
+                if let index = words.firstIndex(of: "to"), index + 1 < words.count { uplink.acknowledged = UInt64(words[index + 1].filter(\.isNumber)) ?? 0 }
+                self.uplink = uplink
+            }
+        }
+        guard sawJournal else { throw ValidationError("no daqlink summary in \(source):\n\(text)") }
+    }
+}
+
+/// Per journal entry: collector commit time − device append time (both CLOCK_REALTIME, ns).
+struct LatencyFigures {
+    var entries = 0
+    var p50 = 0.0, p99 = 0.0, max = 0.0  // milliseconds
+
+    static func measure(appends: String, commits: String, device: String, skipSeconds: Double) throws -> LatencyFigures {
+        func pairs(_ path: String, _ keep: ([Substring]) -> (UInt64, Int64)?) throws -> [(UInt64, Int64)] {
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw ValidationError("the latency trace \(path) is missing")
+            }
+            return text.split(separator: "\n").compactMap { keep($0.split(separator: " ")) }
+        }
+        let appended = try pairs(appends) { w in w.count == 2 ? UInt64(w[0]).flatMap { s in Int64(w[1]).map { (s, $0) } } : nil }
+        let committed = try pairs(commits) { w in
+            w.count == 3 && w[0] == device ? UInt64(w[1]).flatMap { s in Int64(w[2]).map { (s, $0) } } : nil
+        }.sorted { $0.1 < $1.1 }
+        guard let firstAppend = appended.first?.1 else { throw ValidationError("the device traced no appends") }
+        // Commit times in order; the earliest commit covering each sequence number.
+        var delays: [Int64] = []
+        var index = 0
+        var coveredUpTo: UInt64 = 0
+        var coverTime: Int64 = 0
+        for (sequence, time) in appended.sorted(by: { $0.0 < $1.0 }) {
+            while coveredUpTo < sequence, index < committed.count {
+                if committed[index].0 > coveredUpTo { coveredUpTo = committed[index].0; coverTime = committed[index].1 }
+                index += 1
+            }
+            guard coveredUpTo >= sequence else { break }  // never committed (should not happen after a drain)
+            if Double(time - firstAppend) / 1e9 >= skipSeconds { delays.append(coverTime - time) }
+        }
+        guard !delays.isEmpty else { throw ValidationError("no committed entries in the latency run") }
+        delays.sort()
+        func percentile(_ p: Double) -> Double { Double(delays[Swift.min(delays.count - 1, Int(Double(delays.count) * p))]) / 1e6 }
+        return LatencyFigures(entries: delays.count, p50: percentile(0.5), p99: percentile(0.99), max: Double(delays.last!) / 1e6)
+    }
+}
+
+/// The peer: a bare QoS 1 publisher and one QoS 1 subscriber, both MQTTConnection on one poll loop.
+struct BarePublisherPeer {
+    var messages = 0
+    var bytes = 0
+    var seconds = 0.0
+    var megabytesPerSecond: Double { seconds > 0 ? Double(bytes) / seconds / 1e6 : 0 }
+
+    static func measure(host: String, port: Int, payload: [UInt8], messageSize: Int, window: Int,
+                        publisher publisherTLS: MQTTTLSFiles, subscriber subscriberTLS: MQTTTLSFiles,
+                        topic: String) throws -> BarePublisherPeer {
+        let subscriber = try MQTTConnection(clientID: "bench-peer-sub-\(getpid())", tls: subscriberTLS)
+        let publisher = try MQTTConnection(clientID: "bench-peer-pub-\(getpid())", tls: publisherTLS)
+        defer { subscriber.disconnect(); publisher.disconnect() }
+        try subscriber.connectAsync(host: host, port: port)
+        try publisher.connectAsync(host: host, port: port)
+        let loop = PeerLoop(connections: [subscriber, publisher])
+
+        // Both connected, the subscription granted.
+        var subscriberUp = false, publisherUp = false, subscribed = false
+        try loop.run(until: { subscribed && publisherUp }, timeout: 10, what: "connecting the peer clients") {
+            for event in subscriber.drainEvents() {
+                switch event {
+                case .connected(let rc):
+                    guard rc == 0 else { throw ValidationError("the broker refused the peer subscriber (reason \(rc))") }
+                    subscriberUp = true
+                    try subscriber.subscribe(topic)
+                case .subscribed: subscribed = subscriberUp
+                default: break
+                }
+            }
+            for event in publisher.drainEvents() {
+                if case .connected(let rc) = event {
+                    guard rc == 0 else { throw ValidationError("the broker refused the peer publisher (reason \(rc))") }
+                    publisherUp = true
+                }
+            }
+        }
+
+        let count = (payload.count + messageSize - 1) / messageSize
+        var next = 0, inFlight = 0, received = 0, receivedBytes = 0
+        var refused: Int32?
+        let start = SystemClock.monotonicNow()
+        try payload.withUnsafeBytes { all in
+            try loop.run(until: { received >= count }, timeout: 300, what: "the peer's \(count) messages") {
+                for event in publisher.drainEvents() {
+                    if case .published(_, let rc) = event {
+                        inFlight -= 1
+                        if rc != 0 { refused = rc }
+                    }
+                }
+                if let refused { throw ValidationError("the broker answered a peer publish with reason code \(refused)") }
+                for event in subscriber.drainEvents() {
+                    if case .message(_, let bytes) = event { received += 1; receivedBytes += bytes.count }
+                }
+                while inFlight < window && next < count {
+                    let lower = next * messageSize
+                    let slice = UnsafeRawBufferPointer(rebasing: all[lower..<Swift.min(all.count, lower + messageSize)])
+                    _ = try publisher.publish(topic: topic, payload: slice)
+                    next += 1
+                    inFlight += 1
+                }
+            }
+        }
+        let seconds = Double(SystemClock.monotonicNow() - start) / 1e9
+        return BarePublisherPeer(messages: received, bytes: receivedBytes, seconds: seconds)
+    }
+}
+
+/// poll(2) over a few MQTT connections; `step` runs after every wake-up and may publish.
+private struct PeerLoop {
+    let connections: [MQTTConnection]
+
+    func run(until done: () -> Bool, timeout: Double, what: String, step: () throws -> Void) throws {
+        let deadline = SystemClock.monotonicNow() + Int64(timeout * 1e9)
+        var nextMisc = SystemClock.monotonicNow() + 1_000_000_000
+        try step()
+        while !done() {
+            let now = SystemClock.monotonicNow()
+            guard now < deadline else { throw ValidationError("timed out after \(Int(timeout)) s waiting for \(what)") }
+            var fds = connections.map { connection in
+                pollfd(fd: connection.socket ?? -1,
+                       events: Int16(POLLIN) | (connection.wantsWrite ? Int16(POLLOUT) : 0), revents: 0)
+            }
+            _ = poll(&fds, nfds_t(fds.count), 100)
+            for (index, connection) in connections.enumerated() {
+                let ready = fds[index].revents
+                var healthy = true
+                if ready & Int16(POLLIN | POLLERR | POLLHUP) != 0 { healthy = connection.handleReadable() }
+                if healthy && (ready & Int16(POLLOUT) != 0 || connection.wantsWrite) { healthy = connection.handleWritable() }
+                if now >= nextMisc { healthy = healthy && connection.handlePeriodic() }
+                guard healthy else { throw ValidationError("a peer connection to the broker failed while \(what)") }
+            }
+            if now >= nextMisc { nextMisc = now + 1_000_000_000 }
+            try step()
+        }
+    }
+}
+
+/// The results as a table or JSON.
+private struct UplinkBenchReport {
+    var backlog: DeviceSummary
+    var backlogFrames: Int
+    var repeats: Int
+    var drain: DeviceSummary
+    var drainWallSeconds: Double
+    var collectorCommittedBytes: UInt64
+    var steady: DeviceSummary
+    var latency: LatencyFigures
+    var latencySeconds: Double
+    var latencySyncMs: Int?
+    var peer: BarePublisherPeer
+    var peerWindow: Int
+
+    private var build: String {
+        #if DEBUG
+        return "debug"
+        #else
+        return "release"
+        #endif
+    }
+
+    /// Journal bytes drained: the collector's committed bytes (the device's sent bytes if missing).
+    var drainedBytes: UInt64 { collectorCommittedBytes > 0 ? collectorCommittedBytes : drain.uplink?.rawBytes ?? 0 }
+    var drainMBps: Double { drain.elapsed > 0 ? Double(drainedBytes) / drain.elapsed / 1e6 : 0 }
+    var ratio: Double { peer.megabytesPerSecond > 0 ? drainMBps / peer.megabytesPerSecond : 0 }
+    var recordBytes: UInt64 { backlog.recordBytes + drain.recordBytes }
+    var drainWirePerRecordByte: Double { recordBytes > 0 ? Double(drain.uplink?.wireBytes ?? 0) / Double(recordBytes) : 0 }
+    var steadyWirePerRecordByte: Double {
+        steady.recordBytes > 0 ? Double(steady.uplink?.wireBytes ?? 0) / Double(steady.recordBytes) : 0
+    }
+    var meanBatch: UInt64 { (drain.uplink?.rawBytes ?? 0) / Swift.max(1, drain.uplink?.batches ?? 1) }
+
+    var table: String {
+        func f(_ value: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", value) }
+        let sync = latencySyncMs.map { "--sync-ms \($0)" } ?? "daqlink's default group commit"
+        return """
+            daqctl bench uplink (\(build) build): mosquitto with mTLS (TLS 1.3, client certificates) on loopback
+            backlog: \(repeats) × reference log (\(backlogFrames) frames) → \(backlog.journalBytes) journal bytes, \
+            \(backlog.records) records, \(backlog.recordBytes) record payload bytes
+
+            | measurement | value | target | met |
+            |---|---:|---:|---|
+            | drain: daqlink → broker → collector (committed + acked), MB/s of journal bytes | \(f(drainMBps, 1)) | ≥ 50 | \(drainMBps >= 50 ? "yes" : "no") |
+            | peer: bare QoS 1 publisher (window \(peerWindow), \(meanBatch) B messages) → subscriber, MB/s | \(f(peer.megabytesPerSecond, 1)) |  |  |
+            | drain ours / peer | \(f(ratio, 2))× | ≥ 0.8× | \(ratio >= 0.8 ? "yes" : "no") |
+            | wire bytes / raw record bytes (drain, batches of ≤ 512 entries) | \(f(drainWirePerRecordByte, 3))× | ≤ 0.3× | \(drainWirePerRecordByte <= 0.3 ? "yes" : "no") |
+            | wire bytes / raw record bytes (steady state, original speed) | \(f(steadyWirePerRecordByte, 3))× | ≤ 0.3× | \(steadyWirePerRecordByte <= 0.3 ? "yes" : "no") |
+            | append → collector commit p99, ms (\(latency.entries) entries, \(f(latencySeconds, 0)) s at ×1, \(sync)) | \(f(latency.p99, 1)) | ≤ 100 | \(latency.p99 <= 100 ? "yes" : "no") |
+
+            drain: \(drainedBytes) journal bytes in \(drain.uplink?.batches ?? 0) batches (\(drain.uplink?.wireBytes ?? 0) wire bytes) \
+            in \(f(drain.elapsed, 3)) s (device start to last ack; process wall \(f(drainWallSeconds, 3)) s)
+            peer: \(peer.messages) messages, \(peer.bytes) bytes in \(f(peer.seconds, 3)) s
+            latency: p50 \(f(latency.p50, 1)) ms, p99 \(f(latency.p99, 1)) ms, max \(f(latency.max, 1)) ms
+            """
+    }
+
+    var json: String {
+        func n(_ value: Double) -> String { value.isFinite ? String(format: "%.6g", value) : "null" }
+        return """
+            {"build": "\(build)", \
+            "backlog": {"repeats": \(repeats), "frames": \(backlogFrames), "journalBytes": \(backlog.journalBytes), \
+            "records": \(backlog.records), "recordPayloadBytes": \(backlog.recordBytes)}, \
+            "drain": {"journalBytes": \(drainedBytes), "batches": \(drain.uplink?.batches ?? 0), \
+            "wireBytes": \(drain.uplink?.wireBytes ?? 0), "seconds": \(n(drain.elapsed)), \
+            "wallSeconds": \(n(drainWallSeconds)), "megabytesPerSecond": \(n(drainMBps))}, \
+            "peer": {"window": \(peerWindow), "messageBytes": \(meanBatch), "messages": \(peer.messages), \
+            "bytes": \(peer.bytes), "seconds": \(n(peer.seconds)), "megabytesPerSecond": \(n(peer.megabytesPerSecond))}, \
+            "ratio": \(n(ratio)), \
+            "wire": {"drainWirePerRecordByte": \(n(drainWirePerRecordByte)), \
+            "steadyWirePerRecordByte": \(n(steadyWirePerRecordByte))}, \
+            "latency": {"seconds": \(n(latencySeconds)), "syncMs": \(latencySyncMs.map(String.init) ?? "null"), \
+            "entries": \(latency.entries), "p50Ms": \(n(latency.p50)), "p99Ms": \(n(latency.p99)), "maxMs": \(n(latency.max))}}
+            """
+    }
+}

@@ -1,0 +1,39 @@
+// `daqctl bench uplink` end to end with tiny sizes: a real mosquitto (mTLS), collector and device
+// as processes; the JSON carries positive drain, peer, wire-ratio and latency figures. No timing
+// is asserted: figures vary by machine. Every process the command starts must be gone afterwards.
+import Foundation
+import Testing
+import TestSupport
+
+@Suite("daqctl bench uplink")
+struct BenchUplinkCommandTests {
+    @Test("--backlog-mb 1 --latency-seconds 2 --json reports positive figures")
+    func smallBenchmark() throws {
+        let daqctl = PackagePaths.executable("daqctl").path
+        let work = try PackagePaths.temporaryDirectory("bench-uplink")
+        defer { try? FileManager.default.removeItem(at: work) }
+        let result = try runProcess(daqctl, ["bench", "uplink", "--backlog-mb", "1", "--latency-seconds", "2", "--json",
+                                             "--workdir", work.path,
+                                             "--fixtures", PackagePaths.fixtures.appendingPathComponent("reference").path])
+        try #require(result.status == 0, "\(result.stderr)")
+        let object = try #require(try JSONSerialization.jsonObject(with: result.stdoutData) as? [String: Any],
+                                  "not JSON: \(result.stdout)")
+
+        func positive(_ path: String) {
+            var value: Any? = object
+            for key in path.split(separator: ".") { value = (value as? [String: Any])?[String(key)] }
+            #expect(((value as? NSNumber)?.doubleValue ?? 0) > 0, "\(path) in \(result.stdout)")
+        }
+        for path in ["backlog.journalBytes", "backlog.records", "backlog.recordPayloadBytes",
+                     "drain.journalBytes", "drain.batches", "drain.wireBytes", "drain.seconds", "drain.megabytesPerSecond",
+                     "peer.messages", "peer.bytes", "peer.seconds", "peer.megabytesPerSecond", "ratio",
+                     "wire.drainWirePerRecordByte", "wire.steadyWirePerRecordByte",
+                     "latency.entries", "latency.p50Ms", "latency.p99Ms", "latency.maxMs"] {
+            positive(path)
+        }
+
+        // No process started from the work directory outlives the command.
+        let leftovers = try runProcess("pgrep", ["-f", work.path])
+        #expect(leftovers.stdout.isEmpty, "still running: \(leftovers.stdout)")
+    }
+}
