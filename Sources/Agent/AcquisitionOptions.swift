@@ -33,7 +33,7 @@ public struct AcquisitionOptions: Sendable {
     public var duration: Double?
     /// The journal's stream epoch (fixed, so replays are byte-reproducible).
     public var epoch: UInt64 = 1
-    public var commit = GroupCommitPolicy.Configuration(maxPendingBytes: 256 << 10, maxDelayNanoseconds: 200_000_000)
+    public var commit = GroupCommitPolicy.Configuration(maxPendingBytes: 256 << 10, maxDelayNanoseconds: 50_000_000)
     public var segmentSizeLimit = 8 << 20
     public var quotaBytes = 512 << 20
     /// SO_RCVBUF of each CAN socket.

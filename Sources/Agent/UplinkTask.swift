@@ -60,6 +60,8 @@ final class UplinkTask {
     private var watchedFD: Int32?
     private var connectDeadlineTimer: EventLoop.TimerID?
     private var tokens: [Int32: Int] = [:]
+    /// The journal reader of the last backlog batch and the sequence number it will read next.
+    private var backlogReader: (reader: JournalReader, next: UInt64)?
     /// Sub-batches of a sender batch still waiting for PUBACK, and their worst reason code.
     private var partsOutstanding: [Int: Int] = [:]
     private var worstReason: [Int: UInt8] = [:]
@@ -286,9 +288,17 @@ final class UplinkTask {
             do throws(DAQError) {
                 body.removeAll()
                 entries.removeAll()
-                let reader = try JournalReader(directory: journal.directory, from: first)
-                while let entry = try reader.next(), entry.sequence <= last { entry.framed.withUnsafeBytes { add($0) } }
+                // A backlog drains batch after batch: keep the reader where the last batch ended
+                // instead of opening (and scanning) the segment again for every batch.
+                if backlogReader?.next != first {
+                    backlogReader = (try JournalReader(directory: journal.directory, from: first), first)
+                }
+                while backlogReader!.next <= last, let entry = try backlogReader!.reader.next() {
+                    entry.framed.withUnsafeBytes { add($0) }
+                    backlogReader!.next = entry.sequence + 1
+                }
             } catch {
+                backlogReader = nil
                 counters.alarms.append("cannot read entries \(first)…\(last) from the journal: \(error)")
                 return
             }

@@ -6,8 +6,9 @@
 public struct UplinkPolicy: Sendable, Hashable {
     /// Most entries in one batch.
     public var maxBatchEntries: Int = 512
-    /// How long a partly filled batch may wait for more entries (ns).
-    public var linger: Int64 = 50_000_000
+    /// How long a partly filled batch may wait for more entries (ns). Together with the journal's
+    /// fsync delay this bounds frame-to-collector latency (docs/benchmarks.md, "Uplink").
+    public var linger: Int64 = 20_000_000
     /// Most batches published and not yet PUBACKed.
     public var window: Int = 8
     /// Reconnect backoff: first delay and ceiling (ns); jitter is applied by the caller's random draw.

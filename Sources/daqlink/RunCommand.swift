@@ -51,8 +51,8 @@ struct RunCommand: ParsableCommand {
     @Option(help: "fsync after this many unsynced bytes.")
     var syncBytes: Int = 256 << 10
 
-    @Option(help: "fsync at most this many milliseconds after the first unsynced record.")
-    var syncMs: Int = 200
+    @Option(help: "fsync at most this many milliseconds after the first unsynced record (only synced records are sent).")
+    var syncMs: Int = 50
 
     @Option(help: "Journal segment size limit in bytes.")
     var segmentBytes: Int = 8 << 20
