@@ -44,5 +44,9 @@ func checkedSystemCall<Value: FixedWidthInteger>(
 /// A `.system` error with the interface, the failed operation and errno's text.
 func systemError(_ what: String, interface: String, errno code: Int32) -> DAQError {
     let text = String(cString: strerror(code))
-    return DAQError(.system, "\(interface): \(what): \(text) (errno \(code))")
+    // The one failure a newcomer meets first: a kernel built without CAN.
+    let hint = code == EAFNOSUPPORT
+        ? "; this kernel has no CAN support: run the command inside the vcan guest with ./vcan-setup.sh --run -- …"
+        : code == ENODEV ? "; no such interface (create it: ./vcan-setup.sh --iface \(interface))" : ""
+    return DAQError(.system, "\(interface): \(what): \(text) (errno \(code))\(hint)")
 }
