@@ -68,7 +68,7 @@ let package = Package(
         // The device agent's composition: experiment loading, frame sources, the acquisition loop.
         .target(name: "Agent", dependencies: [
             "DAQCore", "CANLogs", "DBC", "SystemIO", "Runtime", "Acquisition", "Experiment", "Journal",
-            "JournalStore", "SocketCAN", "Delivery", "Uplink",
+            "JournalStore", "SocketCAN", "Delivery", "Uplink", "MDF",
             .product(name: "Logging", package: "swift-log"),
         ]),
 

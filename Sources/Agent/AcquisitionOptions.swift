@@ -44,6 +44,8 @@ public struct AcquisitionOptions: Sendable {
     public var progress = true
     /// Skip malformed log lines instead of stopping.
     public var lenient = false
+    /// Also write each measurement as a streaming MDF4 file into this directory.
+    public var mdfDirectory: String?
     /// Send the journal to a broker (nil: acquisition only).
     public var uplink: UplinkOptions?
     /// At the end of a replay or duration, wait up to this long for the collector to acknowledge

@@ -49,6 +49,7 @@ public final class AcquisitionRun {
     private var receiveBuffer: [CANFrame] = []
     private var framedScratch: [UInt8] = []
     private var uplink: UplinkTask?
+    private var mdf: MDFRecording?
     private var pendingStop: StopReason?
     /// DAQLINK_APPEND_TRACE (a benchmark aid): append times per journal entry.
     private let appendTrace = AppendTrace.fromEnvironment()
@@ -228,6 +229,10 @@ public final class AcquisitionRun {
         if !layoutWritten, let layout = pipeline.layout {
             try append(kind: .layout, payload: layout.encoded())
             layoutWritten = true
+            if let directory = options.mdfDirectory {
+                // Named after the layout entry's sequence number: one file per measurement.
+                mdf = try MDFRecording(directory: directory, name: "measurement-\(journal.lastSequence)", layout: layout)
+            }
         }
         guard !records.isEmpty else { return }
         defer { records.removeAll() }
@@ -237,7 +242,10 @@ public final class AcquisitionRun {
                 let group = RecordPayload.groupIndex(payload)
                 recordsPerGroup[group] += 1
                 bytesPerGroup[group] += UInt64(payload.count - RecordPayload.headerBytes)
-                do throws(DAQError) { try append(kind: .record, payload: payload) } catch { failure = error }
+                do throws(DAQError) {
+                    try append(kind: .record, payload: payload)
+                    mdf?.append(payload)
+                } catch { failure = error }
             }
         }
         if let failure { throw failure }
@@ -273,6 +281,7 @@ public final class AcquisitionRun {
                 try journal.sync()
                 _ = commit.on(.synced)
                 uplink?.journalSynced(upTo: journal.lastSyncedSequence)
+                try mdf?.flush()
             } catch {
                 fail(error)
             }
@@ -332,6 +341,7 @@ public final class AcquisitionRun {
         completed = true
         uplink?.stop()
         do throws(DAQError) { try journal.close() } catch { if failure == nil && error.code != .journalFull { failure = error } }
+        do throws(DAQError) { try mdf?.finish() } catch { if failure == nil { failure = error } }
         let counters = pipeline.counters
         summary.frames = counters.frames
         summary.decoded = counters.decoded

@@ -63,6 +63,9 @@ struct RunCommand: ParsableCommand {
     @Option(help: "The journal's stream epoch.")
     var epoch: UInt64 = 1
 
+    @Option(help: "Also write each measurement as an MDF4 file (streamed, finalized on clean exit) into this directory.")
+    var mdf: String?
+
     @Option(help: "Send the journal to this MQTT broker (HOST:PORT, mutual TLS 1.3).")
     var broker: String?
 
@@ -122,6 +125,7 @@ struct RunCommand: ParsableCommand {
         options.quotaBytes = quotaBytes
         options.progress = !quiet
         options.lenient = lenient
+        options.mdfDirectory = mdf
         if let broker {
             let parts = broker.split(separator: ":")
             guard parts.count == 2, let port = Int(parts[1]), let device, !device.isEmpty else {
