@@ -65,15 +65,20 @@ let package = Package(
         // Adapter: the journal on disk (segments, fsync, ack cursor, quota, reader, verify).
         .target(name: "JournalStore", dependencies: ["DAQCore", "Journal"]),
 
+        // Adapter: streaming MDF4 files on disk (device and collector write the same bytes).
+        .target(name: "MDFFiles", dependencies: ["DAQCore", "Acquisition", "MDF"]),
+
         // The device agent's composition: experiment loading, frame sources, the acquisition loop.
         .target(name: "Agent", dependencies: [
             "DAQCore", "CANLogs", "DBC", "SystemIO", "Runtime", "Acquisition", "Experiment", "Journal",
-            "JournalStore", "SocketCAN", "Delivery", "Uplink", "MDF",
+            "JournalStore", "SocketCAN", "Delivery", "Uplink", "MDFFiles",
             .product(name: "Logging", package: "swift-log"),
         ]),
 
         // The fleet-side collector: durable MQTT session → checked batches → rebuilt journals.
-        .target(name: "Collector", dependencies: ["DAQCore", "Delivery", "Journal", "JournalStore", "Runtime", "Uplink"]),
+        .target(name: "Collector", dependencies: [
+            "DAQCore", "Delivery", "Journal", "JournalStore", "Runtime", "Uplink", "Acquisition", "MDFFiles",
+        ]),
 
         // Internal PKI over OpenSSL's C API (CA, server/device/collector certs, CRL) and the
         // mosquitto broker configuration generated for it.

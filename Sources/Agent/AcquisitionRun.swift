@@ -7,6 +7,7 @@ import Experiment
 import Journal
 import JournalStore
 import Logging
+import MDFFiles
 import Runtime
 import SocketCAN
 import SystemIO

@@ -2,6 +2,8 @@
 // subscribed to every device's data topic; each batch is checked, deduplicated, reordered within
 // a bound, committed to that device's rebuilt journal, then acknowledged end to end.
 import DAQCore
+import Foundation
+import JournalStore
 import Delivery
 import Runtime
 import Uplink
@@ -65,6 +67,7 @@ public final class CollectorService {
         loop.watch(signals.fileDescriptor, interest: .read) { [unowned self] _ in
             if !signals.drain().isEmpty { stop() }
         }
+        try resumeKnownDevices()
         try connect()
         if let duration = options.duration {
             loop.schedule(at: loop.clock.now() + Int64(duration * 1e9)) { [unowned self] in stop() }
@@ -76,6 +79,20 @@ public final class CollectorService {
         return sinks.values.sorted { $0.deviceID < $1.deviceID }.map {
             CollectorDeviceReport(deviceID: $0.deviceID, committed: $0.committed, entries: $0.committedEntries,
                                   bytes: $0.committedBytes, duplicates: $0.duplicates, gaps: $0.gaps)
+        }
+    }
+
+    /// Reopens every device this output directory already holds, so state (and the current
+    /// measurement's MDF file) is restored before any batch arrives, and a clean stop finalizes
+    /// files even for devices that send nothing in this run.
+    private func resumeKnownDevices() throws(DAQError) {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: options.output) else { return }
+        for device in names.sorted() {
+            let journal = "\(options.output)/\(device)/journal"
+            guard FileManager.default.fileExists(atPath: journal) else { continue }
+            let reader = try JournalReader(directory: journal, from: 1)
+            guard try reader.next() != nil, let epoch = reader.epoch else { continue }
+            _ = try sink(for: device, epoch: epoch)
         }
     }
 
@@ -217,7 +234,8 @@ public final class CollectorService {
         let directory = "\(options.output)/\(device)/journal"
         _ = mkdir(options.output, 0o755)
         _ = mkdir("\(options.output)/\(device)", 0o755)
-        let sink = try DeviceStreamSink(deviceID: device, epoch: epoch, directory: directory)
+        let sink = try DeviceStreamSink(deviceID: device, epoch: epoch, directory: directory,
+                                        mdfDirectory: "\(options.output)/\(device)/mdf")
         sinks[device] = sink
         return sink
     }

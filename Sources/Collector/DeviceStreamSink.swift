@@ -5,6 +5,8 @@ import DAQCore
 import Delivery
 import Journal
 import JournalStore
+import Acquisition
+import MDFFiles
 
 /// A checked batch: header, uncompressed body and each entry's byte range in the body.
 struct ReceivedBatch {
@@ -27,12 +29,17 @@ final class DeviceStreamSink {
     private var held: [Int: ReceivedBatch] = [:]
     private var nextBatchID = 0
     private(set) var committedEntries: UInt64 = 0
+    /// MDF files rebuilt next to the journal (`mdfDirectory`), one per measurement, from the same
+    /// entries the device wrote its own files from: byte-identical to the device's `--mdf` files.
+    private let mdfDirectory: String?
+    private var mdf: MDFRecording?
     private(set) var committedBytes: UInt64 = 0
 
     /// Opens (or recovers) the device's rebuilt journal in `directory`.
-    init(deviceID: String, epoch: UInt64, directory: String) throws(DAQError) {
+    init(deviceID: String, epoch: UInt64, directory: String, mdfDirectory: String? = nil) throws(DAQError) {
         self.deviceID = deviceID
         self.epoch = epoch
+        self.mdfDirectory = mdfDirectory
         // Segments are cut only where the device cut them (appendFramed), never by size; the
         // quota is not a retention policy here: the collector keeps everything.
         journal = try JournalWriter(directory: directory, configuration: JournalConfiguration(
@@ -42,6 +49,23 @@ final class DeviceStreamSink {
                            at: InputLocation(file: directory, field: "epoch"))
         }
         stream = CollectorStream(committed: journal.lastSequence)
+        if mdfDirectory != nil && journal.lastSequence > 0 { try resumeMDF(directory: directory) }
+    }
+
+    /// After a restart, rebuilds the current measurement's MDF file from the rebuilt journal (the
+    /// bytes come out the same as if it had never stopped); earlier measurements' files are done.
+    private func resumeMDF(directory: String) throws(DAQError) {
+        var lastLayout: UInt64?
+        let scan = try JournalReader(directory: directory, from: 1)
+        while let entry = try scan.next() { if entry.kind == .layout { lastLayout = entry.sequence } }
+        guard let lastLayout else { return }
+        let reader = try JournalReader(directory: directory, from: lastLayout)
+        while let entry = try reader.next() {
+            try entry.framed.withUnsafeBytes { raw in
+                Result { () throws(DAQError) in try recordInMDF(raw, sequence: entry.sequence) }
+            }.get()
+        }
+        try mdf?.flush()
     }
 
     var committed: UInt64 { stream.committed }
@@ -65,13 +89,13 @@ final class DeviceStreamSink {
                 held[batchID] = nil
             case .acknowledge(let upTo):
                 // Durable before the device may trim: sync, then ack.
-                if wrote { try journal.sync(); wrote = false }
+                if wrote { try journal.sync(); try mdf?.flush(); wrote = false }
                 outputs.append(.ack(upTo: upTo))
             case .requestResend(let from):
                 outputs.append(.resend(from: from))
             }
         }
-        if wrote { try journal.sync() }
+        if wrote { try journal.sync(); try mdf?.flush() }
         return outputs
     }
 
@@ -86,8 +110,34 @@ final class DeviceStreamSink {
             }.get()
             committedEntries += 1
             committedBytes += UInt64(range.count)
+            if mdfDirectory != nil {
+                try batch.body.withUnsafeBytes { raw in
+                    Result { () throws(DAQError) in try recordInMDF(UnsafeRawBufferPointer(rebasing: raw[range]), sequence: sequence) }
+                }.get()
+            }
         }
     }
 
-    func close() throws(DAQError) { try journal.close() }
+    /// Feeds one committed entry to the MDF files: a layout entry starts a new measurement file
+    /// (the previous one is finalized), a record goes into the current one. Entries before the
+    /// first layout this collector saw (it started mid-measurement) have no file.
+    private func recordInMDF(_ framed: UnsafeRawBufferPointer, sequence: UInt64) throws(DAQError) {
+        guard let mdfDirectory, framed.count >= JournalFraming.overhead else { return }
+        let payload = UnsafeRawBufferPointer(rebasing: framed[JournalFraming.headerLength..<(framed.count - JournalFraming.trailerLength)])
+        switch JournalEntryKind(rawValue: framed[4]) {
+        case .layout:
+            try mdf?.finish()
+            let layout = try MeasurementLayout(decoding: payload, source: "\(deviceID) seq \(sequence)")
+            mdf = try MDFRecording(directory: mdfDirectory, name: "measurement-\(sequence)", layout: layout)
+        case .record:
+            mdf?.append(payload)
+        default:
+            break
+        }
+    }
+
+    func close() throws(DAQError) {
+        try journal.close()
+        try mdf?.finish()
+    }
 }

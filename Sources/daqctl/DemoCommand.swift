@@ -93,11 +93,13 @@ final class DemoRig {
         say("collector: durable session, subscribed to devices/+/data, output \(collected)")
 
         let journal = work.appendingPathComponent("device/journal").path
+        let deviceMDF = work.appendingPathComponent("device/mdf").path
         try? FileManager.default.removeItem(atPath: journal)
+        try? FileManager.default.removeItem(atPath: deviceMDF)
         let device = try fleet.start("device", fleet.tools.appendingPathComponent("daqlink").path, [
             "run", "--experiment", fixtures.appendingPathComponent("reference.toml").path,
             "--source", "replay:" + fixtures.appendingPathComponent("engine-10s.log").path,
-            "--speed", "\(speed)", "--journal", journal, "--quiet",
+            "--speed", "\(speed)", "--journal", journal, "--quiet", "--mdf", deviceMDF,
             "--broker", "127.0.0.1:\(proxy.listenPort)", "--device", "ecu-01", "--pki", pki, "--drain-timeout", "60",
         ], log: "device.log")
         say("device ecu-01: replaying 10 s of engine ECU traffic (103,272 frames, 2 buses) at ×\(speed) into \(journal)")
@@ -116,7 +118,7 @@ final class DemoRig {
         fleet.stop("collector")
         print(indent(try String(contentsOfFile: work.appendingPathComponent("collector.log").path, encoding: .utf8)))
         say("device journal vs collector copy (seed 000, Fig. 4):")
-        let verify = try fleet.tool("daqctl", ["verify", journal, "\(collected)/ecu-01"], allowFailure: true)
+        let verify = try fleet.tool("daqctl", ["verify", journal, "\(collected)/ecu-01", "--mdf", deviceMDF], allowFailure: true)
         print(verify.output, terminator: "")
         stopAll()
         if verify.status != 0 { throw ExitCode(1) }

@@ -13,7 +13,8 @@ struct VerifyCommand: ParsableCommand {
         commandName: "verify",
         abstract: "Compare a device journal with the collector's copy: Fig. 4 table, SHA-256, byte identity.",
         discussion: """
-            Exit status 0 only when both journals have the same segment files with the same bytes.
+            Exit status 0 only when both journals have the same segment files with the same bytes (and,
+            with --mdf, the device's MDF files equal the collector's).
             Example: daqctl verify /data/journal collected/ecu-01
             """
     )
@@ -23,6 +24,9 @@ struct VerifyCommand: ParsableCommand {
 
     @Argument(help: "The collector's directory for that device (or its journal/ sub-directory).")
     var collector: String
+
+    @Option(help: "The device's MDF directory (daqlink --mdf): its files are compared with the collector's <dir>/mdf/.")
+    var mdf: String?
 
     struct Side {
         var groups: [String: (cycles: UInt64, bytes: UInt64)] = [:]
@@ -61,9 +65,23 @@ struct VerifyCommand: ParsableCommand {
                     : collectorSide.segments[name] == nil ? "missing at the collector" : "bytes differ") + "\n"
             }
         }
-        out += "byte-identical: \(identical ? "yes" : "no")\n"
+        var mdfIdentical = true
+        if let mdf {
+            let collectorMDF = URL(fileURLWithPath: collectorJournal).deletingLastPathComponent().appendingPathComponent("mdf").path
+            let names = ((try? FileManager.default.contentsOfDirectory(atPath: mdf)) ?? []).filter { $0.hasSuffix(".mf4") }.sorted()
+            if names.isEmpty { out += "MDF: no files in \(mdf)\n"; mdfIdentical = false }
+            for name in names {
+                let device = FileManager.default.contents(atPath: "\(mdf)/\(name)")
+                let copy = FileManager.default.contents(atPath: "\(collectorMDF)/\(name)")
+                let same = device != nil && device == copy
+                mdfIdentical = mdfIdentical && same
+                out += "MDF \(name): device \(device?.count ?? 0) bytes, collector \(copy.map { "\($0.count) bytes" } ?? "missing")"
+                    + (same ? ", identical" : ", DIFFERENT") + "\n"
+            }
+        }
+        out += "byte-identical: \(identical && mdfIdentical ? "yes" : "no")\n"
         FileHandle.standardOutput.write(Data(out.utf8))
-        if !identical { throw ExitCode(1) }
+        if !identical || !mdfIdentical { throw ExitCode(1) }
     }
 
     static func read(_ directory: String) throws -> Side {

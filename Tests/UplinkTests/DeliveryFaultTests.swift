@@ -90,7 +90,10 @@ import Glibc
 
     @Test func collectorOfflineThenKilledAtRandomMoments() throws {
         let rig = try UplinkRig()
-        try rig.startDevice(speed: "2")
+        // The device also streams its MDF file; the collector rebuilds the same file across its
+        // own kills and restarts (docs/mdf.md).
+        let deviceMDF = rig.work.appendingPathComponent("device/mdf")
+        try rig.startDevice(speed: "2", extra: ["--mdf", deviceMDF.path])
         UplinkRig.pause(1.5)                  // the collector is not there yet: the broker holds nothing for it
         try rig.startCollector()
         UplinkRig.pause(1)
@@ -107,6 +110,10 @@ import Glibc
         let (status, log) = rig.waitForDevice()
         #expect(status == 0, "\(log)")
         try expectIdentical(rig, "collector offline and kill -9")
+        rig.stopCollector()  // a clean stop finalizes the collector's MDF file, as the device's was
+        let verify = try rig.verify(within: 5, mdf: deviceMDF)
+        #expect(verify.status == 0, "MDF after collector kills: \(verify.stdout)")
+        #expect(verify.stdout.contains("measurement-1.mf4: device") && verify.stdout.contains("identical"))
     }
 
     @Test func deviceKilledWithSigkillAndRestarted() throws {

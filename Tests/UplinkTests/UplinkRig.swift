@@ -88,11 +88,12 @@ final class UplinkRig: @unchecked Sendable {
     }
 
     /// `daqctl verify` until the collector holds everything (or `seconds` pass).
-    func verify(within seconds: Double = 60, device id: String? = nil, journal: URL? = nil) throws -> ProcessResult {
+    func verify(within seconds: Double = 60, device id: String? = nil, journal: URL? = nil, mdf: URL? = nil) throws -> ProcessResult {
         let deadline = Date().addingTimeInterval(seconds)
         while true {
             let result = try runProcess(Self.daqctl, ["verify", (journal ?? self.journal).path,
-                                                      collected.appendingPathComponent(id ?? deviceID).path])
+                                                      collected.appendingPathComponent(id ?? deviceID).path]
+                                                     + (mdf.map { ["--mdf", $0.path] } ?? []))
             if result.status == 0 || Date() >= deadline { return result }
             usleep(500_000)
         }

@@ -1,4 +1,4 @@
-// The device's MDF4 file of the running measurement: the streaming layout from MDF.MDFStream
+// A measurement's MDF4 file, on the device and at the collector alike: the streaming layout from MDF.MDFStream
 // appended as records arrive (so a power cut leaves a file asammdf still opens with every complete
 // record), finalized in place on clean close. The journal stays the durable truth; this file is
 // the calibration engineer's view of it, written from the same record bytes.
@@ -10,14 +10,14 @@ import Glibc
 #endif
 
 /// One measurement's streaming MDF file.
-final class MDFRecording {
-    let path: String
+public final class MDFRecording {
+    public let path: String
     private var stream: MDFStream
     private let fd: Int32
     private var pending: [UInt8] = []
 
     /// Creates `directory/<name>.mf4` for `layout` and writes its head.
-    init(directory: String, name: String, layout: MeasurementLayout) throws(DAQError) {
+    public init(directory: String, name: String, layout: MeasurementLayout) throws(DAQError) {
         _ = mkdir(directory, 0o755)
         path = "\(directory)/\(name).mf4"
         stream = MDFStream(layout: layout)
@@ -33,13 +33,13 @@ final class MDFRecording {
 
     /// Queues one record payload (`u16 record id` + MDF record): the bytes an unsorted MDF data
     /// group holds verbatim.
-    func append(_ payload: UnsafeRawBufferPointer) {
+    public func append(_ payload: UnsafeRawBufferPointer) {
         stream.recorded(group: RecordPayload.groupIndex(payload))
         pending.append(contentsOf: payload)
     }
 
     /// Writes what is queued (called when the journal syncs, so the file trails it closely).
-    func flush() throws(DAQError) {
+    public func flush() throws(DAQError) {
         var offset = 0
         while offset < pending.count {
             let written = pending.withUnsafeBytes { write(fd, $0.baseAddress! + offset, pending.count - offset) }
@@ -53,7 +53,7 @@ final class MDFRecording {
     }
 
     /// Writes the rest, patches lengths and cycle counts, marks the file finalized, fsyncs.
-    func finish() throws(DAQError) {
+    public func finish() throws(DAQError) {
         try flush()
         for patch in stream.finalization() {
             let written = patch.bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(patch.offset)) }
