@@ -11,7 +11,7 @@ struct DAQCtl: ParsableCommand {
         subcommands: [
             FramesCommand.self, DecodeCommand.self, ListenCommand.self, ReplayCommand.self, ECUSimCommand.self,
             JournalCommand.self, PKICommand.self, BrokerConfigCommand.self, CollectCommand.self, VerifyCommand.self,
-            BenchCommand.self, DemoCommand.self,
+            BenchCommand.self, DemoCommand.self, OTACommand.self,
         ]
     )
 }
