@@ -77,13 +77,15 @@ final class NginxServer {
     }
 
     /// GET https://localhost:port/path as `device` (nil: no client certificate): (HTTP code, body).
-    func fetch(_ path: String, as device: String?, port: Int, pki: URL, pathAsIs: Bool = false) throws -> (Int, Data) {
+    func fetch(_ path: String, as device: String?, port: Int, pki: URL, pathAsIs: Bool = false,
+               extra: [String] = []) throws -> (Int, Data) {
         var arguments = ["-s", "--max-time", "5", "--cacert", pki.appendingPathComponent("ca.crt").path, "-w", "\n%{http_code}"]
         if let device {
             arguments += ["--cert", pki.appendingPathComponent("devices/\(device).crt").path,
                           "--key", pki.appendingPathComponent("devices/\(device).key").path]
         }
         if pathAsIs { arguments.append("--path-as-is") }
+        arguments += extra
         let result = try runProcess("curl", arguments + ["https://localhost:\(port)\(path)"])
         var body = result.stdoutData
         guard let newline = body.lastIndex(of: 0x0A) else { return (0, Data()) }
@@ -154,6 +156,11 @@ final class NginxServer {
         #expect(UpdateAcceptance.decide(manifest, signature: signature, device: device, expectedKind: .firmware) == .accept)
         let (artifactCode, artifact) = try fetch("/ota/daqlink-7.bin", as: "rig-a", port: port, pki: pki)
         #expect(artifactCode == 200 && artifact == firmwareBytes)
+        // Range requests work (the device resumes interrupted downloads with them).
+        let (rangeCode, tail) = try fetch("/ota/daqlink-7.bin", as: "rig-a", port: port, pki: pki, extra: ["-r", "65536-"])
+        #expect(rangeCode == 206 && tail == firmwareBytes.suffix(from: 65536))
+        // TLS 1.2 and below are refused.
+        #expect(try fetch("/ota/firmware.manifest", as: "rig-a", port: port, pki: pki, extra: ["--tls-max", "1.2"]).0 == 0)
 
         // rig-b: the group's experiment, none of rig-a's files, even by path tricks.
         #expect(try fetch("/ota/experiment.manifest", as: "rig-b", port: port, pki: pki).0 == 200)
