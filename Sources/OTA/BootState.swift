@@ -91,6 +91,15 @@ public struct BootState: Sendable, Hashable {
         guard state.floor <= state.committedVersion else {
             throw DAQError.malformed("floor above the committed version", file: file, line: 5, field: "floor")
         }
+        switch state.inactive {
+        case .unbootable: break
+        case .downloading(let version, let floor), .verified(let version, let floor), .trial(let version, let floor, _):
+            // Only a newer release with a floor at or below itself ever reaches the inactive slot.
+            guard floor <= version, version > state.committedVersion, version <= state.lastAcceptedVersion else {
+                throw DAQError.malformed("inactive release \(version) (floor \(floor)) is inconsistent with committed \(state.committedVersion), accepted \(state.lastAcceptedVersion)",
+                                         file: file, line: 7, field: "inactive")
+            }
+        }
         return state
     }
 

@@ -131,6 +131,9 @@ let sampleManifest = UpdateManifest(kind: .firmware, version: 7, sha256: String(
         let bad = String(decoding: states[3].encoded(), as: UTF8.self).replacingFirst("trial:6:4:2", with: "trial:6:4:300")
         let error = #expect(throws: DAQError.self) { try BootState.parse(Array(bad.utf8), file: "boot") }
         #expect(error?.location?.field == "inactive")
+        let stale = String(decoding: states[3].encoded(), as: UTF8.self).replacingFirst("trial:6:4:2", with: "trial:3:1:2")
+        let staleError = #expect(throws: DAQError.self) { try BootState.parse(Array(stale.utf8), file: "boot") }
+        #expect(staleError?.location?.field == "inactive", "a trial older than the committed version is refused")
     }
 }
 

@@ -1,7 +1,7 @@
 // Random event orders against the slot store, with a shell that only reports what really happened
 // (a download is verified only once staged, an install only once done) and random power cuts:
 // whatever the order, every start is of a verified slot, the committed slot holds the committed
-// version, the floor never falls, and every persisted state has a higher generation.
+// version, the floor never falls, and every persisted state reads back with a higher generation.
 import OTA
 import Testing
 
@@ -44,6 +44,7 @@ import Testing
                 if case .persist(let state) = action {
                     #expect(state.generation > lastGeneration, "step \(step)")
                     #expect(state.floor >= lastFloor && state.floor <= state.committedVersion, "step \(step)")
+                    #expect((try? BootState.parse(state.encoded(), file: "boot")) == state, "every persisted state reads back")
                     lastGeneration = state.generation
                     lastFloor = state.floor
                 }
