@@ -148,3 +148,30 @@ final class Ed25519Key {
         return String(decoding: digest.prefix(8).flatMap { [hex[Int($0 >> 4)], hex[Int($0 & 15)]] }, as: UTF8.self)
     }
 }
+
+/// Every release public key a device trusts, by key id: two during a key rotation, one otherwise.
+public struct ReleaseTrustStore: Sendable {
+    private let keys: [String: ReleaseVerificationKey]
+
+    /// Loads each public key file; refuses an empty list and duplicate keys.
+    public init(publicKeyPaths: [String]) throws {
+        guard !publicKeyPaths.isEmpty else { throw DAQError(.unsupported, "no trusted release key given") }
+        var keys: [String: ReleaseVerificationKey] = [:]
+        for path in publicKeyPaths {
+            let key = try ReleaseVerificationKey(path: path)
+            guard keys[key.keyID] == nil else {
+                throw DAQError(.malformedInput, "release key \(key.keyID) is listed twice", at: InputLocation(file: path))
+            }
+            keys[key.keyID] = key
+        }
+        self.keys = keys
+    }
+
+    /// The ids of the trusted keys.
+    public var keyIDs: Set<String> { Set(keys.keys) }
+
+    /// True when the trusted key `keyID` verifies `signature` over `message`; false for an unknown id.
+    public func verify(keyID: String, signature: [UInt8], message: [UInt8]) -> Bool {
+        keys[keyID]?.verify(signature: signature, message: message) ?? false
+    }
+}

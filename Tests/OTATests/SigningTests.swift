@@ -48,7 +48,18 @@ import TestSupport
         let forged = SignatureEnvelope(keyID: trusted.keyID, signature: rogueEnvelope.signature)
         #expect(status(forged.encoded(), manifest) == .invalid(keyID: files.keyID))
 
-        // An EC key is not a release key.
+        // Key rotation: a device trusting the old and the new key accepts both signatures.
+        let store = try ReleaseTrustStore(publicKeyPaths: [files.publicKey, other.publicKey])
+        for candidate in [envelope, rogueEnvelope] {
+            #expect(SignatureStatus.check(envelope: candidate.encoded(), manifest: manifest, trustedKeyIDs: store.keyIDs, verify: store.verify)
+                    == .valid(keyID: candidate.keyID))
+        }
+        #expect(throws: DAQError.self) { try ReleaseTrustStore(publicKeyPaths: [files.publicKey, files.publicKey]) }
+
+        // Garbage and an EC P-256 key are not release keys.
         #expect(throws: DAQError.self) { try ReleaseVerificationKey(pem: Array("not a key".utf8), file: "x.pub") }
+        _ = try runProcess(PackagePaths.executable("daqctl").path, ["pki", "init", "--dir", root.path + "/pki"])
+        let ecKey = #expect(throws: DAQError.self) { try ReleaseSigningKey(path: root.path + "/pki/ca.key") }
+        #expect(ecKey?.message.contains("Ed25519") == true)
     }
 }
