@@ -7,7 +7,7 @@ import PackageDescription
 /// Every stage the two executables are built from.
 let stages: [Target.Dependency] = [
     "DAQCore", "CANLogs", "DBC", "SocketCAN", "Uplink", "SystemIO", "Runtime", "Acquisition", "Experiment",
-    "Delivery", "MDF", "Journal", "JournalStore", "Agent", "Collector", "PKI", "FaultInjection", "ECUSimulation",
+    "Delivery", "MDF", "Journal", "JournalStore", "Agent", "Collector", "PKI", "FaultInjection", "ECUSimulation", "OTA",
     .product(name: "ArgumentParser", package: "swift-argument-parser"),
     .product(name: "Logging", package: "swift-log"),
     .product(name: "TOMLKit", package: "TOMLKit"),
@@ -84,6 +84,10 @@ let package = Package(
         // mosquitto broker configuration generated for it.
         .target(name: "PKI", dependencies: ["DAQCore", "COpenSSL"]),
 
+        // Pure: OTA manifests, signature envelopes, the acceptance rules, the A/B slot state machine
+        // and the nginx update-server configuration. (Release-key signing lives in PKI.)
+        .target(name: "OTA", dependencies: ["DAQCore"]),
+
         // Test and demo rig: a TCP proxy that cuts, blackholes or resets the link on demand.
         .target(name: "FaultInjection", dependencies: ["DAQCore"]),
 
@@ -107,6 +111,7 @@ let package = Package(
         .testTarget(name: "JournalStoreTests", dependencies: ["TestSupport", "DAQCore", "Journal", "JournalStore"]),
         .testTarget(name: "PKITests", dependencies: ["PKI", "DAQCore", "TestSupport"]),
         .testTarget(name: "ECUSimulationTests", dependencies: ["ECUSimulation", "DBC", "DAQCore", "TestSupport"]),
+        .testTarget(name: "OTATests", dependencies: ["OTA", "PKI", "DAQCore", "TestSupport"]),
         .testTarget(name: "OracleTests", dependencies: ["TestSupport", "DAQCore", "CANLogs", "DBC", "SystemIO"]),
     ],
     swiftLanguageModes: [.v6]

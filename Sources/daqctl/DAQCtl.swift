@@ -11,7 +11,11 @@ struct DAQCtl: ParsableCommand {
         subcommands: [
             FramesCommand.self, DecodeCommand.self, ListenCommand.self, ReplayCommand.self, ECUSimCommand.self,
             JournalCommand.self, PKICommand.self, BrokerConfigCommand.self, CollectCommand.self, VerifyCommand.self,
-            BenchCommand.self, DemoCommand.self, ExportCommand.self, InspectCommand.self,
+        subcommands: [
+            FramesCommand.self, DecodeCommand.self, ListenCommand.self, ReplayCommand.self, ECUSimCommand.self,
+            JournalCommand.self, PKICommand.self, BrokerConfigCommand.self, CollectCommand.self, VerifyCommand.self,
+            BenchCommand.self, DemoCommand.self, ExportCommand.self, InspectCommand.self, OTACommand.self,
+        ]
         ]
     )
 }

@@ -1,0 +1,49 @@
+// `daqctl ota` refusals a release engineer meets: bad kind, floor above version, unsafe artifact
+// names, a wrong key type, publishing without a target, and help that teaches the flow.
+import Foundation
+import Testing
+import TestSupport
+
+@Suite struct OTACommandTests {
+    let daqctl = PackagePaths.executable("daqctl").path
+
+    @Test func signAndPublishRefuseBadInput() throws {
+        let root = try PackagePaths.temporaryDirectory("ota-cli")
+        defer { try? FileManager.default.removeItem(at: root) }
+        #expect(try runProcess(daqctl, ["ota", "keygen", "--out", root.path + "/keys"]).status == 0)
+        let again = try runProcess(daqctl, ["ota", "keygen", "--out", root.path + "/keys"])
+        #expect(again.status != 0 && again.stderr.contains("already exists"))
+        let key = root.path + "/keys/release.key"
+        let artifact = root.appendingPathComponent("image.bin")
+        try Data("image".utf8).write(to: artifact)
+        let hidden = root.appendingPathComponent(".image")
+        try Data("image".utf8).write(to: hidden)
+
+        func sign(_ extra: [String], file: URL) throws -> ProcessResult {
+            try runProcess(daqctl, ["ota", "sign", "--key", key, "--hardware", "hw1"] + extra + [file.path])
+        }
+        let kind = try sign(["--kind", "kernel", "--version", "2"], file: artifact)
+        #expect(kind.status != 0 && kind.stderr.contains("--kind"))
+        let floor = try sign(["--kind", "firmware", "--version", "2", "--floor", "3"], file: artifact)
+        #expect(floor.status != 0 && floor.stderr.contains("[floor]"), "\(floor.stderr)")
+        let name = try sign(["--kind", "firmware", "--version", "2"], file: hidden)
+        #expect(name.status != 0 && name.stderr.contains("[artifact]"), "\(name.stderr)")
+        let wrongKey = try runProcess(daqctl, ["ota", "sign", "--key", root.path + "/keys/release.pub", "--kind", "firmware",
+                                               "--version", "2", "--hardware", "hw1", artifact.path])
+        #expect(wrongKey.status != 0)
+        #expect(!FileManager.default.fileExists(atPath: artifact.path + ".manifest"), "nothing written on failure")
+
+        #expect(try sign(["--kind", "firmware", "--version", "2"], file: artifact).status == 0)
+        let noTarget = try runProcess(daqctl, ["ota", "publish", "--dir", root.path + "/updates", artifact.path])
+        #expect(noTarget.status != 0 && noTarget.stderr.contains("--device"))
+        let traversal = try runProcess(daqctl, ["ota", "publish", "--dir", root.path + "/updates", "--device", "../x", artifact.path])
+        #expect(traversal.status != 0 && traversal.stderr.contains("not a safe name"))
+    }
+
+    @Test func helpTeachesTheFlow() throws {
+        let help = try runProcess(daqctl, ["ota", "--help"]).stdout
+        for needle in ["ota keygen", "ota sign", "ota publish", "ota nginx-config", "docs/ota.md"] {
+            #expect(help.contains(needle), "\(needle)")
+        }
+    }
+}

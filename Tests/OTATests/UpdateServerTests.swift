@@ -1,0 +1,183 @@
+// The release flow as a user runs it (daqctl pki, ota keygen/sign/publish/nginx-config) served by a
+// REAL nginx with mTLS on a free loopback port, fetched with curl as devices would: each device
+// gets its own (and its group's) files, never another device's; no certificate or a revoked one
+// gets nothing. The manifest fetched over HTTPS then passes the device's acceptance rules.
+import DAQCore
+import Foundation
+import OTA
+import PKI
+import Testing
+import TestSupport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// nginx as a child of the test, started with posix_spawn in its own process group with an EMPTY
+/// signal mask (test threads block SIGTERM and more, and a Foundation Process child would inherit
+/// that); `stop()` SIGKILLs the group (master and worker) and reaps the master exactly once.
+final class NginxServer {
+    let pid: pid_t
+    let errorLog: URL
+    private var reaped = false
+
+    init(configuration: URL, state: URL) throws {
+        errorLog = state.appendingPathComponent("error.log")
+        // info level, so the log says why a client certificate was refused.
+        let argv = ["nginx", "-c", configuration.path,
+                    "-g", "daemon off; pid \(state.path)/nginx.pid; error_log \(errorLog.path) info;"]
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigmask(&attributes, &empty)
+        posix_spawnattr_setpgroup(&attributes, 0)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP))
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, state.appendingPathComponent("stdout.log").path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        let arguments: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
+        defer { arguments.forEach { free($0) } }
+        var child: pid_t = 0
+        let result = posix_spawnp(&child, argv[0], &actions, &attributes, arguments, environ)
+        guard result == 0 else { throw DAQError(.system, "posix_spawnp nginx: \(String(cString: strerror(result)))") }
+        pid = child
+    }
+
+    /// True until the master has exited (reaps it when it has).
+    var isRunning: Bool {
+        guard !reaped else { return false }
+        var status: Int32 = 0
+        if waitpid(pid, &status, WNOHANG) == pid { reaped = true }
+        return !reaped
+    }
+
+    /// SIGKILL to the whole process group, then reap the master.
+    func stop() {
+        guard isRunning else { return }
+        kill(-pid, SIGKILL)
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+        reaped = true
+    }
+
+    var log: String { (try? String(contentsOf: errorLog, encoding: .utf8)) ?? "" }
+}
+
+@Suite struct UpdateServerTests {
+    let daqctl = PackagePaths.executable("daqctl").path
+
+    func run(_ arguments: [String]) throws -> ProcessResult {
+        let result = try runProcess(daqctl, arguments)
+        #expect(result.status == 0, "daqctl \(arguments.joined(separator: " ")): \(result.stderr)")
+        return result
+    }
+
+    /// GET https://localhost:port/path as `device` (nil: no client certificate): (HTTP code, body).
+    func fetch(_ path: String, as device: String?, port: Int, pki: URL, pathAsIs: Bool = false,
+               extra: [String] = []) throws -> (Int, Data) {
+        var arguments = ["-s", "--max-time", "5", "--cacert", pki.appendingPathComponent("ca.crt").path, "-w", "\n%{http_code}"]
+        if let device {
+            arguments += ["--cert", pki.appendingPathComponent("devices/\(device).crt").path,
+                          "--key", pki.appendingPathComponent("devices/\(device).key").path]
+        }
+        if pathAsIs { arguments.append("--path-as-is") }
+        arguments += extra
+        let result = try runProcess("curl", arguments + ["https://localhost:\(port)\(path)"])
+        var body = result.stdoutData
+        guard let newline = body.lastIndex(of: 0x0A) else { return (0, Data()) }
+        let code = Int(String(decoding: body[(newline + 1)...], as: UTF8.self)) ?? 0
+        body = body[..<newline]
+        return (code, Data(body))
+    }
+
+    @Test func nginxServesEachDeviceOnlyItsOwnSignedUpdates() throws {
+        let root = try PackagePaths.temporaryDirectory("ota-nginx")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let pki = root.appendingPathComponent("pki"), updates = root.appendingPathComponent("updates")
+        let release = root.appendingPathComponent("release"), server = root.appendingPathComponent("nginx")
+        _ = try run(["pki", "init", "--dir", pki.path])
+        for device in ["rig-a", "rig-b", "rig-c"] { _ = try run(["pki", "device", "--dir", pki.path, device]) }
+        _ = try run(["pki", "revoke", "--dir", pki.path, "rig-c"])
+        _ = try run(["ota", "keygen", "--out", release.path])
+
+        // Two artifacts: rig-a's own firmware, and an experiment for the group "fleet" (rig-b only).
+        let firmware = root.appendingPathComponent("daqlink-7.bin"), experiment = root.appendingPathComponent("lab.toml")
+        let firmwareBytes = Data((0..<70_000).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) })
+        try firmwareBytes.write(to: firmware)
+        try Data("[experiment]\nname = \"lab\"\n".utf8).write(to: experiment)
+        _ = try run(["ota", "sign", "--key", release.appendingPathComponent("release.key").path, "--kind", "firmware",
+                     "--version", "7", "--hardware", "rig-hw.2", "--floor", "5", "--expires-in", "30", firmware.path])
+        _ = try run(["ota", "sign", "--key", release.appendingPathComponent("release.key").path, "--kind", "experiment",
+                     "--version", "3", "--hardware", "rig-hw.2", "--expires-in", "7", experiment.path])
+        let publicKey = release.appendingPathComponent("release.pub").path
+        _ = try run(["ota", "publish", "--dir", updates.path, "--device", "rig-a", "--public-key", publicKey, firmware.path])
+        _ = try run(["ota", "publish", "--dir", updates.path, "--group", "fleet", "--public-key", publicKey, experiment.path])
+        // rig-c has files too: revocation, not an empty folder, is what must stop it.
+        _ = try run(["ota", "publish", "--dir", updates.path, "--device", "rig-c", firmware.path])
+
+        // publish refuses an artifact changed after signing.
+        try Data("changed".utf8).write(to: experiment)
+        let changed = try runProcess(daqctl, ["ota", "publish", "--dir", updates.path, "--device", "rig-b", experiment.path])
+        #expect(changed.status != 0 && changed.stderr.contains("does not match"), "\(changed.stderr)")
+
+        var port = try MosquittoBroker.freeLoopbackPort()
+        var nginx: NginxServer?
+        defer { nginx?.stop() }
+        for _ in 0..<3 where nginx == nil { // the probed port may be taken before nginx binds it
+            _ = try run(["ota", "nginx-config", "--pki", pki.path, "--updates", updates.path, "--out", server.path,
+                         "--port", String(port), "--member", "rig-b=fleet", "--user", "root"])
+            let candidate = try NginxServer(configuration: server.appendingPathComponent("nginx.conf"), state: server)
+            var up = false
+            for _ in 0..<100 where candidate.isRunning {
+                if try fetch("/", as: "rig-a", port: port, pki: pki).0 != 0 { up = true; break }
+                usleep(50_000)
+            }
+            if up { nginx = candidate } else { candidate.stop(); port = try MosquittoBroker.freeLoopbackPort() }
+        }
+        #expect(nginx != nil, "nginx did not start")
+        guard nginx != nil else { return }
+
+        // rig-a: its manifest, signature and artifact.
+        let (manifestCode, manifestBody) = try fetch("/ota/firmware.manifest", as: "rig-a", port: port, pki: pki)
+        let (signatureCode, signatureBody) = try fetch("/ota/firmware.sig", as: "rig-a", port: port, pki: pki)
+        #expect(manifestCode == 200 && signatureCode == 200)
+        let manifest = try UpdateManifest.parse([UInt8](manifestBody), file: "https://…/ota/firmware.manifest")
+        #expect(manifest.version == 7 && manifest.artifactName == "daqlink-7.bin")
+        let trusted = try ReleaseVerificationKey(path: publicKey)
+        let signature = SignatureStatus.check(envelope: [UInt8](signatureBody), manifest: [UInt8](manifestBody), trustedKeyIDs: [trusted.keyID]) {
+            trusted.verify(signature: $1, message: $2)
+        }
+        let device = DeviceUpdateState(hardwareID: "rig-hw.2", installedVersion: 6, floor: 4, lastAcceptedVersion: 6,
+                                       now: Int64(Date().timeIntervalSince1970))
+        #expect(UpdateAcceptance.decide(manifest, signature: signature, device: device, expectedKind: .firmware) == .accept)
+        let (artifactCode, artifact) = try fetch("/ota/daqlink-7.bin", as: "rig-a", port: port, pki: pki)
+        #expect(artifactCode == 200 && artifact == firmwareBytes)
+        // Range requests work (the device resumes interrupted downloads with them).
+        let (rangeCode, tail) = try fetch("/ota/daqlink-7.bin", as: "rig-a", port: port, pki: pki, extra: ["-r", "65536-"])
+        #expect(rangeCode == 206 && tail == firmwareBytes.suffix(from: 65536))
+        // TLS 1.2 and below are refused.
+        #expect(try fetch("/ota/firmware.manifest", as: "rig-a", port: port, pki: pki, extra: ["--tls-max", "1.2"]).0 == 0)
+
+        // rig-b: the group's experiment, none of rig-a's files, even by path tricks.
+        #expect(try fetch("/ota/experiment.manifest", as: "rig-b", port: port, pki: pki).0 == 200)
+        #expect(try fetch("/ota/experiment.manifest", as: "rig-a", port: port, pki: pki).0 == 404, "rig-a is not in the group")
+        for path in ["/ota/firmware.manifest", "/ota/daqlink-7.bin", "/devices/rig-a/daqlink-7.bin", "/ota/..%2Fdevices%2Frig-a%2Fdaqlink-7.bin",
+                     "/ota/../devices/rig-a/daqlink-7.bin", "/ota/", "/"] {
+            let (code, body) = try fetch(path, as: "rig-b", port: port, pki: pki, pathAsIs: true)
+            #expect(code == 404 || code == 400, "\(path) → \(code)")
+            #expect(body != firmwareBytes && !String(decoding: body, as: UTF8.self).contains("daqlink-ota-manifest"), "\(path)")
+        }
+
+        // No certificate, and a revoked certificate: no file, whatever the path.
+        for identity in [nil, "rig-c"] as [String?] {
+            let (code, body) = try fetch("/ota/firmware.manifest", as: identity, port: port, pki: pki)
+            #expect(code == 400 || code == 0, "\(identity ?? "no certificate") → \(code)")
+            #expect(!String(decoding: body, as: UTF8.self).contains("daqlink-ota-manifest"))
+        }
+        #expect(nginx?.log.contains("certificate revoked") == true, "nginx names the revocation: \(nginx?.log ?? "")")
+    }
+}
