@@ -6,16 +6,12 @@ import Uplink
 struct DAQCtl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "daqctl",
-        abstract: "DAQLink fleet and developer tools: logs and DBC files, buses, journals, PKI, collector, demo.",
+        abstract: "DAQLink fleet and developer tools: logs and DBC files, buses, journals, PKI, collector, MDF, OTA, demo.",
         version: "0.1.0 (libmosquitto \(LinkedLibraries.mosquittoVersion), \(LinkedLibraries.openSSLVersion))",
         subcommands: [
             FramesCommand.self, DecodeCommand.self, ListenCommand.self, ReplayCommand.self, ECUSimCommand.self,
             JournalCommand.self, PKICommand.self, BrokerConfigCommand.self, CollectCommand.self, VerifyCommand.self,
-        subcommands: [
-            FramesCommand.self, DecodeCommand.self, ListenCommand.self, ReplayCommand.self, ECUSimCommand.self,
-            JournalCommand.self, PKICommand.self, BrokerConfigCommand.self, CollectCommand.self, VerifyCommand.self,
             BenchCommand.self, DemoCommand.self, ExportCommand.self, InspectCommand.self, OTACommand.self,
-        ]
         ]
     )
 }
