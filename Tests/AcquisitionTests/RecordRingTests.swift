@@ -1,5 +1,6 @@
 // The RAM ring: bounded bytes, newest entries kept, misses reported so readers use the journal.
 import Testing
+import TestSupport
 @testable import Acquisition
 
 @Suite struct RecordRingTests {
@@ -20,7 +21,7 @@ import Testing
 
     @Test(arguments: [1, 2, 3])
     func randomSizesNeverExceedTheBound(seed: UInt64) {
-        var rng = SplitMix(seed: seed)
+        var rng = SeededGenerator(seed: seed)
         var ring = RecordRing(capacity: 4_096)
         var kept: [UInt64: [UInt8]] = [:]
         for seq in UInt64(1)...5_000 {

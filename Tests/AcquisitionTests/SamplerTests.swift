@@ -1,6 +1,7 @@
 // The sampler under time that the test controls: exact tick times, sample-and-hold,
 // invalidation bits, event triggers, determinism.
 import Testing
+import TestSupport
 import DAQCore
 @testable import Acquisition
 
@@ -122,7 +123,7 @@ private func decode(_ buffer: RecordBuffer, _ sampler: Sampler) -> [Decoded] {
     @Test(arguments: [1, 7, 42])
     func sameInputSameBytes(seed: UInt64) {
         func run() -> [UInt8] {
-            var rng = SplitMix(seed: seed)
+            var rng = SeededGenerator(seed: seed)
             var sampler = Sampler(groups: groups, messageKeys: ["Seg": 7])
             var out = RecordBuffer()
             var t: Int64 = 1_700_000_000_000 * ms / 1000
@@ -143,18 +144,6 @@ private func decode(_ buffer: RecordBuffer, _ sampler: Sampler) -> [Decoded] {
     }
 }
 
-/// A tiny deterministic generator for tests.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 @Suite struct MeasurementLayoutTests {
     let layout = MeasurementLayout(start: Timestamp(nanoseconds: 1_763_700_000_000_049_000), experiment: "reference", groups: [

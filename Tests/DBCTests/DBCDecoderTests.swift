@@ -1,6 +1,7 @@
 // Decoder tests: byte orders, sign, floats, scaling, multiplexing, id kinds, FD and short frames.
 import DAQCore
 import Testing
+import TestSupport
 @testable import DBC
 
 private let dbc = """
@@ -142,7 +143,7 @@ private func decode(_ name: String, _ bytes: [UInt8], _ decoder: DBCDecoder) thr
 /// The decoder's shift/mask plan against the bit-by-bit encoder, over random layouts.
 @Test(arguments: [1, 2, 3, 4])
 func randomLayoutsRoundTrip(seed: UInt64) throws {
-    var rng = SplitMix64(seed: seed)
+    var rng = SeededGenerator(seed: seed)
     for _ in 0..<2000 {
         let length = Int(rng.next() % 64) + 1
         let bigEndian = rng.next() % 2 == 0
@@ -164,15 +165,3 @@ func randomLayoutsRoundTrip(seed: UInt64) throws {
     }
 }
 
-/// Deterministic test randomness.
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

@@ -1,5 +1,6 @@
 // CRC32C: published vectors, and the slicing-by-8 path against a bit-at-a-time reference.
 import Testing
+import TestSupport
 @testable import Journal
 
 /// The definition, one bit at a time: slow and obviously right.

@@ -1,5 +1,6 @@
 // Entry framing and segment header: exact bytes, round trips, naming.
 import Testing
+import TestSupport
 @testable import Journal
 
 @Suite struct FramingTests {

@@ -1,5 +1,6 @@
 // Group commit: event → action sequences under a virtual clock.
 import Testing
+import TestSupport
 import Journal
 
 @Suite struct GroupCommitPolicyTests {

@@ -1,5 +1,6 @@
 // The recovery scan: tears at every byte offset, random tears, bit flips, sequence faults.
 import Testing
+import TestSupport
 @testable import Journal
 
 /// A segment of `count` entries with random payloads, and the offset where each entry ends.

@@ -2,6 +2,7 @@
 // random truncations and byte flips of a real file give a DAQError naming the offset and block,
 // never a trap.
 import Testing
+import TestSupport
 import DAQCore
 import Acquisition
 @testable import MDF
@@ -25,20 +26,10 @@ import Acquisition
         #expect(summary.fileBytes == Self.file.count)
     }
 
-    /// A deterministic generator (SplitMix64), so a failing case can be replayed from its seed.
-    struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
+    /// A deterministic generator (SeededGenerator), so a failing case can be replayed from its seed.
 
     @Test(arguments: 0..<4) func everyTruncationIsAClearError(seed: UInt64) {
-        var random = SplitMix(state: seed)
+        var random = SeededGenerator(seed: seed)
         for _ in 0..<300 {
             let length = Int.random(in: 0..<Self.file.count, using: &random)
             do {
@@ -53,7 +44,7 @@ import Acquisition
     }
 
     @Test(arguments: 0..<4) func byteFlipsNeverTrap(seed: UInt64) {
-        var random = SplitMix(state: seed &+ 100)
+        var random = SeededGenerator(seed: seed &+ 100)
         var rejected = 0
         for _ in 0..<1_000 {
             var bytes = Self.file

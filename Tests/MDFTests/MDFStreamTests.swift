@@ -66,7 +66,7 @@ import TestSupport
             ends.append((file.count, payload.group))
         }
         let dir = try PackagePaths.temporaryDirectory("mdf-stream")
-        var random = MDFReaderTests.SplitMix(state: 7)
+        var random = SeededGenerator(seed: 7)
         var cuts = [stream.head.count, stream.head.count + 1, file.count - 1, file.count]
         for _ in 0..<8 { cuts.append(Int.random(in: stream.head.count..<file.count, using: &random)) }
 

@@ -4,18 +4,9 @@ import DAQCore
 import Foundation
 import OTA
 import Testing
+import TestSupport
 
 /// A small deterministic generator so fuzz failures reproduce from their seed.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 let sampleManifest = UpdateManifest(kind: .firmware, version: 7, sha256: String(repeating: "ab", count: 32), length: 123_456,
                                     hardwareID: "rig-hw.2", floor: 5, expires: 1_900_000_000, artifactName: "daqlink-7.bin")
@@ -80,7 +71,7 @@ let sampleManifest = UpdateManifest(kind: .firmware, version: 7, sha256: String(
 
     @Test(arguments: [1, 2, 3, 4])
     func fuzzedInputNeverCrashes(seed: UInt64) throws {
-        var random = SplitMix(state: seed)
+        var random = SeededGenerator(seed: seed)
         let valid = try sampleManifest.encoded()
         // Every truncation and every single-bit flip of a valid manifest: parse or a DAQError.
         for length in 0..<valid.count { _ = try? UpdateManifest.parse(Array(valid.prefix(length)), file: "m") }

@@ -4,11 +4,12 @@
 // version, the floor never falls, and every persisted state reads back with a higher generation.
 import OTA
 import Testing
+import TestSupport
 
 @Suite struct SlotStoreRandomTests {
     @Test(arguments: 1...8)
     func invariantsHoldForRandomEventOrdersAndPowerCuts(seed: UInt64) {
-        var random = SplitMix(state: seed)
+        var random = SeededGenerator(seed: seed)
         var device = SimulatedDevice(state: .factory(version: 1))
         var store = SlotStore(state: device.persisted, trialAttempts: 2)
         var nextVersion: UInt64 = 2

@@ -64,16 +64,6 @@ for frame_id, is_extended, data in request["frames"]:
 print(json.dumps({"strict": strict, "results": results}))
 """#
 
-private struct SplitMix64 {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// One test frame: which message, and its payload.
 private struct OracleFrame {
@@ -83,7 +73,7 @@ private struct OracleFrame {
 
 /// Seeded random full-length payloads for every message.
 private func makeFrames(_ database: DBCDatabase, seed: UInt64) -> [OracleFrame] {
-    var rng = SplitMix64(state: seed)
+    var rng = SeededGenerator(seed: seed)
     var frames: [OracleFrame] = []
     for (index, message) in database.messages.enumerated() {
         for k in 0..<framesPerMessage {
