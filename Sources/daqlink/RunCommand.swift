@@ -18,18 +18,26 @@ struct RunCommand: ParsableCommand {
             left by a crash is recovered first (a torn tail is cut).
 
             Sources:
-              replay:LOG              a candump -l, Vector ASC or PCAN TRC log; --speed original|N|max
-              socketcan:can0[,can1]   live SocketCAN interfaces (kernel timestamps)
+              replay:LOG           candump -l, Vector ASC or PCAN TRC (pace: --speed)
+              socketcan:can0,can1  live SocketCAN interfaces (kernel timestamps)
 
-            Replays are deterministic: the same log and experiment give byte-identical journals at \
-            any speed. SIGINT/SIGTERM flush, fsync and close the journal. When the journal quota is \
-            full of unacknowledged data, acquisition stops with an alarm (exit status 3) rather than \
-            dropping or overwriting anything.
+            Replays are deterministic: the same log and experiment give byte-identical \
+            journals at any speed. SIGINT/SIGTERM flush, fsync and close the journal. When the \
+            journal quota is full of unacknowledged data, acquisition stops with an alarm (exit \
+            status 3) rather than dropping or overwriting anything. --mdf also streams each \
+            measurement into an MDF4 file. --broker sends the journal over MQTT with mutual \
+            TLS to `daqctl collect`; records leave only once synced, and the device trims only \
+            on the collector's end-to-end ack.
 
             Examples:
               daqlink run --experiment Fixtures/reference/reference.toml \\
-                          --source replay:Fixtures/reference/engine-10s.log --speed max --journal /tmp/j
-              daqlink run --experiment exp.toml --source socketcan:can0,can1 --journal /data/journal
+                --source replay:Fixtures/reference/engine-10s.log \\
+                --speed max --journal /tmp/j
+              daqlink run --experiment exp.toml --source socketcan:can0,can1 \\
+                --journal /data/journal --mdf /data/mdf
+              daqlink run --experiment exp.toml --source socketcan:can0 \\
+                --journal /data/journal --broker 10.0.0.5:8883 \\
+                --device rig-01 --pki /etc/daqlink/pki
             """
     )
 
