@@ -7,7 +7,7 @@ import PackageDescription
 /// Every stage the two executables are built from.
 let stages: [Target.Dependency] = [
     "DAQCore", "CANLogs", "DBC", "SocketCAN", "Uplink", "SystemIO", "Runtime", "Acquisition", "Experiment",
-    "Delivery", "MDF", "Journal", "JournalStore", "Agent", "Collector", "PKI", "FaultInjection", "ECUSimulation", "OTA",
+    "Delivery", "MDF", "Journal", "JournalStore", "Agent", "Collector", "PKI", "FaultInjection", "ECUSimulation", "MDFFiles", "OTA",
     .product(name: "ArgumentParser", package: "swift-argument-parser"),
     .product(name: "Logging", package: "swift-log"),
     .product(name: "TOMLKit", package: "TOMLKit"),
@@ -31,6 +31,7 @@ let package = Package(
         .systemLibrary(name: "CMosquitto", pkgConfig: "libmosquitto", providers: [.apt(["libmosquitto-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
 
         // Pure core: frames, errors, time. No Glibc, no I/O.
         .target(name: "DAQCore"),
@@ -66,7 +67,7 @@ let package = Package(
         .target(name: "JournalStore", dependencies: ["DAQCore", "Journal"]),
 
         // Adapter: streaming MDF4 files on disk (device and collector write the same bytes).
-        .target(name: "MDFFiles", dependencies: ["DAQCore", "Acquisition", "MDF"]),
+        .target(name: "MDFFiles", dependencies: ["DAQCore", "Acquisition", "MDF", "CZlib"]),
 
         // The device agent's composition: experiment loading, frame sources, the acquisition loop.
         .target(name: "Agent", dependencies: [

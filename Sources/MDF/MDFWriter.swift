@@ -21,9 +21,12 @@ public struct MDFTool: Sendable, Hashable {
 /// Writes finalized MDF4 files.
 public enum MDFWriter {
     /// A finalized MDF 4.11 file: `records[g]` holds group g's MDF records back to back
-    /// (the record bytes after the journal payload's 2-byte record id).
+    /// (the record bytes after the journal payload's 2-byte record id). With `deflate` (a zlib
+    /// compressor; this module does no I/O and links no C library), each group's data is a ##DZ
+    /// block with transposition + deflate (zip type 1, parameter = record size): columns of
+    /// slowly changing sample bytes compress far better than rows.
     public static func finalizedFile(layout: MeasurementLayout, records: [[UInt8]], tool: MDFTool = MDFTool(),
-                                     bus: String = "CAN") -> [UInt8] {
+                                     bus: String = "CAN", deflate: ((UnsafeRawBufferPointer) -> [UInt8])? = nil) -> [UInt8] {
         precondition(records.count == layout.groups.count, "one record stream per channel group")
         var image = MDFImage()
         image.appendRaw(identification(finalized: true))
@@ -37,7 +40,7 @@ public enum MDFWriter {
             let data = records[index]
             precondition(data.count % recordSize == 0, "group \(group.name): record bytes are not whole records")
             let dataGroup = writeGroup(&image, group: group, layout: recordLayout, cycles: UInt64(data.count / recordSize),
-                                       records: data, bus: bus)
+                                       records: data, bus: bus, deflate: deflate)
             if previousDG == 0 {
                 image.setLink(of: header, index: 0, to: dataGroup)
             } else {
@@ -85,16 +88,46 @@ public enum MDFWriter {
     }
 
     private static func writeGroup(_ image: inout MDFImage, group: ChannelGroup, layout: RecordLayout, cycles: UInt64,
-                                   records: [UInt8], bus: String) -> UInt64 {
+                                   records: [UInt8], bus: String,
+                                   deflate: ((UnsafeRawBufferPointer) -> [UInt8])? = nil) -> UInt64 {
         var dg = MDFFields()
         dg.u8(0); dg.zeros(7)  // sorted: no record id
         let dataGroup = image.block("##DG", links: [0, 0, 0, 0], data: dg.bytes)
         let channelGroup = writeChannelGroup(&image, group: group, layout: layout, recordID: 0, cycles: cycles, bus: bus)
         image.setLink(of: dataGroup, index: 1, to: channelGroup)
 
-        let dataBlock = image.block("##DT", links: [], data: records)
+        let dataBlock: UInt64
+        if let deflate, !records.isEmpty {
+            dataBlock = writeTransposedDZ(&image, records: records, recordSize: layout.recordBytes, deflate: deflate)
+        } else {
+            dataBlock = image.block("##DT", links: [], data: records)
+        }
         image.setLink(of: dataGroup, index: 2, to: dataBlock)
         return dataGroup
+    }
+
+    /// A ##DZ block holding `records` (whole records of `recordSize` bytes) transposed, then
+    /// deflated: `DT`, zip type 1, parameter = record size, original and compressed lengths.
+    private static func writeTransposedDZ(_ image: inout MDFImage, records: [UInt8], recordSize: Int,
+                                          deflate: (UnsafeRawBufferPointer) -> [UInt8]) -> UInt64 {
+        let rows = records.count / recordSize
+        var transposed = [UInt8](repeating: 0, count: records.count)
+        records.withUnsafeBufferPointer { source in
+            transposed.withUnsafeMutableBufferPointer { target in
+                for row in 0..<rows {
+                    for column in 0..<recordSize { target[column * rows + row] = source[row * recordSize + column] }
+                }
+            }
+        }
+        let zipped = transposed.withUnsafeBytes { deflate($0) }
+        var dz = MDFFields()
+        dz.bytes += Array("DT".utf8)
+        dz.u8(1); dz.u8(0)                 // zip type: transposition + deflate; reserved
+        dz.u32(UInt32(recordSize))         // zip parameter: the record size (columns)
+        dz.u64(UInt64(records.count))      // original length
+        dz.u64(UInt64(zipped.count))       // compressed length
+        dz.bytes += zipped
+        return image.block("##DZ", links: [], data: dz.bytes)
     }
 
     /// A CG with its acquisition name, source, time master and channels; returns the CG's address.

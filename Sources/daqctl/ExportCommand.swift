@@ -8,6 +8,7 @@ import Foundation
 import Journal
 import JournalStore
 import MDF
+import MDFFiles
 
 struct ExportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -44,6 +45,9 @@ struct ExportCommand: ParsableCommand {
     @Option(help: "Export only this channel group.")
     var group: String?
 
+    @Flag(help: "MDF: store each group's data as a ##DZ block (transposed + deflate) for compact files.")
+    var deflate = false
+
     @Flag(help: "Print progress to stderr even when it is not a terminal.")
     var progress = false
 
@@ -63,7 +67,8 @@ struct ExportCommand: ParsableCommand {
                 case .mdf:
                     let layout = MeasurementLayout(start: measurement.layout.start, experiment: measurement.layout.experiment,
                                                    groups: selected.map { measurement.layout.groups[$0] })
-                    let bytes = MDFWriter.finalizedFile(layout: layout, records: selected.map { measurement.records[$0] })
+                    let bytes = MDFWriter.finalizedFile(layout: layout, records: selected.map { measurement.records[$0] },
+                                                        deflate: deflate ? { Deflate.compress($0) } : nil)
                     try ExportPaths.write(bytes, to: base)
                     written.append(base)
                 case .csv:
