@@ -36,26 +36,8 @@ public final class TCPFaultProxy: Sendable {
     /// Starts listening on an ephemeral (or given) port and forwarding on a background thread.
     public init(targetPort: Int, listenPort: Int = 0) throws(DAQError) {
         self.targetPort = targetPort
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw DAQError(.system, "proxy socket: \(String(cString: strerror(errno)))") }
-        var one: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(listenPort).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard bound == 0, listen(fd, 16) == 0 else {
-            close(fd)
-            throw DAQError(.system, "proxy bind/listen: \(String(cString: strerror(errno)))")
-        }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        self.listenPort = Int(UInt16(bigEndian: address.sin_port))
+        let (fd, port) = try LoopbackTCP.listener(port: listenPort)
+        self.listenPort = port
         let thread = Thread { [self] in forward(listener: fd) }
         thread.name = "tcp-fault-proxy"
         thread.start()
@@ -135,19 +117,7 @@ public final class TCPFaultProxy: Sendable {
         }
     }
 
-    private func connectTarget() -> Int32? {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return nil }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(targetPort).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        if result != 0 { close(fd); return nil }
-        return fd
-    }
+    private func connectTarget() -> Int32? { LoopbackTCP.connect(port: targetPort) }
 
     private func writeAll(_ fd: Int32, _ bytes: [UInt8], _ count: Int) -> Bool {
         var sent = 0

@@ -52,7 +52,7 @@ final class LocalFleet {
     /// Writes the broker configuration for `pki` (TLS 1.3, client certificates, per-device ACL) in
     /// `<work>/broker`, starts mosquitto on a free loopback port and waits until it listens.
     func startBroker(pki: String) throws -> Int {
-        let brokerPort = try freePort()
+        let brokerPort = try LoopbackTCP.freePort()
         let brokerDir = work.appendingPathComponent("broker").path
         var configArguments = ["broker-config", "--pki", pki, "--out", brokerDir, "--port", "\(brokerPort)"]
         // mosquitto started as root drops to user mosquitto and then cannot read root's 0600 keys.
@@ -144,26 +144,12 @@ final class LocalFleet {
         (try? String(contentsOfFile: work.appendingPathComponent(name).path, encoding: .utf8)) ?? ""
     }
 
-    func freePort() throws -> Int {
-        let proxy = try TCPFaultProxy(targetPort: 9)
-        let port = proxy.listenPort
-        proxy.stop()
-        usleep(100_000)
-        return port
-    }
-
     func waitForPort(_ port: Int) throws {
         for _ in 0..<100 {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = in_port_t(UInt16(port).bigEndian)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let result = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            if let fd = LoopbackTCP.connect(port: port) {
+                close(fd)
+                return
             }
-            close(fd)
-            if result == 0 { return }
             usleep(50_000)
         }
         throw ValidationError("mosquitto did not start listening on \(port); see \(work.path)/broker.log")

@@ -4,18 +4,7 @@ import DAQCore
 @testable import CANLogs
 
 func readCandump(_ text: String, file: String = "t.log") throws(DAQError) -> [CANFrame] {
-    var reader = CANLogReader(format: .candump, file: file)
-    var frames: [CANFrame] = []
-    var number = 0
-    for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
-        number += 1
-        let bytes = Array(line.utf8)
-        let frame = try bytes.withUnsafeBufferPointer { (buffer) throws(DAQError) -> CANFrame? in
-            try reader.frame(fromLine: buffer, number: number)
-        }
-        if let frame { frames.append(frame) }
-    }
-    return frames
+    try readLog(.candump, text, file: file)
 }
 
 @Suite struct CandumpReaderTests {

@@ -1,4 +1,4 @@
-// Feeds text to a CANLogReader line by line, as LineFile would, for the ASC and TRC tests.
+// Feeds text to a CANLogReader line by line, as LineStream would, for the reader tests.
 import DAQCore
 @testable import CANLogs
 
