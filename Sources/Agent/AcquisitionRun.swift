@@ -48,7 +48,6 @@ public final class AcquisitionRun {
     /// CLOCK_REALTIME − CLOCK_MONOTONIC at start: kernel timestamps are realtime, timers monotonic.
     private var realtimeOffset: Int64 = 0
     private var receiveBuffer: [CANFrame] = []
-    private var framedScratch: [UInt8] = []
     private var uplink: UplinkTask?
     private var mdf: MDFRecording?
     private var pendingStop: StopReason?
@@ -267,9 +266,7 @@ public final class AcquisitionRun {
         summary.lastSequence = seq
         let framed = JournalFraming.framedLength(payloadLength: payload.count)
         summary.journalBytesWritten += UInt64(framed)
-        framedScratch.removeAll(keepingCapacity: true)
-        JournalFraming.encode(kind: kind, sequence: seq, payload: payload, into: &framedScratch)
-        framedScratch.withUnsafeBytes { ring.append(seq: seq, bytes: $0) }
+        journal.withLastAppendedEntry { ring.append(seq: seq, bytes: $0) }
         apply(commit.on(.appended(bytes: framed, now: loop.clock.now())))
     }
 

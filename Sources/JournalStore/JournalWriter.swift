@@ -45,6 +45,12 @@ public final class JournalWriter {
     public var nextSequence: UInt64 { lastSequence + 1 }
     /// The oldest sequence number still in the journal.
     public var oldestSequence: UInt64 { segments[0].firstSequence }
+    /// The framed bytes of the entry the last successful append wrote (header, payload, CRC), so
+    /// a caller that keeps a copy (the RAM ring) need not frame and checksum it a second time.
+    public func withLastAppendedEntry<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
+        scratch.withUnsafeBytes(body)
+    }
+
     /// The first sequence number of every retained segment, oldest first (the uplink ships them so
     /// the collector cuts its segments at the same entries).
     public var segmentFirstSequences: [UInt64] { segments.map(\.firstSequence) }
