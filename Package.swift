@@ -7,7 +7,7 @@ import PackageDescription
 /// Every stage the two executables are built from.
 let stages: [Target.Dependency] = [
     "DAQCore", "CANLogs", "DBC", "SocketCAN", "Uplink", "SystemIO", "Runtime", "Acquisition", "Experiment",
-    "Delivery", "MDF", "Journal", "JournalStore", "Agent", "Collector", "PKI", "FaultInjection", "ECUSimulation", "MDFFiles", "OTA",
+    "Delivery", "MDF", "Journal", "JournalStore", "Agent", "Collector", "PKI", "FaultInjection", "ECUSimulation", "MDFFiles", "OTA", "OTADevice",
     .product(name: "ArgumentParser", package: "swift-argument-parser"),
     .product(name: "Logging", package: "swift-log"),
     .product(name: "TOMLKit", package: "TOMLKit"),
@@ -32,6 +32,7 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
 
         // Pure core: frames, errors, time. No Glibc, no I/O.
         .target(name: "DAQCore"),
@@ -72,7 +73,7 @@ let package = Package(
         // The device agent's composition: experiment loading, frame sources, the acquisition loop.
         .target(name: "Agent", dependencies: [
             "DAQCore", "CANLogs", "DBC", "SystemIO", "Runtime", "Acquisition", "Experiment", "Journal",
-            "JournalStore", "SocketCAN", "Delivery", "Uplink", "MDFFiles",
+            "JournalStore", "SocketCAN", "Delivery", "Uplink", "MDFFiles", "OTADevice",
             .product(name: "Logging", package: "swift-log"),
         ]),
 
@@ -88,6 +89,15 @@ let package = Package(
         // Pure: OTA manifests, signature envelopes, the acceptance rules, the A/B slot state machine
         // and the nginx update-server configuration. (Release-key signing lives in PKI.)
         .target(name: "OTA", dependencies: ["DAQCore"]),
+
+        // Adapter: HTTPS mTLS fetches and resumable downloads (libcurl multi on the event loop), for OTA.
+        .target(name: "HTTPFetch", dependencies: ["DAQCore", "Runtime", "CCurl"]),
+
+        // The device's OTA task: update directory (A/B slots, boot state), bootchooser, polling,
+        // downloads, installs, health check, credential rotation, status outbox.
+        .target(name: "OTADevice", dependencies: [
+            "DAQCore", "OTA", "PKI", "Uplink", "HTTPFetch", "Runtime", .product(name: "Logging", package: "swift-log"),
+        ]),
 
         // Test and demo rig: a TCP proxy that cuts, blackholes or resets the link on demand.
         .target(name: "FaultInjection", dependencies: ["DAQCore"]),
@@ -113,6 +123,7 @@ let package = Package(
         .testTarget(name: "PKITests", dependencies: ["PKI", "DAQCore", "TestSupport"]),
         .testTarget(name: "ECUSimulationTests", dependencies: ["ECUSimulation", "DBC", "DAQCore", "TestSupport"]),
         .testTarget(name: "OTATests", dependencies: ["OTA", "PKI", "DAQCore", "TestSupport"]),
+        .testTarget(name: "OTADeviceTests", dependencies: ["OTA", "OTADevice", "PKI", "DAQCore", "TestSupport"]),
         .testTarget(name: "OracleTests", dependencies: ["TestSupport", "DAQCore", "CANLogs", "DBC", "SystemIO"]),
     ],
     swiftLanguageModes: [.v6]

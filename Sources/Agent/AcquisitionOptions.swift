@@ -1,6 +1,7 @@
 // What `daqlink run` was asked to do, and what it reports at the end.
 import DAQCore
 import Journal
+import OTADevice
 
 /// Where frames come from.
 public enum FrameSourceSpec: Sendable, Hashable {
@@ -51,6 +52,10 @@ public struct AcquisitionOptions: Sendable {
     /// At the end of a replay or duration, wait up to this long for the collector to acknowledge
     /// everything (seconds).
     public var drainTimeout: Double = 0
+    /// The OTA task (nil: no updates, no health check).
+    public var ota: UpdateOptions?
+    /// The device credentials the device was provisioned with (before any OTA rotation).
+    public var provisionedCredentials: CredentialFiles?
 
     public init(source: FrameSourceSpec, journalDirectory: String) {
         self.source = source
@@ -64,6 +69,7 @@ public enum StopReason: String, Sendable {
     case duration = "duration reached"
     case signal = "stopped by signal"
     case journalFull = "JOURNAL FULL: acquisition stopped"
+    case reboot = "rebooting into an update (or back from a failed trial)"
 }
 
 /// What a run did.

@@ -404,13 +404,13 @@ struct BenchReport {
     var json: String {
         let parseRatio = ratio(parse, peers.parse).map { "\(rounded($0, 3))" } ?? "null"
         let decodeRatio = ratio(decode, peers.decode).map { "\(rounded($0, 3))" } ?? "null"
-        let reason = peers.unavailable.map { "\"\(jsonEscaped($0))\"" } ?? "null"
+        let reason = peers.unavailable.map { JSONText.quoted($0) } ?? "null"
         return """
             {"frames": \(input.frameCount), "bytes": \(input.bytes), "runs": \(runs), "build": "\(build)", \
             "decodedFrames": \(decodedFrames), "checksum": \(checksum.isFinite ? "\(checksum)" : "null"), \
             "ours": {"parse": \(parse.json), "decode": \(decode.json)}, \
             "peer": {"available": \(peers.unavailable == nil), "reason": \(reason), \
-            "versions": "\(jsonEscaped(peers.versions))", \
+            "versions": \(JSONText.quoted(peers.versions)), \
             "parse": \(peers.parse?.json ?? "null"), "decode": \(peers.decode?.json ?? "null")}, \
             "ratio": {"parse": \(parseRatio), "decode": \(decodeRatio)}}
             """
@@ -431,19 +431,6 @@ private func grouped(_ value: Int) -> String {
     for (index, character) in digits.enumerated() {
         if index > 0 && (digits.count - index) % 3 == 0 && character != "-" { out.append(",") }
         out.append(character)
-    }
-    return out
-}
-
-private func jsonEscaped(_ text: String) -> String {
-    var out = ""
-    for scalar in text.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case _ where scalar.value < 0x20: out += " "
-        default: out.unicodeScalars.append(scalar)
-        }
     }
     return out
 }

@@ -4,6 +4,8 @@ import ArgumentParser
 import DAQCore
 import Foundation
 import Logging
+import OTA
+import OTADevice
 import Uplink
 
 struct RunCommand: ParsableCommand {
@@ -101,6 +103,30 @@ struct RunCommand: ParsableCommand {
     @Flag(help: "Send batch bodies uncompressed.")
     var noCompression = false
 
+    @Option(help: ArgumentHelp("The OTA update directory (slots, boot state); set by `daqlink boot`.", visibility: .hidden))
+    var otaDir: String?
+
+    @Option(help: ArgumentHelp("The slot `daqlink boot` started (a or b); set by `daqlink boot`.", visibility: .hidden))
+    var bootedSlot: String?
+
+    @Option(help: ArgumentHelp("Boot attempts of a trial slot; set by `daqlink boot`.", visibility: .hidden))
+    var trialAttempts: UInt8 = 3
+
+    @Option(help: "Poll this HTTPS URL for updates (mutual TLS with the device certificate), e.g. https://updates:8443/ota/.")
+    var otaURL: String?
+
+    @Option(help: "A trusted release public key (repeat for several, e.g. during a key rotation).")
+    var otaKey: [String] = []
+
+    @Option(help: "This device's hardware id (update manifests must name it).")
+    var hardware: String = "daqlink-sbc"
+
+    @Option(help: "Seconds between update polls (±20 % jitter).")
+    var otaInterval: Double = 300
+
+    @Option(help: "Seconds a trial firmware has to connect and get a batch acknowledged end to end before it is rolled back.")
+    var healthTimeout: Double = 120
+
     @Flag(help: "Skip malformed log lines (counted) instead of stopping.")
     var lenient = false
 
@@ -109,6 +135,17 @@ struct RunCommand: ParsableCommand {
 
     @Option(help: "Log level on standard error: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "notice"
+
+    /// This process's `run` arguments without the ones `daqlink boot` added.
+    static func userArguments() -> [String] {
+        var arguments = Array(CommandLine.arguments.drop { $0 != "run" }.dropFirst())
+        for name in ["--ota-dir", "--booted-slot", "--trial-attempts"] {
+            while let index = arguments.firstIndex(of: name) {
+                arguments.removeSubrange(index..<min(arguments.count, index + 2))
+            }
+        }
+        return arguments
+    }
 
     func run() throws {
         guard let level = Logger.Level(rawValue: logLevel) else {
@@ -151,13 +188,35 @@ struct RunCommand: ParsableCommand {
             uplink.maxBatchBytes = max(1, maxBatchBytes)
             options.uplink = uplink
             options.drainTimeout = drainTimeout
+            options.provisionedCredentials = CredentialFiles(certificateFile: certFile, keyFile: keyFile)
+        }
+        var experimentPath = experiment
+        if let otaDir {
+            guard let slotName = bootedSlot, let slot = Slot(rawValue: slotName) else {
+                throw ValidationError("--ota-dir needs the slot this binary was started from: start it through `daqlink boot`")
+            }
+            let directory = SlotDirectory(root: otaDir)
+            if let installed = try? directory.installedExperiment() {
+                // An experiment installed over the air replaces the provisioned one, across restarts.
+                experimentPath = installed
+            }
+            guard let device, let caFile = ca ?? pki.map({ "\($0)/ca.crt" }) else {
+                throw ValidationError("OTA needs --device and --pki (or --ca) for its mutual-TLS downloads and status reports")
+            }
+            if otaURL != nil && otaKey.isEmpty { throw ValidationError("--ota-url needs at least one trusted --ota-key") }
+            var ota = UpdateOptions(baseURL: otaURL ?? "", deviceID: device, hardwareID: hardware, directory: directory,
+                                    runningSlot: slot, trustedKeyFiles: otaKey, caFile: caFile)
+            ota.pollInterval = otaURL == nil ? .infinity : otaInterval
+            ota.healthTimeout = healthTimeout
+            ota.trialAttempts = trialAttempts
+            options.ota = ota
         }
         let summary: AcquisitionSummary
         // Like mkdir -p: the journal's parent directories may not exist yet.
         try? FileManager.default.createDirectory(atPath: (journal as NSString).deletingLastPathComponent,
                                                  withIntermediateDirectories: true)
         do {
-            let binding = try ExperimentLoader.load(path: experiment)
+            let binding = try ExperimentLoader.load(path: experimentPath)
             summary = try AcquisitionRun(binding: binding, options: options).run()
         } catch {
             FileHandle.standardError.write(Data("daqlink: \(error)\n".utf8))
@@ -165,5 +224,8 @@ struct RunCommand: ParsableCommand {
         }
         FileHandle.standardError.write(Data((summary.text + "\n").utf8))
         if summary.stopReason == .journalFull { throw ExitCode(3) }
+        if summary.stopReason == .reboot, let otaDir {
+            try BootCommand.reexecute(otaDirectory: otaDir, trialAttempts: trialAttempts, runArguments: Self.userArguments())
+        }
     }
 }
