@@ -92,6 +92,7 @@ public struct SlotDirectory: Sendable {
     /// Writes `state` durably over the older copy (the other copy stays as it was).
     public func persist(_ state: BootState) throws {
         try AtomicFile.write(state.encoded(), to: bootStatePath(state.generation), mode: AtomicFile.publicMode)
+        CrashPoint.reached("boot state \(state.generation): \(state.inactive)", root: root)
     }
 
     // MARK: staging and install
@@ -100,17 +101,29 @@ public struct SlotDirectory: Sendable {
     public func clearStaging(_ kind: UpdateKind) throws {
         let directory = stagingPath(kind)
         try AtomicFile.makeDirectory(directory, mode: 0o755)
-        for name in ["artifact", "artifact.validator", "manifest", "signature"] {
+        for name in ["artifact", "artifact.validator", "manifest", "signature", "failed"] {
             let path = directory + "/" + name
             if unlink(path) != 0 && errno != ENOENT { throw AtomicFile.posixError("cannot remove", path) }
         }
         AtomicFile.syncDirectory(directory)
+        CrashPoint.reached("cleared staging/\(kind.rawValue)", root: root)
     }
 
     /// Keeps the accepted manifest and signature beside the download.
     public func stage(manifest: [UInt8], signature: [UInt8], for kind: UpdateKind) throws {
         try AtomicFile.write(manifest, to: stagedManifestPath(kind), mode: AtomicFile.publicMode)
         try AtomicFile.write(signature, to: stagedSignaturePath(kind), mode: AtomicFile.publicMode)
+        CrashPoint.reached("staged the \(kind.rawValue) manifest", root: root)
+    }
+
+    /// Records that release `version` of `kind` failed for good (hash, content, disk).
+    public func markFailed(_ kind: UpdateKind, version: UInt64) throws {
+        try AtomicFile.write(Array("\(version)\n".utf8), to: stagingPath(kind) + "/failed", mode: AtomicFile.publicMode)
+    }
+
+    /// The release of `kind` that last failed for good, if any.
+    public func failedVersion(_ kind: UpdateKind) -> UInt64? {
+        (try? AtomicFile.read(stagingPath(kind) + "/failed")).flatMap { UInt64(String(decoding: $0.dropLast(), as: UTF8.self)) }
     }
 
     /// The staged manifest of `kind`, if one is there and parses.
@@ -160,6 +173,7 @@ public struct SlotDirectory: Sendable {
         }
         try AtomicFile.makeDirectory(slotPath(slot), mode: 0o755)
         try AtomicFile.write(try manifest.encoded(), to: releaseManifestPath(slot), mode: AtomicFile.publicMode)
+        CrashPoint.reached("wrote slot \(slot.rawValue)'s manifest", root: root)
         let fd = open(staged, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw AtomicFile.posixError("cannot open", staged) }
         defer { close(fd) }
@@ -167,6 +181,7 @@ public struct SlotDirectory: Sendable {
         guard rename(staged, target) == 0 else { throw AtomicFile.posixError("cannot rename into the slot", target) }
         AtomicFile.syncDirectory(slotPath(slot))
         AtomicFile.syncDirectory(stagingPath(.firmware))
+        CrashPoint.reached("renamed the image into slot \(slot.rawValue)", root: root)
     }
 
     /// Checks that `slot` holds a bootable binary: present, executable, and — unless it is the
@@ -212,6 +227,7 @@ public struct SlotDirectory: Sendable {
     public func persist(_ versions: ArtifactVersions, of kind: UpdateKind) throws {
         try AtomicFile.makeDirectory(kindPath(kind), mode: 0o755)
         try AtomicFile.write(versions.encoded(), to: versionsPath(kind), mode: AtomicFile.publicMode)
+        CrashPoint.reached("\(kind.rawValue) versions \(versions)", root: root)
     }
 
     /// The installed experiment file of `version`.

@@ -254,6 +254,21 @@ public final class UpdateTask {
         }
     }
 
+    /// The version this device accepted for `kind` and has neither installed nor staged.
+    private func acceptedButUnstaged(_ kind: UpdateKind) -> UInt64? {
+        guard options.directory.stagedManifest(kind) == nil else { return nil }
+        switch kind {
+        case .firmware:
+            if case .downloading(let version, _) = store.state.inactive { return version }
+            return nil
+        case .experiment, .certificates:
+            guard let versions = try? options.directory.versions(of: kind), versions.accepted > versions.installed,
+                  options.directory.failedVersion(kind) != versions.accepted,
+                  kind != .certificates || credentials.pending == nil else { return nil }
+            return versions.accepted
+        }
+    }
+
     private func deviceState(_ kind: UpdateKind) throws -> DeviceUpdateState {
         let now = wallClock()
         switch kind {
@@ -279,11 +294,15 @@ public final class UpdateTask {
             refuse(kind, version: 0, code: "malformed-manifest", reason: "\(error)", digest: bytes)
             return nextKind()
         }
-        let device: DeviceUpdateState
+        var device: DeviceUpdateState
         do { device = try deviceState(kind) } catch {
             logger.error("cannot read the \(kind.rawValue) state: \(error)")
             return nextKind()
         }
+        // A release accepted earlier whose staged manifest a power cut lost: judge it as if not yet
+        // accepted (every other rule still applies) and continue its download.
+        let resuming = manifest.version == acceptedButUnstaged(kind)
+        if resuming { device.lastAcceptedVersion = manifest.version - 1 }
         switch UpdateAcceptance.decide(manifest, signature: status, device: device, expectedKind: kind) {
         case .refuse(.replayed(let version, _)) where version == device.installedVersion || version == device.lastAcceptedVersion:
             // The server still offers what this device already has (or already tried): up to date.
@@ -294,9 +313,12 @@ public final class UpdateTask {
         case .accept:
             break
         }
-        logger.notice("accepted \(kind.rawValue) \(manifest.version) (\(manifest.length) bytes, signed by a trusted key)")
+        logger.notice("\(resuming ? "resuming" : "accepted") \(kind.rawValue) \(manifest.version) (\(manifest.length) bytes, signed by a trusted key)")
         do {
             switch kind {
+            case _ where resuming:
+                try options.directory.clearStaging(kind)
+                try options.directory.stage(manifest: bytes, signature: signature ?? [], for: kind)
             case .firmware:
                 guard execute(store.on(.updateAccepted(version: manifest.version, floor: manifest.floor)), staging: (bytes, signature ?? [])) else {
                     return nextKind()
@@ -380,6 +402,8 @@ public final class UpdateTask {
         case .firmware:
             execute(store.on(.downloadFailed(reason: reason)))
         case .experiment, .certificates:
+            // Remembered so the release is never fetched again (it stays "accepted", not installed).
+            try? options.directory.markFailed(kind, version: manifest.version)
             report(kind, "download-failed", version: manifest.version, reason: reason)
         }
     }

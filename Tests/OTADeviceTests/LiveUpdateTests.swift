@@ -90,6 +90,8 @@ import Glibc
         #expect(reasons.contains("invalid-certificate") && reasons.contains("rig-99"), "\(reasons)")
         #expect(rig.wait(60) { rig.device?.isRunning == false })
         #expect(rig.stopDevice() == 0, "\(rig.deviceLogs())")
+        // Tried once each, although the device polled every second for ten.
+        #expect(rig.history().filter { $0.status == "downloading" }.count == 2, "\(rig.history())")
         #expect(try rig.slots.versions(of: .experiment).installed == 0)
         #expect(try rig.slots.installedExperiment() == nil)
         #expect(!FileManager.default.fileExists(atPath: rig.ota.appendingPathComponent("certificates/current").path))

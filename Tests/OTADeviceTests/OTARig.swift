@@ -65,6 +65,13 @@ final class OTARig: @unchecked Sendable {
         broker.stop()
     }
 
+    /// A device fresh from the factory: the update directory is emptied, slot a holds this build.
+    func resetUpdateDirectory() throws {
+        try? FileManager.default.removeItem(at: ota)
+        try FileManager.default.createDirectory(at: ota.appendingPathComponent("slots/a"), withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: Self.daqlink, toPath: slots.binaryPath(.a))
+    }
+
     @discardableResult
     func ctl(_ arguments: [String]) throws -> ProcessResult {
         let result = try runProcess(Self.daqctl, arguments)
@@ -138,12 +145,13 @@ final class OTARig: @unchecked Sendable {
     }
 
     /// `daqlink boot` from the update directory, replaying the fixture at `speed` while polling.
-    func startDevice(speed: String = "0.25", healthTimeout: Double = 30, extra: [String] = []) throws {
+    func startDevice(speed: String = "0.25", healthTimeout: Double = 30, extra: [String] = [], environment: [String: String] = [:]) throws {
         deviceRuns += 1
         let process = Process()
         process.executableURL = URL(fileURLWithPath: slots.binaryPath(.a))
         process.arguments = ["boot", "--ota-dir", ota.path, "--"] + runArguments(speed: speed, healthTimeout: healthTimeout) + extra
         process.standardOutput = FileHandle.nullDevice
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         process.standardError = try FileHandle(forWritingTo: logFile("device-\(deviceRuns)"))
         try process.run()
         device = process
