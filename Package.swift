@@ -32,6 +32,7 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
 
         // Pure core: frames, errors, time. No Glibc, no I/O.
         .target(name: "DAQCore"),
@@ -89,6 +90,9 @@ let package = Package(
         // and the nginx update-server configuration. (Release-key signing lives in PKI.)
         .target(name: "OTA", dependencies: ["DAQCore"]),
 
+        // Adapter: HTTPS mTLS fetches and resumable downloads (libcurl multi on the event loop), for OTA.
+        .target(name: "HTTPFetch", dependencies: ["DAQCore", "Runtime", "CCurl"]),
+
         // Test and demo rig: a TCP proxy that cuts, blackholes or resets the link on demand.
         .target(name: "FaultInjection", dependencies: ["DAQCore"]),
 
@@ -113,6 +117,8 @@ let package = Package(
         .testTarget(name: "PKITests", dependencies: ["PKI", "DAQCore", "TestSupport"]),
         .testTarget(name: "ECUSimulationTests", dependencies: ["ECUSimulation", "DBC", "DAQCore", "TestSupport"]),
         .testTarget(name: "OTATests", dependencies: ["OTA", "PKI", "DAQCore", "TestSupport"]),
+        .testTarget(name: "HTTPFetchTests", dependencies: ["HTTPFetch", "Runtime", "DAQCore", "FaultInjection", "TestSupport"],
+                    exclude: ["faulty_https_server.py"]),
         .testTarget(name: "OracleTests", dependencies: ["TestSupport", "DAQCore", "CANLogs", "DBC", "SystemIO"]),
     ],
     swiftLanguageModes: [.v6]
