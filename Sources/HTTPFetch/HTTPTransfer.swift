@@ -209,7 +209,7 @@ public final class HTTPTransfer {
              CURLE_SSL_CACERT_BADFILE, CURLE_SSL_CRL_BADFILE, CURLE_SSL_ISSUER_ERROR, CURLE_SSL_CLIENTCERT,
              CURLE_SSL_INVALIDCERTSTATUS, CURLE_SSL_PINNEDPUBKEYNOTMATCH, CURLE_USE_SSL_FAILED:
             reason = .tls
-        case CURLE_RECV_ERROR where detail.contains("alert"):
+        case CURLE_RECV_ERROR where detail.contains("alert"), CURLE_SEND_ERROR where detail.contains("alert"):
             // TLS 1.3: a server refusing our certificate sends its alert after the handshake,
             // so the client sees it on its first read.
             reason = .tls

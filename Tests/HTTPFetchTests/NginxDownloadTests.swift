@@ -91,7 +91,8 @@ import TestSupport
         let failure = try #require(first?.failure, "the cut must interrupt the download: \(String(describing: first))")
         #expect(failure.reason == .interrupted, "\(failure)")
         #expect(failure.keptBytes > 0 && failure.keptBytes < artifact.count)
-        #expect(contents(path) == Array(artifact.prefix(failure.keptBytes)), "the kept prefix is the artifact's")
+        let prefixKept = contents(path) == Array(artifact.prefix(failure.keptBytes))
+        #expect(prefixKept, "the kept prefix is the artifact's")
 
         let fetcher = try fetcher(rig, on: loop)
         var resumed: HTTPTransfer?
@@ -184,8 +185,8 @@ import TestSupport
         for (label, tls) in identities {
             let fetcher = try HTTPFetcher(loop: loop, configuration: HTTPFetchConfiguration(tls: tls))
             let outcome: HTTPOutcome<[UInt8]>? = try runLoop(loop) { fetcher.get(url, maxBytes: 4096, completion: $0) }
-            let reason = outcome?.failure?.reason
-            #expect(reason == .httpStatus(400) || reason == .tls, "\(label): \(String(describing: outcome))")
+            // nginx completes the TLS 1.3 handshake and then answers 400 without the file.
+            #expect(outcome?.failure?.reason == .httpStatus(400), "\(label): \(String(describing: outcome))")
         }
         // The device's own certificate, but the server is checked against a foreign CA.
         var wrongTrust = rig.deviceTLS

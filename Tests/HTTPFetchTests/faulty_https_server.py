@@ -142,12 +142,25 @@ def main():
         def finish_request(self, request, client_address):
             # The TLS handshake runs in the connection's thread, so a refused client (no or a
             # foreign certificate) never stalls the accept loop.
+            tls = context.wrap_socket(request, server_side=True, do_handshake_on_connect=False)
             try:
-                request = context.wrap_socket(request, server_side=True)
+                tls.settimeout(10)
+                tls.do_handshake()
             except (ssl.SSLError, OSError) as error:
                 sys.stderr.write("handshake refused: %s\n" % error)
-                request.close()
+                # The alert is sent; read what the client still sends (its request) before
+                # closing, so the kernel does not answer it with a reset that hides the alert.
+                try:
+                    tls.shutdown(socket.SHUT_WR)
+                    tls.settimeout(2)
+                    while tls.recv(4096):
+                        pass
+                except (ssl.SSLError, OSError, ValueError):
+                    pass
+                tls.close()
                 return
+            tls.settimeout(None)
+            request = tls
             self.RequestHandlerClass(request, client_address, self)
 
     server = Server(("127.0.0.1", args.port), Handler)
