@@ -13,7 +13,9 @@ import Glibc
 /// with mutual TLS. Bound to one `EventLoop` on the real clock (libcurl keeps its own time); use
 /// it only from that loop's thread.
 public final class HTTPFetcher {
+    /// The loop every callback and completion runs on.
     public let loop: EventLoop
+    /// TLS files and limits applied to every transfer.
     public let configuration: HTTPFetchConfiguration
     private let multi: UnsafeMutableRawPointer
     /// Transfers attached to the multi handle, by easy handle. This dictionary is what keeps each
@@ -66,7 +68,8 @@ public final class HTTPFetcher {
 
     /// GETs `url` into memory (manifests, signatures). A body over `maxBytes` (by Content-Length
     /// or as it arrives) aborts the transfer with `.oversize`; a non-2xx status fails with
-    /// `.httpStatus`. The completion runs on the loop.
+    /// `.httpStatus`. The completion runs on the loop. Returns nil only when the transfer could not
+    /// be set up (the completion then still runs, with the failure).
     @discardableResult
     public func get(_ url: String, maxBytes: Int, completion: @escaping (HTTPOutcome<[UInt8]>) -> Void) -> HTTPTransfer? {
         guard let easy = curl_easy_init() else {
@@ -82,7 +85,8 @@ public final class HTTPFetcher {
     /// a partial file of k bytes with a `path.validator` sidecar is continued with
     /// `Range: bytes=k-` and `If-Range`; a 206 must continue exactly at k up to `expectedLength`,
     /// a 200 starts over, more than `expectedLength` bytes fail with `.oversize`. The completion
-    /// (on the loop) gets the file's length, or a failure saying what stays on disk.
+    /// (on the loop) gets the file's length, or a failure saying what stays on disk. Returns nil
+    /// when the file cannot be opened (the completion then runs with `.io`).
     @discardableResult
     public func download(_ url: String, to path: String, expectedLength: Int,
                          completion: @escaping (HTTPOutcome<Int>) -> Void) -> HTTPTransfer? {

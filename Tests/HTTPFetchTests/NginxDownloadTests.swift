@@ -33,6 +33,49 @@ import TestSupport
         #expect(missing?.failure?.reason == .httpStatus(404))
         #expect(missing?.failure?.description.contains("/ota/nothing.manifest") == true)
         #expect(fetcher.activeTransfers == 0)
+
+        // Plain HTTP is never spoken, and a closed port is `unreachable`.
+        let plain: HTTPOutcome<[UInt8]>? = try runLoop(loop) {
+            fetcher.get("http://127.0.0.1:\(rig.nginxPort)/ota/firmware.manifest", maxBytes: 1024, completion: $0)
+        }
+        #expect(plain?.failure?.reason == .transport(curlCode: 1), "CURLE_UNSUPPORTED_PROTOCOL: \(String(describing: plain))")
+        let closedPort = try MosquittoBroker.freeLoopbackPort()
+        let closed: HTTPOutcome<[UInt8]>? = try runLoop(loop) {
+            fetcher.get("https://127.0.0.1:\(closedPort)/ota/firmware.manifest", maxBytes: 1024, completion: $0)
+        }
+        #expect(closed?.failure?.reason == .unreachable, "\(String(describing: closed))")
+    }
+
+    /// A link that accepts the connection and then carries nothing (TCPFaultProxy blackhole): the
+    /// TLS handshake never finishes and the connect timeout ends the attempt.
+    @Test func aBlackholedLinkTimesOutWhileConnecting() throws {
+        let rig = try DownloadRig("blackhole")
+        try rig.publish("firmware.manifest", Array("manifest".utf8))
+        try rig.startNginx()
+        let proxy = try TCPFaultProxy(targetPort: rig.nginxPort)
+        defer { proxy.stop() }
+        proxy.set(.blackhole)
+        let loop = EventLoop()
+        let fetcher = try HTTPFetcher(loop: loop, configuration: HTTPFetchConfiguration(tls: rig.deviceTLS, connectTimeoutMilliseconds: 1_000))
+        let started = Date()
+        let outcome: HTTPOutcome<[UInt8]>? = try runLoop(loop) {
+            fetcher.get(rig.nginxURL("firmware.manifest", port: proxy.listenPort), maxBytes: 1024, completion: $0)
+        }
+        let elapsed = Date().timeIntervalSince(started)
+        #expect(outcome?.failure?.reason == .timeout, "\(String(describing: outcome))")
+        #expect(elapsed > 0.8 && elapsed < 3, "connect timeout 1 s, took \(elapsed) s")
+    }
+
+    @Test func aFileThatCannotBeOpenedIsAnIOFailure() throws {
+        let rig = try DownloadRig("io")
+        let loop = EventLoop()
+        let fetcher = try HTTPFetcher(loop: loop, configuration: HTTPFetchConfiguration(tls: rig.deviceTLS))
+        let path = rig.root.appendingPathComponent("missing-dir/slot.bin").path
+        let outcome: HTTPOutcome<Int>? = try runLoop(loop) {
+            #expect(fetcher.download("https://127.0.0.1:1/ota/x.bin", to: path, expectedLength: 10, completion: $0) == nil)
+        }
+        #expect(outcome?.failure?.reason == .io(errno: 2), "ENOENT: \(String(describing: outcome))")
+        #expect(outcome?.failure?.description.contains(path) == true)
     }
 
     @Test func downloadsAnArtifactIntoAFile() throws {
