@@ -106,7 +106,7 @@ public struct HTTPFetchFailure: Error, Sendable, Hashable, CustomStringConvertib
     /// The download's file, nil for in-memory `get`.
     public var file: String?
     /// Bytes of the partial file kept on disk (fsynced) for the next `download` to resume from;
-    /// 0 when the partial file was discarded or there is none.
+    /// 0 when the partial file was discarded, there is none, or it has no validator to resume with.
     public var keptBytes: Int
     public var message: String
 

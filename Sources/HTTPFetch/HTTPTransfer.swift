@@ -189,8 +189,10 @@ public final class HTTPTransfer {
                     (reason, message) = (.io(errno: error.errno), error.message)
                 }
             }
+            // Without a validator the bytes stay on disk but the next call starts over from 0.
+            let resumable = discard || partial.validator == nil ? 0 : partial.length
             let outcome: HTTPOutcome<Int> = reason.map {
-                .failed(HTTPFetchFailure(reason: $0, url: url, file: partial.path, keptBytes: discard ? 0 : partial.length, message: message))
+                .failed(HTTPFetchFailure(reason: $0, url: url, file: partial.path, keptBytes: resumable, message: message))
             } ?? .complete(partial.length)
             return { completion(outcome) }
         }
