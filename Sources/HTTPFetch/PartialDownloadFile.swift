@@ -34,7 +34,11 @@ final class PartialDownloadFile {
 
     /// Starts over: forget the old validator, truncate, then remember `newValidator` (if any).
     func restart(validator newValidator: String?) throws(FileFailure) {
-        if unlink(sidecarPath) != 0 && errno != ENOENT { throw FileFailure(errno: errno, what: "unlink \(sidecarPath)") }
+        if unlink(sidecarPath) == 0 {
+            syncDirectory() // durable before any new byte, even when no new sidecar follows
+        } else if errno != ENOENT {
+            throw FileFailure(errno: errno, what: "unlink \(sidecarPath)")
+        }
         validator = nil
         guard ftruncate(fd, 0) == 0 else { throw FileFailure(errno: errno, what: "truncate \(path)") }
         length = 0
