@@ -28,7 +28,16 @@ import TestSupport
         }
 
         func download(_ mode: String, expectedLength: Int) throws -> HTTPOutcome<Int>? {
-            try runLoop(loop) { fetcher.download("\(base)/\(mode)", to: path, expectedLength: expectedLength, completion: $0) }
+            try downloadCounting(mode, expectedLength: expectedLength).outcome
+        }
+
+        /// The outcome and how many body bytes the transfer received.
+        func downloadCounting(_ mode: String, expectedLength: Int) throws -> (outcome: HTTPOutcome<Int>?, received: Int?) {
+            var transfer: HTTPTransfer?
+            let outcome: HTTPOutcome<Int>? = try runLoop(loop) {
+                transfer = fetcher.download("\(base)/\(mode)", to: path, expectedLength: expectedLength, completion: $0)
+            }
+            return (outcome, transfer?.bytesReceived)
         }
 
         /// Leaves a consistent partial file of `bytes` (the server drops the connection there).
@@ -65,6 +74,17 @@ import TestSupport
         try setup.finishBitExact(artifact)
     }
 
+    @Test func aPartialFileWithoutValidatorIsNeverResumed() throws {
+        let setup = try Setup("fault-noetag", artifact: artifact)
+        let first = try setup.download("truncate?n=50000&etag=0", expectedLength: artifact.count)
+        #expect(first?.failure?.reason == .interrupted && first?.failure?.keptBytes == 0, "\(String(describing: first))")
+        #expect(!setup.sidecarExists)
+        let second = try setup.downloadCounting("ok", expectedLength: artifact.count)
+        #expect(second.outcome == .complete(artifact.count))
+        #expect(second.received == artifact.count, "fetched from 0")
+        #expect(try sha256(of: setup.path) == sha256(artifact))
+    }
+
     @Test func serverErrorsKeepAConsistentPartialFile() throws {
         let setup = try Setup("fault-500", artifact: artifact)
         try setup.partial(50_000, of: artifact)
@@ -90,12 +110,9 @@ import TestSupport
     @Test func aServerIgnoringRangeMakesItStartOver() throws {
         let setup = try Setup("fault-full", artifact: artifact)
         try setup.partial(80_000, of: artifact)
-        var transfer: HTTPTransfer?
-        let outcome: HTTPOutcome<Int>? = try runLoop(setup.loop) {
-            transfer = setup.fetcher.download("\(setup.base)/full", to: setup.path, expectedLength: artifact.count, completion: $0)
-        }
-        #expect(outcome == .complete(artifact.count))
-        #expect(transfer?.bytesReceived == artifact.count, "rewritten from 0, not appended")
+        let outcome = try setup.downloadCounting("full", expectedLength: artifact.count)
+        #expect(outcome.outcome == .complete(artifact.count))
+        #expect(outcome.received == artifact.count, "rewritten from 0, not appended")
         #expect(try sha256(of: setup.path) == sha256(artifact))
     }
 

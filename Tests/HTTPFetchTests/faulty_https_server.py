@@ -17,7 +17,7 @@ artifact (--artifact) under every path; the first path segment picks the fault, 
   /oversize-stream 200 without Content-Length, artifact + 100 bytes, then close
   /stall?n=N       200 headers and N body bytes, then nothing for a minute
 
-Prints "listening PORT" on stdout once it accepts connections.
+With &etag=0 no ETag is sent (nothing to resume with). Prints "listening PORT" on stdout once it accepts connections.
 """
 import argparse
 import hashlib
@@ -62,7 +62,9 @@ def main():
         def do_GET(self):
             url = urllib.parse.urlsplit(self.path)
             mode = url.path.strip("/").split("/")[0]
-            n = int(urllib.parse.parse_qs(url.query).get("n", ["0"])[0])
+            query = urllib.parse.parse_qs(url.query)
+            n = int(query.get("n", ["0"])[0])
+            self.send_etag = query.get("etag", ["1"])[0] != "0"
             self.close_connection = True
             start = self.requested_start()
             length = len(artifact)
@@ -111,7 +113,8 @@ def main():
 
         def answer(self, status, body, headers=None, length_header=True, stop_after=None, how=None):
             self.send_response(status)
-            self.send_header("ETag", etag)
+            if self.send_etag:
+                self.send_header("ETag", etag)
             self.send_header("Connection", "close")
             if length_header:
                 self.send_header("Content-Length", str(len(body)))
