@@ -124,6 +124,8 @@ let package = Package(
         .testTarget(name: "ECUSimulationTests", dependencies: ["ECUSimulation", "DBC", "DAQCore", "TestSupport"]),
         .testTarget(name: "OTATests", dependencies: ["OTA", "PKI", "DAQCore", "TestSupport"]),
         .testTarget(name: "OTADeviceTests", dependencies: ["OTA", "OTADevice", "PKI", "DAQCore", "TestSupport"]),
+        .testTarget(name: "HTTPFetchTests", dependencies: ["HTTPFetch", "Runtime", "DAQCore", "FaultInjection", "TestSupport"],
+                    exclude: ["faulty_https_server.py"]),
         .testTarget(name: "OracleTests", dependencies: ["TestSupport", "DAQCore", "CANLogs", "DBC", "SystemIO"]),
     ],
     swiftLanguageModes: [.v6]
