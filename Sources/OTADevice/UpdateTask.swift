@@ -42,6 +42,8 @@ public struct UpdateOptions: Sendable {
     public var freeSpaceMargin: UInt64 = 1 << 20
     /// Failed connections with a new certificate before it is given up.
     public var certificateAttempts = 3
+    /// Download bandwidth cap in bytes/s (nil: none), so updates never starve the measurement uplink.
+    public var maxDownloadRate: Int?
 
     public init(baseURL: String, deviceID: String, hardwareID: String, directory: SlotDirectory, runningSlot: Slot,
                 trustedKeyFiles: [String], caFile: String) {
@@ -196,7 +198,8 @@ public final class UpdateTask {
             // A fresh client per poll: a rotated certificate is used from the next poll on.
             let files = credentials.current
             fetcher = try HTTPFetcher(loop: loop, configuration: HTTPFetchConfiguration(
-                tls: HTTPClientTLS(caFile: options.caFile, certificateFile: files.certificateFile, keyFile: files.keyFile)))
+                tls: HTTPClientTLS(caFile: options.caFile, certificateFile: files.certificateFile, keyFile: files.keyFile),
+                maxReceiveBytesPerSecond: options.maxDownloadRate))
         } catch {
             logger.error("cannot set up the HTTPS client: \(error)")
             schedulePoll(after: nextPollDelay())

@@ -124,6 +124,9 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Seconds between update polls (±20 % jitter).")
     var otaInterval: Double = 300
 
+    @Option(help: "Cap OTA downloads at this many bytes per second (keeps the 4G link free for measurement data).")
+    var otaMaxRate: Int?
+
     @Option(help: "Seconds a trial firmware has to connect and get a batch acknowledged end to end before it is rolled back.")
     var healthTimeout: Double = 120
 
@@ -208,6 +211,7 @@ struct RunCommand: ParsableCommand {
                                     runningSlot: slot, trustedKeyFiles: otaKey, caFile: caFile)
             ota.pollInterval = otaURL == nil ? .infinity : otaInterval
             ota.healthTimeout = healthTimeout
+            ota.maxDownloadRate = otaMaxRate.map { max(1, $0) }
             ota.trialAttempts = trialAttempts
             options.ota = ota
         }

@@ -3,6 +3,7 @@
 // into a trial, and commits only after its uplink got a batch acknowledged end to end — or rolls
 // back. The collector keeps the update history from devices/<id>/ota/status, and the journal
 // stream stays byte-identical across every re-execution.
+import FaultInjection
 import Foundation
 import OTA
 import OTADevice
@@ -67,5 +68,46 @@ import Glibc
         rig.stopCollector()
         let verify = try rig.verify()
         #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
+    }
+}
+
+@Suite(.serialized) struct InterruptedDownloadTests {
+    @Test func aDownloadCutByTheLinkAndByKill9ResumesWhereItStoppedAndCommits() throws {
+        let rig = try OTARig()
+        let proxy = try TCPFaultProxy(targetPort: rig.nginxPort)
+        defer { proxy.stop() }
+        rig.updatePort = proxy.listenPort
+        try rig.startCollector()
+        let image = try rig.firmware("daqlink-2.bin", marker: "release 2")
+        try rig.publish(image, kind: .firmware, version: 2)
+        let staged = rig.slots.stagedArtifactPath(.firmware)
+        func stagedBytes() -> UInt64 { (try? FileManager.default.attributesOfItem(atPath: staged)[.size] as? UInt64) ?? 0 }
+        // 3 MB/s: the 18 MB image takes several seconds, long enough to be cut twice.
+        let slow = ["--ota-max-rate", "3000000"]
+        try rig.startDevice(speed: "0.5", extra: slow)
+
+        // 1. The link resets mid-body: the same process resumes at its next poll.
+        #expect(rig.wait(30) { stagedBytes() > 2_000_000 }, "\(rig.deviceLogs())")
+        proxy.resetConnections()
+        #expect(rig.wait(30) { rig.deviceLogs().contains("resuming firmware 2 at byte") }, "\(rig.deviceLogs())")
+        // 2. kill -9 mid-download: the next boot resumes from the partial file on disk.
+        let before = stagedBytes()
+        #expect(rig.wait(30) { stagedBytes() > before + 2_000_000 })
+        if let device = rig.device { kill(device.processIdentifier, SIGKILL) }
+        _ = rig.stopDevice()
+        let kept = stagedBytes()
+        let imageLength = UInt64(try Data(contentsOf: image).count)
+        #expect(kept > 0 && kept < imageLength, "a partial file is kept: \(kept)")
+        try rig.startDevice(speed: "0.5", extra: slow)
+        #expect(rig.wait(30) { ((try? String(contentsOf: rig.root.appendingPathComponent("device-2.log"), encoding: .utf8)) ?? "")
+            .contains("resuming firmware 2 at byte") }, "\(rig.deviceLogs())")
+
+        let committed = rig.wait(90) { rig.bootState()?.active == .b && rig.bootState()?.committedVersion == 2 }
+        #expect(committed, "\(String(describing: rig.bootState()))\n\(rig.deviceLogs())")
+        let manifest = try UpdateManifest.parse([UInt8](Data(contentsOf: URL(fileURLWithPath: image.path + ".manifest"))), file: "manifest")
+        #expect(SlotDirectory.matches(rig.slots.binaryPath(.b), manifest))
+        // Only one download was ever started; the rest were resumes.
+        #expect(rig.history().filter { $0.status == "downloading" }.count == 1, "\(rig.history())")
+        _ = rig.stopDevice()
     }
 }

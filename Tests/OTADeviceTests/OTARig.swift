@@ -24,6 +24,8 @@ final class OTARig: @unchecked Sendable {
     let root: URL
     private(set) var nginx: NginxServer?
     private(set) var nginxPort = 0
+    /// When set, the device reaches nginx through this port (a TCPFaultProxy in the test).
+    var updatePort: Int?
     var collector: Process?
     var device: Process?
     private var deviceRuns = 0
@@ -161,7 +163,7 @@ final class OTARig: @unchecked Sendable {
         ["--experiment", Self.experiment, "--source", "replay:\(Self.log)", "--speed", speed, "--journal", journal.path,
          "--quiet", "--broker", "127.0.0.1:\(broker.port)", "--device", deviceID, "--ca", pki.appendingPathComponent("ca.crt").path,
          "--cert", provisioned.appendingPathComponent("device.crt").path, "--key", provisioned.appendingPathComponent("device.key").path,
-         "--ota-url", "https://localhost:\(nginxPort)/ota/", "--ota-key", release.appendingPathComponent("release.pub").path,
+         "--ota-url", "https://localhost:\(updatePort ?? nginxPort)/ota/", "--ota-key", release.appendingPathComponent("release.pub").path,
          "--hardware", Self.hardware, "--ota-interval", "1", "--health-timeout", String(healthTimeout), "--drain-timeout", "60",
          "--log-level", "info"]
     }
