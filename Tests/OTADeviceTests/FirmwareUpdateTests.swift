@@ -111,3 +111,34 @@ import Glibc
         _ = rig.stopDevice()
     }
 }
+
+@Suite(.serialized) struct CrashingTrialTests {
+    @Test func aTrialThatCrashesAtEveryBootIsRolledBackWhenItsAttemptsAreUsedUp() throws {
+        let rig = try OTARig()
+        try rig.startCollector()
+        // Release 2 dies at once, every time (a broken build).
+        let script = rig.root.appendingPathComponent("daqlink-2.sh")
+        try Data("#!/bin/sh\necho 'release 2: segmentation fault' >&2\nexit 139\n".utf8).write(to: script)
+        try rig.publish(script, kind: .firmware, version: 2)
+        try rig.startDevice(speed: "1")
+        // Slot a downloads, installs and re-executes into the trial, which crashes.
+        #expect(rig.wait(40) { rig.device?.isRunning == false }, "\(rig.deviceLogs())")
+        #expect(rig.stopDevice() == 139)
+        // The supervisor (systemd's Restart=always) boots again: two more attempts crash …
+        for attempt in 2...3 {
+            try rig.startDevice(speed: "1")
+            #expect(rig.wait(20) { rig.device?.isRunning == false })
+            #expect(rig.stopDevice() == 139, "attempt \(attempt): \(rig.deviceLogs())")
+        }
+        #expect(rig.bootState()?.inactive == .trial(version: 2, floor: 0, attemptsLeft: 0))
+        // … and the next boot rolls back and starts the committed slot, which runs and reports.
+        try rig.startDevice(speed: "1")
+        #expect(rig.wait(20) { rig.historyContains("firmware", "rolled-back", 2) }, "\(rig.history())\n\(rig.deviceLogs())")
+        let state = try #require(rig.bootState())
+        #expect(state.active == .a && state.committedVersion == 1 && state.inactive == .unbootable, "\(state)")
+        #expect(rig.history().first { $0.status == "rolled-back" }?.reason == "boot attempts exhausted")
+        #expect(rig.history().filter { $0.status == "trial-boot" }.count == 3, "\(rig.history())")
+        #expect(rig.wait(40) { rig.device?.isRunning == false })
+        #expect(rig.stopDevice() == 0, "\(rig.deviceLogs())")
+    }
+}
