@@ -15,6 +15,12 @@ public struct RecordLayout: Sendable, Hashable {
     public let invalidationBytes: Int
 
     public init(_ group: ChannelGroup) {
+        if group.loggedBuses != nil {
+            valueOffsets = []
+            dataBytes = BusFrameRecord.bytes
+            invalidationBytes = 0
+            return
+        }
         var offset = 8
         var offsets: [Int] = []
         offsets.reserveCapacity(group.channels.count)
@@ -45,4 +51,20 @@ public enum RecordPayload {
     public static func groupIndex(_ payload: UnsafeRawBufferPointer) -> Int {
         (Int(payload[0]) | Int(payload[1]) << 8) - 1
     }
+}
+
+/// The record of a raw bus-logging group (ASAM MDF bus logging, `CAN_DataFrame`), 23 bytes:
+/// `f64 time | u32 ID (bits 0–28, IDE = bit 31) | u8 DLC (bits 0–3) + BusChannel (bits 4–7) |
+/// u8 Dir (bit 0, 1 = Tx) + EDL (bit 2) + BRS (bit 3) + ESI (bit 4) | u8 DataLength | 8 data bytes`.
+/// Classic CAN frames only: the 8 data bytes are fixed, unused ones zero.
+public enum BusFrameRecord {
+    public static let bytes = 23
+    /// Where the composed `CAN_DataFrame` channel starts (after the time master).
+    public static let frameOffset = 8
+    public static let idOffset = 8
+    public static let dlcOffset = 12
+    public static let flagsOffset = 13
+    public static let lengthOffset = 14
+    public static let dataOffset = 15
+    public static let dataCapacity = 8
 }
