@@ -244,7 +244,7 @@ public final class AcquisitionRun {
                 bytesPerGroup[group] += UInt64(payload.count - RecordPayload.headerBytes)
                 do throws(DAQError) {
                     try append(kind: .record, payload: payload)
-                    mdf?.append(payload)
+                    try mdf?.append(payload)
                 } catch { failure = error }
             }
         }

@@ -89,7 +89,7 @@ public struct ExperimentFile: Sendable, Hashable {
             throw fail("unknown key '\(key)' (expected name, [[dbc]], [[group]] or [mdf])", field: key, near: key)
         }
         if let mdf = table["mdf"] {
-            files = try Self.files(mdf, fail: { message, field in fail(message, field: field, near: field.replacingOccurrences(of: "mdf.", with: "")) })
+            files = try Self.files(mdf, fail: { message, field in fail(message, field: field, near: field.replacingOccurrences(of: "mdf.", with: "") + " =") })
         }
         name = table["name"]?.string ?? "experiment"
 
