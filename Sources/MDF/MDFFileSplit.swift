@@ -53,10 +53,10 @@ public struct MDFFileSplit: Sendable {
     }
 
     /// The file name of `part` for a measurement named `name`: `name.mf4` for the first,
-    /// `name-part0002.mf4` and on for the next.
+    /// `name_0002.mf4` and on for the next (so a sorted listing is in recording order).
     public static func fileName(_ name: String, part: Int) -> String {
         guard part > 1 else { return name + ".mf4" }
         let digits = String(part)
-        return name + "-part" + String(repeating: "0", count: max(0, 4 - digits.count)) + digits + ".mf4"
+        return name + "_" + String(repeating: "0", count: max(0, 4 - digits.count)) + digits + ".mf4"
     }
 }

@@ -37,7 +37,9 @@ import Acquisition
 
     @Test func fileNamesSortInOrder() {
         #expect(MDFFileSplit.fileName("measurement-7", part: 1) == "measurement-7.mf4")
-        #expect(MDFFileSplit.fileName("measurement-7", part: 2) == "measurement-7-part0002.mf4")
-        #expect(MDFFileSplit.fileName("measurement-7", part: 12345) == "measurement-7-part12345.mf4")
+        #expect(MDFFileSplit.fileName("measurement-7", part: 2) == "measurement-7_0002.mf4")
+        #expect(MDFFileSplit.fileName("measurement-7", part: 12345) == "measurement-7_12345.mf4")
+        let names = [1, 2, 10, 3].map { MDFFileSplit.fileName("measurement-7", part: $0) }
+        #expect(names.sorted() == [1, 2, 3, 10].map { MDFFileSplit.fileName("measurement-7", part: $0) })
     }
 }
