@@ -195,6 +195,7 @@ enum ExportPaths {
 /// One channel group's records as CSV text with physical values.
 enum CSVTable {
     static func bytes(group: ChannelGroup, records: [UInt8]) -> [UInt8] {
+        if let buses = group.loggedBuses { return frames(buses: buses, records: records) }
         let layout = RecordLayout(group)
         var out = Array("t [s]".utf8)
         for channel in group.channels {
@@ -214,6 +215,27 @@ enum CSVTable {
                 }
                 out.append(UInt8(ascii: "\n"))
                 start += layout.recordBytes
+            }
+        }
+        return out
+    }
+
+    /// A bus-logging group: one row per frame, `t [s],bus,id,ide,dlc,dir,data` (data in hex).
+    private static func frames(buses: [String], records: [UInt8]) -> [UInt8] {
+        var out = Array("t [s],bus,id,ide,dlc,dir,data\n".utf8)
+        records.withUnsafeBytes { raw in
+            for start in stride(from: 0, to: raw.count - BusFrameRecord.bytes + 1, by: BusFrameRecord.bytes) {
+                let id = UInt32(load(raw, start + BusFrameRecord.idOffset, 4))
+                let dlc = raw[start + BusFrameRecord.dlcOffset]
+                let bus = Int(dlc >> 4) - 1
+                let length = Int(raw[start + BusFrameRecord.lengthOffset])
+                let data = (0..<min(length, BusFrameRecord.dataCapacity)).map { index -> String in
+                    let hex = String(raw[start + BusFrameRecord.dataOffset + index], radix: 16, uppercase: true)
+                    return hex.count == 1 ? "0" + hex : hex
+                }.joined()
+                let row = "\(Double(bitPattern: load(raw, start, 8))),\(bus >= 0 && bus < buses.count ? buses[bus] : "?"),"
+                    + "\(id & 0x1FFF_FFFF),\(id >> 31),\(dlc & 0x0F),\(raw[start + BusFrameRecord.flagsOffset] & 1 == 1 ? "Tx" : "Rx"),\(data)\n"
+                out += Array(row.utf8)
             }
         }
         return out

@@ -66,6 +66,19 @@ import TestSupport
         #expect(report["frames"] as? Int == 103_272)
         #expect((report["values"] as? Int ?? 0) > 400_000, "\(report["values"] ?? "")")
         #expect(report["undecoded"] as? [[Any]] != nil && (report["undecoded"] as! [[Any]]).isEmpty, "\(report["undecoded"] ?? "")")
+        // inspect counts the CAN_DataFrame members as asammdf lists them: time + 1 + 10 channels.
+        let inspect = try runProcess(Agent.daqctl, ["inspect", "--json", mdf.appendingPathComponent("measurement-1.mf4").path])
+        let summary = try JSONSerialization.jsonObject(with: inspect.stdoutData) as? [String: Any]
+        let groups = summary?["groups"] as? [[String: Any]] ?? []
+        let frames = groups.first { $0["acquisition_name"] as? String == "CAN frames" }
+        #expect(frames?["channels"] as? Int == 12 && frames?["cycles"] as? Int == 103_272, "\(inspect.stdout)\(inspect.stderr)")
+        // The CSV export of the bus-logging group: one row per frame, as the log has it.
+        let csv = work.appendingPathComponent("frames.csv").path
+        let export = try runProcess(Agent.daqctl, ["export", "--journal", journal.path, "--format", "csv", "--group", "CAN frames", "--out", csv])
+        #expect(export.status == 0, "\(export.stderr)")
+        let rows = try String(contentsOfFile: csv, encoding: .utf8).split(separator: "\n")
+        #expect(rows.count == 103_273 && rows.first == "t [s],bus,id,ide,dlc,dir,data")
+        #expect(rows.dropFirst().first == "0.0,can1,768,0,8,Rx,B07FE87F517F8023", "first frame: (…) can1 300#B07FE87F517F8023")
         let names = report["names"] as? [String] ?? []
         for field in ["ID", "IDE", "DLC", "DataLength", "DataBytes", "BusChannel", "Dir"] {
             #expect(names.contains("CAN_DataFrame." + field), "\(names)")
