@@ -67,4 +67,24 @@ public enum BusFrameRecord {
     public static let lengthOffset = 14
     public static let dataOffset = 15
     public static let dataCapacity = 8
+
+    /// The fields of one frame record (the MDF record, without the journal's record id).
+    public struct Fields: Sendable, Hashable {
+        /// 1-based position of the bus in the group's bus list.
+        public var busChannel: Int
+        public var id: UInt32
+        public var isExtended: Bool
+        public var dlc: UInt8
+        public var isTransmitted: Bool
+        public var data: [UInt8]
+    }
+
+    /// Reads the frame record starting at `start` in `raw` (`bytes` long).
+    public static func fields(_ raw: UnsafeRawBufferPointer, at start: Int) -> Fields {
+        let id = raw.loadUnaligned(fromByteOffset: start + idOffset, as: UInt32.self).littleEndian
+        let length = min(Int(raw[start + lengthOffset]), dataCapacity)
+        return Fields(busChannel: Int(raw[start + dlcOffset] >> 4), id: id & 0x1FFF_FFFF, isExtended: id >> 31 == 1,
+                      dlc: raw[start + dlcOffset] & 0x0F, isTransmitted: raw[start + flagsOffset] & 1 == 1,
+                      data: Array(raw[(start + dataOffset)..<(start + dataOffset + length)]))
+    }
 }

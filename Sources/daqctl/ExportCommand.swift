@@ -225,20 +225,22 @@ enum CSVTable {
         var out = Array("t [s],bus,id,ide,dlc,dir,data\n".utf8)
         records.withUnsafeBytes { raw in
             for start in stride(from: 0, to: raw.count - BusFrameRecord.bytes + 1, by: BusFrameRecord.bytes) {
-                let id = UInt32(load(raw, start + BusFrameRecord.idOffset, 4))
-                let dlc = raw[start + BusFrameRecord.dlcOffset]
-                let bus = Int(dlc >> 4) - 1
-                let length = Int(raw[start + BusFrameRecord.lengthOffset])
-                let data = (0..<min(length, BusFrameRecord.dataCapacity)).map { index -> String in
-                    let hex = String(raw[start + BusFrameRecord.dataOffset + index], radix: 16, uppercase: true)
-                    return hex.count == 1 ? "0" + hex : hex
-                }.joined()
-                let row = "\(Double(bitPattern: load(raw, start, 8))),\(bus >= 0 && bus < buses.count ? buses[bus] : "?"),"
-                    + "\(id & 0x1FFF_FFFF),\(id >> 31),\(dlc & 0x0F),\(raw[start + BusFrameRecord.flagsOffset] & 1 == 1 ? "Tx" : "Rx"),\(data)\n"
+                let frame = BusFrameRecord.fields(raw, at: start)
+                let bus = frame.busChannel >= 1 && frame.busChannel <= buses.count ? buses[frame.busChannel - 1] : "?"
+                let row = "\(Double(bitPattern: load(raw, start, 8))),\(bus),\(frame.id),\(frame.isExtended ? 1 : 0),\(frame.dlc),"
+                    + "\(frame.isTransmitted ? "Tx" : "Rx"),\(hex(frame.data))\n"
                 out += Array(row.utf8)
             }
         }
         return out
+    }
+
+    /// Bytes as upper-case hex, two digits each.
+    static func hex(_ bytes: [UInt8]) -> String {
+        bytes.map { byte -> String in
+            let digits = String(byte, radix: 16, uppercase: true)
+            return digits.count == 1 ? "0" + digits : digits
+        }.joined()
     }
 
     private static func physical(_ channel: ChannelSpec, _ raw: UnsafeRawBufferPointer, _ offset: Int) -> String {

@@ -72,6 +72,11 @@ import TestSupport
         let groups = summary?["groups"] as? [[String: Any]] ?? []
         let frames = groups.first { $0["acquisition_name"] as? String == "CAN frames" }
         #expect(frames?["channels"] as? Int == 12 && frames?["cycles"] as? Int == 103_272, "\(inspect.stdout)\(inspect.stderr)")
+        // journal dump shows the raw frame of a bus-logging record.
+        let dump = try runProcess(Agent.daqctl, ["journal", "dump", journal.path, "--from", "2"])
+        let firstRecord = dump.stdout.split(separator: "\n").first { $0.contains("\"CAN frames\"") }.map(String.init) ?? ""
+        #expect(firstRecord.contains("\"frame\": {\"bus\": \"can1\", \"id\": 768, \"extended\": false, \"dlc\": 8, \"tx\": false, \"data\": \"B07FE87F517F8023\"}"),
+                "\(firstRecord)")
         // The CSV export of the bus-logging group: one row per frame, as the log has it.
         let csv = work.appendingPathComponent("frames.csv").path
         let export = try runProcess(Agent.daqctl, ["export", "--journal", journal.path, "--format", "csv", "--group", "CAN frames", "--out", csv])
