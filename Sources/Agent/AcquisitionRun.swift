@@ -345,6 +345,7 @@ public final class AcquisitionRun {
         summary.decoded = counters.decoded
         summary.unknownIDs = counters.unknown
         summary.otherBus = counters.otherBus
+        summary.busFramesNotLogged = pipeline.sampler.busFramesTooLong
         summary.malformedLines = logSource?.malformedLines ?? 0
         summary.groups = pipeline.binding.groups.indices.map {
             (pipeline.binding.groups[$0].name, recordsPerGroup[$0], bytesPerGroup[$0])
