@@ -70,6 +70,11 @@ public final class AcquisitionRun {
             logger.warning("journal recovery: \(summary.recovery!)")
         }
         logger.info("journal \(options.journalDirectory): next seq \(journal.nextSequence), acknowledged up to \(journal.acknowledgedUpTo)")
+        if let directory = options.mdfDirectory, journal.lastSequence > 0 {
+            for name in try InterruptedMDF.finalize(mdfDirectory: directory, journalDirectory: options.journalDirectory) {
+                logger.warning("MDF: \(name) was left unfinalized; rebuilt from the journal and finalized")
+            }
+        }
     }
 
     /// Runs to the end and returns the summary. Throws for I/O errors other than a full journal.

@@ -112,4 +112,37 @@ import Glibc
         let block = (end + 65_535) / 65_536 * 65_536
         #expect(end >= 65_536 && block < next, "records end at \(end), next at \(next): not a block boundary")
     }
+
+    @Test func aRestartAfterKillMinus9FinalizesTheInterruptedFileFromTheJournal() throws {
+        let (journal, file) = try Self.recordAndKill("mdfrestart", after: 1.2, extra: ["--mdf-split-seconds", "2"])
+        let mdf = file.deletingLastPathComponent()
+        let left = try FileManager.default.contentsOfDirectory(atPath: mdf.path).sorted()
+        let last = try #require(left.last)
+        #expect(String(decoding: try Data(contentsOf: mdf.appendingPathComponent(last)).prefix(8), as: UTF8.self) == "UnFinMF ")
+        let restart = try Agent.run(journal, extra: ["--mdf", mdf.path, "--mdf-split-seconds", "2", "--duration", "1"])
+        #expect(restart.status == 0, "\(restart.stderr)")
+        #expect(restart.stderr.contains("measurement-1 was left unfinalized"), "\(restart.stderr)")
+        // Every file of measurement 1 is finalized and together they hold exactly the journal's
+        // records of measurement 1 (those before the restart's layout entry).
+        let entries = try Agent.dump(journal)
+        let secondLayout = try #require(entries.dropFirst().firstIndex { $0["layout"] != nil })
+        var expected: [String: Int] = [:]
+        for entry in entries[1..<secondLayout] { expected[entry["group"] as! String, default: 0] += 1 }
+        let parts = try FileManager.default.contentsOfDirectory(atPath: mdf.path).filter { $0.hasPrefix("measurement-1.") || $0.hasPrefix("measurement-1_") }.sorted()
+        #expect(parts.count >= left.count)
+        var counts: [String: Int] = [:]
+        for part in parts {
+            let url = mdf.appendingPathComponent(part)
+            #expect(String(decoding: try Data(contentsOf: url).prefix(8), as: UTF8.self) == "MDF     ", "\(part)")
+            let result = try runPython("""
+                import json, sys
+                from asammdf import MDF
+                m = MDF(sys.argv[1])
+                print(json.dumps({g.channel_group.acq_name: len(m.get_master(i)) for i, g in enumerate(m.groups)}))
+                """, [url.path])
+            let groups = try #require(try JSONSerialization.jsonObject(with: result.stdoutData) as? [String: Int], "\(result.stderr)")
+            for (name, count) in groups { counts[name, default: 0] += count }
+        }
+        #expect(counts == expected)
+    }
 }

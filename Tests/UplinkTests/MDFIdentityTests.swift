@@ -32,3 +32,25 @@ import Glibc
         #expect(identical.count == 5, "10 s of log in 2 s files: \(verify.stdout)")
     }
 }
+
+extension MDFIdentityTests {
+    @Test func theDevicesInterruptedFilesAreRebuiltIdenticallyAfterKillMinus9() throws {
+        let rig = try UplinkRig()
+        let deviceMDF = rig.work.appendingPathComponent("device/mdf")
+        let flags = ["--mdf", deviceMDF.path, "--mdf-split-seconds", "3", "--mdf-deflate"]
+        try rig.startCollector()
+        try rig.startDevice(speed: "2", extra: flags)
+        UplinkRig.pause(2)
+        rig.killDevice()                      // measurement 1's files stay unfinalized
+        try rig.startDevice(speed: "max", extra: flags)
+        let (status, log) = rig.waitForDevice()
+        #expect(status == 0, "\(log)")
+        #expect(log.contains("was left unfinalized; rebuilt from the journal"), "\(log)")
+        rig.stopCollector()
+        let verify = try rig.verify(within: 10, mdf: deviceMDF)
+        #expect(verify.status == 0, "\(verify.stdout)\n--- collector\n\(rig.read("collector"))")
+        let lines = verify.stdout.split(separator: "\n").filter { $0.hasPrefix("MDF measurement-") }
+        #expect(lines.allSatisfy { $0.hasSuffix(", identical") })
+        #expect(lines.contains { $0.hasPrefix("MDF measurement-1.mf4") } && lines.count >= 5, "\(verify.stdout)")
+    }
+}
