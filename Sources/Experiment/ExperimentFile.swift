@@ -60,6 +60,10 @@ public struct ExperimentFile: Sendable, Hashable {
             throw .malformed("bus logging needs the buses named: add buses = [\"can0\", …] to a [[dbc]] entry, "
                              + "or declare a [[group]] with kind = \"bus\"", file: file, line: nil, field: "dbc.buses")
         }
+        if let clash = groups.first(where: { $0.name == "CAN frames" }) {
+            throw .malformed("--mdf-bus-logging adds a group named 'CAN frames', and this file has one",
+                             file: file, line: clash.line, field: "group.name")
+        }
         groups.append(ExperimentGroup(name: "CAN frames", trigger: .busFrames(buses), channels: [], line: nil))
     }
 

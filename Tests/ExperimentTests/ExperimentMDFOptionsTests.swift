@@ -41,6 +41,22 @@ import Acquisition
         #expect(file.groups[1].trigger == .busFrames(["can0", "can1"]))
     }
 
+    @Test func theBusLoggingFlagNeedsNamedBusesAndAFreeName() throws {
+        var unnamed = try ExperimentFile(text: Self.base.replacingOccurrences(of: "buses = [\"can0\", \"can1\"]\n", with: "")
+            .replacingOccurrences(of: "kind = \"bus\"\nbuses = [\"can1\", \"can0\"]", with: "raster_ms = 10\nchannels = [\"M.S\"]"),
+                                         file: "x.toml")
+        #expect(throws: DAQError.self) { try unnamed.addBusLogging(file: "x.toml") }
+        var clash = try ExperimentFile(text: Self.base.replacingOccurrences(of: "name = \"Frames\"\nkind = \"bus\"\nbuses = [\"can1\", \"can0\"]",
+                                                                            with: "name = \"CAN frames\"\nraster_ms = 10\nchannels = [\"M.S\"]"),
+                                       file: "x.toml")
+        do {
+            try clash.addBusLogging(file: "x.toml")
+            Issue.record("accepted a second group named 'CAN frames'")
+        } catch {
+            #expect(error.location?.line == 11 && error.location?.field == "group.name", "\(error)")
+        }
+    }
+
     @Test func theLayoutEntryCarriesBusGroupsAndFileOptions() throws {
         let group = ChannelGroup(name: "Frames", trigger: .busFrames(buses: ["can0", "can1"]), channels: [])
         let plain = MeasurementLayout(start: Timestamp(nanoseconds: 5), experiment: "e", groups: [group])
