@@ -145,4 +145,18 @@ import Glibc
         }
         #expect(counts == expected)
     }
+
+    @Test func aFileWhoseStartDiffersFromTheJournalsIsNotRebuilt() throws {
+        let (journal, file) = try Self.recordAndKill("mdfrestart-other", after: 1.0)
+        // Another measurement's file under the same name: its ##HD start time differs.
+        let handle = try FileHandle(forWritingTo: file)
+        try handle.seek(toOffset: 0x40 + 72)
+        try handle.write(contentsOf: Data([0x01]))
+        try handle.close()
+        let before = try Data(contentsOf: file)
+        let restart = try Agent.run(journal, extra: ["--mdf", file.deletingLastPathComponent().path, "--duration", "0.5"])
+        #expect(restart.status == 0, "\(restart.stderr)")
+        #expect(!restart.stderr.contains("left unfinalized"), "\(restart.stderr)")
+        #expect(try Data(contentsOf: file) == before, "left as it was")
+    }
 }
