@@ -63,22 +63,24 @@ struct BenchMDFCommand: ParsableCommand {
             printError("daqctl bench mdf: \(error)")
             throw ExitCode(1)
         }
-        var figures: [(String, Double)] = []
-        let out = work.appendingPathComponent("ours.mf4")
+        var figures: [(name: String, seconds: Double, fileBytes: Int)] = []
+        let out = work.appendingPathComponent("ours.mf4").path
+        let stream = work.appendingPathComponent("stream.mf4").path
+        func size(_ path: String) -> Int { ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int) ?? 0 }
         figures.append(("daqctl MDFWriter, sorted (export)", try best { () throws in
-            try ExportPaths.write(MDFWriter.finalizedFile(layout: input.layout, records: input.records), to: out.path)
-        }))
+            try ExportPaths.write(MDFWriter.finalizedFile(layout: input.layout, records: input.records), to: out)
+        }, size(out)))
         figures.append(("daqctl MDFWriter, sorted + ##DZ transposed deflate (export --deflate)", try best { () throws in
             try ExportPaths.write(MDFWriter.finalizedFile(layout: input.layout, records: input.records,
-                                                          deflate: { Deflate.compress($0) }), to: out.path)
-        }))
+                                                          deflate: { Deflate.compress($0) }), to: out)
+        }, size(out)))
         figures.append(("daqctl MDFRecording, streaming unsorted (daqlink --mdf)", try best { () throws in
             let recording = try MDFRecording(directory: work.path, name: "stream", layout: input.layout)
             try input.payloads.withUnsafeBytes { raw in
                 for range in input.payloadRanges { try recording.append(UnsafeRawBufferPointer(rebasing: raw[range])) }
             }
             try recording.finish()
-        }))
+        }, size(stream)))
         var peer = ASAMMDFPeer.Result(unavailable: "skipped (--no-peers)")
         if !noPeers { peer = ASAMMDFPeer.measure(input, work: work, runs: runs) }
         let report = MDFBenchReport(input: input, runs: runs, ours: figures, peer: peer)

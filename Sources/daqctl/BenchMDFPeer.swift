@@ -8,6 +8,9 @@ enum ASAMMDFPeer {
     struct Result {
         var plain: Double?
         var deflate: Double?
+        /// File sizes of the plain and the compressed save.
+        var plainBytes = 0
+        var deflateBytes = 0
         /// Samples per group in asammdf's plain file (checked against ours).
         var cycles: [Int] = []
         var version = ""
@@ -18,7 +21,7 @@ enum ASAMMDFPeer {
     }
 
     static let script = """
-        import json, sys, time
+        import json, os, sys, time
         import numpy as np
         import asammdf
         from asammdf import MDF, Signal
@@ -42,14 +45,15 @@ enum ASAMMDFPeer {
             mdf = MDF(version="4.11")
             for name, signals in groups:
                 mdf.append(signals, acq_name=name, common_timebase=True)
-            mdf.save(path, overwrite=True, compression=compression)
+            saved = mdf.save(path, overwrite=True, compression=compression)
             mdf.close()
-            return time.perf_counter() - start
-        plain = min(write(out, 0) for _ in range(runs))
-        deflate = min(write(out + ".dz", 2) for _ in range(runs))
+            return time.perf_counter() - start, os.path.getsize(saved)
+        plain, plain_bytes = min(write(out, 0) for _ in range(runs))
+        deflate, deflate_bytes = min(write(out[:-4] + "-dz.mf4", 2) for _ in range(runs))
         check = MDF(out)
         cycles = [int(g.channel_group.cycles_nr) for g in check.groups]
-        print(json.dumps({"plain": plain, "deflate": deflate, "cycles": cycles, "version": asammdf.__version__}))
+        print(json.dumps({"plain": plain, "deflate": deflate, "cycles": cycles, "version": asammdf.__version__,
+                          "plainBytes": plain_bytes, "deflateBytes": deflate_bytes}))
         """
 
     static func measure(_ input: MDFBenchInput, work: URL, runs: Int) -> Result {
@@ -99,6 +103,8 @@ enum ASAMMDFPeer {
         result.plain = object["plain"] as? Double
         result.deflate = object["deflate"] as? Double
         result.cycles = object["cycles"] as? [Int] ?? []
+        result.plainBytes = object["plainBytes"] as? Int ?? 0
+        result.deflateBytes = object["deflateBytes"] as? Int ?? 0
         result.version = object["version"] as? String ?? ""
         return result
     }
@@ -119,7 +125,7 @@ let benchBuildKind: String = {
 struct MDFBenchReport {
     var input: MDFBenchInput
     var runs: Int
-    var ours: [(name: String, seconds: Double)]
+    var ours: [(name: String, seconds: Double, fileBytes: Int)]
     var peer: ASAMMDFPeer.Result
 
     private var build: String { benchBuildKind }
@@ -140,19 +146,19 @@ struct MDFBenchReport {
             "daqctl bench mdf: \(grouped(input.payloadRanges.count)) records, \(rounded(Double(input.recordBytes) / 1e6, 1)) MB of record bytes "
                 + "in \(input.layout.groups.count) channel groups (\(input.source)); \(build) build, best of \(runs)",
             "",
-            "| writer | MB/s | seconds | ours / asammdf (same compression) |",
-            "|---|---:|---:|---:|",
+            "| writer | MB/s | seconds | file bytes | ours / asammdf (same compression) |",
+            "|---|---:|---:|---:|---:|",
         ]
         let peers = [peer.plain, peer.deflate, peer.plain]
         for (index, figure) in ours.enumerated() {
             let ratio = peers[index].map { $0 / figure.seconds }
             lines.append("| \(figure.name) | \(rounded(megabytesPerSecond(figure.seconds) ?? 0, 1)) | \(rounded(figure.seconds, 3)) "
-                         + "| \(ratio.map { "\(rounded($0, 1))×" } ?? "") |")
+                         + "| \(grouped(figure.fileBytes)) | \(ratio.map { "\(rounded($0, 1))×" } ?? "") |")
         }
-        for (name, seconds) in [("asammdf \(peer.version) append + save", peer.plain),
-                                ("asammdf \(peer.version) append + save(compression=2)", peer.deflate)] {
+        for (name, seconds, bytes) in [("asammdf \(peer.version) append + save", peer.plain, peer.plainBytes),
+                                       ("asammdf \(peer.version) append + save(compression=2)", peer.deflate, peer.deflateBytes)] {
             lines.append("| \(name) | \(megabytesPerSecond(seconds).map { "\(rounded($0, 1))" } ?? "–") "
-                         + "| \(seconds.map { "\(rounded($0, 3))" } ?? "–") | |")
+                         + "| \(seconds.map { "\(rounded($0, 3))" } ?? "–") | \(bytes > 0 ? grouped(bytes) : "–") | |")
         }
         if let reason = peer.unavailable { lines.append("peer: \(reason)") }
         if peer.unavailable == nil {
@@ -166,12 +172,14 @@ struct MDFBenchReport {
             guard let seconds, let rate = megabytesPerSecond(seconds) else { return "null" }
             return "{\"seconds\": \(rounded(seconds, 6)), \"megabytesPerSecond\": \(rounded(rate, 2))}"
         }
-        let oursJSON = ours.map { "{\"name\": \"\(jsonEscaped($0.name))\", \"figure\": \(figure($0.seconds))}" }.joined(separator: ", ")
+        let oursJSON = ours.map { "{\"name\": \"\(jsonEscaped($0.name))\", \"figure\": \(figure($0.seconds)), \"fileBytes\": \($0.fileBytes)}" }
+            .joined(separator: ", ")
         let reason = peer.unavailable.map { "\"\(jsonEscaped($0))\"" } ?? "null"
         return """
             {"records": \(input.payloadRanges.count), "recordBytes": \(input.recordBytes), "runs": \(runs), "build": "\(build)", \
             "ours": [\(oursJSON)], "peer": {"available": \(peer.unavailable == nil), "reason": \(reason), \
             "version": "\(jsonEscaped(peer.version))", "plain": \(figure(peer.plain)), "deflate": \(figure(peer.deflate)), \
+            "plainBytes": \(peer.plainBytes), "deflateBytes": \(peer.deflateBytes), \
             "sameCycles": \(peer.cycles == cycles)}}
             """
     }

@@ -24,10 +24,14 @@ struct BenchMDFCommandTests {
             #expect(rate > 0, "\(label): \(result.stdout)")
         }
         for figure in ours { positive(figure["figure"], "\(figure["name"] ?? "")") }
+        // The deflated file is the smallest; the streaming file has 2-byte record ids more than the sorted one.
+        let sizes = ours.map { $0["fileBytes"] as? Int ?? 0 }
+        #expect(sizes.count == 3 && sizes[1] > 0 && sizes[1] < sizes[0] && sizes[0] < sizes[2], "\(sizes)")
         let peer = object["peer"] as? [String: Any]
         #expect(peer?["available"] as? Bool == true, "peer: \(peer?["reason"] ?? "")")
         positive(peer?["plain"], "asammdf plain")
         positive(peer?["deflate"], "asammdf deflate")
         #expect(peer?["sameCycles"] as? Bool == true)
+        #expect((peer?["deflateBytes"] as? Int ?? 0) > 0 && (peer?["deflateBytes"] as? Int ?? 0) < (peer?["plainBytes"] as? Int ?? 0))
     }
 }
