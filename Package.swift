@@ -112,7 +112,7 @@ let package = Package(
         .testTarget(name: "AcquisitionTests", dependencies: ["DAQCore", "Acquisition", "TestSupport"]),
         .testTarget(name: "ExperimentTests", dependencies: ["DAQCore", "Experiment", "TestSupport"]),
         .testTarget(name: "RuntimeTests", dependencies: ["DAQCore", "Runtime"]),
-        .testTarget(name: "MDFTests", dependencies: ["DAQCore", "Acquisition", "MDF", "TestSupport"]),
+        .testTarget(name: "MDFTests", dependencies: ["DAQCore", "Acquisition", "MDF", "MDFFiles", "TestSupport"]),
         .testTarget(name: "DeliveryTests", dependencies: ["DAQCore", "Delivery"]),
         .testTarget(name: "AgentTests", dependencies: ["TestSupport"]),
         .testTarget(name: "UplinkTests", dependencies: ["TestSupport", "FaultInjection"]),

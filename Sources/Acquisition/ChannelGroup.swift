@@ -79,6 +79,10 @@ public enum GroupTrigger: Sendable, Hashable {
     case message(String)
     /// Every change of the named channel's value (`Message.Signal`).
     case signalChange(String)
+    /// Every data frame of the listed buses, raw (an MDF bus-logging group, `CAN_DataFrame`);
+    /// a frame's `BusChannel` is its bus's position in the list + 1. Such a group has no channels:
+    /// its record layout is `BusFrameRecord`.
+    case busFrames(buses: [String])
 
     /// Stable code used in the journal's layout entry.
     public var code: UInt8 {
@@ -86,6 +90,7 @@ public enum GroupTrigger: Sendable, Hashable {
         case .raster: return 0
         case .message: return 1
         case .signalChange: return 2
+        case .busFrames: return 3
         }
     }
 }
@@ -100,5 +105,11 @@ public struct ChannelGroup: Sendable, Hashable {
         self.name = name
         self.trigger = trigger
         self.channels = channels
+    }
+
+    /// The buses of a raw bus-logging group, nil for a sampled group.
+    public var loggedBuses: [String]? {
+        if case .busFrames(let buses) = trigger { return buses }
+        return nil
     }
 }

@@ -15,6 +15,12 @@ public struct RecordLayout: Sendable, Hashable {
     public let invalidationBytes: Int
 
     public init(_ group: ChannelGroup) {
+        if group.loggedBuses != nil {
+            valueOffsets = []
+            dataBytes = BusFrameRecord.bytes
+            invalidationBytes = 0
+            return
+        }
         var offset = 8
         var offsets: [Int] = []
         offsets.reserveCapacity(group.channels.count)
@@ -44,5 +50,41 @@ public enum RecordPayload {
     /// The group index of a record payload.
     public static func groupIndex(_ payload: UnsafeRawBufferPointer) -> Int {
         (Int(payload[0]) | Int(payload[1]) << 8) - 1
+    }
+}
+
+/// The record of a raw bus-logging group (ASAM MDF bus logging, `CAN_DataFrame`), 23 bytes:
+/// `f64 time | u32 ID (bits 0–28, IDE = bit 31) | u8 DLC (bits 0–3) + BusChannel (bits 4–7) |
+/// u8 Dir (bit 0, 1 = Tx) + EDL (bit 2) + BRS (bit 3) + ESI (bit 4) | u8 DataLength | 8 data bytes`.
+/// Classic CAN frames only: the 8 data bytes are fixed, unused ones zero.
+public enum BusFrameRecord {
+    public static let bytes = 23
+    /// Where the composed `CAN_DataFrame` channel starts (after the time master).
+    public static let frameOffset = 8
+    public static let idOffset = 8
+    public static let dlcOffset = 12
+    public static let flagsOffset = 13
+    public static let lengthOffset = 14
+    public static let dataOffset = 15
+    public static let dataCapacity = 8
+
+    /// The fields of one frame record (the MDF record, without the journal's record id).
+    public struct Fields: Sendable, Hashable {
+        /// 1-based position of the bus in the group's bus list.
+        public var busChannel: Int
+        public var id: UInt32
+        public var isExtended: Bool
+        public var dlc: UInt8
+        public var isTransmitted: Bool
+        public var data: [UInt8]
+    }
+
+    /// Reads the frame record starting at `start` in `raw` (`bytes` long).
+    public static func fields(_ raw: UnsafeRawBufferPointer, at start: Int) -> Fields {
+        let id = raw.loadUnaligned(fromByteOffset: start + idOffset, as: UInt32.self).littleEndian
+        let length = min(Int(raw[start + lengthOffset]), dataCapacity)
+        return Fields(busChannel: Int(raw[start + dlcOffset] >> 4), id: id & 0x1FFF_FFFF, isExtended: id >> 31 == 1,
+                      dlc: raw[start + dlcOffset] & 0x0F, isTransmitted: raw[start + flagsOffset] & 1 == 1,
+                      data: Array(raw[(start + dataOffset)..<(start + dataOffset + length)]))
     }
 }

@@ -77,6 +77,11 @@ public final class AcquisitionRun {
             logger.warning("journal recovery: \(summary.recovery!)")
         }
         logger.info("journal \(options.journalDirectory): next seq \(journal.nextSequence), acknowledged up to \(journal.acknowledgedUpTo)")
+        if let directory = options.mdfDirectory, journal.lastSequence > 0 {
+            for name in try InterruptedMDF.finalize(mdfDirectory: directory, journalDirectory: options.journalDirectory) {
+                logger.warning("MDF: \(name) was left unfinalized; rebuilt from the journal and finalized")
+            }
+        }
     }
 
     /// Runs to the end and returns the summary. Throws for I/O errors other than a full journal.
@@ -317,7 +322,7 @@ public final class AcquisitionRun {
                 bytesPerGroup[group] += UInt64(payload.count - RecordPayload.headerBytes)
                 do throws(DAQError) {
                     try append(kind: .record, payload: payload)
-                    mdf?.append(payload)
+                    try mdf?.append(payload)
                 } catch { failure = error }
             }
         }
@@ -420,6 +425,7 @@ public final class AcquisitionRun {
         summary.decoded = counters.decoded
         summary.unknownIDs = counters.unknown
         summary.otherBus = counters.otherBus
+        summary.busFramesNotLogged = pipeline.sampler.busFramesTooLong
         summary.malformedLines = logSource?.malformedLines ?? 0
         summary.groups = replacedGroups + pipeline.binding.groups.indices.map {
             (pipeline.binding.groups[$0].name, recordsPerGroup[$0], bytesPerGroup[$0])

@@ -13,7 +13,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Throughput benchmarks next to the Python peers.",
-        subcommands: [BenchDecodeCommand.self, BenchUplinkCommand.self]
+        subcommands: [BenchDecodeCommand.self, BenchUplinkCommand.self, BenchMDFCommand.self]
     )
 }
 
@@ -417,7 +417,7 @@ struct BenchReport {
     }
 }
 
-private func rounded(_ value: Double, _ digits: Int) -> Double {
+func rounded(_ value: Double, _ digits: Int) -> Double {
     guard value.isFinite else { return 0 }
     var scale = 1.0
     for _ in 0..<digits { scale *= 10 }
@@ -425,7 +425,7 @@ private func rounded(_ value: Double, _ digits: Int) -> Double {
 }
 
 /// 1,032,720.
-private func grouped(_ value: Int) -> String {
+func grouped(_ value: Int) -> String {
     let digits = String(value)
     var out = ""
     for (index, character) in digits.enumerated() {

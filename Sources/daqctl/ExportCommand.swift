@@ -195,6 +195,7 @@ enum ExportPaths {
 /// One channel group's records as CSV text with physical values.
 enum CSVTable {
     static func bytes(group: ChannelGroup, records: [UInt8]) -> [UInt8] {
+        if let buses = group.loggedBuses { return frames(buses: buses, records: records) }
         let layout = RecordLayout(group)
         var out = Array("t [s]".utf8)
         for channel in group.channels {
@@ -217,6 +218,29 @@ enum CSVTable {
             }
         }
         return out
+    }
+
+    /// A bus-logging group: one row per frame, `t [s],bus,id,ide,dlc,dir,data` (data in hex).
+    private static func frames(buses: [String], records: [UInt8]) -> [UInt8] {
+        var out = Array("t [s],bus,id,ide,dlc,dir,data\n".utf8)
+        records.withUnsafeBytes { raw in
+            for start in stride(from: 0, to: raw.count - BusFrameRecord.bytes + 1, by: BusFrameRecord.bytes) {
+                let frame = BusFrameRecord.fields(raw, at: start)
+                let bus = frame.busChannel >= 1 && frame.busChannel <= buses.count ? buses[frame.busChannel - 1] : "?"
+                let row = "\(Double(bitPattern: load(raw, start, 8))),\(bus),\(frame.id),\(frame.isExtended ? 1 : 0),\(frame.dlc),"
+                    + "\(frame.isTransmitted ? "Tx" : "Rx"),\(hex(frame.data))\n"
+                out += Array(row.utf8)
+            }
+        }
+        return out
+    }
+
+    /// Bytes as upper-case hex, two digits each.
+    static func hex(_ bytes: [UInt8]) -> String {
+        bytes.map { byte -> String in
+            let digits = String(byte, radix: 16, uppercase: true)
+            return digits.count == 1 ? "0" + digits : digits
+        }.joined()
     }
 
     private static func physical(_ channel: ChannelSpec, _ raw: UnsafeRawBufferPointer, _ offset: Int) -> String {

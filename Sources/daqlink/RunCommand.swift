@@ -27,7 +27,9 @@ struct RunCommand: ParsableCommand {
             journals at any speed. SIGINT/SIGTERM flush, fsync and close the journal. When the \
             journal quota is full of unacknowledged data, acquisition stops with an alarm (exit \
             status 3) rather than dropping or overwriting anything. --mdf also streams each \
-            measurement into an MDF4 file. --broker sends the journal over MQTT with mutual \
+            measurement into MDF4 files (split by --mdf-split-bytes / --mdf-split-seconds, \
+            ##DZ blocks with --mdf-deflate, raw frames with --mdf-bus-logging; the options go \
+            into the journal's layout entry, so the collector writes the same files). --broker sends the journal over MQTT with mutual \
             TLS to `daqctl collect`; records leave only once synced, and the device trims only \
             on the collector's end-to-end ack.
 
@@ -75,6 +77,18 @@ struct RunCommand: ParsableCommand {
 
     @Option(help: "Also write each measurement as an MDF4 file (streamed, finalized on clean exit) into this directory.")
     var mdf: String?
+
+    @Option(help: "MDF: start a new file before one would exceed this many bytes (overrides the experiment's [mdf] split_bytes).")
+    var mdfSplitBytes: Int?
+
+    @Option(help: "MDF: start a new file every this many seconds of measurement time (overrides [mdf] split_seconds).")
+    var mdfSplitSeconds: Double?
+
+    @Flag(help: "MDF: store records in ##DZ (deflate) blocks; a cut file keeps every complete 64 KiB block.")
+    var mdfDeflate = false
+
+    @Flag(help: "Also record every frame of the DBC entries' buses raw, as an MDF bus-logging group (CAN_DataFrame).")
+    var mdfBusLogging = false
 
     @Option(help: "Send the journal to this MQTT broker (HOST:PORT, mutual TLS 1.3).")
     var broker: String?
@@ -159,6 +173,8 @@ struct RunCommand: ParsableCommand {
             handler.logLevel = level
             return handler
         }
+        if let mdfSplitBytes, mdfSplitBytes < 4096 { throw ValidationError("--mdf-split-bytes must be at least 4096") }
+        if let mdfSplitSeconds, !(mdfSplitSeconds >= 0.001) { throw ValidationError("--mdf-split-seconds must be at least 0.001") }
         guard let speed = ReplaySpeed(argument: speed) else {
             throw ValidationError("--speed must be original, max or a positive factor such as 2")
         }
@@ -220,7 +236,12 @@ struct RunCommand: ParsableCommand {
         try? FileManager.default.createDirectory(atPath: (journal as NSString).deletingLastPathComponent,
                                                  withIntermediateDirectories: true)
         do {
-            let binding = try ExperimentLoader.load(path: experimentPath)
+            let binding = try ExperimentLoader.load(path: experimentPath) { (file) throws(DAQError) in
+                if mdfBusLogging { try file.addBusLogging(file: experimentPath) }
+                if let mdfSplitBytes { file.files.splitBytes = mdfSplitBytes }
+                if let mdfSplitSeconds { file.files.splitNanoseconds = Int64((mdfSplitSeconds * 1e9).rounded()) }
+                if mdfDeflate { file.files.deflate = true }
+            }
             summary = try AcquisitionRun(binding: binding, options: options).run()
         } catch {
             FileHandle.standardError.write(Data("daqlink: \(error)\n".utf8))
