@@ -19,6 +19,8 @@ public final class StatusOutbox {
     public private(set) var pending: [(sequence: UInt64, json: String)] = []
     private var lastSequence: UInt64 = 0
     private var sent: UInt64 = 0
+    /// Size above which a fully sent outbox is emptied.
+    static let compactionBytes = 256 << 10
 
     /// Opens (or creates) the outbox in `directory`.
     public init(directory: String) throws {
@@ -31,6 +33,7 @@ public final class StatusOutbox {
                 throw DAQError(.malformedInput, "not a sequence number", at: InputLocation(file: sentPath, line: 1, field: "sent"))
             }
             sent = value
+            lastSequence = value
         }
         if AtomicFile.exists(outboxPath) {
             // A line torn by a power cut is the last one and was never acknowledged: drop it.
@@ -64,6 +67,11 @@ public final class StatusOutbox {
         sent = sequence
         pending.removeAll { $0.sequence <= sequence }
         try? AtomicFile.write(Array("\(sequence)\n".utf8), to: sentPath, mode: AtomicFile.publicMode)
+        // Everything sent: start a new outbox once the old one has grown (the cursor keeps the numbering).
+        var info = stat()
+        if pending.isEmpty, stat(outboxPath, &info) == 0, info.st_size > Self.compactionBytes {
+            try? AtomicFile.write([], to: outboxPath, mode: AtomicFile.publicMode)
+        }
     }
 
     static func sequence(of line: Substring) -> UInt64? {
