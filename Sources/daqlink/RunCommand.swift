@@ -210,6 +210,9 @@ struct RunCommand: ParsableCommand {
             options.provisionedCredentials = CredentialFiles(certificateFile: certFile, keyFile: keyFile)
         }
         var experimentPath = experiment
+        if otaDir == nil && (otaURL != nil || !otaKey.isEmpty) {
+            throw ValidationError("over-the-air updates need the A/B slot directory: start through `daqlink boot --ota-dir DIR -- …`")
+        }
         if let otaDir {
             guard let slotName = bootedSlot, let slot = Slot(rawValue: slotName) else {
                 throw ValidationError("--ota-dir needs the slot this binary was started from: start it through `daqlink boot`")
