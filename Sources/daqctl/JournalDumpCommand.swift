@@ -116,7 +116,16 @@ struct JSONLineBuffer {
                 if c > 0 { text(", ") }
                 string(channel.name)
             }
-            text("]}")
+            text("]")
+            if let buses = group.loggedBuses {
+                text(", \"buses\": [")
+                for (b, bus) in buses.enumerated() {
+                    if b > 0 { text(", ") }
+                    string(bus)
+                }
+                text("], \"fd\": \(group.logsFDFrames)")
+            }
+            text("}")
         }
         text("]}}\n")
     }

@@ -127,6 +127,9 @@ import TestSupport
         #expect(group?["channels"] as? Int == 12 && group?["cycles"] as? Int == dataFrames
                 && group?["raw_bytes"] as? Int == dataFrames * 81, "\(inspect.stdout)\(inspect.stderr)")
 
+        let layoutLine = try runProcess(Agent.daqctl, ["journal", "dump", journal.path]).stdout.prefix { $0 != "\n" }
+        #expect(layoutLine.contains("{\"name\": \"CAN frames\", \"channels\": [], \"buses\": [\"can0\", \"can1\"], \"fd\": true}"),
+                "\(layoutLine)")
         let dump = try runProcess(Agent.daqctl, ["journal", "dump", journal.path, "--from", "2"])
         let wide = dump.stdout.split(separator: "\n").first { $0.contains("\"id\": 512,") }.map(String.init) ?? ""
         #expect(wide.contains("\"dlc\": 15, ") && wide.contains("\"fd\": true, \"brs\": true, \"esi\": false}"), "\(wide)")

@@ -113,6 +113,7 @@ import Acquisition
         #expect(decoded == layout && decoded.groups.map(\.logsFDFrames) == [false, true])
         #expect(RecordLayout(fd).recordBytes == BusFrameRecord.fdBytes && RecordLayout(classic).recordBytes == BusFrameRecord.bytes)
         // Without FD groups nothing changes: version 1, and the classic group keeps trigger code 3.
+        #expect(classic.trigger.code == 3 && fd.trigger.code == 4)
         let plain = MeasurementLayout(start: Timestamp(nanoseconds: 5), experiment: "e", groups: [classic])
         #expect(plain.encoded().prefix(2) == [1, 0])
         // Trigger code 4 under an older version is refused, naming the field.
