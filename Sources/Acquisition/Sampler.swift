@@ -58,9 +58,9 @@ public struct Sampler: Sendable {
     private var pendingEvents: [Int] = []
 
     private var rasterGroups: [(group: Int, period: Int64)] = []
-    /// Raw bus-logging groups and the buses they log.
-    private var busGroups: [(group: Int, buses: [String])] = []
-    /// Classic data frames too long for a bus-logging record (CAN FD payloads over 8 bytes).
+    /// Raw bus-logging groups, the buses they log and whether their records are CAN FD records.
+    private var busGroups: [(group: Int, buses: [String], fd: Bool)] = []
+    /// Data frames too long for a classic bus-logging group's record (CAN FD payloads over 8 bytes).
     public private(set) var busFramesTooLong: UInt64 = 0
     private var nextTick: [Int64] = []
     /// Measurement start: time of the first frame; record times are seconds since it.
@@ -96,8 +96,8 @@ public struct Sampler: Sendable {
                 for (key, slot) in slotIndex where key.name == name {
                     changeWatch[slot, default: []].append(g)
                 }
-            case .busFrames(let buses):
-                busGroups.append((g, buses))
+            case .busFrames(let buses, let fd):
+                busGroups.append((g, buses, fd))
             }
         }
         latest = Array(repeating: 0, count: slotStorage.count)
@@ -173,22 +173,24 @@ public struct Sampler: Sendable {
     public var logsBusFrames: Bool { !busGroups.isEmpty }
 
     /// Records a data frame (stamped `time`, after `advance(to: time)`) in every bus-logging
-    /// group that logs its bus (see `BusFrameRecord`).
+    /// group that logs its bus (see `BusFrameRecord`). A classic group counts frames over 8 bytes
+    /// in `busFramesTooLong` instead; an FD group logs every frame, DLC = the FD code of its length.
     public mutating func logFrame(_ frame: CANFrame, at time: Timestamp, into out: inout RecordBuffer) {
-        for (group, buses) in busGroups {
+        for (group, buses, fd) in busGroups {
             guard let bus = buses.firstIndex(of: frame.interface) else { continue }
-            guard frame.data.count <= BusFrameRecord.dataCapacity else {
+            guard frame.data.count <= BusFrameRecord.dataCapacity(fd: fd) else {
                 busFramesTooLong += 1
                 continue
             }
             let seconds = Double(time.nanoseconds - (start?.nanoseconds ?? time.nanoseconds)) / 1e9
-            out.appendRecord(size: RecordPayload.headerBytes + BusFrameRecord.bytes) { raw in
+            let dlc = fd ? BusFrameRecord.fdDLC(length: frame.data.count) : UInt8(frame.data.count)
+            out.appendRecord(size: RecordPayload.headerBytes + BusFrameRecord.bytes(fd: fd)) { raw in
                 raw.storeBytes(of: RecordPayload.recordID(group: group).littleEndian, toByteOffset: 0, as: UInt16.self)
                 let base = RecordPayload.headerBytes
                 raw.storeBytes(of: seconds.bitPattern.littleEndian, toByteOffset: base, as: UInt64.self)
                 let id = frame.id & 0x1FFF_FFFF | (frame.isExtended ? 0x8000_0000 : 0)
                 raw.storeBytes(of: id.littleEndian, toByteOffset: base + BusFrameRecord.idOffset, as: UInt32.self)
-                raw[base + BusFrameRecord.dlcOffset] = UInt8(frame.data.count) | UInt8(bus + 1) << 4
+                raw[base + BusFrameRecord.dlcOffset] = dlc | UInt8(bus + 1) << 4
                 var flags: UInt8 = frame.isReceived ? 0 : 0x01
                 if frame.isFD { flags |= 0x04 }
                 if frame.bitRateSwitch { flags |= 0x08 }

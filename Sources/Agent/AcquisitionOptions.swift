@@ -79,8 +79,10 @@ public struct AcquisitionSummary: Sendable {
     public var decoded: UInt64 = 0
     public var unknownIDs: UInt64 = 0
     public var otherBus: UInt64 = 0
-    /// Frames a bus-logging group could not log (CAN FD payloads over 8 bytes).
+    /// Frames a classic bus-logging group could not log (CAN FD payloads over 8 bytes).
     public var busFramesNotLogged: UInt64 = 0
+    /// RTR and error frames, which bus-logging groups do not log (counted only when there are such groups).
+    public var busFramesNotData: UInt64 = 0
     public var malformedLines = 0
     /// Per channel group: name, records, record bytes.
     public var groups: [(name: String, records: UInt64, bytes: UInt64)] = []
@@ -102,7 +104,8 @@ public struct AcquisitionSummary: Sendable {
         lines.append("stopped: \(stopReason.rawValue) after \(String(format2(elapsedSeconds))) s")
         var frameLine = "frames: \(frames) (decoded \(decoded), unknown id \(unknownIDs), other bus \(otherBus)"
         if malformedLines > 0 { frameLine += ", malformed lines skipped \(malformedLines)" }
-        if busFramesNotLogged > 0 { frameLine += ", CAN FD frames over 8 bytes not bus-logged \(busFramesNotLogged)" }
+        if busFramesNotLogged > 0 { frameLine += ", CAN FD frames over 8 bytes not bus-logged \(busFramesNotLogged) (fd = true logs them)" }
+        if busFramesNotData > 0 { frameLine += ", remote/error frames not bus-logged \(busFramesNotData)" }
         lines.append(frameLine + ")")
         for group in groups {
             lines.append("  group \"\(group.name)\": \(group.records) records, \(group.bytes) bytes")

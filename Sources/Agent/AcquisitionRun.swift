@@ -426,6 +426,7 @@ public final class AcquisitionRun {
         summary.unknownIDs = counters.unknown
         summary.otherBus = counters.otherBus
         summary.busFramesNotLogged = pipeline.sampler.busFramesTooLong
+        summary.busFramesNotData = pipeline.sampler.logsBusFrames ? counters.nonData : 0
         summary.malformedLines = logSource?.malformedLines ?? 0
         summary.groups = replacedGroups + pipeline.binding.groups.indices.map {
             (pipeline.binding.groups[$0].name, recordsPerGroup[$0], bytesPerGroup[$0])

@@ -67,8 +67,8 @@ public struct ExperimentBinding: Sendable {
                                      field: "group.on_change")
                 }
                 trigger = .signalChange(reference)
-            case .busFrames(let buses):
-                trigger = .busFrames(buses: buses)
+            case .busFrames(let buses, let fd):
+                trigger = .busFrames(buses: buses, fd: fd)
             }
             groups.append(ChannelGroup(name: group.name, trigger: trigger, channels: channels))
         }

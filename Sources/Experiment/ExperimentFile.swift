@@ -10,8 +10,9 @@ public struct ExperimentGroup: Sendable, Hashable {
         case raster(milliseconds: Double)
         case message(String)
         case signalChange(String)
-        /// `kind = "bus"`: every data frame of these buses, raw (MDF bus logging).
-        case busFrames([String])
+        /// `kind = "bus"`: every data frame of these buses, raw (MDF bus logging); `fd = true`
+        /// gives CAN FD records (64 data bytes) that log frames of any length.
+        case busFrames([String], fd: Bool = false)
     }
 
     /// How a channel is stored, as the file says (`raw` is the DBC raw integer).
@@ -51,9 +52,17 @@ public struct ExperimentFile: Sendable, Hashable {
     public var files = MeasurementFiles()
 
     /// Adds a raw bus-logging group ("CAN frames") for every bus the DBC entries name
-    /// (`daqlink run --mdf-bus-logging`); throws when no entry names its buses.
-    public mutating func addBusLogging(file: String) throws(DAQError) {
-        guard !groups.contains(where: { if case .busFrames = $0.trigger { return true } else { return false } }) else { return }
+    /// (`daqlink run --mdf-bus-logging`); throws when no entry names its buses. With `fd`
+    /// (`--mdf-bus-logging-fd`) the group has CAN FD records, and the file's own bus-logging
+    /// groups, if it has any, become CAN FD groups instead.
+    public mutating func addBusLogging(file: String, fd: Bool = false) throws(DAQError) {
+        var hasBusGroups = false
+        for index in groups.indices {
+            guard case .busFrames(let buses, let groupFD) = groups[index].trigger else { continue }
+            hasBusGroups = true
+            groups[index].trigger = .busFrames(buses, fd: groupFD || fd)
+        }
+        guard !hasBusGroups else { return }
         var buses: [String] = []
         for dbc in dbcs { for bus in dbc.buses where !buses.contains(bus) { buses.append(bus) } }
         guard !buses.isEmpty, buses.count < 16 else {
@@ -64,7 +73,7 @@ public struct ExperimentFile: Sendable, Hashable {
             throw .malformed("--mdf-bus-logging adds a group named 'CAN frames', and this file has one",
                              file: file, line: clash.line, field: "group.name")
         }
-        groups.append(ExperimentGroup(name: "CAN frames", trigger: .busFrames(buses), channels: [], line: nil))
+        groups.append(ExperimentGroup(name: "CAN frames", trigger: .busFrames(buses, fd: fd), channels: [], line: nil))
     }
 
     /// Parses the text of an experiment file; errors name the file, the line and the field.
@@ -136,8 +145,8 @@ public struct ExperimentFile: Sendable, Hashable {
                 .malformed(message, file: file,
                            line: needle.flatMap { line(of: $0, after: searchFrom - 1) } ?? groupLine, field: field)
             }
-            for key in entry.keys where !["name", "raster_ms", "on_message", "on_change", "storage", "channels", "kind", "buses"].contains(key) {
-                throw groupError("unknown key '\(key)' in [[group]] (expected name, kind, buses, raster_ms, on_message, on_change, storage, channels)",
+            for key in entry.keys where !["name", "raster_ms", "on_message", "on_change", "storage", "channels", "kind", "buses", "fd"].contains(key) {
+                throw groupError("unknown key '\(key)' in [[group]] (expected name, kind, buses, fd, raster_ms, on_message, on_change, storage, channels)",
                                  field: "group.\(key)", near: key)
             }
             guard let name = entry["name"]?.string, !name.isEmpty else {
@@ -160,11 +169,18 @@ public struct ExperimentFile: Sendable, Hashable {
                     }
                     buses.append(bus)
                 }
-                groups.append(ExperimentGroup(name: name, trigger: .busFrames(buses), channels: [], line: groupLine))
+                var fd = false
+                if let value = entry["fd"] {
+                    guard let flag = value.bool else {
+                        throw groupError("fd must be true (CAN FD records, 64 data bytes) or false", field: "group.fd", near: "fd")
+                    }
+                    fd = flag
+                }
+                groups.append(ExperimentGroup(name: name, trigger: .busFrames(buses, fd: fd), channels: [], line: groupLine))
                 continue
             }
-            guard entry["buses"] == nil else {
-                throw groupError("buses belongs to a bus-logging group (kind = \"bus\")", field: "group.buses", near: "buses")
+            for key in ["buses", "fd"] where entry[key] != nil {
+                throw groupError("\(key) belongs to a bus-logging group (kind = \"bus\")", field: "group.\(key)", near: key)
             }
             let triggers = ["raster_ms", "on_message", "on_change"].filter { entry[$0] != nil }
             guard triggers.count == 1 else {

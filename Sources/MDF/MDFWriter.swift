@@ -158,7 +158,7 @@ public enum MDFWriter {
                                                      invalidationBit: nil))
         image.setLink(of: channelGroup, index: 1, to: previous)
         if isBusLogging {
-            image.setLink(of: previous, index: 0, to: MDFBusLogging.writeFrameChannel(&image, source: source))
+            image.setLink(of: previous, index: 0, to: MDFBusLogging.writeFrameChannel(&image, source: source, fd: group.logsFDFrames))
             return channelGroup
         }
         for (index, channel) in group.channels.enumerated() {

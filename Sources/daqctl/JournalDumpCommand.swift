@@ -116,7 +116,16 @@ struct JSONLineBuffer {
                 if c > 0 { text(", ") }
                 string(channel.name)
             }
-            text("]}")
+            text("]")
+            if let buses = group.loggedBuses {
+                text(", \"buses\": [")
+                for (b, bus) in buses.enumerated() {
+                    if b > 0 { text(", ") }
+                    string(bus)
+                }
+                text("], \"fd\": \(group.logsFDFrames)")
+            }
+            text("}")
         }
         text("]}}\n")
     }
@@ -160,11 +169,15 @@ struct JSONLineBuffer {
             }
             text("}")
             if let buses = layout.groups[group].loggedBuses {
-                let frame = BusFrameRecord.fields(raw, at: base)
+                let frame = BusFrameRecord.fields(raw, at: base, fd: layout.groups[group].logsFDFrames)
                 text(", \"frame\": {\"bus\": ")
                 string(frame.busChannel >= 1 && frame.busChannel <= buses.count ? buses[frame.busChannel - 1] : "?")
                 text(", \"id\": \(frame.id), \"extended\": \(frame.isExtended), \"dlc\": \(frame.dlc), "
-                     + "\"tx\": \(frame.isTransmitted), \"data\": \"\(CSVTable.hex(frame.data))\"}")
+                     + "\"tx\": \(frame.isTransmitted), \"data\": \"\(CSVTable.hex(frame.data))\"")
+                // CAN FD frames (EDL) also show their bit-rate switch and error state indicator.
+                let flags = BusFrameRecord.fdFlags(raw, at: base)
+                if flags.isFD { text(", \"fd\": true, \"brs\": \(flags.bitRateSwitch), \"esi\": \(flags.errorStateIndicator)") }
+                text("}")
             }
             text("}\n")
         }

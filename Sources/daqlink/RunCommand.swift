@@ -28,7 +28,8 @@ struct RunCommand: ParsableCommand {
             journal quota is full of unacknowledged data, acquisition stops with an alarm (exit \
             status 3) rather than dropping or overwriting anything. --mdf also streams each \
             measurement into MDF4 files (split by --mdf-split-bytes / --mdf-split-seconds, \
-            ##DZ blocks with --mdf-deflate, raw frames with --mdf-bus-logging; the options go \
+            ##DZ blocks with --mdf-deflate, raw frames with --mdf-bus-logging, CAN FD frames up to 64 \
+            bytes with --mdf-bus-logging-fd; the options go \
             into the journal's layout entry, so the collector writes the same files). --broker sends the journal over MQTT with mutual \
             TLS to `daqctl collect`; records leave only once synced, and the device trims only \
             on the collector's end-to-end ack.
@@ -89,6 +90,9 @@ struct RunCommand: ParsableCommand {
 
     @Flag(help: "Also record every frame of the DBC entries' buses raw, as an MDF bus-logging group (CAN_DataFrame).")
     var mdfBusLogging = false
+
+    @Flag(help: "Like --mdf-bus-logging with CAN FD records (64 data bytes: FD frames of any length); also makes the experiment's own bus-logging groups FD.")
+    var mdfBusLoggingFd = false
 
     @Option(help: "Send the journal to this MQTT broker (HOST:PORT, mutual TLS 1.3).")
     var broker: String?
@@ -240,7 +244,7 @@ struct RunCommand: ParsableCommand {
                                                  withIntermediateDirectories: true)
         do {
             let binding = try ExperimentLoader.load(path: experimentPath) { (file) throws(DAQError) in
-                if mdfBusLogging { try file.addBusLogging(file: experimentPath) }
+                if mdfBusLogging || mdfBusLoggingFd { try file.addBusLogging(file: experimentPath, fd: mdfBusLoggingFd) }
                 if let mdfSplitBytes { file.files.splitBytes = mdfSplitBytes }
                 if let mdfSplitSeconds { file.files.splitNanoseconds = Int64((mdfSplitSeconds * 1e9).rounded()) }
                 if mdfDeflate { file.files.deflate = true }
