@@ -33,7 +33,11 @@ import Journal
 /// recomputed, which reproduces any valid body exactly. The batch header's body CRC32C (taken over
 /// the untransformed body) catches anything else, including a corrupted matrix.
 public enum BatchTransform {
+    /// Format 1: codec 2, columns as u16 words, deltas start from zero.
     public static let formatVersion: UInt8 = 1
+    /// Format 2: codec 3, deltas continue from a `Context` (the records just before the batch) and
+    /// each group's columns are zigzag-coded and split into a low-byte and a high-byte plane.
+    public static let contextFormatVersion: UInt8 = 2
 
     /// Bytes before the per-entry index: version and entry count.
     static let prefixLength = 5
@@ -48,12 +52,13 @@ public enum BatchTransform {
     /// `UplinkBatch.validate` or gathered by the sender). The entries must be valid journal
     /// framing; anything a decode cannot reproduce (a non-zero reserved byte, a stale CRC) is
     /// caught by the receiver's body checksum, never silently accepted.
-    public static func encode(body: [UInt8], entries: [Range<Int>]) -> [UInt8] {
-        body.withUnsafeBytes { encode(body: $0, entries: entries) }
+    /// With a `context` (format 2, codec 3) the columns continue the deltas of the records in it.
+    public static func encode(body: [UInt8], entries: [Range<Int>], context: Context? = nil) -> [UInt8] {
+        body.withUnsafeBytes { encode(body: $0, entries: entries, context: context) }
     }
 
-    /// Transforms `body` (see `encode(body:entries:)`).
-    public static func encode(body: UnsafeRawBufferPointer, entries: [Range<Int>]) -> [UInt8] {
+    /// Transforms `body` (see `encode(body:entries:context:)`).
+    public static func encode(body: UnsafeRawBufferPointer, entries: [Range<Int>], context: Context? = nil) -> [UInt8] {
         let headerLength = JournalFraming.headerLength
         var payloadTotal = 0
         var groups = GroupTable()
@@ -71,7 +76,7 @@ public enum BatchTransform {
         var out = [UInt8](repeating: 0, count: prefixLength + 5 * entries.count + payloadTotal + orderBytes)
         out.withUnsafeMutableBytes { out in
             var writer = ByteWriter(out)
-            writer.put(formatVersion)
+            writer.put(context == nil ? formatVersion : contextFormatVersion)
             writer.put(UInt32(entries.count))
             for range in entries { writer.put(body[range.lowerBound + 4]) }
             for range in entries { writer.put(UInt32(range.count - JournalFraming.overhead)) }
@@ -82,7 +87,12 @@ public enum BatchTransform {
                 writer.copy(UnsafeRawBufferPointer(rebasing: body[(range.lowerBound + headerLength)..<(range.upperBound - 4)]))
             }
             for group in groups.groups {
-                encodeMatrix(body: body, rows: group.payloadStarts, length: group.length, into: &writer)
+                if let context {
+                    encodePlanes(body: body, rows: group.payloadStarts, length: group.length,
+                                 seed: context.seed(id: group.id, length: group.length), into: &writer)
+                } else {
+                    encodeMatrix(body: body, rows: group.payloadStarts, length: group.length, into: &writer)
+                }
             }
             precondition(writer.offset == out.count, "transform size miscounted")
         }
@@ -93,13 +103,18 @@ public enum BatchTransform {
     /// `firstSequence + i`. Every length is checked before use and the rebuilt body may not exceed
     /// `maxBodyLength` (the batch header's stated body length), so hostile input costs at most
     /// that much memory; anything inconsistent throws a malformed-input error naming the field.
+    /// Format 2 needs the `context` the encoder used (a different one yields a body whose CRC32C
+    /// does not match the batch header's).
     public static func decode(_ transformed: UnsafeRawBufferPointer, firstSequence: UInt64, maxBodyLength: Int,
-                              source: String) throws(DAQError) -> [UInt8] {
+                              context: Context? = nil, source: String) throws(DAQError) -> [UInt8] {
         func bad(_ text: String, _ field: String) -> DAQError {
             DAQError(.malformedInput, "transposed body: \(text)", at: InputLocation(file: source, field: field))
         }
         guard transformed.count >= prefixLength else { throw bad("\(transformed.count) bytes, shorter than its prefix", "transform prefix") }
-        guard transformed[0] == formatVersion else { throw bad("unsupported format version \(transformed[0])", "transform version") }
+        let version = context == nil ? formatVersion : contextFormatVersion
+        guard transformed[0] == version else {
+            throw bad("format version \(transformed[0]), expected \(version)", "transform version")
+        }
         let count = Int(transformed.loadLE(UInt32.self, at: 1))
         // Every entry occupies at least its framing in the body: this bounds `count` before any
         // per-entry array is allocated.
@@ -172,9 +187,13 @@ public enum BatchTransform {
                 UnsafeMutableRawBufferPointer(rebasing: body[start..<(start + length)]).copyMemory(from: reader.take(length))
             }
             for group in groups.groups {
-                if let order = decodeMatrix(from: &reader, rows: group.payloadStarts, length: group.length, into: body) {
-                    return order
+                let order = if let context {
+                    decodePlanes(from: &reader, rows: group.payloadStarts, length: group.length,
+                                 seed: context.seed(id: group.id, length: group.length), into: body)
+                } else {
+                    decodeMatrix(from: &reader, rows: group.payloadStarts, length: group.length, into: body)
                 }
+                if let order { return order }
             }
             sealEntries(body)
             return nil
@@ -216,11 +235,12 @@ public enum BatchTransform {
     /// are near zero; values that jump around a level may be best as they are. The estimate is
     /// the sum of signed magnitudes (order 0 taken relative to the first row), a fair stand-in
     /// for what the entropy coder will pay, at one pass over the column.
-    private static func chooseOrder(body: UnsafeRawBufferPointer, rows: [Int], offset: Int) -> UInt8 {
+    static func chooseOrder(body: UnsafeRawBufferPointer, rows: [Int], offset: Int,
+                            previous start: UInt16 = 0, previousDelta startDelta: UInt16 = 0) -> UInt8 {
         guard let firstRow = rows.first else { return 1 }
         let level = body.loadLE(UInt16.self, at: firstRow + offset)
         var cost: (UInt64, UInt64, UInt64) = (0, 0, 0)
-        var previous: UInt16 = 0, previousDelta: UInt16 = 0
+        var previous = start, previousDelta = startDelta
         for row in rows {
             let value = body.loadLE(UInt16.self, at: row + offset)
             let delta = value &- previous
@@ -268,7 +288,7 @@ public enum BatchTransform {
     }
 
     /// Appends each entry's CRC32C over its header and payload (the body's framing is complete).
-    private static func sealEntries(_ body: UnsafeMutableRawBufferPointer) {
+    static func sealEntries(_ body: UnsafeMutableRawBufferPointer) {
         var offset = 0
         while offset < body.count {
             let length = Int(UnsafeRawBufferPointer(body).loadLE(UInt32.self, at: offset))
@@ -281,18 +301,19 @@ public enum BatchTransform {
 
     /// Whether an entry goes into a group matrix: records long enough to carry a record id.
     /// Everything else (layouts, reserved kinds, degenerate records) travels verbatim.
-    private static func isGrouped(kind: UInt8, payloadLength: Int) -> Bool {
+    static func isGrouped(kind: UInt8, payloadLength: Int) -> Bool {
         kind == JournalEntryKind.record.rawValue && payloadLength >= 2
     }
 
-    private static func isGrouped(body: UnsafeRawBufferPointer, entry: Range<Int>) -> Bool {
+    static func isGrouped(body: UnsafeRawBufferPointer, entry: Range<Int>) -> Bool {
         isGrouped(kind: body[entry.lowerBound + 4], payloadLength: entry.count - JournalFraming.overhead)
     }
 }
 
 /// Groups of records keyed by record id and payload length, in order of first appearance.
-private struct GroupTable {
+struct GroupTable {
     struct Group {
+        var id: UInt16
         var length: Int
         var payloadStarts: [Int] = []
         /// 16-bit columns after the record id: each costs one order byte in the matrix.
@@ -308,13 +329,13 @@ private struct GroupTable {
             groups[existing].payloadStarts.append(payloadStart)
         } else {
             index[key] = groups.count
-            groups.append(Group(length: length, payloadStarts: [payloadStart]))
+            groups.append(Group(id: id, length: length, payloadStarts: [payloadStart]))
         }
     }
 }
 
 /// Sequential little-endian writes into a buffer sized in advance.
-private struct ByteWriter {
+struct ByteWriter {
     let buffer: UnsafeMutableRawBufferPointer
     private(set) var offset = 0
 
@@ -325,6 +346,9 @@ private struct ByteWriter {
         offset += MemoryLayout<T>.size
     }
 
+    /// Moves past `count` bytes the caller filled in directly.
+    mutating func skip(_ count: Int) { offset += count }
+
     mutating func copy(_ bytes: UnsafeRawBufferPointer) {
         UnsafeMutableRawBufferPointer(rebasing: buffer[offset..<(offset + bytes.count)]).copyMemory(from: bytes)
         offset += bytes.count
@@ -332,7 +356,7 @@ private struct ByteWriter {
 }
 
 /// Sequential little-endian reads; bounds are checked by the caller before reading starts.
-private struct ByteReader {
+struct ByteReader {
     let buffer: UnsafeRawBufferPointer
     private(set) var offset: Int
 
@@ -355,7 +379,7 @@ private struct ByteReader {
 
 extension UnsafeRawBufferPointer {
     /// A little-endian integer at a byte offset (no alignment needed).
-    fileprivate func loadLE<T: FixedWidthInteger>(_ type: T.Type, at offset: Int) -> T {
+    func loadLE<T: FixedWidthInteger>(_ type: T.Type, at offset: Int) -> T {
         T(littleEndian: loadUnaligned(fromByteOffset: offset, as: T.self))
     }
 }
