@@ -378,8 +378,12 @@ final class UplinkTask {
             } else {
                 header.codec = .transposedZstd
             }
-            let transposed = BatchTransform.encode(body: body, entries: entries, context: context)
-            let compressed = transposed.withUnsafeBytes { BatchCompression.compress($0, level: fromJournal ? 1 : 3) }
+            let (transposed, sections) = body.withUnsafeBytes {
+                BatchTransform.encodeSections(body: $0, entries: entries, context: context)
+            }
+            let compressed = transposed.withUnsafeBytes {
+                BatchCompression.compress($0, sectionEnds: sections, level: fromJournal ? 1 : 3)
+            }
             wire = header.encodedHeader() + compressed
             // The context checksum of the next part is this part's entries checksum.
             previousPart = (first, last, body, entries, checksum)

@@ -30,8 +30,8 @@ import Journal
 /// column. The byte column always holds first differences.
 ///
 /// Sequence numbers are `firstSequence + i`, reserved bytes are zero and each entry's CRC32C is
-/// recomputed, which reproduces any valid body exactly. The batch header's body CRC32C (taken over
-/// the untransformed body) catches anything else, including a corrupted matrix.
+/// recomputed, which reproduces any valid body exactly. The batch header's entries checksum (a
+/// CRC32C over the original entries' CRC32Cs) catches anything else, including a corrupted matrix.
 public enum BatchTransform {
     /// Format 1: codec 2, columns as u16 words, deltas start from zero.
     public static let formatVersion: UInt8 = 1
@@ -59,6 +59,14 @@ public enum BatchTransform {
 
     /// Transforms `body` (see `encode(body:entries:context:)`).
     public static func encode(body: UnsafeRawBufferPointer, entries: [Range<Int>], context: Context? = nil) -> [UInt8] {
+        encodeSections(body: body, entries: entries, context: context).bytes
+    }
+
+    /// Transforms `body` and says where its sections end: format 1 is one section; format 2 ends
+    /// one after the index and the order bytes, then after each class plane. A compressor that
+    /// starts a new block at each end fits its entropy tables to each (`BatchCompression`).
+    public static func encodeSections(body: UnsafeRawBufferPointer, entries: [Range<Int>],
+                                      context: Context?) -> (bytes: [UInt8], sectionEnds: [Int]) {
         let headerLength = JournalFraming.headerLength
         var payloadTotal = 0
         var groups = GroupTable()
@@ -74,6 +82,7 @@ public enum BatchTransform {
         }
         let orderBytes = groups.groups.reduce(0) { $0 + $1.wordColumns }
         var out = [UInt8](repeating: 0, count: prefixLength + 5 * entries.count + payloadTotal + orderBytes)
+        var sectionEnds = [out.count]
         out.withUnsafeMutableBytes { out in
             var writer = ByteWriter(out)
             writer.put(context == nil ? formatVersion : contextFormatVersion)
@@ -86,24 +95,23 @@ public enum BatchTransform {
             for range in entries where !isGrouped(body: body, entry: range) {
                 writer.copy(UnsafeRawBufferPointer(rebasing: body[(range.lowerBound + headerLength)..<(range.upperBound - 4)]))
             }
-            for group in groups.groups {
-                if let context {
-                    encodePlanes(body: body, rows: group.payloadStarts, length: group.length,
-                                 seed: context.seed(id: group.id, length: group.length), into: &writer)
-                } else {
+            if let context {
+                sectionEnds = encodeClassPlanes(body: body, groups: groups.groups, context: context, into: &writer)
+            } else {
+                for group in groups.groups {
                     encodeMatrix(body: body, rows: group.payloadStarts, length: group.length, into: &writer)
                 }
             }
             precondition(writer.offset == out.count, "transform size miscounted")
         }
-        return out
+        return (out, sectionEnds)
     }
 
     /// Rebuilds the exact framed body from `transformed`. Entry `i` gets sequence number
     /// `firstSequence + i`. Every length is checked before use and the rebuilt body may not exceed
     /// `maxBodyLength` (the batch header's stated body length), so hostile input costs at most
     /// that much memory; anything inconsistent throws a malformed-input error naming the field.
-    /// Format 2 needs the `context` the encoder used (a different one yields a body whose CRC32C
+    /// Format 2 needs the `context` the encoder used (a different one yields a body whose entries checksum
     /// does not match the batch header's).
     public static func decode(_ transformed: UnsafeRawBufferPointer, firstSequence: UInt64, maxBodyLength: Int,
                               context: Context? = nil, source: String) throws(DAQError) -> [UInt8] {
@@ -186,19 +194,21 @@ public enum BatchTransform {
             for (start, length) in verbatim {
                 UnsafeMutableRawBufferPointer(rebasing: body[start..<(start + length)]).copyMemory(from: reader.take(length))
             }
-            for group in groups.groups {
-                let order = if let context {
-                    decodePlanes(from: &reader, rows: group.payloadStarts, length: group.length,
-                                 seed: context.seed(id: group.id, length: group.length), into: body)
-                } else {
-                    decodeMatrix(from: &reader, rows: group.payloadStarts, length: group.length, into: body)
+            if let context {
+                if let order = decodeClassPlanes(from: &reader, groups: groups.groups, context: context, into: body) {
+                    return order
                 }
-                if let order { return order }
+            } else {
+                for group in groups.groups {
+                    if let order = decodeMatrix(from: &reader, rows: group.payloadStarts, length: group.length, into: body) {
+                        return order
+                    }
+                }
             }
             sealEntries(body)
             return nil
         }
-        if let badOrder { throw bad("column order \(badOrder) is not 0, 1 or 2", "column order") }
+        if let badOrder { throw bad("column order byte \(badOrder) names no order (0, 1, 2) or class", "column order") }
         return body
     }
 
@@ -235,9 +245,15 @@ public enum BatchTransform {
     /// are near zero; values that jump around a level may be best as they are. The estimate is
     /// the sum of signed magnitudes (order 0 taken relative to the first row), a fair stand-in
     /// for what the entropy coder will pay, at one pass over the column.
-    static func chooseOrder(body: UnsafeRawBufferPointer, rows: [Int], offset: Int,
-                            previous start: UInt16 = 0, previousDelta startDelta: UInt16 = 0) -> UInt8 {
-        guard let firstRow = rows.first else { return 1 }
+    static func chooseOrder(body: UnsafeRawBufferPointer, rows: [Int], offset: Int) -> UInt8 {
+        chooseOrderAndCost(body: body, rows: rows, offset: offset, previous: 0, previousDelta: 0).order
+    }
+
+    /// `chooseOrder` starting from a group's previous value and difference, with the chosen
+    /// order's cost (the sum of the coded values' signed magnitudes).
+    static func chooseOrderAndCost(body: UnsafeRawBufferPointer, rows: [Int], offset: Int,
+                                   previous start: UInt16, previousDelta startDelta: UInt16) -> (order: UInt8, cost: UInt64) {
+        guard let firstRow = rows.first else { return (1, 0) }
         let level = body.loadLE(UInt16.self, at: firstRow + offset)
         var cost: (UInt64, UInt64, UInt64) = (0, 0, 0)
         var previous = start, previousDelta = startDelta
@@ -250,8 +266,8 @@ public enum BatchTransform {
             previous = value
             previousDelta = delta
         }
-        if cost.1 <= cost.0 && cost.1 <= cost.2 { return 1 }
-        return cost.2 < cost.0 ? 2 : 0
+        if cost.1 <= cost.0 && cost.1 <= cost.2 { return (1, cost.1) }
+        return cost.2 < cost.0 ? (2, cost.2) : (0, cost.0)
     }
 
     /// Undoes `encodeMatrix`, writing each record's payload after its id. The caller has checked

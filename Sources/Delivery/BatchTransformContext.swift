@@ -50,80 +50,131 @@ extension BatchTransform {
         var previousByte: UInt8
     }
 
-    /// One group's columns in format 2: the order byte of every word column, then every coded word's
-    /// low byte (column after column), then every high byte, then the odd byte column as first
-    /// differences. Coded words are zigzag-mapped (0, −1, 1, −2 … → 0, 1, 2, 3 …) so that small
-    /// differences of either sign leave a high-byte plane of zeros.
-    static func encodePlanes(body: UnsafeRawBufferPointer, rows: [Int], length: Int, seed: Seed,
-                             into writer: inout ByteWriter) {
-        let words = (length - 2) / 2
-        var orders: [UInt8] = []
-        orders.reserveCapacity(words)
-        for word in 0..<words {
-            orders.append(chooseOrder(body: body, rows: rows, offset: 2 + 2 * word,
-                                      previous: seed.previous[word], previousDelta: seed.previousDelta[word]))
+    /// Columns whose mean coded magnitude is below these bounds go to class 0, then 1; the rest
+    /// (noisy signals) to class 2. Each class's planes are a section of their own, compressed in
+    /// separate zstd blocks so that each gets entropy tables fitted to its own statistics.
+    static let classBounds: (UInt64, UInt64) = (4, 40)
+    static let classCount = 3
+
+    /// One word column of a group: which group and word, its difference order and its class.
+    struct Column {
+        var group: Int
+        var word: Int
+        var order: UInt8
+        var columnClass: Int
+    }
+
+    /// Format 2's matrices. Per group, in order of first appearance: one byte per word column
+    /// (`order | class << 2`), then the odd byte column as first differences. Then, per class
+    /// 0…2, the low bytes of every coded word of that class's columns (group after group, column
+    /// after column), then their high bytes. Coded words are zigzag-mapped (0, −1, 1, −2 … →
+    /// 0, 1, 2, 3 …) so small differences of either sign leave a high-byte plane of zeros.
+    /// Returns where each section ends (the caller compresses each in blocks of its own).
+    static func encodeClassPlanes(body: UnsafeRawBufferPointer, groups: [GroupTable.Group], context: Context,
+                                  into writer: inout ByteWriter) -> [Int] {
+        var columns: [Column] = []
+        var seeds: [Seed] = []
+        var classRows = Array(repeating: 0, count: classCount)
+        for (index, group) in groups.enumerated() {
+            let seed = context.seed(id: group.id, length: group.length)
+            seeds.append(seed)
+            let rows = group.payloadStarts
+            for word in 0..<group.wordColumns {
+                let (order, cost) = chooseOrderAndCost(body: body, rows: rows, offset: 2 + 2 * word,
+                                                      previous: seed.previous[word], previousDelta: seed.previousDelta[word])
+                let mean = cost / UInt64(max(1, rows.count))
+                let columnClass = mean < classBounds.0 ? 0 : mean < classBounds.1 ? 1 : 2
+                columns.append(Column(group: index, word: word, order: order, columnClass: columnClass))
+                classRows[columnClass] += rows.count
+                writer.put(order | UInt8(columnClass) << 2)
+            }
+            if (group.length - 2) % 2 == 1 {
+                var previous = seed.previousByte
+                for row in rows {
+                    let value = body[row + group.length - 1]
+                    writer.put(value &- previous)
+                    previous = value
+                }
+            }
         }
-        for order in orders { writer.put(order) }
-        let planeLength = words * rows.count
-        let low = writer.offset, high = writer.offset + planeLength
-        var index = 0
-        for word in 0..<words {
-            let offset = 2 + 2 * word, order = orders[word]
-            var previous = seed.previous[word], previousDelta = seed.previousDelta[word]
-            for row in rows {
+        var sectionEnds = [writer.offset]
+        var cursor: [(low: Int, high: Int)] = []
+        var start = writer.offset
+        for rows in classRows {
+            cursor.append((start, start + rows))
+            start += 2 * rows
+            if rows > 0 { sectionEnds += [start - rows, start] }
+        }
+        for column in columns {
+            let group = groups[column.group], seed = seeds[column.group]
+            let offset = 2 + 2 * column.word
+            var previous = seed.previous[column.word], previousDelta = seed.previousDelta[column.word]
+            var (low, high) = cursor[column.columnClass]
+            for row in group.payloadStarts {
                 let value = body.loadLE(UInt16.self, at: row + offset)
                 let delta = value &- previous
-                let coded = zigzag(order == 0 ? value : order == 1 ? delta : delta &- previousDelta)
-                writer.buffer[low + index] = UInt8(truncatingIfNeeded: coded)
-                writer.buffer[high + index] = UInt8(truncatingIfNeeded: coded >> 8)
-                index += 1
+                let coded = zigzag(column.order == 0 ? value : column.order == 1 ? delta : delta &- previousDelta)
+                writer.buffer[low] = UInt8(truncatingIfNeeded: coded)
+                writer.buffer[high] = UInt8(truncatingIfNeeded: coded >> 8)
+                low += 1
+                high += 1
                 previous = value
                 previousDelta = delta
             }
+            cursor[column.columnClass] = (low, high)
         }
-        writer.skip(2 * planeLength)
-        if (length - 2) % 2 == 1 {
-            var previous = seed.previousByte
-            for row in rows {
-                let value = body[row + length - 1]
-                writer.put(value &- previous)
-                previous = value
-            }
-        }
+        writer.skip(start - writer.offset)
+        return sectionEnds
     }
 
-    /// Undoes `encodePlanes`; the caller has checked that the reader holds exactly the bytes the
-    /// group needs. Returns an order byte that is not 0, 1 or 2 (the body must then be dropped).
-    static func decodePlanes(from reader: inout ByteReader, rows: [Int], length: Int, seed: Seed,
-                             into body: UnsafeMutableRawBufferPointer) -> UInt8? {
-        let words = (length - 2) / 2
-        let orders = reader.take(words)
-        if let bad = orders.first(where: { $0 > 2 }) { return bad }
-        let low = reader.take(words * rows.count), high = reader.take(words * rows.count)
-        var index = 0
-        for word in 0..<words {
-            let offset = 2 + 2 * word, order = orders[word]
-            var value = seed.previous[word], delta = seed.previousDelta[word]
-            for row in rows {
+    /// Undoes `encodeClassPlanes`; the caller has checked that the reader holds exactly the bytes
+    /// the matrices need. Returns an order byte whose order or class is out of range (the body
+    /// must then be dropped).
+    static func decodeClassPlanes(from reader: inout ByteReader, groups: [GroupTable.Group], context: Context,
+                                  into body: UnsafeMutableRawBufferPointer) -> UInt8? {
+        var columns: [Column] = []
+        var seeds: [Seed] = []
+        var classRows = Array(repeating: 0, count: classCount)
+        for (index, group) in groups.enumerated() {
+            let seed = context.seed(id: group.id, length: group.length)
+            seeds.append(seed)
+            for word in 0..<group.wordColumns {
+                let byte: UInt8 = reader.take()
+                guard byte & 3 <= 2, Int(byte >> 2) < classCount else { return byte }
+                columns.append(Column(group: index, word: word, order: byte & 3, columnClass: Int(byte >> 2)))
+                classRows[Int(byte >> 2)] += group.payloadStarts.count
+            }
+            if (group.length - 2) % 2 == 1 {
+                var value = seed.previousByte
+                for row in group.payloadStarts {
+                    let difference: UInt8 = reader.take()
+                    value &+= difference
+                    body[row + group.length - 1] = value
+                }
+            }
+        }
+        var planes: [(low: UnsafeRawBufferPointer, high: UnsafeRawBufferPointer)] = []
+        for rows in classRows { planes.append((reader.take(rows), reader.take(rows))) }
+        var cursor = Array(repeating: 0, count: classCount)
+        for column in columns {
+            let group = groups[column.group], seed = seeds[column.group]
+            let offset = 2 + 2 * column.word
+            let (low, high) = planes[column.columnClass]
+            var index = cursor[column.columnClass]
+            var value = seed.previous[column.word], delta = seed.previousDelta[column.word]
+            for row in group.payloadStarts {
                 let coded = unzigzag(UInt16(low[index]) | UInt16(high[index]) << 8)
                 index += 1
-                switch order {
-                case 0: delta = coded &- value; value = coded
-                case 1: delta = coded; value &+= coded
+                switch column.order {
+                case 0: value = coded
+                case 1: value &+= coded
                 default:
                     delta &+= coded
                     value &+= delta
                 }
                 body.storeBytes(of: value.littleEndian, toByteOffset: row + offset, as: UInt16.self)
             }
-        }
-        if (length - 2) % 2 == 1 {
-            var value = seed.previousByte
-            for row in rows {
-                let difference: UInt8 = reader.take()
-                value &+= difference
-                body[row + length - 1] = value
-            }
+            cursor[column.columnClass] = index
         }
         return nil
     }

@@ -92,6 +92,43 @@ import Testing
         #expect(detectedByBody == 100)
     }
 
+    /// Random corruption of a format-2 stream either fails the transform's checks or rebuilds a
+    /// body that the header's entries checksum rejects (the collector walks such a body without
+    /// re-checking entry CRCs it made itself: `entriesSealed`).
+    @Test func randomCorruptionOfFormat2IsAlwaysCaught() throws {
+        var random = Xorshift(seed: 99)
+        let body = BatchTransformTests.randomBody(entries: 90, first: 1, random: &random)
+        let (before, batch) = Self.split(body, at: 30)
+        let context = Self.context(before)
+        let ranges = BatchTransformTests.ranges(batch)
+        let transformed = BatchTransform.encode(body: batch, entries: ranges, context: context)
+        let header = UplinkBatch(deviceID: "ecu", epoch: 1, first: 31, last: 30 + UInt64(ranges.count), segmentStarts: [],
+                                 codec: .contextTransposedZstd, bodyLength: UInt32(batch.count),
+                                 bodyChecksum: UplinkBatch.entriesChecksum(body: batch, entries: ranges),
+                                 context: .init(first: 1, checksum: 0))
+        var outcomes = (transform: 0, checksum: 0)
+        for trial in 0..<3000 {
+            var bad = transformed
+            for _ in 0...(random.next() % 4) {
+                let index = Int(random.next() % UInt64(bad.count))
+                bad[index] ^= UInt8(1 + random.next() % 255)
+            }
+            do {
+                let rebuilt = try bad.withUnsafeBytes {
+                    try BatchTransform.decode($0, firstSequence: 31, maxBodyLength: batch.count, context: context, source: "t")
+                }
+                #expect(throws: DAQError.self, "trial \(trial) was accepted") {
+                    try rebuilt.withUnsafeBytes { _ = try header.validate(body: $0, entriesSealed: true, source: "t") }
+                }
+                outcomes.checksum += 1
+            } catch {
+                outcomes.transform += 1
+            }
+        }
+        #expect(outcomes.checksum > 100, "the entries checksum is exercised")
+        print("format 2 corruption: \(outcomes.transform) rejected by the transform, \(outcomes.checksum) by the entries checksum")
+    }
+
     /// The reference workload in the steady state's small batches (20 entries): codec 3 (each
     /// batch against the one before) is far smaller than codec 2 (each batch on its own).
     @Test func referenceJournalSmallBatchesShrinkWithTheirContext() throws {
