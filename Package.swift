@@ -40,7 +40,10 @@ let package = Package(
         // Pure: DBC parser and signal decoder.
         .target(name: "DBC", dependencies: ["DAQCore"]),
         // Pure: journal format (CRC32C, entry framing, segment header, recovery scan, group commit).
-        .target(name: "Journal", dependencies: ["DAQCore"]),
+        .target(name: "Journal", dependencies: ["DAQCore", "CRC32CHardware"]),
+        // The CPU's CRC32C instruction for the journal's checksums (no I/O; C only because Swift
+        // cannot name the instruction).
+        .target(name: "CRC32CHardware"),
 
         // Pure: channel groups, record layout (MDF4-shaped), the raster/event sampler.
         .target(name: "Acquisition", dependencies: ["DAQCore"]),
