@@ -1,7 +1,7 @@
 // The device's uplink inside the acquisition loop: the pure UplinkSender decides, this task does
 // the I/O — one single-use MQTT connection at a time, batches read from the RAM ring (or the
-// journal when the ring no longer holds them), transposed zstd bodies, end-to-end acks persisted as the
-// journal's cursor.
+// journal when the ring no longer holds them), transposed zstd bodies (codec 3 continuing from the
+// part sent before, else codec 2), end-to-end acks persisted as the journal's cursor.
 import Acquisition
 import DAQCore
 import Delivery

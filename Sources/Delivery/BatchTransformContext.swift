@@ -2,7 +2,8 @@
 // before it. Small, low-latency batches otherwise pay for restarting every delta from zero (their
 // first rows cost as much as raw values) — with ~20 entries per batch that is most of the batch.
 // The receiver can always rebuild the same context: it commits strictly in order, so when it
-// decodes a batch it already holds every entry before it.
+// decodes a batch it already holds every entry before it. Format 2 also stores the coded columns
+// as zigzag byte planes grouped by how large their values are, each group compressed on its own.
 import Journal
 
 extension BatchTransform {
