@@ -7,7 +7,7 @@ import PackageDescription
 /// Every stage the two executables are built from.
 let stages: [Target.Dependency] = [
     "DAQCore", "CANLogs", "DBC", "SocketCAN", "Uplink", "SystemIO", "Runtime", "Acquisition", "Experiment",
-    "Delivery", "MDF", "Journal", "JournalStore", "Agent", "Collector", "PKI", "FaultInjection", "ECUSimulation", "MDFFiles", "OTA",
+    "Delivery", "MDF", "Journal", "JournalStore", "Agent", "Collector", "PKI", "FaultInjection", "ECUSimulation", "MDFFiles", "OTA", "OTADevice",
     .product(name: "ArgumentParser", package: "swift-argument-parser"),
     .product(name: "Logging", package: "swift-log"),
     .product(name: "TOMLKit", package: "TOMLKit"),
@@ -32,6 +32,7 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
 
         // Pure core: frames, errors, time. No Glibc, no I/O.
         .target(name: "DAQCore"),
@@ -75,7 +76,7 @@ let package = Package(
         // The device agent's composition: experiment loading, frame sources, the acquisition loop.
         .target(name: "Agent", dependencies: [
             "DAQCore", "CANLogs", "DBC", "SystemIO", "Runtime", "Acquisition", "Experiment", "Journal",
-            "JournalStore", "SocketCAN", "Delivery", "Uplink", "MDFFiles",
+            "JournalStore", "SocketCAN", "Delivery", "Uplink", "MDFFiles", "OTADevice",
             .product(name: "Logging", package: "swift-log"),
         ]),
 
@@ -92,6 +93,15 @@ let package = Package(
         // and the nginx update-server configuration. (Release-key signing lives in PKI.)
         .target(name: "OTA", dependencies: ["DAQCore"]),
 
+        // Adapter: HTTPS mTLS fetches and resumable downloads (libcurl multi on the event loop), for OTA.
+        .target(name: "HTTPFetch", dependencies: ["DAQCore", "Runtime", "CCurl"]),
+
+        // The device's OTA task: update directory (A/B slots, boot state), bootchooser, polling,
+        // downloads, installs, health check, credential rotation, status outbox.
+        .target(name: "OTADevice", dependencies: [
+            "DAQCore", "OTA", "PKI", "Uplink", "HTTPFetch", "Runtime", .product(name: "Logging", package: "swift-log"),
+        ]),
+
         // Test and demo rig: a TCP proxy that cuts, blackholes or resets the link on demand.
         .target(name: "FaultInjection", dependencies: ["DAQCore"]),
 
@@ -105,7 +115,7 @@ let package = Package(
         .testTarget(name: "AcquisitionTests", dependencies: ["DAQCore", "Acquisition", "TestSupport"]),
         .testTarget(name: "ExperimentTests", dependencies: ["DAQCore", "Experiment", "TestSupport"]),
         .testTarget(name: "RuntimeTests", dependencies: ["DAQCore", "Runtime"]),
-        .testTarget(name: "MDFTests", dependencies: ["DAQCore", "Acquisition", "MDF", "TestSupport"]),
+        .testTarget(name: "MDFTests", dependencies: ["DAQCore", "Acquisition", "MDF", "MDFFiles", "TestSupport"]),
         .testTarget(name: "DeliveryTests", dependencies: ["DAQCore", "Delivery"]),
         .testTarget(name: "AgentTests", dependencies: ["TestSupport"]),
         .testTarget(name: "UplinkTests", dependencies: ["TestSupport", "FaultInjection", "Uplink", "Collector", "Delivery", "Journal", "JournalStore", "DAQCore"]),
@@ -116,6 +126,9 @@ let package = Package(
         .testTarget(name: "PKITests", dependencies: ["PKI", "DAQCore", "TestSupport"]),
         .testTarget(name: "ECUSimulationTests", dependencies: ["ECUSimulation", "DBC", "DAQCore", "TestSupport"]),
         .testTarget(name: "OTATests", dependencies: ["OTA", "PKI", "DAQCore", "TestSupport"]),
+        .testTarget(name: "OTADeviceTests", dependencies: ["OTA", "OTADevice", "PKI", "DAQCore", "FaultInjection", "TestSupport"]),
+        .testTarget(name: "HTTPFetchTests", dependencies: ["HTTPFetch", "Runtime", "DAQCore", "FaultInjection", "TestSupport"],
+                    exclude: ["faulty_https_server.py"]),
         .testTarget(name: "OracleTests", dependencies: ["TestSupport", "DAQCore", "CANLogs", "DBC", "SystemIO"]),
     ],
     swiftLanguageModes: [.v6]

@@ -79,6 +79,11 @@ public enum GroupTrigger: Sendable, Hashable {
     case message(String)
     /// Every change of the named channel's value (`Message.Signal`).
     case signalChange(String)
+    /// Every data frame of the listed buses, raw (an MDF bus-logging group, `CAN_DataFrame`);
+    /// a frame's `BusChannel` is its bus's position in the list + 1. Such a group has no channels:
+    /// its record layout is `BusFrameRecord`, with 64 data bytes per frame when `fd` (CAN FD frames
+    /// of any length are logged) and 8 otherwise (longer frames are counted, not logged).
+    case busFrames(buses: [String], fd: Bool = false)
 
     /// Stable code used in the journal's layout entry.
     public var code: UInt8 {
@@ -86,6 +91,7 @@ public enum GroupTrigger: Sendable, Hashable {
         case .raster: return 0
         case .message: return 1
         case .signalChange: return 2
+        case .busFrames(_, let fd): return fd ? 4 : 3
         }
     }
 }
@@ -100,5 +106,17 @@ public struct ChannelGroup: Sendable, Hashable {
         self.name = name
         self.trigger = trigger
         self.channels = channels
+    }
+
+    /// The buses of a raw bus-logging group, nil for a sampled group.
+    public var loggedBuses: [String]? {
+        if case .busFrames(let buses, _) = trigger { return buses }
+        return nil
+    }
+
+    /// Whether this is a bus-logging group with CAN FD records (64 data bytes).
+    public var logsFDFrames: Bool {
+        if case .busFrames(_, let fd) = trigger { return fd }
+        return false
     }
 }

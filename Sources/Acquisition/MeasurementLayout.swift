@@ -8,26 +8,40 @@ import DAQCore
 /// `u16 version=1 | i64 start ns | str experiment | u16 group count | groups…`;
 /// group: `str name | u8 trigger code | i64 period ns | str trigger source | u16 channel count | channels…`;
 /// channel: `str name | str unit | u8 storage code | u8 bits | f64 factor | f64 offset | u16 n | n × (i64 key, str text)`;
-/// `str` = `u16 byte length | UTF-8`.
+/// `str` = `u16 byte length | UTF-8`. Version 2 appends the MDF file options
+/// (`u8 flags (bit 0 deflate) | u64 split bytes (0 none) | i64 split ns (0 none)`); a layout with
+/// default options is still written as version 1, byte for byte as before.
+/// Trigger code 3 (bus logging): period 0, trigger source = the bus names joined by ",", no channels.
+/// Trigger code 4 (CAN FD bus logging, 64-byte data field): as code 3; it appears only in version 3,
+/// which is version 2 (file options always appended) with code 4 allowed, so a reader that does not
+/// know FD records refuses the layout by its version. A layout without FD groups is written as before.
 public struct MeasurementLayout: Sendable, Hashable {
     public static let version: UInt16 = 1
+    public static let versionWithFileOptions: UInt16 = 2
+    public static let versionWithFDBusLogging: UInt16 = 3
 
     /// Time of the measurement start (time base of the source: log time or kernel time).
     public var start: Timestamp
     /// The experiment's name.
     public var experiment: String
     public var groups: [ChannelGroup]
+    /// How the measurement's MDF files are cut and stored. Part of the journal's description of
+    /// the measurement, so the collector, rebuilding from the journal, writes the same files.
+    public var files: MeasurementFiles
 
-    public init(start: Timestamp, experiment: String, groups: [ChannelGroup]) {
+    public init(start: Timestamp, experiment: String, groups: [ChannelGroup], files: MeasurementFiles = MeasurementFiles()) {
         self.start = start
         self.experiment = experiment
         self.groups = groups
+        self.files = files
     }
 
     /// The entry's bytes.
     public func encoded() -> [UInt8] {
         var out = LayoutWriter()
-        out.u16(Self.version)
+        let version = groups.contains(where: \.logsFDFrames) ? Self.versionWithFDBusLogging
+            : files == MeasurementFiles() ? Self.version : Self.versionWithFileOptions
+        out.u16(version)
         out.i64(start.nanoseconds)
         out.string(experiment)
         out.u16(UInt16(groups.count))
@@ -37,6 +51,7 @@ public struct MeasurementLayout: Sendable, Hashable {
             switch group.trigger {
             case .raster(let period): out.i64(period); out.string("")
             case .message(let name), .signalChange(let name): out.i64(0); out.string(name)
+            case .busFrames(let buses, _): out.i64(0); out.string(buses.joined(separator: ","))
             }
             out.u16(UInt16(group.channels.count))
             for channel in group.channels {
@@ -53,6 +68,11 @@ public struct MeasurementLayout: Sendable, Hashable {
                 }
             }
         }
+        if version != Self.version {
+            out.u8(files.deflate ? 1 : 0)
+            out.i64(Int64(files.splitBytes ?? 0))
+            out.i64(files.splitNanoseconds ?? 0)
+        }
         return out.bytes
     }
 
@@ -60,7 +80,7 @@ public struct MeasurementLayout: Sendable, Hashable {
     public init(decoding bytes: UnsafeRawBufferPointer, source: String = "layout entry") throws(DAQError) {
         var reader = LayoutReader(bytes: bytes, source: source)
         let version = try reader.u16("version")
-        guard version == Self.version else {
+        guard (Self.version...Self.versionWithFDBusLogging).contains(version) else {
             throw reader.error("unknown layout version \(version)", field: "version")
         }
         start = Timestamp(nanoseconds: try reader.i64("start"))
@@ -79,6 +99,13 @@ public struct MeasurementLayout: Sendable, Hashable {
                 trigger = .raster(periodNanoseconds: period)
             case 1: trigger = .message(source)
             case 2: trigger = .signalChange(source)
+            case 3, 4:
+                guard code == 3 || version >= Self.versionWithFDBusLogging else {
+                    throw reader.error("trigger code 4 (CAN FD bus logging) needs layout version 3, not \(version)", field: "trigger")
+                }
+                let buses = source.split(separator: ",").map(String.init)
+                guard !buses.isEmpty, buses.count < 16 else { throw reader.error("a bus-logging group needs 1…15 buses", field: "trigger source") }
+                trigger = .busFrames(buses: buses, fd: code == 4)
             default: throw reader.error("unknown trigger code \(code)", field: "trigger")
             }
             let channelCount = Int(try reader.u16("channel count"))
@@ -107,10 +134,39 @@ public struct MeasurementLayout: Sendable, Hashable {
                 channels.append(ChannelSpec(name: channelName, unit: unit, storage: storage, factor: factor,
                                             offset: offset, valueTable: table))
             }
+            if code >= 3, !channels.isEmpty { throw reader.error("a bus-logging group has no channels", field: "channel count") }
             groups.append(ChannelGroup(name: name, trigger: trigger, channels: channels))
+        }
+        var files = MeasurementFiles()
+        if version != Self.version {
+            let flags = try reader.u8("file flags")
+            guard flags <= 1 else { throw reader.error("unknown file flags \(flags)", field: "file flags") }
+            let splitBytes = try reader.i64("split bytes")
+            let splitNanoseconds = try reader.i64("split ns")
+            guard splitBytes >= 0, splitNanoseconds >= 0 else { throw reader.error("negative split size", field: "split") }
+            files = MeasurementFiles(splitBytes: splitBytes == 0 ? nil : Int(splitBytes),
+                                     splitNanoseconds: splitNanoseconds == 0 ? nil : splitNanoseconds, deflate: flags & 1 != 0)
         }
         guard reader.atEnd else { throw reader.error("trailing bytes after the layout", field: "length") }
         self.groups = groups
+        self.files = files
+    }
+}
+
+/// How a measurement's MDF files are written (device and collector alike).
+public struct MeasurementFiles: Sendable, Hashable {
+    /// Start a new file before a record would take the file past this many bytes (uncompressed
+    /// record bytes + head); nil: one file.
+    public var splitBytes: Int?
+    /// Start a new file at every multiple of this much measurement time; nil: no time split.
+    public var splitNanoseconds: Int64?
+    /// Store records in ##DZ (deflate) blocks.
+    public var deflate: Bool
+
+    public init(splitBytes: Int? = nil, splitNanoseconds: Int64? = nil, deflate: Bool = false) {
+        self.splitBytes = splitBytes
+        self.splitNanoseconds = splitNanoseconds
+        self.deflate = deflate
     }
 }
 

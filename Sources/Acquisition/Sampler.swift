@@ -58,6 +58,10 @@ public struct Sampler: Sendable {
     private var pendingEvents: [Int] = []
 
     private var rasterGroups: [(group: Int, period: Int64)] = []
+    /// Raw bus-logging groups, the buses they log and whether their records are CAN FD records.
+    private var busGroups: [(group: Int, buses: [String], fd: Bool)] = []
+    /// Data frames too long for a classic bus-logging group's record (CAN FD payloads over 8 bytes).
+    public private(set) var busFramesTooLong: UInt64 = 0
     private var nextTick: [Int64] = []
     /// Measurement start: time of the first frame; record times are seconds since it.
     public private(set) var start: Timestamp?
@@ -92,6 +96,8 @@ public struct Sampler: Sendable {
                 for (key, slot) in slotIndex where key.name == name {
                     changeWatch[slot, default: []].append(g)
                 }
+            case .busFrames(let buses, let fd):
+                busGroups.append((g, buses, fd))
             }
         }
         latest = Array(repeating: 0, count: slotStorage.count)
@@ -160,6 +166,39 @@ public struct Sampler: Sendable {
             let (group, period) = rasterGroups[index]
             record(group: group, at: Timestamp(nanoseconds: tick), into: &out)
             nextTick[index] = tick + period
+        }
+    }
+
+    /// Whether any group logs raw frames.
+    public var logsBusFrames: Bool { !busGroups.isEmpty }
+
+    /// Records a data frame (stamped `time`, after `advance(to: time)`) in every bus-logging
+    /// group that logs its bus (see `BusFrameRecord`). A classic group counts frames over 8 bytes
+    /// in `busFramesTooLong` instead; an FD group logs every frame, DLC = the FD code of its length.
+    public mutating func logFrame(_ frame: CANFrame, at time: Timestamp, into out: inout RecordBuffer) {
+        for (group, buses, fd) in busGroups {
+            guard let bus = buses.firstIndex(of: frame.interface) else { continue }
+            guard frame.data.count <= BusFrameRecord.dataCapacity(fd: fd) else {
+                busFramesTooLong += 1
+                continue
+            }
+            let seconds = Double(time.nanoseconds - (start?.nanoseconds ?? time.nanoseconds)) / 1e9
+            let dlc = fd ? BusFrameRecord.fdDLC(length: frame.data.count) : UInt8(frame.data.count)
+            out.appendRecord(size: RecordPayload.headerBytes + BusFrameRecord.bytes(fd: fd)) { raw in
+                raw.storeBytes(of: RecordPayload.recordID(group: group).littleEndian, toByteOffset: 0, as: UInt16.self)
+                let base = RecordPayload.headerBytes
+                raw.storeBytes(of: seconds.bitPattern.littleEndian, toByteOffset: base, as: UInt64.self)
+                let id = frame.id & 0x1FFF_FFFF | (frame.isExtended ? 0x8000_0000 : 0)
+                raw.storeBytes(of: id.littleEndian, toByteOffset: base + BusFrameRecord.idOffset, as: UInt32.self)
+                raw[base + BusFrameRecord.dlcOffset] = dlc | UInt8(bus + 1) << 4
+                var flags: UInt8 = frame.isReceived ? 0 : 0x01
+                if frame.isFD { flags |= 0x04 }
+                if frame.bitRateSwitch { flags |= 0x08 }
+                if frame.errorStateIndicator { flags |= 0x10 }
+                raw[base + BusFrameRecord.flagsOffset] = flags
+                raw[base + BusFrameRecord.lengthOffset] = UInt8(frame.data.count)
+                for (index, byte) in frame.data.enumerated() { raw[base + BusFrameRecord.dataOffset + index] = byte }
+            }
         }
     }
 

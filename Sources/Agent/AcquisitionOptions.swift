@@ -1,6 +1,7 @@
 // What `daqlink run` was asked to do, and what it reports at the end.
 import DAQCore
 import Journal
+import OTADevice
 
 /// Where frames come from.
 public enum FrameSourceSpec: Sendable, Hashable {
@@ -51,6 +52,10 @@ public struct AcquisitionOptions: Sendable {
     /// At the end of a replay or duration, wait up to this long for the collector to acknowledge
     /// everything (seconds).
     public var drainTimeout: Double = 0
+    /// The OTA task (nil: no updates, no health check).
+    public var ota: UpdateOptions?
+    /// The device credentials the device was provisioned with (before any OTA rotation).
+    public var provisionedCredentials: CredentialFiles?
 
     public init(source: FrameSourceSpec, journalDirectory: String) {
         self.source = source
@@ -64,6 +69,7 @@ public enum StopReason: String, Sendable {
     case duration = "duration reached"
     case signal = "stopped by signal"
     case journalFull = "JOURNAL FULL: acquisition stopped"
+    case reboot = "rebooting into an update (or back from a failed trial)"
 }
 
 /// What a run did.
@@ -73,6 +79,10 @@ public struct AcquisitionSummary: Sendable {
     public var decoded: UInt64 = 0
     public var unknownIDs: UInt64 = 0
     public var otherBus: UInt64 = 0
+    /// Frames a classic bus-logging group could not log (CAN FD payloads over 8 bytes).
+    public var busFramesNotLogged: UInt64 = 0
+    /// RTR and error frames, which bus-logging groups do not log (counted only when there are such groups).
+    public var busFramesNotData: UInt64 = 0
     public var malformedLines = 0
     /// Per channel group: name, records, record bytes.
     public var groups: [(name: String, records: UInt64, bytes: UInt64)] = []
@@ -94,6 +104,8 @@ public struct AcquisitionSummary: Sendable {
         lines.append("stopped: \(stopReason.rawValue) after \(String(format2(elapsedSeconds))) s")
         var frameLine = "frames: \(frames) (decoded \(decoded), unknown id \(unknownIDs), other bus \(otherBus)"
         if malformedLines > 0 { frameLine += ", malformed lines skipped \(malformedLines)" }
+        if busFramesNotLogged > 0 { frameLine += ", CAN FD frames over 8 bytes not bus-logged \(busFramesNotLogged) (fd = true logs them)" }
+        if busFramesNotData > 0 { frameLine += ", remote/error frames not bus-logged \(busFramesNotData)" }
         lines.append(frameLine + ")")
         for group in groups {
             lines.append("  group \"\(group.name)\": \(group.records) records, \(group.bytes) bytes")

@@ -8,6 +8,8 @@ import Journal
 import JournalStore
 import Logging
 import MDFFiles
+import OTADevice
+import Uplink
 import Runtime
 import SocketCAN
 import SystemIO
@@ -49,6 +51,11 @@ public final class AcquisitionRun {
     private var realtimeOffset: Int64 = 0
     private var receiveBuffer: [CANFrame] = []
     private var uplink: UplinkTask?
+    private var updates: UpdateTask?
+    /// An experiment installed over the air, applied at the next record boundary.
+    private var pendingExperiment: String?
+    /// Per-group figures of experiments replaced during the run.
+    private var replacedGroups: [(name: String, records: UInt64, bytes: UInt64)] = []
     private var mdf: MDFRecording?
     private var pendingStop: StopReason?
     /// DAQLINK_APPEND_TRACE (a benchmark aid): append times per journal entry.
@@ -70,6 +77,11 @@ public final class AcquisitionRun {
             logger.warning("journal recovery: \(summary.recovery!)")
         }
         logger.info("journal \(options.journalDirectory): next seq \(journal.nextSequence), acknowledged up to \(journal.acknowledgedUpTo)")
+        if let directory = options.mdfDirectory, journal.lastSequence > 0 {
+            for name in try InterruptedMDF.finalize(mdfDirectory: directory, journalDirectory: options.journalDirectory) {
+                logger.warning("MDF: \(name) was left unfinalized; rebuilt from the journal and finalized")
+            }
+        }
     }
 
     /// Runs to the end and returns the summary. Throws for I/O errors other than a full journal.
@@ -78,11 +90,16 @@ public final class AcquisitionRun {
         loop.watch(signals.fileDescriptor, interest: .read) { [unowned self] _ in
             if !signals.drain().isEmpty { finish(.signal) }
         }
+        if let ota = options.ota {
+            updates = try makeUpdateTask(ota)
+        }
         if let options = options.uplink {
             let task = UplinkTask(options: options, loop: loop, journal: journal, seed: UInt64(bitPattern: startedAt))
             uplink = task
+            if let updates { connect(updates, to: task) }
             task.start(ring: { [unowned self] in ring })
         }
+        updates?.start()
         switch options.source {
         case .replay(let path, let speed):
             logSource = try LogFrameSource(path: path, lenient: options.lenient)
@@ -107,6 +124,67 @@ public final class AcquisitionRun {
         try loop.run()
         if let failure { throw failure }
         return summary
+    }
+
+    // MARK: updates
+
+    private func makeUpdateTask(_ ota: UpdateOptions) throws(DAQError) -> UpdateTask {
+        let provisioned = options.provisionedCredentials
+            ?? CredentialFiles(certificateFile: options.uplink?.tls.certificateFile ?? "", keyFile: options.uplink?.tls.keyFile ?? "")
+        let task: UpdateTask
+        do {
+            task = try UpdateTask(options: ota, loop: loop, credentials: CredentialStore(directory: ota.directory, provisioned: provisioned),
+                                  seed: UInt64(bitPattern: startedAt) ^ 0x5EED)
+        } catch let error as DAQError {
+            throw error
+        } catch {
+            throw DAQError(.system, "cannot start the OTA task: \(error)")
+        }
+        task.validateExperiment = { path in _ = try ExperimentLoader.load(path: path) }
+        task.applyExperiment = { [unowned self] path in pendingExperiment = path }
+        task.reboot = { [unowned self] reason in
+            logger.notice("rebooting: \(reason)")
+            finish(.reboot)
+        }
+        return task
+    }
+
+    private func connect(_ updates: UpdateTask, to uplink: UplinkTask) {
+        let ca = uplink.options.tls.caFile
+        uplink.credentialsForNextConnection = {
+            let files = updates.credentialsForNextConnection()
+            return MQTTTLSFiles(caFile: ca, certificateFile: files.certificateFile, keyFile: files.keyFile)
+        }
+        uplink.connectionOutcome = { files, succeeded in
+            let used = CredentialFiles(certificateFile: files.certificateFile, keyFile: files.keyFile)
+            if succeeded { updates.connectionSucceeded(with: used) } else { updates.connectionFailed(with: used) }
+        }
+        uplink.onAcknowledged = { _ in updates.uplinkHealthy() }
+        uplink.statusOutbox = updates.outbox
+        updates.reportsAdded = { [weak uplink] in uplink?.publishStatus() }
+        updates.credentialsChanged = { [weak uplink] in uplink?.reconnect() }
+    }
+
+    /// Swaps in an experiment installed over the air, between two records: the old pipeline's
+    /// records are all in the journal, the new layout entry starts a new measurement (and MDF file).
+    private func applyPendingExperiment() throws(DAQError) {
+        guard let path = pendingExperiment else { return }
+        pendingExperiment = nil
+        let binding: ExperimentBinding
+        do throws(DAQError) { binding = try ExperimentLoader.load(path: path) } catch {
+            logger.error("cannot apply experiment \(path): \(error)")
+            return
+        }
+        replacedGroups += pipeline.binding.groups.indices.map {
+            (pipeline.binding.groups[$0].name, recordsPerGroup[$0], bytesPerGroup[$0])
+        }
+        try mdf?.finish()
+        mdf = nil
+        pipeline = AcquisitionPipeline(binding)
+        recordsPerGroup = Array(repeating: 0, count: binding.groups.count)
+        bytesPerGroup = Array(repeating: 0, count: binding.groups.count)
+        layoutWritten = false
+        logger.notice("applied experiment \(path): \(binding.groups.count) channel groups from the next record on")
     }
 
     // MARK: replay
@@ -234,7 +312,7 @@ public final class AcquisitionRun {
                 mdf = try MDFRecording(directory: directory, name: "measurement-\(journal.lastSequence)", layout: layout)
             }
         }
-        guard !records.isEmpty else { return }
+        guard !records.isEmpty else { return try applyPendingExperiment() }
         defer { records.removeAll() }
         var failure: DAQError?
         for index in 0..<records.count where failure == nil {
@@ -244,11 +322,12 @@ public final class AcquisitionRun {
                 bytesPerGroup[group] += UInt64(payload.count - RecordPayload.headerBytes)
                 do throws(DAQError) {
                     try append(kind: .record, payload: payload)
-                    mdf?.append(payload)
+                    try mdf?.append(payload)
                 } catch { failure = error }
             }
         }
         if let failure { throw failure }
+        try applyPendingExperiment()
     }
 
     private func append(kind: JournalEntryKind, payload: [UInt8]) throws(DAQError) {
@@ -323,7 +402,7 @@ public final class AcquisitionRun {
             }
         }
         for bus in buses { loop.unwatch(bus.fileDescriptor) }
-        if let uplink, reason != .signal, options.drainTimeout > 0, failure == nil, !uplink.isDrained {
+        if let uplink, reason != .signal, reason != .reboot, options.drainTimeout > 0, failure == nil, !uplink.isDrained {
             pendingStop = reason
             uplink.onDrained = { [unowned self] in complete() }
             loop.schedule(at: loop.clock.now() + Int64(options.drainTimeout * 1e9)) { [unowned self] in complete() }
@@ -338,6 +417,7 @@ public final class AcquisitionRun {
         guard !completed else { return }
         completed = true
         uplink?.stop()
+        updates?.stop()
         do throws(DAQError) { try journal.close() } catch { if failure == nil && error.code != .journalFull { failure = error } }
         do throws(DAQError) { try mdf?.finish() } catch { if failure == nil { failure = error } }
         let counters = pipeline.counters
@@ -345,8 +425,10 @@ public final class AcquisitionRun {
         summary.decoded = counters.decoded
         summary.unknownIDs = counters.unknown
         summary.otherBus = counters.otherBus
+        summary.busFramesNotLogged = pipeline.sampler.busFramesTooLong
+        summary.busFramesNotData = pipeline.sampler.logsBusFrames ? counters.nonData : 0
         summary.malformedLines = logSource?.malformedLines ?? 0
-        summary.groups = pipeline.binding.groups.indices.map {
+        summary.groups = replacedGroups + pipeline.binding.groups.indices.map {
             (pipeline.binding.groups[$0].name, recordsPerGroup[$0], bytesPerGroup[$0])
         }
         summary.kernelDrops = buses.reduce(0) { $0 + $1.counters.kernelDrops }

@@ -7,14 +7,17 @@ import Foundation
 
 /// An experiment loaded from disk and bound to its DBC files.
 public enum ExperimentLoader {
-    public static func load(path: String) throws(DAQError) -> ExperimentBinding {
+    /// `adjust` may change the parsed file before binding (command-line overrides).
+    public static func load(path: String,
+                            adjust: (inout ExperimentFile) throws(DAQError) -> Void = { _ throws(DAQError) in }) throws(DAQError) -> ExperimentBinding {
         let text: String
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)
         } catch {
             throw DAQError(.io, "cannot read the experiment file", at: InputLocation(file: path))
         }
-        let experiment = try ExperimentFile(text: text, file: path)
+        var experiment = try ExperimentFile(text: text, file: path)
+        try adjust(&experiment)
         let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
         var dbcs: [(database: DBCDatabase, file: String)] = []
         for entry in experiment.dbcs {

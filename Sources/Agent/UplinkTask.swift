@@ -8,6 +8,7 @@ import Delivery
 import Journal
 import JournalStore
 import Logging
+import OTADevice
 import Runtime
 import Uplink
 
@@ -37,6 +38,7 @@ public struct UplinkOptions: Sendable {
     public var dataTopic: String { "devices/\(deviceID)/data" }
     public var ackTopic: String { "devices/\(deviceID)/ack" }
     public var commandTopic: String { "devices/\(deviceID)/cmd" }
+    public var statusTopic: String { "devices/\(deviceID)/ota/status" }
 }
 
 /// What the uplink did, for the run's summary.
@@ -81,6 +83,15 @@ final class UplinkTask {
     private let logger = Logger(label: "daqlink.uplink")
     /// Called when everything in the journal is acknowledged end to end.
     var onDrained: (() -> Void)?
+    /// OTA hooks: the TLS files for the next connection, its outcome, and each end-to-end ack.
+    var credentialsForNextConnection: (() -> MQTTTLSFiles)?
+    var connectionOutcome: ((MQTTTLSFiles, Bool) -> Void)?
+    var onAcknowledged: ((UInt64) -> Void)?
+    /// OTA status reports waiting for the broker (published QoS 1 on `statusTopic`).
+    var statusOutbox: StatusOutbox?
+    private var statusInFlight: [Int32: UInt64] = [:]
+    private var connectionFiles: MQTTTLSFiles?
+    private var connectionAccepted = false
 
     init(options: UplinkOptions, loop: EventLoop, journal: JournalWriter, seed: UInt64) {
         self.options = options
@@ -134,6 +145,7 @@ final class UplinkTask {
                 // crash (the collector drops what it holds), so persist at most every interval —
                 // and at once when everything is acknowledged.
                 acknowledgedToPersist = upTo
+                onAcknowledged?(upTo)
                 if isDrained {
                     persistAcknowledged()
                     onDrained?()
@@ -171,7 +183,10 @@ final class UplinkTask {
     private func connect() {
         closeConnection()
         do throws(DAQError) {
-            let connection = try MQTTConnection(clientID: options.deviceID, tls: options.tls)
+            let files = credentialsForNextConnection?() ?? options.tls
+            connectionFiles = files
+            connectionAccepted = false
+            let connection = try MQTTConnection(clientID: options.deviceID, tls: files)
             self.connection = connection
             try connection.connectAsync(host: options.host, port: options.port, keepalive: options.keepalive)
             counters.connects += 1
@@ -237,11 +252,19 @@ final class UplinkTask {
                     return
                 }
                 logger.info("connected to \(options.host):\(options.port) as \(options.deviceID); resending from \(sender.acknowledged + 1)")
+                connectionAccepted = true
+                if let files = connectionFiles { connectionOutcome?(files, true) }
                 perform(sender.on(.connected, now: now, jitter: nextJitter()))
+                publishStatus()
             case .disconnected:
                 lostConnection()
                 return
             case .published(let mid, let reasonCode):
+                if let report = statusInFlight.removeValue(forKey: mid) {
+                    // 0x10: no subscriber took it (no collector session yet): keep it for the next connection.
+                    if reasonCode < 0x10 { statusOutbox?.acknowledge(upTo: report) }
+                    continue
+                }
                 if let token = tokens.removeValue(forKey: mid) {
                     // The worst reason code of a batch's parts is the batch's.
                     let worst = max(worstReason[token] ?? 0, UInt8(clamping: reasonCode))
@@ -277,7 +300,30 @@ final class UplinkTask {
         }
     }
 
+    /// Publishes the OTA status reports not yet in flight (QoS 1, in order).
+    func publishStatus() {
+        guard let connection, sender.isConnected, let outbox = statusOutbox else { return }
+        let inFlight = Set(statusInFlight.values)
+        for report in outbox.pending where !inFlight.contains(report.sequence) {
+            let bytes = Array(report.json.utf8)
+            guard let mid = try? bytes.withUnsafeBytes({ raw in
+                try Result { () throws(DAQError) -> Int32 in try connection.publish(topic: options.statusTopic, payload: raw) }.get()
+            }) else { return }
+            statusInFlight[mid] = report.sequence
+        }
+        watchSocket()
+    }
+
+    /// Drops the connection and connects again at once (new credentials to try).
+    func reconnect() {
+        guard !stopped, connection != nil else { return }
+        logger.notice("reconnecting to use new credentials")
+        lostConnection()
+    }
+
     private func lostConnection() {
+        if connection != nil, !connectionAccepted, let files = connectionFiles { connectionOutcome?(files, false) }
+        connectionAccepted = true  // report each attempt once
         let wasOpen = connection != nil
         closeConnection()
         if wasOpen {
@@ -294,6 +340,7 @@ final class UplinkTask {
         if let timer = connectDeadlineTimer { loop.cancel(timer) }
         connectDeadlineTimer = nil
         tokens.removeAll()
+        statusInFlight.removeAll()
         partsOutstanding.removeAll()
         worstReason.removeAll()
         connection = nil  // deinit destroys the libmosquitto handle and its queue

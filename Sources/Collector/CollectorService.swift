@@ -55,6 +55,8 @@ public final class CollectorService {
     private var watchedFD: Int32?
     /// DAQCTL_COMMIT_TRACE (a benchmark aid): commit times per acknowledged batch.
     private let commitTrace = CommitTrace.fromEnvironment()
+    /// OTA status reports per device.
+    private lazy var history = UpdateHistory(output: options.output)
 
     public init(options: CollectorOptions) {
         self.options = options
@@ -106,6 +108,7 @@ public final class CollectorService {
         let connection = try MQTTConnection(clientID: options.clientID, tls: options.tls, cleanStart: false)
         try connection.connectDurable(host: options.host, port: options.port, sessionExpiry: options.sessionExpiry)
         try connection.subscribe("devices/+/data")
+        try connection.subscribe("devices/+/ota/status")
         self.connection = connection
         watch()
     }
@@ -167,6 +170,17 @@ public final class CollectorService {
 
     private func handleData(topic: String, payload: [UInt8]) {
         let parts = topic.split(separator: "/")
+        if parts.count == 4, parts[0] == "devices", parts[2] == "ota", parts[3] == "status" {
+            do throws(DAQError) {
+                if try history.record(device: String(parts[1]), payload: payload, source: topic) {
+                    writeError("daqctl collect: \(parts[1]) OTA: \(String(decoding: payload, as: UTF8.self))\n")
+                }
+            } catch {
+                rejected += 1
+                writeError("daqctl collect: rejected an OTA status report: \(error)\n")
+            }
+            return
+        }
         guard parts.count == 3, parts[0] == "devices", parts[2] == "data" else { return }
         let topicDevice = String(parts[1])
         do throws(DAQError) {

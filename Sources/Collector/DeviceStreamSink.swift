@@ -199,7 +199,7 @@ final class DeviceStreamSink {
             let layout = try MeasurementLayout(decoding: payload, source: "\(deviceID) seq \(sequence)")
             mdf = try MDFRecording(directory: mdfDirectory, name: "measurement-\(sequence)", layout: layout)
         case .record:
-            mdf?.append(payload)
+            try mdf?.append(payload)
         default:
             break
         }

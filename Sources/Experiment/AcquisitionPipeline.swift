@@ -36,6 +36,7 @@ public struct AcquisitionPipeline: Sendable {
     /// Per decoder, per message: whether it triggers an event group.
     private let triggering: [[Bool]]
     private let decoders: [DBCDecoder]
+    private let logsBusFrames: Bool
     private var latest: Timestamp?
 
     public init(_ binding: ExperimentBinding) {
@@ -60,6 +61,7 @@ public struct AcquisitionPipeline: Sendable {
         }
         self.feeds = feeds
         decoders = binding.decoders.map(\.decoder)
+        logsBusFrames = sampler.logsBusFrames
         let sampler = self.sampler
         triggering = binding.decoders.indices.map { d in
             binding.decoders[d].decoder.database.messages.indices.map { sampler.triggers(message: d << 24 | $0) }
@@ -68,7 +70,7 @@ public struct AcquisitionPipeline: Sendable {
 
     /// The layout entry for the journal, once the measurement has started.
     public var layout: MeasurementLayout? {
-        sampler.start.map { MeasurementLayout(start: $0, experiment: binding.name, groups: binding.groups) }
+        sampler.start.map { MeasurementLayout(start: $0, experiment: binding.name, groups: binding.groups, files: binding.files) }
     }
 
     /// Feeds one frame: emits the raster records due before it, then its event records.
@@ -85,6 +87,7 @@ public struct AcquisitionPipeline: Sendable {
             counters.nonData += 1
             return
         }
+        if logsBusFrames { sampler.logFrame(frame, at: time, into: &out) }
         if frame.interface != lastBus.name {
             lastBus = (frame.interface, busDecoders[frame.interface] ?? resolveBus(frame.interface))
         }

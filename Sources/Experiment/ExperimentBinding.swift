@@ -21,6 +21,8 @@ public struct ExperimentBinding: Sendable {
     public let groups: [ChannelGroup]
     /// Message keys for `.message` triggers: `decoderIndex << 24 | messageIndex`.
     public let messageKeys: [String: Int]
+    /// How the MDF files are split and stored (the experiment's `[mdf]` table).
+    public let files: MeasurementFiles
 
     /// Resolves `experiment` (from `file`) against `dbcs` (parsed DBC files, in the experiment's order).
     public init(_ experiment: ExperimentFile, file: String, dbcs: [(database: DBCDatabase, file: String)]) throws(DAQError) {
@@ -65,11 +67,14 @@ public struct ExperimentBinding: Sendable {
                                      field: "group.on_change")
                 }
                 trigger = .signalChange(reference)
+            case .busFrames(let buses, let fd):
+                trigger = .busFrames(buses: buses, fd: fd)
             }
             groups.append(ChannelGroup(name: group.name, trigger: trigger, channels: channels))
         }
         self.groups = groups
         messageKeys = keys
+        files = experiment.files
     }
 
     /// How a DBC signal is stored: raw integers keep the DBC scaling as an MDF conversion; float

@@ -1,5 +1,6 @@
 // The experiment file (TOML): which DBC files decode which buses, and the channel groups to
 // record. Parsing only; binding the channel names to DBC signals is ExperimentBinding's job.
+import Acquisition
 import DAQCore
 import TOMLKit
 
@@ -9,6 +10,9 @@ public struct ExperimentGroup: Sendable, Hashable {
         case raster(milliseconds: Double)
         case message(String)
         case signalChange(String)
+        /// `kind = "bus"`: every data frame of these buses, raw (MDF bus logging); `fd = true`
+        /// gives CAN FD records (64 data bytes) that log frames of any length.
+        case busFrames([String], fd: Bool = false)
     }
 
     /// How a channel is stored, as the file says (`raw` is the DBC raw integer).
@@ -44,6 +48,33 @@ public struct ExperimentFile: Sendable, Hashable {
     public var name: String
     public var dbcs: [ExperimentDBC]
     public var groups: [ExperimentGroup]
+    /// The `[mdf]` table: how MDF files are split and stored.
+    public var files = MeasurementFiles()
+
+    /// Adds a raw bus-logging group ("CAN frames") for every bus the DBC entries name
+    /// (`daqlink run --mdf-bus-logging`); throws when no entry names its buses. With `fd`
+    /// (`--mdf-bus-logging-fd`) the group has CAN FD records, and the file's own bus-logging
+    /// groups, if it has any, become CAN FD groups instead.
+    public mutating func addBusLogging(file: String, fd: Bool = false) throws(DAQError) {
+        var hasBusGroups = false
+        for index in groups.indices {
+            guard case .busFrames(let buses, let groupFD) = groups[index].trigger else { continue }
+            hasBusGroups = true
+            groups[index].trigger = .busFrames(buses, fd: groupFD || fd)
+        }
+        guard !hasBusGroups else { return }
+        var buses: [String] = []
+        for dbc in dbcs { for bus in dbc.buses where !buses.contains(bus) { buses.append(bus) } }
+        guard !buses.isEmpty, buses.count < 16 else {
+            throw .malformed("bus logging needs the buses named: add buses = [\"can0\", …] to a [[dbc]] entry, "
+                             + "or declare a [[group]] with kind = \"bus\"", file: file, line: nil, field: "dbc.buses")
+        }
+        if let clash = groups.first(where: { $0.name == "CAN frames" }) {
+            throw .malformed("--mdf-bus-logging adds a group named 'CAN frames', and this file has one",
+                             file: file, line: clash.line, field: "group.name")
+        }
+        groups.append(ExperimentGroup(name: "CAN frames", trigger: .busFrames(buses, fd: fd), channels: [], line: nil))
+    }
 
     /// Parses the text of an experiment file; errors name the file, the line and the field.
     public init(text: String, file: String) throws(DAQError) {
@@ -66,9 +97,12 @@ public struct ExperimentFile: Sendable, Hashable {
             throw .malformed("not valid TOML: \(error)", file: file, line: nil)
         }
 
-        let known: Set<String> = ["name", "dbc", "group"]
+        let known: Set<String> = ["name", "dbc", "group", "mdf"]
         for key in table.keys where !known.contains(key) {
-            throw fail("unknown key '\(key)' (expected name, [[dbc]] or [[group]])", field: key, near: key)
+            throw fail("unknown key '\(key)' (expected name, [[dbc]], [[group]] or [mdf])", field: key, near: key)
+        }
+        if let mdf = table["mdf"] {
+            files = try Self.files(mdf, fail: { message, field in fail(message, field: field, near: field.replacingOccurrences(of: "mdf.", with: "") + " =") })
         }
         name = table["name"]?.string ?? "experiment"
 
@@ -111,12 +145,42 @@ public struct ExperimentFile: Sendable, Hashable {
                 .malformed(message, file: file,
                            line: needle.flatMap { line(of: $0, after: searchFrom - 1) } ?? groupLine, field: field)
             }
-            for key in entry.keys where !["name", "raster_ms", "on_message", "on_change", "storage", "channels"].contains(key) {
-                throw groupError("unknown key '\(key)' in [[group]] (expected name, raster_ms, on_message, on_change, storage, channels)",
+            for key in entry.keys where !["name", "raster_ms", "on_message", "on_change", "storage", "channels", "kind", "buses", "fd"].contains(key) {
+                throw groupError("unknown key '\(key)' in [[group]] (expected name, kind, buses, fd, raster_ms, on_message, on_change, storage, channels)",
                                  field: "group.\(key)", near: key)
             }
             guard let name = entry["name"]?.string, !name.isEmpty else {
                 throw groupError("[[group]] #\(index + 1) needs a name", field: "group.name")
+            }
+            if let kind = entry["kind"] {
+                guard kind.string == "bus" else {
+                    throw groupError("kind must be \"bus\" (a raw bus-logging group) or left out", field: "group.kind", near: "kind")
+                }
+                for key in ["raster_ms", "on_message", "on_change", "storage", "channels"] where entry[key] != nil {
+                    throw groupError("a bus-logging group (kind = \"bus\") takes no \(key)", field: "group.\(key)", near: key)
+                }
+                guard let array = entry["buses"]?.array, !array.isEmpty, array.count < 16 else {
+                    throw groupError("a bus-logging group needs buses = [\"can0\", …] (1 to 15 buses)", field: "group.buses", near: "buses")
+                }
+                var buses: [String] = []
+                for bus in array {
+                    guard let bus = bus.string, !bus.isEmpty, !bus.contains(","), !buses.contains(bus) else {
+                        throw groupError("buses must be distinct interface names", field: "group.buses", near: "buses")
+                    }
+                    buses.append(bus)
+                }
+                var fd = false
+                if let value = entry["fd"] {
+                    guard let flag = value.bool else {
+                        throw groupError("fd must be true (CAN FD records, 64 data bytes) or false", field: "group.fd", near: "fd")
+                    }
+                    fd = flag
+                }
+                groups.append(ExperimentGroup(name: name, trigger: .busFrames(buses, fd: fd), channels: [], line: groupLine))
+                continue
+            }
+            for key in ["buses", "fd"] where entry[key] != nil {
+                throw groupError("\(key) belongs to a bus-logging group (kind = \"bus\")", field: "group.\(key)", near: key)
             }
             let triggers = ["raster_ms", "on_message", "on_change"].filter { entry[$0] != nil }
             guard triggers.count == 1 else {
@@ -186,5 +250,29 @@ public struct ExperimentFile: Sendable, Hashable {
             throw .malformed("a second group is named '\(group.name)'", file: file, line: group.line, field: "group.name")
         }
         self.groups = groups
+    }
+
+    /// The `[mdf]` table: `split_bytes`, `split_seconds`, `deflate`.
+    private static func files(_ value: TOMLValueConvertible, fail: (String, String) -> DAQError) throws(DAQError) -> MeasurementFiles {
+        guard let table = value.table else { throw fail("[mdf] must be a table", "mdf") }
+        var files = MeasurementFiles()
+        for key in table.keys where !["split_bytes", "split_seconds", "deflate"].contains(key) {
+            throw fail("unknown key '\(key)' in [mdf] (expected split_bytes, split_seconds, deflate)", "mdf.\(key)")
+        }
+        if let bytes = table["split_bytes"] {
+            guard let count = bytes.int, count >= 4096 else { throw fail("split_bytes must be an integer ≥ 4096", "mdf.split_bytes") }
+            files.splitBytes = count
+        }
+        if let seconds = table["split_seconds"] {
+            guard let value = seconds.double ?? seconds.int.map(Double.init), value >= 0.001, value.isFinite else {
+                throw fail("split_seconds must be a number ≥ 0.001", "mdf.split_seconds")
+            }
+            files.splitNanoseconds = Int64((value * 1e9).rounded())
+        }
+        if let deflate = table["deflate"] {
+            guard let flag = deflate.bool else { throw fail("deflate must be true or false", "mdf.deflate") }
+            files.deflate = flag
+        }
+        return files
     }
 }

@@ -4,13 +4,20 @@
 /// Bytes of an MDF4 file being assembled, with helpers for the common block header and links.
 struct MDFImage {
     private(set) var bytes: [UInt8] = []
+    /// File offset of `bytes[0]` (an image of blocks appended to an existing file).
+    let base: Int
+
+    init(offset: Int = 0) {
+        precondition(offset % 8 == 0, "MDF blocks start on 8-byte boundaries")
+        base = offset
+    }
 
     /// Appends a block `##XX` with `links` (0 = none, patch later with `setLink`) and `data`;
     /// returns its address.
     @discardableResult
     mutating func block(_ id: String, links: [UInt64], data: [UInt8]) -> UInt64 {
         align()
-        let address = UInt64(bytes.count)
+        let address = UInt64(base + bytes.count)
         let idBytes = Array(id.utf8)
         precondition(idBytes.count == 4, "MDF block ids are four characters")
         bytes += idBytes
@@ -24,7 +31,7 @@ struct MDFImage {
 
     /// Sets link `index` of the block at `address`.
     mutating func setLink(of address: UInt64, index: Int, to target: UInt64) {
-        write(target, at: Int(address) + 24 + 8 * index)
+        write(target, at: Int(address) - base + 24 + 8 * index)
     }
 
     /// A `##TX` block holding `text` (NUL-terminated, padded to 8 bytes).

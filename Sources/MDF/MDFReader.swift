@@ -165,18 +165,28 @@ public enum MDFReader {
         var chain = MDFChain(fileSize: file.count)
         var count = 0
         var master: MDFMaster?
-        var next = cg.links[1]
-        while next != 0 {
-            try chain.visit(next, in: file, block: "##CN")
-            let cn = try file.block(at: next, expected: ["##CN"], context: "##CG at \(cg.address)")
-            guard cn.links.count >= 8 else { throw file.error("##CN has \(cn.links.count) links, needs 8", at: next, block: "##CN") }
-            try file.requireData(cn, bytes: 16)
-            let type = try file.u8(cn.dataStart, block: "##CN")
-            if master == nil, type == 2 || type == 3 {
-                master = try MDFMaster(file, cn)
+        // Channels composed of channels (a bus-logging group's CAN_DataFrame) count their members
+        // too, as asammdf lists them; one visited set guards all chains against loops.
+        var chains = [cg.links[1]]
+        while let first = chains.popLast() {
+            var next = first
+            while next != 0 {
+                try chain.visit(next, in: file, block: "##CN")
+                let cn = try file.block(at: next, expected: ["##CN"], context: "##CG at \(cg.address)")
+                guard cn.links.count >= 8 else { throw file.error("##CN has \(cn.links.count) links, needs 8", at: next, block: "##CN") }
+                try file.requireData(cn, bytes: 16)
+                let type = try file.u8(cn.dataStart, block: "##CN")
+                if master == nil, type == 2 || type == 3 {
+                    master = try MDFMaster(file, cn)
+                }
+                count += 1
+                let composition = cn.links[1]
+                if composition != 0, composition <= file.count - 4,
+                   file.bytes[composition..<(composition + 4)].elementsEqual("##CN".utf8) {
+                    chains.append(composition)
+                }
+                next = cn.links[0]
             }
-            count += 1
-            next = cn.links[0]
         }
         return (count, master)
     }

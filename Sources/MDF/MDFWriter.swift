@@ -139,10 +139,11 @@ public enum MDFWriter {
         si.u8(2); si.u8(2); si.u8(0); si.zeros(5)  // source type BUS, bus type CAN
         let source = image.block("##SI", links: [sourceName, 0, 0], data: si.bytes)
 
+        let isBusLogging = group.loggedBuses != nil
         var cg = MDFFields()
         cg.u64(recordID)
         cg.u64(cycles)
-        cg.u16(0)                              // flags
+        cg.u16(isBusLogging ? 0x06 : 0)        // flags: bus event + plain bus event for bus logging
         cg.u16(UInt16(UInt8(ascii: ".")))      // path separator
         cg.u32(0)
         cg.u32(UInt32(layout.dataBytes))
@@ -156,6 +157,10 @@ public enum MDFWriter {
                                    data: channelData(type: 2, sync: 1, dataType: 4, byteOffset: 0, bits: 64,
                                                      invalidationBit: nil))
         image.setLink(of: channelGroup, index: 1, to: previous)
+        if isBusLogging {
+            image.setLink(of: previous, index: 0, to: MDFBusLogging.writeFrameChannel(&image, source: source, fd: group.logsFDFrames))
+            return channelGroup
+        }
         for (index, channel) in group.channels.enumerated() {
             let name = image.text(channel.name)
             let unit = channel.unit.isEmpty ? 0 : image.text(channel.unit)
@@ -177,13 +182,13 @@ public enum MDFWriter {
         return channelGroup
     }
 
-    private static func channelData(type: UInt8, sync: UInt8, dataType: UInt8, byteOffset: UInt32, bits: UInt32,
-                                     invalidationBit: UInt32?) -> [UInt8] {
+    static func channelData(type: UInt8, sync: UInt8, dataType: UInt8, byteOffset: UInt32, bitOffset: UInt8 = 0, bits: UInt32,
+                            invalidationBit: UInt32?, flags: UInt32 = 0) -> [UInt8] {
         var cn = MDFFields()
-        cn.u8(type); cn.u8(sync); cn.u8(dataType); cn.u8(0)
+        cn.u8(type); cn.u8(sync); cn.u8(dataType); cn.u8(bitOffset)
         cn.u32(byteOffset)
         cn.u32(bits)
-        cn.u32(invalidationBit == nil ? 0 : 0x02)   // flags: invalidation bit valid
+        cn.u32(flags | (invalidationBit == nil ? 0 : 0x02))   // flags: invalidation bit valid
         cn.u32(invalidationBit ?? 0)
         cn.u8(0); cn.u8(0); cn.u16(0)
         for _ in 0..<6 { cn.f64(0) }

@@ -71,11 +71,21 @@ public struct SlotStore: Sendable {
     /// The slot started in this run (nil before `.boot`); not persisted.
     public private(set) var running: Slot?
 
-    /// A store resuming from `state` (read from disk, or `BootState.factory`).
-    public init(state: BootState, trialAttempts: UInt8 = 3) {
+    /// A store resuming from `state` (read from disk, or `BootState.factory`). `running` is the
+    /// slot `daqlink boot` started this process from (nil in the bootchooser itself).
+    public init(state: BootState, trialAttempts: UInt8 = 3, running: Slot? = nil) {
         precondition(trialAttempts > 0, "a trial needs at least one boot attempt")
         self.state = state
         self.trialAttempts = trialAttempts
+        self.running = running
+    }
+
+    /// True while the running slot is an armed trial that still needs its health check.
+    public var runningTrial: (version: UInt64, slot: Slot)? {
+        if case .trial(let version, _, _) = state.inactive, let running, running == state.active.other {
+            return (version, running)
+        }
+        return nil
     }
 
     /// Applies `event`; returns the actions for the shell (`.persist` first when the state changed).

@@ -5,15 +5,15 @@ import Glibc
 #endif
 import DAQCore
 
-enum AtomicFile {
+public enum AtomicFile {
     /// Private keys: owner read/write only, from creation on (a key never exists world-readable).
-    static let privateKeyMode: mode_t = 0o600
+    public static let privateKeyMode: mode_t = 0o600
     /// Certificates, CRL, index and broker configuration: readable by the broker and clients.
-    static let publicMode: mode_t = 0o644
+    public static let publicMode: mode_t = 0o644
 
     /// Writes `bytes` to a temporary file created with `mode`, fsyncs it, renames it over `path`,
     /// then fsyncs the directory so the rename itself survives a crash.
-    static func write(_ bytes: [UInt8], to path: String, mode: mode_t) throws {
+    public static func write(_ bytes: [UInt8], to path: String, mode: mode_t) throws {
         let directory = parent(of: path)
         let temporary = "\(path).tmp-\(getpid())-\(UInt32.random(in: 0 ... .max))"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
@@ -36,7 +36,7 @@ enum AtomicFile {
     }
 
     /// Reads a whole file.
-    static func read(_ path: String) throws -> [UInt8] {
+    public static func read(_ path: String) throws -> [UInt8] {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw posixError("cannot open", path) }
         defer { close(fd) }
@@ -52,13 +52,13 @@ enum AtomicFile {
     }
 
     /// True when something exists at `path`.
-    static func exists(_ path: String) -> Bool {
+    public static func exists(_ path: String) -> Bool {
         var info = stat()
         return stat(path, &info) == 0
     }
 
     /// Creates `path` (one level) with `mode` unless it already is a directory.
-    static func makeDirectory(_ path: String, mode: mode_t) throws {
+    public static func makeDirectory(_ path: String, mode: mode_t) throws {
         if mkdir(path, mode) == 0 || errno == EEXIST { return }
         throw posixError("cannot create directory", path)
     }
@@ -74,12 +74,12 @@ enum AtomicFile {
         return try body()
     }
 
-    static func parent(of path: String) -> String {
+    public static func parent(of path: String) -> String {
         guard let slash = path.lastIndex(of: "/") else { return "." }
         return slash == path.startIndex ? "/" : String(path[..<slash])
     }
 
-    static func posixError(_ action: String, _ path: String) -> DAQError {
+    public static func posixError(_ action: String, _ path: String) -> DAQError {
         let reason = String(cString: strerror(errno))
         return DAQError(.io, "\(action): \(reason)", at: InputLocation(file: path))
     }
@@ -95,7 +95,7 @@ enum AtomicFile {
     }
 
     // Best effort: a failed directory fsync leaves the data safe, only the rename's durability unsure.
-    private static func syncDirectory(_ directory: String) {
+    public static func syncDirectory(_ directory: String) {
         let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { return }
         _ = fsync(fd)

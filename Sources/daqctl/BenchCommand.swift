@@ -13,7 +13,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Throughput benchmarks next to the Python peers.",
-        subcommands: [BenchDecodeCommand.self, BenchUplinkCommand.self]
+        subcommands: [BenchDecodeCommand.self, BenchUplinkCommand.self, BenchMDFCommand.self]
     )
 }
 
@@ -404,20 +404,20 @@ struct BenchReport {
     var json: String {
         let parseRatio = ratio(parse, peers.parse).map { "\(rounded($0, 3))" } ?? "null"
         let decodeRatio = ratio(decode, peers.decode).map { "\(rounded($0, 3))" } ?? "null"
-        let reason = peers.unavailable.map { "\"\(jsonEscaped($0))\"" } ?? "null"
+        let reason = peers.unavailable.map { JSONText.quoted($0) } ?? "null"
         return """
             {"frames": \(input.frameCount), "bytes": \(input.bytes), "runs": \(runs), "build": "\(build)", \
             "decodedFrames": \(decodedFrames), "checksum": \(checksum.isFinite ? "\(checksum)" : "null"), \
             "ours": {"parse": \(parse.json), "decode": \(decode.json)}, \
             "peer": {"available": \(peers.unavailable == nil), "reason": \(reason), \
-            "versions": "\(jsonEscaped(peers.versions))", \
+            "versions": \(JSONText.quoted(peers.versions)), \
             "parse": \(peers.parse?.json ?? "null"), "decode": \(peers.decode?.json ?? "null")}, \
             "ratio": {"parse": \(parseRatio), "decode": \(decodeRatio)}}
             """
     }
 }
 
-private func rounded(_ value: Double, _ digits: Int) -> Double {
+func rounded(_ value: Double, _ digits: Int) -> Double {
     guard value.isFinite else { return 0 }
     var scale = 1.0
     for _ in 0..<digits { scale *= 10 }
@@ -425,25 +425,12 @@ private func rounded(_ value: Double, _ digits: Int) -> Double {
 }
 
 /// 1,032,720.
-private func grouped(_ value: Int) -> String {
+func grouped(_ value: Int) -> String {
     let digits = String(value)
     var out = ""
     for (index, character) in digits.enumerated() {
         if index > 0 && (digits.count - index) % 3 == 0 && character != "-" { out.append(",") }
         out.append(character)
-    }
-    return out
-}
-
-private func jsonEscaped(_ text: String) -> String {
-    var out = ""
-    for scalar in text.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case _ where scalar.value < 0x20: out += " "
-        default: out.unicodeScalars.append(scalar)
-        }
     }
     return out
 }

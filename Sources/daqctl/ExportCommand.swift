@@ -195,6 +195,7 @@ enum ExportPaths {
 /// One channel group's records as CSV text with physical values.
 enum CSVTable {
     static func bytes(group: ChannelGroup, records: [UInt8]) -> [UInt8] {
+        if let buses = group.loggedBuses { return frames(buses: buses, fd: group.logsFDFrames, records: records) }
         let layout = RecordLayout(group)
         var out = Array("t [s]".utf8)
         for channel in group.channels {
@@ -217,6 +218,36 @@ enum CSVTable {
             }
         }
         return out
+    }
+
+    /// A bus-logging group: one row per frame, `t [s],bus,id,ide,dlc,dir,data` (data in hex); a
+    /// CAN FD group adds the data length and the FD bits: `t [s],bus,id,ide,dlc,length,dir,edl,brs,esi,data`.
+    private static func frames(buses: [String], fd: Bool, records: [UInt8]) -> [UInt8] {
+        var out = Array((fd ? "t [s],bus,id,ide,dlc,length,dir,edl,brs,esi,data\n" : "t [s],bus,id,ide,dlc,dir,data\n").utf8)
+        let recordBytes = BusFrameRecord.bytes(fd: fd)
+        records.withUnsafeBytes { raw in
+            for start in stride(from: 0, to: raw.count - recordBytes + 1, by: recordBytes) {
+                let frame = BusFrameRecord.fields(raw, at: start, fd: fd)
+                let bus = frame.busChannel >= 1 && frame.busChannel <= buses.count ? buses[frame.busChannel - 1] : "?"
+                var row = "\(Double(bitPattern: load(raw, start, 8))),\(bus),\(frame.id),\(frame.isExtended ? 1 : 0),\(frame.dlc),"
+                if fd { row += "\(frame.data.count)," }
+                row += frame.isTransmitted ? "Tx," : "Rx,"
+                if fd {
+                    let flags = BusFrameRecord.fdFlags(raw, at: start)
+                    row += "\(flags.isFD ? 1 : 0),\(flags.bitRateSwitch ? 1 : 0),\(flags.errorStateIndicator ? 1 : 0),"
+                }
+                out += Array((row + hex(frame.data) + "\n").utf8)
+            }
+        }
+        return out
+    }
+
+    /// Bytes as upper-case hex, two digits each.
+    static func hex(_ bytes: [UInt8]) -> String {
+        bytes.map { byte -> String in
+            let digits = String(byte, radix: 16, uppercase: true)
+            return digits.count == 1 ? "0" + digits : digits
+        }.joined()
     }
 
     private static func physical(_ channel: ChannelSpec, _ raw: UnsafeRawBufferPointer, _ offset: Int) -> String {

@@ -14,7 +14,8 @@ struct JournalDumpCommand: ParsableCommand {
         discussion: """
             Layout entries print as {"seq": N, "layout": {"experiment": …, "start": <s>, "groups": [...]}}.
             Records print as {"seq": N, "group": "<name>", "t": <s>, "dt": <s>, "values": {"<channel>": v, …}}
-            where dt is the record's time master (seconds since the measurement start, exactly as stored),
+            (records of a bus-logging group: "values": {} and "frame": {"bus", "id", "extended", "dlc", "tx",
+            "data" in hex}), where dt is the record's time master (seconds since the measurement start, exactly as stored),
             t = start + dt, v is the stored value (the DBC raw integer for raw channels, the physical
             value for float channels) and null marks a channel not received yet (invalidation bit set).
 
@@ -115,7 +116,16 @@ struct JSONLineBuffer {
                 if c > 0 { text(", ") }
                 string(channel.name)
             }
-            text("]}")
+            text("]")
+            if let buses = group.loggedBuses {
+                text(", \"buses\": [")
+                for (b, bus) in buses.enumerated() {
+                    if b > 0 { text(", ") }
+                    string(bus)
+                }
+                text("], \"fd\": \(group.logsFDFrames)")
+            }
+            text("}")
         }
         text("]}}\n")
     }
@@ -157,7 +167,19 @@ struct JSONLineBuffer {
                 case .float64: number(Double(bitPattern: load(raw, offset, 64)))
                 }
             }
-            text("}}\n")
+            text("}")
+            if let buses = layout.groups[group].loggedBuses {
+                let frame = BusFrameRecord.fields(raw, at: base, fd: layout.groups[group].logsFDFrames)
+                text(", \"frame\": {\"bus\": ")
+                string(frame.busChannel >= 1 && frame.busChannel <= buses.count ? buses[frame.busChannel - 1] : "?")
+                text(", \"id\": \(frame.id), \"extended\": \(frame.isExtended), \"dlc\": \(frame.dlc), "
+                     + "\"tx\": \(frame.isTransmitted), \"data\": \"\(CSVTable.hex(frame.data))\"")
+                // CAN FD frames (EDL) also show their bit-rate switch and error state indicator.
+                let flags = BusFrameRecord.fdFlags(raw, at: base)
+                if flags.isFD { text(", \"fd\": true, \"brs\": \(flags.bitRateSwitch), \"esi\": \(flags.errorStateIndicator)") }
+                text("}")
+            }
+            text("}\n")
         }
     }
 

@@ -8,6 +8,6 @@ struct DAQLinkAgent: ParsableCommand {
         commandName: "daqlink",
         abstract: "DAQLink device agent: acquire ECU data from CAN, keep it, send it, update itself.",
         version: "0.1.0 (libmosquitto \(LinkedLibraries.mosquittoVersion), \(LinkedLibraries.openSSLVersion))",
-        subcommands: [RunCommand.self]
+        subcommands: [RunCommand.self, BootCommand.self]
     )
 }

@@ -4,6 +4,8 @@ import ArgumentParser
 import DAQCore
 import Foundation
 import Logging
+import OTA
+import OTADevice
 import Uplink
 
 struct RunCommand: ParsableCommand {
@@ -25,7 +27,10 @@ struct RunCommand: ParsableCommand {
             journals at any speed. SIGINT/SIGTERM flush, fsync and close the journal. When the \
             journal quota is full of unacknowledged data, acquisition stops with an alarm (exit \
             status 3) rather than dropping or overwriting anything. --mdf also streams each \
-            measurement into an MDF4 file. --broker sends the journal over MQTT with mutual \
+            measurement into MDF4 files (split by --mdf-split-bytes / --mdf-split-seconds, \
+            ##DZ blocks with --mdf-deflate, raw frames with --mdf-bus-logging, CAN FD frames up to 64 \
+            bytes with --mdf-bus-logging-fd; the options go \
+            into the journal's layout entry, so the collector writes the same files). --broker sends the journal over MQTT with mutual \
             TLS to `daqctl collect`; records leave only once synced, and the device trims only \
             on the collector's end-to-end ack.
 
@@ -74,6 +79,21 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Also write each measurement as an MDF4 file (streamed, finalized on clean exit) into this directory.")
     var mdf: String?
 
+    @Option(help: "MDF: start a new file before one would exceed this many bytes (overrides the experiment's [mdf] split_bytes).")
+    var mdfSplitBytes: Int?
+
+    @Option(help: "MDF: start a new file every this many seconds of measurement time (overrides [mdf] split_seconds).")
+    var mdfSplitSeconds: Double?
+
+    @Flag(help: "MDF: store records in ##DZ (deflate) blocks; a cut file keeps every complete 64 KiB block.")
+    var mdfDeflate = false
+
+    @Flag(help: "Also record every frame of the DBC entries' buses raw, as an MDF bus-logging group (CAN_DataFrame).")
+    var mdfBusLogging = false
+
+    @Flag(help: "Like --mdf-bus-logging with CAN FD records (64 data bytes: FD frames of any length); also makes the experiment's own bus-logging groups FD.")
+    var mdfBusLoggingFd = false
+
     @Option(help: "Send the journal to this MQTT broker (HOST:PORT, mutual TLS 1.3).")
     var broker: String?
 
@@ -101,6 +121,33 @@ struct RunCommand: ParsableCommand {
     @Flag(help: "Send batch bodies uncompressed.")
     var noCompression = false
 
+    @Option(help: ArgumentHelp("The OTA update directory (slots, boot state); set by `daqlink boot`.", visibility: .hidden))
+    var otaDir: String?
+
+    @Option(help: ArgumentHelp("The slot `daqlink boot` started (a or b); set by `daqlink boot`.", visibility: .hidden))
+    var bootedSlot: String?
+
+    @Option(help: ArgumentHelp("Boot attempts of a trial slot; set by `daqlink boot`.", visibility: .hidden))
+    var trialAttempts: UInt8 = 3
+
+    @Option(help: "Poll this HTTPS URL for updates (mutual TLS with the device certificate), e.g. https://updates:8443/ota/.")
+    var otaURL: String?
+
+    @Option(help: "A trusted release public key (repeat for several, e.g. during a key rotation).")
+    var otaKey: [String] = []
+
+    @Option(help: "This device's hardware id (update manifests must name it).")
+    var hardware: String = "daqlink-sbc"
+
+    @Option(help: "Seconds between update polls (±20 % jitter).")
+    var otaInterval: Double = 300
+
+    @Option(help: "Cap OTA downloads at this many bytes per second (keeps the 4G link free for measurement data).")
+    var otaMaxRate: Int?
+
+    @Option(help: "Seconds a trial firmware has to connect and get a batch acknowledged end to end before it is rolled back.")
+    var healthTimeout: Double = 120
+
     @Flag(help: "Skip malformed log lines (counted) instead of stopping.")
     var lenient = false
 
@@ -109,6 +156,17 @@ struct RunCommand: ParsableCommand {
 
     @Option(help: "Log level on standard error: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "notice"
+
+    /// This process's `run` arguments without the ones `daqlink boot` added.
+    static func userArguments() -> [String] {
+        var arguments = Array(CommandLine.arguments.drop { $0 != "run" }.dropFirst())
+        for name in ["--ota-dir", "--booted-slot", "--trial-attempts"] {
+            while let index = arguments.firstIndex(of: name) {
+                arguments.removeSubrange(index..<min(arguments.count, index + 2))
+            }
+        }
+        return arguments
+    }
 
     func run() throws {
         guard let level = Logger.Level(rawValue: logLevel) else {
@@ -119,6 +177,8 @@ struct RunCommand: ParsableCommand {
             handler.logLevel = level
             return handler
         }
+        if let mdfSplitBytes, mdfSplitBytes < 4096 { throw ValidationError("--mdf-split-bytes must be at least 4096") }
+        if let mdfSplitSeconds, !(mdfSplitSeconds >= 0.001) { throw ValidationError("--mdf-split-seconds must be at least 0.001") }
         guard let speed = ReplaySpeed(argument: speed) else {
             throw ValidationError("--speed must be original, max or a positive factor such as 2")
         }
@@ -151,13 +211,44 @@ struct RunCommand: ParsableCommand {
             uplink.maxBatchBytes = max(1, maxBatchBytes)
             options.uplink = uplink
             options.drainTimeout = drainTimeout
+            options.provisionedCredentials = CredentialFiles(certificateFile: certFile, keyFile: keyFile)
+        }
+        var experimentPath = experiment
+        if otaDir == nil && (otaURL != nil || !otaKey.isEmpty) {
+            throw ValidationError("over-the-air updates need the A/B slot directory: start through `daqlink boot --ota-dir DIR -- …`")
+        }
+        if let otaDir {
+            guard let slotName = bootedSlot, let slot = Slot(rawValue: slotName) else {
+                throw ValidationError("--ota-dir needs the slot this binary was started from: start it through `daqlink boot`")
+            }
+            let directory = SlotDirectory(root: otaDir)
+            if let installed = try? directory.installedExperiment() {
+                // An experiment installed over the air replaces the provisioned one, across restarts.
+                experimentPath = installed
+            }
+            guard let device, let caFile = ca ?? pki.map({ "\($0)/ca.crt" }) else {
+                throw ValidationError("OTA needs --device and --pki (or --ca) for its mutual-TLS downloads and status reports")
+            }
+            if otaURL != nil && otaKey.isEmpty { throw ValidationError("--ota-url needs at least one trusted --ota-key") }
+            var ota = UpdateOptions(baseURL: otaURL ?? "", deviceID: device, hardwareID: hardware, directory: directory,
+                                    runningSlot: slot, trustedKeyFiles: otaKey, caFile: caFile)
+            ota.pollInterval = otaURL == nil ? .infinity : otaInterval
+            ota.healthTimeout = healthTimeout
+            ota.maxDownloadRate = otaMaxRate.map { max(1, $0) }
+            ota.trialAttempts = trialAttempts
+            options.ota = ota
         }
         let summary: AcquisitionSummary
         // Like mkdir -p: the journal's parent directories may not exist yet.
         try? FileManager.default.createDirectory(atPath: (journal as NSString).deletingLastPathComponent,
                                                  withIntermediateDirectories: true)
         do {
-            let binding = try ExperimentLoader.load(path: experiment)
+            let binding = try ExperimentLoader.load(path: experimentPath) { (file) throws(DAQError) in
+                if mdfBusLogging || mdfBusLoggingFd { try file.addBusLogging(file: experimentPath, fd: mdfBusLoggingFd) }
+                if let mdfSplitBytes { file.files.splitBytes = mdfSplitBytes }
+                if let mdfSplitSeconds { file.files.splitNanoseconds = Int64((mdfSplitSeconds * 1e9).rounded()) }
+                if mdfDeflate { file.files.deflate = true }
+            }
             summary = try AcquisitionRun(binding: binding, options: options).run()
         } catch {
             FileHandle.standardError.write(Data("daqlink: \(error)\n".utf8))
@@ -165,5 +256,8 @@ struct RunCommand: ParsableCommand {
         }
         FileHandle.standardError.write(Data((summary.text + "\n").utf8))
         if summary.stopReason == .journalFull { throw ExitCode(3) }
+        if summary.stopReason == .reboot, let otaDir {
+            try BootCommand.reexecute(otaDirectory: otaDir, trialAttempts: trialAttempts, runArguments: Self.userArguments())
+        }
     }
 }

@@ -24,18 +24,22 @@ import Glibc
         print(json.dumps(out))
         """
 
-    private func check(_ file: URL, against journal: URL, complete: Bool) throws {
+    /// Returns the samples asammdf read per group.
+    @discardableResult
+    private func check(_ file: URL, against journal: URL, complete: Bool, everyGroupHasSamples: Bool = true) throws -> [String: Int] {
         let result = try runPython(Self.reader, [file.path])
         try #require(result.status == 0, "asammdf could not open \(file.path): \(result.stderr)")
         let groups = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as! [String: [String: Any]]
         let entries = try Agent.dump(journal)
         #expect(groups.count == 5)
+        var counts: [String: Int] = [:]
         for (name, data) in groups {
             let times = (data["t"] as! [String]).map { Double($0)! }
             let values = data["v"] as! [Double]
             let channel = data["channel"] as! String
             let records = entries.filter { $0["group"] as? String == name }
-            #expect(!times.isEmpty, "\(name): no samples")
+            counts[name] = times.count
+            if everyGroupHasSamples { #expect(!times.isEmpty, "\(name): no samples") }
             if complete { #expect(times.count == records.count, "\(name)") } else { #expect(times.count <= records.count, "\(name)") }
             for (index, record) in records.prefix(times.count).enumerated() {
                 #expect(times[index] == record["dt"] as? Double, "\(name) sample \(index) time")
@@ -43,6 +47,7 @@ import Glibc
                 if let number = stored as? Double { #expect(values[index] == number, "\(name) sample \(index)") }
             }
         }
+        return counts
     }
 
     @Test func cleanExitLeavesAFinalizedFileEqualToTheJournal() throws {
@@ -56,21 +61,102 @@ import Glibc
         try check(file, against: journal, complete: true)
     }
 
-    @Test func killMinus9LeavesAFileAsammdfStillOpens() throws {
-        let work = try PackagePaths.temporaryDirectory("mdfkill")
+    /// Replays the reference log at ×5 with `--mdf`, kills daqlink with SIGKILL after `seconds`;
+    /// returns the journal and the MDF file.
+    static func recordAndKill(_ label: String, after seconds: Double, extra: [String] = []) throws -> (URL, URL) {
+        let work = try PackagePaths.temporaryDirectory(label)
         let journal = work.appendingPathComponent("journal"), mdf = work.appendingPathComponent("mdf")
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Agent.daqlink)
         process.arguments = ["run", "--experiment", Agent.experiment, "--source", "replay:\(Agent.log)", "--speed", "5",
-                             "--journal", journal.path, "--mdf", mdf.path, "--quiet"]
+                             "--journal", journal.path, "--mdf", mdf.path, "--quiet"] + extra
         process.standardError = FileHandle.nullDevice
         try process.run()
-        usleep(1_200_000)
+        usleep(useconds_t(seconds * 1e6))
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
-        let file = mdf.appendingPathComponent("measurement-1.mf4")
+        return (journal, mdf.appendingPathComponent("measurement-1.mf4"))
+    }
+
+    @Test func killMinus9LeavesAFileAsammdfStillOpens() throws {
+        let (journal, file) = try Self.recordAndKill("mdfkill", after: 1.2)
         let head = try FileHandle(forReadingFrom: file).readData(ofLength: 8)
         #expect(String(decoding: head, as: UTF8.self) == "UnFinMF ", "a killed recording stays unfinalized")
         try check(file, against: journal, complete: false)
+    }
+
+    @Test func killMinus9WithDeflateKeepsTheRecordsOfTheCompleteBlocks() throws {
+        let (journal, file) = try Self.recordAndKill("mdfkilldz", after: 1.5, extra: ["--mdf-deflate"])
+        let bytes = try Data(contentsOf: file)
+        #expect(String(decoding: bytes.prefix(8), as: UTF8.self) == "UnFinMF ", "a killed recording stays unfinalized")
+        // The records asammdf reads are the journal's first N records (a prefix per group, checked
+        // by `check`), and exactly those whose payload bytes end within the first k complete
+        // 64 KiB blocks: E(N) ≤ k·65536 < E(N+1), E(n) = payload bytes of the first n records.
+        let counts = try check(file, against: journal, complete: false, everyGroupHasSamples: false)
+        let sizes = try runPython("""
+            import json, sys
+            from asammdf import MDF
+            m = MDF(sys.argv[1])
+            print(json.dumps({g.channel_group.acq_name: int(g.channel_group.samples_byte_nr + g.channel_group.invalidation_bytes_nr + 2)
+                              for g in m.groups}))
+            """, [file.path])
+        let payload = try #require(try JSONSerialization.jsonObject(with: sizes.stdoutData) as? [String: Int], "\(sizes.stderr)")
+        let records = try Agent.dump(journal).compactMap { $0["group"] as? String }
+        let kept = counts.values.reduce(0, +)
+        try #require(kept > 0 && kept < records.count, "\(kept) of \(records.count) records")
+        var perGroup: [String: Int] = [:]
+        for name in records.prefix(kept) { perGroup[name, default: 0] += 1 }
+        #expect(perGroup.filter { $0.value > 0 } == counts.filter { $0.value > 0 }, "the file holds the journal's first \(kept) records")
+        let end = records.prefix(kept).reduce(0) { $0 + payload[$1]! }
+        let next = end + payload[records[kept]]!
+        let block = (end + 65_535) / 65_536 * 65_536
+        #expect(end >= 65_536 && block < next, "records end at \(end), next at \(next): not a block boundary")
+    }
+
+    @Test func aRestartAfterKillMinus9FinalizesTheInterruptedFileFromTheJournal() throws {
+        let (journal, file) = try Self.recordAndKill("mdfrestart", after: 1.2, extra: ["--mdf-split-seconds", "2"])
+        let mdf = file.deletingLastPathComponent()
+        let left = try FileManager.default.contentsOfDirectory(atPath: mdf.path).sorted()
+        let last = try #require(left.last)
+        #expect(String(decoding: try Data(contentsOf: mdf.appendingPathComponent(last)).prefix(8), as: UTF8.self) == "UnFinMF ")
+        let restart = try Agent.run(journal, extra: ["--mdf", mdf.path, "--mdf-split-seconds", "2", "--duration", "1"])
+        #expect(restart.status == 0, "\(restart.stderr)")
+        #expect(restart.stderr.contains("measurement-1 was left unfinalized"), "\(restart.stderr)")
+        // Every file of measurement 1 is finalized and together they hold exactly the journal's
+        // records of measurement 1 (those before the restart's layout entry).
+        let entries = try Agent.dump(journal)
+        let secondLayout = try #require(entries.dropFirst().firstIndex { $0["layout"] != nil })
+        var expected: [String: Int] = [:]
+        for entry in entries[1..<secondLayout] { expected[entry["group"] as! String, default: 0] += 1 }
+        let parts = try FileManager.default.contentsOfDirectory(atPath: mdf.path).filter { $0.hasPrefix("measurement-1.") || $0.hasPrefix("measurement-1_") }.sorted()
+        #expect(parts.count >= left.count)
+        var counts: [String: Int] = [:]
+        for part in parts {
+            let url = mdf.appendingPathComponent(part)
+            #expect(String(decoding: try Data(contentsOf: url).prefix(8), as: UTF8.self) == "MDF     ", "\(part)")
+            let result = try runPython("""
+                import json, sys
+                from asammdf import MDF
+                m = MDF(sys.argv[1])
+                print(json.dumps({g.channel_group.acq_name: len(m.get_master(i)) for i, g in enumerate(m.groups)}))
+                """, [url.path])
+            let groups = try #require(try JSONSerialization.jsonObject(with: result.stdoutData) as? [String: Int], "\(result.stderr)")
+            for (name, count) in groups { counts[name, default: 0] += count }
+        }
+        #expect(counts == expected)
+    }
+
+    @Test func aFileWhoseStartDiffersFromTheJournalsIsNotRebuilt() throws {
+        let (journal, file) = try Self.recordAndKill("mdfrestart-other", after: 1.0)
+        // Another measurement's file under the same name: its ##HD start time differs.
+        let handle = try FileHandle(forWritingTo: file)
+        try handle.seek(toOffset: 0x40 + 72)
+        try handle.write(contentsOf: Data([0x01]))
+        try handle.close()
+        let before = try Data(contentsOf: file)
+        let restart = try Agent.run(journal, extra: ["--mdf", file.deletingLastPathComponent().path, "--duration", "0.5"])
+        #expect(restart.status == 0, "\(restart.stderr)")
+        #expect(!restart.stderr.contains("left unfinalized"), "\(restart.stderr)")
+        #expect(try Data(contentsOf: file) == before, "left as it was")
     }
 }

@@ -20,6 +20,8 @@ import TestSupport
         #expect(file.groups[0].channels[0].line == 14)
     }
 
+    static let mdf = ExperimentMDFOptionsTests.base
+
     static let base = """
         name = "t"
         [[dbc]]
@@ -31,7 +33,7 @@ import TestSupport
         channels = ["M.S"]
         """
 
-    @Test(arguments: [
+    static let badFiles: [(String, Int, String)] = [
         (base.replacingOccurrences(of: "raster_ms = 10", with: "raster_ms = 10\non_message = \"M\""), 5, "group.trigger"),
         (base.replacingOccurrences(of: "raster_ms = 10", with: "raster_ms = -5"), 7, "group.raster_ms"),
         (base.replacingOccurrences(of: "\"M.S\"", with: "\"MS\""), 8, "group.channels"),
@@ -41,7 +43,16 @@ import TestSupport
         (base.replacingOccurrences(of: "name = \"G\"", with: "name = \"G\"\nstorage = \"int\""), 7, "group.storage"),
         (base.replacingOccurrences(of: "raster_ms = 10", with: "raster_ms = [10"), 8, "column 1"),
         (base + "\n[[group]]\nname = \"G\"\nraster_ms = 5\nchannels = [\"A.B\"]", 9, "group.name"),
-    ])
+        // The [mdf] table and bus-logging groups (ExperimentMDFOptionsTests.base).
+        (mdf.replacingOccurrences(of: "split_bytes = 1000000", with: "split_bytes = 12"), 7, "mdf.split_bytes"),
+        (mdf.replacingOccurrences(of: "deflate = true", with: "deflate = 1"), 9, "mdf.deflate"),
+        (mdf.replacingOccurrences(of: "deflate = true", with: "deflate = true\nsplit = 3"), 10, "mdf.split"),
+        (mdf.replacingOccurrences(of: "buses = [\"can1\", \"can0\"]", with: "buses = []"), 14, "group.buses"),
+        (mdf.replacingOccurrences(of: "kind = \"bus\"", with: "kind = \"lin\""), 13, "group.kind"),
+        (mdf + "\nchannels = [\"M.S\"]", 15, "group.channels"),
+    ]
+
+    @Test(arguments: badFiles)
     func badFilesNameLineAndField(text: String, line: Int, field: String) {
         do {
             _ = try ExperimentFile(text: text, file: "x.toml")

@@ -93,14 +93,21 @@ import TestSupport
         let ours = try MDFReader.summary(of: finalized, source: finalPath)
         #expect(ours.isFinalized && ours.groups.map(\.cycles) == stream.cycles)
 
-        let result = try runPython(Self.reader, [sortedPath] + paths + [finalPath])
+        try Self.expectAsammdf(sorted: sortedPath, cuts: paths, expected: expected, final: finalPath, cycles: stream.cycles)
+    }
+
+    /// asammdf opens every cut file with `expected` samples per group, and reads the finalized
+    /// file with `cycles` samples per group, every channel equal to the sorted writer's file.
+    static func expectAsammdf(sorted: String, cuts: [String], expected: [String: [Int]], final: String,
+                              cycles: [UInt64]) throws {
+        let result = try runPython(reader, [sorted] + cuts + [final])
         try #require(result.status == 0, "asammdf failed: \(result.stderr)")
         let report = try #require(try JSONSerialization.jsonObject(with: result.stdoutData) as? [String: Any])
-        for path in paths {
+        for path in cuts {
             let groups = report[path] as? [[Any]]
             #expect(groups?.map { $0[0] as? Int } == expected[path], "\(path): \(report[path] ?? "missing")")
         }
-        #expect((report[finalPath] as? [[Any]])?.map { $0[0] as? Int } == stream.cycles.map(Int.init))
+        #expect((report[final] as? [[Any]])?.map { $0[0] as? Int } == cycles.map(Int.init))
         #expect(report["diffs"] as? [String] == [], "finalized stream vs sorted file")
     }
 }

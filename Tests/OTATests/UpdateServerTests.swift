@@ -12,61 +12,6 @@ import TestSupport
 import Glibc
 #endif
 
-/// nginx as a child of the test, started with posix_spawn in its own process group with an EMPTY
-/// signal mask (test threads block SIGTERM and more, and a Foundation Process child would inherit
-/// that); `stop()` SIGKILLs the group (master and worker) and reaps the master exactly once.
-final class NginxServer {
-    let pid: pid_t
-    let errorLog: URL
-    private var reaped = false
-
-    init(configuration: URL, state: URL) throws {
-        errorLog = state.appendingPathComponent("error.log")
-        // info level, so the log says why a client certificate was refused.
-        let argv = ["nginx", "-c", configuration.path,
-                    "-g", "daemon off; pid \(state.path)/nginx.pid; error_log \(errorLog.path) info;"]
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        posix_spawnattr_setsigmask(&attributes, &empty)
-        posix_spawnattr_setpgroup(&attributes, 0)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP))
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, state.appendingPathComponent("stdout.log").path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        let arguments: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
-        defer { arguments.forEach { free($0) } }
-        var child: pid_t = 0
-        let result = posix_spawnp(&child, argv[0], &actions, &attributes, arguments, environ)
-        guard result == 0 else { throw DAQError(.system, "posix_spawnp nginx: \(String(cString: strerror(result)))") }
-        pid = child
-    }
-
-    /// True until the master has exited (reaps it when it has).
-    var isRunning: Bool {
-        guard !reaped else { return false }
-        var status: Int32 = 0
-        if waitpid(pid, &status, WNOHANG) == pid { reaped = true }
-        return !reaped
-    }
-
-    /// SIGKILL to the whole process group, then reap the master.
-    func stop() {
-        guard isRunning else { return }
-        kill(-pid, SIGKILL)
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
-        reaped = true
-    }
-
-    var log: String { (try? String(contentsOf: errorLog, encoding: .utf8)) ?? "" }
-}
-
 @Suite struct UpdateServerTests {
     let daqctl = PackagePaths.executable("daqctl").path
 

@@ -327,13 +327,13 @@ public final class BackgroundClient: @unchecked Sendable {
 
 /// A child started with posix_spawn, an empty signal mask and default signal dispositions, in
 /// its own process group; stdin is /dev/null, stdout/stderr go to files.
-final class SpawnedProcess: @unchecked Sendable {
+public final class SpawnedProcess: @unchecked Sendable {
     // Confinement: `lock` guards `exitStatus`, so the child is reaped exactly once.
-    let pid: pid_t
+    public let pid: pid_t
     private let lock = NSLock()
     private var exitStatus: Int32?
 
-    init(_ argv: [String], stdout: String, stderr: String?) throws {
+    public init(_ argv: [String], stdout: String, stderr: String?) throws {
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
@@ -371,10 +371,10 @@ final class SpawnedProcess: @unchecked Sendable {
     }
 
     /// True until the child has exited (reaps it when it has).
-    var isRunning: Bool { poll() == nil }
+    public var isRunning: Bool { poll() == nil }
 
     /// Waits for the child; nil if it is still running after `timeoutSeconds`.
-    func waitForExit(timeoutSeconds: Double) -> Int32? {
+    public func waitForExit(timeoutSeconds: Double) -> Int32? {
         let deadline = Date().addingTimeInterval(timeoutSeconds)
         while true {
             if let status = poll() { return status }
@@ -384,7 +384,7 @@ final class SpawnedProcess: @unchecked Sendable {
     }
 
     /// Waits for the child however long it takes.
-    func waitForExit() -> Int32 {
+    public func waitForExit() -> Int32 {
         while true {
             if let status = poll() { return status }
             usleep(5_000)
@@ -393,7 +393,7 @@ final class SpawnedProcess: @unchecked Sendable {
 
     /// SIGTERM to the child, then SIGKILL to its whole process group after `graceSeconds`.
     @discardableResult
-    func terminate(graceSeconds: Double) -> Int32 {
+    public func terminate(graceSeconds: Double) -> Int32 {
         if let status = poll() { return status }
         kill(pid, SIGTERM)
         if let status = waitForExit(timeoutSeconds: graceSeconds) { return status }

@@ -1,0 +1,58 @@
+// After a kill -9 or power cut, the measurement that was recording left unfinalized MDF files.
+// At the next start the device rebuilds them from its recovered journal — every synced record,
+// by the same MDFRecording the collector uses — and finalizes them, so they come out byte-identical
+// to the collector's files of that measurement (which it finalizes when the next layout arrives).
+import Acquisition
+import DAQCore
+import Foundation
+import Journal
+import JournalStore
+import MDFFiles
+
+enum InterruptedMDF {
+    /// Rebuilds and finalizes the measurements whose files in `mdfDirectory` are unfinalized.
+    /// Returns the measurement names rebuilt; a measurement whose layout entry is no longer in
+    /// the journal (trimmed), or whose start time differs from the file's, is left as it is.
+    static func finalize(mdfDirectory: String, journalDirectory: String) throws(DAQError) -> [String] {
+        // Layout sequence → the start time in the unfinalized file's ##HD (at 0x40, data at +72).
+        var layouts: [UInt64: Int64] = [:]
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: mdfDirectory)) ?? [] {
+            guard let sequence = layoutSequence(fileName: name) else { continue }
+            guard let handle = FileHandle(forReadingAtPath: "\(mdfDirectory)/\(name)") else { continue }
+            let head = [UInt8](handle.readData(ofLength: 0x40 + 80))
+            try? handle.close()
+            guard head.count == 0x40 + 80, head.prefix(8).elementsEqual("UnFinMF ".utf8) else { continue }
+            var start: UInt64 = 0
+            for index in 0..<8 { start |= UInt64(head[0x40 + 72 + index]) << (8 * UInt64(index)) }
+            layouts[sequence] = Int64(bitPattern: start)
+        }
+        var rebuilt: [String] = []
+        for (sequence, start) in layouts.sorted(by: { $0.key < $1.key }) {
+            let reader = try JournalReader(directory: journalDirectory, from: sequence)
+            guard let first = try reader.next(), first.sequence == sequence, first.kind == .layout else { continue }
+            let layout = try first.payload.withUnsafeBytes { raw in
+                Result { () throws(DAQError) in try MeasurementLayout(decoding: raw, source: "\(journalDirectory) seq \(sequence)") }
+            }.get()
+            // A file from another journal that happens to share the name is not this measurement's.
+            guard layout.start.nanoseconds == start else { continue }
+            let name = "measurement-\(sequence)"
+            let recording = try MDFRecording(directory: mdfDirectory, name: name, layout: layout)
+            while let entry = try reader.next(), entry.kind != .layout {
+                guard entry.kind == .record else { continue }
+                try entry.payload.withUnsafeBytes { raw in
+                    Result { () throws(DAQError) in try recording.append(raw) }
+                }.get()
+            }
+            try recording.finish()
+            rebuilt.append(name)
+        }
+        return rebuilt
+    }
+
+    /// The layout entry's sequence number in `measurement-<seq>.mf4` or `measurement-<seq>_NNNN.mf4`.
+    static func layoutSequence(fileName: String) -> UInt64? {
+        guard fileName.hasPrefix("measurement-"), fileName.hasSuffix(".mf4") else { return nil }
+        let stem = fileName.dropFirst("measurement-".count).dropLast(".mf4".count)
+        return UInt64(stem.split(separator: "_", maxSplits: 1).first ?? "")
+    }
+}

@@ -1,0 +1,73 @@
+// The collector's update history per device: each OTA status report from
+// `devices/<id>/ota/status`, checked, de-duplicated by its sequence number (QoS 1 may deliver a
+// report twice; a device resends unacknowledged reports after a reconnect) and appended to
+// `<output>/<device>/ota-history.jsonl` in arrival order.
+import DAQCore
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Appends checked status reports to per-device history files.
+final class UpdateHistory {
+    private let output: String
+    /// Highest report sequence stored per device (loaded from the file on first use).
+    private var newest: [String: UInt64] = [:]
+
+    init(output: String) { self.output = output }
+
+    static func path(output: String, device: String) -> String { "\(output)/\(device)/ota-history.jsonl" }
+
+    /// Stores `payload` from `device` unless it is malformed (thrown, naming the field) or a repeat (false).
+    @discardableResult
+    func record(device: String, payload: [UInt8], source: String) throws(DAQError) -> Bool {
+        let object: [String: Any]
+        do {
+            guard let parsed = try JSONSerialization.jsonObject(with: Data(payload)) as? [String: Any] else {
+                throw DAQError(.malformedInput, "status report is not a JSON object", at: InputLocation(file: source))
+            }
+            object = parsed
+        } catch let error as DAQError { throw error } catch {
+            throw DAQError(.malformedInput, "status report is not JSON: \(error.localizedDescription)", at: InputLocation(file: source))
+        }
+        for field in ["seq", "version"] where !(object[field] is NSNumber) {
+            throw DAQError(.malformedInput, "status report lacks a numeric \(field)", at: InputLocation(file: source, field: field))
+        }
+        for field in ["kind", "status"] where !(object[field] is String) {
+            throw DAQError(.malformedInput, "status report lacks \(field)", at: InputLocation(file: source, field: field))
+        }
+        guard !device.hasPrefix("."), device.utf8.allSatisfy({ $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_")
+            || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains($0)
+            || (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0) }) else {
+            throw DAQError(.malformedInput, "device id '\(device)' is not a safe name", at: InputLocation(file: source, field: "device"))
+        }
+        let sequence = (object["seq"] as! NSNumber).uint64Value
+        let path = Self.path(output: output, device: device)
+        if newest[device] == nil { newest[device] = Self.lastSequence(in: path) }
+        guard sequence > newest[device]! else { return false }
+        try? FileManager.default.createDirectory(atPath: "\(output)/\(device)", withIntermediateDirectories: true)
+        var line = payload
+        line.append(UInt8(ascii: "\n"))
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw DAQError(.io, "cannot open: \(String(cString: strerror(errno)))", at: InputLocation(file: path)) }
+        defer { close(fd) }
+        let written = line.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        guard written == line.count, fsync(fd) == 0 else {
+            throw DAQError(.io, "cannot append: \(String(cString: strerror(errno)))", at: InputLocation(file: path))
+        }
+        newest[device] = sequence
+        return true
+    }
+
+    private static func lastSequence(in path: String) -> UInt64 {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return 0 }
+        var newest: UInt64 = 0
+        for line in text.split(separator: "\n") {
+            if let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+               let sequence = object["seq"] as? NSNumber {
+                newest = max(newest, sequence.uint64Value)
+            }
+        }
+        return newest
+    }
+}

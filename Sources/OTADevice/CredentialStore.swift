@@ -1,0 +1,92 @@
+// The device's MQTT/HTTPS credentials across a certificate rotation. A new bundle is installed as
+// "pending"; the uplink tries it on its next connection and only when that connection succeeds is
+// it promoted to "current". Until then the old credentials stay on disk and in use for fallback.
+//
+//   DIR/certificates/current.crt, current.key   the credentials in use (absent: the provisioned ones)
+//   DIR/certificates/pending.crt, pending.key   a new bundle awaiting its first successful connection
+//   DIR/certificates/versions                   ArtifactVersions (installed = current's version)
+#if canImport(Glibc)
+import Glibc
+#endif
+import DAQCore
+import OTA
+import PKI
+
+/// Certificate and key file paths.
+public struct CredentialFiles: Sendable, Hashable {
+    public var certificateFile: String
+    public var keyFile: String
+
+    public init(certificateFile: String, keyFile: String) {
+        self.certificateFile = certificateFile
+        self.keyFile = keyFile
+    }
+}
+
+/// Current and pending device credentials in an update directory.
+public struct CredentialStore: Sendable {
+    /// The credentials the device was provisioned with (`--cert/--key` or `--pki`).
+    public let provisioned: CredentialFiles
+    private let directory: SlotDirectory
+    private var base: String { directory.kindPath(.certificates) }
+
+    public init(directory: SlotDirectory, provisioned: CredentialFiles) {
+        self.directory = directory
+        self.provisioned = provisioned
+    }
+
+    /// The certificate and key inside `name` (a bundle directory or a symlink to one).
+    private func files(_ name: String) -> CredentialFiles {
+        CredentialFiles(certificateFile: "\(base)/\(name)/device.crt", keyFile: "\(base)/\(name)/device.key")
+    }
+
+    /// The credentials in use: the last promoted bundle, else the provisioned files.
+    public var current: CredentialFiles {
+        let installed = files("current")
+        return AtomicFile.exists(installed.certificateFile) && AtomicFile.exists(installed.keyFile) ? installed : provisioned
+    }
+
+    /// A bundle waiting for its first connection, with its version.
+    public var pending: (files: CredentialFiles, version: UInt64)? {
+        let candidate = files("pending")
+        guard AtomicFile.exists(candidate.certificateFile), AtomicFile.exists(candidate.keyFile),
+              let versions = try? directory.versions(of: .certificates), versions.accepted > versions.installed else { return nil }
+        return (candidate, versions.accepted)
+    }
+
+    /// Stores checked credentials of `version` in their own directory, then points the `pending`
+    /// symlink at it (one atomic rename: a crash leaves no half-armed bundle).
+    public func installPending(_ credentials: DeviceCredentials, version: UInt64) throws {
+        try AtomicFile.makeDirectory(base, mode: 0o700)
+        let bundle = "bundle-\(version)"
+        try AtomicFile.makeDirectory("\(base)/\(bundle)", mode: 0o700)
+        let target = files(bundle)
+        try AtomicFile.write(credentials.keyPEM, to: target.keyFile, mode: AtomicFile.privateKeyMode)
+        try AtomicFile.write(credentials.certificatePEM, to: target.certificateFile, mode: AtomicFile.publicMode)
+        try swapLink("pending", to: bundle)
+    }
+
+    /// The pending bundle connected: make it current (one atomic rename), then record its version.
+    public func promotePending(version: UInt64, floor: UInt64) throws {
+        guard rename("\(base)/pending", "\(base)/current") == 0 else { throw AtomicFile.posixError("cannot promote", "\(base)/pending") }
+        AtomicFile.syncDirectory(base)
+        var versions = try directory.versions(of: .certificates)
+        versions.installed = version
+        versions.floor = max(versions.floor, floor)
+        try directory.persist(versions, of: .certificates)
+    }
+
+    /// The pending bundle never connected: disarm it (its version stays accepted, never retried).
+    public func discardPending() {
+        unlink("\(base)/pending")
+        AtomicFile.syncDirectory(base)
+    }
+
+    private func swapLink(_ name: String, to target: String) throws {
+        let temporary = "\(base)/.\(name).tmp"
+        unlink(temporary)
+        guard symlink(target, temporary) == 0 else { throw AtomicFile.posixError("cannot create link", temporary) }
+        guard rename(temporary, "\(base)/\(name)") == 0 else { throw AtomicFile.posixError("cannot rename link", "\(base)/\(name)") }
+        AtomicFile.syncDirectory(base)
+    }
+}

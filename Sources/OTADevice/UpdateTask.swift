@@ -1,0 +1,504 @@
+// The OTA task in daqlink's cooperative loop: polls the update server (HTTPS, mutual TLS) on an
+// interval with jitter, checks each offered manifest (signature, hardware, expiry, floor,
+// replay), downloads accepted artifacts into their staging area with resume, verifies them and
+// installs them: firmware into the inactive A/B slot followed by a "reboot" into a trial, an
+// experiment at the next clean record boundary, a certificate bundle for the next connection.
+// It also runs the trial's health check. Every state change is persisted before the next step
+// and reported through the status outbox.
+#if canImport(Glibc)
+import Glibc
+#endif
+import DAQCore
+import HTTPFetch
+import Logging
+import OTA
+import PKI
+import Runtime
+
+/// What the OTA task needs to know.
+public struct UpdateOptions: Sendable {
+    /// Base URL the device's files are under, e.g. `https://updates.example:8443/ota/`.
+    public var baseURL: String
+    /// This device's id (its certificate's CN).
+    public var deviceID: String
+    /// The hardware id manifests must name.
+    public var hardwareID: String
+    /// The update directory.
+    public var directory: SlotDirectory
+    /// The slot `daqlink boot` started this process from.
+    public var runningSlot: Slot
+    /// Public key files of the trusted release keys.
+    public var trustedKeyFiles: [String]
+    /// The CA that server and device certificates chain to.
+    public var caFile: String
+    /// Seconds between polls, ± `pollJitter` of it.
+    public var pollInterval: Double = 300
+    public var pollJitter: Double = 0.2
+    /// Seconds a trial slot has to connect and get a batch acknowledged end to end.
+    public var healthTimeout: Double = 120
+    /// Boot attempts of a trial slot.
+    public var trialAttempts: UInt8 = 3
+    /// Bytes that must stay free on the update directory's file system after a download.
+    public var freeSpaceMargin: UInt64 = 1 << 20
+    /// Failed connections with a new certificate before it is given up.
+    public var certificateAttempts = 3
+    /// Download bandwidth cap in bytes/s (nil: none), so updates never starve the measurement uplink.
+    public var maxDownloadRate: Int?
+
+    public init(baseURL: String, deviceID: String, hardwareID: String, directory: SlotDirectory, runningSlot: Slot,
+                trustedKeyFiles: [String], caFile: String) {
+        self.baseURL = baseURL.hasSuffix("/") ? baseURL : baseURL + "/"
+        self.deviceID = deviceID
+        self.hardwareID = hardwareID
+        self.directory = directory
+        self.runningSlot = runningSlot
+        self.trustedKeyFiles = trustedKeyFiles
+        self.caFile = caFile
+    }
+}
+
+/// The device-side OTA task.
+public final class UpdateTask {
+    public let options: UpdateOptions
+    private let loop: EventLoop
+    private let trust: ReleaseTrustStore
+    private var store: SlotStore
+    public let credentials: CredentialStore
+    public let outbox: StatusOutbox
+    private var fetcher: HTTPFetcher?
+    private let logger = Logger(label: "daqlink.ota")
+    private var pollTimer: EventLoop.TimerID?
+    private var healthTimer: EventLoop.TimerID?
+    private var busy = false
+    private var queue: [UpdateKind] = []
+    private var stopped = false
+    private var random: UInt64
+    /// Refusals already reported (manifest digest), so a bad manifest is reported once.
+    private var reportedRefusals: Set<String> = []
+    private var certificateFailures = 0
+
+    /// Checks an experiment file before it is installed (throws naming file, line and field).
+    public var validateExperiment: ((String) throws -> Void)?
+    /// Applies an installed experiment at the next clean record boundary.
+    public var applyExperiment: ((String) -> Void)?
+    /// New credentials are pending: reconnect so the next connection uses them.
+    public var credentialsChanged: (() -> Void)?
+    /// Stop acquisition cleanly and re-execute through `daqlink boot`.
+    public var reboot: ((String) -> Void)?
+    /// Status reports were appended (the uplink may publish them).
+    public var reportsAdded: (() -> Void)?
+    /// Unix seconds now (expiry checks, report times).
+    public var wallClock: () -> Int64 = { SystemClock.realtime() / 1_000_000_000 }
+
+    public init(options: UpdateOptions, loop: EventLoop, credentials: CredentialStore, seed: UInt64) throws {
+        self.options = options
+        self.loop = loop
+        self.credentials = credentials
+        random = seed | 1
+        try options.directory.prepare()
+        trust = try ReleaseTrustStore(publicKeyPaths: options.trustedKeyFiles)
+        guard let state = try options.directory.loadBootState() else {
+            throw DAQError(.unsupported, "no boot state in \(options.directory.root): start daqlink through `daqlink boot`")
+        }
+        store = SlotStore(state: state, trialAttempts: options.trialAttempts, running: options.runningSlot)
+        outbox = try StatusOutbox(directory: options.directory.statusPath)
+    }
+
+    /// The firmware version running now (the trial's while on trial).
+    public var runningVersion: UInt64 { store.runningTrial?.version ?? store.state.committedVersion }
+
+    /// Starts polling (after a short delay) and, on a trial slot, the health-check deadline.
+    public func start() {
+        if let trial = store.runningTrial {
+            logger.notice("running trial firmware \(trial.version) from slot \(trial.slot.rawValue): health check within \(options.healthTimeout) s")
+            healthTimer = loop.schedule(at: loop.clock.now() + Int64(options.healthTimeout * 1e9)) { [weak self] in
+                self?.healthFailed("no end-to-end acknowledged batch within \(self?.options.healthTimeout ?? 0) s")
+            }
+        }
+        schedulePoll(after: 1)
+    }
+
+    public func stop() {
+        stopped = true
+        if let pollTimer { loop.cancel(pollTimer) }
+        if let healthTimer { loop.cancel(healthTimer) }
+        fetcher = nil
+    }
+
+    // MARK: health and credentials (called by the uplink)
+
+    /// The uplink connected and the collector acknowledged a batch sent by this process.
+    public func uplinkHealthy() {
+        guard let trial = store.runningTrial else { return }
+        if let healthTimer { loop.cancel(healthTimer) }
+        healthTimer = nil
+        logger.notice("trial firmware \(trial.version) passed its health check")
+        execute(store.on(.healthPassed))
+    }
+
+    private func healthFailed(_ reason: String) {
+        healthTimer = nil
+        guard !stopped, store.runningTrial != nil else { return }
+        logger.error("trial firmware failed its health check: \(reason)")
+        execute(store.on(.healthFailed(reason: reason)))
+    }
+
+    /// Credentials for the next connection: a pending bundle first, else the current ones.
+    public func credentialsForNextConnection() -> CredentialFiles {
+        credentials.pending?.files ?? credentials.current
+    }
+
+    /// A connection made with `used` succeeded (CONNACK success).
+    public func connectionSucceeded(with used: CredentialFiles) {
+        guard let pending = credentials.pending, pending.files == used else { return }
+        certificateFailures = 0
+        let floor = options.directory.stagedManifest(.certificates).map { $0.version == pending.version ? $0.floor : 0 } ?? 0
+        do {
+            try credentials.promotePending(version: pending.version, floor: floor)
+            report(.certificates, "committed", version: pending.version, reason: "connected with the new certificate")
+        } catch {
+            logger.error("cannot promote the new certificate: \(error)")
+        }
+    }
+
+    /// A connection made with `used` failed before CONNACK success.
+    public func connectionFailed(with used: CredentialFiles) {
+        guard let pending = credentials.pending, pending.files == used else { return }
+        certificateFailures += 1
+        guard certificateFailures >= options.certificateAttempts else { return }
+        certificateFailures = 0
+        credentials.discardPending()
+        report(.certificates, "rolled-back", version: pending.version,
+               reason: "no connection with the new certificate in \(options.certificateAttempts) attempts; kept the old one")
+    }
+
+    // MARK: polling
+
+    private func schedulePoll(after seconds: Double) {
+        guard !stopped else { return }
+        if let pollTimer { loop.cancel(pollTimer) }
+        pollTimer = loop.schedule(at: loop.clock.now() + Int64(seconds * 1e9)) { [weak self] in
+            self?.pollTimer = nil
+            self?.poll()
+        }
+    }
+
+    private func nextPollDelay() -> Double {
+        random ^= random << 13
+        random ^= random >> 7
+        random ^= random << 17
+        let unit = Double(random % 1_000_000) / 1_000_000 * 2 - 1
+        return max(0.1, options.pollInterval * (1 + options.pollJitter * unit))
+    }
+
+    /// One poll: each kind in turn, one request at a time.
+    public func poll() {
+        guard !stopped, !busy else { return }
+        do {
+            // A fresh client per poll: a rotated certificate is used from the next poll on.
+            let files = credentials.current
+            fetcher = try HTTPFetcher(loop: loop, configuration: HTTPFetchConfiguration(
+                tls: HTTPClientTLS(caFile: options.caFile, certificateFile: files.certificateFile, keyFile: files.keyFile),
+                maxReceiveBytesPerSecond: options.maxDownloadRate))
+        } catch {
+            logger.error("cannot set up the HTTPS client: \(error)")
+            schedulePoll(after: nextPollDelay())
+            return
+        }
+        busy = true
+        queue = [.firmware, .experiment, .certificates]
+        nextKind()
+    }
+
+    private func nextKind() {
+        guard !stopped else { return }
+        guard !queue.isEmpty else {
+            busy = false
+            schedulePoll(after: nextPollDelay())
+            return
+        }
+        let kind = queue.removeFirst()
+        if let staged = unfinishedDownload(kind) {
+            download(kind, staged)
+            return
+        }
+        fetcher?.get(options.baseURL + UpdateDirectoryLayout.manifestName(kind), maxBytes: UpdateManifest.maximumSize) { [weak self] outcome in
+            guard let self, !self.stopped else { return }
+            switch outcome {
+            case .failed(let failure):
+                if failure.reason != .httpStatus(404) { self.logger.warning("poll \(kind.rawValue): \(failure)") }
+                self.nextKind()
+            case .complete(let manifest):
+                self.fetcher?.get(self.options.baseURL + UpdateDirectoryLayout.signatureName(kind), maxBytes: SignatureEnvelope.maximumSize) { [weak self] outcome in
+                    guard let self, !self.stopped else { return }
+                    switch outcome {
+                    case .complete(let signature): self.offer(kind, manifest: manifest, signature: signature)
+                    case .failed(let failure) where failure.reason == .httpStatus(404): self.offer(kind, manifest: manifest, signature: nil)
+                    case .failed(let failure):
+                        self.logger.warning("poll \(kind.rawValue) signature: \(failure)")
+                        self.nextKind()
+                    }
+                }
+            }
+        }
+    }
+
+    /// The staged manifest of a download this device accepted and has not finished.
+    private func unfinishedDownload(_ kind: UpdateKind) -> UpdateManifest? {
+        guard let staged = options.directory.stagedManifest(kind) else { return nil }
+        switch kind {
+        case .firmware:
+            if case .downloading(let version, _) = store.state.inactive, version == staged.version { return staged }
+            return nil
+        case .experiment, .certificates:
+            guard let versions = try? options.directory.versions(of: kind), versions.accepted == staged.version,
+                  staged.version > versions.installed, credentials.pending?.version != staged.version || kind != .certificates else { return nil }
+            return staged
+        }
+    }
+
+    /// The version this device accepted for `kind` and has neither installed nor staged.
+    private func acceptedButUnstaged(_ kind: UpdateKind) -> UInt64? {
+        guard options.directory.stagedManifest(kind) == nil else { return nil }
+        switch kind {
+        case .firmware:
+            if case .downloading(let version, _) = store.state.inactive { return version }
+            return nil
+        case .experiment, .certificates:
+            guard let versions = try? options.directory.versions(of: kind), versions.accepted > versions.installed,
+                  options.directory.failedVersion(kind) != versions.accepted,
+                  kind != .certificates || credentials.pending == nil else { return nil }
+            return versions.accepted
+        }
+    }
+
+    private func deviceState(_ kind: UpdateKind) throws -> DeviceUpdateState {
+        let now = wallClock()
+        switch kind {
+        case .firmware:
+            let state = store.state
+            return DeviceUpdateState(hardwareID: options.hardwareID, installedVersion: state.committedVersion, floor: state.floor,
+                                     lastAcceptedVersion: state.lastAcceptedVersion, now: now)
+        case .experiment, .certificates:
+            return try options.directory.versions(of: kind).deviceState(hardwareID: options.hardwareID, now: now)
+        }
+    }
+
+    /// Decides on an offered manifest and starts its download when accepted.
+    private func offer(_ kind: UpdateKind, manifest bytes: [UInt8], signature: [UInt8]?) {
+        let url = options.baseURL + UpdateDirectoryLayout.manifestName(kind)
+        let status = SignatureStatus.check(envelope: signature, manifest: bytes, trustedKeyIDs: trust.keyIDs) { key, signature, message in
+            trust.verify(keyID: key, signature: signature, message: message)
+        }
+        let manifest: UpdateManifest
+        do {
+            manifest = try UpdateManifest.parse(bytes, file: url)
+        } catch {
+            refuse(kind, version: 0, code: "malformed-manifest", reason: "\(error)", digest: bytes)
+            return nextKind()
+        }
+        var device: DeviceUpdateState
+        do { device = try deviceState(kind) } catch {
+            logger.error("cannot read the \(kind.rawValue) state: \(error)")
+            return nextKind()
+        }
+        // A release accepted earlier whose staged manifest a power cut lost: judge it as if not yet
+        // accepted (every other rule still applies) and continue its download.
+        let resuming = manifest.version == acceptedButUnstaged(kind)
+        if resuming { device.lastAcceptedVersion = manifest.version - 1 }
+        switch UpdateAcceptance.decide(manifest, signature: status, device: device, expectedKind: kind) {
+        case .refuse(.replayed(let version, _)) where version == device.installedVersion || version == device.lastAcceptedVersion:
+            // The server still offers what this device already has (or already tried): up to date.
+            return nextKind()
+        case .refuse(let refusal):
+            refuse(kind, version: manifest.version, code: refusal.code, reason: refusal.description, digest: bytes)
+            return nextKind()
+        case .accept:
+            break
+        }
+        logger.notice("\(resuming ? "resuming" : "accepted") \(kind.rawValue) \(manifest.version) (\(manifest.length) bytes, signed by a trusted key)")
+        do {
+            switch kind {
+            case _ where resuming:
+                try options.directory.clearStaging(kind)
+                try options.directory.stage(manifest: bytes, signature: signature ?? [], for: kind)
+            case .firmware:
+                guard execute(store.on(.updateAccepted(version: manifest.version, floor: manifest.floor)), staging: (bytes, signature ?? [])) else {
+                    return nextKind()
+                }
+            case .experiment, .certificates:
+                var versions = try options.directory.versions(of: kind)
+                try options.directory.clearStaging(kind)
+                try options.directory.stage(manifest: bytes, signature: signature ?? [], for: kind)
+                versions.accepted = manifest.version
+                try options.directory.persist(versions, of: kind)
+                report(kind, "downloading", version: manifest.version)
+            }
+        } catch {
+            logger.error("cannot stage \(kind.rawValue) \(manifest.version): \(error)")
+            return nextKind()
+        }
+        download(kind, manifest)
+    }
+
+    private func refuse(_ kind: UpdateKind, version: UInt64, code: String, reason: String, digest bytes: [UInt8]) {
+        let key = kind.rawValue + ":" + String(bytes.hashValue)
+        guard reportedRefusals.insert(key).inserted else { return }
+        logger.error("refused \(kind.rawValue) manifest \(version): \(reason)")
+        report(kind, "refused", version: version, reason: "\(code): \(reason)")
+    }
+
+    // MARK: download and install
+
+    private func download(_ kind: UpdateKind, _ manifest: UpdateManifest) {
+        let path = options.directory.stagedArtifactPath(kind)
+        let have = SlotDirectory.digest(of: path)?.length ?? 0
+        if let free = SlotDirectory.freeBytes(at: options.directory.stagingPath(kind)),
+           free < manifest.length - min(have, manifest.length) + options.freeSpaceMargin {
+            failDownload(kind, manifest, reason: "disk-full: \(manifest.length - min(have, manifest.length)) bytes needed, \(free) free (margin \(options.freeSpaceMargin))")
+            return nextKind()
+        }
+        if have > 0 { logger.notice("resuming \(kind.rawValue) \(manifest.version) at byte \(have) of \(manifest.length)") }
+        fetcher?.download(options.baseURL + manifest.artifactName, to: path, expectedLength: Int(clamping: manifest.length)) { [weak self] outcome in
+            guard let self, !self.stopped else { return }
+            switch outcome {
+            case .complete:
+                self.downloaded(kind, manifest)
+            case .failed(let failure):
+                switch failure.reason {
+                case .oversize, .lengthMismatch:
+                    self.failDownload(kind, manifest, reason: "\(failure.reason.code): \(failure.message)")
+                default:
+                    // Outage, server error, bad range: keep what is consistent and resume at the next poll.
+                    self.logger.warning("download of \(kind.rawValue) \(manifest.version) stopped (\(failure.keptBytes) bytes kept): \(failure)")
+                }
+                self.nextKind()
+            }
+        }
+    }
+
+    private func downloaded(_ kind: UpdateKind, _ manifest: UpdateManifest) {
+        let path = options.directory.stagedArtifactPath(kind)
+        guard SlotDirectory.matches(path, manifest) else {
+            failDownload(kind, manifest, reason: "hash-mismatch: the download does not match the signed length and SHA-256")
+            return nextKind()
+        }
+        logger.notice("\(kind.rawValue) \(manifest.version) downloaded and verified")
+        switch kind {
+        case .firmware:
+            execute(store.on(.downloadVerified(version: manifest.version)))
+            // A reboot stops the loop; otherwise continue with the other kinds.
+            if !stopped { nextKind() }
+        case .experiment:
+            installExperiment(manifest)
+            nextKind()
+        case .certificates:
+            installCertificates(manifest)
+            nextKind()
+        }
+    }
+
+    private func failDownload(_ kind: UpdateKind, _ manifest: UpdateManifest, reason: String) {
+        logger.error("\(kind.rawValue) \(manifest.version) failed: \(reason)")
+        try? options.directory.clearStaging(kind)
+        switch kind {
+        case .firmware:
+            execute(store.on(.downloadFailed(reason: reason)))
+        case .experiment, .certificates:
+            // Remembered so the release is never fetched again (it stays "accepted", not installed).
+            try? options.directory.markFailed(kind, version: manifest.version)
+            report(kind, "download-failed", version: manifest.version, reason: reason)
+        }
+    }
+
+    private func installExperiment(_ manifest: UpdateManifest) {
+        let staged = options.directory.stagedArtifactPath(.experiment)
+        let target = options.directory.experimentPath(version: manifest.version)
+        do {
+            try AtomicFile.write(try AtomicFile.read(staged), to: target, mode: AtomicFile.publicMode)
+            do { try validateExperiment?(target) } catch {
+                unlink(target)
+                failDownload(.experiment, manifest, reason: "invalid-experiment: \(error)")
+                return
+            }
+            var versions = try options.directory.versions(of: .experiment)
+            versions.installed = manifest.version
+            versions.floor = max(versions.floor, manifest.floor)
+            try options.directory.persist(versions, of: .experiment)
+            try options.directory.clearStaging(.experiment)
+            report(.experiment, "installed", version: manifest.version)
+            applyExperiment?(target)
+        } catch {
+            logger.error("cannot install experiment \(manifest.version): \(error)")
+        }
+    }
+
+    private func installCertificates(_ manifest: UpdateManifest) {
+        let staged = options.directory.stagedArtifactPath(.certificates)
+        do {
+            let bundle = try AtomicFile.read(staged)
+            let checked: DeviceCredentials
+            do {
+                checked = try DeviceCredentialBundle.validate(bundle, deviceID: options.deviceID, caFile: options.caFile, file: staged)
+            } catch {
+                failDownload(.certificates, manifest, reason: "invalid-certificate: \(error)")
+                return
+            }
+            try credentials.installPending(checked, version: manifest.version)
+            report(.certificates, "installed", version: manifest.version, reason: "used from the next connection")
+            credentialsChanged?()
+        } catch {
+            logger.error("cannot install certificates \(manifest.version): \(error)")
+        }
+    }
+
+    // MARK: slot actions
+
+    /// Runs the slot store's actions in order; false when one failed (later ones are skipped).
+    /// An install runs after the rest of its list (the "verified" report), then its own actions.
+    @discardableResult
+    private func execute(_ actions: [SlotAction], staging: (manifest: [UInt8], signature: [UInt8])? = nil) -> Bool {
+        var install: (Slot, UInt64)?
+        for action in actions {
+            do {
+                switch action {
+                case .persist(let state):
+                    try options.directory.persist(state)
+                case .prepareStaging:
+                    try options.directory.clearStaging(.firmware)
+                    if let staging { try options.directory.stage(manifest: staging.manifest, signature: staging.signature, for: .firmware) }
+                case .resumeDownload, .start:
+                    break  // the next poll resumes a download; only `daqlink boot` starts slots
+                case .install(let slot, let version):
+                    install = (slot, version)
+                case .reboot:
+                    stop()
+                    reboot?("firmware update: \(store.state.inactive)")
+                case .report(let slotReport):
+                    report(.firmware, slotReport.status, version: slotReport.version, slot: slotReport.slot, reason: slotReport.reason)
+                case .ignored(let why):
+                    logger.info("slot store: \(why)")
+                }
+            } catch {
+                logger.error("OTA step \(action) failed: \(error)")
+                return false
+            }
+        }
+        guard let (slot, version) = install else { return true }
+        do {
+            try SlotInstaller.install(directory: options.directory, slot: slot, version: version)
+        } catch {
+            return execute(store.on(.downloadFailed(reason: "install failed: \(error)")))
+        }
+        return execute(store.on(.installed(version: version)))
+    }
+
+    private func report(_ kind: UpdateKind, _ status: String, version: UInt64, slot: Slot? = nil, reason: String? = nil) {
+        do {
+            try outbox.append(kind: kind, status: status, version: version, slot: slot, reason: reason, time: wallClock())
+            reportsAdded?()
+        } catch {
+            logger.error("cannot record OTA status \(status): \(error)")
+        }
+    }
+}

@@ -1,0 +1,101 @@
+// Experiments and certificates over the air, without a reboot: a new experiment is applied at a
+// clean record boundary (a new layout entry starts a new measurement in the same journal stream);
+// a new device certificate is used for the next connection and promoted only once it connected.
+import Foundation
+import OTA
+import OTADevice
+import Testing
+import TestSupport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite(.serialized) struct LiveUpdateTests {
+    @Test func anExperimentAndACertificateBundleAreAppliedWithoutAReboot() throws {
+        let rig = try OTARig()
+        try rig.startCollector()
+        // Experiment 2: one slow group (its DBC by absolute path: the file lives in the update directory).
+        let experiment = rig.root.appendingPathComponent("slow-2.toml")
+        try Data("""
+            name = "slow"
+            [[dbc]]
+            file = "\(OTARig.dbc)"
+            buses = ["can0", "can1"]
+            [[group]]
+            name = "Slow 100ms"
+            raster_ms = 100
+            channels = ["EngFast_00.EngFast_00_S0", "EngFast_00.EngFast_00_S1"]
+
+            """.utf8).write(to: experiment)
+        try rig.publish(experiment, kind: .experiment, version: 2)
+        // Certificates 2: a fresh certificate and key for the same device, as one PEM bundle.
+        try rig.ctl(["pki", "device", "--dir", rig.pki.path, rig.deviceID, "--force"])
+        let bundle = rig.root.appendingPathComponent("rig-01-certs-2.pem")
+        let newCertificate = try Data(contentsOf: rig.pki.appendingPathComponent("devices/rig-01.crt"))
+        try (newCertificate + Data(contentsOf: rig.pki.appendingPathComponent("devices/rig-01.key"))).write(to: bundle)
+        try rig.publish(bundle, kind: .certificates, version: 2)
+        try rig.startDevice(speed: "1")
+
+        let done = rig.wait(60) {
+            rig.historyContains("experiment", "installed", 2) && rig.historyContains("certificates", "committed", 2)
+        }
+        #expect(done, "\(rig.history())\n\(rig.deviceLogs())")
+        #expect(rig.wait(60) { rig.device?.isRunning == false }, "the device did not finish")
+        #expect(rig.stopDevice() == 0, "\(rig.deviceLogs())")
+        rig.stopCollector()
+
+        // No reboot happened; the new experiment's group is in the same run's summary.
+        let log = rig.deviceLogs()
+        #expect(!log.contains("starting slot b") && log.components(separatedBy: "daqlink boot: starting slot").count == 2, "\(log)")
+        #expect(log.contains("applied experiment") && log.contains("group \"Slow 100ms\""), "\(log)")
+        // The credentials in use are the new ones; the old files are untouched.
+        let current = rig.ota.appendingPathComponent("certificates/current/device.crt")
+        #expect(try Data(contentsOf: current) == newCertificate)
+        #expect(FileManager.default.fileExists(atPath: rig.provisioned.appendingPathComponent("device.crt").path))
+        #expect(try rig.slots.versions(of: .experiment) == ArtifactVersions(installed: 2, floor: 0, accepted: 2))
+        #expect(try rig.slots.versions(of: .certificates) == ArtifactVersions(installed: 2, floor: 0, accepted: 2))
+        // The stream, with both measurements, reached the collector byte for byte.
+        let verify = try rig.verify()
+        #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
+        #expect(verify.stdout.contains("Slow 100ms") && verify.stdout.contains("Time 5ms"), "\(verify.stdout)")
+
+        // After a restart the installed experiment is the one that runs.
+        try rig.startCollector()
+        try rig.startDevice(speed: "max")
+        #expect(rig.wait(60) { rig.device?.isRunning == false })
+        #expect(rig.stopDevice() == 0)
+        let second = (try? String(contentsOf: rig.root.appendingPathComponent("device-2.log"), encoding: .utf8)) ?? ""
+        #expect(second.contains("group \"Slow 100ms\"") && !second.contains("group \"Time 5ms\""), "\(second)")
+    }
+
+    @Test func aBundleForAnotherDeviceOrAnInvalidExperimentIsRefusedAndNothingChanges() throws {
+        let rig = try OTARig()
+        try rig.startCollector()
+        let broken = rig.root.appendingPathComponent("broken-2.toml")
+        try Data("name = \"broken\"\n[[dbc]]\nfile = \"\(OTARig.dbc)\"\n[[group]]\nname = \"x\"\nraster_ms = \"fast\"\nchannels = []\n".utf8).write(to: broken)
+        try rig.publish(broken, kind: .experiment, version: 2)
+        try rig.ctl(["pki", "device", "--dir", rig.pki.path, "rig-99"])
+        let bundle = rig.root.appendingPathComponent("rig-99.pem")
+        try (Data(contentsOf: rig.pki.appendingPathComponent("devices/rig-99.crt"))
+             + Data(contentsOf: rig.pki.appendingPathComponent("devices/rig-99.key"))).write(to: bundle)
+        try rig.publish(bundle, kind: .certificates, version: 2)
+        try rig.startDevice(speed: "1")
+
+        let refused = rig.wait(60) {
+            rig.historyContains("experiment", "download-failed", 2) && rig.historyContains("certificates", "download-failed", 2)
+        }
+        #expect(refused, "\(rig.history())\n\(rig.deviceLogs())")
+        let reasons = rig.history().map(\.reason).joined(separator: "\n")
+        #expect(reasons.contains("invalid-experiment") && reasons.contains("raster_ms"), "names the field: \(reasons)")
+        #expect(reasons.contains("invalid-certificate") && reasons.contains("rig-99"), "\(reasons)")
+        #expect(rig.wait(60) { rig.device?.isRunning == false })
+        #expect(rig.stopDevice() == 0, "\(rig.deviceLogs())")
+        // Tried once each, although the device polled every second for ten.
+        #expect(rig.history().filter { $0.status == "downloading" }.count == 2, "\(rig.history())")
+        #expect(try rig.slots.versions(of: .experiment).installed == 0)
+        #expect(try rig.slots.installedExperiment() == nil)
+        #expect(!FileManager.default.fileExists(atPath: rig.ota.appendingPathComponent("certificates/current").path))
+        #expect(!FileManager.default.fileExists(atPath: rig.ota.appendingPathComponent("certificates/pending").path))
+        #expect(try rig.verify().status == 0)
+    }
+}

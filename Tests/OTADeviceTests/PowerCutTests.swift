@@ -1,0 +1,46 @@
+// A power cut after every durable step of a firmware update (DAQLINK_OTA_CRASH_AT=N kills the
+// device right after its N-th persisted OTA step, across the re-executions): the next boot always
+// starts a slot whose image verifies, and the update then resumes or rolls forward to a commit.
+import Foundation
+import OTA
+import OTADevice
+import Testing
+import TestSupport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite(.serialized) struct PowerCutTests {
+    /// The durable steps of one firmware update: accepted, staging cleared, manifest staged,
+    /// verified, slot manifest written, image renamed in, trial armed, trial boot counted, committed.
+    static let steps = 9
+
+    @Test func aCrashAfterEveryPersistedStepStillBootsAVerifiedSlotAndFinishesTheUpdate() throws {
+        let rig = try OTARig()
+        try rig.startCollector()
+        let image = try rig.firmware("daqlink-2.bin", marker: "release 2")
+        try rig.publish(image, kind: .firmware, version: 2, floor: 2)
+        let manifest = try UpdateManifest.parse([UInt8](Data(contentsOf: URL(fileURLWithPath: image.path + ".manifest"))), file: "manifest")
+
+        for crashAt in 1...Self.steps {
+            try rig.resetUpdateDirectory()
+            try rig.startDevice(speed: "1", environment: ["DAQLINK_OTA_CRASH_AT": String(crashAt)])
+            #expect(rig.wait(40) { rig.device?.isRunning == false }, "step \(crashAt): no crash")
+            let crashed = rig.stopDevice()
+            #expect(crashed == 99, "step \(crashAt): exit \(crashed)\n\(rig.deviceLogs())")
+            let afterCrash = rig.bootState()
+
+            // Power back on: boot normally and let the update finish.
+            try rig.startDevice(speed: "1")
+            let committed = rig.wait(40) { rig.bootState()?.committedVersion == 2 && rig.bootState()?.active == .b }
+            #expect(committed, "step \(crashAt): after the crash (state \(String(describing: afterCrash))) the update did not finish: \(String(describing: rig.bootState()))\n\(rig.deviceLogs())")
+            _ = rig.stopDevice()
+
+            // Every slot started since the crash verified, and the committed slot holds exactly release 2.
+            let log = (try? String(contentsOf: rig.root.appendingPathComponent("device-\(2 * crashAt).log"), encoding: .utf8)) ?? ""
+            #expect(!log.contains("does not verify") && log.contains("daqlink boot: starting slot"), "step \(crashAt): \(log)")
+            #expect(rig.slots.verifySlot(.b) == nil && SlotDirectory.matches(rig.slots.binaryPath(.b), manifest), "step \(crashAt)")
+            #expect(rig.bootState()?.floor == 2)
+        }
+    }
+}

@@ -1,0 +1,46 @@
+// The status outbox on disk: reports survive a restart until acknowledged, numbering continues,
+// a torn last line is dropped, and a fully sent outbox is emptied once it grew.
+import Foundation
+import OTA
+import OTADevice
+import Testing
+import TestSupport
+
+@Suite struct StatusOutboxTests {
+    @Test func reportsSurviveARestartUntilAcknowledgedAndNumberingContinues() throws {
+        let directory = try PackagePaths.temporaryDirectory("outbox")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let first = try StatusOutbox(directory: directory.path)
+        for version: UInt64 in 1...3 {
+            try first.append(kind: .firmware, status: "downloading", version: version, slot: .b, reason: "a \"quoted\"\nreason", time: 100)
+        }
+        first.acknowledge(upTo: 1)
+        // A power cut tore a fourth line in half.
+        let handle = try FileHandle(forWritingTo: directory.appendingPathComponent("outbox"))
+        handle.seekToEndOfFile()
+        handle.write(Data("{\"seq\":4,\"time\":1".utf8))
+        try handle.close()
+
+        let second = try StatusOutbox(directory: directory.path)
+        #expect(second.pending.map(\.sequence) == [2, 3])
+        let parsed = try JSONSerialization.jsonObject(with: Data(second.pending[0].json.utf8)) as? [String: Any]
+        #expect(parsed?["reason"] as? String == "a \"quoted\"\nreason")
+        let next = try second.append(kind: .experiment, status: "installed", version: 7, time: 101)
+        #expect(next.sequence == 4)
+        second.acknowledge(upTo: 4)
+        #expect(try StatusOutbox(directory: directory.path).pending.isEmpty)
+    }
+
+    @Test func aFullySentOutboxIsEmptiedOnceItGrewAndNumberingContinues() throws {
+        let directory = try PackagePaths.temporaryDirectory("outbox-compact")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let outbox = try StatusOutbox(directory: directory.path)
+        var last: UInt64 = 0
+        while (try? FileManager.default.attributesOfItem(atPath: directory.appendingPathComponent("outbox").path)[.size] as? Int) ?? 0 <= 256 << 10 {
+            last = try outbox.append(kind: .firmware, status: "refused", version: 1, reason: String(repeating: "x", count: 500), time: 1).sequence
+        }
+        outbox.acknowledge(upTo: last)
+        #expect((try FileManager.default.attributesOfItem(atPath: directory.appendingPathComponent("outbox").path)[.size] as? Int) == 0)
+        #expect(try StatusOutbox(directory: directory.path).append(kind: .firmware, status: "downloading", version: 2, time: 2).sequence == last + 1)
+    }
+}
