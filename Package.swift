@@ -41,7 +41,10 @@ let package = Package(
         // Pure: DBC parser and signal decoder.
         .target(name: "DBC", dependencies: ["DAQCore"]),
         // Pure: journal format (CRC32C, entry framing, segment header, recovery scan, group commit).
-        .target(name: "Journal", dependencies: ["DAQCore"]),
+        .target(name: "Journal", dependencies: ["DAQCore", "CRC32CHardware"]),
+        // The CPU's CRC32C instruction for the journal's checksums (no I/O; C only because Swift
+        // cannot name the instruction).
+        .target(name: "CRC32CHardware"),
 
         // Pure: channel groups, record layout (MDF4-shaped), the raster/event sampler.
         .target(name: "Acquisition", dependencies: ["DAQCore"]),
@@ -115,7 +118,7 @@ let package = Package(
         .testTarget(name: "MDFTests", dependencies: ["DAQCore", "Acquisition", "MDF", "MDFFiles", "TestSupport"]),
         .testTarget(name: "DeliveryTests", dependencies: ["DAQCore", "Delivery"]),
         .testTarget(name: "AgentTests", dependencies: ["TestSupport"]),
-        .testTarget(name: "UplinkTests", dependencies: ["TestSupport", "FaultInjection"]),
+        .testTarget(name: "UplinkTests", dependencies: ["TestSupport", "FaultInjection", "Uplink", "Collector", "Delivery", "Journal", "JournalStore", "DAQCore"]),
         .testTarget(name: "DBCTests", dependencies: ["TestSupport", "DAQCore", "DBC"]),
         .testTarget(name: "SocketCANTests", dependencies: ["TestSupport", "DAQCore", "SocketCAN", "CANLogs"]),
         .testTarget(name: "JournalTests", dependencies: ["DAQCore", "Journal", "TestSupport"]),

@@ -1,7 +1,7 @@
 // The device's uplink inside the acquisition loop: the pure UplinkSender decides, this task does
 // the I/O — one single-use MQTT connection at a time, batches read from the RAM ring (or the
-// journal when the ring no longer holds them), transposed zstd bodies, end-to-end acks persisted as the
-// journal's cursor.
+// journal when the ring no longer holds them), transposed zstd bodies (codec 3 continuing from the
+// part sent before, else codec 2), end-to-end acks persisted as the journal's cursor.
 import Acquisition
 import DAQCore
 import Delivery
@@ -25,6 +25,8 @@ public struct UplinkOptions: Sendable {
     public var compress = true
     /// Most journal bytes in one MQTT message (a batch the sender forms is cut to fit).
     public var maxBatchBytes = 256 << 10
+    /// The collector's acks are persisted as the journal's cursor at most this often (ns).
+    public var ackPersistInterval: Int64 = 200_000_000
 
     public init(deviceID: String, host: String, port: Int, tls: MQTTTLSFiles) {
         self.deviceID = deviceID
@@ -64,6 +66,11 @@ final class UplinkTask {
     private var tokens: [Int32: Int] = [:]
     /// The journal reader of the last backlog batch and the sequence number it will read next.
     private var backlogReader: (reader: JournalReader, next: UInt64)?
+    /// The collector's latest ack not yet persisted as the journal's cursor, and the timer that will.
+    private var acknowledgedToPersist: UInt64?
+    private var ackPersistTimer: EventLoop.TimerID?
+    /// The last part published: the context of the next one if that one follows it directly.
+    private var previousPart: (first: UInt64, last: UInt64, body: [UInt8], entries: [Range<Int>], contextChecksum: UInt32)?
     /// Sub-batches of a sender batch still waiting for PUBACK, and their worst reason code.
     private var partsOutstanding: [Int: Int] = [:]
     private var worstReason: [Int: UInt8] = [:]
@@ -71,6 +78,8 @@ final class UplinkTask {
     private var random: UInt64
     private var stopped = false
     private(set) var counters = UplinkCounters()
+    /// DAQLINK_WIRE_TRACE (a benchmark aid): every data payload published.
+    private let wireTrace = WireTrace.fromEnvironment()
     private let logger = Logger(label: "daqlink.uplink")
     /// Called when everything in the journal is acknowledged end to end.
     var onDrained: (() -> Void)?
@@ -111,6 +120,10 @@ final class UplinkTask {
     }
 
     func stop() {
+        wireTrace?.write()
+        if let timer = ackPersistTimer { loop.cancel(timer) }
+        ackPersistTimer = nil
+        persistAcknowledged()
         stopped = true
         closeConnection()
         for (_, id) in timers { loop.cancel(id) }
@@ -127,14 +140,21 @@ final class UplinkTask {
             case .publish(let token, let first, let last):
                 publish(token: token, first: first, last: last)
             case .persistAcknowledged(let upTo):
-                do throws(DAQError) {
-                    try journal.acknowledge(upTo: upTo)
-                    counters.acknowledged = upTo
-                } catch {
-                    counters.alarms.append("cannot persist the ack cursor: \(error)")
-                }
+                // Persisting costs two fsyncs that stall the loop; acks arrive every few ms while
+                // a backlog drains. A cursor persisted late only means a longer resend after a
+                // crash (the collector drops what it holds), so persist at most every interval —
+                // and at once when everything is acknowledged.
+                acknowledgedToPersist = upTo
                 onAcknowledged?(upTo)
-                if isDrained { onDrained?() }
+                if isDrained {
+                    persistAcknowledged()
+                    onDrained?()
+                } else if ackPersistTimer == nil {
+                    ackPersistTimer = loop.schedule(at: loop.clock.now() + options.ackPersistInterval) { [weak self] in
+                        self?.ackPersistTimer = nil
+                        self?.persistAcknowledged()
+                    }
+                }
             case .arm(let timer, let deadline):
                 if let existing = timers[timer] { loop.cancel(existing) }
                 timers[timer] = loop.schedule(at: deadline) { [weak self] in
@@ -146,6 +166,17 @@ final class UplinkTask {
                 counters.alarms.append(text)
                 logger.error("ALARM: \(text)")
             }
+        }
+    }
+
+    private func persistAcknowledged() {
+        guard let upTo = acknowledgedToPersist else { return }
+        acknowledgedToPersist = nil
+        do throws(DAQError) {
+            try journal.acknowledge(upTo: upTo)
+            counters.acknowledged = upTo
+        } catch {
+            counters.alarms.append("cannot persist the ack cursor: \(error)")
         }
     }
 
@@ -330,7 +361,8 @@ final class UplinkTask {
         var sequence = first
         // The ring holds the most recent entries; older ones come from the journal files.
         while sequence <= last, ring?.withEntry(sequence, { add($0) }) != nil { sequence += 1 }
-        if sequence <= last {
+        let fromJournal = sequence <= last
+        if fromJournal {
             counters.readsFromJournal += 1
             do throws(DAQError) {
                 body.removeAll()
@@ -363,7 +395,8 @@ final class UplinkTask {
             let byteRange = entries[partStart].lowerBound..<entries[partEnd - 1].upperBound
             let partEntries = entries[partStart..<partEnd].map { ($0.lowerBound - byteRange.lowerBound)..<($0.upperBound - byteRange.lowerBound) }
             guard sendPart(token: token, first: partFirst, last: partLast, body: Array(body[byteRange]), entries: partEntries,
-                           segmentStarts: segmentStarts.filter { $0 > partFirst && $0 <= partLast }, connection: connection)
+                           segmentStarts: segmentStarts.filter { $0 > partFirst && $0 <= partLast },
+                           fromJournal: fromJournal, connection: connection)
             else { return }
             partStart = partEnd
         }
@@ -371,19 +404,36 @@ final class UplinkTask {
 
     /// Publishes one sub-batch; false when the connection failed.
     private func sendPart(token: Int, first: UInt64, last: UInt64, body: [UInt8], entries: [Range<Int>],
-                          segmentStarts: [UInt64], connection: MQTTConnection) -> Bool {
-        let checksum = CRC32C.checksum(body)
+                          segmentStarts: [UInt64], fromJournal: Bool, connection: MQTTConnection) -> Bool {
+        let checksum = UplinkBatch.entriesChecksum(body: body, entries: entries)
         var header = UplinkBatch(deviceID: options.deviceID, epoch: journal.epoch, first: first, last: last,
                                  segmentStarts: segmentStarts, codec: .none, bodyLength: UInt32(body.count),
                                  bodyChecksum: checksum)
         var wire: [UInt8]
         if options.compress {
-            // Codec 2 at zstd's default level 3: about a third of plain zstd's size on sampled
-            // records at a small CPU cost (docs/benchmarks.md, "Batch compression").
-            let transposed = BatchTransform.encode(body: body, entries: entries)
-            let compressed = transposed.withUnsafeBytes { BatchCompression.compress($0) }
-            header.codec = .transposedZstd
+            // Codec 3 when the entries just before this part are at hand (the previous part sent):
+            // its columns continue from them, so small batches compress like one long stream. The
+            // collector decodes it once it has committed them (it commits strictly in order).
+            // Otherwise codec 2. zstd level 1 while draining a backlog (CPU-bound; the transform
+            // already did most of the work), 3 at steady state (docs/benchmarks.md, "Uplink").
+            var context: BatchTransform.Context?
+            if let previous = previousPart, previous.last + 1 == first,
+               previous.last - previous.first < UplinkBatch.maxContextEntries {
+                context = previous.body.withUnsafeBytes { BatchTransform.Context(body: $0, entries: previous.entries) }
+                header.codec = .contextTransposedZstd
+                header.context = UplinkBatch.ContextReference(first: previous.first, checksum: previous.contextChecksum)
+            } else {
+                header.codec = .transposedZstd
+            }
+            let (transposed, sections) = body.withUnsafeBytes {
+                BatchTransform.encodeSections(body: $0, entries: entries, context: context)
+            }
+            let compressed = transposed.withUnsafeBytes {
+                BatchCompression.compress($0, sectionEnds: sections, level: fromJournal ? 1 : 3)
+            }
             wire = header.encodedHeader() + compressed
+            // The context checksum of the next part is this part's entries checksum.
+            previousPart = (first, last, body, entries, checksum)
         } else {
             wire = header.encodedHeader() + body
         }
@@ -392,6 +442,7 @@ final class UplinkTask {
                 Result { () throws(DAQError) -> Int32 in try connection.publish(topic: options.dataTopic, payload: raw) }
             }.get()
             tokens[mid] = token
+            wireTrace?.published(wire)
             partsOutstanding[token, default: 0] += 1
             counters.batches += 1
             counters.rawBytes += UInt64(body.count)

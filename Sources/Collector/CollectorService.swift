@@ -158,12 +158,14 @@ public final class CollectorService {
                 lastMessage = loop.clock.now()
                 handleData(topic: topic, payload: payload)
             case .disconnected:
+                acknowledgeCommitted()
                 reconnectLater()
                 return
             default:
                 break
             }
         }
+        acknowledgeCommitted()
     }
 
     private func handleData(topic: String, payload: [UInt8]) {
@@ -182,7 +184,7 @@ public final class CollectorService {
         guard parts.count == 3, parts[0] == "devices", parts[2] == "data" else { return }
         let topicDevice = String(parts[1])
         do throws(DAQError) {
-            let batch = try decode(payload, source: topic)
+            let batch = try ReceivedBatch(payload: payload, source: topic)
             guard batch.header.deviceID == topicDevice else {
                 throw DAQError(.malformedInput, "batch names device \(batch.header.deviceID) on \(topic)",
                                at: InputLocation(file: topic, field: "device id"))
@@ -192,55 +194,41 @@ public final class CollectorService {
                 throw DAQError(.malformedInput, "epoch \(batch.header.epoch), expected \(sink.epoch)",
                                at: InputLocation(file: topic, field: "epoch"))
             }
-            for output in try sink.receive(batch, now: loop.clock.now()) {
-                switch output {
-                case .ack(let upTo):
-                    commitTrace?.committed(device: topicDevice, upTo: upTo)
-                    publish("devices/\(topicDevice)/ack", "ack \(sink.epoch) \(upTo)")
-                case .resend(let from): publish("devices/\(topicDevice)/cmd", "resend \(sink.epoch) \(from)")
-                }
-            }
+            let result = try sink.receive(batch, now: loop.clock.now())
+            for from in result.resends { publish("devices/\(topicDevice)/cmd", "resend \(sink.epoch) \(from)") }
+            if let rejected = result.rejected { throw rejected }
         } catch {
             rejected += 1
             if error.code == .malformedInput {
                 writeError("daqctl collect: rejected a batch: \(error)\n")
             } else {
-                // Storage trouble: stop rather than ack what was not stored.
-                failure = error
-                stop()
+                storageFailed(error)
             }
         }
     }
 
-    private func decode(_ payload: [UInt8], source: String) throws(DAQError) -> ReceivedBatch {
-        try payload.withUnsafeBytes { raw in
-            Result { () throws(DAQError) -> ReceivedBatch in
-                let (header, bodyStart) = try UplinkBatch.decodeHeader(raw, source: source)
-                let rest = UnsafeRawBufferPointer(rebasing: raw[bodyStart...])
-                let body: [UInt8]
-                switch header.codec {
-                case .none:
-                    body = Array(rest)
-                case .zstd:
-                    body = try BatchCompression.decompress(rest, length: Int(header.bodyLength), source: source)
-                case .transposedZstd:
-                    // Both steps are capped by the header's body length; the body CRC below then
-                    // vouches for the rebuilt bytes.
-                    let bodyLength = Int(header.bodyLength)
-                    let transposed = try BatchCompression.decompress(
-                        rest, maxLength: BatchTransform.maxTransformedLength(bodyLength: bodyLength), source: source)
-                    body = try transposed.withUnsafeBytes { t in
-                        Result { () throws(DAQError) in
-                            try BatchTransform.decode(t, firstSequence: header.first, maxBodyLength: bodyLength, source: source)
-                        }
-                    }.get()
-                }
-                let entries = try body.withUnsafeBytes { b in
-                    Result { () throws(DAQError) in try header.validate(body: b, source: source) }
-                }.get()
-                return ReceivedBatch(header: header, body: body, entries: entries)
+    /// Group commit: after every message of a loop turn is committed, one fdatasync per device,
+    /// then its ack (never before the sync).
+    private func acknowledgeCommitted() {
+        for sink in sinks.values where sink.hasPendingAck {
+            do throws(DAQError) {
+                if let upTo = try sink.syncForAcknowledgement() { acknowledge(sink, upTo: upTo) }
+            } catch {
+                storageFailed(error)
+                return
             }
-        }.get()
+        }
+    }
+
+    private func acknowledge(_ sink: DeviceStreamSink, upTo: UInt64) {
+        commitTrace?.committed(device: sink.deviceID, upTo: upTo)
+        publish("devices/\(sink.deviceID)/ack", "ack \(sink.epoch) \(upTo)")
+    }
+
+    /// Storage trouble: stop rather than ack what was not stored.
+    private func storageFailed(_ error: DAQError) {
+        failure = error
+        stop()
     }
 
     private func sink(for device: String, epoch: UInt64) throws(DAQError) -> DeviceStreamSink {

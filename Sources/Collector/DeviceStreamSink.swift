@@ -8,19 +8,6 @@ import JournalStore
 import Acquisition
 import MDFFiles
 
-/// A checked batch: header, uncompressed body and each entry's byte range in the body.
-struct ReceivedBatch {
-    var header: UplinkBatch
-    var body: [UInt8]
-    var entries: [Range<Int>]
-}
-
-/// What the sink asks the network to send.
-enum SinkOutput: Equatable {
-    case ack(upTo: UInt64)
-    case resend(from: UInt64)
-}
-
 final class DeviceStreamSink {
     let deviceID: String
     let epoch: UInt64
@@ -34,12 +21,20 @@ final class DeviceStreamSink {
     private let mdfDirectory: String?
     private var mdf: MDFRecording?
     private(set) var committedBytes: UInt64 = 0
+    /// Entries appended since the last fdatasync.
+    private var unsynced = false
+    /// The highest ack earned since the last `syncForAcknowledgement()`.
+    private var pendingAck: UInt64?
+    /// The entries of the last commit (the usual context of the next codec-3 batch).
+    private var recentCommit: (first: UInt64, body: [UInt8], entries: [Range<Int>])?
+    private let directory: String
 
     /// Opens (or recovers) the device's rebuilt journal in `directory`.
     init(deviceID: String, epoch: UInt64, directory: String, mdfDirectory: String? = nil) throws(DAQError) {
         self.deviceID = deviceID
         self.epoch = epoch
         self.mdfDirectory = mdfDirectory
+        self.directory = directory
         // Segments are cut only where the device cut them (appendFramed), never by size; the
         // quota is not a retention policy here: the collector keeps everything.
         journal = try JournalWriter(directory: directory, configuration: JournalConfiguration(
@@ -72,50 +67,124 @@ final class DeviceStreamSink {
     var duplicates: UInt64 { stream.duplicates }
     var gaps: UInt64 { stream.gaps }
 
-    /// Feeds one checked batch; returns the acks/resend requests to publish.
-    func receive(_ batch: ReceivedBatch, now: Int64) throws(DAQError) -> [SinkOutput] {
+    /// Feeds one batch whose header was checked; returns where to ask the device to resend from
+    /// and, if a held codec-3 batch turned out undecodable, why it was dropped. Committed entries
+    /// are written but not yet durable: the ack they earn waits until `syncForAcknowledgement()`
+    /// (group commit: one fdatasync for every batch of a loop turn).
+    func receive(_ arrived: ReceivedBatch, now: Int64) throws(DAQError) -> (resends: [UInt64], rejected: DAQError?) {
+        var batch = arrived
+        // Codec 3 whose context is committed: decode now, so a bad body is rejected before the
+        // stream sees it. One ahead of a gap waits encoded; a pure duplicate is never decoded.
+        if !batch.isDecoded && batch.header.first - 1 <= stream.committed && batch.header.last > stream.committed {
+            try decode(&batch)
+        }
         nextBatchID += 1
         let id = nextBatchID
         held[id] = batch
-        var outputs: [SinkOutput] = []
-        var wrote = false
-        for action in stream.receive(batch: id, first: batch.header.first, last: batch.header.last, now: now) {
+        var resends: [UInt64] = []
+        var rejected: DAQError?
+        var actions = stream.receive(batch: id, first: batch.header.first, last: batch.header.last, now: now)
+        var index = 0
+        while index < actions.count {
+            let action = actions[index]
+            index += 1
             switch action {
             case .commit(let batchID, let first, let last):
-                guard let source = held[batchID] else { preconditionFailure("commit of a batch not held") }
+                guard var source = held[batchID] else { preconditionFailure("commit of a batch not held") }
+                if !source.isDecoded {
+                    do throws(DAQError) {
+                        try decode(&source)
+                    } catch where error.code == .malformedInput {
+                        // The actions after this commit assumed it: go back to what the journal holds.
+                        rejected = error
+                        held.removeAll()
+                        actions = stream.commitFailed(committed: journal.lastSequence, now: now)
+                        index = 0
+                        if journal.lastSequence > 0 { pendingAck = max(pendingAck ?? 0, journal.lastSequence) }
+                        continue
+                    }
+                }
                 try append(source, first: first, last: last)
-                wrote = true
+                unsynced = true
             case .release(let batchID):
                 held[batchID] = nil
             case .acknowledge(let upTo):
-                // Durable before the device may trim: sync, then ack.
-                if wrote { try journal.sync(); try mdf?.flush(); wrote = false }
-                outputs.append(.ack(upTo: upTo))
+                pendingAck = max(pendingAck ?? 0, upTo)
             case .requestResend(let from):
-                outputs.append(.resend(from: from))
+                resends.append(from)
             }
         }
-        if wrote { try journal.sync(); try mdf?.flush() }
-        return outputs
+        return (resends, rejected)
+    }
+
+    /// Decodes a codec-3 batch against its context, the committed entries `context.first..<first`,
+    /// after checking they are the ones the device used.
+    private func decode(_ batch: inout ReceivedBatch) throws(DAQError) {
+        guard let reference = batch.header.context else { return try batch.decode(context: nil) }
+        let (body, entries) = try committedEntries(reference.first, batch.header.first - 1, source: batch.source)
+        let context = body.withUnsafeBytes { raw -> BatchTransform.Context? in
+            guard UplinkBatch.ContextReference.checksum(body: raw, entries: entries) == reference.checksum else { return nil }
+            return BatchTransform.Context(body: raw, entries: entries)
+        }
+        guard let context else {
+            throw DAQError(.malformedInput, "context \(reference.first)…\(batch.header.first - 1) differs from the rebuilt journal",
+                           at: InputLocation(file: batch.source, field: "context checksum"))
+        }
+        try batch.decode(context: context)
+    }
+
+    /// Committed entries `from...to`: from the last commit when it holds them, else from the
+    /// rebuilt journal (after a restart, or a context longer than one batch).
+    private func committedEntries(_ from: UInt64, _ to: UInt64, source: String) throws(DAQError) -> ([UInt8], [Range<Int>]) {
+        guard to <= journal.lastSequence else { preconditionFailure("context \(from)…\(to) is not committed") }
+        if let recent = recentCommit, recent.first <= from, to < recent.first + UInt64(recent.entries.count) {
+            return (recent.body, Array(recent.entries[Int(from - recent.first)...Int(to - recent.first)]))
+        }
+        var body: [UInt8] = []
+        var entries: [Range<Int>] = []
+        let reader = try JournalReader(directory: directory, from: from)
+        while UInt64(entries.count) <= to - from, let entry = try reader.next() {
+            entries.append(body.count..<(body.count + entry.framed.count))
+            body += entry.framed
+        }
+        guard UInt64(entries.count) == to - from + 1 else {
+            throw DAQError(.malformedInput, "context \(from)…\(to) is not in the rebuilt journal",
+                           at: InputLocation(file: source, field: "context"))
+        }
+        return (body, entries)
+    }
+
+    /// Whether an ack is waiting for `syncForAcknowledgement()`.
+    var hasPendingAck: Bool { pendingAck != nil }
+
+    /// Makes everything committed so far durable (data and high-water mark are the same bytes),
+    /// then returns the ack it allows, if any. The ack never leaves before this sync.
+    func syncForAcknowledgement() throws(DAQError) -> UInt64? {
+        if unsynced {
+            try journal.sync()
+            try mdf?.flush()
+            unsynced = false
+        }
+        defer { pendingAck = nil }
+        return pendingAck
     }
 
     private func append(_ batch: ReceivedBatch, first: UInt64, last: UInt64) throws(DAQError) {
         let starts = Set(batch.header.segmentStarts)
-        for sequence in first...last {
-            let range = batch.entries[Int(sequence - batch.header.first)]
-            try batch.body.withUnsafeBytes { raw in
-                Result { () throws(DAQError) in
-                    try journal.appendFramed(UnsafeRawBufferPointer(rebasing: raw[range]), startsSegment: starts.contains(sequence))
+        let entries = Array(batch.entries[Int(first - batch.header.first)...Int(last - batch.header.first)])
+        try batch.body.withUnsafeBytes { raw in
+            Result { () throws(DAQError) in
+                // One write per segment piece; the writer checks every entry's framing and CRC.
+                try journal.appendFramed(run: raw, entries: entries, startsSegment: { starts.contains($0) })
+                recentCommit = (first, batch.body, entries)
+                committedEntries += UInt64(entries.count)
+                committedBytes += UInt64(entries.last!.upperBound - entries.first!.lowerBound)
+                guard mdfDirectory != nil else { return }
+                for (index, range) in entries.enumerated() {
+                    try recordInMDF(UnsafeRawBufferPointer(rebasing: raw[range]), sequence: first + UInt64(index))
                 }
-            }.get()
-            committedEntries += 1
-            committedBytes += UInt64(range.count)
-            if mdfDirectory != nil {
-                try batch.body.withUnsafeBytes { raw in
-                    Result { () throws(DAQError) in try recordInMDF(UnsafeRawBufferPointer(rebasing: raw[range]), sequence: sequence) }
-                }.get()
             }
-        }
+        }.get()
     }
 
     /// Feeds one committed entry to the MDF files: a layout entry starts a new measurement file

@@ -30,10 +30,14 @@ import Journal
 /// column. The byte column always holds first differences.
 ///
 /// Sequence numbers are `firstSequence + i`, reserved bytes are zero and each entry's CRC32C is
-/// recomputed, which reproduces any valid body exactly. The batch header's body CRC32C (taken over
-/// the untransformed body) catches anything else, including a corrupted matrix.
+/// recomputed, which reproduces any valid body exactly. The batch header's entries checksum (a
+/// CRC32C over the original entries' CRC32Cs) catches anything else, including a corrupted matrix.
 public enum BatchTransform {
+    /// Format 1: codec 2, columns as u16 words, deltas start from zero.
     public static let formatVersion: UInt8 = 1
+    /// Format 2: codec 3, deltas continue from a `Context` (the records just before the batch) and
+    /// each group's columns are zigzag-coded and split into a low-byte and a high-byte plane.
+    public static let contextFormatVersion: UInt8 = 2
 
     /// Bytes before the per-entry index: version and entry count.
     static let prefixLength = 5
@@ -48,12 +52,21 @@ public enum BatchTransform {
     /// `UplinkBatch.validate` or gathered by the sender). The entries must be valid journal
     /// framing; anything a decode cannot reproduce (a non-zero reserved byte, a stale CRC) is
     /// caught by the receiver's body checksum, never silently accepted.
-    public static func encode(body: [UInt8], entries: [Range<Int>]) -> [UInt8] {
-        body.withUnsafeBytes { encode(body: $0, entries: entries) }
+    /// With a `context` (format 2, codec 3) the columns continue the deltas of the records in it.
+    public static func encode(body: [UInt8], entries: [Range<Int>], context: Context? = nil) -> [UInt8] {
+        body.withUnsafeBytes { encode(body: $0, entries: entries, context: context) }
     }
 
-    /// Transforms `body` (see `encode(body:entries:)`).
-    public static func encode(body: UnsafeRawBufferPointer, entries: [Range<Int>]) -> [UInt8] {
+    /// Transforms `body` (see `encode(body:entries:context:)`).
+    public static func encode(body: UnsafeRawBufferPointer, entries: [Range<Int>], context: Context? = nil) -> [UInt8] {
+        encodeSections(body: body, entries: entries, context: context).bytes
+    }
+
+    /// Transforms `body` and says where its sections end: format 1 is one section; format 2 ends
+    /// one after the index and the order bytes, then after each class plane. A compressor that
+    /// starts a new block at each end fits its entropy tables to each (`BatchCompression`).
+    public static func encodeSections(body: UnsafeRawBufferPointer, entries: [Range<Int>],
+                                      context: Context?) -> (bytes: [UInt8], sectionEnds: [Int]) {
         let headerLength = JournalFraming.headerLength
         var payloadTotal = 0
         var groups = GroupTable()
@@ -69,9 +82,10 @@ public enum BatchTransform {
         }
         let orderBytes = groups.groups.reduce(0) { $0 + $1.wordColumns }
         var out = [UInt8](repeating: 0, count: prefixLength + 5 * entries.count + payloadTotal + orderBytes)
+        var sectionEnds = [out.count]
         out.withUnsafeMutableBytes { out in
             var writer = ByteWriter(out)
-            writer.put(formatVersion)
+            writer.put(context == nil ? formatVersion : contextFormatVersion)
             writer.put(UInt32(entries.count))
             for range in entries { writer.put(body[range.lowerBound + 4]) }
             for range in entries { writer.put(UInt32(range.count - JournalFraming.overhead)) }
@@ -81,25 +95,34 @@ public enum BatchTransform {
             for range in entries where !isGrouped(body: body, entry: range) {
                 writer.copy(UnsafeRawBufferPointer(rebasing: body[(range.lowerBound + headerLength)..<(range.upperBound - 4)]))
             }
-            for group in groups.groups {
-                encodeMatrix(body: body, rows: group.payloadStarts, length: group.length, into: &writer)
+            if let context {
+                sectionEnds = encodeClassPlanes(body: body, groups: groups.groups, context: context, into: &writer)
+            } else {
+                for group in groups.groups {
+                    encodeMatrix(body: body, rows: group.payloadStarts, length: group.length, into: &writer)
+                }
             }
             precondition(writer.offset == out.count, "transform size miscounted")
         }
-        return out
+        return (out, sectionEnds)
     }
 
     /// Rebuilds the exact framed body from `transformed`. Entry `i` gets sequence number
     /// `firstSequence + i`. Every length is checked before use and the rebuilt body may not exceed
     /// `maxBodyLength` (the batch header's stated body length), so hostile input costs at most
     /// that much memory; anything inconsistent throws a malformed-input error naming the field.
+    /// Format 2 needs the `context` the encoder used (a different one yields a body whose entries checksum
+    /// does not match the batch header's).
     public static func decode(_ transformed: UnsafeRawBufferPointer, firstSequence: UInt64, maxBodyLength: Int,
-                              source: String) throws(DAQError) -> [UInt8] {
+                              context: Context? = nil, source: String) throws(DAQError) -> [UInt8] {
         func bad(_ text: String, _ field: String) -> DAQError {
             DAQError(.malformedInput, "transposed body: \(text)", at: InputLocation(file: source, field: field))
         }
         guard transformed.count >= prefixLength else { throw bad("\(transformed.count) bytes, shorter than its prefix", "transform prefix") }
-        guard transformed[0] == formatVersion else { throw bad("unsupported format version \(transformed[0])", "transform version") }
+        let version = context == nil ? formatVersion : contextFormatVersion
+        guard transformed[0] == version else {
+            throw bad("format version \(transformed[0]), expected \(version)", "transform version")
+        }
         let count = Int(transformed.loadLE(UInt32.self, at: 1))
         // Every entry occupies at least its framing in the body: this bounds `count` before any
         // per-entry array is allocated.
@@ -171,15 +194,21 @@ public enum BatchTransform {
             for (start, length) in verbatim {
                 UnsafeMutableRawBufferPointer(rebasing: body[start..<(start + length)]).copyMemory(from: reader.take(length))
             }
-            for group in groups.groups {
-                if let order = decodeMatrix(from: &reader, rows: group.payloadStarts, length: group.length, into: body) {
+            if let context {
+                if let order = decodeClassPlanes(from: &reader, groups: groups.groups, context: context, into: body) {
                     return order
+                }
+            } else {
+                for group in groups.groups {
+                    if let order = decodeMatrix(from: &reader, rows: group.payloadStarts, length: group.length, into: body) {
+                        return order
+                    }
                 }
             }
             sealEntries(body)
             return nil
         }
-        if let badOrder { throw bad("column order \(badOrder) is not 0, 1 or 2", "column order") }
+        if let badOrder { throw bad("column order byte \(badOrder) names no order (0, 1, 2) or class", "column order") }
         return body
     }
 
@@ -216,11 +245,18 @@ public enum BatchTransform {
     /// are near zero; values that jump around a level may be best as they are. The estimate is
     /// the sum of signed magnitudes (order 0 taken relative to the first row), a fair stand-in
     /// for what the entropy coder will pay, at one pass over the column.
-    private static func chooseOrder(body: UnsafeRawBufferPointer, rows: [Int], offset: Int) -> UInt8 {
-        guard let firstRow = rows.first else { return 1 }
+    static func chooseOrder(body: UnsafeRawBufferPointer, rows: [Int], offset: Int) -> UInt8 {
+        chooseOrderAndCost(body: body, rows: rows, offset: offset, previous: 0, previousDelta: 0).order
+    }
+
+    /// `chooseOrder` starting from a group's previous value and difference, with the chosen
+    /// order's cost (the sum of the coded values' signed magnitudes).
+    static func chooseOrderAndCost(body: UnsafeRawBufferPointer, rows: [Int], offset: Int,
+                                   previous start: UInt16, previousDelta startDelta: UInt16) -> (order: UInt8, cost: UInt64) {
+        guard let firstRow = rows.first else { return (1, 0) }
         let level = body.loadLE(UInt16.self, at: firstRow + offset)
         var cost: (UInt64, UInt64, UInt64) = (0, 0, 0)
-        var previous: UInt16 = 0, previousDelta: UInt16 = 0
+        var previous = start, previousDelta = startDelta
         for row in rows {
             let value = body.loadLE(UInt16.self, at: row + offset)
             let delta = value &- previous
@@ -230,8 +266,8 @@ public enum BatchTransform {
             previous = value
             previousDelta = delta
         }
-        if cost.1 <= cost.0 && cost.1 <= cost.2 { return 1 }
-        return cost.2 < cost.0 ? 2 : 0
+        if cost.1 <= cost.0 && cost.1 <= cost.2 { return (1, cost.1) }
+        return cost.2 < cost.0 ? (2, cost.2) : (0, cost.0)
     }
 
     /// Undoes `encodeMatrix`, writing each record's payload after its id. The caller has checked
@@ -268,7 +304,7 @@ public enum BatchTransform {
     }
 
     /// Appends each entry's CRC32C over its header and payload (the body's framing is complete).
-    private static func sealEntries(_ body: UnsafeMutableRawBufferPointer) {
+    static func sealEntries(_ body: UnsafeMutableRawBufferPointer) {
         var offset = 0
         while offset < body.count {
             let length = Int(UnsafeRawBufferPointer(body).loadLE(UInt32.self, at: offset))
@@ -281,18 +317,19 @@ public enum BatchTransform {
 
     /// Whether an entry goes into a group matrix: records long enough to carry a record id.
     /// Everything else (layouts, reserved kinds, degenerate records) travels verbatim.
-    private static func isGrouped(kind: UInt8, payloadLength: Int) -> Bool {
+    static func isGrouped(kind: UInt8, payloadLength: Int) -> Bool {
         kind == JournalEntryKind.record.rawValue && payloadLength >= 2
     }
 
-    private static func isGrouped(body: UnsafeRawBufferPointer, entry: Range<Int>) -> Bool {
+    static func isGrouped(body: UnsafeRawBufferPointer, entry: Range<Int>) -> Bool {
         isGrouped(kind: body[entry.lowerBound + 4], payloadLength: entry.count - JournalFraming.overhead)
     }
 }
 
 /// Groups of records keyed by record id and payload length, in order of first appearance.
-private struct GroupTable {
+struct GroupTable {
     struct Group {
+        var id: UInt16
         var length: Int
         var payloadStarts: [Int] = []
         /// 16-bit columns after the record id: each costs one order byte in the matrix.
@@ -308,13 +345,13 @@ private struct GroupTable {
             groups[existing].payloadStarts.append(payloadStart)
         } else {
             index[key] = groups.count
-            groups.append(Group(length: length, payloadStarts: [payloadStart]))
+            groups.append(Group(id: id, length: length, payloadStarts: [payloadStart]))
         }
     }
 }
 
 /// Sequential little-endian writes into a buffer sized in advance.
-private struct ByteWriter {
+struct ByteWriter {
     let buffer: UnsafeMutableRawBufferPointer
     private(set) var offset = 0
 
@@ -325,6 +362,9 @@ private struct ByteWriter {
         offset += MemoryLayout<T>.size
     }
 
+    /// Moves past `count` bytes the caller filled in directly.
+    mutating func skip(_ count: Int) { offset += count }
+
     mutating func copy(_ bytes: UnsafeRawBufferPointer) {
         UnsafeMutableRawBufferPointer(rebasing: buffer[offset..<(offset + bytes.count)]).copyMemory(from: bytes)
         offset += bytes.count
@@ -332,7 +372,7 @@ private struct ByteWriter {
 }
 
 /// Sequential little-endian reads; bounds are checked by the caller before reading starts.
-private struct ByteReader {
+struct ByteReader {
     let buffer: UnsafeRawBufferPointer
     private(set) var offset: Int
 
@@ -355,7 +395,7 @@ private struct ByteReader {
 
 extension UnsafeRawBufferPointer {
     /// A little-endian integer at a byte offset (no alignment needed).
-    fileprivate func loadLE<T: FixedWidthInteger>(_ type: T.Type, at offset: Int) -> T {
+    func loadLE<T: FixedWidthInteger>(_ type: T.Type, at offset: Int) -> T {
         T(littleEndian: loadUnaligned(fromByteOffset: offset, as: T.self))
     }
 }

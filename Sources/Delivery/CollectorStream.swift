@@ -88,6 +88,20 @@ public struct CollectorStream: Sendable {
         if let request = lastRequest, request.from <= committed { lastRequest = nil }
     }
 
+    /// A commit the caller was asked to make failed (a held batch whose body did not decode once
+    /// its context was there): the stream goes back to what the rebuilt journal really holds,
+    /// `committed`, forgets every held batch and asks for the rest again.
+    public mutating func commitFailed(committed truth: UInt64, now: Int64) -> [Action] {
+        precondition(truth <= committed, "the journal cannot hold more than was committed")
+        var actions = held.map { Action.release(batch: $0.batch) }
+        held.removeAll()
+        committed = truth
+        gaps += 1
+        lastRequest = (truth + 1, now)
+        actions.append(.requestResend(from: truth + 1))
+        return actions
+    }
+
     /// Batches currently held ahead of a gap.
     public var heldCount: Int { held.count }
 }

@@ -193,24 +193,54 @@ public final class JournalWriter {
     /// is cut only where `startsSegment` says the device cut it, never by size, so the rebuilt
     /// segments are the device's segments byte for byte.
     public func appendFramed(_ entry: UnsafeRawBufferPointer, startsSegment: Bool) throws(DAQError) {
+        try appendFramed(run: entry, entries: [0..<entry.count], startsSegment: { _ in startsSegment })
+    }
+
+    /// Appends consecutive framed entries (`entries` are their ranges in `run`), each checked as
+    /// `appendFramed(_:startsSegment:)` checks one, with one write per segment they fall into
+    /// instead of one per entry. `startsSegment(sequence)` says where the device cut a segment.
+    /// If one entry is invalid, the entries before it are appended and an error is thrown.
+    public func appendFramed(run: UnsafeRawBufferPointer, entries: [Range<Int>],
+                             startsSegment: (UInt64) -> Bool) throws(DAQError) {
         try ensureUsable()
-        let sequence = lastSequence + 1
-        guard case .entry(let kind, _, _, let length) = JournalFraming.decode(entry, at: 0, expectedSequence: sequence),
-              length == entry.count, kind.isDefined else {
-            throw DAQError(.journalMisuse, "framed entry is not a valid entry \(sequence)", at: InputLocation(file: directory))
+        var pieceStart = 0  // index of the first entry not yet written
+        var rotating = false
+        func flush(upTo end: Int) throws(DAQError) {
+            guard end > pieceStart else { return }
+            scratch.removeAll(keepingCapacity: true)
+            scratch.append(contentsOf: UnsafeRawBufferPointer(rebasing: run[entries[pieceStart].lowerBound..<entries[end - 1].upperBound]))
+            try writeEntries(first: lastSequence + 1, last: lastSequence + UInt64(end - pieceStart), rotating: rotating)
+            pieceStart = end
+            rotating = false
         }
-        let rotating = startsSegment && activeLength > SegmentHeader.length
-        scratch.removeAll(keepingCapacity: true)
-        scratch.append(contentsOf: entry)
-        try writeEntry(sequence: sequence, rotating: rotating)
+        for (index, range) in entries.enumerated() {
+            let sequence = lastSequence + 1 + UInt64(index - pieceStart)
+            let entry = UnsafeRawBufferPointer(rebasing: run[range])
+            guard index == 0 || range.lowerBound == entries[index - 1].upperBound,
+                  case .entry(let kind, _, _, let length) = JournalFraming.decode(entry, at: 0, expectedSequence: sequence),
+                  length == entry.count, kind.isDefined else {
+                try flush(upTo: index)
+                throw DAQError(.journalMisuse, "framed entry is not a valid entry \(sequence)", at: InputLocation(file: directory))
+            }
+            if startsSegment(sequence) {
+                try flush(upTo: index)
+                rotating = activeLength > SegmentHeader.length
+            }
+        }
+        try flush(upTo: entries.count)
     }
 
     /// Writes `scratch` (one framed entry with `sequence`), rotating first when asked.
     private func writeEntry(sequence: UInt64, rotating: Bool) throws(DAQError) {
+        try writeEntries(first: sequence, last: sequence, rotating: rotating)
+    }
+
+    /// Writes `scratch` (framed entries `first...last`), rotating first when asked.
+    private func writeEntries(first: UInt64, last sequence: UInt64, rotating: Bool) throws(DAQError) {
         let framed = scratch.count
         // Room first: an entry refused for the quota must not leave a new, empty segment behind.
         try makeRoom(framed + (rotating ? SegmentHeader.length : 0))
-        if rotating { try rotate(firstSequence: sequence) }
+        if rotating { try rotate(firstSequence: first) }
         do {
             try writeScratch()
         } catch where error.isOutOfSpace {

@@ -15,6 +15,41 @@ public enum BatchCompression {
         return out
     }
 
+    /// zstd at `level` in one frame whose blocks end where `body`'s sections end
+    /// (`BatchTransform.encodeSections`): each block gets entropy tables fitted to its own section
+    /// (quiet columns, slow ones, noisy ones) instead of one table for their mixture. Any zstd
+    /// decoder reads it as an ordinary frame; the frame states its content size.
+    public static func compress(_ body: UnsafeRawBufferPointer, sectionEnds: [Int], level: Int32) -> [UInt8] {
+        guard sectionEnds.count > 1 else { return compress(body, level: level) }
+        precondition(sectionEnds.last == body.count, "sections must end at the body's end")
+        guard let context = ZSTD_createCCtx() else { preconditionFailure("zstd cannot allocate a compression context") }
+        defer { ZSTD_freeCCtx(context) }
+        func check(_ code: Int) {
+            precondition(ZSTD_isError(code) == 0, "zstd compression failed: \(String(cString: ZSTD_getErrorName(code)))")
+        }
+        check(ZSTD_CCtx_setParameter(context, ZSTD_c_compressionLevel, level))
+        check(ZSTD_CCtx_setPledgedSrcSize(context, UInt64(body.count)))
+        // A flush ends a block: at most one more block header per section beyond the usual bound.
+        var out = [UInt8](repeating: 0, count: ZSTD_compressBound(body.count) + 8 * sectionEnds.count)
+        let written = out.withUnsafeMutableBytes { out -> Int in
+            var output = ZSTD_outBuffer(dst: out.baseAddress, size: out.count, pos: 0)
+            var start = 0
+            for (index, end) in sectionEnds.enumerated() {
+                var input = ZSTD_inBuffer(src: body.baseAddress.map { $0 + start }, size: end - start, pos: 0)
+                let last = index == sectionEnds.count - 1
+                var remaining = 0
+                repeat {
+                    remaining = ZSTD_compressStream2(context, &output, &input, last ? ZSTD_e_end : ZSTD_e_flush)
+                    check(remaining)
+                } while remaining != 0 || input.pos < input.size
+                start = end
+            }
+            return output.pos
+        }
+        out.removeLast(out.count - written)
+        return out
+    }
+
     /// Decompresses exactly `length` bytes; anything else is a malformed batch.
     public static func decompress(_ data: UnsafeRawBufferPointer, length: Int, source: String) throws(DAQError) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: length)

@@ -29,9 +29,11 @@ struct BenchUplinkCommand: ParsableCommand {
             --latency-seconds; per journal entry, the collector's commit time minus the moment the \
             device appended the entry (hidden env traces DAQLINK_APPEND_TRACE / DAQCTL_COMMIT_TRACE, \
             both CLOCK_REALTIME); the first second is left out (connect)
-              5. peer: a bare QoS 1 publisher (MQTTConnection, own poll loop, --peer-window in flight) \
-            publishes the backlog journal's own bytes in messages of daqlink's mean batch size to a \
-            subscriber with the collector's identity; timed until the subscriber has every message
+              5. peers: a bare QoS 1 publisher (MQTTConnection, own poll loop, --peer-window in flight) \
+            to a subscriber with the collector's identity, timed until the subscriber has every message; \
+            A publishes the drain's own wire messages byte for byte (the device writes them to the hidden \
+            DAQLINK_WIRE_TRACE file at its end), B the backlog journal's raw bytes in messages of \
+            daqlink's mean batch size
             Build with -c release: a debug build's figures mean nothing.
             """
     )
@@ -136,10 +138,12 @@ private final class UplinkBench {
         let tinyLog = path("one-frame.log")
         let firstLine = try String(contentsOfFile: fixtureLog, encoding: .utf8).split(separator: "\n").first.map(String.init) ?? ""
         try (firstLine + "\n").write(toFile: tinyLog, atomically: true, encoding: .utf8)
+        let wireTrace = path("wire.trace")
         let drainStarted = SystemClock.monotonicNow()
         let drain = try runDevice(["--source", "replay:\(tinyLog)", "--speed", "max", "--journal", journal,
                                    "--quota-bytes", "\(quota)", "--broker", broker, "--device", "bench-01", "--pki", pki,
-                                   "--drain-timeout", "600"], log: "drain.log", timeout: 660)
+                                   "--drain-timeout", "600"], log: "drain.log", timeout: 660,
+                                  environment: ["DAQLINK_WIRE_TRACE": wireTrace])
         let drainWall = Double(SystemClock.monotonicNow() - drainStarted) / 1e9
         guard let drainUplink = drain.uplink, drainUplink.acknowledged == drain.lastSequence, drain.lastSequence > 0 else {
             throw ValidationError("the device did not drain its backlog (acknowledged \(drain.uplink?.acknowledged ?? 0) of "
@@ -165,22 +169,27 @@ private final class UplinkBench {
         let latency = try LatencyFigures.measure(appends: appendTrace, commits: commitTrace, device: "bench-02",
                                                  skipSeconds: min(1, latencySeconds / 4))
 
-        // Peer: the backlog journal's bytes, in messages of daqlink's mean raw batch size.
+        // Peers: the drain's own wire messages (the like-for-like ceiling), then the backlog
+        // journal's raw bytes in messages of daqlink's mean raw batch size (no compression at all).
+        let publisher = MQTTTLSFiles(caFile: "\(pki)/ca.crt", certificateFile: "\(pki)/devices/bench-01.crt",
+                                     keyFile: "\(pki)/devices/bench-01.key")
+        let subscriber = MQTTTLSFiles(caFile: "\(pki)/ca.crt", certificateFile: "\(pki)/collector.crt", keyFile: "\(pki)/collector.key")
+        let wireMessages = try Self.messages(inTrace: wireTrace)
+        let wirePeer = try BarePublisherPeer.measure(host: "127.0.0.1", port: port, messages: wireMessages, window: peerWindow,
+                                                     publisher: publisher, subscriber: subscriber, topic: "devices/bench-01/peer")
+        say("peer (drain's wire messages): \(wirePeer.messages) messages, \(wirePeer.bytes) bytes in \(wirePeer.seconds) s")
         let body = try journalBytes(journal)
         let messageSize = max(1, Int(drainUplink.rawBytes / max(1, drainUplink.batches)))
-        let peer = try BarePublisherPeer.measure(
-            host: "127.0.0.1", port: port, payload: body, messageSize: messageSize, window: peerWindow,
-            publisher: MQTTTLSFiles(caFile: "\(pki)/ca.crt", certificateFile: "\(pki)/devices/bench-01.crt",
-                                    keyFile: "\(pki)/devices/bench-01.key"),
-            subscriber: MQTTTLSFiles(caFile: "\(pki)/ca.crt", certificateFile: "\(pki)/collector.crt", keyFile: "\(pki)/collector.key"),
-            topic: "devices/bench-01/peer")
-        say("peer: \(peer.messages) messages of \(messageSize) bytes in \(peer.seconds) s")
+        let rawMessages = stride(from: 0, to: body.count, by: messageSize).map { Array(body[$0..<min(body.count, $0 + messageSize)]) }
+        let peer = try BarePublisherPeer.measure(host: "127.0.0.1", port: port, messages: rawMessages, window: peerWindow,
+                                                 publisher: publisher, subscriber: subscriber, topic: "devices/bench-01/peer")
+        say("peer (raw journal bytes): \(peer.messages) messages of \(messageSize) bytes in \(peer.seconds) s")
         fleet.stopAll()
 
         return UplinkBenchReport(backlog: backlog, backlogFrames: frames, repeats: repeats, drain: drain,
                                  drainWallSeconds: drainWall, collectorCommittedBytes: committedBytes,
                                  steady: steady, latency: latency, latencySeconds: latencySeconds,
-                                 latencySyncMs: latencySyncMs, peer: peer, peerWindow: peerWindow)
+                                 latencySyncMs: latencySyncMs, peer: peer, wirePeer: wirePeer, peerWindow: peerWindow)
     }
 
     /// Runs `daqlink run` with the reference experiment to its end and parses its summary.
@@ -205,6 +214,21 @@ private final class UplinkBench {
             if let index = words.firstIndex(of: "bytes"), index > 0 { return UInt64(words[index - 1]) ?? 0 }
         }
         return 0
+    }
+
+    /// The messages of a DAQLINK_WIRE_TRACE file (u32 little-endian length, then the bytes).
+    private static func messages(inTrace path: String) throws -> [[UInt8]] {
+        let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
+        var messages: [[UInt8]] = []
+        var offset = 0
+        while offset + 4 <= bytes.count {
+            let length = Int(bytes[offset]) | Int(bytes[offset + 1]) << 8 | Int(bytes[offset + 2]) << 16 | Int(bytes[offset + 3]) << 24
+            guard offset + 4 + length <= bytes.count else { break }
+            messages.append(Array(bytes[(offset + 4)..<(offset + 4 + length)]))
+            offset += 4 + length
+        }
+        guard !messages.isEmpty, offset == bytes.count else { throw ValidationError("the wire trace \(path) is empty or torn") }
+        return messages
     }
 
     /// The journal's segment files, concatenated in name order.
@@ -310,7 +334,7 @@ struct BarePublisherPeer {
     var seconds = 0.0
     var megabytesPerSecond: Double { seconds > 0 ? Double(bytes) / seconds / 1e6 : 0 }
 
-    static func measure(host: String, port: Int, payload: [UInt8], messageSize: Int, window: Int,
+    static func measure(host: String, port: Int, messages payloads: [[UInt8]], window: Int,
                         publisher publisherTLS: MQTTTLSFiles, subscriber subscriberTLS: MQTTTLSFiles,
                         topic: String) throws -> BarePublisherPeer {
         let subscriber = try MQTTConnection(clientID: "bench-peer-sub-\(getpid())", tls: subscriberTLS)
@@ -341,11 +365,11 @@ struct BarePublisherPeer {
             }
         }
 
-        let count = (payload.count + messageSize - 1) / messageSize
+        let count = payloads.count
         var next = 0, inFlight = 0, received = 0, receivedBytes = 0
         var refused: Int32?
         let start = SystemClock.monotonicNow()
-        try payload.withUnsafeBytes { all in
+        do {
             try loop.run(until: { received >= count }, timeout: 300, what: "the peer's \(count) messages") {
                 for event in publisher.drainEvents() {
                     if case .published(_, let rc) = event {
@@ -358,9 +382,7 @@ struct BarePublisherPeer {
                     if case .message(_, let bytes) = event { received += 1; receivedBytes += bytes.count }
                 }
                 while inFlight < window && next < count {
-                    let lower = next * messageSize
-                    let slice = UnsafeRawBufferPointer(rebasing: all[lower..<Swift.min(all.count, lower + messageSize)])
-                    _ = try publisher.publish(topic: topic, payload: slice)
+                    _ = try payloads[next].withUnsafeBytes { try publisher.publish(topic: topic, payload: $0) }
                     next += 1
                     inFlight += 1
                 }
@@ -413,7 +435,10 @@ private struct UplinkBenchReport {
     var latency: LatencyFigures
     var latencySeconds: Double
     var latencySyncMs: Int?
+    /// Raw journal bytes in messages of the drain's mean raw batch size.
     var peer: BarePublisherPeer
+    /// The drain's own wire messages (DAQLINK_WIRE_TRACE), byte for byte.
+    var wirePeer: BarePublisherPeer
     var peerWindow: Int
 
     private var build: String {
@@ -427,7 +452,11 @@ private struct UplinkBenchReport {
     /// Journal bytes drained: the collector's committed bytes (the device's sent bytes if missing).
     var drainedBytes: UInt64 { collectorCommittedBytes > 0 ? collectorCommittedBytes : drain.uplink?.rawBytes ?? 0 }
     var drainMBps: Double { drain.elapsed > 0 ? Double(drainedBytes) / drain.elapsed / 1e6 : 0 }
-    var ratio: Double { peer.megabytesPerSecond > 0 ? drainMBps / peer.megabytesPerSecond : 0 }
+    /// The journal bytes the same wire messages carry, per second of the bare publisher.
+    var wirePeerJournalMBps: Double { wirePeer.seconds > 0 ? Double(drainedBytes) / wirePeer.seconds / 1e6 : 0 }
+    /// Like for like: the same messages, with and without everything around them.
+    var ratio: Double { wirePeerJournalMBps > 0 ? drainMBps / wirePeerJournalMBps : 0 }
+    var rawRatio: Double { peer.megabytesPerSecond > 0 ? drainMBps / peer.megabytesPerSecond : 0 }
     var recordBytes: UInt64 { backlog.recordBytes + drain.recordBytes }
     var drainWirePerRecordByte: Double { recordBytes > 0 ? Double(drain.uplink?.wireBytes ?? 0) / Double(recordBytes) : 0 }
     var steadyWirePerRecordByte: Double {
@@ -446,15 +475,18 @@ private struct UplinkBenchReport {
             | measurement | value | target | met |
             |---|---:|---:|---|
             | drain: daqlink → broker → collector (committed + acked), MB/s of journal bytes | \(f(drainMBps, 1)) | ≥ 50 | \(drainMBps >= 50 ? "yes" : "no") |
-            | peer: bare QoS 1 publisher (window \(peerWindow), \(meanBatch) B messages) → subscriber, MB/s | \(f(peer.megabytesPerSecond, 1)) |  |  |
-            | drain ours / peer | \(f(ratio, 2))× | ≥ 0.8× | \(ratio >= 0.8 ? "yes" : "no") |
+            | peer A: bare QoS 1 publisher of the drain's own \(wirePeer.messages) wire messages (window \(peerWindow)) → subscriber, MB/s of the journal bytes they carry | \(f(wirePeerJournalMBps, 1)) |  |  |
+            | drain ours / peer A (same messages) | \(f(ratio, 2))× | ≥ 0.8× | \(ratio >= 0.8 ? "yes" : "no") |
+            | peer B: bare QoS 1 publisher of the raw journal bytes (window \(peerWindow), \(meanBatch) B messages), MB/s | \(f(peer.megabytesPerSecond, 1)) |  |  |
+            | drain ours / peer B | \(f(rawRatio, 2))× |  |  |
             | wire bytes / raw record bytes (drain, batches of ≤ 512 entries) | \(f(drainWirePerRecordByte, 3))× | ≤ 0.3× | \(drainWirePerRecordByte <= 0.3 ? "yes" : "no") |
             | wire bytes / raw record bytes (steady state, original speed) | \(f(steadyWirePerRecordByte, 3))× | ≤ 0.3× | \(steadyWirePerRecordByte <= 0.3 ? "yes" : "no") |
             | append → collector commit p99, ms (\(latency.entries) entries, \(f(latencySeconds, 0)) s at ×1, \(sync)) | \(f(latency.p99, 1)) | ≤ 100 | \(latency.p99 <= 100 ? "yes" : "no") |
 
             drain: \(drainedBytes) journal bytes in \(drain.uplink?.batches ?? 0) batches (\(drain.uplink?.wireBytes ?? 0) wire bytes) \
             in \(f(drain.elapsed, 3)) s (device start to last ack; process wall \(f(drainWallSeconds, 3)) s)
-            peer: \(peer.messages) messages, \(peer.bytes) bytes in \(f(peer.seconds, 3)) s
+            peer A: \(wirePeer.messages) messages, \(wirePeer.bytes) wire bytes in \(f(wirePeer.seconds, 3)) s
+            peer B: \(peer.messages) messages, \(peer.bytes) bytes in \(f(peer.seconds, 3)) s
             latency: p50 \(f(latency.p50, 1)) ms, p99 \(f(latency.p99, 1)) ms, max \(f(latency.max, 1)) ms
             """
     }
@@ -470,7 +502,9 @@ private struct UplinkBenchReport {
             "wallSeconds": \(n(drainWallSeconds)), "megabytesPerSecond": \(n(drainMBps))}, \
             "peer": {"window": \(peerWindow), "messageBytes": \(meanBatch), "messages": \(peer.messages), \
             "bytes": \(peer.bytes), "seconds": \(n(peer.seconds)), "megabytesPerSecond": \(n(peer.megabytesPerSecond))}, \
-            "ratio": \(n(ratio)), \
+            "wirePeer": {"window": \(peerWindow), "messages": \(wirePeer.messages), "wireBytes": \(wirePeer.bytes), \
+            "seconds": \(n(wirePeer.seconds)), "journalMegabytesPerSecond": \(n(wirePeerJournalMBps))}, \
+            "ratio": \(n(ratio)), "rawRatio": \(n(rawRatio)), \
             "wire": {"drainWirePerRecordByte": \(n(drainWirePerRecordByte)), \
             "steadyWirePerRecordByte": \(n(steadyWirePerRecordByte))}, \
             "latency": {"seconds": \(n(latencySeconds)), "syncMs": \(latencySyncMs.map(String.init) ?? "null"), \

@@ -100,7 +100,7 @@ import Testing
         let body = Self.randomBody(entries: 60, first: 9, random: &random)
         let transformed = BatchTransform.encode(body: body, entries: Self.ranges(body))
         let header = UplinkBatch(deviceID: "ecu", epoch: 1, first: 9, last: 68, segmentStarts: [], codec: .transposedZstd,
-                                 bodyLength: UInt32(body.count), bodyChecksum: CRC32C.checksum(body))
+                                 bodyLength: UInt32(body.count), bodyChecksum: UplinkBatch.entriesChecksum(body: body, entries: Self.ranges(body)))
         var outcomes = (transform: 0, header: 0)
         for trial in 0..<3000 {
             var bad = transformed

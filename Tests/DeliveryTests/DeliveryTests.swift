@@ -83,6 +83,38 @@ import Testing
         #expect(stream.committed == 14)
         #expect(stream.duplicates == 6)
     }
+
+    /// A held batch that cannot be committed after all (its codec-3 body fails to decode once its
+    /// context is there): back to what the journal holds, held batches dropped, the rest asked again.
+    @Test func aFailedCommitRewindsToTheJournalAndAsksAgain() {
+        var stream = CollectorStream(committed: 0, resendInterval: 100)
+        _ = stream.receive(batch: 1, first: 1, last: 4, now: 0)
+        #expect(stream.receive(batch: 2, first: 9, last: 12, now: 1) == [.requestResend(from: 5)])
+        #expect(stream.receive(batch: 3, first: 13, last: 14, now: 2) == [])
+        #expect(stream.receive(batch: 4, first: 5, last: 8, now: 3) == [
+            .commit(batch: 4, first: 5, last: 8), .release(batch: 4),
+            .commit(batch: 2, first: 9, last: 12), .release(batch: 2),
+            .commit(batch: 3, first: 13, last: 14), .release(batch: 3),
+            .acknowledge(upTo: 14)])
+        // The sink wrote 5…8, then batch 2 failed: nothing after 8 may count as committed.
+        var rewound = CollectorStream(committed: 0, resendInterval: 100)
+        _ = rewound.receive(batch: 1, first: 1, last: 4, now: 0)
+        _ = rewound.receive(batch: 2, first: 9, last: 12, now: 1)
+        _ = rewound.receive(batch: 3, first: 13, last: 14, now: 2)
+        _ = rewound.receive(batch: 4, first: 5, last: 8, now: 3)
+        #expect(rewound.commitFailed(committed: 8, now: 4) == [.requestResend(from: 9)])
+        #expect(rewound.committed == 8)
+        #expect(rewound.receive(batch: 5, first: 13, last: 14, now: 5) == [], "gap 9… already asked for")
+        #expect(rewound.receive(batch: 6, first: 9, last: 12, now: 6) == [
+            .commit(batch: 6, first: 9, last: 12), .release(batch: 6),
+            .commit(batch: 5, first: 13, last: 14), .release(batch: 5),
+            .acknowledge(upTo: 14)])
+        // Held batches are released by a rewind.
+        var holding = CollectorStream(committed: 0, resendInterval: 100)
+        _ = holding.receive(batch: 1, first: 3, last: 4, now: 0)
+        #expect(holding.commitFailed(committed: 0, now: 200) == [.release(batch: 1), .requestResend(from: 1)])
+        #expect(holding.heldCount == 0)
+    }
 }
 
 /// Sender and collector joined by a seeded faulty link: loss, duplication, reordering, outages.

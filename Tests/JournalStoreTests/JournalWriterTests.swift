@@ -231,3 +231,69 @@ import TestSupport
         #expect(throws: DAQError.self) { _ = try readAll(dir) }
     }
 }
+
+/// The collector's batched append: many framed entries per write, cut into segments exactly where
+/// asked, byte-identical to appending them one by one; a bad entry stops the run after the good ones.
+@Suite struct JournalAppendRunTests {
+    @Test func aRunOfFramedEntriesMatchesOneByOneAppendsSegmentForSegment() throws {
+        let source = (UInt64(1)...40).map { JournalFraming.encode(kind: $0 == 1 ? .layout : .record, sequence: $0, payload: pattern($0)) }
+        let cuts: Set<UInt64> = [1, 9, 10, 33]
+        let single = try freshJournalDirectory("run-single")
+        let batched = try freshJournalDirectory("run-batched")
+        defer { removeJournalDirectory(single); removeJournalDirectory(batched) }
+        let configuration = JournalConfiguration(epoch: 5, segmentSizeLimit: Int.max / 4, quotaBytes: Int.max / 2)
+        let one = try JournalWriter(directory: single, configuration: configuration)
+        for (index, entry) in source.enumerated() {
+            try entry.withUnsafeBytes { raw in
+                try Result { () throws(DAQError) in try one.appendFramed(raw, startsSegment: cuts.contains(UInt64(index + 1))) }.get()
+            }
+        }
+        try one.close()
+        let run = try JournalWriter(directory: batched, configuration: configuration)
+        // Three runs, the second starting on a cut, as three batches would arrive.
+        for slice in [source[0..<9], source[9..<33], source[33...]] {
+            var body: [UInt8] = []
+            var ranges: [Range<Int>] = []
+            for entry in slice {
+                ranges.append(body.count..<(body.count + entry.count))
+                body += entry
+            }
+            try body.withUnsafeBytes { raw in
+                try Result { () throws(DAQError) in
+                    try run.appendFramed(run: raw, entries: ranges, startsSegment: { cuts.contains($0) })
+                }.get()
+            }
+        }
+        #expect(run.segmentFirstSequences == [1, 9, 10, 33])
+        try run.close()
+        let names = try FileManager.default.contentsOfDirectory(atPath: single).filter { $0.hasSuffix(".jnl") }.sorted()
+        #expect(names == (try FileManager.default.contentsOfDirectory(atPath: batched).filter { $0.hasSuffix(".jnl") }.sorted()))
+        for name in names {
+            #expect(FileManager.default.contents(atPath: single + "/" + name) == FileManager.default.contents(atPath: batched + "/" + name),
+                    "segment \(name) differs")
+        }
+    }
+
+    @Test func aBadEntryInARunKeepsTheEntriesBeforeIt() throws {
+        let dir = try freshJournalDirectory("run-bad")
+        defer { removeJournalDirectory(dir) }
+        let writer = try JournalWriter(directory: dir, configuration: JournalConfiguration(epoch: 5))
+        var body: [UInt8] = []
+        var ranges: [Range<Int>] = []
+        for sequence in UInt64(1)...6 {
+            let entry = JournalFraming.encode(kind: .record, sequence: sequence, payload: pattern(sequence))
+            ranges.append(body.count..<(body.count + entry.count))
+            body += entry
+        }
+        body[ranges[4].lowerBound + JournalFraming.headerLength] ^= 1  // entry 5's CRC no longer matches
+        #expect(throws: DAQError.self) {
+            try body.withUnsafeBytes { raw in
+                try Result { () throws(DAQError) in try writer.appendFramed(run: raw, entries: ranges, startsSegment: { _ in false }) }.get()
+            }
+        }
+        #expect(writer.lastSequence == 4)
+        try writer.sync()
+        #expect(try readAll(dir).map(\.sequence) == [1, 2, 3, 4])
+        try writer.close()
+    }
+}

@@ -1,4 +1,5 @@
-// CRC32C: published vectors, and the slicing-by-8 path against a bit-at-a-time reference.
+// CRC32C: published vectors, both paths (the CPU's instruction where present, slicing-by-8)
+// against a bit-at-a-time reference.
 import Testing
 import TestSupport
 @testable import Journal
@@ -37,6 +38,27 @@ private func referenceCRC32C(_ bytes: [UInt8]) -> UInt32 {
                 #expect(CRC32C.checksum(slice) == referenceCRC32C(slice))
             }
         }
+    }
+
+    /// The table path on its own (the one-shot API takes the instruction when the CPU has it).
+    @Test(arguments: [4, 8] as [UInt64])
+    func tablePathMatchesReferenceAtEveryLengthAndAlignment(seed: UInt64) {
+        var random = SeededGenerator(seed: seed)
+        let data = random.bytes(300)
+        for start in 0..<9 {
+            for end in stride(from: start, through: data.count, by: 5) {
+                let slice = Array(data[start..<end])
+                let tables = slice.withUnsafeBytes { ~CRC32C.advanceWithTables(0xFFFF_FFFF, $0) }
+                #expect(tables == referenceCRC32C(slice))
+            }
+        }
+    }
+
+    /// On x86-64 every CPU this runs on has SSE4.2: the instruction path must be the one in use.
+    @Test func theInstructionIsUsedWhereTheCPUHasIt() {
+        #if arch(x86_64)
+        #expect(CRC32C.hardwareAvailable)
+        #endif
     }
 
     @Test(arguments: [5, 6, 7] as [UInt64])

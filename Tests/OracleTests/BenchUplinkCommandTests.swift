@@ -26,7 +26,8 @@ struct BenchUplinkCommandTests {
         }
         for path in ["backlog.journalBytes", "backlog.records", "backlog.recordPayloadBytes",
                      "drain.journalBytes", "drain.batches", "drain.wireBytes", "drain.seconds", "drain.megabytesPerSecond",
-                     "peer.messages", "peer.bytes", "peer.seconds", "peer.megabytesPerSecond", "ratio",
+                     "peer.messages", "peer.bytes", "peer.seconds", "peer.megabytesPerSecond", "ratio", "rawRatio",
+                     "wirePeer.messages", "wirePeer.wireBytes", "wirePeer.seconds", "wirePeer.journalMegabytesPerSecond",
                      "wire.drainWirePerRecordByte", "wire.steadyWirePerRecordByte",
                      "latency.entries", "latency.p50Ms", "latency.p99Ms", "latency.maxMs"] {
             positive(path)

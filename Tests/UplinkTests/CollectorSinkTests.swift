@@ -1,0 +1,136 @@
+// The collector's per-device sink with codec-3 batches, on a real rebuilt journal: a batch that
+// arrives ahead of a gap waits compressed and is decoded once its context is committed; one whose
+// context differs from the journal is rejected; one that fails to decode late rewinds the stream
+// to the journal and asks again — and acks only ever name what is synced.
+import DAQCore
+import Delivery
+import Foundation
+import Journal
+import JournalStore
+import Testing
+import TestSupport
+import Uplink
+@testable import Collector
+
+/// Every entry of a journal directory, in order.
+private func readAll(_ directory: String) throws -> [JournalEntry] {
+    let reader = try JournalReader(directory: directory, from: 1)
+    var entries: [JournalEntry] = []
+    while let entry = try reader.next() { entries.append(entry) }
+    return entries
+}
+
+@Suite struct CollectorSinkTests {
+    /// Records of two groups whose values drift, as a device's journal would hold them.
+    static let entries: [[UInt8]] = (UInt64(1)...60).map { sequence in
+        let group: UInt16 = sequence % 3 == 0 ? 2 : 1
+        var payload = [UInt8(group), 0]
+        for word in 0..<(group == 1 ? 9 : 5) {
+            let value = UInt16(truncatingIfNeeded: Int(sequence) * (word + 1) * 7 + word * 1000)
+            payload += [UInt8(value & 0xFF), UInt8(value >> 8)]
+        }
+        return JournalFraming.encode(kind: .record, sequence: sequence, payload: payload)
+    }
+
+    /// Entries `range` as the device would publish them: codec 3 against `context`, else codec 2.
+    static func payload(_ range: ClosedRange<Int>, context: ClosedRange<Int>?, contextChecksum: UInt32? = nil,
+                        corruptBody: Bool = false) -> [UInt8] {
+        func joined(_ r: ClosedRange<Int>) -> ([UInt8], [Range<Int>]) {
+            var body: [UInt8] = []
+            var ranges: [Range<Int>] = []
+            for entry in entries[(r.lowerBound - 1)...(r.upperBound - 1)] {
+                ranges.append(body.count..<(body.count + entry.count))
+                body += entry
+            }
+            return (body, ranges)
+        }
+        let (body, ranges) = joined(range)
+        var header = UplinkBatch(deviceID: "sink-01", epoch: 9, first: UInt64(range.lowerBound), last: UInt64(range.upperBound),
+                                 segmentStarts: [], codec: .transposedZstd, bodyLength: UInt32(body.count),
+                                 bodyChecksum: UplinkBatch.entriesChecksum(body: body, entries: ranges))
+        var transformContext: BatchTransform.Context?
+        if let context {
+            let (before, beforeRanges) = joined(context)
+            transformContext = before.withUnsafeBytes { BatchTransform.Context(body: $0, entries: beforeRanges) }
+            header.codec = .contextTransposedZstd
+            header.context = .init(first: UInt64(context.lowerBound),
+                                   checksum: contextChecksum ?? UplinkBatch.entriesChecksum(body: before, entries: beforeRanges))
+        }
+        var transformed = BatchTransform.encode(body: body, entries: ranges, context: transformContext)
+        if corruptBody { transformed[transformed.count - 3] ^= 0x5A }  // a matrix byte: decodes, wrongly
+        return header.encodedHeader() + transformed.withUnsafeBytes { BatchCompression.compress($0, level: 3) }
+    }
+
+    static func batch(_ payload: [UInt8]) throws -> ReceivedBatch {
+        try ReceivedBatch(payload: payload, source: "devices/sink-01/data")
+    }
+
+    @Test func aCodec3BatchAheadOfAGapWaitsForItsContext() throws {
+        let work = try PackagePaths.temporaryDirectory("sink-gap")
+        defer { try? FileManager.default.removeItem(at: work) }
+        let sink = try DeviceStreamSink(deviceID: "sink-01", epoch: 9, directory: work.appendingPathComponent("journal").path)
+        // 21…40 (context 1…20) and 41…60 (context 21…40) arrive before 1…20.
+        let early = try Self.batch(Self.payload(21...40, context: 1...20))
+        #expect(!early.isDecoded, "its context is not committed: it must wait encoded")
+        #expect(try sink.receive(early, now: 0).resends == [1])
+        _ = try sink.receive(try Self.batch(Self.payload(41...60, context: 21...40)), now: 1)
+        #expect(sink.committed == 0)
+        let result = try sink.receive(try Self.batch(Self.payload(1...20, context: nil)), now: 2)
+        #expect(result.rejected == nil)
+        #expect(sink.committed == 60)
+        #expect(try sink.syncForAcknowledgement() == 60)
+        try sink.close()
+        let rebuilt = try readAll(work.appendingPathComponent("journal").path)
+        #expect(rebuilt.map(\.framed) == Self.entries)
+    }
+
+    @Test func aContextThatDiffersFromTheJournalIsRejectedOnArrival() throws {
+        let work = try PackagePaths.temporaryDirectory("sink-mismatch")
+        defer { try? FileManager.default.removeItem(at: work) }
+        let sink = try DeviceStreamSink(deviceID: "sink-01", epoch: 9, directory: work.appendingPathComponent("journal").path)
+        _ = try sink.receive(try Self.batch(Self.payload(1...20, context: nil)), now: 0)
+        #expect(throws: DAQError.self) {
+            _ = try sink.receive(try Self.batch(Self.payload(21...40, context: 1...20, contextChecksum: 0xBAD)), now: 1)
+        }
+        #expect(sink.committed == 20)
+        // A context read back from the journal instead of the last commit (as after a restart).
+        try sink.close()
+        let reopened = try DeviceStreamSink(deviceID: "sink-01", epoch: 9, directory: work.appendingPathComponent("journal").path)
+        #expect(reopened.committed == 20)
+        let result = try reopened.receive(try Self.batch(Self.payload(21...40, context: 11...20)), now: 2)
+        #expect(result.rejected == nil)
+        #expect(reopened.committed == 40)
+        try reopened.close()
+    }
+
+    @Test func aHeldBatchThatFailsToDecodeRewindsToTheJournal() throws {
+        let work = try PackagePaths.temporaryDirectory("sink-rewind")
+        defer { try? FileManager.default.removeItem(at: work) }
+        let sink = try DeviceStreamSink(deviceID: "sink-01", epoch: 9, directory: work.appendingPathComponent("journal").path)
+        _ = try sink.receive(try Self.batch(Self.payload(1...20, context: nil)), now: 0)
+        #expect(try sink.syncForAcknowledgement() == 20)
+        // In order (its context is committed) a corrupt codec-3 body is rejected on arrival.
+        #expect(throws: DAQError.self) {
+            _ = try sink.receive(try Self.batch(Self.payload(21...40, context: 1...20, corruptBody: true)), now: 1)
+        }
+        #expect(sink.committed == 20)
+        // Now the failure after the fact: a corrupt 21…40 held behind a gap at 1…20 on a fresh stream.
+        let second = try PackagePaths.temporaryDirectory("sink-rewind-2")
+        defer { try? FileManager.default.removeItem(at: second) }
+        let late = try DeviceStreamSink(deviceID: "sink-01", epoch: 9, directory: second.appendingPathComponent("journal").path)
+        _ = try late.receive(try Self.batch(Self.payload(21...40, context: 1...20, corruptBody: true)), now: 0)
+        _ = try late.receive(try Self.batch(Self.payload(41...60, context: 21...40)), now: 1)
+        let result = try late.receive(try Self.batch(Self.payload(1...20, context: nil)), now: 2)
+        #expect(result.rejected != nil, "the late decode failure is reported")
+        #expect(result.resends == [21], "and the rest asked for again")
+        #expect(late.committed == 20, "nothing past the journal counts as committed")
+        #expect(try late.syncForAcknowledgement() == 20, "the ack names only what is synced")
+        // The device resends 21…60 (codec 2 first, as after a resend request): the stream completes.
+        _ = try late.receive(try Self.batch(Self.payload(21...40, context: nil)), now: 3)
+        _ = try late.receive(try Self.batch(Self.payload(41...60, context: 21...40)), now: 4)
+        #expect(late.committed == 60)
+        try late.close()
+        #expect(try readAll(second.appendingPathComponent("journal").path).map(\.framed) == Self.entries)
+        try sink.close()
+    }
+}
