@@ -76,9 +76,16 @@ public final class JournalWriter {
                 FileOps.close(dirFD)
             }
         }
-        let locked: Bool
-        do { locked = try FileOps.lockExclusive(directoryFD) } catch {
-            throw error.daqError("lock journal directory", path: directory)
+        var locked = false
+        // A lock may outlive its writer for a moment: a process forked elsewhere in this program
+        // shares the directory's open file description until it execs (O_CLOEXEC closes it only
+        // then), and a writer that just exited is released by the kernel shortly after. Wait up
+        // to a second before calling the journal busy.
+        for attempt in 0..<20 where !locked {
+            if attempt > 0 { usleep(50_000) }
+            do { locked = try FileOps.lockExclusive(directoryFD) } catch {
+                throw error.daqError("lock journal directory", path: directory)
+            }
         }
         guard locked else {
             throw DAQError(.journalBusy, "another writer holds the journal", at: InputLocation(file: directory))
