@@ -54,7 +54,7 @@ final class OTARig: @unchecked Sendable {
             try FileManager.default.createSymbolicLink(at: ota, withDestinationURL: otaRoot)
         }
         try FileManager.default.createDirectory(at: ota.appendingPathComponent("slots/a"), withIntermediateDirectories: true)
-        try FileManager.default.copyItem(atPath: Self.daqlink, toPath: slots.binaryPath(.a))
+        try Self.installFactoryImage(at: slots.binaryPath(.a))
         try startNginx()
     }
 
@@ -67,11 +67,19 @@ final class OTARig: @unchecked Sendable {
         broker.stop()
     }
 
+    /// Copies this build's daqlink to `path` with cp(1): a write descriptor held by the test process
+    /// itself could be inherited by a child another test forks at that moment, and exec of the
+    /// file would then fail with ETXTBSY ("Text file busy").
+    static func installFactoryImage(at path: String) throws {
+        let copy = try runProcess("/bin/cp", [daqlink, path])
+        guard copy.status == 0 else { throw RigError("cp \(daqlink) \(path): \(copy.stderr)") }
+    }
+
     /// A device fresh from the factory: the update directory is emptied, slot a holds this build.
     func resetUpdateDirectory() throws {
         try? FileManager.default.removeItem(at: ota)
         try FileManager.default.createDirectory(at: ota.appendingPathComponent("slots/a"), withIntermediateDirectories: true)
-        try FileManager.default.copyItem(atPath: Self.daqlink, toPath: slots.binaryPath(.a))
+        try Self.installFactoryImage(at: slots.binaryPath(.a))
     }
 
     @discardableResult
