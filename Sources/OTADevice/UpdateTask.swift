@@ -323,9 +323,13 @@ public final class UpdateTask {
                 try options.directory.clearStaging(kind)
                 try options.directory.stage(manifest: bytes, signature: signature ?? [], for: kind)
             case .firmware:
-                guard execute(store.on(.updateAccepted(version: manifest.version, floor: manifest.floor)), staging: (bytes, signature ?? [])) else {
+                // While a trial runs (or an install waits) the slot store takes no new release: try again later.
+                let actions = store.on(.updateAccepted(version: manifest.version, floor: manifest.floor))
+                guard actions.contains(where: { if case .persist = $0 { true } else { false } }) else {
+                    logger.info("firmware \(manifest.version) waits: the inactive slot is \(store.state.inactive)")
                     return nextKind()
                 }
+                guard execute(actions, staging: (bytes, signature ?? [])) else { return nextKind() }
             case .experiment, .certificates:
                 var versions = try options.directory.versions(of: kind)
                 try options.directory.clearStaging(kind)

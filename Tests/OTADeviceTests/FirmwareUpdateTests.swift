@@ -142,3 +142,32 @@ import Glibc
         #expect(rig.stopDevice() == 0, "\(rig.deviceLogs())")
     }
 }
+
+@Suite(.serialized) struct ConsecutiveUpdateTests {
+    @Test func aReleasePublishedDuringATrialWaitsForTheCommitThenFollows() throws {
+        let rig = try OTARig()
+        // No collector yet: the trial of release 2 cannot pass its health check until it starts.
+        try rig.publish(try rig.firmware("daqlink-2.bin", marker: "release 2"), kind: .firmware, version: 2, floor: 2)
+        try rig.startDevice(speed: "0.5", healthTimeout: 60)
+        let inTrial = rig.wait(40) { if case .trial(2, _, _) = rig.bootState()?.inactive { true } else { false } }
+        #expect(inTrial, "\(String(describing: rig.bootState()))\n\(rig.deviceLogs())")
+        #expect(rig.wait(20) { rig.deviceLogs().contains("running trial firmware 2") })
+
+        try rig.publish(try rig.firmware("daqlink-3.bin", marker: "release 3"), kind: .firmware, version: 3, floor: 3)
+        #expect(rig.wait(20) { rig.deviceLogs().contains("firmware 3 waits") }, "\(rig.deviceLogs())")
+        let outbox = { (try? String(contentsOf: rig.ota.appendingPathComponent("status/outbox"), encoding: .utf8)) ?? "" }
+        #expect(!outbox().contains("\"version\":3"), "nothing of release 3 happens during the trial: \(outbox())")
+
+        // The collector comes up: release 2 commits, then release 3 goes through its own trial.
+        try rig.startCollector()
+        let done = rig.wait(90) { rig.bootState()?.committedVersion == 3 }
+        #expect(done, "\(String(describing: rig.bootState()))\n\(rig.deviceLogs())")
+        let state = try #require(rig.bootState())
+        #expect(state.active == .a && state.floor == 3, "release 3 went to the slot release 2 left: \(state)")
+        #expect(rig.wait(20) { rig.historyContains("firmware", "committed", 3) })
+        let order = rig.history().filter { $0.kind == "firmware" }.map { "\($0.status) \($0.version)" }
+        #expect(order == ["downloading 2", "verified 2", "installed 2", "trial-boot 2", "committed 2",
+                          "downloading 3", "verified 3", "installed 3", "trial-boot 3", "committed 3"], "\(order)")
+        _ = rig.stopDevice()
+    }
+}
