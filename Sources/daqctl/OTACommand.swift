@@ -24,7 +24,7 @@ struct OTACommand: ParsableCommand {
         names; nginx serves them from updates/devices/<certificate CN>/ (then its group's folder), so \
         a device can never read another device's files. See docs/ota.md.
         """,
-        subcommands: [Keygen.self, Sign.self, Publish.self, NginxConfig.self]
+        subcommands: [Keygen.self, Sign.self, Publish.self, NginxConfig.self, History.self]
     )
 }
 

@@ -33,6 +33,12 @@ import Glibc
         #expect(rig.wait(20) { rig.historyContains("firmware", "committed", 2) }, "\(rig.history())")
         let statuses = rig.history().filter { $0.kind == "firmware" && $0.version == 2 }.map(\.status)
         #expect(statuses == ["downloading", "verified", "installed", "trial-boot", "committed"], "\(statuses)")
+        // The operator's view of it.
+        let table = try runProcess(OTARig.daqctl, ["ota", "history", "--collected", rig.collected.path])
+        #expect(table.status == 0 && table.stdout.hasPrefix("rig-01:\n"), "\(table.stdout)\(table.stderr)")
+        #expect(table.stdout.contains("\tfirmware\tcommitted\t2\tb\t"), "\(table.stdout)")
+        let unknown = try runProcess(OTARig.daqctl, ["ota", "history", "--collected", rig.collected.path, "--device", "rig-99"])
+        #expect(unknown.status != 0 && unknown.stderr.contains("rig-99"), "\(unknown.stderr)")
 
         // The device, running from slot b, replays to the end and drains; the stream survived the re-exec.
         #expect(rig.wait(60) { rig.device?.isRunning == false }, "the device did not finish")

@@ -1,0 +1,74 @@
+// `daqctl ota history`: what the collector heard from devices on devices/<id>/ota/status, as a
+// table per device (or the JSON lines as stored).
+import ArgumentParser
+import DAQCore
+import Foundation
+
+extension OTACommand {
+    struct History: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "history",
+            abstract: "Show devices' update history as kept by `daqctl collect`.",
+            discussion: """
+                Reads OUT/<device>/ota-history.jsonl under the collector's output directory: every \
+                state change a device reported (downloading, verified, installed, trial-boot, \
+                committed, rolled-back, download-failed, refused) with version, slot and reason.
+
+                Examples:
+                  daqctl ota history --collected collected              (every device)
+                  daqctl ota history --collected collected --device rig-01 --json
+                """
+        )
+
+        @Option(help: "The collector's output directory (`daqctl collect --out`).")
+        var collected: String
+
+        @Option(help: "Only this device.")
+        var device: String?
+
+        @Flag(help: "Print the stored JSON lines instead of a table.")
+        var json = false
+
+        func run() throws {
+            let devices: [String]
+            if let device {
+                devices = [device]
+            } else {
+                let names = (try? FileManager.default.contentsOfDirectory(atPath: collected)) ?? []
+                devices = names.filter { FileManager.default.fileExists(atPath: "\(collected)/\($0)/ota-history.jsonl") }.sorted()
+            }
+            guard !devices.isEmpty else {
+                throw ValidationError("no update history under \(collected) (is it a `daqctl collect --out` directory?)")
+            }
+            for name in devices {
+                let path = "\(collected)/\(name)/ota-history.jsonl"
+                guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                    throw ValidationError("\(path): no update history for device '\(name)'")
+                }
+                let lines = text.split(separator: "\n")
+                if json {
+                    for line in lines { print(line) }
+                    continue
+                }
+                print("\(name):")
+                print("  " + ["seq", "time (UTC)", "kind", "status", "version", "slot", "reason"].joined(separator: "\t"))
+                for (number, line) in lines.enumerated() {
+                    guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
+                        throw DAQError.malformed("not a JSON object", file: path, line: number + 1, field: nil)
+                    }
+                    let time = (object["time"] as? NSNumber).map { Self.utc($0.int64Value) } ?? "?"
+                    let fields = [(object["seq"] as? NSNumber)?.stringValue ?? "?", time, object["kind"] as? String ?? "?",
+                                  object["status"] as? String ?? "?", (object["version"] as? NSNumber)?.stringValue ?? "?",
+                                  object["slot"] as? String ?? "-", object["reason"] as? String ?? ""]
+                    print("  " + fields.joined(separator: "\t"))
+                }
+            }
+        }
+
+        static func utc(_ seconds: Int64) -> String {
+            let formatter = ISO8601DateFormatter()
+            formatter.formatOptions = [.withInternetDateTime]
+            return formatter.string(from: Date(timeIntervalSince1970: TimeInterval(seconds)))
+        }
+    }
+}
