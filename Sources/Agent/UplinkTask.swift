@@ -415,7 +415,8 @@ final class UplinkTask {
             // its columns continue from them, so small batches compress like one long stream. The
             // collector decodes it once it has committed them (it commits strictly in order).
             // Otherwise codec 2. zstd level 1 while draining a backlog (CPU-bound; the transform
-            // already did most of the work), 3 at steady state (docs/benchmarks.md, "Uplink").
+            // already did most of the work), 12 at steady state: a few KB every 50 ms, where the
+            // CPU is free and every byte crosses the 4G link (docs/benchmarks.md, "Uplink").
             var context: BatchTransform.Context?
             if let previous = previousPart, previous.last + 1 == first,
                previous.last - previous.first < UplinkBatch.maxContextEntries {
@@ -429,7 +430,7 @@ final class UplinkTask {
                 BatchTransform.encodeSections(body: $0, entries: entries, context: context)
             }
             let compressed = transposed.withUnsafeBytes {
-                BatchCompression.compress($0, sectionEnds: sections, level: fromJournal ? 1 : 3)
+                BatchCompression.compress($0, sectionEnds: sections, level: fromJournal ? 1 : 12)
             }
             wire = header.encodedHeader() + compressed
             // The context checksum of the next part is this part's entries checksum.
