@@ -75,7 +75,7 @@ final class UplinkTask {
     private var partsOutstanding: [Int: Int] = [:]
     private var worstReason: [Int: UInt8] = [:]
     private var timers: [UplinkSender.Timer: EventLoop.TimerID] = [:]
-    private var random: UInt64
+    private var jitter: Jitter
     private var stopped = false
     private(set) var counters = UplinkCounters()
     /// DAQLINK_WIRE_TRACE (a benchmark aid): every data payload published.
@@ -97,7 +97,7 @@ final class UplinkTask {
         self.options = options
         self.loop = loop
         self.journal = journal
-        random = seed | 1
+        jitter = Jitter(seed: seed)
         sender = UplinkSender(policy: options.policy, acknowledged: journal.acknowledgedUpTo,
                               journalEnd: journal.lastSyncedSequence)
     }
@@ -456,10 +456,5 @@ final class UplinkTask {
         }
     }
 
-    private func nextJitter() -> Double {
-        random ^= random << 13
-        random ^= random >> 7
-        random ^= random << 17
-        return Double(random % 1_000_000) / 1_000_000
-    }
+    private func nextJitter() -> Double { jitter.next() }
 }

@@ -4,6 +4,7 @@
 // `<output>/<device>/ota-history.jsonl` in arrival order.
 import DAQCore
 import Foundation
+import OTA
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -36,9 +37,7 @@ final class UpdateHistory {
         for field in ["kind", "status"] where !(object[field] is String) {
             throw DAQError(.malformedInput, "status report lacks \(field)", at: InputLocation(file: source, field: field))
         }
-        guard !device.hasPrefix("."), device.utf8.allSatisfy({ $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_")
-            || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains($0)
-            || (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0) }) else {
+        guard SafeName.isSafe(device) else {
             throw DAQError(.malformedInput, "device id '\(device)' is not a safe name", at: InputLocation(file: source, field: "device"))
         }
         let sequence = (object["seq"] as! NSNumber).uint64Value

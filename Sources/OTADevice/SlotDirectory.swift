@@ -133,28 +133,15 @@ public struct SlotDirectory: Sendable {
         return try? UpdateManifest.parse(bytes, file: path)
     }
 
-    /// Length and SHA-256 of the file at `path`, or nil if it cannot be read.
-    public static func digest(of path: String) -> (length: UInt64, sha256: String)? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        let digest = SHA256Digest()
-        var length: UInt64 = 0
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if count < 0 && errno == EINTR { continue }
-            guard count >= 0 else { return nil }
-            if count == 0 { break }
-            length += UInt64(count)
-            chunk.withUnsafeBytes { digest.update(UnsafeRawBufferPointer(rebasing: $0.prefix(count))) }
-        }
-        return (length, digest.finalizeHex())
+    /// Length of the file at `path` (0 when there is none).
+    public static func size(of path: String) -> UInt64 {
+        var info = stat()
+        return stat(path, &info) == 0 ? UInt64(info.st_size) : 0
     }
 
     /// True when the file at `path` has exactly the manifest's length and SHA-256.
     public static func matches(_ path: String, _ manifest: UpdateManifest) -> Bool {
-        guard let found = digest(of: path) else { return false }
+        guard let found = SHA256Digest.file(path) else { return false }
         return found.length == manifest.length && found.sha256 == manifest.sha256
     }
 

@@ -72,7 +72,7 @@ public final class UpdateTask {
     private var busy = false
     private var queue: [UpdateKind] = []
     private var stopped = false
-    private var random: UInt64
+    private var jitter: Jitter
     /// Refusals already reported (manifest digest), so a bad manifest is reported once.
     private var reportedRefusals: Set<String> = []
     private var certificateFailures = 0
@@ -94,7 +94,7 @@ public final class UpdateTask {
         self.options = options
         self.loop = loop
         self.credentials = credentials
-        random = seed | 1
+        jitter = Jitter(seed: seed)
         try options.directory.prepare()
         trust = try ReleaseTrustStore(publicKeyPaths: options.trustedKeyFiles)
         guard let state = try options.directory.loadBootState() else {
@@ -184,10 +184,7 @@ public final class UpdateTask {
     }
 
     private func nextPollDelay() -> Double {
-        random ^= random << 13
-        random ^= random >> 7
-        random ^= random << 17
-        let unit = Double(random % 1_000_000) / 1_000_000 * 2 - 1
+        let unit = jitter.next() * 2 - 1
         return max(0.1, options.pollInterval * (1 + options.pollJitter * unit))
     }
 
@@ -243,23 +240,10 @@ public final class UpdateTask {
         }
     }
 
-    /// The staged manifest of a download this device accepted and has not finished.
-    private func unfinishedDownload(_ kind: UpdateKind) -> UpdateManifest? {
-        guard let staged = options.directory.stagedManifest(kind) else { return nil }
-        switch kind {
-        case .firmware:
-            if case .downloading(let version, _) = store.state.inactive, version == staged.version { return staged }
-            return nil
-        case .experiment, .certificates:
-            guard let versions = try? options.directory.versions(of: kind), versions.accepted == staged.version,
-                  staged.version > versions.installed, credentials.pending?.version != staged.version || kind != .certificates else { return nil }
-            return staged
-        }
-    }
-
-    /// The version this device accepted for `kind` and has neither installed nor staged.
-    private func acceptedButUnstaged(_ kind: UpdateKind) -> UInt64? {
-        guard options.directory.stagedManifest(kind) == nil else { return nil }
+    /// The version of `kind` this device accepted and has not finished downloading: firmware in
+    /// state `downloading`; an experiment or bundle accepted above the installed one that neither
+    /// failed for good nor waits, installed, for its first connection.
+    private func downloadingVersion(_ kind: UpdateKind) -> UInt64? {
         switch kind {
         case .firmware:
             if case .downloading(let version, _) = store.state.inactive { return version }
@@ -270,6 +254,17 @@ public final class UpdateTask {
                   kind != .certificates || credentials.pending == nil else { return nil }
             return versions.accepted
         }
+    }
+
+    /// The staged manifest of the download in progress, resumed without asking the server.
+    private func unfinishedDownload(_ kind: UpdateKind) -> UpdateManifest? {
+        guard let staged = options.directory.stagedManifest(kind), staged.version == downloadingVersion(kind) else { return nil }
+        return staged
+    }
+
+    /// The download in progress whose staged manifest a power cut lost.
+    private func acceptedButUnstaged(_ kind: UpdateKind) -> UInt64? {
+        options.directory.stagedManifest(kind) == nil ? downloadingVersion(kind) : nil
     }
 
     private func deviceState(_ kind: UpdateKind) throws -> DeviceUpdateState {
@@ -356,7 +351,7 @@ public final class UpdateTask {
 
     private func download(_ kind: UpdateKind, _ manifest: UpdateManifest) {
         let path = options.directory.stagedArtifactPath(kind)
-        let have = SlotDirectory.digest(of: path)?.length ?? 0
+        let have = SlotDirectory.size(of: path)
         if let free = SlotDirectory.freeBytes(at: options.directory.stagingPath(kind)),
            free < manifest.length - min(have, manifest.length) + options.freeSpaceMargin {
             failDownload(kind, manifest, reason: "disk-full: \(manifest.length - min(have, manifest.length)) bytes needed, \(free) free (margin \(options.freeSpaceMargin))")

@@ -1,5 +1,8 @@
 // SHA-256 through OpenSSL's EVP interface, for comparing journals and images.
 internal import COpenSSL
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// An incremental SHA-256.
 public final class SHA256Digest {
@@ -14,6 +17,26 @@ public final class SHA256Digest {
 
     public func update(_ bytes: UnsafeRawBufferPointer) {
         if bytes.count > 0 { EVP_DigestUpdate(context, bytes.baseAddress, bytes.count) }
+    }
+
+    /// SHA-256 (lowercase hex) and length of the file at `path`, read in 1 MiB chunks; nil when
+    /// it cannot be opened or read.
+    public static func file(_ path: String) -> (sha256: String, length: UInt64)? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        let digest = SHA256Digest()
+        var length: UInt64 = 0
+        var chunk = [UInt8](repeating: 0, count: 1 << 20)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if count < 0 && errno == EINTR { continue }
+            guard count >= 0 else { return nil }
+            if count == 0 { break }
+            length += UInt64(count)
+            chunk.withUnsafeBytes { digest.update(UnsafeRawBufferPointer(rebasing: $0.prefix(count))) }
+        }
+        return (digest.finalizeHex(), length)
     }
 
     /// The digest as lowercase hex; the object must not be used afterwards.

@@ -8,19 +8,10 @@ enum ArtifactFile {
     /// Largest file `read` loads into memory (artifacts are streamed for hashing, copied whole).
     static let maximumReadSize = 1 << 30
 
-    /// SHA-256 (hex) and length of the file at `path`, read in 1 MiB chunks.
+    /// SHA-256 (hex) and length of the file at `path`.
     static func digest(_ path: String) throws -> (String, UInt64) {
-        guard let handle = FileHandle(forReadingAtPath: path) else {
-            throw DAQError(.io, "cannot open", at: InputLocation(file: path))
-        }
-        defer { try? handle.close() }
-        let digest = SHA256Digest()
-        var length: UInt64 = 0
-        while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
-            chunk.withUnsafeBytes { digest.update($0) }
-            length += UInt64(chunk.count)
-        }
-        return (digest.finalizeHex(), length)
+        guard let found = SHA256Digest.file(path) else { throw DAQError(.io, "cannot read", at: InputLocation(file: path)) }
+        return (found.sha256, found.length)
     }
 
     /// The whole file at `path`.

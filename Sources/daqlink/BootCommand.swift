@@ -76,10 +76,15 @@ struct BootCommand: ParsableCommand {
     }
 
     /// "Reboot": replace this process with `daqlink boot` from the committed slot.
-    static func reexecute(otaDirectory: String, trialAttempts: UInt8, runArguments: [String]) throws {
+    /// The arguments are the ones `daqlink boot` saved, never this (possibly trial) binary's own.
+    static func reexecute(otaDirectory: String, trialAttempts: UInt8) throws {
         let directory = SlotDirectory(root: otaDirectory)
         let active = (try? directory.loadBootState())??.active ?? .a
-        let runArguments = (try? directory.runArguments()) ?? runArguments
+        let runArguments: [String]
+        do { runArguments = try directory.runArguments() } catch {
+            FileHandle.standardError.write(Data("daqlink: cannot reboot: \(error)\n".utf8))
+            throw ExitCode(70)
+        }
         exec(directory.binaryPath(active), ["boot", "--ota-dir", otaDirectory, "--trial-attempts", String(trialAttempts), "--"] + runArguments)
     }
 

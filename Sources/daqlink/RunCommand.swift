@@ -157,17 +157,6 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Log level on standard error: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "notice"
 
-    /// This process's `run` arguments without the ones `daqlink boot` added.
-    static func userArguments() -> [String] {
-        var arguments = Array(CommandLine.arguments.drop { $0 != "run" }.dropFirst())
-        for name in ["--ota-dir", "--booted-slot", "--trial-attempts"] {
-            while let index = arguments.firstIndex(of: name) {
-                arguments.removeSubrange(index..<min(arguments.count, index + 2))
-            }
-        }
-        return arguments
-    }
-
     func run() throws {
         guard let level = Logger.Level(rawValue: logLevel) else {
             throw ValidationError("--log-level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -257,7 +246,7 @@ struct RunCommand: ParsableCommand {
         FileHandle.standardError.write(Data((summary.text + "\n").utf8))
         if summary.stopReason == .journalFull { throw ExitCode(3) }
         if summary.stopReason == .reboot, let otaDir {
-            try BootCommand.reexecute(otaDirectory: otaDir, trialAttempts: trialAttempts, runArguments: Self.userArguments())
+            try BootCommand.reexecute(otaDirectory: otaDir, trialAttempts: trialAttempts)
         }
     }
 }
