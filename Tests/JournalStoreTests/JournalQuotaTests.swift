@@ -7,18 +7,6 @@ import Journal
 import JournalStore
 import TestSupport
 
-/// Whether this process can mount a small tmpfs (root in a container that allows it).
-private let tmpfsMountable: Bool = {
-    guard getuid() == 0, let dir = try? PackagePaths.temporaryDirectory("tmpfs-probe").path else { return false }
-    guard (try? runProcess("mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", dir]))?.status == 0 else {
-        try? FileManager.default.removeItem(atPath: dir)
-        return false
-    }
-    _ = try? runProcess("umount", [dir])
-    try? FileManager.default.removeItem(atPath: dir)
-    return true
-}()
-
 @Suite struct JournalQuotaTests {
     @Test func quotaFullOfUnacknowledgedEntriesRefusesAndLosesNothing() throws {
         let dir = try freshJournalDirectory("quota-full")
@@ -122,7 +110,7 @@ private let tmpfsMountable: Bool = {
         try writer.close()
     }
 
-    @Test(.enabled(if: tmpfsMountable, "needs root and `mount -t tmpfs` to fill a real filesystem"))
+    @Test(.enabled(if: TemporaryFilesystem.canMount, "needs root and `mount -t tmpfs` to fill a real filesystem"))
     func filesystemFullBecomesJournalFullWithoutATornEntry() throws {
         let mountPoint = try PackagePaths.temporaryDirectory("journal-enospc").path
         try #require(try runProcess("mount", ["-t", "tmpfs", "-o", "size=256k", "tmpfs", mountPoint]).status == 0)
@@ -166,7 +154,7 @@ private let tmpfsMountable: Bool = {
         #expect(try JournalVerifier.verify(directory: dir).isValid)
     }
 
-    @Test(.enabled(if: tmpfsMountable, "needs root and `mount -t tmpfs` to fill a real filesystem"))
+    @Test(.enabled(if: TemporaryFilesystem.canMount, "needs root and `mount -t tmpfs` to fill a real filesystem"))
     func filesystemFullInsideAnEntryWriteCutsItBack() throws {
         let mountPoint = try PackagePaths.temporaryDirectory("journal-enospc-write").path
         try #require(try runProcess("mount", ["-t", "tmpfs", "-o", "size=128k", "tmpfs", mountPoint]).status == 0)

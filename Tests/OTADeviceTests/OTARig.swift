@@ -2,6 +2,7 @@
 // nginx with mTLS serving the update directory (`daqctl ota nginx-config`), the collector
 // (`daqctl collect`), and the device started through `daqlink boot` from slot a of its own update
 // directory, replaying the reference fixture while it polls for updates.
+import FaultInjection
 import Foundation
 import OTA
 import OTADevice
@@ -100,24 +101,12 @@ final class OTARig: @unchecked Sendable {
             let candidate = try NginxServer(configuration: server.appendingPathComponent("nginx.conf"), state: server)
             var up = false
             for _ in 0..<100 where candidate.isRunning {
-                if connectsTo(nginxPort) { up = true; break }
+                if let fd = LoopbackTCP.connect(port: nginxPort) { close(fd); up = true; break }
                 usleep(50_000)
             }
             if up { nginx = candidate } else { candidate.stop() }
         }
         guard nginx != nil else { throw RigError("nginx did not start") }
-    }
-
-    private func connectsTo(_ port: Int) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-        }
     }
 
     /// Signs `file` as `kind` `version` with the release key (or `key`) and publishes it for the device.

@@ -99,3 +99,18 @@ public func runPython(_ script: String, _ arguments: [String] = [], stdin: Data?
 private final class DataBox: @unchecked Sendable {
     var data = Data()
 }
+
+/// Small real file systems for full-disk tests.
+public enum TemporaryFilesystem {
+    /// Whether this process can mount a small tmpfs (root in a container that allows it).
+    public static let canMount: Bool = {
+        guard getuid() == 0, let dir = try? PackagePaths.temporaryDirectory("tmpfs-probe").path else { return false }
+        guard (try? runProcess("mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", dir]))?.status == 0 else {
+            try? FileManager.default.removeItem(atPath: dir)
+            return false
+        }
+        _ = try? runProcess("umount", [dir])
+        try? FileManager.default.removeItem(atPath: dir)
+        return true
+    }()
+}
