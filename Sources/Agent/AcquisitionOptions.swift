@@ -119,6 +119,13 @@ public struct AcquisitionSummary: Sendable {
             lines.append("uplink: \(uplink.batches) batches, \(uplink.rawBytes) journal bytes as \(uplink.wireBytes) wire bytes "
                          + "(\(format2(ratio))×), acknowledged up to \(uplink.acknowledged), \(uplink.connects) connects, "
                          + "\(uplink.disconnects) disconnects, \(uplink.resendRequests) resend requests")
+            let codings = zip(["raw", "zstd-1", "zstd-12"], uplink.partsByCoding).map { "\($0) \($1)" }.joined(separator: ", ")
+            var drain = ""
+            if let first = uplink.firstPublishAt, let drained = uplink.drainedAt, drained >= first {
+                drain = String(format: "; first publish to last ack %.3f s", Double(drained - first) / 1e9)
+            }
+            if let link = uplink.linkBytesPerSecond { drain += String(format: "; link ≈ %.1f MB/s", link / 1e6) }
+            lines.append("uplink parts: \(codings)\(drain)")
             for alarm in uplink.alarms { lines.append("ALARM: \(alarm)") }
         }
         return lines.joined(separator: "\n")

@@ -52,6 +52,14 @@ public struct UplinkCounters: Sendable {
     public var readsFromJournal: UInt64 = 0
     public var acknowledged: UInt64 = 0
     public var alarms: [String] = []
+    /// Parts per body coding: raw, zstd level 1, zstd level 12 (`BodyCoding`).
+    public var partsByCoding: [UInt64] = [0, 0, 0]
+    /// Loop clock (ns) of the first data publish and of the last end-to-end ack that left nothing
+    /// unacknowledged: the drain's own duration, without start-up and connection set-up.
+    public var firstPublishAt: Int64?
+    public var drainedAt: Int64?
+    /// The governor's last link estimate (wire bytes/s), if a backlog measured one.
+    public var linkBytesPerSecond: Double?
 }
 
 /// Drives `UplinkSender` with a real MQTT connection on the run's event loop.
@@ -75,6 +83,15 @@ final class UplinkTask {
     private var partsOutstanding: [Int: Int] = [:]
     private var worstReason: [Int: UInt8] = [:]
     private var timers: [UplinkSender.Timer: EventLoop.TimerID] = [:]
+    /// How backlog parts are coded on this link (`BodyCoding`), wire bytes per token still to be
+    /// PUBACKed, and when the loop last went idle with the window full (a link-rate sample starts).
+    private var governor = CompressionGovernor(codings: BodyCoding.governed, initial: BodyCoding.initial)
+    private var tokenWireBytes: [Int: Int] = [:]
+    private var idleWithFullWindowSince: Int64?
+    /// The current link period: its start, backlog wire bytes PUBACKed, time spent waiting with a full window.
+    private var linkPeriod = (start: Int64(0), wireBytes: 0, waiting: Int64(0))
+    /// A link period closes at the first acknowledgement after this long (ns).
+    private let linkPeriodLength: Int64 = 25_000_000
     private var jitter: Jitter
     private var stopped = false
     private(set) var counters = UplinkCounters()
@@ -147,6 +164,7 @@ final class UplinkTask {
                 acknowledgedToPersist = upTo
                 onAcknowledged?(upTo)
                 if isDrained {
+                    counters.drainedAt = loop.clock.now()
                     persistAcknowledged()
                     onDrained?()
                 } else if ackPersistTimer == nil {
@@ -167,6 +185,7 @@ final class UplinkTask {
                 logger.error("ALARM: \(text)")
             }
         }
+        noteIdle()
     }
 
     private func persistAcknowledged() {
@@ -216,12 +235,19 @@ final class UplinkTask {
 
     private func socketReady(_ ready: PollInterest) {
         guard let connection else { return }
+        let woke = loop.clock.now()
         var healthy = true
         if ready.contains(.read) { healthy = connection.handleReadable() && healthy }
         if ready.contains(.write) || connection.wantsWrite { healthy = connection.handleWritable() && healthy }
-        handleEvents()
+        handleEvents(woke: woke)
         if !healthy && self.connection === connection { lostConnection() }
         if self.connection != nil { watchSocket() }
+        noteIdle()
+    }
+
+    /// The loop is about to wait: with the window full, what wakes it is the link.
+    private func noteIdle() {
+        idleWithFullWindowSince = sender.isConnected && sender.inFlightCount >= options.policy.window ? loop.clock.now() : nil
     }
 
     private func periodic() {
@@ -232,8 +258,20 @@ final class UplinkTask {
         loop.schedule(at: loop.clock.now() + 1_000_000_000) { [weak self] in self?.periodic() }
     }
 
-    private func handleEvents() {
+    private func handleEvents(woke: Int64? = nil) {
         guard let connection else { return }
+        if let waitedSince = idleWithFullWindowSince, let woke { linkPeriod.waiting += woke - waitedSince }
+        idleWithFullWindowSince = nil
+        defer {
+            let now = loop.clock.now()
+            if linkPeriod.wireBytes > 0 && now - linkPeriod.start >= linkPeriodLength {
+                governor.linkPeriod(wireBytes: linkPeriod.wireBytes, nanoseconds: now - linkPeriod.start,
+                                    waitingNanoseconds: linkPeriod.waiting)
+                counters.linkBytesPerSecond = governor.linkBytesPerSecond
+                logger.debug("link period: \(linkPeriod.wireBytes) B in \(now - linkPeriod.start) ns, waited \(linkPeriod.waiting) ns → link ≈ \(Int(governor.linkBytesPerSecond ?? 0)) B/s, coding \(governor.codings[governor.choice].name)")
+                linkPeriod = (now, 0, 0)
+            }
+        }
         for event in connection.drainEvents() {
             let now = loop.clock.now()
             switch event {
@@ -252,6 +290,8 @@ final class UplinkTask {
                     return
                 }
                 logger.info("connected to \(options.host):\(options.port) as \(options.deviceID); resending from \(sender.acknowledged + 1)")
+                governor.linkChanged(initial: BodyCoding.initial)
+                linkPeriod = (now, 0, 0)
                 connectionAccepted = true
                 if let files = connectionFiles { connectionOutcome?(files, true) }
                 perform(sender.on(.connected, now: now, jitter: nextJitter()))
@@ -275,6 +315,7 @@ final class UplinkTask {
                     } else {
                         partsOutstanding[token] = nil
                         worstReason[token] = nil
+                        linkPeriod.wireBytes += tokenWireBytes.removeValue(forKey: token) ?? 0
                         perform(sender.on(.published(token: token, reasonCode: worst), now: now))
                     }
                 }
@@ -340,6 +381,8 @@ final class UplinkTask {
         if let timer = connectDeadlineTimer { loop.cancel(timer) }
         connectDeadlineTimer = nil
         tokens.removeAll()
+        tokenWireBytes.removeAll()
+        idleWithFullWindowSince = nil
         statusInFlight.removeAll()
         partsOutstanding.removeAll()
         worstReason.removeAll()
@@ -406,43 +449,28 @@ final class UplinkTask {
     private func sendPart(token: Int, first: UInt64, last: UInt64, body: [UInt8], entries: [Range<Int>],
                           segmentStarts: [UInt64], fromJournal: Bool, connection: MQTTConnection) -> Bool {
         let checksum = UplinkBatch.entriesChecksum(body: body, entries: entries)
-        var header = UplinkBatch(deviceID: options.deviceID, epoch: journal.epoch, first: first, last: last,
-                                 segmentStarts: segmentStarts, codec: .none, bodyLength: UInt32(body.count),
-                                 bodyChecksum: checksum)
-        var wire: [UInt8]
-        if options.compress {
-            // Codec 3 when the entries just before this part are at hand (the previous part sent):
-            // its columns continue from them, so small batches compress like one long stream. The
-            // collector decodes it once it has committed them (it commits strictly in order).
-            // Otherwise codec 2. zstd level 1 while draining a backlog (CPU-bound; the transform
-            // already did most of the work), 12 at steady state: a few KB every 50 ms, where the
-            // CPU is free and every byte crosses the 4G link (docs/benchmarks.md, "Uplink").
-            var context: BatchTransform.Context?
-            if let previous = previousPart, previous.last + 1 == first,
-               previous.last - previous.first < UplinkBatch.maxContextEntries {
-                context = previous.body.withUnsafeBytes { BatchTransform.Context(body: $0, entries: previous.entries) }
-                header.codec = .contextTransposedZstd
-                header.context = UplinkBatch.ContextReference(first: previous.first, checksum: previous.contextChecksum)
-            } else {
-                header.codec = .transposedZstd
-            }
-            let (transposed, sections) = body.withUnsafeBytes {
-                BatchTransform.encodeSections(body: $0, entries: entries, context: context)
-            }
-            let compressed = transposed.withUnsafeBytes {
-                BatchCompression.compress($0, sectionEnds: sections, level: fromJournal ? 1 : 12)
-            }
-            wire = header.encodedHeader() + compressed
-            // The context checksum of the next part is this part's entries checksum.
-            previousPart = (first, last, body, entries, checksum)
-        } else {
-            wire = header.encodedHeader() + body
+        // Backlog parts: the coding the governor finds fastest on this link (raw on a LAN or a local
+        // broker, compressed over 4G). Live parts: the strongest, since the CPU is idle between
+        // them and every byte crosses the link (docs/uplink.md, "Body coding").
+        let coding = !options.compress ? BodyCoding.raw : fromJournal ? BodyCoding(governed: governor.choice) : .strong
+        let started = loop.clock.now()
+        let wire = encodePart(first: first, last: last, body: body, entries: entries, segmentStarts: segmentStarts,
+                                checksum: checksum, coding: coding)
+        if fromJournal, coding != .raw {
+            governor.encoded(coding: coding.governedIndex, rawBytes: body.count, wireBytes: wire.count,
+                             nanoseconds: loop.clock.now() - started)
         }
+        // The context of the next part (codec 3) is this part, whichever way this one was coded.
+        previousPart = (first, last, body, entries, checksum)
         do throws(DAQError) {
             let mid = try wire.withUnsafeBytes { raw in
                 Result { () throws(DAQError) -> Int32 in try connection.publish(topic: options.dataTopic, payload: raw) }
             }.get()
             tokens[mid] = token
+            // Backlog parts measure the link for the governor (live parts leave the window open).
+            if fromJournal { tokenWireBytes[token, default: 0] += wire.count }
+            counters.partsByCoding[coding.governedIndex] += 1
+            if counters.firstPublishAt == nil { counters.firstPublishAt = loop.clock.now() }
             wireTrace?.published(wire)
             partsOutstanding[token, default: 0] += 1
             counters.batches += 1
@@ -456,5 +484,62 @@ final class UplinkTask {
         }
     }
 
+    /// Header and body of one part, coded with `coding` (codec 3 when the previous part directly
+    /// precedes this one: its columns continue from it, so small batches compress like one long
+    /// stream; the collector decodes it once it has committed that part).
+    private func encodePart(first: UInt64, last: UInt64, body: [UInt8], entries: [Range<Int>], segmentStarts: [UInt64],
+                        checksum: UInt32, coding: BodyCoding) -> [UInt8] {
+        var header = UplinkBatch(deviceID: options.deviceID, epoch: journal.epoch, first: first, last: last,
+                                 segmentStarts: segmentStarts, codec: .none, bodyLength: UInt32(body.count),
+                                 bodyChecksum: checksum)
+        guard let level = coding.zstdLevel else { return header.encodedHeader() + body }
+        var context: BatchTransform.Context?
+        if let previous = previousPart, previous.last + 1 == first,
+           previous.last - previous.first < UplinkBatch.maxContextEntries {
+            context = previous.body.withUnsafeBytes { BatchTransform.Context(body: $0, entries: previous.entries) }
+            header.codec = .contextTransposedZstd
+            header.context = UplinkBatch.ContextReference(first: previous.first, checksum: previous.contextChecksum)
+        } else {
+            header.codec = .transposedZstd
+        }
+        let (transposed, sections) = body.withUnsafeBytes {
+            BatchTransform.encodeSections(body: $0, entries: entries, context: context)
+        }
+        return header.encodedHeader() + transposed.withUnsafeBytes {
+            BatchCompression.compress($0, sectionEnds: sections, level: level)
+        }
+    }
+
     private func nextJitter() -> Double { jitter.next() }
+}
+
+/// How a part's body goes on the wire: raw (codec 0), or transposed (codec 2/3) and zstd at a level.
+/// The governor chooses among them for backlog parts by link and CPU (`CompressionGovernor`).
+enum BodyCoding: Equatable {
+    case raw, fast, strong
+
+    /// zstd level 1 for speed (codec 3 at level 1 is within 1 % of level 3's size); 12 where the
+    /// link, not the CPU, sets the pace (0.294× vs 0.308× of raw on the reference workload, at
+    /// ~12 MB/s of input instead of ~150: docs/benchmarks.md).
+    var zstdLevel: Int32? {
+        switch self {
+        case .raw: nil
+        case .fast: 1
+        case .strong: 12
+        }
+    }
+
+    /// The governor's codings, in this order, with priors measured on the reference workload
+    /// (ratios are wire bytes per journal byte, framing included: 14.08 MB for a 49.87 MB drain
+    /// at level 1; level 12 is 4.5 % smaller).
+    static let governed: [CompressionGovernor.Coding] = [
+        .init(name: "raw", secondsPerRawByte: 0, ratio: 1),
+        .init(name: "zstd-1", secondsPerRawByte: 1 / 150e6, ratio: 0.282),
+        .init(name: "zstd-12", secondsPerRawByte: 1 / 12e6, ratio: 0.27),
+    ]
+    /// Until the link is measured: fast compression (a device on 4G must not start raw).
+    static let initial = 1
+
+    init(governed index: Int) { self = [.raw, .fast, .strong][index] }
+    var governedIndex: Int { [.raw, .fast, .strong].firstIndex(of: self)! }
 }

@@ -46,6 +46,8 @@ public struct CollectorDeviceReport: Sendable {
 public final class CollectorService {
     public let options: CollectorOptions
     private let loop = EventLoop()
+    /// SUBACKs received on the current connection (two subscriptions).
+    private var subscriptionsGranted = 0
     private var connection: MQTTConnection?
     private var sinks: [String: DeviceStreamSink] = [:]
     private var lastMessage: Int64
@@ -109,6 +111,7 @@ public final class CollectorService {
         try connection.connectDurable(host: options.host, port: options.port, sessionExpiry: options.sessionExpiry)
         try connection.subscribe("devices/+/data")
         try connection.subscribe("devices/+/ota/status")
+        subscriptionsGranted = 0
         self.connection = connection
         watch()
     }
@@ -161,6 +164,12 @@ public final class CollectorService {
                 acknowledgeCommitted()
                 reconnectLater()
                 return
+            case .subscribed:
+                // Both subscriptions granted: from now on the broker keeps every device's data for us.
+                subscriptionsGranted += 1
+                if subscriptionsGranted == 2 {
+                    writeError("daqctl collect: subscribed to devices/+/data on \(options.host):\(options.port)\n")
+                }
             default:
                 break
             }

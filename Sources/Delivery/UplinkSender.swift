@@ -70,6 +70,9 @@ public struct UplinkSender: Sendable {
     private var nextToken = 1
     private var attempts = 0
     private var lingerArmed = false
+    /// The last batch published was full: a backlog is draining, so its tail goes at once
+    /// instead of lingering for entries that are not coming faster than the backlog went.
+    private var catchingUp = false
     private var ackTimerArmed = false
     /// Batches PUBACKed with 0x10 (no subscriber: the broker dropped them).
     public private(set) var undelivered = 0
@@ -183,14 +186,15 @@ public struct UplinkSender: Sendable {
         return actions
     }
 
-    /// Publishes full batches while the window allows; a partial batch waits for the linger timer.
+    /// Publishes full batches while the window allows; a partial batch waits for the linger timer,
+    /// unless it is the tail of a backlog (the batch before it was full).
     private mutating func fill(now: Int64, into actions: inout [Action], lingerExpired: Bool) {
         guard link == .up else { return }
         var lingerDone = lingerExpired
         while inFlight.count < policy.window && nextToSend <= journalEnd {
             let available = journalEnd - nextToSend + 1
             let count = min(available, UInt64(policy.maxBatchEntries))
-            if count < UInt64(policy.maxBatchEntries) && !lingerDone {
+            if count < UInt64(policy.maxBatchEntries) && !lingerDone && !catchingUp {
                 if !lingerArmed {
                     lingerArmed = true
                     actions.append(.arm(.linger, deadline: now + policy.linger))
@@ -200,6 +204,7 @@ public struct UplinkSender: Sendable {
             let token = nextToken
             nextToken += 1
             let last = nextToSend + count - 1
+            catchingUp = count == UInt64(policy.maxBatchEntries)
             inFlight.append((token, nextToSend, last))
             actions.append(.publish(token: token, first: nextToSend, last: last))
             nextToSend = last + 1

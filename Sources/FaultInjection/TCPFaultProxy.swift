@@ -1,6 +1,7 @@
 // A small TCP proxy for fault injection on loopback: forwards connections to a target and, on
 // command, resets every connection (RST), blackholes them (bytes stop flowing both ways, like a
-// 4G dead spot, until the peers' own timeouts fire), or refuses new ones for a while.
+// 4G dead spot, until the peers' own timeouts fire), refuses new ones for a while, or limits the
+// uplink (client → target) to a rate, like a cellular uplink.
 // It runs its own poll loop on one thread; commands cross threads through a mutex.
 import DAQCore
 import Foundation
@@ -31,6 +32,7 @@ public final class TCPFaultProxy: Sendable {
         var stopping = false
         var connectionsAccepted = 0
         var bytesForwarded = 0
+        var uplinkBytesPerSecond: Int?
     }
 
     /// Starts listening on an ephemeral (or given) port and forwarding on a background thread.
@@ -51,6 +53,11 @@ public final class TCPFaultProxy: Sendable {
         }
     }
 
+    /// Limits what all clients together send towards the target to `bytesPerSecond` (nil: no limit).
+    /// The proxy then reads from clients only as fast as that, so their kernels' send buffers fill
+    /// and their writes back up, as over a slow link; bursts are at most 16 KB.
+    public func limitUplink(bytesPerSecond: Int?) { state.withLock { $0.uplinkBytesPerSecond = bytesPerSecond } }
+
     /// Resets every open connection once (RST), leaving the condition as it is.
     public func resetConnections() { state.withLock { $0.resetRequested = true } }
 
@@ -63,15 +70,27 @@ public final class TCPFaultProxy: Sendable {
     private func forward(listener: Int32) {
         var pairs: [(client: Int32, server: Int32)] = []
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+        // Token bucket of the uplink limit: bytes that may be read from clients now.
+        let burst = 16 * 1024
+        var credit = Double(burst)
+        var refilled = DispatchTime.now().uptimeNanoseconds
         defer {
             for pair in pairs { close(pair.client); close(pair.server) }
             close(listener)
         }
         while true {
-            let (condition, reset, stopping) = state.withLock { s -> (LinkCondition, Bool, Bool) in
+            let (condition, reset, stopping, rate) = state.withLock { s -> (LinkCondition, Bool, Bool, Int?) in
                 defer { s.resetRequested = false }
-                return (s.condition, s.resetRequested, s.stopping)
+                return (s.condition, s.resetRequested, s.stopping, s.uplinkBytesPerSecond)
             }
+            let now = DispatchTime.now().uptimeNanoseconds
+            if let rate {
+                credit = min(Double(burst), credit + Double(rate) * Double(now - refilled) / 1e9)
+            }
+            refilled = now
+            // Out of credit: leave clients unread until about 1 KB has accrued.
+            let clientsMayRead = rate == nil || credit >= 1024
+            let timeout: Int32 = clientsMayRead ? 50 : Int32(max(1, min(50, (1024 - credit) / Double(rate!) * 1000)))
             if stopping { return }
             if reset {
                 for pair in pairs { abort(pair.client); abort(pair.server) }
@@ -80,17 +99,20 @@ public final class TCPFaultProxy: Sendable {
             var fds = [pollfd(fd: listener, events: Int16(POLLIN), revents: 0)]
             if condition == .up {
                 for pair in pairs {
-                    fds.append(pollfd(fd: pair.client, events: Int16(POLLIN), revents: 0))
+                    fds.append(pollfd(fd: pair.client, events: clientsMayRead ? Int16(POLLIN) : 0, revents: 0))
                     fds.append(pollfd(fd: pair.server, events: Int16(POLLIN), revents: 0))
                 }
             }
-            _ = poll(&fds, nfds_t(fds.count), 50)
+            _ = poll(&fds, nfds_t(fds.count), timeout)
             if fds[0].revents & Int16(POLLIN) != 0 {
                 let client = accept(listener, nil, nil)
                 if client >= 0 {
                     if condition == .down {
                         abort(client)
                     } else if let server = connectTarget() {
+                        // Forward small packets at once: Nagle in the proxy would add up to 40 ms
+                        // (the peer's delayed ACK) to every PUBACK, which no real link does.
+                        for fd in [client, server] { noDelay(fd) }
                         pairs.append((client, server))
                         state.withLock { $0.connectionsAccepted += 1 }
                     } else {
@@ -103,13 +125,16 @@ public final class TCPFaultProxy: Sendable {
             for entry in fds.dropFirst() where entry.revents != 0 {
                 guard let pair = pairs.first(where: { $0.client == entry.fd || $0.server == entry.fd }),
                       !closed.contains(pair.client) else { continue }
-                let peer = entry.fd == pair.client ? pair.server : pair.client
-                let count = read(entry.fd, &buffer, buffer.count)
+                let fromClient = entry.fd == pair.client
+                let peer = fromClient ? pair.server : pair.client
+                let limit = fromClient && rate != nil ? max(1, min(buffer.count, Int(credit))) : buffer.count
+                let count = read(entry.fd, &buffer, limit)
                 if count <= 0 || !writeAll(peer, buffer, count) {
                     close(pair.client)
                     close(pair.server)
                     closed.insert(pair.client)
                 } else {
+                    if fromClient && rate != nil { credit -= Double(count) }
                     state.withLock { $0.bytesForwarded += count }
                 }
             }
@@ -129,6 +154,11 @@ public final class TCPFaultProxy: Sendable {
             sent += n
         }
         return true
+    }
+
+    private func noDelay(_ fd: Int32) {
+        var on: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &on, socklen_t(MemoryLayout<Int32>.size))
     }
 
     /// Closes with RST (SO_LINGER 0), as a dropped mobile link looks to the peer.

@@ -5,6 +5,7 @@
 import ArgumentParser
 import CANLogs
 import DAQCore
+import FaultInjection
 import Foundation
 import Runtime
 import Uplink
@@ -53,6 +54,12 @@ struct BenchUplinkCommand: ParsableCommand {
     @Option(name: .customLong("peer-window"), help: "QoS 1 messages in flight for the bare publisher.")
     var peerWindow: Int = 20
 
+    @Option(name: .customLong("cellular-mb"), help: "Size of the backlog drained over the rate-limited link, in MB (0: skip that part).")
+    var cellularMB: Double = 10
+
+    @Option(name: .customLong("cellular-mbit"), help: "Uplink rate of the rate-limited link, in Mbit/s (a cellular uplink).")
+    var cellularMbit: Double = 16
+
     @Option(help: "Work directory (default: a new temporary directory, removed at the end).")
     var workdir: String?
 
@@ -64,6 +71,8 @@ struct BenchUplinkCommand: ParsableCommand {
         if !(latencySeconds > 0) { throw ValidationError("--latency-seconds must be positive") }
         if peerWindow < 1 { throw ValidationError("--peer-window must be at least 1") }
         if let latencySyncMs, latencySyncMs < 0 { throw ValidationError("--latency-sync-ms must not be negative") }
+        if !(cellularMB >= 0) { throw ValidationError("--cellular-mb must not be negative") }
+        if !(cellularMbit > 0) { throw ValidationError("--cellular-mbit must be positive") }
     }
 
     func run() throws {
@@ -80,7 +89,8 @@ struct BenchUplinkCommand: ParsableCommand {
         }
         let bench = UplinkBench(fleet: fleet, fixtures: try LocalFleet.fixtureDirectory(fixtures), quiet: json)
         let report = try bench.run(backlogMB: backlogMB, latencySeconds: latencySeconds,
-                                   latencySyncMs: latencySyncMs, peerWindow: peerWindow)
+                                   latencySyncMs: latencySyncMs, peerWindow: peerWindow,
+                                   cellular: cellularMB > 0 ? (cellularMB, Int(cellularMbit * 1e6 / 8)) : nil)
         print(json ? report.json : report.table)
     }
 }
@@ -109,8 +119,9 @@ private final class UplinkBench {
         printError(String(format: "[%6.2f s] ", Double(SystemClock.monotonicNow() - started) / 1e9) + text)
     }
 
-    func run(backlogMB: Double, latencySeconds: Double, latencySyncMs: Int?, peerWindow: Int) throws -> UplinkBenchReport {
-        let pki = try fleet.makePKI(devices: ["bench-01", "bench-02"])
+    func run(backlogMB: Double, latencySeconds: Double, latencySyncMs: Int?, peerWindow: Int,
+             cellular: (megabytes: Double, bytesPerSecond: Int)?) throws -> UplinkBenchReport {
+        let pki = try fleet.makePKI(devices: ["bench-01", "bench-02", "bench-03"])
         let port = try fleet.startBroker(pki: pki)
         let broker = "127.0.0.1:\(port)"
         say("PKI and mosquitto (mTLS, TLS 1.3) on \(broker), work directory \(fleet.work.path)")
@@ -120,16 +131,13 @@ private final class UplinkBench {
                                         log: "calibration.log")
         try? FileManager.default.removeItem(atPath: path("calibration"))
         let perRepeat = max(1, calibration.journalBytes)
-        let repeats = max(1, Int((backlogMB * 1e6 / Double(perRepeat)).rounded(.up)))
-        let backlogLog = path("backlog.log")
-        let frames = try BenchLogBuilder.build(from: fixtureLog, to: backlogLog, repeats: repeats, cap: nil)
         let quota = max(512 << 20, Int(backlogMB * 2e6) + (64 << 20))
         let journal = path("device/journal")
-        let backlog = try runDevice(["--source", "replay:\(backlogLog)", "--speed", "max", "--journal", journal,
-                                     "--quota-bytes", "\(quota)"], log: "backlog.log.txt")
-        try? FileManager.default.removeItem(atPath: backlogLog)
-        say("backlog: \(repeats) × the reference log (\(frames) frames) → \(backlog.journalBytes) journal bytes, "
-            + "\(backlog.records) records, \(backlog.recordBytes) record payload bytes")
+        let (backlog, repeats, frames) = try buildBacklog(megabytes: backlogMB, perRepeat: perRepeat, journal: journal, quota: quota)
+        let cellularJournal = path("device3/journal")
+        let cellularBacklog = try cellular.map {
+            try buildBacklog(megabytes: $0.megabytes, perRepeat: perRepeat, journal: cellularJournal, quota: quota).summary
+        }
 
         // Drain: the collector, then the device replaying one frame into the same journal.
         let commitTrace = path("commits.trace")
@@ -164,6 +172,24 @@ private final class UplinkBench {
                                    environment: ["DAQLINK_APPEND_TRACE": appendTrace])
         say("latency run: \(steady.records) records in \(steady.elapsed) s")
 
+        // The same kind of drain over a rate-limited link (a cellular uplink), device bench-03.
+        var cellularRun: (drain: DeviceSummary, proxy: TCPFaultProxy, wireTrace: String)?
+        if let cellular {
+            let proxy = try TCPFaultProxy(targetPort: port)
+            proxy.limitUplink(bytesPerSecond: cellular.bytesPerSecond)
+            let trace = path("wire-cellular.trace")
+            let drain = try runDevice(["--source", "replay:\(tinyLog)", "--speed", "max", "--journal", cellularJournal,
+                                       "--quota-bytes", "\(quota)", "--broker", "127.0.0.1:\(proxy.listenPort)",
+                                       "--device", "bench-03", "--pki", pki, "--drain-timeout", "600"],
+                                      log: "drain-cellular.log", timeout: 660, environment: ["DAQLINK_WIRE_TRACE": trace])
+            guard let uplink = drain.uplink, uplink.acknowledged == drain.lastSequence, drain.lastSequence > 0 else {
+                throw ValidationError("bench-03 did not drain its backlog over the limited link; see \(path("drain-cellular.log"))")
+            }
+            say("cellular drain (\(cellular.bytesPerSecond) B/s): \(uplink.rawBytes) journal bytes as \(uplink.wireBytes) wire bytes "
+                + "in \(uplink.drainSeconds ?? 0) s")
+            cellularRun = (drain, proxy, trace)
+        }
+
         fleet.stop("collector")
         let committedBytes = collectorCommittedBytes(fleet.log("collector.log"), device: "bench-01")
         let latency = try LatencyFigures.measure(appends: appendTrace, commits: commitTrace, device: "bench-02",
@@ -184,12 +210,46 @@ private final class UplinkBench {
         let peer = try BarePublisherPeer.measure(host: "127.0.0.1", port: port, messages: rawMessages, window: peerWindow,
                                                  publisher: publisher, subscriber: subscriber, topic: "devices/bench-01/peer")
         say("peer (raw journal bytes): \(peer.messages) messages of \(messageSize) bytes in \(peer.seconds) s")
+
+        // Over the limited link: the bare publisher goes through the same proxy.
+        var cellularFigures: CellularFigures?
+        if let cellular, let run = cellularRun, let backlog = cellularBacklog {
+            let wire = try BarePublisherPeer.measure(host: "127.0.0.1", port: port, publisherPort: run.proxy.listenPort,
+                                                     messages: try Self.messages(inTrace: run.wireTrace), window: peerWindow,
+                                                     publisher: publisher, subscriber: subscriber, topic: "devices/bench-01/peer")
+            let rawBody = try journalBytes(cellularJournal)
+            let size = max(1, Int((run.drain.uplink?.rawBytes ?? 1) / max(1, run.drain.uplink?.batches ?? 1)))
+            let raw = try BarePublisherPeer.measure(
+                host: "127.0.0.1", port: port, publisherPort: run.proxy.listenPort,
+                messages: stride(from: 0, to: rawBody.count, by: size).map { Array(rawBody[$0..<min(rawBody.count, $0 + size)]) },
+                window: peerWindow, publisher: publisher, subscriber: subscriber, topic: "devices/bench-01/peer")
+            run.proxy.stop()
+            say("cellular peers: wire messages in \(wire.seconds) s, raw journal bytes in \(raw.seconds) s")
+            cellularFigures = CellularFigures(bytesPerSecond: cellular.bytesPerSecond, backlog: backlog, drain: run.drain,
+                                              wirePeer: wire, rawPeer: raw)
+        }
         fleet.stopAll()
 
         return UplinkBenchReport(backlog: backlog, backlogFrames: frames, repeats: repeats, drain: drain,
                                  drainWallSeconds: drainWall, collectorCommittedBytes: committedBytes,
                                  steady: steady, latency: latency, latencySeconds: latencySeconds,
-                                 latencySyncMs: latencySyncMs, peer: peer, wirePeer: wirePeer, peerWindow: peerWindow)
+                                 latencySyncMs: latencySyncMs, peer: peer, wirePeer: wirePeer, peerWindow: peerWindow,
+                                 cellular: cellularFigures)
+    }
+
+    /// A backlog journal of about `megabytes`: the reference log repeated with shifted timestamps,
+    /// replayed at max speed with no broker.
+    private func buildBacklog(megabytes: Double, perRepeat: Int, journal: String,
+                              quota: Int) throws -> (summary: DeviceSummary, repeats: Int, frames: Int) {
+        let repeats = max(1, Int((megabytes * 1e6 / Double(perRepeat)).rounded(.up)))
+        let backlogLog = path("backlog.log")
+        let frames = try BenchLogBuilder.build(from: fixtureLog, to: backlogLog, repeats: repeats, cap: nil)
+        let backlog = try runDevice(["--source", "replay:\(backlogLog)", "--speed", "max", "--journal", journal,
+                                     "--quota-bytes", "\(quota)"], log: "backlog.log.txt")
+        try? FileManager.default.removeItem(atPath: backlogLog)
+        say("backlog \(journal): \(repeats) × the reference log (\(frames) frames) → \(backlog.journalBytes) journal bytes, "
+            + "\(backlog.records) records, \(backlog.recordBytes) record payload bytes")
+        return (backlog, repeats, frames)
     }
 
     /// Runs `daqlink run` with the reference experiment to its end and parses its summary.
@@ -248,6 +308,10 @@ struct DeviceSummary {
         var rawBytes: UInt64 = 0
         var wireBytes: UInt64 = 0
         var acknowledged: UInt64 = 0
+        /// Parts per body coding (raw, zstd-1, zstd-12) and first publish → last ack (s).
+        var parts: [UInt64] = [0, 0, 0]
+        var drainSeconds: Double?
+        var linkMBps: Double?
     }
 
     var elapsed = 0.0
@@ -284,6 +348,20 @@ struct DeviceSummary {
                 uplink.wireBytes = number(before: "wire") ?? 0
                 if let index = words.firstIndex(of: "to"), index + 1 < words.count { uplink.acknowledged = UInt64(words[index + 1].filter(\.isNumber)) ?? 0 }
                 self.uplink = uplink
+            } else if line.hasPrefix("uplink parts: ") {
+                // "uplink parts: raw R, zstd-1 F, zstd-12 S; first publish to last ack X s; link ≈ Y MB/s"
+                let clauses = line.dropFirst("uplink parts: ".count).split(separator: ";")
+                for (index, item) in clauses[0].split(separator: ",").enumerated() where index < 3 {
+                    uplink?.parts[index] = UInt64(item.split(separator: " ").last ?? "") ?? 0
+                }
+                for clause in clauses.dropFirst() {
+                    let clauseWords = clause.split(separator: " ")
+                    if clause.contains("first publish to last ack"), clauseWords.count >= 2 {
+                        uplink?.drainSeconds = Double(clauseWords[clauseWords.count - 2])
+                    } else if clause.contains("link ≈"), clauseWords.count >= 2 {
+                        uplink?.linkMBps = Double(clauseWords[clauseWords.count - 2])
+                    }
+                }
             }
         }
         guard sawJournal else { throw ValidationError("no daqlink summary in \(source):\n\(text)") }
@@ -334,14 +412,15 @@ struct BarePublisherPeer {
     var seconds = 0.0
     var megabytesPerSecond: Double { seconds > 0 ? Double(bytes) / seconds / 1e6 : 0 }
 
-    static func measure(host: String, port: Int, messages payloads: [[UInt8]], window: Int,
+    /// The publisher connects to `publisherPort` (a proxy in front of the broker) when given.
+    static func measure(host: String, port: Int, publisherPort: Int? = nil, messages payloads: [[UInt8]], window: Int,
                         publisher publisherTLS: MQTTTLSFiles, subscriber subscriberTLS: MQTTTLSFiles,
                         topic: String) throws -> BarePublisherPeer {
         let subscriber = try MQTTConnection(clientID: "bench-peer-sub-\(getpid())", tls: subscriberTLS)
         let publisher = try MQTTConnection(clientID: "bench-peer-pub-\(getpid())", tls: publisherTLS)
         defer { subscriber.disconnect(); publisher.disconnect() }
         try subscriber.connectAsync(host: host, port: port)
-        try publisher.connectAsync(host: host, port: port)
+        try publisher.connectAsync(host: host, port: publisherPort ?? port)
         let loop = PeerLoop(connections: [subscriber, publisher])
 
         // Both connected, the subscription granted.
@@ -440,6 +519,7 @@ private struct UplinkBenchReport {
     /// The drain's own wire messages (DAQLINK_WIRE_TRACE), byte for byte.
     var wirePeer: BarePublisherPeer
     var peerWindow: Int
+    var cellular: CellularFigures?
 
     private var build: String {
         #if DEBUG
@@ -451,7 +531,15 @@ private struct UplinkBenchReport {
 
     /// Journal bytes drained: the collector's committed bytes (the device's sent bytes if missing).
     var drainedBytes: UInt64 { collectorCommittedBytes > 0 ? collectorCommittedBytes : drain.uplink?.rawBytes ?? 0 }
-    var drainMBps: Double { drain.elapsed > 0 ? Double(drainedBytes) / drain.elapsed / 1e6 : 0 }
+    /// The drain's own span, first publish → last end-to-end ack (the peers are timed from their
+    /// first publish too); the process's start-up and TLS connect are in `startMBps`.
+    var drainSeconds: Double { drain.uplink?.drainSeconds ?? drain.elapsed }
+    var drainMBps: Double { drainSeconds > 0 ? Double(drainedBytes) / drainSeconds / 1e6 : 0 }
+    var startMBps: Double { drain.elapsed > 0 ? Double(drainedBytes) / drain.elapsed / 1e6 : 0 }
+    func parts(_ summary: DeviceSummary) -> String {
+        let parts = summary.uplink?.parts ?? [0, 0, 0]
+        return "raw \(parts[0]), zstd-1 \(parts[1]), zstd-12 \(parts[2])"
+    }
     /// The journal bytes the same wire messages carry, per second of the bare publisher.
     var wirePeerJournalMBps: Double { wirePeer.seconds > 0 ? Double(drainedBytes) / wirePeer.seconds / 1e6 : 0 }
     /// Like for like: the same messages, with and without everything around them.
@@ -474,17 +562,20 @@ private struct UplinkBenchReport {
 
             | measurement | value | target | met |
             |---|---:|---:|---|
-            | drain: daqlink → broker → collector (committed + acked), MB/s of journal bytes | \(f(drainMBps, 1)) | ≥ 50 | \(drainMBps >= 50 ? "yes" : "no") |
+            | drain: daqlink → broker → collector (committed + acked), first publish → last ack, MB/s of journal bytes | \(f(drainMBps, 1)) | ≥ 50 | \(drainMBps >= 50 ? "yes" : "no") |
+            | the same from the device process's start (start-up, journal open, TLS connect included), MB/s | \(f(startMBps, 1)) |  |  |
             | peer A: bare QoS 1 publisher of the drain's own \(wirePeer.messages) wire messages (window \(peerWindow)) → subscriber, MB/s of the journal bytes they carry | \(f(wirePeerJournalMBps, 1)) |  |  |
             | drain ours / peer A (same messages) | \(f(ratio, 2))× | ≥ 0.8× | \(ratio >= 0.8 ? "yes" : "no") |
             | peer B: bare QoS 1 publisher of the raw journal bytes (window \(peerWindow), \(meanBatch) B messages), MB/s | \(f(peer.megabytesPerSecond, 1)) |  |  |
             | drain ours / peer B | \(f(rawRatio, 2))× |  |  |
-            | wire bytes / raw record bytes (drain, batches of ≤ 512 entries) | \(f(drainWirePerRecordByte, 3))× | ≤ 0.3× | \(drainWirePerRecordByte <= 0.3 ? "yes" : "no") |
+            | wire bytes / raw record bytes (drain over loopback, batches of ≤ 512 entries; parts: \(parts(drain))) | \(f(drainWirePerRecordByte, 3))× | ≤ 0.3× | \(drainWirePerRecordByte <= 0.3 ? "yes" : "no") |
             | wire bytes / raw record bytes (steady state, original speed) | \(f(steadyWirePerRecordByte, 3))× | ≤ 0.3× | \(steadyWirePerRecordByte <= 0.3 ? "yes" : "no") |
             | append → collector commit p99, ms (\(latency.entries) entries, \(f(latencySeconds, 0)) s at ×1, \(sync)) | \(f(latency.p99, 1)) | ≤ 100 | \(latency.p99 <= 100 ? "yes" : "no") |
 
+            \(cellular?.rows ?? "")
             drain: \(drainedBytes) journal bytes in \(drain.uplink?.batches ?? 0) batches (\(drain.uplink?.wireBytes ?? 0) wire bytes) \
-            in \(f(drain.elapsed, 3)) s (device start to last ack; process wall \(f(drainWallSeconds, 3)) s)
+            in \(f(drainSeconds, 3)) s from first publish to last ack (\(f(drain.elapsed, 3)) s from device start; \
+            process wall \(f(drainWallSeconds, 3)) s); parts \(parts(drain))
             peer A: \(wirePeer.messages) messages, \(wirePeer.bytes) wire bytes in \(f(wirePeer.seconds, 3)) s
             peer B: \(peer.messages) messages, \(peer.bytes) bytes in \(f(peer.seconds, 3)) s
             latency: p50 \(f(latency.p50, 1)) ms, p99 \(f(latency.p99, 1)) ms, max \(f(latency.max, 1)) ms
@@ -499,7 +590,10 @@ private struct UplinkBenchReport {
             "records": \(backlog.records), "recordPayloadBytes": \(backlog.recordBytes)}, \
             "drain": {"journalBytes": \(drainedBytes), "batches": \(drain.uplink?.batches ?? 0), \
             "wireBytes": \(drain.uplink?.wireBytes ?? 0), "seconds": \(n(drain.elapsed)), \
-            "wallSeconds": \(n(drainWallSeconds)), "megabytesPerSecond": \(n(drainMBps))}, \
+            "wallSeconds": \(n(drainWallSeconds)), "megabytesPerSecond": \(n(drainMBps)), \
+            "drainSeconds": \(n(drainSeconds)), "fromStartMegabytesPerSecond": \(n(startMBps)), \
+            "parts": [\((drain.uplink?.parts ?? []).map(String.init).joined(separator: ", "))]}, \
+            "cellular": \(cellular?.json ?? "null"), \
             "peer": {"window": \(peerWindow), "messageBytes": \(meanBatch), "messages": \(peer.messages), \
             "bytes": \(peer.bytes), "seconds": \(n(peer.seconds)), "megabytesPerSecond": \(n(peer.megabytesPerSecond))}, \
             "wirePeer": {"window": \(peerWindow), "messages": \(wirePeer.messages), "wireBytes": \(wirePeer.bytes), \
@@ -509,6 +603,49 @@ private struct UplinkBenchReport {
             "steadyWirePerRecordByte": \(n(steadyWirePerRecordByte))}, \
             "latency": {"seconds": \(n(latencySeconds)), "syncMs": \(latencySyncMs.map(String.init) ?? "null"), \
             "entries": \(latency.entries), "p50Ms": \(n(latency.p50)), "p99Ms": \(n(latency.p99)), "maxMs": \(n(latency.max))}}
+            """
+    }
+}
+
+/// The drain over the rate-limited link and the bare publisher over the same link.
+struct CellularFigures {
+    var bytesPerSecond: Int
+    var backlog: DeviceSummary
+    var drain: DeviceSummary
+    var wirePeer: BarePublisherPeer
+    var rawPeer: BarePublisherPeer
+
+    var journalBytes: UInt64 { drain.uplink?.rawBytes ?? 0 }
+    var seconds: Double { drain.uplink?.drainSeconds ?? drain.elapsed }
+    var megabytesPerSecond: Double { seconds > 0 ? Double(journalBytes) / seconds / 1e6 : 0 }
+    var wirePeerMBps: Double { wirePeer.seconds > 0 ? Double(journalBytes) / wirePeer.seconds / 1e6 : 0 }
+    var wireRatio: Double {
+        let records = backlog.recordBytes + drain.recordBytes
+        return records > 0 ? Double(drain.uplink?.wireBytes ?? 0) / Double(records) : 0
+    }
+    var parts: [UInt64] { drain.uplink?.parts ?? [0, 0, 0] }
+    var mbit: String { String(format: "%.0f Mbit/s", Double(bytesPerSecond) * 8 / 1e6) }
+
+    var rows: String {
+        func f(_ value: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", value) }
+        let raw = rawPeer.megabytesPerSecond
+        let ours = megabytesPerSecond
+        return """
+            | over a \(mbit) uplink (fault proxy): drain of \(journalBytes) journal bytes, MB/s (parts: raw \(parts[0]), zstd-1 \(parts[1]), zstd-12 \(parts[2])) | \(f(ours, 2)) |  |  |
+            | over that link: bare publisher of the raw journal bytes, MB/s · ours / it | \(f(raw, 2)) · \(f(raw > 0 ? ours / raw : 0, 2))× | ≥ 0.8× | \(raw > 0 && ours / raw >= 0.8 ? "yes" : "no") |
+            | over that link: bare publisher of the drain's own wire messages, journal MB/s they carry · ours / it | \(f(wirePeerMBps, 2)) · \(f(wirePeerMBps > 0 ? ours / wirePeerMBps : 0, 2))× | ≥ 0.8× | \(wirePeerMBps > 0 && ours / wirePeerMBps >= 0.8 ? "yes" : "no") |
+            | over that link: wire bytes / raw record bytes | \(f(wireRatio, 3))× | ≤ 0.3× | \(wireRatio <= 0.3 ? "yes" : "no") |
+            """
+    }
+
+    var json: String {
+        func n(_ value: Double) -> String { value.isFinite ? String(format: "%.6g", value) : "null" }
+        return """
+            {"bytesPerSecond": \(bytesPerSecond), "journalBytes": \(journalBytes), "wireBytes": \(drain.uplink?.wireBytes ?? 0), \
+            "seconds": \(n(seconds)), "megabytesPerSecond": \(n(megabytesPerSecond)), \
+            "parts": [\(parts.map(String.init).joined(separator: ", "))], "wirePerRecordByte": \(n(wireRatio)), \
+            "rawPeerSeconds": \(n(rawPeer.seconds)), "rawPeerMegabytesPerSecond": \(n(rawPeer.megabytesPerSecond)), \
+            "wirePeerSeconds": \(n(wirePeer.seconds)), "wirePeerJournalMegabytesPerSecond": \(n(wirePeerMBps))}
             """
     }
 }

@@ -2,6 +2,7 @@
 import Agent
 import ArgumentParser
 import DAQCore
+import Delivery
 import Foundation
 import Logging
 import OTA
@@ -118,7 +119,10 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Most journal bytes in one MQTT message; larger batches go as several messages.")
     var maxBatchBytes: Int = 256 << 10
 
-    @Flag(help: "Send batch bodies uncompressed.")
+    @Option(help: "Most journal entries in one batch (a partial batch waits 20 ms for more, unless it ends a backlog).")
+    var batchEntries: Int = UplinkPolicy().maxBatchEntries
+
+    @Flag(help: "Send batch bodies uncompressed (by default a backlog goes raw only when the link outruns the compressor).")
     var noCompression = false
 
     @Option(help: ArgumentHelp("The OTA update directory (slots, boot state); set by `daqlink boot`.", visibility: .hidden))
@@ -198,6 +202,7 @@ struct RunCommand: ParsableCommand {
                                        tls: MQTTTLSFiles(caFile: caFile, certificateFile: certFile, keyFile: keyFile))
             uplink.compress = !noCompression
             uplink.maxBatchBytes = max(1, maxBatchBytes)
+            uplink.policy.maxBatchEntries = max(1, batchEntries)
             options.uplink = uplink
             options.drainTimeout = drainTimeout
             options.provisionedCredentials = CredentialFiles(certificateFile: certFile, keyFile: keyFile)

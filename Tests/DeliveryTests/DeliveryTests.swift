@@ -16,13 +16,33 @@ import Testing
         var sender = UplinkSender(policy: policy, acknowledged: 0, journalEnd: 0)
         #expect(sender.start() == [.connect])
         #expect(sender.on(.connected, now: 0) == [])
-        #expect(sender.on(.journalAdvanced(last: 10), now: 1) == [
+        #expect(sender.on(.journalAdvanced(last: 2), now: 1) == [.arm(.linger, deadline: 101)])
+        #expect(sender.on(.journalAdvanced(last: 3), now: 50) == [])
+        #expect(sender.on(.timer(.linger), now: 101) == [.publish(token: 1, first: 1, last: 3)])
+        // Steady state: the batch before was partial, so the next partial one lingers too.
+        #expect(sender.on(.journalAdvanced(last: 4), now: 120) == [.arm(.linger, deadline: 220)])
+        #expect(sender.on(.journalAdvanced(last: 12), now: 130) == [.publish(token: 2, first: 4, last: 7)])
+        #expect(sender.on(.published(token: 1, reasonCode: 0), now: 131) == [
+            .arm(.ackTimeout, deadline: 131 + policy.ackTimeout), .publish(token: 3, first: 8, last: 11),
+        ])
+        // 8…11 was full (a burst): the lone entry 12 after it goes as soon as the window has room.
+        #expect(sender.on(.published(token: 2, reasonCode: 0), now: 132) == [.publish(token: 4, first: 12, last: 12)])
+        #expect(sender.on(.timer(.linger), now: 220).isEmpty)
+    }
+
+    @Test func aBacklogsTailGoesWithoutLingering() {
+        var sender = UplinkSender(policy: policy, acknowledged: 0, journalEnd: 10)
+        _ = sender.start()
+        #expect(sender.on(.connected, now: 0) == [
             .publish(token: 1, first: 1, last: 4), .publish(token: 2, first: 5, last: 8),
         ])
+        // The batch before was full: entries 9 and 10 are the backlog's tail, sent once there is room.
         #expect(sender.on(.published(token: 1, reasonCode: 0), now: 2) == [
-            .arm(.ackTimeout, deadline: 2 + policy.ackTimeout), .arm(.linger, deadline: 102),
+            .arm(.ackTimeout, deadline: 2 + policy.ackTimeout), .publish(token: 3, first: 9, last: 10),
         ])
-        #expect(sender.on(.timer(.linger), now: 102) == [.publish(token: 3, first: 9, last: 10)])
+        // Caught up: the next partial batch lingers again.
+        #expect(sender.on(.journalAdvanced(last: 11), now: 3).isEmpty)
+        #expect(sender.on(.published(token: 2, reasonCode: 0), now: 4) == [.arm(.linger, deadline: 104)])
     }
 
     @Test func pubackNeverTrimsOnlyTheCollectorsAckDoes() {

@@ -49,6 +49,12 @@ final class UplinkRig: @unchecked Sendable {
         process.standardError = try FileHandle(forWritingTo: logFile("collector"))
         try process.run()
         collector = process
+        // Wait until its subscriptions are granted: a batch published before that has no
+        // subscriber and is dropped by the broker (the tests that publish by hand need this).
+        let deadline = Date().addingTimeInterval(15)
+        while !read("collector").contains("daqctl collect: subscribed"), process.isRunning, Date() < deadline {
+            usleep(20_000)
+        }
     }
 
     func stopCollector(signal: Int32 = SIGTERM) {

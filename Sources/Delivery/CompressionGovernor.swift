@@ -1,0 +1,105 @@
+// Whether a backlog batch is worth compressing, and how hard, on the link the device has now.
+// Compression costs the device CPU time per raw byte and saves link time per byte it removes.
+// Encoding the next batch overlaps sending the previous one, so a backlog drains at the slower of
+// the two: over 4G (a few MB/s) the link is always slower and the strongest coding drains fastest
+// and cheapest; on a LAN or a local broker the link outruns any compressor, and raw batches drain
+// fastest — for the device and for a collector that would otherwise decompress them. The governor
+// measures both sides and picks the coding with the shortest time per raw byte.
+
+/// Picks a body coding for backlog batches from measurements (pure: the caller reports them).
+///
+/// - The encoder: for each coding in use, its CPU time per raw byte and its wire/raw ratio, as
+///   moving averages of the batches it coded (priors until then).
+/// - The link: its rate, from the broker's acknowledgements over periods in which the device
+///   mostly waited for them with a full in-flight window (the link set the pace); in periods where
+///   it hardly waited, the device set the pace and the link is only known to be faster.
+public struct CompressionGovernor: Sendable {
+    /// One way to code a batch body: `raw` must be first (no CPU, ratio 1).
+    public struct Coding: Sendable, Equatable {
+        public var name: String
+        /// Priors until measured: CPU seconds per raw byte and wire bytes per raw byte.
+        public var secondsPerRawByte: Double
+        public var ratio: Double
+        public init(name: String, secondsPerRawByte: Double, ratio: Double) {
+            self.name = name
+            self.secondsPerRawByte = secondsPerRawByte
+            self.ratio = ratio
+        }
+    }
+
+    public private(set) var codings: [Coding]
+    /// Index into `codings` of the coding for the next backlog batch.
+    public private(set) var choice: Int
+    /// Link rate in wire bytes per second; nil until measured or bounded.
+    public private(set) var linkBytesPerSecond: Double?
+
+    /// Weight of a new measurement in the moving averages.
+    static let weight = 0.3
+    /// A period in which the device waited at least this share of the time was paced by the link.
+    static let linkBoundShare = 0.2
+    /// When the device sets the pace, the link is assumed this much faster than its input rate.
+    static let probeMargin = 1.5
+    /// Codings that drain within this factor of the fastest count as equally fast.
+    static let tolerance = 1.2
+
+    /// `codings[0]` is raw; `initial` is used until the link is known (a compressing one: a device
+    /// that starts on a slow link must not spend its first minutes sending raw).
+    public init(codings: [Coding], initial: Int) {
+        precondition(codings.count >= 2 && codings[0].secondsPerRawByte == 0 && codings[0].ratio == 1,
+                     "codings[0] must be raw")
+        self.codings = codings
+        choice = initial
+    }
+
+    /// A batch of `rawBytes` was coded with `coding` into `wireBytes` in `nanoseconds` of CPU.
+    public mutating func encoded(coding: Int, rawBytes: Int, wireBytes: Int, nanoseconds: Int64) {
+        guard coding > 0, rawBytes > 0 else { return }
+        let w = Self.weight
+        codings[coding].secondsPerRawByte += w * (Double(nanoseconds) / 1e9 / Double(rawBytes) - codings[coding].secondsPerRawByte)
+        codings[coding].ratio += w * (Double(wireBytes) / Double(rawBytes) - codings[coding].ratio)
+        decide()
+    }
+
+    /// Over the last `nanoseconds`, the broker acknowledged `wireBytes` of backlog batches and
+    /// the device spent `waitingNanoseconds` of that time idle with its window full.
+    /// Waiting for a good part of the period means the link set the pace: its rate is measured.
+    /// Hardly waiting means the device did: the link took everything it was given, so it is at
+    /// least that fast. The link is then assumed fast enough that the current coding's input rate
+    /// would fit on it raw, with room to spare, so a faster coding is tried at once; its own
+    /// periods measure the link (or show that the device still sets the pace).
+    public mutating func linkPeriod(wireBytes: Int, nanoseconds: Int64, waitingNanoseconds: Int64) {
+        guard wireBytes > 0, nanoseconds > 0 else { return }
+        let rate = Double(wireBytes) / (Double(nanoseconds) / 1e9)
+        if Double(waitingNanoseconds) >= Self.linkBoundShare * Double(nanoseconds) {
+            linkBytesPerSecond = linkBytesPerSecond.map { $0 + Self.weight * (rate - $0) } ?? rate
+        } else {
+            let input = rate / codings[choice].ratio
+            linkBytesPerSecond = max(Self.probeMargin * input, linkBytesPerSecond ?? 0)
+        }
+        decide()
+    }
+
+    /// A new connection may run over another link (another cell, Wi-Fi): forget the link's rate.
+    public mutating func linkChanged(initial: Int) {
+        linkBytesPerSecond = nil
+        choice = initial
+    }
+
+    /// Seconds per raw byte of draining with `coding` over a link of `link` bytes per second:
+    /// the slower of coding and sending (they overlap).
+    public static func drainTime(_ coding: Coding, link: Double) -> Double {
+        max(coding.secondsPerRawByte, coding.ratio / link)
+    }
+
+    /// The coding with the smallest ratio among those that drain within `tolerance` of the
+    /// fastest: when the link is the bottleneck, every compressing coding drains at link speed
+    /// and the one that sends fewest bytes wins (they cross a metered link); when the device is,
+    /// the fastest one wins.
+    private mutating func decide() {
+        guard let link = linkBytesPerSecond else { return }
+        let times = codings.map { Self.drainTime($0, link: link) }
+        let fastest = times.min()!
+        choice = codings.indices.filter { times[$0] <= fastest * Self.tolerance }
+            .min { codings[$0].ratio < codings[$1].ratio }!
+    }
+}

@@ -1,0 +1,70 @@
+// The backlog coding decision from measured link and encoder figures (pure).
+import Testing
+@testable import Delivery
+
+@Suite struct CompressionGovernorTests {
+    /// raw, fast (150 MB/s of input, 0.31×), strong (12 MB/s, 0.295×): the reference workload's figures.
+    func governor() -> CompressionGovernor {
+        CompressionGovernor(codings: [
+            .init(name: "raw", secondsPerRawByte: 0, ratio: 1),
+            .init(name: "fast", secondsPerRawByte: 1 / 150e6, ratio: 0.31),
+            .init(name: "strong", secondsPerRawByte: 1 / 12e6, ratio: 0.295),
+        ], initial: 1)
+    }
+
+    @Test func startsCompressingUntilTheLinkIsMeasured() {
+        var g = governor()
+        #expect(g.choice == 1)
+        g.encoded(coding: 1, rawBytes: 137_000, wireBytes: 42_000, nanoseconds: 900_000)
+        #expect(g.choice == 1)
+        #expect(g.linkBytesPerSecond == nil)
+    }
+
+    @Test func aCellularLinkGetsTheStrongestCoding() {
+        var g = governor()
+        // 2 MB/s while the device waited 90 % of the period: the link sets the pace.
+        g.linkPeriod(wireBytes: 200_000, nanoseconds: 100_000_000, waitingNanoseconds: 90_000_000)
+        #expect(g.linkBytesPerSecond == 2e6)
+        #expect(g.choice == 2)
+        // Both compressors drain at link speed; the smaller wire wins. Raw would take 3× as long.
+        #expect(CompressionGovernor.drainTime(g.codings[2], link: 2e6) < CompressionGovernor.drainTime(g.codings[0], link: 2e6) / 3)
+    }
+
+    @Test func aDeviceBoundPeriodTriesRawAndAFastLinkKeepsIt() {
+        var g = governor()
+        // Compressing, the device hardly waited: 45 MB/s of wire went out as fast as it was made.
+        g.linkPeriod(wireBytes: 1_125_000, nanoseconds: 25_000_000, waitingNanoseconds: 100_000)
+        #expect(g.choice == 0)
+        // Raw, the broker sets the pace at 600 MB/s: raw drains 4× faster than the fast compressor.
+        g.linkPeriod(wireBytes: 15_000_000, nanoseconds: 25_000_000, waitingNanoseconds: 15_000_000)
+        #expect(g.choice == 0)
+    }
+
+    @Test func rawOverALinkThatTurnsOutSlowGoesBackToCompressing() {
+        var g = governor()
+        g.linkPeriod(wireBytes: 1_125_000, nanoseconds: 25_000_000, waitingNanoseconds: 0)
+        #expect(g.choice == 0)
+        // The raw probe waits on a 20 MB/s link (a LAN through a slow router): repeated periods
+        // pull the average down until compressing is faster.
+        for _ in 0..<20 { g.linkPeriod(wireBytes: 500_000, nanoseconds: 25_000_000, waitingNanoseconds: 20_000_000) }
+        #expect(g.choice != 0)
+    }
+
+    @Test func measuredEncoderCostsMoveTheDecision() {
+        var g = governor()
+        g.linkPeriod(wireBytes: 2_500_000, nanoseconds: 25_000_000, waitingNanoseconds: 20_000_000)  // 100 MB/s
+        #expect(g.choice == 1)  // fast: 6.7 ns/B beats raw's 10 ns/B
+        // This device's compressor turns out 3× slower than the prior: raw is now faster.
+        for _ in 0..<10 { g.encoded(coding: 1, rawBytes: 137_000, wireBytes: 42_000, nanoseconds: 2_700_000) }
+        #expect(g.choice == 0)
+    }
+
+    @Test func aNewConnectionForgetsTheLink() {
+        var g = governor()
+        g.linkPeriod(wireBytes: 1_125_000, nanoseconds: 25_000_000, waitingNanoseconds: 0)
+        #expect(g.choice == 0)
+        g.linkChanged(initial: 1)
+        #expect(g.choice == 1)
+        #expect(g.linkBytesPerSecond == nil)
+    }
+}

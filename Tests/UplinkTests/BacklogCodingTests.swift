@@ -1,0 +1,64 @@
+// The body coding of a backlog follows the link: raw when the link outruns the compressor (a local
+// broker), the strongest compression when the link is the bottleneck (a cellular uplink) — each
+// ending byte-identical. Real mosquitto (mTLS), the real collector and daqlink; the slow link is
+// the fault proxy's uplink rate limit.
+import Foundation
+import Testing
+import TestSupport
+
+@Suite(.serialized) struct BacklogCodingTests {
+    /// Builds a backlog (the fixture acquired with the link down), then drains it with
+    /// `--batch-entries 16` (≈ 228 batches, so the window fills and the link gets measured) while
+    /// the device replays a single frame. Returns the drain's log.
+    private func drainBacklog(_ rig: UplinkRig, uplinkBytesPerSecond: Int?) throws -> String {
+        rig.proxy.set(.down)
+        try rig.startDevice(speed: "max", extra: ["--drain-timeout", "1"])
+        let (_, backlogLog) = rig.waitForDevice()
+        #expect(backlogLog.contains("acknowledged up to 0"), "\(backlogLog)")
+        let oneFrame = rig.work.appendingPathComponent("one-frame.log")
+        let first = try String(contentsOfFile: UplinkRig.log, encoding: .utf8).split(separator: "\n")[0]
+        try (first + "\n").write(to: oneFrame, atomically: true, encoding: .utf8)
+        rig.proxy.limitUplink(bytesPerSecond: uplinkBytesPerSecond)
+        rig.proxy.set(.up)
+        try rig.startCollector()
+        try rig.startDevice(speed: "max", extra: ["--source", "replay:\(oneFrame.path)", "--batch-entries", "16", "--log-level", "debug"])
+        let (status, log) = rig.waitForDevice()
+        #expect(status == 0, "\(log)")
+        let verify = try rig.verify()
+        #expect(verify.status == 0 && verify.stdout.contains("byte-identical: yes"), "\(verify.stdout)\n\(rig.read("collector"))")
+        return log
+    }
+
+    /// "uplink parts: raw R, zstd-1 F, zstd-12 S; …" of a daqlink summary.
+    private func parts(_ log: String) -> [String: Int] {
+        guard let line = log.split(separator: "\n").first(where: { $0.hasPrefix("uplink parts: ") }) else { return [:] }
+        var result: [String: Int] = [:]
+        for item in line.dropFirst("uplink parts: ".count).split(separator: ";")[0].split(separator: ",") {
+            let words = item.split(separator: " ")
+            if words.count == 2, let count = Int(words[1]) { result[String(words[0])] = count }
+        }
+        return result
+    }
+
+    @Test func aBacklogGoesRawWhenTheLinkOutrunsTheCompressor() throws {
+        let rig = try UplinkRig()
+        let log = try drainBacklog(rig, uplinkBytesPerSecond: nil)
+        let counts = parts(log)
+        // The first batches go compressed until the link is measured (a debug build's compressor is
+        // slow and the tests share two cores, so that can take dozens of these small parts); then raw.
+        #expect(3 * (counts["raw"] ?? 0) > (counts["zstd-1"] ?? 0) + (counts["zstd-12"] ?? 0), "\(log)")
+        let periods = log.split(separator: "\n").filter { $0.contains("link period:") }
+        #expect(periods.last?.hasSuffix("coding raw") == true, "\(log)")
+    }
+
+    @Test func aBacklogGoesStronglyCompressedOverASlowLink() throws {
+        let rig = try UplinkRig()
+        // 256 KB/s (2 Mbit/s, a weak cellular uplink): ~1 MB of backlog compresses to ~0.3 MB.
+        let log = try drainBacklog(rig, uplinkBytesPerSecond: 256_000)
+        let counts = parts(log)
+        #expect(counts["raw"] == 0, "\(log)")
+        #expect((counts["zstd-12"] ?? 0) > (counts["zstd-1"] ?? 0), "\(log)")
+        let wire = log.split(separator: "\n").first { $0.hasPrefix("uplink: ") } ?? ""
+        #expect(wire.contains("(0.2") || wire.contains("(0.3"), "\(wire)")
+    }
+}
