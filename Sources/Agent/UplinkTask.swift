@@ -438,7 +438,9 @@ final class UplinkTask {
             let byteRange = entries[partStart].lowerBound..<entries[partEnd - 1].upperBound
             let partEntries = entries[partStart..<partEnd].map { ($0.lowerBound - byteRange.lowerBound)..<($0.upperBound - byteRange.lowerBound) }
             guard sendPart(token: token, first: partFirst, last: partLast, body: Array(body[byteRange]), entries: partEntries,
-                           segmentStarts: segmentStarts.filter { $0 > partFirst && $0 <= partLast },
+                           // A part whose first entry starts a segment says so too (at sequence 1 it
+                           // changes nothing: the collector cuts only a segment that holds entries).
+                           segmentStarts: segmentStarts.filter { $0 >= partFirst && $0 <= partLast },
                            fromJournal: fromJournal, connection: connection)
             else { return }
             partStart = partEnd

@@ -1,7 +1,7 @@
-// The body coding of a backlog follows the link: raw when the link outruns the compressor (a local
+// Draining a backlog. The body coding follows the link: raw when the link outruns the compressor (a local
 // broker), the strongest compression when the link is the bottleneck (a cellular uplink) — each
 // ending byte-identical. Real mosquitto (mTLS), the real collector and daqlink; the slow link is
-// the fault proxy's uplink rate limit.
+// the fault proxy's uplink rate limit. And the collector cuts its segments where the device did.
 import Foundation
 import Testing
 import TestSupport
@@ -10,9 +10,10 @@ import TestSupport
     /// Builds a backlog (the fixture acquired with the link down), then drains it with
     /// `--batch-entries 16` (≈ 228 batches, so the window fills and the link gets measured) while
     /// the device replays a single frame. Returns the drain's log.
-    private func drainBacklog(_ rig: UplinkRig, uplinkBytesPerSecond: Int?) throws -> String {
+    private func drainBacklog(_ rig: UplinkRig, uplinkBytesPerSecond: Int?, batchEntries: Int = 16,
+                              segmentBytes: Int = 8 << 20) throws -> String {
         rig.proxy.set(.down)
-        try rig.startDevice(speed: "max", extra: ["--drain-timeout", "1"])
+        try rig.startDevice(speed: "max", extra: ["--drain-timeout", "1", "--segment-bytes", "\(segmentBytes)"])
         let (_, backlogLog) = rig.waitForDevice()
         #expect(backlogLog.contains("acknowledged up to 0"), "\(backlogLog)")
         let oneFrame = rig.work.appendingPathComponent("one-frame.log")
@@ -21,7 +22,8 @@ import TestSupport
         rig.proxy.limitUplink(bytesPerSecond: uplinkBytesPerSecond)
         rig.proxy.set(.up)
         try rig.startCollector()
-        try rig.startDevice(speed: "max", extra: ["--source", "replay:\(oneFrame.path)", "--batch-entries", "16", "--log-level", "debug"])
+        try rig.startDevice(speed: "max", extra: ["--source", "replay:\(oneFrame.path)", "--batch-entries", "\(batchEntries)",
+                                                  "--segment-bytes", "\(segmentBytes)", "--log-level", "debug"])
         let (status, log) = rig.waitForDevice()
         #expect(status == 0, "\(log)")
         let verify = try rig.verify()
@@ -60,5 +62,15 @@ import TestSupport
         #expect((counts["zstd-12"] ?? 0) > (counts["zstd-1"] ?? 0), "\(log)")
         let wire = log.split(separator: "\n").first { $0.hasPrefix("uplink: ") } ?? ""
         #expect(wire.contains("(0.2") || wire.contains("(0.3"), "\(wire)")
+    }
+
+    /// Every batch starts on an entry, so every segment start of the device's journal is some
+    /// batch's first entry: the collector must cut its copy there too (the batch says so).
+    @Test func batchesThatStartASegmentCutTheCollectorsSegmentThere() throws {
+        let rig = try UplinkRig()
+        let log = try drainBacklog(rig, uplinkBytesPerSecond: nil, batchEntries: 1, segmentBytes: 32 << 10)
+        #expect(log.contains("acknowledged up to 3638"), "\(log)")
+        let segments = try FileManager.default.contentsOfDirectory(atPath: rig.journal.path).filter { $0.hasSuffix(".jnl") }
+        #expect(segments.count > 20, "\(segments)")
     }
 }
