@@ -217,11 +217,13 @@ public final class CollectorService {
     }
 
     /// Group commit: after every message of a loop turn is committed, one fdatasync per device,
-    /// then its ack (never before the sync).
+    /// then its ack (never before the sync), then the MDF bytes those commits queued (derived
+    /// files: they need not delay the ack).
     private func acknowledgeCommitted() {
         for sink in sinks.values where sink.hasPendingAck {
             do throws(DAQError) {
                 if let upTo = try sink.syncForAcknowledgement() { acknowledge(sink, upTo: upTo) }
+                try sink.flushMDF()
             } catch {
                 storageFailed(error)
                 return

@@ -44,23 +44,36 @@ final class DeviceStreamSink {
                            at: InputLocation(file: directory, field: "epoch"))
         }
         stream = CollectorStream(committed: journal.lastSequence)
-        if mdfDirectory != nil && journal.lastSequence > 0 { try resumeMDF(directory: directory) }
+        if mdfDirectory != nil && journal.lastSequence > 0 { try resumeMDF() }
     }
 
     /// After a restart, rebuilds the current measurement's MDF file from the rebuilt journal (the
     /// bytes come out the same as if it had never stopped); earlier measurements' files are done.
-    private func resumeMDF(directory: String) throws(DAQError) {
+    private func resumeMDF() throws(DAQError) {
         var lastLayout: UInt64?
-        let scan = try JournalReader(directory: directory, from: 1)
-        while let entry = try scan.next() { if entry.kind == .layout { lastLayout = entry.sequence } }
+        try forEachRun(from: 1) { bytes, entries, first in
+            for (index, range) in entries.enumerated() where JournalEntryKind(rawValue: bytes[range.lowerBound + 4]) == .layout {
+                lastLayout = first + UInt64(index)
+            }
+        }
         guard let lastLayout else { return }
-        let reader = try JournalReader(directory: directory, from: lastLayout)
-        while let entry = try reader.next() {
-            try entry.framed.withUnsafeBytes { raw in
-                Result { () throws(DAQError) in try recordInMDF(raw, sequence: entry.sequence) }
-            }.get()
+        try forEachRun(from: lastLayout) { bytes, entries, first throws(DAQError) in
+            try recordInMDF(bytes, entries: entries, first: first)
         }
         try mdf?.flush()
+    }
+
+    /// Calls `body` with each run of the rebuilt journal's entries from `sequence` on: their framed
+    /// bytes, each one's range in them, and the first one's sequence number.
+    private func forEachRun(from sequence: UInt64,
+                            _ body: ([UInt8], [Range<Int>], UInt64) throws(DAQError) -> Void) throws(DAQError) {
+        let reader = try JournalReader(directory: directory, from: sequence)
+        var bytes: [UInt8] = [], entries: [Range<Int>] = []
+        while let run = try reader.readEntries(maxEntries: 4096, maxBytes: 4 << 20, into: &bytes, ranges: &entries) {
+            try body(bytes, entries, run.firstSequence)
+            bytes.removeAll(keepingCapacity: true)
+            entries.removeAll(keepingCapacity: true)
+        }
     }
 
     var committed: UInt64 { stream.committed }
@@ -143,10 +156,9 @@ final class DeviceStreamSink {
         var body: [UInt8] = []
         var entries: [Range<Int>] = []
         let reader = try JournalReader(directory: directory, from: from)
-        while UInt64(entries.count) <= to - from, let entry = try reader.next() {
-            entries.append(body.count..<(body.count + entry.framed.count))
-            body += entry.framed
-        }
+        while UInt64(entries.count) <= to - from,
+              try reader.readEntries(maxEntries: Int(to - from) + 1 - entries.count, maxBytes: .max, through: to,
+                                     into: &body, ranges: &entries) != nil {}
         guard UInt64(entries.count) == to - from + 1 else {
             throw DAQError(.malformedInput, "context \(from)…\(to) is not in the rebuilt journal",
                            at: InputLocation(file: source, field: "context"))
@@ -162,47 +174,70 @@ final class DeviceStreamSink {
     func syncForAcknowledgement() throws(DAQError) -> UInt64? {
         if unsynced {
             try journal.sync()
-            try mdf?.flush()
             unsynced = false
         }
         defer { pendingAck = nil }
         return pendingAck
     }
 
+    /// Writes the MDF record bytes queued by the commits so far. Called after the ack: the MDF
+    /// files are derived from the journal (`resumeMDF` rebuilds the current measurement after a
+    /// crash), so they need not be written before the device hears its entries are safe.
+    func flushMDF() throws(DAQError) {
+        try mdf?.flush()
+    }
+
     private func append(_ batch: ReceivedBatch, first: UInt64, last: UInt64) throws(DAQError) {
-        let starts = Set(batch.header.segmentStarts)
+        let starts = batch.header.segmentStarts
         let entries = Array(batch.entries[Int(first - batch.header.first)...Int(last - batch.header.first)])
         try batch.body.withUnsafeBytes { raw in
             Result { () throws(DAQError) in
-                // One write per segment piece; the writer checks every entry's framing and CRC.
-                try journal.appendFramed(run: raw, entries: entries, startsSegment: { starts.contains($0) })
-                recentCommit = (first, batch.body, entries)
-                committedEntries += UInt64(entries.count)
-                committedBytes += UInt64(entries.last!.upperBound - entries.first!.lowerBound)
-                guard mdfDirectory != nil else { return }
-                for (index, range) in entries.enumerated() {
-                    try recordInMDF(UnsafeRawBufferPointer(rebasing: raw[range]), sequence: first + UInt64(index))
+                // One write per segment piece. `ReceivedBatch.decode` checked (or computed) every
+                // entry's CRC32C in these bytes; the writer still checks their framing.
+                try journal.appendFramed(run: raw, entries: entries, checksumsVerifiedByCaller: true,
+                                         startsSegment: { starts.contains($0) })
+            }
+        }.get()
+        recentCommit = (first, batch.body, entries)
+        committedEntries += UInt64(entries.count)
+        committedBytes += UInt64(entries.last!.upperBound - entries.first!.lowerBound)
+        try recordInMDF(batch.body, entries: entries, first: first)
+    }
+
+    /// Feeds committed entries (`entries` of `body`, the first one `first`) to the MDF files: a
+    /// layout entry starts a new measurement file (the previous one is finalized, before the
+    /// journal sync that makes the next layout durable), a record is queued for the current one
+    /// (`flushMDF` writes it). Entries before the first layout this collector saw (it started
+    /// mid-measurement) have no file.
+    private func recordInMDF(_ body: [UInt8], entries: [Range<Int>], first: UInt64) throws(DAQError) {
+        guard mdfDirectory != nil else { return }
+        try body.withUnsafeBytes { raw in
+            Result { () throws(DAQError) in
+                var recording = mdf
+                for (index, range) in entries.enumerated() where range.count >= JournalFraming.overhead {
+                    let payload = UnsafeRawBufferPointer(
+                        rebasing: raw[(range.lowerBound + JournalFraming.headerLength)..<(range.upperBound - JournalFraming.trailerLength)])
+                    switch JournalEntryKind(rawValue: raw[range.lowerBound + 4]) {
+                    case .record:
+                        try recording?.append(payload)
+                    case .layout:
+                        try startMeasurement(layout: payload, sequence: first + UInt64(index))
+                        recording = mdf
+                    default:
+                        break
+                    }
                 }
             }
         }.get()
     }
 
-    /// Feeds one committed entry to the MDF files: a layout entry starts a new measurement file
-    /// (the previous one is finalized), a record goes into the current one. Entries before the
-    /// first layout this collector saw (it started mid-measurement) have no file.
-    private func recordInMDF(_ framed: UnsafeRawBufferPointer, sequence: UInt64) throws(DAQError) {
-        guard let mdfDirectory, framed.count >= JournalFraming.overhead else { return }
-        let payload = UnsafeRawBufferPointer(rebasing: framed[JournalFraming.headerLength..<(framed.count - JournalFraming.trailerLength)])
-        switch JournalEntryKind(rawValue: framed[4]) {
-        case .layout:
-            try mdf?.finish()
-            let layout = try MeasurementLayout(decoding: payload, source: "\(deviceID) seq \(sequence)")
-            mdf = try MDFRecording(directory: mdfDirectory, name: "measurement-\(sequence)", layout: layout)
-        case .record:
-            try mdf?.append(payload)
-        default:
-            break
-        }
+    /// Finalizes the current measurement's files and starts the one the layout entry `sequence`
+    /// describes.
+    private func startMeasurement(layout payload: UnsafeRawBufferPointer, sequence: UInt64) throws(DAQError) {
+        guard let mdfDirectory else { return }
+        try mdf?.finish()
+        let layout = try MeasurementLayout(decoding: payload, source: "\(deviceID) seq \(sequence)")
+        mdf = try MDFRecording(directory: mdfDirectory, name: "measurement-\(sequence)", layout: layout)
     }
 
     func close() throws(DAQError) {

@@ -9,11 +9,13 @@ import Uplink
 /// A batch whose header has been checked; `body` and `entries` are filled by `decode`.
 struct ReceivedBatch {
     var header: UplinkBatch
-    /// The framed entries `first...last` and each one's byte range (empty until decoded).
-    var body: [UInt8] = []
-    var entries: [Range<Int>] = []
-    /// The wire body still to decode (codec 3 before its context was committed).
-    var encoded: [UInt8]?
+    /// Bytes holding the framed entries `first...last` at `entries` (empty until decoded). For
+    /// codec 0 this is the received message itself, wire header included: never copied.
+    private(set) var body: [UInt8] = []
+    private(set) var entries: [Range<Int>] = []
+    /// The received message and where its wire body starts, until decoded (codec 3 waits for
+    /// its context to be committed).
+    private var encoded: (message: [UInt8], bodyStart: Int)?
     let source: String
 
     var isDecoded: Bool { encoded == nil }
@@ -25,22 +27,26 @@ struct ReceivedBatch {
             Result { () throws(DAQError) in try UplinkBatch.decodeHeader(raw, source: source) }
         }.get()
         self.header = header
-        encoded = Array(payload[bodyStart...])
+        encoded = (payload, bodyStart)
         if header.codec != .contextTransposedZstd { try decode(context: nil) }
     }
 
     /// Decompresses, untransforms and validates the body; `context` is required for codec 3 and
     /// must be the one its header names. Both steps are capped by the header's body length; the
-    /// body CRC32C then vouches for the rebuilt bytes.
+    /// body CRC32C then vouches for the rebuilt bytes. Afterwards every entry's CRC32C is known
+    /// to match its bytes (checked here, or computed by `BatchTransform.decode`), which is what
+    /// lets the journal writer skip checking them again (`checksumsVerifiedByCaller`).
     mutating func decode(context: BatchTransform.Context?) throws(DAQError) {
-        guard let encoded else { return }
+        guard let (message, bodyStart) = encoded else { return }
         let header = self.header, source = self.source
         let bodyLength = Int(header.bodyLength)
-        let body: [UInt8] = try encoded.withUnsafeBytes { rest in
-            Result { () throws(DAQError) -> [UInt8] in
+        // Codec 0 (nil): the entries are validated where they arrived, at `bodyStart` of the message.
+        let decoded = try message.withUnsafeBytes { raw in
+            Result { () throws(DAQError) -> [UInt8]? in
+                let rest = UnsafeRawBufferPointer(rebasing: raw[bodyStart...])
                 switch header.codec {
                 case .none:
-                    return Array(rest)
+                    return nil
                 case .zstd:
                     return try BatchCompression.decompress(rest, length: bodyLength, source: source)
                 case .transposedZstd, .contextTransposedZstd:
@@ -55,12 +61,20 @@ struct ReceivedBatch {
                 }
             }
         }.get()
+        let body = decoded ?? message
+        let start = decoded == nil ? bodyStart : 0
         // Codecs 2 and 3: the entries were framed and CRC'd here, so only their layout is walked.
         let sealed = header.codec == .transposedZstd || header.codec == .contextTransposedZstd
-        entries = try body.withUnsafeBytes { b in
-            Result { () throws(DAQError) in try header.validate(body: b, entriesSealed: sealed, source: source) }
+        var entries = try body.withUnsafeBytes { raw in
+            Result { () throws(DAQError) in
+                try header.validate(body: UnsafeRawBufferPointer(rebasing: raw[start...]), entriesSealed: sealed, source: source)
+            }
         }.get()
+        if start > 0 {
+            for index in entries.indices { entries[index] = (entries[index].lowerBound + start)..<(entries[index].upperBound + start) }
+        }
         self.body = body
+        self.entries = entries
         self.encoded = nil
     }
 }

@@ -115,17 +115,22 @@ public enum JournalFraming {
     /// Decodes the entry at `offset` of `bytes`, which must carry `expectedSequence`.
     /// Checks run in the order that names the real problem: bounds, completeness, CRC (so torn
     /// or garbled bytes are never blamed on the sequence), then the fields the CRC vouches for.
-    public static func decode(_ bytes: UnsafeRawBufferPointer, at offset: Int, expectedSequence: UInt64) -> Step {
+    /// `checksumVerified`: the caller computed or checked this entry's CRC32C over these very
+    /// bytes a moment ago, so it is not computed again (every other check still runs).
+    public static func decode(_ bytes: UnsafeRawBufferPointer, at offset: Int, expectedSequence: UInt64,
+                              checksumVerified: Bool = false) -> Step {
         let available = bytes.count - offset
         guard available >= headerLength else { return .incomplete(needed: headerLength) }
         let length = bytes.le32(at: offset)
         guard length <= UInt32(maxPayloadLength) else { return .invalid(.lengthTooLarge(length)) }
         let framed = framedLength(payloadLength: Int(length))
         guard available >= framed else { return .incomplete(needed: framed) }
-        let covered = UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + headerLength + Int(length))])
-        let computed = CRC32C.checksum(covered)
-        let stored = bytes.le32(at: offset + headerLength + Int(length))
-        guard computed == stored else { return .invalid(.checksumMismatch(stored: stored, computed: computed)) }
+        if !checksumVerified {
+            let covered = UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + headerLength + Int(length))])
+            let computed = CRC32C.checksum(covered)
+            let stored = bytes.le32(at: offset + headerLength + Int(length))
+            guard computed == stored else { return .invalid(.checksumMismatch(stored: stored, computed: computed)) }
+        }
         let kind = JournalEntryKind(rawValue: bytes[offset + 4])
         guard kind.isDefined else { return .invalid(.reservedKind(kind.rawValue)) }
         guard bytes[offset + 5] == 0, bytes[offset + 6] == 0, bytes[offset + 7] == 0 else {

@@ -1,9 +1,29 @@
 // Reads entries back in sequence order across segments, from any retained sequence number: what
 // the uplink ships and what `journal dump` prints. Follows a live journal: at the end it returns
-// nil, and a later `next()` picks up entries appended since.
+// nil, and a later `next()` picks up entries appended since. `readEntries` reads runs of entries
+// into a caller's buffer (the uplink's backlog drain: no allocation per entry).
 import DAQCore
 import Journal
 internal import Glibc
+
+/// Consecutive entries `readEntries` appended to a caller's buffer: `count` entries from
+/// `firstSequence` on, all in the segment whose first entry is `segmentFirstSequence`.
+public struct JournalEntryRun: Sendable, Hashable {
+    public var firstSequence: UInt64
+    public var count: Int
+    public var segmentFirstSequence: UInt64
+    /// The sequence number of the run's last entry.
+    public var lastSequence: UInt64 { firstSequence + UInt64(count) - 1 }
+    /// Whether the run's first entry is the first of its segment (the uplink marks it so the
+    /// collector cuts its copy there).
+    public var startsSegment: Bool { firstSequence == segmentFirstSequence }
+
+    public init(firstSequence: UInt64, count: Int, segmentFirstSequence: UInt64) {
+        self.firstSequence = firstSequence
+        self.count = count
+        self.segmentFirstSequence = segmentFirstSequence
+    }
+}
 
 /// A forward cursor over a journal directory's entries. Reads in 256 KiB chunks with pread.
 /// Use from one context (not Sendable). Entries in a closed segment that fail framing, CRC or
@@ -21,9 +41,12 @@ public final class JournalReader {
     private var buffer: [UInt8] = []
     private var bufferOffset = 0
     private var expected: UInt64 = 0
+    /// The entry at `offset`, decoded (CRC checked) but not consumed: a run that stopped before it
+    /// (at a limit) leaves it to the next call, which need not check it again.
+    private var located: Located?
     /// The stream epoch, once the first segment header was read.
     public private(set) var epoch: UInt64?
-    /// The first seq of the segment holding the entry `next()` returned last. The uplink marks
+    /// The first seq of the segment holding the entry `next()` (or `readEntries`) returned last. The uplink marks
     /// segment starts with it, so the collector cuts its copy at the same places (boundaries are
     /// the device's decision, e.g. after a refused append or a changed size limit).
     public private(set) var segmentFirstSequence: UInt64?
@@ -50,13 +73,97 @@ public final class JournalReader {
 
     /// The next entry, or nil when the reader has caught up with the writer.
     public func next() throws(DAQError) -> JournalEntry? {
+        guard let entry = try locateNext(crossingSegments: true, beforeRefill: {}) else { return nil }
+        consume(entry)
+        let framed = Array(buffer[entry.relative..<(entry.relative + entry.framedLength)])
+        let payload = Array(framed[JournalFraming.headerLength..<(JournalFraming.headerLength + entry.payloadLength)])
+        return JournalEntry(sequence: entry.sequence, kind: entry.kind, payload: payload, framed: framed)
+    }
+
+    /// Appends the framed bytes of the next consecutive entries to `bytes` and each one's range in
+    /// `bytes` to `ranges`, each entry's CRC32C verified once, with no allocation per entry (the
+    /// caller clears and reuses both). Returns the run, or nil (nothing appended) when no entry is
+    /// available: the reader has caught up with the writer, or the next entry is after `last`.
+    ///
+    /// A run stops after `maxEntries` entries, before an entry that would take it past `maxBytes`
+    /// (a first entry larger than that is read alone, so a run always makes progress), after
+    /// `last`, and at the end of a segment: all its entries share `segmentFirstSequence`, and the
+    /// next call continues in the next segment. A run also stops before a fault (a corrupt or
+    /// torn entry in a closed segment, a bad segment header, a read error); the next call throws
+    /// it as `next()` would (journal-corrupt naming the file and byte offset), appending nothing.
+    public func readEntries(maxEntries: Int, maxBytes: Int, through last: UInt64 = .max,
+                            into bytes: inout [UInt8], ranges: inout [Range<Int>]) throws(DAQError) -> JournalEntryRun? {
+        precondition(maxEntries > 0 && maxBytes > 0, "a run holds at least one entry")
+        var run: JournalEntryRun?
+        let base = bytes.count
+        var runBytes = 0
+        // Entries are copied span by span: the ones consumed since the last copy are contiguous in
+        // `buffer` until it is refilled.
+        var span: Range<Int>?
+        func copySpan() {
+            guard let pending = span else { return }
+            buffer.withUnsafeBytes { bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: $0[pending])) }
+            span = nil
+        }
+        while (run?.count ?? 0) < maxEntries {
+            let next: Located?
+            do {
+                next = try locateNext(crossingSegments: run == nil, beforeRefill: copySpan)
+            } catch {
+                if run == nil { throw error }
+                break  // state is unchanged, so the next call meets the fault again and throws it
+            }
+            guard let entry = next, entry.sequence <= last else { break }
+            if run != nil && runBytes + entry.framedLength > maxBytes { break }
+            consume(entry)
+            let start = base + runBytes
+            ranges.append(start..<(start + entry.framedLength))
+            span = (span?.lowerBound ?? entry.relative)..<(entry.relative + entry.framedLength)
+            runBytes += entry.framedLength
+            if run == nil {
+                run = JournalEntryRun(firstSequence: entry.sequence, count: 0, segmentFirstSequence: currentFirst)
+            }
+            run!.count += 1
+        }
+        copySpan()
+        return run
+    }
+
+    // MARK: - Internals
+
+    /// The entry `locateNext` found: where it lies in `buffer` and what it is.
+    private struct Located {
+        var relative: Int
+        var kind: JournalEntryKind
+        var sequence: UInt64
+        var payloadLength: Int
+        var framedLength: Int
+    }
+
+    /// Moves past the entry `locateNext` returned.
+    private func consume(_ entry: Located) {
+        located = nil
+        offset += entry.framedLength
+        expected += 1
+        segmentFirstSequence = currentFirst
+    }
+
+    /// Finds the next entry at or after the start sequence and decodes it (CRC included) in
+    /// `buffer`, without consuming it: nil when the reader has caught up with the writer, or, when
+    /// not `crossingSegments`, when the current segment holds no more entries. `beforeRefill` runs
+    /// before `buffer` is replaced by fresh bytes. Throws journal-corrupt for a fault, leaving the
+    /// cursor where it was. Until it is consumed, the same entry is returned without decoding it again.
+    private func locateNext(crossingSegments: Bool, beforeRefill: () -> Void) throws(DAQError) -> Located? {
+        if let located { return located }
         while true {
             if fd < 0 {
+                beforeRefill()
                 let firsts = try layout.segmentFirstSequences()
                 guard let oldest = firsts.first else { return nil }
                 try openSegment(firsts.last { $0 <= startSequence } ?? oldest)
             }
             if !headerRead {
+                beforeRefill()
                 guard try readHeader() else { return nil }
             }
             let relative = offset - bufferOffset
@@ -65,16 +172,18 @@ public final class JournalReader {
             }
             switch step {
             case .entry(let kind, let sequence, let payloadLength, let framedLength):
-                offset += framedLength
-                expected += 1
-                guard sequence >= startSequence else { continue }
-                let framed = Array(buffer[relative..<(relative + framedLength)])
-                let payload = Array(framed[JournalFraming.headerLength..<(JournalFraming.headerLength + payloadLength)])
-                segmentFirstSequence = currentFirst
-                return JournalEntry(sequence: sequence, kind: kind, payload: payload, framed: framed)
+                guard sequence >= startSequence else {
+                    offset += framedLength
+                    expected += 1
+                    continue
+                }
+                located = Located(relative: relative, kind: kind, sequence: sequence, payloadLength: payloadLength,
+                                  framedLength: framedLength)
+                return located
             case .incomplete(let needed):
                 let fresh = try read(count: max(needed, JournalReader.chunk))
                 if fresh.count > buffer.count - relative {
+                    beforeRefill()
                     buffer = fresh
                     bufferOffset = offset
                 }
@@ -87,14 +196,14 @@ public final class JournalReader {
                 guard fresh.isEmpty else {
                     throw corrupt(.torn(needed: needed, available: fresh.count), at: offset)
                 }
+                guard crossingSegments else { return nil }
+                beforeRefill()
                 try openSegment(newer)
             case .invalid(let defect):
                 throw corrupt(defect, at: offset)
             }
         }
     }
-
-    // MARK: - Internals
 
     private var currentPath: String { layout.segmentPath(firstSequence: currentFirst) }
 
@@ -111,6 +220,7 @@ public final class JournalReader {
     private func openSegment(_ first: UInt64) throws(DAQError) {
         if fd >= 0 { FileOps.close(fd) }
         fd = -1
+        located = nil
         currentFirst = first
         do { fd = try FileOps.open(currentPath, O_RDONLY) } catch { throw error.daqError("open segment", path: currentPath) }
         headerRead = false

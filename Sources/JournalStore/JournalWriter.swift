@@ -191,7 +191,9 @@ public final class JournalWriter {
         let rotating = activeLength > SegmentHeader.length && activeLength + framed > configuration.segmentSizeLimit
         scratch.removeAll(keepingCapacity: true)
         JournalFraming.encode(kind: kind, sequence: sequence, payload: payload, into: &scratch)
-        try writeEntry(sequence: sequence, rotating: rotating)
+        try scratch.withUnsafeBytes { entry in
+            Result { () throws(DAQError) in try writeEntries(entry, first: sequence, last: sequence, rotating: rotating) }
+        }.get()
         return sequence
     }
 
@@ -205,57 +207,66 @@ public final class JournalWriter {
 
     /// Appends consecutive framed entries (`entries` are their ranges in `run`), each checked as
     /// `appendFramed(_:startsSegment:)` checks one, with one write per segment they fall into
-    /// instead of one per entry. `startsSegment(sequence)` says where the device cut a segment.
-    /// If one entry is invalid, the entries before it are appended and an error is thrown.
+    /// instead of one per entry (straight from `run`, not copied). `startsSegment(sequence)` says
+    /// where the device cut a segment. If one entry is invalid, the entries before it are appended
+    /// and an error is thrown.
+    ///
+    /// `checksumsVerifiedByCaller`: pass `true` only when the caller has itself, just before, checked
+    /// (or computed) the CRC32C of every entry of `run` in these very bytes — the collector's
+    /// `UplinkBatch.validate` — so the writer does not compute them a second time. Length,
+    /// contiguity, sequence, kind and reserved bytes are still checked. The default checks all.
     public func appendFramed(run: UnsafeRawBufferPointer, entries: [Range<Int>],
+                             checksumsVerifiedByCaller: Bool = false,
                              startsSegment: (UInt64) -> Bool) throws(DAQError) {
         try ensureUsable()
-        var pieceStart = 0  // index of the first entry not yet written
+        var piece: Range<Int>?  // bytes of the entries checked but not yet written
+        var pieceEntries: UInt64 = 0
         var rotating = false
-        func flush(upTo end: Int) throws(DAQError) {
-            guard end > pieceStart else { return }
-            scratch.removeAll(keepingCapacity: true)
-            scratch.append(contentsOf: UnsafeRawBufferPointer(rebasing: run[entries[pieceStart].lowerBound..<entries[end - 1].upperBound]))
-            try writeEntries(first: lastSequence + 1, last: lastSequence + UInt64(end - pieceStart), rotating: rotating)
-            pieceStart = end
+        func flush() throws(DAQError) {
+            guard let bytes = piece else { return }
+            try writeEntries(UnsafeRawBufferPointer(rebasing: run[bytes]), first: lastSequence + 1,
+                             last: lastSequence + pieceEntries, rotating: rotating)
+            piece = nil
+            pieceEntries = 0
             rotating = false
         }
-        for (index, range) in entries.enumerated() {
-            let sequence = lastSequence + 1 + UInt64(index - pieceStart)
+        var previousEnd: Int?
+        for range in entries {
+            let sequence = lastSequence + 1 + pieceEntries
             let entry = UnsafeRawBufferPointer(rebasing: run[range])
-            guard index == 0 || range.lowerBound == entries[index - 1].upperBound,
-                  case .entry(let kind, _, _, let length) = JournalFraming.decode(entry, at: 0, expectedSequence: sequence),
+            guard previousEnd == nil || range.lowerBound == previousEnd,
+                  case .entry(let kind, _, _, let length) = JournalFraming.decode(
+                      entry, at: 0, expectedSequence: sequence, checksumVerified: checksumsVerifiedByCaller),
                   length == entry.count, kind.isDefined else {
-                try flush(upTo: index)
+                try flush()
                 throw DAQError(.journalMisuse, "framed entry is not a valid entry \(sequence)", at: InputLocation(file: directory))
             }
             if startsSegment(sequence) {
-                try flush(upTo: index)
+                try flush()
                 rotating = activeLength > SegmentHeader.length
             }
+            piece = (piece?.lowerBound ?? range.lowerBound)..<range.upperBound
+            pieceEntries += 1
+            previousEnd = range.upperBound
         }
-        try flush(upTo: entries.count)
+        try flush()
     }
 
-    /// Writes `scratch` (one framed entry with `sequence`), rotating first when asked.
-    private func writeEntry(sequence: UInt64, rotating: Bool) throws(DAQError) {
-        try writeEntries(first: sequence, last: sequence, rotating: rotating)
-    }
-
-    /// Writes `scratch` (framed entries `first...last`), rotating first when asked.
-    private func writeEntries(first: UInt64, last sequence: UInt64, rotating: Bool) throws(DAQError) {
-        let framed = scratch.count
+    /// Writes `bytes` (framed entries `first...last`), rotating first when asked.
+    private func writeEntries(_ bytes: UnsafeRawBufferPointer, first: UInt64, last sequence: UInt64,
+                              rotating: Bool) throws(DAQError) {
+        let framed = bytes.count
         // Room first: an entry refused for the quota must not leave a new, empty segment behind.
         try makeRoom(framed + (rotating ? SegmentHeader.length : 0))
         if rotating { try rotate(firstSequence: first) }
         do {
-            try writeScratch()
+            try writeAtEnd(bytes)
         } catch where error.isOutOfSpace {
             // The filesystem filled before the quota did: make room from acknowledged segments once.
             guard deleteAcknowledgedSegments(upTo: acknowledgedUpTo, while: { true }, limit: 1) > 0 else {
                 throw fullError(framed, cause: "filesystem full (\(error.text))")
             }
-            do { try writeScratch() } catch {
+            do { try writeAtEnd(bytes) } catch {
                 throw error.isOutOfSpace ? fullError(framed, cause: "filesystem full (\(error.text))")
                     : error.daqError("append", path: activePath, offset: activeLength)
             }
@@ -343,12 +354,12 @@ public final class JournalWriter {
                  at: InputLocation(file: directory))
     }
 
-    /// Writes `scratch` at the end of the active segment; on failure cuts the segment back to its
+    /// Writes `bytes` at the end of the active segment; on failure cuts the segment back to its
     /// last complete entry, so a failed append never leaves a torn entry for recovery to find.
-    private func writeScratch() throws(SystemCallError) {
+    private func writeAtEnd(_ bytes: UnsafeRawBufferPointer) throws(SystemCallError) {
         var written = 0
         do {
-            try FileOps.writeAll(activeFD, scratch, written: &written)
+            try FileOps.writeAll(activeFD, bytes, written: &written)
         } catch {
             if written > 0 {
                 do { try FileOps.truncate(activeFD, to: activeLength) } catch {

@@ -48,19 +48,24 @@ enum FileOps {
     static func close(_ fd: Int32) { _ = Glibc.close(fd) }
 
     /// Writes all of `bytes`, looping over short writes. On failure, `written` tells how far it got.
-    static func writeAll(_ fd: Int32, _ bytes: [UInt8], written: inout Int) throws(SystemCallError) {
+    static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, written: inout Int) throws(SystemCallError) {
         var done = 0
-        let failed: SystemCallError? = bytes.withUnsafeBytes { raw in
-            while done < raw.count {
-                switch systemCallResult({ Glibc.write(fd, raw.baseAddress! + done, raw.count - done) }) {
-                case .success(let n): done += n
-                case .failure(let error): return error
-                }
+        while done < bytes.count {
+            switch systemCallResult({ Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done) }) {
+            case .success(let n): done += n
+            case .failure(let error):
+                written = done
+                throw error
             }
-            return nil
         }
         written = done
-        if let failed { throw failed }
+    }
+
+    /// `writeAll` of an array's bytes.
+    static func writeAll(_ fd: Int32, _ bytes: [UInt8], written: inout Int) throws(SystemCallError) {
+        try bytes.withUnsafeBytes { raw in
+            Result { () throws(SystemCallError) in try writeAll(fd, raw, written: &written) }
+        }.get()
     }
 
     /// Reads up to `count` bytes at `offset` (fewer only at end of file).

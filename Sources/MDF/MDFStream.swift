@@ -59,6 +59,10 @@ public struct MDFStream: Sendable {
     /// Bytes of the file written so far (head + everything `append` and `finish` emitted).
     public private(set) var fileBytes: Int
     private let deflate: Deflate?
+    /// `deflate`'s block size and capacity (0 for plain files), kept apart so the per-record path
+    /// never copies `deflate` (its closure would be retained and released for every record).
+    private let blockBytes: Int
+    private let blockCapacity: Int
     /// Deflate: record bytes of the unfinished block, and the address of each written ##DZ.
     private var pendingBlock: [UInt8] = []
     private var blockAddresses: [Int] = []
@@ -103,6 +107,8 @@ public struct MDFStream: Sendable {
         payloadBytes = layout.groups.map { RecordLayout($0).recordBytes + RecordPayload.headerBytes }
         cycles = Array(repeating: 0, count: layout.groups.count)
         self.deflate = deflate
+        blockBytes = deflate?.blockBytes ?? 0
+        blockCapacity = deflate?.blockCapacity ?? 0
     }
 
     /// A ##DL of equal-length blocks (the last may be shorter) listing `blocks`.
@@ -114,16 +120,14 @@ public struct MDFStream: Sendable {
         return image.block("##DL", links: [0] + blocks, data: dl.bytes)
     }
 
-    /// Whether a deflate stream has written all the blocks its head's ##DL can list.
-    public var isFull: Bool {
-        guard let deflate else { return false }
-        return blockAddresses.count >= deflate.blockCapacity
-    }
+    /// Whether a deflate stream has written all the blocks its head's ##DL can list. (Stored, so
+    /// a caller holding the stream in a class reads one field instead of copying the stream.)
+    public private(set) var isFull = false
 
     /// Counts one appended record payload of group `index` (plain streams whose caller appends
     /// the payload bytes itself).
     public mutating func recorded(group index: Int) {
-        precondition(deflate == nil, "a deflate stream takes records through append(_:into:)")
+        precondition(blockBytes == 0, "a deflate stream takes records through append(_:into:)")
         count(group: index)
         fileBytes += payloadBytes[index]
     }
@@ -135,24 +139,26 @@ public struct MDFStream: Sendable {
     }
 
     /// Takes one record payload; appends to `output` the bytes to write at the file's end now.
+    /// Called for every record: mutates in place, allocates nothing but `output`'s growth.
     public mutating func append(_ payload: UnsafeRawBufferPointer, into output: inout [UInt8]) {
-        guard let deflate else {
-            recorded(group: RecordPayload.groupIndex(payload))
+        let group = RecordPayload.groupIndex(payload)
+        count(group: group)
+        guard blockBytes > 0 else {
+            fileBytes += payloadBytes[group]
             output.append(contentsOf: payload)
             return
         }
-        count(group: RecordPayload.groupIndex(payload))
         pendingBlock.append(contentsOf: payload)
-        while pendingBlock.count >= deflate.blockBytes, !isFull {
-            let block = pendingBlock.withUnsafeBytes { UnsafeRawBufferPointer(rebasing: $0[0..<deflate.blockBytes]) }
-            writeBlock(block, deflate: deflate, into: &output)
-            pendingBlock.removeFirst(deflate.blockBytes)
+        while pendingBlock.count >= blockBytes, !isFull {
+            let compressed = pendingBlock.withUnsafeBytes { deflate!.compress(UnsafeRawBufferPointer(rebasing: $0[0..<blockBytes])) }
+            writeBlock(compressed, uncompressedBytes: blockBytes, into: &output)
+            pendingBlock.removeFirst(blockBytes)
         }
     }
 
-    /// A ##DZ (plain deflate: unsorted records of several sizes cannot be transposed) at the file end.
-    private mutating func writeBlock(_ block: UnsafeRawBufferPointer, deflate: Deflate, into output: inout [UInt8]) {
-        let zipped = deflate.compress(block)
+    /// A ##DZ (plain deflate: unsorted records of several sizes cannot be transposed) of
+    /// `uncompressedBytes` record bytes, deflated to `zipped`, at the file end.
+    private mutating func writeBlock(_ zipped: [UInt8], uncompressedBytes: Int, into output: inout [UInt8]) {
         var dz = MDFFields()
         dz.zeros(8)                        // the id is written last (`takeSeals`)
         dz.u64(UInt64(48 + zipped.count))
@@ -160,9 +166,10 @@ public struct MDFStream: Sendable {
         dz.bytes += Array("DT".utf8)
         dz.u8(0); dz.u8(0)                 // zip type: deflate; reserved
         dz.u32(0)                          // zip parameter
-        dz.u64(UInt64(block.count))
+        dz.u64(UInt64(uncompressedBytes))
         dz.u64(UInt64(zipped.count))
         blockAddresses.append(fileBytes)
+        isFull = blockAddresses.count >= blockCapacity
         seals.append((fileBytes, Array("##DZ".utf8)))
         output += dz.bytes
         output += zipped
@@ -186,8 +193,8 @@ public struct MDFStream: Sendable {
     public mutating func finish(into output: inout [UInt8]) -> [(offset: Int, bytes: [UInt8])] {
         guard let deflate else { return finalization() }
         if !pendingBlock.isEmpty {
-            let block = pendingBlock
-            block.withUnsafeBytes { writeBlock($0, deflate: deflate, into: &output) }
+            let compressed = pendingBlock.withUnsafeBytes { deflate.compress($0) }
+            writeBlock(compressed, uncompressedBytes: pendingBlock.count, into: &output)
             pendingBlock.removeAll()
         }
         var patches = takeSeals()

@@ -296,4 +296,30 @@ import TestSupport
         #expect(try readAll(dir).map(\.sequence) == [1, 2, 3, 4])
         try writer.close()
     }
+
+    /// A caller that has just checked the CRCs (the collector) spares the writer that work; the
+    /// framing itself (contiguity, sequence, kind) is still checked.
+    @Test func checksumsVerifiedByCallerSkipsOnlyTheCRC() throws {
+        let dir = try freshJournalDirectory("run-verified")
+        defer { removeJournalDirectory(dir) }
+        let writer = try JournalWriter(directory: dir, configuration: JournalConfiguration(epoch: 5))
+        var body: [UInt8] = []
+        var ranges: [Range<Int>] = []
+        for sequence in [1, 2, 3, 5] as [UInt64] {  // 5 where 4 belongs
+            let entry = JournalFraming.encode(kind: .record, sequence: sequence, payload: pattern(sequence))
+            ranges.append(body.count..<(body.count + entry.count))
+            body += entry
+        }
+        #expect(throws: DAQError.self) {
+            try body.withUnsafeBytes { raw in
+                try Result { () throws(DAQError) in
+                    try writer.appendFramed(run: raw, entries: ranges, checksumsVerifiedByCaller: true, startsSegment: { _ in false })
+                }.get()
+            }
+        }
+        #expect(writer.lastSequence == 3)
+        try writer.sync()
+        #expect(try readAll(dir).map(\.payload) == (UInt64(1)...3).map { pattern($0) })
+        try writer.close()
+    }
 }
