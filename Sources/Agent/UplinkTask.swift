@@ -88,10 +88,13 @@ final class UplinkTask {
     private var governor = CompressionGovernor(codings: BodyCoding.governed, initial: BodyCoding.initial)
     private var tokenWireBytes: [Int: Int] = [:]
     private var idleWithFullWindowSince: Int64?
+    /// Batches the sender asked for, published one per loop turn (`schedulePublishing`).
+    private var publishQueue: [(token: Int, first: UInt64, last: UInt64)] = []
+    private var publishTimer: EventLoop.TimerID?
     /// The current link period: its start, backlog wire bytes PUBACKed, time spent waiting with a full window.
-    private var linkPeriod = (start: Int64(0), wireBytes: 0, waiting: Int64(0))
+    private var linkPeriod = (start: Int64(0), wireBytes: 0, waiting: Int64(0), busy: Int64(0))
     /// A link period closes at the first acknowledgement after this long (ns).
-    private let linkPeriodLength: Int64 = 25_000_000
+    private let linkPeriodLength: Int64 = 10_000_000
     private var jitter: Jitter
     private var stopped = false
     private(set) var counters = UplinkCounters()
@@ -145,6 +148,8 @@ final class UplinkTask {
         closeConnection()
         for (_, id) in timers { loop.cancel(id) }
         timers.removeAll()
+        if let publishTimer { loop.cancel(publishTimer) }
+        publishTimer = nil
     }
 
     // MARK: actions
@@ -155,7 +160,10 @@ final class UplinkTask {
             case .connect:
                 connect()
             case .publish(let token, let first, let last):
-                publish(token: token, first: first, last: last)
+                // One batch per loop turn: encoding a window's worth at once would hold up the
+                // sampling rasters, and PUBACKs read in between keep the governor's view current.
+                publishQueue.append((token, first, last))
+                schedulePublishing()
             case .persistAcknowledged(let upTo):
                 // Persisting costs two fsyncs that stall the loop; acks arrive every few ms while
                 // a backlog drains. A cursor persisted late only means a longer resend after a
@@ -247,7 +255,27 @@ final class UplinkTask {
 
     /// The loop is about to wait: with the window full, what wakes it is the link.
     private func noteIdle() {
-        idleWithFullWindowSince = sender.isConnected && sender.inFlightCount >= options.policy.window ? loop.clock.now() : nil
+        let waiting = sender.isConnected && sender.inFlightCount >= options.policy.window && publishQueue.isEmpty
+        idleWithFullWindowSince = waiting ? loop.clock.now() : nil
+    }
+
+    /// Publishes the oldest queued batch on the next loop turn, after the loop has polled.
+    private func schedulePublishing() {
+        guard publishTimer == nil else { return }
+        publishTimer = loop.schedule(at: loop.clock.now()) { [weak self] in
+            guard let self else { return }
+            self.publishTimer = nil
+            guard !self.stopped, !self.publishQueue.isEmpty else { return }
+            let (token, first, last) = self.publishQueue.removeFirst()
+            // A batch the sender has since given up (a rewind) is not sent.
+            if self.sender.isInFlight(token: token) {
+                let started = self.loop.clock.now()
+                self.publish(token: token, first: first, last: last)
+                self.linkPeriod.busy += self.loop.clock.now() - started
+            }
+            if !self.publishQueue.isEmpty { self.schedulePublishing() }
+            self.noteIdle()
+        }
     }
 
     private func periodic() {
@@ -266,10 +294,10 @@ final class UplinkTask {
             let now = loop.clock.now()
             if linkPeriod.wireBytes > 0 && now - linkPeriod.start >= linkPeriodLength {
                 governor.linkPeriod(wireBytes: linkPeriod.wireBytes, nanoseconds: now - linkPeriod.start,
-                                    waitingNanoseconds: linkPeriod.waiting)
+                                    waitingNanoseconds: linkPeriod.waiting, busyNanoseconds: linkPeriod.busy)
                 counters.linkBytesPerSecond = governor.linkBytesPerSecond
-                logger.debug("link period: \(linkPeriod.wireBytes) B in \(now - linkPeriod.start) ns, waited \(linkPeriod.waiting) ns → link ≈ \(Int(governor.linkBytesPerSecond ?? 0)) B/s, coding \(governor.codings[governor.choice].name)")
-                linkPeriod = (now, 0, 0)
+                logger.debug("link period: \(linkPeriod.wireBytes) B in \(now - linkPeriod.start) ns, waited \(linkPeriod.waiting) ns, busy \(linkPeriod.busy) ns → link ≈ \(Int(governor.linkBytesPerSecond ?? 0)) B/s, coding \(governor.codings[governor.choice].name)")
+                linkPeriod = (now, 0, 0, 0)
             }
         }
         for event in connection.drainEvents() {
@@ -291,7 +319,7 @@ final class UplinkTask {
                 }
                 logger.info("connected to \(options.host):\(options.port) as \(options.deviceID); resending from \(sender.acknowledged + 1)")
                 governor.linkChanged(initial: BodyCoding.initial)
-                linkPeriod = (now, 0, 0)
+                linkPeriod = (now, 0, 0, 0)
                 connectionAccepted = true
                 if let files = connectionFiles { connectionOutcome?(files, true) }
                 perform(sender.on(.connected, now: now, jitter: nextJitter()))
@@ -382,6 +410,7 @@ final class UplinkTask {
         connectDeadlineTimer = nil
         tokens.removeAll()
         tokenWireBytes.removeAll()
+        publishQueue.removeAll()
         idleWithFullWindowSince = nil
         statusInFlight.removeAll()
         partsOutstanding.removeAll()
@@ -404,26 +433,9 @@ final class UplinkTask {
         var sequence = first
         // The ring holds the most recent entries; older ones come from the journal files.
         while sequence <= last, ring?.withEntry(sequence, { add($0) }) != nil { sequence += 1 }
-        let fromJournal = sequence <= last
-        if fromJournal {
-            counters.readsFromJournal += 1
-            do throws(DAQError) {
-                body.removeAll()
-                entries.removeAll()
-                // A backlog drains batch after batch: keep the reader where the last batch ended
-                // instead of opening (and scanning) the segment again for every batch.
-                if backlogReader?.next != first {
-                    backlogReader = (try JournalReader(directory: journal.directory, from: first), first)
-                }
-                while backlogReader!.next <= last, let entry = try backlogReader!.reader.next() {
-                    entry.framed.withUnsafeBytes { add($0) }
-                    backlogReader!.next = entry.sequence + 1
-                }
-            } catch {
-                backlogReader = nil
-                counters.alarms.append("cannot read entries \(first)…\(last) from the journal: \(error)")
-                return
-            }
+        if sequence <= last {
+            publishFromJournal(token: token, first: first, last: last, connection: connection)
+            return
         }
         // A batch the sender asked for may be larger than one MQTT message should be: cut it into
         // consecutive sub-batches of at most `maxBatchBytes` (at least one entry each), all under
@@ -437,13 +449,48 @@ final class UplinkTask {
             let partFirst = first + UInt64(partStart), partLast = first + UInt64(partEnd - 1)
             let byteRange = entries[partStart].lowerBound..<entries[partEnd - 1].upperBound
             let partEntries = entries[partStart..<partEnd].map { ($0.lowerBound - byteRange.lowerBound)..<($0.upperBound - byteRange.lowerBound) }
-            guard sendPart(token: token, first: partFirst, last: partLast, body: Array(body[byteRange]), entries: partEntries,
+            guard sendPart(token: token, first: partFirst, last: partLast,
+                           body: partStart == 0 && partEnd == entries.count ? body : Array(body[byteRange]), entries: partEntries,
                            // A part whose first entry starts a segment says so too (at sequence 1 it
                            // changes nothing: the collector cuts only a segment that holds entries).
                            segmentStarts: segmentStarts.filter { $0 >= partFirst && $0 <= partLast },
-                           fromJournal: fromJournal, connection: connection)
+                           fromJournal: false, connection: connection)
             else { return }
             partStart = partEnd
+        }
+    }
+
+    /// Publishes `first…last` read back from the journal files (a backlog): each run of entries the
+    /// reader returns — at most `maxBatchBytes`, never across a segment end — is one part, read
+    /// straight into its own buffer (one copy, each entry's CRC32C checked once).
+    private func publishFromJournal(token: Int, first: UInt64, last: UInt64, connection: MQTTConnection) {
+        counters.readsFromJournal += 1
+        do throws(DAQError) {
+            // A backlog drains batch after batch: keep the reader where the last batch ended
+            // instead of opening (and scanning) the segment again for every batch.
+            if backlogReader?.next != first {
+                backlogReader = (try JournalReader(directory: journal.directory, from: first), first)
+            }
+            while backlogReader!.next <= last {
+                var body: [UInt8] = []
+                body.reserveCapacity(options.maxBatchBytes + JournalFraming.overhead)
+                var entries: [Range<Int>] = []
+                guard let run = try backlogReader!.reader.readEntries(
+                    maxEntries: Int(last - backlogReader!.next + 1), maxBytes: options.maxBatchBytes, through: last,
+                    into: &body, ranges: &entries)
+                else {
+                    throw DAQError(.journalCorrupt, "entries \(backlogReader!.next)…\(last) are not in the journal",
+                                   at: InputLocation(file: journal.directory))
+                }
+                backlogReader!.next = run.lastSequence + 1
+                guard sendPart(token: token, first: run.firstSequence, last: run.lastSequence, body: body, entries: entries,
+                               segmentStarts: run.startsSegment ? [run.firstSequence] : [], fromJournal: true,
+                               connection: connection)
+                else { return }
+            }
+        } catch {
+            backlogReader = nil
+            counters.alarms.append("cannot read entries \(first)…\(last) from the journal: \(error)")
         }
     }
 

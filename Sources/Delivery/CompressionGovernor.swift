@@ -32,13 +32,18 @@ public struct CompressionGovernor: Sendable {
     public private(set) var choice: Int
     /// Link rate in wire bytes per second; nil until measured or bounded.
     public private(set) var linkBytesPerSecond: Double?
+    /// The estimate is a probe's assumption (the device set the pace), not a measurement: the
+    /// next measurement replaces it instead of being averaged with it.
+    private var linkAssumed = false
 
     /// Weight of a new measurement in the moving averages.
     static let weight = 0.3
-    /// A period in which the device waited at least this share of the time was paced by the link.
+    /// A period in which the device waited at least this share of the time was paced by the link;
+    /// one in which it was busy at least `deviceBoundShare` of it, by the device.
     static let linkBoundShare = 0.2
+    static let deviceBoundShare = 0.5
     /// When the device sets the pace, the link is assumed this much faster than its input rate.
-    static let probeMargin = 1.5
+    static let probeMargin = 2.0
     /// Codings that drain within this factor of the fastest count as equally fast.
     static let tolerance = 1.2
 
@@ -60,21 +65,27 @@ public struct CompressionGovernor: Sendable {
         decide()
     }
 
-    /// Over the last `nanoseconds`, the broker acknowledged `wireBytes` of backlog batches and
-    /// the device spent `waitingNanoseconds` of that time idle with its window full.
+    /// Over the last `nanoseconds`, the broker acknowledged `wireBytes` of backlog batches; the
+    /// device spent `waitingNanoseconds` of that time idle with its window full and
+    /// `busyNanoseconds` coding and publishing batches.
     /// Waiting for a good part of the period means the link set the pace: its rate is measured.
-    /// Hardly waiting means the device did: the link took everything it was given, so it is at
-    /// least that fast. The link is then assumed fast enough that the current coding's input rate
-    /// would fit on it raw, with room to spare, so a faster coding is tried at once; its own
-    /// periods measure the link (or show that the device still sets the pace).
-    public mutating func linkPeriod(wireBytes: Int, nanoseconds: Int64, waitingNanoseconds: Int64) {
+    /// Busy most of the period means the device did: the link took everything it was given, so it
+    /// is at least that fast. The link is then assumed fast enough that the current coding's input
+    /// rate would fit on it raw, with room to spare, so a faster coding is tried at once; its own
+    /// periods measure the link (or show that the device still sets the pace). Neither (the
+    /// backlog's tail, nothing left to send) tells nothing about the link.
+    public mutating func linkPeriod(wireBytes: Int, nanoseconds: Int64, waitingNanoseconds: Int64, busyNanoseconds: Int64) {
         guard wireBytes > 0, nanoseconds > 0 else { return }
         let rate = Double(wireBytes) / (Double(nanoseconds) / 1e9)
         if Double(waitingNanoseconds) >= Self.linkBoundShare * Double(nanoseconds) {
-            linkBytesPerSecond = linkBytesPerSecond.map { $0 + Self.weight * (rate - $0) } ?? rate
-        } else {
+            linkBytesPerSecond = linkAssumed ? rate : linkBytesPerSecond.map { $0 + Self.weight * (rate - $0) } ?? rate
+            linkAssumed = false
+        } else if Double(busyNanoseconds) >= Self.deviceBoundShare * Double(nanoseconds) {
             let input = rate / codings[choice].ratio
-            linkBytesPerSecond = max(Self.probeMargin * input, linkBytesPerSecond ?? 0)
+            if Self.probeMargin * input > linkBytesPerSecond ?? 0 {
+                linkBytesPerSecond = Self.probeMargin * input
+                linkAssumed = true
+            }
         }
         decide()
     }
@@ -82,6 +93,7 @@ public struct CompressionGovernor: Sendable {
     /// A new connection may run over another link (another cell, Wi-Fi): forget the link's rate.
     public mutating func linkChanged(initial: Int) {
         linkBytesPerSecond = nil
+        linkAssumed = false
         choice = initial
     }
 

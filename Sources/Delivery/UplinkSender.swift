@@ -10,7 +10,7 @@ public struct UplinkPolicy: Sendable, Hashable {
     /// fsync delay this bounds frame-to-collector latency (docs/benchmarks.md, "Uplink").
     public var linger: Int64 = 20_000_000
     /// Most batches published and not yet PUBACKed.
-    public var window: Int = 8
+    public var window: Int = 20
     /// Reconnect backoff: first delay and ceiling (ns); jitter is applied by the caller's random draw.
     public var backoffInitial: Int64 = 500_000_000
     public var backoffMax: Int64 = 30_000_000_000
@@ -87,6 +87,9 @@ public struct UplinkSender: Sendable {
 
     /// Batches published and not yet PUBACKed.
     public var inFlightCount: Int { inFlight.count }
+    /// Whether the batch published with `token` is still one the sender waits for (a rewind or a
+    /// reconnect gives up the batches in flight).
+    public func isInFlight(token: Int) -> Bool { inFlight.contains { $0.token == token } }
     public var isConnected: Bool { link == .up }
 
     /// The first actions at start: connect.
