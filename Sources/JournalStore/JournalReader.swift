@@ -94,7 +94,6 @@ public final class JournalReader {
     public func readEntries(maxEntries: Int, maxBytes: Int, through last: UInt64 = .max,
                             into bytes: inout [UInt8], ranges: inout [Range<Int>]) throws(DAQError) -> JournalEntryRun? {
         precondition(maxEntries > 0 && maxBytes > 0, "a run holds at least one entry")
-        var run: JournalEntryRun?
         let base = bytes.count
         var runBytes = 0
         // Entries are copied span by span: the ones consumed since the last copy are contiguous in
@@ -105,28 +104,48 @@ public final class JournalReader {
             buffer.withUnsafeBytes { bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: $0[pending])) }
             span = nil
         }
-        while (run?.count ?? 0) < maxEntries {
-            let next: Located?
-            do {
-                next = try locateNext(crossingSegments: run == nil, beforeRefill: copySpan)
-            } catch {
-                if run == nil { throw error }
-                break  // state is unchanged, so the next call meets the fault again and throws it
-            }
-            guard let entry = next, entry.sequence <= last else { break }
-            if run != nil && runBytes + entry.framedLength > maxBytes { break }
+        var count = 0
+        func take(_ entry: Located) {
             consume(entry)
             let start = base + runBytes
             ranges.append(start..<(start + entry.framedLength))
             span = (span?.lowerBound ?? entry.relative)..<(entry.relative + entry.framedLength)
             runBytes += entry.framedLength
-            if run == nil {
-                run = JournalEntryRun(firstSequence: entry.sequence, count: 0, segmentFirstSequence: currentFirst)
+            count += 1
+        }
+        var first: (sequence: UInt64, segment: UInt64)?
+        while count < maxEntries {
+            // One entry the careful way: refills, segment changes, skipped entries, faults.
+            let next: Located?
+            do {
+                next = try locateNext(crossingSegments: first == nil, beforeRefill: copySpan)
+            } catch {
+                if first == nil { throw error }
+                break  // state is unchanged, so the next call meets the fault again and throws it
             }
-            run!.count += 1
+            guard let entry = next, entry.sequence <= last else { break }
+            if first != nil && runBytes + entry.framedLength > maxBytes { break }
+            take(entry)
+            if first == nil { first = (entry.sequence, currentFirst) }
+            // Then the entries that lie complete in `buffer` after it, in one pass over it; the
+            // first one that does not decode is left to `locateNext`, one over a limit to the
+            // next call (decoded already: `located`).
+            buffer.withUnsafeBytes { raw in
+                while count < maxEntries,
+                      case .entry(let kind, let sequence, let payloadLength, let framedLength) = JournalFraming.decode(
+                          raw, at: offset - bufferOffset, expectedSequence: expected) {
+                    let entry = Located(relative: offset - bufferOffset, kind: kind, sequence: sequence,
+                                        payloadLength: payloadLength, framedLength: framedLength)
+                    guard sequence <= last, runBytes + framedLength <= maxBytes else {
+                        located = entry
+                        return
+                    }
+                    take(entry)
+                }
+            }
         }
         copySpan()
-        return run
+        return first.map { JournalEntryRun(firstSequence: $0.sequence, count: count, segmentFirstSequence: $0.segment) }
     }
 
     // MARK: - Internals

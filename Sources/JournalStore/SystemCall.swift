@@ -70,21 +70,23 @@ enum FileOps {
 
     /// Reads up to `count` bytes at `offset` (fewer only at end of file).
     static func pread(_ fd: Int32, count: Int, at offset: Int) throws(SystemCallError) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: count)
-        var got = 0
-        let failed: SystemCallError? = out.withUnsafeMutableBytes { raw in
-            while got < count {
+        var failed: SystemCallError?
+        // Not zero-filled first: pread overwrites it, and only the bytes read are kept.
+        let out = [UInt8](unsafeUninitializedCapacity: count) { raw, initialized in
+            var got = 0
+            reading: while got < count {
                 switch systemCallResult({ Glibc.pread(fd, raw.baseAddress! + got, count - got, off_t(offset + got)) }) {
                 case .success(let n):
-                    if n == 0 { return nil }
+                    if n == 0 { break reading }
                     got += n
-                case .failure(let error): return error
+                case .failure(let error):
+                    failed = error
+                    break reading
                 }
             }
-            return nil
+            initialized = got
         }
         if let failed { throw failed }
-        if got < count { out.removeLast(count - got) }
         return out
     }
 
