@@ -86,13 +86,16 @@ final class UplinkTask {
     /// How backlog parts are coded on this link (`BodyCoding`), wire bytes per token still to be
     /// PUBACKed, and when the loop last went idle with the window full (a link-rate sample starts).
     private var governor = CompressionGovernor(codings: BodyCoding.governed, initial: BodyCoding.initial)
-    private var tokenWireBytes: [Int: Int] = [:]
-    private var idleWithFullWindowSince: Int64?
+    /// Wire bytes of each backlog part not yet PUBACKed (by MQTT message id), how many there are
+    /// and since when that count holds.
+    private var backlogPartBytes: [Int32: Int] = [:]
+    private var backlogPartsSince: Int64 = 0
     /// Batches the sender asked for, published one per loop turn (`schedulePublishing`).
     private var publishQueue: [(token: Int, first: UInt64, last: UInt64)] = []
     private var publishTimer: EventLoop.TimerID?
-    /// The current link period: its start, backlog wire bytes PUBACKed, time spent waiting with a full window.
-    private var linkPeriod = (start: Int64(0), wireBytes: 0, waiting: Int64(0), busy: Int64(0))
+    /// The current link period: its start, backlog wire bytes PUBACKed, time with at least half a
+    /// window of backlog parts in flight (the link had work queued), time spent coding and publishing.
+    private var linkPeriod = (start: Int64(0), wireBytes: 0, saturated: Int64(0), busy: Int64(0))
     /// A link period closes at the first acknowledgement after this long (ns).
     private let linkPeriodLength: Int64 = 10_000_000
     private var jitter: Jitter
@@ -193,7 +196,6 @@ final class UplinkTask {
                 logger.error("ALARM: \(text)")
             }
         }
-        noteIdle()
     }
 
     private func persistAcknowledged() {
@@ -243,20 +245,22 @@ final class UplinkTask {
 
     private func socketReady(_ ready: PollInterest) {
         guard let connection else { return }
-        let woke = loop.clock.now()
         var healthy = true
         if ready.contains(.read) { healthy = connection.handleReadable() && healthy }
         if ready.contains(.write) || connection.wantsWrite { healthy = connection.handleWritable() && healthy }
-        handleEvents(woke: woke)
+        handleEvents()
         if !healthy && self.connection === connection { lostConnection() }
         if self.connection != nil { watchSocket() }
-        noteIdle()
     }
 
-    /// The loop is about to wait: with the window full, what wakes it is the link.
-    private func noteIdle() {
-        let waiting = sender.isConnected && sender.inFlightCount >= options.policy.window && publishQueue.isEmpty
-        idleWithFullWindowSince = waiting ? loop.clock.now() : nil
+    /// Before the number of backlog parts in flight changes (and at a period's end): the time it
+    /// held at least half a window counts as saturated.
+    private func backlogPartsWillChange() {
+        let now = loop.clock.now()
+        if backlogPartBytes.count >= max(1, options.policy.window / 2) {
+            linkPeriod.saturated += now - max(backlogPartsSince, linkPeriod.start)
+        }
+        backlogPartsSince = now
     }
 
     /// Publishes the oldest queued batch on the next loop turn, after the loop has polled.
@@ -274,7 +278,6 @@ final class UplinkTask {
                 self.linkPeriod.busy += self.loop.clock.now() - started
             }
             if !self.publishQueue.isEmpty { self.schedulePublishing() }
-            self.noteIdle()
         }
     }
 
@@ -286,17 +289,16 @@ final class UplinkTask {
         loop.schedule(at: loop.clock.now() + 1_000_000_000) { [weak self] in self?.periodic() }
     }
 
-    private func handleEvents(woke: Int64? = nil) {
+    private func handleEvents() {
         guard let connection else { return }
-        if let waitedSince = idleWithFullWindowSince, let woke { linkPeriod.waiting += woke - waitedSince }
-        idleWithFullWindowSince = nil
         defer {
             let now = loop.clock.now()
             if linkPeriod.wireBytes > 0 && now - linkPeriod.start >= linkPeriodLength {
+                backlogPartsWillChange()
                 governor.linkPeriod(wireBytes: linkPeriod.wireBytes, nanoseconds: now - linkPeriod.start,
-                                    waitingNanoseconds: linkPeriod.waiting, busyNanoseconds: linkPeriod.busy)
+                                    saturatedNanoseconds: linkPeriod.saturated, busyNanoseconds: linkPeriod.busy)
                 counters.linkBytesPerSecond = governor.linkBytesPerSecond
-                logger.debug("link period: \(linkPeriod.wireBytes) B in \(now - linkPeriod.start) ns, waited \(linkPeriod.waiting) ns, busy \(linkPeriod.busy) ns → link ≈ \(Int(governor.linkBytesPerSecond ?? 0)) B/s, coding \(governor.codings[governor.choice].name)")
+                logger.debug("link period: \(linkPeriod.wireBytes) B in \(now - linkPeriod.start) ns, saturated \(linkPeriod.saturated) ns, busy \(linkPeriod.busy) ns → link ≈ \(Int(governor.linkBytesPerSecond ?? 0)) B/s, coding \(governor.codings[governor.choice].name)")
                 linkPeriod = (now, 0, 0, 0)
             }
         }
@@ -333,6 +335,11 @@ final class UplinkTask {
                     if reasonCode < 0x10 { statusOutbox?.acknowledge(upTo: report) }
                     continue
                 }
+                if let bytes = backlogPartBytes[mid] {
+                    backlogPartsWillChange()
+                    backlogPartBytes[mid] = nil
+                    linkPeriod.wireBytes += bytes
+                }
                 if let token = tokens.removeValue(forKey: mid) {
                     // The worst reason code of a batch's parts is the batch's.
                     let worst = max(worstReason[token] ?? 0, UInt8(clamping: reasonCode))
@@ -343,7 +350,6 @@ final class UplinkTask {
                     } else {
                         partsOutstanding[token] = nil
                         worstReason[token] = nil
-                        linkPeriod.wireBytes += tokenWireBytes.removeValue(forKey: token) ?? 0
                         perform(sender.on(.published(token: token, reasonCode: worst), now: now))
                     }
                 }
@@ -409,9 +415,8 @@ final class UplinkTask {
         if let timer = connectDeadlineTimer { loop.cancel(timer) }
         connectDeadlineTimer = nil
         tokens.removeAll()
-        tokenWireBytes.removeAll()
+        backlogPartBytes.removeAll()
         publishQueue.removeAll()
-        idleWithFullWindowSince = nil
         statusInFlight.removeAll()
         partsOutstanding.removeAll()
         worstReason.removeAll()
@@ -517,7 +522,10 @@ final class UplinkTask {
             }.get()
             tokens[mid] = token
             // Backlog parts measure the link for the governor (live parts leave the window open).
-            if fromJournal { tokenWireBytes[token, default: 0] += wire.count }
+            if fromJournal {
+                backlogPartsWillChange()
+                backlogPartBytes[mid] = wire.count
+            }
             counters.partsByCoding[coding.governedIndex] += 1
             if counters.firstPublishAt == nil { counters.firstPublishAt = loop.clock.now() }
             wireTrace?.published(wire)

@@ -10,11 +10,12 @@
 ///
 /// - The encoder: for each coding in use, its CPU time per raw byte and its wire/raw ratio, as
 ///   moving averages of the batches it coded (priors until then).
-/// - The link: its rate, from the broker's acknowledgements over periods in which the device
-///   mostly waited for them with a full in-flight window (the link set the pace); in periods where
-///   it hardly waited, the device set the pace and the link is only known to be faster.
+/// - The link: its rate, from the broker's acknowledgements over periods in which the link mostly
+///   had work queued (at least half a window of parts in flight: it set the pace); in periods where
+///   the device was busy instead, the device set the pace and the link is only known to be faster.
 public struct CompressionGovernor: Sendable {
-    /// One way to code a batch body: `raw` must be first (no CPU, ratio 1).
+    /// One way to code a batch body. `codings` lists them from weakest to strongest, `raw` first
+    /// (no CPU, ratio 1).
     public struct Coding: Sendable, Equatable {
         public var name: String
         /// Priors until measured: CPU seconds per raw byte and wire bytes per raw byte.
@@ -28,6 +29,8 @@ public struct CompressionGovernor: Sendable {
     }
 
     public private(set) var codings: [Coding]
+    /// The priors, which unused codings' figures drift back to (`linkPeriod`).
+    private let priors: [Coding]
     /// Index into `codings` of the coding for the next backlog batch.
     public private(set) var choice: Int
     /// Link rate in wire bytes per second; nil until measured or bounded.
@@ -38,9 +41,11 @@ public struct CompressionGovernor: Sendable {
 
     /// Weight of a new measurement in the moving averages.
     static let weight = 0.3
-    /// A period in which the device waited at least this share of the time was paced by the link;
-    /// one in which it was busy at least `deviceBoundShare` of it, by the device.
-    static let linkBoundShare = 0.2
+    /// Per link period, how far an unused coding's figures move back toward its priors.
+    static let forgetting = 0.05
+    /// A period saturated at least this share of the time was paced by the link; otherwise one in
+    /// which the device was busy at least `deviceBoundShare` of it, by the device.
+    static let linkBoundShare = 0.5
     static let deviceBoundShare = 0.5
     /// When the device sets the pace, the link is assumed this much faster than its input rate.
     static let probeMargin = 2.0
@@ -53,6 +58,7 @@ public struct CompressionGovernor: Sendable {
         precondition(codings.count >= 2 && codings[0].secondsPerRawByte == 0 && codings[0].ratio == 1,
                      "codings[0] must be raw")
         self.codings = codings
+        priors = codings
         choice = initial
     }
 
@@ -65,19 +71,25 @@ public struct CompressionGovernor: Sendable {
         decide()
     }
 
-    /// Over the last `nanoseconds`, the broker acknowledged `wireBytes` of backlog batches; the
-    /// device spent `waitingNanoseconds` of that time idle with its window full and
-    /// `busyNanoseconds` coding and publishing batches.
-    /// Waiting for a good part of the period means the link set the pace: its rate is measured.
-    /// Busy most of the period means the device did: the link took everything it was given, so it
-    /// is at least that fast. The link is then assumed fast enough that the current coding's input
-    /// rate would fit on it raw, with room to spare, so a faster coding is tried at once; its own
-    /// periods measure the link (or show that the device still sets the pace). Neither (the
-    /// backlog's tail, nothing left to send) tells nothing about the link.
-    public mutating func linkPeriod(wireBytes: Int, nanoseconds: Int64, waitingNanoseconds: Int64, busyNanoseconds: Int64) {
+    /// Over the last `nanoseconds`, the broker acknowledged `wireBytes` of backlog parts; for
+    /// `saturatedNanoseconds` of that time at least half a window of parts was in flight (the
+    /// link had work queued), and the device spent `busyNanoseconds` coding and publishing.
+    /// Saturated for most of the period means the link set the pace: its rate is measured.
+    /// Otherwise, busy most of the period means the device did: the link took everything it was
+    /// given, so it is at least that fast. The link is then assumed fast enough that the current
+    /// coding's input rate would fit on it raw, with room to spare, so a faster coding is tried at
+    /// once; its own periods measure the link (or show that the device still sets the pace).
+    /// Neither (the backlog's tail, nothing left to send) tells nothing about the link.
+    public mutating func linkPeriod(wireBytes: Int, nanoseconds: Int64, saturatedNanoseconds: Int64, busyNanoseconds: Int64) {
         guard wireBytes > 0, nanoseconds > 0 else { return }
+        // Figures of codings not in use are from another time (a busier CPU, other data): let them
+        // drift back to the priors, so a coding once measured slow is tried again later.
+        for index in codings.indices where index != choice {
+            codings[index].secondsPerRawByte += Self.forgetting * (priors[index].secondsPerRawByte - codings[index].secondsPerRawByte)
+            codings[index].ratio += Self.forgetting * (priors[index].ratio - codings[index].ratio)
+        }
         let rate = Double(wireBytes) / (Double(nanoseconds) / 1e9)
-        if Double(waitingNanoseconds) >= Self.linkBoundShare * Double(nanoseconds) {
+        if Double(saturatedNanoseconds) >= Self.linkBoundShare * Double(nanoseconds) {
             linkBytesPerSecond = linkAssumed ? rate : linkBytesPerSecond.map { $0 + Self.weight * (rate - $0) } ?? rate
             linkAssumed = false
         } else if Double(busyNanoseconds) >= Self.deviceBoundShare * Double(nanoseconds) {
@@ -103,15 +115,15 @@ public struct CompressionGovernor: Sendable {
         max(coding.secondsPerRawByte, coding.ratio / link)
     }
 
-    /// The coding with the smallest ratio among those that drain within `tolerance` of the
-    /// fastest: when the link is the bottleneck, every compressing coding drains at link speed
-    /// and the one that sends fewest bytes wins (they cross a metered link); when the device is,
-    /// the fastest one wins.
+    /// The strongest coding among those that drain within `tolerance` of the fastest: when the
+    /// link is the bottleneck, every compressing coding drains at link speed and the one that
+    /// sends fewest bytes wins (they cross a metered link); when the device is, the fastest one
+    /// wins. (Strength is the order of `codings`, not the measured ratios: those come from
+    /// different parts of the stream and would make a near tie flap.)
     private mutating func decide() {
         guard let link = linkBytesPerSecond else { return }
         let times = codings.map { Self.drainTime($0, link: link) }
         let fastest = times.min()!
-        choice = codings.indices.filter { times[$0] <= fastest * Self.tolerance }
-            .min { codings[$0].ratio < codings[$1].ratio }!
+        choice = codings.indices.last { times[$0] <= fastest * Self.tolerance }!
     }
 }

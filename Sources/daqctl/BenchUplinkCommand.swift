@@ -180,7 +180,9 @@ private final class UplinkBench {
             let trace = path("wire-cellular.trace")
             let drain = try runDevice(["--source", "replay:\(tinyLog)", "--speed", "max", "--journal", cellularJournal,
                                        "--quota-bytes", "\(quota)", "--broker", "127.0.0.1:\(proxy.listenPort)",
-                                       "--device", "bench-03", "--pki", pki, "--drain-timeout", "600"],
+                                       "--device", "bench-03", "--pki", pki, "--drain-timeout", "600",
+                                       // The governor's link periods, in the work directory's log.
+                                       "--log-level", "debug"],
                                       log: "drain-cellular.log", timeout: 660, environment: ["DAQLINK_WIRE_TRACE": trace])
             guard let uplink = drain.uplink, uplink.acknowledged == drain.lastSequence, drain.lastSequence > 0 else {
                 throw ValidationError("bench-03 did not drain its backlog over the limited link; see \(path("drain-cellular.log"))")
