@@ -1,7 +1,8 @@
 // The device's uplink inside the acquisition loop: the pure UplinkSender decides, this task does
 // the I/O — one single-use MQTT connection at a time, batches read from the RAM ring (or the
 // journal when the ring no longer holds them), transposed zstd bodies (codec 3 continuing from the
-// part sent before, else codec 2), end-to-end acks persisted as the journal's cursor.
+// part sent before, else codec 2; codec 4 for live parts with a context), end-to-end acks persisted
+// as the journal's cursor.
 import Acquisition
 import DAQCore
 import Delivery
@@ -416,7 +417,8 @@ final class UplinkTask {
             // collector decodes it once it has committed them (it commits strictly in order).
             // Otherwise codec 2. zstd level 1 while draining a backlog (CPU-bound; the transform
             // already did most of the work), 12 at steady state: a few KB every 50 ms, where the
-            // CPU is free and every byte crosses the 4G link (docs/benchmarks.md, "Uplink").
+            // CPU is free and every byte crosses the 4G link (docs/benchmarks.md, "Uplink") — and
+            // there, with a context, codec 4 instead of zstd.
             var context: BatchTransform.Context?
             if let previous = previousPart, previous.last + 1 == first,
                previous.last - previous.first < UplinkBatch.maxContextEntries {
@@ -426,13 +428,20 @@ final class UplinkTask {
             } else {
                 header.codec = .transposedZstd
             }
-            let (transposed, sections) = body.withUnsafeBytes {
-                BatchTransform.encodeSections(body: $0, entries: entries, context: context)
+            if let context, !fromJournal {
+                // Live parts with a context: codec 4, the same content range-coded with models
+                // primed on the context (docs/uplink.md, "Codec 4").
+                header.codec = .contextModelled
+                wire = header.encodedHeader() + ContextCoder.encode(body: body, entries: entries, context: context)
+            } else {
+                let (transposed, sections) = body.withUnsafeBytes {
+                    BatchTransform.encodeSections(body: $0, entries: entries, context: context)
+                }
+                let compressed = transposed.withUnsafeBytes {
+                    BatchCompression.compress($0, sectionEnds: sections, level: fromJournal ? 1 : 12)
+                }
+                wire = header.encodedHeader() + compressed
             }
-            let compressed = transposed.withUnsafeBytes {
-                BatchCompression.compress($0, sectionEnds: sections, level: fromJournal ? 1 : 12)
-            }
-            wire = header.encodedHeader() + compressed
             // The context checksum of the next part is this part's entries checksum.
             previousPart = (first, last, body, entries, checksum)
         } else {

@@ -25,7 +25,7 @@ final class DeviceStreamSink {
     private var unsynced = false
     /// The highest ack earned since the last `syncForAcknowledgement()`.
     private var pendingAck: UInt64?
-    /// The entries of the last commit (the usual context of the next codec-3 batch).
+    /// The entries of the last commit (the usual context of the next codec-3 or codec-4 batch).
     private var recentCommit: (first: UInt64, body: [UInt8], entries: [Range<Int>])?
     private let directory: String
 
@@ -73,7 +73,7 @@ final class DeviceStreamSink {
     /// (group commit: one fdatasync for every batch of a loop turn).
     func receive(_ arrived: ReceivedBatch, now: Int64) throws(DAQError) -> (resends: [UInt64], rejected: DAQError?) {
         var batch = arrived
-        // Codec 3 whose context is committed: decode now, so a bad body is rejected before the
+        // Codec 3 or 4 whose context is committed: decode now, so a bad body is rejected before the
         // stream sees it. One ahead of a gap waits encoded; a pure duplicate is never decoded.
         if !batch.isDecoded && batch.header.first - 1 <= stream.committed && batch.header.last > stream.committed {
             try decode(&batch)
@@ -117,7 +117,7 @@ final class DeviceStreamSink {
         return (resends, rejected)
     }
 
-    /// Decodes a codec-3 batch against its context, the committed entries `context.first..<first`,
+    /// Decodes a codec-3 or codec-4 batch against its context, the committed entries `context.first..<first`,
     /// after checking they are the ones the device used.
     private func decode(_ batch: inout ReceivedBatch) throws(DAQError) {
         guard let reference = batch.header.context else { return try batch.decode(context: nil) }

@@ -1,5 +1,5 @@
 // A batch as the collector holds it: its checked header and, once decoded, the device's framed
-// entries. Codec 3 bodies stay compressed until the entries they were transformed against (their
+// entries. Codec 3 and 4 bodies stay compressed until the entries they were coded against (their
 // context) are committed; every other codec is decoded on arrival.
 import DAQCore
 import Delivery
@@ -12,13 +12,13 @@ struct ReceivedBatch {
     /// The framed entries `first...last` and each one's byte range (empty until decoded).
     var body: [UInt8] = []
     var entries: [Range<Int>] = []
-    /// The wire body still to decode (codec 3 before its context was committed).
+    /// The wire body still to decode (codecs 3 and 4 before their context was committed).
     var encoded: [UInt8]?
     let source: String
 
     var isDecoded: Bool { encoded == nil }
 
-    /// Checks the header of `payload`; decodes the body unless it needs a context (codec 3).
+    /// Checks the header of `payload`; decodes the body unless it needs a context (codecs 3, 4).
     init(payload: [UInt8], source: String) throws(DAQError) {
         self.source = source
         let (header, bodyStart) = try payload.withUnsafeBytes { raw in
@@ -26,11 +26,11 @@ struct ReceivedBatch {
         }.get()
         self.header = header
         encoded = Array(payload[bodyStart...])
-        if header.codec != .contextTransposedZstd { try decode(context: nil) }
+        if !header.codec.usesContext { try decode(context: nil) }
     }
 
-    /// Decompresses, untransforms and validates the body; `context` is required for codec 3 and
-    /// must be the one its header names. Both steps are capped by the header's body length; the
+    /// Decompresses, untransforms and validates the body; `context` is required for codecs 3 and 4
+    /// and must be the one its header names. Both steps are capped by the header's body length; the
     /// body CRC32C then vouches for the rebuilt bytes.
     mutating func decode(context: BatchTransform.Context?) throws(DAQError) {
         guard let encoded else { return }
@@ -52,11 +52,17 @@ struct ReceivedBatch {
                                                       context: context, source: source)
                         }
                     }.get()
+                case .contextModelled:
+                    guard let context else {
+                        throw DAQError(.malformedInput, "codec 4 needs its context", at: InputLocation(file: source, field: "context"))
+                    }
+                    return try ContextCoder.decode(rest, firstSequence: header.first, maxBodyLength: bodyLength,
+                                                   context: context, source: source)
                 }
             }
         }.get()
-        // Codecs 2 and 3: the entries were framed and CRC'd here, so only their layout is walked.
-        let sealed = header.codec == .transposedZstd || header.codec == .contextTransposedZstd
+        // Codecs 2, 3 and 4: the entries were framed and CRC'd here, so only their layout is walked.
+        let sealed = header.codec != .none && header.codec != .zstd
         entries = try body.withUnsafeBytes { b in
             Result { () throws(DAQError) in try header.validate(body: b, entriesSealed: sealed, source: source) }
         }.get()
