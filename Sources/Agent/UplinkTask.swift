@@ -70,8 +70,8 @@ final class UplinkTask {
     /// The collector's latest ack not yet persisted as the journal's cursor, and the timer that will.
     private var acknowledgedToPersist: UInt64?
     private var ackPersistTimer: EventLoop.TimerID?
-    /// The last part published: the context of the next one if that one follows it directly.
-    private var previousPart: (first: UInt64, last: UInt64, body: [UInt8], entries: [Range<Int>], contextChecksum: UInt32)?
+    /// The last parts published: the context of the next one if that one follows them directly.
+    private var recentParts = RecentEntries(keep: ContextCoder.contextEntries)
     /// Sub-batches of a sender batch still waiting for PUBACK, and their worst reason code.
     private var partsOutstanding: [Int: Int] = [:]
     private var worstReason: [Int: UInt8] = [:]
@@ -419,12 +419,13 @@ final class UplinkTask {
             // already did most of the work), 12 at steady state: a few KB every 50 ms, where the
             // CPU is free and every byte crosses the 4G link (docs/benchmarks.md, "Uplink") — and
             // there, with a context, codec 4 instead of zstd.
+            // Codec 3 continues from the previous part, codec 4 from the last few hundred entries.
             var context: BatchTransform.Context?
-            if let previous = previousPart, previous.last + 1 == first,
-               previous.last - previous.first < UplinkBatch.maxContextEntries {
-                context = previous.body.withUnsafeBytes { BatchTransform.Context(body: $0, entries: previous.entries) }
+            let contextCount = fromJournal ? recentParts.newestRunCount : ContextCoder.contextEntries
+            if let (found, reference) = recentParts.context(before: first, count: contextCount) {
+                context = found
                 header.codec = .contextTransposedZstd
-                header.context = UplinkBatch.ContextReference(first: previous.first, checksum: previous.contextChecksum)
+                header.context = reference
             } else {
                 header.codec = .transposedZstd
             }
@@ -442,8 +443,7 @@ final class UplinkTask {
                 }
                 wire = header.encodedHeader() + compressed
             }
-            // The context checksum of the next part is this part's entries checksum.
-            previousPart = (first, last, body, entries, checksum)
+            recentParts.append(first: first, body: body, entries: entries)
         } else {
             wire = header.encodedHeader() + body
         }

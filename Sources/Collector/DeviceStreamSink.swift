@@ -25,8 +25,8 @@ final class DeviceStreamSink {
     private var unsynced = false
     /// The highest ack earned since the last `syncForAcknowledgement()`.
     private var pendingAck: UInt64?
-    /// The entries of the last commit (the usual context of the next codec-3 or codec-4 batch).
-    private var recentCommit: (first: UInt64, body: [UInt8], entries: [Range<Int>])?
+    /// The entries of the last commits (the usual context of the next codec-3 or codec-4 batch).
+    private var recentCommits = RecentEntries(keep: ContextCoder.contextEntries)
     private let directory: String
 
     /// Opens (or recovers) the device's rebuilt journal in `directory`.
@@ -133,13 +133,11 @@ final class DeviceStreamSink {
         try batch.decode(context: context)
     }
 
-    /// Committed entries `from...to`: from the last commit when it holds them, else from the
-    /// rebuilt journal (after a restart, or a context longer than one batch).
+    /// Committed entries `from...to`: from the last commits when they hold them, else from the
+    /// rebuilt journal (after a restart, or a context longer than what is kept).
     private func committedEntries(_ from: UInt64, _ to: UInt64, source: String) throws(DAQError) -> ([UInt8], [Range<Int>]) {
         guard to <= journal.lastSequence else { preconditionFailure("context \(from)…\(to) is not committed") }
-        if let recent = recentCommit, recent.first <= from, to < recent.first + UInt64(recent.entries.count) {
-            return (recent.body, Array(recent.entries[Int(from - recent.first)...Int(to - recent.first)]))
-        }
+        if let held = recentCommits.entries(from: from, through: to) { return held }
         var body: [UInt8] = []
         var entries: [Range<Int>] = []
         let reader = try JournalReader(directory: directory, from: from)
@@ -176,7 +174,7 @@ final class DeviceStreamSink {
             Result { () throws(DAQError) in
                 // One write per segment piece; the writer checks every entry's framing and CRC.
                 try journal.appendFramed(run: raw, entries: entries, startsSegment: { starts.contains($0) })
-                recentCommit = (first, batch.body, entries)
+                recentCommits.append(first: first, body: batch.body, entries: entries)
                 committedEntries += UInt64(entries.count)
                 committedBytes += UInt64(entries.last!.upperBound - entries.first!.lowerBound)
                 guard mdfDirectory != nil else { return }

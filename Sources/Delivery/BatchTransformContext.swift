@@ -42,7 +42,7 @@ extension BatchTransform {
         }
 
         /// Most records kept per group: enough to prime codec 4's models, bounded in memory and time.
-        static let recentRowLimit = 32
+        static let recentRowLimit = 64
 
         /// The rows of group `key` (payloads after the id, back to back), if the context holds any.
         func rows(key: UInt64) -> RecentRows? { recentRows[key] }

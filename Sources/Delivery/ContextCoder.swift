@@ -17,6 +17,10 @@ import Journal
 /// the batch header's entries checksum rejects.
 public enum ContextCoder {
     public static let formatVersion: UInt8 = 3
+    /// How many entries before a batch its sender codes it against: enough for every group to
+    /// have its recent rows in the context (the models are primed on them), few enough to cost
+    /// little to keep and to prime on.
+    public static let contextEntries = 256
 
     /// Codes `body`, whose framed entries occupy `entries` (consecutive, valid framing), against
     /// `context` (the entries just before them).
