@@ -181,11 +181,13 @@ struct Column {
     var offset: Int
     var isWord: Bool
 
-    /// The word columns of a group with payloads of `length` bytes, then its odd byte column.
-    static func all(length: Int) -> [Column] {
-        var columns = (0..<((length - 2) / 2)).map { Column(offset: 2 + 2 * $0, isWord: true) }
-        if (length - 2) % 2 == 1 { columns.append(Column(offset: length - 1, isWord: false)) }
-        return columns
+    /// The word columns of a group with payloads of `length` bytes, then its odd byte column
+    /// (made one at a time: a hostile stream's group may be megabytes long).
+    static func all(length: Int) -> some Sequence<Column> {
+        let words = (length - 2) / 2, count = length - 2 - words
+        return (0..<count).lazy.map { index in
+            index < words ? Column(offset: 2 + 2 * index, isWord: true) : Column(offset: length - 1, isWord: false)
+        }
     }
 
     @inline(__always)
