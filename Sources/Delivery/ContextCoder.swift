@@ -1,5 +1,5 @@
 // Codec 4: the batch transform's content (index, record ids, verbatim payloads, per-group columns
-// as order-0/1/2 differences continuing from the context) written with an adaptive binary range
+// as residuals of a per-column predictor continuing from the context) written with an adaptive binary range
 // coder instead of zstd. zstd spends most of a small batch on its own tables and codes bytes,
 // not values; here every model starts primed on the context entries both sides already hold, so
 // a 20-entry batch costs little more per value than a long stream.
@@ -12,7 +12,7 @@ import Journal
 /// order, its shape (the group predicted from the three entries before it, or else: grouped or
 /// not, then a slot number or a kind and length; a new group's id and length) and a verbatim
 /// payload's bytes; then, per group in order of first appearance, per 16-bit word column its
-/// difference order and one zigzag value per record, then its odd byte column (first
+/// predictor (`ColumnState.predictors`) and one zigzag residual per record, then its odd byte column (first
 /// differences). Decoding needs the same `BatchTransform.Context`; a different one yields a body
 /// the batch header's entries checksum rejects.
 public enum ContextCoder {
@@ -209,14 +209,14 @@ struct Column {
         isWord ? rows.word((offset - 2) / 2, row: row) : UInt16(rows.bytes[row * rows.rowLength + offset - 2])
     }
 
-    /// What the column's context rows cost at each order (differences from the first of them).
+    /// What the column's context rows cost with each predictor (from the third of them on).
     func contextCost(_ rows: BatchTransform.RecentRows?) -> PredictorCost {
         var cost = PredictorCost()
         for row in 0..<(rows?.count ?? 0) { cost.add(value(rows!, row: row)) }
         return cost
     }
 
-    /// Runs the models over the column's context rows at `order` (without coding anything) and
+    /// Runs the models over the column's context rows with predictor `order` (without coding anything) and
     /// returns the column's state after them: both sides start the batch's values from there.
     func primed(_ models: inout CoderModels, rows: BatchTransform.RecentRows?, order: UInt8) -> ColumnState {
         var state = ColumnState()
