@@ -1,7 +1,7 @@
 // The device's uplink inside the acquisition loop: the pure UplinkSender decides, this task does
 // the I/O — one single-use MQTT connection at a time, batches read from the RAM ring (or the
-// journal when the ring no longer holds them), transposed zstd bodies (codec 3 continuing from the
-// part sent before, else codec 2), end-to-end acks persisted as the journal's cursor.
+// journal when the ring no longer holds them), coded as the link allows (raw, codec 3 with zstd, or
+// codec 4 — live parts always codec 4), end-to-end acks persisted as the journal's cursor.
 import Acquisition
 import DAQCore
 import Delivery
@@ -52,7 +52,7 @@ public struct UplinkCounters: Sendable {
     public var readsFromJournal: UInt64 = 0
     public var acknowledged: UInt64 = 0
     public var alarms: [String] = []
-    /// Parts per body coding: raw, zstd level 1, zstd level 12 (`BodyCoding`).
+    /// Parts per body coding: raw, codec 3 at zstd level 1, codec 4 (`BodyCoding`).
     public var partsByCoding: [UInt64] = [0, 0, 0]
     /// Loop clock (ns) of the first data publish and of the last end-to-end ack that left nothing
     /// unacknowledged: the drain's own duration, without start-up and connection set-up.
@@ -77,8 +77,8 @@ final class UplinkTask {
     /// The collector's latest ack not yet persisted as the journal's cursor, and the timer that will.
     private var acknowledgedToPersist: UInt64?
     private var ackPersistTimer: EventLoop.TimerID?
-    /// The last part published: the context of the next one if that one follows it directly.
-    private var previousPart: (first: UInt64, last: UInt64, body: [UInt8], entries: [Range<Int>], contextChecksum: UInt32)?
+    /// The last parts published: the context of the next one if that one follows them directly.
+    private var recentParts = RecentEntries(keep: ContextCoder.contextEntries)
     /// Sub-batches of a sender batch still waiting for PUBACK, and their worst reason code.
     private var partsOutstanding: [Int: Int] = [:]
     private var worstReason: [Int: UInt8] = [:]
@@ -90,12 +90,14 @@ final class UplinkTask {
     /// and since when that count holds.
     private var backlogPartBytes: [Int32: Int] = [:]
     private var backlogPartsSince: Int64 = 0
+    /// Backlog parts PUBACKed on this connection (the governor trusts "device-bound" only after a window's worth).
+    private var backlogPartsAcknowledged = 0
     /// Batches the sender asked for, published one per loop turn (`schedulePublishing`).
     private var publishQueue: [(token: Int, first: UInt64, last: UInt64)] = []
     private var publishTimer: EventLoop.TimerID?
     /// The current link period: its start, backlog wire bytes PUBACKed, time with at least half a
     /// window of backlog parts in flight (the link had work queued), time spent coding and publishing.
-    private var linkPeriod = (start: Int64(0), wireBytes: 0, saturated: Int64(0), busy: Int64(0))
+    private var linkPeriod = (start: Int64(0), wireBytes: 0, saturated: Int64(0), busy: Int64(0), published: 0)
     /// A link period closes at the first acknowledgement after this long (ns).
     private let linkPeriodLength: Int64 = 10_000_000
     private var jitter: Jitter
@@ -296,10 +298,12 @@ final class UplinkTask {
             if linkPeriod.wireBytes > 0 && now - linkPeriod.start >= linkPeriodLength {
                 backlogPartsWillChange()
                 governor.linkPeriod(wireBytes: linkPeriod.wireBytes, nanoseconds: now - linkPeriod.start,
-                                    saturatedNanoseconds: linkPeriod.saturated, busyNanoseconds: linkPeriod.busy)
+                                    saturatedNanoseconds: linkPeriod.saturated, busyNanoseconds: linkPeriod.busy,
+                                    publishedWireBytes: linkPeriod.published,
+                                    warm: backlogPartsAcknowledged >= options.policy.window)
                 counters.linkBytesPerSecond = governor.linkBytesPerSecond
-                logger.debug("link period: \(linkPeriod.wireBytes) B in \(now - linkPeriod.start) ns, saturated \(linkPeriod.saturated) ns, busy \(linkPeriod.busy) ns → link ≈ \(Int(governor.linkBytesPerSecond ?? 0)) B/s, coding \(governor.codings[governor.choice].name)")
-                linkPeriod = (now, 0, 0, 0)
+                logger.debug("link period: \(linkPeriod.wireBytes) B acked (\(linkPeriod.published) B sent) in \(now - linkPeriod.start) ns, saturated \(linkPeriod.saturated) ns, busy \(linkPeriod.busy) ns → link ≈ \(Int(governor.linkBytesPerSecond ?? 0)) B/s, coding \(governor.codings[governor.choice].name)")
+                linkPeriod = (now, 0, 0, 0, 0)
             }
         }
         for event in connection.drainEvents() {
@@ -321,7 +325,8 @@ final class UplinkTask {
                 }
                 logger.info("connected to \(options.host):\(options.port) as \(options.deviceID); resending from \(sender.acknowledged + 1)")
                 governor.linkChanged(initial: BodyCoding.initial)
-                linkPeriod = (now, 0, 0, 0)
+                backlogPartsAcknowledged = 0
+                linkPeriod = (now, 0, 0, 0, 0)
                 connectionAccepted = true
                 if let files = connectionFiles { connectionOutcome?(files, true) }
                 perform(sender.on(.connected, now: now, jitter: nextJitter()))
@@ -337,6 +342,7 @@ final class UplinkTask {
                 }
                 if let bytes = backlogPartBytes[mid] {
                     backlogPartsWillChange()
+                    backlogPartsAcknowledged += 1
                     backlogPartBytes[mid] = nil
                     linkPeriod.wireBytes += bytes
                 }
@@ -514,8 +520,8 @@ final class UplinkTask {
             governor.encoded(coding: coding.governedIndex, rawBytes: body.count, wireBytes: wire.count,
                              nanoseconds: loop.clock.now() - started)
         }
-        // The context of the next part (codec 3) is this part, whichever way this one was coded.
-        previousPart = (first, last, body, entries, checksum)
+        // The context of the next parts (codecs 3 and 4), whichever way this one was coded.
+        recentParts.append(first: first, body: body, entries: entries)
         do throws(DAQError) {
             let mid = try wire.withUnsafeBytes { raw in
                 Result { () throws(DAQError) -> Int32 in try connection.publish(topic: options.dataTopic, payload: raw) }
@@ -525,6 +531,7 @@ final class UplinkTask {
             if fromJournal {
                 backlogPartsWillChange()
                 backlogPartBytes[mid] = wire.count
+                linkPeriod.published += wire.count
             }
             counters.partsByCoding[coding.governedIndex] += 1
             if counters.firstPublishAt == nil { counters.firstPublishAt = loop.clock.now() }
@@ -541,58 +548,52 @@ final class UplinkTask {
         }
     }
 
-    /// Header and body of one part, coded with `coding` (codec 3 when the previous part directly
-    /// precedes this one: its columns continue from it, so small batches compress like one long
-    /// stream; the collector decodes it once it has committed that part).
+    /// Header and body of one part, coded with `coding`: `fast` is codec 3 against the part before
+    /// (codec 2 without one) at zstd level 1; `strong` is codec 4 against the last
+    /// `ContextCoder.contextEntries` entries (codec 2 at zstd level 12 without them). A context is
+    /// what the device published just before this part; the collector decodes the part once it has
+    /// committed those entries (it commits strictly in order).
     private func encodePart(first: UInt64, last: UInt64, body: [UInt8], entries: [Range<Int>], segmentStarts: [UInt64],
-                        checksum: UInt32, coding: BodyCoding) -> [UInt8] {
+                            checksum: UInt32, coding: BodyCoding) -> [UInt8] {
         var header = UplinkBatch(deviceID: options.deviceID, epoch: journal.epoch, first: first, last: last,
                                  segmentStarts: segmentStarts, codec: .none, bodyLength: UInt32(body.count),
                                  bodyChecksum: checksum)
-        guard let level = coding.zstdLevel else { return header.encodedHeader() + body }
-        var context: BatchTransform.Context?
-        if let previous = previousPart, previous.last + 1 == first,
-           previous.last - previous.first < UplinkBatch.maxContextEntries {
-            context = previous.body.withUnsafeBytes { BatchTransform.Context(body: $0, entries: previous.entries) }
-            header.codec = .contextTransposedZstd
-            header.context = UplinkBatch.ContextReference(first: previous.first, checksum: previous.contextChecksum)
-        } else {
-            header.codec = .transposedZstd
+        guard coding != .raw else { return header.encodedHeader() + body }
+        let contextCount = coding == .fast ? recentParts.newestRunCount : ContextCoder.contextEntries
+        let found = recentParts.context(before: first, count: contextCount)
+        if coding == .strong, let (context, reference) = found {
+            header.codec = .contextModelled
+            header.context = reference
+            return header.encodedHeader() + ContextCoder.encode(body: body, entries: entries, context: context)
         }
+        header.codec = found == nil ? .transposedZstd : .contextTransposedZstd
+        header.context = found?.1
         let (transposed, sections) = body.withUnsafeBytes {
-            BatchTransform.encodeSections(body: $0, entries: entries, context: context)
+            BatchTransform.encodeSections(body: $0, entries: entries, context: found?.0)
         }
         return header.encodedHeader() + transposed.withUnsafeBytes {
-            BatchCompression.compress($0, sectionEnds: sections, level: level)
+            BatchCompression.compress($0, sectionEnds: sections, level: coding == .fast ? 1 : 12)
         }
     }
 
     private func nextJitter() -> Double { jitter.next() }
 }
 
-/// How a part's body goes on the wire: raw (codec 0), or transposed (codec 2/3) and zstd at a level.
-/// The governor chooses among them for backlog parts by link and CPU (`CompressionGovernor`).
+/// How a part's body goes on the wire: raw (codec 0); transposed with zstd level 1 (codec 3, or 2
+/// without a context); or context-modelled (codec 4, or codec 2 at zstd level 12 without a
+/// context). The governor chooses among them for backlog parts by link and CPU
+/// (`CompressionGovernor`); live parts are always `strong`.
 enum BodyCoding: Equatable {
     case raw, fast, strong
 
-    /// zstd level 1 for speed (codec 3 at level 1 is within 1 % of level 3's size); 12 where the
-    /// link, not the CPU, sets the pace (0.294× vs 0.308× of raw on the reference workload, at
-    /// ~12 MB/s of input instead of ~150: docs/benchmarks.md).
-    var zstdLevel: Int32? {
-        switch self {
-        case .raw: nil
-        case .fast: 1
-        case .strong: 12
-        }
-    }
-
-    /// The governor's codings, in this order, with priors measured on the reference workload
-    /// (ratios are wire bytes per journal byte, framing included: 14.08 MB for a 49.87 MB drain
-    /// at level 1; level 12 is 4.5 % smaller).
+    /// The governor's codings, in this order (weakest to strongest), with priors measured on the
+    /// reference workload (ratios are wire bytes per journal byte, framing included: codec 3 at
+    /// level 1 sends 14.08 MB for a 49.87 MB drain at ~150 MB/s; codec 4 0.270× of the record
+    /// bytes at 16–17 MB/s: docs/benchmarks.md).
     static let governed: [CompressionGovernor.Coding] = [
         .init(name: "raw", secondsPerRawByte: 0, ratio: 1),
         .init(name: "zstd-1", secondsPerRawByte: 1 / 150e6, ratio: 0.282),
-        .init(name: "zstd-12", secondsPerRawByte: 1 / 12e6, ratio: 0.27),
+        .init(name: "codec-4", secondsPerRawByte: 1 / 16e6, ratio: 0.248),
     ]
     /// Until the link is measured: fast compression (a device on 4G must not start raw).
     static let initial = 1

@@ -25,8 +25,8 @@ final class DeviceStreamSink {
     private var unsynced = false
     /// The highest ack earned since the last `syncForAcknowledgement()`.
     private var pendingAck: UInt64?
-    /// The entries of the last commit (the usual context of the next codec-3 batch).
-    private var recentCommit: (first: UInt64, body: [UInt8], entries: [Range<Int>])?
+    /// The entries of the last commits (the usual context of the next codec-3 or codec-4 batch).
+    private var recentCommits = RecentEntries(keep: ContextCoder.contextEntries)
     private let directory: String
 
     /// Opens (or recovers) the device's rebuilt journal in `directory`.
@@ -86,7 +86,7 @@ final class DeviceStreamSink {
     /// (group commit: one fdatasync for every batch of a loop turn).
     func receive(_ arrived: ReceivedBatch, now: Int64) throws(DAQError) -> (resends: [UInt64], rejected: DAQError?) {
         var batch = arrived
-        // Codec 3 whose context is committed: decode now, so a bad body is rejected before the
+        // Codec 3 or 4 whose context is committed: decode now, so a bad body is rejected before the
         // stream sees it. One ahead of a gap waits encoded; a pure duplicate is never decoded.
         if !batch.isDecoded && batch.header.first - 1 <= stream.committed && batch.header.last > stream.committed {
             try decode(&batch)
@@ -130,7 +130,7 @@ final class DeviceStreamSink {
         return (resends, rejected)
     }
 
-    /// Decodes a codec-3 batch against its context, the committed entries `context.first..<first`,
+    /// Decodes a codec-3 or codec-4 batch against its context, the committed entries `context.first..<first`,
     /// after checking they are the ones the device used.
     private func decode(_ batch: inout ReceivedBatch) throws(DAQError) {
         guard let reference = batch.header.context else { return try batch.decode(context: nil) }
@@ -146,13 +146,11 @@ final class DeviceStreamSink {
         try batch.decode(context: context)
     }
 
-    /// Committed entries `from...to`: from the last commit when it holds them, else from the
-    /// rebuilt journal (after a restart, or a context longer than one batch).
+    /// Committed entries `from...to`: from the last commits when they hold them, else from the
+    /// rebuilt journal (after a restart, or a context longer than what is kept).
     private func committedEntries(_ from: UInt64, _ to: UInt64, source: String) throws(DAQError) -> ([UInt8], [Range<Int>]) {
         guard to <= journal.lastSequence else { preconditionFailure("context \(from)…\(to) is not committed") }
-        if let recent = recentCommit, recent.first <= from, to < recent.first + UInt64(recent.entries.count) {
-            return (recent.body, Array(recent.entries[Int(from - recent.first)...Int(to - recent.first)]))
-        }
+        if let held = recentCommits.entries(from: from, through: to) { return held }
         var body: [UInt8] = []
         var entries: [Range<Int>] = []
         let reader = try JournalReader(directory: directory, from: from)
@@ -198,7 +196,7 @@ final class DeviceStreamSink {
                                          startsSegment: { starts.contains($0) })
             }
         }.get()
-        recentCommit = (first, batch.body, entries)
+        recentCommits.append(first: first, body: batch.body, entries: entries)
         committedEntries += UInt64(entries.count)
         committedBytes += UInt64(entries.last!.upperBound - entries.first!.lowerBound)
         try recordInMDF(batch.body, entries: entries, first: first)

@@ -1,5 +1,5 @@
 // A batch as the collector holds it: its checked header and, once decoded, the device's framed
-// entries. Codec 3 bodies stay compressed until the entries they were transformed against (their
+// entries. Codec 3 and 4 bodies stay compressed until the entries they were coded against (their
 // context) are committed; every other codec is decoded on arrival.
 import DAQCore
 import Delivery
@@ -13,14 +13,14 @@ struct ReceivedBatch {
     /// codec 0 this is the received message itself, wire header included: never copied.
     private(set) var body: [UInt8] = []
     private(set) var entries: [Range<Int>] = []
-    /// The received message and where its wire body starts, until decoded (codec 3 waits for
-    /// its context to be committed).
+    /// The received message and where its wire body starts, until decoded (codecs 3 and 4 wait for
+    /// their context to be committed).
     private var encoded: (message: [UInt8], bodyStart: Int)?
     let source: String
 
     var isDecoded: Bool { encoded == nil }
 
-    /// Checks the header of `payload`; decodes the body unless it needs a context (codec 3).
+    /// Checks the header of `payload`; decodes the body unless it needs a context (codecs 3, 4).
     init(payload: [UInt8], source: String) throws(DAQError) {
         self.source = source
         let (header, bodyStart) = try payload.withUnsafeBytes { raw in
@@ -28,11 +28,11 @@ struct ReceivedBatch {
         }.get()
         self.header = header
         encoded = (payload, bodyStart)
-        if header.codec != .contextTransposedZstd { try decode(context: nil) }
+        if !header.codec.usesContext { try decode(context: nil) }
     }
 
-    /// Decompresses, untransforms and validates the body; `context` is required for codec 3 and
-    /// must be the one its header names. Both steps are capped by the header's body length; the
+    /// Decompresses, untransforms and validates the body; `context` is required for codecs 3 and 4
+    /// and must be the one its header names. Both steps are capped by the header's body length; the
     /// body CRC32C then vouches for the rebuilt bytes. Afterwards every entry's CRC32C is known
     /// to match its bytes (checked here, or computed by `BatchTransform.decode`), which is what
     /// lets the journal writer skip checking them again (`checksumsVerifiedByCaller`).
@@ -58,13 +58,19 @@ struct ReceivedBatch {
                                                       context: context, source: source)
                         }
                     }.get()
+                case .contextModelled:
+                    guard let context else {
+                        throw DAQError(.malformedInput, "codec 4 needs its context", at: InputLocation(file: source, field: "context"))
+                    }
+                    return try ContextCoder.decode(rest, firstSequence: header.first, maxBodyLength: bodyLength,
+                                                   context: context, source: source)
                 }
             }
         }.get()
         let body = decoded ?? message
         let start = decoded == nil ? bodyStart : 0
-        // Codecs 2 and 3: the entries were framed and CRC'd here, so only their layout is walked.
-        let sealed = header.codec == .transposedZstd || header.codec == .contextTransposedZstd
+        // Codecs 2, 3 and 4: the entries were framed and CRC'd here, so only their layout is walked.
+        let sealed = header.codec != .none && header.codec != .zstd
         var entries = try body.withUnsafeBytes { raw in
             Result { () throws(DAQError) in
                 try header.validate(body: UnsafeRawBufferPointer(rebasing: raw[start...]), entriesSealed: sealed, source: source)

@@ -118,20 +118,8 @@ public enum BatchTransform {
         func bad(_ text: String, _ field: String) -> DAQError {
             DAQError(.malformedInput, "transposed body: \(text)", at: InputLocation(file: source, field: field))
         }
-        guard transformed.count >= prefixLength else { throw bad("\(transformed.count) bytes, shorter than its prefix", "transform prefix") }
-        let version = context == nil ? formatVersion : contextFormatVersion
-        guard transformed[0] == version else {
-            throw bad("format version \(transformed[0]), expected \(version)", "transform version")
-        }
-        let count = Int(transformed.loadLE(UInt32.self, at: 1))
-        // Every entry occupies at least its framing in the body: this bounds `count` before any
-        // per-entry array is allocated.
-        guard count <= maxBodyLength / JournalFraming.overhead else {
-            throw bad("\(count) entries cannot fit in a body of \(maxBodyLength) bytes", "entry count")
-        }
-        guard count == 0 || firstSequence <= UInt64.max - UInt64(count - 1) else {
-            throw bad("\(count) entries from sequence \(firstSequence) overflow", "entry count")
-        }
+        let count = try entryCount(transformed, version: context == nil ? formatVersion : contextFormatVersion,
+                                   fieldPrefix: "transform", firstSequence: firstSequence, maxBodyLength: maxBodyLength, bad: bad)
         guard transformed.count >= prefixLength + 5 * count else {
             throw bad("\(transformed.count) bytes cannot hold the index of \(count) entries", "index")
         }
@@ -210,6 +198,26 @@ public enum BatchTransform {
         }
         if let badOrder { throw bad("column order byte \(badOrder) names no order (0, 1, 2) or class", "column order") }
         return body
+    }
+
+    /// Reads the prefix every coded body starts with, `u8 format | u32 entry count`, and checks
+    /// the count before anything is allocated for it: every entry occupies at least its framing
+    /// in the body, and the sequence numbers must not overflow. Errors name "<fieldPrefix> prefix",
+    /// "<fieldPrefix> version" or "entry count".
+    static func entryCount(_ coded: UnsafeRawBufferPointer, version: UInt8, fieldPrefix: String, firstSequence: UInt64,
+                           maxBodyLength: Int, bad: (String, String) -> DAQError) throws(DAQError) -> Int {
+        guard coded.count >= prefixLength else { throw bad("\(coded.count) bytes, shorter than its prefix", "\(fieldPrefix) prefix") }
+        guard coded[0] == version else {
+            throw bad("format version \(coded[0]), expected \(version)", "\(fieldPrefix) version")
+        }
+        let count = Int(coded.loadLE(UInt32.self, at: 1))
+        guard count <= maxBodyLength / JournalFraming.overhead else {
+            throw bad("\(count) entries cannot fit in a body of \(maxBodyLength) bytes", "entry count")
+        }
+        guard count == 0 || firstSequence <= UInt64.max - UInt64(count - 1) else {
+            throw bad("\(count) entries from sequence \(firstSequence) overflow", "entry count")
+        }
+        return count
     }
 
     // MARK: matrices
@@ -339,8 +347,11 @@ struct GroupTable {
     private(set) var groups: [Group] = []
     private var index: [UInt64: Int] = [:]
 
+    /// A group's key: payload length and record id.
+    static func key(id: UInt16, length: Int) -> UInt64 { UInt64(length) << 16 | UInt64(id) }
+
     mutating func add(id: UInt16, length: Int, payloadStart: Int) {
-        let key = UInt64(length) << 16 | UInt64(id)
+        let key = GroupTable.key(id: id, length: length)
         if let existing = index[key] {
             groups[existing].payloadStarts.append(payloadStart)
         } else {

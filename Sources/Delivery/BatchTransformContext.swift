@@ -7,42 +7,97 @@
 import Journal
 
 extension BatchTransform {
-    /// What a batch's columns continue from: for each group (record id + payload length), the last
-    /// two records of it among the context entries. Built the same way from the same entries on
-    /// both sides; a group absent from the context starts from zero as in format 1.
+    /// What a batch's columns continue from: for each group (record id + payload length), its
+    /// last records among the context entries, and (for codec 4) the shape of every context entry.
+    /// Built the same way from the same entries on both sides; a group absent from the context
+    /// starts from zero as in format 1.
     public struct Context: Sendable, Equatable {
-        /// Group key (payload length << 16 | record id) → payloads after the id of its last two
-        /// records, older first (one when the context holds only one).
-        private var history: [UInt64: [[UInt8]]] = [:]
+        /// Group key (payload length << 16 | record id) → its last records (`recentRowLimit` at
+        /// most), oldest first. Codec 3 continues from the last two; codec 4 primes its models on all.
+        private(set) var recentRows: [UInt64: RecentRows] = [:]
+        /// Every context entry's kind, payload length and record id, in order: codec 4's index
+        /// model learns how the groups interleave from them.
+        private(set) var shapes: [EntryShape] = []
 
         /// A context with no records (every group starts from zero).
         public init() {}
 
         /// The context of the framed entries `entries` of `body` (consecutive, in order).
         public init(body: UnsafeRawBufferPointer, entries: [Range<Int>]) {
-            for range in entries.reversed() where BatchTransform.isGrouped(body: body, entry: range) {
-                let payload = range.lowerBound + JournalFraming.headerLength
-                let length = range.count - JournalFraming.overhead
-                let key = UInt64(length) << 16 | UInt64(body.loadLE(UInt16.self, at: payload))
-                guard (history[key]?.count ?? 0) < 2 else { continue }
-                history[key, default: []].insert(Array(body[(payload + 2)..<(payload + length)]), at: 0)
+            shapes.reserveCapacity(entries.count)
+            for range in entries { shapes.append(EntryShape(body: body, entry: range)) }
+            // Newest first, so each group keeps its last rows; then stored oldest first.
+            var picked: [UInt64: [Int]] = [:]
+            for (index, shape) in zip(shapes.indices, shapes).reversed() where shape.isGrouped {
+                guard (picked[shape.key]?.count ?? 0) < Context.recentRowLimit else { continue }
+                picked[shape.key, default: []].append(entries[index].lowerBound + JournalFraming.headerLength + 2)
+            }
+            for (key, starts) in picked {
+                let rowLength = Int(key >> 16) - 2
+                var bytes: [UInt8] = []
+                bytes.reserveCapacity(rowLength * starts.count)
+                for start in starts.reversed() { bytes += body[start..<(start + rowLength)] }
+                recentRows[key] = RecentRows(count: starts.count, bytes: bytes)
             }
         }
+
+        /// Most records kept per group: enough to prime codec 4's models, bounded in memory and time.
+        static let recentRowLimit = 64
+
+        /// The rows of group `key` (payloads after the id, back to back), if the context holds any.
+        func rows(key: UInt64) -> RecentRows? { recentRows[key] }
 
         /// The starting state of a group's columns: each word's last value and last first
         /// difference, and the last odd byte.
         func seed(id: UInt16, length: Int) -> Seed {
             let words = (length - 2) / 2
-            guard let rows = history[UInt64(length) << 16 | UInt64(id)], let last = rows.last else {
+            guard let rows = recentRows[GroupTable.key(id: id, length: length)], rows.count > 0 else {
                 return Seed(previous: Array(repeating: 0, count: words), previousDelta: Array(repeating: 0, count: words),
                             previousByte: 0)
             }
-            func word(_ row: [UInt8], _ index: Int) -> UInt16 { UInt16(row[2 * index]) | UInt16(row[2 * index + 1]) << 8 }
-            let previous = (0..<words).map { word(last, $0) }
-            let before = rows.count == 2 ? (0..<words).map { word(rows[0], $0) } : Array(repeating: 0, count: words)
+            let previous = (0..<words).map { rows.word($0, row: rows.count - 1) }
+            let before = rows.count >= 2 ? (0..<words).map { rows.word($0, row: rows.count - 2) } : Array(repeating: 0, count: words)
             return Seed(previous: previous, previousDelta: zip(previous, before).map { $0 &- $1 },
-                        previousByte: (length - 2) % 2 == 1 ? last[length - 3] : 0)
+                        previousByte: (length - 2) % 2 == 1 ? rows.bytes[rows.bytes.count - 1] : 0)
         }
+    }
+
+    /// A group's last records in a context: `count` payloads after the record id, oldest first.
+    struct RecentRows: Sendable, Equatable {
+        var count: Int
+        var bytes: [UInt8]
+
+        var rowLength: Int { count == 0 ? 0 : bytes.count / count }
+
+        /// Word `index` (16-bit little-endian) of row `row`.
+        func word(_ index: Int, row: Int) -> UInt16 {
+            let at = row * rowLength + 2 * index
+            return UInt16(bytes[at]) | UInt16(bytes[at + 1]) << 8
+        }
+    }
+
+    /// What the index says about one entry: its kind, payload length and (grouped records) id.
+    struct EntryShape: Sendable, Equatable {
+        var kind: UInt8
+        var length: Int
+        var id: UInt16
+
+        init(kind: UInt8, length: Int, id: UInt16) {
+            self.kind = kind
+            self.length = length
+            self.id = id
+        }
+
+        init(body: UnsafeRawBufferPointer, entry range: Range<Int>) {
+            kind = body[range.lowerBound + 4]
+            length = range.count - JournalFraming.overhead
+            id = BatchTransform.isGrouped(kind: kind, payloadLength: length)
+                ? body.loadLE(UInt16.self, at: range.lowerBound + JournalFraming.headerLength) : 0
+        }
+
+        var isGrouped: Bool { BatchTransform.isGrouped(kind: kind, payloadLength: length) }
+        /// The group of a grouped record (the `GroupTable` key).
+        var key: UInt64 { GroupTable.key(id: id, length: length) }
     }
 
     struct Seed {

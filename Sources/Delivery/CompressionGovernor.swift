@@ -75,12 +75,17 @@ public struct CompressionGovernor: Sendable {
     /// `saturatedNanoseconds` of that time at least half a window of parts was in flight (the
     /// link had work queued), and the device spent `busyNanoseconds` coding and publishing.
     /// Saturated for most of the period means the link set the pace: its rate is measured.
-    /// Otherwise, busy most of the period means the device did: the link took everything it was
-    /// given, so it is at least that fast. The link is then assumed fast enough that the current
+    /// Otherwise, busy most of the period while the link acknowledged at least half of what was
+    /// published in it (`publishedWireBytes`) means the device did: the link took everything it
+    /// was given, so it is at least that fast. (Busy filling an empty window on a slow link, the
+    /// acknowledgements lag far behind: that says nothing yet. And until a window's worth has been
+    /// acknowledged on the connection — `warm` — buffers along the way may have swallowed what
+    /// looked delivered.) The link is then assumed fast enough that the current
     /// coding's input rate would fit on it raw, with room to spare, so a faster coding is tried at
     /// once; its own periods measure the link (or show that the device still sets the pace).
     /// Neither (the backlog's tail, nothing left to send) tells nothing about the link.
-    public mutating func linkPeriod(wireBytes: Int, nanoseconds: Int64, saturatedNanoseconds: Int64, busyNanoseconds: Int64) {
+    public mutating func linkPeriod(wireBytes: Int, nanoseconds: Int64, saturatedNanoseconds: Int64, busyNanoseconds: Int64,
+                                    publishedWireBytes: Int, warm: Bool = true) {
         guard wireBytes > 0, nanoseconds > 0 else { return }
         // Figures of codings not in use are from another time (a busier CPU, other data): let them
         // drift back to the priors, so a coding once measured slow is tried again later.
@@ -92,7 +97,8 @@ public struct CompressionGovernor: Sendable {
         if Double(saturatedNanoseconds) >= Self.linkBoundShare * Double(nanoseconds) {
             linkBytesPerSecond = linkAssumed ? rate : linkBytesPerSecond.map { $0 + Self.weight * (rate - $0) } ?? rate
             linkAssumed = false
-        } else if Double(busyNanoseconds) >= Self.deviceBoundShare * Double(nanoseconds) {
+        } else if warm, Double(busyNanoseconds) >= Self.deviceBoundShare * Double(nanoseconds),
+                  2 * wireBytes >= publishedWireBytes {
             let input = rate / codings[choice].ratio
             if Self.probeMargin * input > linkBytesPerSecond ?? 0 {
                 linkBytesPerSecond = Self.probeMargin * input

@@ -9,11 +9,12 @@ import Journal
 /// Header, little-endian (`docs/uplink.md`):
 /// `"DQLB" | u8 version=2 | u8 codec | u16 header length | u64 epoch | u64 first seq | u64 last seq |
 ///  u32 body length (uncompressed) | u32 entries checksum (`entriesChecksum`) | u16 segment-start count |
-///  u16 device id length | device id | segment starts (u64 each) | [codec 3: u64 context first |
+///  u16 device id length | device id | segment starts (u64 each) | [codecs 3, 4: u64 context first |
 ///  u32 context checksum] | u32 CRC32C of the header so far`,
 /// then the body (the entries' framed bytes; zstd-compressed when codec = 1, transposed by
 /// `BatchTransform` and then zstd-compressed when codec = 2; codec 3 like 2 but transposed
-/// against the context entries `contextFirst..<first`).
+/// against the context entries `contextFirst..<first`; codec 4 the same content against the same
+/// context, range-coded by `ContextCoder`).
 public struct UplinkBatch: Sendable, Hashable {
     /// Body compression. The header's body length and checksum always describe the uncompressed,
     /// untransformed body, so validation is the same for every codec.
@@ -29,9 +30,16 @@ public struct UplinkBatch: Sendable, Hashable {
         /// `context`), then zstd: small low-latency batches compress like one long stream. The
         /// receiver decodes it only once it has committed the context entries.
         case contextTransposedZstd = 3
+        /// The same content as codec 3, against the same context, written by `ContextCoder`
+        /// (an adaptive range coder whose models start primed on the context) instead of zstd:
+        /// small batches no longer pay for per-frame tables.
+        case contextModelled = 4
+
+        /// Codecs 3 and 4 are coded against the entries before the batch (`ContextReference`).
+        public var usesContext: Bool { self == .contextTransposedZstd || self == .contextModelled }
     }
 
-    /// The entries a codec-3 batch was transformed against: `first..<batch.first`, and a CRC32C
+    /// The entries a codec-3 or codec-4 batch was coded against: `first..<batch.first`, and a CRC32C
     /// over their CRC32C trailers (each covers its entry) so a receiver holding other bytes there
     /// notices before decoding.
     public struct ContextReference: Sendable, Hashable {
@@ -64,7 +72,7 @@ public struct UplinkBatch: Sendable, Hashable {
         body.withUnsafeBytes { entriesChecksum(body: $0, entries: entries) }
     }
 
-    /// Most context entries a codec-3 batch may name: bounds what a receiver reads to rebuild it.
+    /// Most context entries a codec-3 or codec-4 batch may name: bounds what a receiver reads to rebuild it.
     public static let maxContextEntries: UInt64 = 4096
 
     public static let magic: [UInt8] = Array("DQLB".utf8)
@@ -85,7 +93,7 @@ public struct UplinkBatch: Sendable, Hashable {
     /// Length of the uncompressed body and its `entriesChecksum`.
     public var bodyLength: UInt32
     public var bodyChecksum: UInt32
-    /// Codec 3 only: the context entries the body was transformed against.
+    /// Codecs 3 and 4 only: the context entries the body was coded against.
     public var context: ContextReference?
 
     public init(deviceID: String, epoch: UInt64, first: UInt64, last: UInt64, segmentStarts: [UInt64],
@@ -103,7 +111,7 @@ public struct UplinkBatch: Sendable, Hashable {
 
     /// The encoded header.
     public func encodedHeader() -> [UInt8] {
-        precondition((codec == .contextTransposedZstd) == (context != nil), "codec 3, and only codec 3, names a context")
+        precondition(codec.usesContext == (context != nil), "codecs 3 and 4, and only they, name a context")
         var out = UplinkBatch.magic
         out.append(UplinkBatch.version)
         out.append(codec.rawValue)
@@ -150,7 +158,7 @@ public struct UplinkBatch: Sendable, Hashable {
         let bodyChecksum = load(UInt32.self, message, 36)
         let startCount = Int(load(UInt16.self, message, 40))
         let idLength = Int(load(UInt16.self, message, 42))
-        let contextLength = codec == .contextTransposedZstd ? 12 : 0
+        let contextLength = codec.usesContext ? 12 : 0
         guard 44 + idLength + 8 * startCount + contextLength + 4 == headerLength else { throw bad("header fields do not add up", "header length") }
         guard first >= 1, first <= last else { throw bad("sequence range \(first)…\(last) is empty", "sequence") }
         guard let deviceID = String(validating: UnsafeRawBufferPointer(rebasing: message[44..<(44 + idLength)]).bindMemory(to: UInt8.self), as: UTF8.self)

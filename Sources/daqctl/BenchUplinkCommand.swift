@@ -310,7 +310,7 @@ struct DeviceSummary {
         var rawBytes: UInt64 = 0
         var wireBytes: UInt64 = 0
         var acknowledged: UInt64 = 0
-        /// Parts per body coding (raw, zstd-1, zstd-12) and first publish → last ack (s).
+        /// Parts per body coding (raw, zstd-1, codec-4) and first publish → last ack (s).
         var parts: [UInt64] = [0, 0, 0]
         var drainSeconds: Double?
         var linkMBps: Double?
@@ -351,7 +351,7 @@ struct DeviceSummary {
                 if let index = words.firstIndex(of: "to"), index + 1 < words.count { uplink.acknowledged = UInt64(words[index + 1].filter(\.isNumber)) ?? 0 }
                 self.uplink = uplink
             } else if line.hasPrefix("uplink parts: ") {
-                // "uplink parts: raw R, zstd-1 F, zstd-12 S; first publish to last ack X s; link ≈ Y MB/s"
+                // "uplink parts: raw R, zstd-1 F, codec-4 S; first publish to last ack X s; link ≈ Y MB/s"
                 let clauses = line.dropFirst("uplink parts: ".count).split(separator: ";")
                 for (index, item) in clauses[0].split(separator: ",").enumerated() where index < 3 {
                     uplink?.parts[index] = UInt64(item.split(separator: " ").last ?? "") ?? 0
@@ -540,7 +540,7 @@ private struct UplinkBenchReport {
     var startMBps: Double { drain.elapsed > 0 ? Double(drainedBytes) / drain.elapsed / 1e6 : 0 }
     func parts(_ summary: DeviceSummary) -> String {
         let parts = summary.uplink?.parts ?? [0, 0, 0]
-        return "raw \(parts[0]), zstd-1 \(parts[1]), zstd-12 \(parts[2])"
+        return "raw \(parts[0]), zstd-1 \(parts[1]), codec-4 \(parts[2])"
     }
     /// The journal bytes the same wire messages carry, per second of the bare publisher.
     var wirePeerJournalMBps: Double { wirePeer.seconds > 0 ? Double(drainedBytes) / wirePeer.seconds / 1e6 : 0 }
@@ -633,7 +633,7 @@ struct CellularFigures {
         let raw = rawPeer.megabytesPerSecond
         let ours = megabytesPerSecond
         return """
-            | over a \(mbit) uplink (fault proxy): drain of \(journalBytes) journal bytes, MB/s (parts: raw \(parts[0]), zstd-1 \(parts[1]), zstd-12 \(parts[2])) | \(f(ours, 2)) |  |  |
+            | over a \(mbit) uplink (fault proxy): drain of \(journalBytes) journal bytes, MB/s (parts: raw \(parts[0]), zstd-1 \(parts[1]), codec-4 \(parts[2])) | \(f(ours, 2)) |  |  |
             | over that link: bare publisher of the raw journal bytes, MB/s · ours / it | \(f(raw, 2)) · \(f(raw > 0 ? ours / raw : 0, 2))× | ≥ 0.8× | \(raw > 0 && ours / raw >= 0.8 ? "yes" : "no") |
             | over that link: bare publisher of the drain's own wire messages, journal MB/s they carry · ours / it | \(f(wirePeerMBps, 2)) · \(f(wirePeerMBps > 0 ? ours / wirePeerMBps : 0, 2))× | ≥ 0.8× | \(wirePeerMBps > 0 && ours / wirePeerMBps >= 0.8 ? "yes" : "no") |
             | over that link: wire bytes / raw record bytes | \(f(wireRatio, 3))× | ≤ 0.3× | \(wireRatio <= 0.3 ? "yes" : "no") |

@@ -20,7 +20,17 @@ import Testing
     }
 
     @Test func edgeShapesRoundTrip() throws {
+        for (index, body) in Self.edgeShapeBodies(first: 100).enumerated() {
+            try Self.expectRoundTrip(body, first: 100, comment: "shape \(index)")
+        }
+    }
+
+    /// Bodies of unusual shape, entries numbered from `first`.
+    static func edgeShapeBodies(first: UInt64) -> [[UInt8]] {
+        let layout: [UInt8] = Array(0..<200)
+        let group: [(UInt8, [UInt8])] = (0..<40).map { (i: UInt8) in (0, [1, 0, i, 0x80, 0xFF - i]) }
         let shapes: [[(UInt8, [UInt8])]] = [
+            [],                                                      // no entries at all
             [(0, [1, 0, 5, 6, 7])],                                  // single record, odd tail
             [(1, [])],                                               // single empty layout
             [(0, [])],                                               // empty record: verbatim
@@ -28,13 +38,12 @@ import Testing
             [(0, [3, 0])],                                           // record that is only its id
             [(0, [1, 0, 1, 2]), (0, [1, 0, 1, 2, 3]), (0, [1, 0, 1, 2]), (7, [1, 0, 4, 4])],  // same id, two lengths; a reserved kind
             [(0, [0xFF, 0xFF] + Array(repeating: 0xFF, count: 9)), (0, [0xFF, 0xFF] + Array(repeating: 0, count: 9))],  // wrapping deltas
+            [(1, layout)] + group,                                   // layout, then a group
         ]
-        for (index, shape) in shapes.enumerated() {
-            var body: [UInt8] = []
-            for (offset, entry) in shape.enumerated() {
-                body += JournalFraming.encode(kind: JournalEntryKind(rawValue: entry.0), sequence: UInt64(100 + offset), payload: entry.1)
+        return shapes.map { shape in
+            shape.enumerated().flatMap { offset, entry in
+                JournalFraming.encode(kind: JournalEntryKind(rawValue: entry.0), sequence: first + UInt64(offset), payload: entry.1)
             }
-            try Self.expectRoundTrip(body, first: 100, comment: "shape \(index)")
         }
     }
 
@@ -249,14 +258,14 @@ import Testing
         return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) } ?? candidates[1]
     }
 
-    /// Compressed size with the zstd CLI at level 3 (input from a file, so no pipe can deadlock).
-    static func zstdSize(_ bytes: [UInt8]) throws -> Int {
+    /// Compressed size with the zstd CLI at `level` (input from a file, so no pipe can deadlock).
+    static func zstdSize(_ bytes: [UInt8], level: Int = 3) throws -> Int {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("batch-transform-\(UUID().uuidString).bin")
         defer { try? FileManager.default.removeItem(at: file) }
         try Data(bytes).write(to: file)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["zstd", "-3", "-c", "-q", file.path]
+        process.arguments = ["zstd", "-\(level)", "-c", "-q", file.path]
         let output = Pipe()
         process.standardOutput = output
         try process.run()

@@ -23,7 +23,7 @@ import Testing
     @Test func aCellularLinkGetsTheStrongestCoding() {
         var g = governor()
         // 2 MB/s while the device waited 90 % of the period: the link sets the pace.
-        g.linkPeriod(wireBytes: 200_000, nanoseconds: 100_000_000, saturatedNanoseconds: 90_000_000, busyNanoseconds: 0)
+        g.linkPeriod(wireBytes: 200_000, nanoseconds: 100_000_000, saturatedNanoseconds: 90_000_000, busyNanoseconds: 0, publishedWireBytes: 200_000)
         #expect(g.linkBytesPerSecond == 2e6)
         #expect(g.choice == 2)
         // Both compressors drain at link speed; the smaller wire wins. Raw would take 3× as long.
@@ -33,26 +33,26 @@ import Testing
     @Test func aDeviceBoundPeriodTriesRawAndAFastLinkKeepsIt() {
         var g = governor()
         // Compressing, the device hardly waited: 45 MB/s of wire went out as fast as it was made.
-        g.linkPeriod(wireBytes: 1_125_000, nanoseconds: 25_000_000, saturatedNanoseconds: 100_000, busyNanoseconds: 25_000_000)
+        g.linkPeriod(wireBytes: 1_125_000, nanoseconds: 25_000_000, saturatedNanoseconds: 100_000, busyNanoseconds: 25_000_000, publishedWireBytes: 1_125_000)
         #expect(g.choice == 0)
         // Raw, the broker sets the pace at 600 MB/s: raw drains 4× faster than the fast compressor.
-        g.linkPeriod(wireBytes: 15_000_000, nanoseconds: 25_000_000, saturatedNanoseconds: 15_000_000, busyNanoseconds: 0)
+        g.linkPeriod(wireBytes: 15_000_000, nanoseconds: 25_000_000, saturatedNanoseconds: 15_000_000, busyNanoseconds: 0, publishedWireBytes: 15_000_000)
         #expect(g.choice == 0)
     }
 
     @Test func rawOverALinkThatTurnsOutSlowGoesBackToCompressing() {
         var g = governor()
-        g.linkPeriod(wireBytes: 1_125_000, nanoseconds: 25_000_000, saturatedNanoseconds: 0, busyNanoseconds: 25_000_000)
+        g.linkPeriod(wireBytes: 1_125_000, nanoseconds: 25_000_000, saturatedNanoseconds: 0, busyNanoseconds: 25_000_000, publishedWireBytes: 1_125_000)
         #expect(g.choice == 0)
         // The raw probe waits on a 20 MB/s link (a LAN through a slow router): repeated periods
         // pull the average down until compressing is faster.
-        for _ in 0..<20 { g.linkPeriod(wireBytes: 500_000, nanoseconds: 25_000_000, saturatedNanoseconds: 20_000_000, busyNanoseconds: 0) }
+        for _ in 0..<20 { g.linkPeriod(wireBytes: 500_000, nanoseconds: 25_000_000, saturatedNanoseconds: 20_000_000, busyNanoseconds: 0, publishedWireBytes: 500_000) }
         #expect(g.choice != 0)
     }
 
     @Test func measuredEncoderCostsMoveTheDecision() {
         var g = governor()
-        g.linkPeriod(wireBytes: 2_500_000, nanoseconds: 25_000_000, saturatedNanoseconds: 20_000_000, busyNanoseconds: 0)  // 100 MB/s
+        g.linkPeriod(wireBytes: 2_500_000, nanoseconds: 25_000_000, saturatedNanoseconds: 20_000_000, busyNanoseconds: 0, publishedWireBytes: 2_500_000)  // 100 MB/s
         #expect(g.choice == 1)  // fast: 6.7 ns/B beats raw's 10 ns/B
         // This device's compressor turns out 3× slower than the prior: raw is now faster.
         for _ in 0..<10 { g.encoded(coding: 1, rawBytes: 137_000, wireBytes: 42_000, nanoseconds: 2_700_000) }
@@ -61,7 +61,7 @@ import Testing
 
     @Test func aNewConnectionForgetsTheLink() {
         var g = governor()
-        g.linkPeriod(wireBytes: 1_125_000, nanoseconds: 25_000_000, saturatedNanoseconds: 0, busyNanoseconds: 25_000_000)
+        g.linkPeriod(wireBytes: 1_125_000, nanoseconds: 25_000_000, saturatedNanoseconds: 0, busyNanoseconds: 25_000_000, publishedWireBytes: 1_125_000)
         #expect(g.choice == 0)
         g.linkChanged(initial: 1)
         #expect(g.choice == 1)
@@ -73,20 +73,20 @@ import Testing
     @Test func aMeasurementReplacesAProbesAssumption() {
         var g = CompressionGovernorTests().governor()
         // The device set the pace at first (start-up): the link is assumed fast, raw is tried.
-        g.linkPeriod(wireBytes: 1_125_000, nanoseconds: 25_000_000, saturatedNanoseconds: 0, busyNanoseconds: 25_000_000)
+        g.linkPeriod(wireBytes: 1_125_000, nanoseconds: 25_000_000, saturatedNanoseconds: 0, busyNanoseconds: 25_000_000, publishedWireBytes: 1_125_000)
         #expect(g.choice == 0)
         // The first period paced by the link measures 2 MB/s: taken as it is, not averaged with the guess.
-        g.linkPeriod(wireBytes: 20_000, nanoseconds: 10_000_000, saturatedNanoseconds: 9_000_000, busyNanoseconds: 0)
+        g.linkPeriod(wireBytes: 20_000, nanoseconds: 10_000_000, saturatedNanoseconds: 9_000_000, busyNanoseconds: 0, publishedWireBytes: 20_000)
         #expect(g.linkBytesPerSecond == 2e6)
         #expect(g.choice == 2)
     }
 
     @Test func aTailWithNothingLeftToSendSaysNothingAboutTheLink() {
         var g = CompressionGovernorTests().governor()
-        g.linkPeriod(wireBytes: 20_000, nanoseconds: 10_000_000, saturatedNanoseconds: 9_000_000, busyNanoseconds: 0)
+        g.linkPeriod(wireBytes: 20_000, nanoseconds: 10_000_000, saturatedNanoseconds: 9_000_000, busyNanoseconds: 0, publishedWireBytes: 20_000)
         #expect(g.choice == 2)
         // Neither waiting nor busy: the backlog ran out. The slow link stays measured.
-        g.linkPeriod(wireBytes: 3_500, nanoseconds: 10_000_000, saturatedNanoseconds: 0, busyNanoseconds: 1_000_000)
+        g.linkPeriod(wireBytes: 3_500, nanoseconds: 10_000_000, saturatedNanoseconds: 0, busyNanoseconds: 1_000_000, publishedWireBytes: 3_500)
         #expect(g.linkBytesPerSecond == 2e6)
         #expect(g.choice == 2)
     }
@@ -95,7 +95,7 @@ import Testing
 @Suite struct CompressionGovernorForgettingTests {
     @Test func aCodingOnceMeasuredSlowIsTriedAgainLater() {
         var g = CompressionGovernorTests().governor()
-        g.linkPeriod(wireBytes: 20_000, nanoseconds: 10_000_000, saturatedNanoseconds: 10_000_000, busyNanoseconds: 0)
+        g.linkPeriod(wireBytes: 20_000, nanoseconds: 10_000_000, saturatedNanoseconds: 10_000_000, busyNanoseconds: 0, publishedWireBytes: 20_000)
         #expect(g.choice == 2)  // 2 MB/s: strong
         // A busy moment: strong coding measured 20× slower than its prior; fast takes over.
         for _ in 0..<5 { g.encoded(coding: 2, rawBytes: 137_000, wireBytes: 37_000, nanoseconds: 230_000_000) }
@@ -103,10 +103,28 @@ import Testing
         // The link stays at 2 MB/s; strong's stale figure drifts back and it is chosen again.
         var periods = 0
         while g.choice != 2 && periods < 200 {
-            g.linkPeriod(wireBytes: 20_000, nanoseconds: 10_000_000, saturatedNanoseconds: 10_000_000, busyNanoseconds: 0)
+            g.linkPeriod(wireBytes: 20_000, nanoseconds: 10_000_000, saturatedNanoseconds: 10_000_000, busyNanoseconds: 0, publishedWireBytes: 20_000)
             periods += 1
         }
         #expect(g.choice == 2)
         #expect(periods > 5)
+    }
+
+    @Test func fillingTheWindowOverASlowLinkIsNotMistakenForAFastOne() {
+        var g = CompressionGovernorTests().governor()
+        // Just connected: busy coding the first parts, 40 KB published, 2 KB acknowledged so far.
+        g.linkPeriod(wireBytes: 2_000, nanoseconds: 10_000_000, saturatedNanoseconds: 0, busyNanoseconds: 9_500_000,
+                     publishedWireBytes: 40_000)
+        #expect(g.linkBytesPerSecond == nil)
+        #expect(g.choice == 1)
+    }
+
+    @Test func beforeAWindowIsAcknowledgedBuffersCanFakeAFastLink() {
+        var g = CompressionGovernorTests().governor()
+        // The first 13 KB vanished into the link's buffers at once: looks device-bound, but cold.
+        g.linkPeriod(wireBytes: 12_800, nanoseconds: 11_000_000, saturatedNanoseconds: 0, busyNanoseconds: 10_900_000,
+                     publishedWireBytes: 14_700, warm: false)
+        #expect(g.linkBytesPerSecond == nil)
+        #expect(g.choice == 1)
     }
 }

@@ -59,8 +59,22 @@ import Testing
     }
 
     /// Decoding against other context entries than the encoder's never yields the batch: the
-    /// context checksum differs, and the rebuilt body fails the header's body checksum.
-    @Test func aMismatchedContextIsAlwaysDetected() throws {
+    /// context checksum differs, and the rebuilt body fails the header's body checksum. For both
+    /// context codecs: the transform (codec 3) and the context-modelled coder (codec 4).
+    @Test(arguments: [UplinkBatch.Codec.contextTransposedZstd, .contextModelled])
+    func aMismatchedContextIsAlwaysDetected(codec: UplinkBatch.Codec) throws {
+        func encode(_ batch: [UInt8], _ context: BatchTransform.Context) -> [UInt8] {
+            let ranges = BatchTransformTests.ranges(batch)
+            return codec == .contextModelled ? ContextCoder.encode(body: batch, entries: ranges, context: context)
+                : BatchTransform.encode(body: batch, entries: ranges, context: context)
+        }
+        func decode(_ coded: [UInt8], maxBody: Int, _ context: BatchTransform.Context) throws -> [UInt8] {
+            try coded.withUnsafeBytes {
+                codec == .contextModelled
+                    ? try ContextCoder.decode($0, firstSequence: 31, maxBodyLength: maxBody, context: context, source: "t")
+                    : try BatchTransform.decode($0, firstSequence: 31, maxBodyLength: maxBody, context: context, source: "t")
+            }
+        }
         var detectedByChecksum = 0, detectedByBody = 0
         for seed in 1...100 as ClosedRange<UInt64> {
             var random = Xorshift(seed: seed)
@@ -73,14 +87,12 @@ import Testing
             }
             if checksum(before) != checksum(otherBefore) { detectedByChecksum += 1 }
             let ranges = BatchTransformTests.ranges(batch)
-            let transformed = BatchTransform.encode(body: batch, entries: ranges, context: Self.context(before))
+            let coded = encode(batch, Self.context(before))
             let header = UplinkBatch(deviceID: "d", epoch: 1, first: 31, last: 30 + UInt64(ranges.count), segmentStarts: [],
-                                     codec: .contextTransposedZstd, bodyLength: UInt32(batch.count),
+                                     codec: codec, bodyLength: UInt32(batch.count),
                                      bodyChecksum: UplinkBatch.entriesChecksum(body: batch, entries: ranges), context: .init(first: 1, checksum: checksum(before)))
             do {
-                let wrong = try transformed.withUnsafeBytes {
-                    try BatchTransform.decode($0, firstSequence: 31, maxBodyLength: batch.count, context: Self.context(otherBefore), source: "t")
-                }
+                let wrong = try decode(coded, maxBody: batch.count, Self.context(otherBefore))
                 #expect(wrong != batch)
                 _ = try wrong.withUnsafeBytes { try header.validate(body: $0, entriesSealed: true, source: "t") }
                 Issue.record("seed \(seed): a body decoded against the wrong context passed validation")

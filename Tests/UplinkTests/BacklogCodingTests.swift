@@ -31,7 +31,7 @@ import TestSupport
         return log
     }
 
-    /// "uplink parts: raw R, zstd-1 F, zstd-12 S; …" of a daqlink summary.
+    /// "uplink parts: raw R, zstd-1 F, codec-4 S; …" of a daqlink summary.
     private func parts(_ log: String) -> [String: Int] {
         guard let line = log.split(separator: "\n").first(where: { $0.hasPrefix("uplink parts: ") }) else { return [:] }
         var result: [String: Int] = [:]
@@ -48,21 +48,25 @@ import TestSupport
         let counts = parts(log)
         // The first batches go compressed until the link is measured (a debug build's compressor is
         // slow and the tests share two cores, so that can take dozens of these small parts); then raw.
-        #expect(3 * (counts["raw"] ?? 0) > (counts["zstd-1"] ?? 0) + (counts["zstd-12"] ?? 0), "\(log)")
+        #expect(3 * (counts["raw"] ?? 0) > (counts["zstd-1"] ?? 0) + (counts["codec-4"] ?? 0), "\(log)")
         let periods = log.split(separator: "\n").filter { $0.contains("link period:") }
         #expect(periods.last?.hasSuffix("coding raw") == true, "\(log)")
     }
 
-    @Test func aBacklogGoesStronglyCompressedOverASlowLink() throws {
+    @Test func aBacklogGoesCompressedOverASlowLinkWhichIsMeasured() throws {
         let rig = try UplinkRig()
         // 100 KB/s (0.8 Mbit/s, a weak cellular uplink): ~1 MB of backlog compresses to ~0.3 MB.
-        // (Slow enough that even a debug build's compressor beats sending raw by far.)
+        // (Slow enough that even a debug build's compressor beats sending raw by far. Which
+        // compressor wins depends on the build's speed: a debug build's codec 4 is slower than this
+        // link, a release build's is not — the bench shows codec 4 taking over at 16 Mbit/s.)
         let log = try drainBacklog(rig, uplinkBytesPerSecond: 100_000)
-        let counts = parts(log)
-        #expect(counts["raw"] == 0, "\(log)")
-        #expect((counts["zstd-12"] ?? 0) > (counts["zstd-1"] ?? 0), "\(log)")
+        #expect(parts(log)["raw"] == 0, "\(log)")
         let wire = log.split(separator: "\n").first { $0.hasPrefix("uplink: ") } ?? ""
         #expect(wire.contains("(0.2") || wire.contains("(0.3"), "\(wire)")
+        // The governor's estimate of the link: 100 KB/s of TLS records, within 30 %.
+        let summary = log.split(separator: "\n").first { $0.hasPrefix("uplink parts: ") } ?? ""
+        let link = summary.components(separatedBy: "link ≈ ").last.flatMap { Double($0.split(separator: " ")[0]) } ?? 0
+        #expect(link > 0.07 && link < 0.13, "\(summary)")
     }
 
     /// Every batch starts on an entry, so every segment start of the device's journal is some

@@ -1,4 +1,4 @@
-// The collector's per-device sink with codec-3 batches, on a real rebuilt journal: a batch that
+// The collector's per-device sink with codec-3 (and codec-4) batches, on a real rebuilt journal: a batch that
 // arrives ahead of a gap waits compressed and is decoded once its context is committed; one whose
 // context differs from the journal is rejected; one that fails to decode late rewinds the stream
 // to the journal and asks again — and acks only ever name what is synced.
@@ -32,9 +32,10 @@ private func readAll(_ directory: String) throws -> [JournalEntry] {
         return JournalFraming.encode(kind: .record, sequence: sequence, payload: payload)
     }
 
-    /// Entries `range` as the device would publish them: codec 3 against `context`, else codec 2.
+    /// Entries `range` as the device would publish them: codec 3 (or 4 when `modelled`) against
+    /// `context`, else codec 2.
     static func payload(_ range: ClosedRange<Int>, context: ClosedRange<Int>?, contextChecksum: UInt32? = nil,
-                        corruptBody: Bool = false) -> [UInt8] {
+                        corruptBody: Bool = false, modelled: Bool = false) -> [UInt8] {
         func joined(_ r: ClosedRange<Int>) -> ([UInt8], [Range<Int>]) {
             var body: [UInt8] = []
             var ranges: [Range<Int>] = []
@@ -56,6 +57,10 @@ private func readAll(_ directory: String) throws -> [JournalEntry] {
             header.context = .init(first: UInt64(context.lowerBound),
                                    checksum: contextChecksum ?? UplinkBatch.entriesChecksum(body: before, entries: beforeRanges))
         }
+        if modelled, let transformContext {
+            header.codec = .contextModelled
+            return header.encodedHeader() + ContextCoder.encode(body: body, entries: ranges, context: transformContext)
+        }
         var transformed = BatchTransform.encode(body: body, entries: ranges, context: transformContext)
         if corruptBody { transformed[transformed.count - 3] ^= 0x5A }  // a matrix byte: decodes, wrongly
         return header.encodedHeader() + transformed.withUnsafeBytes { BatchCompression.compress($0, level: 3) }
@@ -65,15 +70,16 @@ private func readAll(_ directory: String) throws -> [JournalEntry] {
         try ReceivedBatch(payload: payload, source: "devices/sink-01/data")
     }
 
-    @Test func aCodec3BatchAheadOfAGapWaitsForItsContext() throws {
+    @Test(arguments: [false, true])
+    func aCodec3Or4BatchAheadOfAGapWaitsForItsContext(modelled: Bool) throws {
         let work = try PackagePaths.temporaryDirectory("sink-gap")
         defer { try? FileManager.default.removeItem(at: work) }
         let sink = try DeviceStreamSink(deviceID: "sink-01", epoch: 9, directory: work.appendingPathComponent("journal").path)
         // 21…40 (context 1…20) and 41…60 (context 21…40) arrive before 1…20.
-        let early = try Self.batch(Self.payload(21...40, context: 1...20))
+        let early = try Self.batch(Self.payload(21...40, context: 1...20, modelled: modelled))
         #expect(!early.isDecoded, "its context is not committed: it must wait encoded")
         #expect(try sink.receive(early, now: 0).resends == [1])
-        _ = try sink.receive(try Self.batch(Self.payload(41...60, context: 21...40)), now: 1)
+        _ = try sink.receive(try Self.batch(Self.payload(41...60, context: 21...40, modelled: modelled)), now: 1)
         #expect(sink.committed == 0)
         let result = try sink.receive(try Self.batch(Self.payload(1...20, context: nil)), now: 2)
         #expect(result.rejected == nil)
@@ -84,20 +90,21 @@ private func readAll(_ directory: String) throws -> [JournalEntry] {
         #expect(rebuilt.map(\.framed) == Self.entries)
     }
 
-    @Test func aContextThatDiffersFromTheJournalIsRejectedOnArrival() throws {
+    @Test(arguments: [false, true])
+    func aContextThatDiffersFromTheJournalIsRejectedOnArrival(modelled: Bool) throws {
         let work = try PackagePaths.temporaryDirectory("sink-mismatch")
         defer { try? FileManager.default.removeItem(at: work) }
         let sink = try DeviceStreamSink(deviceID: "sink-01", epoch: 9, directory: work.appendingPathComponent("journal").path)
         _ = try sink.receive(try Self.batch(Self.payload(1...20, context: nil)), now: 0)
         #expect(throws: DAQError.self) {
-            _ = try sink.receive(try Self.batch(Self.payload(21...40, context: 1...20, contextChecksum: 0xBAD)), now: 1)
+            _ = try sink.receive(try Self.batch(Self.payload(21...40, context: 1...20, contextChecksum: 0xBAD, modelled: modelled)), now: 1)
         }
         #expect(sink.committed == 20)
         // A context read back from the journal instead of the last commit (as after a restart).
         try sink.close()
         let reopened = try DeviceStreamSink(deviceID: "sink-01", epoch: 9, directory: work.appendingPathComponent("journal").path)
         #expect(reopened.committed == 20)
-        let result = try reopened.receive(try Self.batch(Self.payload(21...40, context: 11...20)), now: 2)
+        let result = try reopened.receive(try Self.batch(Self.payload(21...40, context: 11...20, modelled: modelled)), now: 2)
         #expect(result.rejected == nil)
         #expect(reopened.committed == 40)
         try reopened.close()
