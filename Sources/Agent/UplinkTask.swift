@@ -95,7 +95,7 @@ final class UplinkTask {
     /// Batches the sender asked for, published one per loop turn (`schedulePublishing`).
     private var publishQueue: [(token: Int, first: UInt64, last: UInt64)] = []
     private var publishTimer: EventLoop.TimerID?
-    /// The current link period: its start, backlog wire bytes PUBACKed, time with at least half a
+    /// The current link period: its start, backlog wire bytes PUBACKed, time with at least a quarter of a
     /// window of backlog parts in flight (the link had work queued), time spent coding and publishing.
     private var linkPeriod = (start: Int64(0), wireBytes: 0, saturated: Int64(0), busy: Int64(0), published: 0)
     /// A link period closes at the first acknowledgement after this long (ns).
@@ -256,10 +256,10 @@ final class UplinkTask {
     }
 
     /// Before the number of backlog parts in flight changes (and at a period's end): the time it
-    /// held at least half a window counts as saturated.
+    /// held at least a quarter of a window counts as saturated.
     private func backlogPartsWillChange() {
         let now = loop.clock.now()
-        if backlogPartBytes.count >= max(1, options.policy.window / 2) {
+        if backlogPartBytes.count >= max(1, options.policy.window / 4) {
             linkPeriod.saturated += now - max(backlogPartsSince, linkPeriod.start)
         }
         backlogPartsSince = now

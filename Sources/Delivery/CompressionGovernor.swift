@@ -11,7 +11,7 @@
 /// - The encoder: for each coding in use, its CPU time per raw byte and its wire/raw ratio, as
 ///   moving averages of the batches it coded (priors until then).
 /// - The link: its rate, from the broker's acknowledgements over periods in which the link mostly
-///   had work queued (at least half a window of parts in flight: it set the pace); in periods where
+///   had work queued (at least a quarter of a window of parts in flight: it set the pace); in periods where
 ///   the device was busy instead, the device set the pace and the link is only known to be faster.
 public struct CompressionGovernor: Sendable {
     /// One way to code a batch body. `codings` lists them from weakest to strongest, `raw` first
@@ -72,7 +72,7 @@ public struct CompressionGovernor: Sendable {
     }
 
     /// Over the last `nanoseconds`, the broker acknowledged `wireBytes` of backlog parts; for
-    /// `saturatedNanoseconds` of that time at least half a window of parts was in flight (the
+    /// `saturatedNanoseconds` of that time at least a quarter of a window of parts was in flight (the
     /// link had work queued), and the device spent `busyNanoseconds` coding and publishing.
     /// Saturated for most of the period means the link set the pace: its rate is measured.
     /// Otherwise, busy most of the period while the link acknowledged at least half of what was
