@@ -48,6 +48,9 @@ public final class CollectorService {
     private let loop = EventLoop()
     /// SUBACKs received on the current connection (two subscriptions).
     private var subscriptionsGranted = 0
+    private var takeoverWatch = SessionTakeoverWatch()
+    /// Session-takeover alarms raised (see `watchForTakeover`).
+    public private(set) var takeoverAlarms = 0
     private var connection: MQTTConnection?
     private var sinks: [String: DeviceStreamSink] = [:]
     private var lastMessage: Int64
@@ -111,6 +114,8 @@ public final class CollectorService {
         try connection.connectDurable(host: options.host, port: options.port, sessionExpiry: options.sessionExpiry)
         try connection.subscribe("devices/+/data")
         try connection.subscribe("devices/+/ota/status")
+        // The broker's error log (`log_dest topic`): session takeovers show up only there.
+        try connection.subscribe("$SYS/broker/log/E")
         subscriptionsGranted = 0
         self.connection = connection
         watch()
@@ -165,9 +170,9 @@ public final class CollectorService {
                 reconnectLater()
                 return
             case .subscribed:
-                // Both subscriptions granted: from now on the broker keeps every device's data for us.
+                // All subscriptions granted: from now on the broker keeps every device's data for us.
                 subscriptionsGranted += 1
-                if subscriptionsGranted == 2 {
+                if subscriptionsGranted == 3 {
                     writeError("daqctl collect: subscribed to devices/+/data on \(options.host):\(options.port)\n")
                 }
             default:
@@ -178,6 +183,10 @@ public final class CollectorService {
     }
 
     private func handleData(topic: String, payload: [UInt8]) {
+        if topic.hasPrefix("$SYS/broker/log/") {
+            watchForTakeover(String(decoding: payload, as: UTF8.self))
+            return
+        }
         let parts = topic.split(separator: "/")
         if parts.count == 4, parts[0] == "devices", parts[2] == "ota", parts[3] == "status" {
             do throws(DAQError) {
@@ -260,6 +269,39 @@ public final class CollectorService {
             Result { () throws(DAQError) in try connection.publish(topic: topic, payload: raw) }
         }.get()
         watch()
+    }
+
+    /// A broker log line: a replaced connection is noted in `<out>/security-events.jsonl`; repeated
+    /// replacements of one client raise an alarm (`SessionTakeoverWatch`).
+    private func watchForTakeover(_ line: String) {
+        let verdict = takeoverWatch.observe(line, now: loop.clock.now())
+        let client: String, event: String, count: Int
+        switch verdict {
+        case .unrelated:
+            return
+        case .replaced(let who, let times):
+            (client, event, count) = (who, "connection replaced", times)
+            writeError("daqctl collect: client \(who) connected again while connected; the broker closed the old "
+                       + "connection (a half-open link, or a second holder of its certificate)\n")
+        case .takeover(let who, let times):
+            (client, event, count) = (who, "session takeover", times)
+            takeoverAlarms += 1
+            writeError("daqctl collect: ALARM: session takeover: the connection of client \(who) was replaced \(times) times "
+                       + "within \(SessionTakeoverWatch.window / 1_000_000_000) s: two live connections present its certificate "
+                       + "(a copied key?); revoke it with `daqctl pki revoke` (docs/pki.md)\n")
+        }
+        let record = "{\"time\": \(JSONText.quoted(ISO8601DateFormatter().string(from: Date()))), \"client\": \(JSONText.quoted(client)), "
+            + "\"event\": \(JSONText.quoted(event)), \"count\": \(count)}\n"
+        let path = "\(options.output)/security-events.jsonl"
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            writeError("daqctl collect: cannot append to \(path): \(String(cString: strerror(errno)))\n")
+            return
+        }
+        let bytes = Array(record.utf8)
+        _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        fsync(fd)
+        close(fd)
     }
 
     private func writeError(_ text: String) {

@@ -114,6 +114,9 @@ public struct BrokerConfiguration: Sendable, Hashable {
             "acl_file \(aclFile)",
             "",
             "log_dest stderr",
+            "# The log also goes to $SYS/broker/log/<level>: the collector watches level E for session",
+            "# takeovers (\"already connected, closing old connection\"), which clients are never told of.",
+            "log_dest topic",
             "log_type error",
             "log_type warning",
             "log_type notice",
@@ -166,6 +169,8 @@ public struct BrokerConfiguration: Sendable, Hashable {
             "topic write devices/+/ack",
             "topic write devices/+/cmd",
             "topic write devices/+/ota/#",
+            "# ... and the broker's error log, where session takeovers show (`log_dest topic`).",
+            "topic read $SYS/broker/log/E",
             "",
         ].joined(separator: "\n")
     }

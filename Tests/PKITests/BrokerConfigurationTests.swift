@@ -60,6 +60,7 @@ import Testing
             "topic write devices/+/ack",
             "topic write devices/+/cmd",
             "topic write devices/+/ota/#",
+            "topic read $SYS/broker/log/E",
         ])
     }
 
