@@ -52,7 +52,8 @@ public struct UplinkCounters: Sendable {
     public var readsFromJournal: UInt64 = 0
     public var acknowledged: UInt64 = 0
     public var alarms: [String] = []
-    /// Parts per body coding: raw, codec 3 at zstd level 1, codec 4 (`BodyCoding`).
+    /// Parts per body coding (`BodyCoding`): raw, fast (codec 3 at zstd level 1), strong (codec 4,
+    /// or codec 2 at zstd level 12 for a part without a context).
     public var partsByCoding: [UInt64] = [0, 0, 0]
     /// Loop clock (ns) of the first data publish and of the last end-to-end ack that left nothing
     /// unacknowledged: the drain's own duration, without start-up and connection set-up.
@@ -511,11 +512,11 @@ final class UplinkTask {
         let checksum = UplinkBatch.entriesChecksum(body: body, entries: entries)
         // Backlog parts: the coding the governor finds fastest on this link (raw on a LAN or a local
         // broker, compressed over 4G). Live parts: the strongest, since the CPU is idle between
-        // them and every byte crosses the link (docs/uplink.md, "Body coding").
+        // them and every byte crosses the link (docs/uplink.md, "Which coding a part gets").
         let coding = !options.compress ? BodyCoding.raw : fromJournal ? BodyCoding(governed: governor.choice) : .strong
         let started = loop.clock.now()
         let wire = encodePart(first: first, last: last, body: body, entries: entries, segmentStarts: segmentStarts,
-                                checksum: checksum, coding: coding)
+                              checksum: checksum, coding: coding)
         if fromJournal, coding != .raw {
             governor.encoded(coding: coding.governedIndex, rawBytes: body.count, wireBytes: wire.count,
                              nanoseconds: loop.clock.now() - started)
