@@ -19,13 +19,16 @@ struct BenchUplinkCommand: ParsableCommand {
         abstract: "Uplink drain throughput (next to a bare QoS 1 publisher), wire ratio and commit latency.",
         discussion: """
             Runs on this machine in a temporary work directory and stops every process at the end:
-              1. a PKI (CA, broker, collector, devices bench-01 and bench-02) and mosquitto on a free \
-            loopback port (TLS 1.3, client certificates, per-device ACL)
-              2. backlog: daqlink run replays the reference log repeated with shifted timestamps at \
-            --speed max with no broker, into a journal of about --backlog-mb MB
+              1. a PKI (CA, broker, collector, devices bench-01, bench-02, bench-03) and mosquitto on a \
+            free loopback port (TLS 1.3, client certificates, per-device ACL)
+              2. backlogs: daqlink run replays the reference log repeated with shifted timestamps at \
+            --speed max with no broker, into a journal of about --backlog-mb MB (and one of \
+            --cellular-mb MB for bench-03)
               3. drain: daqctl collect starts, then daqlink run --broker replays a one-frame log into \
-            the same journal and drains the whole backlog; timed by the device from its start \
-            (connect) to the collector's end-to-end ack of the last entry (committed + fsynced)
+            the same journal and drains the whole backlog; timed by the device from its first publish \
+            to the collector's end-to-end ack of the last entry (committed + fsynced); the time from \
+            the process's start is shown too. The summary says how many parts went raw, as codec 3 \
+            (zstd 1) or as codec 4: the device codes a backlog as the link allows.
               4. latency: device bench-02 replays the reference log at original speed for \
             --latency-seconds; per journal entry, the collector's commit time minus the moment the \
             device appended the entry (hidden env traces DAQLINK_APPEND_TRACE / DAQCTL_COMMIT_TRACE, \
@@ -35,6 +38,10 @@ struct BenchUplinkCommand: ParsableCommand {
             A publishes the drain's own wire messages byte for byte (the device writes them to the hidden \
             DAQLINK_WIRE_TRACE file at its end), B the backlog journal's raw bytes in messages of \
             daqlink's mean batch size
+              6. the same drain over a rate-limited link: bench-03 through a TCP proxy that lets \
+            --cellular-mbit Mbit/s through towards the broker (a cellular uplink), next to the bare \
+            publisher through the same proxy (raw journal bytes, and that drain's own wire messages); \
+            the device's link periods are in drain-cellular.log (keep it with --workdir)
             Build with -c release: a debug build's figures mean nothing.
             """
     )
