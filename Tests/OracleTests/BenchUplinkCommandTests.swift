@@ -1,5 +1,6 @@
 // `daqctl bench uplink` end to end with tiny sizes: a real mosquitto (mTLS), collector and device
-// as processes; the JSON carries positive drain, peer, wire-ratio and latency figures. No timing
+// as processes (and the fault proxy as the rate-limited link); the JSON carries positive drain, peer,
+// wire-ratio, latency and rate-limited-drain figures. No timing
 // is asserted: figures vary by machine. Every process the command starts must be gone afterwards.
 import Foundation
 import Testing
@@ -7,12 +8,12 @@ import TestSupport
 
 @Suite("daqctl bench uplink")
 struct BenchUplinkCommandTests {
-    @Test("--backlog-mb 1 --latency-seconds 2 --json reports positive figures")
+    @Test("--backlog-mb 1 --latency-seconds 2 --cellular-mb 1 --json reports positive figures")
     func smallBenchmark() throws {
         let daqctl = PackagePaths.executable("daqctl").path
         let work = try PackagePaths.temporaryDirectory("bench-uplink")
         defer { try? FileManager.default.removeItem(at: work) }
-        let result = try runProcess(daqctl, ["bench", "uplink", "--backlog-mb", "1", "--latency-seconds", "2", "--json",
+        let result = try runProcess(daqctl, ["bench", "uplink", "--backlog-mb", "1", "--latency-seconds", "2", "--cellular-mb", "1", "--json",
                                              "--workdir", work.path,
                                              "--fixtures", PackagePaths.fixtures.appendingPathComponent("reference").path])
         try #require(result.status == 0, "\(result.stderr)")
@@ -29,7 +30,10 @@ struct BenchUplinkCommandTests {
                      "peer.messages", "peer.bytes", "peer.seconds", "peer.megabytesPerSecond", "ratio", "rawRatio",
                      "wirePeer.messages", "wirePeer.wireBytes", "wirePeer.seconds", "wirePeer.journalMegabytesPerSecond",
                      "wire.drainWirePerRecordByte", "wire.steadyWirePerRecordByte",
-                     "latency.entries", "latency.p50Ms", "latency.p99Ms", "latency.maxMs"] {
+                     "latency.entries", "latency.p50Ms", "latency.p99Ms", "latency.maxMs",
+                     "drain.drainSeconds", "drain.fromStartMegabytesPerSecond",
+                     "cellular.bytesPerSecond", "cellular.journalBytes", "cellular.wireBytes", "cellular.megabytesPerSecond",
+                     "cellular.wirePerRecordByte", "cellular.rawPeerMegabytesPerSecond", "cellular.wirePeerJournalMegabytesPerSecond"] {
             positive(path)
         }
 
