@@ -119,7 +119,7 @@ public struct AcquisitionSummary: Sendable {
             lines.append("uplink: \(uplink.batches) batches, \(uplink.rawBytes) journal bytes as \(uplink.wireBytes) wire bytes "
                          + "(\(format2(ratio))×), acknowledged up to \(uplink.acknowledged), \(uplink.connects) connects, "
                          + "\(uplink.disconnects) disconnects, \(uplink.resendRequests) resend requests")
-            let codings = zip(["raw", "zstd-1", "codec-4"], uplink.partsByCoding).map { "\($0) \($1)" }.joined(separator: ", ")
+            let codings = zip(UplinkCounters.codingNames, uplink.partsByCoding).map { "\($0) \($1)" }.joined(separator: ", ")
             var drain = ""
             if let first = uplink.firstPublishAt, let drained = uplink.drainedAt, drained >= first {
                 drain = String(format: "; first publish to last ack %.3f s", Double(drained - first) / 1e9)

@@ -52,9 +52,11 @@ public struct UplinkCounters: Sendable {
     public var readsFromJournal: UInt64 = 0
     public var acknowledged: UInt64 = 0
     public var alarms: [String] = []
-    /// Parts per body coding (`BodyCoding`): raw, fast (codec 3 at zstd level 1), strong (codec 4,
-    /// or codec 2 at zstd level 12 for a part without a context).
-    public var partsByCoding: [UInt64] = [0, 0, 0]
+    /// Parts per body coding, by `BodyCoding` raw value: raw, fast (codec 3 at zstd level 1),
+    /// strong (codec 4, or codec 2 at zstd level 12 for a part without a context).
+    public var partsByCoding = [UInt64](repeating: 0, count: BodyCoding.allCases.count)
+    /// The codings' names in the summary, in the same order.
+    public static let codingNames = BodyCoding.governed.map(\.name)
     /// Loop clock (ns) of the first data publish and of the last end-to-end ack that left nothing
     /// unacknowledged: the drain's own duration, without start-up and connection set-up.
     public var firstPublishAt: Int64?
@@ -84,8 +86,7 @@ final class UplinkTask {
     private var partsOutstanding: [Int: Int] = [:]
     private var worstReason: [Int: UInt8] = [:]
     private var timers: [UplinkSender.Timer: EventLoop.TimerID] = [:]
-    /// How backlog parts are coded on this link (`BodyCoding`), wire bytes per token still to be
-    /// PUBACKed, and when the loop last went idle with the window full (a link-rate sample starts).
+    /// How backlog parts are coded on this link (`BodyCoding`).
     private var governor = CompressionGovernor(codings: BodyCoding.governed, initial: BodyCoding.initial)
     /// Wire bytes of each backlog part not yet PUBACKed (by MQTT message id), how many there are
     /// and since when that count holds.
@@ -513,12 +514,12 @@ final class UplinkTask {
         // Backlog parts: the coding the governor finds fastest on this link (raw on a LAN or a local
         // broker, compressed over 4G). Live parts: the strongest, since the CPU is idle between
         // them and every byte crosses the link (docs/uplink.md, "Which coding a part gets").
-        let coding = !options.compress ? BodyCoding.raw : fromJournal ? BodyCoding(governed: governor.choice) : .strong
+        let coding = !options.compress ? BodyCoding.raw : fromJournal ? BodyCoding(rawValue: governor.choice)! : .strong
         let started = loop.clock.now()
         let wire = encodePart(first: first, last: last, body: body, entries: entries, segmentStarts: segmentStarts,
                               checksum: checksum, coding: coding)
         if fromJournal, coding != .raw {
-            governor.encoded(coding: coding.governedIndex, rawBytes: body.count, wireBytes: wire.count,
+            governor.encoded(coding: coding.rawValue, rawBytes: body.count, wireBytes: wire.count,
                              nanoseconds: loop.clock.now() - started)
         }
         // The context of the next parts (codecs 3 and 4), whichever way this one was coded.
@@ -534,7 +535,7 @@ final class UplinkTask {
                 backlogPartBytes[mid] = wire.count
                 linkPeriod.published += wire.count
             }
-            counters.partsByCoding[coding.governedIndex] += 1
+            counters.partsByCoding[coding.rawValue] += 1
             if counters.firstPublishAt == nil { counters.firstPublishAt = loop.clock.now() }
             wireTrace?.published(wire)
             partsOutstanding[token, default: 0] += 1
@@ -584,7 +585,8 @@ final class UplinkTask {
 /// without a context); or context-modelled (codec 4, or codec 2 at zstd level 12 without a
 /// context). The governor chooses among them for backlog parts by link and CPU
 /// (`CompressionGovernor`); live parts are always `strong`.
-enum BodyCoding: Equatable {
+/// Its raw value is its index in `governed`.
+enum BodyCoding: Int, CaseIterable {
     case raw, fast, strong
 
     /// The governor's codings, in this order (weakest to strongest), with priors measured on the
@@ -597,8 +599,5 @@ enum BodyCoding: Equatable {
         .init(name: "codec-4", secondsPerRawByte: 1 / 16e6, ratio: 0.248),
     ]
     /// Until the link is measured: fast compression (a device on 4G must not start raw).
-    static let initial = 1
-
-    init(governed index: Int) { self = [.raw, .fast, .strong][index] }
-    var governedIndex: Int { [.raw, .fast, .strong].firstIndex(of: self)! }
+    static let initial = BodyCoding.fast.rawValue
 }
