@@ -46,11 +46,12 @@ public struct CollectorDeviceReport: Sendable {
 public final class CollectorService {
     public let options: CollectorOptions
     private let loop = EventLoop()
-    /// SUBACKs received on the current connection (two subscriptions).
+    /// SUBACKs received on the current connection (one per topic in `subscriptions`).
     private var subscriptionsGranted = 0
+    /// Every device's data and OTA status, and the broker's error log (`log_dest topic`), where
+    /// session takeovers show up and nowhere else.
+    private static let subscriptions = ["devices/+/data", "devices/+/ota/status", "$SYS/broker/log/E"]
     private var takeoverWatch = SessionTakeoverWatch()
-    /// Session-takeover alarms raised (see `watchForTakeover`).
-    public private(set) var takeoverAlarms = 0
     private var connection: MQTTConnection?
     private var sinks: [String: DeviceStreamSink] = [:]
     private var lastMessage: Int64
@@ -112,10 +113,7 @@ public final class CollectorService {
     private func connect() throws(DAQError) {
         let connection = try MQTTConnection(clientID: options.clientID, tls: options.tls, cleanStart: false)
         try connection.connectDurable(host: options.host, port: options.port, sessionExpiry: options.sessionExpiry)
-        try connection.subscribe("devices/+/data")
-        try connection.subscribe("devices/+/ota/status")
-        // The broker's error log (`log_dest topic`): session takeovers show up only there.
-        try connection.subscribe("$SYS/broker/log/E")
+        for topic in Self.subscriptions { try connection.subscribe(topic) }
         subscriptionsGranted = 0
         self.connection = connection
         watch()
@@ -172,7 +170,7 @@ public final class CollectorService {
             case .subscribed:
                 // All subscriptions granted: from now on the broker keeps every device's data for us.
                 subscriptionsGranted += 1
-                if subscriptionsGranted == 3 {
+                if subscriptionsGranted == Self.subscriptions.count {
                     writeError("daqctl collect: subscribed to devices/+/data on \(options.host):\(options.port)\n")
                 }
             default:
@@ -285,23 +283,17 @@ public final class CollectorService {
                        + "connection (a half-open link, or a second holder of its certificate)\n")
         case .takeover(let who, let times):
             (client, event, count) = (who, "session takeover", times)
-            takeoverAlarms += 1
             writeError("daqctl collect: ALARM: session takeover: the connection of client \(who) was replaced \(times) times "
                        + "within \(SessionTakeoverWatch.window / 1_000_000_000) s: two live connections present its certificate "
                        + "(a copied key?); revoke it with `daqctl pki revoke` (docs/pki.md)\n")
         }
         let record = "{\"time\": \(JSONText.quoted(ISO8601DateFormatter().string(from: Date()))), \"client\": \(JSONText.quoted(client)), "
             + "\"event\": \(JSONText.quoted(event)), \"count\": \(count)}\n"
-        let path = "\(options.output)/security-events.jsonl"
-        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
-        guard fd >= 0 else {
-            writeError("daqctl collect: cannot append to \(path): \(String(cString: strerror(errno)))\n")
-            return
+        do throws(DAQError) {
+            try DurableLines.append(Array(record.utf8), to: "\(options.output)/security-events.jsonl")
+        } catch {
+            writeError("daqctl collect: cannot record a security event: \(error)\n")
         }
-        let bytes = Array(record.utf8)
-        _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        fsync(fd)
-        close(fd)
     }
 
     private func writeError(_ text: String) {

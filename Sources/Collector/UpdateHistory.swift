@@ -5,9 +5,6 @@
 import DAQCore
 import Foundation
 import OTA
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Appends checked status reports to per-device history files.
 final class UpdateHistory {
@@ -45,15 +42,7 @@ final class UpdateHistory {
         if newest[device] == nil { newest[device] = Self.lastSequence(in: path) }
         guard sequence > newest[device]! else { return false }
         try? FileManager.default.createDirectory(atPath: "\(output)/\(device)", withIntermediateDirectories: true)
-        var line = payload
-        line.append(UInt8(ascii: "\n"))
-        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw DAQError(.io, "cannot open: \(String(cString: strerror(errno)))", at: InputLocation(file: path)) }
-        defer { close(fd) }
-        let written = line.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        guard written == line.count, fsync(fd) == 0 else {
-            throw DAQError(.io, "cannot append: \(String(cString: strerror(errno)))", at: InputLocation(file: path))
-        }
+        try DurableLines.append(payload + [UInt8(ascii: "\n")], to: path)
         newest[device] = sequence
         return true
     }
