@@ -153,17 +153,24 @@ private final class UplinkBench {
         let tinyLog = path("one-frame.log")
         let firstLine = try String(contentsOfFile: fixtureLog, encoding: .utf8).split(separator: "\n").first.map(String.init) ?? ""
         try (firstLine + "\n").write(toFile: tinyLog, atomically: true, encoding: .utf8)
+        /// Runs `device` replaying one frame into `journal` (a backlog) through `broker` until the
+        /// collector acknowledged everything; its published messages go to `trace`.
+        func runDrain(_ device: String, journal: String, broker: String, log: String, trace: String,
+                      extra: [String] = []) throws -> (summary: DeviceSummary, uplink: DeviceSummary.Uplink) {
+            let drain = try runDevice(["--source", "replay:\(tinyLog)", "--speed", "max", "--journal", journal,
+                                       "--quota-bytes", "\(quota)", "--broker", broker, "--device", device, "--pki", pki,
+                                       "--drain-timeout", "600"] + extra, log: log, timeout: 660,
+                                      environment: ["DAQLINK_WIRE_TRACE": trace])
+            guard let uplink = drain.uplink, uplink.acknowledged == drain.lastSequence, drain.lastSequence > 0 else {
+                throw ValidationError("\(device) did not drain its backlog (acknowledged \(drain.uplink?.acknowledged ?? 0) of "
+                                      + "\(drain.lastSequence)); see \(path(log)) and \(path("collector.log"))")
+            }
+            return (drain, uplink)
+        }
         let wireTrace = path("wire.trace")
         let drainStarted = SystemClock.monotonicNow()
-        let drain = try runDevice(["--source", "replay:\(tinyLog)", "--speed", "max", "--journal", journal,
-                                   "--quota-bytes", "\(quota)", "--broker", broker, "--device", "bench-01", "--pki", pki,
-                                   "--drain-timeout", "600"], log: "drain.log", timeout: 660,
-                                  environment: ["DAQLINK_WIRE_TRACE": wireTrace])
+        let (drain, drainUplink) = try runDrain("bench-01", journal: journal, broker: broker, log: "drain.log", trace: wireTrace)
         let drainWall = Double(SystemClock.monotonicNow() - drainStarted) / 1e9
-        guard let drainUplink = drain.uplink, drainUplink.acknowledged == drain.lastSequence, drain.lastSequence > 0 else {
-            throw ValidationError("the device did not drain its backlog (acknowledged \(drain.uplink?.acknowledged ?? 0) of "
-                                  + "\(drain.lastSequence)); see \(path("drain.log")) and \(path("collector.log"))")
-        }
         say("drain: \(drainUplink.rawBytes) journal bytes in \(drainUplink.batches) batches, \(drain.elapsed) s (process wall \(drainWall) s)")
 
         // Latency: device bench-02 at original speed.
@@ -185,15 +192,9 @@ private final class UplinkBench {
             let proxy = try TCPFaultProxy(targetPort: port)
             proxy.limitUplink(bytesPerSecond: cellular.bytesPerSecond)
             let trace = path("wire-cellular.trace")
-            let drain = try runDevice(["--source", "replay:\(tinyLog)", "--speed", "max", "--journal", cellularJournal,
-                                       "--quota-bytes", "\(quota)", "--broker", "127.0.0.1:\(proxy.listenPort)",
-                                       "--device", "bench-03", "--pki", pki, "--drain-timeout", "600",
-                                       // The governor's link periods, in the work directory's log.
-                                       "--log-level", "debug"],
-                                      log: "drain-cellular.log", timeout: 660, environment: ["DAQLINK_WIRE_TRACE": trace])
-            guard let uplink = drain.uplink, uplink.acknowledged == drain.lastSequence, drain.lastSequence > 0 else {
-                throw ValidationError("bench-03 did not drain its backlog over the limited link; see \(path("drain-cellular.log"))")
-            }
+            // The governor's link periods go to the work directory's log.
+            let (drain, uplink) = try runDrain("bench-03", journal: cellularJournal, broker: "127.0.0.1:\(proxy.listenPort)",
+                                               log: "drain-cellular.log", trace: trace, extra: ["--log-level", "debug"])
             say("cellular drain (\(cellular.bytesPerSecond) B/s): \(uplink.rawBytes) journal bytes as \(uplink.wireBytes) wire bytes "
                 + "in \(uplink.drainSeconds ?? 0) s")
             cellularRun = (drain, proxy, trace)
@@ -209,29 +210,30 @@ private final class UplinkBench {
         let publisher = MQTTTLSFiles(caFile: "\(pki)/ca.crt", certificateFile: "\(pki)/devices/bench-01.crt",
                                      keyFile: "\(pki)/devices/bench-01.key")
         let subscriber = MQTTTLSFiles(caFile: "\(pki)/ca.crt", certificateFile: "\(pki)/collector.crt", keyFile: "\(pki)/collector.key")
-        let wireMessages = try Self.messages(inTrace: wireTrace)
-        let wirePeer = try BarePublisherPeer.measure(host: "127.0.0.1", port: port, messages: wireMessages, window: peerWindow,
-                                                     publisher: publisher, subscriber: subscriber, topic: "devices/bench-01/peer")
+        /// The bare publisher (through `publisherPort` when given) with a drain's own wire messages
+        /// (`trace`), then with `journal`'s raw bytes in messages of the drain's mean raw batch size.
+        func measurePeers(trace: String, journal: String, drained uplink: DeviceSummary.Uplink,
+                          publisherPort: Int? = nil) throws -> (wire: BarePublisherPeer, raw: BarePublisherPeer) {
+            func measure(_ messages: [[UInt8]]) throws -> BarePublisherPeer {
+                try BarePublisherPeer.measure(host: "127.0.0.1", port: port, publisherPort: publisherPort, messages: messages,
+                                              window: peerWindow, publisher: publisher, subscriber: subscriber,
+                                              topic: "devices/bench-01/peer")
+            }
+            let wire = try measure(try Self.messages(inTrace: trace))
+            let body = try journalBytes(journal)
+            let size = max(1, Int(uplink.rawBytes / max(1, uplink.batches)))
+            let raw = try measure(stride(from: 0, to: body.count, by: size).map { Array(body[$0..<min(body.count, $0 + size)]) })
+            return (wire, raw)
+        }
+        let (wirePeer, peer) = try measurePeers(trace: wireTrace, journal: journal, drained: drainUplink)
         say("peer (drain's wire messages): \(wirePeer.messages) messages, \(wirePeer.bytes) bytes in \(wirePeer.seconds) s")
-        let body = try journalBytes(journal)
-        let messageSize = max(1, Int(drainUplink.rawBytes / max(1, drainUplink.batches)))
-        let rawMessages = stride(from: 0, to: body.count, by: messageSize).map { Array(body[$0..<min(body.count, $0 + messageSize)]) }
-        let peer = try BarePublisherPeer.measure(host: "127.0.0.1", port: port, messages: rawMessages, window: peerWindow,
-                                                 publisher: publisher, subscriber: subscriber, topic: "devices/bench-01/peer")
-        say("peer (raw journal bytes): \(peer.messages) messages of \(messageSize) bytes in \(peer.seconds) s")
+        say("peer (raw journal bytes): \(peer.messages) messages of \(peer.bytes / max(1, peer.messages)) bytes in \(peer.seconds) s")
 
         // Over the limited link: the bare publisher goes through the same proxy.
         var cellularFigures: CellularFigures?
-        if let cellular, let run = cellularRun, let backlog = cellularBacklog {
-            let wire = try BarePublisherPeer.measure(host: "127.0.0.1", port: port, publisherPort: run.proxy.listenPort,
-                                                     messages: try Self.messages(inTrace: run.wireTrace), window: peerWindow,
-                                                     publisher: publisher, subscriber: subscriber, topic: "devices/bench-01/peer")
-            let rawBody = try journalBytes(cellularJournal)
-            let size = max(1, Int((run.drain.uplink?.rawBytes ?? 1) / max(1, run.drain.uplink?.batches ?? 1)))
-            let raw = try BarePublisherPeer.measure(
-                host: "127.0.0.1", port: port, publisherPort: run.proxy.listenPort,
-                messages: stride(from: 0, to: rawBody.count, by: size).map { Array(rawBody[$0..<min(rawBody.count, $0 + size)]) },
-                window: peerWindow, publisher: publisher, subscriber: subscriber, topic: "devices/bench-01/peer")
+        if let cellular, let run = cellularRun, let backlog = cellularBacklog, let uplink = run.drain.uplink {
+            let (wire, raw) = try measurePeers(trace: run.wireTrace, journal: cellularJournal, drained: uplink,
+                                               publisherPort: run.proxy.listenPort)
             run.proxy.stop()
             say("cellular peers: wire messages in \(wire.seconds) s, raw journal bytes in \(raw.seconds) s")
             cellularFigures = CellularFigures(bytesPerSecond: cellular.bytesPerSecond, backlog: backlog, drain: run.drain,
