@@ -123,6 +123,9 @@ public struct AcquisitionSummary: Sendable {
             var drain = ""
             if let first = uplink.firstPublishAt, let drained = uplink.drainedAt, drained >= first {
                 drain = String(format: "; first publish to last ack %.3f s", Double(drained - first) / 1e9)
+                if let cpuFirst = uplink.firstPublishCPU, let cpuDrained = uplink.drainedCPU, cpuDrained >= cpuFirst {
+                    drain += String(format: "; CPU in between %.3f s", Double(cpuDrained - cpuFirst) / 1e9)
+                }
             }
             if let link = uplink.linkBytesPerSecond { drain += String(format: "; link ≈ %.1f MB/s", link / 1e6) }
             lines.append("uplink parts: \(codings)\(drain)")

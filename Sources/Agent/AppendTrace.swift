@@ -31,27 +31,49 @@ final class AppendTrace {
 }
 
 /// A hidden measurement aid for `daqctl bench uplink`: when DAQLINK_WIRE_TRACE names a file, the
-/// uplink keeps every MQTT payload it publishes on the data topic and writes them to that file
-/// when it stops (each as a u32 little-endian length, then the bytes), so the bench's bare
-/// publisher can send exactly the same messages. Off (nil) otherwise; kept in memory until the
-/// end so the measured drain does no extra I/O.
+/// uplink writes every MQTT payload it publishes on the data topic to that file (each as a u32
+/// little-endian length, then the bytes), so the bench's bare publisher can send exactly the same
+/// messages. Off (nil) otherwise. Each payload is written as it is published (one writev into
+/// the page cache, no fsync): keeping them in memory instead cost the measured drain more CPU
+/// than the drain itself (a growing array copied 47 MB twice over and faulted in fresh pages
+/// for every message; docs/benchmarks.md, "The bench's own tax").
 final class WireTrace {
-    private let path: String
-    private var bytes: [UInt8] = []
+    private let fd: Int32
 
     static func fromEnvironment() -> WireTrace? {
         guard let value = getenv("DAQLINK_WIRE_TRACE"), value.pointee != 0 else { return nil }
-        return WireTrace(path: String(cString: value))
+        let fd = open(value, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        return fd >= 0 ? WireTrace(fd: fd) : nil
     }
 
-    private init(path: String) { self.path = path }
+    private init(fd: Int32) { self.fd = fd }
 
+    deinit { close(fd) }
+
+    /// Best effort: a measurement aid must not fail the run (a short trace fails the bench instead).
     func published(_ message: [UInt8]) {
-        withUnsafeBytes(of: UInt32(message.count).littleEndian) { bytes += $0 }
-        bytes += message
+        var length = UInt32(message.count).littleEndian
+        withUnsafeMutableBytes(of: &length) { prefix in
+            message.withUnsafeBytes { body in
+                var parts = [iovec(iov_base: prefix.baseAddress, iov_len: 4),
+                             iovec(iov_base: UnsafeMutableRawPointer(mutating: body.baseAddress), iov_len: body.count)]
+                var left = 4 + body.count
+                while left > 0 {
+                    let n = writev(fd, &parts, Int32(parts.count))
+                    if n <= 0 { return }
+                    left -= n
+                    // Rare (a short write): drop what went out and go on with the rest.
+                    var done = n
+                    for index in parts.indices {
+                        let take = min(done, parts[index].iov_len)
+                        parts[index].iov_base = parts[index].iov_base.map { $0 + take }
+                        parts[index].iov_len -= take
+                        done -= take
+                    }
+                }
+            }
+        }
     }
-
-    func write() { TraceFile.write(bytes, to: path) }
 }
 
 /// Best-effort whole-file writes for the traces.

@@ -61,6 +61,9 @@ public struct UplinkCounters: Sendable {
     /// unacknowledged: the drain's own duration, without start-up and connection set-up.
     public var firstPublishAt: Int64?
     public var drainedAt: Int64?
+    /// The process's CPU time (ns) at those two moments: what the drain itself cost the device.
+    public var firstPublishCPU: Int64?
+    public var drainedCPU: Int64?
     /// The governor's last link estimate (wire bytes/s), if a backlog measured one.
     public var linkBytesPerSecond: Double?
 }
@@ -147,7 +150,6 @@ final class UplinkTask {
     }
 
     func stop() {
-        wireTrace?.write()
         if let timer = ackPersistTimer { loop.cancel(timer) }
         ackPersistTimer = nil
         persistAcknowledged()
@@ -180,6 +182,7 @@ final class UplinkTask {
                 onAcknowledged?(upTo)
                 if isDrained {
                     counters.drainedAt = loop.clock.now()
+                    counters.drainedCPU = SystemClock.processCPU()
                     persistAcknowledged()
                     onDrained?()
                 } else if ackPersistTimer == nil {
@@ -536,7 +539,10 @@ final class UplinkTask {
                 linkPeriod.published += wire.count
             }
             counters.partsByCoding[coding.rawValue] += 1
-            if counters.firstPublishAt == nil { counters.firstPublishAt = loop.clock.now() }
+            if counters.firstPublishAt == nil {
+                counters.firstPublishAt = loop.clock.now()
+                counters.firstPublishCPU = SystemClock.processCPU()
+            }
             wireTrace?.published(wire)
             partsOutstanding[token, default: 0] += 1
             counters.batches += 1

@@ -59,6 +59,11 @@ public final class CollectorService {
     private var failure: DAQError?
     private var stopping = false
     private var watchedFD: Int32?
+    /// Runs each device's fdatasync off the loop, so batches keep arriving and being written while
+    /// the disk flushes (acks still wait for their sync); tokens name the device of each sync.
+    private var syncer: BackgroundSync?
+    private var syncDevices: [Int: String] = [:]
+    private var nextSyncToken = 0
     /// DAQCTL_COMMIT_TRACE (a benchmark aid): commit times per acknowledged batch.
     private let commitTrace = CommitTrace.fromEnvironment()
     /// OTA status reports per device.
@@ -75,6 +80,10 @@ public final class CollectorService {
         loop.watch(signals.fileDescriptor, interest: .read) { [unowned self] _ in
             if !signals.drain().isEmpty { stop() }
         }
+        let syncer = try BackgroundSync()
+        self.syncer = syncer
+        defer { syncer.shutdown() }
+        loop.watch(syncer.fileDescriptor, interest: .read) { [unowned self] _ in syncsFinished() }
         try resumeKnownDevices()
         try connect()
         if let duration = options.duration {
@@ -82,6 +91,9 @@ public final class CollectorService {
         }
         periodic()
         try loop.run()
+        // Syncs still running finish first; their acks are not sent (the loop is done): the
+        // devices resend those entries and the collector drops them as duplicates.
+        syncer.shutdown()
         for sink in sinks.values { try? sink.close() }
         if let failure { throw failure }
         return sinks.values.sorted { $0.deviceID < $1.deviceID }.map {
@@ -224,18 +236,47 @@ public final class CollectorService {
     }
 
     /// Group commit: after every message of a loop turn is committed, one fdatasync per device,
-    /// then its ack (never before the sync), then the MDF bytes those commits queued (derived
-    /// files: they need not delay the ack).
+    /// run off the loop (`BackgroundSync`: the next batches are read and written meanwhile), then
+    /// its ack (never before the sync returned), then the MDF bytes those commits queued (derived
+    /// files: they need not delay the ack). A device with a sync running waits for it; the next
+    /// sync covers everything committed meanwhile.
     private func acknowledgeCommitted() {
-        for sink in sinks.values where sink.hasPendingAck {
+        for sink in sinks.values {
             do throws(DAQError) {
-                if let upTo = try sink.syncForAcknowledgement() { acknowledge(sink, upTo: upTo) }
+                switch try sink.nextSyncStep() {
+                case .acknowledge(let upTo):
+                    acknowledge(sink, upTo: upTo)
+                    try sink.flushMDF()
+                case .sync(let ticket):
+                    guard let syncer else { preconditionFailure("a sync before the collector runs") }
+                    nextSyncToken += 1
+                    syncDevices[nextSyncToken] = sink.deviceID
+                    syncer.submit(token: nextSyncToken, fd: ticket.fd)
+                case nil:
+                    break
+                }
+            } catch {
+                storageFailed(error)
+                return
+            }
+        }
+    }
+
+    /// Background syncs that returned: their acks go out, then whatever was committed meanwhile
+    /// gets its own sync.
+    private func syncsFinished() {
+        guard let syncer else { return }
+        for done in syncer.takeCompletions() {
+            guard let device = syncDevices.removeValue(forKey: done.token), let sink = sinks[device] else { continue }
+            do throws(DAQError) {
+                if let upTo = try sink.syncFinished(errno: done.errno) { acknowledge(sink, upTo: upTo) }
                 try sink.flushMDF()
             } catch {
                 storageFailed(error)
                 return
             }
         }
+        acknowledgeCommitted()
     }
 
     private func acknowledge(_ sink: DeviceStreamSink, upTo: UInt64) {

@@ -178,6 +178,36 @@ final class DeviceStreamSink {
         return pendingAck
     }
 
+    /// A sync running off the loop (`BackgroundSync`) and the ack it allows once it returned.
+    private var syncInFlight: (ticket: JournalWriter.SyncTicket, ack: UInt64)?
+
+    /// What to do next about the ack earned so far: send it (nothing it names waits for a sync),
+    /// or run this sync off the loop and report it with `syncFinished`. Nil while one runs (the
+    /// next covers everything committed meanwhile) or when no ack is earned.
+    enum SyncStep {
+        case acknowledge(UInt64)
+        case sync(JournalWriter.SyncTicket)
+    }
+
+    func nextSyncStep() throws(DAQError) -> SyncStep? {
+        guard syncInFlight == nil, let ack = pendingAck else { return nil }
+        pendingAck = nil
+        defer { unsynced = false }
+        if unsynced, let ticket = try journal.beginSync() {
+            syncInFlight = (ticket, ack)
+            return .sync(ticket)
+        }
+        return .acknowledge(ack)
+    }
+
+    /// The outcome of the sync `nextSyncStep` started (0 or its errno); returns the ack it allows.
+    func syncFinished(errno code: Int32) throws(DAQError) -> UInt64? {
+        guard let (ticket, ack) = syncInFlight else { return nil }
+        syncInFlight = nil
+        try journal.finishSync(ticket, errno: code)
+        return ack
+    }
+
     /// Writes the MDF record bytes queued by the commits so far. Called after the ack: the MDF
     /// files are derived from the journal (`resumeMDF` rebuilds the current measurement after a
     /// crash), so they need not be written before the device hears its entries are safe.

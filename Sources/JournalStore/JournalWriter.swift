@@ -301,6 +301,40 @@ public final class JournalWriter {
         lastSyncedSequence = lastSequence
     }
 
+    /// A sync another thread may run (`BackgroundSync`): a duplicate of the active segment's
+    /// descriptor, and the last entry that is durable once fdatasync on it returned.
+    public struct SyncTicket: Sendable {
+        public let fd: Int32
+        public let upTo: UInt64
+        /// The segment file the descriptor is open on (for error messages).
+        public let path: String
+    }
+
+    /// Starts a sync of every entry appended so far without waiting for it (nil when they are all
+    /// synced): run fdatasync on the ticket's descriptor off the loop, then report the outcome
+    /// with `finishSync`. Entries appended meanwhile are not covered, whatever the sync reaches.
+    public func beginSync() throws(DAQError) -> SyncTicket? {
+        try ensureUsable()
+        guard lastSyncedSequence != lastSequence else { return nil }
+        let copy = fcntl(activeFD, F_DUPFD_CLOEXEC, 0)
+        guard copy >= 0 else {
+            throw SystemCallError(errno: errno).daqError("duplicate the descriptor to sync", path: activePath)
+        }
+        return SyncTicket(fd: copy, upTo: lastSequence, path: activePath)
+    }
+
+    /// The outcome of a ticket's fdatasync: 0, or its errno. A failure leaves the writer unusable,
+    /// as a failed `sync()` does (the page cache's state is then unknown).
+    public func finishSync(_ ticket: SyncTicket, errno code: Int32) throws(DAQError) {
+        try ensureUsable()
+        guard code == 0 else {
+            let failed = SystemCallError(errno: code).daqError("fdatasync", path: ticket.path)
+            failure = failed
+            throw failed
+        }
+        lastSyncedSequence = max(lastSyncedSequence, ticket.upTo)
+    }
+
     /// Persists "the collector holds every entry up to `sequence`" (atomically: write ack.tmp,
     /// fsync, rename over ack, fsync the directory). Lower or equal values are ignored (acks may
     /// arrive twice or out of order); values beyond `lastSyncedSequence` are refused.

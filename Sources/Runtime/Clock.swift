@@ -31,6 +31,18 @@ public final class SystemClock: MonotonicClock, @unchecked Sendable {
         return clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &target, nil) == 0
     }
 
+    /// CPU time (user + system) this process has used, in ns (CLOCK_PROCESS_CPUTIME_ID).
+    public static func processCPU() -> Int64 { read(CLOCK_PROCESS_CPUTIME_ID) }
+
+    /// CPU time (user + system) the calling thread has used, in ns (CLOCK_THREAD_CPUTIME_ID).
+    public static func threadCPU() -> Int64 { read(CLOCK_THREAD_CPUTIME_ID) }
+
+    private static func read(_ clock: clockid_t) -> Int64 {
+        var ts = timespec()
+        clock_gettime(clock, &ts)
+        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+    }
+
     /// Wall-clock time (CLOCK_REALTIME) in ns since the Unix epoch, for kernel-timestamp comparisons.
     public static func realtime() -> Int64 {
         var ts = timespec()

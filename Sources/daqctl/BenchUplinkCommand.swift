@@ -169,8 +169,14 @@ private final class UplinkBench {
         }
         let wireTrace = path("wire.trace")
         let drainStarted = SystemClock.monotonicNow()
+        // The collector and the broker are idle before the device starts and after it stopped.
+        let collectorPID = fleet.pid(of: "collector"), brokerPID = fleet.pid(of: "mosquitto")
+        let cpuBefore = (ProcessCPU.seconds(collectorPID), ProcessCPU.seconds(brokerPID))
         let (drain, drainUplink) = try runDrain("bench-01", journal: journal, broker: broker, log: "drain.log", trace: wireTrace)
         let drainWall = Double(SystemClock.monotonicNow() - drainStarted) / 1e9
+        let drainCPU = DrainCPU(device: drainUplink.drainCPUSeconds ?? .nan,
+                                collector: ProcessCPU.seconds(collectorPID) - cpuBefore.0,
+                                broker: ProcessCPU.seconds(brokerPID) - cpuBefore.1)
         say("drain: \(drainUplink.rawBytes) journal bytes in \(drainUplink.batches) batches, \(drain.elapsed) s (process wall \(drainWall) s)")
 
         // Latency: device bench-02 at original speed.
@@ -217,7 +223,7 @@ private final class UplinkBench {
             func measure(_ messages: [[UInt8]]) throws -> BarePublisherPeer {
                 try BarePublisherPeer.measure(host: "127.0.0.1", port: port, publisherPort: publisherPort, messages: messages,
                                               window: peerWindow, publisher: publisher, subscriber: subscriber,
-                                              topic: "devices/bench-01/peer")
+                                              topic: "devices/bench-01/peer", brokerPID: brokerPID)
             }
             let wire = try measure(try Self.messages(inTrace: trace))
             let body = try journalBytes(journal)
@@ -242,7 +248,7 @@ private final class UplinkBench {
         fleet.stopAll()
 
         return UplinkBenchReport(backlog: backlog, backlogFrames: frames, repeats: repeats, drain: drain,
-                                 drainWallSeconds: drainWall, collectorCommittedBytes: committedBytes,
+                                 drainWallSeconds: drainWall, drainCPU: drainCPU, collectorCommittedBytes: committedBytes,
                                  steady: steady, latency: latency, latencySeconds: latencySeconds,
                                  latencySyncMs: latencySyncMs, peer: peer, wirePeer: wirePeer, peerWindow: peerWindow,
                                  cellular: cellularFigures)
@@ -322,6 +328,8 @@ struct DeviceSummary {
         /// Parts per body coding (raw, zstd-1, codec-4) and first publish → last ack (s).
         var parts: [UInt64] = [0, 0, 0]
         var drainSeconds: Double?
+        /// The device's CPU time over that span (s).
+        var drainCPUSeconds: Double?
         var linkMBps: Double?
     }
 
@@ -360,7 +368,8 @@ struct DeviceSummary {
                 if let index = words.firstIndex(of: "to"), index + 1 < words.count { uplink.acknowledged = UInt64(words[index + 1].filter(\.isNumber)) ?? 0 }
                 self.uplink = uplink
             } else if line.hasPrefix("uplink parts: ") {
-                // "uplink parts: raw R, zstd-1 F, codec-4 S; first publish to last ack X s; link ≈ Y MB/s"
+                // "uplink parts: raw R, zstd-1 F, codec-4 S; first publish to last ack X s;
+                //  CPU in between C s; link ≈ Y MB/s"
                 let clauses = line.dropFirst("uplink parts: ".count).split(separator: ";")
                 for (index, item) in clauses[0].split(separator: ",").enumerated() where index < 3 {
                     uplink?.parts[index] = UInt64(item.split(separator: " ").last ?? "") ?? 0
@@ -369,6 +378,8 @@ struct DeviceSummary {
                     let clauseWords = clause.split(separator: " ")
                     if clause.contains("first publish to last ack"), clauseWords.count >= 2 {
                         uplink?.drainSeconds = Double(clauseWords[clauseWords.count - 2])
+                    } else if clause.contains("CPU in between"), clauseWords.count >= 2 {
+                        uplink?.drainCPUSeconds = Double(clauseWords[clauseWords.count - 2])
                     } else if clause.contains("link ≈"), clauseWords.count >= 2 {
                         uplink?.linkMBps = Double(clauseWords[clauseWords.count - 2])
                     }
@@ -421,12 +432,16 @@ struct BarePublisherPeer {
     var messages = 0
     var bytes = 0
     var seconds = 0.0
+    /// CPU time over those `seconds`: the peer's publisher and subscriber (one thread, this one)
+    /// and the broker (NaN without its pid).
+    var cpuSeconds = Double.nan
+    var brokerCPUSeconds = Double.nan
     var megabytesPerSecond: Double { seconds > 0 ? Double(bytes) / seconds / 1e6 : 0 }
 
     /// The publisher connects to `publisherPort` (a proxy in front of the broker) when given.
     static func measure(host: String, port: Int, publisherPort: Int? = nil, messages payloads: [[UInt8]], window: Int,
                         publisher publisherTLS: MQTTTLSFiles, subscriber subscriberTLS: MQTTTLSFiles,
-                        topic: String) throws -> BarePublisherPeer {
+                        topic: String, brokerPID: pid_t? = nil) throws -> BarePublisherPeer {
         let subscriber = try MQTTConnection(clientID: "bench-peer-sub-\(getpid())", tls: subscriberTLS)
         let publisher = try MQTTConnection(clientID: "bench-peer-pub-\(getpid())", tls: publisherTLS)
         defer { subscriber.disconnect(); publisher.disconnect() }
@@ -459,6 +474,7 @@ struct BarePublisherPeer {
         var next = 0, inFlight = 0, received = 0, receivedBytes = 0
         var refused: Int32?
         let start = SystemClock.monotonicNow()
+        let cpuStart = (SystemClock.threadCPU(), ProcessCPU.seconds(brokerPID))
         do {
             try loop.run(until: { received >= count }, timeout: 300, what: "the peer's \(count) messages") {
                 for event in publisher.drainEvents() {
@@ -479,8 +495,36 @@ struct BarePublisherPeer {
             }
         }
         let seconds = Double(SystemClock.monotonicNow() - start) / 1e9
-        return BarePublisherPeer(messages: received, bytes: receivedBytes, seconds: seconds)
+        return BarePublisherPeer(messages: received, bytes: receivedBytes, seconds: seconds,
+                                 cpuSeconds: Double(SystemClock.threadCPU() - cpuStart.0) / 1e9,
+                                 brokerCPUSeconds: ProcessCPU.seconds(brokerPID) - cpuStart.1)
     }
+}
+
+/// CPU time another process has used: the sum of its threads' run time in
+/// /proc/<pid>/task/*/schedstat (ns; utime + stime, finer than /proc/<pid>/stat's clock ticks).
+enum ProcessCPU {
+    /// Seconds; NaN without a pid or when /proc cannot be read.
+    static func seconds(_ pid: pid_t?) -> Double {
+        guard let pid, let tasks = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task") else { return .nan }
+        var total: UInt64 = 0
+        for task in tasks {
+            guard let text = try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/schedstat", encoding: .utf8),
+                  let field = text.split(separator: " ").first, let ns = UInt64(field) else { return .nan }
+            total += ns
+        }
+        return Double(total) / 1e9
+    }
+}
+
+/// CPU seconds each process spent on the loopback drain: the device from its first publish to
+/// its last end-to-end ack (its own figure), the collector and the broker from the device's
+/// start to its exit (both idle outside it).
+struct DrainCPU {
+    var device: Double
+    var collector: Double
+    var broker: Double
+    var total: Double { device + collector + broker }
 }
 
 /// poll(2) over a few MQTT connections; `step` runs after every wake-up and may publish.
@@ -520,6 +564,7 @@ private struct UplinkBenchReport {
     var repeats: Int
     var drain: DeviceSummary
     var drainWallSeconds: Double
+    var drainCPU: DrainCPU
     var collectorCommittedBytes: UInt64
     var steady: DeviceSummary
     var latency: LatencyFigures
@@ -561,6 +606,10 @@ private struct UplinkBenchReport {
     var steadyWirePerRecordByte: Double {
         steady.recordBytes > 0 ? Double(steady.uplink?.wireBytes ?? 0) / Double(steady.recordBytes) : 0
     }
+    /// CPU for the same bytes: peer A's (its thread and the broker's) over the drain's three
+    /// processes'. Where CPU is what runs out (two cores here), ours / peer A cannot exceed it.
+    var peerCPU: Double { wirePeer.cpuSeconds + wirePeer.brokerCPUSeconds }
+    var cpuRatio: Double { drainCPU.total > 0 ? peerCPU / drainCPU.total : .nan }
     var meanBatch: UInt64 { (drain.uplink?.rawBytes ?? 0) / Swift.max(1, drain.uplink?.batches ?? 1) }
 
     var table: String {
@@ -577,6 +626,9 @@ private struct UplinkBenchReport {
             | the same from the device process's start (start-up, journal open, TLS connect included), MB/s | \(f(startMBps, 1)) |  |  |
             | peer A: bare QoS 1 publisher of the drain's own \(wirePeer.messages) wire messages (window \(peerWindow)) → subscriber, MB/s of the journal bytes they carry | \(f(wirePeerJournalMBps, 1)) |  |  |
             | drain ours / peer A (same messages) | \(f(ratio, 2))× | ≥ 0.8× | \(ratio >= 0.8 ? "yes" : "no") |
+            | CPU s for the drain: device (first publish → last ack) + collector + broker | \(f(drainCPU.device, 3)) + \(f(drainCPU.collector, 3)) + \(f(drainCPU.broker, 3)) = \(f(drainCPU.total, 3)) (\(f(drainCPU.total / Swift.max(drainSeconds, 1e-9), 1)) cores busy) |  |  |
+            | CPU s for peer A: publisher and subscriber (one thread) + broker | \(f(wirePeer.cpuSeconds, 3)) + \(f(wirePeer.brokerCPUSeconds, 3)) = \(f(peerCPU, 3)) (\(f(peerCPU / Swift.max(wirePeer.seconds, 1e-9), 1)) cores busy) |  |  |
+            | CPU of peer A / CPU of the drain (the most ours / peer A can reach where the cores are all busy, as on this \(ProcessInfo.processInfo.activeProcessorCount)-core machine) | \(f(cpuRatio, 2))× |  |  |
             | peer B: bare QoS 1 publisher of the raw journal bytes (window \(peerWindow), \(meanBatch) B messages), MB/s | \(f(peer.megabytesPerSecond, 1)) |  |  |
             | drain ours / peer B | \(f(rawRatio, 2))× |  |  |
             | wire bytes / raw record bytes (drain over loopback, batches of ≤ 512 entries; parts: \(parts(drain))) | \(f(drainWirePerRecordByte, 3))× | ≤ 0.3× | \(drainWirePerRecordByte <= 0.3 ? "yes" : "no") |
@@ -603,13 +655,16 @@ private struct UplinkBenchReport {
             "wireBytes": \(drain.uplink?.wireBytes ?? 0), "seconds": \(n(drain.elapsed)), \
             "wallSeconds": \(n(drainWallSeconds)), "megabytesPerSecond": \(n(drainMBps)), \
             "drainSeconds": \(n(drainSeconds)), "fromStartMegabytesPerSecond": \(n(startMBps)), \
-            "parts": [\((drain.uplink?.parts ?? []).map(String.init).joined(separator: ", "))]}, \
+            "parts": [\((drain.uplink?.parts ?? []).map(String.init).joined(separator: ", "))], \
+            "cpuSeconds": {"device": \(n(drainCPU.device)), "collector": \(n(drainCPU.collector)), \
+            "broker": \(n(drainCPU.broker))}}, \
             "cellular": \(cellular?.json ?? "null"), \
             "peer": {"window": \(peerWindow), "messageBytes": \(meanBatch), "messages": \(peer.messages), \
             "bytes": \(peer.bytes), "seconds": \(n(peer.seconds)), "megabytesPerSecond": \(n(peer.megabytesPerSecond))}, \
             "wirePeer": {"window": \(peerWindow), "messages": \(wirePeer.messages), "wireBytes": \(wirePeer.bytes), \
-            "seconds": \(n(wirePeer.seconds)), "journalMegabytesPerSecond": \(n(wirePeerJournalMBps))}, \
-            "ratio": \(n(ratio)), "rawRatio": \(n(rawRatio)), \
+            "seconds": \(n(wirePeer.seconds)), "journalMegabytesPerSecond": \(n(wirePeerJournalMBps)), \
+            "cpuSeconds": \(n(wirePeer.cpuSeconds)), "brokerCPUSeconds": \(n(wirePeer.brokerCPUSeconds))}, \
+            "ratio": \(n(ratio)), "rawRatio": \(n(rawRatio)), "cpuRatio": \(n(cpuRatio)), \
             "wire": {"drainWirePerRecordByte": \(n(drainWirePerRecordByte)), \
             "steadyWirePerRecordByte": \(n(steadyWirePerRecordByte))}, \
             "latency": {"seconds": \(n(latencySeconds)), "syncMs": \(latencySyncMs.map(String.init) ?? "null"), \

@@ -121,6 +121,11 @@ final class LocalFleet {
         return finished
     }
 
+    /// The pid of the running child started as `name`.
+    func pid(of name: String) -> pid_t? {
+        children.first { $0.name == name && $0.process.isRunning }?.process.processIdentifier
+    }
+
     func stop(_ name: String) {
         for child in children where child.name == name && child.process.isRunning { end(child.process) }
     }

@@ -60,9 +60,18 @@ import TestSupport
         // compressor wins depends on the build's speed: a debug build's codec 4 is slower than this
         // link, a release build's is not — the bench shows codec 4 taking over at 16 Mbit/s.)
         let log = try drainBacklog(rig, uplinkBytesPerSecond: 100_000)
-        #expect(parts(log)["raw"] == 0, "\(log)")
+        let counts = parts(log)
+        #expect(counts["raw"] == 0, "\(log)")
+        // Wire bytes over journal bytes: raw would be ~1.03. Which compressor the governor picks
+        // depends on how fast this debug build codes on a CPU shared with the other suites: codec
+        // 4 when it keeps up with the link (~0.29 on these 16-entry parts), else zstd-1 (~0.40).
         let wire = log.split(separator: "\n").first { $0.hasPrefix("uplink: ") } ?? ""
-        #expect(wire.contains("(0.2") || wire.contains("(0.3"), "\(wire)")
+        let words = wire.split(separator: " ")
+        let journalBytes = words.firstIndex(of: "journal").flatMap { Double(words[$0 - 1]) } ?? 0
+        let wireBytes = words.firstIndex(of: "wire").flatMap { Double(words[$0 - 1]) } ?? .infinity
+        let ratio = wireBytes / max(1, journalBytes)
+        #expect(ratio < 0.45, "\(wire)")
+        if counts["zstd-1"] == 0 { #expect(ratio < 0.32, "all codec 4: \(wire)") }
         // The governor's estimate of the link: 100 KB/s of TLS records, within 30 %.
         let summary = log.split(separator: "\n").first { $0.hasPrefix("uplink parts: ") } ?? ""
         let link = summary.components(separatedBy: "link ≈ ").last.flatMap { Double($0.split(separator: " ")[0]) } ?? 0

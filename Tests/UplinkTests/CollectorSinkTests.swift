@@ -90,6 +90,44 @@ private func readAll(_ directory: String) throws -> [JournalEntry] {
         #expect(rebuilt.map(\.framed) == Self.entries)
     }
 
+    /// The collector's pipelined group commit: one background sync at a time per device, its ack
+    /// names only what it covered, and whatever was committed meanwhile gets the next sync.
+    @Test func anAckWaitsForTheBackgroundSyncThatCoversIt() throws {
+        let work = try PackagePaths.temporaryDirectory("sink-bgsync")
+        defer { try? FileManager.default.removeItem(at: work) }
+        let sink = try DeviceStreamSink(deviceID: "sink-01", epoch: 9, directory: work.appendingPathComponent("journal").path)
+        let syncer = try BackgroundSync()
+        defer { syncer.shutdown() }
+        func runInBackground(_ step: DeviceStreamSink.SyncStep?) throws -> Int32 {
+            guard case .sync(let ticket) = step else { Issue.record("expected a sync, got \(String(describing: step))"); return -1 }
+            syncer.submit(token: Int(ticket.upTo), fd: ticket.fd)
+            var done: [BackgroundSync.Completion] = []
+            while done.isEmpty {
+                var fd = pollfd(fd: syncer.fileDescriptor, events: Int16(POLLIN), revents: 0)
+                _ = poll(&fd, 1, 1000)
+                done = syncer.takeCompletions()
+            }
+            #expect(done.map(\.token) == [Int(ticket.upTo)])
+            return done[0].errno
+        }
+
+        _ = try sink.receive(try Self.batch(Self.payload(1...20, context: nil)), now: 0)
+        let first = try sink.nextSyncStep()
+        // 21…40 commits while the sync of 1…20 runs: no second sync, no ack yet.
+        _ = try sink.receive(try Self.batch(Self.payload(21...40, context: 1...20)), now: 1)
+        #expect(try sink.nextSyncStep() == nil, "one sync at a time per device")
+        #expect(try sink.syncFinished(errno: try runInBackground(first)) == 20, "the ack names what the sync covered")
+        #expect(try sink.syncFinished(errno: try runInBackground(try sink.nextSyncStep())) == 40)
+        #expect(try sink.nextSyncStep() == nil, "nothing earned, nothing to do")
+
+        // A duplicate earns an ack again with nothing to sync: it goes at once.
+        _ = try sink.receive(try Self.batch(Self.payload(21...40, context: 1...20)), now: 2)
+        guard case .acknowledge(let upTo) = try sink.nextSyncStep() else { Issue.record("expected an immediate ack"); return }
+        #expect(upTo == 40)
+        try sink.close()
+        #expect(try readAll(work.appendingPathComponent("journal").path).map(\.framed) == Array(Self.entries[0..<40]))
+    }
+
     @Test(arguments: [false, true])
     func aContextThatDiffersFromTheJournalIsRejectedOnArrival(modelled: Bool) throws {
         let work = try PackagePaths.temporaryDirectory("sink-mismatch")
