@@ -1,6 +1,6 @@
 // `daqctl bench uplink` end to end with tiny sizes: a real mosquitto (mTLS), collector and device
 // as processes (and the fault proxy as the rate-limited link); the JSON carries positive drain, peer,
-// wire-ratio, latency and rate-limited-drain figures. No timing
+// wire-ratio, CPU, latency and rate-limited-drain figures. No timing
 // is asserted: figures vary by machine. Every process the command starts must be gone afterwards.
 import Foundation
 import Testing
@@ -32,6 +32,8 @@ struct BenchUplinkCommandTests {
                      "wire.drainWirePerRecordByte", "wire.steadyWirePerRecordByte",
                      "latency.entries", "latency.p50Ms", "latency.p99Ms", "latency.maxMs",
                      "drain.drainSeconds", "drain.fromStartMegabytesPerSecond",
+                     "drain.cpuSeconds.device", "drain.cpuSeconds.collector", "drain.cpuSeconds.broker",
+                     "wirePeer.cpuSeconds", "wirePeer.brokerCPUSeconds", "cpuRatio",
                      "cellular.bytesPerSecond", "cellular.journalBytes", "cellular.wireBytes", "cellular.megabytesPerSecond",
                      "cellular.wirePerRecordByte", "cellular.rawPeerMegabytesPerSecond", "cellular.wirePeerJournalMegabytesPerSecond"] {
             positive(path)
