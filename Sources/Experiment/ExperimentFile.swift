@@ -76,11 +76,24 @@ public struct ExperimentFile: Sendable, Hashable {
         groups.append(ExperimentGroup(name: "CAN frames", trigger: .busFrames(buses, fd: fd), channels: [], line: nil))
     }
 
+    /// Whether `needle` occurs in `haystack`.
+    private static func bytes(_ haystack: [UInt8], contain needle: [UInt8]) -> Bool {
+        guard let first = needle.first else { return true }
+        guard haystack.count >= needle.count else { return false }
+        for start in 0...(haystack.count - needle.count) where haystack[start] == first
+            && haystack[start..<(start + needle.count)].elementsEqual(needle) {
+            return true
+        }
+        return false
+    }
+
     /// Parses the text of an experiment file; errors name the file, the line and the field.
     public init(text: String, file: String) throws(DAQError) {
-        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        // Byte-wise: Foundation's String.contains made this search 25 ms of every daqlink start.
+        let lines = text.utf8.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).map(Array.init)
         func line(of needle: String, after start: Int = 0) -> Int? {
-            for index in max(0, start)..<lines.count where lines[index].contains(needle) { return index + 1 }
+            let pattern = Array(needle.utf8)
+            for index in max(0, start)..<lines.count where Self.bytes(lines[index], contain: pattern) { return index + 1 }
             return nil
         }
         func fail(_ message: String, field: String, near needle: String? = nil, after start: Int = 0) -> DAQError {
