@@ -28,16 +28,19 @@ struct BenchUplinkCommand: ParsableCommand {
             the same journal and drains the whole backlog; timed by the device from its first publish \
             to the collector's end-to-end ack of the last entry (committed + fsynced); the time from \
             the process's start is shown too. The summary says how many parts went raw, as codec 3 \
-            (zstd 1) or as codec 4: the device codes a backlog as the link allows.
+            (zstd 1) or as codec 4: the device codes a backlog as the link allows. CPU seconds per \
+            process: the device's own between those two moments, the collector's and the broker's \
+            from /proc/<pid>/task/*/schedstat around the device's run.
               4. latency: device bench-02 replays the reference log at original speed for \
             --latency-seconds; per journal entry, the collector's commit time minus the moment the \
             device appended the entry (hidden env traces DAQLINK_APPEND_TRACE / DAQCTL_COMMIT_TRACE, \
             both CLOCK_REALTIME); the first second is left out (connect)
               5. peers: a bare QoS 1 publisher (MQTTConnection, own poll loop, --peer-window in flight) \
             to a subscriber with the collector's identity, timed until the subscriber has every message; \
-            A publishes the drain's own wire messages byte for byte (the device writes them to the hidden \
-            DAQLINK_WIRE_TRACE file at its end), B the backlog journal's raw bytes in messages of \
-            daqlink's mean batch size
+            A publishes the drain's own wire messages byte for byte (the device writes each to the hidden \
+            DAQLINK_WIRE_TRACE file as it publishes it), B the backlog journal's raw bytes in messages of \
+            daqlink's mean batch size. Peer A's CPU (its thread, and the broker's) next to the drain's \
+            gives the most ours / peer A can reach when every core is busy.
               6. the same drain over a rate-limited link: bench-03 through a TCP proxy that lets \
             --cellular-mbit Mbit/s through towards the broker (a cellular uplink), next to the bare \
             publisher through the same proxy (raw journal bytes, and that drain's own wire messages); \
