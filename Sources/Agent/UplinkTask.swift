@@ -253,7 +253,7 @@ final class UplinkTask {
     private func socketReady(_ ready: PollInterest) {
         guard let connection else { return }
         var healthy = true
-        if ready.contains(.read) { healthy = connection.handleReadable() && healthy }
+        if ready.contains(.read) { healthy = connection.handleReadable(hungUp: ready.contains(.hangUp)) && healthy }
         if ready.contains(.write) || connection.wantsWrite { healthy = connection.handleWritable() && healthy }
         handleEvents()
         if !healthy && self.connection === connection { lostConnection() }

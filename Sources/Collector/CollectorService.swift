@@ -138,7 +138,7 @@ public final class CollectorService {
         loop.watch(fd, interest: connection.wantsWrite ? [.read, .write] : .read) { [unowned self] ready in
             guard let connection = self.connection else { return }
             var healthy = true
-            if ready.contains(.read) { healthy = connection.handleReadable() && healthy }
+            if ready.contains(.read) { healthy = connection.handleReadable(hungUp: ready.contains(.hangUp)) && healthy }
             if ready.contains(.write) || connection.wantsWrite { healthy = connection.handleWritable() && healthy }
             handleEvents()
             if !healthy { reconnectLater() } else { watch() }

@@ -11,6 +11,9 @@ public struct PollInterest: OptionSet, Sendable {
     public init(rawValue: Int16) { self.rawValue = rawValue }
     public static let read = PollInterest(rawValue: Int16(POLLIN))
     public static let write = PollInterest(rawValue: Int16(POLLOUT))
+    /// Reported (never asked for): the peer hung up or the socket has an error. Handlers are also
+    /// told `.read`, so their read sees it; this says the descriptor will never recover.
+    public static let hangUp = PollInterest(rawValue: Int16(POLLHUP))
 }
 
 /// A single-threaded cooperative event loop over poll(2) and timers.
@@ -102,8 +105,9 @@ public final class EventLoop {
                 for entry in fds where entry.revents != 0 {
                     guard let source = sources[entry.fd] else { continue }
                     var happened = PollInterest(rawValue: entry.revents & (Int16(POLLIN) | Int16(POLLOUT)))
-                    // Errors and hang-ups are reported as readable: the handler's read sees them.
-                    if entry.revents & Int16(POLLERR | POLLHUP | POLLNVAL) != 0 { happened.insert(.read) }
+                    // Errors and hang-ups are reported as readable (the handler's read sees them)
+                    // and as `.hangUp`.
+                    if entry.revents & Int16(POLLERR | POLLHUP | POLLNVAL) != 0 { happened.formUnion([.read, .hangUp]) }
                     source.handler(happened)
                 }
             }

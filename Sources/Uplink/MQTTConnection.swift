@@ -58,7 +58,9 @@ public final class MQTTConnection {
             try check(mosquitto_tls_insecure_set(handle, false), "TLS hostname check")
         }
         mosquitto_connect_v5_callback_set(handle) { _, context, rc, _, _ in
-            MQTTConnection.from(context).events.append(.connected(reasonCode: rc))
+            let connection = MQTTConnection.from(context)
+            if rc == 0 { connection.isAccepted = true }
+            connection.events.append(.connected(reasonCode: rc))
         }
         mosquitto_disconnect_v5_callback_set(handle) { _, context, rc, _ in
             MQTTConnection.from(context).events.append(.disconnected(reasonCode: rc))
@@ -115,9 +117,20 @@ public final class MQTTConnection {
     /// True while libmosquitto has bytes to write (poll for POLLOUT).
     public var wantsWrite: Bool { mosquitto_want_write(handle) }
 
-    /// Call when the socket is readable. Returns false when the connection failed.
+    /// Whether the broker accepted the connection (a CONNACK with reason 0 was read).
+    public private(set) var isAccepted = false
+
+    /// Call when the socket is readable; `hungUp` when poll also said POLLHUP or POLLERR. Returns
+    /// false when the connection failed. A hang-up before the broker accepted the connection is a
+    /// failure whatever libmosquitto says: 2.0.11 retries a TLS handshake on a socket the peer
+    /// closed forever, returning success each time (upstream #2594) — a 100 % CPU loop until the
+    /// connect timeout, measured when a proxy accepted and closed every connection. What the
+    /// socket still held (a CONNACK refusing us, say) is read first.
     @discardableResult
-    public func handleReadable() -> Bool { mosquitto_loop_read(handle, 16) == MOSQ_ERR_SUCCESS.rawValue }
+    public func handleReadable(hungUp: Bool = false) -> Bool {
+        let read = mosquitto_loop_read(handle, 16) == MOSQ_ERR_SUCCESS.rawValue
+        return read && !(hungUp && !isAccepted)
+    }
 
     /// Call when the socket is writable. Returns false when the connection failed.
     @discardableResult

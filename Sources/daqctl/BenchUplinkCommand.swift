@@ -549,7 +549,9 @@ private struct PeerLoop {
             for (index, connection) in connections.enumerated() {
                 let ready = fds[index].revents
                 var healthy = true
-                if ready & Int16(POLLIN | POLLERR | POLLHUP) != 0 { healthy = connection.handleReadable() }
+                if ready & Int16(POLLIN | POLLERR | POLLHUP) != 0 {
+                    healthy = connection.handleReadable(hungUp: ready & Int16(POLLERR | POLLHUP) != 0)
+                }
                 if healthy && (ready & Int16(POLLOUT) != 0 || connection.wantsWrite) { healthy = connection.handleWritable() }
                 if now >= nextMisc { healthy = healthy && connection.handlePeriodic() }
                 guard healthy else { throw ValidationError("a peer connection to the broker failed while \(what)") }

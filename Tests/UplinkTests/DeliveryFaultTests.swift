@@ -77,6 +77,40 @@ import Glibc
         #expect(!rig.read("collector").contains("ALARM: session takeover"), "\(rig.read("collector"))")
     }
 
+    /// A link that accepts every TCP connection and drops it at once (a broker restarting behind a
+    /// load balancer, a 4G carrier's middlebox): each attempt dies in the TLS handshake.
+    /// libmosquitto 2.0.11 then retried its ClientHello on the closed socket in a loop (upstream
+    /// #2594): the device burned a whole core until its connect timeout, attempt after attempt.
+    /// It must back off quietly instead, keep acquiring, and deliver everything once the link is up.
+    @Test func aLinkThatDropsEveryHandshakeCostsNoCPU() throws {
+        let rig = try UplinkRig()
+        try rig.startCollector()
+        rig.proxy.set(.down)                  // accept, then close at once
+        try rig.startDevice(speed: "1")
+        UplinkRig.pause(1)
+        let pid = try #require(rig.device?.processIdentifier)
+        let before = try Self.cpuSeconds(pid)
+        UplinkRig.pause(5)
+        let used = try Self.cpuSeconds(pid) - before
+        // Acquiring at ×1 costs this debug build about a fifth of a core (1.1–1.2 s in 5 s, with
+        // no broker at all); the busy loop took the whole core (4.6 s of these 5 s alone, and
+        // well over 2 s when sharing two cores with the other suites).
+        #expect(used < 2.0, "the device used \(used) s of CPU in 5 s of dropped handshakes")
+        rig.proxy.set(.up)
+        let (status, log) = rig.waitForDevice()
+        #expect(status == 0, "\(log)")
+        try expectIdentical(rig, "handshakes dropped, then the link back")
+    }
+
+    /// utime + stime of a live process, from /proc/<pid>/stat.
+    private static func cpuSeconds(_ pid: pid_t) throws -> Double {
+        let stat = try String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)
+        // Fields after the command name (which is in parentheses and may hold spaces).
+        let fields = stat[stat.index(after: try #require(stat.lastIndex(of: ")")))...].split(separator: " ")
+        let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+        return (Double(fields[11]) ?? 0) / ticks + (Double(fields[12]) ?? 0) / ticks
+    }
+
     @Test func brokerKilledWithSigkillAndRestarted() throws {
         let rig = try UplinkRig()
         try rig.startCollector()
