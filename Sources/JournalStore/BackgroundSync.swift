@@ -10,6 +10,9 @@ import DAQCore
 internal import Glibc
 #endif
 
+/// One worker thread running fdatasync for the loop. Unchecked Sendable: the worker and the owner
+/// share only `requests`, `completions` and `stopping`, each touched under `mutex`; `running` and
+/// `thread` are the owner's alone.
 public final class BackgroundSync: @unchecked Sendable {
     /// A finished sync: the token it was submitted with and 0, or the errno fdatasync failed with.
     public struct Completion: Sendable, Equatable {
