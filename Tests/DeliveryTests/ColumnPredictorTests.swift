@@ -2,6 +2,7 @@
 // value bit for bit alike, so however `ColumnState` computes them (ring buffer, any future faster
 // fit), the residuals must equal the definitions on any sequence, wrapping 16-bit values included.
 import Testing
+import TestSupport
 @testable import Delivery
 
 @Suite struct ColumnPredictorTests {
@@ -26,7 +27,7 @@ import Testing
 
     @Test(arguments: [1, 2, 3, 4, 5] as [UInt64])
     func everyPredictorMatchesTheReference(seed: UInt64) {
-        var random = SplitMix(seed: seed)
+        var random = SeededGenerator(seed: seed)
         for order in UInt8(0)..<ColumnState.predictors {
             var state = ColumnState()
             var seen: [UInt16] = []
@@ -50,7 +51,7 @@ import Testing
     }
 
     @Test func decodingUndoesCoding() {
-        var random = SplitMix(seed: 9)
+        var random = SeededGenerator(seed: 9)
         for order in UInt8(0)..<ColumnState.predictors {
             var coder = ColumnState(), decoder = ColumnState()
             for _ in 0..<400 {
@@ -58,18 +59,5 @@ import Testing
                 #expect(decoder.value(coder.coded(value, order: order), order: order) == value)
             }
         }
-    }
-}
-
-/// A small deterministic generator for the sequences.
-private struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
