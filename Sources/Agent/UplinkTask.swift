@@ -75,6 +75,23 @@ final class UplinkTask {
     private let journal: JournalWriter
     private var sender: UplinkSender
     private var connection: MQTTConnection?
+    /// Connects to a broker given by name off the loop (its name lookup may block for seconds).
+    private lazy var connector: BrokerConnector = {
+        let connector = BrokerConnector(loop: loop)
+        connector.started = { [weak self] result in
+            guard let self, !self.stopped else { return }
+            switch result {
+            case .success(let connection):
+                self.connectStarted(connection)
+            case .failure(let error):
+                self.logger.notice("cannot connect to \(self.options.host):\(self.options.port): \(error)")
+                self.lostConnection()
+            }
+        }
+        return connector
+    }()
+    /// Numbers connect attempts, so a deadline only ends the attempt it was armed for.
+    private var connectAttempt = 0
     private var watchedFD: Int32?
     private var connectDeadlineTimer: EventLoop.TimerID?
     private var tokens: [Int32: Int] = [:]
@@ -155,6 +172,7 @@ final class UplinkTask {
         persistAcknowledged()
         stopped = true
         closeConnection()
+        connector.stop()
         for (_, id) in timers { loop.cancel(id) }
         timers.removeAll()
         if let publishTimer { loop.cancel(publishTimer) }
@@ -218,23 +236,36 @@ final class UplinkTask {
 
     private func connect() {
         closeConnection()
+        // An abandoned attempt still waiting for its name lookup: try again once it is back.
+        guard !connector.isBusy else { return connector.whenFree { [weak self] in self?.connect() } }
         do throws(DAQError) {
             let files = credentialsForNextConnection?() ?? options.tls
             connectionFiles = files
             connectionAccepted = false
             let connection = try MQTTConnection(clientID: options.deviceID, tls: files)
-            self.connection = connection
-            try connection.connectAsync(host: options.host, port: options.port, keepalive: options.keepalive)
-            counters.connects += 1
-            watchSocket()
+            connectAttempt += 1
+            let attempt = connectAttempt
             connectDeadlineTimer = loop.schedule(at: loop.clock.now() + options.connectTimeout) { [weak self] in
-                guard let self, !self.stopped, !self.sender.isConnected, self.connection === connection else { return }
+                guard let self, !self.stopped, !self.sender.isConnected, self.connectAttempt == attempt else { return }
                 self.lostConnection()
+            }
+            if BrokerConnector.mustResolve(options.host) {
+                try connector.start(connection, host: options.host, port: options.port, keepalive: options.keepalive)
+            } else {
+                try connection.connectAsync(host: options.host, port: options.port, keepalive: options.keepalive)
+                connectStarted(connection)
             }
         } catch {
             // Refused at once (no route, bad TLS files): count it as a failed attempt and back off.
             lostConnection()
         }
+    }
+
+    /// The attempt has its socket (the TLS handshake and CONNACK follow on the loop).
+    private func connectStarted(_ connection: MQTTConnection) {
+        self.connection = connection
+        counters.connects += 1
+        watchSocket()
     }
 
     private func watchSocket() {
@@ -421,6 +452,7 @@ final class UplinkTask {
     }
 
     private func closeConnection() {
+        connector.abandon()
         if let fd = watchedFD { loop.unwatch(fd) }
         watchedFD = nil
         if let timer = connectDeadlineTimer { loop.cancel(timer) }

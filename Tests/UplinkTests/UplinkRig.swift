@@ -64,18 +64,27 @@ final class UplinkRig: @unchecked Sendable {
     }
 
     /// Starts the device replaying the fixture at `speed` through the proxy.
-    func startDevice(speed: String, extra: [String] = []) throws {
-        device = try launchDevice(id: deviceID, journal: journal, speed: speed, extra: extra)
+    /// `host` names the proxy (its IP by default); `wrapper` runs before daqlink (it must exec
+    /// daqlink with the arguments that follow it); `environment` is added to the device's.
+    func startDevice(speed: String, extra: [String] = [], host: String = "127.0.0.1", wrapper: [String] = [],
+                     environment: [String: String] = [:]) throws {
+        device = try launchDevice(id: deviceID, journal: journal, speed: speed, extra: extra, host: host, wrapper: wrapper,
+                                  environment: environment)
     }
 
     /// Starts a device agent `id` with its own journal; returns its process.
-    func launchDevice(id: String, journal: URL, speed: String, extra: [String] = []) throws -> Process {
+    func launchDevice(id: String, journal: URL, speed: String, extra: [String] = [], host: String = "127.0.0.1",
+                      wrapper: [String] = [], environment: [String: String] = [:]) throws -> Process {
         deviceRuns += 1
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.daqlink)
-        process.arguments = ["run", "--experiment", Self.experiment, "--source", "replay:\(Self.log)", "--speed", speed,
-                             "--journal", journal.path, "--quiet", "--broker", "127.0.0.1:\(proxy.listenPort)",
-                             "--device", id, "--pki", broker.pkiDirectory.path, "--drain-timeout", "90"] + extra
+        let arguments = ["run", "--experiment", Self.experiment, "--source", "replay:\(Self.log)", "--speed", speed,
+                         "--journal", journal.path, "--quiet", "--broker", "\(host):\(proxy.listenPort)",
+                         "--device", id, "--pki", broker.pkiDirectory.path, "--drain-timeout", "90"] + extra
+        process.executableURL = URL(fileURLWithPath: wrapper.first ?? Self.daqlink)
+        process.arguments = wrapper.isEmpty ? arguments : Array(wrapper.dropFirst()) + [Self.daqlink] + arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         process.standardOutput = FileHandle.nullDevice
         process.standardError = try FileHandle(forWritingTo: logFile("device-\(deviceRuns)"))
         try process.run()

@@ -1,0 +1,117 @@
+// Blocking calls off the event loop. Some calls have no non-blocking form: fdatasync (Linux has
+// none short of io_uring) and getaddrinfo (libmosquitto resolves a broker's name inside
+// mosquitto_connect_async; a 4G dead spot makes that wait for the resolver's timeouts). One worker
+// thread runs such jobs one after another; completions wake the loop through a pipe. The loop
+// still decides everything: what to run, and what to do with each result.
+import DAQCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One worker thread running blocking jobs for the loop, in the order submitted. Unchecked
+/// Sendable: the worker and the owner share only `jobs`, `completions` and `stopping`, each
+/// touched under `mutex`; `running` and `thread` are the owner's alone.
+public final class WorkerThread: @unchecked Sendable {
+    /// A finished job: the token it was submitted with and what it returned.
+    public struct Completion: Sendable, Equatable {
+        public let token: Int
+        public let result: Int32
+    }
+
+    /// Readable while completions wait for `takeCompletions()`: watch it with the event loop.
+    public var fileDescriptor: Int32 { pipeFDs.read }
+    private let pipeFDs: (read: Int32, write: Int32)
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let wake = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private var jobs: [(token: Int, job: @Sendable () -> Int32)] = []
+    private var completions: [Completion] = []
+    private var stopping = false
+    private var thread = pthread_t()
+    private var running = false
+    /// Jobs submitted and not yet taken back as completions (the owner's count).
+    public private(set) var outstanding = 0
+
+    /// Starts the thread; `what` names it in errors.
+    public init(_ what: String) throws(DAQError) {
+        var fds: [Int32] = [-1, -1]
+        guard pipe(&fds) == 0, fds.allSatisfy({ fcntl($0, F_SETFD, FD_CLOEXEC) == 0 && fcntl($0, F_SETFL, O_NONBLOCK) == 0 }) else {
+            throw DAQError(.system, "cannot create a pipe for \(what): \(String(cString: strerror(errno)))")
+        }
+        pipeFDs = (fds[0], fds[1])
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(wake, nil)
+        // The worker holds a reference until it returns (after `shutdown()`).
+        let context = Unmanaged.passRetained(self).toOpaque()
+        let started = pthread_create(&thread, nil, { context in
+            Unmanaged<WorkerThread>.fromOpaque(context!).takeRetainedValue().work()
+            return nil
+        }, context)
+        guard started == 0 else {
+            Unmanaged<WorkerThread>.fromOpaque(context).release()
+            throw DAQError(.system, "cannot start the thread for \(what): \(String(cString: strerror(started)))")
+        }
+        running = true
+    }
+
+    deinit {
+        pthread_cond_destroy(wake)
+        pthread_mutex_destroy(mutex)
+        wake.deallocate()
+        mutex.deallocate()
+        close(pipeFDs.read)
+        close(pipeFDs.write)
+    }
+
+    /// Queues `job`; its result comes back from `takeCompletions()` with `token`.
+    public func submit(token: Int, _ job: @escaping @Sendable () -> Int32) {
+        outstanding += 1
+        locked {
+            jobs.append((token, job))
+            pthread_cond_signal(wake)
+        }
+    }
+
+    /// The jobs finished since the last call, in the order they finished.
+    public func takeCompletions() -> [Completion] {
+        var drained = [UInt8](repeating: 0, count: 64)
+        while read(pipeFDs.read, &drained, drained.count) == drained.count {}
+        let done = locked {
+            defer { completions.removeAll() }
+            return completions
+        }
+        outstanding -= done.count
+        return done
+    }
+
+    /// Runs the jobs still queued, then stops the worker and waits for it. Call once, from the
+    /// owner's thread, before dropping the last reference (the worker holds one until then).
+    public func shutdown() {
+        guard running else { return }
+        running = false
+        locked {
+            stopping = true
+            pthread_cond_signal(wake)
+        }
+        pthread_join(thread, nil)
+    }
+
+    private func work() {
+        while true {
+            let next: (token: Int, job: @Sendable () -> Int32)? = locked {
+                while jobs.isEmpty && !stopping { pthread_cond_wait(wake, mutex) }
+                return jobs.isEmpty ? nil : jobs.removeFirst()
+            }
+            guard let (token, job) = next else { return }
+            let result = job()
+            locked { completions.append(Completion(token: token, result: result)) }
+            var one: UInt8 = 1
+            _ = write(pipeFDs.write, &one, 1)  // a full pipe already says "look"
+        }
+    }
+
+    private func locked<T>(_ body: () -> T) -> T {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return body()
+    }
+}

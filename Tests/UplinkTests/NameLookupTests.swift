@@ -1,0 +1,71 @@
+// A broker given by name, while name lookups hang (a 4G dead spot: DNS queries go out and nothing
+// comes back). libmosquitto resolves the name inside mosquitto_connect_async with a blocking
+// getaddrinfo; called on the device's loop, every connect attempt stopped acquisition for the
+// resolver's whole timeout. The device runs in its own mount namespace (unshare, as root) with
+// its own resolv.conf (a nameserver on 127.0.0.9 that never answers, 2 s timeout), hosts and
+// nsswitch.conf, so nothing outside the test sees them; the broker's name is "localhost", in
+// its certificate, and missing from that hosts file until the test adds it.
+import Foundation
+import Testing
+import TestSupport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite(.serialized) struct NameLookupTests {
+    @Test func acquisitionGoesOnWhileTheBrokersNameDoesNotResolve() throws {
+        let rig = try UplinkRig()
+        try rig.startCollector()
+        // A nameserver that takes every query and answers none.
+        let silent = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        try #require(silent >= 0)
+        defer { close(silent) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(53).bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.9")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(silent, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        try #require(bound == 0, "binding 127.0.0.9:53 needs root: \(String(cString: strerror(errno)))")
+
+        let resolv = rig.work.appendingPathComponent("resolv.conf")
+        let hosts = rig.work.appendingPathComponent("hosts")
+        let nsswitch = rig.work.appendingPathComponent("nsswitch.conf")
+        try "nameserver 127.0.0.9\noptions timeout:2 attempts:1\n".write(to: resolv, atomically: true, encoding: .utf8)
+        try "127.0.0.1 not-the-broker\n".write(to: hosts, atomically: true, encoding: .utf8)
+        try "passwd: files\ngroup: files\nhosts: files dns\n".write(to: nsswitch, atomically: true, encoding: .utf8)
+        let mounts = "mount --bind \(resolv.path) /etc/resolv.conf && mount --bind \(hosts.path) /etc/hosts"
+            + " && mount --bind \(nsswitch.path) /etc/nsswitch.conf && exec \"$0\" \"$@\""
+        let trace = rig.work.appendingPathComponent("appends.trace")
+        let started = SystemClockNow.realtime()
+        try rig.startDevice(speed: "1", host: "localhost", wrapper: ["/usr/bin/unshare", "--mount", "/bin/sh", "-c", mounts],
+                            environment: ["DAQLINK_APPEND_TRACE": trace.path])
+        UplinkRig.pause(5)
+        // The name resolves again (the hosts file is read at every lookup): the backlog drains.
+        try "127.0.0.1 localhost\n".write(to: hosts, atomically: false, encoding: .utf8)
+        let (status, log) = rig.waitForDevice()
+        #expect(status == 0, "\(log)")
+        #expect(log.contains("acknowledged up to 3637"), "\(log)")
+        let verify = try rig.verify()
+        #expect(verify.status == 0 && verify.stdout.contains("byte-identical: yes"), "\(verify.stdout)")
+
+        // Entries kept being appended all along (at ×1 one every few ms): while lookups hung, and
+        // after. A lookup on the loop stopped them for its whole 2 s timeout at every attempt.
+        let appends = try String(contentsOf: trace, encoding: .utf8).split(separator: "\n").compactMap { line -> Int64? in
+            line.split(separator: " ").last.flatMap { Int64($0) }
+        }
+        try #require(appends.filter { $0 < started + 5_000_000_000 }.count > 100, "too few entries appended while lookups hung")
+        let longestGap = zip(appends, appends.dropFirst()).map { $1 - $0 }.max() ?? 0
+        #expect(longestGap < 500_000_000, "acquisition stood still for \(Double(longestGap) / 1e9) s while the name did not resolve")
+    }
+}
+
+/// CLOCK_REALTIME in ns (the append trace's clock).
+private enum SystemClockNow {
+    static func realtime() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+    }
+}
