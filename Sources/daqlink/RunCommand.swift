@@ -95,7 +95,7 @@ struct RunCommand: ParsableCommand {
     @Flag(help: "Like --mdf-bus-logging with CAN FD records (64 data bytes: FD frames of any length); also makes the experiment's own bus-logging groups FD.")
     var mdfBusLoggingFd = false
 
-    @Option(help: "Send the journal to this MQTT broker (HOST:PORT, mutual TLS 1.3).")
+    @Option(help: "Send the journal to this MQTT broker (HOST:PORT, mutual TLS 1.3). HOST is an IP address or a name in the broker certificate; a name is resolved off the acquisition loop, so a DNS outage never stops sampling.")
     var broker: String?
 
     @Option(help: "This device's id (its certificate's CN; topics devices/<id>/…).")
