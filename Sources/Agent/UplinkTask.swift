@@ -247,6 +247,9 @@ final class UplinkTask {
             let attempt = connectAttempt
             connectDeadlineTimer = loop.schedule(at: loop.clock.now() + options.connectTimeout) { [weak self] in
                 guard let self, !self.stopped, !self.sender.isConnected, self.connectAttempt == attempt else { return }
+                if self.connection == nil {
+                    self.logger.notice("no address for \(self.options.host) within \(self.options.connectTimeout / 1_000_000_000) s (name lookup); backing off")
+                }
                 self.lostConnection()
             }
             if BrokerConnector.mustResolve(options.host) {
