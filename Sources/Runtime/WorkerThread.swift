@@ -28,8 +28,6 @@ public final class WorkerThread: @unchecked Sendable {
     private var stopping = false
     private var thread = pthread_t()
     private var running = false
-    /// Jobs submitted and not yet taken back as completions (the owner's count).
-    public private(set) var outstanding = 0
 
     /// Starts the thread; `what` names it in errors.
     public init(_ what: String) throws(DAQError) {
@@ -64,7 +62,6 @@ public final class WorkerThread: @unchecked Sendable {
 
     /// Queues `job`; its result comes back from `takeCompletions()` with `token`.
     public func submit(token: Int, _ job: @escaping @Sendable () -> Int32) {
-        outstanding += 1
         locked {
             jobs.append((token, job))
             pthread_cond_signal(wake)
@@ -75,12 +72,10 @@ public final class WorkerThread: @unchecked Sendable {
     public func takeCompletions() -> [Completion] {
         var drained = [UInt8](repeating: 0, count: 64)
         while read(pipeFDs.read, &drained, drained.count) == drained.count {}
-        let done = locked {
+        return locked {
             defer { completions.removeAll() }
             return completions
         }
-        outstanding -= done.count
-        return done
     }
 
     /// Runs the jobs still queued, then stops the worker and waits for it. Call once, from the

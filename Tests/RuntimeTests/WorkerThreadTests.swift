@@ -1,0 +1,57 @@
+// The worker for blocking calls: jobs run on another thread, one after another in the order
+// submitted, their results come back with their tokens once the pipe says so, and shutdown runs
+// what is still queued before it returns.
+import Foundation
+import Testing
+import Runtime
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite struct WorkerThreadTests {
+    /// Records which thread ran each job and in what order.
+    final class Log: @unchecked Sendable {
+        // Confinement: appended to by the worker only, read by the test after the worker is done.
+        var entries: [(token: Int, onCaller: Bool)] = []
+    }
+
+    @Test func jobsRunOffTheCallerInOrderAndReportTheirResults() throws {
+        let worker = try WorkerThread("test jobs")
+        let log = Log()
+        let caller = pthread_self()
+        for token in 1...10 {
+            worker.submit(token: token) {
+                usleep(2_000)  // a blocking call
+                log.entries.append((token, pthread_equal(pthread_self(), caller) != 0))
+                return Int32(token * 10)
+            }
+        }
+        var done: [WorkerThread.Completion] = []
+        let deadline = Date().addingTimeInterval(10)
+        while done.count < 10 && Date() < deadline {
+            var fd = pollfd(fd: worker.fileDescriptor, events: Int16(POLLIN), revents: 0)
+            _ = poll(&fd, 1, 1000)
+            done += worker.takeCompletions()
+        }
+        worker.shutdown()
+        #expect(done.map(\.token) == Array(1...10))
+        #expect(done.map(\.result) == (1...10).map { Int32($0 * 10) })
+        #expect(log.entries.map(\.token) == Array(1...10))
+        #expect(log.entries.allSatisfy { !$0.onCaller }, "every job ran on the worker thread")
+    }
+
+    @Test func shutdownRunsTheQueuedJobsFirst() throws {
+        let worker = try WorkerThread("test jobs")
+        let log = Log()
+        for token in 1...5 {
+            worker.submit(token: token) {
+                usleep(5_000)
+                log.entries.append((token, false))
+                return 0
+            }
+        }
+        worker.shutdown()
+        #expect(log.entries.map(\.token) == Array(1...5))
+        #expect(worker.takeCompletions().map(\.token) == Array(1...5))
+    }
+}
