@@ -21,9 +21,7 @@ final class DeviceStreamSink {
     private let mdfDirectory: String?
     private var mdf: MDFRecording?
     private(set) var committedBytes: UInt64 = 0
-    /// Entries appended since the last fdatasync.
-    private var unsynced = false
-    /// The highest ack earned since the last `syncForAcknowledgement()`.
+    /// The highest ack earned and not yet handed out by `nextSyncStep()`.
     private var pendingAck: UInt64?
     /// The entries of the last commits (the usual context of the next codec-3 or codec-4 batch).
     private var recentCommits = RecentEntries(keep: ContextCoder.contextEntries)
@@ -82,7 +80,7 @@ final class DeviceStreamSink {
 
     /// Feeds one batch whose header was checked; returns where to ask the device to resend from
     /// and, if a held codec-3 batch turned out undecodable, why it was dropped. Committed entries
-    /// are written but not yet durable: the ack they earn waits until `syncForAcknowledgement()`
+    /// are written but not yet durable: the ack they earn waits for the sync `nextSyncStep()` starts
     /// (group commit: one fdatasync for every batch of a loop turn).
     func receive(_ arrived: ReceivedBatch, now: Int64) throws(DAQError) -> (resends: [UInt64], rejected: DAQError?) {
         var batch = arrived
@@ -118,7 +116,6 @@ final class DeviceStreamSink {
                     }
                 }
                 try append(source, first: first, last: last)
-                unsynced = true
             case .release(let batchID):
                 held[batchID] = nil
             case .acknowledge(let upTo):
@@ -164,25 +161,12 @@ final class DeviceStreamSink {
         return (body, entries)
     }
 
-    /// Whether an ack is waiting for `syncForAcknowledgement()`.
-    var hasPendingAck: Bool { pendingAck != nil }
-
-    /// Makes everything committed so far durable (data and high-water mark are the same bytes),
-    /// then returns the ack it allows, if any. The ack never leaves before this sync.
-    func syncForAcknowledgement() throws(DAQError) -> UInt64? {
-        if unsynced {
-            try journal.sync()
-            unsynced = false
-        }
-        defer { pendingAck = nil }
-        return pendingAck
-    }
-
     /// A sync running off the loop (`BackgroundSync`) and the ack it allows once it returned.
     private var syncInFlight: (ticket: JournalWriter.SyncTicket, ack: UInt64)?
 
     /// What to do next about the ack earned so far: send it (nothing it names waits for a sync),
-    /// or run this sync off the loop and report it with `syncFinished`. Nil while one runs (the
+    /// or make everything committed durable (data and high-water mark are the same bytes) with
+    /// this sync, run off the loop, and report it with `syncFinished`; the ack never leaves before. Nil while one runs (the
     /// next covers everything committed meanwhile) or when no ack is earned.
     enum SyncStep {
         case acknowledge(UInt64)
@@ -192,8 +176,7 @@ final class DeviceStreamSink {
     func nextSyncStep() throws(DAQError) -> SyncStep? {
         guard syncInFlight == nil, let ack = pendingAck else { return nil }
         pendingAck = nil
-        defer { unsynced = false }
-        if unsynced, let ticket = try journal.beginSync() {
+        if journal.lastSyncedSequence < journal.lastSequence, let ticket = try journal.beginSync() {
             syncInFlight = (ticket, ack)
             return .sync(ticket)
         }

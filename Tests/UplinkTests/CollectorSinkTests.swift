@@ -20,6 +20,23 @@ private func readAll(_ directory: String) throws -> [JournalEntry] {
     return entries
 }
 
+extension DeviceStreamSink {
+    /// The collector's group commit with the sync done here instead of on `BackgroundSync`: the
+    /// ack the commits so far allow, once they are durable.
+    func syncInPlace() throws -> UInt64? {
+        switch try nextSyncStep() {
+        case .acknowledge(let upTo):
+            return upTo
+        case .sync(let ticket):
+            let code = fdatasync(ticket.fd) == 0 ? 0 : errno
+            Glibc.close(ticket.fd)
+            return try syncFinished(errno: code)
+        case nil:
+            return nil
+        }
+    }
+}
+
 @Suite struct CollectorSinkTests {
     /// Records of two groups whose values drift, as a device's journal would hold them.
     static let entries: [[UInt8]] = (UInt64(1)...60).map { sequence in
@@ -84,7 +101,7 @@ private func readAll(_ directory: String) throws -> [JournalEntry] {
         let result = try sink.receive(try Self.batch(Self.payload(1...20, context: nil)), now: 2)
         #expect(result.rejected == nil)
         #expect(sink.committed == 60)
-        #expect(try sink.syncForAcknowledgement() == 60)
+        #expect(try sink.syncInPlace() == 60)
         try sink.close()
         let rebuilt = try readAll(work.appendingPathComponent("journal").path)
         #expect(rebuilt.map(\.framed) == Self.entries)
@@ -153,7 +170,7 @@ private func readAll(_ directory: String) throws -> [JournalEntry] {
         defer { try? FileManager.default.removeItem(at: work) }
         let sink = try DeviceStreamSink(deviceID: "sink-01", epoch: 9, directory: work.appendingPathComponent("journal").path)
         _ = try sink.receive(try Self.batch(Self.payload(1...20, context: nil)), now: 0)
-        #expect(try sink.syncForAcknowledgement() == 20)
+        #expect(try sink.syncInPlace() == 20)
         // In order (its context is committed) a corrupt codec-3 body is rejected on arrival.
         #expect(throws: DAQError.self) {
             _ = try sink.receive(try Self.batch(Self.payload(21...40, context: 1...20, corruptBody: true)), now: 1)
@@ -169,7 +186,7 @@ private func readAll(_ directory: String) throws -> [JournalEntry] {
         #expect(result.rejected != nil, "the late decode failure is reported")
         #expect(result.resends == [21], "and the rest asked for again")
         #expect(late.committed == 20, "nothing past the journal counts as committed")
-        #expect(try late.syncForAcknowledgement() == 20, "the ack names only what is synced")
+        #expect(try late.syncInPlace() == 20, "the ack names only what is synced")
         // The device resends 21…60 (codec 2 first, as after a resend request): the stream completes.
         _ = try late.receive(try Self.batch(Self.payload(21...40, context: nil)), now: 3)
         _ = try late.receive(try Self.batch(Self.payload(41...60, context: 21...40)), now: 4)
