@@ -67,12 +67,9 @@ import Glibc
         rig.proxy.resetConnections()
         UplinkRig.pause(1)
         rig.proxy.set(.blackhole)             // a 4G dead spot: no RST, nothing flows
-        let pid = try #require(rig.device?.processIdentifier)
-        let before = try Self.cpuSeconds(pid)
-        UplinkRig.pause(30)
         // Waiting out a dead link costs nothing beyond acquiring (about a fifth of a core for this
         // debug build at ×1): no busy loop on a socket that never becomes ready.
-        let used = try Self.cpuSeconds(pid) - before
+        let used = try rig.deviceCPUSeconds(pausing: 30)
         #expect(used < 12, "the device used \(used) s of CPU in 30 s of blackhole")
         rig.proxy.set(.up)
         let (status, log) = rig.waitForDevice()
@@ -94,10 +91,7 @@ import Glibc
         rig.proxy.set(.down)                  // accept, then close at once
         try rig.startDevice(speed: "1")
         UplinkRig.pause(1)
-        let pid = try #require(rig.device?.processIdentifier)
-        let before = try Self.cpuSeconds(pid)
-        UplinkRig.pause(5)
-        let used = try Self.cpuSeconds(pid) - before
+        let used = try rig.deviceCPUSeconds(pausing: 5)
         // Acquiring at ×1 costs this debug build about a fifth of a core (1.1–1.2 s in 5 s, with
         // no broker at all); the busy loop took the whole core (4.6 s of these 5 s alone, and
         // well over 2 s when sharing two cores with the other suites).
@@ -106,15 +100,6 @@ import Glibc
         let (status, log) = rig.waitForDevice()
         #expect(status == 0, "\(log)")
         try expectIdentical(rig, "handshakes dropped, then the link back")
-    }
-
-    /// utime + stime of a live process, from /proc/<pid>/stat.
-    private static func cpuSeconds(_ pid: pid_t) throws -> Double {
-        let stat = try String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)
-        // Fields after the command name (which is in parentheses and may hold spaces).
-        let fields = stat[stat.index(after: try #require(stat.lastIndex(of: ")")))...].split(separator: " ")
-        let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
-        return (Double(fields[11]) ?? 0) / ticks + (Double(fields[12]) ?? 0) / ticks
     }
 
     @Test func brokerKilledWithSigkillAndRestarted() throws {

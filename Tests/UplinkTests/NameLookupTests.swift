@@ -6,6 +6,7 @@
 // nsswitch.conf, so nothing outside the test sees them; the broker's name is "localhost", in
 // its certificate, and missing from that hosts file until the test adds it.
 import Foundation
+import Runtime
 import Testing
 import TestSupport
 #if canImport(Glibc)
@@ -38,7 +39,7 @@ import Glibc
         let mounts = "mount --bind \(resolv.path) /etc/resolv.conf && mount --bind \(hosts.path) /etc/hosts"
             + " && mount --bind \(nsswitch.path) /etc/nsswitch.conf && exec \"$0\" \"$@\""
         let trace = rig.work.appendingPathComponent("appends.trace")
-        let started = SystemClockNow.realtime()
+        let started = SystemClock.realtime()  // the append trace's clock
         try rig.startDevice(speed: "1", host: "localhost", wrapper: ["/usr/bin/unshare", "--mount", "/bin/sh", "-c", mounts],
                             environment: ["DAQLINK_APPEND_TRACE": trace.path])
         UplinkRig.pause(5)
@@ -58,14 +59,5 @@ import Glibc
         try #require(appends.filter { $0 < started + 5_000_000_000 }.count > 100, "too few entries appended while lookups hung")
         let longestGap = zip(appends, appends.dropFirst()).map { $1 - $0 }.max() ?? 0
         #expect(longestGap < 500_000_000, "acquisition stood still for \(Double(longestGap) / 1e9) s while the name did not resolve")
-    }
-}
-
-/// CLOCK_REALTIME in ns (the append trace's clock).
-private enum SystemClockNow {
-    static func realtime() -> Int64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
     }
 }

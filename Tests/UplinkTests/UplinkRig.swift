@@ -1,5 +1,6 @@
 // The uplink test rig: a real mosquitto with mutual TLS (TestSupport.MosquittoBroker), the TCP
 // fault proxy as the device's link, the real collector and the real device agent as processes.
+import DAQCore
 import FaultInjection
 import Foundation
 import TestSupport
@@ -89,6 +90,23 @@ final class UplinkRig: @unchecked Sendable {
         process.standardError = try FileHandle(forWritingTo: logFile("device-\(deviceRuns)"))
         try process.run()
         return process
+    }
+
+    /// Pauses `seconds` while the device runs; returns the CPU time (utime + stime, from
+    /// /proc/<pid>/stat) it used meanwhile.
+    func deviceCPUSeconds(pausing seconds: Double) throws -> Double {
+        guard let pid = device?.processIdentifier else { throw DAQError(.io, "no device is running") }
+        func cpu() throws -> Double {
+            let stat = try String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)
+            // Fields after the command name (which is in parentheses and may hold spaces).
+            guard let end = stat.lastIndex(of: ")") else { throw DAQError(.io, "unreadable /proc/\(pid)/stat") }
+            let fields = stat[stat.index(after: end)...].split(separator: " ")
+            let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+            return (Double(fields[11]) ?? 0) / ticks + (Double(fields[12]) ?? 0) / ticks
+        }
+        let before = try cpu()
+        Self.pause(seconds)
+        return try cpu() - before
     }
 
     func waitForDevice() -> (status: Int32, log: String) {
