@@ -33,10 +33,10 @@ final class AppendTrace {
 /// A hidden measurement aid for `daqctl bench uplink`: when DAQLINK_WIRE_TRACE names a file, the
 /// uplink writes every MQTT payload it publishes on the data topic to that file (each as a u32
 /// little-endian length, then the bytes), so the bench's bare publisher can send exactly the same
-/// messages. Off (nil) otherwise. Each payload is written as it is published (one writev into
-/// the page cache, no fsync): keeping them in memory instead cost the measured drain more CPU
+/// messages. Off (nil) otherwise. Each payload is written as it is published (into the page
+/// cache, no fsync): keeping them in memory instead cost the measured drain more CPU
 /// than the drain itself (a growing array copied 47 MB twice over and faulted in fresh pages
-/// for every message; docs/benchmarks.md, "The bench's own tax").
+/// for every message; docs/benchmarks.md, "Uplink", first of the current figures).
 final class WireTrace {
     private let fd: Int32
 
@@ -52,43 +52,29 @@ final class WireTrace {
 
     /// Best effort: a measurement aid must not fail the run (a short trace fails the bench instead).
     func published(_ message: [UInt8]) {
-        var length = UInt32(message.count).littleEndian
-        withUnsafeMutableBytes(of: &length) { prefix in
-            message.withUnsafeBytes { body in
-                var parts = [iovec(iov_base: prefix.baseAddress, iov_len: 4),
-                             iovec(iov_base: UnsafeMutableRawPointer(mutating: body.baseAddress), iov_len: body.count)]
-                var left = 4 + body.count
-                while left > 0 {
-                    let n = writev(fd, &parts, Int32(parts.count))
-                    if n <= 0 { return }
-                    left -= n
-                    // Rare (a short write): drop what went out and go on with the rest.
-                    var done = n
-                    for index in parts.indices {
-                        let take = min(done, parts[index].iov_len)
-                        parts[index].iov_base = parts[index].iov_base.map { $0 + take }
-                        parts[index].iov_len -= take
-                        done -= take
-                    }
-                }
-            }
-        }
+        let written = withUnsafeBytes(of: UInt32(message.count).littleEndian) { TraceFile.writeAll(fd, $0) }
+        if written { message.withUnsafeBytes { _ = TraceFile.writeAll(fd, $0) } }
     }
 }
 
-/// Best-effort whole-file writes for the traces.
+/// Best-effort writes for the traces.
 enum TraceFile {
+    /// Writes `bytes` to a new file at `path`.
     static func write(_ bytes: [UInt8], to path: String) {
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         guard fd >= 0 else { return }
         defer { close(fd) }
-        bytes.withUnsafeBytes { raw in
-            var offset = 0
-            while offset < raw.count {
-                let n = Glibc.write(fd, raw.baseAddress! + offset, raw.count - offset)
-                if n <= 0 { break }
-                offset += n
-            }
+        _ = bytes.withUnsafeBytes { writeAll(fd, $0) }
+    }
+
+    /// Writes all of `raw` to `fd` (going on after short writes); false if a write failed.
+    static func writeAll(_ fd: Int32, _ raw: UnsafeRawBufferPointer) -> Bool {
+        var offset = 0
+        while offset < raw.count {
+            let n = Glibc.write(fd, raw.baseAddress! + offset, raw.count - offset)
+            if n <= 0 { return false }
+            offset += n
         }
+        return true
     }
 }
