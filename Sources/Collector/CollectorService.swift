@@ -64,6 +64,8 @@ public final class CollectorService {
     private var syncer: BackgroundSync?
     private var syncDevices: [Int: String] = [:]
     private var nextSyncToken = 0
+    /// Writes each device's MDF files from its commits on a thread of idle priority (`MDFTrail`).
+    private var mdf: MDFTrail?
     /// DAQCTL_COMMIT_TRACE (a benchmark aid): commit times per acknowledged batch.
     private let commitTrace = CommitTrace.fromEnvironment()
     /// OTA status reports per device.
@@ -84,6 +86,17 @@ public final class CollectorService {
         self.syncer = syncer
         defer { syncer.shutdown() }
         loop.watch(syncer.fileDescriptor, interest: .read) { [unowned self] _ in syncsFinished() }
+        let mdf = try MDFTrail()
+        self.mdf = mdf
+        loop.watch(mdf.fileDescriptor, interest: .read) { [unowned self] _ in
+            do throws(DAQError) {
+                for dropped in try mdf.takeCompletions() {
+                    writeError("daqctl collect: no more MDF files for this device (its journal goes on): \(dropped)\n")
+                }
+            } catch {
+                storageFailed(error)
+            }
+        }
         try resumeKnownDevices()
         try connect()
         if let duration = options.duration {
@@ -94,7 +107,15 @@ public final class CollectorService {
         // Syncs still running finish first; their acks are not sent (the loop is done): the
         // devices resend those entries and the collector drops them as duplicates.
         syncer.shutdown()
-        for sink in sinks.values { try? sink.close() }
+        for sink in sinks.values {
+            do throws(DAQError) { try sink.close() } catch { if failure == nil { failure = error } }
+        }
+        // The MDF files catch up with every commit and are finalized (this waits for the thread).
+        do throws(DAQError) {
+            for dropped in try mdf.finish() { writeError("daqctl collect: no MDF files for this device: \(dropped)\n") }
+        } catch {
+            if failure == nil { failure = error }
+        }
         if let failure { throw failure }
         return sinks.values.sorted { $0.deviceID < $1.deviceID }.map {
             CollectorDeviceReport(deviceID: $0.deviceID, committed: $0.committed, entries: $0.committedEntries,
@@ -237,8 +258,7 @@ public final class CollectorService {
 
     /// Group commit: after every message of a loop turn is committed, one fdatasync per device,
     /// run off the loop (`BackgroundSync`: the next batches are read and written meanwhile), then
-    /// its ack (never before the sync returned), then the MDF bytes those commits queued (derived
-    /// files: they need not delay the ack). A device with a sync running waits for it; the next
+    /// its ack (never before the sync returned). A device with a sync running waits for it; the next
     /// sync covers everything committed meanwhile.
     private func acknowledgeCommitted() {
         for sink in sinks.values {
@@ -246,7 +266,6 @@ public final class CollectorService {
                 switch try sink.nextSyncStep() {
                 case .acknowledge(let upTo):
                     acknowledge(sink, upTo: upTo)
-                    try sink.flushMDF()
                 case .sync(let ticket):
                     guard let syncer else { preconditionFailure("a sync before the collector runs") }
                     nextSyncToken += 1
@@ -270,7 +289,6 @@ public final class CollectorService {
             guard let device = syncDevices.removeValue(forKey: done.token), let sink = sinks[device] else { continue }
             do throws(DAQError) {
                 if let upTo = try sink.syncFinished(errno: done.errno) { acknowledge(sink, upTo: upTo) }
-                try sink.flushMDF()
             } catch {
                 storageFailed(error)
                 return
@@ -295,8 +313,12 @@ public final class CollectorService {
         let directory = "\(options.output)/\(device)/journal"
         _ = mkdir(options.output, 0o755)
         _ = mkdir("\(options.output)/\(device)", 0o755)
-        let sink = try DeviceStreamSink(deviceID: device, epoch: epoch, directory: directory,
-                                        mdfDirectory: "\(options.output)/\(device)/mdf")
+        let sink = try DeviceStreamSink(deviceID: device, epoch: epoch, directory: directory)
+        if let mdf {
+            mdf.follow(device: device, journalDirectory: directory, mdfDirectory: "\(options.output)/\(device)/mdf",
+                       committed: sink.committed)
+            sink.onCommitted = { mdf.committed(device: device, first: $0, body: $1, entries: $2) }
+        }
         sinks[device] = sink
         return sink
     }

@@ -5,8 +5,6 @@ import DAQCore
 import Delivery
 import Journal
 import JournalStore
-import Acquisition
-import MDFFiles
 
 final class DeviceStreamSink {
     let deviceID: String
@@ -16,10 +14,9 @@ final class DeviceStreamSink {
     private var held: [Int: ReceivedBatch] = [:]
     private var nextBatchID = 0
     private(set) var committedEntries: UInt64 = 0
-    /// MDF files rebuilt next to the journal (`mdfDirectory`), one per measurement, from the same
-    /// entries the device wrote its own files from: byte-identical to the device's `--mdf` files.
-    private let mdfDirectory: String?
-    private var mdf: MDFRecording?
+    /// Told of every commit (`first`, the batch body, the committed entries' ranges in it): the
+    /// collector's MDF files follow the journal from there (`MDFTrail`).
+    var onCommitted: ((UInt64, [UInt8], [Range<Int>]) -> Void)?
     private(set) var committedBytes: UInt64 = 0
     /// The highest ack earned and not yet handed out by `nextSyncStep()`.
     private var pendingAck: UInt64?
@@ -28,10 +25,9 @@ final class DeviceStreamSink {
     private let directory: String
 
     /// Opens (or recovers) the device's rebuilt journal in `directory`.
-    init(deviceID: String, epoch: UInt64, directory: String, mdfDirectory: String? = nil) throws(DAQError) {
+    init(deviceID: String, epoch: UInt64, directory: String) throws(DAQError) {
         self.deviceID = deviceID
         self.epoch = epoch
-        self.mdfDirectory = mdfDirectory
         self.directory = directory
         // Segments are cut only where the device cut them (appendFramed), never by size; the
         // quota is not a retention policy here: the collector keeps everything.
@@ -42,36 +38,6 @@ final class DeviceStreamSink {
                            at: InputLocation(file: directory, field: "epoch"))
         }
         stream = CollectorStream(committed: journal.lastSequence)
-        if mdfDirectory != nil && journal.lastSequence > 0 { try resumeMDF() }
-    }
-
-    /// After a restart, rebuilds the current measurement's MDF file from the rebuilt journal (the
-    /// bytes come out the same as if it had never stopped); earlier measurements' files are done.
-    private func resumeMDF() throws(DAQError) {
-        var lastLayout: UInt64?
-        try forEachRun(from: 1) { bytes, entries, first in
-            for (index, range) in entries.enumerated() where JournalEntryKind(rawValue: bytes[range.lowerBound + 4]) == .layout {
-                lastLayout = first + UInt64(index)
-            }
-        }
-        guard let lastLayout else { return }
-        try forEachRun(from: lastLayout) { bytes, entries, first throws(DAQError) in
-            try recordInMDF(bytes, entries: entries, first: first)
-        }
-        try mdf?.flush()
-    }
-
-    /// Calls `body` with each run of the rebuilt journal's entries from `sequence` on: their framed
-    /// bytes, each one's range in them, and the first one's sequence number.
-    private func forEachRun(from sequence: UInt64,
-                            _ body: ([UInt8], [Range<Int>], UInt64) throws(DAQError) -> Void) throws(DAQError) {
-        let reader = try JournalReader(directory: directory, from: sequence)
-        var bytes: [UInt8] = [], entries: [Range<Int>] = []
-        while let run = try reader.readEntries(maxEntries: 4096, maxBytes: 4 << 20, into: &bytes, ranges: &entries) {
-            try body(bytes, entries, run.firstSequence)
-            bytes.removeAll(keepingCapacity: true)
-            entries.removeAll(keepingCapacity: true)
-        }
     }
 
     var committed: UInt64 { stream.committed }
@@ -191,13 +157,6 @@ final class DeviceStreamSink {
         return ack
     }
 
-    /// Writes the MDF record bytes queued by the commits so far. Called after the ack: the MDF
-    /// files are derived from the journal (`resumeMDF` rebuilds the current measurement after a
-    /// crash), so they need not be written before the device hears its entries are safe.
-    func flushMDF() throws(DAQError) {
-        try mdf?.flush()
-    }
-
     private func append(_ batch: ReceivedBatch, first: UInt64, last: UInt64) throws(DAQError) {
         let starts = batch.header.segmentStarts
         let entries = Array(batch.entries[Int(first - batch.header.first)...Int(last - batch.header.first)])
@@ -212,47 +171,10 @@ final class DeviceStreamSink {
         recentCommits.append(first: first, body: batch.body, entries: entries)
         committedEntries += UInt64(entries.count)
         committedBytes += UInt64(entries.last!.upperBound - entries.first!.lowerBound)
-        try recordInMDF(batch.body, entries: entries, first: first)
-    }
-
-    /// Feeds committed entries (`entries` of `body`, the first one `first`) to the MDF files: a
-    /// layout entry starts a new measurement file (the previous one is finalized, before the
-    /// journal sync that makes the next layout durable), a record is queued for the current one
-    /// (`flushMDF` writes it). Entries before the first layout this collector saw (it started
-    /// mid-measurement) have no file.
-    private func recordInMDF(_ body: [UInt8], entries: [Range<Int>], first: UInt64) throws(DAQError) {
-        guard mdfDirectory != nil else { return }
-        try body.withUnsafeBytes { raw in
-            Result { () throws(DAQError) in
-                var recording = mdf
-                for (index, range) in entries.enumerated() where range.count >= JournalFraming.overhead {
-                    let payload = UnsafeRawBufferPointer(
-                        rebasing: raw[(range.lowerBound + JournalFraming.headerLength)..<(range.upperBound - JournalFraming.trailerLength)])
-                    switch JournalEntryKind(rawValue: raw[range.lowerBound + 4]) {
-                    case .record:
-                        try recording?.append(payload)
-                    case .layout:
-                        try startMeasurement(layout: payload, sequence: first + UInt64(index))
-                        recording = mdf
-                    default:
-                        break
-                    }
-                }
-            }
-        }.get()
-    }
-
-    /// Finalizes the current measurement's files and starts the one the layout entry `sequence`
-    /// describes.
-    private func startMeasurement(layout payload: UnsafeRawBufferPointer, sequence: UInt64) throws(DAQError) {
-        guard let mdfDirectory else { return }
-        try mdf?.finish()
-        let layout = try MeasurementLayout(decoding: payload, source: "\(deviceID) seq \(sequence)")
-        mdf = try MDFRecording(directory: mdfDirectory, name: "measurement-\(sequence)", layout: layout)
+        onCommitted?(first, batch.body, entries)
     }
 
     func close() throws(DAQError) {
         try journal.close()
-        try mdf?.finish()
     }
 }

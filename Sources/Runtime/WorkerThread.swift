@@ -4,6 +4,7 @@
 // thread runs such jobs one after another; completions wake the loop through a pipe. The loop
 // still decides everything: what to run, and what to do with each result.
 import DAQCore
+internal import CLinux
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -28,9 +29,20 @@ public final class WorkerThread: @unchecked Sendable {
     private var stopping = false
     private var thread = pthread_t()
     private var running = false
+    private let priority: Priority
+
+    /// How the thread competes for the CPU.
+    public enum Priority: Sendable {
+        /// As the loop's thread does.
+        case normal
+        /// SCHED_IDLE: only on CPU time no thread of normal priority wants, so its jobs never slow
+        /// the loop or the processes it exchanges data with; for derived work that may trail.
+        case idle
+    }
 
     /// Starts the thread; `what` names it in errors.
-    public init(_ what: String) throws(DAQError) {
+    public init(_ what: String, priority: Priority = .normal) throws(DAQError) {
+        self.priority = priority
         var fds: [Int32] = [-1, -1]
         guard pipe(&fds) == 0, fds.allSatisfy({ fcntl($0, F_SETFD, FD_CLOEXEC) == 0 && fcntl($0, F_SETFL, O_NONBLOCK) == 0 }) else {
             throw DAQError(.system, "cannot create a pipe for \(what): \(String(cString: strerror(errno)))")
@@ -91,6 +103,9 @@ public final class WorkerThread: @unchecked Sendable {
     }
 
     private func work() {
+        // Lowering a thread's own policy needs no privilege; where it is refused anyway (a
+        // seccomp filter), the jobs run at normal priority, which is slower for others, not wrong.
+        if priority == .idle { _ = daqlink_thread_to_idle_policy() }
         while true {
             let next: (token: Int, job: @Sendable () -> Int32)? = locked {
                 while jobs.isEmpty && !stopping { pthread_cond_wait(wake, mutex) }

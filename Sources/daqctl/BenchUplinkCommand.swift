@@ -30,7 +30,8 @@ struct BenchUplinkCommand: ParsableCommand {
             the process's start is shown too. The summary says how many parts went raw, as codec 3 \
             (zstd 1) or as codec 4: the device codes a backlog as the link allows. CPU seconds per \
             process: the device's own between those two moments, the collector's and the broker's \
-            from /proc/<pid>/task/*/schedstat around the device's run.
+            from /proc/<pid>/task/*/schedstat around the device's run; then, apart, the \
+            collector's until it goes quiet (its MDF files trail the journal at idle priority).
               4. latency: device bench-02 replays the reference log at original speed for \
             --latency-seconds; per journal entry, the collector's commit time minus the moment the \
             device appended the entry (hidden env traces DAQLINK_APPEND_TRACE / DAQCTL_COMMIT_TRACE, \
@@ -177,9 +178,12 @@ private final class UplinkBench {
         let cpuBefore = (ProcessCPU.seconds(collectorPID), ProcessCPU.seconds(brokerPID))
         let (drain, drainUplink) = try runDrain("bench-01", journal: journal, broker: broker, log: "drain.log", trace: wireTrace)
         let drainWall = Double(SystemClock.monotonicNow() - drainStarted) / 1e9
-        let drainCPU = DrainCPU(device: drainUplink.drainCPUSeconds ?? .nan,
+        var drainCPU = DrainCPU(device: drainUplink.drainCPUSeconds ?? .nan,
                                 collector: ProcessCPU.seconds(collectorPID) - cpuBefore.0,
                                 broker: ProcessCPU.seconds(brokerPID) - cpuBefore.1)
+        // The collector's MDF files trail its journal on a thread of idle priority: what they
+        // still cost after the drain is counted too, apart.
+        (drainCPU.collectorAfter, drainCPU.collectorSettleSeconds) = ProcessCPU.untilQuiet(collectorPID)
         say("drain: \(drainUplink.rawBytes) journal bytes in \(drainUplink.batches) batches, \(drain.elapsed) s (process wall \(drainWall) s)")
 
         // Latency: device bench-02 at original speed.
@@ -518,6 +522,22 @@ enum ProcessCPU {
         }
         return Double(total) / 1e9
     }
+
+    /// The CPU seconds `pid` uses from now until it goes quiet (under 0.5 ms of CPU in 10 ms, for
+    /// 200 ms; at most 60 s), and the seconds until its last busy moment.
+    static func untilQuiet(_ pid: pid_t?) -> (cpu: Double, seconds: Double) {
+        let start = SystemClock.monotonicNow()
+        let first = seconds(pid)
+        guard first.isFinite else { return (.nan, .nan) }
+        var last = first, lastBusy = start
+        while SystemClock.monotonicNow() - lastBusy < 200_000_000 && SystemClock.monotonicNow() - start < 60_000_000_000 {
+            usleep(10_000)
+            let now = seconds(pid)
+            if now - last > 0.0005 { lastBusy = SystemClock.monotonicNow() }
+            last = now
+        }
+        return (last - first, Double(lastBusy - start) / 1e9)
+    }
 }
 
 /// CPU seconds each process spent on the loopback drain: the device from its first publish to
@@ -528,6 +548,10 @@ struct DrainCPU {
     var collector: Double
     var broker: Double
     var total: Double { device + collector + broker }
+    /// The collector's CPU after the device exited, until it went quiet (its MDF files catching
+    /// up with the journal), and how long after the device's exit its last busy moment was.
+    var collectorAfter = Double.nan
+    var collectorSettleSeconds = Double.nan
 }
 
 /// poll(2) over a few MQTT connections; `step` runs after every wake-up and may publish.
@@ -632,6 +656,7 @@ private struct UplinkBenchReport {
             | peer A: bare QoS 1 publisher of the drain's own \(wirePeer.messages) wire messages (window \(peerWindow)) → subscriber, MB/s of the journal bytes they carry | \(f(wirePeerJournalMBps, 1)) |  |  |
             | drain ours / peer A (same messages) | \(f(ratio, 2))× | ≥ 0.8× | \(ratio >= 0.8 ? "yes" : "no") |
             | CPU s for the drain: device (first publish → last ack) + collector + broker | \(f(drainCPU.device, 3)) + \(f(drainCPU.collector, 3)) + \(f(drainCPU.broker, 3)) = \(f(drainCPU.total, 3)) (\(f(drainCPU.total / Swift.max(drainSeconds, 1e-9), 1)) cores busy) |  |  |
+            | CPU s of the collector after the drain (its MDF files catching up at idle priority), and when it went quiet | \(f(drainCPU.collectorAfter, 3)) (\(f(drainCPU.collectorSettleSeconds, 2)) s after the device's exit) |  |  |
             | CPU s for peer A: publisher and subscriber (one thread) + broker | \(f(wirePeer.cpuSeconds, 3)) + \(f(wirePeer.brokerCPUSeconds, 3)) = \(f(peerCPU, 3)) (\(f(peerCPU / Swift.max(wirePeer.seconds, 1e-9), 1)) cores busy) |  |  |
             | CPU of peer A / CPU of the drain (the most ours / peer A can reach where the cores are all busy, as on this \(ProcessInfo.processInfo.activeProcessorCount)-core machine) | \(f(cpuRatio, 2))× |  |  |
             | peer B: bare QoS 1 publisher of the raw journal bytes (window \(peerWindow), \(meanBatch) B messages), MB/s | \(f(peer.megabytesPerSecond, 1)) |  |  |
@@ -662,7 +687,8 @@ private struct UplinkBenchReport {
             "drainSeconds": \(n(drainSeconds)), "fromStartMegabytesPerSecond": \(n(startMBps)), \
             "parts": [\((drain.uplink?.parts ?? []).map(String.init).joined(separator: ", "))], \
             "cpuSeconds": {"device": \(n(drainCPU.device)), "collector": \(n(drainCPU.collector)), \
-            "broker": \(n(drainCPU.broker))}}, \
+            "broker": \(n(drainCPU.broker)), "collectorAfter": \(n(drainCPU.collectorAfter)), \
+            "collectorSettleSeconds": \(n(drainCPU.collectorSettleSeconds))}}, \
             "cellular": \(cellular?.json ?? "null"), \
             "peer": {"window": \(peerWindow), "messageBytes": \(meanBatch), "messages": \(peer.messages), \
             "bytes": \(peer.bytes), "seconds": \(n(peer.seconds)), "megabytesPerSecond": \(n(peer.megabytesPerSecond))}, \

@@ -55,3 +55,17 @@ import Glibc
         #expect(worker.takeCompletions().map(\.token) == Array(1...5))
     }
 }
+
+extension WorkerThreadTests {
+    /// The kernel's policy of the thread a job runs on: SCHED_IDLE (5) for an idle worker,
+    /// SCHED_OTHER (0) otherwise — and the caller's own policy is left as it was.
+    @Test func anIdleWorkerRunsItsJobsAtIdlePolicy() throws {
+        for (priority, policy) in [(WorkerThread.Priority.idle, Int32(5)), (.normal, 0)] {
+            let worker = try WorkerThread("policy probe", priority: priority)
+            worker.submit(token: 1) { sched_getscheduler(0) }
+            worker.shutdown()
+            #expect(worker.takeCompletions().map(\.result) == [policy], "\(priority)")
+        }
+        #expect(sched_getscheduler(0) == 0)
+    }
+}

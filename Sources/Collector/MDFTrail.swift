@@ -1,0 +1,255 @@
+// The collector's MDF files trail its rebuilt journals, off the drain's path. The journal is the
+// truth the ack promises; the MDF files are derived from it (a restart rewrites the files it was
+// writing from the journal) and need not be written before the device hears that its
+// entries are safe — nor with the CPU time the next batches need. Written on the loop, they cost a
+// backlog drain about a third of the collector's CPU time (per-record queueing and a second
+// write of every byte). So one thread at SCHED_IDLE writes them: it runs on CPU time nothing else
+// wants, catches up as soon as the load drops, and finishes every file before a clean stop ends.
+//
+// Committed entries reach it as the batch bodies they arrived in while those fit in `maxQueued`
+// bytes; beyond that (a collector short of CPU for longer than a burst), it reads them back from
+// the rebuilt journal instead, so RAM stays bounded however far the files trail.
+import DAQCore
+import Journal
+import JournalStore
+import Acquisition
+import MDFFiles
+import Runtime
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One device's MDF files, fed its committed entries in order. Which measurement it was writing
+/// survives a kill (`measurementLog`), so a restart rewrites from there: files still being written
+/// when the collector died — several measurements' worth, if the trail lagged — are complete again. Every call after `init` runs on the
+/// MDF thread (unchecked Sendable: the loop only creates it and hands it to that thread's jobs).
+final class MDFFollower: @unchecked Sendable {
+    let deviceID: String
+    private let journalDirectory: String
+    private let mdfDirectory: String
+    private var recording: MDFRecording?
+    /// The next entry to feed: everything before it is in the files (or had none).
+    private var next: UInt64
+    /// Set while the current measurement's file must first be rebuilt from the journal, through
+    /// this entry (the collector restarted with entries already committed).
+    private var resumeThrough: UInt64?
+    /// The first error met; the follower does nothing more after it.
+    private(set) var failure: DAQError?
+
+    init(deviceID: String, journalDirectory: String, mdfDirectory: String, committed: UInt64) {
+        self.deviceID = deviceID
+        self.journalDirectory = journalDirectory
+        self.mdfDirectory = mdfDirectory
+        next = committed + 1
+        resumeThrough = committed > 0 ? committed : nil
+    }
+
+    /// Runs `body`, keeping its error as `failure`; false if it (or an earlier step) failed.
+    func run(_ body: () throws(DAQError) -> Void) -> Bool {
+        guard failure == nil else { return false }
+        do throws(DAQError) { try body() } catch { failure = error }
+        return failure == nil
+    }
+
+    /// Feeds committed entries `entries` of `body`, the first one `first`: what the files already
+    /// hold is skipped, and entries between the files' end and `first` are read from the journal.
+    func feed(first: UInt64, body: [UInt8], entries: [Range<Int>]) throws(DAQError) {
+        try resumeIfNeeded()
+        let last = first + UInt64(entries.count) - 1
+        guard last >= next else { return }
+        if first > next { try catchUp(through: first - 1) }
+        let skip = Int(next - first)
+        try record(body, entries: entries[skip...], first: next)
+        next = last + 1
+        try recording?.flush()
+    }
+
+    /// Feeds the committed entries through `last` that the files do not hold yet, from the journal.
+    func catchUp(through last: UInt64) throws(DAQError) {
+        try resumeIfNeeded()
+        guard last >= next else { return }
+        try forEachRun(from: next, through: last) { bytes, entries, first throws(DAQError) in
+            try record(bytes, entries: entries[...], first: first)
+        }
+        next = last + 1
+        try recording?.flush()
+    }
+
+    /// Finalizes the current measurement's files (a clean stop).
+    func finish() throws(DAQError) {
+        try resumeIfNeeded()
+        try recording?.finish()
+        recording = nil
+    }
+
+    /// After a restart: the files are written again from the start of the last measurement the
+    /// log names (`measurementLog`) — every one before it was finished before that line was
+    /// written — so they come out as if the collector had never stopped. No log: from the start.
+    private func resumeIfNeeded() throws(DAQError) {
+        guard let through = resumeThrough else { return }
+        resumeThrough = nil
+        next = Self.lastMeasurement(inLog: measurementLog, atMost: through) ?? 1
+        try catchUp(through: through)
+    }
+
+    /// `<mdf directory>/.measurements`: the layout entry of each measurement the follower started,
+    /// one line each, appended (and synced) after the previous measurement's files were finished.
+    private var measurementLog: String { "\(mdfDirectory)/.measurements" }
+
+    /// The last layout entry named in `log` that is at most `through` (a torn last line is not
+    /// one: its measurement's predecessor was finished, and is simply written again).
+    static func lastMeasurement(inLog log: String, atMost through: UInt64) -> UInt64? {
+        guard let text = try? String(contentsOfFile: log, encoding: .utf8) else { return nil }
+        return text.split(separator: "\n").compactMap { UInt64($0) }.last { $0 <= through }
+    }
+
+    /// Calls `body` with each run of the journal's entries `from...through`: their framed bytes,
+    /// each one's range in them, and the first one's sequence number.
+    private func forEachRun(from sequence: UInt64, through last: UInt64,
+                            _ body: ([UInt8], [Range<Int>], UInt64) throws(DAQError) -> Void) throws(DAQError) {
+        let reader = try JournalReader(directory: journalDirectory, from: sequence)
+        var bytes: [UInt8] = [], entries: [Range<Int>] = []
+        var expected = sequence
+        while expected <= last,
+              let run = try reader.readEntries(maxEntries: 4096, maxBytes: 4 << 20, through: last, into: &bytes, ranges: &entries) {
+            try body(bytes, entries, run.firstSequence)
+            expected = run.lastSequence + 1
+            bytes.removeAll(keepingCapacity: true)
+            entries.removeAll(keepingCapacity: true)
+        }
+        guard expected > last else {
+            throw DAQError(.journalCorrupt, "the rebuilt journal ends at seq \(expected - 1); its MDF files need seq \(last)",
+                           at: InputLocation(file: journalDirectory))
+        }
+    }
+
+    /// A layout entry starts a new measurement file (the previous one is finished first); a record
+    /// goes to the current one. Records before the first layout the collector saw (it started
+    /// mid-measurement) have no file.
+    private func record(_ body: [UInt8], entries: ArraySlice<Range<Int>>, first: UInt64) throws(DAQError) {
+        try body.withUnsafeBytes { raw in
+            Result { () throws(DAQError) in
+                var sequence = first
+                for range in entries {
+                    defer { sequence += 1 }
+                    guard range.count >= JournalFraming.overhead else { continue }
+                    let payload = UnsafeRawBufferPointer(
+                        rebasing: raw[(range.lowerBound + JournalFraming.headerLength)..<(range.upperBound - JournalFraming.trailerLength)])
+                    switch JournalEntryKind(rawValue: raw[range.lowerBound + 4]) {
+                    case .record:
+                        try recording?.append(payload)
+                    case .layout:
+                        try recording?.finish()
+                        recording = nil
+                        _ = mkdir(mdfDirectory, 0o755)
+                        try DurableLines.append(Array("\(sequence)\n".utf8), to: measurementLog)
+                        let layout = try MeasurementLayout(decoding: payload, source: "\(deviceID) seq \(sequence)")
+                        recording = try MDFRecording(directory: mdfDirectory, name: "measurement-\(sequence)", layout: layout)
+                    default:
+                        break
+                    }
+                }
+            }
+        }.get()
+    }
+}
+
+/// The collector's side of the MDF thread: hands each device's commits to its `MDFFollower`, in
+/// order, and reports the first failure (the collector then stops, as for any storage failure).
+final class MDFTrail {
+    /// Batch bodies queued for the thread at most; beyond, the entries are read back from the
+    /// journal when the queue has room again.
+    let maxQueued: Int
+    private let worker: WorkerThread
+    private var followers: [String: MDFFollower] = [:]
+    /// Bytes of batch bodies handed to the thread and not yet done, per job token.
+    private var queuedBytes: [Int: Int] = [:]
+    private var queued = 0
+    /// Devices whose commits went unqueued (the queue was full), through which entry.
+    private var behind: [String: UInt64] = [:]
+    private var nextToken = 0
+
+    /// Readable while jobs have finished: watch it and call `takeCompletions()`.
+    var fileDescriptor: Int32 { worker.fileDescriptor }
+
+    init(maxQueued: Int = 64 << 20) throws(DAQError) {
+        self.maxQueued = maxQueued
+        worker = try WorkerThread("MDF files", priority: .idle)
+    }
+
+    /// Starts following a device whose journal holds `committed` entries (its current
+    /// measurement's file is rebuilt from them first).
+    func follow(device: String, journalDirectory: String, mdfDirectory: String, committed: UInt64) {
+        followers[device] = MDFFollower(deviceID: device, journalDirectory: journalDirectory,
+                                        mdfDirectory: mdfDirectory, committed: committed)
+    }
+
+    /// `entries` of `body` (the first one `first`) were committed to `device`'s journal.
+    func committed(device: String, first: UInt64, body: [UInt8], entries: [Range<Int>]) {
+        guard let follower = followers[device] else { return }
+        let last = first + UInt64(entries.count) - 1
+        guard behind[device] == nil, queued + body.count <= maxQueued else {
+            behind[device] = last
+            return
+        }
+        submit(bytes: body.count) { follower.run { () throws(DAQError) in try follower.feed(first: first, body: body, entries: entries) } }
+    }
+
+    /// Jobs done since the last call. A device whose journal holds a layout entry its follower
+    /// cannot read gets no more MDF files (its journal is unaffected): returned, to be reported.
+    /// Any other failure (a write error, a full disk) is thrown.
+    func takeCompletions() throws(DAQError) -> [DAQError] {
+        var failed = false
+        for done in worker.takeCompletions() {
+            queued -= queuedBytes.removeValue(forKey: done.token) ?? 0
+            failed = failed || done.result != 0
+        }
+        var dropped: [DAQError] = []
+        if failed {
+            for (device, follower) in followers {
+                guard let failure = follower.failure else { continue }
+                guard failure.code == .malformedInput else { throw failure }
+                dropped.append(failure)
+                followers[device] = nil
+                behind[device] = nil
+            }
+        }
+        // Room again: what went unqueued is read back from the journal.
+        if queued <= maxQueued / 2 { catchUpBehind() }
+        return dropped
+    }
+
+    /// Files written through every commit so far, then finalized; waits for the thread. Returns
+    /// the devices dropped as `takeCompletions()` does; throws any other failure.
+    func finish() throws(DAQError) -> [DAQError] {
+        catchUpBehind()
+        for follower in followers.values {
+            submit(bytes: 0) { follower.run { () throws(DAQError) in try follower.finish() } }
+        }
+        worker.shutdown()
+        _ = worker.takeCompletions()
+        var dropped: [DAQError] = []
+        for follower in followers.values {
+            guard let failure = follower.failure else { continue }
+            guard failure.code == .malformedInput else { throw failure }
+            dropped.append(failure)
+        }
+        return dropped
+    }
+
+    private func catchUpBehind() {
+        for (device, last) in behind {
+            guard let follower = followers[device] else { continue }
+            submit(bytes: 0) { follower.run { () throws(DAQError) in try follower.catchUp(through: last) } }
+        }
+        behind.removeAll()
+    }
+
+    private func submit(bytes: Int, _ job: @escaping @Sendable () -> Bool) {
+        nextToken += 1
+        queuedBytes[nextToken] = bytes
+        queued += bytes
+        worker.submit(token: nextToken) { job() ? 0 : 1 }
+    }
+}

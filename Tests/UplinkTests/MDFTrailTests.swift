@@ -1,0 +1,190 @@
+// The collector's MDF files trail its journal on a thread of idle priority (`MDFTrail`). Whether
+// the commits reach that thread as the batch bodies they arrived in or are read back from the
+// journal (the queue was full), and across a restart that finds a half-written file, the files
+// come out byte-identical to the ones the device wrote from the same entries (`daqlink --mdf`).
+// A write error is thrown; a layout entry it cannot read drops only that device's files.
+import DAQCore
+import Foundation
+import Journal
+import JournalStore
+import Testing
+import TestSupport
+@testable import Collector
+
+@Suite(.serialized) struct MDFTrailTests {
+    /// A device journal and the MDF files the device wrote with it: the reference log replayed
+    /// twice at full speed (two measurements), files cut every 3 s of measurement time (four each).
+    struct DeviceRun {
+        let work: URL
+        var journal: String { work.appendingPathComponent("device/journal").path }
+        var deviceMDF: URL { work.appendingPathComponent("device/mdf") }
+
+        init() throws {
+            work = try PackagePaths.temporaryDirectory("mdf-trail")
+            let reference = PackagePaths.fixtures.appendingPathComponent("reference")
+            for _ in 1...2 {
+                let run = try runProcess(PackagePaths.executable("daqlink").path, [
+                    "run", "--experiment", reference.appendingPathComponent("reference.toml").path, "--quiet",
+                    "--source", "replay:\(reference.appendingPathComponent("engine-10s.log").path)", "--speed", "max",
+                    "--journal", journal, "--mdf", deviceMDF.path, "--mdf-split-seconds", "3"])
+                #expect(run.status == 0, "\(run.stderr)")
+            }
+        }
+
+        /// The layout entries' sequence numbers (one per measurement).
+        func layouts() throws -> [UInt64] {
+            let reader = try JournalReader(directory: journal, from: 1)
+            var layouts: [UInt64] = []
+            while let entry = try reader.next() {
+                if entry.kind == .layout { layouts.append(entry.sequence) }
+            }
+            return layouts
+        }
+
+        /// The journal's entries as commits: runs of `perCommit` entries.
+        func commits(perCommit: Int = 40) throws -> [(first: UInt64, body: [UInt8], entries: [Range<Int>])] {
+            let reader = try JournalReader(directory: journal, from: 1)
+            var commits: [(UInt64, [UInt8], [Range<Int>])] = []
+            var body: [UInt8] = [], entries: [Range<Int>] = []
+            while let run = try reader.readEntries(maxEntries: perCommit, maxBytes: .max, into: &body, ranges: &entries) {
+                commits.append((run.firstSequence, body, entries))
+                body = []
+                entries = []
+            }
+            return commits
+        }
+
+        /// Each of the device's MDF files against the file of that name in `directory`.
+        func expectSameFiles(in directory: URL, _ what: Comment) throws {
+            let names = try FileManager.default.contentsOfDirectory(atPath: deviceMDF.path).sorted()
+            #expect(names.count == 8, "twice 10 s in 3 s files: \(names)")
+            let ours = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".mf4") }
+            #expect(ours.sorted() == names, what)
+            for name in names {
+                let ours = try Data(contentsOf: directory.appendingPathComponent(name))
+                let device = try Data(contentsOf: deviceMDF.appendingPathComponent(name))
+                let same = ours == device  // a Bool: Testing's diff of two large Data values takes minutes
+                #expect(same, "\(name): \(ours.count) bytes here, \(device.count) at the device; \(what)")
+            }
+        }
+    }
+
+    /// Feeds `commits` to `trail` (taking completions every few commits, as the collector's loop
+    /// does when the thread wakes it), then finishes it.
+    private func feed(_ trail: MDFTrail, _ commits: ArraySlice<(first: UInt64, body: [UInt8], entries: [Range<Int>])>) throws {
+        for (index, commit) in commits.enumerated() {
+            trail.committed(device: "trail-01", first: commit.first, body: commit.body, entries: commit.entries)
+            if index % 7 == 0 { usleep(1_000); #expect(try trail.takeCompletions().isEmpty) }
+        }
+    }
+
+    @Test(arguments: [64 << 20, 200_000, 0])
+    func filesMatchTheDevicesWhetherBodiesAreQueuedOrReadBack(maxQueued: Int) throws {
+        let device = try DeviceRun()
+        defer { try? FileManager.default.removeItem(at: device.work) }
+        let out = device.work.appendingPathComponent("collector-mdf")
+        let trail = try MDFTrail(maxQueued: maxQueued)
+        trail.follow(device: "trail-01", journalDirectory: device.journal, mdfDirectory: out.path, committed: 0)
+        try feed(trail, try device.commits()[...])
+        #expect(try trail.finish().isEmpty)
+        try device.expectSameFiles(in: out, "queue of \(maxQueued) bytes")
+    }
+
+    @Test func aRestartRewritesTheFileItWasWriting() throws {
+        let device = try DeviceRun()
+        defer { try? FileManager.default.removeItem(at: device.work) }
+        let out = device.work.appendingPathComponent("collector-mdf")
+        let commits = try device.commits()
+        let cut = commits.count * 3 / 4  // in the second measurement
+        // Up to the cut, then a stop without finishing: the current file is left as a kill
+        // leaves it, here cut short mid-record on top.
+        let first = try MDFTrail()
+        first.follow(device: "trail-01", journalDirectory: device.journal, mdfDirectory: out.path, committed: 0)
+        try feed(first, commits[..<cut])
+        _ = try first.finish()
+        let current = try FileManager.default.contentsOfDirectory(atPath: out.path).filter { $0.hasSuffix(".mf4") }.sorted().last!
+        let path = out.appendingPathComponent(current).path
+        #expect(truncate(path, off_t(try Data(contentsOf: URL(fileURLWithPath: path)).count / 2 + 3)) == 0)
+
+        let committed = commits[cut - 1].first + UInt64(commits[cut - 1].entries.count) - 1
+        let second = try MDFTrail()
+        second.follow(device: "trail-01", journalDirectory: device.journal, mdfDirectory: out.path, committed: committed)
+        try feed(second, commits[cut...])
+        #expect(try second.finish().isEmpty)
+        try device.expectSameFiles(in: out, "after a restart at seq \(committed)")
+    }
+
+    /// Killed while its files trailed the journal by more than a measurement: the log still names
+    /// the first one, whose file is half written, and the second was never started. Both are
+    /// written in full after the restart, though the journal's last layout is the second's.
+    @Test func aRestartAfterTrailingAcrossAMeasurementRewritesBoth() throws {
+        let device = try DeviceRun()
+        defer { try? FileManager.default.removeItem(at: device.work) }
+        let out = device.work.appendingPathComponent("collector-mdf")
+        let layouts = try device.layouts()
+        #expect(layouts.count == 2 && layouts[0] == 1, "\(layouts)")
+        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+        try Data("1\n".utf8).write(to: out.appendingPathComponent(".measurements"))
+        let head = try Data(contentsOf: device.deviceMDF.appendingPathComponent("measurement-1.mf4"))
+        try Data(head.prefix(head.count / 3)).write(to: out.appendingPathComponent("measurement-1.mf4"))
+
+        let commits = try device.commits()
+        let trail = try MDFTrail()
+        trail.follow(device: "trail-01", journalDirectory: device.journal, mdfDirectory: out.path, committed: layouts[1] + 100)
+        try feed(trail, commits.drop { $0.first + UInt64($0.entries.count) <= layouts[1] + 100 })
+        #expect(try trail.finish().isEmpty)
+        try device.expectSameFiles(in: out, "after trailing across a measurement")
+        let log = try String(contentsOf: out.appendingPathComponent(".measurements"), encoding: .utf8)
+        #expect(log == "1\n1\n\(layouts[1])\n", "\(log)")
+    }
+
+    @Test func aWriteErrorIsThrown() throws {
+        let device = try DeviceRun()
+        defer { try? FileManager.default.removeItem(at: device.work) }
+        // The MDF directory's parent is a regular file: the first file cannot be created.
+        let blocker = device.work.appendingPathComponent("not-a-directory")
+        try Data("x".utf8).write(to: blocker)
+        let trail = try MDFTrail()
+        trail.follow(device: "trail-01", journalDirectory: device.journal, mdfDirectory: blocker.appendingPathComponent("mdf").path,
+                     committed: 0)
+        for commit in try device.commits().prefix(3) {
+            trail.committed(device: "trail-01", first: commit.first, body: commit.body, entries: commit.entries)
+        }
+        #expect {
+            _ = try trail.finish()
+        } throws: { error in
+            guard let error = error as? DAQError else { return false }
+            return error.code == .io && error.description.contains("not-a-directory/mdf/")
+        }
+    }
+
+    @Test func anUnreadableLayoutDropsOnlyThatDevicesFiles() throws {
+        let work = try PackagePaths.temporaryDirectory("mdf-trail-layout")
+        defer { try? FileManager.default.removeItem(at: work) }
+        // A journal whose layout entry is well framed (its CRC holds) but says nothing readable.
+        let journal = work.appendingPathComponent("journal").path
+        let writer = try JournalWriter(directory: journal, configuration: JournalConfiguration(epoch: 1))
+        _ = try writer.append(kind: .layout, payload: [0xDE, 0xAD, 0xBE, 0xEF])
+        _ = try writer.append(kind: .record, payload: [0, 0, 1, 2, 3, 4])
+        try writer.sync()
+        try writer.close()
+        let reader = try JournalReader(directory: journal, from: 1)
+        var body: [UInt8] = [], entries: [Range<Int>] = []
+        _ = try reader.readEntries(maxEntries: 10, maxBytes: .max, into: &body, ranges: &entries)
+
+        let trail = try MDFTrail()
+        trail.follow(device: "bad-01", journalDirectory: journal, mdfDirectory: work.appendingPathComponent("mdf").path, committed: 0)
+        trail.committed(device: "bad-01", first: 1, body: body, entries: entries)
+        var dropped: [DAQError] = []
+        let deadline = Date().addingTimeInterval(10)
+        while dropped.isEmpty && Date() < deadline {
+            usleep(2_000)
+            dropped = try trail.takeCompletions()
+        }
+        #expect(dropped.count == 1 && dropped[0].code == .malformedInput && dropped[0].description.contains("bad-01 seq 1"),
+                "\(dropped)")
+        // Later commits of that device are ignored; the trail still finishes cleanly.
+        trail.committed(device: "bad-01", first: 3, body: body, entries: entries)
+        #expect(try trail.finish().isEmpty)
+    }
+}
