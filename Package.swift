@@ -66,7 +66,7 @@ let package = Package(
         .target(name: "CLinux"),
         .target(name: "Runtime", dependencies: ["DAQCore", "CLinux"]),
         .target(name: "SocketCAN", dependencies: ["DAQCore", "CSocketCAN"]),
-        .target(name: "Uplink", dependencies: ["DAQCore", "Delivery", "CMosquitto", "COpenSSL", "CZstd"]),
+        .target(name: "Uplink", dependencies: ["DAQCore", "Delivery", "Runtime", "CMosquitto", "COpenSSL", "CZstd"]),
         // Adapter: the journal on disk (segments, fsync, ack cursor, quota, reader, verify).
         .target(name: "JournalStore", dependencies: ["DAQCore", "Journal", "Runtime"]),
 

@@ -24,6 +24,9 @@ public struct CollectorOptions: Sendable {
     public var idleExit: Double?
     /// Exit after this many seconds in all.
     public var duration: Double?
+    /// A connect attempt that has no accepted MQTT connection after this many seconds (a host
+    /// that drops the SYN, a TLS handshake that never ends) is given up and tried again.
+    public var connectTimeout: Double = 10
 
     public init(host: String, port: Int, tls: MQTTTLSFiles, output: String) {
         self.host = host
@@ -140,16 +143,74 @@ public final class CollectorService {
     private func stop() {
         stopping = true
         connection?.disconnect()
+        // An attempt still in a blocking connect is not waited for: the process is about to exit.
+        connector.stop(waiting: false)
         loop.stop()
     }
 
+    /// Connects off the loop (`BrokerConnector`: the durable connect blocks in TCP connect, two
+    /// minutes against a host that drops the SYN), so signals, syncs and the MDF thread are served
+    /// meanwhile. Throws only what no retry can mend (the TLS files); a failed or timed-out
+    /// attempt is tried again a second later, once the one before has come back.
     private func connect() throws(DAQError) {
+        guard !stopping else { return }
+        guard !connector.isBusy else {
+            return connector.whenFree { [unowned self] in
+                do throws(DAQError) { try connect() } catch { failure = error; stop() }
+            }
+        }
         let connection = try MQTTConnection(clientID: options.clientID, tls: options.tls, cleanStart: false)
-        try connection.connectDurable(host: options.host, port: options.port, sessionExpiry: options.sessionExpiry)
-        for topic in Self.subscriptions { try connection.subscribe(topic) }
-        subscriptionsGranted = 0
-        self.connection = connection
-        watch()
+        connectAttempt += 1
+        let attempt = connectAttempt
+        let (host, port, expiry) = (options.host, options.port, options.sessionExpiry)
+        do throws(DAQError) {
+            try connector.start(connection) { (connection: MQTTConnection) throws(DAQError) in
+                try connection.connectDurable(host: host, port: port, sessionExpiry: expiry)
+            }
+        } catch {
+            return connectFailed(error)
+        }
+        loop.schedule(at: loop.clock.now() + Int64(options.connectTimeout * 1e9)) { [unowned self] in
+            guard !stopping, connectAttempt == attempt, self.connection?.isAccepted != true else { return }
+            let what = self.connection == nil ? "no TCP connection" : "no MQTT session"
+            connector.abandon()
+            reconnectLater()
+            connectFailed(DAQError(.io, "\(what) within \(options.connectTimeout) s"))
+        }
+    }
+
+    private lazy var connector: BrokerConnector = {
+        let connector = BrokerConnector(loop: loop)
+        connector.started = { [unowned self] result in
+            switch result {
+            case .success(let connection):
+                do throws(DAQError) {
+                    for topic in Self.subscriptions { try connection.subscribe(topic) }
+                } catch {
+                    return connectFailed(error)
+                }
+                subscriptionsGranted = 0
+                self.connection = connection
+                watch()
+            case .failure(let error):
+                connectFailed(error)
+            }
+        }
+        return connector
+    }()
+    /// Numbers connect attempts, so a deadline only ends the attempt it was armed for.
+    private var connectAttempt = 0
+    /// The last connect failure reported (a broker down for long is reported once, not per retry).
+    private var lastConnectFailure: String?
+
+    private func connectFailed(_ error: DAQError) {
+        let text = "\(error)"
+        if text != lastConnectFailure {
+            writeError("daqctl collect: cannot connect to \(options.host):\(options.port): \(text); retrying every second\n")
+            lastConnectFailure = text
+        }
+        guard connection == nil, !stopping else { return }
+        scheduleReconnect()
     }
 
     private func watch() {
@@ -175,10 +236,15 @@ public final class CollectorService {
         scheduleReconnect()
     }
 
+    private var reconnectScheduled = false
+
     private func scheduleReconnect() {
+        guard !reconnectScheduled else { return }
+        reconnectScheduled = true
         loop.schedule(at: loop.clock.now() + 1_000_000_000) { [unowned self] in
-            guard !stopping else { return }
-            do throws(DAQError) { try connect() } catch { scheduleReconnect() }
+            reconnectScheduled = false
+            guard !stopping, connection == nil else { return }
+            do throws(DAQError) { try connect() } catch { failure = error; stop() }
         }
     }
 
@@ -205,6 +271,7 @@ public final class CollectorService {
                 subscriptionsGranted += 1
                 if subscriptionsGranted == Self.subscriptions.count {
                     writeError("daqctl collect: subscribed to devices/+/data on \(options.host):\(options.port)\n")
+                    lastConnectFailure = nil
                 }
             default:
                 break

@@ -90,16 +90,18 @@ public final class WorkerThread: @unchecked Sendable {
         }
     }
 
-    /// Runs the jobs still queued, then stops the worker and waits for it. Call once, from the
-    /// owner's thread, before dropping the last reference (the worker holds one until then).
-    public func shutdown() {
+    /// Runs the jobs still queued, then stops the worker and, `waiting`, waits for it; otherwise
+    /// the thread ends on its own once they are done (for a job that may block for minutes, in a
+    /// process about to exit). Call once, from the owner's thread, before dropping the last
+    /// reference (the worker holds one until then).
+    public func shutdown(waiting: Bool = true) {
         guard running else { return }
         running = false
         locked {
             stopping = true
             pthread_cond_signal(wake)
         }
-        pthread_join(thread, nil)
+        if waiting { pthread_join(thread, nil) } else { pthread_detach(thread) }
     }
 
     private func work() {

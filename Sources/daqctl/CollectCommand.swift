@@ -17,7 +17,13 @@ struct CollectCommand: ParsableCommand {
             framing, sequence range), drops what it already holds, holds a bounded number of early \
             batches, asks the device to resend a gap (devices/<id>/cmd), appends committed entries \
             to <out>/<device>/journal/ and fsyncs before publishing the end-to-end ack \
-            (devices/<id>/ack). The rebuilt journal's segments are byte-identical to the device's.
+            (devices/<id>/ack). The rebuilt journal's segments are byte-identical to the device's. \
+            MDF files of each measurement follow in <out>/<device>/mdf/, written at idle priority \
+            (they trail the journal while the collector is busy; a clean stop finalizes them).
+
+            It connects off its loop and keeps trying, once a second, while the broker cannot be \
+            reached (refused, unreachable, or silent for --connect-timeout): the failure is \
+            reported once, and a signal stops it at once whatever the broker does.
 
             The config file (TOML):
               broker = "127.0.0.1:8883"
@@ -50,6 +56,15 @@ struct CollectCommand: ParsableCommand {
 
     @Option(help: "Exit after this many seconds.")
     var duration: Double?
+
+    @Option(help: "Give up a connect attempt with no accepted MQTT session after this many seconds, and try again.")
+    var connectTimeout: Double = 10
+
+    func validate() throws {
+        guard connectTimeout > 0, connectTimeout.isFinite else {
+            throw ValidationError("--connect-timeout must be a number of seconds above 0, not \(connectTimeout)")
+        }
+    }
 
     func run() throws {
         var values: [String: String] = [:]
@@ -92,6 +107,7 @@ struct CollectCommand: ParsableCommand {
         if let expiry { options.sessionExpiry = expiry }
         options.idleExit = idleExit
         options.duration = duration
+        options.connectTimeout = connectTimeout
         do {
             let reports = try CollectorService(options: options).run()
             for report in reports {

@@ -41,18 +41,20 @@ final class UplinkRig: @unchecked Sendable {
     var journal: URL { work.appendingPathComponent("device/journal") }
     var collected: URL { work.appendingPathComponent("collected") }
 
-    func startCollector() throws {
+    /// Starts the collector on the broker (or on `port`), and waits until it has subscribed
+    /// (unless `subscribed` is false).
+    func startCollector(port: Int? = nil, subscribed: Bool = true, extra: [String] = []) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Self.daqctl)
-        process.arguments = ["collect", "--broker", "localhost:\(broker.port)", "--pki", broker.pkiDirectory.path,
-                             "--out", collected.path]
+        process.arguments = ["collect", "--broker", "localhost:\(port ?? broker.port)", "--pki", broker.pkiDirectory.path,
+                             "--out", collected.path] + extra
         process.standardOutput = FileHandle.nullDevice
         process.standardError = try FileHandle(forWritingTo: logFile("collector"))
         try process.run()
         collector = process
         // Wait until its subscriptions are granted: a batch published before that has no
         // subscriber and is dropped by the broker (the tests that publish by hand need this).
-        let deadline = Date().addingTimeInterval(15)
+        let deadline = Date().addingTimeInterval(subscribed ? 15 : 0)
         while !read("collector").contains("daqctl collect: subscribed"), process.isRunning, Date() < deadline {
             usleep(20_000)
         }
@@ -138,7 +140,7 @@ final class UplinkRig: @unchecked Sendable {
 
     private func logFile(_ name: String) throws -> URL {
         let url = work.appendingPathComponent("\(name).log")
-        FileManager.default.createFile(atPath: url.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: url.path, contents: nil)
         return url
     }
 
