@@ -115,7 +115,12 @@ public final class CollectorService {
         }
         // The MDF files catch up with every commit and are finalized (this waits for the thread).
         do throws(DAQError) {
-            for dropped in try mdf.finish() { writeError("daqctl collect: no MDF files for this device: \(dropped)\n") }
+            var dropped = try mdf.takeCompletions()
+            if mdf.isBehind {
+                writeError("daqctl collect: the MDF files trail the journal; writing the rest before finalizing them\n")
+            }
+            dropped += try mdf.finish()
+            for error in dropped { writeError("daqctl collect: no more MDF files for this device: \(error)\n") }
         } catch {
             if failure == nil { failure = error }
         }
@@ -126,9 +131,9 @@ public final class CollectorService {
         }
     }
 
-    /// Reopens every device this output directory already holds, so state (and the current
-    /// measurement's MDF file) is restored before any batch arrives, and a clean stop finalizes
-    /// files even for devices that send nothing in this run.
+    /// Reopens every device this output directory already holds, so its state is restored before
+    /// any batch arrives (its MDF files are rewritten from where they were, on the MDF thread), and
+    /// a clean stop finalizes files even for devices that send nothing in this run.
     private func resumeKnownDevices() throws(DAQError) {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: options.output) else { return }
         for device in names.sorted() {

@@ -170,6 +170,10 @@ final class MDFTrail {
     private var behind: [String: UInt64] = [:]
     private var nextToken = 0
 
+    /// Whether the files are behind the commits handed over so far (jobs queued or running, or
+    /// commits left to read back from the journal).
+    var isBehind: Bool { !queuedBytes.isEmpty || !behind.isEmpty }
+
     /// Readable while jobs have finished: watch it and call `takeCompletions()`.
     var fileDescriptor: Int32 { worker.fileDescriptor }
 
