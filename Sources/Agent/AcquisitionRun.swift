@@ -25,6 +25,11 @@ public final class AcquisitionRun {
     private let journal: JournalWriter
     private var ring: RecordRing
     private var commit: GroupCommitPolicy
+    /// Journal syncs and ack-cursor writes, off the loop.
+    private let persistence: JournalPersistence
+    /// Bytes appended while a sync was under way (it does not cover them), and when the first was:
+    /// told to the group-commit policy again once that sync is done.
+    private var appendedDuringSync: (bytes: Int, since: Int64)?
     private let loop = EventLoop()
     private var records = RecordBuffer()
     private var summary = AcquisitionSummary()
@@ -68,6 +73,7 @@ public final class AcquisitionRun {
             epoch: options.epoch, segmentSizeLimit: options.segmentSizeLimit, quotaBytes: options.quotaBytes))
         ring = RecordRing(capacity: options.ringCapacity)
         commit = GroupCommitPolicy(options.commit)
+        persistence = try JournalPersistence(journal: journal, loop: loop)
         recordsPerGroup = Array(repeating: 0, count: binding.groups.count)
         bytesPerGroup = Array(repeating: 0, count: binding.groups.count)
         startedAt = loop.clock.now()
@@ -86,6 +92,7 @@ public final class AcquisitionRun {
 
     /// Runs to the end and returns the summary. Throws for I/O errors other than a full journal.
     public func run() throws(DAQError) -> AcquisitionSummary {
+        persistence.synced = { [unowned self] in journalSynced($0) }
         let signals = try SignalWatch()
         loop.watch(signals.fileDescriptor, interest: .read) { [unowned self] _ in
             if !signals.drain().isEmpty { finish(.signal) }
@@ -94,7 +101,8 @@ public final class AcquisitionRun {
             updates = try makeUpdateTask(ota)
         }
         if let options = options.uplink {
-            let task = UplinkTask(options: options, loop: loop, journal: journal, seed: UInt64(bitPattern: startedAt))
+            let task = UplinkTask(options: options, loop: loop, journal: journal, persistence: persistence,
+                                  seed: UInt64(bitPattern: startedAt))
             uplink = task
             if let updates { connect(updates, to: task) }
             task.start(ring: { [unowned self] in ring })
@@ -346,7 +354,11 @@ public final class AcquisitionRun {
         let framed = JournalFraming.framedLength(payloadLength: payload.count)
         summary.journalBytesWritten += UInt64(framed)
         journal.withLastAppendedEntry { ring.append(seq: seq, bytes: $0) }
-        apply(commit.on(.appended(bytes: framed, now: loop.clock.now())))
+        let now = loop.clock.now()
+        if persistence.isSyncing {
+            appendedDuringSync = ((appendedDuringSync?.bytes ?? 0) + framed, appendedDuringSync?.since ?? now)
+        }
+        apply(commit.on(.appended(bytes: framed, now: now)))
     }
 
     private func apply(_ action: GroupCommitPolicy.Action) {
@@ -354,11 +366,12 @@ public final class AcquisitionRun {
         case .none:
             break
         case .syncNow:
+            // Off the loop; `journalSynced` follows. One under way already: the appends since are
+            // told to the policy again when it is done, which asks for the next.
             do throws(DAQError) {
-                try journal.sync()
-                _ = commit.on(.synced)
-                uplink?.journalSynced(upTo: journal.lastSyncedSequence)
-                try mdf?.flush()
+                if try !persistence.startSync(), !persistence.isSyncing {
+                    _ = commit.on(.synced)  // nothing unsynced: a segment rotation synced it all
+                }
             } catch {
                 fail(error)
             }
@@ -367,6 +380,19 @@ public final class AcquisitionRun {
                 guard !stopped else { return }
                 apply(commit.on(.timerFired(now: loop.clock.now())))
             }
+        }
+    }
+
+    /// A sync started by `.syncNow` is done: its entries may leave the device, the MDF bytes
+    /// queued so far follow them to disk, and what was appended meanwhile starts the next group.
+    private func journalSynced(_ result: Result<Void, DAQError>) {
+        if case .failure(let error) = result { return fail(error) }
+        _ = commit.on(.synced)
+        uplink?.journalSynced(upTo: journal.lastSyncedSequence)
+        do throws(DAQError) { try mdf?.flush() } catch { return fail(error) }
+        if let during = appendedDuringSync {
+            appendedDuringSync = nil
+            apply(commit.on(.appended(bytes: during.bytes, now: during.since)))
         }
     }
 
@@ -418,6 +444,7 @@ public final class AcquisitionRun {
         completed = true
         uplink?.stop()
         updates?.stop()
+        persistence.finish()  // a sync or cursor write under way returns first
         do throws(DAQError) { try journal.close() } catch { if failure == nil && error.code != .journalFull { failure = error } }
         do throws(DAQError) { try mdf?.finish() } catch { if failure == nil { failure = error } }
         let counters = pipeline.counters

@@ -73,6 +73,7 @@ final class UplinkTask {
     let options: UplinkOptions
     private let loop: EventLoop
     private let journal: JournalWriter
+    private let persistence: JournalPersistence
     private var sender: UplinkSender
     private var connection: MQTTConnection?
     /// Connects to a broker given by name off the loop (its name lookup may block for seconds).
@@ -140,13 +141,21 @@ final class UplinkTask {
     private var connectionFiles: MQTTTLSFiles?
     private var connectionAccepted = false
 
-    init(options: UplinkOptions, loop: EventLoop, journal: JournalWriter, seed: UInt64) {
+    init(options: UplinkOptions, loop: EventLoop, journal: JournalWriter, persistence: JournalPersistence, seed: UInt64) {
         self.options = options
         self.loop = loop
         self.journal = journal
+        self.persistence = persistence
         jitter = Jitter(seed: seed)
         sender = UplinkSender(policy: options.policy, acknowledged: journal.acknowledgedUpTo,
                               journalEnd: journal.lastSyncedSequence)
+        persistence.acknowledged = { [weak self] result in
+            guard let self else { return }
+            switch result {
+            case .success(let upTo): counters.acknowledged = max(counters.acknowledged, upTo)
+            case .failure(let error): counters.alarms.append("cannot persist the ack cursor: \(error)")
+            }
+        }
     }
 
     var acknowledged: UInt64 { sender.acknowledged }
@@ -192,10 +201,11 @@ final class UplinkTask {
                 publishQueue.append((token, first, last))
                 schedulePublishing()
             case .persistAcknowledged(let upTo):
-                // Persisting costs two fsyncs that stall the loop; acks arrive every few ms while
-                // a backlog drains. A cursor persisted late only means a longer resend after a
-                // crash (the collector drops what it holds), so persist at most every interval —
-                // and at once when everything is acknowledged.
+                // Persisting costs two fsyncs (off the loop, but they wear an SD card and queue
+                // behind the journal's syncs); acks arrive every few ms while a backlog drains. A
+                // cursor persisted late only means a longer resend after a crash (the collector
+                // drops what it holds), so persist at most every interval — and at once when
+                // everything is acknowledged.
                 acknowledgedToPersist = upTo
                 onAcknowledged?(upTo)
                 if isDrained {
@@ -223,15 +233,12 @@ final class UplinkTask {
         }
     }
 
+    /// Persists the newest acknowledged entry as the journal's cursor, off the loop
+    /// (`JournalPersistence`: two fsyncs; `counters.acknowledged` follows once it is written).
     private func persistAcknowledged() {
         guard let upTo = acknowledgedToPersist else { return }
         acknowledgedToPersist = nil
-        do throws(DAQError) {
-            try journal.acknowledge(upTo: upTo)
-            counters.acknowledged = upTo
-        } catch {
-            counters.alarms.append("cannot persist the ack cursor: \(error)")
-        }
+        persistence.acknowledge(upTo: upTo)
     }
 
     private func connect() {

@@ -361,6 +361,57 @@ public final class JournalWriter {
         acknowledgedUpTo = sequence
     }
 
+    /// An ack cursor write another thread may run (`BackgroundSync`): the record, where it goes,
+    /// and a duplicate of the directory's descriptor to sync the rename with.
+    public struct AckTicket: Sendable {
+        public let upTo: UInt64
+        let record: [UInt8]
+        let temporaryPath: String
+        let path: String
+        let directoryFD: Int32
+
+        /// Writes the cursor as `acknowledge(upTo:)` does (ack.tmp, fsync, rename, fsync the
+        /// directory) and closes the duplicate; 0, or the errno of the step that failed.
+        public func persist() -> Int32 {
+            defer { FileOps.close(directoryFD) }
+            do {
+                try JournalWriter.writeAck(record, temporary: temporaryPath, path: path, directoryFD: directoryFD)
+                return 0
+            } catch {
+                return error.errno
+            }
+        }
+    }
+
+    /// Starts persisting the ack cursor at `sequence` without waiting for it (nil when it is not
+    /// ahead of the persisted one): run `persist()` off the loop, then report with
+    /// `finishAcknowledge`. One at a time: they share ack.tmp.
+    public func beginAcknowledge(upTo sequence: UInt64) throws(DAQError) -> AckTicket? {
+        try ensureUsable()
+        guard sequence > acknowledgedUpTo else { return nil }
+        guard sequence <= lastSyncedSequence else {
+            throw DAQError(.journalMisuse, "ack up to \(sequence) is beyond the last synced seq \(lastSyncedSequence)",
+                           at: InputLocation(file: layout.ackPath))
+        }
+        let copy = fcntl(directoryFD, F_DUPFD_CLOEXEC, 0)
+        guard copy >= 0 else {
+            throw SystemCallError(errno: errno).daqError("duplicate the directory's descriptor", path: directory)
+        }
+        return AckTicket(upTo: sequence, record: AckRecord(epoch: epoch, acknowledgedUpTo: sequence).bytes,
+                         temporaryPath: layout.ackTemporaryPath, path: layout.ackPath, directoryFD: copy)
+    }
+
+    /// The outcome of a ticket's `persist()`. Out of space, it is written again here the way
+    /// `acknowledge(upTo:)` does (freeing an acknowledged segment first); any other failure is
+    /// thrown and leaves the persisted cursor where it was (the writer stays usable).
+    public func finishAcknowledge(_ ticket: AckTicket, errno code: Int32) throws(DAQError) {
+        guard code == 0 else {
+            if SystemCallError(errno: code).isOutOfSpace { return try acknowledge(upTo: ticket.upTo) }
+            throw SystemCallError(errno: code).daqError("write ack cursor", path: ticket.temporaryPath)
+        }
+        acknowledgedUpTo = max(acknowledgedUpTo, ticket.upTo)
+    }
+
     /// Syncs and releases the directory. The writer cannot be used afterwards.
     public func close() throws(DAQError) {
         guard !isClosed else { return }
@@ -457,17 +508,24 @@ public final class JournalWriter {
     }
 
     private func writeAck(_ record: AckRecord) throws(SystemCallError) {
-        let temporary = layout.ackTemporaryPath
+        try Self.writeAck(record.bytes, temporary: layout.ackTemporaryPath, path: layout.ackPath, directoryFD: directoryFD)
+    }
+
+    private static func writeAck(_ bytes: [UInt8], temporary: String, path: String, directoryFD: Int32) throws(SystemCallError) {
         let fd = try FileOps.open(temporary, O_WRONLY | O_CREAT | O_TRUNC)
+        // Closed once only: this runs on a worker too, where a second close could hit a
+        // descriptor the loop has opened meanwhile under the same number.
+        var open = true
         do {
             var written = 0
-            try FileOps.writeAll(fd, record.bytes, written: &written)
+            try FileOps.writeAll(fd, bytes, written: &written)
             try FileOps.fullSync(fd)
             FileOps.close(fd)
-            try FileOps.rename(temporary, layout.ackPath)
+            open = false
+            try FileOps.rename(temporary, path)
             try FileOps.fullSync(directoryFD)
         } catch {
-            FileOps.close(fd)
+            if open { FileOps.close(fd) }
             _ = try? FileOps.unlink(temporary)
             throw error
         }

@@ -110,3 +110,48 @@ import JournalStore
         try writer.close()
     }
 }
+
+extension BackgroundSyncTests {
+    /// The device persists its ack cursor off the loop: the ticket's write lands the cursor a
+    /// reopened journal reads, the writer counts it only once told, and a cursor beyond what is
+    /// synced is refused before anything is written.
+    @Test func anAckTicketPersistsTheCursorOffTheCaller() throws {
+        let dir = try freshJournalDirectory("bgack")
+        defer { removeJournalDirectory(dir) }
+        let writer = try JournalWriter(directory: dir, configuration: JournalConfiguration(epoch: 5))
+        for sequence in UInt64(1)...6 { try writer.append(kind: .record, payload: pattern(sequence)) }
+        try writer.sync()
+        #expect(throws: DAQError.self) { _ = try writer.beginAcknowledge(upTo: 7) }
+
+        let ticket = try #require(try writer.beginAcknowledge(upTo: 4))
+        #expect(ticket.upTo == 4 && writer.acknowledgedUpTo == 0)
+        let syncer = try BackgroundSync()
+        defer { syncer.shutdown() }
+        syncer.submit(token: 3, ack: ticket)
+        let done = try completions(syncer, count: 1)
+        #expect(done.map { [$0.token, Int($0.errno)] } == [[3, 0]])
+        try writer.finishAcknowledge(ticket, errno: done[0].errno)
+        #expect(writer.acknowledgedUpTo == 4)
+        #expect(try writer.beginAcknowledge(upTo: 4) == nil, "not ahead of the persisted cursor")
+        try writer.close()
+        #expect(try JournalWriter(directory: dir, configuration: JournalConfiguration(epoch: 5)).acknowledgedUpTo == 4)
+    }
+
+    /// A cursor write that failed (here EIO, as a dying card reports it) leaves the cursor where it
+    /// was and the writer usable: the entries stay until a later write succeeds.
+    @Test func aFailedAckWriteLeavesTheCursorAndTheWriterUsable() throws {
+        let dir = try freshJournalDirectory("bgackfail")
+        defer { removeJournalDirectory(dir) }
+        let writer = try JournalWriter(directory: dir, configuration: JournalConfiguration(epoch: 5))
+        for sequence in UInt64(1)...3 { try writer.append(kind: .record, payload: pattern(sequence)) }
+        try writer.sync()
+        let ticket = try #require(try writer.beginAcknowledge(upTo: 3))
+        #expect(throws: DAQError.self) { try writer.finishAcknowledge(ticket, errno: EIO) }
+        #expect(writer.acknowledgedUpTo == 0)
+        try writer.append(kind: .record, payload: pattern(4))
+        try writer.sync()
+        try writer.acknowledge(upTo: 4)
+        #expect(writer.acknowledgedUpTo == 4)
+        try writer.close()
+    }
+}

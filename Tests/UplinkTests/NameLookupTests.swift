@@ -53,11 +53,9 @@ import Glibc
 
         // Entries kept being appended all along (at ×1 one every few ms): while lookups hung, and
         // after. A lookup on the loop stopped them for its whole 2 s timeout at every attempt.
-        let appends = try String(contentsOf: trace, encoding: .utf8).split(separator: "\n").compactMap { line -> Int64? in
-            line.split(separator: " ").last.flatMap { Int64($0) }
-        }
+        let appends = try UplinkRig.appendTimes(trace)
         try #require(appends.filter { $0 < started + 5_000_000_000 }.count > 100, "too few entries appended while lookups hung")
-        let longestGap = zip(appends, appends.dropFirst()).map { $1 - $0 }.max() ?? 0
+        let longestGap = UplinkRig.longestGap(appends)
         #expect(longestGap < 500_000_000, "acquisition stood still for \(Double(longestGap) / 1e9) s while the name did not resolve")
     }
 }

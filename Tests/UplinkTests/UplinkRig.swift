@@ -146,4 +146,16 @@ final class UplinkRig: @unchecked Sendable {
 
     /// Sleeps on the test thread.
     static func pause(_ seconds: Double) { usleep(useconds_t(seconds * 1e6)) }
+
+    /// The moment (CLOCK_REALTIME ns) of every journal append in a DAQLINK_APPEND_TRACE file, in order.
+    static func appendTimes(_ trace: URL) throws -> [Int64] {
+        try String(contentsOf: trace, encoding: .utf8).split(separator: "\n").compactMap { line -> Int64? in
+            line.split(separator: " ").last.flatMap { Int64($0) }
+        }
+    }
+
+    /// The longest pause between two consecutive appends, in ns.
+    static func longestGap(_ appends: [Int64]) -> Int64 {
+        zip(appends, appends.dropFirst()).map { $1 - $0 }.max() ?? 0
+    }
 }
