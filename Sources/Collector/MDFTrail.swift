@@ -195,6 +195,8 @@ final class MDFTrail {
         let last = first + UInt64(entries.count) - 1
         guard behind[device] == nil, queued + body.count <= maxQueued else {
             behind[device] = last
+            // With no job in flight, no completion would come to start the read-back.
+            if queuedBytes.isEmpty { catchUpBehind() }
             return
         }
         submit(bytes: body.count) { follower.run { () throws(DAQError) in try follower.feed(first: first, body: body, entries: entries) } }
