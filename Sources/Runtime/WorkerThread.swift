@@ -52,10 +52,19 @@ public final class WorkerThread: @unchecked Sendable {
         pthread_cond_init(wake, nil)
         // The worker holds a reference until it returns (after `shutdown()`).
         let context = Unmanaged.passRetained(self).toOpaque()
+        // The thread starts with every signal blocked (it inherits the mask of the thread that
+        // creates it), so it never takes one meant for the loop's signalfd. A worker created
+        // before `SignalWatch` blocked SIGINT would otherwise be picked for it by the kernel and,
+        // where SIGINT is ignored (a job started with `&` by a script), swallow it: found as a
+        // daqlink that did not stop on SIGINT, now and then, in the vcan test.
+        var all = sigset_t(), previous = sigset_t()
+        sigfillset(&all)
+        pthread_sigmask(SIG_SETMASK, &all, &previous)
         let started = pthread_create(&thread, nil, { context in
             Unmanaged<WorkerThread>.fromOpaque(context!).takeRetainedValue().work()
             return nil
         }, context)
+        pthread_sigmask(SIG_SETMASK, &previous, nil)
         guard started == 0 else {
             Unmanaged<WorkerThread>.fromOpaque(context).release()
             throw DAQError(.system, "cannot start the thread for \(what): \(String(cString: strerror(started)))")

@@ -69,3 +69,31 @@ extension WorkerThreadTests {
         #expect(sched_getscheduler(0) == 0)
     }
 }
+
+extension WorkerThreadTests {
+    /// A worker never takes a signal meant for the loop: SIGINT and SIGTERM are blocked in it
+    /// even when the thread creating it had them unblocked (as before `SignalWatch`), and the
+    /// creator's own mask is left as it was.
+    @Test func aWorkerBlocksEverySignal() throws {
+        @Sendable func blocked(_ signal: Int32) -> Int32 {
+            var mask = sigset_t()
+            pthread_sigmask(SIG_BLOCK, nil, &mask)
+            return sigismember(&mask, signal)
+        }
+        // The creating thread with SIGINT and SIGTERM unblocked, as a program's main thread is
+        // before `SignalWatch` (restored afterwards).
+        var unblock = sigset_t(), saved = sigset_t()
+        sigemptyset(&unblock)
+        sigaddset(&unblock, SIGINT)
+        sigaddset(&unblock, SIGTERM)
+        pthread_sigmask(SIG_UNBLOCK, &unblock, &saved)
+        defer { pthread_sigmask(SIG_SETMASK, &saved, nil) }
+        let before = (blocked(SIGINT), blocked(SIGTERM))
+        #expect(before == (0, 0))
+        let worker = try WorkerThread("mask probe")
+        worker.submit(token: 1) { blocked(SIGINT) + 2 * blocked(SIGTERM) }
+        worker.shutdown()
+        #expect(worker.takeCompletions().map(\.result) == [3], "SIGINT and SIGTERM blocked in the worker")
+        #expect(blocked(SIGINT) == before.0 && blocked(SIGTERM) == before.1)
+    }
+}
