@@ -93,9 +93,7 @@ public final class CollectorService {
         self.mdf = mdf
         loop.watch(mdf.fileDescriptor, interest: .read) { [unowned self] _ in
             do throws(DAQError) {
-                for dropped in try mdf.takeCompletions() {
-                    writeError("daqctl collect: no more MDF files for this device (its journal goes on): \(dropped)\n")
-                }
+                try mdf.takeCompletions().forEach(reportMDFDropped)
             } catch {
                 storageFailed(error)
             }
@@ -120,7 +118,7 @@ public final class CollectorService {
                 writeError("daqctl collect: the MDF files trail the journal; writing the rest before finalizing them\n")
             }
             dropped += try mdf.finish()
-            for error in dropped { writeError("daqctl collect: no more MDF files for this device: \(error)\n") }
+            dropped.forEach(reportMDFDropped)
         } catch {
             if failure == nil { failure = error }
         }
@@ -429,6 +427,11 @@ public final class CollectorService {
         } catch {
             writeError("daqctl collect: cannot record a security event: \(error)\n")
         }
+    }
+
+    /// A device's MDF files ended on a layout entry that cannot be read (`MDFTrail`).
+    private func reportMDFDropped(_ error: DAQError) {
+        writeError("daqctl collect: no more MDF files for this device (its journal goes on): \(error)\n")
     }
 
     private func writeError(_ text: String) {

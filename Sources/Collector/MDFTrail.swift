@@ -22,8 +22,9 @@ import Glibc
 
 /// One device's MDF files, fed its committed entries in order. Which measurement it was writing
 /// survives a kill (`measurementLog`), so a restart rewrites from there: files still being written
-/// when the collector died — several measurements' worth, if the trail lagged — are complete again. Every call after `init` runs on the
-/// MDF thread (unchecked Sendable: the loop only creates it and hands it to that thread's jobs).
+/// when the collector died — several measurements' worth, if the trail lagged — are complete
+/// again. Every call after `init` runs on the MDF thread (unchecked Sendable: the loop only
+/// creates it and hands it to that thread's jobs).
 final class MDFFollower: @unchecked Sendable {
     let deviceID: String
     private let journalDirectory: String
@@ -156,7 +157,7 @@ final class MDFFollower: @unchecked Sendable {
 }
 
 /// The collector's side of the MDF thread: hands each device's commits to its `MDFFollower`, in
-/// order, and reports the first failure (the collector then stops, as for any storage failure).
+/// order, and reports failures (`failures(removing:)`).
 final class MDFTrail {
     /// Batch bodies queued for the thread at most; beyond, the entries are read back from the
     /// journal when the queue has room again.
@@ -211,16 +212,7 @@ final class MDFTrail {
             queued -= queuedBytes.removeValue(forKey: done.token) ?? 0
             failed = failed || done.result != 0
         }
-        var dropped: [DAQError] = []
-        if failed {
-            for (device, follower) in followers {
-                guard let failure = follower.failure else { continue }
-                guard failure.code == .malformedInput else { throw failure }
-                dropped.append(failure)
-                followers[device] = nil
-                behind[device] = nil
-            }
-        }
+        let dropped = failed ? try failures(removing: true) : []
         // Room again: what went unqueued is read back from the journal.
         if queued <= maxQueued / 2 { catchUpBehind() }
         return dropped
@@ -235,11 +227,22 @@ final class MDFTrail {
         }
         worker.shutdown()
         _ = worker.takeCompletions()
+        return try failures(removing: false)
+    }
+
+    /// The followers' failures: one that met a layout entry it cannot read (malformed input) is
+    /// returned, and with `removing` dropped (its device gets no more MDF files); any other
+    /// failure (a write error, a full disk) is thrown.
+    private func failures(removing: Bool) throws(DAQError) -> [DAQError] {
         var dropped: [DAQError] = []
-        for follower in followers.values {
+        for (device, follower) in followers {
             guard let failure = follower.failure else { continue }
             guard failure.code == .malformedInput else { throw failure }
             dropped.append(failure)
+            if removing {
+                followers[device] = nil
+                behind[device] = nil
+            }
         }
         return dropped
     }

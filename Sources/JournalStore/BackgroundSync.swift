@@ -1,10 +1,11 @@
 // fdatasync (and the device's ack cursor writes: two fsyncs each) off the event loop. Linux has
 // no asynchronous fdatasync short of io_uring, and one takes milliseconds — on an SD card busy
-// with its own housekeeping, hundreds of them. In a 50 MB backlog drain the collector spent 87 ms of a 0.25 s drain in 54
-// of them (0.3–5 ms each), during which it could neither read the next batches nor write them.
-// The syncs run on a `WorkerThread`, which touches nothing but the descriptors it is handed (each
-// a dup, so the owner may close its own meanwhile). The loop still decides everything: what to
-// sync, and that no ack leaves before the sync covering it returned.
+// with its own housekeeping, hundreds of them. In a 50 MB backlog drain the collector spent 87 ms
+// of a 0.25 s drain in 54 of them (0.3–5 ms each), during which it could neither read the next
+// batches nor write them. The jobs run on a `WorkerThread` and touch nothing but what they are
+// handed: a duplicated descriptor (so the owner may close its own meanwhile), or an ack ticket.
+// The loop still decides everything: what to sync, and that no ack leaves before the sync
+// covering it returned.
 import DAQCore
 import Runtime
 #if canImport(Glibc)
@@ -31,14 +32,9 @@ public final class BackgroundSync: Sendable {
     /// the order submitted.
     public func submit(token: Int, fd: Int32) {
         worker.submit(token: token) {
-            var code: Int32 = 0
-            while fdatasync(fd) != 0 {
-                if errno == EINTR { continue }
-                code = errno
-                break
-            }
-            close(fd)
-            return code
+            defer { FileOps.close(fd) }
+            do throws(SystemCallError) { try FileOps.dataSync(fd) } catch { return error.errno }
+            return 0
         }
     }
 

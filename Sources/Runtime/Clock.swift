@@ -14,11 +14,7 @@ public final class SystemClock: MonotonicClock, @unchecked Sendable {
     // Stateless: every call reads the kernel clock, so sharing it across threads is safe.
     public init() {}
 
-    public func now() -> Int64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
-    }
+    public func now() -> Int64 { Self.read(CLOCK_MONOTONIC) }
 
     /// CLOCK_MONOTONIC in nanoseconds, without an instance.
     public static func monotonicNow() -> Int64 { SystemClock().now() }
@@ -37,6 +33,7 @@ public final class SystemClock: MonotonicClock, @unchecked Sendable {
     /// CPU time (user + system) the calling thread has used, in ns (CLOCK_THREAD_CPUTIME_ID).
     public static func threadCPU() -> Int64 { read(CLOCK_THREAD_CPUTIME_ID) }
 
+    /// `clock` in ns.
     private static func read(_ clock: clockid_t) -> Int64 {
         var ts = timespec()
         clock_gettime(clock, &ts)
@@ -44,11 +41,7 @@ public final class SystemClock: MonotonicClock, @unchecked Sendable {
     }
 
     /// Wall-clock time (CLOCK_REALTIME) in ns since the Unix epoch, for kernel-timestamp comparisons.
-    public static func realtime() -> Int64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
-    }
+    public static func realtime() -> Int64 { read(CLOCK_REALTIME) }
 }
 
 /// A clock that only moves when told to: the same tasks run under it deterministically.

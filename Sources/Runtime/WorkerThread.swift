@@ -1,8 +1,10 @@
-// Blocking calls off the event loop. Some calls have no non-blocking form: fdatasync (Linux has
-// none short of io_uring) and getaddrinfo (libmosquitto resolves a broker's name inside
-// mosquitto_connect_async; a 4G dead spot makes that wait for the resolver's timeouts). One worker
-// thread runs such jobs one after another; completions wake the loop through a pipe. The loop
-// still decides everything: what to run, and what to do with each result.
+// Blocking calls off the event loop. Some calls have no non-blocking form: fdatasync and fsync
+// (Linux has none short of io_uring), getaddrinfo (libmosquitto resolves a broker's name inside
+// mosquitto_connect_async; a 4G dead spot makes that wait for the resolver's timeouts) and the
+// blocking TCP connect of mosquitto_connect_bind_v5. And some work may trail the loop at idle
+// priority (the collector's MDF files). One worker thread runs such jobs one after another;
+// completions wake the loop through a pipe. The loop still decides everything: what to run, and
+// what to do with each result.
 import DAQCore
 internal import CLinux
 #if canImport(Glibc)

@@ -9,12 +9,6 @@ import Glibc
 #endif
 
 @Suite(.serialized) struct DeliveryFaultTests {
-    private func expectIdentical(_ rig: UplinkRig, _ context: String) throws {
-        let verify = try rig.verify()
-        #expect(verify.status == 0, "\(context): \(verify.stdout)\n--- collector\n\(rig.read("collector"))")
-        #expect(verify.stdout.contains("byte-identical: yes"), "\(context)")
-    }
-
     @Test func happyPath() throws {
         let rig = try UplinkRig()
         try rig.startCollector()
@@ -22,7 +16,7 @@ import Glibc
         let (status, log) = rig.waitForDevice()
         #expect(status == 0, "\(log)")
         #expect(log.contains("acknowledged up to 3637"), "\(log)")
-        try expectIdentical(rig, "happy path")
+        try rig.expectIdentical("happy path")
     }
 
     @Test func batchesOverTheByteLimitGoAsSeveralMessages() throws {
@@ -34,7 +28,7 @@ import Glibc
         // 992,240 journal bytes in messages of at most 4 KiB of entries: hundreds of messages.
         let batches = log.split(separator: " ").firstIndex(of: "batches,").map { Int(log.split(separator: " ")[$0 - 1]) ?? 0 } ?? 0
         #expect(batches >= 992_240 / 4096, "\(log)")
-        try expectIdentical(rig, "4 KiB messages")
+        try rig.expectIdentical("4 KiB messages")
     }
 
     @Test func manyDevicesAtOnce() throws {
@@ -54,7 +48,7 @@ import Glibc
             let verify = try rig.verify(device: id, journal: rig.work.appendingPathComponent("\(id)/journal"))
             #expect(verify.status == 0, "\(id): \(verify.stdout)")
         }
-        try expectIdentical(rig, "ecu-01 among three devices")
+        try rig.expectIdentical("ecu-01 among three devices")
     }
 
     @Test func linkResetMidBatchAndBlackholedFor30Seconds() throws {
@@ -75,7 +69,7 @@ import Glibc
         let (status, log) = rig.waitForDevice()
         #expect(status == 0, "\(log)")
         #expect(log.contains("disconnects"), "\(log)")
-        try expectIdentical(rig, "reset + blackhole")
+        try rig.expectIdentical("reset + blackhole")
         // Reconnecting over a dead link replaces the half-open connection: noted, not an alarm.
         #expect(!rig.read("collector").contains("ALARM: session takeover"), "\(rig.read("collector"))")
     }
@@ -99,7 +93,7 @@ import Glibc
         rig.proxy.set(.up)
         let (status, log) = rig.waitForDevice()
         #expect(status == 0, "\(log)")
-        try expectIdentical(rig, "handshakes dropped, then the link back")
+        try rig.expectIdentical("handshakes dropped, then the link back")
     }
 
     @Test func brokerKilledWithSigkillAndRestarted() throws {
@@ -112,7 +106,7 @@ import Glibc
         try rig.broker.start()
         let (status, log) = rig.waitForDevice()
         #expect(status == 0, "\(log)")
-        try expectIdentical(rig, "broker kill -9")
+        try rig.expectIdentical("broker kill -9")
     }
 
     @Test func collectorOfflineThenKilledAtRandomMoments() throws {
@@ -136,7 +130,7 @@ import Glibc
         try rig.startCollector()
         let (status, log) = rig.waitForDevice()
         #expect(status == 0, "\(log)")
-        try expectIdentical(rig, "collector offline and kill -9")
+        try rig.expectIdentical("collector offline and kill -9")
         rig.stopCollector()  // a clean stop finalizes the collector's MDF file, as the device's was
         let verify = try rig.verify(within: 5, mdf: deviceMDF)
         #expect(verify.status == 0, "MDF after collector kills: \(verify.stdout)")
@@ -152,7 +146,7 @@ import Glibc
         try rig.startDevice(speed: "max")     // the journal continues; the uplink resends from its cursor
         let (status, log) = rig.waitForDevice()
         #expect(status == 0, "\(log)")
-        try expectIdentical(rig, "device kill -9")
+        try rig.expectIdentical("device kill -9")
     }
 
     @Test func brokerThatDropsSilentlyIsRepaired() throws {
@@ -165,7 +159,7 @@ import Glibc
         try rig.startCollector()
         let (status, log) = rig.waitForDevice()
         #expect(status == 0, "\(log)")
-        try expectIdentical(rig, "silent broker drops")
+        try rig.expectIdentical("silent broker drops")
         #expect(rig.read("collector").isEmpty || !rig.read("collector").contains("rejected"))
     }
 }

@@ -3,6 +3,7 @@
 import DAQCore
 import FaultInjection
 import Foundation
+import Testing
 import TestSupport
 #if canImport(Glibc)
 import Glibc
@@ -146,6 +147,13 @@ final class UplinkRig: @unchecked Sendable {
 
     /// Sleeps on the test thread.
     static func pause(_ seconds: Double) { usleep(useconds_t(seconds * 1e6)) }
+
+    /// `daqctl verify` of the device's journal against the collector's copy passes, byte-identical.
+    func expectIdentical(_ context: String) throws {
+        let verify = try self.verify()
+        #expect(verify.status == 0, "\(context): \(verify.stdout)\n--- collector\n\(read("collector"))")
+        #expect(verify.stdout.contains("byte-identical: yes"), "\(context)")
+    }
 
     /// The moment (CLOCK_REALTIME ns) of every journal append in a DAQLINK_APPEND_TRACE file, in order.
     static func appendTimes(_ trace: URL) throws -> [Int64] {
