@@ -115,6 +115,13 @@ final class UplinkTask {
     private var backlogPartsSince: Int64 = 0
     /// Backlog parts PUBACKed on this connection (the governor trusts "device-bound" only after a window's worth).
     private var backlogPartsAcknowledged = 0
+    /// The link sounding of this connection (`CompressionGovernor.sounded`): its first backlog part,
+    /// if it has at least `CompressionGovernor.soundingBytes` of wire, and nothing else published
+    /// until it is PUBACKed. (Smaller parts are not worth a pause: a sounding of several would
+    /// idle the link while the device queued up parts, which then looks like a device-bound
+    /// period.) `soundingPending`: the next backlog part may start it.
+    private var sounding: (mid: Int32, started: Int64, wireBytes: Int)?
+    private var soundingPending = false
     /// Batches the sender asked for, published one per loop turn (`schedulePublishing`).
     private var publishQueue: [(token: Int, first: UInt64, last: UInt64)] = []
     private var publishTimer: EventLoop.TimerID?
@@ -317,7 +324,8 @@ final class UplinkTask {
         publishTimer = loop.schedule(at: loop.clock.now()) { [weak self] in
             guard let self else { return }
             self.publishTimer = nil
-            guard !self.stopped, !self.publishQueue.isEmpty else { return }
+            // A link sounding holds everything else back until it is PUBACKed (`finishSounding`).
+            guard !self.stopped, !self.publishQueue.isEmpty, self.sounding == nil else { return }
             let (token, first, last) = self.publishQueue.removeFirst()
             // A batch the sender has since given up (a rewind) is not sent.
             if self.sender.isInFlight(token: token) {
@@ -327,6 +335,17 @@ final class UplinkTask {
             }
             if !self.publishQueue.isEmpty { self.schedulePublishing() }
         }
+    }
+
+    /// The link sounding's part is PUBACKed: its lower bound of the link's rate goes to the governor
+    /// and publishing goes on.
+    private func finishSounding(now: Int64) {
+        guard let finished = sounding else { return }
+        sounding = nil
+        governor.sounded(wireBytes: finished.wireBytes, nanoseconds: now - finished.started)
+        counters.linkBytesPerSecond = governor.linkBytesPerSecond
+        logger.debug("link sounding: \(finished.wireBytes) B PUBACKed \(now - finished.started) ns after its publish began → link ≈ \(Int(governor.linkBytesPerSecond ?? 0)) B/s, coding \(governor.codings[governor.choice].name)")
+        schedulePublishing()
     }
 
     private func periodic() {
@@ -372,6 +391,7 @@ final class UplinkTask {
                 logger.info("connected to \(options.host):\(options.port) as \(options.deviceID); resending from \(sender.acknowledged + 1)")
                 governor.linkChanged(initial: BodyCoding.initial)
                 backlogPartsAcknowledged = 0
+                soundingPending = options.compress
                 linkPeriod = (now, 0, 0, 0, 0)
                 connectionAccepted = true
                 if let files = connectionFiles { connectionOutcome?(files, true) }
@@ -391,6 +411,7 @@ final class UplinkTask {
                     backlogPartsAcknowledged += 1
                     backlogPartBytes[mid] = nil
                     linkPeriod.wireBytes += bytes
+                    if sounding?.mid == mid { finishSounding(now: now) }
                 }
                 if let token = tokens.removeValue(forKey: mid) {
                     // The worst reason code of a batch's parts is the batch's.
@@ -469,6 +490,8 @@ final class UplinkTask {
         connectDeadlineTimer = nil
         tokens.removeAll()
         backlogPartBytes.removeAll()
+        sounding = nil
+        soundingPending = false
         publishQueue.removeAll()
         statusInFlight.removeAll()
         partsOutstanding.removeAll()
@@ -569,6 +592,7 @@ final class UplinkTask {
         }
         // The context of the next parts (codecs 3 and 4), whichever way this one was coded.
         recentParts.append(first: first, body: body, entries: entries)
+        let publishStarted = loop.clock.now()
         do throws(DAQError) {
             let mid = try wire.withUnsafeBytes { raw in
                 Result { () throws(DAQError) -> Int32 in try connection.publish(topic: options.dataTopic, payload: raw) }
@@ -579,13 +603,17 @@ final class UplinkTask {
                 backlogPartsWillChange()
                 backlogPartBytes[mid] = wire.count
                 linkPeriod.published += wire.count
+                if soundingPending && wire.count >= CompressionGovernor.soundingBytes {
+                    sounding = (mid, publishStarted, wire.count)
+                }
+                soundingPending = false
             }
             counters.partsByCoding[coding.rawValue] += 1
             if counters.firstPublishAt == nil {
                 counters.firstPublishAt = loop.clock.now()
                 counters.firstPublishCPU = SystemClock.processCPU()
             }
-            wireTrace?.published(wire)
+            wireTrace?.published(wire, rawEntries: coding == .raw ? (first, last, wire.count - body.count) : nil)
             partsOutstanding[token, default: 0] += 1
             counters.batches += 1
             counters.rawBytes += UInt64(body.count)

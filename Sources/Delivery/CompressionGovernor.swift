@@ -108,6 +108,30 @@ public struct CompressionGovernor: Sendable {
         decide()
     }
 
+    /// Wire bytes a link sounding sends at least (`sounded`): one compressed full part. A shaper's
+    /// burst allowance (the test proxy's token bucket holds 16 KB) lets a sounding through faster
+    /// than the link runs; twice the burst at most doubles the estimate, while a coding choice
+    /// turns on factors of ten (a few MB/s over 4G, hundreds to a local broker). Over a real
+    /// cellular link the round trip alone (tens of ms) keeps the estimate low.
+    public static let soundingBytes = 32 << 10
+
+    /// A new connection's first backlog part, `wireBytes` of it (at least `soundingBytes`), was
+    /// published with nothing else in flight, and PUBACKed `nanoseconds` after its publish began.
+    /// No buffer along the way makes a PUBACK come sooner than the broker has the bytes, so the
+    /// link carried them at least that fast: until the link is measured, that lower bound stands
+    /// in for its rate (as an assumption the first measurement replaces). Over a cellular uplink
+    /// it is a few MB/s at most (a round trip is in it), and the next parts get the strongest
+    /// coding at once instead of the initial one until the first period paced by the link. To a
+    /// local broker it is 30–230 MB/s here (one round trip through the broker for a new session's
+    /// first message): raw at once when that already outruns the fast coding, else as before.
+    public mutating func sounded(wireBytes: Int, nanoseconds: Int64) {
+        guard wireBytes > 0, nanoseconds > 0, linkBytesPerSecond == nil || linkAssumed else { return }
+        let bound = Double(wireBytes) / (Double(nanoseconds) / 1e9)
+        linkBytesPerSecond = max(linkBytesPerSecond ?? 0, bound)
+        linkAssumed = true
+        decide()
+    }
+
     /// A new connection may run over another link (another cell, Wi-Fi): forget the link's rate.
     public mutating func linkChanged(initial: Int) {
         linkBytesPerSecond = nil

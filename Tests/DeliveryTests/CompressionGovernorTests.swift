@@ -128,3 +128,47 @@ import Testing
         #expect(g.choice == 1)
     }
 }
+
+/// The link sounding: a new connection's first backlog parts, PUBACKed alone, bound the link's rate from below.
+@Suite struct CompressionGovernorSoundingTests {
+    @Test func aSoundingOfALocalBrokerGoesRawAtOnce() {
+        var g = CompressionGovernorTests().governor()
+        // 51.7 KB PUBACKed 0.2 ms after the publish began: at least 259 MB/s, faster than the fast coding eats.
+        g.sounded(wireBytes: 51_711, nanoseconds: 200_000)
+        #expect(g.linkBytesPerSecond == 51_711 / 200e-6)
+        #expect(g.choice == 0)
+    }
+
+    @Test func aSoundingOfACellularLinkTakesTheStrongestCodingAtOnce() {
+        var g = CompressionGovernorTests().governor()
+        #expect(g.choice == 1)
+        // 51.7 KB in 18 ms (a 2 MB/s uplink after a 16 KB burst): the strongest coding from the next part on.
+        g.sounded(wireBytes: 51_711, nanoseconds: 18_000_000)
+        #expect(g.choice == 2)
+    }
+
+    @Test func aSoundingIsABoundTheFirstMeasurementReplaces() {
+        var g = CompressionGovernorTests().governor()
+        g.sounded(wireBytes: 51_711, nanoseconds: 200_000)
+        #expect(g.choice == 0)
+        // The link sets the pace at 20 MB/s (a LAN behind a slow router): taken as it is, not averaged.
+        g.linkPeriod(wireBytes: 200_000, nanoseconds: 10_000_000, saturatedNanoseconds: 9_000_000, busyNanoseconds: 0,
+                     publishedWireBytes: 200_000)
+        #expect(g.linkBytesPerSecond == 20e6)
+        #expect(g.choice != 0)
+    }
+
+    @Test func aSoundingNeverOverridesAMeasurement() {
+        var g = CompressionGovernorTests().governor()
+        g.linkPeriod(wireBytes: 20_000, nanoseconds: 10_000_000, saturatedNanoseconds: 9_000_000, busyNanoseconds: 0,
+                     publishedWireBytes: 20_000)
+        #expect(g.linkBytesPerSecond == 2e6)
+        g.sounded(wireBytes: 51_711, nanoseconds: 200_000)
+        #expect(g.linkBytesPerSecond == 2e6)
+        #expect(g.choice == 2)
+        // A new connection starts over, and may sound again.
+        g.linkChanged(initial: 1)
+        g.sounded(wireBytes: 51_711, nanoseconds: 200_000)
+        #expect(g.choice == 0)
+    }
+}

@@ -78,6 +78,21 @@ import TestSupport
         #expect(link > 0.07 && link < 0.13, "\(summary)")
     }
 
+    /// A new connection's first full part goes alone and bounds the link's rate from below
+    /// (`CompressionGovernor.sounded`): over the slow link that bound is below 2× the link (the
+    /// proxy's 16 KB burst is under half the part) and the strongest coding follows at once; on
+    /// loopback it is far above the slow link. (512-entry parts: ~40 KB of wire each.)
+    @Test func theFirstFullPartSoundsTheLink() throws {
+        for (rate, range, coding) in [(100_000, 1.0..<200_000.0, "codec-4"), (nil, 1e6..<1e12, nil)] as [(Int?, Range<Double>, String?)] {
+            let rig = try UplinkRig()
+            let log = try drainBacklog(rig, uplinkBytesPerSecond: rate, batchEntries: 512)
+            let line = log.split(separator: "\n").first { $0.contains("link sounding: ") } ?? ""
+            let sounded = line.components(separatedBy: "link ≈ ").last.flatMap { Double($0.split(separator: " ")[0]) } ?? 0
+            #expect(range.contains(sounded), "\(rate.map(String.init) ?? "loopback"): \(line)\n\(log)")
+            if let coding { #expect(line.hasSuffix("coding \(coding)"), "\(line)") }
+        }
+    }
+
     /// Every batch starts on an entry, so every segment start of the device's journal is some
     /// batch's first entry: the collector must cut its copy there too (the batch says so).
     @Test func batchesThatStartASegmentCutTheCollectorsSegmentThere() throws {
