@@ -31,12 +31,15 @@ final class AppendTrace {
 }
 
 /// A hidden measurement aid for `daqctl bench uplink`: when DAQLINK_WIRE_TRACE names a file, the
-/// uplink writes every MQTT payload it publishes on the data topic to that file (each as a u32
-/// little-endian length, then the bytes), so the bench's bare publisher can send exactly the same
-/// messages. Off (nil) otherwise. Each payload is written as it is published (into the page
-/// cache, no fsync): keeping them in memory instead cost the measured drain more CPU
-/// than the drain itself (a growing array copied 47 MB twice over and faulted in fresh pages
-/// for every message; docs/benchmarks.md, "Uplink", first of the current figures).
+/// uplink records every MQTT payload it publishes on the data topic there, so the bench's bare
+/// publisher can send exactly the same messages. Off (nil) otherwise. One record per message:
+/// - `0`, u32 length, the bytes: a coded part, verbatim;
+/// - `1`, u32 header length, the header, u64 first, u64 last: a raw part, whose body is the
+///   journal's framed entries first…last, byte for byte (the bench reads them back from the
+///   journal and checks them against the header's checksum).
+/// All little-endian. Raw parts go by reference because writing them out cost the measured
+/// device CPU it does not spend without the trace: a 47 MB write (~16 ms by `perf`; before that,
+/// keeping them in memory cost more than the drain itself: docs/benchmarks.md, "Uplink").
 final class WireTrace {
     private let fd: Int32
 
@@ -51,9 +54,22 @@ final class WireTrace {
     deinit { close(fd) }
 
     /// Best effort: a measurement aid must not fail the run (a short trace fails the bench instead).
-    func published(_ message: [UInt8]) {
-        let written = withUnsafeBytes(of: UInt32(message.count).littleEndian) { TraceFile.writeAll(fd, $0) }
-        if written { message.withUnsafeBytes { _ = TraceFile.writeAll(fd, $0) } }
+    /// `rawEntries`: the message is a header of `headerLength` bytes, then entries first…last as framed in the journal.
+    func published(_ message: [UInt8], rawEntries: (first: UInt64, last: UInt64, headerLength: Int)?) {
+        var record: [UInt8] = []
+        func append<T: FixedWidthInteger>(_ value: T) { withUnsafeBytes(of: value.littleEndian) { record += $0 } }
+        if let raw = rawEntries {
+            append(UInt8(1))
+            append(UInt32(raw.headerLength))
+            record += message[0..<raw.headerLength]
+            append(raw.first)
+            append(raw.last)
+            _ = record.withUnsafeBytes { TraceFile.writeAll(fd, $0) }
+        } else {
+            append(UInt8(0))
+            append(UInt32(message.count))
+            if record.withUnsafeBytes({ TraceFile.writeAll(fd, $0) }) { message.withUnsafeBytes { _ = TraceFile.writeAll(fd, $0) } }
+        }
     }
 }
 

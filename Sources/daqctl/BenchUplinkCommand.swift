@@ -5,8 +5,10 @@
 import ArgumentParser
 import CANLogs
 import DAQCore
+import Delivery
 import FaultInjection
 import Foundation
+import JournalStore
 import Runtime
 import Uplink
 #if canImport(Glibc)
@@ -38,8 +40,9 @@ struct BenchUplinkCommand: ParsableCommand {
             both CLOCK_REALTIME); the first second is left out (connect)
               5. peers: a bare QoS 1 publisher (MQTTConnection, own poll loop, --peer-window in flight) \
             to a subscriber with the collector's identity, timed until the subscriber has every message; \
-            A publishes the drain's own wire messages byte for byte (the device writes each to the hidden \
-            DAQLINK_WIRE_TRACE file as it publishes it), B the backlog journal's raw bytes in messages of \
+            A publishes the drain's own wire messages byte for byte (the device records each in the hidden \
+            DAQLINK_WIRE_TRACE file as it publishes it: a coded part verbatim, a raw part as its header and \
+            the entries it carries, read back from the journal and checked), B the backlog journal's raw bytes in messages of \
             daqlink's mean batch size. Peer A's CPU (its thread, and the broker's) next to the drain's \
             gives the most ours / peer A can reach when every core is busy.
               6. the same drain over a rate-limited link: bench-03 through a TCP proxy that lets \
@@ -232,7 +235,7 @@ private final class UplinkBench {
                                               window: peerWindow, publisher: publisher, subscriber: subscriber,
                                               topic: "devices/bench-01/peer", brokerPID: brokerPID)
             }
-            let wire = try measure(try Self.messages(inTrace: trace))
+            let wire = try measure(try Self.messages(inTrace: trace, journal: journal))
             let body = try journalBytes(journal)
             let size = max(1, Int(uplink.rawBytes / max(1, uplink.batches)))
             let raw = try measure(stride(from: 0, to: body.count, by: size).map { Array(body[$0..<min(body.count, $0 + size)]) })
@@ -300,18 +303,46 @@ private final class UplinkBench {
         return 0
     }
 
-    /// The messages of a DAQLINK_WIRE_TRACE file (u32 little-endian length, then the bytes).
-    private static func messages(inTrace path: String) throws -> [[UInt8]] {
+    /// The messages of a DAQLINK_WIRE_TRACE file (`WireTrace` in daqlink), byte for byte: coded
+    /// parts as recorded, raw parts as their header followed by the entries it names, read back
+    /// from `journal` and checked against the header (length, framing, sequence, checksum).
+    private static func messages(inTrace path: String, journal: String) throws -> [[UInt8]] {
         let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
         var messages: [[UInt8]] = []
         var offset = 0
-        while offset + 4 <= bytes.count {
-            let length = Int(bytes[offset]) | Int(bytes[offset + 1]) << 8 | Int(bytes[offset + 2]) << 16 | Int(bytes[offset + 3]) << 24
-            guard offset + 4 + length <= bytes.count else { break }
-            messages.append(Array(bytes[(offset + 4)..<(offset + 4 + length)]))
-            offset += 4 + length
+        func take(_ count: Int) throws -> ArraySlice<UInt8> {
+            guard count >= 0, offset + count <= bytes.count else { throw ValidationError("the wire trace \(path) is torn at byte \(offset)") }
+            defer { offset += count }
+            return bytes[offset..<(offset + count)]
         }
-        guard !messages.isEmpty, offset == bytes.count else { throw ValidationError("the wire trace \(path) is empty or torn") }
+        func integer<T: FixedWidthInteger>(_ type: T.Type) throws -> T {
+            try take(MemoryLayout<T>.size).reversed().reduce(T(0)) { $0 << 8 | T($1) }
+        }
+        var reader: (reader: JournalReader, next: UInt64)?
+        while offset < bytes.count {
+            let kind = try integer(UInt8.self)
+            let length = Int(try integer(UInt32.self))
+            var message = Array(try take(length))
+            guard kind == 1 else {
+                guard kind == 0 else { throw ValidationError("the wire trace \(path) has a record of kind \(kind)") }
+                messages.append(message)
+                continue
+            }
+            let first = try integer(UInt64.self), last = try integer(UInt64.self)
+            if reader?.next != first { reader = (try JournalReader(directory: journal, from: first), first) }
+            var ranges: [Range<Int>] = []
+            while reader!.next <= last {
+                guard let run = try reader!.reader.readEntries(maxEntries: Int(last - reader!.next + 1), maxBytes: Int.max,
+                                                               through: last, into: &message, ranges: &ranges)
+                else { throw ValidationError("entries \(reader!.next)…\(last) of the wire trace are not in \(journal)") }
+                reader!.next = run.lastSequence + 1
+            }
+            let source = "\(path), message \(messages.count + 1)"
+            let (header, headerLength) = try message.withUnsafeBytes { try UplinkBatch.decodeHeader($0, source: source) }
+            _ = try message.withUnsafeBytes { try header.validate(body: UnsafeRawBufferPointer(rebasing: $0[headerLength...]), source: source) }
+            messages.append(message)
+        }
+        guard !messages.isEmpty else { throw ValidationError("the wire trace \(path) is empty") }
         return messages
     }
 

@@ -47,6 +47,16 @@ struct BenchUplinkCommandTests {
             #expect(((value as? NSNumber)?.doubleValue ?? -1) >= 0, "\(path) in \(result.stdout)")
         }
 
+        // Peer A sends the drain's own messages: as many, and as many bytes (raw parts rebuilt from
+        // the journal by reference, coded ones as recorded; the bench checks each rebuilt one).
+        func number(_ path: String) -> Double? {
+            var value: Any? = object
+            for key in path.split(separator: ".") { value = (value as? [String: Any])?[String(key)] }
+            return (value as? NSNumber)?.doubleValue
+        }
+        #expect(number("wirePeer.messages") == number("drain.batches"), "\(result.stdout)")
+        #expect(number("wirePeer.wireBytes") == number("drain.wireBytes"), "\(result.stdout)")
+
         // No process started from the work directory outlives the command.
         let leftovers = try runProcess("pgrep", ["-f", work.path])
         #expect(leftovers.stdout.isEmpty, "still running: \(leftovers.stdout)")
