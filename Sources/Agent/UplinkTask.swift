@@ -122,6 +122,7 @@ final class UplinkTask {
     /// period.) `soundingPending`: the next backlog part may start it.
     private var sounding: (mid: Int32, started: Int64, wireBytes: Int)?
     private var soundingPending = false
+    private let soundingTimeout: Int64 = 2_000_000_000
     /// Batches the sender asked for, published one per loop turn (`schedulePublishing`).
     private var publishQueue: [(token: Int, first: UInt64, last: UInt64)] = []
     private var publishTimer: EventLoop.TimerID?
@@ -605,6 +606,14 @@ final class UplinkTask {
                 linkPeriod.published += wire.count
                 if soundingPending && wire.count >= CompressionGovernor.soundingBytes {
                     sounding = (mid, publishStarted, wire.count)
+                    // A PUBACK that does not come (a broker holding it back) must not hold the
+                    // uplink: past this, the sounding is given up and says nothing.
+                    loop.schedule(at: publishStarted + soundingTimeout) { [weak self] in
+                        guard let self, self.sounding?.mid == mid, self.sounding?.started == publishStarted else { return }
+                        self.sounding = nil
+                        self.logger.debug("link sounding: no PUBACK within \(self.soundingTimeout / 1_000_000) ms; given up")
+                        self.schedulePublishing()
+                    }
                 }
                 soundingPending = false
             }

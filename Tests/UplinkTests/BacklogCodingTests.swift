@@ -93,6 +93,30 @@ import TestSupport
         }
     }
 
+    /// A sounding whose PUBACK does not come in time (here a 10 KB/s link: the first ~40 KB part
+    /// takes seconds) is given up after 2 s, and the uplink goes on publishing.
+    @Test func aSoundingThatTakesTooLongIsGivenUp() throws {
+        let rig = try UplinkRig()
+        rig.proxy.set(.down)
+        try rig.startDevice(speed: "max", extra: ["--drain-timeout", "1"])
+        _ = rig.waitForDevice()
+        let oneFrame = rig.work.appendingPathComponent("one-frame.log")
+        let first = try String(contentsOfFile: UplinkRig.log, encoding: .utf8).split(separator: "\n")[0]
+        try (first + "\n").write(to: oneFrame, atomically: true, encoding: .utf8)
+        rig.proxy.limitUplink(bytesPerSecond: 10_000)
+        rig.proxy.set(.up)
+        try rig.startCollector()
+        try rig.startDevice(speed: "max", extra: ["--source", "replay:\(oneFrame.path)", "--drain-timeout", "5", "--log-level", "debug"])
+        let (_, log) = rig.waitForDevice()
+        let lines = log.split(separator: "\n")
+        let givenUp = lines.firstIndex { $0.contains("link sounding: no PUBACK within 2000 ms; given up") }
+        #expect(givenUp != nil, "\(log)")
+        #expect(!lines.contains { $0.contains("link sounding: ") && $0.contains("PUBACKed") }, "\(log)")
+        // Published on after it: link periods count parts sent after the sounding's.
+        let sentAfter = lines[(givenUp ?? lines.endIndex)...].contains { $0.contains("link period:") && !$0.contains("(0 B sent)") }
+        #expect(sentAfter, "\(log)")
+    }
+
     /// Every batch starts on an entry, so every segment start of the device's journal is some
     /// batch's first entry: the collector must cut its copy there too (the batch says so).
     @Test func batchesThatStartASegmentCutTheCollectorsSegmentThere() throws {
