@@ -69,6 +69,7 @@ public final class CollectorService {
     private var nextSyncToken = 0
     /// Writes each device's MDF files from its commits on a thread of idle priority (`MDFTrail`).
     private var mdf: MDFTrail?
+    private var burstTimer: EventLoop.TimerID?
     /// DAQCTL_COMMIT_TRACE (a benchmark aid): commit times per acknowledged batch.
     private let commitTrace = CommitTrace.fromEnvironment()
     /// OTA status reports per device.
@@ -251,6 +252,16 @@ public final class CollectorService {
         }
     }
 
+    /// While the MDF files hold back for a burst of commits, looks every window whether it is over.
+    private func watchBurst() {
+        guard burstTimer == nil, let mdf else { return }
+        burstTimer = loop.schedule(at: loop.clock.now() + MDFTrail.burstWindow) { [unowned self] in
+            burstTimer = nil
+            mdf.tick(now: loop.clock.now())
+            if mdf.holding { watchBurst() }
+        }
+    }
+
     private func periodic() {
         if let connection, !connection.handlePeriodic() { reconnectLater() }
         if let idle = options.idleExit, Double(loop.clock.now() - lastMessage) / 1e9 >= idle { stop() }
@@ -387,7 +398,10 @@ public final class CollectorService {
         if let mdf {
             mdf.follow(device: device, journalDirectory: directory, mdfDirectory: "\(options.output)/\(device)/mdf",
                        committed: sink.committed)
-            sink.onCommitted = { mdf.committed(device: device, first: $0, body: $1, entries: $2) }
+            sink.onCommitted = { [unowned self] in
+                mdf.committed(device: device, first: $0, body: $1, entries: $2, now: loop.clock.now())
+                if mdf.holding { watchBurst() }
+            }
         }
         sinks[device] = sink
         return sink

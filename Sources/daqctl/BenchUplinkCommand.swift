@@ -33,7 +33,8 @@ struct BenchUplinkCommand: ParsableCommand {
             (zstd 1) or as codec 4: the device codes a backlog as the link allows. CPU seconds per \
             process: the device's own between those two moments, the collector's and the broker's \
             from /proc/<pid>/task/*/schedstat around the device's run; then, apart, the \
-            collector's until it goes quiet (its MDF files trail the journal at idle priority).
+            collector's until it has been quiet for 1 s (its MDF files trail the journal at idle \
+            priority, and a backlog's are written once its burst of commits is over).
               4. latency: device bench-02 replays the reference log at original speed for \
             --latency-seconds; per journal entry, the collector's commit time minus the moment the \
             device appended the entry (hidden env traces DAQLINK_APPEND_TRACE / DAQCTL_COMMIT_TRACE, \
@@ -555,13 +556,14 @@ enum ProcessCPU {
     }
 
     /// The CPU seconds `pid` uses from now until it goes quiet (under 0.5 ms of CPU in 10 ms, for
-    /// 200 ms; at most 60 s), and the seconds until its last busy moment.
+    /// 1 s: the collector starts its MDF files up to 200 ms after a burst of commits ends; at most
+    /// 60 s), and the seconds until its last busy moment.
     static func untilQuiet(_ pid: pid_t?) -> (cpu: Double, seconds: Double) {
         let start = SystemClock.monotonicNow()
         let first = seconds(pid)
         guard first.isFinite else { return (.nan, .nan) }
         var last = first, lastBusy = start
-        while SystemClock.monotonicNow() - lastBusy < 200_000_000 && SystemClock.monotonicNow() - start < 60_000_000_000 {
+        while SystemClock.monotonicNow() - lastBusy < 1_000_000_000 && SystemClock.monotonicNow() - start < 60_000_000_000 {
             usleep(10_000)
             let now = seconds(pid)
             if now - last > 0.0005 { lastBusy = SystemClock.monotonicNow() }

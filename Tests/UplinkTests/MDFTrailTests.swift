@@ -71,9 +71,11 @@ import TestSupport
 
     /// Feeds `commits` to `trail` (taking completions every few commits, as the collector's loop
     /// does when the thread wakes it), then finishes it.
+    /// Each commit in a window of its own (no burst; `aBurstIsWrittenAfterIt` makes one).
     private func feed(_ trail: MDFTrail, _ commits: ArraySlice<(first: UInt64, body: [UInt8], entries: [Range<Int>])>) throws {
         for (index, commit) in commits.enumerated() {
-            trail.committed(device: "trail-01", first: commit.first, body: commit.body, entries: commit.entries)
+            trail.committed(device: "trail-01", first: commit.first, body: commit.body, entries: commit.entries,
+                            now: Int64(index) * MDFTrail.burstWindow)
             if index % 7 == 0 { usleep(1_000); #expect(try trail.takeCompletions().isEmpty) }
         }
     }
@@ -88,6 +90,36 @@ import TestSupport
         try feed(trail, try device.commits()[...])
         #expect(try trail.finish().isEmpty)
         try device.expectSameFiles(in: out, "queue of \(maxQueued) bytes")
+    }
+
+    /// Commits arriving as a burst (over `burstBytes` in one window: a backlog draining) give the
+    /// thread nothing; once a window passes without one, they are read back from the journal, and
+    /// the files come out the same.
+    @Test func aBurstIsWrittenAfterIt() throws {
+        let device = try DeviceRun()
+        defer { try? FileManager.default.removeItem(at: device.work) }
+        let out = device.work.appendingPathComponent("collector-mdf")
+        let commits = try device.commits()
+        let total = commits.reduce(0) { $0 + $1.body.count }
+        let trail = try MDFTrail(burstBytes: total / 10)
+        trail.follow(device: "trail-01", journalDirectory: device.journal, mdfDirectory: out.path, committed: 0)
+        for commit in commits {  // all in the first window
+            trail.committed(device: "trail-01", first: commit.first, body: commit.body, entries: commit.entries, now: 0)
+        }
+        #expect(trail.holding && trail.isBehind)
+        // The window with the burst ends: still held. The next one had none: read back.
+        trail.tick(now: MDFTrail.burstWindow)
+        #expect(trail.holding)
+        trail.tick(now: 2 * MDFTrail.burstWindow)
+        #expect(!trail.holding)
+        let deadline = Date().addingTimeInterval(20)
+        while trail.isBehind && Date() < deadline {
+            usleep(2_000)
+            #expect(try trail.takeCompletions().isEmpty)
+        }
+        #expect(!trail.isBehind)
+        #expect(try trail.finish().isEmpty)
+        try device.expectSameFiles(in: out, "after a burst")
     }
 
     @Test func aRestartRewritesTheFileItWasWriting() throws {
@@ -148,7 +180,7 @@ import TestSupport
         trail.follow(device: "trail-01", journalDirectory: device.journal, mdfDirectory: blocker.appendingPathComponent("mdf").path,
                      committed: 0)
         for commit in try device.commits().prefix(3) {
-            trail.committed(device: "trail-01", first: commit.first, body: commit.body, entries: commit.entries)
+            trail.committed(device: "trail-01", first: commit.first, body: commit.body, entries: commit.entries, now: 0)
         }
         #expect {
             _ = try trail.finish()
@@ -174,7 +206,7 @@ import TestSupport
 
         let trail = try MDFTrail()
         trail.follow(device: "bad-01", journalDirectory: journal, mdfDirectory: work.appendingPathComponent("mdf").path, committed: 0)
-        trail.committed(device: "bad-01", first: 1, body: body, entries: entries)
+        trail.committed(device: "bad-01", first: 1, body: body, entries: entries, now: 0)
         var dropped: [DAQError] = []
         let deadline = Date().addingTimeInterval(10)
         while dropped.isEmpty && Date() < deadline {
@@ -184,7 +216,7 @@ import TestSupport
         #expect(dropped.count == 1 && dropped[0].code == .malformedInput && dropped[0].description.contains("bad-01 seq 1"),
                 "\(dropped)")
         // Later commits of that device are ignored; the trail still finishes cleanly.
-        trail.committed(device: "bad-01", first: 3, body: body, entries: entries)
+        trail.committed(device: "bad-01", first: 3, body: body, entries: entries, now: MDFTrail.burstWindow)
         #expect(try trail.finish().isEmpty)
     }
 }
