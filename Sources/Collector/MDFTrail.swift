@@ -13,7 +13,9 @@
 // While commits arrive as a backlog drains (over `burstBytes` in a `burstWindow`), the thread is
 // given nothing: idle priority alone left it taking ~10 % of a loopback drain's time (it runs
 // whenever a core waits a moment). The burst's bodies are held (within the same `maxQueued`) and
-// handed over once a window passes without one (`tick`); what did not fit is read back.
+// handed over once a window passes without one (`tick`); what did not fit is read back. A hold
+// lasts `maxHold` at most: a fleet whose live data alone commits that fast is not a burst, and its
+// files must not wait for the collector to stop (the next hold needs a window without a burst first).
 import DAQCore
 import Journal
 import JournalStore
@@ -184,6 +186,11 @@ final class MDFTrail {
     private var window = (start: Int64(0), bytes: 0)
     /// A burst is on: commits are held (`held`, counted in `queued`) until it is over.
     private(set) var holding = false
+    /// Longest hold, and when the current one began; after one that reached it, no new hold until
+    /// a window without a burst (`holdArmed`).
+    static let maxHold: Int64 = 1_000_000_000
+    private var holdStarted: Int64 = 0
+    private var holdArmed = true
     private var held: [(follower: MDFFollower, first: UInt64, body: [UInt8], entries: [Range<Int>])] = []
 
     /// Whether the files are behind the commits handed over so far (jobs queued or running, or
@@ -212,7 +219,10 @@ final class MDFTrail {
         let last = first + UInt64(entries.count) - 1
         roll(now: now)
         window.bytes += body.count
-        if window.bytes > burstBytes { holding = true }
+        if window.bytes > burstBytes, holdArmed, !holding {
+            holding = true
+            holdStarted = now
+        }
         guard behind[device] == nil, queued + body.count <= maxQueued else {
             behind[device] = last
             // With no job in flight, no completion would come to start the read-back.
@@ -249,10 +259,18 @@ final class MDFTrail {
         roll(now: now)
     }
 
-    /// Starts a new window once the current one is over; a window without a burst ends a hold.
+    /// Starts a new window once the current one is over; a window without a burst ends a hold (and
+    /// allows the next), as does `maxHold` (which does not).
     private func roll(now: Int64) {
+        if holding && now - holdStarted >= Self.maxHold {
+            holdArmed = false
+            release()
+        }
         guard now - window.start >= Self.burstWindow else { return }
-        if holding && window.bytes <= burstBytes { release() }
+        if window.bytes <= burstBytes {
+            holdArmed = true
+            if holding { release() }
+        }
         window = (now, 0)
     }
 

@@ -122,6 +122,38 @@ import TestSupport
         try device.expectSameFiles(in: out, "after a burst")
     }
 
+    /// Commits that keep coming faster than a burst (a large fleet's live data) are held for
+    /// `maxHold` at most, then go to the thread as they come; a new hold needs a quiet window first.
+    @Test func aHoldEndsAfterMaxHoldWhenTheRateStaysHigh() throws {
+        let device = try DeviceRun()
+        defer { try? FileManager.default.removeItem(at: device.work) }
+        let out = device.work.appendingPathComponent("collector-mdf")
+        let commits = try device.commits()
+        let trail = try MDFTrail(burstBytes: 1)  // every window with a commit is a burst
+        trail.follow(device: "trail-01", journalDirectory: device.journal, mdfDirectory: out.path, committed: 0)
+        let window = MDFTrail.burstWindow
+        var now: Int64 = 0
+        var holds: [Bool] = []
+        for commit in commits.prefix(30) {
+            trail.committed(device: "trail-01", first: commit.first, body: commit.body, entries: commit.entries, now: now)
+            holds.append(trail.holding)
+            now += window  // one commit per window, each a burst
+        }
+        let heldFor = holds.prefix { $0 }.count
+        #expect(heldFor >= 9 && heldFor <= 11, "held for \(heldFor) windows of 100 ms: \(holds)")
+        #expect(!holds.dropFirst(heldFor).contains(true), "held again without a quiet window: \(holds)")
+        // A quiet window re-arms it.
+        trail.tick(now: now + window)
+        let next = commits[30]
+        trail.committed(device: "trail-01", first: next.first, body: next.body, entries: next.entries, now: now + 2 * window)
+        #expect(trail.holding)
+        for commit in commits.dropFirst(31) {
+            trail.committed(device: "trail-01", first: commit.first, body: commit.body, entries: commit.entries, now: now + 3 * window)
+        }
+        #expect(try trail.finish().isEmpty)
+        try device.expectSameFiles(in: out, "after a long hold")
+    }
+
     @Test func aRestartRewritesTheFileItWasWriting() throws {
         let device = try DeviceRun()
         defer { try? FileManager.default.removeItem(at: device.work) }
