@@ -217,7 +217,7 @@ final class MDFTrail {
     func committed(device: String, first: UInt64, body: [UInt8], entries: [Range<Int>], now: Int64) {
         guard let follower = followers[device] else { return }
         let last = first + UInt64(entries.count) - 1
-        roll(now: now)
+        tick(now: now)
         window.bytes += body.count
         if window.bytes > burstBytes, holdArmed, !holding {
             holding = true
@@ -253,15 +253,10 @@ final class MDFTrail {
         if queuedBytes.isEmpty { catchUpBehind() }
     }
 
-    /// Call every `burstWindow` while `holding` (the collector does): a burst ends with a window
-    /// that had none.
-    func tick(now: Int64) {
-        roll(now: now)
-    }
-
     /// Starts a new window once the current one is over; a window without a burst ends a hold (and
-    /// allows the next), as does `maxHold` (which does not).
-    private func roll(now: Int64) {
+    /// allows the next), as does `maxHold` (which does not). Call it every `burstWindow` while
+    /// `holding` (the collector does): with no commits coming, nothing else ends the hold.
+    func tick(now: Int64) {
         if holding && now - holdStarted >= Self.maxHold {
             holdArmed = false
             release()

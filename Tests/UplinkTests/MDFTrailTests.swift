@@ -54,6 +54,19 @@ import TestSupport
             return commits
         }
 
+        /// Where the collector's files for this device go (`trail`).
+        var collectorMDF: URL { work.appendingPathComponent("collector-mdf") }
+
+        /// A trail following this device ("trail-01") into `mdfDirectory` (`collectorMDF`), its
+        /// journal holding `committed` entries.
+        func trail(maxQueued: Int = 64 << 20, burstBytes: Int = 2 << 20, committed: UInt64 = 0,
+                   mdfDirectory: String? = nil) throws -> MDFTrail {
+            let trail = try MDFTrail(maxQueued: maxQueued, burstBytes: burstBytes)
+            trail.follow(device: "trail-01", journalDirectory: journal, mdfDirectory: mdfDirectory ?? collectorMDF.path,
+                         committed: committed)
+            return trail
+        }
+
         /// Each of the device's MDF files against the file of that name in `directory`.
         func expectSameFiles(in directory: URL, _ what: Comment) throws {
             let names = try FileManager.default.contentsOfDirectory(atPath: deviceMDF.path).sorted()
@@ -74,8 +87,7 @@ import TestSupport
     /// Each commit in a window of its own (no burst; `aBurstIsWrittenAfterIt` makes one).
     private func feed(_ trail: MDFTrail, _ commits: ArraySlice<(first: UInt64, body: [UInt8], entries: [Range<Int>])>) throws {
         for (index, commit) in commits.enumerated() {
-            trail.committed(device: "trail-01", first: commit.first, body: commit.body, entries: commit.entries,
-                            now: Int64(index) * MDFTrail.burstWindow)
+            trail.committed(commit, now: Int64(index) * MDFTrail.burstWindow)
             if index % 7 == 0 { usleep(1_000); #expect(try trail.takeCompletions().isEmpty) }
         }
     }
@@ -84,27 +96,23 @@ import TestSupport
     func filesMatchTheDevicesWhetherBodiesAreQueuedOrReadBack(maxQueued: Int) throws {
         let device = try DeviceRun()
         defer { try? FileManager.default.removeItem(at: device.work) }
-        let out = device.work.appendingPathComponent("collector-mdf")
-        let trail = try MDFTrail(maxQueued: maxQueued)
-        trail.follow(device: "trail-01", journalDirectory: device.journal, mdfDirectory: out.path, committed: 0)
+        let trail = try device.trail(maxQueued: maxQueued)
         try feed(trail, try device.commits()[...])
         #expect(try trail.finish().isEmpty)
-        try device.expectSameFiles(in: out, "queue of \(maxQueued) bytes")
+        try device.expectSameFiles(in: device.collectorMDF, "queue of \(maxQueued) bytes")
     }
 
     /// Commits arriving as a burst (over `burstBytes` in one window: a backlog draining) give the
-    /// thread nothing; once a window passes without one, they are read back from the journal, and
-    /// the files come out the same.
+    /// thread nothing; once a window passes without one, the held bodies go to it, and the files
+    /// come out the same.
     @Test func aBurstIsWrittenAfterIt() throws {
         let device = try DeviceRun()
         defer { try? FileManager.default.removeItem(at: device.work) }
-        let out = device.work.appendingPathComponent("collector-mdf")
         let commits = try device.commits()
         let total = commits.reduce(0) { $0 + $1.body.count }
-        let trail = try MDFTrail(burstBytes: total / 10)
-        trail.follow(device: "trail-01", journalDirectory: device.journal, mdfDirectory: out.path, committed: 0)
+        let trail = try device.trail(burstBytes: total / 10)
         for commit in commits {  // all in the first window
-            trail.committed(device: "trail-01", first: commit.first, body: commit.body, entries: commit.entries, now: 0)
+            trail.committed(commit, now: 0)
         }
         #expect(trail.holding && trail.isBehind)
         // The window with the burst ends: still held. The next one had none: read back.
@@ -119,7 +127,7 @@ import TestSupport
         }
         #expect(!trail.isBehind)
         #expect(try trail.finish().isEmpty)
-        try device.expectSameFiles(in: out, "after a burst")
+        try device.expectSameFiles(in: device.collectorMDF, "after a burst")
     }
 
     /// Commits that keep coming faster than a burst (a large fleet's live data) are held for
@@ -127,15 +135,13 @@ import TestSupport
     @Test func aHoldEndsAfterMaxHoldWhenTheRateStaysHigh() throws {
         let device = try DeviceRun()
         defer { try? FileManager.default.removeItem(at: device.work) }
-        let out = device.work.appendingPathComponent("collector-mdf")
         let commits = try device.commits()
-        let trail = try MDFTrail(burstBytes: 1)  // every window with a commit is a burst
-        trail.follow(device: "trail-01", journalDirectory: device.journal, mdfDirectory: out.path, committed: 0)
+        let trail = try device.trail(burstBytes: 1)  // every window with a commit is a burst
         let window = MDFTrail.burstWindow
         var now: Int64 = 0
         var holds: [Bool] = []
         for commit in commits.prefix(30) {
-            trail.committed(device: "trail-01", first: commit.first, body: commit.body, entries: commit.entries, now: now)
+            trail.committed(commit, now: now)
             holds.append(trail.holding)
             now += window  // one commit per window, each a burst
         }
@@ -145,25 +151,24 @@ import TestSupport
         // A quiet window re-arms it.
         trail.tick(now: now + window)
         let next = commits[30]
-        trail.committed(device: "trail-01", first: next.first, body: next.body, entries: next.entries, now: now + 2 * window)
+        trail.committed(next, now: now + 2 * window)
         #expect(trail.holding)
         for commit in commits.dropFirst(31) {
-            trail.committed(device: "trail-01", first: commit.first, body: commit.body, entries: commit.entries, now: now + 3 * window)
+            trail.committed(commit, now: now + 3 * window)
         }
         #expect(try trail.finish().isEmpty)
-        try device.expectSameFiles(in: out, "after a long hold")
+        try device.expectSameFiles(in: device.collectorMDF, "after a long hold")
     }
 
     @Test func aRestartRewritesTheFileItWasWriting() throws {
         let device = try DeviceRun()
         defer { try? FileManager.default.removeItem(at: device.work) }
-        let out = device.work.appendingPathComponent("collector-mdf")
+        let out = device.collectorMDF
         let commits = try device.commits()
         let cut = commits.count * 3 / 4  // in the second measurement
         // Up to the cut, then a stop without finishing: the current file is left as a kill
         // leaves it, here cut short mid-record on top.
-        let first = try MDFTrail()
-        first.follow(device: "trail-01", journalDirectory: device.journal, mdfDirectory: out.path, committed: 0)
+        let first = try device.trail()
         try feed(first, commits[..<cut])
         _ = try first.finish()
         let current = try FileManager.default.contentsOfDirectory(atPath: out.path).filter { $0.hasSuffix(".mf4") }.sorted().last!
@@ -171,8 +176,7 @@ import TestSupport
         #expect(truncate(path, off_t(try Data(contentsOf: URL(fileURLWithPath: path)).count / 2 + 3)) == 0)
 
         let committed = commits[cut - 1].first + UInt64(commits[cut - 1].entries.count) - 1
-        let second = try MDFTrail()
-        second.follow(device: "trail-01", journalDirectory: device.journal, mdfDirectory: out.path, committed: committed)
+        let second = try device.trail(committed: committed)
         try feed(second, commits[cut...])
         #expect(try second.finish().isEmpty)
         try device.expectSameFiles(in: out, "after a restart at seq \(committed)")
@@ -184,7 +188,7 @@ import TestSupport
     @Test func aRestartAfterTrailingAcrossAMeasurementRewritesBoth() throws {
         let device = try DeviceRun()
         defer { try? FileManager.default.removeItem(at: device.work) }
-        let out = device.work.appendingPathComponent("collector-mdf")
+        let out = device.collectorMDF
         let layouts = try device.layouts()
         #expect(layouts.count == 2 && layouts[0] == 1, "\(layouts)")
         try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
@@ -193,8 +197,7 @@ import TestSupport
         try Data(head.prefix(head.count / 3)).write(to: out.appendingPathComponent("measurement-1.mf4"))
 
         let commits = try device.commits()
-        let trail = try MDFTrail()
-        trail.follow(device: "trail-01", journalDirectory: device.journal, mdfDirectory: out.path, committed: layouts[1] + 100)
+        let trail = try device.trail(committed: layouts[1] + 100)
         try feed(trail, commits.drop { $0.first + UInt64($0.entries.count) <= layouts[1] + 100 })
         #expect(try trail.finish().isEmpty)
         try device.expectSameFiles(in: out, "after trailing across a measurement")
@@ -208,11 +211,9 @@ import TestSupport
         // The MDF directory's parent is a regular file: the first file cannot be created.
         let blocker = device.work.appendingPathComponent("not-a-directory")
         try Data("x".utf8).write(to: blocker)
-        let trail = try MDFTrail()
-        trail.follow(device: "trail-01", journalDirectory: device.journal, mdfDirectory: blocker.appendingPathComponent("mdf").path,
-                     committed: 0)
+        let trail = try device.trail(mdfDirectory: blocker.appendingPathComponent("mdf").path)
         for commit in try device.commits().prefix(3) {
-            trail.committed(device: "trail-01", first: commit.first, body: commit.body, entries: commit.entries, now: 0)
+            trail.committed(commit, now: 0)
         }
         #expect {
             _ = try trail.finish()
@@ -250,5 +251,12 @@ import TestSupport
         // Later commits of that device are ignored; the trail still finishes cleanly.
         trail.committed(device: "bad-01", first: 3, body: body, entries: entries, now: MDFTrail.burstWindow)
         #expect(try trail.finish().isEmpty)
+    }
+}
+
+extension MDFTrail {
+    /// One of `DeviceRun.commits()`, committed to "trail-01" at `now`.
+    func committed(_ commit: (first: UInt64, body: [UInt8], entries: [Range<Int>]), now: Int64) {
+        committed(device: "trail-01", first: commit.first, body: commit.body, entries: commit.entries, now: now)
     }
 }
