@@ -12,10 +12,12 @@
 //
 // While commits arrive as a backlog drains (over `burstBytes` in a `burstWindow`), the thread is
 // given nothing: idle priority alone left it taking ~10 % of a loopback drain's time (it runs
-// whenever a core waits a moment). The burst's bodies are held (within the same `maxQueued`) and
-// handed over once a window passes without one (`tick`); what did not fit is read back. A hold
-// lasts `maxHold` at most: a fleet whose live data alone commits that fast is not a burst, and its
-// files must not wait for the collector to stop (the next hold needs a window without a burst first).
+// whenever a core waits a moment). Nor are the burst's bodies kept: holding 50 MB of them made the
+// loop fault in 50 MB of fresh pages during the drain (~25 ms of its CPU), where bodies let go at
+// once are reused by the next batch. Once a window passes without a burst (`tick`), the thread
+// reads the burst back from the rebuilt journal, still in the page cache. A hold lasts `maxHold`
+// at most: a fleet whose live data alone commits that fast is not a burst, and its files must not
+// wait for the collector to stop (the next hold needs a window without a burst first).
 import DAQCore
 import Journal
 import JournalStore
@@ -44,11 +46,17 @@ final class MDFFollower: @unchecked Sendable {
     private var resumeThrough: UInt64?
     /// The first error met; the follower does nothing more after it.
     private(set) var failure: DAQError?
+    /// Journal bytes read back at a time: the files are written after each such run, so RAM stays
+    /// bounded however much is read back (a burst, or a whole measurement after a restart).
+    let runBytes: Int
+    /// The most MDF bytes ever queued in RAM before a write.
+    private(set) var mostUnwritten = 0
 
-    init(deviceID: String, journalDirectory: String, mdfDirectory: String, committed: UInt64) {
+    init(deviceID: String, journalDirectory: String, mdfDirectory: String, committed: UInt64, runBytes: Int = 4 << 20) {
         self.deviceID = deviceID
         self.journalDirectory = journalDirectory
         self.mdfDirectory = mdfDirectory
+        self.runBytes = runBytes
         next = committed + 1
         resumeThrough = committed > 0 ? committed : nil
     }
@@ -70,7 +78,7 @@ final class MDFFollower: @unchecked Sendable {
         let skip = Int(next - first)
         try record(body, entries: entries[skip...], first: next)
         next = last + 1
-        try recording?.flush()
+        try flush()
     }
 
     /// Feeds the committed entries through `last` that the files do not hold yet, from the journal.
@@ -79,8 +87,13 @@ final class MDFFollower: @unchecked Sendable {
         guard last >= next else { return }
         try forEachRun(from: next, through: last) { bytes, entries, first throws(DAQError) in
             try record(bytes, entries: entries[...], first: first)
+            try flush()
         }
         next = last + 1
+    }
+
+    private func flush() throws(DAQError) {
+        mostUnwritten = max(mostUnwritten, recording?.unwrittenBytes ?? 0)
         try recording?.flush()
     }
 
@@ -120,7 +133,7 @@ final class MDFFollower: @unchecked Sendable {
         var bytes: [UInt8] = [], entries: [Range<Int>] = []
         var expected = sequence
         while expected <= last,
-              let run = try reader.readEntries(maxEntries: 4096, maxBytes: 4 << 20, through: last, into: &bytes, ranges: &entries) {
+              let run = try reader.readEntries(maxEntries: 4096, maxBytes: runBytes, through: last, into: &bytes, ranges: &entries) {
             try body(bytes, entries, run.firstSequence)
             expected = run.lastSequence + 1
             bytes.removeAll(keepingCapacity: true)
@@ -173,8 +186,10 @@ final class MDFTrail {
     private var followers: [String: MDFFollower] = [:]
     /// Bytes of batch bodies handed to the thread and not yet done, per job token.
     private var queuedBytes: [Int: Int] = [:]
-    private var queued = 0
-    /// Devices whose commits went unqueued (the queue was full, or a burst), through which entry.
+    /// Bytes of batch bodies kept for the thread (at most `maxQueued`).
+    private(set) var queued = 0
+    /// Devices whose commits went unqueued (the queue was full, or a burst), through which entry:
+    /// their files are written from the journal later (`catchUpBehind`).
     private var behind: [String: UInt64] = [:]
     private var nextToken = 0
 
@@ -184,18 +199,17 @@ final class MDFTrail {
     static let burstWindow: Int64 = 100_000_000
     /// The current window: its start (loop clock) and the bytes committed in it.
     private var window = (start: Int64(0), bytes: 0)
-    /// A burst is on: commits are held (`held`, counted in `queued`) until it is over.
+    /// A burst is on: the files wait until it is over (commits go to `behind`).
     private(set) var holding = false
     /// Longest hold, and when the current one began; after one that reached it, no new hold until
     /// a window without a burst (`holdArmed`).
     static let maxHold: Int64 = 1_000_000_000
     private var holdStarted: Int64 = 0
     private var holdArmed = true
-    private var held: [(follower: MDFFollower, first: UInt64, body: [UInt8], entries: [Range<Int>])] = []
 
     /// Whether the files are behind the commits handed over so far (jobs queued or running, or
     /// commits left to read back from the journal).
-    var isBehind: Bool { !queuedBytes.isEmpty || !behind.isEmpty || !held.isEmpty }
+    var isBehind: Bool { !queuedBytes.isEmpty || !behind.isEmpty }
 
     /// Readable while jobs have finished: watch it and call `takeCompletions()`.
     var fileDescriptor: Int32 { worker.fileDescriptor }
@@ -223,33 +237,18 @@ final class MDFTrail {
             holding = true
             holdStarted = now
         }
-        guard behind[device] == nil, queued + body.count <= maxQueued else {
+        guard !holding, behind[device] == nil, queued + body.count <= maxQueued else {
             behind[device] = last
             // With no job in flight, no completion would come to start the read-back.
             if !holding, queuedBytes.isEmpty { catchUpBehind() }
             return
         }
-        if holding {
-            held.append((follower, first, body, entries))
-            queued += body.count
-        } else {
-            feed(follower, first: first, body: body, entries: entries)
-        }
-    }
-
-    private func feed(_ follower: MDFFollower, first: UInt64, body: [UInt8], entries: [Range<Int>]) {
         submit(bytes: body.count) { follower.run { () throws(DAQError) in try follower.feed(first: first, body: body, entries: entries) } }
     }
 
-    /// The burst is over: what it held goes to the thread, in order, then what did not fit is read back.
+    /// The burst is over: the thread reads it back from the journal (once the jobs before it are done).
     private func release() {
         holding = false
-        let jobs = held
-        held.removeAll()
-        for job in jobs {
-            queued -= job.body.count
-            feed(job.follower, first: job.first, body: job.body, entries: job.entries)
-        }
         if queuedBytes.isEmpty { catchUpBehind() }
     }
 

@@ -99,6 +99,9 @@ public final class MDFRecording {
         try open(part: queue.split.part)
     }
 
+    /// Bytes queued and not yet written (`flush`).
+    public var unwrittenBytes: Int { queue.pending.count }
+
     /// Writes what is queued (called at each journal commit, so the file trails the journal closely).
     public func flush() throws(DAQError) {
         var offset = 0

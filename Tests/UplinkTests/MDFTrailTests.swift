@@ -103,18 +103,22 @@ import TestSupport
     }
 
     /// Commits arriving as a burst (over `burstBytes` in one window: a backlog draining) give the
-    /// thread nothing; once a window passes without one, the held bodies go to it, and the files
-    /// come out the same.
+    /// thread nothing, and their bodies are not kept; once a window passes without one, the thread
+    /// reads the burst back from the journal, and the files come out the same.
     @Test func aBurstIsWrittenAfterIt() throws {
         let device = try DeviceRun()
         defer { try? FileManager.default.removeItem(at: device.work) }
         let commits = try device.commits()
         let total = commits.reduce(0) { $0 + $1.body.count }
         let trail = try device.trail(burstBytes: total / 10)
+        var queuedInBurst: [Int] = []  // what the thread was given before it, and no more
         for commit in commits {  // all in the first window
             trail.committed(commit, now: 0)
+            if trail.holding { queuedInBurst.append(trail.queued) }
         }
         #expect(trail.holding && trail.isBehind)
+        #expect(queuedInBurst.count > 1 && Set(queuedInBurst).count == 1,
+                "bodies kept during the burst: \(queuedInBurst.first ?? 0) → \(queuedInBurst.max() ?? 0) bytes")
         // The window with the burst ends: still held. The next one had none: read back.
         trail.tick(now: MDFTrail.burstWindow)
         #expect(trail.holding)
@@ -158,6 +162,23 @@ import TestSupport
         }
         #expect(try trail.finish().isEmpty)
         try device.expectSameFiles(in: device.collectorMDF, "after a long hold")
+    }
+
+    /// Entries read back from the journal are written run by run: RAM holds one run's MDF bytes,
+    /// not a whole measurement's (a restart rewrites the current one from its start).
+    @Test func aReadBackIsWrittenRunByRun() throws {
+        let device = try DeviceRun()
+        defer { try? FileManager.default.removeItem(at: device.work) }
+        let last = try device.commits().last!
+        let runBytes = 64 << 10
+        let follower = MDFFollower(deviceID: "trail-01", journalDirectory: device.journal,
+                                   mdfDirectory: device.collectorMDF.path, committed: 0, runBytes: runBytes)
+        try follower.catchUp(through: last.first + UInt64(last.entries.count) - 1)
+        try follower.finish()
+        // A run of journal entries gives at most its record bytes, plus the blocks around them.
+        #expect(follower.mostUnwritten > 0 && follower.mostUnwritten <= runBytes + 4096,
+                "\(follower.mostUnwritten) MDF bytes in RAM at once, from runs of \(runBytes) journal bytes")
+        try device.expectSameFiles(in: device.collectorMDF, "read back in runs of \(runBytes) bytes")
     }
 
     @Test func aRestartRewritesTheFileItWasWriting() throws {
