@@ -55,7 +55,7 @@ EOF
 die() { echo "$prog: $*" >&2; exit 2; }
 
 packages=(libssl-dev libsocketcan-dev libmosquitto-dev libcurl4-openssl-dev libzstd-dev zlib1g-dev pkg-config mosquitto
-          mosquitto-clients nginx can-utils user-mode-linux kmod iproute2 python3-pip)
+          mosquitto-clients nginx can-utils user-mode-linux kmod iproute2 python3-pip strace)
 oracle_modules=(cantools:cantools python-can:can asammdf:asammdf paho-mqtt:paho.mqtt.client)
 
 do_install=0

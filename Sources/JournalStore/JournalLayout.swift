@@ -2,7 +2,8 @@
 import DAQCore
 import Journal
 
-/// Paths inside a journal directory: `<20-digit first seq>.jnl` segments, `ack`, `ack.tmp`.
+/// Paths inside a journal directory: `<20-digit first seq>.jnl` segments, `ack`, `ack.tmp`, and
+/// `segment.tmp` (a segment being created).
 struct JournalLayout {
     let directory: String
 
@@ -11,6 +12,7 @@ struct JournalLayout {
     }
     var ackPath: String { directory + "/ack" }
     var ackTemporaryPath: String { directory + "/ack.tmp" }
+    var segmentTemporaryPath: String { directory + "/segment.tmp" }
 
     /// First sequence numbers of the segments present, ascending.
     func segmentFirstSequences() throws(DAQError) -> [UInt64] {

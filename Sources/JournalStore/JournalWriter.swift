@@ -92,10 +92,11 @@ public final class JournalWriter {
         }
 
         var recovery = JournalRecovery()
-        // A crash between writing ack.tmp and renaming it leaves the old cursor in force.
-        if FileOps.exists(layout.ackTemporaryPath) {
-            do { try FileOps.unlink(layout.ackTemporaryPath) } catch {
-                throw error.daqError("remove stale ack.tmp", path: layout.ackTemporaryPath)
+        // A crash between writing ack.tmp and renaming it leaves the old cursor in force; one
+        // during a segment's creation leaves no segment (or a whole one, and its temporary name).
+        for stale in [layout.ackTemporaryPath, layout.segmentTemporaryPath] where FileOps.exists(stale) {
+            do { try FileOps.unlink(stale) } catch {
+                throw error.daqError("remove a stale temporary file", path: stale)
             }
         }
 

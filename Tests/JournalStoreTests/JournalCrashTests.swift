@@ -2,6 +2,7 @@
 // restarted; afterwards the journal verifies, has no gaps or duplicates, and every seq the child
 // reported as synced is present with the payload re-derived from (seed, seq).
 import Foundation
+import Synchronization
 import Testing
 import DAQCore
 import Journal
@@ -159,4 +160,55 @@ private final class PipeCollector: @unchecked Sendable {
             Issue.record("seq \(entry.sequence): payload differs")
         }
     }
+
+    /// A kill at each step of creating a segment, the first one and later ones (rotation): strace
+    /// stops the writer at its K-th call of one of the syscalls that create a segment, before the
+    /// call runs. Whatever that leaves, the journal verifies (no segment file without its whole
+    /// header), and the next writer carries on from it to every entry.
+    @Test func aKillAtAnyStepOfASegmentsCreationLeavesAValidJournal() throws {
+        let strace = "/usr/bin/strace"
+        try #require(FileManager.default.isExecutableFile(atPath: strace), "strace is missing: ./vcan-setup.sh --install")
+        let daqctl = PackagePaths.executable("daqctl").path
+        let records: UInt64 = 40
+        var killed = 0
+        for syscall in ["openat", "write", "fsync", "link", "unlink"] {
+            for when in 1...6 {
+                let dir = try freshJournalDirectory("create-kill")
+                defer { removeJournalDirectory(dir) }
+                let arguments = ["journal", "write-test", "--dir", dir, "--records", String(records),
+                                 "--payload-min", "100", "--payload-max", "300", "--segment-bytes", "1024",
+                                 "--sync-every-bytes", "512"]
+                let which = "\(syscall) #\(when)"
+                // openat: the libraries' first; past them, the segment files'.
+                let nth = syscall == "openat" ? when + Self.openatsBeforeTheJournal(daqctl, arguments) : when
+                let run = try runProcess(strace, ["-f", "-o", "/dev/null", "-e", "trace=\(syscall)",
+                                                  "-e", "inject=\(syscall):error=EIO:signal=KILL:when=\(nth)", daqctl] + arguments)
+                if run.status != 0 { killed += 1 }
+                let verify = try runProcess(daqctl, ["journal", "verify", dir])
+                #expect(verify.status == 0, "killed at \(which): \(verify.stdout)\(verify.stderr)")
+                let rest = try runProcess(daqctl, arguments)
+                #expect(rest.status == 0, "after a kill at \(which): \(rest.stderr)")
+                #expect(try readAll(dir).map(\.sequence) == Array(1...records), "after a kill at \(which)")
+                #expect(!FileManager.default.fileExists(atPath: dir + "/segment.tmp"), "after a kill at \(which)")
+            }
+        }
+        #expect(killed >= 20, "only \(killed) of 30 runs were killed")
+    }
+
+    /// How many files the writer opens before its journal's (libraries, locale): counted once.
+    private static func openatsBeforeTheJournal(_ daqctl: String, _ arguments: [String]) -> Int {
+        if let counted = openatCount.withLock({ $0 }) { return counted }
+        let dir = arguments[arguments.firstIndex(of: "--dir")! + 1]
+        let trace = dir + ".openat"
+        _ = try? runProcess("/usr/bin/strace", ["-f", "-o", trace, "-e", "trace=openat", daqctl] + arguments)
+        let lines = (try? String(contentsOfFile: trace, encoding: .utf8))?.split(separator: "\n") ?? []
+        try? FileManager.default.removeItem(atPath: trace)
+        try? FileManager.default.removeItem(atPath: dir)
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let count = lines.firstIndex { $0.contains(dir) } ?? 0
+        openatCount.withLock { $0 = count }
+        return count
+    }
+    private static let openatCount = Mutex<Int?>(nil)
 }
+
