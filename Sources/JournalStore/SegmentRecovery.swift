@@ -6,31 +6,34 @@ internal import Glibc
 
 extension JournalWriter {
     /// Creates a segment holding only `header`, durable (file and directory entry) before it is used.
-    /// The header is written and synced under a temporary name first, and the file then linked
-    /// under its segment name (never replacing one): a kill at any moment leaves either no segment
-    /// or one with its whole header, never a file the verifier would call torn. (Opening the
-    /// directory removes a `segment.tmp` left behind; `recoverSegment` still drops a torn one,
-    /// which only a journal written otherwise, or a disk that lost synced data, can hold.)
+    /// The header is written and synced under a temporary name first, and the file then renamed to
+    /// its segment name: a kill at any moment leaves either no segment or one with its whole
+    /// header, never a file the verifier would call torn. (Opening the directory removes a
+    /// `segment.tmp` left behind; `recoverSegment` still drops a torn segment, which only a journal
+    /// written otherwise, or a disk that lost synced data, can hold.) An existing segment is never
+    /// replaced: the writer holds the directory's lock, so none can appear between the check and
+    /// the rename (`rename`, not `link` or `RENAME_NOREPLACE`: a vfat or exFAT card has neither).
     static func createSegment(layout: JournalLayout, directoryFD: Int32, header: SegmentHeader) throws(DAQError) -> Int32 {
         let path = layout.segmentPath(firstSequence: header.firstSequence)
+        guard !FileOps.exists(path) else {
+            throw SystemCallError(errno: EEXIST).daqError("create segment", path: path)
+        }
         let temporary = layout.segmentTemporaryPath
         let fd: Int32
         do { fd = try FileOps.open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND) } catch {
             throw error.daqError("create segment", path: temporary)
         }
-        var linked = false
+        var renamed = false
         do {
             var written = 0
             try FileOps.writeAll(fd, header.bytes, written: &written)
             try FileOps.fullSync(fd)
-            try FileOps.link(temporary, path)
-            linked = true
-            try FileOps.unlink(temporary)
+            try FileOps.rename(temporary, path)
+            renamed = true
             try FileOps.fullSync(directoryFD)
         } catch {
             FileOps.close(fd)
-            if linked { _ = try? FileOps.unlink(path) }
-            _ = try? FileOps.unlink(temporary)
+            _ = try? FileOps.unlink(renamed ? path : temporary)
             _ = try? FileOps.fullSync(directoryFD)
             throw error.daqError("create segment", path: path)
         }

@@ -105,11 +105,6 @@ enum FileOps {
 
     static func unlink(_ path: String) throws(SystemCallError) { _ = try systemCall { Glibc.unlink(path) } }
 
-    /// A second name for `from`'s file; fails (EEXIST) rather than replace an existing `to`.
-    static func link(_ from: String, _ to: String) throws(SystemCallError) {
-        _ = try systemCall { Glibc.link(from, to) }
-    }
-
     static func rename(_ from: String, _ to: String) throws(SystemCallError) {
         _ = try systemCall { Glibc.rename(from, to) }
     }
