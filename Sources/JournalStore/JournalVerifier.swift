@@ -49,6 +49,9 @@ public struct JournalVerification: Sendable, Hashable {
     public var acknowledgedUpTo: UInt64?
     /// Everything wrong, in file order.
     public var faults: [JournalFault] = []
+    /// What a kill left that is no fault and that the next writer removes (`ack.tmp`,
+    /// `segment.tmp`), for a person wondering about the file.
+    public var notes: [String] = []
 
     /// No faults found.
     public var isValid: Bool { faults.isEmpty }
@@ -105,6 +108,12 @@ public enum JournalVerifier {
             report.entries += scan.entryCount
             report.bytes += bytes.count
             report.segments.append(summary)
+        }
+        if FileOps.exists(layout.ackTemporaryPath) {
+            report.notes.append("ack.tmp: an ack cursor's update was cut short; the cursor in force is `ack`, and the next writer removes it")
+        }
+        if FileOps.exists(layout.segmentTemporaryPath) {
+            report.notes.append("segment.tmp: a segment's creation was cut short (it holds no entry); the next writer removes it")
         }
         if FileOps.exists(layout.ackPath) {
             let bytes: [UInt8]

@@ -32,6 +32,9 @@ struct JournalVerifyCommand: ParsableCommand {
         print("journal \(directory): \(report.segments.count) segment(s), \(report.entries) entries, "
               + "\(report.bytes) bytes, \(range), epoch \(report.epoch.map(String.init) ?? "-"), "
               + "acknowledged up to \(report.acknowledgedUpTo.map(String.init) ?? "none")")
+        for note in report.notes {
+            print("note: \(note)")
+        }
         for fault in report.faults {
             FileStream.standardError.write("error: \(directory)/\(fault)\n")
         }
