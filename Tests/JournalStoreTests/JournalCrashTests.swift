@@ -2,7 +2,6 @@
 // restarted; afterwards the journal verifies, has no gaps or duplicates, and every seq the child
 // reported as synced is present with the payload re-derived from (seed, seq).
 import Foundation
-import Synchronization
 import Testing
 import DAQCore
 import Journal
@@ -170,17 +169,20 @@ private final class PipeCollector: @unchecked Sendable {
         try #require(FileManager.default.isExecutableFile(atPath: strace), "strace is missing: ./vcan-setup.sh --install")
         let daqctl = PackagePaths.executable("daqctl").path
         let records: UInt64 = 40
+        func arguments(_ dir: String) -> [String] {
+            ["journal", "write-test", "--dir", dir, "--records", String(records), "--payload-min", "100",
+             "--payload-max", "300", "--segment-bytes", "1024", "--sync-every-bytes", "512"]
+        }
+        // The loader and the runtime open files before the journal's: the openat sweep starts past them.
+        let opensBefore = try Self.opensBeforeTheJournal(strace, daqctl, arguments)
         var killed = 0, leftTemporary = 0
         for syscall in ["openat", "write", "fsync", "rename"] {
             for when in 1...6 {
                 let dir = try freshJournalDirectory("create-kill")
                 defer { removeJournalDirectory(dir) }
-                let arguments = ["journal", "write-test", "--dir", dir, "--records", String(records),
-                                 "--payload-min", "100", "--payload-max", "300", "--segment-bytes", "1024",
-                                 "--sync-every-bytes", "512"]
+                let arguments = arguments(dir)
                 let which = "\(syscall) #\(when)"
-                // openat: the libraries' first; past them, the segment files'.
-                let nth = syscall == "openat" ? when + Self.openatsBeforeTheJournal(daqctl, arguments) : when
+                let nth = syscall == "openat" ? opensBefore + when : when
                 let run = try runProcess(strace, ["-f", "-o", "/dev/null", "-e", "trace=\(syscall)",
                                                   "-e", "inject=\(syscall):error=EIO:signal=KILL:when=\(nth)", daqctl] + arguments)
                 if run.status != 0 { killed += 1 }
@@ -201,20 +203,17 @@ private final class PipeCollector: @unchecked Sendable {
         #expect(leftTemporary >= 3, "only \(leftTemporary) kills left a segment.tmp: the sweep missed the creations")
     }
 
-    /// How many files the writer opens before its journal's (libraries, locale): counted once.
-    private static func openatsBeforeTheJournal(_ daqctl: String, _ arguments: [String]) -> Int {
-        if let counted = openatCount.withLock({ $0 }) { return counted }
-        let dir = arguments[arguments.firstIndex(of: "--dir")! + 1]
-        let trace = dir + ".openat"
-        _ = try? runProcess("/usr/bin/strace", ["-f", "-o", trace, "-e", "trace=openat", daqctl] + arguments)
-        let lines = (try? String(contentsOfFile: trace, encoding: .utf8))?.split(separator: "\n") ?? []
-        try? FileManager.default.removeItem(atPath: trace)
-        try? FileManager.default.removeItem(atPath: dir)
-        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let count = lines.firstIndex { $0.contains(dir) } ?? 0
-        openatCount.withLock { $0 = count }
-        return count
+    /// How many files `daqctl journal write-test` opens before its journal directory (one run
+    /// under strace, counting).
+    private static func opensBeforeTheJournal(_ strace: String, _ daqctl: String,
+                                              _ arguments: (String) -> [String]) throws -> Int {
+        let dir = try freshJournalDirectory("count-opens")
+        defer { removeJournalDirectory(dir) }
+        let run = try runProcess(strace, ["-f", "-e", "trace=openat", daqctl] + arguments(dir))
+        let opens = run.stderr.split(separator: "\n").filter { $0.contains("openat(") }
+        let before = try #require(opens.firstIndex { $0.contains(dir) }, "write-test never opened \(dir): \(run.stderr)")
+        #expect(before > 0)
+        return before
     }
-    private static let openatCount = Mutex<Int?>(nil)
 }
 
