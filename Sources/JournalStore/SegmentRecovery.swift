@@ -12,7 +12,7 @@ extension JournalWriter {
     /// `segment.tmp` left behind; `recoverSegment` still drops a torn segment, which only a journal
     /// written otherwise, or a disk that lost synced data, can hold.) An existing segment is never
     /// replaced: the writer holds the directory's lock, so none can appear between the check and
-    /// the rename (`rename`, not `link` or `RENAME_NOREPLACE`: a vfat or exFAT card has neither).
+    /// the rename (`rename`, not `link`: a vfat or exFAT card has no hard links).
     static func createSegment(layout: JournalLayout, directoryFD: Int32, header: SegmentHeader) throws(DAQError) -> Int32 {
         let path = layout.segmentPath(firstSequence: header.firstSequence)
         guard !FileOps.exists(path) else {
