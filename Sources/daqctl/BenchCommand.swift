@@ -13,7 +13,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Throughput benchmarks next to the Python peers.",
-        subcommands: [BenchDecodeCommand.self, BenchUplinkCommand.self, BenchMDFCommand.self]
+        subcommands: [BenchDecodeCommand.self, BenchUplinkCommand.self, BenchMDFCommand.self, BenchPeerSubscriberCommand.self]
     )
 }
 

@@ -45,7 +45,10 @@ struct BenchUplinkCommand: ParsableCommand {
             DAQLINK_WIRE_TRACE file as it publishes it: a coded part verbatim, a raw part as its header and \
             the entries it carries, read back from the journal and checked), B the backlog journal's raw bytes in messages of \
             daqlink's mean batch size. Peer A's CPU (its thread, and the broker's) next to the drain's \
-            gives the most ours / peer A can reach when every core is busy.
+            gives the most ours / peer A can reach when every core is busy. Peer C publishes A's \
+            messages again to the same subscriber code in a process of its own (hidden `daqctl bench \
+            peer-subscriber`): the drain's topology, three processes on the cores, without the \
+            product's work; C / A is what that topology costs by itself.
               6. the same drain over a rate-limited link: bench-03 through a TCP proxy that lets \
             --cellular-mbit Mbit/s through towards the broker (a cellular uplink), next to the bare \
             publisher through the same proxy (raw journal bytes, and that drain's own wire messages); \
@@ -229,27 +232,32 @@ private final class UplinkBench {
         let subscriber = MQTTTLSFiles(caFile: "\(pki)/ca.crt", certificateFile: "\(pki)/collector.crt", keyFile: "\(pki)/collector.key")
         /// The bare publisher (through `publisherPort` when given) with a drain's own wire messages
         /// (`trace`), then with `journal`'s raw bytes in messages of the drain's mean raw batch size.
+        /// With `apart`, peer C too: the drain's wire messages again, to a subscriber in its own process.
         func measurePeers(trace: String, journal: String, drained uplink: DeviceSummary.Uplink,
-                          publisherPort: Int? = nil) throws -> (wire: BarePublisherPeer, raw: BarePublisherPeer) {
-            func measure(_ messages: [[UInt8]]) throws -> BarePublisherPeer {
+                          publisherPort: Int? = nil, apart: Bool = false)
+            throws -> (wire: BarePublisherPeer, raw: BarePublisherPeer, apart: BarePublisherPeer?) {
+            func measure(_ messages: [[UInt8]], subscriberProcess: String? = nil) throws -> BarePublisherPeer {
                 try BarePublisherPeer.measure(host: "127.0.0.1", port: port, publisherPort: publisherPort, messages: messages,
                                               window: peerWindow, publisher: publisher, subscriber: subscriber,
-                                              topic: "devices/bench-01/peer", brokerPID: brokerPID)
+                                              topic: "devices/bench-01/peer", brokerPID: brokerPID,
+                                              subscriberProcess: subscriberProcess)
             }
-            let wire = try measure(try Self.messages(inTrace: trace, journal: journal))
+            let messages = try Self.messages(inTrace: trace, journal: journal)
+            let wire = try measure(messages)
             let body = try journalBytes(journal)
             let size = max(1, Int(uplink.rawBytes / max(1, uplink.batches)))
             let raw = try measure(stride(from: 0, to: body.count, by: size).map { Array(body[$0..<min(body.count, $0 + size)]) })
-            return (wire, raw)
+            return (wire, raw, apart ? try measure(messages, subscriberProcess: daqctl) : nil)
         }
-        let (wirePeer, peer) = try measurePeers(trace: wireTrace, journal: journal, drained: drainUplink)
-        say("peer (drain's wire messages): \(wirePeer.messages) messages, \(wirePeer.bytes) bytes in \(wirePeer.seconds) s")
-        say("peer (raw journal bytes): \(peer.messages) messages of \(peer.bytes / max(1, peer.messages)) bytes in \(peer.seconds) s")
+        let (wirePeer, peer, apartPeer) = try measurePeers(trace: wireTrace, journal: journal, drained: drainUplink, apart: true)
+        say("peer A (drain's wire messages): \(wirePeer.messages) messages, \(wirePeer.bytes) bytes in \(wirePeer.seconds) s")
+        say("peer B (raw journal bytes): \(peer.messages) messages of \(peer.bytes / max(1, peer.messages)) bytes in \(peer.seconds) s")
+        say("peer C (A's messages, subscriber in its own process): \(apartPeer?.seconds ?? 0) s")
 
         // Over the limited link: the bare publisher goes through the same proxy.
         var cellularFigures: CellularFigures?
         if let cellular, let run = cellularRun, let backlog = cellularBacklog, let uplink = run.drain.uplink {
-            let (wire, raw) = try measurePeers(trace: run.wireTrace, journal: cellularJournal, drained: uplink,
+            let (wire, raw, _) = try measurePeers(trace: run.wireTrace, journal: cellularJournal, drained: uplink,
                                                publisherPort: run.proxy.listenPort)
             run.proxy.stop()
             say("cellular peers: wire messages in \(wire.seconds) s, raw journal bytes in \(raw.seconds) s")
@@ -261,7 +269,8 @@ private final class UplinkBench {
         return UplinkBenchReport(backlog: backlog, backlogFrames: frames, repeats: repeats, drain: drain,
                                  drainWallSeconds: drainWall, drainCPU: drainCPU, collectorCommittedBytes: committedBytes,
                                  steady: steady, latency: latency, latencySeconds: latencySeconds,
-                                 latencySyncMs: latencySyncMs, peer: peer, wirePeer: wirePeer, peerWindow: peerWindow,
+                                 latencySyncMs: latencySyncMs, peer: peer, wirePeer: wirePeer, apartPeer: apartPeer!,
+                                 peerWindow: peerWindow,
                                  cellular: cellularFigures)
     }
 
@@ -466,31 +475,48 @@ struct LatencyFigures {
     }
 }
 
-/// The peer: a bare QoS 1 publisher and one QoS 1 subscriber, both MQTTConnection on one poll loop.
+/// The peer: a bare QoS 1 publisher and one QoS 1 subscriber (MQTTConnection), both on one poll
+/// loop in this thread (peers A and B), or the subscriber in a process of its own (peer C: the
+/// drain's topology, three processes on the cores).
 struct BarePublisherPeer {
     var messages = 0
     var bytes = 0
     var seconds = 0.0
-    /// CPU time over those `seconds`: the peer's publisher and subscriber (one thread, this one)
-    /// and the broker (NaN without its pid).
+    /// CPU time over those `seconds`: the peer's publisher (and subscriber when in this thread),
+    /// the subscriber's process when apart, and the broker (NaN without its pid).
     var cpuSeconds = Double.nan
+    var subscriberProcessCPUSeconds = Double.nan
     var brokerCPUSeconds = Double.nan
     var megabytesPerSecond: Double { seconds > 0 ? Double(bytes) / seconds / 1e6 : 0 }
+    /// All the peer's CPU: its threads and processes and the broker.
+    var totalCPUSeconds: Double { cpuSeconds + (subscriberProcessCPUSeconds.isNaN ? 0 : subscriberProcessCPUSeconds) + brokerCPUSeconds }
 
-    /// The publisher connects to `publisherPort` (a proxy in front of the broker) when given.
+    /// The publisher connects to `publisherPort` (a proxy in front of the broker) when given. With
+    /// `subscriberProcess` (daqctl's path), the subscriber is `daqctl bench peer-subscriber`.
     static func measure(host: String, port: Int, publisherPort: Int? = nil, messages payloads: [[UInt8]], window: Int,
                         publisher publisherTLS: MQTTTLSFiles, subscriber subscriberTLS: MQTTTLSFiles,
-                        topic: String, brokerPID: pid_t? = nil) throws -> BarePublisherPeer {
-        let subscriber = try MQTTConnection(clientID: "bench-peer-sub-\(getpid())", tls: subscriberTLS)
+                        topic: String, brokerPID: pid_t? = nil, subscriberProcess daqctl: String? = nil) throws -> BarePublisherPeer {
+        let apart = try daqctl.map {
+            try SubscriberProcess(daqctl: $0, host: host, port: port, tls: subscriberTLS, topic: topic)
+        }
+        let subscriber = apart == nil ? try MQTTConnection(clientID: "bench-peer-sub-\(getpid())", tls: subscriberTLS) : nil
         let publisher = try MQTTConnection(clientID: "bench-peer-pub-\(getpid())", tls: publisherTLS)
-        defer { subscriber.disconnect(); publisher.disconnect() }
-        try subscriber.connectAsync(host: host, port: port)
+        defer { subscriber?.disconnect(); publisher.disconnect(); apart?.stop() }
+        try subscriber?.connectAsync(host: host, port: port)
         try publisher.connectAsync(host: host, port: publisherPort ?? port)
-        let loop = PeerLoop(connections: [subscriber, publisher])
+        let loop = PeerLoop(connections: [subscriber, publisher].compactMap { $0 }, others: apart.map { [$0.output] } ?? [])
 
-        // Both connected, the subscription granted.
-        var subscriberUp = false, publisherUp = false, subscribed = false
-        try loop.run(until: { subscribed && publisherUp }, timeout: 10, what: "connecting the peer clients") {
+        // The subscriber's messages so far, from its events or its process's lines.
+        var received = 0, receivedBytes = 0
+        var subscriberUp = false, subscribed = false
+        func subscriberNews() throws {
+            if let apart {
+                try apart.read()
+                subscribed = apart.subscribed
+                (received, receivedBytes) = (apart.received, apart.receivedBytes)
+                return
+            }
+            guard let subscriber else { return }
             for event in subscriber.drainEvents() {
                 switch event {
                 case .connected(let rc):
@@ -498,9 +524,16 @@ struct BarePublisherPeer {
                     subscriberUp = true
                     try subscriber.subscribe(topic)
                 case .subscribed: subscribed = subscriberUp
+                case .message(_, let bytes): received += 1; receivedBytes += bytes.count
                 default: break
                 }
             }
+        }
+
+        // Both connected, the subscription granted.
+        var publisherUp = false
+        try loop.run(until: { subscribed && publisherUp }, timeout: 10, what: "connecting the peer clients") {
+            try subscriberNews()
             for event in publisher.drainEvents() {
                 if case .connected(let rc) = event {
                     guard rc == 0 else { throw ValidationError("the broker refused the peer publisher (reason \(rc))") }
@@ -510,10 +543,10 @@ struct BarePublisherPeer {
         }
 
         let count = payloads.count
-        var next = 0, inFlight = 0, received = 0, receivedBytes = 0
+        var next = 0, inFlight = 0
         var refused: Int32?
         let start = SystemClock.monotonicNow()
-        let cpuStart = (SystemClock.threadCPU(), ProcessCPU.seconds(brokerPID))
+        let cpuStart = (SystemClock.threadCPU(), ProcessCPU.seconds(brokerPID), ProcessCPU.seconds(apart?.pid))
         do {
             try loop.run(until: { received >= count }, timeout: 300, what: "the peer's \(count) messages") {
                 for event in publisher.drainEvents() {
@@ -523,9 +556,7 @@ struct BarePublisherPeer {
                     }
                 }
                 if let refused { throw ValidationError("the broker answered a peer publish with reason code \(refused)") }
-                for event in subscriber.drainEvents() {
-                    if case .message(_, let bytes) = event { received += 1; receivedBytes += bytes.count }
-                }
+                try subscriberNews()
                 while inFlight < window && next < count {
                     _ = try payloads[next].withUnsafeBytes { try publisher.publish(topic: topic, payload: $0) }
                     next += 1
@@ -536,7 +567,104 @@ struct BarePublisherPeer {
         let seconds = Double(SystemClock.monotonicNow() - start) / 1e9
         return BarePublisherPeer(messages: received, bytes: receivedBytes, seconds: seconds,
                                  cpuSeconds: Double(SystemClock.threadCPU() - cpuStart.0) / 1e9,
+                                 subscriberProcessCPUSeconds: apart == nil ? .nan : ProcessCPU.seconds(apart?.pid) - cpuStart.2,
                                  brokerCPUSeconds: ProcessCPU.seconds(brokerPID) - cpuStart.1)
+    }
+}
+
+/// Peer C's subscriber: `daqctl bench peer-subscriber` in a process of its own. It writes a line
+/// to a pipe once subscribed, then one per message (the payload's length).
+private final class SubscriberProcess {
+    private let process = Process()
+    private let pipe = Pipe()
+    private var pending: [UInt8] = []
+    private(set) var subscribed = false
+    private(set) var received = 0
+    private(set) var receivedBytes = 0
+    /// The pipe's reading end (non-blocking).
+    var output: Int32 { pipe.fileHandleForReading.fileDescriptor }
+    var pid: pid_t { process.processIdentifier }
+
+    init(daqctl: String, host: String, port: Int, tls: MQTTTLSFiles, topic: String) throws {
+        process.executableURL = URL(fileURLWithPath: daqctl)
+        process.arguments = ["bench", "peer-subscriber", "--host", host, "--port", "\(port)", "--ca", tls.caFile,
+                             "--cert", tls.certificateFile, "--key", tls.keyFile, "--topic", topic]
+        process.standardOutput = pipe
+        try process.run()
+        _ = fcntl(output, F_SETFL, fcntl(output, F_GETFL) | O_NONBLOCK)
+    }
+
+    /// Takes in what the process wrote since the last call; throws once it has ended.
+    func read() throws {
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = Glibc.read(output, &chunk, chunk.count)
+            if count > 0 {
+                pending += chunk[..<count]
+                continue
+            }
+            if count < 0 && (errno == EAGAIN || errno == EINTR) { break }
+            process.waitUntilExit()
+            throw ValidationError("the peer's subscriber process (daqctl bench peer-subscriber) ended with status \(process.terminationStatus)")
+        }
+        while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+            let line = String(decoding: pending[..<newline], as: UTF8.self)
+            pending.removeSubrange(...newline)
+            if line == "subscribed" {
+                subscribed = true
+            } else if let bytes = Int(line) {
+                received += 1
+                receivedBytes += bytes
+            }
+        }
+    }
+
+    func stop() {
+        if process.isRunning { process.terminate() }
+        process.waitUntilExit()
+    }
+}
+
+/// `daqctl bench peer-subscriber` (hidden; `bench uplink` starts it for peer C): peer A's
+/// subscriber, the same MQTTConnection on the same poll loop, in a process of its own.
+struct BenchPeerSubscriberCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "peer-subscriber",
+        abstract: "Peer C's subscriber for bench uplink: prints \"subscribed\", then each message's length.",
+        shouldDisplay: false
+    )
+
+    @Option var host: String
+    @Option var port: Int
+    @Option var ca: String
+    @Option var cert: String
+    @Option var key: String
+    @Option var topic: String
+
+    func run() throws {
+        let connection = try MQTTConnection(clientID: "bench-peer-sub-\(getpid())",
+                                            tls: MQTTTLSFiles(caFile: ca, certificateFile: cert, keyFile: key))
+        defer { connection.disconnect() }
+        try connection.connectAsync(host: host, port: port)
+        // One write per line, unbuffered: the bench times the last message by it.
+        func say(_ line: String) {
+            let bytes = Array((line + "\n").utf8)
+            _ = bytes.withUnsafeBytes { write(STDOUT_FILENO, $0.baseAddress, $0.count) }
+        }
+        let parent = getppid()
+        try PeerLoop(connections: [connection]).run(until: { getppid() != parent }, timeout: 3600,
+                                                    what: "the bench's messages") {
+            for event in connection.drainEvents() {
+                switch event {
+                case .connected(let rc):
+                    guard rc == 0 else { throw ValidationError("the broker refused the peer subscriber (reason \(rc))") }
+                    try connection.subscribe(topic)
+                case .subscribed: say("subscribed")
+                case .message(_, let payload): say("\(payload.count)")
+                default: break
+                }
+            }
+        }
     }
 }
 
@@ -590,6 +718,8 @@ struct DrainCPU {
 /// poll(2) over a few MQTT connections; `step` runs after every wake-up and may publish.
 private struct PeerLoop {
     let connections: [MQTTConnection]
+    /// Other descriptors to wake up for (peer C's pipe from its subscriber process); `step` reads them.
+    var others: [Int32] = []
 
     func run(until done: () -> Bool, timeout: Double, what: String, step: () throws -> Void) throws {
         let deadline = SystemClock.monotonicNow() + Int64(timeout * 1e9)
@@ -601,7 +731,7 @@ private struct PeerLoop {
             var fds = connections.map { connection in
                 pollfd(fd: connection.socket ?? -1,
                        events: Int16(POLLIN) | (connection.wantsWrite ? Int16(POLLOUT) : 0), revents: 0)
-            }
+            } + others.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
             _ = poll(&fds, nfds_t(fds.count), 100)
             for (index, connection) in connections.enumerated() {
                 let ready = fds[index].revents
@@ -636,6 +766,8 @@ private struct UplinkBenchReport {
     var peer: BarePublisherPeer
     /// The drain's own wire messages (DAQLINK_WIRE_TRACE), byte for byte.
     var wirePeer: BarePublisherPeer
+    /// The same messages, the subscriber in a process of its own.
+    var apartPeer: BarePublisherPeer
     var peerWindow: Int
     var cellular: CellularFigures?
 
@@ -662,6 +794,9 @@ private struct UplinkBenchReport {
     var wirePeerJournalMBps: Double { wirePeer.seconds > 0 ? Double(drainedBytes) / wirePeer.seconds / 1e6 : 0 }
     /// Like for like: the same messages, with and without everything around them.
     var ratio: Double { wirePeerJournalMBps > 0 ? drainMBps / wirePeerJournalMBps : 0 }
+    var apartPeerJournalMBps: Double { apartPeer.seconds > 0 ? Double(drainedBytes) / apartPeer.seconds / 1e6 : 0 }
+    /// Peer C over peer A: what moving the subscriber into a process of its own costs by itself.
+    var apartOverWirePeer: Double { wirePeerJournalMBps > 0 ? apartPeerJournalMBps / wirePeerJournalMBps : 0 }
     var rawRatio: Double { peer.megabytesPerSecond > 0 ? drainMBps / peer.megabytesPerSecond : 0 }
     var recordBytes: UInt64 { backlog.recordBytes + drain.recordBytes }
     var drainWirePerRecordByte: Double { recordBytes > 0 ? Double(drain.uplink?.wireBytes ?? 0) / Double(recordBytes) : 0 }
@@ -692,6 +827,8 @@ private struct UplinkBenchReport {
             | CPU s of the collector after the drain (its MDF files catching up at idle priority), and when it went quiet | \(f(drainCPU.collectorAfter, 3)) (\(f(drainCPU.collectorSettleSeconds, 2)) s after the device's exit) |  |  |
             | CPU s for peer A: publisher and subscriber (one thread) + broker | \(f(wirePeer.cpuSeconds, 3)) + \(f(wirePeer.brokerCPUSeconds, 3)) = \(f(peerCPU, 3)) (\(f(peerCPU / Swift.max(wirePeer.seconds, 1e-9), 1)) cores busy) |  |  |
             | CPU of peer A / CPU of the drain (the most ours / peer A can reach where the cores are all busy, as on this \(ProcessInfo.processInfo.activeProcessorCount)-core machine) | \(f(cpuRatio, 2))× |  |  |
+            | peer C: peer A's messages, its subscriber in a process of its own (the drain's topology: three processes), MB/s of the journal bytes they carry · peer C / peer A · ours / peer C | \(f(apartPeerJournalMBps, 1)) · \(f(apartOverWirePeer, 2))× · \(f(apartPeerJournalMBps > 0 ? drainMBps / apartPeerJournalMBps : 0, 2))× |  |  |
+            | CPU s for peer C: publisher + subscriber process + broker | \(f(apartPeer.cpuSeconds, 3)) + \(f(apartPeer.subscriberProcessCPUSeconds, 3)) + \(f(apartPeer.brokerCPUSeconds, 3)) = \(f(apartPeer.totalCPUSeconds, 3)) |  |  |
             | peer B: bare QoS 1 publisher of the raw journal bytes (window \(peerWindow), \(meanBatch) B messages), MB/s | \(f(peer.megabytesPerSecond, 1)) |  |  |
             | drain ours / peer B | \(f(rawRatio, 2))× |  |  |
             | wire bytes / raw record bytes (drain over loopback, batches of ≤ 512 entries; parts: \(parts(drain))) | \(f(drainWirePerRecordByte, 3))× | ≤ 0.3× | \(drainWirePerRecordByte <= 0.3 ? "yes" : "no") |
@@ -704,6 +841,7 @@ private struct UplinkBenchReport {
             process wall \(f(drainWallSeconds, 3)) s); parts \(parts(drain))
             peer A: \(wirePeer.messages) messages, \(wirePeer.bytes) wire bytes in \(f(wirePeer.seconds, 3)) s
             peer B: \(peer.messages) messages, \(peer.bytes) bytes in \(f(peer.seconds, 3)) s
+            peer C: \(apartPeer.messages) messages, \(apartPeer.bytes) wire bytes in \(f(apartPeer.seconds, 3)) s
             latency: p50 \(f(latency.p50, 1)) ms, p99 \(f(latency.p99, 1)) ms, max \(f(latency.max, 1)) ms
             """
     }
@@ -728,6 +866,10 @@ private struct UplinkBenchReport {
             "wirePeer": {"window": \(peerWindow), "messages": \(wirePeer.messages), "wireBytes": \(wirePeer.bytes), \
             "seconds": \(n(wirePeer.seconds)), "journalMegabytesPerSecond": \(n(wirePeerJournalMBps)), \
             "cpuSeconds": \(n(wirePeer.cpuSeconds)), "brokerCPUSeconds": \(n(wirePeer.brokerCPUSeconds))}, \
+            "apartPeer": {"messages": \(apartPeer.messages), "wireBytes": \(apartPeer.bytes), "seconds": \(n(apartPeer.seconds)), \
+            "journalMegabytesPerSecond": \(n(apartPeerJournalMBps)), "overWirePeer": \(n(apartOverWirePeer)), \
+            "publisherCPUSeconds": \(n(apartPeer.cpuSeconds)), "subscriberCPUSeconds": \(n(apartPeer.subscriberProcessCPUSeconds)), \
+            "brokerCPUSeconds": \(n(apartPeer.brokerCPUSeconds))}, \
             "ratio": \(n(ratio)), "rawRatio": \(n(rawRatio)), "cpuRatio": \(n(cpuRatio)), \
             "wire": {"drainWirePerRecordByte": \(n(drainWirePerRecordByte)), \
             "steadyWirePerRecordByte": \(n(steadyWirePerRecordByte))}, \

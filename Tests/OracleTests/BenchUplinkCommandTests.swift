@@ -33,6 +33,8 @@ struct BenchUplinkCommandTests {
                      "latency.entries", "latency.p50Ms", "latency.p99Ms", "latency.maxMs",
                      "drain.drainSeconds", "drain.fromStartMegabytesPerSecond",
                      "drain.cpuSeconds.device", "drain.cpuSeconds.collector", "wirePeer.cpuSeconds", "cpuRatio",
+                     "apartPeer.messages", "apartPeer.wireBytes", "apartPeer.seconds", "apartPeer.journalMegabytesPerSecond",
+                     "apartPeer.overWirePeer", "apartPeer.publisherCPUSeconds", "apartPeer.subscriberCPUSeconds",
                      "cellular.bytesPerSecond", "cellular.journalBytes", "cellular.wireBytes", "cellular.megabytesPerSecond",
                      "cellular.wirePerRecordByte", "cellular.rawPeerMegabytesPerSecond", "cellular.wirePeerJournalMegabytesPerSecond"] {
             positive(path)
@@ -56,6 +58,9 @@ struct BenchUplinkCommandTests {
         }
         #expect(number("wirePeer.messages") == number("drain.batches"), "\(result.stdout)")
         #expect(number("wirePeer.wireBytes") == number("drain.wireBytes"), "\(result.stdout)")
+        // Peer C sends the same messages to a subscriber in its own process, which got them all.
+        #expect(number("apartPeer.messages") == number("drain.batches"), "\(result.stdout)")
+        #expect(number("apartPeer.wireBytes") == number("drain.wireBytes"), "\(result.stdout)")
 
         // No process started from the work directory outlives the command.
         let leftovers = try runProcess("pgrep", ["-f", work.path])
