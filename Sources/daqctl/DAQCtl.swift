@@ -1,5 +1,6 @@
 // daqctl: the fleet-side and developer tools of DAQLink.
 import ArgumentParser
+import Runtime
 import Uplink
 
 @main
@@ -14,4 +15,11 @@ struct DAQCtl: ParsableCommand {
             BenchCommand.self, DemoCommand.self, ExportCommand.self, InspectCommand.self, OTACommand.self,
         ]
     )
+
+    /// The collector (and the bench's peers) take a stream of ~137 KB messages: freed blocks are
+    /// kept for the next one (`HeapReuse`).
+    static func main() {
+        HeapReuse.apply()
+        main(nil)
+    }
 }
