@@ -115,19 +115,34 @@ public struct CompressionGovernor: Sendable {
     /// cellular link the round trip alone (tens of ms) keeps the estimate low.
     public static let soundingBytes = 32 << 10
 
+    /// A sounding bound at least this fast (wire bytes per second) rules out a cellular uplink:
+    /// LTE uplinks carry a few MB/s and 5G ones about 25 at their peak, so the link is a LAN or a
+    /// broker on the same machine.
+    public static let fastSoundingBound = 50e6
+    /// Over such a link, a sounding's fixed part (a round trip, and the broker's handling of a new
+    /// session's first message) outweighs its transfer, and the bound falls far short of the
+    /// link: to a local broker here, 51.7 KB soundings bounded it at 80–190 MB/s while the
+    /// drain's link periods then carried 300–700 MB/s. A fast bound is taken as this many times
+    /// itself.
+    public static let fastSoundingMargin = 2.0
+
     /// A new connection's first backlog part, `wireBytes` of it (at least `soundingBytes`), was
     /// published with nothing else in flight, and PUBACKed `nanoseconds` after its publish began.
     /// No buffer along the way makes a PUBACK come sooner than the broker has the bytes, so the
     /// link carried them at least that fast: until the link is measured, that lower bound stands
     /// in for its rate (as an assumption the first measurement replaces). Over a cellular uplink
     /// it is a few MB/s at most (a round trip is in it), and the next parts get the strongest
-    /// coding at once instead of the initial one until the first period paced by the link. To a
-    /// local broker it is 30–230 MB/s here (one round trip through the broker for a new session's
-    /// first message): raw at once when that already outruns the fast coding, else as before.
+    /// coding at once instead of the initial one until the first period paced by the link. A
+    /// bound of `fastSoundingBound` or more stands in as `fastSoundingMargin` times itself: to a
+    /// local broker raw at once when that outruns the fast coding, instead of a window of
+    /// zstd-1 parts before a device-bound period shows the link is faster. Wrong on a LAN just
+    /// slower than the fast coding, it costs a link period or two: the first one paced by the link measures
+    /// it and the fast coding returns.
     public mutating func sounded(wireBytes: Int, nanoseconds: Int64) {
         guard wireBytes > 0, nanoseconds > 0, linkBytesPerSecond == nil || linkAssumed else { return }
         let bound = Double(wireBytes) / (Double(nanoseconds) / 1e9)
-        linkBytesPerSecond = max(linkBytesPerSecond ?? 0, bound)
+        let assumed = bound >= Self.fastSoundingBound ? bound * Self.fastSoundingMargin : bound
+        linkBytesPerSecond = max(linkBytesPerSecond ?? 0, assumed)
         linkAssumed = true
         decide()
     }
