@@ -49,6 +49,14 @@ public struct CompressionGovernor: Sendable {
     static let deviceBoundShare = 0.5
     /// When the device sets the pace, the link is assumed this much faster than its input rate.
     static let probeMargin = 2.0
+    /// A busy period says the device set the pace only if the link acknowledged what was published
+    /// in it, within this share: the link kept up, and it was not catching up on parts published
+    /// before (what was in flight neither grew nor shrank). A local broker's device-bound periods
+    /// acknowledge 1.00–1.01 of what they publish. Behind a shaper's burst allowance a slow link
+    /// acknowledged 0.52–0.59 of a slow device's output, and 1.8× after an idle spell refilled the
+    /// burst (a debug build on a starved CPU over a 100 KB/s link with a 16 KB burst): taken as
+    /// device-bound, both made raw look fastest, and raw parts followed.
+    static let keptUpTolerance = 0.1
     /// Codings that drain within this factor of the fastest count as equally fast.
     static let tolerance = 1.2
 
@@ -75,9 +83,9 @@ public struct CompressionGovernor: Sendable {
     /// `saturatedNanoseconds` of that time at least a quarter of a window of parts was in flight (the
     /// link had work queued), and the device spent `busyNanoseconds` coding and publishing.
     /// Saturated for most of the period means the link set the pace: its rate is measured.
-    /// Otherwise, busy most of the period while the link acknowledged at least half of what was
-    /// published in it (`publishedWireBytes`) means the device did: the link took everything it
-    /// was given, so it is at least that fast. (Busy filling an empty window on a slow link, the
+    /// Otherwise, busy most of the period while the link acknowledged what was published in it
+    /// (`publishedWireBytes`, within `keptUpTolerance`) means the device did: the link took
+    /// everything it was given, so it is at least that fast. (Busy filling an empty window on a slow link, the
     /// acknowledgements lag far behind: that says nothing yet. And until a window's worth has been
     /// acknowledged on the connection — `warm` — buffers along the way may have swallowed what
     /// looked delivered.) The link is then assumed fast enough that the current
@@ -98,7 +106,7 @@ public struct CompressionGovernor: Sendable {
             linkBytesPerSecond = linkAssumed ? rate : linkBytesPerSecond.map { $0 + Self.weight * (rate - $0) } ?? rate
             linkAssumed = false
         } else if warm, Double(busyNanoseconds) >= Self.deviceBoundShare * Double(nanoseconds),
-                  2 * wireBytes >= publishedWireBytes {
+                  abs(Double(wireBytes - publishedWireBytes)) <= Self.keptUpTolerance * Double(publishedWireBytes) {
             let input = rate / codings[choice].ratio
             if Self.probeMargin * input > linkBytesPerSecond ?? 0 {
                 linkBytesPerSecond = Self.probeMargin * input
