@@ -50,7 +50,7 @@ public struct CompressionGovernor: Sendable {
     /// When the device sets the pace, the link is assumed this much faster than its input rate.
     static let probeMargin = 2.0
     /// A busy period says the device set the pace only if the link acknowledged what was published
-    /// in it, within this share: the link kept up, and it was not catching up on parts published
+    /// in it, within this share of it: the link kept up, and it was not catching up on parts published
     /// before (what was in flight neither grew nor shrank). A local broker's device-bound periods
     /// acknowledge 1.00–1.01 of what they publish. Behind a shaper's burst allowance a slow link
     /// acknowledged 0.52–0.59 of a slow device's output, and 1.8× after an idle spell refilled the
@@ -85,8 +85,8 @@ public struct CompressionGovernor: Sendable {
     /// Saturated for most of the period means the link set the pace: its rate is measured.
     /// Otherwise, busy most of the period while the link acknowledged what was published in it
     /// (`publishedWireBytes`, within `keptUpTolerance`) means the device did: the link took
-    /// everything it was given, so it is at least that fast. (Busy filling an empty window on a slow link, the
-    /// acknowledgements lag far behind: that says nothing yet. And until a window's worth has been
+    /// everything it was given, so it is at least that fast. (Busy filling an empty window on a
+    /// slow link, the acknowledgements lag far behind: that says nothing yet. And until a window's worth has been
     /// acknowledged on the connection — `warm` — buffers along the way may have swallowed what
     /// looked delivered.) The link is then assumed fast enough that the current
     /// coding's input rate would fit on it raw, with room to spare, so a faster coding is tried at
@@ -144,8 +144,8 @@ public struct CompressionGovernor: Sendable {
     /// bound of `fastSoundingBound` or more stands in as `fastSoundingMargin` times itself: to a
     /// local broker raw at once when that outruns the fast coding, instead of a window of
     /// zstd-1 parts before a device-bound period shows the link is faster. Wrong on a LAN just
-    /// slower than the fast coding, it costs a link period or two: the first one paced by the link measures
-    /// it and the fast coding returns.
+    /// slower than the fast coding, it costs a link period or two: the first one paced by the
+    /// link measures it and the fast coding returns.
     public mutating func sounded(wireBytes: Int, nanoseconds: Int64) {
         guard wireBytes > 0, nanoseconds > 0, linkBytesPerSecond == nil || linkAssumed else { return }
         let bound = Double(wireBytes) / (Double(nanoseconds) / 1e9)

@@ -23,10 +23,11 @@ import Glibc
         defer { broker.stop() }
         let topic = "devices/heap-01/peer"
         let out = broker.directory.appendingPathComponent("subscriber.out")
+        let identity = broker.collector
         let subscriber = try SpawnedProcess(
-            [PackagePaths.executable("daqctl").path, "bench", "peer-subscriber", "--host", broker.host, "--port", "\(broker.port)",
-             "--ca", broker.caFile.path, "--cert", broker.collector.certificate.path, "--key", broker.collector.key.path,
-             "--topic", topic],
+            [PackagePaths.executable("daqctl").path, "bench", "peer-subscriber",
+             "--host", broker.host, "--port", "\(broker.port)", "--ca", broker.caFile.path,
+             "--cert", identity.certificate.path, "--key", identity.key.path, "--topic", topic],
             stdout: out.path, stderr: broker.directory.appendingPathComponent("subscriber.err").path)
         defer { subscriber.terminate(graceSeconds: 2) }
         func lines() -> [Substring] {
@@ -39,10 +40,11 @@ import Glibc
         // 200 messages of 130,000 bytes (the size of an uplink part), one mosquitto_pub.
         let count = 200, size = 130_000
         let messages = broker.directory.appendingPathComponent("messages.txt")
-        try String(repeating: String(repeating: "a", count: size) + "\n", count: count).write(to: messages, atomically: true, encoding: .utf8)
+        let line = String(repeating: "a", count: size) + "\n"
+        try String(repeating: line, count: count).write(to: messages, atomically: true, encoding: .utf8)
         let before = try Self.minorFaults(subscriber.pid)
-        let publisher = (["mosquitto_pub"] + broker.clientArguments(broker.device("heap-01")) + ["-t", topic, "-q", "1", "-l"])
-            .joined(separator: " ")
+        let publisher = (["mosquitto_pub"] + broker.clientArguments(broker.device("heap-01"))
+                         + ["-t", topic, "-q", "1", "-l"]).joined(separator: " ")
         let published = try broker.runClient(["sh", "-c", "\(publisher) < \(messages.path)"])
         #expect(published.status == 0, "\(published.stderr)")
         let received = Date().addingTimeInterval(20)

@@ -15,6 +15,7 @@ static inline int daqlink_thread_to_idle_policy(void) {
     struct sched_param param = { .sched_priority = 0 };
     return pthread_setschedparam(pthread_self(), 5, &param);
 }
+
 /// glibc's malloc keeps freed blocks of up to `block_bytes` in the heap (not mmap'd one by one)
 /// and leaves up to `trim_bytes` of free heap top in place (not returned to the kernel at once):
 /// a process that allocates and frees a ~137 KB block per message reuses the same pages instead
