@@ -508,25 +508,15 @@ struct BarePublisherPeer {
 
         // The subscriber's messages so far, from its events or its process's lines.
         var received = 0, receivedBytes = 0
-        var subscriberUp = false, subscribed = false
+        var subscribed = false
         func subscriberNews() throws {
             if let apart {
                 try apart.read()
                 subscribed = apart.subscribed
                 (received, receivedBytes) = (apart.received, apart.receivedBytes)
-                return
-            }
-            guard let subscriber else { return }
-            for event in subscriber.drainEvents() {
-                switch event {
-                case .connected(let rc):
-                    guard rc == 0 else { throw ValidationError("the broker refused the peer subscriber (reason \(rc))") }
-                    subscriberUp = true
-                    try subscriber.subscribe(topic)
-                case .subscribed: subscribed = subscriberUp
-                case .message(_, let bytes): received += 1; receivedBytes += bytes.count
-                default: break
-                }
+            } else if let subscriber {
+                try PeerSubscriberEvents.handle(subscriber, topic: topic, subscribed: { subscribed = true },
+                                                message: { received += 1; receivedBytes += $0 })
             }
         }
 
@@ -654,15 +644,26 @@ struct BenchPeerSubscriberCommand: ParsableCommand {
         let parent = getppid()
         try PeerLoop(connections: [connection]).run(until: { getppid() != parent }, timeout: 3600,
                                                     what: "the bench's messages") {
-            for event in connection.drainEvents() {
-                switch event {
-                case .connected(let rc):
-                    guard rc == 0 else { throw ValidationError("the broker refused the peer subscriber (reason \(rc))") }
-                    try connection.subscribe(topic)
-                case .subscribed: say("subscribed")
-                case .message(_, let payload): say("\(payload.count)")
-                default: break
-                }
+            try PeerSubscriberEvents.handle(connection, topic: topic, subscribed: { say("subscribed") },
+                                            message: { say("\($0)") })
+        }
+    }
+}
+
+/// The peers' subscriber, in the bench's thread (peers A and B) or its own process (peer C):
+/// subscribes to `topic` once connected (a refusal throws), then reports the subscription and
+/// each message's payload length.
+private enum PeerSubscriberEvents {
+    static func handle(_ connection: MQTTConnection, topic: String, subscribed: () -> Void,
+                       message: (Int) -> Void) throws {
+        for event in connection.drainEvents() {
+            switch event {
+            case .connected(let rc):
+                guard rc == 0 else { throw ValidationError("the broker refused the peer subscriber (reason \(rc))") }
+                try connection.subscribe(topic)
+            case .subscribed: subscribed()
+            case .message(_, let payload): message(payload.count)
+            default: break
             }
         }
     }
