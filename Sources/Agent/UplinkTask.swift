@@ -117,7 +117,7 @@ final class UplinkTask {
     private var backlogPartsAcknowledged = 0
     /// The link sounding of this connection (`CompressionGovernor.sounded`): its first backlog part,
     /// if it has at least `CompressionGovernor.soundingBytes` of wire, and nothing else published
-    /// until it is PUBACKed. (Smaller parts are not worth a pause: a sounding of several would
+    /// until it is PUBACKed; then the next one again while the governor `wantsSounding`. (Smaller parts are not worth a pause: a sounding of several would
     /// idle the link while the device queued up parts, which then looks like a device-bound
     /// period.) `soundingPending`: the next backlog part may start it.
     private var sounding: (mid: Int32, started: Int64, wireBytes: Int)?
@@ -344,6 +344,8 @@ final class UplinkTask {
         guard let finished = sounding else { return }
         sounding = nil
         governor.sounded(wireBytes: finished.wireBytes, nanoseconds: now - finished.started)
+        // A bound that may be a preempted sounding's is taken again with the next part.
+        soundingPending = governor.wantsSounding
         counters.linkBytesPerSecond = governor.linkBytesPerSecond
         logger.debug("link sounding: \(finished.wireBytes) B PUBACKed \(now - finished.started) ns after its publish began → link ≈ \(Int(governor.linkBytesPerSecond ?? 0)) B/s, coding \(governor.codings[governor.choice].name)")
         schedulePublishing()

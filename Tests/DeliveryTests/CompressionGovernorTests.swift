@@ -224,3 +224,83 @@ import Testing
         #expect(g.choice == 0)
     }
 }
+
+/// A sounding slowed by preemption is taken again: the best of a few stands.
+@Suite struct CompressionGovernorResoundingTests {
+    @Test func aPreemptedSoundingIsTakenAgainAndTheFastestBoundStands() {
+        var g = CompressionGovernorTests().governor()
+        // 51.7 KB PUBACKed after 1.72 ms (the device preempted meanwhile): 30 MB/s, no cellular link,
+        // yet the coding stays compressed. Sound again.
+        g.sounded(wireBytes: 51_711, nanoseconds: 1_722_109)
+        #expect(g.choice == 1)
+        #expect(g.wantsSounding)
+        // The next one comes back in 0.42 ms: 124 MB/s, taken as twice itself; raw, and no more soundings.
+        g.sounded(wireBytes: 51_711, nanoseconds: 416_824)
+        #expect(abs(g.linkBytesPerSecond! - 2 * 51_711 / 416_824e-9) < 1)
+        #expect(g.choice == 0)
+        #expect(!g.wantsSounding)
+        // A slower one after it (were it made) lowers nothing.
+        g.sounded(wireBytes: 51_711, nanoseconds: 1_722_109)
+        #expect(g.choice == 0)
+    }
+
+    @Test func aCellularSoundingIsFinal() {
+        var g = CompressionGovernorTests().governor()
+        // 51.7 KB in 18 ms: a round trip over 4G is in it. Another would hold the uplink for one more.
+        g.sounded(wireBytes: 51_711, nanoseconds: 18_000_000)
+        #expect(g.choice == 2)
+        #expect(!g.wantsSounding)
+    }
+
+    @Test func aLinkThatStaysSlowIsSoundedThreeTimesAtMost() {
+        var g = CompressionGovernorTests().governor()
+        #expect(!g.wantsSounding)
+        // A 40 MB/s LAN: each sounding says so, and the third is the last.
+        for sounding in 1...CompressionGovernor.maxSoundings {
+            g.sounded(wireBytes: 51_711, nanoseconds: 1_292_775)
+            #expect(g.choice == 1)
+            #expect(g.wantsSounding == (sounding < CompressionGovernor.maxSoundings))
+        }
+        // A new connection may run over another link: it sounds afresh.
+        g.linkChanged(initial: 1)
+        g.sounded(wireBytes: 51_711, nanoseconds: 1_292_775)
+        #expect(g.wantsSounding)
+    }
+
+    @Test func aPeriodWhileThePathFillsLowersNoBound() {
+        var g = CompressionGovernorTests().governor()
+        g.sounded(wireBytes: 51_711, nanoseconds: 522_557)
+        #expect(g.choice == 0)
+        let bound = g.linkBytesPerSecond!
+        // The first 10 ms: 3.77 MB sent, 1.15 MB acknowledged (the rest on its way), 111 MB/s.
+        g.linkPeriod(wireBytes: 1_146_492, nanoseconds: 10_330_900, saturatedNanoseconds: 6_219_350, busyNanoseconds: 9_095_853,
+                     publishedWireBytes: 3_772_003, warm: false)
+        #expect(g.linkBytesPerSecond == bound)
+        #expect(g.choice == 0)
+        // Once a window is acknowledged, the same rate is a measurement: zstd-1 outruns it.
+        g.linkPeriod(wireBytes: 1_146_492, nanoseconds: 10_330_900, saturatedNanoseconds: 6_219_350, busyNanoseconds: 9_095_853,
+                     publishedWireBytes: 1_146_492)
+        #expect(abs(g.linkBytesPerSecond! - 1_146_492 / 10_330_900e-9) < 1)
+        #expect(g.choice == 1)
+    }
+
+    @Test func aFasterPeriodWhileThePathFillsRaisesTheBound() {
+        var g = CompressionGovernorTests().governor()
+        g.sounded(wireBytes: 51_711, nanoseconds: 18_000_000)
+        #expect(g.choice == 2)
+        g.linkPeriod(wireBytes: 4_000_000, nanoseconds: 10_000_000, saturatedNanoseconds: 9_000_000, busyNanoseconds: 0,
+                     publishedWireBytes: 4_000_000, warm: false)
+        #expect(g.linkBytesPerSecond == 400e6)
+        #expect(g.choice == 0)
+    }
+
+    @Test func aMeasuredLinkIsNotSounded() {
+        var g = CompressionGovernorTests().governor()
+        g.sounded(wireBytes: 51_711, nanoseconds: 1_292_775)
+        #expect(g.wantsSounding)
+        // A period paced by the link measured it: no bound says more than that.
+        g.linkPeriod(wireBytes: 400_000, nanoseconds: 10_000_000, saturatedNanoseconds: 9_000_000, busyNanoseconds: 0,
+                     publishedWireBytes: 400_000)
+        #expect(!g.wantsSounding)
+    }
+}

@@ -34,12 +34,38 @@ public enum PackagePaths {
         return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) } ?? candidates[0]
     }
 
-    /// A fresh temporary directory, unique per call.
+    /// A fresh temporary directory, unique per call. It is removed when the test process exits
+    /// (a run would otherwise leave some 300 directories behind), unless DAQLINK_KEEP_TEST_DIRS is
+    /// set: then they stay for a look after a failure.
     public static func temporaryDirectory(_ label: String = "daqlink-test") throws -> URL {
         let url = FileManager.default.temporaryDirectory
             .appendingPathComponent("\(label)-\(ProcessInfo.processInfo.processIdentifier)-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        TemporaryDirectories.created(url.path)
         return url
+    }
+}
+
+/// The test process's temporary directories, removed at its exit.
+private enum TemporaryDirectories {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var paths: [String] = []
+    nonisolated(unsafe) private static var registered = false
+
+    static func created(_ path: String) {
+        lock.lock()
+        defer { lock.unlock() }
+        paths.append(path)
+        guard !registered, ProcessInfo.processInfo.environment["DAQLINK_KEEP_TEST_DIRS"] == nil else { return }
+        registered = true
+        atexit { TemporaryDirectories.removeAll() }
+    }
+
+    private static func removeAll() {
+        lock.lock()
+        defer { lock.unlock() }
+        for path in paths { try? FileManager.default.removeItem(atPath: path) }
+        paths.removeAll()
     }
 }
 
