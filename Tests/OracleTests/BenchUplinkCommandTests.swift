@@ -8,13 +8,13 @@ import TestSupport
 
 @Suite("daqctl bench uplink")
 struct BenchUplinkCommandTests {
-    @Test("--backlog-mb 1 --latency-seconds 2 --cellular-mb 1 --json reports positive figures")
+    @Test("--backlog-mb 1 --latency-seconds 2 --cellular-mb 1 --rounds 2 --json reports positive figures")
     func smallBenchmark() throws {
         let daqctl = PackagePaths.executable("daqctl").path
         let work = try PackagePaths.temporaryDirectory("bench-uplink")
         defer { try? FileManager.default.removeItem(at: work) }
         let result = try runProcess(daqctl, ["bench", "uplink", "--backlog-mb", "1", "--latency-seconds", "2", "--cellular-mb", "1", "--json",
-                                             "--workdir", work.path,
+                                             "--rounds", "2", "--workdir", work.path,
                                              "--fixtures", PackagePaths.fixtures.appendingPathComponent("reference").path])
         try #require(result.status == 0, "\(result.stderr)")
         let object = try #require(try JSONSerialization.jsonObject(with: result.stdoutData) as? [String: Any],
@@ -61,6 +61,25 @@ struct BenchUplinkCommandTests {
         // Peer C sends the same messages to a subscriber in its own process, which got them all.
         #expect(number("apartPeer.messages") == number("drain.batches"), "\(result.stdout)")
         #expect(number("apartPeer.wireBytes") == number("drain.wireBytes"), "\(result.stdout)")
+
+        // Two rounds, each a full drain of the restored backlog and peer A with its messages; the
+        // ratio is their median (of two: the mean) and lies between theirs.
+        let rounds = try #require(object["rounds"] as? [[String: Any]], "\(result.stdout)")
+        #expect(rounds.count == 2)
+        for round in rounds {
+            for key in ["drainMegabytesPerSecond", "peerJournalMegabytesPerSecond", "ratio"] {
+                #expect(((round[key] as? NSNumber)?.doubleValue ?? 0) > 0, "\(key) in \(round)")
+            }
+            #expect(((round["parts"] as? [NSNumber]) ?? []).reduce(0) { $0 + $1.intValue } == Int(number("drain.batches") ?? -1))
+        }
+        if let ratio = number("ratio"), let low = number("ratioMin"), let high = number("ratioMax") {
+            #expect(low <= ratio && ratio <= high, "\(result.stdout)")
+        } else {
+            Issue.record("ratio, ratioMin, ratioMax missing in \(result.stdout)")
+        }
+        // The second round drained into a collector of its own, which committed the whole backlog.
+        let secondLog = try String(contentsOf: work.appendingPathComponent("collector-2.log"), encoding: .utf8)
+        #expect(secondLog.contains("collector: bench-01: committed up to"), "\(secondLog)")
 
         // No process started from the work directory outlives the command.
         let leftovers = try runProcess("pgrep", ["-f", work.path])
