@@ -191,6 +191,7 @@ private final class UplinkBench {
         // The later rounds drain the same backlog again, restored from this copy.
         let pristine = path("device/journal.pristine")
         if rounds > 1 { try FileManager.default.copyItem(atPath: journal, toPath: pristine) }
+        sync()  // nothing is written back during the drain
         let drainStarted = SystemClock.monotonicNow()
         // The collector and the broker are idle before the device starts and after it stopped.
         let collectorPID = fleet.pid(of: "collector"), brokerPID = fleet.pid(of: "mosquitto")
@@ -260,6 +261,7 @@ private final class UplinkBench {
             let raw = try measure(stride(from: 0, to: body.count, by: size).map { Array(body[$0..<min(body.count, $0 + size)]) })
             return (wire, raw, apart ? try measure(messages, subscriberProcess: daqctl) : nil)
         }
+        sync()  // what the collector wrote is not written back while a peer runs
         let (wirePeer, peer, apartPeer) = try measurePeers(trace: wireTrace, journal: journal, drained: drainUplink, apart: true)
         say("peer A (drain's wire messages): \(wirePeer.messages) messages, \(wirePeer.bytes) bytes in \(wirePeer.seconds) s")
         say("peer B (raw journal bytes): \(peer.messages) messages of \(peer.bytes / max(1, peer.messages)) bytes in \(peer.seconds) s")
@@ -283,7 +285,7 @@ private final class UplinkBench {
         for round in stride(from: 2, through: rounds, by: 1) {
             try? FileManager.default.removeItem(atPath: journal)
             try FileManager.default.copyItem(atPath: pristine, toPath: journal)
-            sync()  // the copy's dirty pages are not written back during the drain
+            sync()  // neither the copy's dirty pages nor anything else are written back during the drain
             let log = "collector-\(round).log"
             try fleet.start("collector", daqctl, ["collect", "--broker", broker, "--pki", pki, "--out", path("collected-\(round)")],
                             log: log)
@@ -292,6 +294,7 @@ private final class UplinkBench {
             let (drain, uplink) = try runDrain("bench-01", journal: journal, broker: broker, log: "drain-\(round).log", trace: trace)
             fleet.stop("collector")
             let committed = collectorCommittedBytes(fleet.log(log), device: "bench-01")
+            sync()
             let peer = try BarePublisherPeer.measure(
                 host: "127.0.0.1", port: port, publisherPort: nil, messages: try Self.messages(inTrace: trace, journal: journal),
                 window: peerWindow, publisher: publisher, subscriber: subscriber, topic: "devices/bench-01/peer",
