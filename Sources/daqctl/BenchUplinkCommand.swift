@@ -959,7 +959,8 @@ struct DrainRound {
         func n(_ value: Double) -> String { value.isFinite ? String(format: "%.6g", value) : "null" }
         return """
             {"drainMegabytesPerSecond": \(n(drainMBps)), "peerJournalMegabytesPerSecond": \(n(peerMBps)), \
-            "ratio": \(n(ratio)), "parts": [\((drain.uplink?.parts ?? []).map(String.init).joined(separator: ", "))]}
+            "ratio": \(n(ratio)), "batches": \(drain.uplink?.batches ?? 0), \
+            "parts": [\((drain.uplink?.parts ?? []).map(String.init).joined(separator: ", "))]}
             """
     }
 }
