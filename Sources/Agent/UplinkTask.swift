@@ -117,9 +117,10 @@ final class UplinkTask {
     private var backlogPartsAcknowledged = 0
     /// The link sounding of this connection (`CompressionGovernor.sounded`): its first backlog part,
     /// if it has at least `CompressionGovernor.soundingBytes` of wire, and nothing else published
-    /// until it is PUBACKed; then the next one again while the governor `wantsSounding`. (Smaller parts are not worth a pause: a sounding of several would
-    /// idle the link while the device queued up parts, which then looks like a device-bound
-    /// period.) `soundingPending`: the next backlog part may start it.
+    /// until it is PUBACKed; then the next one again while the governor `wantsSounding`. (Smaller
+    /// parts are not worth a pause: a sounding of several would idle the link while the device
+    /// queued up parts, which then looks like a device-bound period.) `soundingPending`: the next
+    /// backlog part may start it.
     private var sounding: (mid: Int32, started: Int64, wireBytes: Int)?
     private var soundingPending = false
     private let soundingTimeout: Int64 = 2_000_000_000

@@ -242,6 +242,15 @@ private final class UplinkBench {
         let publisher = MQTTTLSFiles(caFile: "\(pki)/ca.crt", certificateFile: "\(pki)/devices/bench-01.crt",
                                      keyFile: "\(pki)/devices/bench-01.key")
         let subscriber = MQTTTLSFiles(caFile: "\(pki)/ca.crt", certificateFile: "\(pki)/collector.crt", keyFile: "\(pki)/collector.key")
+        /// The bare publisher with `messages` (through `publisherPort` when given; with
+        /// `subscriberProcess`, its subscriber in a process of its own).
+        func measurePeer(_ messages: [[UInt8]], publisherPort: Int? = nil,
+                         subscriberProcess: String? = nil) throws -> BarePublisherPeer {
+            try BarePublisherPeer.measure(host: "127.0.0.1", port: port, publisherPort: publisherPort, messages: messages,
+                                          window: peerWindow, publisher: publisher, subscriber: subscriber,
+                                          topic: "devices/bench-01/peer", brokerPID: brokerPID,
+                                          subscriberProcess: subscriberProcess)
+        }
         /// The bare publisher (through `publisherPort` when given) with a drain's own wire messages
         /// (`trace`), then with `journal`'s raw bytes in messages of the drain's mean raw batch size.
         /// With `apart`, peer C too: the drain's wire messages again, to a subscriber in its own process.
@@ -249,10 +258,7 @@ private final class UplinkBench {
                           publisherPort: Int? = nil, apart: Bool = false)
             throws -> (wire: BarePublisherPeer, raw: BarePublisherPeer, apart: BarePublisherPeer?) {
             func measure(_ messages: [[UInt8]], subscriberProcess: String? = nil) throws -> BarePublisherPeer {
-                try BarePublisherPeer.measure(host: "127.0.0.1", port: port, publisherPort: publisherPort, messages: messages,
-                                              window: peerWindow, publisher: publisher, subscriber: subscriber,
-                                              topic: "devices/bench-01/peer", brokerPID: brokerPID,
-                                              subscriberProcess: subscriberProcess)
+                try measurePeer(messages, publisherPort: publisherPort, subscriberProcess: subscriberProcess)
             }
             let messages = try Self.messages(inTrace: trace, journal: journal)
             let wire = try measure(messages)
@@ -280,8 +286,7 @@ private final class UplinkBench {
 
         // Rounds 2…: the backlog restored, a collector with an empty output directory, the drain,
         // then peer A with that drain's messages.
-        var roundFigures = [DrainRound(drain: drain, journalBytes: committedBytes > 0 ? committedBytes : drainUplink.rawBytes,
-                                       peer: wirePeer)]
+        var roundFigures = [DrainRound(drain: drain, committedBytes: committedBytes, peer: wirePeer)]
         for round in stride(from: 2, through: rounds, by: 1) {
             try? FileManager.default.removeItem(atPath: journal)
             try FileManager.default.copyItem(atPath: pristine, toPath: journal)
@@ -291,22 +296,19 @@ private final class UplinkBench {
                             log: log)
             try waitForCollector(log: log)
             let trace = path("wire-\(round).trace")
-            let (drain, uplink) = try runDrain("bench-01", journal: journal, broker: broker, log: "drain-\(round).log", trace: trace)
+            let (drain, _) = try runDrain("bench-01", journal: journal, broker: broker, log: "drain-\(round).log", trace: trace)
             fleet.stop("collector")
             let committed = collectorCommittedBytes(fleet.log(log), device: "bench-01")
             sync()
-            let peer = try BarePublisherPeer.measure(
-                host: "127.0.0.1", port: port, publisherPort: nil, messages: try Self.messages(inTrace: trace, journal: journal),
-                window: peerWindow, publisher: publisher, subscriber: subscriber, topic: "devices/bench-01/peer",
-                brokerPID: brokerPID, subscriberProcess: nil)
-            roundFigures.append(DrainRound(drain: drain, journalBytes: committed > 0 ? committed : uplink.rawBytes, peer: peer))
+            let peer = try measurePeer(try Self.messages(inTrace: trace, journal: journal))
+            roundFigures.append(DrainRound(drain: drain, committedBytes: committed, peer: peer))
             say(String(format: "round %d: drain %.1f MB/s, peer A %.1f MB/s, ours / peer A %.2f×", round,
                        roundFigures.last!.drainMBps, roundFigures.last!.peerMBps, roundFigures.last!.ratio))
         }
         fleet.stopAll()
 
         return UplinkBenchReport(backlog: backlog, backlogFrames: frames, repeats: repeats, drain: drain,
-                                 drainWallSeconds: drainWall, drainCPU: drainCPU, collectorCommittedBytes: committedBytes,
+                                 drainWallSeconds: drainWall, drainCPU: drainCPU,
                                  steady: steady, latency: latency, latencySeconds: latencySeconds,
                                  latencySyncMs: latencySyncMs, peer: peer, wirePeer: wirePeer, apartPeer: apartPeer!,
                                  peerWindow: peerWindow, rounds: roundFigures,
@@ -808,7 +810,6 @@ private struct UplinkBenchReport {
     var drain: DeviceSummary
     var drainWallSeconds: Double
     var drainCPU: DrainCPU
-    var collectorCommittedBytes: UInt64
     var steady: DeviceSummary
     var latency: LatencyFigures
     var latencySeconds: Double
@@ -832,24 +833,24 @@ private struct UplinkBenchReport {
         #endif
     }
 
-    /// Journal bytes drained: the collector's committed bytes (the device's sent bytes if missing).
-    var drainedBytes: UInt64 { collectorCommittedBytes > 0 ? collectorCommittedBytes : drain.uplink?.rawBytes ?? 0 }
-    /// The drain's own span, first publish → last end-to-end ack (the peers are timed from their
-    /// first publish too); the process's start-up and TLS connect are in `startMBps`.
-    var drainSeconds: Double { drain.uplink?.drainSeconds ?? drain.elapsed }
-    var drainMBps: Double { drainSeconds > 0 ? Double(drainedBytes) / drainSeconds / 1e6 : 0 }
+    /// The first round: `drain` and `wirePeer`.
+    var firstRound: DrainRound { rounds[0] }
+    var drainedBytes: UInt64 { firstRound.journalBytes }
+    var drainSeconds: Double { firstRound.drainSeconds }
+    var drainMBps: Double { firstRound.drainMBps }
     var startMBps: Double { drain.elapsed > 0 ? Double(drainedBytes) / drain.elapsed / 1e6 : 0 }
     func parts(_ summary: DeviceSummary) -> String {
         let parts = summary.uplink?.parts ?? [0, 0, 0]
         return "raw \(parts[0]), zstd-1 \(parts[1]), codec-4 \(parts[2])"
     }
-    /// The journal bytes the same wire messages carry, per second of the bare publisher.
-    var wirePeerJournalMBps: Double { wirePeer.seconds > 0 ? Double(drainedBytes) / wirePeer.seconds / 1e6 : 0 }
-    /// Like for like: the same messages, with and without everything around them (the first round).
-    var firstRatio: Double { wirePeerJournalMBps > 0 ? drainMBps / wirePeerJournalMBps : 0 }
+    var wirePeerJournalMBps: Double { firstRound.peerMBps }
+    var firstRatio: Double { firstRound.ratio }
     /// Over all rounds: the median of ours / peer A, and its range.
     var ratio: Double { DrainRound.median(rounds.map(\.ratio)) }
-    var ratioRange: ClosedRange<Double> { rounds.map(\.ratio).min()!...rounds.map(\.ratio).max()! }
+    var ratioRange: ClosedRange<Double> {
+        let ratios = rounds.map(\.ratio)
+        return ratios.min()!...ratios.max()!
+    }
     var apartPeerJournalMBps: Double { apartPeer.seconds > 0 ? Double(drainedBytes) / apartPeer.seconds / 1e6 : 0 }
     /// Peer C over peer A: what moving the subscriber into a process of its own costs by itself.
     var apartOverWirePeer: Double { wirePeerJournalMBps > 0 ? apartPeerJournalMBps / wirePeerJournalMBps : 0 }
@@ -942,12 +943,23 @@ private struct UplinkBenchReport {
 /// One drain of the backlog and peer A with its messages, run right after it.
 struct DrainRound {
     var drain: DeviceSummary
+    /// Journal bytes drained: the collector's committed bytes (the device's sent bytes if missing).
     var journalBytes: UInt64
     var peer: BarePublisherPeer
 
+    init(drain: DeviceSummary, committedBytes: UInt64, peer: BarePublisherPeer) {
+        self.drain = drain
+        journalBytes = committedBytes > 0 ? committedBytes : drain.uplink?.rawBytes ?? 0
+        self.peer = peer
+    }
+
+    /// The drain's own span, first publish → last end-to-end ack (the peers are timed from their
+    /// first publish too); the process's start-up and TLS connect are not in it.
     var drainSeconds: Double { drain.uplink?.drainSeconds ?? drain.elapsed }
     var drainMBps: Double { drainSeconds > 0 ? Double(journalBytes) / drainSeconds / 1e6 : 0 }
+    /// The journal bytes the same wire messages carry, per second of the bare publisher.
     var peerMBps: Double { peer.seconds > 0 ? Double(journalBytes) / peer.seconds / 1e6 : 0 }
+    /// Like for like: the same messages, with and without everything around them.
     var ratio: Double { peerMBps > 0 ? drainMBps / peerMBps : 0 }
 
     static func median(_ values: [Double]) -> Double {
