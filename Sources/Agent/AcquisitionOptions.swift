@@ -118,7 +118,8 @@ public struct AcquisitionSummary: Sendable {
             let ratio = uplink.rawBytes > 0 ? Double(uplink.wireBytes) / Double(uplink.rawBytes) : 0
             lines.append("uplink: \(uplink.batches) batches, \(uplink.rawBytes) journal bytes as \(uplink.wireBytes) wire bytes "
                          + "(\(format2(ratio))×), acknowledged up to \(uplink.acknowledged), \(uplink.connects) connects, "
-                         + "\(uplink.disconnects) disconnects, \(uplink.resendRequests) resend requests")
+                         + "\(uplink.disconnects) disconnects, \(uplink.resendRequests) resend requests"
+                         + (uplink.lostEntries > 0 ? ", \(uplink.lostEntries) unreadable entries sent as 'lost'" : ""))
             let codings = zip(UplinkCounters.codingNames, uplink.partsByCoding).map { "\($0) \($1)" }.joined(separator: ", ")
             var drain = ""
             if let first = uplink.firstPublishAt, let drained = uplink.drainedAt, drained >= first {

@@ -50,6 +50,8 @@ public struct UplinkCounters: Sendable {
     public var disconnects: UInt64 = 0
     public var resendRequests: UInt64 = 0
     public var readsFromJournal: UInt64 = 0
+    /// Entries unreadable in the journal (damaged storage), sent as `lost` placeholders.
+    public var lostEntries: UInt64 = 0
     public var acknowledged: UInt64 = 0
     public var alarms: [String] = []
     /// Parts per body coding, by `BodyCoding` raw value: raw, fast (codec 3 at zstd level 1),
@@ -560,10 +562,19 @@ final class UplinkTask {
                 var body: [UInt8] = []
                 body.reserveCapacity(options.maxBatchBytes + JournalFraming.overhead)
                 var entries: [Range<Int>] = []
-                guard let run = try backlogReader!.reader.readEntries(
-                    maxEntries: Int(last - backlogReader!.next + 1), maxBytes: options.maxBatchBytes, through: last,
-                    into: &body, ranges: &entries)
-                else {
+                let read: JournalEntryRun?
+                do throws(DAQError) {
+                    read = try backlogReader!.reader.readEntries(
+                        maxEntries: Int(last - backlogReader!.next + 1), maxBytes: options.maxBatchBytes, through: last,
+                        into: &body, ranges: &entries)
+                } catch where error.code == .journalCorrupt {
+                    // Damaged storage: what cannot be read goes as placeholders, and the rest flows.
+                    guard let damage = try backlogReader!.reader.skipDamaged() else { throw error }
+                    guard sendLost(damage, through: last, token: token, connection: connection) else { return }
+                    backlogReader!.next = damage.last + 1
+                    continue
+                }
+                guard let run = read else {
                     throw DAQError(.journalCorrupt, "entries \(backlogReader!.next)…\(last) are not in the journal",
                                    at: InputLocation(file: journal.directory))
                 }
@@ -575,18 +586,61 @@ final class UplinkTask {
             }
         } catch {
             backlogReader = nil
-            counters.alarms.append("cannot read entries \(first)…\(last) from the journal: \(error)")
+            // Once per fault: every later batch meets it again (the uplink waits at it).
+            if reportedDamage.insert("\(error)").inserted {
+                counters.alarms.append("cannot read entries \(first)…\(last) from the journal: \(error)")
+                logger.error("ALARM: cannot read entries \(first)…\(last) from the journal: \(error)")
+            }
         }
     }
 
+    /// Journal damage and read faults already reported: a resend, or the next batch, meets them again.
+    private var reportedDamage: Set<String> = []
+
+    /// Publishes a `lost` placeholder for each entry of `damage` up to `last`, in parts of at most
+    /// `maxBatchBytes`: the collector commits them in the entries' place, so the stream goes on
+    /// past the damage and its copy says what is missing and why. The payload names the segment,
+    /// offset and defect, so a resend sends the same bytes. Alarms once per damaged place.
+    /// False when the connection failed.
+    private func sendLost(_ damage: JournalReader.Damage, through last: UInt64, token: Int, connection: MQTTConnection) -> Bool {
+        guard damage.count > 0, damage.first <= last else { return true }
+        let through = min(damage.last, last)
+        if reportedDamage.insert("\(damage.segment) \(damage.offset)").inserted {
+            let text = "journal \(damage); sent as 'lost' placeholders so the backlog after them goes on"
+            counters.alarms.append(text)
+            logger.error("ALARM: \(text)")
+        }
+        let reason = Array("unreadable on the device: \(damage.segment) offset \(damage.offset): \(damage.defect)".utf8)
+        var sequence = damage.first
+        while sequence <= through {
+            var body: [UInt8] = []
+            var entries: [Range<Int>] = []
+            let partFirst = sequence
+            repeat {
+                let start = body.count
+                reason.withUnsafeBytes { JournalFraming.encode(kind: .lost, sequence: sequence, payload: $0, into: &body) }
+                entries.append(start..<body.count)
+                sequence += 1
+            } while sequence <= through && body.count + JournalFraming.framedLength(payloadLength: reason.count) <= options.maxBatchBytes
+            counters.lostEntries += UInt64(entries.count)
+            guard sendPart(token: token, first: partFirst, last: sequence - 1, body: body, entries: entries,
+                           segmentStarts: partFirst == damage.segmentFirstSequence ? [partFirst] : [], fromJournal: true,
+                           coding: .raw, connection: connection)
+            else { return false }
+        }
+        return true
+    }
+
     /// Publishes one sub-batch; false when the connection failed.
+    /// `coding` overrides the choice below (placeholders go raw: they are few and small).
     private func sendPart(token: Int, first: UInt64, last: UInt64, body: [UInt8], entries: [Range<Int>],
-                          segmentStarts: [UInt64], fromJournal: Bool, connection: MQTTConnection) -> Bool {
+                          segmentStarts: [UInt64], fromJournal: Bool, coding chosen: BodyCoding? = nil,
+                          connection: MQTTConnection) -> Bool {
         let checksum = UplinkBatch.entriesChecksum(body: body, entries: entries)
         // Backlog parts: the coding the governor finds fastest on this link (raw on a LAN or a local
         // broker, compressed over 4G). Live parts: the strongest, since the CPU is idle between
         // them and every byte crosses the link (docs/uplink.md, "Which coding a part gets").
-        let coding = !options.compress ? BodyCoding.raw : fromJournal ? BodyCoding(rawValue: governor.choice)! : .strong
+        let coding = chosen ?? (!options.compress ? BodyCoding.raw : fromJournal ? BodyCoding(rawValue: governor.choice)! : .strong)
         let started = loop.clock.now()
         let wire = encodePart(first: first, last: last, body: body, entries: entries, segmentStarts: segmentStarts,
                               checksum: checksum, coding: coding)

@@ -44,6 +44,8 @@ public struct CollectorDeviceReport: Sendable {
     public var bytes: UInt64
     public var duplicates: UInt64
     public var gaps: UInt64
+    /// Entries the device could not read from its journal, committed as `lost` placeholders.
+    public var lost: UInt64
 }
 
 public final class CollectorService {
@@ -126,7 +128,7 @@ public final class CollectorService {
         if let failure { throw failure }
         return sinks.values.sorted { $0.deviceID < $1.deviceID }.map {
             CollectorDeviceReport(deviceID: $0.deviceID, committed: $0.committed, entries: $0.committedEntries,
-                                  bytes: $0.committedBytes, duplicates: $0.duplicates, gaps: $0.gaps)
+                                  bytes: $0.committedBytes, duplicates: $0.duplicates, gaps: $0.gaps, lost: $0.lostEntries)
         }
     }
 
@@ -395,6 +397,9 @@ public final class CollectorService {
         _ = mkdir(options.output, 0o755)
         _ = mkdir("\(options.output)/\(device)", 0o755)
         let sink = try DeviceStreamSink(deviceID: device, epoch: epoch, directory: directory)
+        sink.onLost = { [unowned self] first, last, reason in
+            self.writeError("daqctl collect: \(device): entries \(first)…\(last) committed as lost: \(reason)\n")
+        }
         if let mdf {
             mdf.follow(device: device, journalDirectory: directory, mdfDirectory: "\(options.output)/\(device)/mdf",
                        committed: sink.committed)

@@ -18,6 +18,10 @@ final class DeviceStreamSink {
     /// collector's MDF files follow the journal from there (`MDFTrail`).
     var onCommitted: ((UInt64, [UInt8], [Range<Int>]) -> Void)?
     private(set) var committedBytes: UInt64 = 0
+    /// `lost` placeholders committed: entries the device could not read back from its journal.
+    private(set) var lostEntries: UInt64 = 0
+    /// Told of each run of `lost` placeholders committed (first, last, the device's reason).
+    var onLost: ((UInt64, UInt64, String) -> Void)?
     /// The highest ack earned and not yet handed out by `nextSyncStep()`.
     private var pendingAck: UInt64?
     /// The entries of the last commits (the usual context of the next codec-3 or codec-4 batch).
@@ -168,10 +172,29 @@ final class DeviceStreamSink {
                                          startsSegment: { starts.contains($0) })
             }
         }.get()
+        noteLost(first: first, body: batch.body, entries: entries)
         recentCommits.append(first: first, body: batch.body, entries: entries)
         committedEntries += UInt64(entries.count)
         committedBytes += UInt64(entries.last!.upperBound - entries.first!.lowerBound)
         onCommitted?(first, batch.body, entries)
+    }
+
+    /// Counts and reports the `lost` placeholders among committed entries (one byte per entry).
+    private func noteLost(first: UInt64, body: [UInt8], entries: [Range<Int>]) {
+        var run: (first: UInt64, last: UInt64, reason: String)?
+        for (index, range) in entries.enumerated() {
+            let sequence = first + UInt64(index)
+            guard JournalEntryKind(rawValue: body[range.lowerBound + 4]) == .lost else { continue }
+            lostEntries += 1
+            if let open = run, open.last + 1 == sequence {
+                run!.last = sequence
+                continue
+            }
+            if let open = run { onLost?(open.first, open.last, open.reason) }
+            let payload = body[(range.lowerBound + JournalFraming.headerLength)..<(range.upperBound - JournalFraming.trailerLength)]
+            run = (sequence, sequence, String(decoding: payload, as: UTF8.self))
+        }
+        if let open = run { onLost?(open.first, open.last, open.reason) }
     }
 
     func close() throws(DAQError) {

@@ -10,14 +10,20 @@ public struct JournalEntryKind: RawRepresentable, Sendable, Hashable, CustomStri
     public static let record = JournalEntryKind(rawValue: 0)
     /// A description of channel groups, so a dump can decode records without the experiment file.
     public static let layout = JournalEntryKind(rawValue: 1)
+    /// A stand-in for an entry the device could not read back from its own journal (damaged
+    /// storage): the uplink sends one in its place, so the collector's copy holds every sequence
+    /// number and the rest of the stream flows. The payload says why, in UTF-8 text. Only a
+    /// collector's copy holds these; the sampler never appends one.
+    public static let lost = JournalEntryKind(rawValue: 2)
 
     /// Whether format version 1 defines this kind.
-    public var isDefined: Bool { rawValue <= 1 }
+    public var isDefined: Bool { rawValue <= 2 }
 
     public var description: String {
         switch rawValue {
         case 0: return "record"
         case 1: return "layout"
+        case 2: return "lost"
         default: return "reserved(\(rawValue))"
         }
     }
@@ -47,7 +53,7 @@ public struct JournalEntry: Sendable, Hashable {
 /// | offset | size | field                                    |
 /// |--------|------|------------------------------------------|
 /// | 0      | 4    | payload length N                         |
-/// | 4      | 1    | kind (0 record, 1 layout, others reserved)|
+/// | 4      | 1    | kind (0 record, 1 layout, 2 lost, others reserved)|
 /// | 5      | 3    | reserved, zero                           |
 /// | 8      | 8    | sequence number                          |
 /// | 16     | N    | payload                                  |

@@ -38,8 +38,20 @@ public struct SegmentScan: Sendable, Hashable {
                                stop: .defect(defect, offset: 0))
         case .success(let parsed): header = parsed
         }
-        var offset = SegmentHeader.length
-        var expected = header.firstSequence
+        var scan = entries(bytes, from: SegmentHeader.length, expectedSequence: header.firstSequence, body: body)
+        scan.header = header
+        return scan
+    }
+
+    /// Scans entries from `offset` on, the first carrying `expectedSequence` (after the header, or
+    /// where `resynchronize` found entries going on after damage). `header` is nil in the result;
+    /// `validLength` is where the valid entries end.
+    public static func entries(
+        _ bytes: UnsafeRawBufferPointer, from start: Int, expectedSequence: UInt64,
+        body: (_ offset: Int, _ kind: JournalEntryKind, _ sequence: UInt64, _ payloadLength: Int) -> Void = { _, _, _, _ in }
+    ) -> SegmentScan {
+        var offset = start
+        var expected = expectedSequence
         var count = 0
         while offset < bytes.count {
             switch JournalFraming.decode(bytes, at: offset, expectedSequence: expected) {
@@ -49,14 +61,36 @@ public struct SegmentScan: Sendable, Hashable {
                 expected += 1
                 count += 1
             case .incomplete(let needed):
-                return SegmentScan(header: header, entryCount: count, validLength: offset, nextSequence: expected,
+                return SegmentScan(header: nil, entryCount: count, validLength: offset, nextSequence: expected,
                                    stop: .defect(.torn(needed: needed, available: bytes.count - offset), offset: offset))
             case .invalid(let defect):
-                return SegmentScan(header: header, entryCount: count, validLength: offset, nextSequence: expected,
+                return SegmentScan(header: nil, entryCount: count, validLength: offset, nextSequence: expected,
                                    stop: .defect(defect, offset: offset))
             }
         }
-        return SegmentScan(header: header, entryCount: count, validLength: offset, nextSequence: expected, stop: .end)
+        return SegmentScan(header: nil, entryCount: count, validLength: offset, nextSequence: expected, stop: .end)
+    }
+
+    /// Where entries go on after damage at `offset` (a defect the scan stopped at): the first
+    /// valid entry after it numbered above `sequence`, searched byte by byte, since a damaged
+    /// length field says nothing about where the next entry starts. Nil when none follows.
+    /// (A false find needs a frame with a matching CRC32C and a sequence number in range inside
+    /// the damaged bytes.)
+    public static func resynchronize(_ bytes: UnsafeRawBufferPointer, after offset: Int, above sequence: UInt64)
+        -> (offset: Int, sequence: UInt64)?
+    {
+        // At most one entry per `overhead` bytes can follow.
+        let bound = UInt64(max(0, bytes.count - offset) / JournalFraming.overhead)
+        var at = offset + 1
+        while at + JournalFraming.overhead <= bytes.count {
+            let found = bytes.le64(at: at + 8)
+            if found > sequence, found - sequence <= bound,
+               case .entry = JournalFraming.decode(bytes, at: at, expectedSequence: found) {
+                return (at, found)
+            }
+            at += 1
+        }
+        return nil
     }
 
     /// Scans a segment held in an array.

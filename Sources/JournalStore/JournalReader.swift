@@ -148,6 +148,81 @@ public final class JournalReader {
         return first.map { JournalEntryRun(firstSequence: $0.sequence, count: count, segmentFirstSequence: $0.segment) }
     }
 
+    /// Entries the reader could not read (`skipDamaged`): `first…last` were in `segment` (its
+    /// file name) from byte `offset` on, where `defect` was found.
+    public struct Damage: Sendable, Hashable, CustomStringConvertible {
+        public var first: UInt64
+        public var last: UInt64
+        public var segment: String
+        /// The first sequence number of that segment (its name's).
+        public var segmentFirstSequence: UInt64
+        public var offset: Int
+        public var defect: String
+
+        /// How many of the entries the reader was to return were lost: 0 when the damage lies
+        /// wholly before its start sequence (it was only passed over on the way there).
+        public var count: UInt64 { last >= first ? last - first + 1 : 0 }
+
+        public var description: String {
+            "entries \(first)…\(last) unreadable in \(segment) from offset \(offset) (\(defect))"
+        }
+    }
+
+    /// After `next()` or `readEntries` threw journal-corrupt for an entry (damaged storage: a
+    /// flipped bit, a torn or zeroed block), moves past the damage so reading can go on: to the
+    /// next valid entry further in the same segment (searched byte by byte, since a damaged
+    /// length field says nothing about where the next entry starts), else to the next segment.
+    /// Returns the entries passed over that the reader was to return (none when they all come
+    /// before its start sequence).
+    /// Nil, with the cursor unchanged, when there is no damaged entry to pass (a fault in a
+    /// segment header, a read error), or when no entry follows the damage yet (the newest
+    /// segment: entries appended later may still resynchronize).
+    public func skipDamaged() throws(DAQError) -> Damage? {
+        guard fd >= 0, headerRead, located == nil else { return nil }
+        let relative = offset - bufferOffset
+        let step = buffer.withUnsafeBytes { raw in
+            JournalFraming.decode(UnsafeRawBufferPointer(rebasing: raw[min(relative, raw.count)...]), at: 0, expectedSequence: expected)
+        }
+        // Only an entry that does not decode (or a closed segment that ends inside one) is damage.
+        let defect: JournalDefect
+        switch step {
+        case .invalid(let found):
+            defect = found
+        case .incomplete(let needed):
+            let rest = try read(count: max(needed, JournalReader.chunk))
+            guard rest.count < needed, !rest.isEmpty, try !isNewestSegment() else { return nil }
+            defect = .torn(needed: needed, available: rest.count)
+        case .entry:
+            return nil
+        }
+        let damagedAt = offset
+        let damagedSegment = currentFirst
+        let segment = SegmentName.name(firstSequence: currentFirst)
+        let rest: [UInt8]
+        do { rest = try FileOps.pread(fd, count: max(0, try FileOps.size(fd) - offset), at: offset) } catch {
+            throw error.daqError("read segment", path: currentPath, offset: offset)
+        }
+        // The next valid entry after the damage in this segment, else the next segment.
+        let found = rest.withUnsafeBytes { SegmentScan.resynchronize($0, after: 0, above: expected) }
+        let resume: UInt64
+        if let found {
+            resume = found.sequence
+            offset += found.offset
+            buffer = []
+            bufferOffset = offset
+        } else {
+            guard let newer = try layout.segmentFirstSequences().first(where: { $0 > currentFirst }), newer > expected else {
+                return nil
+            }
+            resume = newer
+            try openSegment(newer)
+        }
+        let first = max(expected, startSequence)
+        expected = resume
+        return Damage(first: first, last: resume - 1, segment: segment, segmentFirstSequence: damagedSegment, offset: damagedAt,
+                      defect: defect.description)
+    }
+
     // MARK: - Internals
 
     /// The entry `locateNext` found: where it lies in `buffer` and what it is.

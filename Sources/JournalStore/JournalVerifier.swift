@@ -38,6 +38,8 @@ public struct JournalVerification: Sendable, Hashable {
     public var segments: [JournalSegmentSummary] = []
     /// Valid entries across all segments.
     public var entries = 0
+    /// Entries lost to damage inside segments (a journal verify could read on past).
+    public var lostEntries: UInt64 = 0
     /// Bytes of all segment files.
     public var bytes = 0
     /// The first and last valid seq (nil when there are no entries).
@@ -78,7 +80,7 @@ public enum JournalVerifier {
             let path = layout.segmentPath(firstSequence: first)
             let bytes: [UInt8]
             do { bytes = try FileOps.readFile(path) } catch { throw error.daqError("read segment", path: path) }
-            let scan = SegmentScan.scan(bytes)
+            var scan = SegmentScan.scan(bytes)
             var summary = JournalSegmentSummary(name: name, epoch: scan.header?.epoch, firstSequence: first,
                                                 lastSequence: scan.lastSequence, entries: scan.entryCount, bytes: bytes.count)
             if let header = scan.header {
@@ -102,8 +104,26 @@ public enum JournalVerifier {
             } else {
                 previousNext = nil
             }
-            if case .defect(let defect, let offset) = scan.stop {
-                report.faults.append(JournalFault(file: name, offset: offset, problem: defect.description))
+            // Damage inside a segment: say which entries it took, and read on where entries go on.
+            var stop = scan.stop
+            while case .defect(let defect, let offset) = stop {
+                guard scan.header != nil, let resume = bytes.withUnsafeBytes({
+                    SegmentScan.resynchronize($0, after: offset, above: previousNext ?? 0)
+                }) else {
+                    report.faults.append(JournalFault(file: name, offset: offset, problem: defect.description))
+                    break
+                }
+                let lost = previousNext ?? 0
+                report.faults.append(JournalFault(file: name, offset: offset, problem: defect.description
+                    + "; entries \(lost)…\(resume.sequence - 1) unreadable, seq \(resume.sequence) goes on at offset \(resume.offset)"))
+                report.lostEntries += resume.sequence - lost
+                let more = bytes.withUnsafeBytes { SegmentScan.entries($0, from: resume.offset, expectedSequence: resume.sequence) }
+                scan.entryCount += more.entryCount
+                previousNext = more.nextSequence
+                if let last = more.lastSequence { report.lastSequence = last }
+                summary.entries = scan.entryCount
+                summary.lastSequence = more.lastSequence ?? summary.lastSequence
+                stop = more.stop
             }
             report.entries += scan.entryCount
             report.bytes += bytes.count

@@ -111,8 +111,10 @@ struct CollectCommand: ParsableCommand {
         do {
             let reports = try CollectorService(options: options).run()
             for report in reports {
-                FileHandle.standardError.write(Data(
-                    "collector: \(report.deviceID): committed up to \(report.committed) (\(report.entries) entries, \(report.bytes) bytes this run), \(report.duplicates) duplicates dropped, \(report.gaps) gaps repaired\n".utf8))
+                var line = "collector: \(report.deviceID): committed up to \(report.committed) (\(report.entries) entries, "
+                    + "\(report.bytes) bytes this run), \(report.duplicates) duplicates dropped, \(report.gaps) gaps repaired"
+                if report.lost > 0 { line += ", \(report.lost) entries lost on the device (unreadable there, committed as 'lost')" }
+                FileHandle.standardError.write(Data((line + "\n").utf8))
             }
         } catch {
             FileHandle.standardError.write(Data("daqctl collect: \(error)\n".utf8))

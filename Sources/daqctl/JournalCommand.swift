@@ -29,7 +29,8 @@ struct JournalVerifyCommand: ParsableCommand {
     func run() throws {
         let report = try JournalVerifier.verify(directory: directory)
         let range = report.firstSequence.map { "seq \($0)…\(report.lastSequence ?? $0)" } ?? "no entries"
-        print("journal \(directory): \(report.segments.count) segment(s), \(report.entries) entries, "
+        let unreadable = report.lostEntries > 0 ? " (and \(report.lostEntries) unreadable)" : ""
+        print("journal \(directory): \(report.segments.count) segment(s), \(report.entries) entries\(unreadable), "
               + "\(report.bytes) bytes, \(range), epoch \(report.epoch.map(String.init) ?? "-"), "
               + "acknowledged up to \(report.acknowledgedUpTo.map(String.init) ?? "none")")
         for note in report.notes {

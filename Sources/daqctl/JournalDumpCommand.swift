@@ -60,6 +60,9 @@ struct JournalDumpCommand: ParsableCommand {
                     }
                     try out.recordLine(seq: entry.sequence, payload: entry.payload, layout: layout, layouts: layouts,
                                        source: directory)
+                } else if entry.kind == .lost {
+                    // A collector's stand-in for an entry the device could not read back.
+                    out.text("{\"seq\": \(entry.sequence), \"lost\": \(JSONText.quoted(String(decoding: entry.payload, as: UTF8.self)))}\n")
                 }
                 out.flushIfLarge()
             }

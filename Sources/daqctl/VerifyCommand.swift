@@ -35,6 +35,23 @@ struct VerifyCommand: ParsableCommand {
         var sha256 = ""
         var entries: UInt64 = 0
         var lastSequence: UInt64 = 0
+        /// Device: entries its journal no longer holds readable (damaged storage). Collector:
+        /// runs of `lost` placeholders, which the device sent for such entries.
+        var lost: [ClosedRange<UInt64>] = []
+        var lostReasons: [String] = []
+        /// SHA-256 of every other entry's framed bytes: equal on both sides when nothing but the
+        /// lost entries differs.
+        var readableSHA256 = ""
+
+        /// Adds lost entries `first…last`, joining the run before them when it has the same reason.
+        mutating func addLost(_ first: UInt64, through last: UInt64, _ reason: String) {
+            if let previous = lost.last, previous.upperBound + 1 == first, lostReasons.last == reason {
+                lost[lost.count - 1] = previous.lowerBound...last
+            } else {
+                lost.append(first...last)
+                lostReasons.append(reason)
+            }
+        }
     }
 
     func run() throws {
@@ -57,6 +74,16 @@ struct VerifyCommand: ParsableCommand {
         out += "entries: device \(deviceSide.entries) (last seq \(deviceSide.lastSequence)), collector \(collectorSide.entries) (last seq \(collectorSide.lastSequence))\n"
         out += "sha256 device:    \(deviceSide.sha256)\n"
         out += "sha256 collector: \(collectorSide.sha256)\n"
+        for (range, reason) in zip(deviceSide.lost, deviceSide.lostReasons) {
+            out += "device: entries \(range.lowerBound)…\(range.upperBound) unreadable: \(reason)\n"
+        }
+        for (range, reason) in zip(collectorSide.lost, collectorSide.lostReasons) {
+            out += "collector: entries \(range.lowerBound)…\(range.upperBound) committed as lost (\(reason))\n"
+        }
+        if !deviceSide.lost.isEmpty || !collectorSide.lost.isEmpty {
+            let same = deviceSide.lost == collectorSide.lost && deviceSide.readableSHA256 == collectorSide.readableSHA256
+            out += "every other entry identical: \(same ? "yes" : "no") (sha256 \(deviceSide.readableSHA256) / \(collectorSide.readableSHA256))\n"
+        }
         let identical = deviceSide.segments == collectorSide.segments && !deviceSide.segments.isEmpty
         if !identical {
             for name in Set(deviceSide.segments.keys).union(collectorSide.segments.keys).sorted()
@@ -96,9 +123,26 @@ struct VerifyCommand: ParsableCommand {
         side.sha256 = digest.finalizeHex()
         let reader = try JournalReader(directory: directory, from: 1)
         var groupNames: [String] = []
-        while let entry = try reader.next() {
-            side.entries += 1
+        let readable = SHA256Digest()
+        reading: while true {
+            let entry: JournalEntry
+            switch try next(reader) {
+            case .end:
+                break reading
+            case .damage(let damage):
+                // Damaged storage on the device: note what is lost and read on past it.
+                if damage.count > 0 { side.addLost(damage.first, through: damage.last, "\(damage.segment) offset \(damage.offset): \(damage.defect)") }
+                continue
+            case .entry(let read):
+                entry = read
+            }
             side.lastSequence = entry.sequence
+            if entry.kind == .lost {
+                side.addLost(entry.sequence, through: entry.sequence, String(decoding: entry.payload, as: UTF8.self))
+                continue
+            }
+            side.entries += 1
+            entry.framed.withUnsafeBytes { readable.update($0) }
             if entry.kind == .layout {
                 let layout = try entry.payload.withUnsafeBytes { raw in
                     Result { () throws(DAQError) in try MeasurementLayout(decoding: raw, source: directory) }
@@ -114,7 +158,24 @@ struct VerifyCommand: ParsableCommand {
                 side.groups[name] = value
             }
         }
+        side.readableSHA256 = readable.finalizeHex()
         return side
+    }
+
+    private enum Step {
+        case entry(JournalEntry)
+        case damage(JournalReader.Damage)
+        case end
+    }
+
+    /// The next entry, or the damage the reader passed over instead (journal-corrupt otherwise).
+    private static func next(_ reader: JournalReader) throws(DAQError) -> Step {
+        do {
+            return try reader.next().map { .entry($0) } ?? .end
+        } catch {
+            guard error.code == .journalCorrupt, let damage = try reader.skipDamaged() else { throw error }
+            return .damage(damage)
+        }
     }
 }
 

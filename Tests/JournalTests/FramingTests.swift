@@ -46,6 +46,11 @@ import TestSupport
         let crc = CRC32C.checksum(Array(reserved[0..<20]))
         reserved[20..<24] = [UInt8(crc & 0xFF), UInt8(crc >> 8 & 0xFF), UInt8(crc >> 16 & 0xFF), UInt8(crc >> 24)]
         #expect(decode(reserved) == .invalid(.reservedKind(7)))
+        // Kind 2 is defined: a collector's `lost` placeholder.
+        let lost = JournalFraming.encode(kind: .lost, sequence: 5, payload: Array("unreadable".utf8))
+        #expect(lost.withUnsafeBytes { JournalFraming.decode($0, at: 0, expectedSequence: 5) }
+                == .entry(kind: .lost, sequence: 5, payloadLength: 10, framedLength: 30))
+        #expect(JournalEntryKind.lost.description == "lost" && JournalEntryKind(rawValue: 3).description == "reserved(3)")
         var huge = framed
         huge[3] = 0x7F
         #expect(decode(huge) == .invalid(.lengthTooLarge(0x7F00_0004)))

@@ -131,4 +131,39 @@ private func expectLongestPrefix(_ segment: (bytes: [UInt8], ends: [Int]), cut: 
             return
         }
     }
+
+    /// A flipped bit anywhere in an entry (header, payload or CRC32C) costs that entry only:
+    /// entries go on at the next one, found by searching, whatever the damaged length field says.
+    @Test(arguments: [8, 9] as [UInt64])
+    func resynchronizesAfterAFlipAnywhereInAnEntry(seed: UInt64) {
+        let segment = makeSegment(seed: seed, count: 40, maxPayload: 120, firstSequence: 50)
+        var random = SeededGenerator(seed: seed)
+        for victim in 0..<39 {
+            let start = victim == 0 ? SegmentHeader.length : segment.ends[victim - 1]
+            var bytes = segment.bytes
+            let at = Int.random(in: start..<segment.ends[victim], using: &random)
+            bytes[at] ^= UInt8(1) << UInt8.random(in: 0...7, using: &random)
+            let scan = SegmentScan.scan(bytes)
+            guard case .defect(_, let offset) = scan.stop else {
+                Issue.record("entry \(victim), byte \(at): the flip went unnoticed")
+                continue
+            }
+            #expect(offset == start && scan.nextSequence == 50 + UInt64(victim))
+            let resumed = bytes.withUnsafeBytes { SegmentScan.resynchronize($0, after: offset, above: scan.nextSequence) }
+            #expect(resumed?.offset == segment.ends[victim] && resumed?.sequence == 51 + UInt64(victim),
+                    "entry \(victim), byte \(at)")
+            // And the rest scans to the end from there.
+            if let resumed {
+                let rest = bytes.withUnsafeBytes { SegmentScan.entries($0, from: resumed.offset, expectedSequence: resumed.sequence) }
+                #expect(rest.stop == .end && rest.entryCount == 39 - victim)
+            }
+        }
+    }
+
+    @Test func nothingToResynchronizeToAfterTheLastEntry() {
+        let segment = makeSegment(seed: 10, count: 5, maxPayload: 60)
+        var bytes = segment.bytes
+        bytes[segment.ends[3] + JournalFraming.headerLength] ^= 1
+        #expect(bytes.withUnsafeBytes { SegmentScan.resynchronize($0, after: segment.ends[3], above: 5) } == nil)
+    }
 }

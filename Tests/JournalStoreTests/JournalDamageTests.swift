@@ -1,0 +1,175 @@
+// Damaged storage under a journal (a flipped bit, a zeroed block, a cut-off segment): the reader
+// names the entries it cannot read and reads on after them (`skipDamaged`), and verify says
+// which entries are gone instead of blaming the next segment for a gap.
+import Foundation
+import Testing
+import DAQCore
+import Journal
+import JournalStore
+import TestSupport
+
+@Suite struct JournalDamageTests {
+    /// A closed journal of `count` pattern entries in 2 KiB segments.
+    private func journal(_ label: String, count: UInt64 = 120) throws -> String {
+        let dir = try freshJournalDirectory(label)
+        let writer = try JournalWriter(directory: dir,
+                                       configuration: JournalConfiguration(epoch: 3, segmentSizeLimit: 2_048, quotaBytes: 1 << 22))
+        for sequence in UInt64(1)...count { try writer.append(kind: .record, payload: pattern(sequence)) }
+        try writer.close()
+        return dir
+    }
+
+    /// Where each entry of a segment starts (sequence → offset).
+    private func offsets(_ path: String) throws -> [UInt64: Int] {
+        let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        var found: [UInt64: Int] = [:]
+        _ = bytes.withUnsafeBytes { SegmentScan.scan($0) { offset, _, sequence, _ in found[sequence] = offset } }
+        return found
+    }
+
+    private func edit(_ path: String, _ change: (inout [UInt8]) -> Void) throws {
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        change(&bytes)
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+    }
+
+    /// Reads everything, passing damage; returns the sequence numbers read and the damage met.
+    private func readPastDamage(_ dir: String, from: UInt64 = 1) throws -> ([UInt64], [JournalReader.Damage]) {
+        let reader = try JournalReader(directory: dir, from: from)
+        var read: [UInt64] = [], damage: [JournalReader.Damage] = []
+        while true {
+            do {
+                guard let entry = try reader.next() else { break }
+                read.append(entry.sequence)
+            } catch {
+                #expect(error.code == .journalCorrupt)
+                guard let passed = try reader.skipDamaged() else { throw error }
+                damage.append(passed)
+            }
+        }
+        return (read, damage)
+    }
+
+    /// A closed segment in the middle of the journal, its name's first sequence and entry offsets.
+    private func middleSegment(_ dir: String) throws -> (path: String, first: UInt64, offsets: [UInt64: Int]) {
+        let names = try segmentNames(dir)
+        #expect(names.count >= 4)
+        let name = names[names.count / 2]
+        let path = "\(dir)/\(name)"
+        return (path, UInt64(name.prefix(20))!, try offsets(path))
+    }
+
+    @Test func aFlippedPayloadBitLosesOneEntryAndTheRestReads() throws {
+        let dir = try journal("flip")
+        defer { removeJournalDirectory(dir) }
+        let (path, first, offsets) = try middleSegment(dir)
+        let victim = first + 2
+        try edit(path) { $0[offsets[victim]! + JournalFraming.headerLength + 3] ^= 0x10 }
+        let (read, damage) = try readPastDamage(dir)
+        #expect(read == Array(1...120).filter { $0 != victim })
+        #expect(damage.count == 1)
+        #expect(damage.first?.first == victim && damage.first?.last == victim)
+        #expect(damage.first?.offset == offsets[victim] && damage.first?.segmentFirstSequence == first)
+        #expect(damage.first?.defect.contains("CRC32C mismatch") == true, "\(damage)")
+    }
+
+    @Test func aDamagedLengthFieldIsPassedBySearchingForTheNextEntry() throws {
+        let dir = try journal("length")
+        defer { removeJournalDirectory(dir) }
+        let (path, first, offsets) = try middleSegment(dir)
+        let victim = first + 1
+        // The length field now points far past the entry: only the search finds where entries go on.
+        try edit(path) { $0[offsets[victim]! + 1] ^= 0x04 }
+        let (read, damage) = try readPastDamage(dir)
+        #expect(read == Array(1...120).filter { $0 != victim })
+        #expect(damage.map { $0.first...$0.last } == [victim...victim])
+    }
+
+    @Test func aZeroedBlockLosesTheEntriesInItOnly() throws {
+        let dir = try journal("zeroed")
+        defer { removeJournalDirectory(dir) }
+        let (path, first, offsets) = try middleSegment(dir)
+        // Zero from inside entry first+1 to inside entry first+3: entries first+1…first+3 are hit.
+        let from = offsets[first + 1]! + 5, to = offsets[first + 3]! + 7
+        try edit(path) { bytes in for index in from..<to { bytes[index] = 0 } }
+        let (read, damage) = try readPastDamage(dir)
+        #expect(read == Array(1...120).filter { $0 < first + 1 || $0 > first + 3 })
+        #expect(damage.map { $0.first...$0.last } == [(first + 1)...(first + 3)])
+    }
+
+    @Test func aClosedSegmentCutShortLosesItsTailUpToTheNextSegment() throws {
+        let dir = try journal("cut")
+        defer { removeJournalDirectory(dir) }
+        let (path, first, offsets) = try middleSegment(dir)
+        let last = offsets.keys.max()!
+        // Cut inside its second-to-last entry: that one and the last are gone.
+        try edit(path) { $0.removeLast($0.count - (offsets[last - 1]! + 9)) }
+        let (read, damage) = try readPastDamage(dir)
+        #expect(read == Array(1...120).filter { $0 < last - 1 || $0 > last })
+        #expect(damage.map { $0.first...$0.last } == [(last - 1)...last])
+        #expect(damage.first?.segmentFirstSequence == first)
+        // Verify names the cut, and the gap it leaves before the next segment.
+        let report = try JournalVerifier.verify(directory: dir)
+        #expect(report.faults.count == 2, "\(report.faults)")
+        #expect(report.entries == 118)
+    }
+
+    @Test func runsStopBeforeTheDamageAndGoOnAfterIt() throws {
+        let dir = try journal("runs")
+        defer { removeJournalDirectory(dir) }
+        let (path, first, offsets) = try middleSegment(dir)
+        let victim = first + 2
+        try edit(path) { $0[offsets[victim]! + JournalFraming.headerLength] ^= 0x01 }
+        let reader = try JournalReader(directory: dir, from: 1)
+        var sequences: [UInt64] = [], damage: [JournalReader.Damage] = []
+        var bytes: [UInt8] = [], ranges: [Range<Int>] = []
+        while true {
+            bytes.removeAll()
+            ranges.removeAll()
+            do {
+                guard let run = try reader.readEntries(maxEntries: 1_000, maxBytes: 1 << 20, into: &bytes, ranges: &ranges) else { break }
+                sequences += Array(run.firstSequence...run.lastSequence)
+            } catch {
+                guard let passed = try reader.skipDamaged() else { throw error }
+                damage.append(passed)
+            }
+        }
+        #expect(sequences == Array(1...120).filter { $0 != victim })
+        #expect(damage.map { $0.first...$0.last } == [victim...victim])
+    }
+
+    @Test func damageBeforeTheReadersStartIsPassedWithNothingLost() throws {
+        let dir = try journal("before-start")
+        defer { removeJournalDirectory(dir) }
+        let (path, first, offsets) = try middleSegment(dir)
+        let victim = first + 1
+        try edit(path) { $0[offsets[victim]! + JournalFraming.headerLength] ^= 0x01 }
+        let (read, damage) = try readPastDamage(dir, from: victim + 2)
+        #expect(read == Array((victim + 2)...120))
+        #expect(damage.count == 1 && damage.first?.count == 0)
+    }
+
+    @Test func damageAtTheEndOfTheNewestSegmentIsNotPassed() throws {
+        let dir = try journal("newest")
+        defer { removeJournalDirectory(dir) }
+        let newest = "\(dir)/\(try segmentNames(dir).last!)"
+        let offsets = try offsets(newest)
+        let last = offsets.keys.max()!
+        try edit(newest) { $0[offsets[last]! + JournalFraming.headerLength] ^= 0x01 }
+        let reader = try JournalReader(directory: dir, from: last)
+        #expect(throws: DAQError.self) { try reader.next() }
+        // Entries appended after it may still come: nothing to read on to yet.
+        #expect(try reader.skipDamaged() == nil)
+    }
+
+    @Test func verifyNamesTheUnreadableEntriesAndReadsOnPastThem() throws {
+        let dir = try journal("verify")
+        defer { removeJournalDirectory(dir) }
+        let (path, first, offsets) = try middleSegment(dir)
+        try edit(path) { $0[offsets[first + 2]! + JournalFraming.headerLength + 1] ^= 0x20 }
+        let report = try JournalVerifier.verify(directory: dir)
+        #expect(report.faults.count == 1, "\(report.faults)")
+        #expect(report.faults.first?.problem.contains("entries \(first + 2)…\(first + 2) unreadable") == true, "\(report.faults)")
+        #expect(report.entries == 119 && report.lostEntries == 1 && report.lastSequence == 120)
+    }
+}

@@ -1,0 +1,72 @@
+// A backlog on damaged storage (a flipped bit on the device's SD card): the device sends a `lost`
+// placeholder for each entry it cannot read back and drains everything after it; the collector
+// commits the placeholders, says so, and its copy stays a valid journal; `daqctl verify` names the
+// lost entries on both sides and finds every other entry identical. Real mosquitto (mTLS), the
+// real collector and daqlink.
+import Foundation
+import Journal
+import Testing
+import TestSupport
+
+@Suite(.serialized) struct DamagedJournalTests {
+    @Test func aDamagedEntryInTheBacklogIsSentAsLostAndTheRestDrains() throws {
+        let rig = try UplinkRig()
+        // A backlog in 64 KiB segments, acquired with the link down.
+        rig.proxy.set(.down)
+        try rig.startDevice(speed: "max", extra: ["--drain-timeout", "1", "--segment-bytes", "65536"])
+        let (_, backlogLog) = rig.waitForDevice()
+        #expect(backlogLog.contains("acknowledged up to 0"), "\(backlogLog)")
+
+        // Flip one payload bit of an entry in a closed segment in the middle.
+        let names = try FileManager.default.contentsOfDirectory(atPath: rig.journal.path).filter { $0.hasSuffix(".jnl") }.sorted()
+        #expect(names.count >= 6, "\(names)")
+        let segment = rig.journal.appendingPathComponent(names[names.count / 2])
+        var bytes = [UInt8](try Data(contentsOf: segment))
+        var offsets: [UInt64: Int] = [:]
+        _ = bytes.withUnsafeBytes { SegmentScan.scan($0) { offset, _, sequence, _ in offsets[sequence] = offset } }
+        let victim = offsets.keys.sorted()[10]
+        bytes[offsets[victim]! + JournalFraming.headerLength + 4] ^= 0x08
+        try Data(bytes).write(to: segment)
+
+        // The link is back: drain.
+        let oneFrame = rig.work.appendingPathComponent("one-frame.log")
+        let first = try String(contentsOfFile: UplinkRig.log, encoding: .utf8).split(separator: "\n")[0]
+        try (first + "\n").write(to: oneFrame, atomically: true, encoding: .utf8)
+        rig.proxy.set(.up)
+        try rig.startCollector()
+        try rig.startDevice(speed: "max", extra: ["--source", "replay:\(oneFrame.path)", "--batch-entries", "64",
+                                                  "--segment-bytes", "65536"])
+        let (status, log) = rig.waitForDevice()
+        #expect(status == 0, "\(log)")
+        // One alarm naming the entry, the segment and the offset; everything after it acknowledged.
+        let alarms = log.split(separator: "\n").filter { $0.hasPrefix("ALARM:") }
+        #expect(alarms.count == 1, "\(log)")
+        #expect(alarms.first?.contains("entries \(victim)…\(victim) unreadable in \(names[names.count / 2]) from offset \(offsets[victim]!)") == true,
+                "\(log)")
+        #expect(log.contains("1 unreadable entries sent as 'lost'"), "\(log)")
+        let summary = log.split(separator: "\n").first { $0.hasPrefix("journal: ") } ?? ""
+        let lastSequence = summary.split(separator: "…").last.map(String.init) ?? "?"
+        #expect(log.contains("acknowledged up to \(lastSequence),"), "\(log)")
+
+        rig.stopCollector()
+        let collectorLog = rig.read("collector")
+        #expect(collectorLog.contains("ecu-01: entries \(victim)…\(victim) committed as lost: unreadable on the device"), "\(collectorLog)")
+        #expect(collectorLog.contains("1 entries lost on the device"), "\(collectorLog)")
+
+        // verify: not byte-identical (the device holds damaged bytes), every other entry identical.
+        let verify = try rig.verify(within: 0)
+        #expect(verify.status == 1, "\(verify.stdout)")
+        #expect(verify.stdout.contains("device: entries \(victim)…\(victim) unreadable: \(names[names.count / 2]) offset \(offsets[victim]!)"),
+                "\(verify.stdout)")
+        #expect(verify.stdout.contains("collector: entries \(victim)…\(victim) committed as lost"), "\(verify.stdout)")
+        #expect(verify.stdout.contains("every other entry identical: yes"), "\(verify.stdout)")
+        #expect(verify.stdout.contains("segment \(names[names.count / 2]): bytes differ"), "\(verify.stdout)")
+
+        // The collector's copy is a valid journal, the placeholder a readable entry.
+        let copy = rig.collected.appendingPathComponent("ecu-01/journal").path
+        let check = try runProcess(UplinkRig.daqctl, ["journal", "verify", copy])
+        #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
+        let dump = try runProcess(UplinkRig.daqctl, ["journal", "dump", copy, "--from", "\(victim)", "--limit", "1"])
+        #expect(dump.stdout.hasPrefix("{\"seq\": \(victim), \"lost\": \"unreadable on the device: \(names[names.count / 2])"), "\(dump.stdout)")
+    }
+}
