@@ -97,6 +97,9 @@ public struct AcquisitionSummary: Sendable {
     public var elapsedSeconds: Double = 0
     public var recovery: String?
     public var uplink: UplinkCounters?
+    /// Entries the collector had not acknowledged when the run ended waiting for it
+    /// (`drainTimeout` passed): they stay in the journal for the next connection.
+    public var undrained: (first: UInt64, last: UInt64, waited: Double)?
 
     /// The human summary printed at the end of `daqlink run`.
     public var text: String {
@@ -130,6 +133,10 @@ public struct AcquisitionSummary: Sendable {
             }
             if let link = uplink.linkBytesPerSecond { drain += String(format: "; link ≈ %.1f MB/s", link / 1e6) }
             lines.append("uplink parts: \(codings)\(drain)")
+            if let undrained {
+                lines.append("uplink: not drained within --drain-timeout \(undrained.waited) s: entries \(undrained.first)…\(undrained.last) "
+                             + "stay in the journal and go with the next connection")
+            }
             for alarm in uplink.alarms { lines.append("ALARM: \(alarm)") }
         }
         return lines.joined(separator: "\n")

@@ -78,10 +78,20 @@ public final class AcquisitionRun {
         bytesPerGroup = Array(repeating: 0, count: binding.groups.count)
         startedAt = loop.clock.now()
         let recovery = journal.recovery
-        if let segment = recovery.truncatedSegment {
-            summary.recovery = "cut \(recovery.truncatedBytes) bytes of a torn tail from \(segment) at offset \(recovery.truncatedAtOffset ?? 0)"
-            logger.warning("journal recovery: \(summary.recovery!)")
+        var recovered: [String] = []
+        for damage in recovery.damaged {
+            recovered.append("\(damage); the entries after it were kept (the uplink sends 'lost' placeholders for these)")
+            logger.error("journal recovery: \(recovered.last!)")
         }
+        if let segment = recovery.truncatedSegment {
+            recovered.append("cut \(recovery.truncatedBytes) bytes of a torn tail from \(segment) at offset \(recovery.truncatedAtOffset ?? 0)")
+            logger.warning("journal recovery: \(recovered.last!)")
+        }
+        if let lost = recovery.numberedAfterAcknowledged {
+            recovered.append("entries \(lost.lowerBound)…\(lost.upperBound) went with it (the collector holds them); new entries are numbered from \(lost.upperBound + 1)")
+            logger.warning("journal recovery: \(recovered.last!)")
+        }
+        if !recovered.isEmpty { summary.recovery = recovered.joined(separator: "; ") }
         logger.info("journal \(options.journalDirectory): next seq \(journal.nextSequence), acknowledged up to \(journal.acknowledgedUpTo)")
         if let directory = options.mdfDirectory, journal.lastSequence > 0 {
             for name in try InterruptedMDF.finalize(mdfDirectory: directory, journalDirectory: options.journalDirectory) {
@@ -465,6 +475,9 @@ public final class AcquisitionRun {
         }
         summary.elapsedSeconds = Double(loop.clock.now() - startedAt) / 1e9
         summary.uplink = uplink?.counters
+        if pendingStop != nil, let uplink, !uplink.isDrained {
+            summary.undrained = (uplink.acknowledged + 1, journal.lastSequence, options.drainTimeout)
+        }
         appendTrace?.write()
         loop.stop()
     }

@@ -29,7 +29,10 @@ enum InterruptedMDF {
         var rebuilt: [String] = []
         for (sequence, start) in layouts.sorted(by: { $0.key < $1.key }) {
             let reader = try JournalReader(directory: journalDirectory, from: sequence)
-            guard let first = try reader.next(), first.sequence == sequence, first.kind == .layout else { continue }
+            // Damaged storage (docs/journal.md) costs the rebuilt file the records it took; a
+            // damaged layout entry, the whole file (as if it were no longer in the journal).
+            guard let first = try reader.nextReadable(damaged: { _ in }), first.sequence == sequence, first.kind == .layout
+            else { continue }
             let layout = try first.payload.withUnsafeBytes { raw in
                 Result { () throws(DAQError) in try MeasurementLayout(decoding: raw, source: "\(journalDirectory) seq \(sequence)") }
             }.get()
@@ -37,7 +40,7 @@ enum InterruptedMDF {
             guard layout.start.nanoseconds == start else { continue }
             let name = "measurement-\(sequence)"
             let recording = try MDFRecording(directory: mdfDirectory, name: name, layout: layout)
-            while let entry = try reader.next(), entry.kind != .layout {
+            while let entry = try reader.nextReadable(damaged: { _ in }), entry.kind != .layout {
                 guard entry.kind == .record else { continue }
                 try entry.payload.withUnsafeBytes { raw in
                     Result { () throws(DAQError) in try recording.append(raw) }

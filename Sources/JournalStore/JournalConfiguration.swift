@@ -39,6 +39,13 @@ public struct JournalRecovery: Sendable, Hashable {
     /// Segments removed because their creation was cut short before the header was durable
     /// (such a file holds no entries).
     public var removedSegments: [String] = []
+    /// Damage inside the newest segment with valid entries after it (a flipped bit or a bad block
+    /// on the card, not a torn tail): those entries were kept, and these are the ones the damage
+    /// took (each as the reader's `skipDamaged` reports it), oldest first.
+    public var damaged: [JournalReader.Damage] = []
+    /// Entries the collector had acknowledged that the journal no longer held (its synced tail
+    /// was damaged and cut): new entries are numbered after them, in a new segment.
+    public var numberedAfterAcknowledged: ClosedRange<UInt64>?
     /// The ack file was unreadable or belonged to another epoch; the cursor restarted from the
     /// oldest segment (safe: the uplink resends, the collector drops duplicates).
     public var ackCursorReset = false

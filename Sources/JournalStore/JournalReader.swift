@@ -174,10 +174,23 @@ public final class JournalReader {
     /// length field says nothing about where the next entry starts), else to the next segment.
     /// Returns the entries passed over that the reader was to return (none when they all come
     /// before its start sequence).
-    /// Nil, with the cursor unchanged, when there is no damaged entry to pass (a fault in a
+    /// Also passes a segment that starts after a gap in the numbering (entries lost between
+    /// segments). Nil, with the cursor unchanged, when there is no damage to pass (a damaged
     /// segment header, a read error), or when no entry follows the damage yet (the newest
     /// segment: entries appended later may still resynchronize).
     public func skipDamaged() throws(DAQError) -> Damage? {
+        if fd >= 0, !headerRead {
+            // A segment that starts later than the entries before it end: entries lost between
+            // segments (a writer numbers on after acknowledged entries it lost; see
+            // `JournalRecovery.numberedAfterAcknowledged`).
+            guard expected != 0, case .success(let header) = SegmentHeader.parse(try read(count: SegmentHeader.length)),
+                  header.firstSequence == currentFirst, header.firstSequence > expected else { return nil }
+            let damage = Damage(first: max(expected, startSequence), last: header.firstSequence - 1,
+                                segment: SegmentName.name(firstSequence: currentFirst), segmentFirstSequence: currentFirst,
+                                offset: 24, defect: JournalDefect.sequenceGap(expected: expected, found: header.firstSequence).description)
+            expected = header.firstSequence
+            return damage
+        }
         guard fd >= 0, headerRead, located == nil else { return nil }
         let relative = offset - bufferOffset
         let step = buffer.withUnsafeBytes { raw in
@@ -221,6 +234,19 @@ public final class JournalReader {
         expected = resume
         return Damage(first: first, last: resume - 1, segment: segment, segmentFirstSequence: damagedSegment, offset: damagedAt,
                       defect: defect.description)
+    }
+
+    /// `next()`, reading on past damaged storage (`skipDamaged`): `damaged` hears of each run of
+    /// entries the damage took. Throws what `skipDamaged` cannot pass.
+    public func nextReadable(damaged: (Damage) -> Void) throws(DAQError) -> JournalEntry? {
+        while true {
+            do {
+                return try next()
+            } catch {
+                guard error.code == .journalCorrupt, let damage = try skipDamaged() else { throw error }
+                if damage.count > 0 { damaged(damage) }
+            }
+        }
     }
 
     // MARK: - Internals

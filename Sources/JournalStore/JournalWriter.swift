@@ -158,8 +158,21 @@ public final class JournalWriter {
         // last surviving entry would let retention delete entries not yet written, so clamp it.
         acked = max(acked, sizes[0].firstSequence - 1)
         if acked > lastSequence {
-            acked = lastSequence
-            recovery.ackCursorReset = true
+            // The collector holds entries up to `acked` that this journal lost (the end of its
+            // synced entries was damaged and cut like a torn tail). Numbering new entries like
+            // them would make the collector drop them as duplicates: they start a new segment
+            // after them instead (a gap between segments, which readers pass as damage).
+            recovery.numberedAfterAcknowledged = (lastSequence + 1)...acked
+            let fresh = try JournalWriter.createSegment(layout: layout, directoryFD: directoryFD,
+                                                        header: SegmentHeader(epoch: epoch, firstSequence: acked + 1))
+            FileOps.close(activeFD)
+            activeFD = fresh
+            segmentFD = fresh
+            activeLength = SegmentHeader.length
+            sizes.append((acked + 1, SegmentHeader.length))
+            segments = sizes
+            lastSequence = acked
+            lastSyncedSequence = acked
         }
         acknowledgedUpTo = acked
         journalBytes = sizes.reduce(0) { $0 + $1.bytes } + AckRecord.length

@@ -70,12 +70,26 @@ extension JournalWriter {
             throw DAQError(.journalCorrupt, "header first seq \(header.firstSequence) does not match the file name",
                            at: InputLocation(file: path, field: "offset 24"))
         }
+        // Damage that valid entries follow is no torn tail: a write cut short leaves nothing valid
+        // after it, a flipped bit or a bad block in synced entries does. Cutting there would
+        // throw away synced (perhaps acknowledged) entries and number new ones like them, which a
+        // collector holding the old ones drops as duplicates. So those entries stay, and the
+        // damaged ones are reported (readers pass them: `JournalReader.skipDamaged`).
+        var valid = (length: scan.validLength, next: scan.nextSequence, stop: scan.stop)
+        while case .defect(let defect, let offset) = valid.stop,
+              let resume = bytes.withUnsafeBytes({ SegmentScan.resynchronize($0, after: offset, above: valid.next) }) {
+            recovery.damaged.append(JournalReader.Damage(first: valid.next, last: resume.sequence - 1, segment: name,
+                                                         segmentFirstSequence: nameSequence, offset: offset,
+                                                         defect: defect.description))
+            let more = bytes.withUnsafeBytes { SegmentScan.entries($0, from: resume.offset, expectedSequence: resume.sequence) }
+            valid = (more.validLength, more.nextSequence, more.stop)
+        }
         do {
-            if case .defect(let defect, let offset) = scan.stop {
-                try FileOps.truncate(fd, to: scan.validLength)
+            if case .defect(let defect, let offset) = valid.stop {
+                try FileOps.truncate(fd, to: valid.length)
                 recovery.truncatedSegment = name
                 recovery.truncatedAtOffset = offset
-                recovery.truncatedBytes = bytes.count - scan.validLength
+                recovery.truncatedBytes = bytes.count - valid.length
                 recovery.truncationReason = defect
             }
             // What a killed process left in the page cache is not durable yet; make it so before
@@ -85,6 +99,6 @@ extension JournalWriter {
             throw error.daqError("repair segment tail", path: path, offset: scan.validLength)
         }
         keep = true
-        return (fd, scan.validLength, header, scan.nextSequence)
+        return (fd, valid.length, header, valid.next)
     }
 }

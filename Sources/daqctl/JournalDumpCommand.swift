@@ -41,7 +41,12 @@ struct JournalDumpCommand: ParsableCommand {
             var layout: MeasurementLayout?
             var layouts: [RecordLayout] = []
             var printed = 0
-            while let entry = try reader.next() {
+            // Damaged storage (a device's journal): a line for each run of entries it took.
+            while let entry = try reader.nextReadable(damaged: { damage in
+                guard damage.last >= from else { return }
+                out.text("{\"seq\": \(max(damage.first, from)), \"through\": \(damage.last), \"unreadable\": "
+                         + "\(JSONText.quoted("\(damage.segment) offset \(damage.offset): \(damage.defect)"))}\n")
+            }) {
                 if entry.kind == .layout {
                     layout = try entry.payload.withUnsafeBytes { (raw) throws(DAQError) in
                         try MeasurementLayout(decoding: raw, source: "\(directory) seq \(entry.sequence)")

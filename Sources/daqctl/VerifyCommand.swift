@@ -39,9 +39,9 @@ struct VerifyCommand: ParsableCommand {
         /// runs of `lost` placeholders, which the device sent for such entries.
         var lost: [ClosedRange<UInt64>] = []
         var lostReasons: [String] = []
-        /// SHA-256 of every other entry's framed bytes: equal on both sides when nothing but the
-        /// lost entries differs.
-        var readableSHA256 = ""
+        /// Every other entry: its sequence number and CRC32C trailer (which covers all its bytes),
+        /// in order, to compare what both sides hold apart from the lost entries.
+        var checksums: [(sequence: UInt64, crc: UInt32)] = []
 
         /// Adds lost entries `first…last`, joining the run before them when it has the same reason.
         mutating func addLost(_ first: UInt64, through last: UInt64, _ reason: String) {
@@ -81,8 +81,14 @@ struct VerifyCommand: ParsableCommand {
             out += "collector: entries \(range.lowerBound)…\(range.upperBound) committed as lost (\(reason))\n"
         }
         if !deviceSide.lost.isEmpty || !collectorSide.lost.isEmpty {
-            let same = deviceSide.lost == collectorSide.lost && deviceSide.readableSHA256 == collectorSide.readableSHA256
-            out += "every other entry identical: \(same ? "yes" : "no") (sha256 \(deviceSide.readableSHA256) / \(collectorSide.readableSHA256))\n"
+            // Lost on either side (a collector may hold entries the device lost since).
+            let lost = (deviceSide.lost + collectorSide.lost)
+            func kept(_ side: Side) -> [(sequence: UInt64, crc: UInt32)] {
+                side.checksums.filter { entry in !lost.contains { $0.contains(entry.sequence) } }
+            }
+            let device = kept(deviceSide), copy = kept(collectorSide)
+            let same = device.count == copy.count && zip(device, copy).allSatisfy { $0 == $1 }
+            out += "every other entry identical: \(same ? "yes" : "no") (\(device.count) entries, compared by their CRC32C)\n"
         }
         let identical = deviceSide.segments == collectorSide.segments && !deviceSide.segments.isEmpty
         if !identical {
@@ -123,26 +129,17 @@ struct VerifyCommand: ParsableCommand {
         side.sha256 = digest.finalizeHex()
         let reader = try JournalReader(directory: directory, from: 1)
         var groupNames: [String] = []
-        let readable = SHA256Digest()
-        reading: while true {
-            let entry: JournalEntry
-            switch try next(reader) {
-            case .end:
-                break reading
-            case .damage(let damage):
-                // Damaged storage on the device: note what is lost and read on past it.
-                if damage.count > 0 { side.addLost(damage.first, through: damage.last, "\(damage.segment) offset \(damage.offset): \(damage.defect)") }
-                continue
-            case .entry(let read):
-                entry = read
-            }
+        // Damaged storage on the device: note what is lost and read on past it.
+        while let entry = try reader.nextReadable(damaged: {
+            side.addLost($0.first, through: $0.last, "\($0.segment) offset \($0.offset): \($0.defect)")
+        }) {
             side.lastSequence = entry.sequence
             if entry.kind == .lost {
                 side.addLost(entry.sequence, through: entry.sequence, String(decoding: entry.payload, as: UTF8.self))
                 continue
             }
             side.entries += 1
-            entry.framed.withUnsafeBytes { readable.update($0) }
+            side.checksums.append((entry.sequence, entry.framed.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: $0.count - 4, as: UInt32.self) }))
             if entry.kind == .layout {
                 let layout = try entry.payload.withUnsafeBytes { raw in
                     Result { () throws(DAQError) in try MeasurementLayout(decoding: raw, source: directory) }
@@ -158,24 +155,7 @@ struct VerifyCommand: ParsableCommand {
                 side.groups[name] = value
             }
         }
-        side.readableSHA256 = readable.finalizeHex()
         return side
-    }
-
-    private enum Step {
-        case entry(JournalEntry)
-        case damage(JournalReader.Damage)
-        case end
-    }
-
-    /// The next entry, or the damage the reader passed over instead (journal-corrupt otherwise).
-    private static func next(_ reader: JournalReader) throws(DAQError) -> Step {
-        do {
-            return try reader.next().map { .entry($0) } ?? .end
-        } catch {
-            guard error.code == .journalCorrupt, let damage = try reader.skipDamaged() else { throw error }
-            return .damage(damage)
-        }
     }
 }
 

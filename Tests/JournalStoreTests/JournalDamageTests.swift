@@ -9,12 +9,19 @@ import JournalStore
 import TestSupport
 
 @Suite struct JournalDamageTests {
-    /// A closed journal of `count` pattern entries in 2 KiB segments.
-    private func journal(_ label: String, count: UInt64 = 120) throws -> String {
+    private static let smallSegments = JournalConfiguration(epoch: 3, segmentSizeLimit: 2_048, quotaBytes: 1 << 22)
+
+    /// A closed journal of `count` pattern entries (in 2 KiB segments unless told otherwise),
+    /// acknowledged up to `acknowledged`.
+    private func journal(_ label: String, count: UInt64 = 120, configuration: JournalConfiguration = smallSegments,
+                         acknowledged: UInt64? = nil) throws -> String {
         let dir = try freshJournalDirectory(label)
-        let writer = try JournalWriter(directory: dir,
-                                       configuration: JournalConfiguration(epoch: 3, segmentSizeLimit: 2_048, quotaBytes: 1 << 22))
+        let writer = try JournalWriter(directory: dir, configuration: configuration)
         for sequence in UInt64(1)...count { try writer.append(kind: .record, payload: pattern(sequence)) }
+        if let acknowledged {
+            try writer.sync()
+            try writer.acknowledge(upTo: acknowledged)
+        }
         try writer.close()
         return dir
     }
@@ -171,5 +178,55 @@ import TestSupport
         #expect(report.faults.count == 1, "\(report.faults)")
         #expect(report.faults.first?.problem.contains("entries \(first + 2)…\(first + 2) unreadable") == true, "\(report.faults)")
         #expect(report.entries == 119 && report.lostEntries == 1 && report.lastSequence == 120)
+    }
+
+    /// A flipped bit in synced entries of the newest segment is no torn tail: reopening keeps the
+    /// entries after it (cutting there would number new entries like ones a collector may hold
+    /// already, and it would drop them as duplicates) and cuts only a tail nothing valid follows.
+    @Test func reopeningKeepsTheEntriesAfterDamageInTheNewestSegment() throws {
+        let configuration = JournalConfiguration(epoch: 4)
+        let dir = try journal("reopen", count: 50, configuration: configuration)
+        defer { removeJournalDirectory(dir) }
+        let path = "\(dir)/\(SegmentName.name(firstSequence: 1))"
+        let offsets = try offsets(path)
+        let intact = try fileSize(path)
+        try edit(path) { bytes in
+            bytes[offsets[20]! + JournalFraming.headerLength + 2] ^= 0x40
+            // And a torn tail after the last entry, as a crash leaves one.
+            bytes += JournalFraming.encode(kind: .record, sequence: 51, payload: [9, 9, 9]).dropLast(2)
+        }
+        let reopened = try JournalWriter(directory: dir, configuration: configuration)
+        #expect(reopened.lastSequence == 50)
+        #expect(reopened.recovery.damaged.map { $0.first...$0.last } == [20...20])
+        #expect(reopened.recovery.damaged.first?.offset == offsets[20])
+        #expect(reopened.recovery.truncatedAtOffset == intact && reopened.recovery.truncatedBytes == 21)
+        #expect(try reopened.append(kind: .record, payload: pattern(51)) == 51)
+        try reopened.close()
+        let (read, damage) = try readPastDamage(dir)
+        #expect(read == Array(1...51).filter { $0 != 20 })
+        #expect(damage.map { $0.first...$0.last } == [20...20])
+    }
+
+    /// Damage at the very end of acknowledged entries looks like a torn tail and is cut; the
+    /// next entries must still be numbered after what the collector acknowledged, or it would
+    /// drop them as duplicates of the entries it holds.
+    @Test func entriesAfterACutAcknowledgedTailAreNumberedAfterIt() throws {
+        let configuration = JournalConfiguration(epoch: 6)
+        let dir = try journal("cut-acked", count: 30, configuration: configuration, acknowledged: 30)
+        defer { removeJournalDirectory(dir) }
+        let path = "\(dir)/\(SegmentName.name(firstSequence: 1))"
+        let offsets = try offsets(path)
+        try edit(path) { bytes in for index in (offsets[28]! + 3)..<bytes.count { bytes[index] = 0 } }
+        let reopened = try JournalWriter(directory: dir, configuration: configuration)
+        #expect(reopened.recovery.truncatedAtOffset == offsets[28])
+        #expect(reopened.recovery.numberedAfterAcknowledged == 28...30)
+        #expect(reopened.acknowledgedUpTo == 30 && reopened.lastSequence == 30)
+        #expect(try reopened.append(kind: .record, payload: pattern(31)) == 31)
+        try reopened.close()
+        // Readers pass the gap between the segments as damage; the uplink starts after it.
+        let (read, damage) = try readPastDamage(dir)
+        #expect(read == Array(1...27) + [31])
+        #expect(damage.map { $0.first...$0.last } == [28...30])
+        #expect(try readAll(dir, from: 31).map(\.sequence) == [31])
     }
 }

@@ -16,6 +16,10 @@ import TestSupport
         try rig.startDevice(speed: "max", extra: ["--drain-timeout", "1", "--segment-bytes", "65536"])
         let (_, backlogLog) = rig.waitForDevice()
         #expect(backlogLog.contains("acknowledged up to 0"), "\(backlogLog)")
+        // The run says what it left behind when it stopped waiting for the collector.
+        let backlogEnd = backlogLog.split(separator: "\n").first { $0.hasPrefix("journal: ") }?.split(separator: "…").last ?? "?"
+        #expect(backlogLog.contains("uplink: not drained within --drain-timeout 1.0 s: entries 1…\(backlogEnd) stay in the journal"),
+                "\(backlogLog)")
 
         // Flip one payload bit of an entry in a closed segment in the middle.
         let names = try FileManager.default.contentsOfDirectory(atPath: rig.journal.path).filter { $0.hasSuffix(".jnl") }.sorted()
@@ -46,7 +50,7 @@ import TestSupport
         #expect(log.contains("1 unreadable entries sent as 'lost'"), "\(log)")
         let summary = log.split(separator: "\n").first { $0.hasPrefix("journal: ") } ?? ""
         let lastSequence = summary.split(separator: "…").last.map(String.init) ?? "?"
-        #expect(log.contains("acknowledged up to \(lastSequence),"), "\(log)")
+        #expect(log.contains("acknowledged up to \(lastSequence),") && !log.contains("not drained"), "\(log)")
 
         rig.stopCollector()
         let collectorLog = rig.read("collector")
@@ -68,5 +72,53 @@ import TestSupport
         #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
         let dump = try runProcess(UplinkRig.daqctl, ["journal", "dump", copy, "--from", "\(victim)", "--limit", "1"])
         #expect(dump.stdout.hasPrefix("{\"seq\": \(victim), \"lost\": \"unreadable on the device: \(names[names.count / 2])"), "\(dump.stdout)")
+    }
+
+    /// The end of the device's synced, acknowledged entries damaged (a power cut corrupting the
+    /// last pages written, as MLC flash does): the restart cuts it like a torn tail, and the new
+    /// entries must still reach the collector, numbered after what it holds, not dropped there
+    /// as duplicates of entries it already has.
+    @Test func entriesAfterADamagedAcknowledgedTailReachTheCollector() throws {
+        let rig = try UplinkRig()
+        try rig.startCollector()
+        try rig.startDevice(speed: "max", extra: ["--segment-bytes", "65536"])
+        let (status, log) = rig.waitForDevice()
+        #expect(status == 0, "\(log)")
+        func range(_ log: String) -> (UInt64, UInt64) {
+            let line = log.split(separator: "\n").first { $0.hasPrefix("journal: ") } ?? ""
+            let numbers = line.split(separator: " ").last?.split(separator: "…").compactMap { UInt64($0) } ?? []
+            return numbers.count == 2 ? (numbers[0], numbers[1]) : (0, 0)
+        }
+        let last = range(log).1
+        #expect(last > 100 && log.contains("acknowledged up to \(last),"), "\(log)")
+
+        // Zero the newest segment from inside its third-to-last entry on.
+        let names = try FileManager.default.contentsOfDirectory(atPath: rig.journal.path).filter { $0.hasSuffix(".jnl") }.sorted()
+        let newest = rig.journal.appendingPathComponent(names.last!)
+        var bytes = [UInt8](try Data(contentsOf: newest))
+        var offsets: [UInt64: Int] = [:]
+        _ = bytes.withUnsafeBytes { SegmentScan.scan($0) { offset, _, sequence, _ in offsets[sequence] = offset } }
+        let cut = try #require(offsets[last - 2])
+        for index in (cut + 3)..<bytes.count { bytes[index] = 0 }
+        try Data(bytes).write(to: newest)
+
+        let oneFrame = rig.work.appendingPathComponent("one-frame.log")
+        let first = try String(contentsOfFile: UplinkRig.log, encoding: .utf8).split(separator: "\n")[0]
+        try (first + "\n").write(to: oneFrame, atomically: true, encoding: .utf8)
+        try rig.startDevice(speed: "max", extra: ["--source", "replay:\(oneFrame.path)", "--segment-bytes", "65536"])
+        let (again, log2) = rig.waitForDevice()
+        #expect(again == 0, "\(log2)")
+        #expect(log2.contains("recovery: cut"), "\(log2)")
+        #expect(log2.contains("entries \(last - 2)…\(last) went with it (the collector holds them); new entries are numbered from \(last + 1)"),
+                "\(log2)")
+        let (newFirst, newLast) = range(log2)
+        #expect(newFirst == last + 1, "\(log2)")
+        #expect(log2.contains("acknowledged up to \(newLast),") && !log2.contains("not drained"), "\(log2)")
+        rig.stopCollector()
+        #expect(rig.read("collector").contains("committed up to \(newLast) "), "\(rig.read("collector"))")
+
+        let verify = try rig.verify(within: 0)
+        #expect(verify.stdout.contains("device: entries \(last - 2)…\(last) unreadable"), "\(verify.stdout)")
+        #expect(verify.stdout.contains("every other entry identical: yes"), "\(verify.stdout)")
     }
 }
