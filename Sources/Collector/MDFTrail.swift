@@ -132,8 +132,18 @@ final class MDFFollower: @unchecked Sendable {
         let reader = try JournalReader(directory: journalDirectory, from: sequence)
         var bytes: [UInt8] = [], entries: [Range<Int>] = []
         var expected = sequence
-        while expected <= last,
-              let run = try reader.readEntries(maxEntries: 4096, maxBytes: runBytes, through: last, into: &bytes, ranges: &entries) {
+        while expected <= last {
+            let read: JournalEntryRun?
+            do {
+                read = try reader.readEntries(maxEntries: 4096, maxBytes: runBytes, through: last, into: &bytes, ranges: &entries)
+            } catch {
+                // Damaged storage under the rebuilt journal (docs/journal.md): the files go
+                // without the records it took.
+                guard error.code == .journalCorrupt, let damage = try reader.skipDamaged() else { throw error }
+                expected = max(expected, damage.last + 1)
+                continue
+            }
+            guard let run = read else { break }
             try body(bytes, entries, run.firstSequence)
             expected = run.lastSequence + 1
             bytes.removeAll(keepingCapacity: true)

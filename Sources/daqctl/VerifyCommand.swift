@@ -35,8 +35,9 @@ struct VerifyCommand: ParsableCommand {
         var sha256 = ""
         var entries: UInt64 = 0
         var lastSequence: UInt64 = 0
-        /// Device: entries its journal no longer holds readable (damaged storage). Collector:
-        /// runs of `lost` placeholders, which the device sent for such entries.
+        /// Entries the journal no longer holds readable (damaged storage), and runs of `lost`
+        /// placeholders (a collector's, for entries its device could not read), each with what
+        /// happened to them.
         var lost: [ClosedRange<UInt64>] = []
         var lostReasons: [String] = []
         /// Every other entry: its sequence number and CRC32C trailer (which covers all its bytes),
@@ -74,11 +75,11 @@ struct VerifyCommand: ParsableCommand {
         out += "entries: device \(deviceSide.entries) (last seq \(deviceSide.lastSequence)), collector \(collectorSide.entries) (last seq \(collectorSide.lastSequence))\n"
         out += "sha256 device:    \(deviceSide.sha256)\n"
         out += "sha256 collector: \(collectorSide.sha256)\n"
-        for (range, reason) in zip(deviceSide.lost, deviceSide.lostReasons) {
-            out += "device: entries \(range.lowerBound)…\(range.upperBound) unreadable: \(reason)\n"
+        for (range, what) in zip(deviceSide.lost, deviceSide.lostReasons) {
+            out += "device: entries \(range.lowerBound)…\(range.upperBound) \(what)\n"
         }
-        for (range, reason) in zip(collectorSide.lost, collectorSide.lostReasons) {
-            out += "collector: entries \(range.lowerBound)…\(range.upperBound) committed as lost (\(reason))\n"
+        for (range, what) in zip(collectorSide.lost, collectorSide.lostReasons) {
+            out += "collector: entries \(range.lowerBound)…\(range.upperBound) \(what)\n"
         }
         if !deviceSide.lost.isEmpty || !collectorSide.lost.isEmpty {
             // Lost on either side (a collector may hold entries the device lost since).
@@ -131,11 +132,12 @@ struct VerifyCommand: ParsableCommand {
         var groupNames: [String] = []
         // Damaged storage on the device: note what is lost and read on past it.
         while let entry = try reader.nextReadable(damaged: {
-            side.addLost($0.first, through: $0.last, "\($0.segment) offset \($0.offset): \($0.defect)")
+            side.addLost($0.first, through: $0.last, "unreadable: \($0.segment) offset \($0.offset): \($0.defect)")
         }) {
             side.lastSequence = entry.sequence
             if entry.kind == .lost {
-                side.addLost(entry.sequence, through: entry.sequence, String(decoding: entry.payload, as: UTF8.self))
+                side.addLost(entry.sequence, through: entry.sequence,
+                             "committed as lost (\(String(decoding: entry.payload, as: UTF8.self)))")
                 continue
             }
             side.entries += 1

@@ -113,7 +113,7 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Device private key (instead of --pki).")
     var key: String?
 
-    @Option(help: "At the end, wait up to this many seconds for the collector to acknowledge everything.")
+    @Option(help: "At the end, wait up to this many seconds for the collector to acknowledge everything; what it has not acknowledged by then stays in the journal for the next connection (the summary names the entries).")
     var drainTimeout: Double = 30
 
     @Option(help: "Most journal bytes in one MQTT message; larger batches go as several messages.")

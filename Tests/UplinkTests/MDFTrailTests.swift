@@ -102,6 +102,33 @@ import TestSupport
         try device.expectSameFiles(in: device.collectorMDF, "queue of \(maxQueued) bytes")
     }
 
+    /// A damaged entry under the rebuilt journal (its disk flipped a bit) costs the files read
+    /// back from it that record, not the device's files altogether.
+    @Test func aDamagedEntryCostsTheFilesOnlyItsRecord() throws {
+        let device = try DeviceRun()
+        defer { try? FileManager.default.removeItem(at: device.work) }
+        let commits = try device.commits()
+        let layouts = try device.layouts()
+        let names = try FileManager.default.contentsOfDirectory(atPath: device.journal).filter { $0.hasSuffix(".jnl") }.sorted()
+        let segment = URL(fileURLWithPath: device.journal).appendingPathComponent(names[0])
+        var bytes = [UInt8](try Data(contentsOf: segment))
+        var offsets: [UInt64: Int] = [:]
+        _ = bytes.withUnsafeBytes { SegmentScan.scan($0) { offset, _, sequence, _ in offsets[sequence] = offset } }
+        let victim = offsets.keys.sorted()[offsets.count / 3]
+        #expect(!layouts.contains(victim))
+        bytes[offsets[victim]! + JournalFraming.headerLength + 6] ^= 0x02
+        try Data(bytes).write(to: segment)
+
+        let trail = try device.trail(maxQueued: 0)  // every commit read back from the journal
+        try feed(trail, commits[...])
+        #expect(try trail.finish().isEmpty)
+        let files = try FileManager.default.contentsOfDirectory(atPath: device.deviceMDF.path).sorted()
+        let differing = try files.filter {
+            try Data(contentsOf: device.collectorMDF.appendingPathComponent($0)) != Data(contentsOf: device.deviceMDF.appendingPathComponent($0))
+        }
+        #expect(files.count == 8 && differing.count == 1, "\(differing)")
+    }
+
     /// Commits arriving as a burst (over `burstBytes` in one window: a backlog draining) give the
     /// thread nothing, and their bodies are not kept; once a window passes without one, the thread
     /// reads the burst back from the journal, and the files come out the same.
