@@ -1,0 +1,27 @@
+// The README's main command, `daqctl demo`, end to end: a PKI and a broker configuration
+// generated, a real mosquitto with mTLS, the collector and daqlink replaying the fixture, the link
+// cut once and restored, then the Fig. 4 comparison ending "byte-identical: yes" — and nothing it
+// started left running.
+import Foundation
+import Testing
+import TestSupport
+
+@Suite(.serialized) struct DemoCommandTests {
+    @Test func theDemoEndsByteIdenticalAndStopsEverythingItStarted() throws {
+        let work = try PackagePaths.temporaryDirectory("demo").appendingPathComponent("run")
+        let demo = try runProcess(PackagePaths.executable("daqctl").path, ["demo", "--workdir", work.path])
+        #expect(demo.status == 0, "\(demo.stdout)\n\(demo.stderr)")
+        let text = demo.stdout + demo.stderr
+        for step in ["PKI: CA (EC P-256)", "TLS 1.3 only, client certificates required", "LINK CUT", "link restored",
+                     "device finished (exit status 0)", "MDF measurement-1.mf4: device", "identical\nbyte-identical: yes"] {
+            #expect(text.contains(step), "\(step): \(text)")
+        }
+        // The copy holds every entry the device wrote, once (the link cut made the device resend).
+        let entries = text.split(separator: "\n").first { $0.hasPrefix("entries: device ") } ?? ""
+        let numbers = entries.split(whereSeparator: { !$0.isNumber }).map(String.init)
+        #expect(numbers.count == 4 && numbers[0] == numbers[2] && numbers[1] == numbers[3] && Int(numbers[0])! > 1_000, "\(entries)")
+        // Everything it started is stopped: no process still uses its work directory.
+        let left = try runProcess("pgrep", ["-f", work.path])
+        #expect(left.stdout.isEmpty, "still running: \(left.stdout)")
+    }
+}
