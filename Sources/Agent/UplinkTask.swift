@@ -603,13 +603,15 @@ final class UplinkTask {
     /// offset and defect, so a resend sends the same bytes. Alarms once per damaged place.
     /// False when the connection failed.
     private func sendLost(_ damage: JournalReader.Damage, through last: UInt64, token: Int, connection: MQTTConnection) -> Bool {
-        guard damage.count > 0, damage.first <= last else { return true }
-        let through = min(damage.last, last)
         if reportedDamage.insert("\(damage.segment) \(damage.offset)").inserted {
-            let text = "journal \(damage); sent as 'lost' placeholders so the backlog after them goes on"
+            let text = damage.count > 0
+                ? "journal \(damage); sent as 'lost' placeholders so the backlog after them goes on"
+                : "journal damage in \(damage.segment) at offset \(damage.offset) (\(damage.defect)) passed over; no entry to send was lost there"
             counters.alarms.append(text)
             logger.error("ALARM: \(text)")
         }
+        guard damage.count > 0, damage.first <= last else { return true }
+        let through = min(damage.last, last)
         let reason = Array("unreadable on the device: \(damage.segment) offset \(damage.offset): \(damage.defect)".utf8)
         var sequence = damage.first
         while sequence <= through {

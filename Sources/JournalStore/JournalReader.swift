@@ -175,21 +175,41 @@ public final class JournalReader {
     /// Returns the entries passed over that the reader was to return (none when they all come
     /// before its start sequence).
     /// Also passes a segment that starts after a gap in the numbering (entries lost between
-    /// segments). Nil, with the cursor unchanged, when there is no damage to pass (a damaged
-    /// segment header, a read error), or when no entry follows the damage yet (the newest
+    /// segments), and a closed segment's damaged header (its entries are read from the first
+    /// valid one on, numbered from its file name's). Nil, with the cursor unchanged, when there is
+    /// no damage to pass (a read error), or when no entry follows the damage yet (the newest
     /// segment: entries appended later may still resynchronize).
     public func skipDamaged() throws(DAQError) -> Damage? {
         if fd >= 0, !headerRead {
             // A segment that starts later than the entries before it end: entries lost between
             // segments (a writer numbers on after acknowledged entries it lost; see
             // `JournalRecovery.numberedAfterAcknowledged`).
-            guard expected != 0, case .success(let header) = SegmentHeader.parse(try read(count: SegmentHeader.length)),
-                  header.firstSequence == currentFirst, header.firstSequence > expected else { return nil }
-            let damage = Damage(first: max(expected, startSequence), last: header.firstSequence - 1,
-                                segment: SegmentName.name(firstSequence: currentFirst), segmentFirstSequence: currentFirst,
-                                offset: 24, defect: JournalDefect.sequenceGap(expected: expected, found: header.firstSequence).description)
-            expected = header.firstSequence
-            return damage
+            let parsed = SegmentHeader.parse(try read(count: SegmentHeader.length))
+            if case .success(let header) = parsed {
+                guard expected != 0, header.firstSequence == currentFirst, header.firstSequence > expected else { return nil }
+                let damage = Damage(first: max(expected, startSequence), last: header.firstSequence - 1,
+                                    segment: SegmentName.name(firstSequence: currentFirst), segmentFirstSequence: currentFirst,
+                                    offset: 24, defect: JournalDefect.sequenceGap(expected: expected, found: header.firstSequence).description)
+                expected = header.firstSequence
+                return damage
+            }
+            // A damaged header of a closed segment: its entries are most likely intact. Read on
+            // at the first valid one after the header, numbered from the file name's on.
+            guard case .failure(let defect) = parsed, try !isNewestSegment() else { return nil }
+            let from = expected != 0 ? expected : currentFirst
+            let bytes: [UInt8]
+            do { bytes = try FileOps.pread(fd, count: try FileOps.size(fd), at: 0) } catch {
+                throw error.daqError("read segment", path: currentPath, offset: 0)
+            }
+            guard let found = bytes.withUnsafeBytes({ SegmentScan.resynchronize($0, after: SegmentHeader.length - 1, above: from - 1) })
+            else { return nil }
+            headerRead = true
+            offset = found.offset
+            buffer = []
+            bufferOffset = offset
+            expected = found.sequence
+            return Damage(first: max(from, startSequence), last: found.sequence - 1, segment: SegmentName.name(firstSequence: currentFirst),
+                          segmentFirstSequence: currentFirst, offset: 0, defect: "segment header: \(defect)")
         }
         guard fd >= 0, headerRead, located == nil else { return nil }
         let relative = offset - bufferOffset

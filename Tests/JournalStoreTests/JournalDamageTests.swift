@@ -229,4 +229,24 @@ import TestSupport
         #expect(damage.map { $0.first...$0.last } == [28...30])
         #expect(try readAll(dir, from: 31).map(\.sequence) == [31])
     }
+
+    /// A closed segment's damaged header costs none of its entries: reading goes on at its first
+    /// valid entry, numbered from the file name's.
+    @Test func aDamagedHeaderOfAClosedSegmentIsPassed() throws {
+        let dir = try journal("header")
+        defer { removeJournalDirectory(dir) }
+        let (path, first, _) = try middleSegment(dir)
+        try edit(path) { $0[1] ^= 0x20 }  // the magic
+        let (read, damage) = try readPastDamage(dir)
+        #expect(read == Array(1...120))
+        #expect(damage.count == 1 && damage.first?.count == 0 && damage.first?.segmentFirstSequence == first, "\(damage)")
+        #expect(damage.first?.defect.hasPrefix("segment header:") == true, "\(damage)")
+        // Its first entry damaged as well: that one is lost, no more.
+        let offsets = try offsets(path)  // none: the scan stops at the header
+        #expect(offsets.isEmpty)
+        try edit(path) { $0[SegmentHeader.length + JournalFraming.headerLength + 1] ^= 0x01 }
+        let (again, lost) = try readPastDamage(dir)
+        #expect(again == Array(1...120).filter { $0 != first })
+        #expect(lost.map { $0.first...$0.last } == [first...first])
+    }
 }
