@@ -93,6 +93,35 @@ public struct SegmentScan: Sendable, Hashable {
         return nil
     }
 
+    /// Entries damage took inside a segment, which valid entries follow: `first…last` from byte
+    /// `offset` on, where `defect` was found; entries go on at `resumesAt`.
+    public struct DamagedRun: Sendable, Hashable {
+        public var first: UInt64
+        public var last: UInt64
+        public var offset: Int
+        public var defect: JournalDefect
+        public var resumesAt: Int
+    }
+
+    /// `scan`, reading on past damage that valid entries follow (`resynchronize`): the result
+    /// counts every valid entry, ends where the last run of them ends and stops as that run
+    /// stopped; the damaged runs are listed in order. What recovery keeps and verify reports.
+    public static func scanPastDamage(_ bytes: UnsafeRawBufferPointer) -> (scan: SegmentScan, damaged: [DamagedRun]) {
+        var scan = scan(bytes)
+        var damaged: [DamagedRun] = []
+        while scan.header != nil, case .defect(let defect, let offset) = scan.stop,
+              let resume = resynchronize(bytes, after: offset, above: scan.nextSequence) {
+            damaged.append(DamagedRun(first: scan.nextSequence, last: resume.sequence - 1, offset: offset, defect: defect,
+                                      resumesAt: resume.offset))
+            let more = entries(bytes, from: resume.offset, expectedSequence: resume.sequence)
+            scan.entryCount += more.entryCount
+            scan.validLength = more.validLength
+            scan.nextSequence = more.nextSequence
+            scan.stop = more.stop
+        }
+        return (scan, damaged)
+    }
+
     /// Scans a segment held in an array.
     public static func scan(_ bytes: [UInt8]) -> SegmentScan {
         bytes.withUnsafeBytes { scan($0) }

@@ -80,7 +80,8 @@ public enum JournalVerifier {
             let path = layout.segmentPath(firstSequence: first)
             let bytes: [UInt8]
             do { bytes = try FileOps.readFile(path) } catch { throw error.daqError("read segment", path: path) }
-            var scan = SegmentScan.scan(bytes)
+            // Damage inside a segment is read past: its entries after it are counted and checked.
+            let (scan, damaged) = bytes.withUnsafeBytes { SegmentScan.scanPastDamage($0) }
             var summary = JournalSegmentSummary(name: name, epoch: scan.header?.epoch, firstSequence: first,
                                                 lastSequence: scan.lastSequence, entries: scan.entryCount, bytes: bytes.count)
             if let header = scan.header {
@@ -104,26 +105,14 @@ public enum JournalVerifier {
             } else {
                 previousNext = nil
             }
-            // Damage inside a segment: say which entries it took, and read on where entries go on.
-            var stop = scan.stop
-            while case .defect(let defect, let offset) = stop {
-                guard scan.header != nil, let resume = bytes.withUnsafeBytes({
-                    SegmentScan.resynchronize($0, after: offset, above: previousNext ?? 0)
-                }) else {
-                    report.faults.append(JournalFault(file: name, offset: offset, problem: defect.description))
-                    break
-                }
-                let lost = previousNext ?? 0
-                report.faults.append(JournalFault(file: name, offset: offset, problem: defect.description
-                    + "; entries \(lost)…\(resume.sequence - 1) unreadable, seq \(resume.sequence) goes on at offset \(resume.offset)"))
-                report.lostEntries += resume.sequence - lost
-                let more = bytes.withUnsafeBytes { SegmentScan.entries($0, from: resume.offset, expectedSequence: resume.sequence) }
-                scan.entryCount += more.entryCount
-                previousNext = more.nextSequence
-                if let last = more.lastSequence { report.lastSequence = last }
-                summary.entries = scan.entryCount
-                summary.lastSequence = more.lastSequence ?? summary.lastSequence
-                stop = more.stop
+            // Each damaged run is one fault naming the entries it took.
+            for run in damaged {
+                report.faults.append(JournalFault(file: name, offset: run.offset, problem: run.defect.description
+                    + "; entries \(run.first)…\(run.last) unreadable, seq \(run.last + 1) goes on at offset \(run.resumesAt)"))
+                report.lostEntries += run.last - run.first + 1
+            }
+            if case .defect(let defect, let offset) = scan.stop {
+                report.faults.append(JournalFault(file: name, offset: offset, problem: defect.description))
             }
             report.entries += scan.entryCount
             report.bytes += bytes.count

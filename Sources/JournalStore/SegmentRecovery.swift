@@ -54,7 +54,8 @@ extension JournalWriter {
         do { bytes = try FileOps.pread(fd, count: try FileOps.size(fd), at: 0) } catch {
             throw error.daqError("read segment", path: path)
         }
-        let scan = SegmentScan.scan(bytes)
+        // Read on past damage that valid entries follow (see below).
+        let (scan, damaged) = bytes.withUnsafeBytes { SegmentScan.scanPastDamage($0) }
         let name = SegmentName.name(firstSequence: nameSequence)
         guard let header = scan.header else {
             if bytes.count <= SegmentHeader.length {
@@ -75,21 +76,16 @@ extension JournalWriter {
         // throw away synced (perhaps acknowledged) entries and number new ones like them, which a
         // collector holding the old ones drops as duplicates. So those entries stay, and the
         // damaged ones are reported (readers pass them: `JournalReader.skipDamaged`).
-        var valid = (length: scan.validLength, next: scan.nextSequence, stop: scan.stop)
-        while case .defect(let defect, let offset) = valid.stop,
-              let resume = bytes.withUnsafeBytes({ SegmentScan.resynchronize($0, after: offset, above: valid.next) }) {
-            recovery.damaged.append(JournalReader.Damage(first: valid.next, last: resume.sequence - 1, segment: name,
-                                                         segmentFirstSequence: nameSequence, offset: offset,
-                                                         defect: defect.description))
-            let more = bytes.withUnsafeBytes { SegmentScan.entries($0, from: resume.offset, expectedSequence: resume.sequence) }
-            valid = (more.validLength, more.nextSequence, more.stop)
+        recovery.damaged += damaged.map {
+            JournalReader.Damage(first: $0.first, last: $0.last, segment: name, segmentFirstSequence: nameSequence,
+                                 offset: $0.offset, defect: $0.defect.description)
         }
         do {
-            if case .defect(let defect, let offset) = valid.stop {
-                try FileOps.truncate(fd, to: valid.length)
+            if case .defect(let defect, let offset) = scan.stop {
+                try FileOps.truncate(fd, to: scan.validLength)
                 recovery.truncatedSegment = name
                 recovery.truncatedAtOffset = offset
-                recovery.truncatedBytes = bytes.count - valid.length
+                recovery.truncatedBytes = bytes.count - scan.validLength
                 recovery.truncationReason = defect
             }
             // What a killed process left in the page cache is not durable yet; make it so before
@@ -99,6 +95,6 @@ extension JournalWriter {
             throw error.daqError("repair segment tail", path: path, offset: scan.validLength)
         }
         keep = true
-        return (fd, valid.length, header, valid.next)
+        return (fd, scan.validLength, header, scan.nextSequence)
     }
 }
