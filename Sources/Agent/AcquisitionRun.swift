@@ -79,6 +79,10 @@ public final class AcquisitionRun {
         startedAt = loop.clock.now()
         let recovery = journal.recovery
         var recovered: [String] = []
+        for repaired in recovery.repairedHeaders {
+            recovered.append("\(repaired): its bytes are the original's")
+            logger.warning("journal recovery: \(recovered.last!)")
+        }
         for damage in recovery.damaged {
             recovered.append("\(damage); the entries after it were kept (the uplink sends 'lost' placeholders for these)")
             logger.error("journal recovery: \(recovered.last!)")

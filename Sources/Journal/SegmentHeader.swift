@@ -62,6 +62,30 @@ public struct SegmentHeader: Sendable, Hashable {
     public static func parse(_ bytes: [UInt8]) -> Result<SegmentHeader, JournalDefect> {
         bytes.withUnsafeBytes { parse($0) }
     }
+
+    /// The header a damaged one was, for a segment named after `nameSequence`. A header holds
+    /// nothing but its journal's epoch and its name's sequence number, so with the epoch known
+    /// (`journalEpoch`: from another segment or the ack cursor) the original bytes follow.
+    /// Without it, a single flipped bit is found by its CRC32C (which tells every 1- and 2-bit
+    /// error in 36 bytes apart): the one flip that makes the header valid, naming `nameSequence`.
+    /// Nil when neither gives the header (more damage than one bit, and no epoch known).
+    public static func reconstruct(_ damaged: UnsafeRawBufferPointer, nameSequence: UInt64,
+                                   journalEpoch: UInt64?) -> SegmentHeader? {
+        guard nameSequence >= 1 else { return nil }
+        if let journalEpoch { return SegmentHeader(epoch: journalEpoch, firstSequence: nameSequence) }
+        guard damaged.count >= length else { return nil }
+        var bytes = [UInt8](UnsafeRawBufferPointer(rebasing: damaged[0..<length]))
+        var found: SegmentHeader?
+        for bit in 0..<(length * 8) {
+            bytes[bit / 8] ^= UInt8(1) << (bit % 8)
+            if case .success(let header) = parse(bytes), header.firstSequence == nameSequence {
+                guard found == nil else { return nil }
+                found = header
+            }
+            bytes[bit / 8] ^= UInt8(1) << (bit % 8)
+        }
+        return found
+    }
 }
 
 /// Segment file names: the first sequence number in 20 decimal digits + `.jnl`, so sorting the

@@ -108,8 +108,28 @@ public struct SegmentScan: Sendable, Hashable {
     /// stopped; the damaged runs are listed in order. What recovery keeps and verify reports.
     public static func scanPastDamage(_ bytes: UnsafeRawBufferPointer) -> (scan: SegmentScan, damaged: [DamagedRun]) {
         var scan = scan(bytes)
+        guard scan.header != nil else { return (scan, []) }
+        let damaged = readOn(bytes, &scan)
+        return (scan, damaged)
+    }
+
+    /// `scanPastDamage` for a segment whose header is damaged: its entries from the header's end
+    /// on, numbered from its name's sequence (a header holds nothing but that and the epoch).
+    /// `header` stays nil. Nil when no valid entry follows the header.
+    public static func scanPastDamagedHeader(_ bytes: UnsafeRawBufferPointer, nameSequence: UInt64)
+        -> (scan: SegmentScan, damaged: [DamagedRun])?
+    {
+        guard nameSequence >= 1, bytes.count > SegmentHeader.length else { return nil }
+        var scan = entries(bytes, from: SegmentHeader.length, expectedSequence: nameSequence)
+        let damaged = readOn(bytes, &scan)
+        return scan.entryCount > 0 ? (scan, damaged) : nil
+    }
+
+    /// Reads on past each defect that valid entries follow, adding them to `scan`; returns the
+    /// damaged runs in order.
+    private static func readOn(_ bytes: UnsafeRawBufferPointer, _ scan: inout SegmentScan) -> [DamagedRun] {
         var damaged: [DamagedRun] = []
-        while scan.header != nil, case .defect(let defect, let offset) = scan.stop,
+        while case .defect(let defect, let offset) = scan.stop,
               let resume = resynchronize(bytes, after: offset, above: scan.nextSequence) {
             damaged.append(DamagedRun(first: scan.nextSequence, last: resume.sequence - 1, offset: offset, defect: defect,
                                       resumesAt: resume.offset))
@@ -119,7 +139,7 @@ public struct SegmentScan: Sendable, Hashable {
             scan.nextSequence = more.nextSequence
             scan.stop = more.stop
         }
-        return (scan, damaged)
+        return damaged
     }
 
     /// Scans a segment held in an array.

@@ -49,6 +49,20 @@ public struct JournalRecovery: Sendable, Hashable {
     /// The ack file was unreadable or belonged to another epoch; the cursor restarted from the
     /// oldest segment (safe: the uplink resends, the collector drops duplicates).
     public var ackCursorReset = false
+    /// Damaged segment headers rewritten with their original bytes, oldest first.
+    public var repairedHeaders: [RepairedHeader] = []
+
+    /// A segment header rewritten at open: what was wrong, and where its epoch came from.
+    public struct RepairedHeader: Sendable, Hashable, CustomStringConvertible {
+        public var segment: String
+        public var defect: JournalDefect
+        public var epoch: UInt64
+        public var from: String
+
+        public var description: String {
+            "rewrote the damaged header of \(segment) (\(defect)) with epoch \(epoch) from \(from) and its name's first seq"
+        }
+    }
 
     public init() {}
 }

@@ -81,7 +81,23 @@ public enum JournalVerifier {
             let bytes: [UInt8]
             do { bytes = try FileOps.readFile(path) } catch { throw error.daqError("read segment", path: path) }
             // Damage inside a segment is read past: its entries after it are counted and checked.
-            let (scan, damaged) = bytes.withUnsafeBytes { SegmentScan.scanPastDamage($0) }
+            var (scan, damaged) = bytes.withUnsafeBytes { SegmentScan.scanPastDamage($0) }
+            // So is a damaged header: the entries after it are numbered from the file name's.
+            var readPastHeader = false
+            if scan.header == nil, case .defect(let defect, _) = scan.stop,
+               let headerless = bytes.withUnsafeBytes({ SegmentScan.scanPastDamagedHeader($0, nameSequence: first) }) {
+                report.faults.append(JournalFault(file: name, offset: 0, problem: "damaged header (\(defect)); its entries "
+                    + "were read on from the file name's first seq \(first) (a writer opening the journal rewrites the header when its epoch is known: another segment, one flipped bit or the ack cursor)"))
+                if let expected = previousNext, expected != first {
+                    report.faults.append(JournalFault(file: name, offset: 0,
+                        problem: "sequence gap between segments: expected first seq \(expected), found \(first) (file name)"))
+                }
+                (scan, damaged) = headerless
+                readPastHeader = true
+                previousNext = scan.nextSequence
+                if report.firstSequence == nil { report.firstSequence = first }
+                if let last = scan.lastSequence { report.lastSequence = last }
+            }
             var summary = JournalSegmentSummary(name: name, epoch: scan.header?.epoch, firstSequence: first,
                                                 lastSequence: scan.lastSequence, entries: scan.entryCount, bytes: bytes.count)
             if let header = scan.header {
@@ -102,7 +118,7 @@ public enum JournalVerifier {
                 previousNext = scan.nextSequence
                 if report.firstSequence == nil && scan.entryCount > 0 { report.firstSequence = header.firstSequence }
                 if let last = scan.lastSequence { report.lastSequence = last }
-            } else {
+            } else if !readPastHeader {
                 previousNext = nil
             }
             // Each damaged run is one fault naming the entries it took.

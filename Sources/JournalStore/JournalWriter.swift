@@ -101,6 +101,7 @@ public final class JournalWriter {
         }
 
         var firsts = try layout.segmentFirstSequences()
+        try JournalWriter.repairDamagedHeaders(layout: layout, firsts: firsts, recovery: &recovery)
         var active: (fd: Int32, length: Int, header: SegmentHeader, next: UInt64)?
         var restartSequence: UInt64 = 1
         while active == nil, let first = firsts.last {

@@ -40,6 +40,69 @@ extension JournalWriter {
         return fd
     }
 
+    /// Rewrites the damaged headers of segments whose entries follow them. A header holds only
+    /// the journal's epoch and the sequence number its file is named after, so its original bytes
+    /// follow from the epoch of another segment or, failing that, from its own CRC32C when one bit
+    /// flipped, or from the ack cursor (`SegmentHeader.reconstruct`): the journal is whole again,
+    /// byte for byte what a collector rebuilt. A header none of them gives stays as it is (readers
+    /// pass a closed segment's; `recoverSegment` refuses the newest one's). Not touched: a file
+    /// no valid entry numbered from its name follows (it may not be a segment of this journal).
+    static func repairDamagedHeaders(layout: JournalLayout, firsts: [UInt64], recovery: inout JournalRecovery)
+        throws(DAQError)
+    {
+        var damaged: [UInt64] = []
+        var segmentEpoch: UInt64?
+        for first in firsts {
+            let path = layout.segmentPath(firstSequence: first)
+            let header: [UInt8]
+            do {
+                let fd = try FileOps.open(path, O_RDONLY)
+                defer { FileOps.close(fd) }
+                header = try FileOps.pread(fd, count: SegmentHeader.length, at: 0)
+            } catch { throw error.daqError("read segment header", path: path) }
+            switch SegmentHeader.parse(header) {
+            case .success(let parsed): segmentEpoch = segmentEpoch ?? parsed.epoch
+            case .failure: if header.count == SegmentHeader.length { damaged.append(first) }
+            }
+        }
+        guard !damaged.isEmpty else { return }
+        var ackEpoch: UInt64?
+        if FileOps.exists(layout.ackPath) {
+            do { ackEpoch = AckRecord.parse(try FileOps.readFile(layout.ackPath))?.epoch } catch {
+                throw error.daqError("read ack cursor", path: layout.ackPath)
+            }
+        }
+        for first in damaged {
+            let path = layout.segmentPath(firstSequence: first)
+            let fd: Int32
+            do { fd = try FileOps.open(path, O_RDWR) } catch { throw error.daqError("open segment", path: path) }
+            defer { FileOps.close(fd) }
+            let bytes: [UInt8]
+            do { bytes = try FileOps.pread(fd, count: try FileOps.size(fd), at: 0) } catch {
+                throw error.daqError("read segment", path: path)
+            }
+            let rebuilt: (header: SegmentHeader, source: String)? = bytes.withUnsafeBytes { raw in
+                guard SegmentScan.scanPastDamagedHeader(raw, nameSequence: first) != nil else { return nil }
+                if let segmentEpoch,
+                   let header = SegmentHeader.reconstruct(raw, nameSequence: first, journalEpoch: segmentEpoch) {
+                    return (header, "the other segments' epoch")
+                }
+                if let header = SegmentHeader.reconstruct(raw, nameSequence: first, journalEpoch: nil) {
+                    return (header, "its CRC32C (one flipped bit)")
+                }
+                guard let ackEpoch else { return nil }
+                return SegmentHeader.reconstruct(raw, nameSequence: first, journalEpoch: ackEpoch).map { ($0, "the ack cursor's epoch") }
+            }
+            guard let rebuilt, case .failure(let defect) = SegmentHeader.parse(bytes) else { continue }
+            do {
+                try FileOps.pwriteAll(fd, rebuilt.header.bytes, at: 0)
+                try FileOps.fullSync(fd)
+            } catch { throw error.daqError("rewrite segment header", path: path, offset: 0) }
+            recovery.repairedHeaders.append(JournalRecovery.RepairedHeader(
+                segment: SegmentName.name(firstSequence: first), defect: defect, epoch: rebuilt.header.epoch, from: rebuilt.source))
+        }
+    }
+
     /// Recovers the newest segment: nil when it must be dropped (its creation was cut short, so it
     /// holds no entries); otherwise the open descriptor, the valid length after cutting any invalid
     /// tail, its header and the next sequence number.
@@ -64,7 +127,9 @@ extension JournalWriter {
                 return nil
             }
             guard case .defect(let defect, let offset) = scan.stop else { preconditionFailure("scan without header") }
-            throw DAQError(.journalCorrupt, "segment header invalid: \(defect)",
+            throw DAQError(.journalCorrupt, "segment header invalid: \(defect); no other segment, no single flipped bit "
+                           + "and no ack cursor tells its epoch, so it cannot be rewritten (`daqctl journal verify` shows "
+                           + "what follows it; move the file away to start a new journal stream)",
                            at: InputLocation(file: path, field: "offset \(offset)"))
         }
         guard header.firstSequence == nameSequence else {

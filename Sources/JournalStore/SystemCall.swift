@@ -90,6 +90,21 @@ enum FileOps {
         return out
     }
 
+    /// Writes all of `bytes` at `offset` (a descriptor opened without O_APPEND).
+    static func pwriteAll(_ fd: Int32, _ bytes: [UInt8], at offset: Int) throws(SystemCallError) {
+        var failed: SystemCallError?
+        bytes.withUnsafeBytes { raw in
+            var done = 0
+            while done < raw.count, failed == nil {
+                switch systemCallResult({ Glibc.pwrite(fd, raw.baseAddress! + done, raw.count - done, off_t(offset + done)) }) {
+                case .success(let n): done += n
+                case .failure(let error): failed = error
+                }
+            }
+        }
+        if let failed { throw failed }
+    }
+
     static func size(_ fd: Int32) throws(SystemCallError) -> Int {
         var info = stat()
         _ = try systemCall { fstat(fd, &info) }

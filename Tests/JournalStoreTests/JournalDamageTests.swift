@@ -249,4 +249,78 @@ import TestSupport
         #expect(again == Array(1...120).filter { $0 != first })
         #expect(lost.map { $0.first...$0.last } == [first...first])
     }
+
+    /// A damaged header holds nothing the journal does not know: verify reads the entries after
+    /// it, and a writer opening the journal rewrites it, byte for byte the original.
+    @Test func aClosedSegmentsZeroedHeaderIsReadPastAndRewritten() throws {
+        let dir = try journal("rewrite-closed")
+        defer { removeJournalDirectory(dir) }
+        let (path, first, _) = try middleSegment(dir)
+        let intact = try Data(contentsOf: URL(fileURLWithPath: path))
+        try edit(path) { for index in 0..<SegmentHeader.length { $0[index] = 0 } }
+        let report = try JournalVerifier.verify(directory: dir)
+        #expect(report.entries == 120 && report.lostEntries == 0 && report.lastSequence == 120, "\(report.faults)")
+        #expect(report.faults.count == 1 && report.faults.first?.problem.hasPrefix("damaged header (not a journal segment (bad magic)); its entries were read on") == true,
+                "\(report.faults)")
+        let writer = try JournalWriter(directory: dir, configuration: Self.smallSegments)
+        #expect(writer.recovery.repairedHeaders.map(\.segment) == [SegmentName.name(firstSequence: first)])
+        #expect(writer.recovery.repairedHeaders.first?.from == "the other segments' epoch")
+        try writer.close()
+        #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == intact)
+        #expect(try JournalVerifier.verify(directory: dir).faults.isEmpty)
+    }
+
+    /// The newest segment's damaged header used to stop the writer (daqlink would not start):
+    /// now it is rewritten and appending goes on after its last entry.
+    @Test func theNewestSegmentsDamagedHeaderNoLongerStopsTheWriter() throws {
+        let dir = try journal("rewrite-newest")
+        defer { removeJournalDirectory(dir) }
+        let newest = "\(dir)/\(try segmentNames(dir).last!)"
+        let intact = try Data(contentsOf: URL(fileURLWithPath: newest))
+        try edit(newest) { $0[17] ^= 0x02; $0[21] ^= 0x40 }  // two bits of the epoch
+        let writer = try JournalWriter(directory: dir, configuration: Self.smallSegments)
+        #expect(writer.recovery.repairedHeaders.count == 1 && writer.lastSequence == 120)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: newest)) == intact)
+        #expect(try writer.append(kind: .record, payload: pattern(121)) == 121)
+        try writer.close()
+        #expect(try readAll(dir).map(\.sequence) == Array(1...121))
+    }
+
+    /// A journal of one segment: its header's epoch comes from one flipped bit's CRC, or from the
+    /// ack cursor; with neither the writer refuses, and says why.
+    @Test func aSingleSegmentsHeaderComesFromItsCRCOrTheAckCursor() throws {
+        let configuration = JournalConfiguration(epoch: 77)
+        let dir = try journal("rewrite-single", count: 40, configuration: configuration)
+        defer { removeJournalDirectory(dir) }
+        let path = "\(dir)/\(SegmentName.name(firstSequence: 1))"
+        let intact = try Data(contentsOf: URL(fileURLWithPath: path))
+        try edit(path) { $0[18] ^= 0x08 }
+        let bitFixed = try JournalWriter(directory: dir, configuration: JournalConfiguration(epoch: 5))
+        #expect(bitFixed.epoch == 77 && bitFixed.recovery.repairedHeaders.first?.from == "its CRC32C (one flipped bit)", "\(bitFixed.recovery)")
+        try bitFixed.close()
+        #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == intact)
+
+        try edit(path) { for index in 0..<SegmentHeader.length { $0[index] = 0 } }
+        #expect {
+            try JournalWriter(directory: dir, configuration: JournalConfiguration(epoch: 5))
+        } throws: { error in
+            (error as? DAQError)?.code == .journalCorrupt && "\(error)".contains("cannot be rewritten")
+        }
+        #expect(try Data(contentsOf: URL(fileURLWithPath: path)) != intact)
+
+        let acknowledging = try JournalWriter(directory: freshJournalDirectory("rewrite-single-ack"), configuration: configuration)
+        defer { removeJournalDirectory(acknowledging.directory) }
+        for sequence in UInt64(1)...40 { try acknowledging.append(kind: .record, payload: pattern(sequence)) }
+        try acknowledging.sync()
+        try acknowledging.acknowledge(upTo: 12)
+        try acknowledging.close()
+        let ackedPath = "\(acknowledging.directory)/\(SegmentName.name(firstSequence: 1))"
+        let ackedIntact = try Data(contentsOf: URL(fileURLWithPath: ackedPath))
+        try edit(ackedPath) { for index in 0..<SegmentHeader.length { $0[index] = 0 } }
+        let fromAck = try JournalWriter(directory: acknowledging.directory, configuration: JournalConfiguration(epoch: 5))
+        #expect(fromAck.epoch == 77 && fromAck.acknowledgedUpTo == 12)
+        #expect(fromAck.recovery.repairedHeaders.first?.from == "the ack cursor's epoch")
+        try fromAck.close()
+        #expect(try Data(contentsOf: URL(fileURLWithPath: ackedPath)) == ackedIntact)
+    }
 }

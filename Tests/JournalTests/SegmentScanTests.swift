@@ -167,3 +167,47 @@ private func expectLongestPrefix(_ segment: (bytes: [UInt8], ends: [Int]), cut: 
         #expect(bytes.withUnsafeBytes { SegmentScan.resynchronize($0, after: segment.ends[3], above: 5) } == nil)
     }
 }
+
+/// A damaged segment header: what its own CRC32C, or the journal's epoch, gives back, and the
+/// entries read after it.
+@Suite struct SegmentHeaderRepairTests {
+    private let original = SegmentHeader(epoch: 0x1122_3344_5566_7788, firstSequence: 4_097)
+
+    @Test func everySingleFlippedBitIsFoundByTheCRC() {
+        for bit in 0..<(SegmentHeader.length * 8) {
+            var bytes = original.bytes
+            bytes[bit / 8] ^= UInt8(1) << (bit % 8)
+            let rebuilt = bytes.withUnsafeBytes { SegmentHeader.reconstruct($0, nameSequence: 4_097, journalEpoch: nil) }
+            #expect(rebuilt == original, "bit \(bit)")
+        }
+    }
+
+    @Test func twoFlippedBitsNeedTheJournalsEpoch() {
+        var bytes = original.bytes
+        bytes[17] ^= 0x04
+        bytes[30] ^= 0x80
+        #expect(bytes.withUnsafeBytes { SegmentHeader.reconstruct($0, nameSequence: 4_097, journalEpoch: nil) } == nil)
+        let rebuilt = bytes.withUnsafeBytes { SegmentHeader.reconstruct($0, nameSequence: 4_097, journalEpoch: original.epoch) }
+        #expect(rebuilt?.bytes == original.bytes)
+        // A flip that makes a valid header naming another segment is no repair of this one.
+        var flipped = original.bytes
+        flipped[3] ^= 0x01
+        #expect(flipped.withUnsafeBytes { SegmentHeader.reconstruct($0, nameSequence: 4_098, journalEpoch: nil) } == nil)
+    }
+
+    @Test func entriesAfterADamagedHeaderAreNumberedFromTheName() {
+        var (bytes, ends) = makeSegment(seed: 21, count: 30, maxPayload: 60, firstSequence: 4_097)
+        for index in 0..<SegmentHeader.length { bytes[index] = 0 }
+        let zeroedHeader = bytes.withUnsafeBytes { SegmentScan.scanPastDamagedHeader($0, nameSequence: 4_097) }
+        #expect(zeroedHeader?.scan.entryCount == 30 && zeroedHeader?.scan.nextSequence == 4_127)
+        #expect(zeroedHeader?.damaged.isEmpty == true && zeroedHeader?.scan.stop == .end)
+        // The first two entries damaged too: they are the run lost, the rest reads.
+        for index in SegmentHeader.length..<(ends[1] - 3) { bytes[index] = 0xFF }
+        let worse = bytes.withUnsafeBytes { SegmentScan.scanPastDamagedHeader($0, nameSequence: 4_097) }
+        #expect(worse?.scan.entryCount == 28)
+        #expect(worse?.damaged.map { $0.first...$0.last } == [4_097...4_098])
+        #expect(worse?.damaged.first?.resumesAt == ends[1])
+        // Numbered from another name, nothing follows.
+        #expect(bytes.withUnsafeBytes { SegmentScan.scanPastDamagedHeader($0, nameSequence: 9_000) } == nil)
+    }
+}

@@ -9,6 +9,19 @@ import Testing
 import TestSupport
 
 @Suite(.serialized) struct DamagedJournalTests {
+    /// The link back up and a collector started, the device drains its backlog (replaying one
+    /// frame, in batches of 64 entries); its exit status and output.
+    private func drainWithTheLinkBack(_ rig: UplinkRig) throws -> (Int32, String) {
+        let oneFrame = rig.work.appendingPathComponent("one-frame.log")
+        let first = try String(contentsOfFile: UplinkRig.log, encoding: .utf8).split(separator: "\n")[0]
+        try (first + "\n").write(to: oneFrame, atomically: true, encoding: .utf8)
+        rig.proxy.set(.up)
+        try rig.startCollector()
+        try rig.startDevice(speed: "max", extra: ["--source", "replay:\(oneFrame.path)", "--batch-entries", "64",
+                                                  "--segment-bytes", "65536"])
+        return rig.waitForDevice()
+    }
+
     @Test func aDamagedEntryInTheBacklogIsSentAsLostAndTheRestDrains() throws {
         let rig = try UplinkRig()
         // A backlog in 64 KiB segments, acquired with the link down.
@@ -33,14 +46,7 @@ import TestSupport
         try Data(bytes).write(to: segment)
 
         // The link is back: drain.
-        let oneFrame = rig.work.appendingPathComponent("one-frame.log")
-        let first = try String(contentsOfFile: UplinkRig.log, encoding: .utf8).split(separator: "\n")[0]
-        try (first + "\n").write(to: oneFrame, atomically: true, encoding: .utf8)
-        rig.proxy.set(.up)
-        try rig.startCollector()
-        try rig.startDevice(speed: "max", extra: ["--source", "replay:\(oneFrame.path)", "--batch-entries", "64",
-                                                  "--segment-bytes", "65536"])
-        let (status, log) = rig.waitForDevice()
+        let (status, log) = try drainWithTheLinkBack(rig)
         #expect(status == 0, "\(log)")
         // One alarm naming the entry, the segment and the offset; everything after it acknowledged.
         let alarms = log.split(separator: "\n").filter { $0.hasPrefix("ALARM:") }
@@ -120,5 +126,49 @@ import TestSupport
         let verify = try rig.verify(within: 0)
         #expect(verify.stdout.contains("device: entries \(last - 2)…\(last) unreadable"), "\(verify.stdout)")
         #expect(verify.stdout.contains("every other entry identical: yes"), "\(verify.stdout)")
+    }
+
+    /// Segment headers damaged on the device's card: a closed segment's zeroed, the newest one's
+    /// epoch hit by two flipped bits (which stopped daqlink from starting before). The restart
+    /// rewrites both from the journal's epoch, so nothing is lost, no alarm is raised, and the
+    /// collector's copy is byte-identical to the device's journal.
+    @Test func damagedSegmentHeadersAreRewrittenAndTheBacklogDrainsByteIdentical() throws {
+        let rig = try UplinkRig()
+        rig.proxy.set(.down)
+        try rig.startDevice(speed: "max", extra: ["--drain-timeout", "1", "--segment-bytes", "65536"])
+        let (_, backlogLog) = rig.waitForDevice()
+        #expect(backlogLog.contains("acknowledged up to 0"), "\(backlogLog)")
+
+        let names = try FileManager.default.contentsOfDirectory(atPath: rig.journal.path).filter { $0.hasSuffix(".jnl") }.sorted()
+        #expect(names.count >= 6, "\(names)")
+        let closed = rig.journal.appendingPathComponent(names[names.count / 2])
+        var closedBytes = [UInt8](try Data(contentsOf: closed))
+        for index in 0..<SegmentHeader.length { closedBytes[index] = 0 }
+        try Data(closedBytes).write(to: closed)
+        let newest = rig.journal.appendingPathComponent(names.last!)
+        var newestBytes = [UInt8](try Data(contentsOf: newest))
+        newestBytes[16] ^= 0x01
+        newestBytes[20] ^= 0x10
+        try Data(newestBytes).write(to: newest)
+        let damaged = try runProcess(UplinkRig.daqctl, ["journal", "verify", rig.journal.path])
+        #expect(damaged.status != 0, "\(damaged.stdout)\(damaged.stderr)")
+        #expect(damaged.stderr.contains("\(names.last!) offset 0: damaged header (segment header CRC32C mismatch); its entries were read on"),
+                "\(damaged.stderr)")
+        // Every entry still counted: the damage cost none.
+        let backlogEnd = backlogLog.split(separator: "\n").first { $0.hasPrefix("journal: ") }?.split(separator: "…").last ?? "?"
+        #expect(damaged.stdout.contains(" \(backlogEnd) entries, "), "\(damaged.stdout)")
+
+        let (status, log) = try drainWithTheLinkBack(rig)
+        #expect(status == 0, "\(log)")
+        #expect(log.contains("rewrote the damaged header of \(names[names.count / 2]) (not a journal segment (bad magic))"), "\(log)")
+        #expect(log.contains("rewrote the damaged header of \(names.last!) (segment header CRC32C mismatch)"), "\(log)")
+        #expect(!log.contains("ALARM") && !log.contains("not drained"), "\(log)")
+        rig.stopCollector()
+
+        let verify = try rig.verify(within: 0)
+        #expect(verify.status == 0, "\(verify.stdout)")
+        #expect(verify.stdout.contains("byte-identical: yes"), "\(verify.stdout)")
+        let healed = try runProcess(UplinkRig.daqctl, ["journal", "verify", rig.journal.path])
+        #expect(healed.status == 0, "\(healed.stdout)\(healed.stderr)")
     }
 }
