@@ -450,6 +450,9 @@ final class UplinkTask {
             perform(sender.on(.collectorAck(upTo: min(value, journal.lastSyncedSequence)), now: now))
         } else if topic == options.commandTopic, words[0] == "resend" {
             counters.resendRequests += 1
+            // The collector's copy is not what this side assumed: the next part is coded without
+            // a context (one it could not read back, or one it lost, would be refused for ever).
+            recentParts = RecentEntries(keep: ContextCoder.contextEntries)
             perform(sender.on(.resendRequest(from: value), now: now))
         }
     }
@@ -552,6 +555,18 @@ final class UplinkTask {
     /// straight into its own buffer (one copy, each entry's CRC32C checked once).
     private func publishFromJournal(token: Int, first: UInt64, last: UInt64, connection: MQTTConnection) {
         counters.readsFromJournal += 1
+        // Entries retention removed after the collector acknowledged them, asked for again (its
+        // copy lost them): placeholders that say so, and the rest from the journal.
+        var first = first
+        if first < journal.oldestSequence {
+            let through = min(last, journal.oldestSequence - 1)
+            let reason = "deleted on the device: acknowledged by the collector, then removed by the journal's retention"
+            guard sendLost(first: first, through: through, reason: reason, startsSegment: false, token: token,
+                           connection: connection)
+            else { return }
+            guard through < last else { return }
+            first = through + 1
+        }
         do throws(DAQError) {
             // A backlog drains batch after batch: keep the reader where the last batch ended
             // instead of opening (and scanning) the segment again for every batch.
@@ -611,9 +626,17 @@ final class UplinkTask {
             logger.error("ALARM: \(text)")
         }
         guard damage.count > 0, damage.first <= last else { return true }
-        let through = min(damage.last, last)
-        let reason = Array("unreadable on the device: \(damage.segment) offset \(damage.offset): \(damage.defect)".utf8)
-        var sequence = damage.first
+        return sendLost(first: damage.first, through: min(damage.last, last),
+                        reason: "unreadable on the device: \(damage.segment) offset \(damage.offset): \(damage.defect)",
+                        startsSegment: damage.first == damage.segmentFirstSequence, token: token, connection: connection)
+    }
+
+    /// Publishes a `lost` placeholder carrying `reason` for each entry `first…through`, in parts of
+    /// at most `maxBatchBytes`; the first part starts a segment when `startsSegment` says so.
+    private func sendLost(first: UInt64, through: UInt64, reason text: String, startsSegment: Bool, token: Int,
+                          connection: MQTTConnection) -> Bool {
+        let reason = Array(text.utf8)
+        var sequence = first
         while sequence <= through {
             var body: [UInt8] = []
             var entries: [Range<Int>] = []
@@ -626,7 +649,7 @@ final class UplinkTask {
             } while sequence <= through && body.count + JournalFraming.framedLength(payloadLength: reason.count) <= options.maxBatchBytes
             counters.lostEntries += UInt64(entries.count)
             guard sendPart(token: token, first: partFirst, last: sequence - 1, body: body, entries: entries,
-                           segmentStarts: partFirst == damage.segmentFirstSequence ? [partFirst] : [], fromJournal: true,
+                           segmentStarts: startsSegment && partFirst == first ? [partFirst] : [], fromJournal: true,
                            coding: .raw, connection: connection)
             else { return false }
         }

@@ -24,6 +24,8 @@ final class DeviceStreamSink {
     var onLost: ((UInt64, UInt64, String) -> Void)?
     /// The highest ack earned and not yet handed out by `nextSyncStep()`.
     private var pendingAck: UInt64?
+    /// The last resend asked for because a batch's context was refused: where from, and when.
+    private var lastContextResend: (from: UInt64, at: Int64)?
     /// The entries of the last commits (the usual context of the next codec-3 or codec-4 batch).
     private var recentCommits = RecentEntries(keep: ContextCoder.contextEntries)
     private let directory: String
@@ -57,7 +59,17 @@ final class DeviceStreamSink {
         // Codec 3 or 4 whose context is committed: decode now, so a bad body is rejected before the
         // stream sees it. One ahead of a gap waits encoded; a pure duplicate is never decoded.
         if !batch.isDecoded && batch.header.first - 1 <= stream.committed && batch.header.last > stream.committed {
-            try decode(&batch)
+            do throws(DAQError) {
+                try decode(&batch)
+            } catch where error.code == .malformedInput && batch.header.context != nil {
+                // Its context is not what this copy holds, or cannot be read back from it: ask
+                // for the entries again (the device codes the resend without a context), once per
+                // place and resend interval: the parts already in flight meet the same refusal.
+                let from = stream.committed + 1
+                if let last = lastContextResend, last.from == from, now - last.at < stream.resendInterval { return ([], error) }
+                lastContextResend = (from, now)
+                return ([from], error)
+            }
         }
         nextBatchID += 1
         let id = nextBatchID
@@ -120,10 +132,17 @@ final class DeviceStreamSink {
         if let held = recentCommits.entries(from: from, through: to) { return held }
         var body: [UInt8] = []
         var entries: [Range<Int>] = []
-        let reader = try JournalReader(directory: directory, from: from)
-        while UInt64(entries.count) <= to - from,
-              try reader.readEntries(maxEntries: Int(to - from) + 1 - entries.count, maxBytes: .max, through: to,
-                                     into: &body, ranges: &entries) != nil {}
+        do throws(DAQError) {
+            let reader = try JournalReader(directory: directory, from: from)
+            while UInt64(entries.count) <= to - from,
+                  try reader.readEntries(maxEntries: Int(to - from) + 1 - entries.count, maxBytes: .max, through: to,
+                                         into: &body, ranges: &entries) != nil {}
+        } catch where error.code == .journalCorrupt {
+            // Damage in this copy's own storage: that batch is refused (and asked for again
+            // without a context), not the collector stopped for every device.
+            throw DAQError(.malformedInput, "context \(from)…\(to) cannot be read back from the rebuilt journal: \(error)",
+                           at: InputLocation(file: source, field: "context"))
+        }
         guard UInt64(entries.count) == to - from + 1 else {
             throw DAQError(.malformedInput, "context \(from)…\(to) is not in the rebuilt journal",
                            at: InputLocation(file: source, field: "context"))

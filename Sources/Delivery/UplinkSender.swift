@@ -76,6 +76,9 @@ public struct UplinkSender: Sendable {
     private var ackTimerArmed = false
     /// Batches PUBACKed with 0x10 (no subscriber: the broker dropped them).
     public private(set) var undelivered = 0
+    /// Where the collector asked again for acknowledged entries it lost, until its acks pass the
+    /// cursor again (one alarm for each such refill).
+    public private(set) var refilling: UInt64?
 
     /// `acknowledged` is the persisted cursor; `journalEnd` the journal's last entry at start.
     public init(policy: UplinkPolicy = UplinkPolicy(), acknowledged: UInt64, journalEnd: UInt64) {
@@ -144,6 +147,7 @@ public struct UplinkSender: Sendable {
 
         case .collectorAck(let upTo):
             guard upTo > acknowledged else { break }
+            refilling = nil
             acknowledged = min(upTo, journalEnd)
             actions.append(.persistAcknowledged(acknowledged))
             if nextToSend <= acknowledged { nextToSend = acknowledged + 1 }
@@ -157,7 +161,17 @@ public struct UplinkSender: Sendable {
             fill(now: now, into: &actions, lingerExpired: false)
 
         case .resendRequest(let from):
-            let start = max(from, acknowledged + 1)
+            // The collector asks from just after what it holds. Acks and requests leave it in
+            // that order, so one from at or below the acknowledged cursor means its copy lost
+            // entries it had acknowledged (a damaged tail cut at its restart, a restored backup,
+            // an emptied output directory): they go again from what the journal still holds,
+            // instead of leaving the collector waiting at a gap for ever. The cursor stays.
+            let start = max(from, 1)
+            if start <= acknowledged && refilling == nil {
+                refilling = start
+                actions.append(.alarm("the collector asks again for entries from \(start), which it had acknowledged up to "
+                    + "\(acknowledged): its copy lost them; they go again from what the journal still holds"))
+            }
             if start < nextToSend {
                 nextToSend = start
                 inFlight.removeAll()

@@ -15,6 +15,8 @@ struct VerifyCommand: ParsableCommand {
         discussion: """
             Exit status 0 only when both journals have the same segment files with the same bytes (and,
             with --mdf, the device's MDF files equal the collector's).
+            A device whose journal retention has removed acknowledged segments is compared from its \
+            oldest entry on: the retired entries are named, and only the collector holds them.
             Example: daqctl verify /data/journal collected/ecu-01
             """
     )
@@ -43,6 +45,10 @@ struct VerifyCommand: ParsableCommand {
         /// Every other entry: its sequence number and CRC32C trailer (which covers all its bytes),
         /// in order, to compare what both sides hold apart from the lost entries.
         var checksums: [(sequence: UInt64, crc: UInt32)] = []
+        /// Each layout entry: its sequence number and the group names it gives.
+        var layouts: [(sequence: UInt64, groups: [String])] = []
+        /// Segments before the compared range (the collector's, for entries the device retired).
+        var retired: [String] = []
 
         /// Adds lost entries `first…last`, joining the run before them when it has the same reason.
         mutating func addLost(_ first: UInt64, through last: UInt64, _ reason: String) {
@@ -58,9 +64,13 @@ struct VerifyCommand: ParsableCommand {
     func run() throws {
         let collectorJournal = FileManager.default.fileExists(atPath: "\(collector)/journal") ? "\(collector)/journal" : collector
         let deviceSide: Side, collectorSide: Side
+        // Retention may have removed the device's oldest segments once the collector acknowledged
+        // them: compare from the device's oldest entry on (the collector's layouts name the groups).
+        let deviceOldest = (try? Self.segmentNames(device).first.flatMap { SegmentName.firstSequence(of: $0) }) ?? 1
         do {
-            deviceSide = try Self.read(device)
-            collectorSide = try Self.read(collectorJournal)
+            collectorSide = try Self.read(collectorJournal, countFrom: deviceOldest)
+            let groups = collectorSide.layouts.last { $0.sequence < deviceOldest }?.groups ?? []
+            deviceSide = try Self.read(device, countFrom: deviceOldest, groups: groups)
         } catch {
             FileHandle.standardError.write(Data("daqctl verify: \(error)\n".utf8))
             throw ExitCode(2)
@@ -75,6 +85,12 @@ struct VerifyCommand: ParsableCommand {
         out += "entries: device \(deviceSide.entries) (last seq \(deviceSide.lastSequence)), collector \(collectorSide.entries) (last seq \(collectorSide.lastSequence))\n"
         out += "sha256 device:    \(deviceSide.sha256)\n"
         out += "sha256 collector: \(collectorSide.sha256)\n"
+        if deviceOldest > 1 {
+            let oldest = deviceOldest
+            let only = collectorSide.retired.count
+            out += "device: entries 1…\(oldest - 1) retired (acknowledged, then removed by retention): compared from seq \(oldest) on; "
+                + "the collector's copy of them is not compared (\(only) segment\(only == 1 ? "" : "s"))\n"
+        }
         for (range, what) in zip(deviceSide.lost, deviceSide.lostReasons) {
             out += "device: entries \(range.lowerBound)…\(range.upperBound) \(what)\n"
         }
@@ -118,22 +134,43 @@ struct VerifyCommand: ParsableCommand {
         if !identical || !mdfIdentical { throw ExitCode(1) }
     }
 
-    static func read(_ directory: String) throws -> Side {
+    static func segmentNames(_ directory: String) throws -> [String] {
+        try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(SegmentName.suffix) }.sorted()
+    }
+
+    /// Reads a journal from its oldest entry on; segments, entries, groups and lost runs are
+    /// counted from `countFrom` on (the segments before it are only named in `retired`), layouts
+    /// from the start. `groups` names the groups until the first layout entry read.
+    static func read(_ directory: String, countFrom: UInt64 = 1, groups: [String] = []) throws -> Side {
         var side = Side()
-        let names = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(SegmentName.suffix) }.sorted()
         let digest = SHA256Digest()
-        for name in names {
+        let names = try segmentNames(directory)
+        for (index, name) in names.enumerated() {
+            // A segment before the one that holds `countFrom` is not compared.
+            if index + 1 < names.count, let next = SegmentName.firstSequence(of: names[index + 1]), next <= countFrom {
+                side.retired.append(name)
+                continue
+            }
             let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: "\(directory)/\(name)")))
             side.segments[name] = bytes
             bytes.withUnsafeBytes { digest.update($0) }
         }
         side.sha256 = digest.finalizeHex()
-        let reader = try JournalReader(directory: directory, from: 1)
-        var groupNames: [String] = []
+        let reader = try JournalReader(directory: directory, from: names.first.flatMap { SegmentName.firstSequence(of: $0) } ?? 1)
+        var groupNames = groups
         // Damaged storage on the device: note what is lost and read on past it.
         while let entry = try reader.nextReadable(damaged: {
-            side.addLost($0.first, through: $0.last, "unreadable: \($0.segment) offset \($0.offset): \($0.defect)")
+            guard $0.last >= countFrom else { return }
+            side.addLost(max($0.first, countFrom), through: $0.last, "unreadable: \($0.segment) offset \($0.offset): \($0.defect)")
         }) {
+            if entry.kind == .layout {
+                let layout = try entry.payload.withUnsafeBytes { raw in
+                    Result { () throws(DAQError) in try MeasurementLayout(decoding: raw, source: directory) }
+                }.get()
+                side.layouts.append((entry.sequence, layout.groups.map(\.name)))
+                groupNames = layout.groups.map(\.name)
+            }
+            guard entry.sequence >= countFrom else { continue }
             side.lastSequence = entry.sequence
             if entry.kind == .lost {
                 side.addLost(entry.sequence, through: entry.sequence,
@@ -143,12 +180,9 @@ struct VerifyCommand: ParsableCommand {
             side.entries += 1
             side.checksums.append((entry.sequence, entry.framed.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: $0.count - 4, as: UInt32.self) }))
             if entry.kind == .layout {
-                let layout = try entry.payload.withUnsafeBytes { raw in
-                    Result { () throws(DAQError) in try MeasurementLayout(decoding: raw, source: directory) }
-                }.get()
-                groupNames = layout.groups.map(\.name)
                 for name in groupNames where !side.order.contains(name) { side.order.append(name) }
             } else if entry.kind == .record, entry.payload.count >= 2 {
+                for name in groupNames where !side.order.contains(name) { side.order.append(name) }
                 let index = entry.payload.withUnsafeBytes { RecordPayload.groupIndex($0) }
                 let name = index >= 0 && index < groupNames.count ? groupNames[index] : "group \(index)"
                 var value = side.groups[name] ?? (0, 0)

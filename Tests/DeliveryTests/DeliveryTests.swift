@@ -77,13 +77,35 @@ import Testing
         #expect(sender.acknowledged == 0)
     }
 
-    @Test func resendRequestRewindsButNeverBelowTheCursor() {
-        var sender = UplinkSender(policy: policy, acknowledged: 2, journalEnd: 10)
+    @Test func resendRequestRewindsToWhereTheCollectorAsks() {
+        var sender = UplinkSender(policy: policy, acknowledged: 2, journalEnd: 12)
         _ = sender.start()
         _ = sender.on(.connected, now: 0)
         _ = sender.on(.published(token: 1, reasonCode: 0), now: 1)
         _ = sender.on(.published(token: 2, reasonCode: 0), now: 1)
-        #expect(sender.on(.resendRequest(from: 1), now: 2).first == .publish(token: 3, first: 3, last: 6))
+        #expect(sender.on(.resendRequest(from: 7), now: 2) == [.publish(token: 4, first: 7, last: 10), .publish(token: 5, first: 11, last: 12)])
+        #expect(sender.refilling == nil)
+    }
+
+    /// A request from at or below the acknowledged cursor is the collector's own loss (a damaged
+    /// tail cut, a restored backup): the entries go again, with one alarm, and the cursor stays.
+    /// (The old rule, never below the cursor, left such a collector waiting at its gap for ever.)
+    @Test func aResendRequestBelowTheCursorRefillsTheCollector() {
+        var sender = UplinkSender(policy: policy, acknowledged: 8, journalEnd: 12)
+        _ = sender.start()
+        #expect(sender.on(.connected, now: 0) == [.publish(token: 1, first: 9, last: 12)])
+        let refill = sender.on(.resendRequest(from: 3), now: 1)
+        #expect(refill.filter { if case .alarm = $0 { return true } else { return false } }.count == 1)
+        #expect(refill.contains(.alarm("the collector asks again for entries from 3, which it had acknowledged up to 8: its copy lost them; they go again from what the journal still holds")))
+        #expect(refill.contains(.publish(token: 2, first: 3, last: 6)) && refill.contains(.publish(token: 3, first: 7, last: 10)))
+        #expect(sender.refilling == 3 && sender.acknowledged == 8)
+        // The same loss asked again while it refills: no second alarm.
+        #expect(!sender.on(.resendRequest(from: 5), now: 2).contains { if case .alarm = $0 { return true } else { return false } })
+        // Acks at or below the cursor move nothing; one past it ends the refill.
+        _ = sender.on(.collectorAck(upTo: 6), now: 3)
+        #expect(sender.acknowledged == 8 && sender.refilling == 3)
+        _ = sender.on(.collectorAck(upTo: 10), now: 4)
+        #expect(sender.refilling == nil && sender.acknowledged == 10)
     }
 }
 

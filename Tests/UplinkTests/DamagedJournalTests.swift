@@ -9,12 +9,34 @@ import Testing
 import TestSupport
 
 @Suite(.serialized) struct DamagedJournalTests {
-    /// The link back up and a collector started, the device drains its backlog (replaying one
-    /// frame, in batches of 64 entries); its exit status and output.
-    private func drainWithTheLinkBack(_ rig: UplinkRig) throws -> (Int32, String) {
+    /// A log of the fixture's first frame: a device run that appends little and drains its backlog.
+    private func oneFrameLog(_ rig: UplinkRig) throws -> URL {
         let oneFrame = rig.work.appendingPathComponent("one-frame.log")
         let first = try String(contentsOfFile: UplinkRig.log, encoding: .utf8).split(separator: "\n")[0]
         try (first + "\n").write(to: oneFrame, atomically: true, encoding: .utf8)
+        return oneFrame
+    }
+
+    /// The device replays the fixture into 64 KiB segments with the collector up, everything is
+    /// acknowledged, and the collector stops; returns the last sequence number.
+    private func acquireAcknowledged(_ rig: UplinkRig) throws -> String {
+        try rig.startCollector()
+        try rig.startDevice(speed: "max", extra: ["--segment-bytes", "65536"])
+        let (status, log) = rig.waitForDevice()
+        let last = log.split(separator: "\n").first { $0.hasPrefix("journal: ") }?.split(separator: "…").last.map(String.init) ?? "?"
+        #expect(status == 0 && log.contains("acknowledged up to \(last),"), "\(log)")
+        rig.stopCollector()
+        return last
+    }
+
+    private func segmentNames(_ directory: URL) throws -> [String] {
+        try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".jnl") }.sorted()
+    }
+
+    /// The link back up and a collector started, the device drains its backlog (replaying one
+    /// frame, in batches of 64 entries); its exit status and output.
+    private func drainWithTheLinkBack(_ rig: UplinkRig) throws -> (Int32, String) {
+        let oneFrame = try oneFrameLog(rig)
         rig.proxy.set(.up)
         try rig.startCollector()
         try rig.startDevice(speed: "max", extra: ["--source", "replay:\(oneFrame.path)", "--batch-entries", "64",
@@ -35,7 +57,7 @@ import TestSupport
                 "\(backlogLog)")
 
         // Flip one payload bit of an entry in a closed segment in the middle.
-        let names = try FileManager.default.contentsOfDirectory(atPath: rig.journal.path).filter { $0.hasSuffix(".jnl") }.sorted()
+        let names = try segmentNames(rig.journal)
         #expect(names.count >= 6, "\(names)")
         let segment = rig.journal.appendingPathComponent(names[names.count / 2])
         var bytes = [UInt8](try Data(contentsOf: segment))
@@ -99,7 +121,7 @@ import TestSupport
         #expect(last > 100 && log.contains("acknowledged up to \(last),"), "\(log)")
 
         // Zero the newest segment from inside its third-to-last entry on.
-        let names = try FileManager.default.contentsOfDirectory(atPath: rig.journal.path).filter { $0.hasSuffix(".jnl") }.sorted()
+        let names = try segmentNames(rig.journal)
         let newest = rig.journal.appendingPathComponent(names.last!)
         var bytes = [UInt8](try Data(contentsOf: newest))
         var offsets: [UInt64: Int] = [:]
@@ -108,9 +130,7 @@ import TestSupport
         for index in (cut + 3)..<bytes.count { bytes[index] = 0 }
         try Data(bytes).write(to: newest)
 
-        let oneFrame = rig.work.appendingPathComponent("one-frame.log")
-        let first = try String(contentsOfFile: UplinkRig.log, encoding: .utf8).split(separator: "\n")[0]
-        try (first + "\n").write(to: oneFrame, atomically: true, encoding: .utf8)
+        let oneFrame = try oneFrameLog(rig)
         try rig.startDevice(speed: "max", extra: ["--source", "replay:\(oneFrame.path)", "--segment-bytes", "65536"])
         let (again, log2) = rig.waitForDevice()
         #expect(again == 0, "\(log2)")
@@ -139,7 +159,7 @@ import TestSupport
         let (_, backlogLog) = rig.waitForDevice()
         #expect(backlogLog.contains("acknowledged up to 0"), "\(backlogLog)")
 
-        let names = try FileManager.default.contentsOfDirectory(atPath: rig.journal.path).filter { $0.hasSuffix(".jnl") }.sorted()
+        let names = try segmentNames(rig.journal)
         #expect(names.count >= 6, "\(names)")
         let closed = rig.journal.appendingPathComponent(names[names.count / 2])
         var closedBytes = [UInt8](try Data(contentsOf: closed))
@@ -170,5 +190,95 @@ import TestSupport
         #expect(verify.stdout.contains("byte-identical: yes"), "\(verify.stdout)")
         let healed = try runProcess(UplinkRig.daqctl, ["journal", "verify", rig.journal.path])
         #expect(healed.status == 0, "\(healed.stdout)\(healed.stderr)")
+    }
+
+    /// The collector's own copy loses entries it had acknowledged: the end of its newest segment
+    /// damaged (its restart cuts it like a torn tail), or the whole directory restored from an
+    /// older backup. It asks from just after what it holds, below the device's cursor; the device
+    /// used to ignore that (never below the cursor) and the collector waited at the gap for ever.
+    /// Now the device sends those entries again, with one alarm, and the copy ends byte-identical.
+    @Test(arguments: ["damaged tail", "restored backup"])
+    func aCollectorThatLostAcknowledgedEntriesIsRefilledByTheDevice(loss: String) throws {
+        let rig = try UplinkRig()
+        let last = try acquireAcknowledged(rig)
+        let copy = rig.collected.appendingPathComponent("ecu-01/journal")
+        let names = try segmentNames(copy)
+        let lostFrom: UInt64
+        if loss == "damaged tail" {
+            // Zero the collector's newest segment from inside its tenth-to-last entry on.
+            let newest = copy.appendingPathComponent(names.last!)
+            var bytes = [UInt8](try Data(contentsOf: newest))
+            var offsets: [UInt64: Int] = [:]
+            _ = bytes.withUnsafeBytes { SegmentScan.scan($0) { offset, _, sequence, _ in offsets[sequence] = offset } }
+            lostFrom = UInt64(last)! - 9
+            let cut = try #require(offsets[lostFrom])
+            for index in (cut + 5)..<bytes.count { bytes[index] = 0 }
+            try Data(bytes).write(to: newest)
+        } else {
+            // Last known good: only its first three segments survive.
+            for name in names.dropFirst(3) { try FileManager.default.removeItem(at: copy.appendingPathComponent(name)) }
+            lostFrom = UInt64(names[3].prefix(20))!
+            try? FileManager.default.removeItem(at: rig.collected.appendingPathComponent("ecu-01/mdf"))
+        }
+
+        let oneFrame = try oneFrameLog(rig)
+        try rig.startCollector()
+        try rig.startDevice(speed: "max", extra: ["--source", "replay:\(oneFrame.path)", "--segment-bytes", "65536",
+                                                  "--drain-timeout", "30"])
+        let (again, log2) = rig.waitForDevice()
+        #expect(again == 0, "\(log2)")
+        let alarms = log2.split(separator: "\n").filter { $0.hasPrefix("ALARM:") }
+        #expect(alarms.count == 1 && alarms.first?.contains("the collector asks again for entries from \(lostFrom), "
+                + "which it had acknowledged up to \(last): its copy lost them") == true, "\(log2)")
+        let newLast = UInt64(last)! + 1
+        #expect(log2.contains("acknowledged up to \(newLast),") && !log2.contains("not drained"), "\(log2)")
+        rig.stopCollector()
+        let verify = try rig.verify(within: 0)
+        #expect(verify.status == 0 && verify.stdout.contains("byte-identical: yes"), "\(verify.stdout)")
+    }
+
+    /// Entries the collector lost that the device's retention has since removed: they come as
+    /// `lost` placeholders saying so, the entries the device still holds come as they are, and the
+    /// stream goes on past them.
+    @Test func entriesRetiredOnTheDeviceComeAsLostPlaceholders() throws {
+        let rig = try UplinkRig()
+        let last = try acquireAcknowledged(rig)
+        // The collector's copy back to its first segment only.
+        let copy = rig.collected.appendingPathComponent("ecu-01/journal")
+        let names = try segmentNames(copy)
+        for name in names.dropFirst() { try FileManager.default.removeItem(at: copy.appendingPathComponent(name)) }
+        try? FileManager.default.removeItem(at: rig.collected.appendingPathComponent("ecu-01/mdf"))
+        let lostFrom = try #require(UInt64(names[1].prefix(20)))
+
+        // The device restarts with a quota a third of its journal: retention removes the oldest
+        // acknowledged segments as it appends.
+        let oneFrame = try oneFrameLog(rig)
+        try rig.startCollector()
+        try rig.startDevice(speed: "max", extra: ["--source", "replay:\(oneFrame.path)", "--segment-bytes", "65536",
+                                                  "--quota-bytes", "350000", "--drain-timeout", "30"])
+        let (again, log2) = rig.waitForDevice()
+        #expect(again == 0, "\(log2)")
+        let deviceNames = try segmentNames(rig.journal)
+        let oldest = try #require(UInt64(deviceNames.first?.prefix(20) ?? ""))
+        #expect(lostFrom < oldest, "\(names) \(deviceNames)")
+        #expect(log2.contains("ALARM: the collector asks again for entries from \(lostFrom), which it had acknowledged up to \(last)"),
+                "\(log2)")
+        #expect(log2.contains("acknowledged up to \(UInt64(last)! + 1),") && !log2.contains("not drained"), "\(log2)")
+        rig.stopCollector()
+        let collectorLog = rig.read("collector")
+        #expect(collectorLog.contains("ecu-01: entries \(lostFrom)…") && collectorLog.contains("committed as lost: deleted on the device"),
+                "\(collectorLog)")
+        #expect(collectorLog.contains("\(oldest - lostFrom) entries lost on the device"), "\(collectorLog)")
+        // The copy is a valid journal again. verify compares from the device's oldest entry on
+        // (it used to stop at "seq 1 is no longer in the journal"): byte-identical there.
+        let check = try runProcess(UplinkRig.daqctl, ["journal", "verify", copy.path])
+        #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
+        let verify = try rig.verify(within: 0)
+        #expect(verify.status == 0 && verify.stdout.contains("byte-identical: yes"), "\(verify.stdout)\(verify.stderr)")
+        #expect(verify.stdout.contains("device: entries 1…\(oldest - 1) retired (acknowledged, then removed by retention): "
+                                       + "compared from seq \(oldest) on"), "\(verify.stdout)")
+        // Its Fig. 4 table counts the same range on both sides, the groups named by the collector's layout.
+        let table = verify.stdout.split(separator: "\n").filter { $0.hasPrefix("Time 5ms") }
+        #expect(table.count == 1 && !table[0].contains("differs") && !table[0].contains(" 0 "), "\(verify.stdout)")
     }
 }
