@@ -62,9 +62,10 @@ final class DeviceStreamSink {
             do throws(DAQError) {
                 try decode(&batch)
             } catch where error.code == .malformedInput && batch.header.context != nil {
-                // Its context is not what this copy holds, or cannot be read back from it: ask
-                // for the entries again (the device codes the resend without a context), once per
-                // place and resend interval: the parts already in flight meet the same refusal.
+                // Its context is not what this copy holds, cannot be read back from it, or its
+                // body does not decode against it: ask for the entries again (the device codes the
+                // resend without a context), once per place and resend interval: the parts already
+                // in flight meet the same refusal.
                 let from = stream.committed + 1
                 if let last = lastContextResend, last.from == from, now - last.at < stream.resendInterval { return ([], error) }
                 lastContextResend = (from, now)

@@ -151,9 +151,12 @@ extension DeviceStreamSink {
         defer { try? FileManager.default.removeItem(at: work) }
         let sink = try DeviceStreamSink(deviceID: "sink-01", epoch: 9, directory: work.appendingPathComponent("journal").path)
         _ = try sink.receive(try Self.batch(Self.payload(1...20, context: nil)), now: 0)
-        #expect(throws: DAQError.self) {
-            _ = try sink.receive(try Self.batch(Self.payload(21...40, context: 1...20, contextChecksum: 0xBAD, modelled: modelled)), now: 1)
-        }
+        // Refused, and asked for again (the device codes a resend without a context); once per
+        // resend interval, however many parts with that context were in flight.
+        let refused = try sink.receive(try Self.batch(Self.payload(21...40, context: 1...20, contextChecksum: 0xBAD, modelled: modelled)), now: 1)
+        #expect(refused.rejected?.code == .malformedInput && refused.resends == [21])
+        let again = try sink.receive(try Self.batch(Self.payload(21...40, context: 1...20, contextChecksum: 0xBAD, modelled: modelled)), now: 2)
+        #expect(again.rejected != nil && again.resends.isEmpty)
         #expect(sink.committed == 20)
         // A context read back from the journal instead of the last commit (as after a restart).
         try sink.close()
@@ -171,10 +174,10 @@ extension DeviceStreamSink {
         let sink = try DeviceStreamSink(deviceID: "sink-01", epoch: 9, directory: work.appendingPathComponent("journal").path)
         _ = try sink.receive(try Self.batch(Self.payload(1...20, context: nil)), now: 0)
         #expect(try sink.syncInPlace() == 20)
-        // In order (its context is committed) a corrupt codec-3 body is rejected on arrival.
-        #expect(throws: DAQError.self) {
-            _ = try sink.receive(try Self.batch(Self.payload(21...40, context: 1...20, corruptBody: true)), now: 1)
-        }
+        // In order (its context is committed) a corrupt codec-3 body is rejected on arrival, and
+        // asked for again (the device codes a resend without a context).
+        let refused = try sink.receive(try Self.batch(Self.payload(21...40, context: 1...20, corruptBody: true)), now: 1)
+        #expect(refused.rejected?.code == .malformedInput && refused.resends == [21])
         #expect(sink.committed == 20)
         // Now the failure after the fact: a corrupt 21…40 held behind a gap at 1…20 on a fresh stream.
         let second = try PackagePaths.temporaryDirectory("sink-rewind-2")
@@ -194,5 +197,35 @@ extension DeviceStreamSink {
         try late.close()
         #expect(try readAll(second.appendingPathComponent("journal").path).map(\.framed) == Self.entries)
         try sink.close()
+    }
+
+    /// A damaged entry in the collector's own copy (kept at its restart: valid entries follow it)
+    /// inside a batch's context: that batch is refused and asked for again, instead of the read
+    /// error stopping the collector for every device; the context-free resend completes the stream.
+    @Test func aContextThatCannotBeReadBackIsAskedForAgain() throws {
+        let work = try PackagePaths.temporaryDirectory("sink-damaged-context")
+        defer { try? FileManager.default.removeItem(at: work) }
+        let directory = work.appendingPathComponent("journal").path
+        let sink = try DeviceStreamSink(deviceID: "sink-01", epoch: 9, directory: directory)
+        _ = try sink.receive(try Self.batch(Self.payload(1...20, context: nil)), now: 0)
+        #expect(try sink.syncInPlace() == 20)
+        try sink.close()
+        // Flip a payload bit of entry 15 in the rebuilt journal.
+        let segment = URL(fileURLWithPath: directory).appendingPathComponent(SegmentName.name(firstSequence: 1))
+        var bytes = [UInt8](try Data(contentsOf: segment))
+        var offsets: [UInt64: Int] = [:]
+        _ = bytes.withUnsafeBytes { SegmentScan.scan($0) { offset, _, sequence, _ in offsets[sequence] = offset } }
+        bytes[offsets[15]! + JournalFraming.headerLength + 2] ^= 0x04
+        try Data(bytes).write(to: segment)
+
+        let reopened = try DeviceStreamSink(deviceID: "sink-01", epoch: 9, directory: directory)
+        #expect(reopened.committed == 20)
+        let refused = try reopened.receive(try Self.batch(Self.payload(21...40, context: 11...20)), now: 1)
+        #expect(refused.rejected?.code == .malformedInput, "\(String(describing: refused.rejected))")
+        #expect("\(String(describing: refused.rejected))".contains("cannot be read back from the rebuilt journal"))
+        #expect(refused.resends == [21] && reopened.committed == 20)
+        _ = try reopened.receive(try Self.batch(Self.payload(21...40, context: nil)), now: 2)
+        #expect(reopened.committed == 40)
+        try reopened.close()
     }
 }
