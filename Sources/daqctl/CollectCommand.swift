@@ -113,7 +113,7 @@ struct CollectCommand: ParsableCommand {
             for report in reports {
                 var line = "collector: \(report.deviceID): committed up to \(report.committed) (\(report.entries) entries, "
                     + "\(report.bytes) bytes this run), \(report.duplicates) duplicates dropped, \(report.gaps) gaps repaired"
-                if report.lost > 0 { line += ", \(report.lost) entries lost on the device (unreadable there, committed as 'lost')" }
+                if report.lost > 0 { line += ", \(report.lost) entries lost on the device (unreadable or deleted there, committed as 'lost')" }
                 FileHandle.standardError.write(Data((line + "\n").utf8))
             }
         } catch {
