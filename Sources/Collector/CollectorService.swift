@@ -61,6 +61,8 @@ public final class CollectorService {
     private var sinks: [String: DeviceStreamSink] = [:]
     private var lastMessage: Int64
     private var rejected: UInt64 = 0
+    /// Devices whose rebuilt journal could not be opened (reported once until it opens).
+    private var unopenable: Set<String> = []
     private var failure: DAQError?
     private var stopping = false
     private var watchedFD: Int32?
@@ -140,9 +142,32 @@ public final class CollectorService {
         for device in names.sorted() {
             let journal = "\(options.output)/\(device)/journal"
             guard FileManager.default.fileExists(atPath: journal) else { continue }
-            let reader = try JournalReader(directory: journal, from: 1)
-            guard try reader.next() != nil, let epoch = reader.epoch else { continue }
-            _ = try sink(for: device, epoch: epoch)
+            func resume() throws(DAQError) {
+                let reader = try JournalReader(directory: journal, from: 1)
+                guard try reader.next() != nil, let epoch = reader.epoch else { return }
+                _ = try sink(for: device, epoch: epoch)
+            }
+            do throws(DAQError) {
+                try resume()
+            } catch where error.code == .journalCorrupt {
+                // A writer opening the journal rewrites a damaged segment header: then once more.
+                do throws(DAQError) {
+                    try JournalWriter(directory: journal, configuration: JournalConfiguration(epoch: 0)).close()
+                    try resume()
+                } catch where error.code == .journalCorrupt {
+                    cannotOpen(device, error)  // its first batch tries again
+                }
+            }
+        }
+    }
+
+    /// One device's rebuilt journal too damaged to open stops that device, not the collector: its
+    /// batches are refused (its journal keeps them), with one alarm until it opens again.
+    private func cannotOpen(_ device: String, _ error: DAQError) {
+        rejected += 1
+        if unopenable.insert(device).inserted {
+            writeError("daqctl collect: ALARM: \(device): its rebuilt journal cannot be opened: \(error); "
+                       + "its batches are refused until it is repaired (the device keeps them); the other devices go on\n")
         }
     }
 
@@ -321,7 +346,15 @@ public final class CollectorService {
                 throw DAQError(.malformedInput, "batch names device \(batch.header.deviceID) on \(topic)",
                                at: InputLocation(file: topic, field: "device id"))
             }
-            let sink = try sink(for: topicDevice, epoch: batch.header.epoch)
+            let sink: DeviceStreamSink
+            do throws(DAQError) {
+                sink = try self.sink(for: topicDevice, epoch: batch.header.epoch)
+                unopenable.remove(topicDevice)
+            } catch where error.code == .journalCorrupt {
+                // Each batch tries the journal again: a repair needs no restart.
+                cannotOpen(topicDevice, error)
+                return
+            }
             guard sink.epoch == batch.header.epoch else {
                 throw DAQError(.malformedInput, "epoch \(batch.header.epoch), expected \(sink.epoch)",
                                at: InputLocation(file: topic, field: "epoch"))

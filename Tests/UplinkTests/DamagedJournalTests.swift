@@ -281,4 +281,45 @@ import TestSupport
         let table = verify.stdout.split(separator: "\n").filter { $0.hasPrefix("Time 5ms") }
         #expect(table.count == 1 && !table[0].contains("differs") && !table[0].contains(" 0 "), "\(verify.stdout)")
     }
+
+    /// One device's rebuilt journal at the collector too damaged to open (its only segment's header
+    /// gone, nothing after it a valid entry, no other segment to take the epoch from): that
+    /// device's batches are refused with one alarm, and the collector goes on for the others.
+    /// It used to stop for every device at that device's first batch.
+    @Test func aDeviceWhoseCopyCannotBeOpenedDoesNotStopTheCollector() throws {
+        let rig = try UplinkRig()
+        try rig.broker.issueDevice("ecu-02")
+        let broken = rig.collected.appendingPathComponent("ecu-01/journal")
+        try FileManager.default.createDirectory(at: broken, withIntermediateDirectories: true)
+        try Data(repeating: 0, count: 100).write(to: broken.appendingPathComponent(SegmentName.name(firstSequence: 1)))
+        try rig.startCollector()
+        try rig.startDevice(speed: "max", extra: ["--drain-timeout", "3"])
+        let other = try rig.launchDevice(id: "ecu-02", journal: rig.work.appendingPathComponent("ecu-02/journal"), speed: "max",
+                                         extra: ["--segment-bytes", "65536"])
+        other.waitUntilExit()
+        #expect(other.terminationStatus == 0)
+        let verify = try rig.verify(device: "ecu-02", journal: rig.work.appendingPathComponent("ecu-02/journal"))
+        #expect(verify.status == 0 && verify.stdout.contains("byte-identical: yes"), "\(verify.stdout)")
+        _ = rig.waitForDevice()
+        let log = rig.read("device-1")  // ecu-01's (the rig numbers runs of every device)
+        #expect(log.contains("acknowledged up to 0") && log.contains("not drained within --drain-timeout"), "\(log)")
+        #expect(rig.collector?.isRunning == true, "\(rig.read("collector"))")
+        let alarms = rig.read("collector").split(separator: "\n").filter { $0.contains("ALARM: ecu-01: its rebuilt journal cannot be opened") }
+        #expect(alarms.count == 1, "\(rig.read("collector"))")
+        rig.stopCollector()
+
+        // ecu-02's copy with its first segment's header zeroed: the collector's next start
+        // rewrites it (from the other segments' epoch) instead of failing, and the copy is whole.
+        let copy = rig.collected.appendingPathComponent("ecu-02/journal")
+        let first = copy.appendingPathComponent(try segmentNames(copy)[0])
+        var bytes = [UInt8](try Data(contentsOf: first))
+        for index in 0..<SegmentHeader.length { bytes[index] = 0 }
+        try Data(bytes).write(to: first)
+        try rig.startCollector()
+        #expect(rig.collector?.isRunning == true && !rig.read("collector").contains("ecu-02: its rebuilt journal"),
+                "\(rig.read("collector"))")
+        rig.stopCollector()
+        let healed = try rig.verify(within: 0, device: "ecu-02", journal: rig.work.appendingPathComponent("ecu-02/journal"))
+        #expect(healed.status == 0 && healed.stdout.contains("byte-identical: yes"), "\(healed.stdout)")
+    }
 }
