@@ -113,7 +113,7 @@ public final class CollectorService {
         // Syncs still running finish first; their acks are not sent (the loop is done): the
         // devices resend those entries and the collector drops them as duplicates.
         syncer.shutdown()
-        for device in lostRuns.keys.sorted() { reportLostRun(device) }
+        for line in lostRuns.finish() { writeError("daqctl collect: \(line)\n") }
         for sink in sinks.values {
             do throws(DAQError) { try sink.close() } catch { if failure == nil { failure = error } }
         }
@@ -162,34 +162,13 @@ public final class CollectorService {
         }
     }
 
-    /// Each device's latest run of entries committed as `lost`: the whole run, and how far it was
-    /// last reported, and when.
-    private var lostRuns: [String: (first: UInt64, last: UInt64, reason: String, reported: UInt64, at: Int64)] = [:]
+    /// Runs of entries committed as `lost`, reported a line per run.
+    private var lostRuns = LostRuns()
 
-    /// Reports entries committed as `lost`. A run that continues the last one for the same reason
-    /// (a refill of thousands of retired entries comes in hundreds of batches) is reported again at
-    /// most once a second, as the whole run so far, and once more whole when the collector stops.
     private func lost(_ device: String, _ first: UInt64, _ last: UInt64, _ reason: String) {
-        let now = loop.clock.now()
-        if var run = lostRuns[device], run.last + 1 == first, run.reason == reason {
-            run.last = last
-            if now - run.at >= 1_000_000_000 {
-                writeError("daqctl collect: \(device): entries \(run.first)…\(run.last) committed as lost so far: \(reason)\n")
-                (run.reported, run.at) = (last, now)
-            }
-            lostRuns[device] = run
-            return
+        for line in lostRuns.add(device: device, first: first, last: last, reason: reason, now: loop.clock.now()) {
+            writeError("daqctl collect: \(line)\n")
         }
-        reportLostRun(device)
-        writeError("daqctl collect: \(device): entries \(first)…\(last) committed as lost: \(reason)\n")
-        lostRuns[device] = (first, last, reason, last, now)
-    }
-
-    /// The rest of `device`'s last run of lost entries, if it grew since it was reported.
-    private func reportLostRun(_ device: String) {
-        guard let run = lostRuns[device], run.last > run.reported else { return }
-        writeError("daqctl collect: \(device): entries \(run.first)…\(run.last) committed as lost in all: \(run.reason)\n")
-        lostRuns[device]?.reported = run.last
     }
 
     /// One device's rebuilt journal too damaged to open stops that device, not the collector: its

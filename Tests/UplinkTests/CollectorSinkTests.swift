@@ -229,3 +229,21 @@ extension DeviceStreamSink {
         try reopened.close()
     }
 }
+
+@Suite struct LostRunsTests {
+    @Test func aRunInManyBatchesIsOneLineThenTheRunSoFarThenAllOfIt() {
+        var runs = LostRuns(interval: 100)
+        let reason = "deleted on the device"
+        #expect(runs.add(device: "a", first: 10, last: 19, reason: reason, now: 0) == ["a: entries 10…19 committed as lost: \(reason)"])
+        #expect(runs.add(device: "a", first: 20, last: 29, reason: reason, now: 50).isEmpty)
+        #expect(runs.add(device: "b", first: 5, last: 5, reason: "unreadable", now: 60) == ["b: entries 5…5 committed as lost: unreadable"])
+        #expect(runs.add(device: "a", first: 30, last: 39, reason: reason, now: 120) == ["a: entries 10…39 committed as lost so far: \(reason)"])
+        #expect(runs.add(device: "a", first: 40, last: 49, reason: reason, now: 130).isEmpty)
+        // Another run of the same device: the last one's rest first.
+        #expect(runs.add(device: "a", first: 70, last: 70, reason: reason, now: 140)
+                == ["a: entries 10…49 committed as lost in all: \(reason)", "a: entries 70…70 committed as lost: \(reason)"])
+        #expect(runs.add(device: "a", first: 71, last: 72, reason: reason, now: 150).isEmpty)
+        #expect(runs.finish() == ["a: entries 70…72 committed as lost in all: \(reason)"])
+        #expect(runs.finish().isEmpty)
+    }
+}
