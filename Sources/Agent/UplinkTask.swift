@@ -212,6 +212,10 @@ final class UplinkTask {
                 publishQueue.append((token, first, last))
                 schedulePublishing()
             case .persistAcknowledged(let upTo):
+                if let (line, drained) = backlogProgress?.acknowledged(upTo: upTo, now: loop.clock.now()) {
+                    logger.notice("\(line)")
+                    if drained { backlogProgress = nil }
+                }
                 // Persisting costs two fsyncs (off the loop, but they wear an SD card and queue
                 // behind the journal's syncs); acks arrive every few ms while a backlog drains. A
                 // cursor persisted late only means a longer resend after a crash (the collector
@@ -395,6 +399,10 @@ final class UplinkTask {
                     return
                 }
                 logger.info("connected to \(options.host):\(options.port) as \(options.deviceID); resending from \(sender.acknowledged + 1)")
+                let retained = max(journal.lastSequence + 1 - journal.oldestSequence, 1)
+                backlogProgress = BacklogProgress(acknowledged: sender.acknowledged, journalEnd: journal.lastSequence,
+                                                  bytesPerEntry: Double(journal.journalBytes) / Double(retained), now: now)
+                if let backlogProgress { logger.notice("\(backlogProgress.startLine)") }
                 governor.linkChanged(initial: BodyCoding.initial)
                 backlogPartsAcknowledged = 0
                 soundingPending = options.compress
@@ -608,6 +616,9 @@ final class UplinkTask {
             }
         }
     }
+
+    /// The backlog found at the last connect, while it drains (lines for the operator).
+    private var backlogProgress: BacklogProgress?
 
     /// Journal damage and read faults already reported: a resend, or the next batch, meets them again.
     private var reportedDamage: Set<String> = []

@@ -260,3 +260,25 @@ import Testing
         #expect(stream.committed == total)
     }
 }
+
+@Suite struct BacklogProgressTests {
+    private let second: Int64 = 1_000_000_000
+
+    @Test func aBacklogSaysItsSizeItsProgressAndWhenItIsDrained() throws {
+        // 40,000 entries of 250 bytes: 10 MB behind the cursor at 100.
+        var progress = try #require(BacklogProgress(acknowledged: 100, journalEnd: 40_100, bytesPerEntry: 250, now: 0))
+        #expect(progress.startLine == "backlog: 40000 entries (≈ 10.0 MB), seq 101…40100, draining")
+        #expect(progress.acknowledged(upTo: 4_100, now: 2 * second) == nil, "not before the interval")
+        let line = progress.acknowledged(upTo: 10_100, now: 10 * second)
+        #expect(line?.line == "backlog: 10000 of 40000 entries acknowledged (25 %), ≈ 0.3 MB/s, about 30 s left")
+        #expect(line?.drained == false)
+        #expect(progress.acknowledged(upTo: 10_100, now: 30 * second) == nil, "no ack, no line")
+        let done = progress.acknowledged(upTo: 40_200, now: 40 * second)
+        #expect(done?.line == "backlog: 40000 entries (≈ 10.0 MB) drained in 40.0 s (≈ 0.3 MB/s)" && done?.drained == true)
+    }
+
+    @Test func aSmallBacklogSaysNothing() {
+        #expect(BacklogProgress(acknowledged: 10, journalEnd: 20, bytesPerEntry: 250, now: 0) == nil)
+        #expect(BacklogProgress(acknowledged: 10, journalEnd: 10, bytesPerEntry: 250, now: 0) == nil)
+    }
+}

@@ -76,6 +76,11 @@ import TestSupport
         #expect(alarms.first?.contains("entries \(victim)…\(victim) unreadable in \(names[names.count / 2]) from offset \(offsets[victim]!)") == true,
                 "\(log)")
         #expect(log.contains("1 unreadable entries sent as 'lost'"), "\(log)")
+        // The operator sees the backlog's size at the connect and when it is drained.
+        // (This run's own frame may add an entry before the connect.)
+        let sizes = [UInt64(backlogEnd)!, UInt64(backlogEnd)! + 1]
+        #expect(sizes.contains { log.contains("backlog: \($0) entries (≈ 1.0 MB), seq 1…\($0), draining") }, "\(log)")
+        #expect(sizes.contains { log.contains("backlog: \($0) entries (≈ 1.0 MB) drained in ") }, "\(log)")
         let summary = log.split(separator: "\n").first { $0.hasPrefix("journal: ") } ?? ""
         let lastSequence = summary.split(separator: "…").last.map(String.init) ?? "?"
         #expect(log.contains("acknowledged up to \(lastSequence),") && !log.contains("not drained"), "\(log)")
