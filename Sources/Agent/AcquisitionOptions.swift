@@ -122,7 +122,7 @@ public struct AcquisitionSummary: Sendable {
             lines.append("uplink: \(uplink.batches) batches, \(uplink.rawBytes) journal bytes as \(uplink.wireBytes) wire bytes "
                          + "(\(format2(ratio))×), acknowledged up to \(uplink.acknowledged), \(uplink.connects) connects, "
                          + "\(uplink.disconnects) disconnects, \(uplink.resendRequests) resend requests"
-                         + (uplink.lostEntries > 0 ? ", \(uplink.lostEntries) unreadable entries sent as 'lost'" : ""))
+                         + (uplink.lostEntries > 0 ? ", \(uplink.lostEntries) entries sent as 'lost' (unreadable or deleted here)" : ""))
             let codings = zip(UplinkCounters.codingNames, uplink.partsByCoding).map { "\($0) \($1)" }.joined(separator: ", ")
             var drain = ""
             if let first = uplink.firstPublishAt, let drained = uplink.drainedAt, drained >= first {

@@ -75,7 +75,7 @@ import TestSupport
         #expect(alarms.count == 1, "\(log)")
         #expect(alarms.first?.contains("entries \(victim)…\(victim) unreadable in \(names[names.count / 2]) from offset \(offsets[victim]!)") == true,
                 "\(log)")
-        #expect(log.contains("1 unreadable entries sent as 'lost'"), "\(log)")
+        #expect(log.contains("1 entries sent as 'lost' (unreadable or deleted here)"), "\(log)")
         // The operator sees the backlog's size at the connect and when it is drained.
         // (This run's own frame may add an entry before the connect.)
         let sizes = [UInt64(backlogEnd)!, UInt64(backlogEnd)! + 1]
@@ -269,6 +269,7 @@ import TestSupport
         #expect(log2.contains("ALARM: the collector asks again for entries from \(lostFrom), which it had acknowledged up to \(last)"),
                 "\(log2)")
         #expect(log2.contains("acknowledged up to \(UInt64(last)! + 1),") && !log2.contains("not drained"), "\(log2)")
+        #expect(log2.contains("\(oldest - lostFrom) entries sent as 'lost' (unreadable or deleted here)"), "\(log2)")
         rig.stopCollector()
         let collectorLog = rig.read("collector")
         // One line for the run (it came in several batches), and one for all of it at the stop.
