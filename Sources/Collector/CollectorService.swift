@@ -369,7 +369,18 @@ public final class CollectorService {
                 throw DAQError(.malformedInput, "epoch \(batch.header.epoch), expected \(sink.epoch)",
                                at: InputLocation(file: topic, field: "epoch"))
             }
-            let result = try sink.receive(batch, now: loop.clock.now())
+            if sink.conflict != nil {
+                rejected += 1  // said once, when it was found
+                return
+            }
+            let result: (resends: [UInt64], rejected: DAQError?)
+            do throws(DAQError) {
+                result = try sink.receive(batch, now: loop.clock.now())
+            } catch where sink.conflict != nil {
+                rejected += 1
+                writeError("daqctl collect: ALARM: \(topicDevice): \(error)\n")
+                return
+            }
             for from in result.resends { publish("devices/\(topicDevice)/cmd", "resend \(sink.epoch) \(from)") }
             if let rejected = result.rejected { throw rejected }
         } catch {

@@ -72,6 +72,16 @@ final class DeviceStreamSink {
                 return ([from], error)
             }
         }
+        if let conflict { throw conflict }
+        if batch.isDecoded, batch.header.first <= stream.committed, let differing = differingEntry(batch) {
+            conflict = DAQError(.malformedInput,
+                "entry \(differing) differs from the one committed under the same epoch and number: the device's journal was "
+                + "started again (a new card, a wiped directory) without a new epoch. Its batches are refused, and not acknowledged "
+                + "(the device keeps them), until this copy is moved aside, after which the collector rebuilds the device's new stream "
+                + "from its first entry; or until the device's journal is given a new --epoch",
+                at: InputLocation(file: directory, field: "entry \(differing)"))
+            throw conflict!
+        }
         nextBatchID += 1
         let id = nextBatchID
         held[id] = batch
@@ -109,6 +119,30 @@ final class DeviceStreamSink {
         }
         return (resends, rejected)
     }
+
+    /// The first entry of `batch` at or below the committed mark whose CRC32C (which covers all
+    /// its bytes) differs from the committed entry's. A resend after a reconnect repeats committed
+    /// entries byte for byte; a journal started again with the same epoch numbers new entries like
+    /// them, and dropping those as duplicates would lose them silently. Nil when they match, or
+    /// when the committed entries cannot be read back (damage in this copy).
+    private func differingEntry(_ batch: ReceivedBatch) -> UInt64? {
+        let first = batch.header.first, through = min(batch.header.last, stream.committed)
+        guard let (body, entries) = try? committedEntries(first, through, source: batch.source) else { return nil }
+        for index in 0..<entries.count where index < batch.entries.count {
+            // A `lost` placeholder on either side is no sign of a new stream: the entry was
+            // unreadable on the device then, or is now.
+            let lost = JournalEntryKind.lost.rawValue
+            guard body[entries[index].lowerBound + 4] != lost, batch.body[batch.entries[index].lowerBound + 4] != lost else { continue }
+            let committed = body[(entries[index].upperBound - 4)..<entries[index].upperBound]
+            let arrived = batch.body[(batch.entries[index].upperBound - 4)..<batch.entries[index].upperBound]
+            if !committed.elementsEqual(arrived) { return first + UInt64(index) }
+        }
+        return nil
+    }
+
+    /// Set when the device sent an entry that differs from the committed one with its number:
+    /// every later batch is refused with this error (appending would mix two streams).
+    private(set) var conflict: DAQError?
 
     /// Decodes a codec-3 or codec-4 batch against its context, the committed entries `context.first..<first`,
     /// after checking they are the ones the device used.

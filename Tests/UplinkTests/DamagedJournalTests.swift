@@ -332,4 +332,33 @@ import TestSupport
         let healed = try rig.verify(within: 0, device: "ecu-02", journal: rig.work.appendingPathComponent("ecu-02/journal"))
         #expect(healed.status == 0 && healed.stdout.contains("byte-identical: yes"), "\(healed.stdout)")
     }
+
+    /// The device's journal started again with the same epoch (a new card, a wiped directory):
+    /// its new entries carry the numbers of entries the collector holds. They used to be dropped
+    /// as duplicates and acknowledged, so the device could retire them: lost without a word. Now
+    /// the collector compares what it already holds, refuses the device's batches with one alarm
+    /// and acknowledges nothing, so the device keeps every entry; its copy stays as it was.
+    @Test func aJournalStartedAgainWithTheSameEpochIsRefusedNotDropped() throws {
+        let rig = try UplinkRig()
+        _ = try acquireAcknowledged(rig)
+        let before = rig.work.appendingPathComponent("before")
+        try FileManager.default.copyItem(at: rig.journal, to: before)
+        try FileManager.default.removeItem(at: rig.journal)
+
+        // Other traffic: the fixture without its first second.
+        let lines = try String(contentsOfFile: UplinkRig.log, encoding: .utf8).split(separator: "\n")
+        let other = rig.work.appendingPathComponent("other.log")
+        try (lines.dropFirst(lines.count / 10).joined(separator: "\n") + "\n").write(to: other, atomically: true, encoding: .utf8)
+        try rig.startCollector()
+        try rig.startDevice(speed: "max", extra: ["--source", "replay:\(other.path)", "--drain-timeout", "3"])
+        let (status, log) = rig.waitForDevice()
+        #expect(status == 0 && log.contains("acknowledged up to 0,") && log.contains("not drained"), "\(log)")
+        rig.stopCollector()
+        let collectorLog = rig.read("collector")
+        let alarms = collectorLog.split(separator: "\n").filter { $0.contains("ALARM: ecu-01: ") }
+        #expect(alarms.count == 1 && alarms.first?.contains("differs from the one committed under the same epoch and number") == true,
+                "\(collectorLog)")
+        let verify = try rig.verify(within: 0, journal: before)
+        #expect(verify.status == 0 && verify.stdout.contains("byte-identical: yes"), "\(verify.stdout)")
+    }
 }
