@@ -171,6 +171,20 @@ public final class CollectorService {
         }
     }
 
+    /// Devices whose batches carry another epoch than their copy's (reported once).
+    private var otherEpochs: Set<String> = []
+
+    /// A device sends another stream (another epoch) than the one its copy holds: refused, with
+    /// one alarm saying how to take the new stream in. Its copy stays as it is.
+    private func otherEpoch(_ device: String, sent: UInt64, held: UInt64?) {
+        rejected += 1
+        guard otherEpochs.insert(device).inserted else { return }
+        writeError("daqctl collect: ALARM: \(device): sends stream epoch \(sent), but its copy "
+                   + "\(options.output)/\(device) holds \(held.map { "epoch \($0)" } ?? "another epoch")'s stream. Its batches are "
+                   + "refused, and not acknowledged (the device keeps them), until the collector is stopped and that copy moved "
+                   + "aside; started again, the collector rebuilds the device's new stream from its first entry\n")
+    }
+
     /// One device's rebuilt journal too damaged to open stops that device, not the collector: its
     /// batches are refused (its journal keeps them), with one alarm until it opens again.
     private func cannotOpen(_ device: String, _ error: DAQError) {
@@ -364,10 +378,13 @@ public final class CollectorService {
                 // Each batch tries the journal again: a repair needs no restart.
                 cannotOpen(topicDevice, error)
                 return
+            } catch where error.code == .malformedInput && error.location?.field == "epoch" {
+                otherEpoch(topicDevice, sent: batch.header.epoch, held: nil)
+                return
             }
             guard sink.epoch == batch.header.epoch else {
-                throw DAQError(.malformedInput, "epoch \(batch.header.epoch), expected \(sink.epoch)",
-                               at: InputLocation(file: topic, field: "epoch"))
+                otherEpoch(topicDevice, sent: batch.header.epoch, held: sink.epoch)
+                return
             }
             if sink.conflict != nil {
                 rejected += 1  // said once, when it was found

@@ -77,8 +77,8 @@ final class DeviceStreamSink {
             conflict = DAQError(.malformedInput,
                 "entry \(differing) differs from the one committed under the same epoch and number: the device's journal was "
                 + "started again (a new card, a wiped directory) without a new epoch. Its batches are refused, and not acknowledged "
-                + "(the device keeps them), until this copy is moved aside, after which the collector rebuilds the device's new stream "
-                + "from its first entry; or until the device's journal is given a new --epoch",
+                + "(the device keeps them), until the collector is stopped and this copy moved aside; started again, the collector "
+                + "rebuilds the device's new stream from its first entry",
                 at: InputLocation(file: directory, field: "entry \(differing)"))
             throw conflict!
         }

@@ -360,5 +360,26 @@ import TestSupport
                 "\(collectorLog)")
         let verify = try rig.verify(within: 0, journal: before)
         #expect(verify.status == 0 && verify.stdout.contains("byte-identical: yes"), "\(verify.stdout)")
+
+        // A new journal with a new epoch is another stream: refused the same way, one alarm.
+        try FileManager.default.removeItem(at: rig.journal)
+        try rig.startCollector()
+        try rig.startDevice(speed: "max", extra: ["--source", "replay:\(other.path)", "--drain-timeout", "3", "--epoch", "2"])
+        let (_, log2) = rig.waitForDevice()
+        #expect(log2.contains("acknowledged up to 0,") && log2.contains("not drained"), "\(log2)")
+        rig.stopCollector()
+        let epochAlarms = rig.read("collector").split(separator: "\n").filter { $0.contains("ALARM: ecu-01: sends stream epoch 2") }
+        #expect(epochAlarms.count == 1 && epochAlarms.first?.contains("holds epoch 1's stream") == true, "\(rig.read("collector"))")
+
+        // As the alarms say: the copy moved aside, the collector rebuilds the new stream whole.
+        try FileManager.default.moveItem(at: rig.collected.appendingPathComponent("ecu-01"),
+                                         to: rig.work.appendingPathComponent("ecu-01-epoch-1"))
+        try rig.startCollector()
+        try rig.startDevice(speed: "max", extra: ["--source", "replay:\(try oneFrameLog(rig).path)", "--epoch", "2"])
+        let (status3, log3) = rig.waitForDevice()
+        #expect(status3 == 0 && !log3.contains("not drained"), "\(log3)")
+        rig.stopCollector()
+        let rebuilt = try rig.verify(within: 0)
+        #expect(rebuilt.status == 0 && rebuilt.stdout.contains("byte-identical: yes"), "\(rebuilt.stdout)")
     }
 }
