@@ -13,10 +13,15 @@ struct VerifyCommand: ParsableCommand {
         commandName: "verify",
         abstract: "Compare a device journal with the collector's copy: Fig. 4 table, SHA-256, byte identity.",
         discussion: """
-            Exit status 0 only when both journals have the same segment files with the same bytes (and,
-            with --mdf, the device's MDF files equal the collector's).
-            A device whose journal retention has removed acknowledged segments is compared from its \
-            oldest entry on: the retired entries are named, and only the collector holds them.
+            Exit status 0 only when both journals have the same segment files with the same bytes \
+            (and, with --mdf, the device's MDF files equal the collector's); 1 when they differ; 2 when \
+            a journal cannot be read.
+
+            A device whose retention has removed acknowledged segments is compared from its oldest \
+            entry on: the retired range is named, and the collector's segments before it are not \
+            compared. Entries lost on either side (damaged storage, `lost` placeholders) are named, \
+            and every other entry is compared by its CRC32C.
+
             Example: daqctl verify /data/journal collected/ecu-01
             """
     )
