@@ -171,14 +171,14 @@ public final class CollectorService {
         }
     }
 
-    /// Devices whose batches carry another epoch than their copy's (reported once).
-    private var otherEpochs: Set<String> = []
+    /// Devices whose batches carry another epoch than their copy's, and that epoch (reported once each).
+    private var otherEpochs: [String: UInt64] = [:]
 
     /// A device sends another stream (another epoch) than the one its copy holds: refused, with
     /// one alarm saying how to take the new stream in. Its copy stays as it is.
     private func otherEpoch(_ device: String, sent: UInt64, held: UInt64?) {
         rejected += 1
-        guard otherEpochs.insert(device).inserted else { return }
+        guard otherEpochs.updateValue(sent, forKey: device) != sent else { return }
         writeError("daqctl collect: ALARM: \(device): sends stream epoch \(sent), but its copy "
                    + "\(options.output)/\(device) holds \(held.map { "epoch \($0)" } ?? "another epoch")'s stream. Its batches are "
                    + "refused, and not acknowledged (the device keeps them), until the collector is stopped and that copy moved "
@@ -369,6 +369,12 @@ public final class CollectorService {
             guard batch.header.deviceID == topicDevice else {
                 throw DAQError(.malformedInput, "batch names device \(batch.header.deviceID) on \(topic)",
                                at: InputLocation(file: topic, field: "device id"))
+            }
+            // Refused for its epoch already: not opened again for every batch (the alarm says to
+            // restart the collector once the copy is moved aside).
+            if sinks[topicDevice] == nil, otherEpochs[topicDevice] == batch.header.epoch {
+                rejected += 1
+                return
             }
             let sink: DeviceStreamSink
             do throws(DAQError) {
