@@ -88,15 +88,8 @@ public enum JournalVerifier {
                let headerless = bytes.withUnsafeBytes({ SegmentScan.scanPastDamagedHeader($0, nameSequence: first) }) {
                 report.faults.append(JournalFault(file: name, offset: 0, problem: "damaged header (\(defect)); its entries "
                     + "were read on from the file name's first seq \(first) (a writer opening the journal rewrites the header when its epoch is known: another segment, one flipped bit or the ack cursor)"))
-                if let expected = previousNext, expected != first {
-                    report.faults.append(JournalFault(file: name, offset: 0,
-                        problem: "sequence gap between segments: expected first seq \(expected), found \(first) (file name)"))
-                }
                 (scan, damaged) = headerless
                 readPastHeader = true
-                previousNext = scan.nextSequence
-                if report.firstSequence == nil { report.firstSequence = first }
-                if let last = scan.lastSequence { report.lastSequence = last }
             }
             var summary = JournalSegmentSummary(name: name, epoch: scan.header?.epoch, firstSequence: first,
                                                 lastSequence: scan.lastSequence, entries: scan.entryCount, bytes: bytes.count)
@@ -111,14 +104,19 @@ public enum JournalVerifier {
                         problem: "epoch \(header.epoch) differs from the journal's \(epoch)"))
                 }
                 report.epoch = report.epoch ?? header.epoch
-                if let expected = previousNext, expected != header.firstSequence {
-                    report.faults.append(JournalFault(file: name, offset: 24,
-                        problem: "sequence gap between segments: expected first seq \(expected), found \(header.firstSequence)"))
+            }
+            // Where the segment's numbering starts: its header, or its file name past a damaged one.
+            let start: (sequence: UInt64, offset: Int, source: String)? = scan.header.map { ($0.firstSequence, 24, "") }
+                ?? (readPastHeader ? (first, 0, " (file name)") : nil)
+            if let start {
+                if let expected = previousNext, expected != start.sequence {
+                    report.faults.append(JournalFault(file: name, offset: start.offset,
+                        problem: "sequence gap between segments: expected first seq \(expected), found \(start.sequence)\(start.source)"))
                 }
                 previousNext = scan.nextSequence
-                if report.firstSequence == nil && scan.entryCount > 0 { report.firstSequence = header.firstSequence }
+                if report.firstSequence == nil && scan.entryCount > 0 { report.firstSequence = start.sequence }
                 if let last = scan.lastSequence { report.lastSequence = last }
-            } else if !readPastHeader {
+            } else {
                 previousNext = nil
             }
             // Each damaged run is one fault naming the entries it took.

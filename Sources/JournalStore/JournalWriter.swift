@@ -101,7 +101,7 @@ public final class JournalWriter {
         }
 
         var firsts = try layout.segmentFirstSequences()
-        try JournalWriter.repairDamagedHeaders(layout: layout, firsts: firsts, recovery: &recovery)
+        let segmentSizes = try JournalWriter.repairDamagedHeaders(layout: layout, firsts: firsts, recovery: &recovery)
         var active: (fd: Int32, length: Int, header: SegmentHeader, next: UInt64)?
         var restartSequence: UInt64 = 1
         while active == nil, let first = firsts.last {
@@ -115,15 +115,8 @@ public final class JournalWriter {
         }
 
         segmentFD = active?.fd ?? -1
-        var sizes: [(firstSequence: UInt64, bytes: Int)] = []
-        for first in firsts.dropLast() {
-            let path = layout.segmentPath(firstSequence: first)
-            do {
-                let fd = try FileOps.open(path, O_RDONLY)
-                defer { FileOps.close(fd) }
-                sizes.append((first, try FileOps.size(fd)))
-            } catch { throw error.daqError("stat segment", path: path) }
-        }
+        // The closed segments' sizes, as the header pass found them (recovery touches only the newest).
+        var sizes: [(firstSequence: UInt64, bytes: Int)] = firsts.dropLast().map { ($0, segmentSizes[$0]!) }
 
         if let active {
             segmentFD = active.fd

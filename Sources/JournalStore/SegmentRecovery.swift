@@ -47,17 +47,20 @@ extension JournalWriter {
     /// byte for byte what a collector rebuilt. A header none of them gives stays as it is (readers
     /// pass a closed segment's; `recoverSegment` refuses the newest one's). Not touched: a file
     /// no valid entry numbered from its name follows (it may not be a segment of this journal).
+    /// Returns each segment's size (the writer's quota accounting needs them; a rewrite keeps it).
     static func repairDamagedHeaders(layout: JournalLayout, firsts: [UInt64], recovery: inout JournalRecovery)
-        throws(DAQError)
+        throws(DAQError) -> [UInt64: Int]
     {
         var damaged: [UInt64] = []
         var segmentEpoch: UInt64?
+        var sizes: [UInt64: Int] = [:]
         for first in firsts {
             let path = layout.segmentPath(firstSequence: first)
             let header: [UInt8]
             do {
                 let fd = try FileOps.open(path, O_RDONLY)
                 defer { FileOps.close(fd) }
+                sizes[first] = try FileOps.size(fd)
                 header = try FileOps.pread(fd, count: SegmentHeader.length, at: 0)
             } catch { throw error.daqError("read segment header", path: path) }
             switch SegmentHeader.parse(header) {
@@ -65,7 +68,7 @@ extension JournalWriter {
             case .failure: if header.count == SegmentHeader.length { damaged.append(first) }
             }
         }
-        guard !damaged.isEmpty else { return }
+        guard !damaged.isEmpty else { return sizes }
         var ackEpoch: UInt64?
         if FileOps.exists(layout.ackPath) {
             do { ackEpoch = AckRecord.parse(try FileOps.readFile(layout.ackPath))?.epoch } catch {
@@ -101,6 +104,7 @@ extension JournalWriter {
             recovery.repairedHeaders.append(JournalRecovery.RepairedHeader(
                 segment: SegmentName.name(firstSequence: first), defect: defect, epoch: rebuilt.header.epoch, from: rebuilt.source))
         }
+        return sizes
     }
 
     /// Recovers the newest segment: nil when it must be dropped (its creation was cut short, so it
