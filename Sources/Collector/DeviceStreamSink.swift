@@ -24,8 +24,6 @@ final class DeviceStreamSink {
     var onLost: ((UInt64, UInt64, String) -> Void)?
     /// The highest ack earned and not yet handed out by `nextSyncStep()`.
     private var pendingAck: UInt64?
-    /// The last resend asked for because a batch's context was refused: where from, and when.
-    private var lastContextResend: (from: UInt64, at: Int64)?
     /// The entries of the last commits (the usual context of the next codec-3 or codec-4 batch).
     private var recentCommits = RecentEntries(keep: ContextCoder.contextEntries)
     private let directory: String
@@ -64,12 +62,8 @@ final class DeviceStreamSink {
             } catch where error.code == .malformedInput && batch.header.context != nil {
                 // Its context is not what this copy holds, cannot be read back from it, or its
                 // body does not decode against it: ask for the entries again (the device codes the
-                // resend without a context), once per place and resend interval: the parts already
-                // in flight meet the same refusal.
-                let from = stream.committed + 1
-                if let last = lastContextResend, last.from == from, now - last.at < stream.resendInterval { return ([], error) }
-                lastContextResend = (from, now)
-                return ([from], error)
+                // resend without a context).
+                return (stream.refused(now: now).map { [$0] } ?? [], error)
             }
         }
         if let conflict { throw conflict }

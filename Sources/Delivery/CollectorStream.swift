@@ -68,12 +68,24 @@ public struct CollectorStream: Sendable {
             actions.append(.release(batch: batch))
         }
         let from = committed + 1
-        if lastRequest == nil || lastRequest!.from != from || now - lastRequest!.at >= resendInterval {
-            if lastRequest?.from != from { gaps += 1 }
-            lastRequest = (from, now)
-            actions.append(.requestResend(from: from))
-        }
+        if lastRequest?.from != from { gaps += 1 }
+        if requestDue(from: from, now: now) { actions.append(.requestResend(from: from)) }
         return actions
+    }
+
+    /// The batch that continues the stream was refused (its coding could not be undone against
+    /// what is committed): where to ask the device to resend from, at most once per place and
+    /// `resendInterval`, as for a gap (the parts already in flight meet the same refusal).
+    public mutating func refused(now: Int64) -> UInt64? {
+        requestDue(from: committed + 1, now: now) ? committed + 1 : nil
+    }
+
+    /// Whether a resend request from `from` is due now (a new place, or the interval passed);
+    /// records it when it is.
+    private mutating func requestDue(from: UInt64, now: Int64) -> Bool {
+        if let last = lastRequest, last.from == from, now - last.at < resendInterval { return false }
+        lastRequest = (from, now)
+        return true
     }
 
     private mutating func drainHeld(into actions: inout [Action]) {
