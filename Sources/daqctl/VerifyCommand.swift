@@ -91,9 +91,9 @@ struct VerifyCommand: ParsableCommand {
         out += "sha256 device:    \(deviceSide.sha256)\n"
         out += "sha256 collector: \(collectorSide.sha256)\n"
         if deviceOldest > 1 {
-            let oldest = deviceOldest
             let only = collectorSide.retired.count
-            out += "device: entries 1…\(oldest - 1) retired (acknowledged, then removed by retention): compared from seq \(oldest) on; "
+            out += "device: entries 1…\(deviceOldest - 1) retired (acknowledged, then removed by retention): "
+                + "compared from seq \(deviceOldest) on; "
                 + "the collector's copy of them is not compared (\(only) segment\(only == 1 ? "" : "s"))\n"
         }
         for (range, what) in zip(deviceSide.lost, deviceSide.lostReasons) {

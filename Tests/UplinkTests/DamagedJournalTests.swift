@@ -17,6 +17,15 @@ import TestSupport
         return oneFrame
     }
 
+    /// A backlog in 64 KiB segments, acquired with the link down; returns the device's output.
+    private func acquireWithTheLinkDown(_ rig: UplinkRig) throws -> String {
+        rig.proxy.set(.down)
+        try rig.startDevice(speed: "max", extra: ["--drain-timeout", "1", "--segment-bytes", "65536"])
+        let (_, log) = rig.waitForDevice()
+        #expect(log.contains("acknowledged up to 0"), "\(log)")
+        return log
+    }
+
     /// The device replays the fixture into 64 KiB segments with the collector up, everything is
     /// acknowledged, and the collector stops; returns the last sequence number.
     private func acquireAcknowledged(_ rig: UplinkRig) throws -> String {
@@ -46,11 +55,7 @@ import TestSupport
 
     @Test func aDamagedEntryInTheBacklogIsSentAsLostAndTheRestDrains() throws {
         let rig = try UplinkRig()
-        // A backlog in 64 KiB segments, acquired with the link down.
-        rig.proxy.set(.down)
-        try rig.startDevice(speed: "max", extra: ["--drain-timeout", "1", "--segment-bytes", "65536"])
-        let (_, backlogLog) = rig.waitForDevice()
-        #expect(backlogLog.contains("acknowledged up to 0"), "\(backlogLog)")
+        let backlogLog = try acquireWithTheLinkDown(rig)
         // The run says what it left behind when it stopped waiting for the collector.
         let backlogEnd = backlogLog.split(separator: "\n").first { $0.hasPrefix("journal: ") }?.split(separator: "…").last ?? "?"
         #expect(backlogLog.contains("uplink: not drained within --drain-timeout 1.0 s: entries 1…\(backlogEnd) stay in the journal"),
@@ -159,10 +164,7 @@ import TestSupport
     /// collector's copy is byte-identical to the device's journal.
     @Test func damagedSegmentHeadersAreRewrittenAndTheBacklogDrainsByteIdentical() throws {
         let rig = try UplinkRig()
-        rig.proxy.set(.down)
-        try rig.startDevice(speed: "max", extra: ["--drain-timeout", "1", "--segment-bytes", "65536"])
-        let (_, backlogLog) = rig.waitForDevice()
-        #expect(backlogLog.contains("acknowledged up to 0"), "\(backlogLog)")
+        let backlogLog = try acquireWithTheLinkDown(rig)
 
         let names = try segmentNames(rig.journal)
         #expect(names.count >= 6, "\(names)")
