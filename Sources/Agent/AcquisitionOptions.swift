@@ -2,6 +2,9 @@
 import DAQCore
 import Journal
 import OTADevice
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Where frames come from.
 public enum FrameSourceSpec: Sendable, Hashable {
@@ -32,8 +35,10 @@ public struct AcquisitionOptions: Sendable {
     public var journalDirectory: String
     /// Stop after this many seconds of source time (log time for replays, wall time live).
     public var duration: Double?
-    /// The journal's stream epoch (fixed, so replays are byte-reproducible).
-    public var epoch: UInt64 = 1
+    /// The stream epoch of a new journal (an existing one keeps its own). Nil: a fresh one
+    /// (`freshEpoch`), so a journal started afresh is never taken for the one before; set it to
+    /// make replays byte-reproducible.
+    public var epoch: UInt64?
     public var commit = GroupCommitPolicy.Configuration(maxPendingBytes: 256 << 10, maxDelayNanoseconds: 50_000_000)
     public var segmentSizeLimit = 8 << 20
     public var quotaBytes = 512 << 20
@@ -146,4 +151,13 @@ public struct AcquisitionSummary: Sendable {
 func format2(_ value: Double) -> String {
     let scaled = (value * 100).rounded() / 100
     return "\(scaled)"
+}
+
+extension AcquisitionOptions {
+    /// A stream epoch for a journal created now: the Unix time in seconds, then six random digits
+    /// (two journals created in one second, or on boards whose clock starts at the same time
+    /// without an RTC, still differ).
+    public static func freshEpoch() -> UInt64 {
+        UInt64(max(1, time(nil))) * 1_000_000 + UInt64.random(in: 0..<1_000_000)
+    }
 }

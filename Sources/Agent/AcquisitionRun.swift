@@ -70,7 +70,7 @@ public final class AcquisitionRun {
         self.options = options
         pipeline = AcquisitionPipeline(binding)
         journal = try JournalWriter(directory: options.journalDirectory, configuration: JournalConfiguration(
-            epoch: options.epoch, segmentSizeLimit: options.segmentSizeLimit, quotaBytes: options.quotaBytes))
+            epoch: options.epoch ?? AcquisitionOptions.freshEpoch(), segmentSizeLimit: options.segmentSizeLimit, quotaBytes: options.quotaBytes))
         ring = RecordRing(capacity: options.ringCapacity)
         commit = GroupCommitPolicy(options.commit)
         persistence = try JournalPersistence(journal: journal, loop: loop)

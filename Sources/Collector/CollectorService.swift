@@ -18,7 +18,8 @@ public struct CollectorOptions: Sendable {
     public var tls: MQTTTLSFiles
     public var clientID = "collector"
     public var sessionExpiry: UInt32 = 7 * 24 * 3600
-    /// Output directory: `<output>/<device>/journal/`.
+    /// Output directory: `<output>/<device>/journal/` for the first stream (epoch) met of each
+    /// device, `<output>/<device>/epoch-<E>/journal/` for each other one.
     public var output: String
     /// Exit after this many seconds without a data message (nil: run until a signal).
     public var idleExit: Double?
@@ -39,6 +40,10 @@ public struct CollectorOptions: Sendable {
 /// Per-device figures at the end.
 public struct CollectorDeviceReport: Sendable {
     public var deviceID: String
+    /// The stream's epoch, and whether its copy is the device's first (`<out>/<device>/`) or one
+    /// beside it (`<out>/<device>/epoch-<E>/`).
+    public var epoch: UInt64
+    public var besideFirst: Bool
     public var committed: UInt64
     public var entries: UInt64
     public var bytes: UInt64
@@ -46,6 +51,13 @@ public struct CollectorDeviceReport: Sendable {
     public var gaps: UInt64
     /// Entries the device could not read from its journal, committed as `lost` placeholders.
     public var lost: UInt64
+}
+
+/// One stream of one device: the device's journal from its creation (a journal started afresh
+/// gets a new epoch).
+struct StreamKey: Hashable {
+    let device: String
+    let epoch: UInt64
 }
 
 public final class CollectorService {
@@ -58,10 +70,12 @@ public final class CollectorService {
     private static let subscriptions = ["devices/+/data", "devices/+/ota/status", "$SYS/broker/log/E"]
     private var takeoverWatch = SessionTakeoverWatch()
     private var connection: MQTTConnection?
-    private var sinks: [String: DeviceStreamSink] = [:]
+    /// One copy per stream: a device's journal started afresh (a new card, a wiped directory) gets
+    /// a new epoch, and its stream a copy of its own beside the first.
+    private var sinks: [StreamKey: DeviceStreamSink] = [:]
     private var lastMessage: Int64
     private var rejected: UInt64 = 0
-    /// Devices whose rebuilt journal could not be opened (reported once until it opens).
+    /// Directories of streams whose rebuilt journal could not be opened (reported once until it opens).
     private var unopenable: Set<String> = []
     private var failure: DAQError?
     private var stopping = false
@@ -69,7 +83,7 @@ public final class CollectorService {
     /// Runs each device's fdatasync off the loop, so batches keep arriving and being written while
     /// the disk flushes (acks still wait for their sync); tokens name the device of each sync.
     private var syncer: BackgroundSync?
-    private var syncDevices: [Int: String] = [:]
+    private var syncDevices: [Int: StreamKey] = [:]
     private var nextSyncToken = 0
     /// Writes each device's MDF files from its commits on a thread of idle priority (`MDFTrail`).
     private var mdf: MDFTrail?
@@ -129,36 +143,54 @@ public final class CollectorService {
             if failure == nil { failure = error }
         }
         if let failure { throw failure }
-        return sinks.values.sorted { $0.deviceID < $1.deviceID }.map {
-            CollectorDeviceReport(deviceID: $0.deviceID, committed: $0.committed, entries: $0.committedEntries,
+        return sinks.values.sorted { ($0.deviceID, $0.besideFirst ? 1 : 0, $0.epoch) < ($1.deviceID, $1.besideFirst ? 1 : 0, $1.epoch) }.map {
+            CollectorDeviceReport(deviceID: $0.deviceID, epoch: $0.epoch, besideFirst: $0.besideFirst,
+                                  committed: $0.committed, entries: $0.committedEntries,
                                   bytes: $0.committedBytes, duplicates: $0.duplicates, gaps: $0.gaps, lost: $0.lostEntries)
         }
     }
 
-    /// Reopens every device this output directory already holds, so its state is restored before
-    /// any batch arrives (its MDF files are rewritten from where they were, on the MDF thread), and
-    /// a clean stop finalizes files even for devices that send nothing in this run.
+    /// Reopens every stream this output directory already holds (each device's first in
+    /// `<device>/`, the others in `<device>/epoch-<E>/`), so its state is restored before any batch
+    /// arrives (its MDF files are rewritten from where they were, on the MDF thread), and a clean
+    /// stop finalizes files even for devices that send nothing in this run.
     private func resumeKnownDevices() throws(DAQError) {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: options.output) else { return }
         for device in names.sorted() {
-            let journal = "\(options.output)/\(device)/journal"
-            guard FileManager.default.fileExists(atPath: journal) else { continue }
-            func resume() throws(DAQError) {
-                let reader = try JournalReader(directory: journal, from: 1)
-                guard try reader.next() != nil, let epoch = reader.epoch else { return }
-                _ = try sink(for: device, epoch: epoch)
+            let home = "\(options.output)/\(device)"
+            try resume(device, directory: home, beside: nil)
+            let others = (try? FileManager.default.contentsOfDirectory(atPath: home)) ?? []
+            for name in others.sorted() where name.hasPrefix("epoch-") {
+                guard let epoch = UInt64(name.dropFirst("epoch-".count)) else { continue }
+                try resume(device, directory: "\(home)/\(name)", beside: epoch)
             }
+        }
+    }
+
+    /// Reopens one stream's copy; `beside` is the epoch its directory is named after (nil: the
+    /// device's first stream, whose epoch its journal tells).
+    private func resume(_ device: String, directory: String, beside: UInt64?) throws(DAQError) {
+        let journal = "\(directory)/journal"
+        guard FileManager.default.fileExists(atPath: journal) else { return }
+        func resume() throws(DAQError) {
+            let reader = try JournalReader(directory: journal, from: 1)
+            guard try reader.next() != nil, let epoch = reader.epoch else { return }
+            _ = try open(StreamKey(device: device, epoch: beside ?? epoch), directory: directory, besideFirst: beside != nil)
+        }
+        do throws(DAQError) {
+            try resume()
+        } catch where error.code == .journalCorrupt {
+            // A writer opening the journal rewrites a damaged segment header: then once more.
             do throws(DAQError) {
+                try JournalWriter(directory: journal, configuration: JournalConfiguration(epoch: 0)).close()
                 try resume()
             } catch where error.code == .journalCorrupt {
-                // A writer opening the journal rewrites a damaged segment header: then once more.
-                do throws(DAQError) {
-                    try JournalWriter(directory: journal, configuration: JournalConfiguration(epoch: 0)).close()
-                    try resume()
-                } catch where error.code == .journalCorrupt {
-                    cannotOpen(device, error)  // its first batch tries again
-                }
+                cannotOpen(directory, error)  // its first batch tries again
+            } catch where error.code == .malformedInput && error.location?.field == "epoch" {
+                cannotOpen(directory, error)
             }
+        } catch where error.code == .malformedInput && error.location?.field == "epoch" {
+            cannotOpen(directory, error)  // epoch-<E>/ holding another epoch: left as it is
         }
     }
 
@@ -171,25 +203,13 @@ public final class CollectorService {
         }
     }
 
-    /// Devices whose batches carry another epoch than their copy's, and that epoch (reported once each).
-    private var otherEpochs: [String: UInt64] = [:]
-
-    /// A device sends another stream (another epoch) than the one its copy holds: refused, with
-    /// one alarm saying how to take the new stream in. Its copy stays as it is.
-    private func otherEpoch(_ device: String, sent: UInt64, held: UInt64?) {
+    /// One stream's rebuilt journal (in `directory`) too damaged to open stops that stream, not the
+    /// collector: its batches are refused (the device's journal keeps them), with one alarm until it
+    /// opens again.
+    private func cannotOpen(_ directory: String, _ error: DAQError) {
         rejected += 1
-        guard otherEpochs.updateValue(sent, forKey: device) != sent else { return }
-        writeError("daqctl collect: ALARM: \(device): sends stream epoch \(sent), but its copy "
-                   + "\(options.output)/\(device) holds \(held.map { "epoch \($0)" } ?? "another epoch")'s stream. Its batches are "
-                   + "refused, and not acknowledged (the device keeps them), until the collector is stopped and that copy moved "
-                   + "aside; started again, the collector rebuilds the device's new stream from its first entry\n")
-    }
-
-    /// One device's rebuilt journal too damaged to open stops that device, not the collector: its
-    /// batches are refused (its journal keeps them), with one alarm until it opens again.
-    private func cannotOpen(_ device: String, _ error: DAQError) {
-        rejected += 1
-        if unopenable.insert(device).inserted {
+        if unopenable.insert(directory).inserted {
+            let device = String(directory.dropFirst(options.output.count + 1))
             writeError("daqctl collect: ALARM: \(device): its rebuilt journal cannot be opened: \(error); "
                        + "its batches are refused until it is repaired (the device keeps them); the other devices go on\n")
         }
@@ -370,27 +390,11 @@ public final class CollectorService {
                 throw DAQError(.malformedInput, "batch names device \(batch.header.deviceID) on \(topic)",
                                at: InputLocation(file: topic, field: "device id"))
             }
-            // Refused for its epoch already: not opened again for every batch (the alarm says to
-            // restart the collector once the copy is moved aside).
-            if sinks[topicDevice] == nil, otherEpochs[topicDevice] == batch.header.epoch {
-                rejected += 1
-                return
-            }
             let sink: DeviceStreamSink
             do throws(DAQError) {
                 sink = try self.sink(for: topicDevice, epoch: batch.header.epoch)
-                unopenable.remove(topicDevice)
             } catch where error.code == .journalCorrupt {
-                // Each batch tries the journal again: a repair needs no restart.
-                cannotOpen(topicDevice, error)
-                return
-            } catch where error.code == .malformedInput && error.location?.field == "epoch" {
-                otherEpoch(topicDevice, sent: batch.header.epoch, held: nil)
-                return
-            }
-            guard sink.epoch == batch.header.epoch else {
-                otherEpoch(topicDevice, sent: batch.header.epoch, held: sink.epoch)
-                return
+                return  // said by `cannotOpen`; each batch tries the journal again: a repair needs no restart
             }
             if sink.conflict != nil {
                 rejected += 1  // said once, when it was found
@@ -401,7 +405,7 @@ public final class CollectorService {
                 result = try sink.receive(batch, now: loop.clock.now())
             } catch where sink.conflict != nil {
                 rejected += 1
-                writeError("daqctl collect: ALARM: \(topicDevice): \(error)\n")
+                writeError("daqctl collect: ALARM: \(sink.label): \(error)\n")
                 return
             }
             for from in result.resends { publish("devices/\(topicDevice)/cmd", "resend \(sink.epoch) \(from)") }
@@ -429,7 +433,7 @@ public final class CollectorService {
                 case .sync(let ticket):
                     guard let syncer else { preconditionFailure("a sync before the collector runs") }
                     nextSyncToken += 1
-                    syncDevices[nextSyncToken] = sink.deviceID
+                    syncDevices[nextSyncToken] = StreamKey(device: sink.deviceID, epoch: sink.epoch)
                     syncer.submit(token: nextSyncToken, fd: ticket.fd)
                 case nil:
                     break
@@ -446,7 +450,7 @@ public final class CollectorService {
     private func syncsFinished() {
         guard let syncer else { return }
         for done in syncer.takeCompletions() {
-            guard let device = syncDevices.removeValue(forKey: done.token), let sink = sinks[device] else { continue }
+            guard let stream = syncDevices.removeValue(forKey: done.token), let sink = sinks[stream] else { continue }
             do throws(DAQError) {
                 if let upTo = try sink.syncFinished(errno: done.errno) { acknowledge(sink, upTo: upTo) }
             } catch {
@@ -468,22 +472,56 @@ public final class CollectorService {
         stop()
     }
 
+    /// The copy of `device`'s stream `epoch`. The first stream the collector meets of a device
+    /// lives in `<out>/<device>/`; a stream of another epoch (its journal started afresh: a new
+    /// card, a wiped directory) gets a copy of its own beside it, in `<out>/<device>/epoch-<E>/`,
+    /// and the two go on side by side (a card put back resumes its own).
     private func sink(for device: String, epoch: UInt64) throws(DAQError) -> DeviceStreamSink {
-        if let sink = sinks[device] { return sink }
-        let directory = "\(options.output)/\(device)/journal"
+        let key = StreamKey(device: device, epoch: epoch)
+        if let sink = sinks[key] { return sink }
+        let home = "\(options.output)/\(device)"
         _ = mkdir(options.output, 0o755)
-        _ = mkdir("\(options.output)/\(device)", 0o755)
-        let sink = try DeviceStreamSink(deviceID: device, epoch: epoch, directory: directory)
-        sink.onLost = { [unowned self] first, last, reason in lost(device, first, last, reason) }
+        _ = mkdir(home, 0o755)
+        if !sinks.contains(where: { $0.key.device == device && !$0.value.besideFirst }) {
+            do throws(DAQError) {
+                return try open(key, directory: home, besideFirst: false)
+            } catch where error.code == .malformedInput && error.location?.field == "epoch" {
+                // `<device>/` holds another stream (one with no entry yet, or not reopened).
+            }
+        }
+        let directory = "\(home)/epoch-\(epoch)"
+        let fresh = mkdir(directory, 0o755) == 0
+        let sink = try open(key, directory: directory, besideFirst: true)
+        if fresh {
+            let first = sinks.first { $0.key.device == device && !$0.value.besideFirst }?.key.epoch
+            writeError("daqctl collect: \(device): a new stream, epoch \(epoch) (its journal was started afresh: a new card, "
+                       + "a wiped directory); its copy is kept in \(directory)/, beside "
+                       + "\(first.map { "epoch \($0)'s" } ?? "the first stream's") in \(home)/\n")
+        }
+        return sink
+    }
+
+    /// Opens (or recovers) one stream's copy in `directory` (`journal/`, and `mdf/` for its MDF files).
+    private func open(_ key: StreamKey, directory: String, besideFirst: Bool) throws(DAQError) -> DeviceStreamSink {
+        let journal = "\(directory)/journal"
+        let sink: DeviceStreamSink
+        do throws(DAQError) {
+            sink = try DeviceStreamSink(deviceID: key.device, epoch: key.epoch, directory: journal, besideFirst: besideFirst)
+        } catch where error.code == .journalCorrupt {
+            cannotOpen(directory, error)
+            throw error
+        }
+        unopenable.remove(directory)
+        let label = sink.label
+        sink.onLost = { [unowned self] first, last, reason in lost(label, first, last, reason) }
         if let mdf {
-            mdf.follow(device: device, journalDirectory: directory, mdfDirectory: "\(options.output)/\(device)/mdf",
-                       committed: sink.committed)
+            mdf.follow(device: label, journalDirectory: journal, mdfDirectory: "\(directory)/mdf", committed: sink.committed)
             sink.onCommitted = { [unowned self] in
-                mdf.committed(device: device, first: $0, body: $1, entries: $2, now: loop.clock.now())
+                mdf.committed(device: label, first: $0, body: $1, entries: $2, now: loop.clock.now())
                 if mdf.holding { watchBurst() }
             }
         }
-        sinks[device] = sink
+        sinks[key] = sink
         return sink
     }
 

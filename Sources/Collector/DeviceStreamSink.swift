@@ -9,6 +9,10 @@ import JournalStore
 final class DeviceStreamSink {
     let deviceID: String
     let epoch: UInt64
+    /// A stream of another epoch than the device's first, kept beside it (`<device>/epoch-<E>/`).
+    let besideFirst: Bool
+    /// How the collector's messages name this stream: the device, and the epoch if beside the first.
+    var label: String { besideFirst ? "\(deviceID) epoch \(epoch)" : deviceID }
     private let journal: JournalWriter
     private var stream: CollectorStream
     private var held: [Int: ReceivedBatch] = [:]
@@ -29,9 +33,10 @@ final class DeviceStreamSink {
     private let directory: String
 
     /// Opens (or recovers) the device's rebuilt journal in `directory`.
-    init(deviceID: String, epoch: UInt64, directory: String) throws(DAQError) {
+    init(deviceID: String, epoch: UInt64, directory: String, besideFirst: Bool = false) throws(DAQError) {
         self.deviceID = deviceID
         self.epoch = epoch
+        self.besideFirst = besideFirst
         self.directory = directory
         // Segments are cut only where the device cut them (appendFramed), never by size; the
         // quota is not a retention policy here: the collector keeps everything.
@@ -70,7 +75,7 @@ final class DeviceStreamSink {
         if batch.isDecoded, batch.header.first <= stream.committed, let differing = differingEntry(batch) {
             conflict = DAQError(.malformedInput,
                 "entry \(differing) differs from the one committed under the same epoch and number: the device's journal was "
-                + "started again (a new card, a wiped directory) without a new epoch. Its batches are refused, and not acknowledged "
+                + "started again (a new card, a wiped directory) with the same --epoch given again. Its batches are refused, and not acknowledged "
                 + "(the device keeps them), until the collector is stopped and this copy moved aside; started again, the collector "
                 + "rebuilds the device's new stream from its first entry",
                 at: InputLocation(file: directory, field: "entry \(differing)"))

@@ -21,6 +21,12 @@ struct CollectCommand: ParsableCommand {
             MDF files of each measurement follow in <out>/<device>/mdf/, written at idle priority \
             (they trail the journal while the collector is busy; a clean stop finalizes them).
 
+            A device whose journal was started afresh (a new card, a wiped directory) sends a new \
+            stream epoch (daqlink gives every new journal its own). That stream gets a copy of its \
+            own, <out>/<device>/epoch-<E>/ (journal/ and mdf/), beside the first one; both go on \
+            (the old card put back resumes its own copy), and `daqctl verify` picks the copy of the \
+            journal's epoch.
+
             It connects off its loop and keeps trying, once a second, while the broker cannot be \
             reached (refused, unreachable, or silent for --connect-timeout): the failure is \
             reported once, and a signal stops it at once whatever the broker does.
@@ -111,7 +117,8 @@ struct CollectCommand: ParsableCommand {
         do {
             let reports = try CollectorService(options: options).run()
             for report in reports {
-                var line = "collector: \(report.deviceID): committed up to \(report.committed) (\(report.entries) entries, "
+                let stream = report.besideFirst ? "\(report.deviceID) epoch \(report.epoch)" : report.deviceID
+                var line = "collector: \(stream): committed up to \(report.committed) (\(report.entries) entries, "
                     + "\(report.bytes) bytes this run), \(report.duplicates) duplicates dropped, \(report.gaps) gaps repaired"
                 if report.lost > 0 { line += ", \(report.lost) entries lost on the device (unreadable or deleted there, committed as 'lost')" }
                 FileHandle.standardError.write(Data((line + "\n").utf8))

@@ -22,6 +22,8 @@ struct VerifyCommand: ParsableCommand {
             compared. Entries lost on either side (damaged storage, `lost` placeholders) are named, \
             and every other entry is compared by its CRC32C.
 
+            The collector keeps each stream of a device apart: <dir>/journal/ holds the first one it             met, <dir>/epoch-<E>/journal/ each journal started afresh since (a new card: another             epoch). Given <dir>, verify compares the copy of the device journal's epoch.
+
             Example: daqctl verify /data/journal collected/ecu-01
             """
     )
@@ -29,11 +31,31 @@ struct VerifyCommand: ParsableCommand {
     @Argument(help: "The device's journal directory.")
     var device: String
 
-    @Argument(help: "The collector's directory for that device (or its journal/ sub-directory).")
+    @Argument(help: "The collector's directory for that device (or a journal/ sub-directory of it).")
     var collector: String
 
     @Option(help: "The device's MDF directory (daqlink --mdf): its files are compared with the collector's <dir>/mdf/.")
     var mdf: String?
+
+    /// The collector's copy of `device`'s stream within `collector` (a device's directory at the
+    /// collector, or a journal directory itself): `journal/`, or `epoch-<E>/journal/` when the
+    /// device journal's epoch E is not the first stream's.
+    static func copy(of device: String, in collector: String) -> String {
+        let first = "\(collector)/journal"
+        guard FileManager.default.fileExists(atPath: first) else { return collector }
+        if let epoch = Self.epoch(of: device), Self.epoch(of: first) != epoch,
+           FileManager.default.fileExists(atPath: "\(collector)/epoch-\(epoch)/journal") {
+            return "\(collector)/epoch-\(epoch)/journal"
+        }
+        return first
+    }
+
+    /// The epoch of a journal's first readable entry (nil: none, or unreadable).
+    static func epoch(of journal: String) -> UInt64? {
+        guard let names = try? segmentNames(journal), let first = names.first.flatMap({ SegmentName.firstSequence(of: $0) }),
+              let reader = try? JournalReader(directory: journal, from: first), (try? reader.next()) != nil else { return nil }
+        return reader.epoch
+    }
 
     struct Side {
         var groups: [String: (cycles: UInt64, bytes: UInt64)] = [:]
@@ -67,7 +89,7 @@ struct VerifyCommand: ParsableCommand {
     }
 
     func run() throws {
-        let collectorJournal = FileManager.default.fileExists(atPath: "\(collector)/journal") ? "\(collector)/journal" : collector
+        let collectorJournal = Self.copy(of: device, in: collector)
         let deviceSide: Side, collectorSide: Side
         // Retention may have removed the device's oldest segments once the collector acknowledged
         // them: compare from the device's oldest entry on (the collector's layouts name the groups).
@@ -88,6 +110,10 @@ struct VerifyCommand: ParsableCommand {
                 + lpad("\(c.bytes)", 17) + (d == c ? "" : "   ← differs") + "\n"
         }
         out += "entries: device \(deviceSide.entries) (last seq \(deviceSide.lastSequence)), collector \(collectorSide.entries) (last seq \(collectorSide.lastSequence))\n"
+        if let epoch = Self.epoch(of: device), let held = Self.epoch(of: collectorJournal), held != epoch {
+            out += "epoch: device \(epoch), collector \(held) (\(collectorJournal)): another stream; "
+                + "the collector holds no copy of epoch \(epoch) in \(collector)\n"
+        }
         out += "sha256 device:    \(deviceSide.sha256)\n"
         out += "sha256 collector: \(collectorSide.sha256)\n"
         if deviceOldest > 1 {

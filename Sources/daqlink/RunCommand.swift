@@ -74,8 +74,13 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Journal disk quota in bytes (only acknowledged segments are ever deleted).")
     var quotaBytes: Int = 512 << 20
 
-    @Option(help: "The journal's stream epoch.")
-    var epoch: UInt64 = 1
+    @Option(help: ArgumentHelp(
+        "The stream epoch of a new journal (default: a fresh one, the Unix time in seconds and six random digits).",
+        discussion: "An existing journal keeps the epoch it was created with. A journal started afresh (a new card, a "
+            + "wiped directory) needs a new epoch, so the collector keeps its stream beside the old one instead of "
+            + "refusing it; give one only to make replays byte-reproducible.",
+        valueName: "N"))
+    var epoch: UInt64?
 
     @Option(help: "Also write each measurement as an MDF4 file (streamed, finalized on clean exit) into this directory.")
     var mdf: String?
