@@ -423,6 +423,9 @@ import TestSupport
         #expect(second.status == 0 && second.stdout.contains("byte-identical: yes"), "\(second.stdout)")
         let first = try rig.verify(within: 0, journal: firstCard)
         #expect(first.status == 0 && first.stdout.contains("byte-identical: yes"), "\(first.stdout)")
+        // Given another stream's copy, verify says so.
+        let other = try rig.verify(within: 0, device: "ecu-01/epoch-\(secondEpoch)", journal: firstCard)
+        #expect(other.status == 1 && other.stdout.contains("epoch: device \(firstEpoch), collector \(secondEpoch)"), "\(other.stdout)")
 
         // The first card back, with a frame more: its own copy goes on (a collector started again
         // reopens both streams).
