@@ -406,7 +406,8 @@ import TestSupport
 
         // The new card: another stream, drained whole with no alarm.
         try rig.startCollector()
-        try rig.startDevice(speed: "max", extra: ["--source", "replay:\(try otherTraffic(rig).path)"])
+        let secondMDF = rig.work.appendingPathComponent("card-2-mdf")
+        try rig.startDevice(speed: "max", extra: ["--source", "replay:\(try otherTraffic(rig).path)", "--mdf", secondMDF.path])
         let (status, log) = rig.waitForDevice()
         #expect(status == 0 && !log.contains("not drained"), "\(log)")
         let secondEpoch = try epoch(of: rig.journal)
@@ -419,8 +420,10 @@ import TestSupport
         #expect(collectorLog.contains("collector: ecu-01 epoch \(secondEpoch): committed up to"), "\(collectorLog)")
         let beside = rig.collected.appendingPathComponent("ecu-01/epoch-\(secondEpoch)/journal")
         #expect(FileManager.default.fileExists(atPath: beside.path))
-        let second = try rig.verify(within: 0)
-        #expect(second.status == 0 && second.stdout.contains("byte-identical: yes"), "\(second.stdout)")
+        // Its MDF files too, written by the collector into epoch-<E>/mdf/.
+        let second = try rig.verify(within: 0, mdf: secondMDF)
+        #expect(second.status == 0 && second.stdout.contains("byte-identical: yes") && second.stdout.contains(", identical"),
+                "\(second.stdout)")
         let first = try rig.verify(within: 0, journal: firstCard)
         #expect(first.status == 0 && first.stdout.contains("byte-identical: yes"), "\(first.stdout)")
         // Given another stream's copy, verify says so.
