@@ -95,6 +95,8 @@ public struct AcquisitionSummary: Sendable {
     public var firstSequence: UInt64?
     public var lastSequence: UInt64?
     public var kernelDrops: UInt64 = 0
+    /// The journal was full with an uplink running: pauses, their time, and the records not kept.
+    public var journalFull: (pauses: Int, seconds: Double, recordsNotKept: UInt64)?
     /// Raster ticks emitted more than one period late (live), and the lateness figures.
     public var lateTicks: UInt64 = 0
     public var tickLatenessP99: Int64 = 0
@@ -121,6 +123,11 @@ public struct AcquisitionSummary: Sendable {
         let range = firstSequence.map { "seq \($0)…\(lastSequence ?? $0)" } ?? "no entries"
         lines.append("journal: \(journalBytesWritten) bytes written, \(range)")
         lines.append("drops: kernel \(kernelDrops); late ticks \(lateTicks) (p99 lateness \(tickLatenessP99 / 1000) µs, max \(tickLatenessMax / 1000) µs)")
+        if let full = journalFull {
+            lines.append("journal full: acquisition paused \(full.pauses) time\(full.pauses == 1 ? "" : "s"), \(format2(full.seconds)) s "
+                         + "in all; \(full.recordsNotKept) records not kept (the quota held only entries the collector had not "
+                         + "acknowledged)")
+        }
         if let recovery { lines.append("recovery: \(recovery)") }
         if let uplink {
             let ratio = uplink.rawBytes > 0 ? Double(uplink.wireBytes) / Double(uplink.rawBytes) : 0

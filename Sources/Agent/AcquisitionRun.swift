@@ -324,8 +324,37 @@ public final class AcquisitionRun {
 
     // MARK: journal
 
-    /// Appends the pending records (after the layout entry, once) and applies group commit.
+    /// Appends the pending records (after the layout entry, once) and applies group commit. A full
+    /// journal with an uplink pauses the acquisition instead of stopping it (`JournalFullPause`).
     private func flushRecords() throws(DAQError) {
+        guard uplink != nil else { return try appendRecords() }
+        let now = loop.clock.now()
+        guard fullPause.shouldTry(now: now) else {
+            fullPause.notKept(records.count)
+            return records.removeAll()
+        }
+        do throws(DAQError) {
+            try appendRecords()
+            if let resumed = fullPause.resumed(now: now) {
+                logger.notice("\("journal: room again after \(format2(resumed.seconds)) s (the collector acknowledged older segments): acquisition resumed; \(resumed.recordsNotKept) records were not kept while it was full")")
+            }
+        } catch where error.code == .journalFull {
+            if fullPause.paused(now: now) {
+                let retry = JournalFullPause.retryNanoseconds / 1_000_000
+                logger.critical("ALARM: \(error) — acquisition paused until the collector acknowledges older segments (tried again every \(retry) ms); records are not kept meanwhile; nothing already written is lost")
+            }
+            fullPause.notKept(flushedRecords - keptRecords)
+        }
+    }
+
+    /// Records of the current flush, and how many of them were appended (a full journal stops it
+    /// part-way; the rest are dropped with the flush).
+    private var flushedRecords = 0
+    private var keptRecords = 0
+    private var fullPause = JournalFullPause()
+
+    private func appendRecords() throws(DAQError) {
+        (flushedRecords, keptRecords) = (records.count, 0)
         if !layoutWritten, let layout = pipeline.layout {
             try append(kind: .layout, payload: layout.encoded())
             layoutWritten = true
@@ -339,11 +368,12 @@ public final class AcquisitionRun {
         var failure: DAQError?
         for index in 0..<records.count where failure == nil {
             records.withPayload(index) { payload in
-                let group = RecordPayload.groupIndex(payload)
-                recordsPerGroup[group] += 1
-                bytesPerGroup[group] += UInt64(payload.count - RecordPayload.headerBytes)
                 do throws(DAQError) {
                     try append(kind: .record, payload: payload)
+                    keptRecords += 1
+                    let group = RecordPayload.groupIndex(payload)
+                    recordsPerGroup[group] += 1
+                    bytesPerGroup[group] += UInt64(payload.count - RecordPayload.headerBytes)
                     try mdf?.append(payload)
                 } catch { failure = error }
             }
@@ -461,6 +491,9 @@ public final class AcquisitionRun {
         persistence.finish()  // a sync or cursor write under way returns first
         do throws(DAQError) { try journal.close() } catch { if failure == nil && error.code != .journalFull { failure = error } }
         do throws(DAQError) { try mdf?.finish() } catch { if failure == nil { failure = error } }
+        if fullPause.pauses > 0 {
+            summary.journalFull = (fullPause.pauses, fullPause.pausedSeconds(now: loop.clock.now()), fullPause.notKeptTotal)
+        }
         let counters = pipeline.counters
         summary.frames = counters.frames
         summary.decoded = counters.decoded

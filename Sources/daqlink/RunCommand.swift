@@ -71,7 +71,7 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Journal segment size limit in bytes.")
     var segmentBytes: Int = 8 << 20
 
-    @Option(help: "Journal disk quota in bytes (only acknowledged segments are ever deleted).")
+    @Option(help: "Journal disk quota in bytes (only acknowledged segments are ever deleted; full of unacknowledged ones, acquisition pauses until the collector acknowledges, or stops without --broker).")
     var quotaBytes: Int = 512 << 20
 
     @Option(help: ArgumentHelp(

@@ -1,0 +1,53 @@
+// A full journal on a device with an uplink: the acquisition pauses (records are counted, not
+// kept) until the collector's acks let the journal retire older segments, and then goes on by
+// itself. Without an uplink nothing would ever free the journal, and a run stops instead.
+// Pure: the run asks it when to try an append again and tells it what happened.
+
+struct JournalFullPause {
+    /// How often an append is tried while the journal is full (each try lets the writer delete
+    /// the segments acknowledged since).
+    static let retryNanoseconds: Int64 = 250_000_000
+
+    /// When the current pause began (nil: not paused), and the next try.
+    private(set) var since: Int64?
+    private var nextTry: Int64 = 0
+    /// Records not kept in the current pause, and over the run.
+    private var notKeptNow: UInt64 = 0
+    private(set) var notKeptTotal: UInt64 = 0
+    private(set) var pauses = 0
+    private(set) var pausedNanoseconds: Int64 = 0
+
+    /// Whether to try appending now (always, unless paused and the next try is not due).
+    func shouldTry(now: Int64) -> Bool {
+        since == nil || now >= nextTry
+    }
+
+    /// An append found the journal full; true when this begins a pause (say so once).
+    mutating func paused(now: Int64) -> Bool {
+        nextTry = now + Self.retryNanoseconds
+        guard since == nil else { return false }
+        since = now
+        pauses += 1
+        notKeptNow = 0
+        return true
+    }
+
+    /// Records that were not kept.
+    mutating func notKept(_ count: Int) {
+        notKeptNow += UInt64(max(0, count))
+        notKeptTotal += UInt64(max(0, count))
+    }
+
+    /// An append succeeded: ends a pause, returning how long it lasted and what it did not keep.
+    mutating func resumed(now: Int64) -> (seconds: Double, recordsNotKept: UInt64)? {
+        guard let began = since else { return nil }
+        since = nil
+        pausedNanoseconds += now - began
+        return (Double(now - began) / 1e9, notKeptNow)
+    }
+
+    /// The time paused so far, including a pause still under way at `now`.
+    func pausedSeconds(now: Int64) -> Double {
+        Double(pausedNanoseconds + (since.map { now - $0 } ?? 0)) / 1e9
+    }
+}

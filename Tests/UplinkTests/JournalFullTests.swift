@@ -1,0 +1,36 @@
+// A link down long enough to fill the device's journal quota: acquisition pauses, and goes on by
+// itself once the collector's acks let the journal retire older segments.
+import Foundation
+import Testing
+import TestSupport
+
+@Suite(.serialized) struct JournalFullTests {
+    /// It used to stop for good ("JOURNAL FULL: acquisition stopped"): the device then only waited
+    /// for the drain and exited, and nothing was acquired after the outage until someone restarted
+    /// it. Now the records of the full time are counted and not kept, the rest of the run is
+    /// acquired, and everything kept reaches the collector byte-identical.
+    @Test func aFullJournalPausesAcquisitionUntilTheCollectorFreesIt() throws {
+        let rig = try UplinkRig()
+        let quota = 262_144
+        rig.proxy.set(.down)
+        try rig.startCollector()
+        // The 10 s fixture at ×2 writes ~1.5 MB: the 256 KiB quota is full after about a second.
+        try rig.startDevice(speed: "2", extra: ["--segment-bytes", "65536", "--quota-bytes", "\(quota)"])
+        UplinkRig.pause(2)
+        rig.proxy.set(.up)
+        let (status, log) = rig.waitForDevice()
+        #expect(status == 0 && log.contains("stopped: end of log"), "\(log)")
+        #expect(log.contains("acquisition paused until the collector acknowledges older segments"), "\(log)")
+        #expect(log.contains("acquisition resumed;"), "\(log)")
+        let summary = log.split(separator: "\n").first { $0.hasPrefix("journal full: acquisition paused 1 time, ") }
+        #expect(summary?.contains(" records not kept") == true, "\(log)")
+        let verify = try rig.verify()
+        #expect(verify.status == 0 && verify.stdout.contains("byte-identical: yes"), "\(verify.stdout)")
+        rig.stopCollector()
+        // More than the quota reached the collector: acquisition went on after the pause.
+        let committed = rig.read("collector").split(separator: "\n").first { $0.hasPrefix("collector: ecu-01: committed up to") }
+        let bytes = committed.flatMap { line in line.split(separator: "(").last?.split(separator: " ").dropFirst(2).first }
+            .flatMap { Int($0) } ?? 0
+        #expect(bytes > 2 * quota, "\(committed ?? "no summary")")
+    }
+}
