@@ -172,25 +172,22 @@ public final class CollectorService {
     private func resume(_ device: String, directory: String, beside: UInt64?) throws(DAQError) {
         let journal = "\(directory)/journal"
         guard FileManager.default.fileExists(atPath: journal) else { return }
-        func resume() throws(DAQError) {
+        func reopen() throws(DAQError) {
             let reader = try JournalReader(directory: journal, from: 1)
             guard try reader.next() != nil, let epoch = reader.epoch else { return }
             _ = try open(StreamKey(device: device, epoch: beside ?? epoch), directory: directory, besideFirst: beside != nil)
         }
         do throws(DAQError) {
-            try resume()
-        } catch where error.code == .journalCorrupt {
-            // A writer opening the journal rewrites a damaged segment header: then once more.
             do throws(DAQError) {
-                try JournalWriter(directory: journal, configuration: JournalConfiguration(epoch: 0)).close()
-                try resume()
+                try reopen()
             } catch where error.code == .journalCorrupt {
-                cannotOpen(directory, error)  // its first batch tries again
-            } catch where error.code == .malformedInput && error.location?.field == "epoch" {
-                cannotOpen(directory, error)
+                // A writer opening the journal rewrites a damaged segment header: then once more.
+                try JournalWriter(directory: journal, configuration: JournalConfiguration(epoch: 0)).close()
+                try reopen()
             }
-        } catch where error.code == .malformedInput && error.location?.field == "epoch" {
-            cannotOpen(directory, error)  // epoch-<E>/ holding another epoch: left as it is
+        } catch where error.code == .journalCorrupt || (error.code == .malformedInput && error.location?.field == "epoch") {
+            // Its first batch tries again (an epoch-<E>/ holding another epoch is left as it is).
+            cannotOpen(directory, error)
         }
     }
 
@@ -207,7 +204,6 @@ public final class CollectorService {
     /// collector: its batches are refused (the device's journal keeps them), with one alarm until it
     /// opens again.
     private func cannotOpen(_ directory: String, _ error: DAQError) {
-        rejected += 1
         if unopenable.insert(directory).inserted {
             let device = String(directory.dropFirst(options.output.count + 1))
             writeError("daqctl collect: ALARM: \(device): its rebuilt journal cannot be opened: \(error); "
@@ -394,6 +390,7 @@ public final class CollectorService {
             do throws(DAQError) {
                 sink = try self.sink(for: topicDevice, epoch: batch.header.epoch)
             } catch where error.code == .journalCorrupt {
+                rejected += 1
                 return  // said by `cannotOpen`; each batch tries the journal again: a repair needs no restart
             }
             if sink.conflict != nil {
