@@ -69,8 +69,11 @@ public final class AcquisitionRun {
     public init(binding: ExperimentBinding, options: AcquisitionOptions) throws(DAQError) {
         self.options = options
         pipeline = AcquisitionPipeline(binding)
-        journal = try JournalWriter(directory: options.journalDirectory, configuration: JournalConfiguration(
-            epoch: options.epoch ?? AcquisitionOptions.freshEpoch(), segmentSizeLimit: options.segmentSizeLimit, quotaBytes: options.quotaBytes))
+        var configuration = JournalConfiguration(epoch: options.epoch ?? AcquisitionOptions.freshEpoch(),
+                                                 segmentSizeLimit: options.segmentSizeLimit, quotaBytes: options.quotaBytes)
+        // A header whose epoch is lost for good: its entries go on as a new stream, not acquisition stopped.
+        configuration.newEpochForUnknownHeaders = true
+        journal = try JournalWriter(directory: options.journalDirectory, configuration: configuration)
         ring = RecordRing(capacity: options.ringCapacity)
         commit = GroupCommitPolicy(options.commit)
         persistence = try JournalPersistence(journal: journal, loop: loop)
@@ -80,7 +83,7 @@ public final class AcquisitionRun {
         let recovery = journal.recovery
         var recovered: [String] = []
         for repaired in recovery.repairedHeaders {
-            recovered.append("\(repaired): its bytes are the original's")
+            recovered.append(repaired.newStream ? "\(repaired)" : "\(repaired): its bytes are the original's")
             logger.warning("journal recovery: \(recovered.last!)")
         }
         for damage in recovery.damaged {

@@ -12,6 +12,12 @@ public struct JournalConfiguration: Sendable, Hashable {
     /// Bytes the whole journal directory may hold (segments + ack file). Must be at least two
     /// segments, so the active segment never has to be deleted to make room.
     public var quotaBytes: Int
+    /// A damaged segment header whose epoch none of the journal's own sources gives (another
+    /// segment's header, one flipped bit's CRC32C, the ack cursor) is rewritten with `epoch`: its
+    /// entries go on as a new stream, which a collector keeps beside the old one. For a device's
+    /// own journal (daqlink sets it); a collector's copy must keep its device's epoch, and stays
+    /// unopened instead.
+    public var newEpochForUnknownHeaders = false
 
     public init(epoch: UInt64, segmentSizeLimit: Int = 8 << 20, quotaBytes: Int = 512 << 20) {
         precondition(segmentSizeLimit >= SegmentHeader.length + JournalFraming.overhead,
@@ -58,9 +64,15 @@ public struct JournalRecovery: Sendable, Hashable {
         public var defect: JournalDefect
         public var epoch: UInt64
         public var from: String
+        /// The epoch is a new one (`newEpochForUnknownHeaders`): the entries go on as a new stream.
+        public var newStream = false
 
         public var description: String {
-            "rewrote the damaged header of \(segment) (\(defect)) with epoch \(epoch) from \(from) and its name's first seq"
+            newStream
+                ? "rewrote the damaged header of \(segment) (\(defect)) with a new epoch \(epoch) and its name's first seq: "
+                    + "no other segment, no single flipped bit and no ack cursor gave the old one, so its entries go on as a "
+                    + "new stream (the collector keeps it beside the old one)"
+                : "rewrote the damaged header of \(segment) (\(defect)) with epoch \(epoch) from \(from) and its name's first seq"
         }
     }
 

@@ -101,7 +101,8 @@ public final class JournalWriter {
         }
 
         var firsts = try layout.segmentFirstSequences()
-        let segmentSizes = try JournalWriter.repairDamagedHeaders(layout: layout, firsts: firsts, recovery: &recovery)
+        let segmentSizes = try JournalWriter.repairDamagedHeaders(layout: layout, firsts: firsts, configuration: configuration,
+                                                                   recovery: &recovery)
         var active: (fd: Int32, length: Int, header: SegmentHeader, next: UInt64)?
         var restartSequence: UInt64 = 1
         while active == nil, let first = firsts.last {

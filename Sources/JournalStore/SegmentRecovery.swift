@@ -48,7 +48,11 @@ extension JournalWriter {
     /// pass a closed segment's; `recoverSegment` refuses the newest one's). Not touched: a file
     /// no valid entry numbered from its name follows (it may not be a segment of this journal).
     /// Returns each segment's size (the writer's quota accounting needs them; a rewrite keeps it).
-    static func repairDamagedHeaders(layout: JournalLayout, firsts: [UInt64], recovery: inout JournalRecovery)
+    /// Where a header's epoch came from when none of the journal's own sources gave it.
+    private static let newEpoch = "a new epoch"
+
+    static func repairDamagedHeaders(layout: JournalLayout, firsts: [UInt64], configuration: JournalConfiguration,
+                                     recovery: inout JournalRecovery)
         throws(DAQError) -> [UInt64: Int]
     {
         var damaged: [UInt64] = []
@@ -93,8 +97,11 @@ extension JournalWriter {
                 if let header = SegmentHeader.reconstruct(raw, nameSequence: first, journalEpoch: nil) {
                     return (header, "its CRC32C (one flipped bit)")
                 }
-                guard let ackEpoch else { return nil }
-                return SegmentHeader.reconstruct(raw, nameSequence: first, journalEpoch: ackEpoch).map { ($0, "the ack cursor's epoch") }
+                if let ackEpoch {
+                    return SegmentHeader.reconstruct(raw, nameSequence: first, journalEpoch: ackEpoch).map { ($0, "the ack cursor's epoch") }
+                }
+                guard configuration.newEpochForUnknownHeaders else { return nil }
+                return SegmentHeader.reconstruct(raw, nameSequence: first, journalEpoch: configuration.epoch).map { ($0, Self.newEpoch) }
             }
             guard let rebuilt, case .failure(let defect) = SegmentHeader.parse(bytes) else { continue }
             do {
@@ -102,7 +109,8 @@ extension JournalWriter {
                 try FileOps.fullSync(fd)
             } catch { throw error.daqError("rewrite segment header", path: path, offset: 0) }
             recovery.repairedHeaders.append(JournalRecovery.RepairedHeader(
-                segment: SegmentName.name(firstSequence: first), defect: defect, epoch: rebuilt.header.epoch, from: rebuilt.source))
+                segment: SegmentName.name(firstSequence: first), defect: defect, epoch: rebuilt.header.epoch, from: rebuilt.source,
+                newStream: rebuilt.source == Self.newEpoch))
         }
         return sizes
     }

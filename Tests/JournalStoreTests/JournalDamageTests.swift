@@ -287,7 +287,8 @@ import TestSupport
     }
 
     /// A journal of one segment: its header's epoch comes from one flipped bit's CRC, or from the
-    /// ack cursor; with neither the writer refuses, and says why.
+    /// ack cursor; with neither a collector's writer refuses, and says why, and a device's gives it
+    /// a new epoch.
     @Test func aSingleSegmentsHeaderComesFromItsCRCOrTheAckCursor() throws {
         let configuration = JournalConfiguration(epoch: 77)
         let dir = try journal("rewrite-single", count: 40, configuration: configuration)
@@ -307,6 +308,15 @@ import TestSupport
             (error as? DAQError)?.code == .journalCorrupt && "\(error)".contains("cannot be rewritten")
         }
         #expect(try Data(contentsOf: URL(fileURLWithPath: path)) != intact)
+        // A device's writer (daqlink) gives it a new epoch: the entries go on as a new stream.
+        var device = JournalConfiguration(epoch: 5)
+        device.newEpochForUnknownHeaders = true
+        let renewed = try JournalWriter(directory: dir, configuration: device)
+        #expect(renewed.epoch == 5 && renewed.lastSequence == 40, "\(renewed.recovery)")
+        #expect(renewed.recovery.repairedHeaders.first?.newStream == true
+                && "\(renewed.recovery.repairedHeaders[0])".contains("new epoch 5"), "\(renewed.recovery)")
+        try renewed.close()
+        #expect(try readAll(dir).map(\.sequence) == Array(1...40))
 
         let acknowledging = try JournalWriter(directory: freshJournalDirectory("rewrite-single-ack"), configuration: configuration)
         defer { removeJournalDirectory(acknowledging.directory) }

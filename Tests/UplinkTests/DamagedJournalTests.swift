@@ -353,6 +353,33 @@ import TestSupport
         return (epoch, card)
     }
 
+    /// A journal of one segment whose header and ack cursor are both gone (a zeroed block, a lost
+    /// file) and never acknowledged: nothing tells its epoch. daqlink used to refuse to start, so
+    /// acquisition stopped; now the header gets a new epoch and its entries go on as a new stream.
+    @Test func aHeaderWhoseEpochIsLostForGoodGoesOnAsANewStream() throws {
+        let rig = try UplinkRig()
+        rig.proxy.set(.down)
+        try rig.startDevice(speed: "max", extra: ["--drain-timeout", "1"])
+        _ = rig.waitForDevice()
+        let segments = try segmentNames(rig.journal)
+        #expect(segments.count == 1, "\(segments)")
+        let segment = rig.journal.appendingPathComponent(segments[0])
+        var bytes = try Data(contentsOf: segment)
+        bytes.replaceSubrange(0..<40, with: [UInt8](repeating: 0, count: 40))
+        try bytes.write(to: segment)
+        try? FileManager.default.removeItem(at: rig.journal.appendingPathComponent("ack"))
+
+        rig.proxy.set(.up)
+        try rig.startCollector()
+        try rig.startDevice(speed: "max", extra: ["--source", "replay:\(try oneFrameLog(rig).path)"])
+        let (status, log) = rig.waitForDevice()
+        #expect(status == 0 && !log.contains("not drained"), "\(log)")
+        #expect(log.contains("with a new epoch") && log.contains("its entries go on as a new stream"), "\(log)")
+        rig.stopCollector()
+        let verify = try rig.verify(within: 0)
+        #expect(verify.status == 0 && verify.stdout.contains("byte-identical: yes"), "\(verify.stdout)")
+    }
+
     /// The same traffic as the fixture's without its first second (a device's other journal).
     private func otherTraffic(_ rig: UplinkRig) throws -> URL {
         let lines = try String(contentsOfFile: UplinkRig.log, encoding: .utf8).split(separator: "\n")
