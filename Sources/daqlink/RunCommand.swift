@@ -175,6 +175,7 @@ struct RunCommand: ParsableCommand {
             handler.logLevel = level
             return handler
         }
+        if epoch == 0 { throw ValidationError("--epoch must be at least 1 (0 stands for an unknown epoch)") }
         if let mdfSplitBytes, mdfSplitBytes < 4096 { throw ValidationError("--mdf-split-bytes must be at least 4096") }
         if let mdfSplitSeconds, !(mdfSplitSeconds >= 0.001) { throw ValidationError("--mdf-split-seconds must be at least 0.001") }
         guard let speed = ReplaySpeed(argument: speed) else {

@@ -71,6 +71,26 @@ enum Agent {
         #expect(first == (try Agent.segments(c)), "a different fsync policy changed the bytes")
     }
 
+    /// Each new journal gets a fresh epoch (the Unix time and six random digits), kept when it is
+    /// opened again; `--epoch` pins it, and 0 (an unknown epoch) is refused by name.
+    @Test func aNewJournalGetsAFreshEpochThatItKeeps() throws {
+        func epoch(_ journal: URL) throws -> UInt64? {
+            let verify = try runProcess(Agent.daqctl, ["journal", "verify", journal.path])
+            return verify.stdout.split(separator: ",").first { $0.hasPrefix(" epoch ") }.flatMap { UInt64($0.dropFirst(7)) }
+        }
+        let a = try PackagePaths.temporaryDirectory("epoch-a"), b = try PackagePaths.temporaryDirectory("epoch-b")
+        #expect(try Agent.run(a, extra: ["--duration", "1"]).status == 0)
+        #expect(try Agent.run(b, extra: ["--duration", "1"]).status == 0)
+        let first = try epoch(a), second = try epoch(b)
+        let now = UInt64(Date().timeIntervalSince1970)
+        #expect(first != nil && first != second, "\(String(describing: first)) \(String(describing: second))")
+        #expect((first ?? 0) / 1_000_000 >= now - 120 && (first ?? 0) / 1_000_000 <= now, "\(String(describing: first))")
+        #expect(try Agent.run(a, extra: ["--duration", "1", "--epoch", "9"]).status == 0)
+        #expect(try epoch(a) == first, "an existing journal keeps its epoch")
+        let zero = try Agent.run(b, extra: ["--epoch", "0"])
+        #expect(zero.status == 64 && zero.stderr.contains("--epoch must be at least 1"), "\(zero.stderr)")
+    }
+
     @Test func sigtermFlushesAndClosesCleanly() throws {
         let journal = try PackagePaths.temporaryDirectory("jt")
         let process = Process()
