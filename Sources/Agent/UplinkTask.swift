@@ -592,7 +592,9 @@ final class UplinkTask {
                         into: &body, ranges: &entries)
                 } catch where error.code == .journalCorrupt {
                     // Damaged storage: what cannot be read goes as placeholders, and the rest flows.
-                    guard let damage = try backlogReader!.reader.skipDamaged() else { throw error }
+                    // Entries up to `last` are synced, so damage at the newest segment's end is
+                    // not an end still being written.
+                    guard let damage = try backlogReader!.reader.skipDamaged(written: last) else { throw error }
                     guard sendLost(damage, through: last, token: token, connection: connection) else { return }
                     backlogReader!.next = damage.last + 1
                     continue

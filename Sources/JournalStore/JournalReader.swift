@@ -41,6 +41,9 @@ public final class JournalReader {
     private var buffer: [UInt8] = []
     private var bufferOffset = 0
     private var expected: UInt64 = 0
+    /// `skipDamaged(written:)` declared the entries up to `expected - 1` lost while the cursor
+    /// stays at the damage: the next search takes `expected` itself, not only those above it.
+    private var resumedPastWritten = false
     /// The entry at `offset`, decoded (CRC checked) but not consumed: a run that stopped before it
     /// (at a limit) leaves it to the next call, which need not check it again.
     private var located: Located?
@@ -178,8 +181,13 @@ public final class JournalReader {
     /// segments), and a closed segment's damaged header (its entries are read from the first
     /// valid one on, numbered from its file name's). Nil, with the cursor unchanged, when there is
     /// no damage to pass (a read error), or when no entry follows the damage yet (the newest
-    /// segment: entries appended later may still resynchronize).
-    public func skipDamaged() throws(DAQError) -> Damage? {
+    /// segment: entries appended later may still resynchronize) — unless the caller knows the
+    /// entries up to `written` were written (a live writer's synced ones): with no valid entry
+    /// after the damage, those are lost, and reading goes on after `written` from the damaged place
+    /// (entries appended later lie beyond it, and are found by the same search).
+    public func skipDamaged(written: UInt64? = nil) throws(DAQError) -> Damage? {
+        // Entries known to exist from here on: damage in the newest segment is not an unwritten end.
+        let knownWritten = written.map { $0 >= expected && expected != 0 } ?? false
         if fd >= 0, !headerRead {
             // A segment that starts later than the entries before it end: entries lost between
             // segments (a writer numbers on after acknowledged entries it lost; see
@@ -223,7 +231,11 @@ public final class JournalReader {
             defect = found
         case .incomplete(let needed):
             let rest = try read(count: max(needed, JournalReader.chunk))
-            guard rest.count < needed, !rest.isEmpty, try !isNewestSegment() else { return nil }
+            if knownWritten {
+                guard rest.count < needed else { return nil }
+            } else {
+                guard rest.count < needed, !rest.isEmpty, try !isNewestSegment() else { return nil }
+            }
             defect = .torn(needed: needed, available: rest.count)
         case .entry:
             return nil
@@ -236,19 +248,26 @@ public final class JournalReader {
             throw error.daqError("read segment", path: currentPath, offset: offset)
         }
         // The next valid entry after the damage in this segment, else the next segment.
-        let found = rest.withUnsafeBytes { SegmentScan.resynchronize($0, after: 0, above: expected) }
+        let above = resumedPastWritten ? expected - 1 : expected
+        let found = rest.withUnsafeBytes { SegmentScan.resynchronize($0, after: 0, above: above) }
         let resume: UInt64
         if let found {
+            resumedPastWritten = false
             resume = found.sequence
             offset += found.offset
             buffer = []
             bufferOffset = offset
-        } else {
-            guard let newer = try layout.segmentFirstSequences().first(where: { $0 > currentFirst }), newer > expected else {
-                return nil
-            }
+        } else if let newer = try layout.segmentFirstSequences().first(where: { $0 > currentFirst }), newer > expected {
+            resumedPastWritten = false
             resume = newer
             try openSegment(newer)
+        } else if knownWritten, let written {
+            resumedPastWritten = true
+            // Written, and unreadable: lost. The cursor stays at the damage, whose search finds
+            // what is appended after it.
+            resume = written + 1
+        } else {
+            return nil
         }
         let first = max(expected, startSequence)
         expected = resume
@@ -256,14 +275,15 @@ public final class JournalReader {
                       defect: defect.description)
     }
 
-    /// `next()`, reading on past damaged storage (`skipDamaged`): `damaged` hears of each run of
-    /// entries the damage took. Throws what `skipDamaged` cannot pass.
-    public func nextReadable(damaged: (Damage) -> Void) throws(DAQError) -> JournalEntry? {
+    /// `next()`, reading on past damaged storage (`skipDamaged`, told that the entries up to
+    /// `written` were written): `damaged` hears of each run of entries the damage took. Throws
+    /// what `skipDamaged` cannot pass.
+    public func nextReadable(written: UInt64? = nil, damaged: (Damage) -> Void) throws(DAQError) -> JournalEntry? {
         while true {
             do {
                 return try next()
             } catch {
-                guard error.code == .journalCorrupt, let damage = try skipDamaged() else { throw error }
+                guard error.code == .journalCorrupt, let damage = try skipDamaged(written: written) else { throw error }
                 if damage.count > 0 { damaged(damage) }
             }
         }

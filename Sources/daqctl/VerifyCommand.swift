@@ -20,7 +20,9 @@ struct VerifyCommand: ParsableCommand {
             A device whose retention has removed acknowledged segments is compared from its oldest \
             entry on: the retired range is named, and the collector's segments before it are not \
             compared. Entries lost on either side (damaged storage, `lost` placeholders) are named, \
-            and every other entry is compared by its CRC32C.
+            and every other entry is compared by its CRC32C. A device journal whose newest segment \
+            ends in bytes that are no entry (a write cut short by a power loss, or damage) is read up \
+            to them, and they are named.
 
             The collector keeps each stream of a device apart: <dir>/journal/ holds the first one it             met, <dir>/epoch-<E>/journal/ each journal started afresh since (a new card: another             epoch). Given <dir>, verify compares the copy of the device journal's epoch.
 
@@ -76,6 +78,8 @@ struct VerifyCommand: ParsableCommand {
         var layouts: [(sequence: UInt64, groups: [String])] = []
         /// Segments before the compared range (the collector's, for entries the device retired).
         var retired: [String] = []
+        /// The newest segment's end, when it does not read as entries.
+        var tail: String?
 
         /// Adds lost entries `first…last`, joining the run before them when it has the same reason.
         mutating func addLost(_ first: UInt64, through last: UInt64, _ reason: String) {
@@ -97,7 +101,7 @@ struct VerifyCommand: ParsableCommand {
         do {
             collectorSide = try Self.read(collectorJournal, countFrom: deviceOldest)
             let groups = collectorSide.layouts.last { $0.sequence < deviceOldest }?.groups ?? []
-            deviceSide = try Self.read(device, countFrom: deviceOldest, groups: groups)
+            deviceSide = try Self.read(device, countFrom: deviceOldest, groups: groups, written: collectorSide.lastSequence)
         } catch {
             FileHandle.standardError.write(Data("daqctl verify: \(error)\n".utf8))
             throw ExitCode(2)
@@ -125,6 +129,7 @@ struct VerifyCommand: ParsableCommand {
         for (range, what) in zip(deviceSide.lost, deviceSide.lostReasons) {
             out += "device: entries \(range.lowerBound)…\(range.upperBound) \(what)\n"
         }
+        if let tail = deviceSide.tail { out += "device: \(tail)\n" }
         for (range, what) in zip(collectorSide.lost, collectorSide.lostReasons) {
             out += "collector: entries \(range.lowerBound)…\(range.upperBound) \(what)\n"
         }
@@ -172,7 +177,30 @@ struct VerifyCommand: ParsableCommand {
     /// Reads a journal from its oldest entry on; segments, entries, groups and lost runs are
     /// counted from `countFrom` on (the segments before it are only named in `retired`), layouts
     /// from the start. `groups` names the groups until the first layout entry read.
-    static func read(_ directory: String, countFrom: UInt64 = 1, groups: [String] = []) throws -> Side {
+    /// The next readable entry (`damaged` hears of the damage passed), nil at the end. A newest
+    /// segment that ends in bytes that are no entry, past any the other side holds, is an end too,
+    /// named in `side.tail`.
+    private static func nextEntry(_ reader: JournalReader, written: UInt64?, newest: String, passed: JournalReader.Damage?,
+                                  side: inout Side, damaged: inout [JournalReader.Damage]) throws -> JournalEntry? {
+        do throws(DAQError) {
+            return try reader.nextReadable(written: written) { damaged.append($0) }
+        } catch {
+            guard error.code == .journalCorrupt, let location = error.location, location.file == newest else { throw error }
+            // The damage just passed as written entries, met again: the end, nothing more to say.
+            if let recent = damaged.last ?? passed, location.field == "offset \(recent.offset)", newest.hasSuffix("/\(recent.segment)") {
+                return nil
+            }
+            let message = error.message
+            side.tail = "\(URL(fileURLWithPath: newest).lastPathComponent) ends in bytes that do not read as an entry "
+                + "(\(location.field ?? ""): \(message)): a write cut short by a power loss, or damage; daqlink cuts them when it starts"
+            return nil
+        }
+    }
+
+    /// One side's figures. `written`: entries known to have been written to this journal (the
+    /// device's that the collector holds), so damage at the newest segment's end is named as
+    /// the loss of those entries; unreadable bytes there beyond them are a tail note.
+    static func read(_ directory: String, countFrom: UInt64 = 1, groups: [String] = [], written: UInt64? = nil) throws -> Side {
         var side = Side()
         let digest = SHA256Digest()
         let names = try segmentNames(directory)
@@ -190,10 +218,18 @@ struct VerifyCommand: ParsableCommand {
         let reader = try JournalReader(directory: directory, from: names.first.flatMap { SegmentName.firstSequence(of: $0) } ?? 1)
         var groupNames = groups
         // Damaged storage on the device: note what is lost and read on past it.
-        while let entry = try reader.nextReadable(damaged: {
-            guard $0.last >= countFrom else { return }
-            side.addLost(max($0.first, countFrom), through: $0.last, "unreadable: \($0.segment) offset \($0.offset): \($0.defect)")
-        }) {
+        var damaged: [JournalReader.Damage] = []
+        var passed: JournalReader.Damage?
+        while true {
+            let entry = try nextEntry(reader, written: written, newest: "\(directory)/\(names.last ?? "")", passed: passed,
+                                      side: &side, damaged: &damaged)
+            passed = damaged.last ?? passed
+            for damage in damaged where damage.last >= countFrom {
+                side.addLost(max(damage.first, countFrom), through: damage.last,
+                             "unreadable: \(damage.segment) offset \(damage.offset): \(damage.defect)")
+            }
+            damaged.removeAll()
+            guard let entry else { break }
             if entry.kind == .layout {
                 let layout = try entry.payload.withUnsafeBytes { raw in
                     Result { () throws(DAQError) in try MeasurementLayout(decoding: raw, source: directory) }

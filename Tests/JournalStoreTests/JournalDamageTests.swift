@@ -169,6 +169,43 @@ import TestSupport
         #expect(try reader.skipDamaged() == nil)
     }
 
+    /// A live writer's synced entries are known to exist (`skipDamaged(written:)`): damage at the
+    /// end of the newest segment with nothing valid after it costs those entries only, and what
+    /// the writer appends after the damaged bytes is read on from there, none of it lost.
+    @Test func damageAtTheEndOfTheNewestSegmentIsPassedWhenItsEntriesWereWritten() throws {
+        let dir = try freshJournalDirectory("newest-written")
+        defer { removeJournalDirectory(dir) }
+        let writer = try JournalWriter(directory: dir, configuration: JournalConfiguration(epoch: 3))
+        for sequence in UInt64(1)...40 { try writer.append(kind: .record, payload: pattern(sequence)) }
+        try writer.sync()
+        // A flipped bit in the last entry, in place (the writer's file stays the same file).
+        let newest = "\(dir)/\(try segmentNames(dir).last!)"
+        let at = try offsets(newest)[40]! + JournalFraming.headerLength
+        let file = try FileHandle(forUpdating: URL(fileURLWithPath: newest))
+        try file.seek(toOffset: UInt64(at))
+        let byte = try file.read(upToCount: 1)![0]
+        try file.seek(toOffset: UInt64(at))
+        try file.write(contentsOf: [byte ^ 0x01])
+        try file.close()
+
+        let reader = try JournalReader(directory: dir, from: 39)
+        #expect(try reader.next()?.sequence == 39)
+        #expect(throws: DAQError.self) { try reader.next() }
+        #expect(try reader.skipDamaged() == nil, "without the writer's word, the end may still be written")
+        let damage = try reader.skipDamaged(written: 40)
+        #expect(damage?.first == 40 && damage?.last == 40, "\(String(describing: damage))")
+
+        for sequence in UInt64(41)...42 { try writer.append(kind: .record, payload: pattern(sequence)) }
+        try writer.sync()
+        #expect(throws: DAQError.self) { try reader.next() }  // the damaged bytes, met again
+        let passed = try reader.skipDamaged(written: 42)
+        #expect(passed?.first == 41 && passed?.count == 0, "\(String(describing: passed))")
+        #expect(try reader.next()?.sequence == 41)
+        #expect(try reader.next()?.sequence == 42)
+        #expect(try reader.next() == nil)
+        try writer.close()
+    }
+
     @Test func verifyNamesTheUnreadableEntriesAndReadsOnPastThem() throws {
         let dir = try journal("verify")
         defer { removeJournalDirectory(dir) }

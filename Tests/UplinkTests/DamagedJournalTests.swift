@@ -380,6 +380,60 @@ import TestSupport
         #expect(verify.status == 0 && verify.stdout.contains("byte-identical: yes"), "\(verify.stdout)")
     }
 
+    /// Damage at the very end of the newest segment while the device waits for its link (a bit
+    /// flipped in the last entry it wrote): the entry leaves from the device's RAM ring, so the
+    /// collector's copy holds it intact. `daqctl verify` used to fail to read the device's journal
+    /// there (exit 2, "entry CRC32C mismatch"); it now names the entry unreadable on the device,
+    /// since the collector holds it, and compares every other entry. Bytes past what the collector
+    /// holds that are no entry (a write cut short by a power loss) are named as such.
+    @Test func damageAtTheEndOfTheNewestSegmentIsNamedByVerify() throws {
+        let rig = try UplinkRig()
+        rig.proxy.set(.down)
+        try rig.startCollector()
+        try rig.startDevice(speed: "max", extra: ["--drain-timeout", "25"])
+        // The replay appends for well under a second, then the device waits for the link.
+        var sizes: [Int] = []
+        repeat {
+            UplinkRig.pause(0.5)
+            let newest = try segmentNames(rig.journal).last.map { rig.journal.appendingPathComponent($0) }
+            sizes.append(newest.flatMap { try? FileManager.default.attributesOfItem(atPath: $0.path)[.size] as? Int } ?? 0)
+        } while sizes.count < 20 && (sizes.count < 3 || sizes.suffix(3).contains { $0 != sizes.last })
+        let name = try segmentNames(rig.journal).last!
+        let path = rig.journal.appendingPathComponent(name).path
+        let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        var offsets: [UInt64: Int] = [:]
+        _ = bytes.withUnsafeBytes { SegmentScan.scan($0) { offset, _, sequence, _ in offsets[sequence] = offset } }
+        let victim = offsets.keys.max()!
+        let at = offsets[victim]! + JournalFraming.headerLength + 2
+        let file = try FileHandle(forUpdating: URL(fileURLWithPath: path))
+        try file.seek(toOffset: UInt64(at))
+        try file.write(contentsOf: [bytes[at] ^ 0x10])
+        try file.close()
+
+        rig.proxy.set(.up)
+        let (status, log) = rig.waitForDevice()
+        #expect(status == 0 && log.contains("acknowledged up to \(victim),") && !log.contains("not drained"), "\(log)")
+        rig.stopCollector()
+        let verify = try rig.verify(within: 0)
+        #expect(verify.status == 1, "\(verify.stdout)\(verify.stderr)")
+        #expect(verify.stdout.contains("device: entries \(victim)…\(victim) unreadable: \(name) offset \(offsets[victim]!)"),
+                "\(verify.stdout)")
+        #expect(verify.stdout.contains("every other entry identical: yes"), "\(verify.stdout)")
+        #expect(!verify.stdout.contains("ends in bytes"), "\(verify.stdout)")
+
+        // The entry mended, then bytes past the collector's last entry that are no entry: named.
+        let tail = try FileHandle(forUpdating: URL(fileURLWithPath: path))
+        try tail.seek(toOffset: UInt64(at))
+        try tail.write(contentsOf: [bytes[at]])
+        try tail.seekToEnd()
+        try tail.write(contentsOf: [UInt8](repeating: 0xAB, count: 40))
+        try tail.close()
+        let torn = try rig.verify(within: 0)
+        #expect(torn.status == 1 && torn.stdout.contains("\(name) ends in bytes that do not read as an entry"),
+                "\(torn.stdout)\(torn.stderr)")
+        #expect(torn.stdout.contains("entries: device \(victim) (last seq \(victim)), collector \(victim)"), "\(torn.stdout)")
+    }
+
     /// The same traffic as the fixture's without its first second (a device's other journal).
     private func otherTraffic(_ rig: UplinkRig) throws -> URL {
         let lines = try String(contentsOfFile: UplinkRig.log, encoding: .utf8).split(separator: "\n")
