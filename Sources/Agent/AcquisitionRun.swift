@@ -332,7 +332,7 @@ public final class AcquisitionRun {
     private func flushRecords() throws(DAQError) {
         guard uplink != nil else { return try appendRecords() }
         let now = loop.clock.now()
-        guard fullPause.shouldTry(now: now) else {
+        guard fullPause.shouldTry(roomCanBeMade: journal.canRetireASegment) else {
             fullPause.notKept(records.count)
             return records.removeAll()
         }
@@ -343,8 +343,7 @@ public final class AcquisitionRun {
             }
         } catch where error.code == .journalFull {
             if fullPause.paused(now: now) {
-                let retry = JournalFullPause.retryNanoseconds / 1_000_000
-                logger.critical("ALARM: \(error) — acquisition paused until the collector acknowledges older segments (tried again every \(retry) ms); records are not kept meanwhile; nothing already written is lost")
+                logger.critical("ALARM: \(error) — acquisition paused until the collector acknowledges the oldest segment whole; records are not kept meanwhile; nothing already written is lost")
             }
             fullPause.notKept(flushedRecords - keptRecords)
         }

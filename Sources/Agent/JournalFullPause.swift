@@ -1,30 +1,26 @@
 // A full journal on a device with an uplink: the acquisition pauses (records are counted, not
-// kept) until the collector's acks let the journal retire older segments, and then goes on by
+// kept) until the collector's acks let the journal retire its oldest segment, and then goes on by
 // itself. Without an uplink nothing would ever free the journal, and a run stops instead.
-// Pure: the run asks it when to try an append again and tells it what happened.
+// Pure: the run asks it whether to try an append and tells it what happened.
 
 struct JournalFullPause {
-    /// How often an append is tried while the journal is full (each try lets the writer delete
-    /// the segments acknowledged since).
-    static let retryNanoseconds: Int64 = 250_000_000
-
-    /// When the current pause began (nil: not paused), and the next try.
+    /// When the current pause began (nil: not paused).
     private(set) var since: Int64?
-    private var nextTry: Int64 = 0
     /// Records not kept in the current pause, and over the run.
     private var notKeptNow: UInt64 = 0
     private(set) var notKeptTotal: UInt64 = 0
     private(set) var pauses = 0
     private(set) var pausedNanoseconds: Int64 = 0
 
-    /// Whether to try appending now (always, unless paused and the next try is not due).
-    func shouldTry(now: Int64) -> Bool {
-        since == nil || now >= nextTry
+    /// Whether to try appending: always, unless paused and the journal cannot retire a segment
+    /// yet. (A record small enough for the room left would otherwise slip in, and the next one
+    /// pause the acquisition again: a pause ends only when room is made.)
+    func shouldTry(roomCanBeMade: Bool) -> Bool {
+        since == nil || roomCanBeMade
     }
 
     /// An append found the journal full; true when this begins a pause (say so once).
     mutating func paused(now: Int64) -> Bool {
-        nextTry = now + Self.retryNanoseconds
         guard since == nil else { return false }
         since = now
         pauses += 1

@@ -5,23 +5,24 @@ import Testing
 @Suite struct JournalFullPauseTests {
     private let ms: Int64 = 1_000_000
 
-    @Test func aPauseIsSaidOnceAndTriedAgainAfterTheRetryTime() {
+    /// A pause is said once, and tried again only when the journal can retire a segment: a small
+    /// record that fits the room left must not end it (it would pause again at the next one).
+    @Test func aPauseEndsOnlyWhenRoomCanBeMade() {
         var pause = JournalFullPause()
-        #expect(pause.shouldTry(now: 0))
+        #expect(pause.shouldTry(roomCanBeMade: false))
         let began = pause.paused(now: 10 * ms)
         #expect(began)
         pause.notKept(5)
-        #expect(!pause.shouldTry(now: 10 * ms + JournalFullPause.retryNanoseconds - 1))
-        #expect(pause.shouldTry(now: 10 * ms + JournalFullPause.retryNanoseconds))
-        // Still full at the retry: the same pause, not a second alarm.
+        #expect(!pause.shouldTry(roomCanBeMade: false))
+        #expect(pause.shouldTry(roomCanBeMade: true))
+        // Still full when tried (the ack covered less than was needed): the same pause.
         let again = pause.paused(now: 260 * ms)
         #expect(!again)
         pause.notKept(3)
-        #expect(!pause.shouldTry(now: 300 * ms))
         let resumed = pause.resumed(now: 510 * ms)
         #expect(resumed?.recordsNotKept == 8 && resumed?.seconds == 0.5)
         let notPaused = pause.resumed(now: 520 * ms)
-        #expect(pause.shouldTry(now: 511 * ms) && notPaused == nil)
+        #expect(pause.shouldTry(roomCanBeMade: false) && notPaused == nil)
     }
 
     @Test func aSecondPauseCountsApartAndTheTotalsAddUp() {
