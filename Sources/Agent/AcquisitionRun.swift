@@ -99,7 +99,11 @@ public final class AcquisitionRun {
             logger.warning("journal recovery: \(recovered.last!)")
         }
         if !recovered.isEmpty { summary.recovery = recovered.joined(separator: "; ") }
-        logger.info("journal \(options.journalDirectory): next seq \(journal.nextSequence), acknowledged up to \(journal.acknowledgedUpTo)")
+        if recovery.createdNewJournal {
+            // The collector names a new stream by its epoch ("a new stream, epoch E"): said here too.
+            logger.notice("journal \(options.journalDirectory): a new journal, stream epoch \(journal.epoch)")
+        }
+        logger.info("journal \(options.journalDirectory): next seq \(journal.nextSequence), acknowledged up to \(journal.acknowledgedUpTo), epoch \(journal.epoch)")
         if let directory = options.mdfDirectory, journal.lastSequence > 0 {
             for name in try InterruptedMDF.finalize(mdfDirectory: directory, journalDirectory: options.journalDirectory) {
                 logger.warning("MDF: \(name) was left unfinalized; rebuilt from the journal and finalized")

@@ -493,6 +493,7 @@ import TestSupport
         #expect(status == 0 && !log.contains("not drained"), "\(log)")
         let secondEpoch = try epoch(of: rig.journal)
         #expect(secondEpoch != firstEpoch)
+        #expect(log.contains("a new journal, stream epoch \(secondEpoch)"), "\(log)")
         rig.stopCollector()
         let collectorLog = rig.read("collector")
         #expect(!collectorLog.contains("ALARM"), "\(collectorLog)")
