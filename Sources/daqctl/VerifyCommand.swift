@@ -44,12 +44,11 @@ struct VerifyCommand: ParsableCommand {
     /// device journal's epoch E is not the first stream's.
     static func copy(of device: String, in collector: String) -> String {
         let first = "\(collector)/journal"
-        guard FileManager.default.fileExists(atPath: first) else { return collector }
-        if let epoch = Self.epoch(of: device), Self.epoch(of: first) != epoch,
-           FileManager.default.fileExists(atPath: "\(collector)/epoch-\(epoch)/journal") {
+        if let epoch = Self.epoch(of: device), FileManager.default.fileExists(atPath: "\(collector)/epoch-\(epoch)/journal"),
+           Self.epoch(of: first) != epoch {
             return "\(collector)/epoch-\(epoch)/journal"
         }
-        return first
+        return FileManager.default.fileExists(atPath: first) ? first : collector
     }
 
     /// The epoch of a journal's first readable entry (nil: none, or unreadable).

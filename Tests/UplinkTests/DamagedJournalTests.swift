@@ -527,5 +527,10 @@ import TestSupport
         #expect(resumed.status == 0 && resumed.stdout.contains("byte-identical: yes"), "\(resumed.stdout)")
         let kept = try rig.verify(within: 0, journal: secondCard)
         #expect(kept.status == 0 && kept.stdout.contains("byte-identical: yes"), "\(kept.stdout)")
+        // The first copy moved away (archived by an operator): the second is still found.
+        try FileManager.default.moveItem(at: rig.collected.appendingPathComponent("ecu-01/journal"),
+                                         to: rig.work.appendingPathComponent("archived-first-copy"))
+        let alone = try rig.verify(within: 0, journal: secondCard)
+        #expect(alone.status == 0 && alone.stdout.contains("byte-identical: yes"), "\(alone.stdout)\(alone.stderr)")
     }
 }
