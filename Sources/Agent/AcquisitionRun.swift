@@ -343,7 +343,7 @@ public final class AcquisitionRun {
         do throws(DAQError) {
             try appendRecords()
             if let resumed = fullPause.resumed(now: now) {
-                logger.notice("\("journal: room again after \(format2(resumed.seconds)) s (the collector acknowledged older segments): acquisition resumed; \(resumed.recordsNotKept) records were not kept while it was full")")
+                logger.notice("journal: room again after \(format2(resumed.seconds)) s (the collector acknowledged older segments): acquisition resumed; \(resumed.recordsNotKept) records were not kept while it was full")
             }
         } catch where error.code == .journalFull {
             if fullPause.paused(now: now) {
