@@ -68,7 +68,7 @@ let package = Package(
         .target(name: "SocketCAN", dependencies: ["DAQCore", "CSocketCAN"]),
         .target(name: "Uplink", dependencies: ["DAQCore", "Delivery", "Runtime", "CMosquitto", "COpenSSL", "CZstd"]),
         // Adapter: the journal on disk (segments, fsync, ack cursor, quota, reader, verify).
-        .target(name: "JournalStore", dependencies: ["DAQCore", "Journal", "Runtime"]),
+        .target(name: "JournalStore", dependencies: ["DAQCore", "Journal", "Runtime", "CLinux"]),
 
         // Adapter: streaming MDF4 files on disk (device and collector write the same bytes).
         .target(name: "MDFFiles", dependencies: ["DAQCore", "Acquisition", "MDF", "CZlib"]),

@@ -103,6 +103,9 @@ public final class AcquisitionRun {
             // The collector names a new stream by its epoch ("a new stream, epoch E"): said here too.
             logger.notice("journal \(options.journalDirectory): a new journal, stream epoch \(journal.epoch)")
         }
+        if journal.onVolatileStorage {
+            logger.warning("journal \(options.journalDirectory) is on tmpfs/ramfs: it is gone at power-off, with whatever the link had not carried yet, and each boot starts a new stream; put it on the SD card or disk")
+        }
         logger.info("journal \(options.journalDirectory): next seq \(journal.nextSequence), acknowledged up to \(journal.acknowledgedUpTo), epoch \(journal.epoch)")
         if let directory = options.mdfDirectory, journal.lastSequence > 0 {
             for name in try InterruptedMDF.finalize(mdfDirectory: directory, journalDirectory: options.journalDirectory) {

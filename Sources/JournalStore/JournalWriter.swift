@@ -19,6 +19,9 @@ public final class JournalWriter {
     public let recovery: JournalRecovery
     /// The stream epoch of this journal (from its segments, or the configuration for a new one).
     public let epoch: UInt64
+    /// The directory lies on a file system that keeps nothing across a power loss (tmpfs, ramfs):
+    /// the journal is no outbox there, and each boot starts a new stream.
+    public private(set) var onVolatileStorage = false
     /// The last appended sequence number (0 when the journal has never held an entry).
     public private(set) var lastSequence: UInt64
     /// The last sequence number known to be on stable storage.
@@ -73,6 +76,7 @@ public final class JournalWriter {
         var opened = false
         var segmentFD: Int32 = -1
         let dirFD = directoryFD
+        onVolatileStorage = FileOps.isVolatile(dirFD)
         defer {
             if !opened {
                 if segmentFD >= 0 { FileOps.close(segmentFD) }

@@ -3,6 +3,7 @@
 import DAQCore
 import Journal
 internal import Glibc
+internal import CLinux
 
 /// A failed system call's errno.
 struct SystemCallError: Error {
@@ -139,6 +140,9 @@ enum FileOps {
     }
 
     static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
+
+    /// Whether the file system `fd` lies on keeps nothing across a power loss (tmpfs, ramfs).
+    static func isVolatile(_ fd: Int32) -> Bool { daqlink_fd_on_volatile_fs(fd) == 1 }
 
     /// Names in a directory (without `.` and `..`).
     static func list(_ path: String) throws(SystemCallError) -> [String] {

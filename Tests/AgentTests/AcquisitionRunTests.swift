@@ -89,6 +89,21 @@ enum Agent {
         #expect(try epoch(a) == first, "an existing journal keeps its epoch")
         let zero = try Agent.run(b, extra: ["--epoch", "0"])
         #expect(zero.status == 64 && zero.stderr.contains("--epoch must be at least 1"), "\(zero.stderr)")
+        // On disk (not tmpfs) no warning about it.
+        let fileSystem = try runProcess("/usr/bin/stat", ["-f", "-c", "%T", a.path]).stdout
+        if !fileSystem.contains("tmpfs") && !fileSystem.contains("ramfs") {
+            #expect(!(try Agent.run(a, extra: ["--duration", "1"])).stderr.contains("tmpfs"))
+        }
+    }
+
+    /// A journal on tmpfs is gone at power-off, and each boot would start a new stream: daqlink
+    /// says so (the collector would otherwise just gather a copy per boot).
+    @Test func aJournalOnTmpfsIsWarnedAbout() throws {
+        let journal = URL(fileURLWithPath: "/dev/shm").appendingPathComponent("daqlink-test-\(getpid())-\(UInt32.random(in: 0 ... .max))")
+        defer { try? FileManager.default.removeItem(at: journal) }
+        let result = try Agent.run(journal, extra: ["--duration", "1"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stderr.contains("is on tmpfs/ramfs: it is gone at power-off"), "\(result.stderr)")
     }
 
     @Test func sigtermFlushesAndClosesCleanly() throws {

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <malloc.h>
+#include <sys/vfs.h>
 
 static inline int daqlink_signalfd(const sigset_t *mask) { return signalfd(-1, mask, SFD_NONBLOCK | SFD_CLOEXEC); }
 
@@ -23,5 +24,13 @@ static inline int daqlink_thread_to_idle_policy(void) {
 static inline int daqlink_malloc_keep_freed(int block_bytes, int trim_bytes) {
     int ok = mallopt(M_MMAP_THRESHOLD, block_bytes) && mallopt(M_TRIM_THRESHOLD, trim_bytes);
     return ok ? 0 : -1;
+}
+
+/// 1 when `fd` lies on a file system that keeps nothing across a power loss (tmpfs, ramfs:
+/// <linux/magic.h>), 0 otherwise or when fstatfs fails.
+static inline int daqlink_fd_on_volatile_fs(int fd) {
+    struct statfs info;
+    if (fstatfs(fd, &info) != 0) return 0;
+    return info.f_type == 0x01021994 || info.f_type == 0x858458f6;
 }
 #endif
