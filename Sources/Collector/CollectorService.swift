@@ -118,6 +118,11 @@ public final class CollectorService {
             }
         }
         try resumeKnownDevices()
+        if !sinks.isEmpty {
+            let devices = Set(sinks.keys.map(\.device)).count
+            writeError("daqctl collect: reopened \(sinks.count) stream\(sinks.count == 1 ? "" : "s") of \(devices) device\(devices == 1 ? "" : "s") "
+                       + "in \(options.output)\(sinks.count > devices ? " (a device's journal started afresh is a stream of its own)" : "")\n")
+        }
         try connect()
         if let duration = options.duration {
             loop.schedule(at: loop.clock.now() + Int64(duration * 1e9)) { [unowned self] in stop() }

@@ -523,6 +523,7 @@ import TestSupport
         #expect(status2 == 0 && !log2.contains("not drained"), "\(log2)")
         rig.stopCollector()
         #expect(!rig.read("collector").contains("ALARM") && !rig.read("collector").contains("a new stream"), "\(rig.read("collector"))")
+        #expect(rig.read("collector").contains("reopened 2 streams of 1 device in "), "\(rig.read("collector"))")
         let resumed = try rig.verify(within: 0)
         #expect(resumed.status == 0 && resumed.stdout.contains("byte-identical: yes"), "\(resumed.stdout)")
         let kept = try rig.verify(within: 0, journal: secondCard)
