@@ -187,7 +187,10 @@ public final class CollectorService {
                 try reopen()
             } catch where error.code == .journalCorrupt {
                 // A writer opening the journal rewrites a damaged segment header: then once more.
-                try JournalWriter(directory: journal, configuration: JournalConfiguration(epoch: 0)).close()
+                // (A copy beside the first is named after its epoch, which rebuilds any header.)
+                var repair = JournalConfiguration(epoch: beside ?? 0)
+                repair.newEpochForUnknownHeaders = beside != nil
+                try JournalWriter(directory: journal, configuration: repair).close()
                 try reopen()
             }
         } catch where error.code == .journalCorrupt || (error.code == .malformedInput && error.location?.field == "epoch") {

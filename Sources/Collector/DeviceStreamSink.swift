@@ -40,8 +40,11 @@ final class DeviceStreamSink {
         self.directory = directory
         // Segments are cut only where the device cut them (appendFramed), never by size; the
         // quota is not a retention policy here: the collector keeps everything.
-        journal = try JournalWriter(directory: directory, configuration: JournalConfiguration(
-            epoch: epoch, segmentSizeLimit: Int.max / 4, quotaBytes: Int.max / 2))
+        var configuration = JournalConfiguration(epoch: epoch, segmentSizeLimit: Int.max / 4, quotaBytes: Int.max / 2)
+        // A copy beside the first is named after its epoch: a damaged header whose epoch nothing
+        // else gives can still be rebuilt with it. (The first copy's could be any stream's.)
+        configuration.newEpochForUnknownHeaders = besideFirst
+        journal = try JournalWriter(directory: directory, configuration: configuration)
         guard journal.epoch == epoch else {
             throw DAQError(.malformedInput, "device \(deviceID) sends epoch \(epoch) but its rebuilt journal has epoch \(journal.epoch)",
                            at: InputLocation(file: directory, field: "epoch"))

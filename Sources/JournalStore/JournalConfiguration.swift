@@ -15,8 +15,8 @@ public struct JournalConfiguration: Sendable, Hashable {
     /// A damaged segment header whose epoch none of the journal's own sources gives (another
     /// segment's header, one flipped bit's CRC32C, the ack cursor) is rewritten with `epoch`: its
     /// entries go on as a new stream, which a collector keeps beside the old one. For a device's
-    /// own journal (daqlink sets it); a collector's copy must keep its device's epoch, and stays
-    /// unopened instead.
+    /// own journal (daqlink sets it), and a collector's copy whose epoch its directory names; a
+    /// collector's first copy of a device could hold any stream, and stays unopened instead.
     public var newEpochForUnknownHeaders = false
 
     public init(epoch: UInt64, segmentSizeLimit: Int = 8 << 20, quotaBytes: Int = 512 << 20) {
