@@ -44,6 +44,8 @@ public struct CollectorDeviceReport: Sendable {
     /// beside it (`<out>/<device>/epoch-<E>/`).
     public var epoch: UInt64
     public var besideFirst: Bool
+    /// How the collector names the stream: the device, and the epoch if beside the first.
+    public var stream: String { Self.streamName(device: deviceID, epoch: epoch, besideFirst: besideFirst) }
     public var committed: UInt64
     public var entries: UInt64
     public var bytes: UInt64
@@ -51,6 +53,10 @@ public struct CollectorDeviceReport: Sendable {
     public var gaps: UInt64
     /// Entries the device could not read from its journal, committed as `lost` placeholders.
     public var lost: UInt64
+
+    static func streamName(device: String, epoch: UInt64, besideFirst: Bool) -> String {
+        besideFirst ? "\(device) epoch \(epoch)" : device
+    }
 }
 
 /// One stream of one device: the device's journal from its creation (a journal started afresh
@@ -487,7 +493,8 @@ public final class CollectorService {
         let home = "\(options.output)/\(device)"
         _ = mkdir(options.output, 0o755)
         _ = mkdir(home, 0o755)
-        if !sinks.contains(where: { $0.key.device == device && !$0.value.besideFirst }) {
+        let first = sinks.first { $0.key.device == device && !$0.value.besideFirst }?.key.epoch
+        if first == nil {
             do throws(DAQError) {
                 return try open(key, directory: home, besideFirst: false)
             } catch where error.code == .malformedInput && error.location?.field == "epoch" {
@@ -498,7 +505,6 @@ public final class CollectorService {
         let fresh = mkdir(directory, 0o755) == 0
         let sink = try open(key, directory: directory, besideFirst: true)
         if fresh {
-            let first = sinks.first { $0.key.device == device && !$0.value.besideFirst }?.key.epoch
             writeError("daqctl collect: \(device): a new stream, epoch \(epoch) (its journal was started afresh: a new card, "
                        + "a wiped directory); its copy is kept in \(directory)/, beside "
                        + "\(first.map { "epoch \($0)'s" } ?? "the first stream's") in \(home)/\n")

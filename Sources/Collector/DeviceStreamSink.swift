@@ -12,7 +12,7 @@ final class DeviceStreamSink {
     /// A stream of another epoch than the device's first, kept beside it (`<device>/epoch-<E>/`).
     let besideFirst: Bool
     /// How the collector's messages name this stream: the device, and the epoch if beside the first.
-    var label: String { besideFirst ? "\(deviceID) epoch \(epoch)" : deviceID }
+    var label: String { CollectorDeviceReport.streamName(device: deviceID, epoch: epoch, besideFirst: besideFirst) }
     private let journal: JournalWriter
     private var stream: CollectorStream
     private var held: [Int: ReceivedBatch] = [:]

@@ -21,7 +21,7 @@ public final class JournalWriter {
     public let epoch: UInt64
     /// The directory lies on a file system that keeps nothing across a power loss (tmpfs, ramfs):
     /// the journal is no outbox there, and each boot starts a new stream.
-    public private(set) var onVolatileStorage = false
+    public let onVolatileStorage: Bool
     /// The last appended sequence number (0 when the journal has never held an entry).
     public private(set) var lastSequence: UInt64
     /// The last sequence number known to be on stable storage.

@@ -48,9 +48,7 @@ extension JournalWriter {
     /// pass a closed segment's; `recoverSegment` refuses the newest one's). Not touched: a file
     /// no valid entry numbered from its name follows (it may not be a segment of this journal).
     /// Returns each segment's size (the writer's quota accounting needs them; a rewrite keeps it).
-    /// Where a header's epoch came from when none of the journal's own sources gave it.
-    private static let newEpoch = "a new epoch"
-
+    /// With `newEpochForUnknownHeaders`, a header none of them gives gets the configuration's epoch.
     static func repairDamagedHeaders(layout: JournalLayout, firsts: [UInt64], configuration: JournalConfiguration,
                                      recovery: inout JournalRecovery)
         throws(DAQError) -> [UInt64: Int]
@@ -88,20 +86,20 @@ extension JournalWriter {
             do { bytes = try FileOps.pread(fd, count: try FileOps.size(fd), at: 0) } catch {
                 throw error.daqError("read segment", path: path)
             }
-            let rebuilt: (header: SegmentHeader, source: String)? = bytes.withUnsafeBytes { raw in
+            let rebuilt: (header: SegmentHeader, source: String, newStream: Bool)? = bytes.withUnsafeBytes { raw in
                 guard SegmentScan.scanPastDamagedHeader(raw, nameSequence: first) != nil else { return nil }
                 if let segmentEpoch,
                    let header = SegmentHeader.reconstruct(raw, nameSequence: first, journalEpoch: segmentEpoch) {
-                    return (header, "the other segments' epoch")
+                    return (header, "the other segments' epoch", false)
                 }
                 if let header = SegmentHeader.reconstruct(raw, nameSequence: first, journalEpoch: nil) {
-                    return (header, "its CRC32C (one flipped bit)")
+                    return (header, "its CRC32C (one flipped bit)", false)
                 }
                 if let ackEpoch {
-                    return SegmentHeader.reconstruct(raw, nameSequence: first, journalEpoch: ackEpoch).map { ($0, "the ack cursor's epoch") }
+                    return SegmentHeader.reconstruct(raw, nameSequence: first, journalEpoch: ackEpoch).map { ($0, "the ack cursor's epoch", false) }
                 }
                 guard configuration.newEpochForUnknownHeaders else { return nil }
-                return SegmentHeader.reconstruct(raw, nameSequence: first, journalEpoch: configuration.epoch).map { ($0, Self.newEpoch) }
+                return SegmentHeader.reconstruct(raw, nameSequence: first, journalEpoch: configuration.epoch).map { ($0, "a new epoch", true) }
             }
             guard let rebuilt, case .failure(let defect) = SegmentHeader.parse(bytes) else { continue }
             do {
@@ -110,7 +108,7 @@ extension JournalWriter {
             } catch { throw error.daqError("rewrite segment header", path: path, offset: 0) }
             recovery.repairedHeaders.append(JournalRecovery.RepairedHeader(
                 segment: SegmentName.name(firstSequence: first), defect: defect, epoch: rebuilt.header.epoch, from: rebuilt.source,
-                newStream: rebuilt.source == Self.newEpoch))
+                newStream: rebuilt.newStream))
         }
         return sizes
     }

@@ -117,8 +117,7 @@ struct CollectCommand: ParsableCommand {
         do {
             let reports = try CollectorService(options: options).run()
             for report in reports {
-                let stream = report.besideFirst ? "\(report.deviceID) epoch \(report.epoch)" : report.deviceID
-                var line = "collector: \(stream): committed up to \(report.committed) (\(report.entries) entries, "
+                var line = "collector: \(report.stream): committed up to \(report.committed) (\(report.entries) entries, "
                     + "\(report.bytes) bytes this run), \(report.duplicates) duplicates dropped, \(report.gaps) gaps repaired"
                 if report.lost > 0 { line += ", \(report.lost) entries lost on the device (unreadable or deleted there, committed as 'lost')" }
                 FileHandle.standardError.write(Data((line + "\n").utf8))

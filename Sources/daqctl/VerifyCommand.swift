@@ -24,7 +24,9 @@ struct VerifyCommand: ParsableCommand {
             ends in bytes that are no entry (a write cut short by a power loss, or damage) is read up \
             to them, and they are named.
 
-            The collector keeps each stream of a device apart: <dir>/journal/ holds the first one it             met, <dir>/epoch-<E>/journal/ each journal started afresh since (a new card: another             epoch). Given <dir>, verify compares the copy of the device journal's epoch.
+            The collector keeps each stream of a device apart: <dir>/journal/ holds the first one it \
+            met, <dir>/epoch-<E>/journal/ each journal started afresh since (a new card: another \
+            epoch). Given <dir>, verify compares the copy of the device journal's epoch.
 
             Example: daqctl verify /data/journal collected/ecu-01
             """
@@ -39,13 +41,12 @@ struct VerifyCommand: ParsableCommand {
     @Option(help: "The device's MDF directory (daqlink --mdf): its files are compared with the collector's <dir>/mdf/.")
     var mdf: String?
 
-    /// The collector's copy of `device`'s stream within `collector` (a device's directory at the
-    /// collector, or a journal directory itself): `journal/`, or `epoch-<E>/journal/` when the
-    /// device journal's epoch E is not the first stream's.
-    static func copy(of device: String, in collector: String) -> String {
+    /// The collector's copy of the stream `epoch` (the device journal's) within `collector` (a
+    /// device's directory at the collector, or a journal directory itself): `journal/`, or
+    /// `epoch-<E>/journal/` when E is not the first stream's.
+    static func copy(ofEpoch epoch: UInt64?, in collector: String) -> String {
         let first = "\(collector)/journal"
-        if let epoch = Self.epoch(of: device), FileManager.default.fileExists(atPath: "\(collector)/epoch-\(epoch)/journal"),
-           Self.epoch(of: first) != epoch {
+        if let epoch, FileManager.default.fileExists(atPath: "\(collector)/epoch-\(epoch)/journal"), Self.epoch(of: first) != epoch {
             return "\(collector)/epoch-\(epoch)/journal"
         }
         return FileManager.default.fileExists(atPath: first) ? first : collector
@@ -92,7 +93,8 @@ struct VerifyCommand: ParsableCommand {
     }
 
     func run() throws {
-        let collectorJournal = Self.copy(of: device, in: collector)
+        let deviceEpoch = Self.epoch(of: device)
+        let collectorJournal = Self.copy(ofEpoch: deviceEpoch, in: collector)
         let deviceSide: Side, collectorSide: Side
         // Retention may have removed the device's oldest segments once the collector acknowledged
         // them: compare from the device's oldest entry on (the collector's layouts name the groups).
@@ -113,7 +115,7 @@ struct VerifyCommand: ParsableCommand {
                 + lpad("\(c.bytes)", 17) + (d == c ? "" : "   ← differs") + "\n"
         }
         out += "entries: device \(deviceSide.entries) (last seq \(deviceSide.lastSequence)), collector \(collectorSide.entries) (last seq \(collectorSide.lastSequence))\n"
-        if let epoch = Self.epoch(of: device), let held = Self.epoch(of: collectorJournal), held != epoch {
+        if let epoch = deviceEpoch, let held = Self.epoch(of: collectorJournal), held != epoch {
             out += "epoch: device \(epoch), collector \(held) (\(collectorJournal)): another stream; "
                 + "the collector holds no copy of epoch \(epoch) in \(collector)\n"
         }
@@ -173,9 +175,6 @@ struct VerifyCommand: ParsableCommand {
         try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(SegmentName.suffix) }.sorted()
     }
 
-    /// Reads a journal from its oldest entry on; segments, entries, groups and lost runs are
-    /// counted from `countFrom` on (the segments before it are only named in `retired`), layouts
-    /// from the start. `groups` names the groups until the first layout entry read.
     /// The next readable entry (`damaged` hears of the damage passed), nil at the end. A newest
     /// segment that ends in bytes that are no entry, past any the other side holds, is an end too,
     /// named in `side.tail`.
@@ -196,9 +195,12 @@ struct VerifyCommand: ParsableCommand {
         }
     }
 
-    /// One side's figures. `written`: entries known to have been written to this journal (the
-    /// device's that the collector holds), so damage at the newest segment's end is named as
-    /// the loss of those entries; unreadable bytes there beyond them are a tail note.
+    /// Reads a journal from its oldest entry on; segments, entries, groups and lost runs are
+    /// counted from `countFrom` on (the segments before it are only named in `retired`), layouts
+    /// from the start. `groups` names the groups until the first layout entry read. `written`:
+    /// entries known to have been written to this journal (the device's that the collector holds),
+    /// so damage at the newest segment's end is named as the loss of those entries; unreadable
+    /// bytes there beyond them are a tail note.
     static func read(_ directory: String, countFrom: UInt64 = 1, groups: [String] = [], written: UInt64? = nil) throws -> Side {
         var side = Side()
         let digest = SHA256Digest()
@@ -217,11 +219,11 @@ struct VerifyCommand: ParsableCommand {
         let reader = try JournalReader(directory: directory, from: names.first.flatMap { SegmentName.firstSequence(of: $0) } ?? 1)
         var groupNames = groups
         // Damaged storage on the device: note what is lost and read on past it.
+        let newest = "\(directory)/\(names.last ?? "")"
         var damaged: [JournalReader.Damage] = []
         var passed: JournalReader.Damage?
         while true {
-            let entry = try nextEntry(reader, written: written, newest: "\(directory)/\(names.last ?? "")", passed: passed,
-                                      side: &side, damaged: &damaged)
+            let entry = try nextEntry(reader, written: written, newest: newest, passed: passed, side: &side, damaged: &damaged)
             passed = damaged.last ?? passed
             for damage in damaged where damage.last >= countFrom {
                 side.addLost(max(damage.first, countFrom), through: damage.last,
