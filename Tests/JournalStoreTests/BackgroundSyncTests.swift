@@ -24,8 +24,7 @@ import JournalStore
     @Test func aTicketCoversWhatWasAppendedBeforeIt() throws {
         let dir = try freshJournalDirectory("bgsync")
         defer { removeJournalDirectory(dir) }
-        let writer = try JournalWriter(directory: dir, configuration: JournalConfiguration(epoch: 5))
-        for sequence in UInt64(1)...10 { try writer.append(kind: .record, payload: pattern(sequence)) }
+        let writer = try writerWithPatternEntries(dir, epoch: 5, count: 10)
         let ticket = try #require(try writer.beginSync())
         #expect(ticket.upTo == 10)
         for sequence in UInt64(11)...15 { try writer.append(kind: .record, payload: pattern(sequence)) }
@@ -118,8 +117,7 @@ extension BackgroundSyncTests {
     @Test func anAckTicketPersistsTheCursorOffTheCaller() throws {
         let dir = try freshJournalDirectory("bgack")
         defer { removeJournalDirectory(dir) }
-        let writer = try JournalWriter(directory: dir, configuration: JournalConfiguration(epoch: 5))
-        for sequence in UInt64(1)...6 { try writer.append(kind: .record, payload: pattern(sequence)) }
+        let writer = try writerWithPatternEntries(dir, epoch: 5, count: 6)
         try writer.sync()
         #expect(throws: DAQError.self) { _ = try writer.beginAcknowledge(upTo: 7) }
 
@@ -142,8 +140,7 @@ extension BackgroundSyncTests {
     @Test func aFailedAckWriteLeavesTheCursorAndTheWriterUsable() throws {
         let dir = try freshJournalDirectory("bgackfail")
         defer { removeJournalDirectory(dir) }
-        let writer = try JournalWriter(directory: dir, configuration: JournalConfiguration(epoch: 5))
-        for sequence in UInt64(1)...3 { try writer.append(kind: .record, payload: pattern(sequence)) }
+        let writer = try writerWithPatternEntries(dir, epoch: 5, count: 3)
         try writer.sync()
         let ticket = try #require(try writer.beginAcknowledge(upTo: 3))
         #expect(throws: DAQError.self) { try writer.finishAcknowledge(ticket, errno: EIO) }

@@ -175,8 +175,7 @@ import TestSupport
     @Test func damageAtTheEndOfTheNewestSegmentIsPassedWhenItsEntriesWereWritten() throws {
         let dir = try freshJournalDirectory("newest-written")
         defer { removeJournalDirectory(dir) }
-        let writer = try JournalWriter(directory: dir, configuration: JournalConfiguration(epoch: 3))
-        for sequence in UInt64(1)...40 { try writer.append(kind: .record, payload: pattern(sequence)) }
+        let writer = try writerWithPatternEntries(dir, epoch: 3, count: 40)
         try writer.sync()
         // A flipped bit in the last entry, in place (the writer's file stays the same file).
         let newest = "\(dir)/\(try segmentNames(dir).last!)"

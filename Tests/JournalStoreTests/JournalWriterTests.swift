@@ -73,8 +73,7 @@ import TestSupport
     @Test func garbageTailIsCutAndReported() throws {
         let dir = try freshJournalDirectory("garbage")
         defer { removeJournalDirectory(dir) }
-        let writer = try JournalWriter(directory: dir, configuration: JournalConfiguration(epoch: 1))
-        for sequence in UInt64(1)...5 { try writer.append(kind: .record, payload: pattern(sequence)) }
+        let writer = try writerWithPatternEntries(dir, epoch: 1, count: 5)
         try writer.close()
         let path = dir + "/" + SegmentName.name(firstSequence: 1)
         let before = try fileSize(path)
@@ -127,8 +126,7 @@ import TestSupport
     @Test func tornSegmentCreationIsRemoved() throws {
         let dir = try freshJournalDirectory("torn-create")
         defer { removeJournalDirectory(dir) }
-        let writer = try JournalWriter(directory: dir, configuration: JournalConfiguration(epoch: 1))
-        for sequence in UInt64(1)...10 { try writer.append(kind: .record, payload: pattern(sequence)) }
+        let writer = try writerWithPatternEntries(dir, epoch: 1, count: 10)
         try writer.close()
         // A rotation cut short: the new file exists with part of its header.
         let torn = dir + "/" + SegmentName.name(firstSequence: 11)
@@ -144,8 +142,7 @@ import TestSupport
     @Test func ackCursorIsPersistedAndMonotonic() throws {
         let dir = try freshJournalDirectory("ack")
         defer { removeJournalDirectory(dir) }
-        let writer = try JournalWriter(directory: dir, configuration: JournalConfiguration(epoch: 3))
-        for sequence in UInt64(1)...50 { try writer.append(kind: .record, payload: pattern(sequence)) }
+        let writer = try writerWithPatternEntries(dir, epoch: 3, count: 50)
         #expect(throws: DAQError.self) { try writer.acknowledge(upTo: 10) }  // nothing synced yet
         try writer.sync()
         try writer.acknowledge(upTo: 40)

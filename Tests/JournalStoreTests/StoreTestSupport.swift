@@ -34,3 +34,11 @@ func segmentNames(_ directory: String) throws -> [String] {
 func fileSize(_ path: String) throws -> Int {
     (try FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.intValue ?? -1
 }
+
+/// A writer on `directory` (epoch `epoch`) that has appended the pattern entries 1…count, none
+/// synced yet.
+func writerWithPatternEntries(_ directory: String, epoch: UInt64, count: UInt64) throws -> JournalWriter {
+    let writer = try JournalWriter(directory: directory, configuration: JournalConfiguration(epoch: epoch))
+    for sequence in UInt64(1)...count { try writer.append(kind: .record, payload: pattern(sequence)) }
+    return writer
+}
