@@ -85,7 +85,7 @@ struct BenchUplinkCommand: ParsableCommand {
     @Option(help: "Drains of the same backlog, each followed by peer A with its messages; ours / peer A is their median (the peer alone varies 1.5–2× from run to run on a shared machine).")
     var rounds: Int = 5
 
-    @Option(help: "Work directory (default: a new temporary directory, removed at the end).")
+    @Option(help: "Work directory, new or empty; kept at the end (default: a new temporary directory, removed at the end).")
     var workdir: String?
 
     @Flag(help: "Print the results as one JSON object.")

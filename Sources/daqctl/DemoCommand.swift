@@ -28,7 +28,7 @@ struct DemoCommand: ParsableCommand {
             """
     )
 
-    @Option(help: "Work directory (default: a new temporary directory).")
+    @Option(help: "Work directory, new or empty (default: a new temporary directory).")
     var workdir: String?
 
     @Option(help: "Directory holding reference.toml, engine.dbc and engine-10s.log.")

@@ -15,8 +15,16 @@ final class LocalFleet {
     let tools: URL
     private(set) var children: [(name: String, process: Process)] = []
 
+    /// `work` must be new or empty: a fleet left there by an earlier run (its PKI, its journals,
+    /// its collector's copies) would be mixed into this one's.
     init(work: URL) throws {
         self.work = work
+        if let left = try? FileManager.default.contentsOfDirectory(atPath: work.path), !left.isEmpty {
+            throw ValidationError("""
+                work directory \(work.path) is not empty (\(left.count) entries, left by an earlier run?): \
+                give a new or empty directory, or remove this one
+                """)
+        }
         try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
         // A child inherits the starting thread's signal mask. Started from a libdispatch worker
         // (a test), that mask blocks SIGTERM, and mosquitto would then never stop: unblock first.

@@ -24,4 +24,19 @@ import TestSupport
         let left = try runProcess("pgrep", ["-f", work.path])
         #expect(left.stdout.isEmpty, "still running: \(left.stdout)")
     }
+
+    /// A work directory left by an earlier run would mix its PKI, journals and copies into this
+    /// run's (the bench used to stop on a raw "file exists" error): refused by name, left as it is.
+    @Test(arguments: [["demo"], ["bench", "uplink"]])
+    func aWorkDirectoryLeftByAnEarlierRunIsRefusedByName(_ command: [String]) throws {
+        let work = try PackagePaths.temporaryDirectory("demo-left")
+        let left = work.appendingPathComponent("device/journal")
+        try FileManager.default.createDirectory(at: left, withIntermediateDirectories: true)
+        let run = try runProcess(PackagePaths.executable("daqctl").path, command + ["--workdir", work.path])
+        #expect(run.status != 0)
+        #expect(run.stderr.contains("work directory \(work.path) is not empty"), "\(run.stdout)\n\(run.stderr)")
+        #expect(!run.stderr.contains("NSCocoaErrorDomain"), "\(run.stderr)")
+        #expect(FileManager.default.fileExists(atPath: left.path))
+        #expect(try runProcess("pgrep", ["-f", work.path]).stdout.isEmpty)
+    }
 }
