@@ -193,9 +193,10 @@ public final class CollectorService {
                 try reopen()
             } catch where error.code == .journalCorrupt {
                 // A writer opening the journal rewrites a damaged segment header: then once more.
-                // (A copy beside the first is named after its epoch, which rebuilds any header.)
+                // A copy beside the first is named after its epoch, the first's is recorded beside
+                // it: either rebuilds any header.
                 var repair = JournalConfiguration(epoch: beside ?? 0)
-                repair.newEpochForUnknownHeaders = beside != nil
+                repair.recordedEpoch = beside ?? FirstStreamEpoch.read(in: directory)
                 try JournalWriter(directory: journal, configuration: repair).close()
                 try reopen()
             }
@@ -515,9 +516,14 @@ public final class CollectorService {
     /// Opens (or recovers) one stream's copy in `directory` (`journal/`, and `mdf/` for its MDF files).
     private func open(_ key: StreamKey, directory: String, besideFirst: Bool) throws(DAQError) -> DeviceStreamSink {
         let journal = "\(directory)/journal"
+        let recorded = besideFirst ? key.epoch : FirstStreamEpoch.read(in: directory)
         let sink: DeviceStreamSink
         do throws(DAQError) {
-            sink = try DeviceStreamSink(deviceID: key.device, epoch: key.epoch, directory: journal, besideFirst: besideFirst)
+            sink = try DeviceStreamSink(deviceID: key.device, epoch: key.epoch, directory: journal, besideFirst: besideFirst,
+                                        recordedEpoch: recorded)
+            // The first copy's epoch, recorded once its journal holds it (and for a copy from
+            // before it was recorded).
+            if !besideFirst && recorded != key.epoch { try FirstStreamEpoch.record(key.epoch, in: directory) }
         } catch where error.code == .journalCorrupt {
             cannotOpen(directory, error)
             throw error

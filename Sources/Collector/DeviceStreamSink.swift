@@ -32,8 +32,10 @@ final class DeviceStreamSink {
     private var recentCommits = RecentEntries(keep: ContextCoder.contextEntries)
     private let directory: String
 
-    /// Opens (or recovers) the device's rebuilt journal in `directory`.
-    init(deviceID: String, epoch: UInt64, directory: String, besideFirst: Bool = false) throws(DAQError) {
+    /// Opens (or recovers) the device's rebuilt journal in `directory`; `recordedEpoch` is the
+    /// epoch its copy is known to hold (`FirstStreamEpoch`, or the `epoch-<E>/` it lies in).
+    init(deviceID: String, epoch: UInt64, directory: String, besideFirst: Bool = false,
+         recordedEpoch: UInt64? = nil) throws(DAQError) {
         self.deviceID = deviceID
         self.epoch = epoch
         self.besideFirst = besideFirst
@@ -41,9 +43,8 @@ final class DeviceStreamSink {
         // Segments are cut only where the device cut them (appendFramed), never by size; the
         // quota is not a retention policy here: the collector keeps everything.
         var configuration = JournalConfiguration(epoch: epoch, segmentSizeLimit: Int.max / 4, quotaBytes: Int.max / 2)
-        // A copy beside the first is named after its epoch: a damaged header whose epoch nothing
-        // else gives can still be rebuilt with it. (The first copy's could be any stream's.)
-        configuration.newEpochForUnknownHeaders = besideFirst
+        // A damaged header whose epoch nothing else gives is rebuilt with the recorded one.
+        configuration.recordedEpoch = recordedEpoch
         journal = try JournalWriter(directory: directory, configuration: configuration)
         guard journal.epoch == epoch else {
             throw DAQError(.malformedInput, "device \(deviceID) sends epoch \(epoch) but its rebuilt journal has epoch \(journal.epoch)",

@@ -12,11 +12,14 @@ public struct JournalConfiguration: Sendable, Hashable {
     /// Bytes the whole journal directory may hold (segments + ack file). Must be at least two
     /// segments, so the active segment never has to be deleted to make room.
     public var quotaBytes: Int
+    /// The epoch this journal is known to hold, kept outside it: a collector's copy beside a
+    /// device's first is named after its epoch, and the first copy's epoch is recorded beside it.
     /// A damaged segment header whose epoch none of the journal's own sources gives (another
-    /// segment's header, one flipped bit's CRC32C, the ack cursor) is rewritten with `epoch`: its
-    /// entries go on as a new stream, which a collector keeps beside the old one. For a device's
-    /// own journal (daqlink sets it), and a collector's copy whose epoch its directory names; a
-    /// collector's first copy of a device could hold any stream, and stays unopened instead.
+    /// segment's header, one flipped bit's CRC32C, the ack cursor) is rewritten with it.
+    public var recordedEpoch: UInt64?
+    /// A damaged segment header whose epoch neither the journal's own sources nor `recordedEpoch`
+    /// gives is rewritten with `epoch`: its entries go on as a new stream, which a collector keeps
+    /// beside the old one. For a device's own journal (daqlink sets it).
     public var newEpochForUnknownHeaders = false
 
     public init(epoch: UInt64, segmentSizeLimit: Int = 8 << 20, quotaBytes: Int = 512 << 20) {
@@ -70,7 +73,7 @@ public struct JournalRecovery: Sendable, Hashable {
         public var description: String {
             newStream
                 ? "rewrote the damaged header of \(segment) (\(defect)) with a new epoch \(epoch) and its name's first seq: "
-                    + "no other segment, no single flipped bit and no ack cursor gave the old one, so its entries go on as a "
+                    + "no other segment, no single flipped bit, no ack cursor and no recorded epoch gave the old one, so its entries go on as a "
                     + "new stream (the collector keeps it beside the old one)"
                 : "rewrote the damaged header of \(segment) (\(defect)) with epoch \(epoch) from \(from) and its name's first seq"
         }

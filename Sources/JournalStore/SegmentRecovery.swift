@@ -48,7 +48,8 @@ extension JournalWriter {
     /// pass a closed segment's; `recoverSegment` refuses the newest one's). Not touched: a file
     /// no valid entry numbered from its name follows (it may not be a segment of this journal).
     /// Returns each segment's size (the writer's quota accounting needs them; a rewrite keeps it).
-    /// With `newEpochForUnknownHeaders`, a header none of them gives gets the configuration's epoch.
+    /// Then the configuration's `recordedEpoch`; with `newEpochForUnknownHeaders`, a header none of
+    /// them gives gets the configuration's epoch.
     static func repairDamagedHeaders(layout: JournalLayout, firsts: [UInt64], configuration: JournalConfiguration,
                                      recovery: inout JournalRecovery)
         throws(DAQError) -> [UInt64: Int]
@@ -97,6 +98,10 @@ extension JournalWriter {
                 }
                 if let ackEpoch {
                     return SegmentHeader.reconstruct(raw, nameSequence: first, journalEpoch: ackEpoch).map { ($0, "the ack cursor's epoch", false) }
+                }
+                if let recorded = configuration.recordedEpoch {
+                    return SegmentHeader.reconstruct(raw, nameSequence: first, journalEpoch: recorded)
+                        .map { ($0, "the epoch recorded beside the journal", false) }
                 }
                 guard configuration.newEpochForUnknownHeaders else { return nil }
                 return SegmentHeader.reconstruct(raw, nameSequence: first, journalEpoch: configuration.epoch).map { ($0, "a new epoch", true) }

@@ -322,10 +322,10 @@ import TestSupport
         #expect(try readAll(dir).map(\.sequence) == Array(1...121))
     }
 
-    /// A journal of one segment: its header's epoch comes from one flipped bit's CRC, or from the
-    /// ack cursor; with neither a collector's writer refuses, and says why, and a device's gives it
-    /// a new epoch.
-    @Test func aSingleSegmentsHeaderComesFromItsCRCOrTheAckCursor() throws {
+    /// A journal of one segment: its header's epoch comes from one flipped bit's CRC, from the ack
+    /// cursor, or from an epoch recorded beside the journal (before any new one); with none a
+    /// collector's writer refuses, and says why, and a device's gives it a new epoch.
+    @Test func aSingleSegmentsHeaderComesFromItsCRCTheAckCursorOrARecordedEpoch() throws {
         let configuration = JournalConfiguration(epoch: 77)
         let dir = try journal("rewrite-single", count: 40, configuration: configuration)
         defer { removeJournalDirectory(dir) }
@@ -344,6 +344,17 @@ import TestSupport
             (error as? DAQError)?.code == .journalCorrupt && "\(error)".contains("cannot be rewritten")
         }
         #expect(try Data(contentsOf: URL(fileURLWithPath: path)) != intact)
+        // An epoch recorded beside the journal (a collector's copy) rebuilds it byte for byte.
+        var copy = JournalConfiguration(epoch: 5)
+        copy.recordedEpoch = 77
+        copy.newEpochForUnknownHeaders = true
+        let fromRecord = try JournalWriter(directory: dir, configuration: copy)
+        #expect(fromRecord.epoch == 77 && fromRecord.recovery.repairedHeaders.first?.from == "the epoch recorded beside the journal"
+                && fromRecord.recovery.repairedHeaders.first?.newStream == false, "\(fromRecord.recovery)")
+        try fromRecord.close()
+        #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == intact)
+
+        try edit(path) { for index in 0..<SegmentHeader.length { $0[index] = 0 } }
         // A device's writer (daqlink) gives it a new epoch: the entries go on as a new stream.
         var device = JournalConfiguration(epoch: 5)
         device.newEpochForUnknownHeaders = true

@@ -336,6 +336,45 @@ import TestSupport
         #expect(healed.status == 0 && healed.stdout.contains("byte-identical: yes"), "\(healed.stdout)")
     }
 
+    /// A device's first copy of one segment whose header is gone past repair (zeroed: no other
+    /// segment, more than one bit, and a collector's copy has no ack cursor). That copy could hold
+    /// any of the device's streams, so it used to stay unopened with an alarm, and the device's
+    /// batches were refused. Its epoch is now recorded beside it (`stream-epoch`), which rebuilds
+    /// the header, and the device's next entries land in it.
+    @Test func aFirstCopysHeaderLostForGoodIsRebuiltFromItsRecordedEpoch() throws {
+        let rig = try UplinkRig()
+        try rig.startCollector()
+        try rig.startDevice(speed: "max")
+        let (first, firstLog) = rig.waitForDevice()
+        let last = try #require(firstLog.split(separator: "\n").first { $0.hasPrefix("journal: ") }?.split(separator: "…").last
+            .flatMap { UInt64($0) })
+        #expect(first == 0 && firstLog.contains("acknowledged up to \(last),"), "\(firstLog)")
+        rig.stopCollector()
+        let home = rig.collected.appendingPathComponent("ecu-01")
+        let recorded = try String(contentsOf: home.appendingPathComponent("stream-epoch"), encoding: .utf8)
+        #expect(recorded == "\(try epoch(of: rig.journal))\n")
+        let copy = home.appendingPathComponent("journal")
+        let segments = try segmentNames(copy)
+        #expect(segments.count == 1, "\(segments)")
+        let only = copy.appendingPathComponent(segments[0])
+        var bytes = [UInt8](try Data(contentsOf: only))
+        for index in 0..<SegmentHeader.length { bytes[index] = 0 }
+        try Data(bytes).write(to: only)
+
+        // A collector started again reopens it with no alarm; the device, a frame more, drains into it.
+        try rig.startCollector()
+        try rig.startDevice(speed: "max", extra: ["--source", "replay:\(try oneFrameLog(rig).path)"])
+        let (status, log) = rig.waitForDevice()
+        #expect(status == 0 && log.contains("acknowledged up to \(last + 1),") && !log.contains("not drained"), "\(log)")
+        rig.stopCollector()
+        let collectorLog = rig.read("collector")
+        #expect(!collectorLog.contains("ALARM") && !collectorLog.contains("a new stream"), "\(collectorLog)")
+        #expect(collectorLog.contains("reopened 1 stream of 1 device"), "\(collectorLog)")
+        #expect(!FileManager.default.fileExists(atPath: home.appendingPathComponent("epoch-\(try epoch(of: rig.journal))").path))
+        let verify = try rig.verify(within: 0)
+        #expect(verify.status == 0 && verify.stdout.contains("byte-identical: yes"), "\(verify.stdout)")
+    }
+
     /// The epoch of the journal in `directory` (daqlink gives every new journal a fresh one).
     private func epoch(of directory: URL) throws -> UInt64 {
         let epoch = try JournalVerifier.verify(directory: directory.path).epoch
