@@ -99,6 +99,9 @@ public final class CollectorService {
     /// OTA status reports per device.
     private lazy var history = UpdateHistory(output: options.output)
 
+    /// The collector held a session with all its subscriptions at some point of the run.
+    public private(set) var subscribedOnce = false
+
     public init(options: CollectorOptions) {
         self.options = options
         lastMessage = loop.clock.now()
@@ -366,6 +369,7 @@ public final class CollectorService {
                 // All subscriptions granted: from now on the broker keeps every device's data for us.
                 subscriptionsGranted += 1
                 if subscriptionsGranted == Self.subscriptions.count {
+                    subscribedOnce = true
                     writeError("daqctl collect: subscribed to devices/+/data on \(options.host):\(options.port)\n")
                     lastConnectFailure = nil
                 }

@@ -29,7 +29,8 @@ struct CollectCommand: ParsableCommand {
 
             It connects off its loop and keeps trying, once a second, while the broker cannot be \
             reached (refused, unreachable, or silent for --connect-timeout): the failure is \
-            reported once, and a signal stops it at once whatever the broker does.
+            reported once, and a signal stops it at once whatever the broker does. Exit status 1 \
+            if it never reached the broker in the run, or could not store what it received.
 
             The config file (TOML):
               broker = "127.0.0.1:8883"
@@ -70,27 +71,18 @@ struct CollectCommand: ParsableCommand {
         guard connectTimeout > 0, connectTimeout.isFinite else {
             throw ValidationError("--connect-timeout must be a number of seconds above 0, not \(connectTimeout)")
         }
+        if let idleExit, !(idleExit > 0) { throw ValidationError("--idle-exit must be a number of seconds above 0, not \(idleExit)") }
+        if let duration, !(duration > 0) { throw ValidationError("--duration must be a number of seconds above 0, not \(duration)") }
+        _ = try settings()
     }
 
-    func run() throws {
+    /// The options, the config file's settings under them, checked.
+    private func settings() throws -> CollectorOptions {
         var values: [String: String] = [:]
         var expiry: UInt32?
         if let config {
-            do {
-                let table = try TOMLTable(string: String(contentsOfFile: config, encoding: .utf8))
-                for key in table.keys {
-                    if key == "session_expiry_s", let number = table[key]?.int { expiry = UInt32(clamping: number); continue }
-                    guard let text = table[key]?.string else {
-                        throw ValidationError("\(config): \(key) must be a string")
-                    }
-                    guard ["broker", "ca", "cert", "key", "output", "client_id"].contains(key) else {
-                        throw ValidationError("\(config): unknown key '\(key)' (expected broker, ca, cert, key, output, client_id, session_expiry_s)")
-                    }
-                    values[key] = text
-                }
-            } catch let error as TOMLParseError {
-                throw ValidationError("\(config):\(error.source.begin.line): not valid TOML: \(error.description)")
-            }
+            let file = try CollectorConfigFile.read(config)
+            (values, expiry) = (file.values, file.sessionExpiry)
         }
         if let broker { values["broker"] = broker }
         if let pki {
@@ -99,14 +91,28 @@ struct CollectCommand: ParsableCommand {
             values["key"] = "\(pki)/collector.key"
         }
         if let out { values["output"] = out }
-        guard let address = values["broker"], let colon = address.lastIndex(of: ":"),
-              let port = Int(address[address.index(after: colon)...]) else {
-            throw ValidationError("the broker address (HOST:PORT) is missing: --broker or broker = in --config")
+        let from = config.map { " in \($0)" } ?? ""
+        guard let address = values["broker"] else {
+            throw ValidationError("the broker address (HOST:PORT) is missing: --broker, or broker = in --config")
+        }
+        guard let colon = address.lastIndex(of: ":"), colon != address.startIndex,
+              let port = Int(address[address.index(after: colon)...]), (1...65535).contains(port) else {
+            throw ValidationError("the broker address\(broker == nil ? from : "") must be HOST:PORT with a port 1…65535, not \(address)")
         }
         guard let ca = values["ca"], let cert = values["cert"], let key = values["key"] else {
-            throw ValidationError("the collector's certificate is missing: --pki DIR, or ca/cert/key in --config")
+            throw ValidationError("the collector's certificate is missing: --pki DIR, or ca, cert and key in --config")
         }
-        guard let output = values["output"] else { throw ValidationError("the output directory is missing: --out") }
+        for (what, path) in [("CA certificate", ca), ("collector certificate", cert), ("collector key", key)] {
+            guard FileManager.default.isReadableFile(atPath: path) else {
+                throw ValidationError("\(path): the \(what) \(FileManager.default.fileExists(atPath: path) ? "cannot be read" : "does not exist")"
+                                      + (pki != nil ? " (is --pki \(pki!) a directory made by `daqctl pki`?)" : ""))
+            }
+        }
+        guard let output = values["output"] else { throw ValidationError("the output directory is missing: --out, or output = in --config") }
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: output, isDirectory: &isDirectory), !isDirectory.boolValue {
+            throw ValidationError("the output directory\(out == nil ? from : "") \(output) is a file, not a directory")
+        }
         var options = CollectorOptions(host: String(address[..<colon]), port: port,
                                        tls: MQTTTLSFiles(caFile: ca, certificateFile: cert, keyFile: key), output: output)
         if let id = values["client_id"] { options.clientID = id }
@@ -114,8 +120,14 @@ struct CollectCommand: ParsableCommand {
         options.idleExit = idleExit
         options.duration = duration
         options.connectTimeout = connectTimeout
+        return options
+    }
+
+    func run() throws {
+        let options = try settings()
+        let service = CollectorService(options: options)
         do {
-            let reports = try CollectorService(options: options).run()
+            let reports = try service.run()
             for report in reports {
                 var line = "collector: \(report.stream): committed up to \(report.committed) (\(report.entries) entries, "
                     + "\(report.bytes) bytes this run), \(report.duplicates) duplicates dropped, \(report.gaps) gaps repaired"
@@ -124,6 +136,11 @@ struct CollectCommand: ParsableCommand {
             }
         } catch {
             FileHandle.standardError.write(Data("daqctl collect: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+        // A run that never reached the broker received nothing: not a success for a script.
+        if !service.subscribedOnce {
+            FileHandle.standardError.write(Data("daqctl collect: never connected to the broker at \(options.host):\(options.port) in this run\n".utf8))
             throw ExitCode(1)
         }
     }

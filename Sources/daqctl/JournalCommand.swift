@@ -72,6 +72,9 @@ struct JournalWriteTestCommand: ParsableCommand {
             throw ValidationError("need 0 ≤ --payload-min ≤ --payload-max ≤ \(JournalFraming.maxPayloadLength)")
         }
         guard syncEveryBytes > 0 else { throw ValidationError("--sync-every-bytes must be positive") }
+        let smallest = SegmentHeader.length + JournalFraming.overhead
+        guard segmentBytes >= smallest else { throw ValidationError("--segment-bytes must be at least \(smallest) (a header and one empty entry)") }
+        guard quotaBytes >= 2 * segmentBytes else { throw ValidationError("--quota-bytes must hold at least two segments (2 × --segment-bytes)") }
     }
 
     func run() throws {

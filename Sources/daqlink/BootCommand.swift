@@ -47,13 +47,16 @@ struct BootCommand: ParsableCommand {
     @Argument(parsing: .postTerminator, help: "Arguments for `daqlink run`.")
     var runArguments: [String] = []
 
+    func validate() throws {
+        guard trialAttempts > 0 else { throw ValidationError("--trial-attempts must be at least 1") }
+    }
+
     func run() throws {
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = .notice
             return handler
         }
-        guard trialAttempts > 0 else { throw ValidationError("--trial-attempts must be at least 1") }
         let directory = SlotDirectory(root: otaDir)
         let slot: Slot
         do {

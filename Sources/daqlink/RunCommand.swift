@@ -26,8 +26,10 @@ struct RunCommand: ParsableCommand {
 
             Replays are deterministic: the same log and experiment give byte-identical \
             journals at any speed. SIGINT/SIGTERM flush, fsync and close the journal. When the \
-            journal quota is full of unacknowledged data, acquisition stops with an alarm (exit \
-            status 3) rather than dropping or overwriting anything. --mdf also streams each \
+            journal quota is full of unacknowledged data, nothing is dropped or overwritten: with \
+            --broker acquisition pauses (an alarm; the records meanwhile are counted, not kept) \
+            until the collector acknowledges the oldest segment; without it, it stops with an \
+            alarm (exit status 3). --mdf also streams each \
             measurement into MDF4 files (split by --mdf-split-bytes / --mdf-split-seconds, \
             ##DZ blocks with --mdf-deflate, raw frames with --mdf-bus-logging, CAN FD frames up to 64 \
             bytes with --mdf-bus-logging-fd; the options go \
@@ -166,24 +168,66 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Log level on standard error: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "notice"
 
-    func run() throws {
+    /// The options read and checked before anything runs (so a bad one is refused with this
+    /// command's usage, not the top level's).
+    private struct Checked {
+        var level: Logger.Level
+        var source: FrameSourceSpec
+        var broker: (host: String, port: Int, device: String)?
+    }
+
+    private func checked() throws -> Checked {
         guard let level = Logger.Level(rawValue: logLevel) else {
             throw ValidationError("--log-level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
         }
+        if epoch == 0 { throw ValidationError("--epoch must be at least 1 (0 stands for an unknown epoch)") }
+        if let mdfSplitBytes, mdfSplitBytes < 4096 { throw ValidationError("--mdf-split-bytes must be at least 4096") }
+        if let mdfSplitSeconds, !(mdfSplitSeconds >= 0.001) { throw ValidationError("--mdf-split-seconds must be at least 0.001") }
+        if segmentBytes < Self.smallestSegment {
+            throw ValidationError("--segment-bytes must be at least \(Self.smallestSegment), not \(segmentBytes)")
+        }
+        if quotaBytes < 2 * segmentBytes {
+            throw ValidationError("--quota-bytes must hold at least two segments (2 × --segment-bytes = \(2 * segmentBytes)), not \(quotaBytes)")
+        }
+        guard let speed = ReplaySpeed(argument: speed) else {
+            throw ValidationError("--speed must be original, max or a positive factor such as 2, not \(speed)")
+        }
+        guard let source = FrameSourceSpec(argument: source, speed: speed) else {
+            throw ValidationError("--source must be replay:LOG or socketcan:IFACE[,IFACE…], not \(source)")
+        }
+        var uplink: (String, Int, String)?
+        if let broker {
+            let parts = broker.split(separator: ":", omittingEmptySubsequences: false)
+            guard parts.count == 2, !parts[0].isEmpty, let port = Int(parts[1]), (1...65535).contains(port) else {
+                throw ValidationError("--broker must be HOST:PORT with a port 1…65535, not \(broker)")
+            }
+            guard let device, !device.isEmpty else { throw ValidationError("--broker needs --device ID too") }
+            guard pki != nil || (ca != nil && cert != nil && key != nil) else {
+                throw ValidationError("the uplink needs --pki DIR, or --ca, --cert and --key")
+            }
+            uplink = (String(parts[0]), port, device)
+        }
+        if otaDir == nil && (otaURL != nil || !otaKey.isEmpty) {
+            throw ValidationError("over-the-air updates need the A/B slot directory: start through `daqlink boot --ota-dir DIR -- …`")
+        }
+        if otaURL != nil && otaKey.isEmpty { throw ValidationError("--ota-url needs at least one trusted --ota-key") }
+        return Checked(level: level, source: source, broker: uplink)
+    }
+
+    /// Below this a segment holds hardly a record (a header, then entries of tens to hundreds of bytes).
+    static let smallestSegment = 4096
+
+    func validate() throws { _ = try checked() }
+
+    func run() throws {
+        let checked = try checked()
+        let level = checked.level
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
             return handler
         }
-        if epoch == 0 { throw ValidationError("--epoch must be at least 1 (0 stands for an unknown epoch)") }
-        if let mdfSplitBytes, mdfSplitBytes < 4096 { throw ValidationError("--mdf-split-bytes must be at least 4096") }
-        if let mdfSplitSeconds, !(mdfSplitSeconds >= 0.001) { throw ValidationError("--mdf-split-seconds must be at least 0.001") }
-        guard let speed = ReplaySpeed(argument: speed) else {
-            throw ValidationError("--speed must be original, max or a positive factor such as 2")
-        }
-        guard let source = FrameSourceSpec(argument: source, speed: speed) else {
-            throw ValidationError("--source must be replay:LOG or socketcan:IFACE[,IFACE…]")
-        }
+        let source = checked.source
         var options = AcquisitionOptions(source: source, journalDirectory: journal)
         options.duration = duration
         options.epoch = epoch
@@ -193,18 +237,14 @@ struct RunCommand: ParsableCommand {
         options.progress = !quiet
         options.lenient = lenient
         options.mdfDirectory = mdf
-        if let broker {
-            let parts = broker.split(separator: ":")
-            guard parts.count == 2, let port = Int(parts[1]), let device, !device.isEmpty else {
-                throw ValidationError("--broker HOST:PORT needs --device ID too")
-            }
+        if let (host, port, device) = checked.broker {
             let caFile = ca ?? pki.map { "\($0)/ca.crt" }
             let certFile = cert ?? pki.map { "\($0)/devices/\(device).crt" }
             let keyFile = key ?? pki.map { "\($0)/devices/\(device).key" }
             guard let caFile, let certFile, let keyFile else {
                 throw ValidationError("the uplink needs --pki DIR, or --ca, --cert and --key")
             }
-            var uplink = UplinkOptions(deviceID: device, host: String(parts[0]), port: port,
+            var uplink = UplinkOptions(deviceID: device, host: host, port: port,
                                        tls: MQTTTLSFiles(caFile: caFile, certificateFile: certFile, keyFile: keyFile))
             uplink.compress = !noCompression
             uplink.maxBatchBytes = max(1, maxBatchBytes)
@@ -214,9 +254,6 @@ struct RunCommand: ParsableCommand {
             options.provisionedCredentials = CredentialFiles(certificateFile: certFile, keyFile: keyFile)
         }
         var experimentPath = experiment
-        if otaDir == nil && (otaURL != nil || !otaKey.isEmpty) {
-            throw ValidationError("over-the-air updates need the A/B slot directory: start through `daqlink boot --ota-dir DIR -- …`")
-        }
         if let otaDir {
             guard let slotName = bootedSlot, let slot = Slot(rawValue: slotName) else {
                 throw ValidationError("--ota-dir needs the slot this binary was started from: start it through `daqlink boot`")
@@ -229,7 +266,6 @@ struct RunCommand: ParsableCommand {
             guard let device, let caFile = ca ?? pki.map({ "\($0)/ca.crt" }) else {
                 throw ValidationError("OTA needs --device and --pki (or --ca) for its mutual-TLS downloads and status reports")
             }
-            if otaURL != nil && otaKey.isEmpty { throw ValidationError("--ota-url needs at least one trusted --ota-key") }
             var ota = UpdateOptions(baseURL: otaURL ?? "", deviceID: device, hardwareID: hardware, directory: directory,
                                     runningSlot: slot, trustedKeyFiles: otaKey, caFile: caFile)
             ota.pollInterval = otaURL == nil ? .infinity : otaInterval
@@ -239,8 +275,9 @@ struct RunCommand: ParsableCommand {
             options.ota = ota
         }
         let summary: AcquisitionSummary
-        // Like mkdir -p: the journal's parent directories may not exist yet.
-        try? FileManager.default.createDirectory(atPath: (journal as NSString).deletingLastPathComponent,
+        // Like mkdir -p: the journal's parent directories may not exist yet. (Not NSString's
+        // deletingLastPathComponent: it traps on a one-character name such as `--journal j`.)
+        try? FileManager.default.createDirectory(at: URL(fileURLWithPath: journal).deletingLastPathComponent(),
                                                  withIntermediateDirectories: true)
         do {
             let binding = try ExperimentLoader.load(path: experimentPath) { (file) throws(DAQError) in

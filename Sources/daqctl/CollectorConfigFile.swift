@@ -1,0 +1,71 @@
+// `daqctl collect --config FILE`: the collector's TOML settings, each error naming the file, the
+// line and the key.
+import DAQCore
+import Foundation
+import TOMLKit
+
+struct CollectorConfigFile {
+    /// broker, ca, cert, key, output, client_id: as written.
+    var values: [String: String] = [:]
+    var sessionExpiry: UInt32?
+
+    static let textKeys = ["broker", "ca", "cert", "key", "output", "client_id"]
+    static let keyList = (textKeys + ["session_expiry_s"]).joined(separator: ", ")
+
+    static func read(_ path: String) throws(DAQError) -> CollectorConfigFile {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw DAQError(.io, "no such file", at: InputLocation(file: path))
+        }
+        guard !isDirectory.boolValue else { throw DAQError(.io, "is a directory, not a config file", at: InputLocation(file: path)) }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw DAQError(.io, "cannot read (permissions?)", at: InputLocation(file: path))
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw DAQError(.malformedInput, "not UTF-8 text", at: InputLocation(file: path))
+        }
+        return try parse(text, file: path)
+    }
+
+    static func parse(_ text: String, file: String) throws(DAQError) -> CollectorConfigFile {
+        let table: TOMLTable
+        do {
+            table = try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            throw DAQError(.malformedInput, "not valid TOML: \(error.description)",
+                           at: InputLocation(file: file, line: error.source.begin.line))
+        } catch {
+            throw DAQError(.malformedInput, "not valid TOML: \(error)", at: InputLocation(file: file))
+        }
+        // TOMLKit keeps no positions: a key's line is the first that assigns it (`key =`) or
+        // opens it as a table (`[key]`, `[[key]]`).
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { line in
+            String(line.filter { $0 != " " && $0 != "\t" })
+        }
+        func location(_ key: String) -> InputLocation {
+            let line = lines.firstIndex { $0.hasPrefix("\(key)=") || $0.hasPrefix("[\(key)]") || $0.hasPrefix("[[\(key)]]") }
+            return InputLocation(file: file, line: line.map { $0 + 1 }, field: key)
+        }
+        var config = CollectorConfigFile()
+        for key in table.keys.sorted() {
+            let value = table[key]!
+            if key == "session_expiry_s" {
+                guard let seconds = value.int else {
+                    throw DAQError(.malformedInput, "expected a whole number of seconds, found \(value.type)", at: location(key))
+                }
+                guard (0...Int(UInt32.max)).contains(seconds) else {
+                    throw DAQError(.malformedInput, "expected 0…\(UInt32.max) seconds, found \(seconds)", at: location(key))
+                }
+                config.sessionExpiry = UInt32(seconds)
+            } else if textKeys.contains(key) {
+                guard let text = value.string else {
+                    throw DAQError(.malformedInput, "expected a string, found \(value.type)", at: location(key))
+                }
+                config.values[key] = text
+            } else {
+                throw DAQError(.malformedInput, "unknown key (expected \(keyList))", at: location(key))
+            }
+        }
+        return config
+    }
+}

@@ -1,0 +1,45 @@
+// `daqlink run` and `daqlink boot` with bad or unusual options: refused before anything runs, by
+// name, with the subcommand's usage (and no trap).
+import Foundation
+import Testing
+import TestSupport
+
+@Suite struct RunOptionTests {
+    /// A journal named by one character in the current directory: the parent-directory step
+    /// trapped in Foundation (`NSString.deletingLastPathComponent` on "j"), exit 132.
+    @Test func aOneCharacterJournalNameInTheCurrentDirectoryWorks() throws {
+        let work = try PackagePaths.temporaryDirectory("run-j")
+        let run = try runProcess(Agent.daqlink, ["run", "--experiment", Agent.experiment, "--source", "replay:\(Agent.log)",
+                                                 "--speed", "max", "--journal", "j", "--quiet"], currentDirectory: work)
+        #expect(run.status == 0, "\(run.stderr)")
+        let verify = try runProcess(Agent.daqctl, ["journal", "verify", work.appendingPathComponent("j").path])
+        #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
+    }
+
+    @Test(arguments: [
+        (["--segment-bytes", "0"], "--segment-bytes must be at least 4096, not 0"),
+        (["--segment-bytes", "10"], "--segment-bytes must be at least 4096, not 10"),
+        (["--quota-bytes", "1000"], "--quota-bytes must hold at least two segments (2 × --segment-bytes = 16777216), not 1000"),
+        (["--speed", "0"], "--speed must be original, max or a positive factor such as 2, not 0"),
+        (["--broker", "nohostport", "--device", "d", "--pki", "p"], "--broker must be HOST:PORT with a port 1…65535, not nohostport"),
+        (["--broker", "h:99999", "--device", "d", "--pki", "p"], "--broker must be HOST:PORT with a port 1…65535, not h:99999"),
+        (["--broker", "h:8883"], "--broker needs --device ID too"),
+        (["--broker", "h:8883", "--device", "d"], "the uplink needs --pki DIR, or --ca, --cert and --key"),
+        (["--epoch", "0"], "--epoch must be at least 1"),
+    ])
+    func aBadOptionIsRefusedByNameWithTheRunUsage(extra: [String], message: String) throws {
+        let journal = try PackagePaths.temporaryDirectory("run-bad").appendingPathComponent("journal")
+        let run = try Agent.run(journal, extra: extra)
+        #expect(run.status == 64, "\(run.stderr)")
+        #expect(run.stderr.contains("Error: \(message)") && run.stderr.contains("Usage: daqlink run "), "\(run.stderr)")
+        #expect(!run.stderr.contains("Program crashed"))
+        // Refused before anything was written.
+        #expect(!FileManager.default.fileExists(atPath: journal.path))
+    }
+
+    @Test func bootRefusesNoTrialAttemptsWithItsOwnUsage() throws {
+        let run = try runProcess(Agent.daqlink, ["boot", "--ota-dir", "/nonexistent", "--trial-attempts", "0", "--", "--quiet"])
+        #expect(run.status == 64 && run.stderr.contains("--trial-attempts must be at least 1")
+                && run.stderr.contains("Usage: daqlink boot "), "\(run.stderr)")
+    }
+}

@@ -1,0 +1,75 @@
+// `daqctl collect` with bad settings: its config file's errors name the file, the line and the
+// key; bad options are refused before it starts, with its own usage; a run that never reached
+// the broker ends non-zero (a script must not take it for a collected run).
+import Foundation
+import Testing
+import TestSupport
+
+@Suite(.serialized) struct CollectCommandTests {
+    static let daqctl = PackagePaths.executable("daqctl").path
+
+    /// A PKI with the collector's certificate (`daqctl pki init`), in a fresh directory.
+    private func workWithPKI() throws -> URL {
+        let work = try PackagePaths.temporaryDirectory("collect-options")
+        let pki = try runProcess(Self.daqctl, ["pki", "init", "--dir", work.appendingPathComponent("pki").path])
+        #expect(pki.status == 0, "\(pki.stderr)")
+        return work
+    }
+
+    @Test(arguments: [
+        ("broker = \"127.0.0.1:8883\"\nsession_expiry_s = \"soon\"\n",
+         "c.toml:2 [session_expiry_s]: expected a whole number of seconds, found string"),
+        ("broker = \"127.0.0.1:8883\"\nsession_expiry_s = -1\n", "c.toml:2 [session_expiry_s]: expected 0…4294967295 seconds, found -1"),
+        ("\n\noutput = 7\n", "c.toml:3 [output]: expected a string, found int"),
+        ("[[dbc]]\nfile = \"engine.dbc\"\n", "c.toml:1 [dbc]: unknown key (expected broker, ca, cert, key, output, client_id, session_expiry_s)"),
+        ("broker = \n", "c.toml:1: not valid TOML"),
+    ])
+    func aConfigFileErrorNamesTheLineAndTheKey(text: String, message: String) throws {
+        let work = try PackagePaths.temporaryDirectory("collect-config")
+        try text.write(to: work.appendingPathComponent("c.toml"), atomically: true, encoding: .utf8)
+        let run = try runProcess(Self.daqctl, ["collect", "--config", "c.toml"], currentDirectory: work)
+        #expect(run.status == 1 && run.stderr.contains(message), "\(run.stderr)")
+    }
+
+    @Test func aMissingConfigFileOrADirectoryIsNamedWithoutFoundationsWords() throws {
+        let work = try PackagePaths.temporaryDirectory("collect-config-missing")
+        let missing = try runProcess(Self.daqctl, ["collect", "--config", "nonexist.toml"], currentDirectory: work)
+        #expect(missing.status == 1 && missing.stderr.contains("nonexist.toml: no such file"), "\(missing.stderr)")
+        let directory = try runProcess(Self.daqctl, ["collect", "--config", work.path])
+        #expect(directory.status == 1 && directory.stderr.contains("\(work.path): is a directory, not a config file"), "\(directory.stderr)")
+        #expect(!(missing.stderr + directory.stderr).contains("NSCocoaErrorDomain"))
+    }
+
+    @Test func badSettingsAreRefusedBeforeItStartsWithItsOwnUsage() throws {
+        let work = try workWithPKI()
+        let pki = work.appendingPathComponent("pki").path
+        try Data().write(to: work.appendingPathComponent("afile"))
+        let cases: [([String], String)] = [
+            (["--broker", "127.0.0.1:99999", "--pki", pki, "--out", "col"], "the broker address must be HOST:PORT with a port 1…65535, not 127.0.0.1:99999"),
+            (["--broker", "nohostport", "--pki", pki, "--out", "col"], "the broker address must be HOST:PORT with a port 1…65535, not nohostport"),
+            (["--broker", "127.0.0.1:1", "--pki", "nonexist", "--out", "col"],
+             "nonexist/ca.crt: the CA certificate does not exist (is --pki nonexist a directory made by `daqctl pki`?)"),
+            (["--broker", "127.0.0.1:1", "--pki", pki, "--out", "afile"], "the output directory afile is a file, not a directory"),
+            (["--broker", "127.0.0.1:1", "--pki", pki, "--out", "col", "--idle-exit", "0"], "--idle-exit must be a number of seconds above 0"),
+            (["--broker", "127.0.0.1:1", "--pki", pki, "--out", "col", "--duration", "0"], "--duration must be a number of seconds above 0"),
+        ]
+        for (arguments, message) in cases {
+            let run = try runProcess(Self.daqctl, ["collect"] + arguments, currentDirectory: work)
+            #expect(run.status == 64 && run.stderr.contains("Error: \(message)") && run.stderr.contains("Usage: daqctl collect "),
+                    "\(arguments): \(run.stderr)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: work.appendingPathComponent("col").path))
+    }
+
+    /// Nothing listens on the port: the collector retries for --duration, says it never connected,
+    /// and exits 1 (it used to exit 0 as if it had collected).
+    @Test func aRunThatNeverReachedTheBrokerEndsNonZero() throws {
+        let work = try workWithPKI()
+        let port = try MosquittoBroker.freeLoopbackPort()
+        let run = try runProcess(Self.daqctl, ["collect", "--broker", "127.0.0.1:\(port)", "--pki", "pki", "--out", "col",
+                                               "--duration", "1.5"], currentDirectory: work)
+        #expect(run.status == 1, "\(run.stderr)")
+        #expect(run.stderr.contains("cannot connect to 127.0.0.1:\(port)")
+                && run.stderr.contains("never connected to the broker at 127.0.0.1:\(port) in this run"), "\(run.stderr)")
+    }
+}
