@@ -72,8 +72,15 @@ public enum JournalVerifier {
             report.faults.append(JournalFault(file: name, offset: 0, problem: "not a segment name (20 digits + .jnl)"))
         }
         // An existing directory without segments is an empty journal: a writer killed before it
-        // created its first segment leaves exactly that, and reopening it starts at seq 1.
+        // created its first segment leaves exactly that, and reopening it starts at seq 1. One
+        // holding other files is no journal at all (a wrong path given).
         let firsts = try layout.segmentFirstSequences()
+        let journalFiles = ["ack", "ack.tmp", "segment.tmp"]
+        let foreign = names.filter { !$0.hasSuffix(SegmentName.suffix) && !journalFiles.contains($0) }.sorted()
+        if firsts.isEmpty && !foreign.isEmpty {
+            report.faults.append(JournalFault(file: "", offset: 0, problem: "no segments (*\(SegmentName.suffix)), and \(foreign.count) "
+                + "file(s) no journal holds (\(foreign.prefix(3).joined(separator: ", "))\(foreign.count > 3 ? ", …" : "")): not a journal directory"))
+        }
         var previousNext: UInt64?
         for first in firsts {
             let name = SegmentName.name(firstSequence: first)

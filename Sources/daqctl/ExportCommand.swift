@@ -187,7 +187,7 @@ enum ExportPaths {
 
     static func write(_ bytes: [UInt8], to path: String) throws(DAQError) {
         do { try Data(bytes).write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
-            throw DAQError(.io, "cannot write: \(error.localizedDescription)", at: InputLocation(file: path))
+            throw DAQError(.io, "cannot write: \(FileFailure.reason(error, path: path))", at: InputLocation(file: path))
         }
     }
 }

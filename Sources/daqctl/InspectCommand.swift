@@ -33,7 +33,7 @@ struct InspectCommand: ParsableCommand {
         do {
             let data: Data
             do { data = try Data(contentsOf: URL(fileURLWithPath: file)) } catch {
-                throw DAQError(.io, "cannot read: \(error.localizedDescription)", at: InputLocation(file: file))
+                throw DAQError(.io, "cannot read: \(FileFailure.reason(error, path: file))", at: InputLocation(file: file))
             }
             let summary = try MDFReader.summary(of: [UInt8](data), source: file)
             print(json ? Self.json(summary, file: file) : Self.table(summary, file: file), terminator: "")

@@ -37,7 +37,7 @@ struct JournalVerifyCommand: ParsableCommand {
             print("note: \(note)")
         }
         for fault in report.faults {
-            FileStream.standardError.write("error: \(directory)/\(fault)\n")
+            FileStream.standardError.write(fault.file.isEmpty ? "error: \(directory): \(fault.problem)\n" : "error: \(directory)/\(fault)\n")
         }
         if !report.isValid {
             FileStream.standardError.write("journal verify: \(report.faults.count) fault(s)\n")

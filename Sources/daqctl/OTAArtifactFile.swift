@@ -29,7 +29,7 @@ enum ArtifactFile {
             try Data(bytes).write(to: URL(fileURLWithPath: path), options: .atomic)
             try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: path)
         } catch {
-            throw DAQError(.io, "cannot write: \(error.localizedDescription)", at: InputLocation(file: path))
+            throw DAQError(.io, "cannot write: \(FileFailure.reason(error, path: path))", at: InputLocation(file: path))
         }
     }
 }

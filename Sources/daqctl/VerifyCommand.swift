@@ -92,6 +92,28 @@ struct VerifyCommand: ParsableCommand {
         }
     }
 
+    func validate() throws {
+        try Self.checkJournalDirectory(device, "the device's journal")
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: collector, isDirectory: &isDirectory) else {
+            throw ValidationError("\(collector): no such directory (the collector's directory for the device: <out>/<device>)")
+        }
+        guard isDirectory.boolValue else { throw ValidationError("\(collector): not a directory (the collector's directory for the device)") }
+    }
+
+    /// A directory holding journal segments, or an error that says which it is not.
+    static func checkJournalDirectory(_ path: String, _ role: String) throws {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw ValidationError("\(path): no such directory (\(role))")
+        }
+        guard isDirectory.boolValue else { throw ValidationError("\(path): not a directory (\(role))") }
+        guard let names = try? segmentNames(path) else { throw ValidationError("\(path): cannot be listed (\(role))") }
+        guard !names.isEmpty else {
+            throw ValidationError("\(path): no journal segments (*\(SegmentName.suffix)) here; is it \(role) directory?")
+        }
+    }
+
     func run() throws {
         let deviceEpoch = Self.epoch(of: device)
         let collectorJournal = Self.copy(ofEpoch: deviceEpoch, in: collector)
@@ -99,6 +121,10 @@ struct VerifyCommand: ParsableCommand {
         // Retention may have removed the device's oldest segments once the collector acknowledged
         // them: compare from the device's oldest entry on (the collector's layouts name the groups).
         let deviceOldest = (try? Self.segmentNames(device).first.flatMap { SegmentName.firstSequence(of: $0) }) ?? 1
+        if (try? Self.segmentNames(collectorJournal))?.isEmpty != false {
+            FileHandle.standardError.write(Data("daqctl verify: \(collector): the collector holds no journal segments for this device\n".utf8))
+            throw ExitCode(1)
+        }
         do {
             collectorSide = try Self.read(collectorJournal, countFrom: deviceOldest)
             let groups = collectorSide.layouts.last { $0.sequence < deviceOldest }?.groups ?? []

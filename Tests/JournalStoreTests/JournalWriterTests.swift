@@ -70,6 +70,19 @@ import TestSupport
         }
     }
 
+    /// An empty directory is an empty journal (a writer killed before its first segment); one
+    /// that holds other files and no segment is no journal, and verify says so instead of "OK".
+    @Test func aDirectoryOfOtherFilesIsNotAnEmptyJournal() throws {
+        let dir = try freshJournalDirectory("not-a-journal")
+        defer { removeJournalDirectory(dir) }
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        #expect(try JournalVerifier.verify(directory: dir).isValid)
+        try Data("x".utf8).write(to: URL(fileURLWithPath: "\(dir)/passwd"))
+        let report = try JournalVerifier.verify(directory: dir)
+        #expect(!report.isValid && report.faults.map(\.problem) == [
+            "no segments (*.jnl), and 1 file(s) no journal holds (passwd): not a journal directory"], "\(report.faults)")
+    }
+
     @Test func garbageTailIsCutAndReported() throws {
         let dir = try freshJournalDirectory("garbage")
         defer { removeJournalDirectory(dir) }

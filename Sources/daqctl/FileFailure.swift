@@ -1,0 +1,28 @@
+// Why Foundation could not read or write a file, in the words of the system (strerror), not
+// Foundation's ("The operation could not be completed. (NSCocoaErrorDomain error 512.)").
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+enum FileFailure {
+    /// The reason behind `error` for `path`: a directory where a file is wanted is named as such.
+    static func reason(_ error: any Error, path: String) -> String {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+            return "is a directory, not a file"
+        }
+        var current = error as NSError
+        while true {
+            if current.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(current.code))) }
+            guard let underlying = current.userInfo[NSUnderlyingErrorKey] as? NSError else { break }
+            current = underlying
+        }
+        switch CocoaError.Code(rawValue: (error as NSError).code) {
+        case .fileNoSuchFile, .fileReadNoSuchFile: return String(cString: strerror(ENOENT))
+        case .fileReadNoPermission, .fileWriteNoPermission: return String(cString: strerror(EACCES))
+        case .fileWriteOutOfSpace: return String(cString: strerror(ENOSPC))
+        default: return "\(error)"
+        }
+    }
+}

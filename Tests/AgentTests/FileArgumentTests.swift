@@ -1,0 +1,49 @@
+// daqctl's commands given a missing file, a directory for a file, an empty directory for a
+// journal, or a directory they may not write: each says so in plain words (the system's, not
+// Foundation's "NSCocoaErrorDomain error 512"), names the path, and exits non-zero.
+import Foundation
+import Testing
+import TestSupport
+
+@Suite(.serialized) struct FileArgumentTests {
+    @Test func readsAndWritesNameThePathAndTheSystemsReason() throws {
+        let work = try PackagePaths.temporaryDirectory("file-arguments")
+        let journal = work.appendingPathComponent("j")
+        #expect(try Agent.run(journal).status == 0)
+        let directory = work.appendingPathComponent("adir")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let cases: [([String], String)] = [
+            (["inspect", directory.path], "\(directory.path): cannot read: is a directory, not a file"),
+            (["inspect", work.appendingPathComponent("none.mf4").path], "none.mf4: cannot read: No such file or directory"),
+            (["export", "--journal", journal.path, "--format", "mdf", "--out", directory.path],
+             "\(directory.path): cannot write: is a directory, not a file"),
+            (["export", "--journal", journal.path, "--format", "mdf", "--out", "/nonexistent-dir/x.mf4"],
+             "/nonexistent-dir/x.mf4: cannot write: No such file or directory"),
+        ]
+        for (arguments, message) in cases {
+            let run = try runProcess(Agent.daqctl, arguments)
+            #expect(run.status == 1 && run.stderr.contains(message), "\(arguments): \(run.stderr)")
+            #expect(!run.stderr.contains("NSCocoaErrorDomain") && !run.stderr.contains("could not be completed"), "\(run.stderr)")
+        }
+    }
+
+    @Test func verifyNamesWhatIsNotAJournalOrACollectorsDirectory() throws {
+        let work = try PackagePaths.temporaryDirectory("verify-arguments")
+        let journal = work.appendingPathComponent("j")
+        #expect(try Agent.run(journal).status == 0)
+        let empty = work.appendingPathComponent("empty")
+        try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
+        let cases: [([String], Int32, String)] = [
+            ([journal.path, work.appendingPathComponent("none").path], 64,
+             "none: no such directory (the collector's directory for the device: <out>/<device>)"),
+            ([work.appendingPathComponent("none").path, empty.path], 64, "none: no such directory (the device's journal)"),
+            ([empty.path, empty.path], 64, "empty: no journal segments (*.jnl) here; is it the device's journal directory?"),
+            ([journal.path, empty.path], 1, "empty: the collector holds no journal segments for this device"),
+        ]
+        for (arguments, status, message) in cases {
+            let run = try runProcess(Agent.daqctl, ["verify"] + arguments)
+            #expect(run.status == status && run.stderr.contains(message), "\(arguments): \(run.stderr)")
+            #expect(!run.stderr.contains("NSCocoaErrorDomain"), "\(run.stderr)")
+        }
+    }
+}
