@@ -19,6 +19,10 @@ struct JournalDumpCommand: ParsableCommand {
             t = start + dt, v is the stored value (the DBC raw integer for raw channels, the physical
             value for float channels) and null marks a channel not received yet (invalidation bit set).
 
+            Entries damaged storage made unreadable print as {"seq": N, "through": M, "unreadable": \
+            "<segment> offset <o>: <defect>"}; the rest is printed, stderr names them, and the exit \
+            status is 2 (1: the dump stopped).
+
             Example:
               daqctl journal dump /data/journal --from 1000 | jq 'select(.group == "Time 10ms")'
             """
@@ -35,6 +39,7 @@ struct JournalDumpCommand: ParsableCommand {
 
     func run() throws {
         var out = JSONLineBuffer()
+        var unreadable: [ClosedRange<UInt64>] = []
         do {
             // The layout that governs `from` may be earlier: read from the start, print from `from`.
             let reader = try JournalReader(directory: directory, from: 1)
@@ -44,6 +49,7 @@ struct JournalDumpCommand: ParsableCommand {
             // Damaged storage (a device's journal): a line for each run of entries it took.
             while let entry = try reader.nextReadable(damaged: { damage in
                 guard damage.last >= from else { return }
+                unreadable.append(max(damage.first, from)...damage.last)
                 out.text("{\"seq\": \(max(damage.first, from)), \"through\": \(damage.last), \"unreadable\": "
                          + "\(JSONText.quoted("\(damage.segment) offset \(damage.offset): \(damage.defect)"))}\n")
             }) {
@@ -77,6 +83,13 @@ struct JournalDumpCommand: ParsableCommand {
             throw ExitCode(1)
         }
         out.flush()
+        if !unreadable.isEmpty {
+            let count = unreadable.reduce(UInt64(0)) { $0 + $1.upperBound - $1.lowerBound + 1 }
+            let runs = unreadable.prefix(5).map { $0.count == 1 ? "\($0.lowerBound)" : "\($0.lowerBound)…\($0.upperBound)" }
+            FileHandle.standardError.write(Data(("daqctl journal dump: \(count) entries unreadable (damaged storage): seq "
+                + runs.joined(separator: ", ") + (unreadable.count > 5 ? ", …" : "") + "; their lines say \"unreadable\"\n").utf8))
+            throw ExitCode(2)
+        }
     }
 }
 

@@ -46,4 +46,25 @@ import TestSupport
             #expect(!run.stderr.contains("NSCocoaErrorDomain"), "\(run.stderr)")
         }
     }
+
+    /// A journal with a damaged entry: dump prints the rest and an "unreadable" line in place,
+    /// and says so on stderr with exit status 2 (it used to exit 0 with nothing on stderr, so a
+    /// `jq select(.group …)` filter hid the loss).
+    @Test func dumpOfADamagedJournalSaysSoAndExitsTwo() throws {
+        let journal = try PackagePaths.temporaryDirectory("dump-damaged").appendingPathComponent("j")
+        let write = try Agent.run(journal, extra: ["--segment-bytes", "65536"])
+        #expect(write.status == 0, "\(write.stderr)")
+        let last = try #require(write.stderr.split(separator: "\n").first { $0.hasPrefix("journal: ") }?.split(separator: "…").last
+            .flatMap { UInt64($0) })
+        let first = try #require(try FileManager.default.contentsOfDirectory(atPath: journal.path).filter { $0.hasSuffix(".jnl") }.sorted().first)
+        let segment = journal.appendingPathComponent(first)
+        var bytes = [UInt8](try Data(contentsOf: segment))
+        bytes[bytes.count / 2] ^= 0xFF
+        try Data(bytes).write(to: segment)
+        let dump = try runProcess(Agent.daqctl, ["journal", "dump", journal.path])
+        #expect(dump.status == 2, "\(dump.stderr)")
+        #expect(dump.stdout.contains("\"unreadable\": ") && dump.stdout.contains("{\"seq\": \(last),"), "\(dump.stdout)")
+        #expect(dump.stderr.contains("entries unreadable (damaged storage): seq ") && dump.stderr.contains("their lines say \"unreadable\""),
+                "\(dump.stderr)")
+    }
 }
