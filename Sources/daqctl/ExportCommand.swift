@@ -23,7 +23,9 @@ struct ExportCommand: ParsableCommand {
             (seconds since the measurement start), raw channels are converted to physical values
             (raw × factor + offset), and a channel not received yet (invalidation bit set) is an empty cell.
             Progress (entries read, share of the journal's bytes) goes to stderr every 0.5 s when stderr
-            is a terminal or with --progress.
+            is a terminal or with --progress. Entries damaged storage made unreadable are read past:
+            the files hold every other record, stderr names the missing entries, and the exit status
+            is 2 (1: nothing was exported).
 
             Example:
               daqctl export --journal /data/journal --format mdf --out run.mf4
@@ -39,7 +41,7 @@ struct ExportCommand: ParsableCommand {
     @Option(help: "Output format: mdf or csv.")
     var format: Format
 
-    @Option(help: "Output file (further measurements and CSV groups get suffixes, see below).")
+    @Option(help: "Output file (further measurements and CSV groups get suffixes, see above).")
     var out: String
 
     @Option(help: "Export only this channel group.")
@@ -53,7 +55,7 @@ struct ExportCommand: ParsableCommand {
 
     func run() throws {
         do {
-            let measurements = try JournalMeasurements.read(journal, progress: progress || isatty(2) == 1)
+            let (measurements, unreadable) = try JournalMeasurements.read(journal, progress: progress || isatty(2) == 1)
             guard !measurements.isEmpty else { throw DAQError(.malformedInput, "no layout entry: nothing to export", at: InputLocation(file: journal)) }
             if let group, !measurements.contains(where: { $0.layout.groups.contains { $0.name == group } }) {
                 throw DAQError(.malformedInput, "no channel group named \"\(group)\"", at: InputLocation(file: journal, field: "--group"))
@@ -80,6 +82,13 @@ struct ExportCommand: ParsableCommand {
                 }
             }
             for path in written { print(path) }
+            if !unreadable.isEmpty {
+                let count = unreadable.reduce(UInt64(0)) { $0 + $1.upperBound - $1.lowerBound + 1 }
+                let runs = unreadable.prefix(5).map { $0.count == 1 ? "\($0.lowerBound)" : "\($0.lowerBound)…\($0.upperBound)" }
+                FileHandle.standardError.write(Data(("daqctl export: \(count) entries unreadable (damaged storage), not exported: seq "
+                    + runs.joined(separator: ", ") + (unreadable.count > 5 ? ", …" : "") + "; the files hold every other record\n").utf8))
+                throw ExitCode(2)
+            }
         } catch let error as DAQError {
             FileHandle.standardError.write(Data("daqctl export: \(error)\n".utf8))
             throw ExitCode(1)
@@ -93,12 +102,13 @@ struct JournalMeasurements {
     /// Per group: its MDF records back to back (journal payloads without the record id).
     var records: [[UInt8]]
 
-    static func read(_ directory: String, progress: Bool) throws -> [JournalMeasurements] {
+    static func read(_ directory: String, progress: Bool) throws -> (measurements: [JournalMeasurements], unreadable: [ClosedRange<UInt64>]) {
         let reader = try JournalReader(directory: directory, from: 1)
         var meter = ExportProgress(enabled: progress, totalBytes: ExportProgress.journalBytes(directory))
         var result: [JournalMeasurements] = []
         var layouts: [RecordLayout] = []
-        while let entry = try reader.next() {
+        var unreadable: [ClosedRange<UInt64>] = []
+        while let entry = try reader.nextReadable(damaged: { unreadable.append($0.first...$0.last) }) {
             meter.entry(bytes: entry.framed.count)
             if entry.kind == .layout {
                 let layout = try entry.payload.withUnsafeBytes { (raw) throws(DAQError) in
@@ -120,7 +130,7 @@ struct JournalMeasurements {
             }
         }
         meter.finish()
-        return result
+        return (result, unreadable)
     }
 }
 

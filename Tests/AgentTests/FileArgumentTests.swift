@@ -49,8 +49,8 @@ import TestSupport
 
     /// A journal with a damaged entry: dump prints the rest and an "unreadable" line in place,
     /// and says so on stderr with exit status 2 (it used to exit 0 with nothing on stderr, so a
-    /// `jq select(.group …)` filter hid the loss).
-    @Test func dumpOfADamagedJournalSaysSoAndExitsTwo() throws {
+    /// `jq select(.group …)` filter hid the loss); export writes the rest, the same way.
+    @Test func dumpAndExportOfADamagedJournalSaySoAndExitTwo() throws {
         let journal = try PackagePaths.temporaryDirectory("dump-damaged").appendingPathComponent("j")
         let write = try Agent.run(journal, extra: ["--segment-bytes", "65536"])
         #expect(write.status == 0, "\(write.stderr)")
@@ -66,5 +66,12 @@ import TestSupport
         #expect(dump.stdout.contains("\"unreadable\": ") && dump.stdout.contains("{\"seq\": \(last),"), "\(dump.stdout)")
         #expect(dump.stderr.contains("entries unreadable (damaged storage): seq ") && dump.stderr.contains("their lines say \"unreadable\""),
                 "\(dump.stderr)")
+        // export writes every other record (it used to stop at the damage and write nothing).
+        let mdf = journal.deletingLastPathComponent().appendingPathComponent("run.mf4")
+        let export = try runProcess(Agent.daqctl, ["export", "--journal", journal.path, "--format", "mdf", "--out", mdf.path])
+        #expect(export.status == 2 && export.stderr.contains("entries unreadable (damaged storage), not exported: seq ")
+                && export.stdout.contains(mdf.path), "\(export.stdout)\(export.stderr)")
+        let inspect = try runProcess(Agent.daqctl, ["inspect", mdf.path])
+        #expect(inspect.status == 0 && inspect.stdout.contains("Time 10ms"), "\(inspect.stdout)\(inspect.stderr)")
     }
 }
