@@ -83,10 +83,8 @@ struct ExportCommand: ParsableCommand {
             }
             for path in written { print(path) }
             if !unreadable.isEmpty {
-                let count = unreadable.reduce(UInt64(0)) { $0 + $1.upperBound - $1.lowerBound + 1 }
-                let runs = unreadable.prefix(5).map { $0.count == 1 ? "\($0.lowerBound)" : "\($0.lowerBound)…\($0.upperBound)" }
-                FileHandle.standardError.write(Data(("daqctl export: \(count) entries unreadable (damaged storage), not exported: seq "
-                    + runs.joined(separator: ", ") + (unreadable.count > 5 ? ", …" : "") + "; the files hold every other record\n").utf8))
+                let line = UnreadableEntries.line(unreadable, what: ", not exported")
+                FileHandle.standardError.write(Data("daqctl export: \(line); the files hold every other record\n".utf8))
                 throw ExitCode(2)
             }
         } catch let error as DAQError {

@@ -26,3 +26,13 @@ enum FileFailure {
         }
     }
 }
+
+/// Entries a journal reader passed as unreadable (damaged storage), said in one line.
+enum UnreadableEntries {
+    /// "N entries unreadable (damaged storage)<what>: seq a…b, c, …" for the first few runs.
+    static func line(_ runs: [ClosedRange<UInt64>], what: String = "") -> String {
+        let count = runs.reduce(UInt64(0)) { $0 + $1.upperBound - $1.lowerBound + 1 }
+        let named = runs.prefix(5).map { $0.count == 1 ? "\($0.lowerBound)" : "\($0.lowerBound)…\($0.upperBound)" }
+        return "\(count) entries unreadable (damaged storage)\(what): seq " + named.joined(separator: ", ") + (runs.count > 5 ? ", …" : "")
+    }
+}

@@ -84,10 +84,8 @@ struct JournalDumpCommand: ParsableCommand {
         }
         out.flush()
         if !unreadable.isEmpty {
-            let count = unreadable.reduce(UInt64(0)) { $0 + $1.upperBound - $1.lowerBound + 1 }
-            let runs = unreadable.prefix(5).map { $0.count == 1 ? "\($0.lowerBound)" : "\($0.lowerBound)…\($0.upperBound)" }
-            FileHandle.standardError.write(Data(("daqctl journal dump: \(count) entries unreadable (damaged storage): seq "
-                + runs.joined(separator: ", ") + (unreadable.count > 5 ? ", …" : "") + "; their lines say \"unreadable\"\n").utf8))
+            let line = UnreadableEntries.line(unreadable)
+            FileHandle.standardError.write(Data("daqctl journal dump: \(line); their lines say \"unreadable\"\n".utf8))
             throw ExitCode(2)
         }
     }
