@@ -20,13 +20,17 @@ struct BenchUplinkCommand: ParsableCommand {
         commandName: "uplink",
         abstract: "Uplink drain throughput (next to a bare QoS 1 publisher), wire ratio and commit latency.",
         discussion: """
-            Runs on this machine in a temporary work directory and stops every process at the end:
-              1. a PKI (CA, broker, collector, devices bench-01, bench-02, bench-03) and mosquitto on a \
+            Runs on this machine in a temporary work directory and stops every process at the \
+            end.
+
+            1. a PKI (CA, broker, collector, devices bench-01, bench-02, bench-03) and mosquitto on a \
             free loopback port (TLS 1.3, client certificates, per-device ACL)
-              2. backlogs: daqlink run replays the reference log repeated with shifted timestamps at \
+
+            2. backlogs: daqlink run replays the reference log repeated with shifted timestamps at \
             --speed max with no broker, into a journal of about --backlog-mb MB (and one of \
             --cellular-mb MB for bench-03)
-              3. drain: daqctl collect starts, then daqlink run --broker replays a one-frame log into \
+
+            3. drain: daqctl collect starts, then daqlink run --broker replays a one-frame log into \
             the same journal and drains the whole backlog; timed by the device from its first publish \
             to the collector's end-to-end ack of the last entry (committed + fsynced); the time from \
             the process's start is shown too. The summary says how many parts went raw, as codec 3 \
@@ -35,11 +39,13 @@ struct BenchUplinkCommand: ParsableCommand {
             from /proc/<pid>/task/*/schedstat around the device's run; then, apart, the \
             collector's until it has been quiet for 1 s (its MDF files trail the journal at idle \
             priority, and a backlog's are written once its burst of commits is over).
-              4. latency: device bench-02 replays the reference log at original speed for \
+
+            4. latency: device bench-02 replays the reference log at original speed for \
             --latency-seconds; per journal entry, the collector's commit time minus the moment the \
             device appended the entry (hidden env traces DAQLINK_APPEND_TRACE / DAQCTL_COMMIT_TRACE, \
             both CLOCK_REALTIME); the first second is left out (connect)
-              5. peers: a bare QoS 1 publisher (MQTTConnection, own poll loop, --peer-window in flight) \
+
+            5. peers: a bare QoS 1 publisher (MQTTConnection, own poll loop, --peer-window in flight) \
             to a subscriber with the collector's identity, timed until the subscriber has every message; \
             A publishes the drain's own wire messages byte for byte (the device records each in the hidden \
             DAQLINK_WIRE_TRACE file as it publishes it: a coded part verbatim, a raw part as its header and \
@@ -49,14 +55,17 @@ struct BenchUplinkCommand: ParsableCommand {
             messages again to the same subscriber code in a process of its own (hidden `daqctl bench \
             peer-subscriber`): the drain's topology, three processes on the cores, without the \
             product's work; C / A is what that topology costs by itself.
-              6. the same drain over a rate-limited link: bench-03 through a TCP proxy that lets \
+
+            6. the same drain over a rate-limited link: bench-03 through a TCP proxy that lets \
             --cellular-mbit Mbit/s through towards the broker (a cellular uplink), next to the bare \
             publisher through the same proxy (raw journal bytes, and that drain's own wire messages); \
             the device's link soundings and periods are in drain.log, drain-<round>.log and \
             drain-cellular.log (keep them with --workdir)
-              7. rounds 2 to --rounds: the backlog restored from a copy, a collector with an empty \
+
+            7. rounds 2 to --rounds: the backlog restored from a copy, a collector with an empty \
             output directory, the drain again, then peer A with that drain's messages; ours / peer A \
             is judged on the median of all rounds (one round's peer A alone varies 1.5–2× here)
+
             Build with -c release: a debug build's figures mean nothing.
             """
     )

@@ -42,7 +42,8 @@ struct CollectCommand: ParsableCommand {
 
             Examples:
               daqctl collect --config collector.toml
-              daqctl collect --broker 127.0.0.1:8883 --pki pki --out collected --idle-exit 10
+              daqctl collect --broker 127.0.0.1:8883 --pki pki --out collected \\
+                --idle-exit 10
             """
     )
 

@@ -15,16 +15,22 @@ struct DemoCommand: ParsableCommand {
         discussion: """
             Everything runs on this machine, in a work directory (a new temporary one unless \
             --workdir is given) and is stopped at the end:
-              1. daqctl pki: a CA, the broker's and the collector's certificates, device ecu-01's
-              2. daqctl broker-config + mosquitto on a free loopback port (TLS 1.3, client certs)
+              1. daqctl pki: a CA, the broker's and the collector's certificates,
+                 device ecu-01's
+              2. daqctl broker-config + mosquitto on a free loopback port (TLS 1.3,
+                 client certificates)
               3. a TCP proxy between the device and the broker (to cut the link)
-              4. daqctl collect (durable session) and daqlink run replaying the reference engine
-                 ECU log (Fixtures/reference) through the reference experiment (5 ms, 10 ms and
-                 crank-synchronous channel groups) into its journal and over MQTT
-              5. the link is cut in the middle and restored; the device keeps acquiring into its
-                 journal and drains the backlog when the link returns
+              4. daqctl collect (durable session) and daqlink run replaying the
+                 reference engine ECU log (Fixtures/reference) through the reference
+                 experiment (5 ms, 10 ms and crank-synchronous channel groups) into
+                 its journal and over MQTT
+              5. the link is cut in the middle and restored; the device keeps
+                 acquiring into its journal and drains the backlog when the link
+                 returns
               6. daqctl verify: channel groups on both sides, SHA-256, byte identity
-            Exit status 0 only when the collector's copy is byte-identical to the device's journal.
+
+            Exit status 0 only when the collector's copy is byte-identical to the \
+            device's journal.
             """
     )
 

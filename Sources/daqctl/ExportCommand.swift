@@ -15,21 +15,28 @@ struct ExportCommand: ParsableCommand {
         commandName: "export",
         abstract: "Export a journal's measurements as MDF4 (.mf4) or CSV.",
         discussion: """
-            Every layout entry in the journal starts a measurement. The first measurement is written to
-            FILE, the k-th to FILE with "-k" before its extension (run.mf4, run-2.mf4, …).
-            MDF: one finalized MDF 4.11 file per measurement, one sorted data group per channel group.
-            CSV: one file per channel group, named FILE with "-<group>" before the extension (or FILE
-            itself with --group); header "t [s],<channel> [unit],…"; t is the record's time master
-            (seconds since the measurement start), raw channels are converted to physical values
-            (raw × factor + offset), and a channel not received yet (invalidation bit set) is an empty cell.
-            Progress (entries read, share of the journal's bytes) goes to stderr every 0.5 s when stderr
-            is a terminal or with --progress. Entries damaged storage made unreadable are read past:
-            the files hold every other record, stderr names the missing entries, and the exit status
-            is 2 (1: nothing was exported).
+            Every layout entry in the journal starts a measurement. The first measurement is \
+            written to FILE, the k-th to FILE with "-k" before its extension (run.mf4, \
+            run-2.mf4, …).
+
+            MDF: one finalized MDF 4.11 file per measurement, one sorted data group per channel \
+            group.
+
+            CSV: one file per channel group, named FILE with "-<group>" before the extension (or \
+            FILE itself with --group); header "t [s],<channel> [unit],…"; t is the record's time \
+            master (seconds since the measurement start), raw channels are converted to physical \
+            values (raw × factor + offset), and a channel not received yet (invalidation bit set) \
+            is an empty cell.
+
+            Progress (entries read, share of the journal's bytes) goes to stderr every 0.5 s when \
+            stderr is a terminal or with --progress. Entries damaged storage made unreadable are \
+            read past: the files hold every other record, stderr names the missing entries, and \
+            the exit status is 2 (1: nothing was exported).
 
             Example:
               daqctl export --journal /data/journal --format mdf --out run.mf4
-              daqctl export --journal /data/journal --format csv --out run.csv --group "Time 10ms"
+              daqctl export --journal /data/journal --format csv --out run.csv \\
+                --group "Time 10ms"
             """
     )
 

@@ -11,11 +11,13 @@ struct InspectCommand: ParsableCommand {
         commandName: "inspect",
         abstract: "Show an MDF4 file's channel groups: acquisition name, channels, cycles, raw size, time range.",
         discussion: """
-            Channels count every CN block of a group, the time master included (as asammdf lists them).
-            Raw size = cycles × record bytes (plus the record id in unsorted data groups). Times are the
-            first and last time-master values (seconds since the file's start time). Unfinalized
-            ("UnFinMF ") files are read with the cycles actually present.
-            Exit status 1 with "file [offset N, ##XX]: reason" when the file is malformed or truncated.
+            Channels count every CN block of a group, the time master included (as asammdf \
+            lists them). Raw size = cycles × record bytes (plus the record id in unsorted data \
+            groups). Times are the first and last time-master values (seconds since the file's \
+            start time). Unfinalized ("UnFinMF ") files are read with the cycles actually present.
+
+            Exit status 1 with "file [offset N, ##XX]: reason" when the file is malformed or \
+            truncated.
 
             Example:
               daqctl inspect run.mf4

@@ -12,19 +12,24 @@ struct JournalDumpCommand: ParsableCommand {
         commandName: "dump",
         abstract: "Print journal entries as JSON lines (seq, group, time, channel values).",
         discussion: """
-            Layout entries print as {"seq": N, "layout": {"experiment": …, "start": <s>, "groups": [...]}}.
-            Records print as {"seq": N, "group": "<name>", "t": <s>, "dt": <s>, "values": {"<channel>": v, …}}
-            (records of a bus-logging group: "values": {} and "frame": {"bus", "id", "extended", "dlc", "tx",
-            "data" in hex}), where dt is the record's time master (seconds since the measurement start, exactly as stored),
-            t = start + dt, v is the stored value (the DBC raw integer for raw channels, the physical
-            value for float channels) and null marks a channel not received yet (invalidation bit set).
+            Layout entries print as
+              {"seq": N, "layout": {"experiment": …, "start": <s>, "groups": [...]}}
+            Records print as
+              {"seq": N, "group": "<name>", "t": <s>, "dt": <s>,
+               "values": {"<channel>": v, …}}
+            (records of a bus-logging group: "values": {} and "frame": {"bus", "id", \
+            "extended", "dlc", "tx", "data" in hex}), where dt is the record's time master \
+            (seconds since the measurement start, exactly as stored), t = start + dt, v is the \
+            stored value (the DBC raw integer for raw channels, the physical value for float \
+            channels) and null marks a channel not received yet (invalidation bit set).
 
             Entries damaged storage made unreadable print as {"seq": N, "through": M, "unreadable": \
             "<segment> offset <o>: <defect>"}; the rest is printed, stderr names them, and the exit \
             status is 2 (1: the dump stopped).
 
             Example:
-              daqctl journal dump /data/journal --from 1000 | jq 'select(.group == "Time 10ms")'
+              daqctl journal dump /data/journal --from 1000 \\
+                | jq 'select(.group == "Time 10ms")'
             """
     )
 

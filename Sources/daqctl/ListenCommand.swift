@@ -13,10 +13,12 @@ struct ListenCommand: ParsableCommand {
         commandName: "listen",
         abstract: "Print frames received on SocketCAN interfaces (candump -l form, kernel timestamps).",
         discussion: """
-            Stops after --count frames, after --duration seconds, or on SIGINT/SIGTERM; then prints
-            one summary line per interface on stderr:
-              summary IFACE frames=N errors=N drops=N rcvbuf=BYTES timestamps=SOURCE state=S bitrate=B berr=TX/RX
-            drops is the kernel's count of frames lost because the socket's queue was full (SO_RXQ_OVFL).
+            Stops after --count frames, after --duration seconds, or on SIGINT/SIGTERM; then \
+            prints one summary line per interface on stderr:
+              summary IFACE frames=N errors=N drops=N rcvbuf=BYTES timestamps=SOURCE
+                      state=S bitrate=B berr=TX/RX
+            (one line). drops is the kernel's count of frames lost because the socket's queue \
+            was full (SO_RXQ_OVFL).
             """
     )
 

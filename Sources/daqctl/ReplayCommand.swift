@@ -15,7 +15,7 @@ struct ReplayCommand: ParsableCommand {
         commandName: "replay",
         abstract: "Write a CAN log's frames to SocketCAN interfaces at original timing (like canplayer).",
         discussion: """
-            --to vcan0 sends every frame to vcan0; --to can0=vcan0,can1=vcan1 maps the log's
+            --to vcan0 sends every frame to vcan0; --to can0=vcan0,can1=vcan1 maps the log's \
             interfaces (frames of unmapped interfaces are skipped). A summary goes to stderr.
             """
     )
