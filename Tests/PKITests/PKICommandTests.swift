@@ -68,6 +68,26 @@ import TestSupport
         #expect(overlong.status != 0 && overlong.stderr.contains("broker certificate validity of 825 days"), "\(overlong.stderr)")
     }
 
+    @Test func brokerConfigRefusesAnExpirationMosquittoCannotReadAndNamesTheUnixUser() throws {
+        let root = try PackagePaths.temporaryDirectory("broker-config-cli")
+        let pki = root.appendingPathComponent("pki").path
+        #expect(try runProcess(daqctl, ["pki", "init", "--dir", pki]).status == 0)
+        let out = root.appendingPathComponent("broker").path
+        for bad in ["forever", "14", "d", "0d", "1xd", "-1d", "14D", "2147483648d"] {
+            let result = try runProcess(daqctl, ["broker-config", "--pki", pki, "--out", out, "--client-expiration=\(bad)"])
+            #expect(result.status != 0, "\(bad)")
+            #expect(result.stderr.contains("--client-expiration '\(bad)'") && result.stderr.contains("h, d, w, m or y"), "\(result.stderr)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: "\(out)/mosquitto.conf"))
+        let user = try runProcess(daqctl, ["broker-config", "--pki", pki, "--out", out, "--user", "no such user"])
+        #expect(user.status != 0)
+        #expect(user.stderr.contains("Unix user name"), "\(user.stderr)")
+        #expect(!user.stderr.contains("MQTT"), "the user line is the broker's account, not an MQTT username: \(user.stderr)")
+        let good = try runProcess(daqctl, ["broker-config", "--pki", pki, "--out", out, "--client-expiration", "12h", "--user", "root"])
+        #expect(good.status == 0, "\(good.stderr)")
+        #expect(try String(contentsOfFile: "\(out)/mosquitto.conf", encoding: .utf8).contains("\npersistent_client_expiration 12h\n"))
+    }
+
     @Test func helpTeachesTheFlow() throws {
         let help = try runProcess(daqctl, ["pki", "--help"]).stdout
         for needle in ["pki init", "pki device", "broker-config", "pki revoke", "0600", "devices/<id>"] {
