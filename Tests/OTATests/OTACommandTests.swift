@@ -72,6 +72,23 @@ import TestSupport
         #expect(privateKey.stderr.contains("not a public key") && privateKey.stderr.contains("release.pub"), "\(privateKey.stderr)")
     }
 
+    @Test func theReleaseVersionOptionIsNotShadowedByTheToolVersion() throws {
+        let help = try runProcess(daqctl, ["ota", "sign", "--help"]).stdout
+        #expect(help.components(separatedBy: "--version <version>").count == 3, "usage line and option list only: \(help)")
+        #expect(!help.contains("Show the version"), "\(help)")
+
+        // Missing options are reported, not answered with the tool version and rc 0.
+        let alone = try runProcess(daqctl, ["ota", "sign", "--version", "3"])
+        #expect(alone.status != 0)
+        #expect(alone.stderr.contains("--key"), "\(alone.stderr)")
+        #expect(!alone.stdout.contains("libmosquitto"), "\(alone.stdout)")
+
+        // The tool's own version stays where users ask for it.
+        let tool = try runProcess(daqctl, ["--version"])
+        #expect(tool.status == 0 && tool.stdout.contains("libmosquitto"), "\(tool.stdout)\(tool.stderr)")
+        #expect(try runProcess(daqctl, ["--help"]).stdout.contains("daqctl --version"))
+    }
+
     @Test func helpTeachesTheFlow() throws {
         let help = try runProcess(daqctl, ["ota", "--help"]).stdout
         for needle in ["ota keygen", "ota sign", "ota publish", "ota nginx-config", "docs/ota.md"] {
