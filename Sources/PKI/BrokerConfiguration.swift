@@ -58,14 +58,51 @@ public struct BrokerConfiguration: Sendable, Hashable {
         if let queueLimit, queueLimit < 1 {
             throw DAQError(.malformedInput, "--queue-limit must be at least 1 (omit it for unlimited queues)")
         }
-        if let runAsUser { try CommonName.validateClientName(runAsUser, field: "user") }
+        if let runAsUser { try Self.validateUserName(runAsUser) }
+        guard Self.expirationSeconds(persistentClientExpiration) != nil else {
+            throw DAQError(.malformedInput, """
+                --client-expiration '\(persistentClientExpiration)' is not a mosquitto persistent_client_expiration: give a \
+                whole number (1–\(Int32.max)) followed by h, d, w, m or y (hours, days, weeks, 30-day months, 365-day years), \
+                e.g. 12h, 14d, 1w, 1y
+                """)
+        }
         // mosquitto.conf has no quoting: a value with whitespace would be cut or misread.
-        for (name, value) in [("bind address", bindAddress), ("persistent client expiration", persistentClientExpiration)] + paths
+        for (name, value) in [("bind address", bindAddress)] + paths
         where value.isEmpty || value.contains(where: \.isWhitespace) {
             throw DAQError(.malformedInput, "\(name) '\(value)' cannot go into mosquitto.conf (empty or contains whitespace)")
         }
         guard autosaveIntervalSeconds > 0, maxInflightMessages > 0 else {
             throw DAQError(.malformedInput, "autosave interval and in-flight limit must be positive")
+        }
+    }
+
+    /// Seconds in each unit mosquitto accepts for persistent_client_expiration (m and y are 30 and 365 days).
+    static let expirationUnits: [Character: Int] = ["h": 3600, "d": 86_400, "w": 7 * 86_400, "m": 30 * 86_400, "y": 365 * 86_400]
+
+    /// `text` in seconds when it is a duration mosquitto reads as written: digits (1…Int32.max) then
+    /// one unit. mosquitto itself takes atoi() of what precedes the unit, so it refuses "forever" only
+    /// at start-up, and reads "1xd" as 1d and a number past Int32.max as something else.
+    public static func expirationSeconds(_ text: String) -> Int? {
+        guard let unit = text.last, let seconds = expirationUnits[unit] else { return nil }
+        let number = text.dropLast()
+        guard !number.isEmpty, number.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
+              let count = Int(number), count >= 1, count <= Int(Int32.max) else { return nil }
+        return count * seconds
+    }
+
+    /// The `user` line names the Unix account mosquitto switches to after it starts, not an MQTT user.
+    private static func validateUserName(_ name: String) throws {
+        let bytes = Array(name.utf8)
+        let valid = (1...32).contains(bytes.count) && bytes[0] != UInt8(ascii: "-") && bytes.allSatisfy {
+            ($0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "z")) || ($0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z"))
+                || ($0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9"))
+                || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-")
+        }
+        guard valid else {
+            throw DAQError(.malformedInput, """
+                --user '\(name)' is not a Unix user name (the account mosquitto runs as once started): \
+                use 1–32 of A–Z a–z 0–9 . _ -, not starting with '-'
+                """)
         }
     }
 

@@ -73,6 +73,13 @@ public struct CertificateAuthority: Sendable {
         try CommonName.validateDisplayName(settings.authorityName, field: "CA name")
         try CommonName.validateClientName(settings.collectorName, field: "collector name")
         try validate(settings.server)
+        // Every lifetime is checked before anything is written: a refusal never leaves half a PKI.
+        let now = Validity.now()
+        let notAfter = try Validity.end(days: settings.authorityValidityDays, from: now, what: "CA validity")
+        let lifetime = AuthorityLifetime(notAfter: notAfter, file: layout.caCertificate)
+        _ = try Validity.end(days: settings.server.validityDays, from: now, what: "broker certificate validity", issuer: lifetime)
+        _ = try Validity.end(days: settings.collectorValidityDays, from: now, what: "collector certificate validity", issuer: lifetime)
+        _ = try Validity.end(days: settings.revocationListValidityDays, from: now, what: "CRL validity", issuer: lifetime)
         try AtomicFile.makeDirectory(layout.directory, mode: 0o700)
         try AtomicFile.withLock(layout.lockFile) {
             if !overwrite, let existing = [layout.caCertificate, layout.caKey].first(where: AtomicFile.exists) {
@@ -80,10 +87,8 @@ public struct CertificateAuthority: Sendable {
                                at: InputLocation(file: existing))
             }
             OpenSSLFailure.clearQueue()
-            let now = Validity.now()
             let key = try OwnedKey.generateP256()
             let serial = try SerialNumber.random()
-            let notAfter = now + settings.authorityValidityDays * Validity.day
             let template = CertificateTemplate.authority(commonName: settings.authorityName, serial: serial,
                                                          notBefore: now - Validity.skew, notAfter: notAfter)
             let certificate = try CertificateBuilder.sign(template, subjectKey: key, issuer: nil, issuerKey: key)
@@ -114,7 +119,7 @@ public struct CertificateAuthority: Sendable {
         try Self.validate(request)
         let names = request.dnsNames.map { "DNS:\($0)" } + request.ipAddresses.map { "IP:\($0)" }
         let commonName = request.dnsNames.first ?? request.ipAddresses[0]
-        return try issue(role: .server, commonName: commonName, validityDays: request.validityDays,
+        return try issue(role: .server, commonName: commonName, validityDays: request.validityDays, what: "broker certificate validity",
                          certificatePath: layout.serverCertificate, keyPath: layout.serverKey,
                          relativeFile: "server.crt", subjectAlternativeNames: names) { serial, from, until in
             .server(commonName: commonName, subjectAlternativeNames: names, serial: serial, notBefore: from, notAfter: until)
@@ -125,7 +130,7 @@ public struct CertificateAuthority: Sendable {
     @discardableResult
     public func issueCollectorCertificate(commonName: String = "collector", validityDays: Int = 825) throws -> IssuedCertificate {
         try CommonName.validateClientName(commonName, field: "collector name")
-        return try issue(role: .collector, commonName: commonName, validityDays: validityDays,
+        return try issue(role: .collector, commonName: commonName, validityDays: validityDays, what: "collector certificate validity",
                          certificatePath: layout.collectorCertificate, keyPath: layout.collectorKey,
                          relativeFile: "collector.crt") { serial, from, until in
             .client(commonName: commonName, serial: serial, notBefore: from, notAfter: until)
@@ -144,7 +149,7 @@ public struct CertificateAuthority: Sendable {
                                        replacingActive: Bool = false) throws -> IssuedCertificate {
         try CommonName.validateClientName(deviceID)
         try AtomicFile.makeDirectory(layout.devicesDirectory, mode: 0o700)
-        return try issue(role: .device, commonName: deviceID, validityDays: validityDays,
+        return try issue(role: .device, commonName: deviceID, validityDays: validityDays, what: "device certificate validity",
                          certificatePath: layout.deviceCertificate(deviceID), keyPath: layout.deviceKey(deviceID),
                          relativeFile: "devices/\(deviceID).crt") { serial, from, until in
             .client(commonName: deviceID, serial: serial, notBefore: from, notAfter: until)
@@ -164,6 +169,8 @@ public struct CertificateAuthority: Sendable {
     @discardableResult
     public func revokeDevice(_ deviceID: String, revocationListValidityDays: Int = 30) throws -> RevocationList {
         try CommonName.validateClientName(deviceID)
+        // Checked before the index changes: a revocation recorded but never published would be lost.
+        try checkRevocationListValidity(days: revocationListValidityDays)
         try AtomicFile.withLock(layout.lockFile) {
             var index = try index()
             let now = Date()
@@ -187,13 +194,13 @@ public struct CertificateAuthority: Sendable {
     /// Writes a fresh CRL (`ca.crl`) listing every revoked serial, valid for `validityDays`.
     @discardableResult
     public func publishRevocationList(validityDays: Int = 30) throws -> RevocationList {
-        guard validityDays > 0 else { throw DAQError(.malformedInput, "CRL validity must be at least one day") }
-        return try AtomicFile.withLock(layout.lockFile) {
+        try AtomicFile.withLock(layout.lockFile) {
             OpenSSLFailure.clearQueue()
             var index = try index()
             let (certificate, key) = try loadAuthority()
             let now = Validity.now()
-            let until = now + validityDays * Validity.day
+            let until = try Validity.end(days: validityDays, from: now, what: "CRL validity",
+                                         issuer: authorityLifetime(certificate))
             let number = index.nextCRLNumber
             let pem = try RevocationListBuilder.pem(revoked: index.revoked, number: number, thisUpdate: now,
                                                     nextUpdate: until, authority: certificate, authorityKey: key)
@@ -207,20 +214,19 @@ public struct CertificateAuthority: Sendable {
 
     // MARK: - Shared issue path
 
-    private func issue(role: CertificateRole, commonName: String, validityDays: Int,
+    private func issue(role: CertificateRole, commonName: String, validityDays: Int, what: String,
                        certificatePath: String, keyPath: String, relativeFile: String,
                        subjectAlternativeNames: [String] = [],
                        template: (String, Int, Int) -> CertificateTemplate,
                        checkIndex: (CertificateIndex) throws -> Void = { _ in }) throws -> IssuedCertificate {
-        guard validityDays > 0 else { throw DAQError(.malformedInput, "validity must be at least one day") }
-        return try AtomicFile.withLock(layout.lockFile) {
+        try AtomicFile.withLock(layout.lockFile) {
             OpenSSLFailure.clearQueue()
             var index = try index()
             try checkIndex(index)
             let (authority, authorityKey) = try loadAuthority()
             let now = Validity.now()
             let notBefore = now - Validity.skew
-            let notAfter = now + validityDays * Validity.day
+            let notAfter = try Validity.end(days: validityDays, from: now, what: what, issuer: authorityLifetime(authority))
             let serial = try SerialNumber.random()
             let key = try OwnedKey.generateP256()
             let certificate = try CertificateBuilder.sign(template(serial, notBefore, notAfter), subjectKey: key,
@@ -235,6 +241,17 @@ public struct CertificateAuthority: Sendable {
             try AtomicFile.write(index.encoded(), to: layout.index, mode: AtomicFile.publicMode)
             return IssuedCertificate(record: record, certificatePath: certificatePath, keyPath: keyPath)
         }
+    }
+
+    /// The end of the CA's lifetime, as its certificate says.
+    private func authorityLifetime(_ certificate: OwnedCertificate) throws -> AuthorityLifetime {
+        AuthorityLifetime(notAfter: try certificate.notAfter(file: layout.caCertificate), file: layout.caCertificate)
+    }
+
+    /// Throws unless a CRL valid for `days` from now would fit inside the CA's lifetime.
+    private func checkRevocationListValidity(days: Int) throws {
+        let certificate = try OwnedCertificate.load(pem: AtomicFile.read(layout.caCertificate), file: layout.caCertificate)
+        _ = try Validity.end(days: days, from: Validity.now(), what: "CRL validity", issuer: authorityLifetime(certificate))
     }
 
     private func loadAuthority() throws -> (OwnedCertificate, OwnedKey) {
@@ -253,13 +270,4 @@ public struct CertificateAuthority: Sendable {
         for name in request.dnsNames { try CommonName.validateDNSName(name) }
         for address in request.ipAddresses { try IPAddressText.validate(address) }
     }
-}
-
-/// Validity arithmetic in whole seconds since the epoch.
-enum Validity {
-    static let day = 86_400
-    /// notBefore is backdated so a peer whose clock is a few minutes behind still accepts a new certificate.
-    static let skew = 300
-    static func now() -> Int { Int(Date().timeIntervalSince1970) }
-    static func date(_ seconds: Int) -> Date { Date(timeIntervalSince1970: TimeInterval(seconds)) }
 }

@@ -52,6 +52,15 @@ final class OwnedCertificate {
     func pem() throws -> [UInt8] {
         try PEM.write("writing a PEM certificate") { PEM_write_bio_X509($0, pointer) }
     }
+
+    /// notAfter in seconds since the epoch; `file` names the certificate in errors.
+    func notAfter(file: String) throws -> Int {
+        var fields = tm()
+        guard let time = X509_get0_notAfter(pointer), ASN1_TIME_to_tm(time, &fields) == 1 else {
+            throw OpenSSLFailure.error("reading notAfter", file: file)
+        }
+        return Int(timegm(&fields))
+    }
 }
 
 /// PEM through memory BIOs.

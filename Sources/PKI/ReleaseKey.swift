@@ -116,12 +116,31 @@ final class Ed25519Key {
         let parsed = try PEM.withReadBIO(pem, file: file) { bio in
             isPrivate ? PEM_read_bio_PrivateKey(bio, nil, nil, nil) : PEM_read_bio_PUBKEY(bio, nil, nil, nil)
         }
-        guard let parsed else { throw OpenSSLFailure.error(isPrivate ? "reading a PEM private key" : "reading a PEM public key", file: file) }
+        guard let parsed else { throw unreadable(pem, file: file, isPrivate: isPrivate) }
         let key = Ed25519Key(parsed)
         guard EVP_PKEY_get_id(parsed) == EVP_PKEY_ED25519 else {
             throw DAQError(.unsupported, "not an Ed25519 key (release keys are Ed25519)", at: InputLocation(file: file))
         }
         return key
+    }
+
+    /// Why `pem` gave no key: no PEM at all, the wrong half of a key pair (or another PEM object),
+    /// or, for a damaged key, OpenSSL's own reason. The usual mix-up is release.pub for release.key.
+    private static func unreadable(_ pem: [UInt8], file: String, isPrivate: Bool) -> DAQError {
+        let wanted = isPrivate ? "a private key: --key wants the private key, e.g. release.key"
+                               : "a public key: give the release public key, e.g. release.pub"
+        let text = String(decoding: pem, as: UTF8.self)
+        guard let begin = text.range(of: "-----BEGIN "),
+              let end = text.range(of: "-----", range: begin.upperBound..<text.endIndex) else {
+            OpenSSLFailure.clearQueue()
+            return DAQError(.malformedInput, "not a PEM file (no -----BEGIN line), so not \(wanted)", at: InputLocation(file: file))
+        }
+        let label = String(text[begin.upperBound..<end.lowerBound])
+        if label.hasSuffix("PRIVATE KEY") != isPrivate {
+            OpenSSLFailure.clearQueue()
+            return DAQError(.malformedInput, "holds a \(label.lowercased()) (BEGIN \(label)), not \(wanted)", at: InputLocation(file: file))
+        }
+        return OpenSSLFailure.error(isPrivate ? "reading a PEM private key" : "reading a PEM public key", file: file)
     }
 
     func privatePEM() throws -> [UInt8] {

@@ -27,7 +27,7 @@ struct BrokerConfigCommand: ParsableCommand {
     @Option(help: "Run the broker as this user (`root` for test/demo brokers started as root).") var user: String?
     @Option(help: "Per-client queue limit in messages, for fault-injection brokers only (overflow is dropped silently).")
     var queueLimit: Int?
-    @Option(help: "How long an offline durable session is kept (mosquitto syntax: 14d, 12h, 1w).")
+    @Option(help: "How long an offline durable session is kept: a number and h, d, w, m (30 days) or y (365 days), e.g. 12h, 14d, 1w.")
     var clientExpiration = "14d"
     @Flag(help: "Keep the client's own client id instead of forcing it to the certificate CN (allows session takeover).")
     var keepClientId = false
@@ -50,6 +50,10 @@ struct BrokerConfigCommand: ParsableCommand {
         configuration.clientIDFromCertificate = !keepClientId
         let path = try configuration.write(into: outDirectory)
         print("wrote \(path) and \(configuration.aclFile)")
+        if let user, getpwnam(user) == nil {
+            // Only a note: the broker may run on another machine, where the account exists.
+            FileHandle.standardError.write(Data("note: there is no user '\(user)' on this machine; mosquitto started here would refuse to run as it\n".utf8))
+        }
         print("run: mosquitto -c \(path)")
     }
 

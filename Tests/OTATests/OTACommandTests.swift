@@ -40,6 +40,55 @@ import TestSupport
         #expect(traversal.status != 0 && traversal.stderr.contains("not a safe name"))
     }
 
+    @Test func aKeyFileOfTheWrongKindIsNamedAsSuch() throws {
+        let root = try PackagePaths.temporaryDirectory("ota-cli-keys")
+        defer { try? FileManager.default.removeItem(at: root) }
+        #expect(try runProcess(daqctl, ["ota", "keygen", "--out", root.path + "/keys"]).status == 0)
+        let artifact = root.appendingPathComponent("image.bin")
+        try Data("image".utf8).write(to: artifact)
+        let notes = root.appendingPathComponent("notes.txt")
+        try Data("release notes, not a key\n".utf8).write(to: notes)
+        func sign(key: String) throws -> ProcessResult {
+            try runProcess(daqctl, ["ota", "sign", "--key", key, "--kind", "firmware", "--version", "2", "--hardware", "hw1", artifact.path])
+        }
+
+        let publicKey = try sign(key: root.path + "/keys/release.pub")
+        #expect(publicKey.status != 0)
+        #expect(publicKey.stderr.contains("public key") && publicKey.stderr.contains("not a private key"), "\(publicKey.stderr)")
+        #expect(publicKey.stderr.contains("--key wants the private key, e.g. release.key"), "\(publicKey.stderr)")
+        #expect(publicKey.stderr.contains(root.path + "/keys/release.pub"), "names the file: \(publicKey.stderr)")
+        #expect(!publicKey.stderr.contains("DECODER"), "no raw OpenSSL queue for a mix-up: \(publicKey.stderr)")
+
+        let garbage = try sign(key: notes.path)
+        #expect(garbage.status != 0)
+        #expect(garbage.stderr.contains("not a PEM file") && garbage.stderr.contains(notes.path), "\(garbage.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: artifact.path + ".manifest"), "nothing written on failure")
+
+        // The mirror image: the private key where the public one belongs.
+        #expect(try sign(key: root.path + "/keys/release.key").status == 0)
+        let privateKey = try runProcess(daqctl, ["ota", "publish", "--dir", root.path + "/updates", "--device", "rig-01",
+                                                 "--public-key", root.path + "/keys/release.key", artifact.path])
+        #expect(privateKey.status != 0)
+        #expect(privateKey.stderr.contains("not a public key") && privateKey.stderr.contains("release.pub"), "\(privateKey.stderr)")
+    }
+
+    @Test func theReleaseVersionOptionIsNotShadowedByTheToolVersion() throws {
+        let help = try runProcess(daqctl, ["ota", "sign", "--help"]).stdout
+        #expect(help.components(separatedBy: "--version <version>").count == 3, "usage line and option list only: \(help)")
+        #expect(!help.contains("Show the version"), "\(help)")
+
+        // Missing options are reported, not answered with the tool version and rc 0.
+        let alone = try runProcess(daqctl, ["ota", "sign", "--version", "3"])
+        #expect(alone.status != 0)
+        #expect(alone.stderr.contains("--key"), "\(alone.stderr)")
+        #expect(!alone.stdout.contains("libmosquitto"), "\(alone.stdout)")
+
+        // The tool's own version stays where users ask for it.
+        let tool = try runProcess(daqctl, ["--version"])
+        #expect(tool.status == 0 && tool.stdout.contains("libmosquitto"), "\(tool.stdout)\(tool.stderr)")
+        #expect(try runProcess(daqctl, ["--help"]).stdout.contains("daqctl --version"))
+    }
+
     @Test func helpTeachesTheFlow() throws {
         let help = try runProcess(daqctl, ["ota", "--help"]).stdout
         for needle in ["ota keygen", "ota sign", "ota publish", "ota nginx-config", "docs/ota.md"] {

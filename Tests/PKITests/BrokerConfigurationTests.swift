@@ -64,6 +64,31 @@ import Testing
         ])
     }
 
+    @Test func clientExpirationFollowsMosquittosOwnSyntax() {
+        #expect(BrokerConfiguration.expirationSeconds("12h") == 12 * 3600)
+        #expect(BrokerConfiguration.expirationSeconds("14d") == 14 * 86_400)
+        #expect(BrokerConfiguration.expirationSeconds("1w") == 7 * 86_400)
+        #expect(BrokerConfiguration.expirationSeconds("2m") == 60 * 86_400)
+        #expect(BrokerConfiguration.expirationSeconds("99999y") == 99999 * 365 * 86_400)
+        #expect(BrokerConfiguration.expirationSeconds("2147483647h") == 2_147_483_647 * 3600)
+        // mosquitto reads the number with atoi(): "1xd" would be 1d, 2147483648h something else, "forever" fails at start.
+        for bad in ["forever", "", "14", "d", "0d", "-1d", "+1d", " 1d", "1xd", "1.5d", "14D", "2147483648h", "99999999999h"] {
+            #expect(BrokerConfiguration.expirationSeconds(bad) == nil, "\(bad)")
+            var configuration = BrokerConfiguration(pki: layout, outputDirectory: "/srv/broker")
+            configuration.persistentClientExpiration = bad
+            #expect(throws: DAQError.self) { try configuration.validate() }
+        }
+    }
+
+    @Test(arguments: ["no such user", "", "-root", "user:x", String(repeating: "u", count: 33)])
+    func aBadRunAsUserIsCalledAUnixUserName(_ user: String) {
+        var configuration = BrokerConfiguration(pki: layout, outputDirectory: "/srv/broker")
+        configuration.runAsUser = user
+        let error = #expect(throws: DAQError.self) { try configuration.validate() }
+        #expect(error?.message.contains("Unix user name") == true, "\(String(describing: error))")
+        #expect(error?.message.contains("MQTT") == false)
+    }
+
     @Test func valuesThatWouldBreakTheConfigAreRefused() {
         var configuration = BrokerConfiguration(pki: PKILayout(directory: "/my pki"), outputDirectory: "/srv/broker")
         #expect(throws: DAQError.self) { try configuration.validate() }

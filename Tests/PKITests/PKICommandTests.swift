@@ -44,6 +44,50 @@ import TestSupport
         #expect(FileManager.default.fileExists(atPath: "\(out)/data"))
     }
 
+    @Test func lifetimesOutsideOneDayAndTheCAAreRefused() throws {
+        let root = try PackagePaths.temporaryDirectory("pki-cli-days")
+        let expired = root.appendingPathComponent("pki2").path
+        let zero = try runProcess(daqctl, ["pki", "init", "--dir", expired, "--ca-days", "0"])
+        #expect(zero.status != 0)
+        #expect(zero.stderr.contains("CA validity must be at least 1 day"), "\(zero.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: "\(expired)/ca.crt"))
+
+        let pki = root.appendingPathComponent("pki").path
+        #expect(try runProcess(daqctl, ["pki", "init", "--dir", pki]).status == 0)
+        for arguments in [["pki", "device", "--dir", pki, "ecu-04", "--days", "99999999"],
+                          ["pki", "device", "--dir", pki, "ecu-04", "--days", "3651"],
+                          ["pki", "crl", "--dir", pki, "--days", "99999999"]] {
+            let result = try runProcess(daqctl, arguments)
+            #expect(result.status != 0, "\(arguments)")
+            #expect(result.stderr.contains("past the CA's notAfter"), "\(arguments): \(result.stderr)")
+            #expect(result.stderr.contains("day(s) left"), "\(arguments): \(result.stderr)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: "\(pki)/devices/ecu-04.crt"))
+        let overlong = try runProcess(daqctl, ["pki", "init", "--dir", root.appendingPathComponent("pki3").path,
+                                               "--ca-days", "100", "--server-days", "825"])
+        #expect(overlong.status != 0 && overlong.stderr.contains("broker certificate validity of 825 days"), "\(overlong.stderr)")
+    }
+
+    @Test func brokerConfigRefusesAnExpirationMosquittoCannotReadAndNamesTheUnixUser() throws {
+        let root = try PackagePaths.temporaryDirectory("broker-config-cli")
+        let pki = root.appendingPathComponent("pki").path
+        #expect(try runProcess(daqctl, ["pki", "init", "--dir", pki]).status == 0)
+        let out = root.appendingPathComponent("broker").path
+        for bad in ["forever", "14", "d", "0d", "1xd", "-1d", "14D", "2147483648d"] {
+            let result = try runProcess(daqctl, ["broker-config", "--pki", pki, "--out", out, "--client-expiration=\(bad)"])
+            #expect(result.status != 0, "\(bad)")
+            #expect(result.stderr.contains("--client-expiration '\(bad)'") && result.stderr.contains("h, d, w, m or y"), "\(result.stderr)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: "\(out)/mosquitto.conf"))
+        let user = try runProcess(daqctl, ["broker-config", "--pki", pki, "--out", out, "--user", "no such user"])
+        #expect(user.status != 0)
+        #expect(user.stderr.contains("Unix user name"), "\(user.stderr)")
+        #expect(!user.stderr.contains("MQTT"), "the user line is the broker's account, not an MQTT username: \(user.stderr)")
+        let good = try runProcess(daqctl, ["broker-config", "--pki", pki, "--out", out, "--client-expiration", "12h", "--user", "root"])
+        #expect(good.status == 0, "\(good.stderr)")
+        #expect(try String(contentsOfFile: "\(out)/mosquitto.conf", encoding: .utf8).contains("\npersistent_client_expiration 12h\n"))
+    }
+
     @Test func helpTeachesTheFlow() throws {
         let help = try runProcess(daqctl, ["pki", "--help"]).stdout
         for needle in ["pki init", "pki device", "broker-config", "pki revoke", "0600", "devices/<id>"] {
