@@ -18,6 +18,9 @@ struct PCANTRCReader: Sendable {
     enum Version: Sendable { case v1_0, v1_1, v1_2, v1_3, v2_0, v2_1 }
 
     var version: Version = .v1_0
+    /// Whether a `;$FILEVERSION` line set `version`; without one the file is read as 1.0, which
+    /// errors then say (a 1.1+ trace that lost its header fails on its columns, not on its syntax).
+    var versionDeclared = false
     /// `;$STARTTIME` in nanoseconds since the Unix epoch (0 when absent).
     var startTime: Int64 = 0
     /// The 2.x column letters; nil until `;$COLUMNS` is read (then the version's default applies).
@@ -32,6 +35,14 @@ struct PCANTRCReader: Sendable {
             return nil
         }
         switch version {
+        case .v1_0 where !versionDeclared:
+            do throws(DAQError) {
+                return try versionOneFrame(&cursor, number: number, file: file)
+            } catch {
+                var error = error
+                error.message += " (read as TRC version 1.0 because no ;$FILEVERSION line came before this one)"
+                throw error
+            }
         case .v1_0, .v1_1, .v1_2, .v1_3: return try versionOneFrame(&cursor, number: number, file: file)
         case .v2_0, .v2_1: return try versionTwoFrame(&cursor, number: number, file: file)
         }
@@ -46,6 +57,7 @@ struct PCANTRCReader: Sendable {
         var valueCursor = ByteCursor(UnsafeBufferPointer(rebasing: rest[(equals + 1)...]))
         let value = valueCursor.token() ?? rest[equals..<equals]
         if LogFields.matches(key, "fileversion") {
+            versionDeclared = true
             switch LogFields.text(value) {
             case "1.0": version = .v1_0
             case "1.1": version = .v1_1
@@ -126,8 +138,10 @@ struct PCANTRCReader: Sendable {
         // Version 1.0 marks bus warnings with the id FFFFFFFF.
         if version == .v1_0 && LogFields.matches(idToken, "ffffffff") { return nil }
         if version == .v1_3 { _ = cursor.token() }   // reserved column, always '-'
-        guard let dlcToken = cursor.token(), let dlc = LogFields.unsigned(dlcToken, base: .dec, limit: 8) else {
-            throw .malformed("expected a DLC 0…8", file: file, line: number, field: "dlc")
+        let dlcToken = cursor.token()
+        guard let dlcToken, let dlc = LogFields.unsigned(dlcToken, base: .dec, limit: 8) else {
+            throw .malformed("expected a DLC 0…8, found \(dlcToken.map { "'\(LogFields.text($0))'" } ?? "the end of the line")",
+                             file: file, line: number, field: "dlc")
         }
         var dataCursor = cursor
         let marker = dataCursor.token()

@@ -64,13 +64,24 @@ struct VectorASCReader: Sendable {
         guard LogFields.isDigits(second) else { return nil }   // `Start of measurement`, `SV:`, `CAN 1 Status:` …
         let interface = try Self.interface(second, number: number, file: file)
 
-        guard let idToken = cursor.token() else { return nil }
+        guard let idToken = cursor.token() else {
+            throw .malformed("the line ends after the channel; expected a CAN id or ErrorFrame", file: file,
+                             line: number, field: "id")
+        }
         if LogFields.hasPrefix(idToken, "errorframe") {
             return LogFields.busErrorFrame(at: timestamp, interface: interface)
         }
         // A frame line has its direction as the fourth field; other channel events
         // (`Statistic:`, `J1939TP …`) do not.
-        guard let direction = cursor.token(), let received = Self.direction(direction) else { return nil }
+        guard let direction = cursor.token() else {
+            // `T CH ID` and nothing more: a frame line cut short (no other event is an id alone).
+            if case .some = try? identifier(idToken, number: number, file: file) {
+                throw .malformed("the line ends after the id '\(LogFields.text(idToken))'; expected Rx or Tx, "
+                                 + "then 'd' DLC and the data bytes", file: file, line: number, field: "direction")
+            }
+            return nil
+        }
+        guard let received = Self.direction(direction) else { return nil }
         let (id, extended) = try identifier(idToken, number: number, file: file)
         var frame = CANFrame(timestamp: timestamp, interface: interface, id: id, isExtended: extended,
                              isReceived: received)
@@ -94,9 +105,7 @@ struct VectorASCReader: Sendable {
             throw .malformed("expected 'd' (data) or 'r' (remote), found '\(LogFields.text(type))'",
                              file: file, line: number, field: "type")
         }
-        guard let dlcToken = cursor.token(), let dlc = LogFields.unsigned(dlcToken, base: base, limit: 15) else {
-            throw .malformed("expected a DLC 0…15", file: file, line: number, field: "dlc")
-        }
+        let dlc = try dlc(cursor.token(), number: number, file: file)
         // Classic CAN carries at most 8 bytes whatever the DLC says (DLC 9…15 mean 8).
         let count = CANFrame.length(forDLC: Int(dlc), fd: false)
         for index in 0..<count {
@@ -167,9 +176,7 @@ struct VectorASCReader: Sendable {
             throw .malformed("expected ESI (0 or 1)", file: file, line: number, field: "ESI")
         }
         let esi = try Self.bit(esiToken, field: "ESI", number: number, file: file)
-        guard let dlcToken = cursor.token(), let dlc = LogFields.unsigned(dlcToken, base: base, limit: 15) else {
-            throw .malformed("expected a DLC 0…15", file: file, line: number, field: "dlc")
-        }
+        let dlc = try dlc(cursor.token(), number: number, file: file)
         // The data length is decimal in both bases.
         guard let lengthToken = cursor.token(), let length = LogFields.unsigned(lengthToken, base: .dec, limit: 64) else {
             throw .malformed("expected a data length 0…64", file: file, line: number, field: "data length")
@@ -208,6 +215,20 @@ struct VectorASCReader: Sendable {
         }
         frame.data = data
         return frame
+    }
+
+    /// The DLC 0…15 in the file's base: `d 15` under `base hex` is 0x15 = 21, which the error says.
+    private func dlc(_ token: LogToken?, number: Int, file: String) throws(DAQError) -> UInt32 {
+        guard let token else {
+            throw .malformed("expected a DLC 0…15, found the end of the line", file: file, line: number, field: "dlc")
+        }
+        if let dlc = LogFields.unsigned(token, base: base, limit: 15) { return dlc }
+        let found = LogFields.text(token)
+        guard let value = LogFields.unsigned(token, base: base) else {
+            throw .malformed("expected a \(base.name) DLC 0…15, found '\(found)'", file: file, line: number, field: "dlc")
+        }
+        let reading = base == .hex ? "'\(found)', which is hex (the log says 'base hex'): 0x\(found) = \(value)" : "\(value)"
+        throw .malformed("expected a DLC 0…15, found \(reading)", file: file, line: number, field: "dlc")
     }
 
     /// `123` or `1ABCDEF0x` (trailing `x` = 29-bit), in the file's base.

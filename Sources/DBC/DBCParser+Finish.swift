@@ -6,6 +6,7 @@ extension DBCParser {
         var result: [DBCMessage] = []
         result.reserveCapacity(messages.count)
         for pending in messages where pending.message.name != Self.independentSignalsMessage {
+            try checkSignalsFit(pending)
             var message = pending.message
             message.cycleTime = cycleTime(pending.cycleTime ?? attributeDefaults["GenMsgCycleTime"])
             if let format = frameFormat(pending.frameFormat ?? attributeDefaults["VFrameFormat"]),
@@ -16,6 +17,20 @@ extension DBCParser {
             result.append(message)
         }
         return DBCDatabase(version: version, nodes: nodes, messages: result, valueTables: valueTables)
+    }
+
+    /// A signal that needs more bytes than its message has would be dropped from every decoded
+    /// frame. Checked after the last statement, as cantools (strict) does, so that an error a later
+    /// statement has (`SIG_VALTYPE_`) is reported first.
+    private func checkSignalsFit(_ pending: PendingMessage) throws(DAQError) {
+        let message = pending.message
+        for (index, signal) in message.signals.enumerated() where signal.requiredBytes > message.length {
+            let order = signal.byteOrder == .littleEndian ? "little-endian" : "big-endian"
+            throw DAQError.malformed(
+                "signal \(signal.name) (start bit \(signal.startBit), \(signal.length) bits, \(order)) needs \(signal.requiredBytes) bytes, "
+                    + "but message \(message.name) is \(message.length) byte\(message.length == 1 ? "" : "s") long",
+                file: scanner.file, line: pending.signalLines[index], field: "SG_ start bit")
+        }
     }
 
     /// Cycle time in ms; 0 means "not cyclic".

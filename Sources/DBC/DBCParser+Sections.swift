@@ -38,21 +38,21 @@ extension DBCParser {
     /// `CM_ [BU_ <node> | BO_ <id> | SG_ <id> <signal> | EV_ <name>] "<text>" ;`
     mutating func parseComment() throws(DAQError) {
         if scanner.atString() {
-            _ = try scanner.expectString(field: "CM_ text")
+            _ = try scanner.expectString(field: "CM_ text", spansLines: true)
         } else {
             let kind = try scanner.expectIdentifier(field: "CM_ object type")
             switch kind {
             case "BO_":
                 let index = try messageReference(statement: "CM_")
-                let text = try scanner.expectString(field: "CM_ text")
+                let text = try scanner.expectString(field: "CM_ text", spansLines: true)
                 if let index { messages[index].message.comment = text }
             case "SG_":
                 let target = try signalReference(statement: "CM_")
-                let text = try scanner.expectString(field: "CM_ text")
+                let text = try scanner.expectString(field: "CM_ text", spansLines: true)
                 if let (m, s) = target { messages[m].message.signals[s].comment = text }
             case "BU_", "EV_":
                 _ = try scanner.expectIdentifier(field: "CM_ \(kind) name")
-                _ = try scanner.expectString(field: "CM_ text")
+                _ = try scanner.expectString(field: "CM_ text", spansLines: true)
             default:
                 throw scanner.failure("expected BU_, BO_, SG_ or EV_, found '\(kind)'", field: "CM_ object type")
             }
@@ -113,7 +113,7 @@ extension DBCParser {
     }
 
     private mutating func attributeValue(field: String) throws(DAQError) -> DBCAttributeValue {
-        if scanner.atString() { return .text(try scanner.expectString(field: field)) }
+        if scanner.atString() { return .text(try scanner.expectString(field: field, spansLines: true)) }
         return .number(try scanner.expectNumber(field: field))
     }
 

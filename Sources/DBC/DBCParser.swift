@@ -12,6 +12,8 @@ struct PendingMessage {
     var message: DBCMessage
     /// The id as the file writes it (bit 31 = extended), the key of `VAL_`, `BA_`, `CM_` lines.
     var fileID: UInt32
+    /// Line of the `BO_`.
+    var line: Int
     /// Line of each signal's `SG_`, for errors found after the message was read.
     var signalLines: [Int] = []
     /// The `N` of `mN` / `mNM` per signal.
@@ -136,9 +138,15 @@ struct DBCParser {
             throw DAQError.malformed("standard (11-bit) id \(id) is above 2047; set bit 31 for a 29-bit id",
                                      file: scanner.file, line: line, field: "BO_ id")
         }
+        // A second `BO_` with the same id would shadow the first in every lookup by id.
+        if let earlier = messageIndex[fileID] {
+            throw DAQError.malformed(
+                "message \(name) has id \(fileID), already used by message \(messages[earlier].message.name) on line \(messages[earlier].line)",
+                file: scanner.file, line: line, field: "BO_ id")
+        }
         let message = DBCMessage(name: name, id: id, isExtended: isExtended, isFD: length > 8,
                                  length: Int(length), sender: sender)
-        messages.append(PendingMessage(message: message, fileID: fileID))
+        messages.append(PendingMessage(message: message, fileID: fileID, line: line))
         currentMessage = messages.count - 1
         messageIndex[fileID] = messages.count - 1
     }
@@ -208,6 +216,12 @@ struct DBCParser {
         guard start >= 0 && start < 512 else {
             throw DAQError.malformed("start bit \(start) is outside a 64-byte payload", file: scanner.file, line: line,
                                      field: "SG_ start bit")
+        }
+        // Decoded values are keyed by signal name, and VAL_, CM_ and SG_MUL_VAL_ find signals by it.
+        if let earlier = messages[messageIndex].message.signalIndex(named: name) {
+            throw DAQError.malformed(
+                "message \(messages[messageIndex].message.name) already has a signal \(name) (line \(messages[messageIndex].signalLines[earlier]))",
+                file: scanner.file, line: line, field: "SG_ name")
         }
         let signal = DBCSignal(
             name: name, startBit: Int(start), length: Int(length), byteOrder: byteOrder, isSigned: isSigned,

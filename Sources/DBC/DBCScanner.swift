@@ -155,8 +155,11 @@ struct DBCScanner {
         return peek == UInt8(ascii: "\"")
     }
 
-    /// A double-quoted string; may span lines; `\"` and `\\` are escapes.
-    mutating func expectString(field: String) throws(DAQError) -> String {
+    /// A double-quoted string; `\"` and `\\` are escapes. Only free text (`spansLines`: comments,
+    /// attribute values) may hold line breaks: a unit or a value description whose closing quote is
+    /// on a later line lost its quote, and the error belongs on the line the string opened on, not
+    /// on the later line where the stray quote ends it.
+    mutating func expectString(field: String, spansLines: Bool = false) throws(DAQError) -> String {
         skipSpace()
         guard peek == UInt8(ascii: "\"") else {
             throw failure("expected a quoted string, found \(nextTokenDescription())", field: field)
@@ -169,6 +172,12 @@ struct DBCScanner {
             position += 1
             switch byte {
             case UInt8(ascii: "\""):
+                guard spansLines || line == openLine else {
+                    var opened = content.prefix { $0 != 0x0A && $0 != 0x0D }
+                    while let last = opened.last, isBlank(last) { opened.removeLast() }
+                    throw DAQError.malformed("unterminated string: \"\(decodeText(opened)) has no closing '\"' on its line",
+                                             file: file, line: openLine, field: field)
+                }
                 return decodeText(content)
             case UInt8(ascii: "\\") where position < bytes.count:
                 content.append(bytes[position])

@@ -21,8 +21,9 @@ public final class LineStream {
     /// Size of the file when known (nil for standard input).
     public let size: Int?
 
-    /// Opens `path`; `-` is standard input.
-    public init(path: String, chunkSize: Int = 1 << 20) throws(DAQError) {
+    /// Opens `path`; `-` is standard input. `contentName` says what the file should be ("log file")
+    /// in the error for a directory, which `open` accepts and `read` then fails on.
+    public init(path: String, contentName: String = "text file", chunkSize: Int = 1 << 20) throws(DAQError) {
         self.path = path
         if path == "-" {
             fd = 0
@@ -33,10 +34,15 @@ public final class LineStream {
             guard opened >= 0 else {
                 throw DAQError(.io, "cannot open: \(String(cString: strerror(errno)))", at: InputLocation(file: path))
             }
+            var info = stat()
+            let known = fstat(opened, &info) == 0
+            if known && info.st_mode & S_IFMT == S_IFDIR {
+                close(opened)
+                throw DAQError(.io, "is a directory, not a \(contentName)", at: InputLocation(file: path))
+            }
             fd = opened
             ownsDescriptor = true
-            var info = stat()
-            size = fstat(opened, &info) == 0 ? Int(info.st_size) : nil
+            size = known ? Int(info.st_size) : nil
         }
         buffer = [UInt8](repeating: 0, count: chunkSize)
     }

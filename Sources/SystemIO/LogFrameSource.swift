@@ -12,13 +12,18 @@ public final class LogFrameSource {
     /// Lines that could not be read and were skipped (only with `lenient`).
     public private(set) var malformedLines = 0
     public let lenient: Bool
+    /// The caller's option that forces the format, named in the hint when the first line does not tell.
+    private let formatOption: String?
 
     /// Opens `path` (`-` = standard input). `lenient` skips malformed lines (counted) instead of
-    /// throwing.
-    public init(path: String, format: CANLogFormat? = nil, lenient: Bool = false) throws(DAQError) {
+    /// throwing. `formatOption` is the command's option that forces the format (`--format`), nil
+    /// when it has none: then the hint for an unrecognised log names the file extensions instead.
+    public init(path: String, format: CANLogFormat? = nil, lenient: Bool = false,
+                formatOption: String? = nil) throws(DAQError) {
         self.path = path
         self.lenient = lenient
-        stream = try LineStream(path: path)
+        self.formatOption = formatOption
+        stream = try LineStream(path: path, contentName: "log file")
         if let format {
             reader = CANLogReader(format: format, file: path)
         } else if let byName = CANLogFormat.detect(fileName: path, head: []) {
@@ -45,7 +50,9 @@ public final class LogFrameSource {
                 // No extension to go by (standard input, say): the first non-blank line decides.
                 guard line.contains(where: { $0 != 0x20 && $0 != 0x09 }) else { return true }
                 guard let format = CANLogFormat.sniff(line) else {
-                    throw DAQError(.malformedInput, "cannot tell the log format from this line; use --format candump|asc|trc",
+                    let hint = formatOption.map { "use \($0) candump|asc|trc" }
+                        ?? "name the file *.log (candump -l), *.asc or *.trc"
+                    throw DAQError(.malformedInput, "cannot tell the log format from this line; \(hint)",
                                    at: InputLocation(file: path, line: number, field: "format"))
                 }
                 reader = CANLogReader(format: format, file: path)

@@ -57,7 +57,7 @@ struct DecodeCommand: ParsableCommand {
             let decoder = DBCDecoder(database)
             output = DecodeOutput(decoder: decoder)
             var values = decoder.makeValues()
-            let source = try LogFrameSource(path: log, format: format, lenient: lenient)
+            let source = try LogFrameSource(path: log, format: format, lenient: lenient, formatOption: "--format")
             do {
                 try source.forEachFrame { frame in
                     guard frame.kind == .data else { counts.notData += 1; return }

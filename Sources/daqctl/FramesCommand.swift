@@ -55,7 +55,7 @@ struct FramesCommand: ParsableCommand {
         var output = FrameOutput()
         var skipped = 0
         do {
-            let source = try LogFrameSource(path: log, format: format, lenient: lenient)
+            let source = try LogFrameSource(path: log, format: format, lenient: lenient, formatOption: "--format")
             do {
                 try source.forEachFrame { frame in output.append(frame) }
             } catch {

@@ -116,3 +116,29 @@ import DAQCore
         #expect(error?.description == "v.trc:1 [FILEVERSION]: unsupported TRC file version '3.0'")
     }
 }
+
+extension PCANTRCTests {
+    // A trace without `;$FILEVERSION` is read as version 1.0 (`N) OFFSET ID DLC …`). A 1.2 trace that
+    // lost its header then has its bus where 1.0 has the id and its type (`Rx`) where the DLC goes:
+    // the error says what it found and why the file was read as 1.0. python-can 4.6 (the outside
+    // reference) also falls back to 1.0 and stops with a bare "invalid literal for int() with base
+    // 16: 'Rx'", naming neither line nor version.
+    @Test(arguments: [
+        ("     1)      1841.2  1  Rx         0001  8  00 01", "dlc", "expected a DLC 0…8, found 'Rx'"),
+        ("     1)      1841.2  Rx         0001  8  00 01", "id", "expected an 11-bit hex CAN id, found 'Rx'"),
+    ])
+    func anErrorWithoutAFileVersionSaysTheFileWasReadAsVersionOne(line: String, field: String, message: String) {
+        let error = thrownError { () throws(DAQError) in
+            _ = try readLog(.trc, ";   Start time: 15.01.2024 09:00:00.000\n" + line, file: "t5.trc")
+        }
+        #expect(error?.description == "t5.trc:2 [\(field)]: \(message) "
+            + "(read as TRC version 1.0 because no ;$FILEVERSION line came before this one)")
+    }
+
+    @Test func aDeclaredVersionOneErrorHasNoSuchNote() {
+        let error = thrownError { () throws(DAQError) in
+            _ = try readLog(.trc, ";$FILEVERSION=1.0\n     1)      1841  0001  9  00", file: "t.trc")
+        }
+        #expect(error?.description == "t.trc:2 [dlc]: expected a DLC 0…8, found '9'")
+    }
+}

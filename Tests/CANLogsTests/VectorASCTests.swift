@@ -117,13 +117,20 @@ private let hexHeader = """
         ("   1.000000 1  800 Rx d 0", "id", "expected an 11-bit hex CAN id, found '800'"),
         ("   1.000000 1  20000000x Rx d 0", "id", "expected a 29-bit hex CAN id, found '20000000x'"),
         ("   1.000000 1  123 Rx q 0", "type", "expected 'd' (data) or 'r' (remote), found 'q'"),
-        ("   1.000000 1  123 Rx d G", "dlc", "expected a DLC 0…15"),
+        ("   1.000000 1  123 Rx d G", "dlc", "expected a hex DLC 0…15, found 'G'"),
         ("   1.000000 0  123 Rx d 0", "channel", "expected a channel number 1…255, found '0'"),
         ("   1.0.0 1  123 Rx d 0", "timestamp", "expected a timestamp in seconds, found '1.0.0'"),
         ("   1.0 CANFD 1 Rx 123 2 0 8 8 00 00 00 00 00 00 00 00", "BRS", "expected 0 or 1, found '2'"),
         ("   1.0 CANFD 1 Rx 123 1 0 9 10 00 00 00 00 00 00 00 00 00 00", "data length", "10 is not a CAN FD data length"),
         ("base hex timestamps sideways", "timestamps", "expected 'absolute' or 'relative', found 'sideways'"),
         ("base oct", "base", "expected 'hex' or 'dec', found 'oct'"),
+        // A frame line cut short after its id or channel used to be skipped without a word. python-can
+        // 4.6 skips it too (its line pattern does not match); DAQLink reports it like any other
+        // malformed line, and --lenient skips and counts it (LogInputCommandTests).
+        ("2.5010 2   C8", "direction", "the line ends after the id 'C8'; expected Rx or Tx, then 'd' DLC and the data bytes"),
+        ("2.5010 2   1ABCDEF0x", "direction",
+         "the line ends after the id '1ABCDEF0x'; expected Rx or Tx, then 'd' DLC and the data bytes"),
+        ("2.5010 2", "id", "the line ends after the channel; expected a CAN id or ErrorFrame"),
     ])
     func badLine(line: String, field: String, message: String) {
         let error = thrownError { () throws(DAQError) in _ = try readLog(.asc, hexHeader + line, file: "x.asc") }
@@ -137,5 +144,25 @@ private let hexHeader = """
             _ = try readLog(.asc, "base dec timestamps absolute\n 1.0 1 100 Rx d 2 255 256", file: "d.asc")
         }
         #expect(error?.description == "d.asc:2 [data byte 1]: expected a decimal byte, found '256'")
+    }
+}
+
+extension VectorASCTests {
+    // `base hex` makes `d 15` the DLC 0x15 = 21, not fifteen: the error says what it read and why.
+    // python-can 4.6 (the outside reference) reads 0x15 too and, unchecked, builds a message with
+    // DLC 64 from the three bytes that follow.
+    @Test func aDLCAbove15SaysTheValueFoundAndItsBase() {
+        let hex = thrownError { () throws(DAQError) in _ = try readLog(.asc, hexHeader + "   2.501 2  C8 Rx d 15 01 02 03", file: "a6.asc") }
+        #expect(hex?.description == "a6.asc:7 [dlc]: expected a DLC 0…15, found '15', which is hex (the log says 'base hex'): 0x15 = 21")
+        let dec = thrownError { () throws(DAQError) in
+            _ = try readLog(.asc, "base dec timestamps absolute\n 1.0 1 100 Rx d 21 01", file: "d.asc")
+        }
+        #expect(dec?.description == "d.asc:2 [dlc]: expected a DLC 0…15, found 21")
+    }
+
+    // Channel events that are not frames still carry no frame and no error.
+    @Test(arguments: ["   1.0 1 Statistic: D 0 R 0 XD 0 XR 0 E 0 O 0 B 0.00%", "   1.0 1 Status:chip status error active"])
+    func channelEventsStillCarryNoFrame(line: String) throws {
+        #expect(try readLog(.asc, hexHeader + line).isEmpty)
     }
 }

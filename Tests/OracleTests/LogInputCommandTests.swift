@@ -1,0 +1,71 @@
+// Where the CLIs take a recorded log (`daqctl frames`, `daqctl decode`, `daqlink run --source
+// replay:`): a directory is refused by name, the hint for an unknown format names only options the
+// command has, and a truncated ASC line stops the run (or, with --lenient, is skipped and counted).
+import Foundation
+import SystemIO
+import Testing
+import TestSupport
+import DAQCore
+
+@Suite struct LogInputCommandTests {
+    private static let daqctl = PackagePaths.executable("daqctl").path
+    private static let daqlink = PackagePaths.executable("daqlink").path
+    private static let dbc = PackagePaths.fixtures.appendingPathComponent("reference/engine.dbc").path
+    private static let experiment = PackagePaths.fixtures.appendingPathComponent("reference/reference.toml").path
+
+    // `open(2)` accepts a directory and `read(2)` then fails with EISDIR, which used to read as an
+    // empty log: rc 0, "0 frames decoded", "journal: 0 bytes".
+    @Test func aDirectoryIsNotALogFile() throws {
+        let dir = try PackagePaths.temporaryDirectory("log-dir")
+        #expect {
+            _ = try LogFrameSource(path: dir.path)
+        } throws: { error in
+            (error as? DAQError)?.description == "\(dir.path): is a directory, not a log file"
+        }
+        let frames = try runProcess(Self.daqctl, ["frames", dir.path])
+        #expect(frames.status != 0)
+        #expect(frames.stderr == "\(dir.path): is a directory, not a log file\n")
+
+        let decode = try runProcess(Self.daqctl, ["decode", "--dbc", Self.dbc, dir.path])
+        #expect(decode.status != 0)
+        #expect(decode.stderr.contains("\(dir.path): is a directory, not a log file"))
+        #expect(!decode.stderr.contains("frames decoded"))
+
+        let run = try runProcess(Self.daqlink, ["run", "--experiment", Self.experiment, "--source", "replay:\(dir.path)",
+                                                "--speed", "max", "--journal", dir.appendingPathComponent("journal").path,
+                                                "--quiet"])
+        #expect(run.status != 0)
+        #expect(run.stderr.contains("\(dir.path): is a directory, not a log file"))
+    }
+
+    // `daqlink run` has no --format: its hint names the file extensions the format is taken from.
+    @Test func daqlinkRunsHintNamesNoOptionItLacks() throws {
+        let dir = try PackagePaths.temporaryDirectory("log-hint")
+        let run = try runProcess(Self.daqlink, ["run", "--experiment", Self.experiment, "--source", "replay:\(Self.dbc)",
+                                                "--speed", "max", "--journal", dir.appendingPathComponent("journal").path,
+                                                "--quiet"])
+        #expect(run.status != 0)
+        #expect(run.stderr.contains("\(Self.dbc):1 [format]: cannot tell the log format from this line; "
+                                    + "name the file *.log (candump -l), *.asc or *.trc"))
+        #expect(!run.stderr.contains("--format"))
+    }
+
+    // `daqctl frames` and `decode` have --format, and their hint says so.
+    @Test(arguments: [["frames", "-"], ["decode", "--dbc", dbc, "-"]])
+    func daqctlsHintNamesItsFormatOption(arguments: [String]) throws {
+        let result = try runProcess(Self.daqctl, arguments, stdin: Data("hello\n".utf8))
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("-:1 [format]: cannot tell the log format from this line; use --format candump|asc|trc"))
+    }
+
+    @Test func aTruncatedASCLineStopsTheRunUnlessLenient() throws {
+        let text = "base hex timestamps absolute\n   1.0 1  123 Rx d 1 AA\n2.5010 2   C8\n   3.0 1  124 Rx d 1 FF\n"
+        let strict = try runProcess(Self.daqctl, ["frames", "--format", "asc", "-"], stdin: Data(text.utf8))
+        #expect(strict.status != 0)
+        #expect(strict.stderr == "-:3 [direction]: the line ends after the id 'C8'; expected Rx or Tx, then 'd' DLC and the data bytes\n")
+        let lenient = try runProcess(Self.daqctl, ["frames", "--format", "asc", "--lenient", "-"], stdin: Data(text.utf8))
+        #expect(lenient.status == 0)
+        #expect(lenient.stdout == "(1.000000) can0 123#AA\n(3.000000) can0 124#FF\n")
+        #expect(lenient.stderr.contains("skipped 1 line"))
+    }
+}
