@@ -13,10 +13,11 @@ struct OTACommand: ParsableCommand {
         discussion: """
         Release flow:
 
-          daqctl ota keygen --out keys                      (release.key 0600, release.pub for devices)
-          daqctl ota sign --key keys/release.key --kind firmware --version 7 --hardware rig-hw.2 \\
-                          --floor 5 --expires-in 30 daqlink-7.bin
-                                                            (writes daqlink-7.bin.manifest + .sig)
+          # release.key (0600) signs; release.pub goes onto the devices
+          daqctl ota keygen --out keys
+          # writes daqlink-7.bin.manifest and daqlink-7.bin.sig
+          daqctl ota sign --key keys/release.key --kind firmware --version 7 \\
+            --hardware rig-hw.2 --floor 5 --expires-in 30 daqlink-7.bin
           daqctl ota publish --dir updates --device rig-01 daqlink-7.bin
           daqctl ota nginx-config --pki pki --updates updates --out nginx --port 8443
 

@@ -174,7 +174,7 @@ final class OTARig: @unchecked Sendable {
 
     func logFile(_ name: String) throws -> URL {
         let url = root.appendingPathComponent("\(name).log")
-        FileManager.default.createFile(atPath: url.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: url.path, contents: nil)
         return url
     }
 
