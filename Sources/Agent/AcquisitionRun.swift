@@ -69,6 +69,20 @@ public final class AcquisitionRun {
     public init(binding: ExperimentBinding, options: AcquisitionOptions) throws(DAQError) {
         self.options = options
         pipeline = AcquisitionPipeline(binding)
+        // The source first: a log that cannot be read, or an interface that is not there, must
+        // not leave a new journal (with an epoch of its own) behind.
+        switch options.source {
+        case .replay(let path, _):
+            logSource = try LogFrameSource(path: path, lenient: options.lenient)
+        case .socketCAN(let interfaces):
+            for name in interfaces {
+                var configuration = SocketCANBus.Configuration()
+                // Room for bursts while the loop is busy (a journal fsync, a TLS handshake):
+                // the kernel's default queue holds only a few hundred frames.
+                configuration.receiveBufferBytes = options.receiveBufferBytes
+                buses.append(try SocketCANBus(interface: name, configuration: configuration))
+            }
+        }
         var configuration = JournalConfiguration(epoch: options.epoch ?? AcquisitionOptions.freshEpoch(),
                                                  segmentSizeLimit: options.segmentSizeLimit, quotaBytes: options.quotaBytes)
         // A header whose epoch is lost for good: its entries go on as a new stream, not acquisition stopped.
@@ -133,20 +147,13 @@ public final class AcquisitionRun {
         }
         updates?.start()
         switch options.source {
-        case .replay(let path, let speed):
-            logSource = try LogFrameSource(path: path, lenient: options.lenient)
+        case .replay(_, let speed):
             pacer = ReplayPacer(speed: speed)
             loop.schedule(at: loop.clock.now()) { [unowned self] in replayStep() }
             if options.progress { scheduleProgress() }
-        case .socketCAN(let interfaces):
+        case .socketCAN:
             realtimeOffset = SystemClock.realtime() - loop.clock.now()
-            for name in interfaces {
-                var configuration = SocketCANBus.Configuration()
-                // Room for bursts while the loop is busy (a journal fsync, a TLS handshake):
-                // the kernel's default queue holds only a few hundred frames.
-                configuration.receiveBufferBytes = options.receiveBufferBytes
-                let bus = try SocketCANBus(interface: name, configuration: configuration)
-                buses.append(bus)
+            for bus in buses {
                 loop.watch(bus.fileDescriptor, interest: .read) { [unowned self] _ in drainBuses() }
             }
             if let duration = options.duration {

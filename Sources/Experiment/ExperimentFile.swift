@@ -87,6 +87,9 @@ public struct ExperimentFile: Sendable, Hashable {
         return false
     }
 
+    /// The rasters a time-raster group may have, in milliseconds.
+    public static let rasterRange = 0.1...3_600_000.0
+
     /// Parses the text of an experiment file; errors name the file, the line and the field.
     public init(text: String, file: String) throws(DAQError) {
         // Byte-wise: Foundation's String.contains made this search 25 ms of every daqlink start.
@@ -207,6 +210,12 @@ public struct ExperimentFile: Sendable, Hashable {
                 guard let ms, ms > 0, ms.isFinite else {
                     throw groupError("raster_ms must be a positive number of milliseconds", field: "group.raster_ms",
                                      near: "raster_ms")
+                }
+                // Below 0.1 ms a raster samples CAN signals (a frame takes ~0.1 ms even at 1 Mbit/s)
+                // far faster than they can change: a typo (0.001 for 1) would fill the journal.
+                guard ms >= Self.rasterRange.lowerBound, ms <= Self.rasterRange.upperBound else {
+                    throw groupError("raster_ms must be \(Self.rasterRange.lowerBound)…\(Int(Self.rasterRange.upperBound)) ms (0.1 ms to an hour), "
+                                     + "not \(ms)", field: "group.raster_ms", near: "raster_ms")
                 }
                 trigger = .raster(milliseconds: ms)
             case "on_message":

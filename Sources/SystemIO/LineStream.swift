@@ -53,9 +53,10 @@ public final class LineStream {
     public var isFinished: Bool { atEnd && start == filled }
 
     /// Hands out up to `max` lines; `body` returns false to stop after the line it was given.
-    /// Returns the number of lines handed out (0 only when finished).
+    /// Returns the number of lines handed out (0 only when finished). A failed read (EIO from a
+    /// dying card or disk) throws, naming the line it stopped after: it is no end of the file.
     @discardableResult
-    public func readLines<E: Error>(max: Int, _ body: (UnsafeBufferPointer<UInt8>, Int) throws(E) -> Bool) throws(E) -> Int {
+    public func readLines(max: Int, _ body: (UnsafeBufferPointer<UInt8>, Int) throws(DAQError) -> Bool) throws(DAQError) -> Int {
         var handed = 0
         while handed < max {
             // Find the next terminator in the buffered bytes.
@@ -72,7 +73,7 @@ public final class LineStream {
                     guard start < filled else { return handed }
                     newline = filled  // the last, unterminated line
                 } else {
-                    refill()
+                    try refill()
                     continue
                 }
             }
@@ -82,7 +83,7 @@ public final class LineStream {
             let lineStart = start
             start = min(newline + 1, filled)
             bytesRead += start - lineStart
-            let more = try buffer.withUnsafeBufferPointer { (all) throws(E) -> Bool in
+            let more = try buffer.withUnsafeBufferPointer { (all) throws(DAQError) -> Bool in
                 try body(UnsafeBufferPointer(rebasing: all[lineStart..<end]), lineNumber)
             }
             handed += 1
@@ -91,7 +92,7 @@ public final class LineStream {
         return handed
     }
 
-    private func refill() {
+    private func refill() throws(DAQError) {
         if start > 0 {
             buffer.withUnsafeMutableBytes { raw in
                 let base = raw.baseAddress!
@@ -101,11 +102,15 @@ public final class LineStream {
             start = 0
         }
         if filled == buffer.count { buffer.append(contentsOf: repeatElement(0, count: buffer.count)) }
-        let got = buffer.withUnsafeMutableBytes { raw -> Int in
+        let (got, error) = buffer.withUnsafeMutableBytes { raw -> (Int, Int32) in
             var n: Int
             repeat { n = read(fd, raw.baseAddress! + filled, raw.count - filled) } while n < 0 && errno == EINTR
-            return n
+            return (n, n < 0 ? errno : 0)
         }
-        if got <= 0 { atEnd = true } else { filled += got }
+        guard got >= 0 else {
+            throw DAQError(.io, "read failed after line \(lineNumber) (byte \(bytesRead + filled - start)): \(String(cString: strerror(error)))",
+                           at: InputLocation(file: path, line: lineNumber + 1))
+        }
+        if got == 0 { atEnd = true } else { filled += got }
     }
 }

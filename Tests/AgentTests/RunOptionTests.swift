@@ -37,6 +37,18 @@ import TestSupport
         #expect(!FileManager.default.fileExists(atPath: journal.path))
     }
 
+    /// A replay log that is not there is named, and no journal is left behind (it used to be
+    /// created first, with a fresh epoch, before the log was opened).
+    @Test func aMissingLogLeavesNoJournal() throws {
+        let work = try PackagePaths.temporaryDirectory("run-no-log")
+        let journal = work.appendingPathComponent("journal")
+        let run = try runProcess(Agent.daqlink, ["run", "--experiment", Agent.experiment, "--source", "replay:\(work.path)/none.log",
+                                                 "--journal", journal.path, "--quiet"])
+        #expect(run.status == 1 && run.stderr.contains("none.log: cannot open: No such file or directory"), "\(run.stderr)")
+        let left = (try? FileManager.default.contentsOfDirectory(atPath: journal.path)) ?? []
+        #expect(left.isEmpty, "\(left)")
+    }
+
     @Test func bootRefusesNoTrialAttemptsWithItsOwnUsage() throws {
         let run = try runProcess(Agent.daqlink, ["boot", "--ota-dir", "/nonexistent", "--trial-attempts", "0", "--", "--quiet"])
         #expect(run.status == 64 && run.stderr.contains("--trial-attempts must be at least 1")

@@ -36,6 +36,9 @@ import TestSupport
     static let badFiles: [(String, Int, String)] = [
         (base.replacingOccurrences(of: "raster_ms = 10", with: "raster_ms = 10\non_message = \"M\""), 5, "group.trigger"),
         (base.replacingOccurrences(of: "raster_ms = 10", with: "raster_ms = -5"), 7, "group.raster_ms"),
+        // A typo for 1 ms (it gave 193289 records from a 0.2 s log), and a raster nothing samples on.
+        (base.replacingOccurrences(of: "raster_ms = 10", with: "raster_ms = 0.001"), 7, "group.raster_ms"),
+        (base.replacingOccurrences(of: "raster_ms = 10", with: "raster_ms = 99999999999"), 7, "group.raster_ms"),
         (base.replacingOccurrences(of: "\"M.S\"", with: "\"MS\""), 8, "group.channels"),
         (base.replacingOccurrences(of: "\"M.S\"", with: "\"M.S:int7\""), 8, "group.channels"),
         (base.replacingOccurrences(of: "file = \"a.dbc\"", with: "path = \"a.dbc\""), 2, "dbc.file"),

@@ -13,6 +13,17 @@ import DAQCore
     private static let dbc = PackagePaths.fixtures.appendingPathComponent("reference/engine.dbc").path
     private static let experiment = PackagePaths.fixtures.appendingPathComponent("reference/reference.toml").path
 
+    /// A read that fails (EIO from a dying SD card; /proc/self/mem at address 0 fails so) is an
+    /// error naming where it stopped: it used to end the log there, a short replay with rc 0.
+    @Test func aFailedReadIsNotTheEndOfTheLog() throws {
+        let stream = try LineStream(path: "/proc/self/mem", contentName: "log file")
+        #expect {
+            try stream.readLines(max: 10) { _, _ in true }
+        } throws: { error in
+            (error as? DAQError)?.description == "/proc/self/mem:1: read failed after line 0 (byte 0): Input/output error"
+        }
+    }
+
     // `open(2)` accepts a directory and `read(2)` then fails with EISDIR, which used to read as an
     // empty log: rc 0, "0 frames decoded", "journal: 0 bytes".
     @Test func aDirectoryIsNotALogFile() throws {
