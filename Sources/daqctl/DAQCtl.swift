@@ -1,5 +1,6 @@
 // daqctl: the fleet-side and developer tools of DAQLink.
 import ArgumentParser
+import DAQCore
 import Runtime
 import Uplink
 
@@ -30,6 +31,6 @@ struct DAQCtl: ParsableCommand {
             return
         }
         HeapReuse.apply()
-        main(nil)
+        main(NegativeOptionValues.joined(Array(CommandLine.arguments.dropFirst())))
     }
 }

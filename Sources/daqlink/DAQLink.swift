@@ -1,5 +1,6 @@
 // daqlink: the device agent that runs on the single-board computer.
 import ArgumentParser
+import DAQCore
 import Uplink
 
 @main
@@ -10,4 +11,8 @@ struct DAQLinkAgent: ParsableCommand {
         version: "0.1.0 (libmosquitto \(LinkedLibraries.mosquittoVersion), \(LinkedLibraries.openSSLVersion))",
         subcommands: [RunCommand.self, BootCommand.self]
     )
+
+    static func main() {
+        main(NegativeOptionValues.joined(Array(CommandLine.arguments.dropFirst())))
+    }
 }

@@ -183,6 +183,15 @@ struct RunCommand: ParsableCommand {
         if epoch == 0 { throw ValidationError("--epoch must be at least 1 (0 stands for an unknown epoch)") }
         if let mdfSplitBytes, mdfSplitBytes < 4096 { throw ValidationError("--mdf-split-bytes must be at least 4096") }
         if let mdfSplitSeconds, !(mdfSplitSeconds >= 0.001) { throw ValidationError("--mdf-split-seconds must be at least 0.001") }
+        if let duration, !(duration > 0) { throw ValidationError("--duration must be a number of seconds above 0, not \(duration)") }
+        if syncBytes < 1 { throw ValidationError("--sync-bytes must be at least 1, not \(syncBytes)") }
+        if syncMs < 0 { throw ValidationError("--sync-ms must not be negative, not \(syncMs)") }
+        if !(drainTimeout >= 0) { throw ValidationError("--drain-timeout must not be negative, not \(drainTimeout)") }
+        if maxBatchBytes < 1 { throw ValidationError("--max-batch-bytes must be at least 1, not \(maxBatchBytes)") }
+        if batchEntries < 1 { throw ValidationError("--batch-entries must be at least 1, not \(batchEntries)") }
+        if !(otaInterval > 0) { throw ValidationError("--ota-interval must be a number of seconds above 0, not \(otaInterval)") }
+        if let otaMaxRate, otaMaxRate < 1 { throw ValidationError("--ota-max-rate must be at least 1 byte per second, not \(otaMaxRate)") }
+        if !(healthTimeout > 0) { throw ValidationError("--health-timeout must be a number of seconds above 0, not \(healthTimeout)") }
         if segmentBytes < Self.smallestSegment {
             throw ValidationError("--segment-bytes must be at least \(Self.smallestSegment), not \(segmentBytes)")
         }

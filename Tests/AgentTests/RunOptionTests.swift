@@ -26,6 +26,12 @@ import TestSupport
         (["--broker", "h:8883"], "--broker needs --device ID too"),
         (["--broker", "h:8883", "--device", "d"], "the uplink needs --pki DIR, or --ca, --cert and --key"),
         (["--epoch", "0"], "--epoch must be at least 1"),
+        // Negative numbers: swift-argument-parser used to answer "Missing value for '--speed <speed>'".
+        (["--speed", "-1"], "--speed must be original, max or a positive factor such as 2, not -1"),
+        (["--sync-bytes", "-1"], "--sync-bytes must be at least 1, not -1"),
+        (["--duration", "-5"], "--duration must be a number of seconds above 0, not -5.0"),
+        (["--epoch", "-3"], "The value '-3' is invalid for '--epoch <N>'"),
+        (["--drain-timeout", "-1"], "--drain-timeout must not be negative, not -1.0"),
     ])
     func aBadOptionIsRefusedByNameWithTheRunUsage(extra: [String], message: String) throws {
         let journal = try PackagePaths.temporaryDirectory("run-bad").appendingPathComponent("journal")
