@@ -66,6 +66,11 @@ enum CandumpLine {
         if !extended && rawID > CANFrame.standardMask {
             throw .malformed("11-bit id above 0x7FF", file: file, line: number, field: "id")
         }
+        // 29 id bits and the error flag (0x20000000); candump writes nothing above them.
+        if extended && rawID > CANFrame.extendedMask | CANFrame.errorFlag {
+            throw .malformed("29-bit id \(String(rawID, radix: 16, uppercase: true)) above 0x3FFFFFFF (the id's 29 bits and the error flag)",
+                             file: file, line: number, field: "id")
+        }
         var frame = CANFrame(timestamp: timestamp, interface: interface,
                              id: extended ? rawID & CANFrame.extendedMask : rawID, isExtended: extended)
         if extended && rawID & CANFrame.errorFlag != 0 {

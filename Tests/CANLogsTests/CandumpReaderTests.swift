@@ -58,6 +58,7 @@ func readCandump(_ text: String, file: String = "t.log") throws(DAQError) -> [CA
         ("(1.0) can0 12#00", "id"),
         ("(1.0) can0 123400#00", "id"),
         ("(1.0) can0 800#00", "id"),
+        ("(1.0) can0 FFFFFFFF#00", "id"),  // bits 30-31 set: no candump id (it read as 3FFFFFFF)
         ("(1.0) can0 123:00", "id"),
         ("(1.0) can0 123#0", "data byte 0"),
         ("(1.0) can0 123#00G1", "data byte 1"),
