@@ -58,11 +58,15 @@ extension OTACommand {
         @Option(help: "Days until the manifest expires.") var expiresIn: Int = 30
         @Argument(help: "The artifact file.") var file: String
 
-        func run() throws {
-            guard let updateKind = UpdateKind(rawValue: kind) else {
-                throw ValidationError("--kind must be firmware, experiment or certificates")
+        func validate() throws {
+            guard UpdateKind(rawValue: kind) != nil else {
+                throw ValidationError("--kind must be firmware, experiment or certificates, not \(kind)")
             }
-            guard (1...3650).contains(expiresIn) else { throw ValidationError("--expires-in must be 1…3650 days") }
+            guard (1...3650).contains(expiresIn) else { throw ValidationError("--expires-in must be 1…3650 days, not \(expiresIn)") }
+        }
+
+        func run() throws {
+            let updateKind = UpdateKind(rawValue: kind)!
             let (digest, length) = try ArtifactFile.digest(file)
             let manifest = UpdateManifest(kind: updateKind, version: version, sha256: digest, length: length, hardwareID: hardware,
                                           floor: floor, expires: Int64(Date().timeIntervalSince1970) + Int64(expiresIn) * 86_400,
@@ -158,6 +162,12 @@ extension OTACommand {
         @Option(help: ArgumentHelp("Device group membership (repeatable).", valueName: "DEVICE=GROUP")) var member: [String] = []
         @Option(help: "Run nginx workers as this user (`root` for test servers started as root).") var user: String?
 
+        func validate() throws {
+            for entry in member where entry.split(separator: "=", maxSplits: 1).count != 2 {
+                throw ValidationError("--member wants DEVICE=GROUP, got '\(entry)'")
+            }
+        }
+
         func run() throws {
             let layout = PKILayout(directory: BrokerConfigCommand.absolute(pki))
             let outDirectory = BrokerConfigCommand.absolute(out)
@@ -170,7 +180,6 @@ extension OTACommand {
             configuration.runAsUser = user
             for entry in member {
                 let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
-                guard parts.count == 2 else { throw ValidationError("--member wants DEVICE=GROUP, got '\(entry)'") }
                 configuration.groups[parts[0]] = parts[1]
             }
             let text = try configuration.nginxConfiguration()

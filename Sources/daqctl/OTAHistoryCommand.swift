@@ -38,12 +38,14 @@ extension OTACommand {
                 devices = names.filter { FileManager.default.fileExists(atPath: "\(collected)/\($0)/ota-history.jsonl") }.sorted()
             }
             guard !devices.isEmpty else {
-                throw ValidationError("no update history under \(collected) (is it a `daqctl collect --out` directory?)")
+                FileHandle.standardError.write(Data("daqctl ota history: no update history under \(collected) (is it a `daqctl collect --out` directory?)\n".utf8))
+                throw ExitCode(1)
             }
             for name in devices {
                 let path = "\(collected)/\(name)/ota-history.jsonl"
                 guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-                    throw ValidationError("\(path): no update history for device '\(name)'")
+                    FileHandle.standardError.write(Data("daqctl ota history: \(path): no update history for device '\(name)'\n".utf8))
+                    throw ExitCode(1)
                 }
                 let lines = text.split(separator: "\n")
                 if json {

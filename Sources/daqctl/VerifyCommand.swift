@@ -14,8 +14,9 @@ struct VerifyCommand: ParsableCommand {
         abstract: "Compare a device journal with the collector's copy: Fig. 4 table, SHA-256, byte identity.",
         discussion: """
             Exit status 0 only when both journals have the same segment files with the same bytes \
-            (and, with --mdf, the device's MDF files equal the collector's); 1 when they differ; 2 when \
-            a journal cannot be read.
+            (and, with --mdf, the device's MDF files equal the collector's); 1 when they differ (or the \
+            collector holds no segments for the device); 2 when a journal cannot be read; 64 when an \
+            argument is no such directory, or the device's holds no journal segments.
 
             A device whose retention has removed acknowledged segments is compared from its oldest \
             entry on: the retired range is named, and the collector's segments before it are not \

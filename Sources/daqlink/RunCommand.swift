@@ -220,6 +220,14 @@ struct RunCommand: ParsableCommand {
             throw ValidationError("over-the-air updates need the A/B slot directory: start through `daqlink boot --ota-dir DIR -- …`")
         }
         if otaURL != nil && otaKey.isEmpty { throw ValidationError("--ota-url needs at least one trusted --ota-key") }
+        if otaDir != nil {
+            guard let bootedSlot, Slot(rawValue: bootedSlot) != nil else {
+                throw ValidationError("--ota-dir needs the slot this binary was started from: start it through `daqlink boot`")
+            }
+            guard let device, !device.isEmpty, ca != nil || pki != nil else {
+                throw ValidationError("OTA needs --device and --pki (or --ca) for its mutual-TLS downloads and status reports")
+            }
+        }
         return Checked(level: level, source: source, broker: uplink)
     }
 

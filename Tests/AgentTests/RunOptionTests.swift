@@ -32,6 +32,7 @@ import TestSupport
         (["--duration", "-5"], "--duration must be a number of seconds above 0, not -5.0"),
         (["--epoch", "-3"], "The value '-3' is invalid for '--epoch <N>'"),
         (["--drain-timeout", "-1"], "--drain-timeout must not be negative, not -1.0"),
+        (["--ota-dir", "/nonexistent"], "--ota-dir needs the slot this binary was started from: start it through `daqlink boot`"),
     ])
     func aBadOptionIsRefusedByNameWithTheRunUsage(extra: [String], message: String) throws {
         let journal = try PackagePaths.temporaryDirectory("run-bad").appendingPathComponent("journal")
