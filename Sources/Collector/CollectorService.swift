@@ -83,6 +83,10 @@ public final class CollectorService {
     private var rejected: UInt64 = 0
     /// Directories of streams whose rebuilt journal could not be opened (reported once until it opens).
     private var unopenable: Set<String> = []
+    /// Streams started afresh per device in this run (a copy beside the first each): at
+    /// `newStreamsAlarm`, one alarm, since a journal that keeps starting afresh is a device fault.
+    private var newStreams: [String: Int] = [:]
+    static let newStreamsAlarm = 3
     private var failure: DAQError?
     private var stopping = false
     private var watchedFD: Int32?
@@ -513,6 +517,12 @@ public final class CollectorService {
             writeError("daqctl collect: \(device): a new stream, epoch \(epoch) (its journal was started afresh: a new card, "
                        + "a wiped directory); its copy is kept in \(directory)/, beside "
                        + "\(first.map { "epoch \($0)'s" } ?? "the first stream's") in \(home)/\n")
+            newStreams[device, default: 0] += 1
+            if newStreams[device] == Self.newStreamsAlarm {
+                writeError("daqctl collect: ALARM: \(device): \(Self.newStreamsAlarm) new streams in this run: its journal keeps "
+                           + "starting afresh (on tmpfs, wiped at boot, a failing card?). Each stream is kept whole, one copy "
+                           + "each in \(home)/epoch-*/; see to the device's storage\n")
+            }
         }
         return sink
     }

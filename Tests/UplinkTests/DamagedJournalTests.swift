@@ -375,6 +375,31 @@ import TestSupport
         #expect(verify.status == 0 && verify.stdout.contains("byte-identical: yes"), "\(verify.stdout)")
     }
 
+    /// A device whose journal starts afresh again and again (on tmpfs, wiped at every boot): every
+    /// stream is kept whole, and the third new one in a run raises one alarm naming the device, so
+    /// a fleet hears of it (before, the copies only added up).
+    @Test func aJournalThatKeepsStartingAfreshRaisesOneAlarm() throws {
+        let rig = try UplinkRig()
+        let oneFrame = try oneFrameLog(rig)
+        try rig.startCollector()
+        for _ in 0..<5 {
+            try? FileManager.default.removeItem(at: rig.journal)
+            try rig.startDevice(speed: "max", extra: ["--source", "replay:\(oneFrame.path)"])
+            let (status, log) = rig.waitForDevice()
+            #expect(status == 0 && !log.contains("not drained"), "\(log)")
+        }
+        rig.stopCollector()
+        let log = rig.read("collector")
+        #expect(log.components(separatedBy: ": a new stream, epoch").count - 1 == 4, "\(log)")
+        let alarms = log.split(separator: "\n").filter { $0.contains("ALARM: ecu-01: 3 new streams in this run") }
+        #expect(alarms.count == 1 && alarms[0].contains("see to the device's storage"), "\(log)")
+        let copies = try FileManager.default.contentsOfDirectory(atPath: rig.collected.appendingPathComponent("ecu-01").path)
+            .filter { $0.hasPrefix("epoch-") }
+        #expect(copies.count == 4, "\(copies)")
+        let last = try rig.verify(within: 0)
+        #expect(last.status == 0 && last.stdout.contains("byte-identical: yes"), "\(last.stdout)")
+    }
+
     /// The epoch of the journal in `directory` (daqlink gives every new journal a fresh one).
     private func epoch(of directory: URL) throws -> UInt64 {
         let epoch = try JournalVerifier.verify(directory: directory.path).epoch
