@@ -61,6 +61,8 @@ struct ReplayCommand: ParsableCommand {
         let route = try routing()
         let speed = ReplaySpeed(argument: speed) ?? .original
         let targets = route.single.map { [$0] } ?? Array(Set(route.map.values)).sorted()
+        // The log first: a missing or unreadable one is named before any bus is opened.
+        if log != "-" { _ = try LogFrameSource(path: log) }
         let buses = try SocketCANBusSet(interfaces: targets, configuration: SocketCANBus.Configuration())
         var busIndex: [String: Int] = [:]
         for (index, bus) in buses.buses.enumerated() { busIndex[bus.interface] = index }

@@ -24,6 +24,13 @@ import DAQCore
         }
     }
 
+    /// `daqctl replay` names a missing log before it opens any bus (it used to say the kernel has
+    /// no CAN support, here, and nothing of the log).
+    @Test func replayNamesAMissingLogFirst() throws {
+        let run = try runProcess(Self.daqctl, ["replay", "--to", "vcan0", "/nonexistent/none.log"])
+        #expect(run.status != 0 && run.stderr.contains("/nonexistent/none.log: cannot open: No such file or directory"), "\(run.stderr)")
+    }
+
     // `open(2)` accepts a directory and `read(2)` then fails with EISDIR, which used to read as an
     // empty log: rc 0, "0 frames decoded", "journal: 0 bytes".
     @Test func aDirectoryIsNotALogFile() throws {
