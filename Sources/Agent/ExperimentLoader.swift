@@ -3,6 +3,7 @@
 import DAQCore
 import DBC
 import Experiment
+import SystemIO
 import Foundation
 
 /// An experiment loaded from disk and bound to its DBC files.
@@ -30,7 +31,7 @@ public enum ExperimentLoader {
     /// Reads and parses one DBC file.
     public static func loadDBC(path: String) throws(DAQError) -> DBCDatabase {
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw DAQError(.io, "cannot read the DBC file", at: InputLocation(file: path))
+            throw DAQError(.io, "cannot read the DBC file: \(FileProblem.unreadable(path))", at: InputLocation(file: path))
         }
         return try DBCDatabase.parse(bytes: [UInt8](data), file: path)
     }

@@ -1,5 +1,6 @@
 // `daqctl decode`: a CAN log decoded with a DBC into JSON lines, one per known frame.
 // The hot path formats into one byte buffer written in 1 MiB chunks; no String per frame.
+import Agent
 import ArgumentParser
 import CANLogs
 import DAQCore
@@ -88,13 +89,7 @@ struct DecodeCommand: ParsableCommand {
 
     /// Reads and parses a DBC file (the pure DBC module does no I/O).
     static func loadDatabase(path: String) throws -> DBCDatabase {
-        let bytes: [UInt8]
-        do {
-            bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
-        } catch {
-            throw DAQError(.io, "cannot read the DBC file", at: InputLocation(file: path))
-        }
-        return try DBCDatabase.parse(bytes: bytes, file: path)
+        try ExperimentLoader.loadDBC(path: path)
     }
 }
 

@@ -2,6 +2,7 @@
 // cap, and atomic 0644 replacement of published files.
 import DAQCore
 import Foundation
+import SystemIO
 import Uplink
 
 enum ArtifactFile {
@@ -10,7 +11,7 @@ enum ArtifactFile {
 
     /// SHA-256 (hex) and length of the file at `path`.
     static func digest(_ path: String) throws -> (String, UInt64) {
-        guard let found = SHA256Digest.file(path) else { throw DAQError(.io, "cannot read", at: InputLocation(file: path)) }
+        guard let found = SHA256Digest.file(path) else { throw DAQError(.io, "cannot read: \(FileProblem.unreadable(path))", at: InputLocation(file: path)) }
         return (found.sha256, found.length)
     }
 
@@ -19,7 +20,7 @@ enum ArtifactFile {
         let attributes = try? FileManager.default.attributesOfItem(atPath: path)
         guard let size = attributes?[.size] as? Int else { throw DAQError(.io, "cannot open", at: InputLocation(file: path)) }
         guard size <= maximumReadSize else { throw DAQError(.unsupported, "larger than \(maximumReadSize) bytes", at: InputLocation(file: path)) }
-        guard let data = FileManager.default.contents(atPath: path) else { throw DAQError(.io, "cannot read", at: InputLocation(file: path)) }
+        guard let data = FileManager.default.contents(atPath: path) else { throw DAQError(.io, "cannot read: \(FileProblem.unreadable(path))", at: InputLocation(file: path)) }
         return [UInt8](data)
     }
 

@@ -19,6 +19,8 @@ import TestSupport
              "\(directory.path): cannot write: is a directory, not a file"),
             (["export", "--journal", journal.path, "--format", "mdf", "--out", "/nonexistent-dir/x.mf4"],
              "/nonexistent-dir/x.mf4: cannot write: No such file or directory"),
+            (["decode", "--dbc", directory.path, Agent.log], "\(directory.path): cannot read the DBC file: is a directory, not a file"),
+            (["decode", "--dbc", "/nonexistent/none.dbc", Agent.log], "none.dbc: cannot read the DBC file: No such file or directory"),
         ]
         for (arguments, message) in cases {
             let run = try runProcess(Agent.daqctl, arguments)
