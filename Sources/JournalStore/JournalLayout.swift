@@ -14,6 +14,22 @@ struct JournalLayout {
     var ackTemporaryPath: String { directory + "/ack.tmp" }
     var segmentTemporaryPath: String { directory + "/segment.tmp" }
 
+    /// Files a journal directory never holds: a directory with these and no segment is no
+    /// journal (a wrong path given), and is neither passed as an empty one nor written into.
+    func foreignFiles() throws(DAQError) -> [String] {
+        let known = ["ack", "ack.tmp", "segment.tmp"]
+        do {
+            return try FileOps.list(directory).filter { !$0.hasSuffix(SegmentName.suffix) && !known.contains($0) }.sorted()
+        } catch {
+            throw error.daqError("list journal directory", path: directory)
+        }
+    }
+
+    /// "N file(s) no journal holds (a, b, c, …)".
+    static func describe(foreign: [String]) -> String {
+        "\(foreign.count) file(s) no journal holds (\(foreign.prefix(3).joined(separator: ", "))\(foreign.count > 3 ? ", …" : ""))"
+    }
+
     /// First sequence numbers of the segments present, ascending.
     func segmentFirstSequences() throws(DAQError) -> [UInt64] {
         do {

@@ -75,11 +75,9 @@ public enum JournalVerifier {
         // created its first segment leaves exactly that, and reopening it starts at seq 1. One
         // holding other files is no journal at all (a wrong path given).
         let firsts = try layout.segmentFirstSequences()
-        let journalFiles = ["ack", "ack.tmp", "segment.tmp"]
-        let foreign = names.filter { !$0.hasSuffix(SegmentName.suffix) && !journalFiles.contains($0) }.sorted()
-        if firsts.isEmpty && !foreign.isEmpty {
-            report.faults.append(JournalFault(file: "", offset: 0, problem: "no segments (*\(SegmentName.suffix)), and \(foreign.count) "
-                + "file(s) no journal holds (\(foreign.prefix(3).joined(separator: ", "))\(foreign.count > 3 ? ", …" : "")): not a journal directory"))
+        if firsts.isEmpty, case let foreign = try layout.foreignFiles(), !foreign.isEmpty {
+            report.faults.append(JournalFault(file: "", offset: 0, problem: "no segments (*\(SegmentName.suffix)), and "
+                + "\(JournalLayout.describe(foreign: foreign)): not a journal directory"))
         }
         var previousNext: UInt64?
         for first in firsts {

@@ -108,6 +108,10 @@ public final class JournalWriter {
         }
 
         var firsts = try layout.segmentFirstSequences()
+        if firsts.isEmpty, case let foreign = try layout.foreignFiles(), !foreign.isEmpty {
+            throw DAQError(.journalCorrupt, "holds no journal segment (*\(SegmentName.suffix)) but \(JournalLayout.describe(foreign: foreign)): "
+                           + "not a journal directory; give a new or empty one", at: InputLocation(file: directory))
+        }
         let segmentSizes = try JournalWriter.repairDamagedHeaders(layout: layout, firsts: firsts, configuration: configuration,
                                                                    recovery: &recovery)
         var active: (fd: Int32, length: Int, header: SegmentHeader, next: UInt64)?

@@ -71,7 +71,8 @@ import TestSupport
     }
 
     /// An empty directory is an empty journal (a writer killed before its first segment); one
-    /// that holds other files and no segment is no journal, and verify says so instead of "OK".
+    /// that holds other files and no segment is no journal: verify says so instead of "OK", and
+    /// a writer refuses it instead of adding segments to it.
     @Test func aDirectoryOfOtherFilesIsNotAnEmptyJournal() throws {
         let dir = try freshJournalDirectory("not-a-journal")
         defer { removeJournalDirectory(dir) }
@@ -81,6 +82,13 @@ import TestSupport
         let report = try JournalVerifier.verify(directory: dir)
         #expect(!report.isValid && report.faults.map(\.problem) == [
             "no segments (*.jnl), and 1 file(s) no journal holds (passwd): not a journal directory"], "\(report.faults)")
+        // Nor is it written into (`daqlink run --journal` given a wrong path).
+        #expect {
+            try JournalWriter(directory: dir, configuration: JournalConfiguration(epoch: 1))
+        } throws: { error in
+            (error as? DAQError)?.code == .journalCorrupt && "\(error)".contains("not a journal directory; give a new or empty one")
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["passwd"])
     }
 
     @Test func garbageTailIsCutAndReported() throws {
