@@ -7,6 +7,7 @@ import Foundation
 import Logging
 import OTA
 import OTADevice
+import PKI
 import Uplink
 
 struct RunCommand: ParsableCommand {
@@ -231,6 +232,20 @@ struct RunCommand: ParsableCommand {
         return Checked(level: level, source: source, broker: uplink)
     }
 
+    /// The uplink's files checked before the loop starts: a missing file, a key of another
+    /// certificate, a certificate for another device or CA would otherwise only show as a link that
+    /// never comes up. Acquisition goes on regardless (the journal keeps everything for a link
+    /// that is mended later), so this is an alarm, not a refusal.
+    private static func checkCredentials(device: String, caFile: String, certificateFile: String, keyFile: String) {
+        do {
+            let bundle = try AtomicFile.read(certificateFile) + [UInt8(ascii: "\n")] + AtomicFile.read(keyFile)
+            _ = try DeviceCredentialBundle.validate(bundle, deviceID: device, caFile: caFile, file: certificateFile)
+        } catch {
+            Logger(label: "daqlink.uplink").error(
+                "ALARM: uplink credentials for --device \(device) are unusable: \(error); acquisition goes on into the journal, but nothing can be sent until they are mended (daqctl pki device --dir DIR \(device))")
+        }
+    }
+
     /// Below this a segment holds hardly a record (a header, then entries of tens to hundreds of bytes).
     static let smallestSegment = 4096
 
@@ -269,6 +284,7 @@ struct RunCommand: ParsableCommand {
             options.uplink = uplink
             options.drainTimeout = drainTimeout
             options.provisionedCredentials = CredentialFiles(certificateFile: certFile, keyFile: keyFile)
+            Self.checkCredentials(device: device, caFile: caFile, certificateFile: certFile, keyFile: keyFile)
         }
         var experimentPath = experiment
         if let otaDir {

@@ -56,6 +56,34 @@ import TestSupport
         #expect(left.isEmpty, "\(left)")
     }
 
+    /// Uplink files that cannot work (no certificate for this --device, or another device's) are
+    /// named at start with an alarm, and acquisition goes on into the journal. Before, nothing was
+    /// said: the link just never came up.
+    @Test func unusableUplinkCredentialsAreNamedAtStart() throws {
+        let work = try PackagePaths.temporaryDirectory("run-credentials")
+        let pki = work.appendingPathComponent("pki").path
+        #expect(try runProcess(Agent.daqctl, ["pki", "init", "--dir", pki]).status == 0)
+        #expect(try runProcess(Agent.daqctl, ["pki", "device", "--dir", pki, "ecu-01"]).status == 0)
+        let port = String(try MosquittoBroker.freeLoopbackPort())
+        let cases: [([String], String)] = [
+            (["--device", "ecu-02", "--pki", pki], "ecu-02.crt: cannot open: No such file or directory"),
+            (["--device", "ecu-02", "--ca", "\(pki)/ca.crt", "--cert", "\(pki)/devices/ecu-01.crt", "--key", "\(pki)/devices/ecu-01.key"],
+             "the certificate is for 'ecu-01', this device is 'ecu-02'"),
+            (["--device", "ecu-01", "--ca", "\(pki)/ca.crt", "--cert", "\(pki)/devices/ecu-01.crt", "--key", "\(pki)/collector.key"],
+             "the private key does not belong to the certificate"),
+        ]
+        for (index, (extra, reason)) in cases.enumerated() {
+            let journal = work.appendingPathComponent("journal-\(index)")
+            let run = try Agent.run(journal, extra: ["--broker", "127.0.0.1:\(port)", "--drain-timeout", "0.5"] + extra)
+            #expect(run.status == 0 && run.stderr.contains("ALARM: uplink credentials for --device")
+                    && run.stderr.contains(reason), "\(extra): \(run.stderr)")
+            #expect(try runProcess(Agent.daqctl, ["journal", "verify", journal.path]).status == 0)
+        }
+        let good = try Agent.run(work.appendingPathComponent("journal-good"),
+                                 extra: ["--broker", "127.0.0.1:\(port)", "--drain-timeout", "0.5", "--device", "ecu-01", "--pki", pki])
+        #expect(!good.stderr.contains("ALARM: uplink credentials"), "\(good.stderr)")
+    }
+
     @Test func bootRefusesNoTrialAttemptsWithItsOwnUsage() throws {
         let run = try runProcess(Agent.daqlink, ["boot", "--ota-dir", "/nonexistent", "--trial-attempts", "0", "--", "--quiet"])
         #expect(run.status == 64 && run.stderr.contains("--trial-attempts must be at least 1")
