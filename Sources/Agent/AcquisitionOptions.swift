@@ -106,7 +106,22 @@ public struct AcquisitionSummary: Sendable {
     public var uplink: UplinkCounters?
     /// Entries the collector had not acknowledged when the run ended waiting for it
     /// (`drainTimeout` passed): they stay in the journal for the next connection.
-    public var undrained: (first: UInt64, last: UInt64, waited: Double)?
+    public var undrained: Undrained?
+
+    /// Entries the collector had not acknowledged when the run ended, and how the wait for them ended.
+    public struct Undrained: Sendable {
+        public enum Wait: Sendable {
+            /// --drain-timeout ran out.
+            case timedOut(Double)
+            /// A signal ended the wait after some seconds of the timeout.
+            case cutShort(after: Double, of: Double)
+            /// No wait: stopped by a signal, for a reboot, or --drain-timeout 0.
+            case none
+        }
+        public var first: UInt64
+        public var last: UInt64
+        public var wait: Wait
+    }
 
     /// The human summary printed at the end of `daqlink run`.
     public var text: String {
@@ -146,8 +161,14 @@ public struct AcquisitionSummary: Sendable {
             if let link = uplink.linkBytesPerSecond { drain += String(format: "; link ≈ %.1f MB/s", link / 1e6) }
             lines.append("uplink parts: \(codings)\(drain)")
             if let undrained {
-                lines.append("uplink: not drained within --drain-timeout \(undrained.waited) s: entries \(undrained.first)…\(undrained.last) "
-                             + "stay in the journal and go with the next connection")
+                let how: String
+                switch undrained.wait {
+                case .timedOut(let timeout): how = "not drained within --drain-timeout \(timeout) s"
+                case .cutShort(let after, let timeout):
+                    how = "not drained: a signal ended the wait for acks after \(format2(after)) s (of --drain-timeout \(timeout) s)"
+                case .none: how = "not drained (no wait for acks: \(stopReason.rawValue))"
+                }
+                lines.append("uplink: \(how): entries \(undrained.first)…\(undrained.last) stay in the journal and go with the next connection")
             }
             for alarm in uplink.alarms { lines.append("ALARM: \(alarm)") }
         }

@@ -473,7 +473,10 @@ public final class AcquisitionRun {
     private func finish(_ reason: StopReason) {
         if stopped {
             // A second signal while draining: stop waiting.
-            if pendingStop != nil, reason == .signal { complete() }
+            if pendingStop != nil, reason == .signal {
+                drainWaitCutShort = true
+                complete()
+            }
             return
         }
         stopped = true
@@ -490,6 +493,7 @@ public final class AcquisitionRun {
         for bus in buses { loop.unwatch(bus.fileDescriptor) }
         if let uplink, reason != .signal, reason != .reboot, options.drainTimeout > 0, failure == nil, !uplink.isDrained {
             pendingStop = reason
+            drainWaitStarted = loop.clock.now()
             uplink.onDrained = { [unowned self] in complete() }
             loop.schedule(at: loop.clock.now() + Int64(options.drainTimeout * 1e9)) { [unowned self] in complete() }
             return
@@ -498,6 +502,9 @@ public final class AcquisitionRun {
     }
 
     private var completed = false
+    /// When the wait for the collector's acks began, and whether a signal ended it early.
+    private var drainWaitStarted: Int64?
+    private var drainWaitCutShort = false
 
     private func complete() {
         guard !completed else { return }
@@ -528,8 +535,11 @@ public final class AcquisitionRun {
         }
         summary.elapsedSeconds = Double(loop.clock.now() - startedAt) / 1e9
         summary.uplink = uplink?.counters
-        if pendingStop != nil, let uplink, !uplink.isDrained {
-            summary.undrained = (uplink.acknowledged + 1, journal.lastSequence, options.drainTimeout)
+        if let uplink, !uplink.isDrained, uplink.acknowledged < journal.lastSequence {
+            let waited = drainWaitStarted.map { Double(loop.clock.now() - $0) / 1e9 }
+            summary.undrained = .init(first: uplink.acknowledged + 1, last: journal.lastSequence,
+                                      wait: waited.map { drainWaitCutShort ? .cutShort(after: $0, of: options.drainTimeout) : .timedOut(options.drainTimeout) }
+                                        ?? .none)
         }
         appendTrace?.write()
         loop.stop()

@@ -84,6 +84,35 @@ import TestSupport
         #expect(!good.stderr.contains("ALARM: uplink credentials"), "\(good.stderr)")
     }
 
+    /// The summary says how the wait for acks ended: a signal during it used to be reported as
+    /// "not drained within --drain-timeout 30.0 s" although the timeout never ran out.
+    @Test(arguments: [(2.0, "a signal ended the wait for acks after "), (0.3, "no wait for acks: stopped by signal")])
+    func theSummarySaysHowTheWaitForAcksEnded(signalAfter: Double, says: String) throws {
+        let work = try PackagePaths.temporaryDirectory("run-drain-signal")
+        let pki = work.appendingPathComponent("pki").path
+        #expect(try runProcess(Agent.daqctl, ["pki", "init", "--dir", pki]).status == 0)
+        #expect(try runProcess(Agent.daqctl, ["pki", "device", "--dir", pki, "ecu-01"]).status == 0)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Agent.daqlink)
+        // Nothing listens on the port: nothing is acknowledged. At --speed 4 the 10 s log takes
+        // 2.5 s: the early signal stops acquisition, the late one the wait that follows it.
+        let speed = signalAfter > 1 ? "max" : "4"
+        process.arguments = ["run", "--experiment", Agent.experiment, "--source", "replay:\(Agent.log)", "--speed", speed,
+                             "--journal", work.appendingPathComponent("journal").path, "--quiet",
+                             "--broker", "127.0.0.1:\(try MosquittoBroker.freeLoopbackPort())", "--device", "ecu-01", "--pki", pki,
+                             "--drain-timeout", "30"]
+        let err = Pipe()
+        process.standardError = err
+        try process.run()
+        usleep(UInt32(signalAfter * 1e6))
+        kill(process.processIdentifier, SIGINT)
+        process.waitUntilExit()
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(process.terminationStatus == 0, "\(stderr)")
+        #expect(stderr.contains("uplink: not drained") && stderr.contains(says) && !stderr.contains("within --drain-timeout"), "\(stderr)")
+        #expect(stderr.contains("stay in the journal and go with the next connection"), "\(stderr)")
+    }
+
     @Test func bootRefusesNoTrialAttemptsWithItsOwnUsage() throws {
         let run = try runProcess(Agent.daqlink, ["boot", "--ota-dir", "/nonexistent", "--trial-attempts", "0", "--", "--quiet"])
         #expect(run.status == 64 && run.stderr.contains("--trial-attempts must be at least 1")
