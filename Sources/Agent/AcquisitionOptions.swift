@@ -147,8 +147,9 @@ public struct AcquisitionSummary: Sendable {
         if let uplink {
             let ratio = uplink.rawBytes > 0 ? Double(uplink.wireBytes) / Double(uplink.rawBytes) : 0
             lines.append("uplink: \(uplink.batches) batches, \(uplink.rawBytes) journal bytes as \(uplink.wireBytes) wire bytes "
-                         + "(\(format2(ratio))×), acknowledged up to \(uplink.acknowledged), \(uplink.connects) connects, "
-                         + "\(uplink.disconnects) disconnects, \(uplink.resendRequests) resend requests"
+                         + "(\(format2(ratio))×), acknowledged up to \(uplink.acknowledged), "
+                         + "\(counted(uplink.sessions, "session")) of \(counted(uplink.connects, "connect attempt")), "
+                         + "\(counted(uplink.disconnects, "disconnect")), \(counted(uplink.resendRequests, "resend request"))"
                          + (uplink.lostEntries > 0 ? ", \(uplink.lostEntries) entries sent as 'lost' (unreadable or deleted here)" : ""))
             let codings = zip(UplinkCounters.codingNames, uplink.partsByCoding).map { "\($0) \($1)" }.joined(separator: ", ")
             var drain = ""
@@ -175,6 +176,9 @@ public struct AcquisitionSummary: Sendable {
         return lines.joined(separator: "\n")
     }
 }
+
+/// "1 session", "2 sessions".
+func counted(_ count: UInt64, _ noun: String) -> String { "\(count) \(noun)\(count == 1 ? "" : "s")" }
 
 func format2(_ value: Double) -> String {
     let scaled = (value * 100).rounded() / 100

@@ -46,7 +46,10 @@ public struct UplinkCounters: Sendable {
     public var batches: UInt64 = 0
     public var rawBytes: UInt64 = 0
     public var wireBytes: UInt64 = 0
+    /// Connection attempts (each a socket), sessions the broker accepted, and connections or
+    /// attempts ended.
     public var connects: UInt64 = 0
+    public var sessions: UInt64 = 0
     public var disconnects: UInt64 = 0
     public var resendRequests: UInt64 = 0
     public var readsFromJournal: UInt64 = 0
@@ -87,8 +90,7 @@ final class UplinkTask {
             case .success(let connection):
                 self.connectStarted(connection)
             case .failure(let error):
-                self.logger.notice("cannot connect to \(self.options.host):\(self.options.port): \(error)")
-                self.lostConnection()
+                self.lostConnection("\(error)")
             }
         }
         return connector
@@ -269,10 +271,9 @@ final class UplinkTask {
             let attempt = connectAttempt
             connectDeadlineTimer = loop.schedule(at: loop.clock.now() + options.connectTimeout) { [weak self] in
                 guard let self, !self.stopped, !self.sender.isConnected, self.connectAttempt == attempt else { return }
-                if self.connection == nil {
-                    self.logger.notice("no address for \(self.options.host) within \(self.options.connectTimeout / 1_000_000_000) s (name lookup); backing off")
-                }
-                self.lostConnection()
+                let seconds = self.options.connectTimeout / 1_000_000_000
+                self.lostConnection(self.connection == nil ? "no address for \(self.options.host) within \(seconds) s (name lookup)"
+                                                           : "no MQTT session within \(seconds) s")
             }
             if BrokerConnector.mustResolve(options.host) {
                 try connector.start(connection, host: options.host, port: options.port, keepalive: options.keepalive)
@@ -282,7 +283,7 @@ final class UplinkTask {
             }
         } catch {
             // Refused at once (no route, bad TLS files): count it as a failed attempt and back off.
-            lostConnection()
+            lostConnection("\(error)")
         }
     }
 
@@ -386,8 +387,8 @@ final class UplinkTask {
             switch event {
             case .connected(let rc):
                 guard rc == 0 else {
-                    counters.alarms.append("broker refused the connection: reason code \(rc)")
-                    lostConnection()
+                    counters.alarms.append("broker refused the connection: \(MQTTReasonCode.describe(Int(rc)))")
+                    lostConnection("refused: \(MQTTReasonCode.describe(Int(rc)))")
                     return
                 }
                 if let timer = connectDeadlineTimer { loop.cancel(timer) }
@@ -398,7 +399,11 @@ final class UplinkTask {
                     lostConnection()
                     return
                 }
-                logger.info("connected to \(options.host):\(options.port) as \(options.deviceID); resending from \(sender.acknowledged + 1)")
+                let offline = linkDown.map { String(format: " after %d failed attempt%@, %.1f s offline", $0.attempts, $0.attempts == 1 ? "" : "s",
+                                                          Double(now - $0.since) / 1e9) } ?? ""
+                counters.sessions += 1
+                logger.notice("connected to \(options.host):\(options.port) as \(options.deviceID)\(offline); resending from \(sender.acknowledged + 1)")
+                linkDown = nil
                 let retained = max(journal.lastSequence + 1 - journal.oldestSequence, 1)
                 backlogProgress = BacklogProgress(acknowledged: sender.acknowledged, journalEnd: journal.lastSequence,
                                                   bytesPerEntry: Double(journal.journalBytes) / Double(retained), now: now)
@@ -411,8 +416,8 @@ final class UplinkTask {
                 if let files = connectionFiles { connectionOutcome?(files, true) }
                 perform(sender.on(.connected, now: now, jitter: nextJitter()))
                 publishStatus()
-            case .disconnected:
-                lostConnection()
+            case .disconnected(let rc):
+                lostConnection(rc == 0 ? "closed" : "closed by the broker: \(MQTTReasonCode.describe(Int(rc)))")
                 return
             case .published(let mid, let reasonCode):
                 if let report = statusInFlight.removeValue(forKey: mid) {
@@ -486,17 +491,39 @@ final class UplinkTask {
         lostConnection()
     }
 
-    private func lostConnection() {
+    /// Since when the link is down and how many attempts failed since (nil while it is up).
+    private var linkDown: (since: Int64, attempts: Int, lastReport: String?)?
+
+    /// Ends this connection or attempt (`reason`: why, when known) and backs off. A link that was
+    /// up is reported lost; failed attempts are reported once per kind of failure (a broker down
+    /// for an hour is one line, not one a second), with the wait before the next.
+    private func lostConnection(_ reason: String? = nil) {
         if connection != nil, !connectionAccepted, let files = connectionFiles { connectionOutcome?(files, false) }
         connectionAccepted = true  // report each attempt once
+        let why = reason ?? connection?.lastFailure ?? "the connection failed"
+        let wasUp = sender.isConnected
         let wasOpen = connection != nil
         closeConnection()
-        if wasOpen {
-            counters.disconnects += 1
-            logger.notice("link to \(options.host):\(options.port) lost or refused; backing off")
-        }
+        if wasOpen { counters.disconnects += 1 }
         guard !stopped else { return }
-        perform(sender.on(.disconnected, now: loop.clock.now(), jitter: nextJitter()))
+        let now = loop.clock.now()
+        let actions = sender.on(.disconnected, now: now, jitter: nextJitter())
+        let retry = actions.lazy.compactMap { action -> Int64? in
+            if case .arm(.reconnect, let deadline) = action { return deadline - now } else { return nil }
+        }.first.map { String(format: "; retrying in %.1f s", Double($0) / 1e9) } ?? ""
+        if wasUp || linkDown == nil {
+            linkDown = (now, wasUp ? 0 : 1, nil)
+            logger.notice("\(wasUp ? "link to" : "cannot connect to") \(options.host):\(options.port)\(wasUp ? " lost" : ""): \(why)\(retry)")
+            linkDown?.lastReport = why
+        } else if var down = linkDown {
+            down.attempts += 1
+            if down.lastReport != why {
+                logger.notice("cannot connect to \(options.host):\(options.port): \(why)\(retry) (attempt \(down.attempts))")
+                down.lastReport = why
+            }
+            linkDown = down
+        }
+        perform(actions)
     }
 
     private func closeConnection() {

@@ -137,7 +137,7 @@ public struct UplinkSender: Sendable {
                 // timeout resends; nothing is trimmed.
                 undelivered += 1
             } else if reasonCode >= 0x80 {
-                actions.append(.alarm("broker refused entries \(batch.first)…\(batch.last): reason code 0x\(String(reasonCode, radix: 16))"))
+                actions.append(.alarm("broker refused entries \(batch.first)…\(batch.last): \(MQTTReasonCode.describe(Int(reasonCode)))"))
             }
             if !ackTimerArmed && acknowledged < journalEnd {
                 ackTimerArmed = true

@@ -5,6 +5,9 @@
 // the delivery state machine already decides exactly what to resend.
 internal import CMosquitto
 import DAQCore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Files for mutual TLS.
 public struct MQTTTLSFiles: Sendable, Hashable {
@@ -128,17 +131,59 @@ public final class MQTTConnection {
     /// socket still held (a CONNACK refusing us, say) is read first.
     @discardableResult
     public func handleReadable(hungUp: Bool = false) -> Bool {
-        let read = mosquitto_loop_read(handle, 16) == MOSQ_ERR_SUCCESS.rawValue
-        return read && !(hungUp && !isAccepted)
+        // A TCP connect that failed (refused, unreachable) leaves its errno in SO_ERROR until the
+        // next read takes it; one that got through and was then closed is the TLS handshake or the
+        // CONNECT being refused.
+        var noTCP: String?
+        if hungUp && !isAccepted, let fd = socket {
+            var error: Int32 = 0
+            var length = socklen_t(MemoryLayout<Int32>.size)
+            var peer = sockaddr_storage()
+            var peerLength = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let connected = withUnsafeMutablePointer(to: &peer) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &peerLength) == 0 }
+            }
+            if getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) == 0, error != 0 {
+                noTCP = String(cString: strerror(error))
+            } else if !connected {
+                noTCP = "no TCP connection (refused or unreachable: is the broker listening on that port?)"
+            }
+        }
+        let rc = mosquitto_loop_read(handle, 16)
+        if let noTCP {
+            lastFailure = noTCP
+            return false
+        }
+        if rc != MOSQ_ERR_SUCCESS.rawValue { return failed(rc) }
+        if hungUp && !isAccepted {
+            lastFailure = "the broker closed the connection before accepting it (the TLS handshake refused: a certificate it does not trust, or revoked?)"
+            return false
+        }
+        return true
+    }
+
+    /// Why the connection failed, in words, once one of the handle… calls returned false.
+    public private(set) var lastFailure: String?
+
+    private func failed(_ rc: Int32) -> Bool {
+        let text = rc == MOSQ_ERR_ERRNO.rawValue ? String(cString: strerror(errno)) : String(cString: mosquitto_strerror(rc))
+        lastFailure = isAccepted ? text : "\(text) (before the broker accepted the connection)"
+        return false
     }
 
     /// Call when the socket is writable. Returns false when the connection failed.
     @discardableResult
-    public func handleWritable() -> Bool { mosquitto_loop_write(handle, 16) == MOSQ_ERR_SUCCESS.rawValue }
+    public func handleWritable() -> Bool {
+        let rc = mosquitto_loop_write(handle, 16)
+        return rc == MOSQ_ERR_SUCCESS.rawValue || failed(rc)
+    }
 
     /// Keepalive and timeouts; call about once a second. Returns false when the connection is gone.
     @discardableResult
-    public func handlePeriodic() -> Bool { mosquitto_loop_misc(handle) == MOSQ_ERR_SUCCESS.rawValue }
+    public func handlePeriodic() -> Bool {
+        let rc = mosquitto_loop_misc(handle)
+        return rc == MOSQ_ERR_SUCCESS.rawValue || failed(rc)
+    }
 
     /// Queues a QoS 1 publish; returns its message id.
     public func publish(topic: String, payload: UnsafeRawBufferPointer, qos: Int32 = 1) throws(DAQError) -> Int32 {

@@ -80,8 +80,15 @@ import TestSupport
             #expect(try runProcess(Agent.daqctl, ["journal", "verify", journal.path]).status == 0)
         }
         let good = try Agent.run(work.appendingPathComponent("journal-good"),
-                                 extra: ["--broker", "127.0.0.1:\(port)", "--drain-timeout", "0.5", "--device", "ecu-01", "--pki", pki])
+                                 extra: ["--broker", "127.0.0.1:\(port)", "--drain-timeout", "3", "--device", "ecu-01", "--pki", pki])
         #expect(!good.stderr.contains("ALARM: uplink credentials"), "\(good.stderr)")
+        // Nothing listens on the port: the cause is named, once however many attempts fail (it
+        // used to be "link … lost or refused; backing off" a second, the same for every cause).
+        let refused = good.stderr.split(separator: "\n").filter { $0.contains("cannot connect to 127.0.0.1:\(port)") }
+        #expect(refused.count == 1 && refused[0].contains("no TCP connection (refused or unreachable") && refused[0].contains("retrying in "),
+                "\(good.stderr)")
+        let attempts = good.stderr.split(separator: "\n").first { $0.hasPrefix("uplink: 0 batches") } ?? ""
+        #expect(attempts.contains("0 sessions of ") && !attempts.contains("of 1 connect attempt,"), "\(good.stderr)")
     }
 
     /// The summary says how the wait for acks ended: a signal during it used to be reported as

@@ -71,7 +71,7 @@ import Testing
         _ = sender.start()
         _ = sender.on(.connected, now: 0)
         let refused = sender.on(.published(token: 1, reasonCode: 0x87), now: 1)
-        #expect(refused.contains(.alarm("broker refused entries 1…4: reason code 0x87")))
+        #expect(refused.contains(.alarm("broker refused entries 1…4: reason code 0x87 not authorized (the broker's ACL: is --device the certificate's CN?)")))
         _ = sender.on(.published(token: 2, reasonCode: 0x10), now: 2)
         #expect(sender.undelivered == 1)
         #expect(sender.acknowledged == 0)
