@@ -284,10 +284,10 @@ public final class JournalWriter {
         } catch where error.isOutOfSpace {
             // The filesystem filled before the quota did: make room from acknowledged segments once.
             guard deleteAcknowledgedSegments(upTo: acknowledgedUpTo, while: { true }, limit: 1) > 0 else {
-                throw fullError(framed, cause: "filesystem full (\(error.text))")
+                throw diskFullError("writing an entry of \(framed) bytes", error.text)
             }
             do { try writeAtEnd(bytes) } catch {
-                throw error.isOutOfSpace ? fullError(framed, cause: "filesystem full (\(error.text))")
+                throw error.isOutOfSpace ? diskFullError("writing an entry of \(framed) bytes", error.text)
                     : error.daqError("append", path: activePath, offset: activeLength)
             }
         } catch {
@@ -459,6 +459,12 @@ public final class JournalWriter {
                  at: InputLocation(file: directory))
     }
 
+    /// The disk (not the quota) is full: its own words, and what the journal holds.
+    private func diskFullError(_ doing: String, _ text: String) -> DAQError {
+        DAQError(.journalFull, "disk full (\(text)) \(doing); the journal holds entries up to "
+                 + "\(lastSequence) (\(journalBytes) bytes)", at: InputLocation(file: directory))
+    }
+
     /// Writes `bytes` at the end of the active segment; on failure cuts the segment back to its
     /// last complete entry, so a failed append never leaves a torn entry for recovery to find.
     private func writeAtEnd(_ bytes: UnsafeRawBufferPointer) throws(SystemCallError) {
@@ -485,7 +491,7 @@ public final class JournalWriter {
             fd = try JournalWriter.createSegment(layout: layout, directoryFD: directoryFD, header: header)
         } catch where error.code == .journalFull {
             guard deleteAcknowledgedSegments(upTo: acknowledgedUpTo, while: { true }, limit: 1) > 0 else {
-                throw fullError(SegmentHeader.length, cause: "filesystem full (\(error.message))")
+                throw diskFullError("starting a new segment", error.message)
             }
             fd = try JournalWriter.createSegment(layout: layout, directoryFD: directoryFD, header: header)
         }

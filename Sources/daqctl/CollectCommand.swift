@@ -136,7 +136,13 @@ struct CollectCommand: ParsableCommand {
                 FileHandle.standardError.write(Data((line + "\n").utf8))
             }
         } catch {
-            FileHandle.standardError.write(Data("daqctl collect: \(error)\n".utf8))
+            var text = "daqctl collect: stopped: \(error)"
+            if error.code == .journalFull || error.code == .io {
+                // What was committed before stays committed and acknowledged; the devices keep the rest.
+                text += "\ndaqctl collect: what was committed is kept; the devices keep the rest and resend it when the "
+                    + "collector runs again (free space first, if the disk is full)"
+            }
+            FileHandle.standardError.write(Data((text + "\n").utf8))
             throw ExitCode(1)
         }
         // A run that never reached the broker received nothing: not a success for a script.

@@ -131,7 +131,7 @@ import TestSupport
             }
         }
         #expect(refused?.code == .journalFull, "\(String(describing: refused))")
-        #expect(refused?.message.contains("filesystem full") == true, "\(String(describing: refused))")
+        #expect(refused?.message.hasPrefix("disk full (") == true && refused?.message.contains("No space left on device") == true, "\(String(describing: refused))")
         let last = writer.lastSequence
         #expect(last > 20)
         try writer.sync()

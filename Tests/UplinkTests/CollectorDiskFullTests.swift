@@ -1,0 +1,45 @@
+// The collector's disk fills up mid-stream: it stops, says so plainly (no quota sentinel, no
+// device-side ack figures) and that nothing is lost; the device keeps what was not acknowledged,
+// and a collector started again on a disk with room takes the rest: byte-identical.
+import Foundation
+import Testing
+import TestSupport
+
+@Suite(.serialized) struct CollectorDiskFullTests {
+    @Test func aFullDiskStopsTheCollectorAndNothingIsLost() throws {
+        try #require(TemporaryFilesystem.canMount, "needs root and mount (tmpfs)")
+        let rig = try UplinkRig()
+        try FileManager.default.createDirectory(at: rig.collected, withIntermediateDirectories: true)
+        #expect(try runProcess("mount", ["-t", "tmpfs", "-o", "size=256k", "tmpfs", rig.collected.path]).status == 0)
+        var mounted = true
+        defer { if mounted { _ = try? runProcess("umount", ["-l", rig.collected.path]) } }
+
+        try rig.startCollector()
+        try rig.startDevice(speed: "max", extra: ["--drain-timeout", "3"])
+        let (status, log) = rig.waitForDevice()
+        #expect(status == 0 && log.contains("uplink: not drained within --drain-timeout 3.0 s"), "\(log)")
+        let deadline = Date().addingTimeInterval(10)
+        while rig.collector?.isRunning == true, Date() < deadline { usleep(50_000) }
+        #expect(rig.collector?.terminationStatus == 1)
+        let collectorLog = rig.read("collector")
+        // The journal's copy or an MDF file meets the full disk first, whichever writes then.
+        #expect(collectorLog.contains("daqctl collect: stopped: ") && collectorLog.contains("No space left on device"), "\(collectorLog)")
+        #expect(!collectorLog.contains("quota bytes used") && !collectorLog.contains("acknowledged up to"), "\(collectorLog)")
+        #expect(collectorLog.contains("what was committed is kept; the devices keep the rest and resend it"), "\(collectorLog)")
+
+        // Room again: the copy moves to a disk with space, and a new collector takes the rest.
+        let kept = rig.work.appendingPathComponent("collected-kept")
+        try FileManager.default.copyItem(at: rig.collected, to: kept)
+        #expect(try runProcess("umount", [rig.collected.path]).status == 0)
+        mounted = false
+        try FileManager.default.removeItem(at: rig.collected)
+        try FileManager.default.moveItem(at: kept, to: rig.collected)
+        try rig.startCollector()
+        try rig.startDevice(speed: "max", extra: ["--source", "replay:/dev/null"])
+        let (again, log2) = rig.waitForDevice()
+        #expect(again == 0 && !log2.contains("not drained"), "\(log2)")
+        rig.stopCollector()
+        let verify = try rig.verify(within: 0)
+        #expect(verify.status == 0 && verify.stdout.contains("byte-identical: yes"), "\(verify.stdout)")
+    }
+}
