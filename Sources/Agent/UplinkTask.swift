@@ -396,7 +396,7 @@ final class UplinkTask {
                     try connection.subscribe(options.ackTopic)
                     try connection.subscribe(options.commandTopic)
                 } catch {
-                    lostConnection()
+                    lostConnection("subscribing to the ack and command topics failed: \(error)")
                     return
                 }
                 let offline = linkDown.map { String(format: " after %d failed attempt%@, %.1f s offline", $0.attempts, $0.attempts == 1 ? "" : "s",
@@ -417,7 +417,7 @@ final class UplinkTask {
                 perform(sender.on(.connected, now: now, jitter: nextJitter()))
                 publishStatus()
             case .disconnected(let rc):
-                lostConnection(rc == 0 ? "closed" : "closed by the broker: \(MQTTReasonCode.describe(Int(rc)))")
+                lostConnection(rc == 0 ? "closed" : MQTTConnection.describeDisconnect(rc))
                 return
             case .published(let mid, let reasonCode):
                 if let report = statusInFlight.removeValue(forKey: mid) {
@@ -488,7 +488,7 @@ final class UplinkTask {
     func reconnect() {
         guard !stopped, connection != nil else { return }
         logger.notice("reconnecting to use new credentials")
-        lostConnection()
+        lostConnection("reconnecting with new credentials")
     }
 
     /// Since when the link is down and how many attempts failed since (nil while it is up).
@@ -752,7 +752,7 @@ final class UplinkTask {
             watchSocket()
             return true
         } catch {
-            lostConnection()
+            lostConnection("publishing failed: \(error)")
             return false
         }
     }

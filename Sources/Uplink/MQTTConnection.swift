@@ -5,6 +5,7 @@
 // the delivery state machine already decides exactly what to resend.
 internal import CMosquitto
 import DAQCore
+import Delivery
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -162,6 +163,14 @@ public final class MQTTConnection {
         return true
     }
 
+    /// What a `.disconnected(reasonCode:)` means: below 0x80 libmosquitto's own error codes (the
+    /// connection reset, lost, a keepalive missed), from 0x80 the broker's MQTT 5 DISCONNECT reason.
+    public static func describeDisconnect(_ code: Int32) -> String {
+        if code >= 0x80 { return "closed by the broker: \(MQTTReasonCode.describe(Int(code)))" }
+        if code == MOSQ_ERR_ERRNO.rawValue { return "the connection was reset or closed" }
+        return String(cString: mosquitto_strerror(code)).lowercased().trimmingSuffixDot()
+    }
+
     /// Why the connection failed, in words, once one of the handle… calls returned false.
     public private(set) var lastFailure: String?
 
@@ -216,4 +225,8 @@ enum MQTTLibrary {
         mosquitto_lib_init()
         return true
     }()
+}
+
+private extension String {
+    func trimmingSuffixDot() -> String { hasSuffix(".") ? String(dropLast()) : self }
 }

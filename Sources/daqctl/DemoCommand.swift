@@ -118,14 +118,15 @@ final class DemoRig {
         say("link restored: the device reconnects and drains its backlog from the acknowledged cursor")
 
         device.waitUntilExit()
-        say("device finished (exit status \(device.terminationStatus)):")
-        print(indent(try String(contentsOfFile: work.appendingPathComponent("device.log").path, encoding: .utf8)))
+        say("device finished (exit status \(device.terminationStatus)); its log:")
+        show(indent(try String(contentsOfFile: work.appendingPathComponent("device.log").path, encoding: .utf8)))
         usleep(300_000)
         fleet.stop("collector")
-        print(indent(try String(contentsOfFile: work.appendingPathComponent("collector.log").path, encoding: .utf8)))
-        say("device journal vs collector copy (seed 000, Fig. 4):")
+        say("collector stopped; its log:")
+        show(indent(try String(contentsOfFile: work.appendingPathComponent("collector.log").path, encoding: .utf8)))
+        say("device journal vs collector copy: cycles and bytes per channel group (the IASE paper's Fig. 4), SHA-256, MDF files:")
         let verify = try fleet.tool("daqctl", ["verify", journal, "\(collected)/ecu-01", "--mdf", deviceMDF], allowFailure: true)
-        print(verify.output, terminator: "")
+        show(verify.output, terminator: "")
         stopAll()
         if verify.status != 0 { throw ExitCode(1) }
     }
@@ -134,6 +135,11 @@ final class DemoRig {
         fleet.stopAll()
         proxy?.stop()
         proxy = nil
+    }
+
+    /// Written at once, like `say`: Swift's buffered print would put a piped log out of order.
+    private func show(_ text: String, terminator: String = "\n") {
+        FileHandle.standardOutput.write(Data((text + terminator).utf8))
     }
 
     private func indent(_ text: String) -> String {
