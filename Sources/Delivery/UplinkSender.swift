@@ -14,6 +14,10 @@ public struct UplinkPolicy: Sendable, Hashable {
     /// Reconnect backoff: first delay and ceiling (ns); jitter is applied by the caller's random draw.
     public var backoffInitial: Int64 = 500_000_000
     public var backoffMax: Int64 = 30_000_000_000
+    /// A session that lasted this long resets the backoff when it ends (ns). One the broker accepts
+    /// and then ends at once (a client id taken over, publishes refused, a proxy that accepts and
+    /// drops) keeps backing off instead of reconnecting twice a second for ever.
+    public var stableSession: Int64 = 10_000_000_000
     /// When sent data is not acknowledged end to end within this time, resend from the cursor (ns).
     public var ackTimeout: Int64 = 10_000_000_000
 
@@ -69,6 +73,8 @@ public struct UplinkSender: Sendable {
     private var inFlight: [(token: Int, first: UInt64, last: UInt64)] = []
     private var nextToken = 1
     private var attempts = 0
+    /// When the current session was accepted (nil while the link is down).
+    private var connectedAt: Int64?
     private var lingerArmed = false
     /// The last batch published was full: a backlog is draining, so its tail goes at once
     /// instead of lingering for entries that are not coming faster than the backlog went.
@@ -111,7 +117,7 @@ public struct UplinkSender: Sendable {
 
         case .connected:
             link = .up
-            attempts = 0
+            connectedAt = now
             // Whatever was in flight on the old connection is unknown: resend from the cursor.
             inFlight.removeAll()
             nextToSend = acknowledged + 1
@@ -119,6 +125,8 @@ public struct UplinkSender: Sendable {
 
         case .disconnected:
             link = .down
+            if let since = connectedAt, now - since >= policy.stableSession { attempts = 0 }
+            connectedAt = nil
             inFlight.removeAll()
             nextToSend = acknowledged + 1
             lingerArmed = false

@@ -66,6 +66,29 @@ import Testing
         #expect(sender.on(.connected, now: 50) == [.publish(token: 3, first: 5, last: 8), .publish(token: 4, first: 9, last: 12)])
     }
 
+    /// Sessions the broker accepts and ends at once (publishes refused, a client id taken over)
+    /// keep backing off; one that lasted `stableSession` starts the backoff afresh. Before, every
+    /// accepted session reset it: a reconnect about twice a second for ever.
+    @Test func onlyASessionThatLastedResetsTheBackoff() {
+        var sender = UplinkSender(policy: policy, acknowledged: 0, journalEnd: 4)
+        _ = sender.start()
+        var now: Int64 = 0
+        var delays: [Int64] = []
+        for _ in 0..<4 {
+            _ = sender.on(.connected, now: now)
+            now += 1_000_000  // ended 1 ms after it was accepted
+            for case .arm(.reconnect, let deadline) in sender.on(.disconnected, now: now, jitter: 0) { delays.append(deadline - now) }
+            now += 1_000_000_000
+            _ = sender.on(.timer(.reconnect), now: now)
+        }
+        #expect(delays == [1, 2, 4, 8].map { policy.backoffInitial * $0 / 2 })
+        _ = sender.on(.connected, now: now)
+        now += policy.stableSession
+        var after: [Int64] = []
+        for case .arm(.reconnect, let deadline) in sender.on(.disconnected, now: now, jitter: 0) { after.append(deadline - now) }
+        #expect(after == [policy.backoffInitial / 2])
+    }
+
     @Test func refusedPublishRaisesAnAlarmAndNoSubscriberIsCountedUndelivered() {
         var sender = UplinkSender(policy: policy, acknowledged: 0, journalEnd: 8)
         _ = sender.start()
