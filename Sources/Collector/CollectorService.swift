@@ -51,6 +51,8 @@ public struct CollectorDeviceReport: Sendable {
     public var bytes: UInt64
     public var duplicates: UInt64
     public var gaps: UInt64
+    /// Gaps the resent entries filled in this run (the rest wait for the device).
+    public var gapsFilled: UInt64 = 0
     /// Entries the device could not read from its journal, committed as `lost` placeholders.
     public var lost: UInt64
 
@@ -164,7 +166,8 @@ public final class CollectorService {
         return sinks.values.sorted { ($0.deviceID, $0.besideFirst ? 1 : 0, $0.epoch) < ($1.deviceID, $1.besideFirst ? 1 : 0, $1.epoch) }.map {
             CollectorDeviceReport(deviceID: $0.deviceID, epoch: $0.epoch, besideFirst: $0.besideFirst,
                                   committed: $0.committed, entries: $0.committedEntries,
-                                  bytes: $0.committedBytes, duplicates: $0.duplicates, gaps: $0.gaps, lost: $0.lostEntries)
+                                  bytes: $0.committedBytes, duplicates: $0.duplicates, gaps: $0.gaps, gapsFilled: $0.gapsFilled,
+                                  lost: $0.lostEntries)
         }
     }
 

@@ -56,6 +56,7 @@ final class DeviceStreamSink {
     var committed: UInt64 { stream.committed }
     var duplicates: UInt64 { stream.duplicates }
     var gaps: UInt64 { stream.gaps }
+    var gapsFilled: UInt64 { stream.gapsFilled }
 
     /// Feeds one batch whose header was checked; returns where to ask the device to resend from
     /// and, if a held codec-3 batch turned out undecodable, why it was dropped. Committed entries

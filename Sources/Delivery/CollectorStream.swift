@@ -27,8 +27,9 @@ public struct CollectorStream: Sendable {
     private var lastRequest: (from: UInt64, at: Int64)?
     /// Entries received more than once (dropped).
     public private(set) var duplicates: UInt64 = 0
-    /// Gaps seen (each led to a resend request).
+    /// Gaps seen (each led to a resend request), and those the resent entries then filled.
     public private(set) var gaps: UInt64 = 0
+    public private(set) var gapsFilled: UInt64 = 0
 
     public init(committed: UInt64, holdLimit: Int = 64, resendInterval: Int64 = 1_000_000_000) {
         self.committed = committed
@@ -97,7 +98,10 @@ public struct CollectorStream: Sendable {
             }
             actions.append(.release(batch: next.batch))
         }
-        if let request = lastRequest, request.from <= committed { lastRequest = nil }
+        if let request = lastRequest, request.from <= committed {
+            lastRequest = nil
+            gapsFilled += 1
+        }
     }
 
     /// A commit the caller was asked to make failed (a held batch whose body did not decode once

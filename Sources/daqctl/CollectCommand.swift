@@ -131,7 +131,9 @@ struct CollectCommand: ParsableCommand {
             let reports = try service.run()
             for report in reports {
                 var line = "collector: \(report.stream): committed up to \(report.committed) (\(report.entries) entries, "
-                    + "\(report.bytes) bytes this run), \(report.duplicates) duplicates dropped, \(report.gaps) gaps repaired"
+                    + "\(report.bytes) bytes this run), \(report.duplicates) duplicates dropped, "
+                    + (report.gapsFilled == report.gaps ? "\(report.gaps) gaps repaired"
+                       : "\(report.gapsFilled) of \(report.gaps) gaps repaired (the rest asked again, not yet received)")
                 if report.lost > 0 { line += ", \(report.lost) entries lost on the device (unreadable or deleted there, committed as 'lost')" }
                 FileHandle.standardError.write(Data((line + "\n").utf8))
             }
