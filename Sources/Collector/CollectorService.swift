@@ -88,6 +88,8 @@ public final class CollectorService {
     /// Streams started afresh per device in this run (a copy beside the first each): at
     /// `newStreamsAlarm`, one alarm, since a journal that keeps starting afresh is a device fault.
     private var newStreams: [String: Int] = [:]
+    /// Streams a batch came from in this run.
+    private var heardFrom: Set<String> = []
     static let newStreamsAlarm = 3
     private var failure: DAQError?
     private var stopping = false
@@ -422,6 +424,11 @@ public final class CollectorService {
             if sink.conflict != nil {
                 rejected += 1  // said once, when it was found
                 return
+            }
+            if heardFrom.insert(sink.label).inserted {
+                // One line per stream and run: which devices this collector is hearing from.
+                writeError("daqctl collect: \(sink.label): first batch of this run, entries \(batch.header.first)…\(batch.header.last) "
+                           + "(committed up to \(sink.committed))\n")
             }
             let result: (resends: [UInt64], rejected: DAQError?)
             do throws(DAQError) {

@@ -391,6 +391,8 @@ import TestSupport
         rig.stopCollector()
         let log = rig.read("collector")
         #expect(log.components(separatedBy: ": a new stream, epoch").count - 1 == 4, "\(log)")
+        // Which streams it hears from: one line each, at its first batch of the run.
+        #expect(log.components(separatedBy: ": first batch of this run, entries 1…").count - 1 == 5, "\(log)")
         let alarms = log.split(separator: "\n").filter { $0.contains("ALARM: ecu-01: 3 new streams in this run") }
         #expect(alarms.count == 1 && alarms[0].contains("see to the device's storage"), "\(log)")
         let copies = try FileManager.default.contentsOfDirectory(atPath: rig.collected.appendingPathComponent("ecu-01").path)
