@@ -157,12 +157,17 @@ final class LocalFleet {
         (try? String(contentsOfFile: work.appendingPathComponent(name).path, encoding: .utf8)) ?? ""
     }
 
+    /// Waits until something listens on TCP `port`, read from /proc/net/tcp: a probe connection
+    /// would be a client that closes mid-handshake, which mosquitto logs as a TLS error.
     func waitForPort(_ port: Int) throws {
+        let local = ":" + String(format: "%04X", port)
         for _ in 0..<100 {
-            if let fd = LoopbackTCP.connect(port: port) {
-                close(fd)
-                return
+            let table = (try? String(contentsOfFile: "/proc/net/tcp", encoding: .utf8)) ?? ""
+            let listening = table.split(separator: "\n").contains { line in
+                let fields = line.split(separator: " ")
+                return fields.count > 3 && fields[1].hasSuffix(local) && fields[3] == "0A"  // TCP_LISTEN
             }
+            if listening { return }
             usleep(50_000)
         }
         throw ValidationError("mosquitto did not start listening on \(port); see \(work.path)/broker.log")
