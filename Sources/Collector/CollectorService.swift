@@ -607,8 +607,15 @@ public final class CollectorService {
         writeError("daqctl collect: no more MDF files for this device (its journal goes on): \(error)\n")
     }
 
+    /// One line on stderr, stamped like daqlink's log (UTC, to the second): a collector runs for
+    /// weeks, and its log is read against the devices'.
     private func writeError(_ text: String) {
-        let bytes = Array(text.utf8)
+        var now = time(nil)
+        var parts = tm()
+        gmtime_r(&now, &parts)
+        var stamp = [CChar](repeating: 0, count: 32)
+        let length = strftime(&stamp, stamp.count, "%Y-%m-%dT%H:%M:%S+0000 ", &parts)
+        let bytes = Array(stamp.prefix(length).map { UInt8(bitPattern: $0) }) + Array(text.utf8)
         bytes.withUnsafeBytes { _ = write(2, $0.baseAddress, $0.count) }
     }
 }

@@ -89,17 +89,6 @@ import Testing
         #expect(after == [policy.backoffInitial / 2])
     }
 
-    /// A gap counts as repaired only once the resent entries filled it: a collector that asked
-    /// and got nothing (its disk still full) said "1 gaps repaired".
-    @Test func aGapIsRepairedOnlyWhenTheResentEntriesFillIt() {
-        var stream = CollectorStream(committed: 0, resendInterval: 100)
-        _ = stream.receive(batch: 1, first: 1, last: 4, now: 0)
-        #expect(stream.receive(batch: 2, first: 9, last: 12, now: 1) == [.requestResend(from: 5)])
-        #expect(stream.gaps == 1 && stream.gapsFilled == 0)
-        _ = stream.receive(batch: 3, first: 5, last: 8, now: 2)
-        #expect(stream.gaps == 1 && stream.gapsFilled == 1 && stream.committed == 12)
-    }
-
     @Test func refusedPublishRaisesAnAlarmAndNoSubscriberIsCountedUndelivered() {
         var sender = UplinkSender(policy: policy, acknowledged: 0, journalEnd: 8)
         _ = sender.start()
@@ -144,6 +133,17 @@ import Testing
 }
 
 @Suite struct CollectorStreamTests {
+    /// A gap counts as repaired only once the resent entries filled it: a collector that asked
+    /// and got nothing (its disk still full) said "1 gaps repaired".
+    @Test func aGapIsRepairedOnlyWhenTheResentEntriesFillIt() {
+        var stream = CollectorStream(committed: 0, resendInterval: 100)
+        _ = stream.receive(batch: 1, first: 1, last: 4, now: 0)
+        #expect(stream.receive(batch: 2, first: 9, last: 12, now: 1) == [.requestResend(from: 5)])
+        #expect(stream.gaps == 1 && stream.gapsFilled == 0)
+        _ = stream.receive(batch: 3, first: 5, last: 8, now: 2)
+        #expect(stream.gaps == 1 && stream.gapsFilled == 1 && stream.committed == 12)
+    }
+
     @Test func commitsInOrderDropsDuplicatesAndRepairsGaps() {
         var stream = CollectorStream(committed: 0, resendInterval: 100)
         #expect(stream.receive(batch: 1, first: 1, last: 4, now: 0) == [

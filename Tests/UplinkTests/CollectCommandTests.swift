@@ -71,5 +71,9 @@ import TestSupport
         #expect(run.status == 1, "\(run.stderr)")
         #expect(run.stderr.contains("cannot connect to 127.0.0.1:\(port)")
                 && run.stderr.contains("never connected to the broker at 127.0.0.1:\(port) in this run"), "\(run.stderr)")
+        // Its log lines are stamped like daqlink's (UTC), to be read against the devices' logs.
+        #expect(run.stderr.split(separator: "\n").contains {
+            $0.wholeMatch(of: /\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+0000 daqctl collect: cannot connect to .*/) != nil
+        }, "\(run.stderr)")
     }
 }
