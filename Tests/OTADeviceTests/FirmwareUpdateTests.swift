@@ -88,9 +88,11 @@ import Glibc
         try rig.publish(image, kind: .firmware, version: 2)
         let staged = rig.slots.stagedArtifactPath(.firmware)
         func stagedBytes() -> UInt64 { (try? FileManager.default.attributesOfItem(atPath: staged)[.size] as? UInt64) ?? 0 }
-        // 3 MB/s: the 18 MB image takes several seconds, long enough to be cut twice.
+        // 3 MB/s: the 18 MB image takes several seconds, long enough to be cut twice. The replay
+        // runs at 0.25 (40 s), so a device slowed by a loaded machine still runs when its next
+        // poll resumes (at 0.5 a CI run once saw the replay end, and the device exit, first).
         let slow = ["--ota-max-rate", "3000000"]
-        try rig.startDevice(speed: "0.5", extra: slow)
+        try rig.startDevice(speed: "0.25", extra: slow)
 
         // 1. The link resets mid-body: the same process resumes at its next poll.
         #expect(rig.wait(30) { stagedBytes() > 2_000_000 }, "\(rig.deviceLogs())")
@@ -104,7 +106,7 @@ import Glibc
         let kept = stagedBytes()
         let imageLength = UInt64(try Data(contentsOf: image).count)
         #expect(kept > 0 && kept < imageLength, "a partial file is kept: \(kept)")
-        try rig.startDevice(speed: "0.5", extra: slow)
+        try rig.startDevice(speed: "0.25", extra: slow)
         #expect(rig.wait(30) { ((try? String(contentsOf: rig.root.appendingPathComponent("device-2.log"), encoding: .utf8)) ?? "")
             .contains("resuming firmware 2 at byte") }, "\(rig.deviceLogs())")
 
