@@ -82,7 +82,7 @@ let package = Package(
 
         // The fleet-side collector: durable MQTT session → checked batches → rebuilt journals.
         .target(name: "Collector", dependencies: [
-            "DAQCore", "Delivery", "Journal", "JournalStore", "Runtime", "Uplink", "Acquisition", "MDFFiles", "OTA",
+            "DAQCore", "Delivery", "Journal", "JournalStore", "Runtime", "Uplink", "Acquisition", "MDFFiles", "OTA", "PKI",
         ]),
 
         // Internal PKI over OpenSSL's C API (CA, server/device/collector certs, CRL) and the

@@ -536,10 +536,14 @@ public final class AcquisitionRun {
         summary.elapsedSeconds = Double(loop.clock.now() - startedAt) / 1e9
         summary.uplink = uplink?.counters
         if let uplink, !uplink.isDrained, uplink.acknowledged < journal.lastSequence {
-            let waited = drainWaitStarted.map { Double(loop.clock.now() - $0) / 1e9 }
-            summary.undrained = .init(first: uplink.acknowledged + 1, last: journal.lastSequence,
-                                      wait: waited.map { drainWaitCutShort ? .cutShort(after: $0, of: options.drainTimeout) : .timedOut(options.drainTimeout) }
-                                        ?? .none)
+            let wait: AcquisitionSummary.Undrained.Wait
+            if let started = drainWaitStarted {
+                let waited = Double(loop.clock.now() - started) / 1e9
+                wait = drainWaitCutShort ? .cutShort(after: waited, of: options.drainTimeout) : .timedOut(options.drainTimeout)
+            } else {
+                wait = .none
+            }
+            summary.undrained = .init(first: uplink.acknowledged + 1, last: journal.lastSequence, wait: wait)
         }
         appendTrace?.write()
         loop.stop()

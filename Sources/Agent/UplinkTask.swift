@@ -512,9 +512,8 @@ final class UplinkTask {
             if case .arm(.reconnect, let deadline) = action { return deadline - now } else { return nil }
         }.first.map { String(format: "; retrying in %.1f s", Double($0) / 1e9) } ?? ""
         if wasUp || linkDown == nil {
-            linkDown = (now, wasUp ? 0 : 1, nil)
+            linkDown = (now, wasUp ? 0 : 1, why)
             logger.notice("\(wasUp ? "link to" : "cannot connect to") \(options.host):\(options.port)\(wasUp ? " lost" : ""): \(why)\(retry)")
-            linkDown?.lastReport = why
         } else if var down = linkDown {
             down.attempts += 1
             if down.lastReport != why {

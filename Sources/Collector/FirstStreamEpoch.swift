@@ -4,9 +4,7 @@
 // (more than one bit, no other segment) has no other source of it.
 import DAQCore
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#endif
+import PKI
 
 enum FirstStreamEpoch {
     static let fileName = "stream-epoch"
@@ -18,27 +16,14 @@ enum FirstStreamEpoch {
         return text.split(separator: "\n").first.flatMap { UInt64($0) }
     }
 
-    /// Records `epoch` in `directory`, durably (a new file renamed over the old, both synced).
+    /// Records `epoch` in `directory`, durably (`AtomicFile`: a new file synced and renamed over
+    /// the old, the directory synced).
     static func record(_ epoch: UInt64, in directory: String) throws(DAQError) {
         let path = "\(directory)/\(fileName)"
-        let temporary = path + ".new"
-        func failed(_ what: String) -> DAQError {
-            DAQError(.io, "cannot \(what): \(String(cString: strerror(errno)))", at: InputLocation(file: path))
+        do {
+            try AtomicFile.write(Array("\(epoch)\n".utf8), to: path, mode: AtomicFile.publicMode)
+        } catch {
+            throw error as? DAQError ?? DAQError(.io, "cannot record the stream's epoch: \(error)", at: InputLocation(file: path))
         }
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw failed("create \(temporary)") }
-        let text = Array("\(epoch)\n".utf8)
-        let written = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        guard written == text.count, fsync(fd) == 0 else {
-            close(fd)
-            unlink(temporary)
-            throw failed("write \(temporary)")
-        }
-        close(fd)
-        guard rename(temporary, path) == 0 else { throw failed("rename \(temporary)") }
-        let directoryFD = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard directoryFD >= 0 else { throw failed("open \(directory)") }
-        defer { close(directoryFD) }
-        guard fsync(directoryFD) == 0 else { throw failed("sync \(directory)") }
     }
 }

@@ -132,9 +132,10 @@ public final class MQTTConnection {
     /// socket still held (a CONNACK refusing us, say) is read first.
     @discardableResult
     public func handleReadable(hungUp: Bool = false) -> Bool {
-        // A TCP connect that failed (refused, unreachable) leaves its errno in SO_ERROR until the
-        // next read takes it; one that got through and was then closed is the TLS handshake or the
-        // CONNECT being refused.
+        // A TCP connect that failed (refused, unreachable) never got a peer (getpeername fails;
+        // SO_ERROR names why when the kernel still holds it, which on loopback was measured to be
+        // never by the time poll says hang-up); one that got through and was then closed is the
+        // TLS handshake or the CONNECT being refused.
         var noTCP: String?
         if hungUp && !isAccepted, let fd = socket {
             var error: Int32 = 0

@@ -106,7 +106,7 @@ struct CollectCommand: ParsableCommand {
         for (what, path) in [("CA certificate", ca), ("collector certificate", cert), ("collector key", key)] {
             guard FileManager.default.isReadableFile(atPath: path) else {
                 throw ValidationError("\(path): the \(what) \(FileManager.default.fileExists(atPath: path) ? "cannot be read" : "does not exist")"
-                                      + (pki != nil ? " (is --pki \(pki!) a directory made by `daqctl pki`?)" : ""))
+                                      + (pki.map { " (is --pki \($0) a directory made by `daqctl pki`?)" } ?? ""))
             }
         }
         guard let output = values["output"] else { throw ValidationError("the output directory is missing: --out, or output = in --config") }

@@ -1,6 +1,7 @@
 // Why Foundation could not read or write a file, in the words of the system (strerror), not
 // Foundation's ("The operation could not be completed. (NSCocoaErrorDomain error 512.)").
 import Foundation
+import SystemIO
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -8,10 +9,7 @@ import Glibc
 enum FileFailure {
     /// The reason behind `error` for `path`: a directory where a file is wanted is named as such.
     static func reason(_ error: any Error, path: String) -> String {
-        var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
-            return "is a directory, not a file"
-        }
+        if FileProblem.isDirectory(path) { return FileProblem.directory }
         var current = error as NSError
         while true {
             if current.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(current.code))) }

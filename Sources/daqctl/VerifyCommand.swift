@@ -94,25 +94,21 @@ struct VerifyCommand: ParsableCommand {
     }
 
     func validate() throws {
-        try Self.checkJournalDirectory(device, "the device's journal")
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: collector, isDirectory: &isDirectory) else {
-            throw ValidationError("\(collector): no such directory (the collector's directory for the device: <out>/<device>)")
+        try Self.checkDirectory(device, "the device's journal")
+        guard let names = try? Self.segmentNames(device) else { throw ValidationError("\(device): cannot be listed (the device's journal)") }
+        guard !names.isEmpty else {
+            throw ValidationError("\(device): no journal segments (*\(SegmentName.suffix)) here; is it the device's journal directory?")
         }
-        guard isDirectory.boolValue else { throw ValidationError("\(collector): not a directory (the collector's directory for the device)") }
+        try Self.checkDirectory(collector, "the collector's directory for the device", missing: ": <out>/<device>")
     }
 
-    /// A directory holding journal segments, or an error that says which it is not.
-    static func checkJournalDirectory(_ path: String, _ role: String) throws {
+    /// `path` is a directory, or an error that says what it is instead (`role`: what it should be).
+    private static func checkDirectory(_ path: String, _ role: String, missing hint: String = "") throws {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw ValidationError("\(path): no such directory (\(role))")
+            throw ValidationError("\(path): no such directory (\(role)\(hint))")
         }
         guard isDirectory.boolValue else { throw ValidationError("\(path): not a directory (\(role))") }
-        guard let names = try? segmentNames(path) else { throw ValidationError("\(path): cannot be listed (\(role))") }
-        guard !names.isEmpty else {
-            throw ValidationError("\(path): no journal segments (*\(SegmentName.suffix)) here; is it \(role) directory?")
-        }
     }
 
     func run() throws {

@@ -174,7 +174,8 @@ struct RunCommand: ParsableCommand {
     private struct Checked {
         var level: Logger.Level
         var source: FrameSourceSpec
-        var broker: (host: String, port: Int, device: String)?
+        var broker: (host: String, port: Int, device: String, tls: MQTTTLSFiles)?
+        var ota: (slot: Slot, device: String, caFile: String)?
     }
 
     private func checked() throws -> Checked {
@@ -205,41 +206,44 @@ struct RunCommand: ParsableCommand {
         guard let source = FrameSourceSpec(argument: source, speed: speed) else {
             throw ValidationError("--source must be replay:LOG or socketcan:IFACE[,IFACE…], not \(source)")
         }
-        var uplink: (String, Int, String)?
+        var uplink: (String, Int, String, MQTTTLSFiles)?
         if let broker {
             let parts = broker.split(separator: ":", omittingEmptySubsequences: false)
             guard parts.count == 2, !parts[0].isEmpty, let port = Int(parts[1]), (1...65535).contains(port) else {
                 throw ValidationError("--broker must be HOST:PORT with a port 1…65535, not \(broker)")
             }
             guard let device, !device.isEmpty else { throw ValidationError("--broker needs --device ID too") }
-            guard pki != nil || (ca != nil && cert != nil && key != nil) else {
+            guard let caFile = ca ?? pki.map({ "\($0)/ca.crt" }), let certFile = cert ?? pki.map({ "\($0)/devices/\(device).crt" }),
+                  let keyFile = key ?? pki.map({ "\($0)/devices/\(device).key" }) else {
                 throw ValidationError("the uplink needs --pki DIR, or --ca, --cert and --key")
             }
-            uplink = (String(parts[0]), port, device)
+            uplink = (String(parts[0]), port, device, MQTTTLSFiles(caFile: caFile, certificateFile: certFile, keyFile: keyFile))
         }
         if otaDir == nil && (otaURL != nil || !otaKey.isEmpty) {
             throw ValidationError("over-the-air updates need the A/B slot directory: start through `daqlink boot --ota-dir DIR -- …`")
         }
         if otaURL != nil && otaKey.isEmpty { throw ValidationError("--ota-url needs at least one trusted --ota-key") }
+        var ota: (Slot, String, String)?
         if otaDir != nil {
-            guard let bootedSlot, Slot(rawValue: bootedSlot) != nil else {
+            guard let bootedSlot, let slot = Slot(rawValue: bootedSlot) else {
                 throw ValidationError("--ota-dir needs the slot this binary was started from: start it through `daqlink boot`")
             }
-            guard let device, !device.isEmpty, ca != nil || pki != nil else {
+            guard let device, !device.isEmpty, let caFile = ca ?? pki.map({ "\($0)/ca.crt" }) else {
                 throw ValidationError("OTA needs --device and --pki (or --ca) for its mutual-TLS downloads and status reports")
             }
+            ota = (slot, device, caFile)
         }
-        return Checked(level: level, source: source, broker: uplink)
+        return Checked(level: level, source: source, broker: uplink, ota: ota)
     }
 
     /// The uplink's files checked before the loop starts: a missing file, a key of another
     /// certificate, a certificate for another device or CA would otherwise only show as a link that
     /// never comes up. Acquisition goes on regardless (the journal keeps everything for a link
     /// that is mended later), so this is an alarm, not a refusal.
-    private static func checkCredentials(device: String, caFile: String, certificateFile: String, keyFile: String) {
+    private static func checkCredentials(device: String, tls: MQTTTLSFiles) {
         do {
-            let bundle = try AtomicFile.read(certificateFile) + [UInt8(ascii: "\n")] + AtomicFile.read(keyFile)
-            _ = try DeviceCredentialBundle.validate(bundle, deviceID: device, caFile: caFile, file: certificateFile)
+            let bundle = try AtomicFile.read(tls.certificateFile) + [UInt8(ascii: "\n")] + AtomicFile.read(tls.keyFile)
+            _ = try DeviceCredentialBundle.validate(bundle, deviceID: device, caFile: tls.caFile, file: tls.certificateFile)
         } catch {
             Logger(label: "daqlink.uplink").error(
                 "ALARM: uplink credentials for --device \(device) are unusable: \(error); acquisition goes on into the journal, but nothing can be sent until they are mended (daqctl pki device --dir DIR \(device))")
@@ -263,47 +267,34 @@ struct RunCommand: ParsableCommand {
         var options = AcquisitionOptions(source: source, journalDirectory: journal)
         options.duration = duration
         options.epoch = epoch
-        options.commit = .init(maxPendingBytes: max(1, syncBytes), maxDelayNanoseconds: Int64(max(0, syncMs)) * 1_000_000)
+        options.commit = .init(maxPendingBytes: syncBytes, maxDelayNanoseconds: Int64(syncMs) * 1_000_000)
         options.segmentSizeLimit = segmentBytes
         options.quotaBytes = quotaBytes
         options.progress = !quiet
         options.lenient = lenient
         options.mdfDirectory = mdf
-        if let (host, port, device) = checked.broker {
-            let caFile = ca ?? pki.map { "\($0)/ca.crt" }
-            let certFile = cert ?? pki.map { "\($0)/devices/\(device).crt" }
-            let keyFile = key ?? pki.map { "\($0)/devices/\(device).key" }
-            guard let caFile, let certFile, let keyFile else {
-                throw ValidationError("the uplink needs --pki DIR, or --ca, --cert and --key")
-            }
-            var uplink = UplinkOptions(deviceID: device, host: host, port: port,
-                                       tls: MQTTTLSFiles(caFile: caFile, certificateFile: certFile, keyFile: keyFile))
+        if let (host, port, device, tls) = checked.broker {
+            var uplink = UplinkOptions(deviceID: device, host: host, port: port, tls: tls)
             uplink.compress = !noCompression
-            uplink.maxBatchBytes = max(1, maxBatchBytes)
-            uplink.policy.maxBatchEntries = max(1, batchEntries)
+            uplink.maxBatchBytes = maxBatchBytes
+            uplink.policy.maxBatchEntries = batchEntries
             options.uplink = uplink
             options.drainTimeout = drainTimeout
-            options.provisionedCredentials = CredentialFiles(certificateFile: certFile, keyFile: keyFile)
-            Self.checkCredentials(device: device, caFile: caFile, certificateFile: certFile, keyFile: keyFile)
+            options.provisionedCredentials = CredentialFiles(certificateFile: tls.certificateFile, keyFile: tls.keyFile)
+            Self.checkCredentials(device: device, tls: tls)
         }
         var experimentPath = experiment
-        if let otaDir {
-            guard let slotName = bootedSlot, let slot = Slot(rawValue: slotName) else {
-                throw ValidationError("--ota-dir needs the slot this binary was started from: start it through `daqlink boot`")
-            }
+        if let otaDir, let (slot, device, caFile) = checked.ota {
             let directory = SlotDirectory(root: otaDir)
             if let installed = try? directory.installedExperiment() {
                 // An experiment installed over the air replaces the provisioned one, across restarts.
                 experimentPath = installed
             }
-            guard let device, let caFile = ca ?? pki.map({ "\($0)/ca.crt" }) else {
-                throw ValidationError("OTA needs --device and --pki (or --ca) for its mutual-TLS downloads and status reports")
-            }
             var ota = UpdateOptions(baseURL: otaURL ?? "", deviceID: device, hardwareID: hardware, directory: directory,
                                     runningSlot: slot, trustedKeyFiles: otaKey, caFile: caFile)
             ota.pollInterval = otaURL == nil ? .infinity : otaInterval
             ota.healthTimeout = healthTimeout
-            ota.maxDownloadRate = otaMaxRate.map { max(1, $0) }
+            ota.maxDownloadRate = otaMaxRate
             ota.trialAttempts = trialAttempts
             options.ota = ota
         }

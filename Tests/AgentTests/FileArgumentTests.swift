@@ -6,12 +6,19 @@ import Testing
 import TestSupport
 
 @Suite(.serialized) struct FileArgumentTests {
-    @Test func readsAndWritesNameThePathAndTheSystemsReason() throws {
-        let work = try PackagePaths.temporaryDirectory("file-arguments")
+    /// A fresh directory holding the reference replay's journal (`j`) and an empty directory `name`.
+    private func journalAndDirectory(_ label: String, _ name: String) throws -> (journal: URL, directory: URL) {
+        let work = try PackagePaths.temporaryDirectory(label)
         let journal = work.appendingPathComponent("j")
         #expect(try Agent.run(journal).status == 0)
-        let directory = work.appendingPathComponent("adir")
+        let directory = work.appendingPathComponent(name)
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        return (journal, directory)
+    }
+
+    @Test func readsAndWritesNameThePathAndTheSystemsReason() throws {
+        let (journal, directory) = try journalAndDirectory("file-arguments", "adir")
+        let work = journal.deletingLastPathComponent()
         let cases: [([String], String)] = [
             (["inspect", directory.path], "\(directory.path): cannot read: is a directory, not a file"),
             (["inspect", work.appendingPathComponent("none.mf4").path], "none.mf4: cannot read: No such file or directory"),
@@ -30,11 +37,8 @@ import TestSupport
     }
 
     @Test func verifyNamesWhatIsNotAJournalOrACollectorsDirectory() throws {
-        let work = try PackagePaths.temporaryDirectory("verify-arguments")
-        let journal = work.appendingPathComponent("j")
-        #expect(try Agent.run(journal).status == 0)
-        let empty = work.appendingPathComponent("empty")
-        try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
+        let (journal, empty) = try journalAndDirectory("verify-arguments", "empty")
+        let work = journal.deletingLastPathComponent()
         let cases: [([String], Int32, String)] = [
             ([journal.path, work.appendingPathComponent("none").path], 64,
              "none: no such directory (the collector's directory for the device: <out>/<device>)"),
