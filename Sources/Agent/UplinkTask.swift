@@ -751,7 +751,7 @@ final class UplinkTask {
             watchSocket()
             return true
         } catch {
-            lostConnection("publishing failed: \(error)")
+            lostConnection("\(error)")
             return false
         }
     }

@@ -28,6 +28,9 @@ public struct CollectorOptions: Sendable {
     /// A connect attempt that has no accepted MQTT connection after this many seconds (a host
     /// that drops the SYN, a TLS handshake that never ends) is given up and tried again.
     public var connectTimeout: Double = 10
+    /// A device heard from in this run that sends nothing for this many seconds gets one line, and
+    /// one more when it is heard again (nil: say nothing).
+    public var quietAfter: Double? = 60
 
     public init(host: String, port: Int, tls: MQTTTLSFiles, output: String) {
         self.host = host
@@ -90,6 +93,9 @@ public final class CollectorService {
     private var newStreams: [String: Int] = [:]
     /// Streams a batch came from in this run.
     private var heardFrom: Set<String> = []
+    /// Devices that stopped sending (`CollectorOptions.quietAfter`), and each one's stream last heard.
+    private var quietDevices: QuietDevices?
+    private var lastStream: [String: StreamKey] = [:]
     static let newStreamsAlarm = 3
     private var failure: DAQError?
     private var stopping = false
@@ -113,6 +119,7 @@ public final class CollectorService {
     public init(options: CollectorOptions) {
         self.options = options
         lastMessage = loop.clock.now()
+        quietDevices = options.quietAfter.map { QuietDevices(after: Int64($0 * 1e9)) }
     }
 
     /// Runs until a signal, the idle timeout or the duration; returns per-device reports.
@@ -326,6 +333,7 @@ public final class CollectorService {
     }
 
     private func reconnectLater() {
+        quietDevices?.disconnected()
         if let fd = watchedFD { loop.unwatch(fd) }
         watchedFD = nil
         guard connection != nil else { return }  // a reconnect is already scheduled
@@ -359,6 +367,11 @@ public final class CollectorService {
     private func periodic() {
         if let connection, !connection.handlePeriodic() { reconnectLater() }
         if let idle = options.idleExit, Double(loop.clock.now() - lastMessage) / 1e9 >= idle { stop() }
+        for (device, silent) in quietDevices?.tick(now: loop.clock.now()) ?? [] {
+            let committed = lastStream[device].flatMap { sinks[$0] }.map { ", committed up to \($0.committed)" } ?? ""
+            writeError("daqctl collect: \(device): nothing received for \(QuietDevices.describe(silent))\(committed); "
+                       + "the device is off, or its link is down (its journal keeps what it acquires)\n")
+        }
         guard !stopping else { return }
         loop.schedule(at: loop.clock.now() + 200_000_000) { [unowned self] in periodic() }
     }
@@ -379,6 +392,7 @@ public final class CollectorService {
                 subscriptionsGranted += 1
                 if subscriptionsGranted == Self.subscriptions.count {
                     subscribedOnce = true
+                    quietDevices?.connected(now: loop.clock.now())
                     writeError("daqctl collect: subscribed to devices/+/data on \(options.host):\(options.port)\n")
                     lastConnectFailure = nil
                 }
@@ -414,6 +428,7 @@ public final class CollectorService {
                 throw DAQError(.malformedInput, "batch names device \(batch.header.deviceID) on \(topic)",
                                at: InputLocation(file: topic, field: "device id"))
             }
+            if let line = quietDevices?.heard(topicDevice, now: loop.clock.now()) { writeError("daqctl collect: \(line)\n") }
             let sink: DeviceStreamSink
             do throws(DAQError) {
                 sink = try self.sink(for: topicDevice, epoch: batch.header.epoch)
@@ -425,10 +440,11 @@ public final class CollectorService {
                 rejected += 1  // said once, when it was found
                 return
             }
+            lastStream[topicDevice] = StreamKey(device: sink.deviceID, epoch: sink.epoch)
             if heardFrom.insert(sink.label).inserted {
                 // One line per stream and run: which devices this collector is hearing from.
                 writeError("daqctl collect: \(sink.label): first batch of this run, entries \(batch.header.first)…\(batch.header.last) "
-                           + "(committed up to \(sink.committed))\n")
+                           + (sink.committed == 0 ? "(a new copy)\n" : "(committed up to \(sink.committed))\n"))
             }
             let result: (resends: [UInt64], rejected: DAQError?)
             do throws(DAQError) {

@@ -93,7 +93,27 @@ public final class MQTTConnection {
 
     private func check(_ rc: Int32, _ what: String) throws(DAQError) {
         guard rc == MOSQ_ERR_SUCCESS.rawValue else {
-            throw DAQError(.system, "mosquitto: \(what): \(String(cString: mosquitto_strerror(rc)))")
+            throw DAQError(.system, "\(what): \(Self.describeFailure(rc, errno: errno))")
+        }
+    }
+
+    /// A libmosquitto error in words. `MOSQ_ERR_ERRNO` carries `errno`, and libmosquitto sets
+    /// EPROTO for any OpenSSL failure: a link cut under a TLS session reads "Protocol error" in
+    /// `strerror`'s words, which sends a user looking for an MQTT fault that is not there.
+    public static func describeFailure(_ rc: Int32, errno code: Int32) -> String {
+        switch rc {
+        case MOSQ_ERR_ERRNO.rawValue where code == EPROTO:
+            return "the TLS session broke (the connection under it was reset or closed, or the peer sent a TLS alert)"
+        case MOSQ_ERR_ERRNO.rawValue where code == ECONNRESET || code == EPIPE:
+            return "the connection was reset or closed"
+        case MOSQ_ERR_ERRNO.rawValue:
+            return String(cString: strerror(code))
+        case MOSQ_ERR_CONN_LOST.rawValue:
+            return "the connection was lost"
+        case MOSQ_ERR_NO_CONN.rawValue:
+            return "not connected"
+        default:
+            return String(cString: mosquitto_strerror(rc)).trimmingSuffixDot()
         }
     }
 
@@ -176,7 +196,7 @@ public final class MQTTConnection {
     public private(set) var lastFailure: String?
 
     private func failed(_ rc: Int32) -> Bool {
-        let text = rc == MOSQ_ERR_ERRNO.rawValue ? String(cString: strerror(errno)) : String(cString: mosquitto_strerror(rc))
+        let text = Self.describeFailure(rc, errno: errno)
         lastFailure = isAccepted ? text : "\(text) (before the broker accepted the connection)"
         return false
     }

@@ -32,13 +32,18 @@ struct CollectCommand: ParsableCommand {
             reported once, and a signal stops it at once whatever the broker does. Exit status 1 \
             if it never reached the broker in the run, or could not store what it received.
 
+            It names each device at its first batch of the run, and again when it has sent nothing \
+            for --quiet-after seconds (switched off, or its link down: its journal keeps what it \
+            acquires) and when it is heard again. Time the collector itself is away from the broker \
+            does not count.
+
             The config file (TOML):
               broker = "127.0.0.1:8883"
               ca = "pki/ca.crt"
               cert = "pki/collector.crt"
               key = "pki/collector.key"
               output = "collected"
-              # client_id = "collector"   session_expiry_s = 604800
+              # client_id = "collector"   session_expiry_s = 604800   quiet_after_s = 60
 
             Examples:
               daqctl collect --config collector.toml
@@ -68,12 +73,18 @@ struct CollectCommand: ParsableCommand {
     @Option(help: "Give up a connect attempt with no accepted MQTT session after this many seconds, and try again.")
     var connectTimeout: Double = 10
 
+    @Option(help: "Say when a device heard from in this run sends nothing for this many seconds, and again when it is back (0: never; default 60, or quiet_after_s in --config).")
+    var quietAfter: Double?
+
     func validate() throws {
         guard connectTimeout > 0, connectTimeout.isFinite else {
             throw ValidationError("--connect-timeout must be a number of seconds above 0, not \(connectTimeout)")
         }
         if let idleExit, !(idleExit > 0) { throw ValidationError("--idle-exit must be a number of seconds above 0, not \(idleExit)") }
         if let duration, !(duration > 0) { throw ValidationError("--duration must be a number of seconds above 0, not \(duration)") }
+        if let quietAfter, !(quietAfter >= 0 && quietAfter.isFinite) {
+            throw ValidationError("--quiet-after must be a number of seconds, 0 or above, not \(quietAfter)")
+        }
         _ = try settings()
     }
 
@@ -81,9 +92,10 @@ struct CollectCommand: ParsableCommand {
     private func settings() throws -> CollectorOptions {
         var values: [String: String] = [:]
         var expiry: UInt32?
+        var quiet: Double?
         if let config {
             let file = try CollectorConfigFile.read(config)
-            (values, expiry) = (file.values, file.sessionExpiry)
+            (values, expiry, quiet) = (file.values, file.sessionExpiry, file.quietAfter)
         }
         if let broker { values["broker"] = broker }
         if let pki {
@@ -121,6 +133,7 @@ struct CollectCommand: ParsableCommand {
         options.idleExit = idleExit
         options.duration = duration
         options.connectTimeout = connectTimeout
+        if let seconds = quietAfter ?? quiet { options.quietAfter = seconds > 0 ? seconds : nil }
         return options
     }
 

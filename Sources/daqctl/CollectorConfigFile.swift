@@ -8,9 +8,11 @@ struct CollectorConfigFile {
     /// broker, ca, cert, key, output, client_id: as written.
     var values: [String: String] = [:]
     var sessionExpiry: UInt32?
+    /// `quiet_after_s`: seconds (0: never).
+    var quietAfter: Double?
 
     static let textKeys = ["broker", "ca", "cert", "key", "output", "client_id"]
-    static let keyList = (textKeys + ["session_expiry_s"]).joined(separator: ", ")
+    static let keyList = (textKeys + ["session_expiry_s", "quiet_after_s"]).joined(separator: ", ")
 
     static func read(_ path: String) throws(DAQError) -> CollectorConfigFile {
         var isDirectory: ObjCBool = false
@@ -57,6 +59,14 @@ struct CollectorConfigFile {
                     throw DAQError(.malformedInput, "expected 0…\(UInt32.max) seconds, found \(seconds)", at: location(key))
                 }
                 config.sessionExpiry = UInt32(seconds)
+            } else if key == "quiet_after_s" {
+                guard let seconds = value.double ?? value.int.map(Double.init) else {
+                    throw DAQError(.malformedInput, "expected a number of seconds, found \(value.type)", at: location(key))
+                }
+                guard seconds >= 0, seconds.isFinite else {
+                    throw DAQError(.malformedInput, "expected 0 (never) or more seconds, found \(seconds)", at: location(key))
+                }
+                config.quietAfter = seconds
             } else if textKeys.contains(key) {
                 guard let text = value.string else {
                     throw DAQError(.malformedInput, "expected a string, found \(value.type)", at: location(key))
