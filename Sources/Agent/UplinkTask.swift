@@ -246,6 +246,8 @@ final class UplinkTask {
             case .alarm(let text):
                 counters.alarms.append(text)
                 logger.error("ALARM: \(text)")
+            case .notice(let text):
+                logger.notice("\(text)")
             }
         }
     }

@@ -110,6 +110,55 @@ import Testing
         #expect(sender.refilling == nil)
     }
 
+    /// A collector away while the link is up: the broker PUBACKs everything (its durable session
+    /// queues it) and no end-to-end ack comes. Each ack timeout sends one entry from the cursor,
+    /// the waits doubling up to `ackTimeoutMax`, with one line for the operator; the backlog is
+    /// not published again (it was, in full, at every timeout: 1.8× the journal in 26 s).
+    @Test func aCollectorAwayGetsOneEntryProbesAtLongerAndLongerIntervals() {
+        let s: Int64 = 1_000_000_000
+        var policy = self.policy
+        policy.ackTimeout = 10 * s
+        policy.ackTimeoutMax = 50 * s
+        var sender = UplinkSender(policy: policy, acknowledged: 0, journalEnd: 8)
+        _ = sender.start()
+        #expect(sender.on(.connected, now: 0) == [.publish(token: 1, first: 1, last: 4), .publish(token: 2, first: 5, last: 8)])
+        #expect(sender.on(.published(token: 1, reasonCode: 0), now: 1 * s) == [.arm(.ackTimeout, deadline: 11 * s)])
+        #expect(sender.on(.published(token: 2, reasonCode: 0), now: 1 * s).isEmpty)
+        #expect(sender.on(.timer(.ackTimeout), now: 11 * s) == [.publish(token: 3, first: 8, last: 8), .arm(.ackTimeout, deadline: 31 * s)])
+        #expect(sender.on(.published(token: 3, reasonCode: 0), now: 12 * s).isEmpty)
+        let second = sender.on(.timer(.ackTimeout), now: 31 * s)
+        #expect(second.first == .notice("no end-to-end ack for 31 s though the broker takes the data: is the collector running? "
+                                        + "(asking with the newest entry at longer and longer intervals, up to every 50 s; the journal keeps everything)"))
+        #expect(Array(second.dropFirst()) == [.publish(token: 4, first: 8, last: 8), .arm(.ackTimeout, deadline: 71 * s)])
+        _ = sender.on(.published(token: 4, reasonCode: 0), now: 32 * s)
+        #expect(sender.on(.timer(.ackTimeout), now: 71 * s) == [.publish(token: 5, first: 8, last: 8), .arm(.ackTimeout, deadline: 121 * s)])
+        _ = sender.on(.published(token: 5, reasonCode: 0), now: 72 * s)
+        #expect(sender.on(.timer(.ackTimeout), now: 121 * s) == [.publish(token: 6, first: 8, last: 8), .arm(.ackTimeout, deadline: 171 * s)])
+        // The collector is back and reads its queue: everything was there.
+        let back = sender.on(.collectorAck(upTo: 8), now: 130 * s)
+        #expect(back == [.persistAcknowledged(8), .notice("the collector acknowledges again, after 130 s without an ack")])
+        #expect(sender.on(.timer(.ackTimeout), now: 171 * s).isEmpty)
+    }
+
+    /// The probe meets a collector that lacks what went before it (a broker that dropped it, no
+    /// subscriber then): the collector holds it as ahead of a gap and asks for the gap, and the
+    /// rest goes again from there.
+    @Test func aProbeAheadOfAGapBringsTheRestAgain() {
+        var policy = self.policy
+        policy.ackTimeout = 10
+        var sender = UplinkSender(policy: policy, acknowledged: 0, journalEnd: 8)
+        var collector = CollectorStream(committed: 0)
+        _ = sender.start()
+        _ = sender.on(.connected, now: 0)
+        _ = sender.on(.published(token: 1, reasonCode: 0x10), now: 1)
+        _ = sender.on(.published(token: 2, reasonCode: 0x10), now: 1)
+        #expect(sender.undelivered == 2)
+        let probe = sender.on(.timer(.ackTimeout), now: 11)
+        #expect(probe == [.publish(token: 3, first: 8, last: 8), .arm(.ackTimeout, deadline: 31)])
+        #expect(collector.receive(batch: 1, first: 8, last: 8, now: 12) == [.requestResend(from: 1)])
+        #expect(sender.on(.resendRequest(from: 1), now: 13) == [.publish(token: 4, first: 1, last: 4), .publish(token: 5, first: 5, last: 8)])
+    }
+
     /// A request from at or below the acknowledged cursor is the collector's own loss (a damaged
     /// tail cut, a restored backup): the entries go again, with one alarm, and the cursor stays.
     /// (The old rule, never below the cursor, left such a collector waiting at its gap for ever.)
@@ -241,7 +290,7 @@ import Testing
                 case .arm(let timer, let deadline):
                     timers.removeAll { $0.timer == timer }
                     timers.append((deadline, timer))
-                case .persistAcknowledged, .alarm:
+                case .persistAcknowledged, .alarm, .notice:
                     break
                 }
             }
