@@ -401,13 +401,21 @@ final class UplinkTask {
                     lostConnection("subscribing to the ack and command topics failed: \(error)")
                     return
                 }
-                let offline = linkDown.map { String(format: " after %d failed attempt%@, %.1f s offline", $0.attempts, $0.attempts == 1 ? "" : "s",
-                                                          Double(now - $0.since) / 1e9) } ?? ""
+                let offline = linkDown.map {
+                    ($0.attempts == 0 ? " after " : " after \($0.attempts) failed attempt\($0.attempts == 1 ? "" : "s"), ")
+                        + String(format: "%.1f s offline", Double(now - $0.since) / 1e9)
+                } ?? ""
                 counters.sessions += 1
-                logger.notice("connected to \(options.host):\(options.port) as \(options.deviceID)\(offline); resending from \(sender.acknowledged + 1)")
+                // The broker holds what it took on earlier connections for the collector: sending
+                // starts after it (`UplinkSender.queuedThrough`).
+                let from = sender.queuedThrough + 1
+                let held = from > sender.acknowledged + 1
+                    ? " (the broker took \(sender.acknowledged + 1)…\(from - 1) for the collector before)" : ""
+                logger.notice("connected to \(options.host):\(options.port) as \(options.deviceID)\(offline); sending from \(from)\(held)")
                 linkDown = nil
                 let retained = max(journal.lastSequence + 1 - journal.oldestSequence, 1)
-                backlogProgress = BacklogProgress(acknowledged: sender.acknowledged, journalEnd: journal.lastSequence,
+                // What is still to send: the broker holds the rest for the collector.
+                backlogProgress = BacklogProgress(acknowledged: from - 1, journalEnd: journal.lastSequence,
                                                   bytesPerEntry: Double(journal.journalBytes) / Double(retained), now: now)
                 if let backlogProgress { logger.notice("\(backlogProgress.startLine)") }
                 governor.linkChanged(initial: BodyCoding.initial)

@@ -2,8 +2,9 @@
 // acks have come, at what rate, and when it is done. Pure: the caller gives the clock's readings.
 
 /// The progress of one backlog's drain, as lines for the operator. A backlog is what the journal
-/// held beyond the acknowledged cursor when the link came up; entries appended later (live data)
-/// are not part of it.
+/// held beyond the acknowledged cursor when the link came up (beyond what the broker took for the
+/// collector on earlier connections, when it holds more); entries appended later (live data) are
+/// not part of it.
 public struct BacklogProgress: Sendable, Equatable {
     /// The backlog's entries.
     public let first: UInt64

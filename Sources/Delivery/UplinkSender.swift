@@ -99,6 +99,15 @@ public struct UplinkSender: Sendable {
     /// Where the collector asked again for acknowledged entries it lost, until its acks pass the
     /// cursor again (one alarm for each such refill).
     public private(set) var refilling: UInt64?
+    /// Every entry up to here is acknowledged end to end, or the broker took it (PUBACK 0: queued
+    /// for the collector's durable session) on some connection of this run. A reconnect sends
+    /// from after it: what the broker already holds is not sent into its queue again, which with
+    /// the collector away cost the whole backlog at every reconnect. What the broker then loses
+    /// anyway (a full queue dropped silently, a snapshot lost with a crash) the collector finds
+    /// as a gap behind later entries or the probe, and asks for (`resendRequest`).
+    public private(set) var queuedThrough: UInt64
+    /// Ranges the broker took beyond `queuedThrough`, not yet joined to it (PUBACKs of a window).
+    private var queuedAhead: [ClosedRange<UInt64>] = []
 
     /// `acknowledged` is the persisted cursor; `journalEnd` the journal's last entry at start.
     public init(policy: UplinkPolicy = UplinkPolicy(), acknowledged: UInt64, journalEnd: UInt64) {
@@ -106,6 +115,7 @@ public struct UplinkSender: Sendable {
         self.acknowledged = acknowledged
         self.journalEnd = max(journalEnd, acknowledged)
         nextToSend = acknowledged + 1
+        queuedThrough = acknowledged
     }
 
     /// Batches published and not yet PUBACKed.
@@ -132,11 +142,17 @@ public struct UplinkSender: Sendable {
         case .connected:
             link = .up
             connectedAt = now
-            // Whatever was in flight on the old connection is unknown: resend from the cursor.
+            // Whatever was in flight on the old connection is unknown: send again from the first
+            // entry the broker did not take.
             inFlight.removeAll()
             if lastProgress == nil { lastProgress = now }
-            nextToSend = acknowledged + 1
+            nextToSend = queuedThrough + 1
             fill(now: now, into: &actions, lingerExpired: false)
+            if queuedThrough > acknowledged && !ackTimerArmed {
+                // The broker holds the rest for the collector: if no ack comes, the probe asks.
+                ackTimerArmed = true
+                actions.append(.arm(.ackTimeout, deadline: now + policy.ackTimeout))
+            }
 
         case .disconnected:
             link = .down
@@ -155,6 +171,7 @@ public struct UplinkSender: Sendable {
         case .published(let token, let reasonCode):
             guard let index = inFlight.firstIndex(where: { $0.token == token }) else { break }
             let batch = inFlight.remove(at: index)
+            if reasonCode == 0 { brokerTook(batch.first...batch.last) }
             if reasonCode == 0x10 {
                 // Accepted and dropped: no subscriber. The collector will ask again or the ack
                 // timeout resends; nothing is trimmed.
@@ -173,6 +190,7 @@ public struct UplinkSender: Sendable {
             refilling = nil
             acknowledged = min(upTo, journalEnd)
             actions.append(.persistAcknowledged(acknowledged))
+            brokerTook(1...acknowledged)
             if silentTimeouts >= 2 {
                 actions.append(.notice("the collector acknowledges again, after \(Self.seconds(now - (lastProgress ?? now))) s without an ack"))
             }
@@ -195,6 +213,9 @@ public struct UplinkSender: Sendable {
             // an emptied output directory): they go again from what the journal still holds,
             // instead of leaving the collector waiting at a gap for ever. The cursor stays.
             let start = max(from, 1)
+            // What the collector lacks is not held by the broker, whatever it PUBACKed.
+            queuedThrough = min(queuedThrough, start - 1)
+            queuedAhead.removeAll()
             if start <= acknowledged && refilling == nil {
                 refilling = start
                 actions.append(.alarm("the collector asks again for entries from \(start), which it had acknowledged up to "
@@ -241,6 +262,17 @@ public struct UplinkSender: Sendable {
             }
         }
         return actions
+    }
+
+    /// The broker took `entries` (or the collector acknowledged them): joins them to
+    /// `queuedThrough` when they continue it.
+    private mutating func brokerTook(_ entries: ClosedRange<UInt64>) {
+        if entries.upperBound > queuedThrough { queuedAhead.append(entries) }
+        queuedAhead.sort { $0.lowerBound < $1.lowerBound }
+        while let next = queuedAhead.first, next.lowerBound <= queuedThrough + 1 {
+            queuedThrough = max(queuedThrough, next.upperBound)
+            queuedAhead.removeFirst()
+        }
     }
 
     /// Publishes full batches while the window allows; a partial batch waits for the linger timer,

@@ -110,6 +110,35 @@ import Testing
         #expect(sender.refilling == nil)
     }
 
+    /// A reconnect sends from the first entry the broker did not take: what it PUBACKed with
+    /// success sits in the collector's durable queue, and with the collector away it was the
+    /// whole backlog again at every reconnect. No subscriber (0x10) took nothing; a resend
+    /// request says the collector lacks what it names, whatever the broker PUBACKed.
+    @Test func aReconnectSendsFromTheFirstEntryTheBrokerDidNotTake() {
+        var sender = UplinkSender(policy: policy, acknowledged: 0, journalEnd: 12)
+        _ = sender.start()
+        #expect(sender.on(.connected, now: 0) == [.publish(token: 1, first: 1, last: 4), .publish(token: 2, first: 5, last: 8)])
+        _ = sender.on(.published(token: 2, reasonCode: 0), now: 1)  // 5…8 taken before 1…4: not joined yet
+        #expect(sender.queuedThrough == 0)
+        _ = sender.on(.published(token: 1, reasonCode: 0), now: 1)
+        #expect(sender.queuedThrough == 8)
+        _ = sender.on(.published(token: 3, reasonCode: 0x10), now: 2)  // 9…12: no subscriber
+        #expect(sender.queuedThrough == 8)
+        _ = sender.on(.disconnected, now: 3, jitter: 0)
+        _ = sender.on(.timer(.reconnect), now: 300)
+        // (The ack timer armed at the first PUBACK is still running: no second one.)
+        #expect(sender.on(.connected, now: 400) == [.publish(token: 4, first: 9, last: 12)])
+        // The collector lacks 5…: the broker lost them (a full queue, a snapshot lost in a crash).
+        _ = sender.on(.resendRequest(from: 5), now: 401)
+        #expect(sender.queuedThrough == 4)
+        _ = sender.on(.disconnected, now: 402, jitter: 0)
+        _ = sender.on(.timer(.reconnect), now: 700)
+        #expect(sender.on(.connected, now: 800).first == .publish(token: 7, first: 5, last: 8))
+        // Acknowledged end to end counts as taken.
+        _ = sender.on(.collectorAck(upTo: 10), now: 801)
+        #expect(sender.queuedThrough == 10)
+    }
+
     /// A collector away while the link is up: the broker PUBACKs everything (its durable session
     /// queues it) and no end-to-end ack comes. Each ack timeout sends one entry from the cursor,
     /// the waits doubling up to `ackTimeoutMax`, with one line for the operator; the backlog is
