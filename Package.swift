@@ -76,7 +76,7 @@ let package = Package(
         // The device agent's composition: experiment loading, frame sources, the acquisition loop.
         .target(name: "Agent", dependencies: [
             "DAQCore", "CANLogs", "DBC", "SystemIO", "Runtime", "Acquisition", "Experiment", "Journal",
-            "JournalStore", "SocketCAN", "Delivery", "Uplink", "MDFFiles", "OTADevice",
+            "JournalStore", "SocketCAN", "Delivery", "Uplink", "MDFFiles", "OTADevice", "PKI",
             .product(name: "Logging", package: "swift-log"),
         ]),
 

@@ -10,6 +10,7 @@ import JournalStore
 import Logging
 import OTADevice
 import Runtime
+import PKI
 import Uplink
 
 /// Where and as whom the device connects.
@@ -178,7 +179,33 @@ final class UplinkTask {
         ringAccess = ring
         perform(sender.start())
         loop.schedule(at: loop.clock.now() + 1_000_000_000) { [weak self] in self?.periodic() }
+        checkCertificateLifetime()
     }
+
+    /// Says, at start and then once a day, when the certificate this device connects with ends
+    /// within 30 days (a warning), or has ended (an alarm): a device in a vehicle runs for months,
+    /// and an expired certificate shows otherwise only as a TLS handshake the broker refuses.
+    private func checkCertificateLifetime() {
+        guard !stopped else { return }
+        let file = (credentialsForNextConnection?() ?? options.tls).certificateFile
+        if let end = try? CredentialLifetime.certificateEnd(path: file),
+           let notice = CredentialLifetime.notice(
+               "the device certificate \(file)", end: end, now: CredentialLifetime.now(), warnDays: 30,
+               consequence: "the broker refuses this device (it keeps acquiring into its journal)",
+               remedy: "issue a new one (daqctl pki device --dir DIR \(options.deviceID) --force) and send it as a certificate update (docs/ota.md)") {
+            if notice.expired {
+                counters.alarms.append(notice.text)
+                logger.error("ALARM: \(notice.text)")
+            } else {
+                logger.warning("\(notice.text)")
+            }
+        }
+        lifetimeTimer = loop.schedule(at: loop.clock.now() + 86_400 * 1_000_000_000) { [weak self] in
+            self?.checkCertificateLifetime()
+        }
+    }
+
+    private var lifetimeTimer: EventLoop.TimerID?
 
     private var ringAccess: (() -> RecordRing)?
 
@@ -189,6 +216,8 @@ final class UplinkTask {
     }
 
     func stop() {
+        if let timer = lifetimeTimer { loop.cancel(timer) }
+        lifetimeTimer = nil
         if let timer = ackPersistTimer { loop.cancel(timer) }
         ackPersistTimer = nil
         persistAcknowledged()

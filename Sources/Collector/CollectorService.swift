@@ -5,6 +5,7 @@ import DAQCore
 import Foundation
 import JournalStore
 import Delivery
+import PKI
 import Runtime
 import Uplink
 #if canImport(Glibc)
@@ -31,6 +32,9 @@ public struct CollectorOptions: Sendable {
     /// A device heard from in this run that sends nothing for this many seconds gets one line, and
     /// one more when it is heard again (nil: say nothing).
     public var quietAfter: Double? = 60
+    /// Certificates and the CRL whose end stops the fleet's data: said at start and once a day
+    /// while within their warning window, as an alarm once ended.
+    public var watchedCredentials: [CredentialLifetime.Watched] = []
 
     public init(host: String, port: Int, tls: MQTTTLSFiles, output: String) {
         self.host = host
@@ -147,6 +151,7 @@ public final class CollectorService {
             writeError("daqctl collect: reopened \(sinks.count) stream\(sinks.count == 1 ? "" : "s") of \(devices) device\(devices == 1 ? "" : "s") "
                        + "in \(options.output)\(sinks.count > devices ? " (a device's journal started afresh is a stream of its own)" : "")\n")
         }
+        checkCredentialLifetimes()
         try connect()
         if let duration = options.duration {
             loop.schedule(at: loop.clock.now() + Int64(duration * 1e9)) { [unowned self] in stop() }
@@ -222,6 +227,18 @@ public final class CollectorService {
         } catch where error.code == .journalCorrupt || (error.code == .malformedInput && error.location?.field == "epoch") {
             // Its first batch tries again (an epoch-<E>/ holding another epoch is left as it is).
             cannotOpen(directory, error)
+        }
+    }
+
+    /// At start, then once a day: the credentials near their end (`CollectorOptions.watchedCredentials`).
+    private func checkCredentialLifetimes() {
+        guard !stopping else { return }
+        let now = CredentialLifetime.now()
+        for notice in options.watchedCredentials.compactMap({ $0.check(now: now) }) {
+            writeError("daqctl collect: \(notice.expired ? "ALARM" : "WARNING"): \(notice.text)\n")
+        }
+        if !options.watchedCredentials.isEmpty {
+            loop.schedule(at: loop.clock.now() + 86_400 * 1_000_000_000) { [unowned self] in checkCredentialLifetimes() }
         }
     }
 

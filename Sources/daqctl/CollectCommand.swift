@@ -3,6 +3,7 @@ import ArgumentParser
 import Collector
 import DAQCore
 import Foundation
+import PKI
 import TOMLKit
 import Uplink
 
@@ -37,6 +38,10 @@ struct CollectCommand: ParsableCommand {
             acquires) and when it is heard again. Time the collector itself is away from the broker \
             does not count.
 
+            At start and once a day it says when its certificate, the CA, the broker's CRL or the \
+            broker's certificate (from --pki, or crl and server_cert in --config) ends within a \
+            month (the CRL: a week; the CA: two months): each of those ends stops the fleet's data.
+
             The config file (TOML):
               broker = "127.0.0.1:8883"
               ca = "pki/ca.crt"
@@ -44,6 +49,7 @@ struct CollectCommand: ParsableCommand {
               key = "pki/collector.key"
               output = "collected"
               # client_id = "collector"   session_expiry_s = 604800   quiet_after_s = 60
+              # crl = "pki/ca.crl"   server_cert = "pki/server.crt"
 
             Examples:
               daqctl collect --config collector.toml
@@ -102,6 +108,10 @@ struct CollectCommand: ParsableCommand {
             values["ca"] = "\(pki)/ca.crt"
             values["cert"] = "\(pki)/collector.crt"
             values["key"] = "\(pki)/collector.key"
+            // The broker's CRL and certificate, when it runs from this PKI: watched for their end.
+            for (key, file) in [("crl", "ca.crl"), ("server_cert", "server.crt")] where FileManager.default.fileExists(atPath: "\(pki)/\(file)") {
+                values[key] = "\(pki)/\(file)"
+            }
         }
         if let out { values["output"] = out }
         let from = config.map { " in \($0)" } ?? ""
@@ -134,7 +144,35 @@ struct CollectCommand: ParsableCommand {
         options.duration = duration
         options.connectTimeout = connectTimeout
         if let seconds = quietAfter ?? quiet { options.quietAfter = seconds > 0 ? seconds : nil }
+        options.watchedCredentials = Self.watched(ca: ca, cert: cert, crl: values["crl"], server: values["server_cert"], pki: pki ?? "DIR")
         return options
+    }
+
+    /// What the collector watches for its end, with what that end does and the command that mends it.
+    static func watched(ca: String, cert: String, crl: String?, server: String?, pki: String) -> [CredentialLifetime.Watched] {
+        var watched = [
+            CredentialLifetime.Watched(
+                what: "the collector's certificate", path: cert, warnDays: 30,
+                consequence: "the broker refuses the collector and nothing is collected (the devices keep their journals)",
+                remedy: "issue it again (daqctl pki collector --dir \(pki)) and restart the collector"),
+            CredentialLifetime.Watched(
+                what: "the CA certificate", path: ca, warnDays: 60,
+                consequence: "no certificate it signed verifies: the broker, the collector and every device are refused",
+                remedy: "make a new CA and issue every certificate from it before then (docs/pki.md)"),
+        ]
+        if let crl {
+            watched.append(CredentialLifetime.Watched(
+                what: "the broker's CRL", path: crl, isRevocationList: true, warnDays: 7,
+                consequence: "the broker refuses every client (OpenSSL counts an expired CRL as a failed check)",
+                remedy: "publish it again (daqctl pki crl --dir \(pki)) and reload the broker (kill -HUP)"))
+        }
+        if let server {
+            watched.append(CredentialLifetime.Watched(
+                what: "the broker's certificate", path: server, warnDays: 30,
+                consequence: "every device and the collector refuse the broker",
+                remedy: "issue it again (daqctl pki server --dir \(pki) with its names and addresses) and restart the broker"))
+        }
+        return watched
     }
 
     func run() throws {

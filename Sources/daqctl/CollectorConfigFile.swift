@@ -5,13 +5,13 @@ import Foundation
 import TOMLKit
 
 struct CollectorConfigFile {
-    /// broker, ca, cert, key, output, client_id: as written.
+    /// broker, ca, cert, key, output, client_id, crl, server_cert: as written.
     var values: [String: String] = [:]
     var sessionExpiry: UInt32?
     /// `quiet_after_s`: seconds (0: never).
     var quietAfter: Double?
 
-    static let textKeys = ["broker", "ca", "cert", "key", "output", "client_id"]
+    static let textKeys = ["broker", "ca", "cert", "key", "output", "client_id", "crl", "server_cert"]
     static let keyList = (textKeys + ["session_expiry_s", "quiet_after_s"]).joined(separator: ", ")
 
     static func read(_ path: String) throws(DAQError) -> CollectorConfigFile {

@@ -19,12 +19,13 @@ struct PKICommand: ParsableCommand {
           mosquitto -c broker/mosquitto.conf
           daqctl pki revoke --dir pki rig-01    (then kill -HUP the broker)
           daqctl pki crl --dir pki              (before the CRL's nextUpdate)
+          daqctl pki server --dir pki --server-name broker.lab  (renewal)
 
         Layout of DIR: ca.crt ca.key ca.crl index.json server.crt server.key collector.crt \
         collector.key devices/<id>.crt devices/<id>.key. Keys are EC P-256 PEM, mode 0600. \
         A device gets only ca.crt and its own .crt/.key; ca.key never leaves DIR.
         """,
-        subcommands: [Init.self, Device.self, Revoke.self, PublishCRL.self, List.self]
+        subcommands: [Init.self, Device.self, Revoke.self, PublishCRL.self, Server.self, Collector.self, List.self]
     )
 }
 
@@ -132,6 +133,42 @@ extension PKICommand {
         func run() throws {
             let list = try CertificateAuthority(opening: pki.layout).publishRevocationList(validityDays: days)
             print("published CRL #\(list.number) (\(list.revokedSerials.count) revoked) valid until \(list.nextUpdate): \(list.path)")
+        }
+    }
+
+    struct Server: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Issue the broker's certificate again from the same CA (before it ends).",
+            discussion: """
+            Replaces server.crt and server.key; every device and the collector go on trusting it             (same CA). Give every name and address devices connect to, as for init. Restart the             broker to load it.
+            """
+        )
+        @OptionGroup var pki: PKIDirectoryOption
+        @Option(help: "DNS name of the broker (repeatable; the first is also its CN).") var serverName: [String] = ["localhost"]
+        @Option(help: "IP address of the broker (repeatable).") var serverIp: [String] = ["127.0.0.1"]
+        @Option(help: "Validity in days.") var days = 825
+
+        func run() throws {
+            let issued = try CertificateAuthority(opening: pki.layout).issueServerCertificate(
+                ServerCertificateRequest(dnsNames: serverName, ipAddresses: serverIp, validityDays: days))
+            print("issued the broker certificate '\(issued.record.commonName)' serial \(issued.record.serial): \(issued.certificatePath)")
+            print("restart the broker so it loads it")
+        }
+    }
+
+    struct Collector: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Issue the collector's certificate again from the same CA (before it ends).",
+            discussion: "Replaces collector.crt and collector.key. Restart `daqctl collect` to use it; the broker needs nothing."
+        )
+        @OptionGroup var pki: PKIDirectoryOption
+        @Option(help: "CN of the collector (its MQTT username; the broker's ACL names it).") var name = "collector"
+        @Option(help: "Validity in days.") var days = 825
+
+        func run() throws {
+            let issued = try CertificateAuthority(opening: pki.layout).issueCollectorCertificate(commonName: name, validityDays: days)
+            print("issued the collector certificate '\(name)' serial \(issued.record.serial): \(issued.certificatePath)")
+            print("restart the collector so it uses it")
         }
     }
 

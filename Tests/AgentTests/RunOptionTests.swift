@@ -91,6 +91,24 @@ import TestSupport
         #expect(attempts.contains("0 sessions of ") && !attempts.contains("of 1 connect attempt,"), "\(good.stderr)")
     }
 
+    /// A device certificate within a month of its end is named at start, with what its end does
+    /// and the command that mends it (a device in a vehicle runs for months; an expired
+    /// certificate otherwise shows only as a handshake the broker refuses).
+    @Test func aDeviceCertificateNearItsEndIsNamedAtStart() throws {
+        let work = try PackagePaths.temporaryDirectory("run-cert-end")
+        let pki = work.appendingPathComponent("pki").path
+        #expect(try runProcess(Agent.daqctl, ["pki", "init", "--dir", pki]).status == 0)
+        #expect(try runProcess(Agent.daqctl, ["pki", "device", "--dir", pki, "ecu-01", "--days", "10"]).status == 0)
+        let port = String(try MosquittoBroker.freeLoopbackPort())
+        let run = try Agent.run(work.appendingPathComponent("journal"),
+                                extra: ["--broker", "127.0.0.1:\(port)", "--drain-timeout", "0.5", "--device", "ecu-01", "--pki", pki])
+        #expect(run.status == 0, "\(run.stderr)")
+        let line = run.stderr.split(separator: "\n").filter { $0.contains("the device certificate \(pki)/devices/ecu-01.crt expires on ") }
+        #expect(line.count == 1 && line[0].contains(" warning daqlink.uplink: ") && line[0].contains(", in 10 days: then the broker refuses this device")
+                && line[0].contains("daqctl pki device --dir DIR ecu-01 --force"), "\(run.stderr)")
+        #expect(!run.stderr.contains("ALARM"), "\(run.stderr)")
+    }
+
     /// The summary says how the wait for acks ended: a signal during it used to be reported as
     /// "not drained within --drain-timeout 30.0 s" although the timeout never ran out.
     @Test(arguments: [(2.0, "a signal ended the wait for acks after "), (0.3, "no wait for acks: stopped by signal")])

@@ -21,7 +21,7 @@ import TestSupport
          "c.toml:2 [session_expiry_s]: expected a whole number of seconds, found string"),
         ("broker = \"127.0.0.1:8883\"\nsession_expiry_s = -1\n", "c.toml:2 [session_expiry_s]: expected 0…4294967295 seconds, found -1"),
         ("\n\noutput = 7\n", "c.toml:3 [output]: expected a string, found int"),
-        ("[[dbc]]\nfile = \"engine.dbc\"\n", "c.toml:1 [dbc]: unknown key (expected broker, ca, cert, key, output, client_id, session_expiry_s, quiet_after_s)"),
+        ("[[dbc]]\nfile = \"engine.dbc\"\n", "c.toml:1 [dbc]: unknown key (expected broker, ca, cert, key, output, client_id, crl, server_cert, session_expiry_s, quiet_after_s)"),
         ("broker = \"127.0.0.1:8883\"\nquiet_after_s = \"1 min\"\n", "c.toml:2 [quiet_after_s]: expected a number of seconds, found string"),
         ("quiet_after_s = -5\n", "c.toml:1 [quiet_after_s]: expected 0 (never) or more seconds, found -5.0"),
         ("broker = \n", "c.toml:1: not valid TOML"),

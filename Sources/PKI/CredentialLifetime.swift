@@ -1,0 +1,87 @@
+// When a certificate or a CRL in use runs out, said ahead of time. An expired device certificate
+// is a device that can no longer send; an expired CRL is a broker that refuses every client (OpenSSL
+// treats a CRL past its nextUpdate as expired) — the whole fleet at once, on a date set when the
+// CRL was published and easily forgotten.
+internal import COpenSSL
+import DAQCore
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public enum CredentialLifetime {
+    /// What to say about one credential: a warning while it still works, an alarm once it ended.
+    public struct Notice: Equatable, Sendable {
+        public var expired: Bool
+        public var text: String
+    }
+
+    /// notAfter of the first certificate in the PEM file at `path`, in seconds since the epoch.
+    public static func certificateEnd(path: String) throws -> Int {
+        let certificate = try OwnedCertificate.load(pem: try AtomicFile.read(path), file: path)
+        return try certificate.notAfter(file: path)
+    }
+
+    /// nextUpdate of the CRL in the PEM file at `path`, in seconds since the epoch.
+    public static func revocationListEnd(path: String) throws -> Int {
+        let pem = try AtomicFile.read(path)
+        let crl = try PEM.withReadBIO(pem, file: path) { PEM_read_bio_X509_CRL($0, nil, nil, nil) }
+        guard let crl else { throw OpenSSLFailure.error("reading a PEM CRL", file: path) }
+        defer { X509_CRL_free(crl) }
+        var fields = tm()
+        guard let time = X509_CRL_get0_nextUpdate(crl), ASN1_TIME_to_tm(time, &fields) == 1 else {
+            throw DAQError(.malformedInput, "the CRL has no nextUpdate", at: InputLocation(file: path, field: "nextUpdate"))
+        }
+        return Int(timegm(&fields))
+    }
+
+    /// The line to log about `what` (e.g. "the device certificate pki/ecu-01.crt"), which ends at
+    /// `end`, at `now` (seconds since the epoch): nil while more than `warnDays` are left.
+    /// `consequence` says what its end does, `remedy` what to do.
+    public static func notice(_ what: String, end: Int, now: Int, warnDays: Int, consequence: String, remedy: String) -> Notice? {
+        let left = end - now
+        guard left <= warnDays * Validity.day else { return nil }
+        let date = Validity.stamp(end)
+        if left <= 0 {
+            return Notice(expired: true, text: "\(what) expired on \(date) (\(span(-left)) ago): \(consequence); \(remedy)")
+        }
+        return Notice(expired: false, text: "\(what) expires on \(date), in \(span(left)): then \(consequence); \(remedy)")
+    }
+
+    /// Days; hours under two days; minutes under two hours (each to the nearest: a CRL published
+    /// for 3 days reads "in 3 days" a second later).
+    public static func span(_ seconds: Int) -> String {
+        if seconds >= 2 * Validity.day - Validity.day / 2 { return "\((seconds + Validity.day / 2) / Validity.day) days" }
+        if seconds >= 7200 - 1800 { return "\((seconds + 1800) / 3600) hours" }
+        let minutes = (seconds + 30) / 60
+        return minutes == 1 ? "1 minute" : "\(minutes) minutes"
+    }
+
+    /// A certificate or CRL file to watch, what its end does and what to do about it.
+    public struct Watched: Sendable {
+        public var what: String
+        public var path: String
+        public var isRevocationList: Bool
+        public var warnDays: Int
+        public var consequence: String
+        public var remedy: String
+
+        public init(what: String, path: String, isRevocationList: Bool = false, warnDays: Int, consequence: String, remedy: String) {
+            (self.what, self.path, self.isRevocationList, self.warnDays) = (what, path, isRevocationList, warnDays)
+            (self.consequence, self.remedy) = (consequence, remedy)
+        }
+
+        /// Reads the file and says what is due at `now`; a file that cannot be read says so.
+        public func check(now: Int) -> Notice? {
+            do {
+                let end = isRevocationList ? try revocationListEnd(path: path) : try certificateEnd(path: path)
+                return notice("\(what) \(path)", end: end, now: now, warnDays: warnDays, consequence: consequence, remedy: remedy)
+            } catch {
+                return Notice(expired: false, text: "\(what) \(path) cannot be read to check when it ends: \(error)")
+            }
+        }
+    }
+
+    /// The current time in seconds since the epoch.
+    public static func now() -> Int { Validity.now() }
+}
