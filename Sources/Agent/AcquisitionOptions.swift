@@ -99,6 +99,8 @@ public struct AcquisitionSummary: Sendable {
     public var journalFull: (pauses: Int, seconds: Double, recordsNotKept: UInt64)?
     /// Raster ticks emitted more than one period late (live), and the lateness figures.
     public var lateTicks: UInt64 = 0
+    /// Steps of the system clock seen while recording from a bus (`ClockBase`).
+    public var clockSteps: UInt64 = 0
     public var tickLatenessP99: Int64 = 0
     public var tickLatenessMax: Int64 = 0
     public var elapsedSeconds: Double = 0
@@ -137,7 +139,8 @@ public struct AcquisitionSummary: Sendable {
         }
         let range = firstSequence.map { "seq \($0)…\(lastSequence ?? $0)" } ?? "no entries"
         lines.append("journal: \(journalBytesWritten) bytes written, \(range)")
-        lines.append("drops: kernel \(kernelDrops); late ticks \(lateTicks) (p99 lateness \(tickLatenessP99 / 1000) µs, max \(tickLatenessMax / 1000) µs)")
+        lines.append("drops: kernel \(kernelDrops); late ticks \(lateTicks) (p99 lateness \(tickLatenessP99 / 1000) µs, max \(tickLatenessMax / 1000) µs)"
+                     + (clockSteps > 0 ? "; system clock steps \(clockSteps) (the measurement kept its time base)" : ""))
         if let full = journalFull {
             lines.append("journal full: acquisition paused \(full.pauses) time\(full.pauses == 1 ? "" : "s"), \(format2(full.seconds)) s "
                          + "in all; \(full.recordsNotKept) records not kept (the quota held only entries the collector had not "

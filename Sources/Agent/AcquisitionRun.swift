@@ -54,6 +54,8 @@ public final class AcquisitionRun {
     private var tickDeadline: Int64?
     /// CLOCK_REALTIME − CLOCK_MONOTONIC at start: kernel timestamps are realtime, timers monotonic.
     private var realtimeOffset: Int64 = 0
+    /// Live frames' kernel stamps onto the measurement's time base across clock steps.
+    private var clockBase = ClockBase(startOffset: 0)
     private var receiveBuffer: [CANFrame] = []
     private var uplink: UplinkTask?
     private var updates: UpdateTask?
@@ -153,6 +155,7 @@ public final class AcquisitionRun {
             if options.progress { scheduleProgress() }
         case .socketCAN:
             realtimeOffset = SystemClock.realtime() - loop.clock.now()
+            clockBase = ClockBase(startOffset: realtimeOffset)
             for bus in buses {
                 loop.watch(bus.fileDescriptor, interest: .read) { [unowned self] _ in drainBuses() }
             }
@@ -293,9 +296,21 @@ public final class AcquisitionRun {
     private func drainBuses() {
         guard !stopped else { return }
         do throws(DAQError) {
+            let monotonic = loop.clock.now()
+            if let step = clockBase.observe(offset: SystemClock.realtime() - monotonic) {
+                summary.clockSteps += 1
+                let seconds = Double(step) / 1e9
+                let text = String(format: "the system clock stepped by %+.3f s (NTP, an RTC, by hand?); ", seconds)
+                    + "this measurement keeps the time base it started with, the next one starts on the new clock"
+                if abs(step) >= 1_000_000_000 { logger.notice("\(text)") } else { logger.debug("\(text)") }
+            }
+            let now = monotonic + realtimeOffset
             for bus in buses {
                 while try bus.receive(into: &receiveBuffer, limit: 256) > 0 {
-                    for frame in receiveBuffer { pipeline.ingest(frame, into: &records) }
+                    for var frame in receiveBuffer {
+                        frame.timestamp = Timestamp(nanoseconds: clockBase.map(frame.timestamp.nanoseconds, now: now))
+                        pipeline.ingest(frame, into: &records)
+                    }
                     receiveBuffer.removeAll(keepingCapacity: true)
                 }
             }

@@ -1,0 +1,46 @@
+// Kernel frame stamps onto one continuous time base across steps of the system clock.
+//
+// SocketCAN stamps frames with CLOCK_REALTIME, the only clock a socket offers. A board without a
+// real-time clock boots at 1970 (or at its last shutdown) and NTP then steps the clock by years or
+// hours, often while daqlink already records. Taken as they come, such stamps made the sampler
+// fill every raster period of the step with held values (an hour's step: 720,000 records per
+// 5 ms group, in RAM before the first write; from 1970: never finished), or, stepped back, pinned
+// every frame to the last time before the step. A measurement keeps the time base it started with
+// (the monotonic clock plus the realtime offset at its start); a step is said once, and the next
+// measurement starts on the new clock.
+
+/// The measurement's time base: the monotonic clock plus `startOffset` (CLOCK_REALTIME − the
+/// monotonic clock at the start). Pure: the caller reads both clocks.
+struct ClockBase {
+    let startOffset: Int64
+    /// How far CLOCK_REALTIME now stands from the base, and where it stood before the last step:
+    /// a frame read just after a step may carry a stamp from before it.
+    private(set) var shift: Int64 = 0
+    private var shiftBefore: Int64 = 0
+    /// Smaller changes of the offset are not steps (NTP slews both clocks alike; this catches
+    /// what adds up between reads).
+    static let stepThreshold: Int64 = 50_000_000
+
+    init(startOffset: Int64) {
+        self.startOffset = startOffset
+    }
+
+    /// The offset read now (CLOCK_REALTIME − the monotonic clock); the step, when the system clock
+    /// stepped since the last read.
+    mutating func observe(offset: Int64) -> Int64? {
+        let now = offset - startOffset
+        guard abs(now - shift) >= Self.stepThreshold else { return nil }
+        defer { (shiftBefore, shift) = (shift, now) }
+        return now - shift
+    }
+
+    /// A kernel stamp (CLOCK_REALTIME) on the base, given the base's present `now`: of the stamp
+    /// read against the clock before and after the last step, the one nearer the present (a frame
+    /// waits in the socket for milliseconds, a step is whole seconds to years).
+    func map(_ stamp: Int64, now: Int64) -> Int64 {
+        let after = stamp - shift
+        guard shiftBefore != shift else { return after }
+        let before = stamp - shiftBefore
+        return abs(after - now) <= abs(before - now) ? after : before
+    }
+}

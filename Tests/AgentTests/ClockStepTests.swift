@@ -1,0 +1,77 @@
+// The system clock stepped while daqlink records from a bus (NTP on a board without an RTC, which
+// boots at 1970): the measurement keeps its time base. Before, a step forward made the sampler fill
+// every raster period of the step with held values (an hour: 720,000 records per 5 ms group, in
+// RAM before the first write) and a step back pinned every frame to the last time before it.
+import Foundation
+import Testing
+import TestSupport
+@testable import Agent
+
+@Suite(.serialized) struct ClockStepTests {
+    private static let second: Int64 = 1_000_000_000
+
+    @Test func stampsStayOnTheBaseAcrossStepsEitherWay() {
+        var base = ClockBase(startOffset: 1_000 * Self.second)
+        #expect(base.observe(offset: 1_000 * Self.second + 10_000_000) == nil)  // 10 ms: a slew, not a step
+        #expect(base.map(1_500 * Self.second, now: 1_500 * Self.second) == 1_500 * Self.second)
+        // Stepped forward by an hour: the kernel's stamps jump, the base does not.
+        #expect(base.observe(offset: 4_600 * Self.second) == 3_600 * Self.second)
+        #expect(base.map(5_101 * Self.second, now: 1_501 * Self.second) == 1_501 * Self.second)
+        // A frame stamped just before the step, read just after it.
+        #expect(base.map(1_500 * Self.second + 900_000_000, now: 1_501 * Self.second) == 1_500 * Self.second + 900_000_000)
+        // Stepped back by two hours.
+        #expect(base.observe(offset: -2_600 * Self.second) == -7_200 * Self.second)
+        #expect(base.map(-2_098 * Self.second, now: 1_502 * Self.second) == 1_502 * Self.second)
+    }
+
+    /// In the vcan guest (its clock is its own): daqlink records `daqctl ecu-sim` from vcan0 while
+    /// the clock is stepped an hour forward, then two hours back.
+    @Test func aLiveMeasurementKeepsItsTimeBaseWhenTheClockSteps() throws {
+        let work = try PackagePaths.temporaryDirectory("clock-step")
+        let dbc = PackagePaths.fixtures.appendingPathComponent("reference/engine.dbc").path
+        let experiment = try String(contentsOfFile: Agent.experiment, encoding: .utf8)
+            .replacingOccurrences(of: "file = \"engine.dbc\"", with: "file = \"\(dbc)\"")
+            .replacingOccurrences(of: "buses = [\"can0\", \"can1\"]", with: "buses = [\"vcan0\"]")
+        try experiment.write(to: work.appendingPathComponent("live.toml"), atomically: true, encoding: .utf8)
+        let script = """
+            set -u
+            w=\(work.path)
+            \(Agent.daqlink) run --experiment $w/live.toml --source socketcan:vcan0 --journal $w/journal \\
+                --quiet --drain-timeout 0 2>$w/daqlink.err &
+            p=$!
+            sleep 1
+            \(Agent.daqctl) ecu-sim --dbc \(dbc) --to vcan0 --duration 3 --seed 5 2>$w/sim.err &
+            s=$!
+            sleep 1
+            date -s "@$(( $(date +%s) + 3600 ))" >/dev/null
+            sleep 1
+            date -s "@$(( $(date +%s) - 7200 ))" >/dev/null
+            wait $s
+            sleep 0.5
+            kill -INT $p
+            wait $p
+            echo $? >$w/daqlink.rc
+            """
+        try script.write(to: work.appendingPathComponent("step.sh"), atomically: true, encoding: .utf8)
+        let rig = try runProcess(PackagePaths.root.appendingPathComponent("vcan-setup.sh").path,
+                                 ["--count", "1", "--run", "--", "bash", work.appendingPathComponent("step.sh").path])
+        #expect(rig.status == 0, "\(rig.stdout)\(rig.stderr)")
+        let log = (try? String(contentsOf: work.appendingPathComponent("daqlink.err"), encoding: .utf8)) ?? ""
+        #expect((try? String(contentsOf: work.appendingPathComponent("daqlink.rc"), encoding: .utf8))?.hasPrefix("0") == true, "\(log)")
+        // `date -s @N` drops the fraction of a second: the steps are within a second of ±1 h, 2 h.
+        let steps = log.matches(of: /the system clock stepped by ([+-]\d+\.\d+) s/).compactMap { Double($0.1) }
+        #expect(steps.count == 2 && abs(steps[0] - 3600) < 1.5 && abs(steps[1] + 7200) < 1.5, "\(log)")
+        #expect(log.contains("system clock steps 2 (the measurement kept its time base)"), "\(log)")
+        let entries = try Agent.dump(work.appendingPathComponent("journal"))
+        // The 5 ms raster: one record per period from the first frame to SIGINT (3.5 s of traffic,
+        // which the emulated guest takes up to 10 s to send), on one time line without a jump either
+        // way. Before: 720,000 more for the hour stepped forward.
+        let fast = entries.filter { $0["group"] as? String == "Time 5ms" }.compactMap { $0["dt"] as? Double }
+        #expect(fast.count >= 500 && fast.count < 5_000, "\(fast.count) records of the 5 ms group")
+        #expect(zip(fast, fast.dropFirst()).allSatisfy { abs(($1 - $0) - 0.005) < 1e-9 })
+        // Event records follow the bus: increasing times, no gap of the step.
+        let events = entries.filter { $0["group"] as? String == "Seg 1" }.compactMap { $0["dt"] as? Double }
+        #expect(events.count >= 20 && zip(events, events.dropFirst()).allSatisfy { $1 > $0 && $1 - $0 < 2 }, "\(events)")
+        #expect(try runProcess(Agent.daqctl, ["journal", "verify", work.appendingPathComponent("journal").path]).status == 0)
+    }
+}
