@@ -18,6 +18,16 @@ enum Agent {
                                  "--journal", journal.path, "--quiet"] + extra)
     }
 
+    /// The reference experiment for vcan0 as `work`/live.toml (its DBC by absolute path); returns that DBC's path.
+    static func writeLiveExperiment(in work: URL) throws -> String {
+        let dbc = PackagePaths.fixtures.appendingPathComponent("reference/engine.dbc").path
+        let experiment = try String(contentsOfFile: Agent.experiment, encoding: .utf8)
+            .replacingOccurrences(of: "file = \"engine.dbc\"", with: "file = \"\(dbc)\"")
+            .replacingOccurrences(of: "buses = [\"can0\", \"can1\"]", with: "buses = [\"vcan0\"]")
+        try experiment.write(to: work.appendingPathComponent("live.toml"), atomically: true, encoding: .utf8)
+        return dbc
+    }
+
     /// All segment files of a journal, by name, with their bytes.
     static func segments(_ journal: URL) throws -> [String: Data] {
         var out: [String: Data] = [:]

@@ -28,11 +28,7 @@ import TestSupport
     /// the clock is stepped an hour forward, then two hours back.
     @Test func aLiveMeasurementKeepsItsTimeBaseWhenTheClockSteps() throws {
         let work = try PackagePaths.temporaryDirectory("clock-step")
-        let dbc = PackagePaths.fixtures.appendingPathComponent("reference/engine.dbc").path
-        let experiment = try String(contentsOfFile: Agent.experiment, encoding: .utf8)
-            .replacingOccurrences(of: "file = \"engine.dbc\"", with: "file = \"\(dbc)\"")
-            .replacingOccurrences(of: "buses = [\"can0\", \"can1\"]", with: "buses = [\"vcan0\"]")
-        try experiment.write(to: work.appendingPathComponent("live.toml"), atomically: true, encoding: .utf8)
+        let dbc = try Agent.writeLiveExperiment(in: work)
         let script = """
             set -u
             w=\(work.path)

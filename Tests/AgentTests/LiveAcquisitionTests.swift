@@ -8,11 +8,7 @@ import TestSupport
 @Suite(.serialized) struct LiveAcquisitionTests {
     @Test func socketCANAcquisitionRecordsWhatWasSent() throws {
         let work = try PackagePaths.temporaryDirectory("live")
-        let dbc = PackagePaths.fixtures.appendingPathComponent("reference/engine.dbc").path
-        let experiment = try String(contentsOfFile: Agent.experiment, encoding: .utf8)
-            .replacingOccurrences(of: "file = \"engine.dbc\"", with: "file = \"\(dbc)\"")
-            .replacingOccurrences(of: "buses = [\"can0\", \"can1\"]", with: "buses = [\"vcan0\"]")
-        try experiment.write(to: work.appendingPathComponent("live.toml"), atomically: true, encoding: .utf8)
+        let dbc = try Agent.writeLiveExperiment(in: work)
 
         let script = """
             set -u
@@ -71,11 +67,7 @@ import TestSupport
     /// guest has its own loopback; the PKI and broker configuration are made on the host).
     @Test func aLiveBusReachesTheCollectorByteIdentical() throws {
         let work = try PackagePaths.temporaryDirectory("live-uplink")
-        let dbc = PackagePaths.fixtures.appendingPathComponent("reference/engine.dbc").path
-        let experiment = try String(contentsOfFile: Agent.experiment, encoding: .utf8)
-            .replacingOccurrences(of: "file = \"engine.dbc\"", with: "file = \"\(dbc)\"")
-            .replacingOccurrences(of: "buses = [\"can0\", \"can1\"]", with: "buses = [\"vcan0\"]")
-        try experiment.write(to: work.appendingPathComponent("live.toml"), atomically: true, encoding: .utf8)
+        let dbc = try Agent.writeLiveExperiment(in: work)
         let pki = work.appendingPathComponent("pki").path, broker = work.appendingPathComponent("broker").path
         for arguments in [["pki", "init", "--dir", pki], ["pki", "device", "--dir", pki, "rig-live"],
                           ["broker-config", "--pki", pki, "--out", broker, "--port", "18883", "--user", "root"]] {
