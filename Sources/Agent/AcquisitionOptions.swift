@@ -153,7 +153,10 @@ public struct AcquisitionSummary: Sendable {
                          + "(\(format2(ratio))×), acknowledged up to \(uplink.acknowledged), "
                          + "\(counted(uplink.sessions, "session")) of \(counted(uplink.connects, "connect attempt")), "
                          + "\(counted(uplink.disconnects, "disconnect")), \(counted(uplink.resendRequests, "resend request"))"
-                         + (uplink.lostEntries > 0 ? ", \(uplink.lostEntries) entries sent as 'lost' (unreadable or deleted here)" : ""))
+                         + (uplink.lostEntries > 0 ? ", \(uplink.lostEntries) entries sent as 'lost' (unreadable or deleted here)" : "")
+                         + (uplink.refusedBatches > 0 ? ", \(uplink.refusedBatches) batch\(uplink.refusedBatches == 1 ? "" : "es") refused by the broker" : "")
+                         + (uplink.undeliveredBatches > 0
+                            ? ", \(uplink.undeliveredBatches) batch\(uplink.undeliveredBatches == 1 ? "" : "es") with no subscriber at the broker (dropped there; they go again once the collector asks)" : ""))
             let codings = zip(UplinkCounters.codingNames, uplink.partsByCoding).map { "\($0) \($1)" }.joined(separator: ", ")
             var drain = ""
             if let first = uplink.firstPublishAt, let drained = uplink.drainedAt, drained >= first {
@@ -175,6 +178,7 @@ public struct AcquisitionSummary: Sendable {
                 lines.append("uplink: \(how): entries \(undrained.first)…\(undrained.last) stay in the journal and go with the next connection")
             }
             for alarm in uplink.alarms { lines.append("ALARM: \(alarm)") }
+            if uplink.alarmsNotKept > 0 { lines.append("ALARM: \(uplink.alarmsNotKept) more alarms (not kept; see the log)") }
         }
         return lines.joined(separator: "\n")
     }

@@ -57,7 +57,27 @@ public struct UplinkCounters: Sendable {
     /// Entries unreadable in the journal (damaged storage), sent as `lost` placeholders.
     public var lostEntries: UInt64 = 0
     public var acknowledged: UInt64 = 0
-    public var alarms: [String] = []
+    /// Alarms raised, each text once, at most `alarmLimit` of them (a fault that lasts months
+    /// must not grow the device's memory); the rest are counted in `alarmsNotKept`.
+    public private(set) var alarms: [String] = []
+    public private(set) var alarmsNotKept: UInt64 = 0
+    public static let alarmLimit = 100
+    /// Batches the broker refused (PUBACK ≥ 0x80), and those it accepted with no subscriber (0x10:
+    /// dropped).
+    public var refusedBatches: UInt64 = 0
+    public var undeliveredBatches: UInt64 = 0
+
+    /// Records an alarm; true when it is new (to be logged), false when already kept.
+    @discardableResult
+    mutating func alarm(_ text: String) -> Bool {
+        guard !alarms.contains(text) else { return false }
+        guard alarms.count < Self.alarmLimit else {
+            alarmsNotKept += 1
+            return true
+        }
+        alarms.append(text)
+        return true
+    }
     /// Parts per body coding, by `BodyCoding` raw value: raw, fast (codec 3 at zstd level 1),
     /// strong (codec 4, or codec 2 at zstd level 12 for a part without a context).
     public var partsByCoding = [UInt64](repeating: 0, count: BodyCoding.allCases.count)
@@ -167,7 +187,10 @@ final class UplinkTask {
             guard let self else { return }
             switch result {
             case .success(let upTo): counters.acknowledged = max(counters.acknowledged, upTo)
-            case .failure(let error): counters.alarms.append("cannot persist the ack cursor: \(error)")
+            case .failure(let error):
+                // Once per kind of failure (it recurs at every cursor write while it lasts).
+                let text = "cannot persist the ack cursor: \(error) (the collector's acks are kept in memory; a restart resends from the last cursor written)"
+                if counters.alarm(text) { logger.error("ALARM: \(text)") }
             }
         }
     }
@@ -194,8 +217,7 @@ final class UplinkTask {
                consequence: "the broker refuses this device (it keeps acquiring into its journal)",
                remedy: "issue a new one (daqctl pki device --dir DIR \(options.deviceID) --force) and send it as a certificate update (docs/ota.md)") {
             if notice.expired {
-                counters.alarms.append(notice.text)
-                logger.error("ALARM: \(notice.text)")
+                if counters.alarm(notice.text) { logger.error("ALARM: \(notice.text)") }
             } else {
                 logger.warning("\(notice.text)")
             }
@@ -273,8 +295,7 @@ final class UplinkTask {
                     self.perform(self.sender.on(.timer(timer), now: self.loop.clock.now(), jitter: self.nextJitter()))
                 }
             case .alarm(let text):
-                counters.alarms.append(text)
-                logger.error("ALARM: \(text)")
+                if counters.alarm(text) { logger.error("ALARM: \(text)") }
             case .notice(let text):
                 logger.notice("\(text)")
             }
@@ -418,7 +439,7 @@ final class UplinkTask {
             switch event {
             case .connected(let rc):
                 guard rc == 0 else {
-                    counters.alarms.append("broker refused the connection: \(MQTTReasonCode.describe(Int(rc)))")
+                    counters.alarm("broker refused the connection: \(MQTTReasonCode.describe(Int(rc)))")
                     lostConnection("refused: \(MQTTReasonCode.describe(Int(rc)))")
                     return
                 }
@@ -482,6 +503,7 @@ final class UplinkTask {
                         partsOutstanding[token] = nil
                         worstReason[token] = nil
                         perform(sender.on(.published(token: token, reasonCode: worst), now: now))
+                        (counters.refusedBatches, counters.undeliveredBatches) = (UInt64(sender.refused), UInt64(sender.undelivered))
                     }
                 }
             case .subscribed:
@@ -678,7 +700,7 @@ final class UplinkTask {
             backlogReader = nil
             // Once per fault: every later batch meets it again (the uplink waits at it).
             if reportedDamage.insert("\(error)").inserted {
-                counters.alarms.append("cannot read entries \(first)…\(last) from the journal: \(error)")
+                counters.alarm("cannot read entries \(first)…\(last) from the journal: \(error)")
                 logger.error("ALARM: cannot read entries \(first)…\(last) from the journal: \(error)")
             }
         }
@@ -700,7 +722,7 @@ final class UplinkTask {
             let text = damage.count > 0
                 ? "journal \(damage); sent as 'lost' placeholders so the backlog after them goes on"
                 : "journal damage in \(damage.segment) at offset \(damage.offset) (\(damage.defect)) passed over; no entry to send was lost there"
-            counters.alarms.append(text)
+            counters.alarm(text)
             logger.error("ALARM: \(text)")
         }
         guard damage.count > 0, damage.first <= last else { return true }

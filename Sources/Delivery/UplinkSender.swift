@@ -96,6 +96,13 @@ public struct UplinkSender: Sendable {
     private var lastProgress: Int64?
     /// Batches PUBACKed with 0x10 (no subscriber: the broker dropped them).
     public private(set) var undelivered = 0
+    /// Batches the broker refused (PUBACK ≥ 0x80). Each reason code raises one alarm in a run: a
+    /// refusal (an ACL, a size limit) meets every batch, twenty a second, and (mosquitto ends the
+    /// session after an ACL refusal) every reconnect.
+    public private(set) var refused = 0
+    private var refusedCodes: Set<UInt8> = []
+    /// The last PUBACK said no subscriber (0x10): no collector session at the broker.
+    private var noSubscriber = false
     /// Where the collector asked again for acknowledged entries it lost, until its acks pass the
     /// cursor again (one alarm for each such refill).
     public private(set) var refilling: UInt64?
@@ -172,12 +179,17 @@ public struct UplinkSender: Sendable {
             guard let index = inFlight.firstIndex(where: { $0.token == token }) else { break }
             let batch = inFlight.remove(at: index)
             if reasonCode == 0 { brokerTook(batch.first...batch.last) }
+            if reasonCode < 0x80 { noSubscriber = reasonCode == 0x10 }
             if reasonCode == 0x10 {
                 // Accepted and dropped: no subscriber. The collector will ask again or the ack
                 // timeout resends; nothing is trimmed.
                 undelivered += 1
             } else if reasonCode >= 0x80 {
-                actions.append(.alarm("broker refused entries \(batch.first)…\(batch.last): \(MQTTReasonCode.describe(Int(reasonCode)))"))
+                refused += 1
+                if refusedCodes.insert(reasonCode).inserted {
+                    actions.append(.alarm("the broker refuses this device's data: \(MQTTReasonCode.describe(Int(reasonCode))) "
+                                          + "(first for entries \(batch.first)…\(batch.last); every refused batch is counted in the summary)"))
+                }
             }
             if !ackTimerArmed && acknowledged < journalEnd {
                 ackTimerArmed = true
@@ -246,8 +258,10 @@ public struct UplinkSender: Sendable {
                 // asks for the gap. The backlog is not sent again into a queue that holds it.
                 silentTimeouts += 1
                 if silentTimeouts == 2 {
-                    actions.append(.notice("no end-to-end ack for \(Self.seconds(now - (lastProgress ?? now))) s though the broker takes the data: "
-                        + "is the collector running? (asking with the newest entry at longer and longer intervals, up to every "
+                    actions.append(.notice("no end-to-end ack for \(Self.seconds(now - (lastProgress ?? now))) s "
+                        + (noSubscriber ? "and the broker has no subscriber for the data (it drops it): is the collector's session gone? "
+                                        : "though the broker takes the data: is the collector running? ")
+                        + "(asking with the newest entry at longer and longer intervals, up to every "
                         + "\(Self.seconds(policy.ackTimeoutMax)) s; the journal keeps everything)"))
                 }
                 let token = nextToken

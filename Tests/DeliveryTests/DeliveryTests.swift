@@ -90,14 +90,26 @@ import Testing
     }
 
     @Test func refusedPublishRaisesAnAlarmAndNoSubscriberIsCountedUndelivered() {
-        var sender = UplinkSender(policy: policy, acknowledged: 0, journalEnd: 8)
+        var sender = UplinkSender(policy: policy, acknowledged: 0, journalEnd: 16)
         _ = sender.start()
         _ = sender.on(.connected, now: 0)
         let refused = sender.on(.published(token: 1, reasonCode: 0x87), now: 1)
-        #expect(refused.contains(.alarm("broker refused entries 1…4: reason code 0x87 not authorized (the broker's ACL: is --device the certificate's CN?)")))
+        #expect(refused.contains(.alarm("the broker refuses this device's data: reason code 0x87 not authorized (the broker's ACL: is --device "
+                                        + "the certificate's CN?) (first for entries 1…4; every refused batch is counted in the summary)")))
         _ = sender.on(.published(token: 2, reasonCode: 0x10), now: 2)
         #expect(sender.undelivered == 1)
         #expect(sender.acknowledged == 0)
+        // The same refusal again, on this connection or the next: counted, not alarmed (twenty
+        // batches a second each logged an ALARM line for as long as the ACL was wrong).
+        let again = sender.on(.published(token: 3, reasonCode: 0x87), now: 3)
+        #expect(!again.contains { if case .alarm = $0 { return true } else { return false } })
+        #expect(sender.refused == 2)
+        _ = sender.on(.disconnected, now: 4, jitter: 0)
+        _ = sender.on(.timer(.reconnect), now: 5)
+        let next = sender.on(.connected, now: 6)
+        let token = next.compactMap { if case .publish(let token, _, _) = $0 { return token } else { return nil } }.first!
+        #expect(!sender.on(.published(token: token, reasonCode: 0x87), now: 7).contains { if case .alarm = $0 { return true } else { return false } })
+        #expect(sender.refused == 3)
     }
 
     @Test func resendRequestRewindsToWhereTheCollectorAsks() {

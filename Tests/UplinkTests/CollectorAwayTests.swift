@@ -40,3 +40,23 @@ import TestSupport
         try rig.expectIdentical("after the collector was away")
     }
 }
+
+/// The broker refuses every batch (PUBACK 0x87: `--device` is not the certificate's CN, so the ACL
+/// denies its topic; mosquitto then ends the session): one ALARM line for it, the refusals counted
+/// in the summary. Before, each refused batch logged an ALARM line, at every reconnect.
+@Suite(.serialized) struct RefusedBatchTests {
+    @Test func aRefusalIsAlarmedOnceAndCounted() throws {
+        let rig = try UplinkRig()
+        let pki = rig.broker.pkiDirectory.path
+        let device = try rig.launchDevice(id: "ecu-02", journal: rig.work.appendingPathComponent("ecu-02"), speed: "4",
+                                          extra: ["--cert", "\(pki)/devices/ecu-01.crt", "--key", "\(pki)/devices/ecu-01.key",
+                                                  "--drain-timeout", "1"])
+        device.waitUntilExit()
+        let log = rig.read("device-1")
+        let refusals = log.split(separator: "\n").filter { $0.contains("ALARM: the broker refuses this device's data") }
+        #expect(refusals.count == 2, "one in the log, one in the summary: \(log)")
+        #expect(refusals.first?.contains("0x87 not authorized") == true, "\(log)")
+        let counted = try #require(log.firstMatch(of: /(\d+) batches refused by the broker/), "\(log)").1
+        #expect(Int(counted)! >= 2, "\(log)")
+    }
+}
