@@ -128,6 +128,7 @@ public final class CollectorService {
 
     /// Runs until a signal, the idle timeout or the duration; returns per-device reports.
     public func run() throws(DAQError) -> [CollectorDeviceReport] {
+        raiseOpenFileLimit()
         let signals = try SignalWatch()
         loop.watch(signals.fileDescriptor, interest: .read) { [unowned self] _ in
             if !signals.drain().isEmpty { stop() }
@@ -227,6 +228,24 @@ public final class CollectorService {
         } catch where error.code == .journalCorrupt || (error.code == .malformedInput && error.location?.field == "epoch") {
             // Its first batch tries again (an epoch-<E>/ holding another epoch is left as it is).
             cannotOpen(directory, error)
+        }
+    }
+
+    /// Each stream holds its journal directory, its open segment and its MDF file open: at the
+    /// usual soft limit of 1024 files a fleet of ~330 streams stopped the collector for every device
+    /// (a failed open is a storage failure), and a restart failed the same way. The soft limit is
+    /// raised to the hard one; a hard limit that still allows few streams is said at start.
+    private func raiseOpenFileLimit() {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return }
+        if limit.rlim_cur < limit.rlim_max {
+            var raised = limit
+            raised.rlim_cur = limit.rlim_max
+            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
+        }
+        if limit.rlim_cur < 4096 {
+            writeError("daqctl collect: WARNING: at most \(limit.rlim_cur) open files (about \(limit.rlim_cur / 3) device streams: "
+                       + "each holds three open); raise the hard limit (ulimit -Hn, or LimitNOFILE= in a systemd unit)\n")
         }
     }
 
@@ -345,8 +364,24 @@ public final class CollectorService {
             if ready.contains(.read) { healthy = connection.handleReadable(hungUp: ready.contains(.hangUp)) && healthy }
             if ready.contains(.write) || connection.wantsWrite { healthy = connection.handleWritable() && healthy }
             handleEvents()
-            if !healthy { reconnectLater() } else { watch() }
+            if !healthy {
+                linkLost(connection.lastFailure ?? "the connection failed")
+                reconnectLater()
+            } else {
+                watch()
+            }
         }
+    }
+
+    /// When the collector lost its session (nil while it holds one, or never had one).
+    private var lostSince: Int64?
+
+    /// The session ended: said once per loss, with why (the broker's reason, a reset, a keepalive).
+    private func linkLost(_ why: String) {
+        guard !stopping, self.connection != nil, lostSince == nil, subscribedOnce else { return }
+        lostSince = loop.clock.now()
+        writeError("daqctl collect: lost the broker at \(options.host):\(options.port): \(why); reconnecting every second "
+                   + "(the devices' batches wait in its queue for this session)\n")
     }
 
     private func reconnectLater() {
@@ -400,14 +435,20 @@ public final class CollectorService {
             case .message(let topic, let payload):
                 lastMessage = loop.clock.now()
                 handleData(topic: topic, payload: payload)
-            case .disconnected:
+            case .disconnected(let rc):
                 acknowledgeCommitted()
+                linkLost(rc == 0 ? "closed" : MQTTConnection.describeDisconnect(rc))
                 reconnectLater()
                 return
             case .subscribed:
                 // All subscriptions granted: from now on the broker keeps every device's data for us.
                 subscriptionsGranted += 1
                 if subscriptionsGranted == Self.subscriptions.count {
+                    if let lost = lostSince {
+                        writeError(String(format: "daqctl collect: connected again after %.1f s; the broker kept the devices' batches meanwhile\n",
+                                          Double(loop.clock.now() - lost) / 1e9))
+                        lostSince = nil
+                    }
                     subscribedOnce = true
                     quietDevices?.connected(now: loop.clock.now())
                     writeError("daqctl collect: subscribed to devices/+/data on \(options.host):\(options.port)\n")

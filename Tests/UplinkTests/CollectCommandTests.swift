@@ -79,4 +79,20 @@ import TestSupport
             $0.wholeMatch(of: /\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+0000 daqctl collect: cannot connect to .*/) != nil
         }, "\(run.stderr)")
     }
+
+    /// Each stream holds three files open: at the usual soft limit of 1024 a fleet of ~330 streams
+    /// stopped the collector. It raises its soft limit to the hard one, and says when the hard
+    /// limit itself allows few streams.
+    @Test func theOpenFileLimitIsRaisedOrNamed() throws {
+        let work = try workWithPKI()
+        let port = try MosquittoBroker.freeLoopbackPort()
+        let collect = "\(Self.daqctl) collect --broker 127.0.0.1:\(port) --pki pki --out col --duration 1.5"
+        let soft = try runProcess("bash", ["-c", "ulimit -Sn 64; \(collect) 2>err & sleep 0.7; grep 'Max open files' /proc/$!/limits; "
+                                                + "ulimit -Hn; wait"], currentDirectory: work)
+        let fields = soft.stdout.split(separator: "\n").first?.split(separator: " ") ?? []
+        let hard = soft.stdout.split(separator: "\n").last.map(String.init) ?? ""
+        #expect(fields.count >= 5 && fields[3] == fields[4] && String(fields[3]) == hard, "\(soft.stdout)")
+        let low = try runProcess("bash", ["-c", "ulimit -n 200; \(collect)"], currentDirectory: work)
+        #expect(low.stderr.contains("WARNING: at most 200 open files (about 66 device streams: each holds three open)"), "\(low.stderr)")
+    }
 }

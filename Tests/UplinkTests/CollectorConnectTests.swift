@@ -70,4 +70,20 @@ import Glibc
         #expect(rig.read("collector").contains("daqctl collect: subscribed"), "\(rig.read("collector"))")
         rig.stopCollector()
     }
+
+    /// The collector's own link cut under it: one line with why, one when it is back (it said
+    /// nothing, and an operator could not tell a collector reconnecting from one that hangs).
+    @Test func aCollectorThatLosesTheBrokerSaysWhyAndWhenItIsBack() throws {
+        let rig = try UplinkRig()
+        try rig.startCollector(port: rig.proxy.listenPort)
+        #expect(rig.read("collector").contains("daqctl collect: subscribed"), "\(rig.read("collector"))")
+        rig.proxy.resetConnections()
+        let deadline = Date().addingTimeInterval(10)
+        while !rig.read("collector").contains("connected again after"), Date() < deadline { usleep(50_000) }
+        let log = rig.read("collector")
+        let lost = log.split(separator: "\n").filter { $0.contains("daqctl collect: lost the broker at localhost:\(rig.proxy.listenPort): ") }
+        #expect(lost.count == 1 && lost[0].contains("; reconnecting every second"), "\(log)")
+        #expect(log.contains("daqctl collect: connected again after "), "\(log)")
+        rig.stopCollector()
+    }
 }
