@@ -325,7 +325,7 @@ final class UplinkTask {
                 guard let self, !self.stopped, !self.sender.isConnected, self.connectAttempt == attempt else { return }
                 let seconds = self.options.connectTimeout / 1_000_000_000
                 self.lostConnection(self.connection == nil ? "no address for \(self.options.host) within \(seconds) s (name lookup)"
-                                                           : "no MQTT session within \(seconds) s")
+                                                           : "no MQTT session within \(seconds) s", linkFault: true)
             }
             if BrokerConnector.mustResolve(options.host) {
                 try connector.start(connection, host: options.host, port: options.port, keepalive: options.keepalive)
@@ -558,8 +558,12 @@ final class UplinkTask {
     /// Ends this connection or attempt (`reason`: why, when known) and backs off. A link that was
     /// up is reported lost; failed attempts are reported once per kind of failure (a broker down
     /// for an hour is one line, not one a second), with the wait before the next.
-    private func lostConnection(_ reason: String? = nil) {
-        if connection != nil, !connectionAccepted, let files = connectionFiles { connectionOutcome?(files, false) }
+    /// `linkFault`: the attempt timed out (no name, no session within the connect timeout): not
+    /// held against a new certificate, which a slow link would otherwise roll back. (A refused
+    /// connection is: a broker refusing a certificate closes the socket so fast that it can read
+    /// as "no TCP connection" — measured with a revoked certificate.)
+    private func lostConnection(_ reason: String? = nil, linkFault: Bool = false) {
+        if connection != nil, !connectionAccepted, !linkFault, let files = connectionFiles { connectionOutcome?(files, false) }
         connectionAccepted = true  // report each attempt once
         let why = reason ?? connection?.lastFailure ?? "the connection failed"
         let wasUp = sender.isConnected

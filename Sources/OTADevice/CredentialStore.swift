@@ -76,7 +76,8 @@ public struct CredentialStore: Sendable {
         try directory.persist(versions, of: .certificates)
     }
 
-    /// The pending bundle never connected: disarm it (its version stays accepted, never retried).
+    /// The pending bundle never connected: disarm it (the caller marks its version failed, so it
+    /// is never retried).
     public func discardPending() {
         unlink("\(base)/pending")
         AtomicFile.syncDirectory(base)

@@ -168,6 +168,11 @@ public final class UpdateTask {
         guard certificateFailures >= options.certificateAttempts else { return }
         certificateFailures = 0
         credentials.discardPending()
+        // Never fetched or installed again: the poll resumed the "unfinished" download of the
+        // accepted version, found it complete and installed it again, cutting the working link
+        // every poll interval, for ever.
+        try? options.directory.clearStaging(.certificates)
+        try? options.directory.markFailed(.certificates, version: pending.version)
         report(.certificates, "rolled-back", version: pending.version,
                reason: "no connection with the new certificate in \(options.certificateAttempts) attempts; kept the old one")
     }

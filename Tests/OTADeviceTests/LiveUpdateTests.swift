@@ -98,4 +98,39 @@ import Glibc
         #expect(!FileManager.default.fileExists(atPath: rig.ota.appendingPathComponent("certificates/pending").path))
         #expect(try rig.verify().status == 0)
     }
+
+    /// A bundle the device accepts (its id, its CA) but the broker refuses (revoked): rolled back
+    /// after its attempts, once. Before, the next poll took the accepted version for an unfinished
+    /// download, found it complete and installed it again, cutting the working link every few
+    /// seconds for as long as the device ran.
+    @Test func aBundleTheBrokerRefusesIsRolledBackOnceAndNotInstalledAgain() throws {
+        let rig = try OTARig()
+        try rig.startCollector()
+        try rig.ctl(["pki", "device", "--dir", rig.pki.path, rig.deviceID, "--force"])
+        let bundle = rig.root.appendingPathComponent("rig-01-revoked.pem")
+        try (Data(contentsOf: rig.pki.appendingPathComponent("devices/rig-01.crt"))
+             + Data(contentsOf: rig.pki.appendingPathComponent("devices/rig-01.key"))).write(to: bundle)
+        // Revoke every rig-01 certificate so far (the provisioned one and the bundle's), then
+        // provision the device with a fresh one the broker accepts.
+        try rig.ctl(["pki", "revoke", "--dir", rig.pki.path, rig.deviceID])
+        try rig.ctl(["pki", "device", "--dir", rig.pki.path, rig.deviceID])
+        for suffix in ["crt", "key"] {
+            let target = rig.provisioned.appendingPathComponent("device.\(suffix)")
+            try FileManager.default.removeItem(at: target)
+            try FileManager.default.copyItem(at: rig.pki.appendingPathComponent("devices/rig-01.\(suffix)"), to: target)
+        }
+        try rig.broker.reload()
+        try rig.publish(bundle, kind: .certificates, version: 2)
+        try rig.startDevice(speed: "0.4")
+
+        #expect(rig.wait(60) { rig.historyContains("certificates", "rolled-back", 2) }, "\(rig.history())\n\(rig.deviceLogs())")
+        usleep(12_000_000)  // a dozen polls
+        let installs = rig.history().filter { $0.kind == "certificates" && $0.status == "installed" }
+        #expect(installs.count == 1, "\(rig.history())\n\(rig.deviceLogs())")
+        #expect(try rig.slots.failedVersion(.certificates) == 2)
+        #expect(rig.wait(60) { rig.device?.isRunning == false })
+        #expect(rig.stopDevice() == 0, "\(rig.deviceLogs())")
+        rig.stopCollector()
+        #expect(try rig.verify().status == 0)
+    }
 }

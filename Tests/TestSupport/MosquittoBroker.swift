@@ -153,11 +153,15 @@ public final class MosquittoBroker: @unchecked Sendable {
     }
 
     /// Sends SIGHUP: mosquitto 2.0.11 rereads its configuration, ACL and CRL without dropping
-    /// its state (`timeout` forwards the signal). Waits for the "Reloading config" log line.
+    /// its state. Waits for the "Reloading config" log line. The signal goes to mosquitto itself,
+    /// not to the `timeout` that runs it: GNU timeout with --kill-after forwards any signal it gets
+    /// and then arms its SIGKILL, so the broker died 5 s after every reload.
     public func reload() throws {
         let reloaded = lock.withLock { () -> Bool in
-            guard let running = process else { return false }
-            kill(running.pid, SIGHUP)
+            guard let running = process,
+                  let children = try? String(contentsOfFile: "/proc/\(running.pid)/task/\(running.pid)/children", encoding: .utf8),
+                  let broker = children.split(separator: " ").first.flatMap({ Int32($0) }) else { return false }
+            kill(broker, SIGHUP)
             return true
         }
         guard reloaded, logContains("Reloading config") else {
