@@ -164,13 +164,15 @@ struct CollectCommand: ParsableCommand {
             watched.append(CredentialLifetime.Watched(
                 what: "the broker's CRL", path: crl, isRevocationList: true, warnDays: 7,
                 consequence: "the broker refuses every client (OpenSSL counts an expired CRL as a failed check)",
-                remedy: "publish it again (daqctl pki crl --dir \(pki)) and reload the broker (kill -HUP)"))
+                remedy: "publish it again (daqctl pki crl --dir \(pki)), reload the broker (kill -HUP) and nginx if it serves OTA "
+                    + "(nginx -s reload: it checks the devices against the same CRL)"))
         }
         if let server {
             watched.append(CredentialLifetime.Watched(
                 what: "the broker's certificate", path: server, warnDays: 30,
                 consequence: "every device and the collector refuse the broker",
-                remedy: "issue it again (daqctl pki server --dir \(pki) with its names and addresses) and restart the broker"))
+                remedy: "issue it again (daqctl pki server --dir \(pki) with its names and addresses), restart the broker and reload "
+                    + "nginx if it serves OTA with it (nginx -s reload)"))
         }
         return watched
     }

@@ -280,8 +280,16 @@ struct RunCommand: ParsableCommand {
             uplink.policy.maxBatchEntries = batchEntries
             options.uplink = uplink
             options.drainTimeout = drainTimeout
-            options.provisionedCredentials = CredentialFiles(certificateFile: tls.certificateFile, keyFile: tls.keyFile)
-            Self.checkCredentials(device: device, tls: tls)
+            let provisioned = CredentialFiles(certificateFile: tls.certificateFile, keyFile: tls.keyFile)
+            options.provisionedCredentials = provisioned
+            // With OTA, the credentials in use may be a bundle installed since: check those (the
+            // provisioned ones raised a false alarm once they expired, the link working).
+            var inUse = tls
+            if let otaDir {
+                let current = CredentialStore(directory: SlotDirectory(root: otaDir), provisioned: provisioned).current
+                (inUse.certificateFile, inUse.keyFile) = (current.certificateFile, current.keyFile)
+            }
+            Self.checkCredentials(device: device, tls: inUse)
         }
         var experimentPath = experiment
         if let otaDir, let (slot, device, caFile) = checked.ota {

@@ -59,6 +59,14 @@ import Glibc
         #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
         #expect(verify.stdout.contains("Slow 100ms") && verify.stdout.contains("Time 5ms"), "\(verify.stdout)")
 
+        // The provisioned files no longer work (here: another device's; in the field: expired) but
+        // are no longer in use: no alarm at start (it checked them, not the installed bundle).
+        try rig.ctl(["pki", "device", "--dir", rig.pki.path, "rig-99"])
+        for suffix in ["crt", "key"] {
+            let target = rig.provisioned.appendingPathComponent("device.\(suffix)")
+            try FileManager.default.removeItem(at: target)
+            try FileManager.default.copyItem(at: rig.pki.appendingPathComponent("devices/rig-99.\(suffix)"), to: target)
+        }
         // After a restart the installed experiment is the one that runs.
         try rig.startCollector()
         try rig.startDevice(speed: "max")
@@ -66,6 +74,7 @@ import Glibc
         #expect(rig.stopDevice() == 0)
         let second = (try? String(contentsOf: rig.root.appendingPathComponent("device-2.log"), encoding: .utf8)) ?? ""
         #expect(second.contains("group \"Slow 100ms\"") && !second.contains("group \"Time 5ms\""), "\(second)")
+        #expect(!second.contains("ALARM: uplink credentials"), "\(second)")
     }
 
     @Test func aBundleForAnotherDeviceOrAnInvalidExperimentIsRefusedAndNothingChanges() throws {

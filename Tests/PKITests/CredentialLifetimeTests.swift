@@ -37,7 +37,8 @@ import TestSupport
                                           "--duration", "1"])
         #expect(run.stderr.contains("daqctl collect: WARNING: the broker's CRL \(pki)/ca.crl expires on ")
                 && run.stderr.contains(", in 3 days: then the broker refuses every client (OpenSSL counts an expired CRL as a failed check); "
-                                       + "publish it again (daqctl pki crl --dir \(pki)) and reload the broker (kill -HUP)"), "\(run.stderr)")
+                                       + "publish it again (daqctl pki crl --dir \(pki)), reload the broker (kill -HUP) and nginx if it serves OTA"),
+                "\(run.stderr)")
         #expect(run.stderr.contains("WARNING: the collector's certificate \(pki)/collector.crt expires on ")
                 && run.stderr.contains("in 20 days: then the broker refuses the collector"), "\(run.stderr)")
         // What is far from its end says nothing.
