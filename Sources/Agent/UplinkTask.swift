@@ -222,10 +222,25 @@ final class UplinkTask {
                 logger.warning("\(notice.text)")
             }
         }
-        lifetimeTimer = loop.schedule(at: loop.clock.now() + 86_400 * 1_000_000_000) { [weak self] in
+        // A clock behind the certificate's start (a board without an RTC before NTP): said once,
+        // looked at every minute until set, then said again.
+        var again: Int64 = 86_400
+        if let start = try? CredentialLifetime.certificateStart(path: file) {
+            if let text = CredentialLifetime.clockBehind("the device certificate \(file)", start: start, now: CredentialLifetime.now()) {
+                if !clockBehind { logger.warning("\(text)") }
+                clockBehind = true
+                again = 60
+            } else if clockBehind {
+                clockBehind = false
+                logger.notice("the system clock is set now (\(CredentialLifetime.stamp(CredentialLifetime.now()))): past the device certificate's start")
+            }
+        }
+        lifetimeTimer = loop.schedule(at: loop.clock.now() + again * 1_000_000_000) { [weak self] in
             self?.checkCertificateLifetime()
         }
     }
+
+    private var clockBehind = false
 
     private var lifetimeTimer: EventLoop.TimerID?
 

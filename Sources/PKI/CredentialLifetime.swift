@@ -22,6 +22,21 @@ public enum CredentialLifetime {
         return try certificate.notAfter(file: path)
     }
 
+    /// notBefore of the first certificate in the PEM file at `path`, in seconds since the epoch.
+    public static func certificateStart(path: String) throws -> Int {
+        let certificate = try OwnedCertificate.load(pem: try AtomicFile.read(path), file: path)
+        return try certificate.notBefore(file: path)
+    }
+
+    /// The line to log when the system clock stands before `start`, the start of `what`: a board
+    /// without a real-time clock boots at 1970 (or at its last shutdown) until NTP sets it, and
+    /// until then no certificate verifies, on either side of a TLS handshake.
+    public static func clockBehind(_ what: String, start: Int, now: Int) -> String? {
+        guard now < start else { return nil }
+        return "the system clock reads \(Validity.stamp(now)), before the start of \(what) (\(Validity.stamp(start))): "
+            + "no TLS connection can verify until the clock is set (NTP, an RTC); acquisition goes on into the journal"
+    }
+
     /// nextUpdate of the CRL in the PEM file at `path`, in seconds since the epoch.
     public static func revocationListEnd(path: String) throws -> Int {
         let pem = try AtomicFile.read(path)
@@ -81,6 +96,9 @@ public enum CredentialLifetime {
             }
         }
     }
+
+    /// `seconds` since the epoch as an ISO 8601 UTC timestamp.
+    public static func stamp(_ seconds: Int) -> String { Validity.stamp(seconds) }
 
     /// The current time in seconds since the epoch.
     public static func now() -> Int { Validity.now() }

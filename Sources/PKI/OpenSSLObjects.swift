@@ -53,6 +53,15 @@ final class OwnedCertificate {
         try PEM.write("writing a PEM certificate") { PEM_write_bio_X509($0, pointer) }
     }
 
+    /// notBefore in seconds since the epoch; `file` names the certificate in errors.
+    func notBefore(file: String) throws -> Int {
+        var fields = tm()
+        guard let time = X509_get0_notBefore(pointer), ASN1_TIME_to_tm(time, &fields) == 1 else {
+            throw OpenSSLFailure.error("reading notBefore", file: file)
+        }
+        return Int(timegm(&fields))
+    }
+
     /// notAfter in seconds since the epoch; `file` names the certificate in errors.
     func notAfter(file: String) throws -> Int {
         var fields = tm()

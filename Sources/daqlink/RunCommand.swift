@@ -244,6 +244,9 @@ struct RunCommand: ParsableCommand {
         do {
             let bundle = try AtomicFile.read(tls.certificateFile) + [UInt8(ascii: "\n")] + AtomicFile.read(tls.keyFile)
             _ = try DeviceCredentialBundle.validate(bundle, deviceID: device, caFile: tls.caFile, file: tls.certificateFile)
+        } catch where (try? CredentialLifetime.certificateStart(path: tls.certificateFile)).map({ $0 > CredentialLifetime.now() }) == true {
+            // "Not yet valid": the clock is behind (a board without an RTC before NTP), not the
+            // certificate at fault; the uplink says so (`UplinkTask.checkCertificateLifetime`).
         } catch {
             Logger(label: "daqlink.uplink").error(
                 "ALARM: uplink credentials for --device \(device) are unusable: \(error); acquisition goes on into the journal, but nothing can be sent until they are mended (daqctl pki device --dir DIR \(device))")

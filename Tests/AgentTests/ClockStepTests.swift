@@ -71,3 +71,31 @@ import TestSupport
         #expect(try runProcess(Agent.daqctl, ["journal", "verify", work.appendingPathComponent("journal").path]).status == 0)
     }
 }
+
+/// A board without an RTC boots with its clock in the past: daqlink names the cause (the clock
+/// before the certificate's start) instead of calling fine credentials unusable and the link's
+/// failure "a TLS error". In the vcan guest, whose clock is its own.
+@Suite(.serialized) struct ClockBehindTests {
+    @Test func aClockBeforeTheCertificatesStartIsNamed() throws {
+        let work = try PackagePaths.temporaryDirectory("clock-behind")
+        let pki = work.appendingPathComponent("pki").path
+        #expect(try runProcess(Agent.daqctl, ["pki", "init", "--dir", pki]).status == 0)
+        #expect(try runProcess(Agent.daqctl, ["pki", "device", "--dir", pki, "ecu-01"]).status == 0)
+        let script = """
+            date -s 2001-02-03T04:05:06Z >/dev/null
+            \(Agent.daqlink) run --experiment \(Agent.experiment) --source replay:\(Agent.log) --speed max \\
+                --journal \(work.path)/journal --quiet --broker 127.0.0.1:1 --device ecu-01 --pki \(pki) \\
+                --drain-timeout 1 2>\(work.path)/daqlink.err
+            echo $? >\(work.path)/daqlink.rc
+            """
+        try script.write(to: work.appendingPathComponent("behind.sh"), atomically: true, encoding: .utf8)
+        let rig = try runProcess(PackagePaths.root.appendingPathComponent("vcan-setup.sh").path,
+                                 ["--count", "1", "--run", "--", "bash", work.appendingPathComponent("behind.sh").path])
+        #expect(rig.status == 0, "\(rig.stdout)\(rig.stderr)")
+        let log = (try? String(contentsOf: work.appendingPathComponent("daqlink.err"), encoding: .utf8)) ?? ""
+        #expect((try? String(contentsOf: work.appendingPathComponent("daqlink.rc"), encoding: .utf8))?.hasPrefix("0") == true, "\(log)")
+        #expect(log.contains("the system clock reads 2001-02-03T04:05:0") && log.contains("before the start of the device certificate \(pki)/devices/ecu-01.crt")
+                && log.contains("until the clock is set (NTP, an RTC)"), "\(log)")
+        #expect(!log.contains("ALARM: uplink credentials"), "\(log)")
+    }
+}
