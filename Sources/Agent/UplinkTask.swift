@@ -611,6 +611,7 @@ final class UplinkTask {
         watchedFD = nil
         if let timer = connectDeadlineTimer { loop.cancel(timer) }
         connectDeadlineTimer = nil
+        unreadable.removeAll()
         tokens.removeAll()
         backlogPartBytes.removeAll()
         sounding = nil
@@ -715,15 +716,54 @@ final class UplinkTask {
                                connection: connection)
                 else { return }
             }
+            unreadable[first] = nil
         } catch {
+            // What was read before the failure is published; the rest starts here.
+            let first = backlogReader?.next ?? first
             backlogReader = nil
-            // Once per fault: every later batch meets it again (the uplink waits at it).
+            // A read that failed (EIO from a dying card, a USB glitch): the batch stays in flight
+            // and is read again after 2 s, then 4 s; a range that fails three times in a row goes
+            // as `lost` placeholders, with an alarm, so the stream goes on past it. (It stayed in
+            // flight for ever: with a whole segment unreadable, the window filled with such
+            // batches and the uplink stalled, live data behind it, until the journal was full.)
+            let attempts = (unreadable[first] ?? 0) + 1
+            unreadable[first] = attempts
+            guard attempts < Self.readAttempts else {
+                unreadable[first] = nil
+                // Only up to the end of the segment that failed (the next one is another file) and
+                // short of what the RAM ring still holds (recent entries go from there).
+                let ring = ringAccess?()
+                let inRing = (first...last).first { sequence in ring?.withEntry(sequence, { _ in () }) != nil }
+                let through = min(last, journal.segmentFirstSequences.first { $0 > first }.map { $0 - 1 } ?? last,
+                                  (inRing ?? last + 1) - 1)
+                guard through >= first else { return publish(token: token, first: first, last: last) }
+                let text = "entries \(first)…\(through) could not be read from the journal \(attempts) times (\(error)): "
+                    + "sent as 'lost' placeholders so the rest goes on"
+                if counters.alarm(text) { logger.error("ALARM: \(text)") }
+                guard sendLost(first: first, through: through, reason: "unreadable on the device: \(error)",
+                               startsSegment: journal.segmentFirstSequences.contains(first), token: token, connection: connection),
+                      through < last else { return }
+                return publish(token: token, first: through + 1, last: last)
+            }
+            // Once per fault: a retry meets it again.
             if reportedDamage.insert("\(error)").inserted {
-                counters.alarm("cannot read entries \(first)…\(last) from the journal: \(error)")
-                logger.error("ALARM: cannot read entries \(first)…\(last) from the journal: \(error)")
+                let text = "cannot read entries \(first)…\(last) from the journal: \(error) (read again after 2 s and 4 s; "
+                    + "after \(Self.readAttempts) failures they go as 'lost')"
+                if counters.alarm(text) { logger.error("ALARM: \(text)") }
+            }
+            let retryFirst = first
+            loop.schedule(at: loop.clock.now() + (Int64(1) << attempts) * 1_000_000_000) { [weak self] in
+                guard let self, !self.stopped, let current = self.connection, current === connection,
+                      self.sender.isInFlight(token: token) else { return }
+                self.publishFromJournal(token: token, first: retryFirst, last: last, connection: current)
             }
         }
     }
+
+    /// Reads of the same backlog range that fail before it goes as `lost` placeholders.
+    static let readAttempts = 3
+    /// Failed reads per backlog range (by its first entry) in a row.
+    private var unreadable: [UInt64: Int] = [:]
 
     /// The backlog found at the last connect, while it drains (lines for the operator).
     private var backlogProgress: BacklogProgress?
