@@ -35,6 +35,9 @@ public struct CollectorOptions: Sendable {
     /// Certificates and the CRL whose end stops the fleet's data: said at start and once a day
     /// while within their warning window, as an alarm once ended.
     public var watchedCredentials: [CredentialLifetime.Watched] = []
+    /// The PKI's `index.json` and directory, when the collector runs from it: every device's newest
+    /// certificate is watched too (30 days).
+    public var deviceIndex: (path: String, pki: String)?
 
     public init(host: String, port: Int, tls: MQTTTLSFiles, output: String) {
         self.host = host
@@ -253,10 +256,18 @@ public final class CollectorService {
     private func checkCredentialLifetimes() {
         guard !stopping else { return }
         let now = CredentialLifetime.now()
-        for notice in options.watchedCredentials.compactMap({ $0.check(now: now) }) {
+        var notices = options.watchedCredentials.compactMap { $0.check(now: now) }
+        if let (path, pki) = options.deviceIndex {
+            do {
+                notices += try CredentialLifetime.deviceNotices(index: path, now: now, warnDays: 30, pki: pki)
+            } catch {
+                notices.append(CredentialLifetime.Notice(expired: false, text: "\(path) cannot be read to check the devices' certificates: \(error)"))
+            }
+        }
+        for notice in notices {
             writeError("daqctl collect: \(notice.expired ? "ALARM" : "WARNING"): \(notice.text)\n")
         }
-        if !options.watchedCredentials.isEmpty {
+        if !options.watchedCredentials.isEmpty || options.deviceIndex != nil {
             loop.schedule(at: loop.clock.now() + 86_400 * 1_000_000_000) { [unowned self] in checkCredentialLifetimes() }
         }
     }

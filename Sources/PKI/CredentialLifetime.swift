@@ -14,6 +14,11 @@ public enum CredentialLifetime {
     public struct Notice: Equatable, Sendable {
         public var expired: Bool
         public var text: String
+
+        public init(expired: Bool, text: String) {
+            self.expired = expired
+            self.text = text
+        }
     }
 
     /// notAfter of the first certificate in the PEM file at `path`, in seconds since the epoch.
@@ -94,6 +99,24 @@ public enum CredentialLifetime {
             } catch {
                 return Notice(expired: false, text: "\(what) \(path) cannot be read to check when it ends: \(error)")
             }
+        }
+    }
+
+    /// The devices of a PKI (its `index.json` at `path`) whose newest certificate in good standing
+    /// ends within `warnDays` of `now`, or has ended: one notice each, by device id. (A device
+    /// sees only its own certificate, and once it has expired it cannot fetch a new one over OTA
+    /// either: nginx checks the same certificate. So the fleet side says it, ahead of time.)
+    public static func deviceNotices(index path: String, now: Int, warnDays: Int, pki: String) throws -> [Notice] {
+        let index = try CertificateIndex.decode(try AtomicFile.read(path), file: path)
+        let newest = Dictionary(grouping: index.active(.device), by: \.commonName).compactMapValues { records in
+            records.max { $0.notAfter < $1.notAfter }
+        }
+        return newest.keys.sorted().compactMap { device in
+            let record = newest[device]!
+            return notice("device \(device)'s certificate (serial \(record.serial))", end: Int(record.notAfter.timeIntervalSince1970),
+                          now: now, warnDays: warnDays,
+                          consequence: "the broker refuses the device, and it cannot fetch a new one over OTA either (nginx checks the same certificate)",
+                          remedy: "issue a new one (daqctl pki device --dir \(pki) \(device) --force) and publish it as a certificate update before then")
         }
     }
 

@@ -40,7 +40,8 @@ struct CollectCommand: ParsableCommand {
 
             At start and once a day it says when its certificate, the CA, the broker's CRL or the \
             broker's certificate (from --pki, or crl and server_cert in --config) ends within a \
-            month (the CRL: a week; the CA: two months): each of those ends stops the fleet's data.
+            month (the CRL: a week; the CA: two months): each of those ends stops the fleet's data. \
+            With --pki it watches every device's newest certificate too.
 
             The config file (TOML):
               broker = "127.0.0.1:8883"
@@ -145,6 +146,7 @@ struct CollectCommand: ParsableCommand {
         options.connectTimeout = connectTimeout
         if let seconds = quietAfter ?? quiet { options.quietAfter = seconds > 0 ? seconds : nil }
         options.watchedCredentials = Self.watched(ca: ca, cert: cert, crl: values["crl"], server: values["server_cert"], pki: pki ?? "DIR")
+        if let pki, FileManager.default.fileExists(atPath: "\(pki)/index.json") { options.deviceIndex = ("\(pki)/index.json", pki) }
         return options
     }
 

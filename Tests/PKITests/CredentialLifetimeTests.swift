@@ -32,6 +32,8 @@ import TestSupport
         let work = try PackagePaths.temporaryDirectory("lifetime-collector")
         let pki = work.appendingPathComponent("pki").path
         #expect(try runProcess(daqctl, ["pki", "init", "--dir", pki, "--crl-days", "3", "--collector-days", "20"]).status == 0)
+        #expect(try runProcess(daqctl, ["pki", "device", "--dir", pki, "rig-1", "--days", "10"]).status == 0)
+        #expect(try runProcess(daqctl, ["pki", "device", "--dir", pki, "rig-2"]).status == 0)
         let port = try MosquittoBroker.freeLoopbackPort()
         let run = try runProcess(daqctl, ["collect", "--broker", "127.0.0.1:\(port)", "--pki", pki, "--out", work.appendingPathComponent("out").path,
                                           "--duration", "1"])
@@ -41,11 +43,16 @@ import TestSupport
                 "\(run.stderr)")
         #expect(run.stderr.contains("WARNING: the collector's certificate \(pki)/collector.crt expires on ")
                 && run.stderr.contains("in 20 days: then the broker refuses the collector"), "\(run.stderr)")
+        // A device sees only its own certificate, and cannot fetch a new one once it has expired.
+        #expect(run.stderr.contains("WARNING: device rig-1's certificate (serial ") && run.stderr.contains("in 10 days: then the broker refuses the device")
+                && run.stderr.contains("daqctl pki device --dir \(pki) rig-1 --force"), "\(run.stderr)")
+        #expect(!run.stderr.contains("rig-2"), "\(run.stderr)")
         // What is far from its end says nothing.
         #expect(!run.stderr.contains("the CA certificate") && !run.stderr.contains("the broker's certificate"), "\(run.stderr)")
         // Mended with the commands it names: nothing to say any more.
         #expect(try runProcess(daqctl, ["pki", "crl", "--dir", pki]).status == 0)
         #expect(try runProcess(daqctl, ["pki", "collector", "--dir", pki]).status == 0)
+        #expect(try runProcess(daqctl, ["pki", "device", "--dir", pki, "rig-1", "--force"]).status == 0)
         let again = try runProcess(daqctl, ["collect", "--broker", "127.0.0.1:\(port)", "--pki", pki, "--out", work.appendingPathComponent("out").path,
                                             "--duration", "0.5"])
         #expect(!again.stderr.contains("WARNING"), "\(again.stderr)")
