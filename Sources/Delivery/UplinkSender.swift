@@ -90,6 +90,8 @@ public struct UplinkSender: Sendable {
     /// instead of lingering for entries that are not coming faster than the backlog went.
     private var catchingUp = false
     private var ackTimerArmed = false
+    /// The last rewind for a resend request: where to, and the token of its first batch.
+    private var rewind: (from: UInt64, token: Int)?
     /// Ack timeouts in a row without the cursor moving; sets the wait before the next probe.
     private var silentTimeouts = 0
     /// When the cursor last moved, or the link first came up (for the operator's lines).
@@ -225,6 +227,10 @@ public struct UplinkSender: Sendable {
             // an emptied output directory): they go again from what the journal still holds,
             // instead of leaving the collector waiting at a gap for ever. The cursor stays.
             let start = max(from, 1)
+            // The collector asks again every second while its gap lasts. A rewind to the same place
+            // whose first batch is still on its way would send the window once more for each
+            // request (six times over a 1 Mbit/s link): it waits for that batch's PUBACK.
+            if let last = rewind, last.from == start, inFlight.contains(where: { $0.token == last.token }) { break }
             // What the collector lacks is not held by the broker, whatever it PUBACKed.
             queuedThrough = min(queuedThrough, start - 1)
             queuedAhead.removeAll()
@@ -237,7 +243,11 @@ public struct UplinkSender: Sendable {
                 nextToSend = start
                 inFlight.removeAll()
             }
+            let before = actions.count
             fill(now: now, into: &actions, lingerExpired: true)
+            rewind = actions[before...].lazy.compactMap { action -> (UInt64, Int)? in
+                if case .publish(let token, let first, _) = action, first == start { return (start, token) } else { return nil }
+            }.first
 
         case .timer(.linger):
             lingerArmed = false

@@ -200,6 +200,25 @@ import Testing
         #expect(sender.on(.resendRequest(from: 1), now: 13) == [.publish(token: 4, first: 1, last: 4), .publish(token: 5, first: 5, last: 8)])
     }
 
+    /// The collector asks again every second while its gap lasts; on a slow link the rewound
+    /// window takes longer than that to arrive, and each request sent it once more. A request for
+    /// the same place waits for the PUBACK of the rewind's first batch.
+    @Test func aRepeatedRequestForTheSamePlaceWaitsForTheRewindsFirstBatch() {
+        var sender = UplinkSender(policy: policy, acknowledged: 2, journalEnd: 12)
+        _ = sender.start()
+        _ = sender.on(.connected, now: 0)
+        _ = sender.on(.published(token: 1, reasonCode: 0), now: 1)
+        _ = sender.on(.published(token: 2, reasonCode: 0), now: 1)
+        #expect(sender.on(.resendRequest(from: 5), now: 2) == [.publish(token: 4, first: 5, last: 8), .publish(token: 5, first: 9, last: 12)])
+        #expect(sender.on(.resendRequest(from: 5), now: 1_002).isEmpty)
+        #expect(sender.on(.resendRequest(from: 5), now: 2_002).isEmpty)
+        // Another place is another gap: at once.
+        #expect(sender.on(.resendRequest(from: 3), now: 2_003) == [.publish(token: 6, first: 3, last: 6), .publish(token: 7, first: 7, last: 10)])
+        // The rewind's first batch reached the broker, and the collector still asks: again.
+        _ = sender.on(.published(token: 6, reasonCode: 0), now: 2_004)
+        #expect(sender.on(.resendRequest(from: 3), now: 3_003).first == .publish(token: 9, first: 3, last: 6))
+    }
+
     /// A request from at or below the acknowledged cursor is the collector's own loss (a damaged
     /// tail cut, a restored backup): the entries go again, with one alarm, and the cursor stays.
     /// (The old rule, never below the cursor, left such a collector waiting at its gap for ever.)
