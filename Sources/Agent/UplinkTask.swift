@@ -5,6 +5,7 @@
 import Acquisition
 import DAQCore
 import Delivery
+import Foundation
 import Journal
 import JournalStore
 import Logging
@@ -182,7 +183,8 @@ final class UplinkTask {
         self.persistence = persistence
         jitter = Jitter(seed: seed)
         sender = UplinkSender(policy: options.policy, acknowledged: journal.acknowledgedUpTo,
-                              journalEnd: journal.lastSyncedSequence)
+                              journalEnd: journal.lastSyncedSequence,
+                              queuedThrough: Self.readQueuedNote(journal: journal))
         persistence.acknowledged = { [weak self] result in
             guard let self else { return }
             switch result {
@@ -193,6 +195,41 @@ final class UplinkTask {
                 if counters.alarm(text) { logger.error("ALARM: \(text)") }
             }
         }
+    }
+
+    // MARK: what the broker holds, across restarts
+
+    /// `<journal>/queued`: "<epoch> <queuedThrough>", what the broker took for the collector. A
+    /// restart with the collector away sent the whole backlog into its queue again (a vehicle
+    /// started k times: k copies). Written at most once a second, without fsync: a note lost or
+    /// old only means a resend, and one too high a gap the collector asks for.
+    private var queuedPath: String { journal.directory + "/queued" }
+    private var queuedNoted: UInt64 = 0
+    private var queuedNoteTimer: EventLoop.TimerID?
+
+    private static func readQueuedNote(journal: JournalWriter) -> UInt64 {
+        guard let text = try? String(contentsOfFile: journal.directory + "/queued", encoding: .utf8) else { return 0 }
+        let fields = text.split(whereSeparator: \.isWhitespace)
+        guard fields.count == 2, UInt64(fields[0]) == journal.epoch, let through = UInt64(fields[1]) else { return 0 }
+        return through
+    }
+
+    private func noteQueued() {
+        guard sender.queuedThrough != queuedNoted, queuedNoteTimer == nil else { return }
+        queuedNoteTimer = loop.schedule(at: loop.clock.now() + 1_000_000_000) { [weak self] in
+            guard let self else { return }
+            self.queuedNoteTimer = nil
+            self.writeQueuedNote()
+        }
+    }
+
+    private func writeQueuedNote() {
+        let through = sender.queuedThrough
+        guard through != queuedNoted else { return }
+        let temporary = journal.directory + "/.queued.tmp"
+        guard (try? Data("\(journal.epoch) \(through)\n".utf8).write(to: URL(fileURLWithPath: temporary))) != nil,
+              rename(temporary, queuedPath) == 0 else { return }
+        queuedNoted = through
     }
 
     var acknowledged: UInt64 { sender.acknowledged }
@@ -253,6 +290,9 @@ final class UplinkTask {
     }
 
     func stop() {
+        if let timer = queuedNoteTimer { loop.cancel(timer) }
+        queuedNoteTimer = nil
+        writeQueuedNote()
         if let timer = lifetimeTimer { loop.cancel(timer) }
         lifetimeTimer = nil
         if let timer = ackPersistTimer { loop.cancel(timer) }
@@ -270,6 +310,7 @@ final class UplinkTask {
     // MARK: actions
 
     private func perform(_ actions: [UplinkSender.Action]) {
+        noteQueued()
         for action in actions {
             switch action {
             case .connect:

@@ -118,13 +118,15 @@ public struct UplinkSender: Sendable {
     /// Ranges the broker took beyond `queuedThrough`, not yet joined to it (PUBACKs of a window).
     private var queuedAhead: [ClosedRange<UInt64>] = []
 
-    /// `acknowledged` is the persisted cursor; `journalEnd` the journal's last entry at start.
-    public init(policy: UplinkPolicy = UplinkPolicy(), acknowledged: UInt64, journalEnd: UInt64) {
+    /// `acknowledged` is the persisted cursor; `journalEnd` the journal's last entry at start;
+    /// `queuedThrough` what the broker took for the collector before a restart, as the last run
+    /// noted it (a note too high costs a gap the collector asks for; too low, a resend).
+    public init(policy: UplinkPolicy = UplinkPolicy(), acknowledged: UInt64, journalEnd: UInt64, queuedThrough: UInt64 = 0) {
         self.policy = policy
         self.acknowledged = acknowledged
         self.journalEnd = max(journalEnd, acknowledged)
         nextToSend = acknowledged + 1
-        queuedThrough = acknowledged
+        self.queuedThrough = max(acknowledged, min(queuedThrough, self.journalEnd))
     }
 
     /// Batches published and not yet PUBACKed.

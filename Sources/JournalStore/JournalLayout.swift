@@ -17,7 +17,8 @@ struct JournalLayout {
     /// Files a journal directory never holds: a directory with these and no segment is no
     /// journal (a wrong path given), and is neither passed as an empty one nor written into.
     func foreignFiles() throws(DAQError) -> [String] {
-        let known = ["ack", "ack.tmp", "segment.tmp"]
+        // `queued`: the uplink's note of what the broker took for the collector (UplinkTask).
+        let known = ["ack", "ack.tmp", "segment.tmp", "queued", ".queued.tmp"]
         do {
             return try FileOps.list(directory).filter { !$0.hasSuffix(SegmentName.suffix) && !known.contains($0) }.sorted()
         } catch {

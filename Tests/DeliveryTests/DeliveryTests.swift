@@ -151,6 +151,18 @@ import Testing
         #expect(sender.queuedThrough == 10)
     }
 
+    /// After a restart, what the last run noted the broker took: sending starts after it, the ack
+    /// timeout is armed at the connect (so the probe asks), and a note beyond the journal or
+    /// below the cursor is clamped.
+    @Test func aRestartStartsAfterWhatTheBrokerTookBefore() {
+        var sender = UplinkSender(policy: policy, acknowledged: 2, journalEnd: 12, queuedThrough: 8)
+        #expect(sender.queuedThrough == 8)
+        _ = sender.start()
+        #expect(sender.on(.connected, now: 0) == [.publish(token: 1, first: 9, last: 12), .arm(.ackTimeout, deadline: policy.ackTimeout)])
+        #expect(UplinkSender(policy: policy, acknowledged: 2, journalEnd: 12, queuedThrough: 99).queuedThrough == 12)
+        #expect(UplinkSender(policy: policy, acknowledged: 5, journalEnd: 12, queuedThrough: 3).queuedThrough == 5)
+    }
+
     /// A collector away while the link is up: the broker PUBACKs everything (its durable session
     /// queues it) and no end-to-end ack comes. Each ack timeout sends one entry from the cursor,
     /// the waits doubling up to `ackTimeoutMax`, with one line for the operator; the backlog is

@@ -40,3 +40,29 @@ import TestSupport
         try rig.expectIdentical("after the collector was away")
     }
 }
+
+/// A device restarted while the collector is away (a vehicle started again): the broker holds
+/// what the last run sent, noted in the journal's `queued`; the restart sends from after it. It
+/// sent the whole backlog into the collector's queue again at every start.
+@Suite(.serialized) struct RestartWhileAwayTests {
+    @Test func aRestartDoesNotSendWhatTheBrokerHoldsAgain() throws {
+        let rig = try UplinkRig()
+        try rig.startCollector()  // its durable session, then away
+        rig.stopCollector()
+        try rig.startDevice(speed: "max", extra: ["--drain-timeout", "0.5"])
+        let first = rig.waitForDevice()
+        #expect(first.status == 0, "\(first.log)")
+        try rig.startDevice(speed: "max", extra: ["--drain-timeout", "0.5"])
+        let second = rig.waitForDevice()
+        #expect(second.status == 0, "\(second.log)")
+        #expect(second.log.contains("sending from 3638 (the broker took 1…3637 for the collector before)"), "\(second.log)")
+        let written = try #require(second.log.firstMatch(of: /journal: (\d+) bytes written/)).1
+        let sent = try #require(second.log.firstMatch(of: /uplink: \d+ batches, (\d+) journal bytes as/)).1
+        #expect(Double(sent)! <= Double(written)! * 1.05, "only its own entries: \(second.log)")
+        try rig.startCollector()
+        try rig.expectIdentical("both runs from the broker's queue")
+        rig.stopCollector()
+        let duplicates = try #require(rig.read("collector").firstMatch(of: /(\d+) duplicates dropped/)).1
+        #expect(Int(duplicates)! <= 10, "\(rig.read("collector"))")
+    }
+}
