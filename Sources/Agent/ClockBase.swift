@@ -39,8 +39,16 @@ struct ClockBase {
     /// waits in the socket for milliseconds, a step is whole seconds to years).
     func map(_ stamp: Int64, now: Int64) -> Int64 {
         let after = stamp - shift
-        guard shiftBefore != shift else { return after }
         let before = stamp - shiftBefore
-        return abs(after - now) <= abs(before - now) ? after : before
+        let nearer = abs(after - now) <= abs(before - now) ? after : before
+        // A stamp far from the present on either clock was taken across a step this run did not
+        // see (frames queued in the socket while daqlink started, the clock stepped meanwhile):
+        // the moment it is read stands in for it. Found under load in the vcan guest, where
+        // daqlink took seconds to start: an hour of held values again.
+        return abs(nearer - now) <= Self.plausibleAge ? nearer : now
     }
+
+    /// How far a frame's stamp may lie from the moment it is read: a socket holds a few seconds
+    /// of a busy bus at most.
+    static let plausibleAge: Int64 = 10_000_000_000
 }

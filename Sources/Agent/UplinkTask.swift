@@ -226,9 +226,15 @@ final class UplinkTask {
     private func writeQueuedNote() {
         let through = sender.queuedThrough
         guard through != queuedNoted else { return }
+        // Plain POSIX calls: Foundation's file writes sync, and a sync holds this loop (an SD card
+        // takes hundreds of milliseconds for one).
         let temporary = journal.directory + "/.queued.tmp"
-        guard (try? Data("\(journal.epoch) \(through)\n".utf8).write(to: URL(fileURLWithPath: temporary))) != nil,
-              rename(temporary, queuedPath) == 0 else { return }
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { return }
+        let text = Array("\(journal.epoch) \(through)\n".utf8)
+        let written = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+        guard written == text.count, rename(temporary, queuedPath) == 0 else { return }
         queuedNoted = through
     }
 

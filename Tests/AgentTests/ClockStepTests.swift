@@ -22,6 +22,11 @@ import TestSupport
         // Stepped back by two hours.
         #expect(base.observe(offset: -2_600 * Self.second) == -7_200 * Self.second)
         #expect(base.map(-2_098 * Self.second, now: 1_502 * Self.second) == 1_502 * Self.second)
+        // A stamp an hour off on every clock seen (a step before the measurement started, the
+        // frame queued meanwhile): read now, it stands at now.
+        let fresh = ClockBase(startOffset: 0)
+        #expect(fresh.map(3_600 * Self.second, now: 5 * Self.second) == 5 * Self.second)
+        #expect(fresh.map(4 * Self.second, now: 5 * Self.second) == 4 * Self.second)
     }
 
     /// In the vcan guest (its clock is its own): daqlink records `daqctl ecu-sim` from vcan0 while
