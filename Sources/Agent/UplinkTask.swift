@@ -226,8 +226,8 @@ final class UplinkTask {
     private func writeQueuedNote() {
         let through = sender.queuedThrough
         guard through != queuedNoted else { return }
-        // Plain POSIX calls: Foundation's file writes sync, and a sync holds this loop (an SD card
-        // takes hundreds of milliseconds for one).
+        // Plain POSIX calls, no sync: nothing on this loop may wait for the card (an SD card takes
+        // hundreds of milliseconds for one sync).
         let temporary = journal.directory + "/.queued.tmp"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { return }
