@@ -206,7 +206,8 @@ public struct UplinkSender: Sendable {
             refilling = nil
             acknowledged = min(upTo, journalEnd)
             actions.append(.persistAcknowledged(acknowledged))
-            brokerTook(1...acknowledged)
+            queuedThrough = max(queuedThrough, acknowledged)
+            joinQueuedAhead()
             if silentTimeouts >= 2 {
                 actions.append(.notice("the collector acknowledges again, after \(Self.seconds(now - (lastProgress ?? now))) s without an ack"))
             }
@@ -294,6 +295,11 @@ public struct UplinkSender: Sendable {
     /// `queuedThrough` when they continue it.
     private mutating func brokerTook(_ entries: ClosedRange<UInt64>) {
         if entries.upperBound > queuedThrough { queuedAhead.append(entries) }
+        joinQueuedAhead()
+    }
+
+    /// Joins the ranges taken ahead that now continue `queuedThrough`.
+    private mutating func joinQueuedAhead() {
         queuedAhead.sort { $0.lowerBound < $1.lowerBound }
         while let next = queuedAhead.first, next.lowerBound <= queuedThrough + 1 {
             queuedThrough = max(queuedThrough, next.upperBound)

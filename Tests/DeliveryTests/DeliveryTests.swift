@@ -163,6 +163,16 @@ import Testing
         #expect(UplinkSender(policy: policy, acknowledged: 5, journalEnd: 12, queuedThrough: 3).queuedThrough == 5)
     }
 
+    /// An ack beyond the journal's end (the collector holds entries a damaged tail cut on the
+    /// device) moves nothing, and must not trap on an empty range of taken entries.
+    @Test func anAckBeyondAnEmptyJournalMovesNothing() {
+        var sender = UplinkSender(policy: policy, acknowledged: 0, journalEnd: 0)
+        _ = sender.start()
+        _ = sender.on(.connected, now: 0)
+        _ = sender.on(.collectorAck(upTo: 5), now: 1)
+        #expect(sender.acknowledged == 0 && sender.queuedThrough == 0)
+    }
+
     /// A collector away while the link is up: the broker PUBACKs everything (its durable session
     /// queues it) and no end-to-end ack comes. Each ack timeout sends one entry from the cursor,
     /// the waits doubling up to `ackTimeoutMax`, with one line for the operator; the backlog is
