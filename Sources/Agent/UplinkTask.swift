@@ -191,8 +191,7 @@ final class UplinkTask {
             case .success(let upTo): counters.acknowledged = max(counters.acknowledged, upTo)
             case .failure(let error):
                 // Once per kind of failure (it recurs at every cursor write while it lasts).
-                let text = "cannot persist the ack cursor: \(error) (the collector's acks are kept in memory; a restart resends from the last cursor written)"
-                if counters.alarm(text) { logger.error("ALARM: \(text)") }
+                raiseAlarm("cannot persist the ack cursor: \(error) (the collector's acks are kept in memory; a restart resends from the last cursor written)")
             }
         }
     }
@@ -203,12 +202,13 @@ final class UplinkTask {
     /// restart with the collector away sent the whole backlog into its queue again (a vehicle
     /// started k times: k copies). Written at most once a second, without fsync: a note lost or
     /// old only means a resend, and one too high a gap the collector asks for.
-    private var queuedPath: String { journal.directory + "/queued" }
+    private var queuedPath: String { Self.queuedPath(journal) }
+    private static func queuedPath(_ journal: JournalWriter) -> String { journal.directory + "/queued" }
     private var queuedNoted: UInt64 = 0
     private var queuedNoteTimer: EventLoop.TimerID?
 
     private static func readQueuedNote(journal: JournalWriter) -> UInt64 {
-        guard let text = try? String(contentsOfFile: journal.directory + "/queued", encoding: .utf8) else { return 0 }
+        guard let text = try? String(contentsOfFile: queuedPath(journal), encoding: .utf8) else { return 0 }
         let fields = text.split(whereSeparator: \.isWhitespace)
         guard fields.count == 2, UInt64(fields[0]) == journal.epoch, let through = UInt64(fields[1]) else { return 0 }
         return through
@@ -238,6 +238,11 @@ final class UplinkTask {
         queuedNoted = through
     }
 
+    /// Keeps an alarm in the summary and logs it, each text once.
+    private func raiseAlarm(_ text: String) {
+        if counters.alarm(text) { logger.error("ALARM: \(text)") }
+    }
+
     var acknowledged: UInt64 { sender.acknowledged }
     var isDrained: Bool { sender.acknowledged >= journal.lastSyncedSequence }
 
@@ -254,28 +259,24 @@ final class UplinkTask {
     private func checkCertificateLifetime() {
         guard !stopped else { return }
         let file = (credentialsForNextConnection?() ?? options.tls).certificateFile
-        if let end = try? CredentialLifetime.certificateEnd(path: file),
-           let notice = CredentialLifetime.notice(
-               "the device certificate \(file)", end: end, now: CredentialLifetime.now(), warnDays: 30,
-               consequence: "the broker refuses this device (it keeps acquiring into its journal)",
-               remedy: "issue a new one (daqctl pki device --dir DIR \(options.deviceID) --force) and send it as a certificate update (docs/ota.md)") {
-            if notice.expired {
-                if counters.alarm(notice.text) { logger.error("ALARM: \(notice.text)") }
-            } else {
-                logger.warning("\(notice.text)")
-            }
-        }
-        // A clock behind the certificate's start (a board without an RTC before NTP): said once,
-        // looked at every minute until set, then said again.
+        let now = CredentialLifetime.now()
         var again: Int64 = 86_400
-        if let start = try? CredentialLifetime.certificateStart(path: file) {
-            if let text = CredentialLifetime.clockBehind("the device certificate \(file)", start: start, now: CredentialLifetime.now()) {
+        if let validity = try? CredentialLifetime.certificateValidity(path: file) {
+            if let notice = CredentialLifetime.notice(
+                "the device certificate \(file)", end: validity.end, now: now, warnDays: 30,
+                consequence: "the broker refuses this device (it keeps acquiring into its journal)",
+                remedy: "issue a new one (daqctl pki device --dir DIR \(options.deviceID) --force) and send it as a certificate update (docs/ota.md)") {
+                if notice.expired { raiseAlarm(notice.text) } else { logger.warning("\(notice.text)") }
+            }
+            // A clock behind the certificate's start (a board without an RTC before NTP): said
+            // once, looked at every minute until set, then said again.
+            if let text = CredentialLifetime.clockBehind("the device certificate \(file)", start: validity.start, now: now) {
                 if !clockBehind { logger.warning("\(text)") }
                 clockBehind = true
                 again = 60
             } else if clockBehind {
                 clockBehind = false
-                logger.notice("the system clock is set now (\(CredentialLifetime.stamp(CredentialLifetime.now()))): past the device certificate's start")
+                logger.notice("the system clock is set now (\(CredentialLifetime.stamp(now))): past the device certificate's start")
             }
         }
         lifetimeTimer = loop.schedule(at: loop.clock.now() + again * 1_000_000_000) { [weak self] in
@@ -357,7 +358,7 @@ final class UplinkTask {
                     self.perform(self.sender.on(.timer(timer), now: self.loop.clock.now(), jitter: self.nextJitter()))
                 }
             case .alarm(let text):
-                if counters.alarm(text) { logger.error("ALARM: \(text)") }
+                raiseAlarm(text)
             case .notice(let text):
                 logger.notice("\(text)")
             }
@@ -786,7 +787,7 @@ final class UplinkTask {
                 guard through >= first else { return publish(token: token, first: first, last: last) }
                 let text = "entries \(first)…\(through) could not be read from the journal \(attempts) times (\(error)): "
                     + "sent as 'lost' placeholders so the rest goes on"
-                if counters.alarm(text) { logger.error("ALARM: \(text)") }
+                raiseAlarm(text)
                 guard sendLost(first: first, through: through, reason: "unreadable on the device: \(error)",
                                startsSegment: journal.segmentFirstSequences.contains(first), token: token, connection: connection),
                       through < last else { return }
@@ -794,9 +795,8 @@ final class UplinkTask {
             }
             // Once per fault: a retry meets it again.
             if reportedDamage.insert("\(error)").inserted {
-                let text = "cannot read entries \(first)…\(last) from the journal: \(error) (read again after 2 s and 4 s; "
-                    + "after \(Self.readAttempts) failures they go as 'lost')"
-                if counters.alarm(text) { logger.error("ALARM: \(text)") }
+                raiseAlarm("cannot read entries \(first)…\(last) from the journal: \(error) (read again after 2 s and 4 s; "
+                           + "after \(Self.readAttempts) failures they go as 'lost')")
             }
             let retryFirst = first
             loop.schedule(at: loop.clock.now() + (Int64(1) << attempts) * 1_000_000_000) { [weak self] in
@@ -828,8 +828,7 @@ final class UplinkTask {
             let text = damage.count > 0
                 ? "journal \(damage); sent as 'lost' placeholders so the backlog after them goes on"
                 : "journal damage in \(damage.segment) at offset \(damage.offset) (\(damage.defect)) passed over; no entry to send was lost there"
-            counters.alarm(text)
-            logger.error("ALARM: \(text)")
+            raiseAlarm(text)
         }
         guard damage.count > 0, damage.first <= last else { return true }
         return sendLost(first: damage.first, through: min(damage.last, last),

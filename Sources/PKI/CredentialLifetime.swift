@@ -21,17 +21,15 @@ public enum CredentialLifetime {
         }
     }
 
-    /// notAfter of the first certificate in the PEM file at `path`, in seconds since the epoch.
-    public static func certificateEnd(path: String) throws -> Int {
+    /// notBefore and notAfter of the first certificate in the PEM file at `path`, in seconds since
+    /// the epoch.
+    public static func certificateValidity(path: String) throws -> (start: Int, end: Int) {
         let certificate = try OwnedCertificate.load(pem: try AtomicFile.read(path), file: path)
-        return try certificate.notAfter(file: path)
+        return (try certificate.notBefore(file: path), try certificate.notAfter(file: path))
     }
 
-    /// notBefore of the first certificate in the PEM file at `path`, in seconds since the epoch.
-    public static func certificateStart(path: String) throws -> Int {
-        let certificate = try OwnedCertificate.load(pem: try AtomicFile.read(path), file: path)
-        return try certificate.notBefore(file: path)
-    }
+    /// notAfter of the first certificate in the PEM file at `path`, in seconds since the epoch.
+    public static func certificateEnd(path: String) throws -> Int { try certificateValidity(path: path).end }
 
     /// The line to log when the system clock stands before `start`, the start of `what`: a board
     /// without a real-time clock boots at 1970 (or at its last shutdown) until NTP sets it, and

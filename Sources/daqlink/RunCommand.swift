@@ -244,7 +244,7 @@ struct RunCommand: ParsableCommand {
         do {
             let bundle = try AtomicFile.read(tls.certificateFile) + [UInt8(ascii: "\n")] + AtomicFile.read(tls.keyFile)
             _ = try DeviceCredentialBundle.validate(bundle, deviceID: device, caFile: tls.caFile, file: tls.certificateFile)
-        } catch where (try? CredentialLifetime.certificateStart(path: tls.certificateFile)).map({ $0 > CredentialLifetime.now() }) == true {
+        } catch where (try? CredentialLifetime.certificateValidity(path: tls.certificateFile)).map({ $0.start > CredentialLifetime.now() }) == true {
             // "Not yet valid": the clock is behind (a board without an RTC before NTP), not the
             // certificate at fault; the uplink says so (`UplinkTask.checkCertificateLifetime`).
         } catch {
@@ -276,6 +276,7 @@ struct RunCommand: ParsableCommand {
         options.progress = !quiet
         options.lenient = lenient
         options.mdfDirectory = mdf
+        let otaDirectory = otaDir.map { SlotDirectory(root: $0) }
         if let (host, port, device, tls) = checked.broker {
             var uplink = UplinkOptions(deviceID: device, host: host, port: port, tls: tls)
             uplink.compress = !noCompression
@@ -288,15 +289,14 @@ struct RunCommand: ParsableCommand {
             // With OTA, the credentials in use may be a bundle installed since: check those (the
             // provisioned ones raised a false alarm once they expired, the link working).
             var inUse = tls
-            if let otaDir {
-                let current = CredentialStore(directory: SlotDirectory(root: otaDir), provisioned: provisioned).current
+            if let otaDirectory {
+                let current = CredentialStore(directory: otaDirectory, provisioned: provisioned).current
                 (inUse.certificateFile, inUse.keyFile) = (current.certificateFile, current.keyFile)
             }
             Self.checkCredentials(device: device, tls: inUse)
         }
         var experimentPath = experiment
-        if let otaDir, let (slot, device, caFile) = checked.ota {
-            let directory = SlotDirectory(root: otaDir)
+        if let directory = otaDirectory, let (slot, device, caFile) = checked.ota {
             if let installed = try? directory.installedExperiment() {
                 // An experiment installed over the air replaces the provisioned one, across restarts.
                 experimentPath = installed

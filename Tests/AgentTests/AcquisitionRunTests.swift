@@ -28,6 +28,18 @@ enum Agent {
         return dbc
     }
 
+    /// Runs `script` with bash in the vcan rig (the UML guest here; the host itself where its
+    /// kernel has CAN) with `buses` vcan interfaces, as `work`/`name`, and expects it to finish;
+    /// returns a reader of the files it leaves in `work` ("" for one it did not write).
+    static func runInVcanRig(_ script: String, buses: Int = 1, in work: URL, name: String) throws -> (String) -> String {
+        let file = work.appendingPathComponent(name)
+        try script.write(to: file, atomically: true, encoding: .utf8)
+        let rig = try runProcess(PackagePaths.root.appendingPathComponent("vcan-setup.sh").path,
+                                 ["--count", String(buses), "--run", "--", "bash", file.path])
+        #expect(rig.status == 0, "\(rig.stdout)\(rig.stderr)")
+        return { (try? String(contentsOf: work.appendingPathComponent($0), encoding: .utf8)) ?? "" }
+    }
+
     /// All segment files of a journal, by name, with their bytes.
     static func segments(_ journal: URL) throws -> [String: Data] {
         var out: [String: Data] = [:]

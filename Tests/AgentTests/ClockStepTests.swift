@@ -53,12 +53,9 @@ import TestSupport
             wait $p
             echo $? >$w/daqlink.rc
             """
-        try script.write(to: work.appendingPathComponent("step.sh"), atomically: true, encoding: .utf8)
-        let rig = try runProcess(PackagePaths.root.appendingPathComponent("vcan-setup.sh").path,
-                                 ["--count", "1", "--run", "--", "bash", work.appendingPathComponent("step.sh").path])
-        #expect(rig.status == 0, "\(rig.stdout)\(rig.stderr)")
-        let log = (try? String(contentsOf: work.appendingPathComponent("daqlink.err"), encoding: .utf8)) ?? ""
-        #expect((try? String(contentsOf: work.appendingPathComponent("daqlink.rc"), encoding: .utf8))?.hasPrefix("0") == true, "\(log)")
+        let read = try Agent.runInVcanRig(script, in: work, name: "step.sh")
+        let log = read("daqlink.err")
+        #expect(read("daqlink.rc").hasPrefix("0"), "\(log)")
         // `date -s @N` drops the fraction of a second: the steps are within a second of ±1 h, 2 h.
         let steps = log.matches(of: /the system clock stepped by ([+-]\d+\.\d+) s/).compactMap { Double($0.1) }
         #expect(steps.count == 2 && abs(steps[0] - 3600) < 1.5 && abs(steps[1] + 7200) < 1.5, "\(log)")
@@ -93,12 +90,9 @@ import TestSupport
                 --drain-timeout 1 2>\(work.path)/daqlink.err
             echo $? >\(work.path)/daqlink.rc
             """
-        try script.write(to: work.appendingPathComponent("behind.sh"), atomically: true, encoding: .utf8)
-        let rig = try runProcess(PackagePaths.root.appendingPathComponent("vcan-setup.sh").path,
-                                 ["--count", "1", "--run", "--", "bash", work.appendingPathComponent("behind.sh").path])
-        #expect(rig.status == 0, "\(rig.stdout)\(rig.stderr)")
-        let log = (try? String(contentsOf: work.appendingPathComponent("daqlink.err"), encoding: .utf8)) ?? ""
-        #expect((try? String(contentsOf: work.appendingPathComponent("daqlink.rc"), encoding: .utf8))?.hasPrefix("0") == true, "\(log)")
+        let read = try Agent.runInVcanRig(script, in: work, name: "behind.sh")
+        let log = read("daqlink.err")
+        #expect(read("daqlink.rc").hasPrefix("0"), "\(log)")
         #expect(log.contains("the system clock reads 2001-02-03T04:05:0") && log.contains("before the start of the device certificate \(pki)/devices/ecu-01.crt")
                 && log.contains("until the clock is set (NTP, an RTC)"), "\(log)")
         #expect(!log.contains("ALARM: uplink credentials"), "\(log)")

@@ -24,11 +24,7 @@ import TestSupport
             wait $p
             echo $? >$w/daqlink.rc
             """
-        try script.write(to: work.appendingPathComponent("live.sh"), atomically: true, encoding: .utf8)
-        let rig = try runProcess(PackagePaths.root.appendingPathComponent("vcan-setup.sh").path,
-                                 ["--count", "2", "--run", "--", "bash", work.appendingPathComponent("live.sh").path])
-        #expect(rig.status == 0, "\(rig.stdout)\(rig.stderr)")
-        let read = { (name: String) in (try? String(contentsOf: work.appendingPathComponent(name), encoding: .utf8)) ?? "" }
+        let read = try Agent.runInVcanRig(script, buses: 2, in: work, name: "live.sh")
         #expect(read("replay.rc").hasPrefix("0"), "replay: \(read("replay.err"))")
         #expect(read("daqlink.rc").hasPrefix("0"), "daqlink: \(read("daqlink.err"))")
         let summary = read("daqlink.err")
@@ -97,11 +93,7 @@ import TestSupport
             \(Agent.daqctl) verify $w/journal $w/collected/rig-live >$w/verify.out 2>&1
             echo $? >$w/verify.rc
             """
-        try script.write(to: work.appendingPathComponent("live.sh"), atomically: true, encoding: .utf8)
-        let rig = try runProcess(PackagePaths.root.appendingPathComponent("vcan-setup.sh").path,
-                                 ["--count", "1", "--run", "--", "bash", work.appendingPathComponent("live.sh").path])
-        #expect(rig.status == 0, "\(rig.stdout)\(rig.stderr)")
-        let read = { (name: String) in (try? String(contentsOf: work.appendingPathComponent(name), encoding: .utf8)) ?? "" }
+        let read = try Agent.runInVcanRig(script, buses: 1, in: work, name: "live.sh")
         #expect(read("sim.rc").hasPrefix("0"), "ecu-sim: \(read("sim.err"))")
         #expect(read("daqlink.rc").hasPrefix("0"), "daqlink: \(read("daqlink.err"))")
         let summary = read("daqlink.err")
