@@ -152,7 +152,7 @@ public struct AcquisitionSummary: Sendable {
             lines.append("uplink: \(uplink.batches) batches, \(uplink.rawBytes) journal bytes as \(uplink.wireBytes) wire bytes "
                          + "(\(format2(ratio))×), acknowledged up to \(uplink.acknowledged), "
                          + "\(counted(uplink.sessions, "session")) of \(counted(uplink.connects, "connect attempt")), "
-                         + "\(counted(uplink.disconnects, "disconnect")), \(counted(uplink.resendRequests, "resend request"))"
+                         + "\(counted(uplink.linksLost, "link lost", plural: "links lost")), \(counted(uplink.resendRequests, "resend request"))"
                          + (uplink.lostEntries > 0 ? ", \(uplink.lostEntries) entries sent as 'lost' (unreadable or deleted here)" : "")
                          + (uplink.refusedBatches > 0 ? ", \(uplink.refusedBatches) batch\(uplink.refusedBatches == 1 ? "" : "es") refused by the broker" : "")
                          + (uplink.undeliveredBatches > 0
@@ -185,7 +185,9 @@ public struct AcquisitionSummary: Sendable {
 }
 
 /// "1 session", "2 sessions".
-func counted(_ count: UInt64, _ noun: String) -> String { "\(count) \(noun)\(count == 1 ? "" : "s")" }
+func counted(_ count: UInt64, _ noun: String, plural: String? = nil) -> String {
+    "\(count) \(count == 1 ? noun : plural ?? noun + "s")"
+}
 
 func format2(_ value: Double) -> String {
     let scaled = (value * 100).rounded() / 100

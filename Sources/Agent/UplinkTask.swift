@@ -48,11 +48,11 @@ public struct UplinkCounters: Sendable {
     public var batches: UInt64 = 0
     public var rawBytes: UInt64 = 0
     public var wireBytes: UInt64 = 0
-    /// Connection attempts (each a socket), sessions the broker accepted, and connections or
-    /// attempts ended.
+    /// Connection attempts (each a socket), sessions the broker accepted, and sessions that ended
+    /// other than by daqlink's stop (the link lost; a failed attempt is not a session lost).
     public var connects: UInt64 = 0
     public var sessions: UInt64 = 0
-    public var disconnects: UInt64 = 0
+    public var linksLost: UInt64 = 0
     public var resendRequests: UInt64 = 0
     public var readsFromJournal: UInt64 = 0
     /// Entries unreadable in the journal (damaged storage), sent as `lost` placeholders.
@@ -630,9 +630,8 @@ final class UplinkTask {
         connectionAccepted = true  // report each attempt once
         let why = reason ?? connection?.lastFailure ?? "the connection failed"
         let wasUp = sender.isConnected
-        let wasOpen = connection != nil
         closeConnection()
-        if wasOpen { counters.disconnects += 1 }
+        if wasUp { counters.linksLost += 1 }
         guard !stopped else { return }
         let now = loop.clock.now()
         let actions = sender.on(.disconnected, now: now, jitter: nextJitter())

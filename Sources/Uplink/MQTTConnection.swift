@@ -112,6 +112,23 @@ public final class MQTTConnection {
             return "the connection was lost"
         case MOSQ_ERR_NO_CONN.rawValue:
             return "not connected"
+        // libmosquitto 2.0.11's mosquitto_strerror has no words for these ("Unknown error").
+        case MOSQ_ERR_KEEPALIVE.rawValue:
+            return "no answer from the broker within 1.5 keepalive periods (the link went silent, a dead spot, or the broker stopped answering)"
+        case MOSQ_ERR_MALFORMED_PACKET.rawValue:
+            return "the broker sent a malformed MQTT packet"
+        case MOSQ_ERR_LOOKUP.rawValue:
+            return "the broker's host name did not resolve"
+        case MOSQ_ERR_DUPLICATE_PROPERTY.rawValue:
+            return "the broker sent an MQTT property twice"
+        case MOSQ_ERR_TIMEOUT.rawValue:
+            return "timed out"
+        case MOSQ_ERR_RETAIN_NOT_SUPPORTED.rawValue:
+            return "the broker does not support retained messages"
+        case MOSQ_ERR_TOPIC_ALIAS_INVALID.rawValue:
+            return "the broker sent an invalid topic alias"
+        case MOSQ_ERR_ADMINISTRATIVE_ACTION.rawValue:
+            return "an administrator closed the connection at the broker"
         default:
             return String(cString: mosquitto_strerror(rc)).trimmingSuffixDot()
         }
@@ -188,8 +205,8 @@ public final class MQTTConnection {
     /// connection reset, lost, a keepalive missed), from 0x80 the broker's MQTT 5 DISCONNECT reason.
     public static func describeDisconnect(_ code: Int32) -> String {
         if code >= 0x80 { return "closed by the broker: \(MQTTReasonCode.describe(Int(code)))" }
-        if code == MOSQ_ERR_ERRNO.rawValue { return "the connection was reset or closed" }
-        return String(cString: mosquitto_strerror(code)).lowercased().trimmingSuffixDot()
+        // errno no longer tells what broke by the time the callback runs.
+        return describeFailure(code, errno: ECONNRESET)
     }
 
     /// Why the connection failed, in words, once one of the handle… calls returned false.
