@@ -71,17 +71,17 @@ final class UplinkRig: @unchecked Sendable {
     /// `host` names the proxy (its IP by default); `wrapper` runs before daqlink (it must exec
     /// daqlink with the arguments that follow it); `environment` is added to the device's.
     func startDevice(speed: String, extra: [String] = [], host: String = "127.0.0.1", wrapper: [String] = [],
-                     environment: [String: String] = [:]) throws {
+                     environment: [String: String] = [:], log: String = UplinkRig.log) throws {
         device = try launchDevice(id: deviceID, journal: journal, speed: speed, extra: extra, host: host, wrapper: wrapper,
-                                  environment: environment)
+                                  environment: environment, log: log)
     }
 
     /// Starts a device agent `id` with its own journal; returns its process.
     func launchDevice(id: String, journal: URL, speed: String, extra: [String] = [], host: String = "127.0.0.1",
-                      wrapper: [String] = [], environment: [String: String] = [:]) throws -> Process {
+                      wrapper: [String] = [], environment: [String: String] = [:], log: String = UplinkRig.log) throws -> Process {
         deviceRuns += 1
         let process = Process()
-        let arguments = ["run", "--experiment", Self.experiment, "--source", "replay:\(Self.log)", "--speed", speed,
+        let arguments = ["run", "--experiment", Self.experiment, "--source", "replay:\(log)", "--speed", speed,
                          "--journal", journal.path, "--quiet", "--broker", "\(host):\(proxy.listenPort)",
                          "--device", id, "--pki", broker.pkiDirectory.path, "--drain-timeout", "90"] + extra
         process.executableURL = URL(fileURLWithPath: wrapper.first ?? Self.daqlink)
@@ -143,6 +143,31 @@ final class UplinkRig: @unchecked Sendable {
         let url = work.appendingPathComponent("\(name).log")
         _ = FileManager.default.createFile(atPath: url.path, contents: nil)
         return url
+    }
+
+    /// A candump log of `copies` back-to-back copies of the fixture (each 10 s later than the one
+    /// before), in the rig's work directory: a long recording from the short one.
+    func repeatedLog(copies: Int) throws -> String {
+        let lines = try String(contentsOfFile: Self.log, encoding: .utf8).split(separator: "\n")
+        var text = ""
+        for copy in 0..<copies {
+            for line in lines {
+                // "(1763700000.000130) can1 301#…": shift the whole seconds.
+                guard let dot = line.firstIndex(of: "."), let seconds = Int(line[line.index(after: line.startIndex)..<dot]) else { continue }
+                text += "(\(seconds + 10 * copy)\(line[dot...])\n"
+            }
+        }
+        let url = work.appendingPathComponent("repeated-\(copies).log")
+        try text.write(to: url, atomically: false, encoding: .utf8)
+        return url.path
+    }
+
+    /// Resident memory of a running process, bytes (VmRSS), or nil once it has ended.
+    static func residentBytes(_ pid: pid_t) -> Int? {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+              let kilobytes = Int(line.split(separator: " ")[1]) else { return nil }
+        return kilobytes * 1024
     }
 
     /// Sleeps on the test thread.
