@@ -492,6 +492,12 @@ public final class CollectorService {
         guard parts.count == 3, parts[0] == "devices", parts[2] == "data" else { return }
         let topicDevice = String(parts[1])
         do throws(DAQError) {
+            // The id names directories under --out: only what `daqctl pki` issues as a CN (a
+            // certificate from another tool named ".." would have written beside the output).
+            do { try CommonName.validateClientName(topicDevice) } catch {
+                throw DAQError(.malformedInput, "\(error) (refused as a directory name under --out)",
+                               at: InputLocation(file: topic, field: "device id"))
+            }
             let batch = try ReceivedBatch(payload: payload, source: topic)
             guard batch.header.deviceID == topicDevice else {
                 throw DAQError(.malformedInput, "batch names device \(batch.header.deviceID) on \(topic)",
@@ -595,8 +601,9 @@ public final class CollectorService {
         let key = StreamKey(device: device, epoch: epoch)
         if let sink = sinks[key] { return sink }
         let home = "\(options.output)/\(device)"
-        _ = mkdir(options.output, 0o755)
-        _ = mkdir(home, 0o755)
+        // Each directory made here is synced into its parent before any ack can depend on it.
+        try Directories.create(options.output)
+        try Directories.create(home)
         let first = sinks.first { $0.key.device == device && !$0.value.besideFirst }?.key.epoch
         if first == nil {
             do throws(DAQError) {
@@ -606,7 +613,7 @@ public final class CollectorService {
             }
         }
         let directory = "\(home)/epoch-\(epoch)"
-        let fresh = mkdir(directory, 0o755) == 0
+        let fresh = try Directories.create(directory)
         let sink = try open(key, directory: directory, besideFirst: true)
         if fresh {
             writeError("daqctl collect: \(device): a new stream, epoch \(epoch) (its journal was started afresh: a new card, "

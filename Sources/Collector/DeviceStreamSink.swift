@@ -91,7 +91,7 @@ final class DeviceStreamSink {
         held[id] = batch
         var resends: [UInt64] = []
         var rejected: DAQError?
-        var actions = stream.receive(batch: id, first: batch.header.first, last: batch.header.last, now: now)
+        var actions = stream.receive(batch: id, first: batch.header.first, last: batch.header.last, bytes: batch.heldBytes, now: now)
         var index = 0
         while index < actions.count {
             let action = actions[index]

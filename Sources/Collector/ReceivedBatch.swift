@@ -19,6 +19,8 @@ struct ReceivedBatch {
     let source: String
 
     var isDecoded: Bool { encoded == nil }
+    /// Bytes it holds in memory (its body once decoded, else the message as received).
+    var heldBytes: Int { encoded?.message.count ?? body.count }
 
     /// Checks the header of `payload`; decodes the body unless it needs a context (codecs 3, 4).
     init(payload: [UInt8], source: String) throws(DAQError) {

@@ -18,10 +18,14 @@ public struct CollectorStream: Sendable {
 
     /// Highest committed sequence number (0 = nothing yet).
     public private(set) var committed: UInt64
-    /// Batches held because they arrived ahead of a gap: id → range.
-    private var held: [(batch: Int, first: UInt64, last: UInt64)] = []
-    /// Most batches held while waiting for a gap to fill.
+    /// Batches held because they arrived ahead of a gap: id → range, and the bytes each holds.
+    private var held: [(batch: Int, first: UInt64, last: UInt64, bytes: Int)] = []
+    /// Most batches held while waiting for a gap to fill, and most bytes they may hold together
+    /// (a device's batches are at most 256 KiB by default; 64 of the largest a batch may state
+    /// would be 2.5 GiB).
     public let holdLimit: Int
+    public let holdByteLimit: Int
+    private var heldBytes = 0
     /// Don't repeat a resend request for the same gap more often than this (ns).
     public let resendInterval: Int64
     private var lastRequest: (from: UInt64, at: Int64)?
@@ -31,14 +35,15 @@ public struct CollectorStream: Sendable {
     public private(set) var gaps: UInt64 = 0
     public private(set) var gapsFilled: UInt64 = 0
 
-    public init(committed: UInt64, holdLimit: Int = 64, resendInterval: Int64 = 1_000_000_000) {
+    public init(committed: UInt64, holdLimit: Int = 64, holdByteLimit: Int = 64 << 20, resendInterval: Int64 = 1_000_000_000) {
         self.committed = committed
         self.holdLimit = holdLimit
+        self.holdByteLimit = holdByteLimit
         self.resendInterval = resendInterval
     }
 
-    /// A checked batch `batch` carrying entries `first...last` arrived at `now`.
-    public mutating func receive(batch: Int, first: UInt64, last: UInt64, now: Int64) -> [Action] {
+    /// A checked batch `batch` carrying entries `first...last` (`bytes` in memory) arrived at `now`.
+    public mutating func receive(batch: Int, first: UInt64, last: UInt64, bytes: Int = 0, now: Int64) -> [Action] {
         precondition(first <= last, "a batch holds at least one entry")
         var actions: [Action] = []
         if last <= committed {
@@ -61,8 +66,9 @@ public struct CollectorStream: Sendable {
         if held.contains(where: { $0.first == first && $0.last == last }) {
             duplicates += last - first + 1
             actions.append(.release(batch: batch))
-        } else if held.count < holdLimit {
-            held.append((batch, first, last))
+        } else if held.count < holdLimit, heldBytes + bytes <= holdByteLimit {
+            held.append((batch, first, last, bytes))
+            heldBytes += bytes
             held.sort { $0.first < $1.first }
         } else {
             // Window full: drop it; the resend from the gap will bring it again.
@@ -92,6 +98,7 @@ public struct CollectorStream: Sendable {
     private mutating func drainHeld(into actions: inout [Action]) {
         while let next = held.first, next.first <= committed + 1 {
             held.removeFirst()
+            heldBytes -= next.bytes
             if next.last > committed {
                 actions.append(.commit(batch: next.batch, first: committed + 1, last: next.last))
                 committed = next.last
@@ -111,6 +118,7 @@ public struct CollectorStream: Sendable {
         precondition(truth <= committed, "the journal cannot hold more than was committed")
         var actions = held.map { Action.release(batch: $0.batch) }
         held.removeAll()
+        heldBytes = 0
         committed = truth
         gaps += 1
         lastRequest = (truth + 1, now)

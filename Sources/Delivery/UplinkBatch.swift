@@ -75,6 +75,14 @@ public struct UplinkBatch: Sendable, Hashable {
     /// Most context entries a codec-3 or codec-4 batch may name: bounds what a receiver reads to rebuild it.
     public static let maxContextEntries: UInt64 = 4096
 
+    /// The largest body a batch may state: what a receiver allocates to decompress one is bounded
+    /// by it (a 60-byte message stating 4 GiB made the collector zero-fill 4 GiB before zstd
+    /// failed). Room for the device's largest batch (`maxBatchBytes`) and for a single entry of
+    /// the journal's largest payload, which goes alone.
+    public static let maxBodyLength = 40 << 20
+    /// The most journal bytes a device puts into one message (`daqlink run --max-batch-bytes`).
+    public static let maxBatchBytes = 32 << 20
+
     public static let magic: [UInt8] = Array("DQLB".utf8)
     /// 2: the body checksum is `entriesChecksum` (version 1's CRC32C over the whole framed body
     /// could not see content: a CRC32C run over entries that each end in their own CRC32C lands on
@@ -161,6 +169,11 @@ public struct UplinkBatch: Sendable, Hashable {
         let contextLength = codec.usesContext ? 12 : 0
         guard 44 + idLength + 8 * startCount + contextLength + 4 == headerLength else { throw bad("header fields do not add up", "header length") }
         guard first >= 1, first <= last else { throw bad("sequence range \(first)…\(last) is empty", "sequence") }
+        // The walk counts one past the last entry.
+        guard last < UInt64.max else { throw bad("sequence range \(first)…\(last) reaches the largest number", "sequence") }
+        guard Int(bodyLength) <= maxBodyLength else {
+            throw bad("body length \(bodyLength) is over the most a batch may hold (\(maxBodyLength))", "body length")
+        }
         guard let deviceID = String(validating: UnsafeRawBufferPointer(rebasing: message[44..<(44 + idLength)]).bindMemory(to: UInt8.self), as: UTF8.self)
         else { throw bad("device id is not UTF-8", "device id") }
         var starts: [UInt64] = []
@@ -195,21 +208,17 @@ public struct UplinkBatch: Sendable, Hashable {
         var ranges: [Range<Int>] = []
         var offset = 0
         var expected = first
-        while entriesSealed && offset + JournalFraming.overhead <= body.count {
-            let length = JournalFraming.framedLength(payloadLength: Int(load(UInt32.self, body, offset)))
-            guard offset + length <= body.count, load(UInt64.self, body, offset + 8) == expected else { break }
-            ranges.append(offset..<(offset + length))
-            offset += length
-            expected += 1
-        }
         while offset < body.count {
-            switch JournalFraming.decode(body, at: offset, expectedSequence: expected) {
+            // Sealed entries: everything but the CRC32C (kind, reserved bytes, sequence, length).
+            switch JournalFraming.decode(body, at: offset, expectedSequence: expected, checksumVerified: entriesSealed) {
             case .entry(_, _, _, let length):
                 ranges.append(offset..<(offset + length))
                 offset += length
                 expected += 1
-            default:
-                throw bad("entry \(expected) at body byte \(offset) is not a valid journal entry", "entries")
+            case .invalid(let defect):
+                throw bad("entry \(expected) at body byte \(offset) is not a valid journal entry: \(defect)", "entries")
+            case .incomplete:
+                throw bad("entry \(expected) at body byte \(offset) is cut short by the body's end", "entries")
             }
         }
         guard expected == last + 1 else { throw bad("body holds \(first)…\(expected - 1), header says …\(last)", "entries") }

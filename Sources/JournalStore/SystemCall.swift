@@ -125,8 +125,17 @@ enum FileOps {
         _ = try systemCall { Glibc.rename(from, to) }
     }
 
-    static func makeDirectory(_ path: String) throws(SystemCallError) {
-        do { _ = try systemCall { mkdir(path, 0o755) } } catch where error.errno == EEXIST { return }
+    /// Creates `path` unless it exists; a directory it creates is synced into its parent (a
+    /// power loss must not take a directory whose files were synced and acknowledged). Returns
+    /// whether it created it.
+    @discardableResult
+    static func makeDirectory(_ path: String) throws(SystemCallError) -> Bool {
+        do { _ = try systemCall { mkdir(path, 0o755) } } catch where error.errno == EEXIST { return false }
+        let parent = path.lastIndex(of: "/").map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+        let fd = try open(parent, O_RDONLY | O_DIRECTORY)
+        defer { close(fd) }
+        try fullSync(fd)
+        return true
     }
 
     /// Takes the exclusive advisory lock; false when another process holds it.
@@ -163,5 +172,15 @@ enum FileOps {
         let fd = try open(path, O_RDONLY)
         defer { close(fd) }
         return try pread(fd, count: try size(fd), at: 0)
+    }
+}
+
+/// Directories made durably (`FileOps.makeDirectory`) for the journal's users (the collector's
+/// `<out>/<device>/…`).
+public enum Directories {
+    /// Creates `path` unless it exists, synced into its parent; returns whether it created it.
+    @discardableResult
+    public static func create(_ path: String) throws(DAQError) -> Bool {
+        do { return try FileOps.makeDirectory(path) } catch { throw error.daqError("create directory", path: path) }
     }
 }

@@ -189,7 +189,9 @@ struct RunCommand: ParsableCommand {
         if syncBytes < 1 { throw ValidationError("--sync-bytes must be at least 1, not \(syncBytes)") }
         if syncMs < 0 { throw ValidationError("--sync-ms must not be negative, not \(syncMs)") }
         if !(drainTimeout >= 0) { throw ValidationError("--drain-timeout must not be negative, not \(drainTimeout)") }
-        if maxBatchBytes < 1 { throw ValidationError("--max-batch-bytes must be at least 1, not \(maxBatchBytes)") }
+        if maxBatchBytes < 1 || maxBatchBytes > UplinkBatch.maxBatchBytes {
+            throw ValidationError("--max-batch-bytes must be 1…\(UplinkBatch.maxBatchBytes) (the collector refuses larger batches), not \(maxBatchBytes)")
+        }
         if batchEntries < 1 { throw ValidationError("--batch-entries must be at least 1, not \(batchEntries)") }
         if !(otaInterval > 0) { throw ValidationError("--ota-interval must be a number of seconds above 0, not \(otaInterval)") }
         if let otaMaxRate, otaMaxRate < 1 { throw ValidationError("--ota-max-rate must be at least 1 byte per second, not \(otaMaxRate)") }

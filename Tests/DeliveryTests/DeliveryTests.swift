@@ -264,6 +264,25 @@ import Testing
 }
 
 @Suite struct CollectorStreamTests {
+    /// Batches held ahead of a gap are bounded by bytes as well as by count: 64 batches of the
+    /// largest body a batch may state would have held 2.5 GiB per stream.
+    @Test func heldBatchesAreBoundedByBytes() {
+        var stream = CollectorStream(committed: 0, holdLimit: 64, holdByteLimit: 1_000, resendInterval: 100)
+        #expect(stream.receive(batch: 1, first: 5, last: 5, bytes: 600, now: 0) == [.requestResend(from: 1)])
+        #expect(stream.heldCount == 1)
+        // Over the bytes: dropped (the resend from the gap brings it again), the first one kept.
+        #expect(stream.receive(batch: 2, first: 6, last: 6, bytes: 600, now: 1) == [.release(batch: 2)])
+        #expect(stream.receive(batch: 3, first: 7, last: 7, bytes: 400, now: 2) == [])
+        #expect(stream.heldCount == 2)
+        // The gap filled: both held ones commit and their bytes are free again.
+        #expect(stream.receive(batch: 4, first: 1, last: 4, bytes: 10, now: 3) == [
+            .commit(batch: 4, first: 1, last: 4), .release(batch: 4), .commit(batch: 1, first: 5, last: 5), .release(batch: 1),
+            .acknowledge(upTo: 5)])
+        // Batch 3 (400 bytes) still waits for 6: another 1,000 would be over the limit.
+        #expect(stream.receive(batch: 5, first: 8, last: 8, bytes: 1_000, now: 4) == [.release(batch: 5), .requestResend(from: 6)])
+        #expect(stream.heldCount == 1)
+    }
+
     /// A gap counts as repaired only once the resent entries filled it: a collector that asked
     /// and got nothing (its disk still full) said "1 gaps repaired".
     @Test func aGapIsRepairedOnlyWhenTheResentEntriesFillIt() {

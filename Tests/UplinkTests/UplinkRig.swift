@@ -16,6 +16,7 @@ final class UplinkRig: @unchecked Sendable {
     let work: URL
     let deviceID = "ecu-01"
     var collector: Process?
+    var collectorWrapped = false
     var device: Process?
     var deviceRuns = 0
 
@@ -44,11 +45,14 @@ final class UplinkRig: @unchecked Sendable {
 
     /// Starts the collector on the broker (or on `port`), and waits until it has subscribed
     /// (unless `subscribed` is false).
-    func startCollector(port: Int? = nil, subscribed: Bool = true, extra: [String] = []) throws {
+    /// `wrapper` runs before daqctl (it must exec daqctl with the arguments that follow it).
+    func startCollector(port: Int? = nil, subscribed: Bool = true, extra: [String] = [], wrapper: [String] = []) throws {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.daqctl)
-        process.arguments = ["collect", "--broker", "localhost:\(port ?? broker.port)", "--pki", broker.pkiDirectory.path,
-                             "--out", collected.path] + extra
+        let arguments = ["collect", "--broker", "localhost:\(port ?? broker.port)", "--pki", broker.pkiDirectory.path,
+                         "--out", collected.path] + extra
+        process.executableURL = URL(fileURLWithPath: wrapper.first ?? Self.daqctl)
+        process.arguments = wrapper.isEmpty ? arguments : Array(wrapper.dropFirst()) + [Self.daqctl] + arguments
+        collectorWrapped = !wrapper.isEmpty
         process.standardOutput = FileHandle.nullDevice
         process.standardError = try FileHandle(forWritingTo: logFile("collector"))
         try process.run()
@@ -63,7 +67,11 @@ final class UplinkRig: @unchecked Sendable {
 
     func stopCollector(signal: Int32 = SIGTERM) {
         guard let collector, collector.isRunning else { return }
-        kill(collector.processIdentifier, signal)
+        // Under a wrapper (strace), the signal goes to the collector itself, the wrapper's child.
+        let pid = collector.processIdentifier
+        let children = (try? String(contentsOfFile: "/proc/\(pid)/task/\(pid)/children", encoding: .utf8))?
+            .split(separator: " ").compactMap { pid_t($0) } ?? []
+        kill(collectorWrapped ? children.first ?? pid : pid, signal)
         collector.waitUntilExit()
     }
 
