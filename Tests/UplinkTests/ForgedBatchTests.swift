@@ -9,6 +9,22 @@ import Testing
 import TestSupport
 
 @Suite(.serialized) struct ForgedBatchTests {
+    /// Publishes `bytes` with mosquitto_pub (QoS 1) as `identity` on `topic`.
+    static func publish(_ bytes: [UInt8], as identity: MQTTClientIdentity, on topic: String, rig: UplinkRig, file name: String,
+                        _ what: String) throws {
+        let file = rig.work.appendingPathComponent(name)
+        try Data(bytes).write(to: file)
+        let sent = try rig.broker.runClient(["mosquitto_pub"] + rig.broker.clientArguments(identity) + ["-t", topic, "-f", file.path, "-q", "1"])
+        #expect(sent.status == 0, "\(what): \(sent.stderr)")
+    }
+
+    /// The honest device's stream (ecu-01, the fixture as fast as it goes), to its end.
+    static func runHonestDevice(_ rig: UplinkRig) throws {
+        try rig.startDevice(speed: "max")
+        let (status, log) = rig.waitForDevice()
+        #expect(status == 0, "\(log)")
+    }
+
     @Test func malformedForgedAndCorruptedBatchesAreRejectedWithoutHarmingOtherDevices() throws {
         let rig = try UplinkRig()
         let intruder = try rig.broker.issueDevice("ecu-02")
@@ -49,16 +65,10 @@ import TestSupport
             ("body cut off", Array(batch(device: "ecu-02", checksum: checksum, body: body).dropLast(5))),
         ]
         for (index, (what, bytes)) in messages.enumerated() {
-            let file = rig.work.appendingPathComponent("forged-\(index).bin")
-            try Data(bytes).write(to: file)
-            let sent = try rig.broker.runClient(["mosquitto_pub"] + rig.broker.clientArguments(intruder)
-                                                + ["-t", "devices/ecu-02/data", "-f", file.path, "-q", "1"])
-            #expect(sent.status == 0, "\(what): \(sent.stderr)")
+            try Self.publish(bytes, as: intruder, on: "devices/ecu-02/data", rig: rig, file: "forged-\(index).bin", what)
         }
         // The honest device's stream, while and after the intruder tried.
-        try rig.startDevice(speed: "max")
-        let (status, log) = rig.waitForDevice()
-        #expect(status == 0, "\(log)")
+        try Self.runHonestDevice(rig)
         let verify = try rig.verify()
         #expect(verify.status == 0, "\(verify.stdout)")
         rig.stopCollector()
@@ -99,15 +109,9 @@ import TestSupport
         let message = UplinkBatch(deviceID: "..", epoch: 1, first: 1, last: 1, segmentStarts: [], codec: .none,
                                   bodyLength: UInt32(body.count),
                                   bodyChecksum: UplinkBatch.entriesChecksum(body: body, entries: [0..<body.count])).encodedHeader() + body
-        let file = rig.work.appendingPathComponent("dotdot.bin")
-        try Data(message).write(to: file)
-        let identity = MQTTClientIdentity(name: "..", certificate: certificate, key: key)
-        let sent = try rig.broker.runClient(["mosquitto_pub"] + rig.broker.clientArguments(identity)
-                                            + ["-t", "devices/../data", "-f", file.path, "-q", "1"])
-        #expect(sent.status == 0, "\(sent.stderr)")
-        try rig.startDevice(speed: "max")
-        let (status, log) = rig.waitForDevice()
-        #expect(status == 0, "\(log)")
+        try Self.publish(message, as: MQTTClientIdentity(name: "..", certificate: certificate, key: key), on: "devices/../data",
+                         rig: rig, file: "dotdot.bin", "CN ..")
+        try Self.runHonestDevice(rig)
         try rig.expectIdentical("beside a device named ..")
         rig.stopCollector()
         let collector = rig.read("collector")
