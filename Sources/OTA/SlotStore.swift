@@ -20,6 +20,9 @@ public enum SlotEvent: Sendable, Hashable {
     case healthPassed
     /// The running trial failed its health check.
     case healthFailed(reason: String)
+    /// The bootchooser found the committed slot's image damaged (`reason`); the other slot holds
+    /// an image that verifies, of `otherVersion` (nil: it holds none).
+    case committedSlotDamaged(reason: String, otherVersion: UInt64?)
 }
 
 /// Work for the shell, in order.
@@ -44,7 +47,8 @@ public enum SlotAction: Sendable, Hashable {
 
 /// One status report: what happened, to which version and slot, and why.
 public struct SlotReport: Sendable, Hashable {
-    /// Stable state name: downloading, verified, installed, trial-boot, committed, rolled-back, download-failed.
+    /// Stable state name: downloading, verified, installed, trial-boot, committed, rolled-back,
+    /// download-failed, fallen-back (the committed slot was damaged; the other one took over).
     public var status: String
     /// The firmware version concerned.
     public var version: UInt64
@@ -108,7 +112,9 @@ public struct SlotStore: Sendable {
             return persist(next) + [.install(inactiveSlot, version: version),
                                     .report(SlotReport(status: "verified", version: version, slot: inactiveSlot))]
 
-        case (.downloadFailed(let reason), .downloading(let version, _)):
+        case (.downloadFailed(let reason), .downloading(let version, _)), (.downloadFailed(let reason), .verified(let version, _)):
+            // In `verified`: the install failed (a full or failing card). Ignoring it left the
+            // state `verified`, whose install every boot tried again, then chose no slot.
             var next = state
             next.inactive = .unbootable
             return persist(next) + [.report(SlotReport(status: "download-failed", version: version, slot: inactiveSlot, reason: reason))]
@@ -120,6 +126,27 @@ public struct SlotStore: Sendable {
 
         case (.boot, _):
             return boot()
+
+        case (.committedSlotDamaged(let reason, let otherVersion), _) where running == state.active:
+            // No trial is armed in the other slot (a trial is started before the committed one is
+            // ever checked); what it holds is the release before, or the factory image. It takes
+            // over only at or above the floor: anti-rollback holds even here.
+            guard let version = otherVersion else {
+                return [.ignored("slot \(inactiveSlot.rawValue) holds no image that verifies")]
+            }
+            guard version >= state.floor else {
+                return [.ignored("slot \(inactiveSlot.rawValue) holds version \(version), below the floor \(state.floor)")]
+            }
+            let damage = "slot \(state.active.rawValue) (version \(state.committedVersion)) is damaged: \(reason)"
+            var next = state
+            next.active = inactiveSlot
+            next.committedVersion = version
+            // The damaged release may be offered and installed again (into the damaged slot).
+            next.lastAcceptedVersion = version
+            next.inactive = .unbootable
+            running = inactiveSlot
+            return persist(next) + [.report(SlotReport(status: "fallen-back", version: version, slot: inactiveSlot, reason: damage)),
+                                    .start(inactiveSlot)]
 
         case (.healthPassed, .trial(let version, let floor, _)) where running == inactiveSlot:
             var next = state

@@ -4,6 +4,7 @@
 import DAQCore
 import Logging
 import OTA
+import PKI
 
 /// Installs a verified staged firmware image named by its staged manifest.
 enum SlotInstaller {
@@ -46,11 +47,15 @@ public struct BootChooser {
         var store = SlotStore(state: state, trialAttempts: trialAttempts)
         var events: [SlotEvent] = [.boot]
         var rounds = 0
+        // The slot to start: chosen by the store, kept across rounds (an install that fails at
+        // boot still starts the committed slot).
+        var start: Slot?
+        var refusal: String?
+        var damaged: String?
         while let event = events.first {
             events.removeFirst()
             rounds += 1
             guard rounds < 16 else { throw DAQError(.unsupported, "the bootchooser does not settle (state \(store.state))") }
-            var start: Slot?
             for action in store.on(event) {
                 switch action {
                 case .persist(let next):
@@ -62,10 +67,11 @@ public struct BootChooser {
                     do {
                         try SlotInstaller.install(directory: directory, slot: slot, version: version)
                         events.append(.installed(version: version))
+                        start = nil  // it reboots into the trial
                     } catch {
+                        logger.error("installing firmware \(version) into slot \(slot.rawValue) failed: \(error)")
                         events.append(.downloadFailed(reason: "install failed: \(error)"))
                     }
-                    start = nil
                 case .start(let slot):
                     start = slot
                 case .reboot:
@@ -73,21 +79,44 @@ public struct BootChooser {
                 case .prepareStaging, .resumeDownload:
                     break  // the running agent resumes downloads
                 case .ignored(let why):
+                    refusal = why
                     logger.info("\(why)")
                 }
             }
             if !events.isEmpty { continue }
             guard let slot = start else { continue }
             if let problem = directory.verifySlot(slot) {
+                start = nil
                 if store.runningTrial != nil {
                     logger.error("trial slot \(slot.rawValue) does not verify: \(problem)")
                     events.append(.healthFailed(reason: "image does not verify: \(problem)"))
+                    continue
+                }
+                if slot == store.state.active, damaged == nil {
+                    // The committed image is damaged (a card's bit rot, a truncated file): the
+                    // other slot's image takes over when it verifies and is not below the floor.
+                    logger.error("the committed slot \(slot.rawValue) does not verify: \(problem)")
+                    damaged = problem
+                    refusal = nil
+                    events.append(.committedSlotDamaged(reason: problem, otherVersion: verifiedVersion(slot.other, factoryVersion: factoryVersion)))
                     continue
                 }
                 throw DAQError(.unsupported, "the committed slot \(slot.rawValue) does not verify: \(problem)", at: InputLocation(file: directory.root))
             }
             return slot
         }
+        if let damaged {
+            throw DAQError(.unsupported, "the committed slot \(store.state.active.rawValue) does not verify: \(damaged); "
+                           + "no slot can take over: \(refusal ?? "none verifies")", at: InputLocation(file: directory.root))
+        }
         throw DAQError(.unsupported, "the bootchooser chose no slot (state \(store.state))", at: InputLocation(file: directory.root))
+    }
+
+    /// The version `slot` holds when its image verifies: its release manifest's, or for slot a
+    /// without one, the factory image's; nil when it does not verify.
+    private func verifiedVersion(_ slot: Slot, factoryVersion: UInt64) -> UInt64? {
+        guard directory.verifySlot(slot) == nil else { return nil }
+        guard let bytes = try? AtomicFile.read(directory.releaseManifestPath(slot)) else { return slot == .a ? factoryVersion : nil }
+        return (try? UpdateManifest.parse(bytes, file: directory.releaseManifestPath(slot)))?.version
     }
 }

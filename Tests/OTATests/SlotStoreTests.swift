@@ -118,6 +118,44 @@ struct SimulatedDevice {
         #expect(state.inactive == .unbootable && state.active == .a && state.floor == 0)
     }
 
+    /// An install that fails (a full or failing card) while the state is `verified`: reported and
+    /// the slot marked unbootable. It was ignored: the state stayed `verified`, every boot tried
+    /// the install again and then chose no slot (daqlink boot exited 70, over and over).
+    @Test func anInstallThatFailsIsReportedAndTheCommittedSlotStarts() {
+        var store = SlotStore(state: factory, trialAttempts: 2)
+        _ = store.on(.updateAccepted(version: 7, floor: 6))
+        _ = store.on(.downloadVerified(version: 7))
+        let actions = store.on(.downloadFailed(reason: "install failed: No space left on device"))
+        #expect(actions.count == 2 && store.state.inactive == .unbootable && store.state.active == .a)
+        #expect(actions.last == .report(SlotReport(status: "download-failed", version: 7, slot: .b,
+                                                   reason: "install failed: No space left on device")))
+        var booting = SlotStore(state: store.state, trialAttempts: 2)
+        #expect(booting.on(.boot) == [.start(.a)])
+    }
+
+    /// The committed slot's image is damaged: the other slot's verified image takes over at or
+    /// above the floor (reported as fallen-back, the damaged release installable again), never
+    /// below it.
+    @Test func aDamagedCommittedSlotFallsBackOnlyAtOrAboveTheFloor() {
+        let committed = BootState(generation: 9, active: .b, committedVersion: 7, floor: 5, lastAcceptedVersion: 7)
+        var store = SlotStore(state: committed, trialAttempts: 2)
+        #expect(store.on(.boot) == [.start(.b)])
+        let actions = store.on(.committedSlotDamaged(reason: "truncated", otherVersion: 5))
+        let next = BootState(generation: 10, active: .a, committedVersion: 5, floor: 5, lastAcceptedVersion: 5)
+        #expect(actions == [.persist(next),
+                            .report(SlotReport(status: "fallen-back", version: 5, slot: .a, reason: "slot b (version 7) is damaged: truncated")),
+                            .start(.a)])
+        #expect(store.on(.updateAccepted(version: 7, floor: 5)).first == .persist(
+            BootState(generation: 11, active: .a, committedVersion: 5, floor: 5, lastAcceptedVersion: 7, inactive: .downloading(version: 7, floor: 5))))
+        for other: UInt64? in [4, nil] {
+            var refusing = SlotStore(state: committed, trialAttempts: 2)
+            _ = refusing.on(.boot)
+            let refused = refusing.on(.committedSlotDamaged(reason: "truncated", otherVersion: other))
+            #expect(refused.count == 1 && refusing.state == committed)
+            if case .ignored = refused[0] {} else { Issue.record("a fallback to \(String(describing: other)) must be refused") }
+        }
+    }
+
     @Test func eventsOutOfOrderChangeNothing() {
         var store = SlotStore(state: factory)
         for event: SlotEvent in [.healthPassed, .healthFailed(reason: "x"), .installed(version: 7), .downloadVerified(version: 7)] {
