@@ -27,6 +27,12 @@ import TestSupport
         #expect(parsed?["reason"] as? String == "a \"quoted\"\nreason")
         let next = try second.append(kind: .experiment, status: "installed", version: 7, time: 101)
         #expect(next.sequence == 4)
+        // The torn half is gone from the file: the new report is a line of its own (it was
+        // appended onto the torn half, one line of invalid JSON numbered 4).
+        let reopened = try StatusOutbox(directory: directory.path)
+        #expect(reopened.pending.map(\.sequence) == [2, 3, 4])
+        let appended = try JSONSerialization.jsonObject(with: Data((reopened.pending.last?.json ?? "").utf8)) as? [String: Any]
+        #expect(appended?["status"] as? String == "installed", "\(reopened.pending)")
         second.acknowledge(upTo: 4)
         #expect(try StatusOutbox(directory: directory.path).pending.isEmpty)
     }
