@@ -201,7 +201,10 @@ public final class AcquisitionRun {
             let used = CredentialFiles(certificateFile: files.certificateFile, keyFile: files.keyFile)
             if succeeded { updates.connectionSucceeded(with: used) } else { updates.connectionFailed(with: used) }
         }
-        uplink.onAcknowledged = { _ in updates.uplinkHealthy() }
+        // The health check wants an ack of what this process wrote (it writes a layout entry at
+        // least): an ack of what the slot before left unacknowledged proves nothing of this one.
+        let writtenBefore = journal.lastSequence
+        uplink.onAcknowledged = { upTo in if upTo > writtenBefore { updates.uplinkHealthy() } }
         uplink.statusOutbox = updates.outbox
         updates.reportsAdded = { [weak uplink] in uplink?.publishStatus() }
         updates.credentialsChanged = { [weak uplink] in uplink?.reconnect() }

@@ -118,6 +118,8 @@ public final class UpdateTask {
         schedulePoll(after: 1)
     }
 
+    private var saidTrialHolds = false
+
     public func stop() {
         stopped = true
         if let pollTimer { loop.cancel(pollTimer) }
@@ -208,7 +210,13 @@ public final class UpdateTask {
             return
         }
         busy = true
-        queue = [.firmware, .experiment, .certificates]
+        // On trial, experiments and certificates wait for the commit: one installed now stays
+        // when the trial rolls back, and the firmware before may not read it (it failed to start).
+        queue = store.runningTrial == nil ? [.firmware, .experiment, .certificates] : [.firmware]
+        if store.runningTrial != nil, !saidTrialHolds {
+            saidTrialHolds = true
+            logger.notice("experiment and certificate updates wait until the trial firmware commits")
+        }
         nextKind()
     }
 

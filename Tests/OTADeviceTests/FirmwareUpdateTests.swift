@@ -162,9 +162,18 @@ import Glibc
         #expect(rig.wait(20) { rig.deviceLogs().contains("running trial firmware 2") })
 
         try rig.publish(try rig.firmware("daqlink-3.bin", marker: "release 3"), kind: .firmware, version: 3, floor: 3)
+        // An experiment too: installed during the trial, it would stay after a rollback, under
+        // a firmware that may not read it.
+        let experiment = rig.root.appendingPathComponent("same-5.toml")
+        let reference = try String(contentsOfFile: OTARig.experiment, encoding: .utf8)
+        try reference.replacingOccurrences(of: "file = \"engine.dbc\"", with: "file = \"\(OTARig.dbc)\"")
+            .write(to: experiment, atomically: true, encoding: .utf8)
+        try rig.publish(experiment, kind: .experiment, version: 5)
         #expect(rig.wait(20) { rig.deviceLogs().contains("firmware 3 waits") }, "\(rig.deviceLogs())")
+        #expect(rig.deviceLogs().contains("experiment and certificate updates wait until the trial firmware commits"), "\(rig.deviceLogs())")
         let outbox = { (try? String(contentsOf: rig.ota.appendingPathComponent("status/outbox"), encoding: .utf8)) ?? "" }
-        #expect(!outbox().contains("\"version\":3"), "nothing of release 3 happens during the trial: \(outbox())")
+        #expect(!outbox().contains("\"version\":3") && !outbox().contains("\"kind\":\"experiment\""),
+                "nothing of release 3 or experiment 5 happens during the trial: \(outbox())")
 
         // The collector comes up: release 2 commits, then release 3 goes through its own trial.
         try rig.startCollector()
@@ -176,6 +185,8 @@ import Glibc
         let order = rig.history().filter { $0.kind == "firmware" }.map { "\($0.status) \($0.version)" }
         #expect(order == ["downloading 2", "verified 2", "installed 2", "trial-boot 2", "committed 2",
                           "downloading 3", "verified 3", "installed 3", "trial-boot 3", "committed 3"], "\(order)")
+        // The experiment followed release 2's commit.
+        #expect(rig.wait(30) { rig.historyContains("experiment", "installed", 5) }, "\(rig.history())")
         _ = rig.stopDevice()
     }
 }
