@@ -34,6 +34,7 @@ public final class AcquisitionRun {
     private var records = RecordBuffer()
     private var summary = AcquisitionSummary()
     private var layoutWritten = false
+    private let serviceNotify = ServiceNotify()
     private var recordsPerGroup: [UInt64]
     private var bytesPerGroup: [UInt64]
     private var stopped = false
@@ -163,6 +164,10 @@ public final class AcquisitionRun {
                 loop.schedule(at: loop.clock.now() + Int64(duration * 1e9)) { [unowned self] in finish(.duration) }
             }
         }
+        // Under systemd (Type=notify, WatchdogSec=): ready now, and alive for as long as the loop
+        // turns (docs/ota.md, "Under systemd").
+        serviceNotify?.send("READY=1")
+        serviceNotify?.keepAlive(on: loop)
         try loop.run()
         if let failure { throw failure }
         return summary
@@ -564,6 +569,7 @@ public final class AcquisitionRun {
             summary.undrained = .init(first: uplink.acknowledged + 1, last: journal.lastSequence, wait: wait)
         }
         appendTrace?.write()
+        serviceNotify?.stopping(on: loop)
         loop.stop()
     }
 }

@@ -104,6 +104,11 @@ public final class CollectorService {
     private var quietDevices: QuietDevices?
     private var lastStream: [String: StreamKey] = [:]
     static let newStreamsAlarm = 3
+    /// New streams one device may open in a run: each holds files open until the collector stops,
+    /// and a device sending epoch after epoch (broken, or hostile with a valid certificate) would
+    /// otherwise run the collector out of descriptors, for every device. Past it, its batches of
+    /// a new epoch are refused (not acknowledged: the device keeps them) until a restart.
+    static let newStreamsLimit = 16
     private var failure: DAQError?
     private var stopping = false
     private var watchedFD: Int32?
@@ -613,6 +618,11 @@ public final class CollectorService {
             }
         }
         let directory = "\(home)/epoch-\(epoch)"
+        if newStreams[device, default: 0] >= Self.newStreamsLimit, access(directory, F_OK) != 0 {
+            throw DAQError(.malformedInput, "\(device) sends epoch \(epoch), its \(Self.newStreamsLimit + 1)th new stream in this run: refused "
+                           + "(each holds files open until the collector stops); its batches are not acknowledged, the device keeps "
+                           + "them, and a collector started again takes them", at: InputLocation(file: home, field: "epoch"))
+        }
         let fresh = try Directories.create(directory)
         let sink = try open(key, directory: directory, besideFirst: true)
         if fresh {

@@ -228,17 +228,25 @@ public final class UpdateTask {
             return
         }
         let kind = queue.removeFirst()
-        if let staged = unfinishedDownload(kind) {
-            download(kind, staged)
-            return
-        }
-        fetcher?.get(options.baseURL + UpdateDirectoryLayout.manifestName(kind), maxBytes: UpdateManifest.maximumSize) { [weak self] outcome in
+        // A download in progress resumes, unless the server now offers a newer release: then that
+        // one is judged (and supersedes it when accepted). Before, the manifest was not asked for
+        // while a download was unfinished: one the server could no longer serve (its file removed,
+        // the device moved to another group) blocked every later release for good.
+        let staged = unfinishedDownload(kind)
+        let url = options.baseURL + UpdateDirectoryLayout.manifestName(kind)
+        fetcher?.get(url, maxBytes: UpdateManifest.maximumSize) { [weak self] outcome in
             guard let self, !self.stopped else { return }
             switch outcome {
             case .failed(let failure):
                 if failure.reason != .httpStatus(404) { self.logger.warning("poll \(kind.rawValue): \(failure)") }
+                if let staged { return self.download(kind, staged) }
                 self.nextKind()
             case .complete(let manifest):
+                if let staged {
+                    let offered = (try? UpdateManifest.parse(manifest, file: url))?.version ?? 0
+                    guard offered > staged.version else { return self.download(kind, staged) }
+                    self.logger.notice("the server offers \(kind.rawValue) \(offered), newer than the unfinished download of \(staged.version)")
+                }
                 self.fetcher?.get(self.options.baseURL + UpdateDirectoryLayout.signatureName(kind), maxBytes: SignatureEnvelope.maximumSize) { [weak self] outcome in
                     guard let self, !self.stopped else { return }
                     switch outcome {

@@ -120,6 +120,36 @@ import Glibc
     }
 }
 
+@Suite(.serialized) struct SupersededDownloadTests {
+    /// A download the server can no longer serve (its file removed mid-download) does not block
+    /// the release published after it: the device asks for the manifest at every poll, and a
+    /// newer one supersedes the unfinished download. Before, it resumed the old one for ever.
+    @Test func aNewerReleaseSupersedesADownloadTheServerNoLongerServes() throws {
+        let rig = try OTARig()
+        let proxy = try TCPFaultProxy(targetPort: rig.nginxPort)
+        defer { proxy.stop() }
+        rig.updatePort = proxy.listenPort
+        try rig.startCollector()
+        try rig.publish(try rig.firmware("daqlink-2.bin", marker: "release 2"), kind: .firmware, version: 2)
+        let staged = rig.slots.stagedArtifactPath(.firmware)
+        func stagedBytes() -> UInt64 { (try? FileManager.default.attributesOfItem(atPath: staged)[.size] as? UInt64) ?? 0 }
+        try rig.startDevice(speed: "0.25", extra: ["--ota-max-rate", "2000000"])
+        #expect(rig.wait(30) { stagedBytes() > 1_000_000 }, "\(rig.deviceLogs())")
+        // Release 2 withdrawn mid-download (its file gone), release 3 published.
+        let published = try FileManager.default.subpathsOfDirectory(atPath: rig.updates.path).filter { $0.hasSuffix("daqlink-2.bin") }
+        #expect(!published.isEmpty)
+        for path in published { try FileManager.default.removeItem(atPath: rig.updates.appendingPathComponent(path).path) }
+        proxy.resetConnections()  // nginx would serve the rest from the file it has open
+        try rig.publish(try rig.firmware("daqlink-3.bin", marker: "release 3"), kind: .firmware, version: 3)
+        let committed = rig.wait(120) { rig.bootState()?.committedVersion == 3 }
+        #expect(committed, "\(String(describing: rig.bootState()))\n\(rig.deviceLogs())")
+        #expect(rig.deviceLogs().contains("the server offers firmware 3, newer than the unfinished download of 2"), "\(rig.deviceLogs())")
+        let order = rig.history().filter { $0.kind == "firmware" }.map { "\($0.status) \($0.version)" }
+        #expect(order.first == "downloading 2" && order.contains("downloading 3") && !order.contains("verified 2"), "\(order)")
+        _ = rig.stopDevice()
+    }
+}
+
 @Suite(.serialized) struct CrashingTrialTests {
     @Test func aTrialThatCrashesAtEveryBootIsRolledBackWhenItsAttemptsAreUsedUp() throws {
         let rig = try OTARig()

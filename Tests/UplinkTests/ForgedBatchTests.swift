@@ -18,6 +18,15 @@ import TestSupport
         #expect(sent.status == 0, "\(what): \(sent.stderr)")
     }
 
+    /// One entry (`text`, sequence 1) as a codec-0 batch of `device` and `epoch`; `checksum`
+    /// replaces the body checksum (nil: the right one).
+    static func oneEntryBatch(_ text: String, device: String = "ecu-02", epoch: UInt64 = 1, checksum: UInt32? = nil) -> [UInt8] {
+        let body = JournalFraming.encode(kind: .record, sequence: 1, payload: Array(text.utf8))
+        let right = UplinkBatch.entriesChecksum(body: body, entries: [0..<body.count])
+        return UplinkBatch(deviceID: device, epoch: epoch, first: 1, last: 1, segmentStarts: [], codec: .none,
+                           bodyLength: UInt32(body.count), bodyChecksum: checksum ?? right).encodedHeader() + body
+    }
+
     /// The honest device's stream (ecu-01, the fixture as fast as it goes), to its end.
     static func runHonestDevice(_ rig: UplinkRig) throws {
         try rig.startDevice(speed: "max")
@@ -33,10 +42,6 @@ import TestSupport
         // One well-formed entry, as a device's journal would frame it.
         let body = JournalFraming.encode(kind: .record, sequence: 1, payload: Array("forged record".utf8))
         let checksum = UplinkBatch.entriesChecksum(body: body, entries: [0..<body.count])
-        func batch(device: String, checksum: UInt32, body: [UInt8]) -> [UInt8] {
-            UplinkBatch(deviceID: device, epoch: 1, first: 1, last: 1, segmentStarts: [], codec: .none,
-                        bodyLength: UInt32(body.count), bodyChecksum: checksum).encodedHeader() + body
-        }
         // Codec 2 (transposed, zstd): the collector frames and CRCs the entries itself, so it
         // walked only their lengths and numbers; an entry of a reserved kind then failed in its
         // journal writer, which the collector took for its own storage failing: it stopped, for
@@ -60,9 +65,9 @@ import TestSupport
             ("an entry of a reserved kind (codec 2)", reservedKind),
             ("the last sequence number", topOfRange),
             ("a 4 GiB body", huge),
-            ("names ecu-01 on ecu-02's topic", batch(device: "ecu-01", checksum: checksum, body: body)),
-            ("wrong checksum", batch(device: "ecu-02", checksum: checksum ^ 1, body: body)),
-            ("body cut off", Array(batch(device: "ecu-02", checksum: checksum, body: body).dropLast(5))),
+            ("names ecu-01 on ecu-02's topic", Self.oneEntryBatch("forged record", device: "ecu-01")),
+            ("wrong checksum", Self.oneEntryBatch("forged record", checksum: checksum ^ 1)),
+            ("body cut off", Array(Self.oneEntryBatch("forged record").dropLast(5))),
         ]
         for (index, (what, bytes)) in messages.enumerated() {
             try Self.publish(bytes, as: intruder, on: "devices/ecu-02/data", rig: rig, file: "forged-\(index).bin", what)
@@ -105,11 +110,7 @@ import TestSupport
             let made = try runProcess("/usr/bin/openssl", arguments)
             #expect(made.status == 0, "\(made.stderr)")
         }
-        let body = JournalFraming.encode(kind: .record, sequence: 1, payload: Array("outside".utf8))
-        let message = UplinkBatch(deviceID: "..", epoch: 1, first: 1, last: 1, segmentStarts: [], codec: .none,
-                                  bodyLength: UInt32(body.count),
-                                  bodyChecksum: UplinkBatch.entriesChecksum(body: body, entries: [0..<body.count])).encodedHeader() + body
-        try Self.publish(message, as: MQTTClientIdentity(name: "..", certificate: certificate, key: key), on: "devices/../data",
+        try Self.publish(Self.oneEntryBatch("outside", device: ".."), as: MQTTClientIdentity(name: "..", certificate: certificate, key: key), on: "devices/../data",
                          rig: rig, file: "dotdot.bin", "CN ..")
         try Self.runHonestDevice(rig)
         try rig.expectIdentical("beside a device named ..")
@@ -117,5 +118,26 @@ import TestSupport
         let collector = rig.read("collector")
         #expect(collector.contains("rejected a batch") && collector.contains("refused as a directory name under --out"), "\(collector)")
         #expect(!FileManager.default.fileExists(atPath: rig.work.appendingPathComponent("journal").path), "a copy beside --out")
+    }
+
+    /// A device sending epoch after epoch (each a new stream, each holding files open until the
+    /// collector stops) is refused past `newStreamsLimit` new streams in a run: it ran the
+    /// collector out of descriptors, for every device.
+    @Test func aDeviceSendingEpochAfterEpochIsRefusedPastTheLimit() throws {
+        let rig = try UplinkRig()
+        let intruder = try rig.broker.issueDevice("ecu-02")
+        try rig.startCollector()
+        // The first stream, then 16 new ones (the limit), then one more.
+        for epoch in UInt64(1)...18 {
+            try Self.publish(Self.oneEntryBatch("one more stream", epoch: epoch), as: intruder, on: "devices/ecu-02/data", rig: rig, file: "epoch-\(epoch).bin", "epoch \(epoch)")
+        }
+        try Self.runHonestDevice(rig)
+        try rig.expectIdentical("beside a device with 18 epochs")
+        rig.stopCollector()
+        let collector = rig.read("collector")
+        #expect(collector.contains("ecu-02 sends epoch 18, its 17th new stream in this run: refused"), "\(collector)")
+        let streams = try FileManager.default.contentsOfDirectory(atPath: rig.collected.appendingPathComponent("ecu-02").path)
+            .filter { $0.hasPrefix("epoch-") }
+        #expect(streams.count == 16, "\(streams.sorted())")
     }
 }
