@@ -106,6 +106,10 @@ public final class JournalWriter {
                 throw error.daqError("remove a stale temporary file", path: stale)
             }
         }
+        // The names as they stand are made durable before anything is appended: a run killed
+        // between a segment's rename and the directory's fsync left a segment whose name a power
+        // cut could still take, with the entries synced into it since.
+        do { try FileOps.fullSync(directoryFD) } catch { throw error.daqError("fsync journal directory", path: directory) }
 
         var firsts = try layout.segmentFirstSequences()
         if firsts.isEmpty, case let foreign = try layout.foreignFiles(), !foreign.isEmpty {
@@ -152,8 +156,9 @@ public final class JournalWriter {
 
         var acked: UInt64 = 0
         if FileOps.exists(layout.ackPath) {
-            let bytes: [UInt8]
-            do { bytes = try FileOps.readFile(layout.ackPath) } catch { throw error.daqError("read ack cursor", path: layout.ackPath) }
+            // Unreadable (a bad block under it) is as unparsable: the cursor restarts at the oldest
+            // segment, which only costs a resend the collector drops. It stopped daqlink starting.
+            let bytes = (try? FileOps.readFile(layout.ackPath)) ?? []
             if let record = AckRecord.parse(bytes), record.epoch == epoch {
                 acked = record.acknowledgedUpTo
             } else {
@@ -413,9 +418,11 @@ public final class JournalWriter {
             throw DAQError(.journalMisuse, "ack up to \(sequence) is beyond the last synced seq \(lastSyncedSequence)",
                            at: InputLocation(file: layout.ackPath))
         }
-        let copy = fcntl(directoryFD, F_DUPFD_CLOEXEC, 0)
-        guard copy >= 0 else {
-            throw SystemCallError(errno: errno).daqError("duplicate the directory's descriptor", path: directory)
+        // A descriptor of its own, not a dup: a writeback error is reported once per open file,
+        // and the worker's fsync would take it from the loop's next one (a segment's rename).
+        let copy: Int32
+        do { copy = try FileOps.open(directory, O_RDONLY | O_DIRECTORY) } catch {
+            throw error.daqError("open the journal directory", path: directory)
         }
         return AckTicket(upTo: sequence, record: AckRecord(epoch: epoch, acknowledgedUpTo: sequence).bytes,
                          temporaryPath: layout.ackTemporaryPath, path: layout.ackPath, directoryFD: copy)

@@ -128,6 +128,12 @@ extension JournalWriter {
         do { fd = try FileOps.open(path, O_RDWR | O_APPEND) } catch { throw error.daqError("open segment", path: path) }
         var keep = false
         defer { if !keep { FileOps.close(fd) } }
+        // Read what the medium holds, not the page cache: after an fdatasync that failed (a card
+        // failing a write), Linux keeps the pages cached and clean, so a run started again in the
+        // same boot read entries that never reached the card, found them valid, and sent them
+        // ("fsyncgate"). Synced first, so only pages already on the medium are dropped.
+        do { try FileOps.dataSync(fd) } catch { throw error.daqError("fdatasync segment", path: path) }
+        FileOps.dropCachedPages(fd)
         let bytes: [UInt8]
         do { bytes = try FileOps.pread(fd, count: try FileOps.size(fd), at: 0) } catch {
             throw error.daqError("read segment", path: path)

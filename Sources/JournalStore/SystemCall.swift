@@ -119,6 +119,9 @@ enum FileOps {
     static func dataSync(_ fd: Int32) throws(SystemCallError) { _ = try systemCall { fdatasync(fd) } }
     static func fullSync(_ fd: Int32) throws(SystemCallError) { _ = try systemCall { fsync(fd) } }
 
+    /// Drops the file's clean cached pages, so the next reads come from the medium (best effort).
+    static func dropCachedPages(_ fd: Int32) { _ = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) }
+
     static func unlink(_ path: String) throws(SystemCallError) { _ = try systemCall { Glibc.unlink(path) } }
 
     static func rename(_ from: String, _ to: String) throws(SystemCallError) {
