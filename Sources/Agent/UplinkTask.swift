@@ -307,7 +307,7 @@ final class UplinkTask {
         persistAcknowledged()
         stopped = true
         closeConnection()
-        connector.stop()
+        connector.stop(waiting: false)  // a lookup under way in a dead spot held the stop for its timeouts
         for (_, id) in timers { loop.cancel(id) }
         timers.removeAll()
         if let publishTimer { loop.cancel(publishTimer) }
@@ -612,7 +612,7 @@ final class UplinkTask {
     func reconnect() {
         guard !stopped, connection != nil else { return }
         logger.notice("reconnecting to use new credentials")
-        lostConnection("reconnecting with new credentials")
+        lostConnection("reconnecting with new credentials", deliberate: true)
     }
 
     /// Since when the link is down and how many attempts failed since (nil while it is up).
@@ -625,20 +625,24 @@ final class UplinkTask {
     /// held against a new certificate, which a slow link would otherwise roll back. (A refused
     /// connection is: a broker refusing a certificate closes the socket so fast that it can read
     /// as "no TCP connection" — measured with a revoked certificate.)
-    private func lostConnection(_ reason: String? = nil, linkFault: Bool = false) {
+    /// `deliberate`: daqlink itself ends the session (new credentials): neither a link lost nor a
+    /// failed attempt.
+    private func lostConnection(_ reason: String? = nil, linkFault: Bool = false, deliberate: Bool = false) {
         if connection != nil, !connectionAccepted, !linkFault, let files = connectionFiles { connectionOutcome?(files, false) }
         connectionAccepted = true  // report each attempt once
         let why = reason ?? connection?.lastFailure ?? "the connection failed"
         let wasUp = sender.isConnected
         closeConnection()
-        if wasUp { counters.linksLost += 1 }
+        if wasUp && !deliberate { counters.linksLost += 1 }
         guard !stopped else { return }
         let now = loop.clock.now()
         let actions = sender.on(.disconnected, now: now, jitter: nextJitter())
         let retry = actions.lazy.compactMap { action -> Int64? in
             if case .arm(.reconnect, let deadline) = action { return deadline - now } else { return nil }
         }.first.map { String(format: "; retrying in %.1f s", Double($0) / 1e9) } ?? ""
-        if wasUp || linkDown == nil {
+        if deliberate {
+            linkDown = (now, 0, why)
+        } else if wasUp || linkDown == nil {
             linkDown = (now, wasUp ? 0 : 1, why)
             logger.notice("\(wasUp ? "link to" : "cannot connect to") \(options.host):\(options.port)\(wasUp ? " lost" : ""): \(why)\(retry)")
         } else if var down = linkDown {
@@ -733,6 +737,9 @@ final class UplinkTask {
             // A backlog drains batch after batch: keep the reader where the last batch ended
             // instead of opening (and scanning) the segment again for every batch.
             if backlogReader?.next != first {
+                // Dropped first: a reader that fails to open must not leave the last one's place
+                // for the retry (it retried an empty range, and the batch stayed in flight).
+                backlogReader = nil
                 backlogReader = (try JournalReader(directory: journal.directory, from: first), first)
             }
             while backlogReader!.next <= last {
@@ -798,9 +805,14 @@ final class UplinkTask {
                            + "after \(Self.readAttempts) failures they go as 'lost')")
             }
             let retryFirst = first
-            loop.schedule(at: loop.clock.now() + (Int64(1) << attempts) * 1_000_000_000) { [weak self] in
-                guard let self, !self.stopped, let current = self.connection, current === connection,
-                      self.sender.isInFlight(token: token) else { return }
+            // The batch is not published while the rest waits for its retry: a part already sent
+            // must not complete it on its PUBACK (the broker would count as taken what was never
+            // sent, and the retry found the batch no longer in flight).
+            partsOutstanding[token, default: 0] += 1
+            loop.schedule(at: loop.clock.now() + (Int64(1) << attempts) * 1_000_000_000) { [weak self, weak connection] in
+                guard let self, !self.stopped, let current = self.connection, current === connection else { return }
+                self.partsOutstanding[token, default: 1] -= 1
+                guard self.sender.isInFlight(token: token) else { return }
                 self.publishFromJournal(token: token, first: retryFirst, last: last, connection: current)
             }
         }

@@ -117,6 +117,8 @@ public struct UplinkSender: Sendable {
     public private(set) var queuedThrough: UInt64
     /// Ranges the broker took beyond `queuedThrough`, not yet joined to it (PUBACKs of a window).
     private var queuedAhead: [ClosedRange<UInt64>] = []
+    /// Ranges the broker took beyond a hole (merged; one per hole).
+    public var rangesTakenAhead: Int { queuedAhead.count }
 
     /// `acknowledged` is the persisted cursor; `journalEnd` the journal's last entry at start;
     /// `queuedThrough` what the broker took for the collector before a restart, as the last run
@@ -294,13 +296,26 @@ public struct UplinkSender: Sendable {
     /// The broker took `entries` (or the collector acknowledged them): joins them to
     /// `queuedThrough` when they continue it.
     private mutating func brokerTook(_ entries: ClosedRange<UInt64>) {
-        if entries.upperBound > queuedThrough { queuedAhead.append(entries) }
+        if entries.upperBound > queuedThrough { insertQueuedAhead(entries) }
         joinQueuedAhead()
+    }
+
+    /// Adds `entries` to the ranges taken ahead, merged with those it touches or overlaps: kept
+    /// as they came, behind a hole that stays (a batch the broker refused, the collector away),
+    /// the list grew by one range a PUBACK, sorted again at each.
+    private mutating func insertQueuedAhead(_ entries: ClosedRange<UInt64>) {
+        var merged = entries
+        queuedAhead.removeAll { range in
+            guard range.lowerBound <= merged.upperBound + 1, merged.lowerBound <= range.upperBound + 1 else { return false }
+            merged = min(range.lowerBound, merged.lowerBound)...max(range.upperBound, merged.upperBound)
+            return true
+        }
+        let index = queuedAhead.firstIndex { $0.lowerBound > merged.lowerBound } ?? queuedAhead.count
+        queuedAhead.insert(merged, at: index)
     }
 
     /// Joins the ranges taken ahead that now continue `queuedThrough`.
     private mutating func joinQueuedAhead() {
-        queuedAhead.sort { $0.lowerBound < $1.lowerBound }
         while let next = queuedAhead.first, next.lowerBound <= queuedThrough + 1 {
             queuedThrough = max(queuedThrough, next.upperBound)
             queuedAhead.removeFirst()

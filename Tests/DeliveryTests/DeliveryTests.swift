@@ -151,6 +151,22 @@ import Testing
         #expect(sender.queuedThrough == 10)
     }
 
+    /// Behind a hole that stays (a batch the broker refused, the collector away) what the broker
+    /// takes is kept as one merged range, not one range a PUBACK (sorted again at each).
+    @Test func rangesTakenBehindAHoleStayMerged() {
+        var sender = UplinkSender(policy: policy, acknowledged: 0, journalEnd: 4)
+        _ = sender.start()
+        _ = sender.on(.connected, now: 0)
+        _ = sender.on(.published(token: 1, reasonCode: 0x95), now: 1)  // 1…4 refused: the hole
+        var token = 1
+        for end in stride(from: UInt64(8), through: 400, by: 4) {
+            for case .publish(let next, _, _) in sender.on(.journalAdvanced(last: end), now: Int64(end)) { token = next }
+            _ = sender.on(.published(token: token, reasonCode: 0), now: Int64(end) + 1)
+        }
+        #expect(sender.queuedThrough == 0)
+        #expect(sender.rangesTakenAhead == 1)
+    }
+
     /// After a restart, what the last run noted the broker took: sending starts after it, the ack
     /// timeout is armed at the connect (so the probe asks), and a note beyond the journal or
     /// below the cursor is clamped.

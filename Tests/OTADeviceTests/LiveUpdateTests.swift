@@ -48,6 +48,9 @@ import Glibc
         let log = rig.deviceLogs()
         #expect(!log.contains("starting slot b") && log.components(separatedBy: "daqlink boot: starting slot").count == 2, "\(log)")
         #expect(log.contains("applied experiment") && log.contains("group \"Slow 100ms\""), "\(log)")
+        // The reconnect to use the new certificate is daqlink's own doing: no link lost.
+        #expect(log.contains("reconnecting to use new credentials") && !log.contains("lost: reconnecting with new credentials")
+                && log.contains("0 links lost"), "\(log)")
         // The credentials in use are the new ones; the old files are untouched.
         let current = rig.ota.appendingPathComponent("certificates/current/device.crt")
         #expect(try Data(contentsOf: current) == newCertificate)
