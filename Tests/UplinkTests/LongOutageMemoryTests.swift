@@ -1,7 +1,7 @@
 // The journal is the outbox: however much piles up while no end-to-end ack comes (a collector
 // away, a link down), the device's RAM does not grow with it, and neither does the collector's
 // when the pile arrives all at once. Measured on the real processes (VmRSS from /proc), with a
-// 20-copy recording of the fixture (≈ 20 MB of journal) replayed as fast as it goes.
+// 16-copy recording of the fixture (≈ 16 MB of journal) replayed as fast as it goes.
 import Foundation
 import Testing
 import TestSupport
@@ -33,17 +33,17 @@ import Glibc
         }
     }
 
-    /// `outage`: what keeps the acks away until the journal holds 15 MB (of about 20).
+    /// `outage`: what keeps the acks away until the journal holds 12 MB (of about 16).
     func run(outage: String) throws -> (samples: Samples, rig: UplinkRig, log: String) {
         let rig = try UplinkRig()
         try rig.startCollector()  // its durable session, then away
         rig.stopCollector()
         if outage == "link" { rig.proxy.set(.down) }
-        let log = try rig.repeatedLog(copies: 20)
+        let log = try rig.repeatedLog(copies: 16)
         try rig.startDevice(speed: "max", extra: ["--drain-timeout", "180"], log: log)
         var samples = Samples()
         let start = Date()
-        while rig.device?.isRunning == true, samples.device.last.map({ $0.journal < 15_000_000 }) ?? true {
+        while rig.device?.isRunning == true, samples.device.last.map({ $0.journal < 12_000_000 }) ?? true {
             Self.sample(rig, into: &samples, since: start, outage: true)
             UplinkRig.pause(0.1)
         }
@@ -60,13 +60,14 @@ import Glibc
 
     func expectBounded(_ samples: Samples, _ what: String) {
         // From when the journal held 5 MB (start-up and the heap's first growth done: the Swift
-        // runtime, the experiment, the TLS context, the ring) to the end of the outage at 15 MB,
-        // and on to the end of the drain: 15 MB more journal,
-        // about 4.5 MB as codec 4 on the wire, or 15 MB as a raw backlog part. Holding the
-        // unacknowledged batches, or anything per entry, would show as about that much growth;
-        // measured with 40 copies (30 MB from 10 MB on): 0.0 MB with the collector away, 2.9 MB
-        // with the link down, all of it once the link returned (the backlog's coding contexts and
-        // read buffers, the same for any backlog): the outage itself grows nothing.
+        // runtime, the experiment, the TLS context, the ring; from 3 MB it still grew 1.6–1.9 MB)
+        // to the end of the outage at 12 MB, and on to the end of the drain: 11 MB more journal,
+        // about 3.3 MB as codec 4 on the wire, or 11 MB as a raw backlog part. Holding the unacknowledged batches, or anything per
+        // entry, would show as about that much growth; measured with 40 copies (30 MB from 10 MB
+        // on): 0.0 MB with the collector away, 2.9 MB with the link down, all of it once the link
+        // returned (the backlog's coding contexts and read buffers, the same for any backlog):
+        // the outage itself grows nothing. (16 copies, not more: at full speed these runs took
+        // two cores' worth from the suites beside them on a CI machine.)
         let settled = samples.device.filter { $0.journal >= 5_000_000 }
         guard let first = settled.first, let peak = settled.map(\.bytes).max(), let journal = settled.map(\.journal).max() else {
             Issue.record("\(what): the journal never reached 5 MB"); return
@@ -75,9 +76,9 @@ import Glibc
         print("\(what): device RSS \(megabytes(samples.device.first?.bytes ?? 0)) at start, \(megabytes(first.bytes)) at "
               + "\(megabytes(first.journal)) of journal, peak \(megabytes(settled.filter(\.outage).map(\.bytes).max() ?? 0)) during the outage, \(megabytes(peak)) in all (journal up to \(megabytes(journal))); "
               + "collector RSS peak \(megabytes(samples.collector.max() ?? 0)) over \(samples.collector.count) samples")
-        #expect(journal > 19_000_000, "\(what): the backlog grew to \(journal) bytes only")
+        #expect(journal > 15_000_000, "\(what): the backlog grew to \(journal) bytes only")
         let outagePeak = settled.filter(\.outage).map(\.bytes).max() ?? 0
-        #expect(outagePeak - first.bytes < 2_000_000, "\(what): the device's RSS grew from \(first.bytes) to \(outagePeak) bytes during the outage")
+        #expect(outagePeak - first.bytes < 1_500_000, "\(what): the device's RSS grew from \(first.bytes) to \(outagePeak) bytes during the outage")
         #expect(peak - first.bytes < 8_000_000, "\(what): the device's RSS grew from \(first.bytes) to \(peak) bytes")
         #expect((samples.collector.max() ?? 0) < 96_000_000, "\(what): the collector's RSS peaked at \(samples.collector.max() ?? 0) bytes")
     }
