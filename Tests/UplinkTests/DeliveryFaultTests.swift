@@ -57,11 +57,20 @@ import Glibc
         let rig = try UplinkRig()
         try rig.startCollector()
         try rig.startDevice(speed: "1")
-        UplinkRig.pause(1.5)
+        // Each fault meets a session that is up (on a loaded machine the device connects late,
+        // and a reset before its first session cut nothing): batches flow at ×1 from the connect.
+        func connected(_ sessions: Int) {
+            let deadline = Date().addingTimeInterval(30)
+            while rig.read("device-1").components(separatedBy: "connected to").count - 1 < sessions, Date() < deadline {
+                UplinkRig.pause(0.05)
+            }
+            UplinkRig.pause(0.5)
+        }
+        connected(1)
         rig.proxy.resetConnections()          // RST while batches are in flight
-        UplinkRig.pause(1.5)
+        connected(2)
         rig.proxy.resetConnections()
-        UplinkRig.pause(1)
+        connected(3)
         rig.proxy.set(.blackhole)             // a 4G dead spot: no RST, nothing flows
         // Waiting out a dead link costs nothing beyond acquiring (about a fifth of a core for this
         // debug build at ×1): no busy loop on a socket that never becomes ready.
