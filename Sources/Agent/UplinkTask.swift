@@ -202,13 +202,11 @@ final class UplinkTask {
     /// restart with the collector away sent the whole backlog into its queue again (a vehicle
     /// started k times: k copies). Written at most once a second, without fsync: a note lost or
     /// old only means a resend, and one too high a gap the collector asks for.
-    private var queuedPath: String { Self.queuedPath(journal) }
-    private static func queuedPath(_ journal: JournalWriter) -> String { journal.directory + "/queued" }
     private var queuedNoted: UInt64 = 0
     private var queuedNoteTimer: EventLoop.TimerID?
 
     private static func readQueuedNote(journal: JournalWriter) -> UInt64 {
-        guard let text = try? String(contentsOfFile: queuedPath(journal), encoding: .utf8) else { return 0 }
+        guard let text = try? String(contentsOfFile: journal.queuedNotePath, encoding: .utf8) else { return 0 }
         let fields = text.split(whereSeparator: \.isWhitespace)
         guard fields.count == 2, UInt64(fields[0]) == journal.epoch, let through = UInt64(fields[1]) else { return 0 }
         return through
@@ -228,13 +226,13 @@ final class UplinkTask {
         guard through != queuedNoted else { return }
         // Plain POSIX calls, no sync: nothing on this loop may wait for the card (an SD card takes
         // hundreds of milliseconds for one sync).
-        let temporary = journal.directory + "/.queued.tmp"
+        let temporary = journal.queuedNoteTemporaryPath
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { return }
         let text = Array("\(journal.epoch) \(through)\n".utf8)
         let written = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         close(fd)
-        guard written == text.count, rename(temporary, queuedPath) == 0 else { return }
+        guard written == text.count, rename(temporary, journal.queuedNotePath) == 0 else { return }
         queuedNoted = through
     }
 

@@ -13,12 +13,15 @@ struct JournalLayout {
     var ackPath: String { directory + "/ack" }
     var ackTemporaryPath: String { directory + "/ack.tmp" }
     var segmentTemporaryPath: String { directory + "/segment.tmp" }
+    /// The uplink's note of what the broker took for the collector (UplinkTask), and its
+    /// temporary name while it is written.
+    static let queuedNoteName = "queued"
+    static let queuedNoteTemporaryName = ".queued.tmp"
 
     /// Files a journal directory never holds: a directory with these and no segment is no
     /// journal (a wrong path given), and is neither passed as an empty one nor written into.
     func foreignFiles() throws(DAQError) -> [String] {
-        // `queued`: the uplink's note of what the broker took for the collector (UplinkTask).
-        let known = ["ack", "ack.tmp", "segment.tmp", "queued", ".queued.tmp"]
+        let known = ["ack", "ack.tmp", "segment.tmp", Self.queuedNoteName, Self.queuedNoteTemporaryName]
         do {
             return try FileOps.list(directory).filter { !$0.hasSuffix(SegmentName.suffix) && !known.contains($0) }.sorted()
         } catch {

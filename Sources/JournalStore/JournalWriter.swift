@@ -14,6 +14,9 @@ internal import Glibc
 /// never reused.
 public final class JournalWriter {
     public let directory: String
+    /// Where the uplink notes what the broker took for the collector, and its temporary name.
+    public var queuedNotePath: String { directory + "/" + JournalLayout.queuedNoteName }
+    public var queuedNoteTemporaryPath: String { directory + "/" + JournalLayout.queuedNoteTemporaryName }
     public let configuration: JournalConfiguration
     /// What opening the directory found and repaired.
     public let recovery: JournalRecovery

@@ -4,7 +4,6 @@
 import DAQCore
 import Logging
 import OTA
-import PKI
 
 /// Installs a verified staged firmware image named by its staged manifest.
 enum SlotInstaller {
@@ -113,10 +112,10 @@ public struct BootChooser {
     }
 
     /// The version `slot` holds when its image verifies: its release manifest's, or for slot a
-    /// without one, the factory image's; nil when it does not verify.
+    /// without one, the factory image's; nil when it does not verify (a manifest that does not
+    /// parse does not verify).
     private func verifiedVersion(_ slot: Slot, factoryVersion: UInt64) -> UInt64? {
         guard directory.verifySlot(slot) == nil else { return nil }
-        guard let bytes = try? AtomicFile.read(directory.releaseManifestPath(slot)) else { return slot == .a ? factoryVersion : nil }
-        return (try? UpdateManifest.parse(bytes, file: directory.releaseManifestPath(slot)))?.version
+        return directory.releaseManifest(slot)?.version ?? (slot == .a ? factoryVersion : nil)
     }
 }

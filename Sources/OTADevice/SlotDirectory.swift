@@ -127,8 +127,12 @@ public struct SlotDirectory: Sendable {
     }
 
     /// The staged manifest of `kind`, if one is there and parses.
-    public func stagedManifest(_ kind: UpdateKind) -> UpdateManifest? {
-        let path = stagedManifestPath(kind)
+    public func stagedManifest(_ kind: UpdateKind) -> UpdateManifest? { Self.manifest(at: stagedManifestPath(kind)) }
+
+    /// The manifest `slot`'s binary was installed from (nil for the factory image, or unreadable).
+    public func releaseManifest(_ slot: Slot) -> UpdateManifest? { Self.manifest(at: releaseManifestPath(slot)) }
+
+    private static func manifest(at path: String) -> UpdateManifest? {
         guard let bytes = try? AtomicFile.read(path) else { return nil }
         return try? UpdateManifest.parse(bytes, file: path)
     }

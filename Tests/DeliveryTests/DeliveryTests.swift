@@ -12,6 +12,16 @@ import Testing
         return p
     }
 
+    /// Acknowledged up to 2 of 12, connected, its first window (3…6, 7…10) PUBACKed.
+    func senderWithTwoBatchesTaken() -> UplinkSender {
+        var sender = UplinkSender(policy: policy, acknowledged: 2, journalEnd: 12)
+        _ = sender.start()
+        _ = sender.on(.connected, now: 0)
+        _ = sender.on(.published(token: 1, reasonCode: 0), now: 1)
+        _ = sender.on(.published(token: 2, reasonCode: 0), now: 1)
+        return sender
+    }
+
     @Test func publishesFullBatchesWithinTheWindowAndLingersOnPartialOnes() {
         var sender = UplinkSender(policy: policy, acknowledged: 0, journalEnd: 0)
         #expect(sender.start() == [.connect])
@@ -113,11 +123,7 @@ import Testing
     }
 
     @Test func resendRequestRewindsToWhereTheCollectorAsks() {
-        var sender = UplinkSender(policy: policy, acknowledged: 2, journalEnd: 12)
-        _ = sender.start()
-        _ = sender.on(.connected, now: 0)
-        _ = sender.on(.published(token: 1, reasonCode: 0), now: 1)
-        _ = sender.on(.published(token: 2, reasonCode: 0), now: 1)
+        var sender = senderWithTwoBatchesTaken()
         #expect(sender.on(.resendRequest(from: 7), now: 2) == [.publish(token: 4, first: 7, last: 10), .publish(token: 5, first: 11, last: 12)])
         #expect(sender.refilling == nil)
     }
@@ -242,11 +248,7 @@ import Testing
     /// window takes longer than that to arrive, and each request sent it once more. A request for
     /// the same place waits for the PUBACK of the rewind's first batch.
     @Test func aRepeatedRequestForTheSamePlaceWaitsForTheRewindsFirstBatch() {
-        var sender = UplinkSender(policy: policy, acknowledged: 2, journalEnd: 12)
-        _ = sender.start()
-        _ = sender.on(.connected, now: 0)
-        _ = sender.on(.published(token: 1, reasonCode: 0), now: 1)
-        _ = sender.on(.published(token: 2, reasonCode: 0), now: 1)
+        var sender = senderWithTwoBatchesTaken()
         #expect(sender.on(.resendRequest(from: 5), now: 2) == [.publish(token: 4, first: 5, last: 8), .publish(token: 5, first: 9, last: 12)])
         #expect(sender.on(.resendRequest(from: 5), now: 1_002).isEmpty)
         #expect(sender.on(.resendRequest(from: 5), now: 2_002).isEmpty)
