@@ -2,6 +2,7 @@
 // belong to the entity the sidecar names. Starting over removes the sidecar before truncating and
 // writes the new one (atomically) before the first byte, so a crash at any point leaves either a
 // consistent pair or a file without a sidecar, which is never resumed.
+import DAQCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -87,7 +88,7 @@ final class PartialDownloadFile {
     }
 
     private func syncDirectory() {
-        let directory = path.lastIndex(of: "/").map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+        let directory = parentDirectory(of: path)
         let dirFD = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if dirFD >= 0 {
             fsync(dirFD)

@@ -134,8 +134,7 @@ enum FileOps {
     @discardableResult
     static func makeDirectory(_ path: String) throws(SystemCallError) -> Bool {
         do { _ = try systemCall { mkdir(path, 0o755) } } catch where error.errno == EEXIST { return false }
-        let parent = path.lastIndex(of: "/").map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
-        let fd = try open(parent, O_RDONLY | O_DIRECTORY)
+        let fd = try open(parentDirectory(of: path), O_RDONLY | O_DIRECTORY)
         defer { close(fd) }
         try fullSync(fd)
         return true

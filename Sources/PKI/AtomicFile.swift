@@ -74,10 +74,7 @@ public enum AtomicFile {
         return try body()
     }
 
-    public static func parent(of path: String) -> String {
-        guard let slash = path.lastIndex(of: "/") else { return "." }
-        return slash == path.startIndex ? "/" : String(path[..<slash])
-    }
+    public static func parent(of path: String) -> String { parentDirectory(of: path) }
 
     public static func posixError(_ action: String, _ path: String) -> DAQError {
         let reason = String(cString: strerror(errno))
