@@ -191,6 +191,20 @@ public struct SlotStore: Sendable {
         }
     }
 
+    /// The report of the transition whose `.persist` is `actions[index]`: the first `.report`
+    /// after it (and before any other `.persist`). The shell keeps it durably before persisting
+    /// the state, so a power cut between the state and the report does not take the report.
+    public static func report(ofPersistAt index: Int, in actions: [SlotAction]) -> SlotReport? {
+        for action in actions[(index + 1)...] {
+            switch action {
+            case .persist: return nil
+            case .report(let report): return report
+            default: continue
+            }
+        }
+        return nil
+    }
+
     private mutating func rollBack(version: UInt64, reason: String) -> [SlotAction] {
         var next = state
         next.inactive = .unbootable

@@ -19,9 +19,13 @@ public struct UpdateStatus: Sendable, Hashable {
     public var reason: String?
     /// Unix seconds when it happened (device clock).
     public var time: Int64
+    /// For a firmware report: the generation of the boot state whose transition it tells (the
+    /// device finds by it a report a power cut took between the state and the report).
+    public var bootGeneration: UInt64?
 
     /// A report from its fields.
-    public init(sequence: UInt64, kind: UpdateKind, status: String, version: UInt64, slot: Slot? = nil, reason: String? = nil, time: Int64) {
+    public init(sequence: UInt64, kind: UpdateKind, status: String, version: UInt64, slot: Slot? = nil, reason: String? = nil, time: Int64,
+                bootGeneration: UInt64? = nil) {
         self.sequence = sequence
         self.kind = kind
         self.status = status
@@ -29,6 +33,7 @@ public struct UpdateStatus: Sendable, Hashable {
         self.slot = slot
         self.reason = reason
         self.time = time
+        self.bootGeneration = bootGeneration
     }
 
     /// One line of JSON, keys in a fixed order, no trailing newline.
@@ -36,6 +41,7 @@ public struct UpdateStatus: Sendable, Hashable {
         var text = "{\"seq\":\(sequence),\"time\":\(time),\"kind\":\"\(kind.rawValue)\",\"status\":\(JSONText.quoted(status)),\"version\":\(version)"
         if let slot { text += ",\"slot\":\"\(slot.rawValue)\"" }
         if let reason { text += ",\"reason\":\(JSONText.quoted(reason))" }
+        if let bootGeneration { text += ",\"boot\":\(bootGeneration)" }
         return text + "}"
     }
 }

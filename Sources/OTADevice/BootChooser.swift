@@ -43,6 +43,9 @@ public struct BootChooser {
             try directory.persist(state)
             logger.notice("initialised \(directory.root): slot a holds factory firmware \(factoryVersion)")
         }
+        if let recovered = try outbox.recoverFirmwareReport(persistedGeneration: state.generation, time: time) {
+            logger.notice("firmware report '\(recovered.status)' of \(recovered.version), lost in a power cut, is in the outbox again")
+        }
         var store = SlotStore(state: state, trialAttempts: trialAttempts)
         var events: [SlotEvent] = [.boot]
         var rounds = 0
@@ -55,12 +58,19 @@ public struct BootChooser {
             events.removeFirst()
             rounds += 1
             guard rounds < 16 else { throw DAQError(.unsupported, "the bootchooser does not settle (state \(store.state))") }
-            for action in store.on(event) {
+            let actions = store.on(event)
+            var persisted: UInt64?
+            for (index, action) in actions.enumerated() {
                 switch action {
                 case .persist(let next):
+                    if let report = SlotStore.report(ofPersistAt: index, in: actions) {
+                        try outbox.prepare(report, bootGeneration: next.generation)
+                    }
                     try directory.persist(next)
+                    persisted = next.generation
                 case .report(let report):
-                    try outbox.append(kind: .firmware, status: report.status, version: report.version, slot: report.slot, reason: report.reason, time: time)
+                    try outbox.append(kind: .firmware, status: report.status, version: report.version, slot: report.slot, reason: report.reason, time: time,
+                                      bootGeneration: persisted)
                 case .install(let slot, let version):
                     // A verified download whose install a power cut interrupted: finish it now.
                     do {

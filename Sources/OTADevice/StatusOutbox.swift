@@ -4,6 +4,14 @@
 //
 //   DIR/status/outbox   one UpdateStatus JSON object per line
 //   DIR/status/sent     the highest sequence number the broker acknowledged (PUBACK success)
+//   DIR/status/firmware-report   the report of the boot state about to be persisted
+//
+// A firmware transition persists its boot state, then appends its report: a power cut between the
+// two took the report (the collector's history then lacked, say, `committed`). So the shell first
+// writes the report it is about to make, tagged with the new state's generation, then persists
+// the state, then appends the report carrying that generation. At the next start the outbox
+// appends the written report when the persisted state has its generation and no report of that
+// generation is in the outbox yet: once, never for a state that was not persisted.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -19,6 +27,10 @@ public final class StatusOutbox {
     public private(set) var pending: [(sequence: UInt64, json: String)] = []
     private var lastSequence: UInt64 = 0
     private var sent: UInt64 = 0
+    private let firmwareReportPath: String
+    /// The newest line carrying a boot-state generation, and that generation (0: none).
+    private var lastFirmwareLine: String?
+    public private(set) var reportedBootGeneration: UInt64 = 0
     /// Size above which a fully sent outbox is emptied.
     static let compactionBytes = 256 << 10
 
@@ -27,6 +39,7 @@ public final class StatusOutbox {
         try AtomicFile.makeDirectory(directory, mode: 0o755)
         outboxPath = directory + "/outbox"
         sentPath = directory + "/sent"
+        firmwareReportPath = directory + "/firmware-report"
         if AtomicFile.exists(sentPath) {
             let text = String(decoding: try AtomicFile.read(sentPath), as: UTF8.self).trimmingSpaces
             guard let value = UInt64(text) else {
@@ -48,14 +61,20 @@ public final class StatusOutbox {
                 guard let sequence = Self.sequence(of: line), line.hasSuffix("}") else { continue }
                 lastSequence = max(lastSequence, sequence)
                 if sequence > sent { pending.append((sequence, String(line))) }
+                if let generation = Self.bootGeneration(of: line), generation >= reportedBootGeneration {
+                    reportedBootGeneration = generation
+                    lastFirmwareLine = String(line)
+                }
             }
         }
     }
 
     /// Appends a report durably; returns it.
     @discardableResult
-    public func append(kind: UpdateKind, status: String, version: UInt64, slot: Slot? = nil, reason: String? = nil, time: Int64) throws -> UpdateStatus {
-        let report = UpdateStatus(sequence: lastSequence + 1, kind: kind, status: status, version: version, slot: slot, reason: reason, time: time)
+    public func append(kind: UpdateKind, status: String, version: UInt64, slot: Slot? = nil, reason: String? = nil, time: Int64,
+                       bootGeneration: UInt64? = nil) throws -> UpdateStatus {
+        let report = UpdateStatus(sequence: lastSequence + 1, kind: kind, status: status, version: version, slot: slot, reason: reason, time: time,
+                                  bootGeneration: bootGeneration)
         let line = Array((report.json() + "\n").utf8)
         let fd = open(outboxPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw AtomicFile.posixError("cannot open", outboxPath) }
@@ -71,7 +90,44 @@ public final class StatusOutbox {
         }
         lastSequence = report.sequence
         pending.append((report.sequence, report.json()))
+        if let bootGeneration, bootGeneration >= reportedBootGeneration {
+            reportedBootGeneration = bootGeneration
+            lastFirmwareLine = report.json()
+        }
         return report
+    }
+
+    /// Writes durably the report the transition to boot state `generation` makes, before that
+    /// state is persisted.
+    public func prepare(_ report: SlotReport, bootGeneration generation: UInt64) throws {
+        var text = "\(Self.firmwareReportHeader)\n\(generation) \(report.version) \(report.slot.rawValue) \(report.status)\n"
+        if let reason = report.reason { text += reason + "\n" }
+        try AtomicFile.write(Array(text.utf8), to: firmwareReportPath, mode: AtomicFile.publicMode)
+    }
+
+    /// At a start: appends the prepared firmware report when boot state `generation` was persisted
+    /// and its report was not appended (a power cut came between them); returns it. A prepared
+    /// report of another generation (its state never persisted, or reported) is left alone.
+    @discardableResult
+    public func recoverFirmwareReport(persistedGeneration generation: UInt64, time: Int64) throws -> UpdateStatus? {
+        guard generation > reportedBootGeneration, AtomicFile.exists(firmwareReportPath),
+              let (prepared, report) = Self.parsePrepared(try AtomicFile.read(firmwareReportPath)), prepared == generation else { return nil }
+        return try append(kind: .firmware, status: report.status, version: report.version, slot: report.slot, reason: report.reason,
+                          time: time, bootGeneration: generation)
+    }
+
+    static let firmwareReportHeader = "daqlink-firmware-report 1"
+
+    /// (generation, report) from a prepared report's bytes; nil when torn or not one.
+    static func parsePrepared(_ bytes: [UInt8]) -> (UInt64, SlotReport)? {
+        guard bytes.last == UInt8(ascii: "\n") else { return nil }
+        let lines = bytes.dropLast().split(separator: UInt8(ascii: "\n"), maxSplits: 2, omittingEmptySubsequences: false)
+        guard lines.count >= 2, String(decoding: lines[0], as: UTF8.self) == firmwareReportHeader else { return nil }
+        let fields = String(decoding: lines[1], as: UTF8.self).split(separator: " ", omittingEmptySubsequences: false)
+        guard fields.count == 4, let generation = UInt64(fields[0]), let version = UInt64(fields[1]),
+              let slot = Slot(rawValue: String(fields[2])), !fields[3].isEmpty else { return nil }
+        let reason = lines.count == 3 ? String(decoding: lines[2], as: UTF8.self) : nil
+        return (generation, SlotReport(status: String(fields[3]), version: version, slot: slot, reason: reason))
     }
 
     /// The broker acknowledged every report up to `sequence`.
@@ -84,7 +140,8 @@ public final class StatusOutbox {
         // Everything sent: start a new outbox once the old one has grown (the cursor keeps the numbering).
         var info = stat()
         if pending.isEmpty, stat(outboxPath, &info) == 0, info.st_size > Self.compactionBytes {
-            try? AtomicFile.write([], to: outboxPath, mode: AtomicFile.publicMode)
+            // The newest firmware report stays (sent): it keeps the generation reported.
+            try? AtomicFile.write(lastFirmwareLine.map { Array(($0 + "\n").utf8) } ?? [], to: outboxPath, mode: AtomicFile.publicMode)
         }
     }
 
@@ -93,6 +150,16 @@ public final class StatusOutbox {
         guard fd >= 0 else { throw AtomicFile.posixError("cannot open", path) }
         defer { close(fd) }
         guard ftruncate(fd, off_t(length)) == 0, fsync(fd) == 0 else { throw AtomicFile.posixError("cannot cut the torn line of", path) }
+    }
+
+    /// The `"boot"` generation a line ends with (the last key; a quoted reason cannot hold `"boot":`).
+    static func bootGeneration(of line: Substring) -> UInt64? {
+        guard line.hasSuffix("}") else { return nil }
+        let body = line.dropLast()
+        let digits = body.reversed().prefix { $0.isNumber }
+        let key = ",\"boot\":"
+        guard !digits.isEmpty, body.dropLast(digits.count).hasSuffix(key) else { return nil }
+        return UInt64(String(digits.reversed()))
     }
 
     static func sequence(of line: Substring) -> UInt64? {

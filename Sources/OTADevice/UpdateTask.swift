@@ -102,6 +102,9 @@ public final class UpdateTask {
         }
         store = SlotStore(state: state, trialAttempts: options.trialAttempts, running: options.runningSlot)
         outbox = try StatusOutbox(directory: options.directory.statusPath)
+        if let recovered = try outbox.recoverFirmwareReport(persistedGeneration: state.generation, time: wallClock()) {
+            logger.notice("firmware report '\(recovered.status)' of \(recovered.version), lost in a power cut, is in the outbox again")
+        }
     }
 
     /// The firmware version running now (the trial's while on trial).
@@ -479,11 +482,16 @@ public final class UpdateTask {
     @discardableResult
     private func execute(_ actions: [SlotAction], staging: (manifest: [UInt8], signature: [UInt8])? = nil) -> Bool {
         var install: (Slot, UInt64)?
-        for action in actions {
+        var persisted: UInt64?
+        for (index, action) in actions.enumerated() {
             do {
                 switch action {
                 case .persist(let state):
+                    if let report = SlotStore.report(ofPersistAt: index, in: actions) {
+                        try outbox.prepare(report, bootGeneration: state.generation)
+                    }
                     try options.directory.persist(state)
+                    persisted = state.generation
                 case .prepareStaging:
                     try options.directory.clearStaging(.firmware)
                     if let staging { try options.directory.stage(manifest: staging.manifest, signature: staging.signature, for: .firmware) }
@@ -495,7 +503,8 @@ public final class UpdateTask {
                     stop()
                     reboot?("firmware update: \(store.state.inactive)")
                 case .report(let slotReport):
-                    report(.firmware, slotReport.status, version: slotReport.version, slot: slotReport.slot, reason: slotReport.reason)
+                    report(.firmware, slotReport.status, version: slotReport.version, slot: slotReport.slot, reason: slotReport.reason,
+                           bootGeneration: persisted)
                 case .ignored(let why):
                     logger.info("slot store: \(why)")
                 }
@@ -513,9 +522,11 @@ public final class UpdateTask {
         return execute(store.on(.installed(version: version)))
     }
 
-    private func report(_ kind: UpdateKind, _ status: String, version: UInt64, slot: Slot? = nil, reason: String? = nil) {
+    private func report(_ kind: UpdateKind, _ status: String, version: UInt64, slot: Slot? = nil, reason: String? = nil,
+                        bootGeneration: UInt64? = nil) {
         do {
-            try outbox.append(kind: kind, status: status, version: version, slot: slot, reason: reason, time: wallClock())
+            try outbox.append(kind: kind, status: status, version: version, slot: slot, reason: reason, time: wallClock(),
+                              bootGeneration: bootGeneration)
             reportsAdded?()
         } catch {
             logger.error("cannot record OTA status \(status): \(error)")

@@ -197,6 +197,16 @@ final class OTARig: @unchecked Sendable {
         }
     }
 
+    /// The device's own status outbox: (kind, status, version) per report, sent or not.
+    func outboxReports() -> [(kind: String, status: String, version: UInt64)] {
+        let path = ota.appendingPathComponent("status/outbox")
+        guard let text = try? String(contentsOf: path, encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").compactMap { line in
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { return nil }
+            return (object["kind"] as? String ?? "", object["status"] as? String ?? "", (object["version"] as? NSNumber)?.uint64Value ?? 0)
+        }
+    }
+
     func historyContains(_ kind: String, _ status: String, _ version: UInt64) -> Bool {
         history().contains { $0.kind == kind && $0.status == status && $0.version == version }
     }

@@ -11,9 +11,10 @@ import Glibc
 #endif
 
 @Suite(.serialized) struct PowerCutTests {
-    /// The durable steps of one firmware update: accepted, staging cleared, manifest staged,
-    /// verified, slot manifest written, image renamed in, trial armed, trial boot counted, committed.
-    static let steps = 9
+    /// The durable steps of one firmware update: the factory boot state, accepted, staging
+    /// cleared, manifest staged, verified, slot manifest written, image renamed in, trial armed,
+    /// trial boot counted, committed.
+    static let steps = 10
 
     @Test func aCrashAfterEveryPersistedStepStillBootsAVerifiedSlotAndFinishesTheUpdate() throws {
         let rig = try OTARig()
@@ -41,6 +42,15 @@ import Glibc
             #expect(!log.contains("does not verify") && log.contains("daqlink boot: starting slot"), "step \(crashAt): \(log)")
             #expect(rig.slots.verifySlot(.b) == nil && SlotDirectory.matches(rig.slots.binaryPath(.b), manifest), "step \(crashAt)")
             #expect(rig.bootState()?.floor == 2)
+
+            // Every state change of the update is in the device's outbox once, the one whose
+            // report the crash came before as well (it was lost when the cut fell between the
+            // boot state and the report: "committed" was never reported after a cut at step 10).
+            let reports = rig.outboxReports().filter { $0.kind == "firmware" && $0.version == 2 }.map(\.status)
+            for status in ["downloading", "verified", "installed", "committed"] {
+                #expect(reports.filter { $0 == status }.count == 1, "step \(crashAt): '\(status)' in \(reports)")
+            }
+            #expect(reports.contains("trial-boot"), "step \(crashAt): \(reports)")
         }
     }
 }

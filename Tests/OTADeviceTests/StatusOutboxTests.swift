@@ -1,5 +1,6 @@
 // The status outbox on disk: reports survive a restart until acknowledged, numbering continues,
-// a torn last line is dropped, and a fully sent outbox is emptied once it grew.
+// a torn last line is dropped, a fully sent outbox is emptied once it grew, and a firmware report
+// a power cut took between its boot state and its append is appended once at the next start.
 import Foundation
 import OTA
 import OTADevice
@@ -48,5 +49,41 @@ import TestSupport
         outbox.acknowledge(upTo: last)
         #expect((try FileManager.default.attributesOfItem(atPath: directory.appendingPathComponent("outbox").path)[.size] as? Int) == 0)
         #expect(try StatusOutbox(directory: directory.path).append(kind: .firmware, status: "downloading", version: 2, time: 2).sequence == last + 1)
+    }
+
+    @Test func aFirmwareReportLostBetweenItsBootStateAndItsAppendIsAppendedOnceAtTheNextStart() throws {
+        let directory = try PackagePaths.temporaryDirectory("outbox-prepared")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let committed = SlotReport(status: "committed", version: 7, slot: .b)
+        // The shell's order: prepare (generation 5), persist boot state 5, then the power cut.
+        try StatusOutbox(directory: directory.path).prepare(committed, bootGeneration: 5)
+
+        // A start whose boot state is still 4 (the persist never happened): nothing is said.
+        #expect(try StatusOutbox(directory: directory.path).recoverFirmwareReport(persistedGeneration: 4, time: 10) == nil)
+        // Boot state 5 was persisted: the report is appended, once.
+        let start = try StatusOutbox(directory: directory.path)
+        let recovered = try start.recoverFirmwareReport(persistedGeneration: 5, time: 11)
+        #expect(recovered?.status == "committed" && recovered?.version == 7 && recovered?.slot == .b && recovered?.bootGeneration == 5)
+        #expect(try StatusOutbox(directory: directory.path).recoverFirmwareReport(persistedGeneration: 5, time: 12) == nil)
+        #expect(try StatusOutbox(directory: directory.path).pending.map(\.json).filter { $0.contains("\"committed\"") }.count == 1)
+
+        // A report appended in the usual way (after its persist) is not appended again either,
+        // even after the outbox was sent and emptied.
+        let rolledBack = SlotReport(status: "rolled-back", version: 8, slot: .a, reason: "health check: no ack\nwithin 30 s")
+        try start.prepare(rolledBack, bootGeneration: 6)
+        try start.append(kind: .firmware, status: "rolled-back", version: 8, slot: .a, reason: rolledBack.reason, time: 13, bootGeneration: 6)
+        var last: UInt64 = 0
+        while (try? FileManager.default.attributesOfItem(atPath: directory.appendingPathComponent("outbox").path)[.size] as? Int) ?? 0 <= 256 << 10 {
+            last = try start.append(kind: .experiment, status: "refused", version: 1, reason: String(repeating: "x", count: 500), time: 14).sequence
+        }
+        start.acknowledge(upTo: last)
+        let afterCompaction = try StatusOutbox(directory: directory.path)
+        #expect(afterCompaction.pending.isEmpty && afterCompaction.reportedBootGeneration == 6)
+        #expect(try afterCompaction.recoverFirmwareReport(persistedGeneration: 6, time: 15) == nil)
+
+        // Its reason (two lines) survives the prepared file.
+        try afterCompaction.prepare(rolledBack, bootGeneration: 7)
+        let again = try afterCompaction.recoverFirmwareReport(persistedGeneration: 7, time: 16)
+        #expect(again?.reason == "health check: no ack\nwithin 30 s" && again?.sequence == last + 1)
     }
 }
