@@ -43,7 +43,7 @@ struct CollectCommand: ParsableCommand {
             month (the CRL: a week; the CA: two months): each of those ends stops the fleet's data. \
             With --pki it watches every device's newest certificate too.
 
-            The config file (TOML):
+            The config file (TOML); relative paths in it are taken from its own directory:
               broker = "127.0.0.1:8883"
               ca = "pki/ca.crt"
               cert = "pki/collector.crt"
@@ -100,42 +100,48 @@ struct CollectCommand: ParsableCommand {
         var values: [String: String] = [:]
         var expiry: UInt32?
         var quiet: Double?
+        var fromFile: [String: InputLocation] = [:]
         if let config {
             let file = try CollectorConfigFile.read(config)
-            (values, expiry, quiet) = (file.values, file.sessionExpiry, file.quietAfter)
+            (values, expiry, quiet, fromFile) = (file.values, file.sessionExpiry, file.quietAfter, file.locations)
         }
-        if let broker { values["broker"] = broker }
+        if let broker { values["broker"] = broker; fromFile["broker"] = nil }
         if let pki {
             values["ca"] = "\(pki)/ca.crt"
             values["cert"] = "\(pki)/collector.crt"
             values["key"] = "\(pki)/collector.key"
+            for key in ["ca", "cert", "key", "crl", "server_cert"] { fromFile[key] = nil }
             // The broker's CRL and certificate, when it runs from this PKI: watched for their end.
             for (key, file) in [("crl", "ca.crl"), ("server_cert", "server.crt")] where FileManager.default.fileExists(atPath: "\(pki)/\(file)") {
                 values[key] = "\(pki)/\(file)"
             }
         }
-        if let out { values["output"] = out }
-        let from = config.map { " in \($0)" } ?? ""
+        if let out { values["output"] = out; fromFile["output"] = nil }
+        /// A bad value: named at its line in the config file when it came from there (exit 1),
+        /// else refused as an option, with the usage (exit 64).
+        func refuse(_ key: String, _ message: String) -> Error {
+            fromFile[key].map { DAQError(.malformedInput, message, at: $0) } ?? ValidationError(message)
+        }
         guard let address = values["broker"] else {
             throw ValidationError("the broker address (HOST:PORT) is missing: --broker, or broker = in --config")
         }
         guard let colon = address.lastIndex(of: ":"), colon != address.startIndex,
               let port = Int(address[address.index(after: colon)...]), (1...65535).contains(port) else {
-            throw ValidationError("the broker address\(broker == nil ? from : "") must be HOST:PORT with a port 1…65535, not \(address)")
+            throw refuse("broker", "the broker address must be HOST:PORT with a port 1…65535, not \(address)")
         }
         guard let ca = values["ca"], let cert = values["cert"], let key = values["key"] else {
             throw ValidationError("the collector's certificate is missing: --pki DIR, or ca, cert and key in --config")
         }
-        for (what, path) in [("CA certificate", ca), ("collector certificate", cert), ("collector key", key)] {
+        for (what, name, path) in [("CA certificate", "ca", ca), ("collector certificate", "cert", cert), ("collector key", "key", key)] {
             guard FileManager.default.isReadableFile(atPath: path) else {
-                throw ValidationError("\(path): the \(what) \(FileManager.default.fileExists(atPath: path) ? "cannot be read" : "does not exist")"
-                                      + (pki.map { " (is --pki \($0) a directory made by `daqctl pki`?)" } ?? ""))
+                throw refuse(name, "\(path): the \(what) \(FileManager.default.fileExists(atPath: path) ? "cannot be read" : "does not exist")"
+                             + (pki.map { " (is --pki \($0) a directory made by `daqctl pki`?)" } ?? ""))
             }
         }
         guard let output = values["output"] else { throw ValidationError("the output directory is missing: --out, or output = in --config") }
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: output, isDirectory: &isDirectory), !isDirectory.boolValue {
-            throw ValidationError("the output directory\(out == nil ? from : "") \(output) is a file, not a directory")
+            throw refuse("output", "the output directory \(output) is a file, not a directory")
         }
         var options = CollectorOptions(host: String(address[..<colon]), port: port,
                                        tls: MQTTTLSFiles(caFile: ca, certificateFile: cert, keyFile: key), output: output)

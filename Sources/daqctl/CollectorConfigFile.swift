@@ -10,6 +10,11 @@ struct CollectorConfigFile {
     var sessionExpiry: UInt32?
     /// `quiet_after_s`: seconds (0: never).
     var quietAfter: Double?
+    /// Where each key is set (file, line, key), for errors about its value found later.
+    var locations: [String: InputLocation] = [:]
+
+    /// Keys naming files or directories: a relative one is taken from the config file's directory.
+    static let pathKeys: Set<String> = ["ca", "cert", "key", "output", "crl", "server_cert"]
 
     static let textKeys = ["broker", "ca", "cert", "key", "output", "client_id", "crl", "server_cert"]
     static let keyList = (textKeys + ["session_expiry_s", "quiet_after_s"]).joined(separator: ", ")
@@ -26,7 +31,15 @@ struct CollectorConfigFile {
         guard let text = String(data: data, encoding: .utf8) else {
             throw DAQError(.malformedInput, "not UTF-8 text", at: InputLocation(file: path))
         }
-        return try parse(text, file: path)
+        var config = try parse(text, file: path)
+        // Relative to the file, not to wherever the collector is started (a service's working
+        // directory is /): `ca = "pki/ca.crt"` beside collector.toml means that file.
+        let directory = parentDirectory(of: path)
+        for key in pathKeys {
+            guard let value = config.values[key], !value.hasPrefix("/"), !value.isEmpty else { continue }
+            config.values[key] = directory == "." ? value : directory + (directory.hasSuffix("/") ? "" : "/") + value
+        }
+        return config
     }
 
     static func parse(_ text: String, file: String) throws(DAQError) -> CollectorConfigFile {
@@ -51,6 +64,7 @@ struct CollectorConfigFile {
         var config = CollectorConfigFile()
         for key in table.keys.sorted() {
             let value = table[key]!
+            config.locations[key] = location(key)
             if key == "session_expiry_s" {
                 guard let seconds = value.int else {
                     throw DAQError(.malformedInput, "expected a whole number of seconds, found \(value.type)", at: location(key))

@@ -80,6 +80,35 @@ import TestSupport
         }, "\(run.stderr)")
     }
 
+    /// A config file's relative paths are its own directory's, wherever the collector starts
+    /// (a service starts in /); a file it names that is missing is named at its line and key.
+    @Test func aConfigFilesPathsAreTakenFromItsDirectoryAndAMissingOneIsNamedAtItsLine() throws {
+        let work = try workWithPKI()
+        let port = try MosquittoBroker.freeLoopbackPort()
+        let config = work.appendingPathComponent("c.toml")
+        try """
+            broker = "127.0.0.1:\(port)"
+            ca = "pki/ca.crt"
+            cert = "pki/collector.crt"
+            key = "pki/collector.key"
+            output = "col"
+            """.write(to: config, atomically: true, encoding: .utf8)
+        let run = try runProcess(Self.daqctl, ["collect", "--config", config.path, "--duration", "1"], currentDirectory: URL(fileURLWithPath: "/"))
+        #expect(run.status == 1 && run.stderr.contains("never connected to the broker at 127.0.0.1:\(port)"), "\(run.stderr)")
+
+        try """
+            broker = "127.0.0.1:\(port)"
+            ca = "pki/nope.crt"
+            cert = "pki/collector.crt"
+            key = "pki/collector.key"
+            output = "col"
+            """.write(to: config, atomically: true, encoding: .utf8)
+        let missing = try runProcess(Self.daqctl, ["collect", "--config", config.path], currentDirectory: URL(fileURLWithPath: "/"))
+        #expect(missing.status == 1 && missing.stderr.contains("\(config.path):2 [ca]: \(work.path)/pki/nope.crt: the CA certificate does not exist"),
+                "\(missing.stderr)")
+        #expect(!missing.stderr.contains("Usage:"), "a config file's error is not an option's")
+    }
+
     /// Each stream holds three files open: at the usual soft limit of 1024 a fleet of ~330 streams
     /// stopped the collector. It raises its soft limit to the hard one, and says when the hard
     /// limit itself allows few streams.
