@@ -398,8 +398,13 @@ public final class AcquisitionRun {
             try append(kind: .layout, payload: layout.encoded())
             layoutWritten = true
             if let directory = options.mdfDirectory {
-                // Named after the layout entry's sequence number: one file per measurement.
-                mdf = try MDFRecording(directory: directory, name: "measurement-\(journal.lastSequence)", layout: layout)
+                // Named after the layout entry's sequence number: one file per measurement. Files
+                // of that name are another journal's (one started again at 1): kept, renamed.
+                let name = "measurement-\(journal.lastSequence)"
+                for kept in try MDFRecording.setAside(directory: directory, name: name, tag: String(SystemClock.realtime() / 1_000_000_000)) {
+                    logger.notice("an MDF file of another journal had the name \(name): kept as \(kept)")
+                }
+                mdf = try MDFRecording(directory: directory, name: name, layout: layout)
             }
         }
         guard !records.isEmpty else { return try applyPendingExperiment() }

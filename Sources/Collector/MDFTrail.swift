@@ -169,7 +169,16 @@ final class MDFFollower: @unchecked Sendable {
                         rebasing: raw[(range.lowerBound + JournalFraming.headerLength)..<(range.upperBound - JournalFraming.trailerLength)])
                     switch JournalEntryKind(rawValue: raw[range.lowerBound + 4]) {
                     case .record:
-                        try recording?.append(payload)
+                        guard let current = recording else { break }
+                        guard current.fits(payload) else {
+                            // Not this measurement's record: the layout entry before it was lost
+                            // (a `lost` placeholder). Its measurement's layout is unknown: no
+                            // file until the next layout entry.
+                            try current.finish()
+                            recording = nil
+                            break
+                        }
+                        try current.append(payload)
                     case .layout:
                         try recording?.finish()
                         recording = nil

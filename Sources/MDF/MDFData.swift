@@ -58,7 +58,11 @@ struct MDFDataStream {
             try file.requireData(block, bytes: 24)
             let original = try file.u64(block.dataStart + 8, block: "##DZ")
             guard original <= UInt64(Int.max / 2) else { throw file.error("##DZ original length \(original) is absurd", at: block.address, block: "##DZ") }
-            compressedBytes += Int(original)
+            let (sum, overflow) = compressedBytes.addingReportingOverflow(Int(original))
+            guard !overflow, sum <= Int.max / 2 else {
+                throw file.error("##DZ original lengths add up past \(Int.max / 2) bytes", at: block.address, block: "##DZ")
+            }
+            compressedBytes = sum
             return
         }
         fragments.append((block.dataStart, block.dataLength))

@@ -138,6 +138,15 @@ public struct MDFStream: Sendable {
         dataBytes += payloadBytes[index]
     }
 
+    /// Whether `payload` is a record of this measurement: its record id names one of the groups
+    /// and its length is that group's. A record of another measurement (its layout entry lost to
+    /// damage) must not be appended: it would count as this group's size and wreck the file.
+    public func fits(_ payload: UnsafeRawBufferPointer) -> Bool {
+        guard payload.count >= RecordPayload.headerBytes else { return false }
+        let group = RecordPayload.groupIndex(payload)
+        return group >= 0 && group < payloadBytes.count && payload.count == payloadBytes[group]
+    }
+
     /// Takes one record payload; appends to `output` the bytes to write at the file's end now.
     /// Called for every record: mutates in place, allocates nothing but `output`'s growth.
     public mutating func append(_ payload: UnsafeRawBufferPointer, into output: inout [UInt8]) {

@@ -196,7 +196,7 @@ public enum MDFWriter {
     }
 
     /// Linear conversion for scaled raw channels; value-to-text for value tables (its default
-    /// falls back to the linear conversion, so untabled raw values still read physical).
+    /// falls back to the linear conversion, or identity, so untabled raw values still read physical).
     private static func writeConversion(_ image: inout MDFImage, _ channel: ChannelSpec) -> UInt64 {
         let isRaw: Bool
         switch channel.storage {
@@ -213,6 +213,15 @@ public enum MDFWriter {
         }
         let tableApplies = !channel.valueTable.isEmpty && (isRaw || (channel.factor == 1 && channel.offset == 0))
         guard tableApplies else { return linear }
+        if linear == 0 {
+            // The default for values the table lacks: identity. A NIL default reads as an empty
+            // text (asammdf gives b''), so raw 4 of a table 0–3 showed blank.
+            var cc = MDFFields()
+            cc.u8(1); cc.u8(0); cc.u16(0); cc.u16(0); cc.u16(2)
+            cc.f64(0); cc.f64(0)
+            cc.f64(0); cc.f64(1)
+            linear = image.block("##CC", links: [0, 0, 0, 0], data: cc.bytes)
+        }
         let entries = channel.valueTable.sorted { $0.key < $1.key }
         var refs: [UInt64] = [0, 0, 0, 0]
         for entry in entries { refs.append(image.text(entry.text)) }

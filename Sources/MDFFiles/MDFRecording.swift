@@ -66,6 +66,27 @@ public final class MDFRecording {
 
     deinit { if fd >= 0 { close(fd) } }
 
+    /// Renames the files an earlier recording named `name` left in `directory` (another journal
+    /// started again at the same sequence number: a new card, `--epoch`) to
+    /// `<file>.before-<tag>.mf4`, so a new measurement of that name does not write over them.
+    /// Returns the new paths.
+    public static func setAside(directory: String, name: String, tag: String) throws(DAQError) -> [String] {
+        var moved: [String] = []
+        var part = 1
+        while true {
+            let file = MDFFileSplit.fileName(name, part: part)
+            let path = "\(directory)/\(file)"
+            guard access(path, F_OK) == 0 else { break }
+            let target = "\(directory)/\(file.dropLast(".mf4".count)).before-\(tag).mf4"
+            guard rename(path, target) == 0 else {
+                throw DAQError(.io, "cannot set aside an MDF file of the same name: \(String(cString: strerror(errno)))", at: InputLocation(file: path))
+            }
+            moved.append(target)
+            part += 1
+        }
+        return moved
+    }
+
     private static func stream(_ layout: MeasurementLayout) -> MDFStream {
         MDFStream(layout: layout, deflate: layout.files.deflate
                   ? MDFStream.Deflate(compress: { MDFFiles.Deflate.compress($0) }) : nil)
@@ -85,6 +106,10 @@ public final class MDFRecording {
     /// Queues one record payload (`u16 record id` + MDF record): the bytes an unsorted MDF data
     /// group holds verbatim. Finishes the current file first when the split rules say so.
     public func append(_ payload: UnsafeRawBufferPointer) throws(DAQError) {
+        guard fits(payload) else {
+            throw DAQError(.malformedInput, "a record of \(payload.count) bytes with record id \(payload.count >= 2 ? RecordPayload.groupIndex(payload) + 1 : 0) "
+                           + "is not one of this measurement's", at: InputLocation(file: path))
+        }
         var outcome = queue.take(payload)
         if outcome == .startsNewFile {
             try nextFile()
@@ -92,6 +117,9 @@ public final class MDFRecording {
         }
         if outcome == .fileFull { try nextFile() }
     }
+
+    /// Whether `payload` is a record of this measurement (`MDFStream.fits`).
+    public func fits(_ payload: UnsafeRawBufferPointer) -> Bool { queue.stream.fits(payload) }
 
     private func nextFile() throws(DAQError) {
         try finishFile()
@@ -137,7 +165,17 @@ public final class MDFRecording {
     private func finishFile() throws(DAQError) {
         let patches = queue.finish()
         try flush()
-        try apply(patches)
+        // Everything but the ID block's "MDF     " reaches the medium before it: a power cut
+        // between the two otherwise could keep the finalized mark over stale links and counts,
+        // and a file that looks finalized is never rebuilt.
+        let (marks, rest) = (patches.filter { $0.offset == 0 }, patches.filter { $0.offset != 0 })
+        try apply(rest)
+        if !marks.isEmpty {
+            guard fdatasync(fd) == 0 else {
+                throw DAQError(.io, "MDF fsync failed: \(String(cString: strerror(errno)))", at: InputLocation(file: path))
+            }
+            try apply(marks)
+        }
         guard fsync(fd) == 0 else {
             throw DAQError(.io, "MDF fsync failed: \(String(cString: strerror(errno)))", at: InputLocation(file: path))
         }

@@ -159,4 +159,138 @@ import Glibc
         #expect(!restart.stderr.contains("left unfinalized"), "\(restart.stderr)")
         #expect(try Data(contentsOf: file) == before, "left as it was")
     }
+
+    /// Samples per group (acquisition name) of every file of measurement 1 in `mdf`, as asammdf
+    /// reads them; nil for a file it cannot open. Finalized files only when `finalized`.
+    private func measurementOneCounts(_ mdf: URL, finalized: Bool = true) throws -> [String: Int] {
+        var counts: [String: Int] = [:]
+        let parts = try FileManager.default.contentsOfDirectory(atPath: mdf.path)
+            .filter { $0 == "measurement-1.mf4" || $0.hasPrefix("measurement-1_") }.sorted()
+        for part in parts {
+            let url = mdf.appendingPathComponent(part)
+            if finalized { #expect(String(decoding: try Data(contentsOf: url).prefix(8), as: UTF8.self) == "MDF     ", "\(part)") }
+            let result = try runPython("""
+                import json, sys
+                from asammdf import MDF
+                m = MDF(sys.argv[1])
+                print(json.dumps({g.channel_group.acq_name: len(m.get_master(i)) for i, g in enumerate(m.groups)}))
+                """, [url.path])
+            let groups = try #require(try JSONSerialization.jsonObject(with: result.stdoutData) as? [String: Int], "\(part): \(result.stderr)")
+            for (name, count) in groups { counts[name, default: 0] += count }
+        }
+        return counts
+    }
+
+    /// Records per group of the journal's first measurement (up to its second layout entry).
+    private func journalMeasurementOne(_ journal: URL) throws -> [String: Int] {
+        let entries = try Agent.dump(journal)
+        let end = entries.dropFirst().firstIndex { $0["layout"] != nil } ?? entries.count
+        var expected: [String: Int] = [:]
+        for entry in entries[1..<end] { if let group = entry["group"] as? String { expected[group, default: 0] += 1 } }
+        return expected
+    }
+
+    /// A power cut can leave the streaming file shorter than its head (its writes never reached
+    /// the card): it used to be skipped at every start, an empty file beside a journal holding
+    /// the whole measurement.
+    @Test func aFileAPowerCutLeftEmptyIsRebuiltFromTheJournal() throws {
+        let (journal, file) = try Self.recordAndKill("mdfrestart-empty", after: 1.0)
+        try Data().write(to: file)
+        let restart = try Agent.run(journal, extra: ["--mdf", file.deletingLastPathComponent().path, "--duration", "0.5"])
+        #expect(restart.status == 0 && restart.stderr.contains("measurement-1 was left unfinalized"), "\(restart.stderr)")
+        #expect(try measurementOneCounts(file.deletingLastPathComponent()) == journalMeasurementOne(journal))
+    }
+
+    /// The measurement of an unfinalized file was trimmed from the journal since (quota): the
+    /// file stays as it is. daqlink used to refuse to start ("seq 1 is no longer in the journal"),
+    /// at every start.
+    @Test func anUnfinalizedFileWhoseMeasurementWasTrimmedDoesNotStopTheStart() throws {
+        let (journal, file) = try Self.recordAndKill("mdfrestart-trimmed", after: 1.0, extra: ["--segment-bytes", "65536"])
+        let segments = try FileManager.default.contentsOfDirectory(atPath: journal.path).filter { $0.hasSuffix(".jnl") }.sorted()
+        try #require(segments.count >= 2, "\(segments)")
+        try FileManager.default.removeItem(at: journal.appendingPathComponent(segments[0]))
+        let before = try Data(contentsOf: file)
+        let restart = try Agent.run(journal, extra: ["--mdf", file.deletingLastPathComponent().path, "--duration", "0.5",
+                                                     "--segment-bytes", "65536"])
+        #expect(restart.status == 0, "\(restart.stderr)")
+        #expect(try Data(contentsOf: file) == before, "left as the cut left it")
+    }
+
+    /// A fresh journal starts again at seq 1, so its first measurement has the name of the old
+    /// journal's: the old file is kept under another name, not written over.
+    @Test func aNewJournalKeepsAnotherJournalsFileOfTheSameName() throws {
+        let work = try PackagePaths.temporaryDirectory("mdf-other-journal")
+        let mdf = work.appendingPathComponent("mdf")
+        let first = try Agent.run(work.appendingPathComponent("journal-1"), extra: ["--mdf", mdf.path, "--duration", "0.5"])
+        #expect(first.status == 0, "\(first.stderr)")
+        let old = try Data(contentsOf: mdf.appendingPathComponent("measurement-1.mf4"))
+        let second = try Agent.run(work.appendingPathComponent("journal-2"), extra: ["--mdf", mdf.path, "--duration", "0.5"])
+        #expect(second.status == 0 && second.stderr.contains("an MDF file of another journal had the name measurement-1: kept as"), "\(second.stderr)")
+        let kept = try FileManager.default.contentsOfDirectory(atPath: mdf.path).filter { $0.hasPrefix("measurement-1.before-") }
+        try #require(kept.count == 1, "\(kept)")
+        #expect(try Data(contentsOf: mdf.appendingPathComponent(kept[0])) == old)
+        try check(mdf.appendingPathComponent("measurement-1.mf4"), against: work.appendingPathComponent("journal-2"), complete: true)
+    }
+
+    /// The layout entry of the next measurement (another experiment) is damaged: rebuilding the
+    /// interrupted file read that measurement's records into it. They did not fit its groups:
+    /// daqlink trapped at every start (a record id past its groups) or wrote a file asammdf
+    /// refuses (another size). The rebuild now ends at the first record that is not its own.
+    @Test func aDamagedLayoutEntryDoesNotPutTheNextMeasurementsRecordsIntoTheFile() throws {
+        let (journal, file) = try Self.recordAndKill("mdfrestart-damaged-layout", after: 1.0)
+        let mdf = file.deletingLastPathComponent()
+        let expected = try journalMeasurementOne(journal)
+        // A second measurement of another experiment: one group of two channels.
+        let dbc = PackagePaths.fixtures.appendingPathComponent("reference/engine.dbc").path
+        let small = mdf.deletingLastPathComponent().appendingPathComponent("small.toml")
+        try """
+            name = "small"
+            [[dbc]]
+            file = "\(dbc)"
+            [[group]]
+            name = "OnlyGroupQX"
+            raster_ms = 10
+            channels = ["EngFast_00.EngFast_00_S0", "EngFast_00.EngFast_00_S1"]
+            """.write(to: small, atomically: true, encoding: .utf8)
+        let second = try runProcess(Agent.daqlink, ["run", "--experiment", small.path, "--source", "replay:\(Agent.log)", "--speed", "max",
+                                                    "--journal", journal.path, "--quiet", "--mdf", mdf.path, "--duration", "1"])
+        #expect(second.status == 0, "\(second.stderr)")
+        // Measurement 1's file unfinalized again, and the second layout entry damaged.
+        let handle = try FileHandle(forWritingTo: file)
+        try handle.write(contentsOf: Data("UnFinMF ".utf8))
+        try handle.close()
+        var damaged = false
+        for (name, bytes) in try Agent.segments(journal) {
+            guard let range = bytes.range(of: Data("OnlyGroupQX".utf8)) else { continue }
+            var changed = bytes
+            changed[range.lowerBound] ^= 0x20
+            try changed.write(to: journal.appendingPathComponent(name))
+            damaged = true
+        }
+        try #require(damaged)
+        let restart = try Agent.run(journal, extra: ["--mdf", mdf.path, "--duration", "0.5"])
+        #expect(restart.status == 0 && restart.stderr.contains("measurement-1 was left unfinalized"), "\(restart.stderr)")
+        #expect(try measurementOneCounts(mdf) == expected)
+    }
+
+    /// A streaming deflate file lists its ##DZ blocks in a ##DL: original lengths each below the
+    /// per-block limit whose sum is not are named, without a trap (inspect died of an arithmetic
+    /// overflow adding them).
+    @Test func inspectNamesDeflateBlocksWhoseLengthsAddUpPastTheLimit() throws {
+        let work = try PackagePaths.temporaryDirectory("mdf-dz-sum")
+        let mdf = work.appendingPathComponent("mdf")
+        let run = try Agent.run(work.appendingPathComponent("journal"), extra: ["--mdf", mdf.path, "--mdf-deflate"])
+        #expect(run.status == 0, "\(run.stderr)")
+        var bytes = [UInt8](try Data(contentsOf: mdf.appendingPathComponent("measurement-1.mf4")))
+        var forged = 0
+        for offset in stride(from: 0, to: bytes.count - 40, by: 8) where bytes[offset..<offset + 4].elementsEqual("##DZ".utf8) {
+            for index in 0..<8 { bytes[offset + 32 + index] = UInt8(truncatingIfNeeded: ((UInt64(1) << 62) - 1) >> (8 * UInt64(index))) }
+            forged += 1
+        }
+        try #require(forged >= 3, "the file has \(forged) ##DZ blocks")
+        let bomb = work.appendingPathComponent("bomb.mf4")
+        try Data(bytes).write(to: bomb)
+        let refused = try runProcess(Agent.daqctl, ["inspect", bomb.path])
+        #expect(refused.status == 1 && refused.stderr.contains("##DZ original lengths add up past"), "\(refused.status) \(refused.stderr)")
+    }
 }

@@ -124,7 +124,22 @@ import TestSupport
         let state = groupsOut[1]["channels"] as! [String: [String: Any]]
         let rawState = rawGroups[1]["channels"] as! [String: [String: Any]]
         #expect(doubles(rawState["Eng.State"]?["values"]) == column(1, 0))
-        #expect((state["Eng.State"]?["values"] as? [String])?.prefix(3) == ["Off", "Crank", "Idle"])
+        // The value table's conversion, applied by asammdf to every raw value (as objects: its
+        // `get` turns a mix of texts and numbers into numbers): the tabled ones read as their
+        // texts, raw 3, not in the table, as the number 3, as cantools decodes it (the default
+        // conversion is identity; with none it read as an empty text, and so would CANape).
+        let table = try runPython("""
+            import json, sys
+            from asammdf import MDF
+            mdf = MDF(sys.argv[1])
+            sig = mdf.get("Eng.State", raw=True)
+            out = [v.decode() if isinstance(v, bytes) else float(v) for v in sig.conversion.convert(sig.samples, as_object=True).tolist()]
+            print(json.dumps(out))
+            """, [file.path])
+        let texts = try #require(try JSONSerialization.jsonObject(with: table.stdoutData) as? [Any], "\(table.stderr)")
+        let expected: [String] = column(1, 0).map { ["Off", "Crank", "Idle"].indices.contains(Int($0)) ? ["Off", "Crank", "Idle"][Int($0)] : String($0) }
+        #expect(texts.map { ($0 as? String) ?? String(($0 as? Double) ?? -1) } == expected)
+        #expect(expected.contains("3.0"), "a value the table lacks is in the test")
         #expect(doubles(state["Eng.Torque"]?["values"]) == column(1, 1))
     }
 
