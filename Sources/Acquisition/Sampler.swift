@@ -92,10 +92,8 @@ public struct Sampler: Sendable {
                 rasterGroups.append((g, period))
             case .message(let name):
                 if let key = messageKeys[name] { messageWatch[key, default: []].append(g) }
-            case .signalChange(let name):
-                for (key, slot) in slotIndex where key.name == name {
-                    changeWatch[slot, default: []].append(g)
-                }
+            case .signalChange:
+                break  // registered below, once every group's slots exist
             case .busFrames(let buses, let fd):
                 busGroups.append((g, buses, fd))
             }
@@ -103,16 +101,23 @@ public struct Sampler: Sendable {
         latest = Array(repeating: 0, count: slotStorage.count)
         received = Array(repeating: false, count: slotStorage.count)
         nextTick = Array(repeating: .max, count: rasterGroups.count)
-        // A change-triggered group may watch a signal it does not record; give it a slot too.
+        // A change-triggered group watches every slot of its signal, whichever group records it
+        // (a later one too: watching only the slots made so far, then making a float64 slot of
+        // the name, replaced a later float64 channel's slot, which was then never fed). A signal
+        // no group records gets one float64 slot, shared by every group that watches it (each
+        // used to make its own, replacing the one before: only the last group recorded).
         for (g, group) in groups.enumerated() {
-            guard case .signalChange(let name) = group.trigger, !changeWatch.values.contains(where: { $0.contains(g) })
-            else { continue }
-            let slot = slotStorage.count
-            slotIndex[SlotKey(name: name, storage: .float64)] = slot
-            slotStorage.append(.float64)
-            latest.append(0)
-            received.append(false)
-            changeWatch[slot, default: []].append(g)
+            guard case .signalChange(let name) = group.trigger else { continue }
+            var watched = slotIndex.filter { $0.key.name == name }.map(\.value)
+            if watched.isEmpty {
+                let slot = slotStorage.count
+                slotIndex[SlotKey(name: name, storage: .float64)] = slot
+                slotStorage.append(.float64)
+                latest.append(0)
+                received.append(false)
+                watched = [slot]
+            }
+            for slot in watched { changeWatch[slot, default: []].append(g) }
         }
         changeWatchers = (0..<slotStorage.count).map { changeWatch[$0] ?? [] }
     }
@@ -166,6 +171,18 @@ public struct Sampler: Sendable {
             let (group, period) = rasterGroups[index]
             record(group: group, at: Timestamp(nanoseconds: tick), into: &out)
             nextTick[index] = tick + period
+        }
+    }
+
+    /// Moves every raster group's next tick to the first one at or after `time`, so the ticks of a
+    /// gap in the frames' time (a log recorded across a clock step) are not emitted.
+    public mutating func skipTicks(before time: Timestamp) {
+        for (index, raster) in rasterGroups.enumerated() where nextTick[index] < time.nanoseconds {
+            let (gap, overflow) = time.nanoseconds.subtractingReportingOverflow(nextTick[index])
+            let steps = overflow ? Int64.max : gap / raster.period + (gap % raster.period == 0 ? 0 : 1)
+            let (advance, tooFar) = steps.multipliedReportingOverflow(by: raster.period)
+            let (next, past) = nextTick[index].addingReportingOverflow(advance)
+            nextTick[index] = tooFar || past ? .max : next
         }
     }
 

@@ -1,5 +1,6 @@
 // What `daqlink run` was asked to do, and what it reports at the end.
 import DAQCore
+import Experiment
 import Journal
 import OTADevice
 #if canImport(Glibc)
@@ -88,6 +89,10 @@ public struct AcquisitionSummary: Sendable {
     public var busFramesNotLogged: UInt64 = 0
     /// RTR and error frames, which bus-logging groups do not log (counted only when there are such groups).
     public var busFramesNotData: UInt64 = 0
+    /// Frames stamped before the one ahead of them, and gaps whose raster ticks were skipped.
+    public var outOfOrder: UInt64 = 0
+    public var timeJumps: UInt64 = 0
+    public var skippedNanoseconds: Int64 = 0
     public var malformedLines = 0
     /// Per channel group: name, records, record bytes.
     public var groups: [(name: String, records: UInt64, bytes: UInt64)] = []
@@ -133,6 +138,11 @@ public struct AcquisitionSummary: Sendable {
         if malformedLines > 0 { frameLine += ", malformed lines skipped \(malformedLines)" }
         if busFramesNotLogged > 0 { frameLine += ", CAN FD frames over 8 bytes not bus-logged \(busFramesNotLogged) (fd = true logs them)" }
         if busFramesNotData > 0 { frameLine += ", remote/error frames not bus-logged \(busFramesNotData)" }
+        if outOfOrder > 0 { frameLine += ", stamped before the frame ahead of them \(outOfOrder) (taken at its time)" }
+        if timeJumps > 0 {
+            frameLine += ", time jumps over \(AcquisitionPipeline.longestRasterGap / 1_000_000_000) s \(timeJumps) "
+                + "(\(format2(Double(skippedNanoseconds) / 1e9)) s in all without raster records)"
+        }
         lines.append(frameLine + ")")
         for group in groups {
             lines.append("  group \"\(group.name)\": \(group.records) records, \(group.bytes) bytes")

@@ -552,6 +552,7 @@ public final class AcquisitionRun {
         summary.otherBus = counters.otherBus
         summary.busFramesNotLogged = pipeline.sampler.busFramesTooLong
         summary.busFramesNotData = pipeline.sampler.logsBusFrames ? counters.nonData : 0
+        (summary.outOfOrder, summary.timeJumps, summary.skippedNanoseconds) = (counters.outOfOrder, counters.timeJumps, counters.skippedNanoseconds)
         summary.malformedLines = logSource?.malformedLines ?? 0
         summary.groups = replacedGroups + pipeline.binding.groups.indices.map {
             (pipeline.binding.groups[$0].name, recordsPerGroup[$0], bytesPerGroup[$0])

@@ -54,8 +54,11 @@ public struct ReplayPacer: Sendable {
             return now
         }
         let offset = logTime.nanoseconds &- origin.log
-        let scaled = divisor == 1 ? offset : Int64((Double(offset) / divisor).rounded())
-        let deadline = max(lastDeadline, origin.clock &+ max(0, scaled))
+        // A tiny factor or a gap of decades leaves Int64 (it trapped): such a frame is due "never".
+        let quotient = (Double(offset) / divisor).rounded()
+        let scaled = divisor == 1 ? offset : (quotient < 9.2e18 ? Int64(max(quotient, -9.2e18)) : Int64.max)
+        let (due, overflow) = origin.clock.addingReportingOverflow(max(0, scaled))
+        let deadline = max(lastDeadline, overflow ? .max : due)
         lastDeadline = deadline
         return deadline
     }

@@ -18,6 +18,10 @@ public struct PipelineCounters: Sendable, Hashable {
     public var nonData: UInt64 = 0
     /// Frames older than the last one seen (kept, but they cannot move time backwards).
     public var outOfOrder: UInt64 = 0
+    /// Gaps of more than `AcquisitionPipeline.longestRasterGap` between consecutive frames (a log
+    /// recorded across a clock step), and their length in all: their raster ticks are skipped.
+    public var timeJumps: UInt64 = 0
+    public var skippedNanoseconds: Int64 = 0
 }
 
 /// The acquisition data path for one experiment.
@@ -73,6 +77,10 @@ public struct AcquisitionPipeline: Sendable {
         sampler.start.map { MeasurementLayout(start: $0, experiment: binding.name, groups: binding.groups, files: binding.files) }
     }
 
+    /// Longest gap between consecutive frames whose raster ticks are recorded (sample and hold);
+    /// the ticks of a longer one are skipped and counted.
+    public static let longestRasterGap: Int64 = 60_000_000_000
+
     /// Feeds one frame: emits the raster records due before it, then its event records.
     public mutating func ingest(_ frame: CANFrame, into out: inout RecordBuffer) {
         counters.frames += 1
@@ -80,6 +88,16 @@ public struct AcquisitionPipeline: Sendable {
         if let latest, time < latest {
             counters.outOfOrder += 1
             time = latest
+        }
+        if let latest {
+            // A step of decades (a log begun at 1970 before NTP set the clock) asked for a record
+            // per tick of the gap: billions, in one buffer, until memory ran out.
+            let (gap, overflow) = time.nanoseconds.subtractingReportingOverflow(latest.nanoseconds)
+            if overflow || gap > Self.longestRasterGap {
+                counters.timeJumps += 1
+                counters.skippedNanoseconds = counters.skippedNanoseconds.addingReportingOverflow(overflow ? .max : gap).partialValue
+                sampler.skipTicks(before: time)
+            }
         }
         latest = time
         sampler.advance(to: time, into: &out)

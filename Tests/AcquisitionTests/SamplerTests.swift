@@ -97,6 +97,31 @@ private func decode(_ buffer: RecordBuffer, _ sampler: Sampler) -> [Decoded] {
         #expect(decode(out, sampler).map { $0.values[0] } == [1, 2])
     }
 
+    /// Two groups on the change of a signal neither records, and a change group before the
+    /// raster group that records the signal as float64: every group records. (Each change group
+    /// made its own float64 slot of the name, replacing the one before: the first group never
+    /// recorded, and the later float64 channel was never fed.)
+    @Test func changeGroupsWatchEverySlotOfTheirSignalWhateverGroupRecordsIt() {
+        let watchers = [
+            ChannelGroup(name: "chgA", trigger: .signalChange("M.S"), channels: [ChannelSpec(name: "M.T", storage: .unsigned(bits: 8))]),
+            ChannelGroup(name: "chgB", trigger: .signalChange("M.S"), channels: [ChannelSpec(name: "M.T", storage: .unsigned(bits: 8))]),
+            ChannelGroup(name: "raster", trigger: .raster(periodNanoseconds: 10 * ms), channels: [ChannelSpec(name: "M.S", storage: .float64)]),
+        ]
+        var sampler = Sampler(groups: watchers)
+        var out = RecordBuffer()
+        let slots = sampler.slots(for: "M.S")
+        #expect(slots.count == 1, "one float64 slot of M.S: \(slots)")
+        for (t, value) in [(1, 1.0), (2, 2.0), (3, 2.0), (25, 3.0)] {
+            sampler.advance(to: Timestamp(nanoseconds: Int64(t) * ms), into: &out)
+            for (slot, _) in sampler.slots(for: "M.S") { sampler.update(slot: slot, raw: 0, physical: value) }
+            sampler.frameApplied(message: nil, at: Timestamp(nanoseconds: Int64(t) * ms), into: &out)
+        }
+        let records = decode(out, sampler)
+        #expect(records.filter { $0.group == 0 }.count == 3 && records.filter { $0.group == 1 }.count == 3, "\(records.map(\.group))")
+        let raster = records.filter { $0.group == 2 }
+        #expect(raster.map { Double(bitPattern: $0.values[0]) } == [2.0, 2.0] && raster.allSatisfy { !$0.invalid[0] }, "\(raster)")
+    }
+
     @Test func eventGroupsRecordOnMessageAndOnChangeOnly() {
         var sampler = Sampler(groups: [groups[2], groups[3]], messageKeys: ["Seg": 7])
         var out = RecordBuffer()

@@ -17,6 +17,14 @@ import DAQCore
         #expect(deadlines(.factor(0.5), [0, 1_000]) == [1_000, 3_000])
     }
 
+    /// A tiny factor or a gap of decades puts a frame past Int64's nanoseconds (it trapped
+    /// converting, or wrapped to "due now"): it is due at the end of time.
+    @Test func aDeadlinePastTheEndOfTimeIsTheEndOfTime() {
+        #expect(deadlines(.factor(1e-10), [0, 1_000_000_000_000]) == [1_000, .max])
+        #expect(deadlines(.factor(0.5), [0, .max / 2 + 1]) == [1_000, .max])
+        #expect(deadlines(.original, [0, .max - 10]) == [1_000, .max])
+    }
+
     @Test func maxSpeedNeverWaits() {
         #expect(deadlines(.asFastAsPossible, [0, 1_000_000]) == [nil, nil])
     }
