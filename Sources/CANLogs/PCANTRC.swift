@@ -70,9 +70,10 @@ struct PCANTRCReader: Sendable {
                                at: InputLocation(file: file, line: number, field: "FILEVERSION"))
             }
         } else if LogFields.matches(key, "starttime") {
-            guard let days = Double(LogFields.text(value)), days.isFinite, days >= 0, days < 2_958_466 else {
-                throw .malformed("expected days since 1899-12-30, found '\(LogFields.text(value))'", file: file,
-                                 line: number, field: "STARTTIME")
+            // Up to 2262-04-11, the last instant Int64 nanoseconds since 1970 hold (it trapped past it).
+            guard let days = Double(LogFields.text(value)), days.isFinite, days >= 0, days < Self.latestStartDays else {
+                throw .malformed("expected days since 1899-12-30 (before 2262-04-11, \(Int(Self.latestStartDays))), found '\(LogFields.text(value))'",
+                                 file: file, line: number, field: "STARTTIME")
             }
             startTime = Self.unixNanoseconds(oleDays: days)
         } else if LogFields.matches(key, "columns") {
@@ -91,6 +92,9 @@ struct PCANTRCReader: Sendable {
     /// 1899-12-30 00:00 UTC. It is decoded the way Python's `timedelta(days=)` does (whole days, whole
     /// seconds, then microseconds rounded half-even) so that sub-microsecond noise of the double rounds
     /// exactly as in python-can, the oracle.
+    /// The OLE date of 2262-04-10 (a day inside Int64 nanoseconds since 1970).
+    static let latestStartDays = 132_318.0
+
     static func unixNanoseconds(oleDays days: Double) -> Int64 {
         let wholeDays = days.rounded(.towardZero)
         let daySeconds = (days - wholeDays) * 86_400.0
@@ -264,7 +268,12 @@ struct PCANTRCReader: Sendable {
             throw .malformed("expected a time offset in milliseconds\(token.map { ", found '\(LogFields.text($0))'" } ?? "")",
                              file: file, line: number, field: "time offset")
         }
-        return Timestamp(nanoseconds: (version == .v1_0 ? 0 : startTime) + nanos)
+        let (time, overflow) = (version == .v1_0 ? 0 : startTime).addingReportingOverflow(nanos)
+        guard !overflow else {
+            throw .malformed("the start time plus this offset is past 2262, the last time this reader holds",
+                             file: file, line: number, field: "time offset")
+        }
+        return Timestamp(nanoseconds: time)
     }
 
     private func bus(_ token: LogToken?, number: Int, file: String) throws(DAQError) -> String {

@@ -50,7 +50,12 @@ struct VectorASCReader: Sendable {
         // preceding event").
         let time: Int64
         if relativeTimestamps {
-            time = previousEvent + raw
+            let (sum, overflow) = previousEvent.addingReportingOverflow(raw)
+            guard !overflow else {
+                throw .malformed("the relative timestamps add up past 292 years, the longest time this reader holds",
+                                 file: file, line: number, field: "timestamp")
+            }
+            time = sum
             previousEvent = time
         } else {
             time = raw

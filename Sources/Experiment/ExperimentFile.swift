@@ -224,7 +224,10 @@ public struct ExperimentFile: Sendable, Hashable {
                 }
                 trigger = .message(message)
             default:
-                guard let signal = entry["on_change"]?.string, signal.contains(".") else {
+                // Both names present: "M." and "." trapped binding the experiment.
+                guard let signal = entry["on_change"]?.string,
+                      signal.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false).count == 2,
+                      !signal.hasPrefix("."), !signal.hasSuffix(".") else {
                     throw groupError("on_change must name a signal as Message.Signal", field: "group.on_change",
                                      near: "on_change")
                 }

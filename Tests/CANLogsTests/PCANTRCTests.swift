@@ -98,7 +98,11 @@ import DAQCore
          "10 data bytes do not fit a CAN FD frame"),
         (";$FILEVERSION=2.1\n;$COLUMNS=N,O,D,T", "      1         0.100", "COLUMNS",
          "expected a column list with O and T and with D last, found 'N,O,D,T'"),
-        (";$STARTTIME=yesterday", "", "STARTTIME", "expected days since 1899-12-30, found 'yesterday'"),
+        (";$STARTTIME=yesterday", "", "STARTTIME", "expected days since 1899-12-30 (before 2262-04-11, 132318), found 'yesterday'"),
+        // Past what Int64 nanoseconds since 1970 hold: both trapped.
+        (";$STARTTIME=200000", "", "STARTTIME", "expected days since 1899-12-30 (before 2262-04-11, 132318), found '200000'"),
+        (";$FILEVERSION=1.1\n;$STARTTIME=100000", "     1)      3000000000000.0  Rx         0001  0", "time offset",
+         "the start time plus this offset is past 2262, the last time this reader holds"),
     ])
     func badLine(header: String, line: String, field: String, message: String) {
         let text = header + "\n" + line

@@ -101,6 +101,15 @@ private let hexHeader = """
         #expect(frames.map(\.timestamp.nanoseconds) == [1_000_100_000, 1_250_101_000, 1_750_101_000])
     }
 
+    /// Relative offsets that add up past Int64 nanoseconds are named (the sum trapped).
+    @Test func relativeTimestampsThatAddUpPastTheLimitAreNamed() {
+        let error = thrownError { () throws(DAQError) in
+            _ = try readLog(.asc, "base hex timestamps relative\n9000000000.0 1 123 Rx d 1 00\n9000000000.0 1 123 Rx d 1 00", file: "r.asc")
+        }
+        #expect(error?.location == InputLocation(file: "r.asc", line: 3, field: "timestamp"))
+        #expect(error?.message == "the relative timestamps add up past 292 years, the longest time this reader holds")
+    }
+
     @Test func absoluteTimestampsAreTakenAsWritten() throws {
         let frames = try readLog(.asc, hexHeader + """
                5.000000 1  123 Rx d 0

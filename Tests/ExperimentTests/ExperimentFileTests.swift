@@ -46,6 +46,10 @@ import TestSupport
         (base.replacingOccurrences(of: "name = \"G\"", with: "name = \"G\"\nstorage = \"int\""), 7, "group.storage"),
         (base.replacingOccurrences(of: "raster_ms = 10", with: "raster_ms = [10"), 8, "column 1"),
         (base + "\n[[group]]\nname = \"G\"\nraster_ms = 5\nchannels = [\"A.B\"]", 9, "group.name"),
+        // A message or a signal name missing around the dot trapped when the experiment was bound.
+        (base.replacingOccurrences(of: "raster_ms = 10", with: "on_change = \"M.\""), 7, "group.on_change"),
+        (base.replacingOccurrences(of: "raster_ms = 10", with: "on_change = \".\""), 7, "group.on_change"),
+        (base.replacingOccurrences(of: "raster_ms = 10", with: "on_change = \".S\""), 7, "group.on_change"),
         // The [mdf] table and bus-logging groups (ExperimentMDFOptionsTests.base).
         (mdf.replacingOccurrences(of: "split_bytes = 1000000", with: "split_bytes = 12"), 7, "mdf.split_bytes"),
         (mdf.replacingOccurrences(of: "deflate = true", with: "deflate = 1"), 9, "mdf.deflate"),
