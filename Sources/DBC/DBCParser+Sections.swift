@@ -12,9 +12,16 @@ extension DBCParser {
             if scanner.isAtEnd {
                 throw scanner.failure("expected ';' to end the value descriptions, found end of file", field: "\(statement) end")
             }
-            let number = try scanner.expectNumber(field: "\(statement) value")
-            guard number.rounded(.towardZero) == number, let raw = Int64(exactly: number) else {
-                throw scanner.failure("value \(number) is not an integer", field: "\(statement) value")
+            // Keys exactly as written (as a double, 2^64 − 1 was refused and keys past 2^53 rounded).
+            let raw: Int64
+            if let key = scanner.valueKey() {
+                raw = key
+            } else {
+                let number = try scanner.expectNumber(field: "\(statement) value")
+                guard number.rounded(.towardZero) == number, let exact = Int64(exactly: number) else {
+                    throw scanner.failure("value \(number) is not an integer", field: "\(statement) value")
+                }
+                raw = exact
             }
             table[raw] = try scanner.expectString(field: "\(statement) description")
         }

@@ -120,6 +120,36 @@ struct DBCScanner {
         return negative ? -value : value
     }
 
+    /// A value description's key, exactly: a decimal integer from Int64.min to UInt64.max, the
+    /// ones above Int64.max as their 64-bit pattern (how an unsigned 64-bit raw value is held);
+    /// nil (nothing consumed) when the token is not a plain integer (`2.0`, `1e3`).
+    mutating func valueKey() -> Int64? {
+        skipSpace()
+        let start = position
+        var negative = false
+        if let sign = peek, sign == UInt8(ascii: "-") || sign == UInt8(ascii: "+") {
+            negative = sign == UInt8(ascii: "-")
+            position += 1
+        }
+        var magnitude: UInt64 = 0
+        var digits = 0
+        var overflow = false
+        while position < bytes.count, let digit = digitValue(bytes[position]) {
+            let (times, o1) = magnitude.multipliedReportingOverflow(by: 10)
+            let (sum, o2) = times.addingReportingOverflow(UInt64(digit))
+            overflow = overflow || o1 || o2
+            magnitude = sum
+            digits += 1
+            position += 1
+        }
+        let plain = digits > 0 && !overflow && (position >= bytes.count || !(isIdentifierByte(bytes[position]) || bytes[position] == UInt8(ascii: ".")))
+        guard plain, !negative || magnitude <= UInt64(Int64.max) + 1 else {
+            position = start
+            return nil
+        }
+        return negative ? Int64(truncatingIfNeeded: 0 &- magnitude) : Int64(bitPattern: magnitude)
+    }
+
     /// A decimal number: `-12`, `0.5`, `.5`, `3.4E+038`.
     mutating func expectNumber(field: String) throws(DAQError) -> Double {
         skipSpace()

@@ -229,7 +229,10 @@ public enum MDFWriter {
         var cc = MDFFields()
         cc.u8(7); cc.u8(0); cc.u16(0); cc.u16(UInt16(entries.count + 1)); cc.u16(UInt16(entries.count))
         cc.f64(0); cc.f64(0)
-        for entry in entries { cc.f64(Double(entry.key)) }
+        // An unsigned channel's key past Int64.max is held as its bit pattern (DBC VAL_ 2^64 − 1).
+        var unsigned = false
+        if case .unsigned = channel.storage { unsigned = true }
+        for entry in entries { cc.f64(unsigned ? Double(UInt64(bitPattern: entry.key)) : Double(entry.key)) }
         return image.block("##CC", links: refs, data: cc.bytes)
     }
 

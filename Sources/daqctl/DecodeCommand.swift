@@ -105,6 +105,10 @@ struct DecodeOutput {
     private let firstKey: [Int]
     /// Per signal (all messages, in order): range of its key in `text`.
     private let keys: [Range<Int>]
+    /// Per signal: an integer signal whose physical value is its raw value (factor 1, offset 0)
+    /// wider than a double's 53 bits, written from the raw bits exactly (1 unsigned, 2 signed);
+    /// 0: the physical double (2^53 + 1 printed as 2^53, 2^64 − 1 as 1.8446744073709552e19).
+    private let exact: [UInt8]
     private var lastInterface = ""
     private var lastInterfaceJSON: [UInt8] = []
     private static let flushSize = 1 << 20
@@ -114,6 +118,7 @@ struct DecodeOutput {
         var heads: [Range<Int>] = []
         var firstKey: [Int] = []
         var keys: [Range<Int>] = []
+        var exact: [UInt8] = []
         for message in decoder.database.messages {
             let start = text.count
             text += Array(", \"id\": \(message.id), \"name\": ".utf8) + jsonString(message.name)
@@ -124,9 +129,12 @@ struct DecodeOutput {
                 let keyStart = text.count
                 text += jsonString(signal.name) + Array(": ".utf8)
                 keys.append(keyStart..<text.count)
+                let identity = signal.valueType == .integer && signal.factor == 1 && signal.offset == 0 && signal.length > 53
+                exact.append(identity ? (signal.isSigned ? 2 : 1) : 0)
             }
         }
         self.text = text
+        self.exact = exact
         self.heads = heads
         self.firstKey = firstKey
         self.keys = keys
@@ -150,7 +158,14 @@ struct DecodeOutput {
                 if separator { buffer.append(contentsOf: ", ".utf8) }
                 separator = true
                 buffer.append(contentsOf: UnsafeBufferPointer(rebasing: text[keys[first + i]]))
-                appendNumber(values.physical[i])
+                switch exact[first + i] {
+                case 0: appendNumber(values.physical[i])
+                case 1: appendInteger(values.raw[i])
+                default:
+                    let signed = values.signedRaw(i)
+                    if signed < 0 { buffer.append(UInt8(ascii: "-")) }
+                    appendInteger(signed.magnitude)
+                }
             }
         }
         buffer.append(contentsOf: "}}\n".utf8)

@@ -236,3 +236,45 @@ func decodeMatchesCantools(file: String) throws {
     let missing = try runProcess(daqctl, ["decode", "--dbc", "/nonexistent/x.dbc", "-"], stdin: Data())
     #expect(missing.status != 0 && missing.stderr.contains("/nonexistent/x.dbc: cannot read the DBC file"))
 }
+
+// 64-bit integer signals with no scaling: decode writes the raw value exactly, as cantools gives
+// it (it wrote the double: 81985529216486895 as 8.19855292164869e+16), and a value description
+// keyed past Int64.max (an unsigned "invalid" code) is loaded, not refused.
+@Test func wideIntegersAreDecodedExactlyLikeCantools() throws {
+    let work = try PackagePaths.temporaryDirectory("decode-wide")
+    let dbc = work.appendingPathComponent("wide.dbc")
+    try """
+        VERSION ""
+
+        BU_: ECU
+
+        BO_ 100 Wide: 24 ECU
+         SG_ BE64 : 7|64@0+ (1,0) [0|0] "" ECU
+         SG_ LE64s : 64|64@1- (1,0) [0|0] "" ECU
+         SG_ LE64u : 128|64@1+ (1,0) [0|0] "" ECU
+
+        VAL_ 100 LE64u 18446744073709551615 "invalid" 0 "zero" ;
+
+        """.write(to: dbc, atomically: true, encoding: .utf8)
+    let log = "(1700000000.000001) can0 064##00123456789ABCDEF0100000000000080FFFFFFFFFFFFFFFF\n"
+        + "(1700000000.000002) can0 064##0FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF0100000000002000\n"
+    let decode = try runProcess(PackagePaths.executable("daqctl").path, ["decode", "--dbc", dbc.path, "-"], stdin: Data(log.utf8))
+    #expect(decode.status == 0, "\(decode.stderr)")
+    let oracle = try runPython("""
+        import cantools, sys, json
+        db = cantools.database.load_file(sys.argv[1])
+        for line in sys.stdin:
+            ident, data = line.split()[2].split("##")
+            data = data[1:]
+            values = db.decode_message(int(ident, 16), bytes.fromhex(data), decode_choices=False)
+            print(json.dumps({k: int(v) for k, v in values.items()}))
+        """, [dbc.path], stdin: Data(log.utf8))
+    #expect(oracle.status == 0, "\(oracle.stderr)")
+    let ours = decode.stdout.split(separator: "\n").map { line -> String in
+        // {"t": …, "signals": {"BE64": N, …}} → {"BE64": N, …}
+        String(line[line.range(of: "\"signals\": ")!.upperBound...].dropLast())
+    }
+    let theirs = oracle.stdout.split(separator: "\n").map(String.init)
+    #expect(ours.count == 2 && ours == theirs, "ours \(ours)\ncantools \(theirs)")
+    #expect(ours.first?.contains("\"BE64\": 81985529216486895") == true)
+}
