@@ -94,38 +94,22 @@ struct DBCScanner {
     mutating func expectInteger(field: String) throws(DAQError) -> Int64 {
         skipSpace()
         let start = position
-        var negative = false
-        if let sign = peek, sign == UInt8(ascii: "-") || sign == UInt8(ascii: "+") {
-            negative = sign == UInt8(ascii: "-")
-            position += 1
-        }
-        var value: Int64 = 0
-        var digits = 0
-        while position < bytes.count, let digit = digitValue(bytes[position]) {
-            let (times, o1) = value.multipliedReportingOverflow(by: 10)
-            let (sum, o2) = times.addingReportingOverflow(Int64(digit))
-            if o1 || o2 {
-                position = start
-                throw failure("integer out of range", field: field)
-            }
-            value = sum
-            digits += 1
-            position += 1
+        let (negative, magnitude, digits, overflow) = signedDigits()
+        if overflow || magnitude > UInt64(Int64.max) + (negative ? 1 : 0) {
+            position = start
+            throw failure("integer out of range", field: field)
         }
         if digits == 0 || (position < bytes.count && isIdentifierByte(bytes[position])
                            && bytes[position] != UInt8(ascii: "-") && bytes[position] != UInt8(ascii: "+")) {
             position = start
             throw failure("expected an integer, found \(nextTokenDescription())", field: field)
         }
-        return negative ? -value : value
+        return negative ? Int64(truncatingIfNeeded: 0 &- magnitude) : Int64(magnitude)
     }
 
-    /// A value description's key, exactly: a decimal integer from Int64.min to UInt64.max, the
-    /// ones above Int64.max as their 64-bit pattern (how an unsigned 64-bit raw value is held);
-    /// nil (nothing consumed) when the token is not a plain integer (`2.0`, `1e3`).
-    mutating func valueKey() -> Int64? {
-        skipSpace()
-        let start = position
+    /// Reads an optional sign and decimal digits: the magnitude, how many digits, and whether it
+    /// overflowed UInt64.
+    private mutating func signedDigits() -> (negative: Bool, magnitude: UInt64, digits: Int, overflow: Bool) {
         var negative = false
         if let sign = peek, sign == UInt8(ascii: "-") || sign == UInt8(ascii: "+") {
             negative = sign == UInt8(ascii: "-")
@@ -142,6 +126,16 @@ struct DBCScanner {
             digits += 1
             position += 1
         }
+        return (negative, magnitude, digits, overflow)
+    }
+
+    /// A value description's key, exactly: a decimal integer from Int64.min to UInt64.max, the
+    /// ones above Int64.max as their 64-bit pattern (how an unsigned 64-bit raw value is held);
+    /// nil (nothing consumed) when the token is not a plain integer (`2.0`, `1e3`).
+    mutating func valueKey() -> Int64? {
+        skipSpace()
+        let start = position
+        let (negative, magnitude, digits, overflow) = signedDigits()
         let plain = digits > 0 && !overflow && (position >= bytes.count || !(isIdentifierByte(bytes[position]) || bytes[position] == UInt8(ascii: ".")))
         guard plain, !negative || magnitude <= UInt64(Int64.max) + 1 else {
             position = start
