@@ -191,6 +191,40 @@ public struct CertificateAuthority: Sendable {
         return try publishRevocationList(validityDays: revocationListValidityDays)
     }
 
+    /// Revokes the one certificate with `serial` (hex, as `pki list` shows it): an old or leaked
+    /// collector certificate, or one device certificate of several. The CA cannot be revoked by
+    /// its own CRL, and a broker certificate's revocation would reach no one (devices do not check
+    /// a CRL): both are refused, saying so.
+    @discardableResult
+    public func revoke(serial: String, revocationListValidityDays: Int = 30) throws -> (record: CertificateRecord, list: RevocationList) {
+        try checkRevocationListValidity(days: revocationListValidityDays)
+        let wanted = serial.uppercased().drop { $0 == "0" }
+        let record: CertificateRecord = try AtomicFile.withLock(layout.lockFile) {
+            var index = try index()
+            guard let position = index.certificates.firstIndex(where: { $0.serial.uppercased().drop { $0 == "0" } == wanted }) else {
+                throw DAQError(.unsupported, "no certificate with serial \(serial) was issued by this CA (daqctl pki list shows them)",
+                               at: InputLocation(file: layout.index))
+            }
+            let found = index.certificates[position]
+            switch found.role {
+            case .authority:
+                throw DAQError(.unsupported, "serial \(serial) is the CA itself: a CA is replaced (daqctl pki init --force), not revoked")
+            case .server:
+                throw DAQError(.unsupported, "serial \(serial) is a broker certificate: devices do not check a CRL, so revoking it would "
+                               + "change nothing; issue a new one (daqctl pki server) and restart the broker")
+            case .collector, .device:
+                break
+            }
+            guard !found.isRevoked else {
+                throw DAQError(.unsupported, "serial \(serial) (\(found.role.rawValue) '\(found.commonName)') is already revoked")
+            }
+            index.certificates[position].revokedAt = Date()
+            try AtomicFile.write(index.encoded(), to: layout.index, mode: AtomicFile.publicMode)
+            return index.certificates[position]
+        }
+        return (record, try publishRevocationList(validityDays: revocationListValidityDays))
+    }
+
     /// Writes a fresh CRL (`ca.crl`) listing every revoked serial, valid for `validityDays`.
     @discardableResult
     public func publishRevocationList(validityDays: Int = 30) throws -> RevocationList {
@@ -202,12 +236,14 @@ public struct CertificateAuthority: Sendable {
             let until = try Validity.end(days: validityDays, from: now, what: "CRL validity",
                                          issuer: authorityLifetime(certificate))
             let number = index.nextCRLNumber
-            let pem = try RevocationListBuilder.pem(revoked: index.revoked, number: number, thisUpdate: now,
+            // thisUpdate backdated like the certificates' notBefore: a broker whose clock lags
+            // refused every client while the CRL was "not yet valid".
+            let pem = try RevocationListBuilder.pem(revoked: index.revoked, number: number, thisUpdate: now - Validity.skew,
                                                     nextUpdate: until, authority: certificate, authorityKey: key)
             try AtomicFile.write(pem, to: layout.revocationList, mode: AtomicFile.publicMode)
             index.nextCRLNumber = number + 1
             try AtomicFile.write(index.encoded(), to: layout.index, mode: AtomicFile.publicMode)
-            return RevocationList(path: layout.revocationList, number: number, thisUpdate: Validity.date(now),
+            return RevocationList(path: layout.revocationList, number: number, thisUpdate: Validity.date(now - Validity.skew),
                                   nextUpdate: Validity.date(until), revokedSerials: index.revoked.map(\.serial))
         }
     }
@@ -231,14 +267,16 @@ public struct CertificateAuthority: Sendable {
             let key = try OwnedKey.generateP256()
             let certificate = try CertificateBuilder.sign(template(serial, notBefore, notAfter), subjectKey: key,
                                                           issuer: authority, issuerKey: authorityKey)
-            // Key first: a certificate on disk always has its key beside it.
-            try AtomicFile.write(key.pem(), to: keyPath, mode: AtomicFile.privateKeyMode)
-            try AtomicFile.write(certificate.pem(), to: certificatePath, mode: AtomicFile.publicMode)
+            // The index first: a certificate that reaches the disk is always in it, so it can be
+            // revoked (written last, a crash left an unrevocable one). Then the key, then the
+            // certificate: a first issue never leaves a certificate without its key.
             let record = CertificateRecord(serial: serial, commonName: commonName, role: role,
                                            notBefore: Validity.date(notBefore), notAfter: Validity.date(notAfter),
                                            subjectAlternativeNames: subjectAlternativeNames, certificateFile: relativeFile)
             index.certificates.append(record)
             try AtomicFile.write(index.encoded(), to: layout.index, mode: AtomicFile.publicMode)
+            try AtomicFile.write(key.pem(), to: keyPath, mode: AtomicFile.privateKeyMode)
+            try AtomicFile.write(certificate.pem(), to: certificatePath, mode: AtomicFile.publicMode)
             return IssuedCertificate(record: record, certificatePath: certificatePath, keyPath: keyPath)
         }
     }

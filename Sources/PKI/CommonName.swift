@@ -16,12 +16,14 @@ public enum CommonName {
         guard !name.isEmpty, name.utf8.count <= maximumLength else {
             throw DAQError(.malformedInput, "\(field) must be 1–\(maximumLength) characters, got \(name.utf8.count)")
         }
-        for byte in name.utf8 where !isNameByte(byte) {
+        // The character found as it is, escaped when it is a control character ("ü" showed as
+        // the Latin-1 reading of its first byte, a newline was echoed raw).
+        for scalar in name.unicodeScalars where !(scalar.isASCII && isNameByte(UInt8(scalar.value))) {
             throw DAQError(.malformedInput,
-                           "\(field) '\(name)' may only contain A–Z a–z 0–9 . _ - (it becomes an MQTT username and topic level); found '\(Character(Unicode.Scalar(byte)))'")
+                           "\(field) \(name.debugDescription) may only contain A–Z a–z 0–9 . _ - (it becomes an MQTT username and topic level); found \(String(scalar).debugDescription)")
         }
         if let first = name.utf8.first, first == UInt8(ascii: ".") || first == UInt8(ascii: "-") {
-            throw DAQError(.malformedInput, "\(field) '\(name)' must not start with '.' or '-'")
+            throw DAQError(.malformedInput, "\(field) \(name.debugDescription) must not start with '.' or '-'")
         }
     }
 

@@ -13,9 +13,11 @@ struct BrokerConfigCommand: ParsableCommand {
         with `mosquitto -c OUT/mosquitto.conf`. Paths in the config are absolute. Devices may write \
         only devices/<their CN>/# and read devices/<CN>/ack, /cmd and /ota/#; the collector reads \
         devices/# and writes acks, commands and OTA notices. Queues are unlimited (mosquitto's default \
-        limit drops messages silently). Started as root, mosquitto drops to user 'mosquitto', which \
-        cannot read the 0600 keys: use --user root for test/demo brokers, or give the broker its own \
-        readable copy of server.key.
+        limit drops messages silently). Started as root, mosquitto drops to user 'mosquitto' before \
+        it reads its files, and the PKI directory is 0700 (its keys 0600): mosquitto then cannot \
+        read even ca.crt. Use --user root for test/demo brokers, or run the broker as the PKI's \
+        owner, or point it at copies of ca.crt, ca.crl, server.crt and server.key the mosquitto \
+        user can read (and copy ca.crl again after every `pki revoke` or `pki crl`).
         """
     )
 

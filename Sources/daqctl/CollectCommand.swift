@@ -125,9 +125,8 @@ struct CollectCommand: ParsableCommand {
         guard let address = values["broker"] else {
             throw ValidationError("the broker address (HOST:PORT) is missing: --broker, or broker = in --config")
         }
-        guard let colon = address.lastIndex(of: ":"), colon != address.startIndex,
-              let port = Int(address[address.index(after: colon)...]), (1...65535).contains(port) else {
-            throw refuse("broker", "the broker address must be HOST:PORT with a port 1…65535, not \(address)")
+        guard let parsed = BrokerAddress(address) else {
+            throw refuse("broker", "the broker address must be HOST:PORT (an IPv6 address in brackets: [::1]:8883) with a port 1…65535, not \(address)")
         }
         guard let ca = values["ca"], let cert = values["cert"], let key = values["key"] else {
             throw ValidationError("the collector's certificate is missing: --pki DIR, or ca, cert and key in --config")
@@ -143,7 +142,7 @@ struct CollectCommand: ParsableCommand {
         if FileManager.default.fileExists(atPath: output, isDirectory: &isDirectory), !isDirectory.boolValue {
             throw refuse("output", "the output directory \(output) is a file, not a directory")
         }
-        var options = CollectorOptions(host: String(address[..<colon]), port: port,
+        var options = CollectorOptions(host: parsed.host, port: parsed.port,
                                        tls: MQTTTLSFiles(caFile: ca, certificateFile: cert, keyFile: key), output: output)
         if let id = values["client_id"] { options.clientID = id }
         if let expiry { options.sessionExpiry = expiry }

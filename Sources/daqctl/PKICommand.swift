@@ -19,7 +19,7 @@ struct PKICommand: ParsableCommand {
           mosquitto -c broker/mosquitto.conf
           daqctl pki revoke --dir pki rig-01    (then kill -HUP the broker)
           daqctl pki crl --dir pki              (before the CRL's nextUpdate)
-          daqctl pki server --dir pki --server-name broker.lab  (renewal)
+          daqctl pki server --dir pki            (renewal: same names and addresses)
 
         Layout of DIR: ca.crt ca.key ca.crl index.json server.crt server.key collector.crt \
         collector.key devices/<id>.crt devices/<id>.key. Keys are EC P-256 PEM, mode 0600. \
@@ -106,18 +106,45 @@ extension PKICommand {
 
     struct Revoke: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Revoke a device's certificates and republish the CRL.",
-            discussion: "mosquitto reads the CRL at start and on SIGHUP: reload (kill -HUP <mosquitto pid>) or restart the broker for the revocation to take effect."
+            abstract: "Revoke a device's certificates, or one certificate by serial, and republish the CRL.",
+            discussion: """
+            With ID: every unrevoked certificate of that device. With --serial (as `pki list` shows \
+            it): that one certificate, a device's or the collector's (an old or leaked collector \
+            certificate, once the collector runs with a new one from `pki collector`).
+
+            mosquitto reads the CRL at start and on SIGHUP (kill -HUP <mosquitto pid>): from then on \
+            it refuses the revoked certificate at every new connection. A client connected with it \
+            now stays connected until it reconnects (mosquitto checks the CRL only in the TLS \
+            handshake): restart the broker to cut it (its persistence keeps the sessions and queues).
+            """
         )
         @OptionGroup var pki: PKIDirectoryOption
-        @Argument(help: "The device id.") var id: String
+        @Argument(help: "The device id (omit it with --serial).") var id: String?
+        @Option(help: ArgumentHelp("Revoke only the certificate with this serial (hex).", valueName: "HEX")) var serial: String?
         @Option(help: "Days until the new CRL's nextUpdate.") var crlDays = 30
+
+        func validate() throws {
+            guard (id == nil) != (serial == nil) else {
+                throw ValidationError("give either a device id or --serial HEX")
+            }
+        }
 
         func run() throws {
             let authority = try CertificateAuthority(opening: pki.layout)
-            let list = try authority.revokeDevice(id, revocationListValidityDays: crlDays)
-            print("revoked device '\(id)'; CRL #\(list.number) lists \(list.revokedSerials.count) serial(s), next update \(list.nextUpdate)")
-            print("reload the broker (kill -HUP) or restart it so it loads \(list.path)")
+            let list: RevocationList
+            if let serial {
+                let revoked = try authority.revoke(serial: serial, revocationListValidityDays: crlDays)
+                list = revoked.list
+                print("revoked the \(revoked.record.role.rawValue) certificate '\(revoked.record.commonName)' serial \(revoked.record.serial); "
+                      + "CRL #\(list.number) lists \(list.revokedSerials.count) serial(s), next update \(list.nextUpdate)")
+            } else if let id {
+                list = try authority.revokeDevice(id, revocationListValidityDays: crlDays)
+                print("revoked device '\(id)'; CRL #\(list.number) lists \(list.revokedSerials.count) serial(s), next update \(list.nextUpdate)")
+            } else {
+                return
+            }
+            print("reload the broker (kill -HUP) so it loads \(list.path) and refuses new connections with it;")
+            print("a client connected with it now stays connected until it reconnects: restart the broker to cut it")
         }
     }
 
@@ -125,7 +152,7 @@ extension PKICommand {
         static let configuration = CommandConfiguration(
             commandName: "crl",
             abstract: "Republish the CRL with a new nextUpdate.",
-            discussion: "Once a CRL's nextUpdate passes, the broker refuses EVERY client. Run this (and restart the broker) well before."
+            discussion: "Once a CRL's nextUpdate passes, the broker refuses EVERY client. Run this (and reload the broker: kill -HUP) well before."
         )
         @OptionGroup var pki: PKIDirectoryOption
         @Option(help: "Days until nextUpdate.") var days = 30
@@ -140,18 +167,30 @@ extension PKICommand {
         static let configuration = CommandConfiguration(
             abstract: "Issue the broker's certificate again from the same CA (before it ends).",
             discussion: """
-            Replaces server.crt and server.key; every device and the collector go on trusting it             (same CA). Give every name and address devices connect to, as for init. Restart the             broker to load it.
+            Replaces server.crt and server.key; every device and the collector go on trusting it \
+            (same CA). Without --server-name and --server-ip it keeps the names and addresses of \
+            the certificate it replaces (give them to change them: the ones left out are dropped). \
+            Restart the broker to load it.
             """
         )
         @OptionGroup var pki: PKIDirectoryOption
-        @Option(help: "DNS name of the broker (repeatable; the first is also its CN).") var serverName: [String] = ["localhost"]
-        @Option(help: "IP address of the broker (repeatable).") var serverIp: [String] = ["127.0.0.1"]
+        @Option(help: "DNS name of the broker (repeatable; the first is also its CN). Default: the current certificate's.") var serverName: [String] = []
+        @Option(help: "IP address of the broker (repeatable). Default: the current certificate's.") var serverIp: [String] = []
         @Option(help: "Validity in days.") var days = 825
 
         func run() throws {
-            let issued = try CertificateAuthority(opening: pki.layout).issueServerCertificate(
-                ServerCertificateRequest(dnsNames: serverName, ipAddresses: serverIp, validityDays: days))
-            print("issued the broker certificate '\(issued.record.commonName)' serial \(issued.record.serial): \(issued.certificatePath)")
+            let authority = try CertificateAuthority(opening: pki.layout)
+            var request = ServerCertificateRequest(dnsNames: serverName, ipAddresses: serverIp, validityDays: days)
+            if serverName.isEmpty && serverIp.isEmpty {
+                // The names the broker is reached by do not change with its renewal: renewing with
+                // the defaults (localhost, 127.0.0.1) cut off every device that used its address.
+                let names = try authority.index().active(.server).last?.subjectAlternativeNames ?? ["DNS:localhost", "IP:127.0.0.1"]
+                request.dnsNames = names.filter { $0.hasPrefix("DNS:") }.map { String($0.dropFirst(4)) }
+                request.ipAddresses = names.filter { $0.hasPrefix("IP:") }.map { String($0.dropFirst(3)) }
+            }
+            let issued = try authority.issueServerCertificate(request)
+            print("issued the broker certificate '\(issued.record.commonName)' serial \(issued.record.serial) "
+                  + "(\(issued.record.subjectAlternativeNames.joined(separator: ", "))): \(issued.certificatePath)")
             print("restart the broker so it loads it")
         }
     }
@@ -159,16 +198,29 @@ extension PKICommand {
     struct Collector: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Issue the collector's certificate again from the same CA (before it ends).",
-            discussion: "Replaces collector.crt and collector.key. Restart `daqctl collect` to use it; the broker needs nothing."
+            discussion: """
+            Replaces collector.crt and collector.key, under the collector's current name unless \
+            --name (the broker's ACL names it: a new name needs `daqctl broker-config` again). \
+            Restart `daqctl collect` to use it. The old certificate stays valid until it ends: \
+            revoke it (daqctl pki revoke --serial HEX, the old serial is in the output) once the \
+            collector runs with the new one, and at once if its key leaked.
+            """
         )
         @OptionGroup var pki: PKIDirectoryOption
-        @Option(help: "CN of the collector (its MQTT username; the broker's ACL names it).") var name = "collector"
+        @Option(help: "CN of the collector (its MQTT username; the broker's ACL names it). Default: the current one's.") var name: String?
         @Option(help: "Validity in days.") var days = 825
 
         func run() throws {
-            let issued = try CertificateAuthority(opening: pki.layout).issueCollectorCertificate(commonName: name, validityDays: days)
-            print("issued the collector certificate '\(name)' serial \(issued.record.serial): \(issued.certificatePath)")
-            print("restart the collector so it uses it")
+            let authority = try CertificateAuthority(opening: pki.layout)
+            let current = try authority.index().active(.collector).last
+            let commonName = name ?? current?.commonName ?? "collector"
+            let issued = try authority.issueCollectorCertificate(commonName: commonName, validityDays: days)
+            print("issued the collector certificate '\(commonName)' serial \(issued.record.serial): \(issued.certificatePath)")
+            if let current, current.commonName != commonName {
+                print("the broker's ACL names the collector '\(current.commonName)': write it again (daqctl broker-config) and reload the broker")
+            }
+            print("restart the collector so it uses it"
+                  + (current.map { "; then revoke the old certificate: daqctl pki revoke --dir \(pki.directory) --serial \($0.serial)" } ?? ""))
         }
     }
 

@@ -210,16 +210,18 @@ struct RunCommand: ParsableCommand {
         }
         var uplink: (String, Int, String, MQTTTLSFiles)?
         if let broker {
-            let parts = broker.split(separator: ":", omittingEmptySubsequences: false)
-            guard parts.count == 2, !parts[0].isEmpty, let port = Int(parts[1]), (1...65535).contains(port) else {
-                throw ValidationError("--broker must be HOST:PORT with a port 1…65535, not \(broker)")
+            guard let address = BrokerAddress(broker) else {
+                throw ValidationError("--broker must be HOST:PORT (an IPv6 address in brackets: [::1]:8883) with a port 1…65535, not \(broker)")
             }
             guard let device, !device.isEmpty else { throw ValidationError("--broker needs --device ID too") }
+            // It is the certificate's CN, a topic level and a file name under --pki: 'rig/#' was
+            // taken, raised an alarm and never connected; '../ca' picked up the CA's own key.
+            do { try CommonName.validateClientName(device, field: "--device") } catch let error as DAQError { throw ValidationError(error.message) }
             guard let caFile = ca ?? pki.map({ "\($0)/ca.crt" }), let certFile = cert ?? pki.map({ "\($0)/devices/\(device).crt" }),
                   let keyFile = key ?? pki.map({ "\($0)/devices/\(device).key" }) else {
                 throw ValidationError("the uplink needs --pki DIR, or --ca, --cert and --key")
             }
-            uplink = (String(parts[0]), port, device, MQTTTLSFiles(caFile: caFile, certificateFile: certFile, keyFile: keyFile))
+            uplink = (address.host, address.port, device, MQTTTLSFiles(caFile: caFile, certificateFile: certFile, keyFile: keyFile))
         }
         if otaDir == nil && (otaURL != nil || !otaKey.isEmpty) {
             throw ValidationError("over-the-air updates need the A/B slot directory: start through `daqlink boot --ota-dir DIR -- …`")

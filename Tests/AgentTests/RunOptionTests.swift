@@ -21,9 +21,16 @@ import TestSupport
         (["--segment-bytes", "10"], "--segment-bytes must be at least 4096, not 10"),
         (["--quota-bytes", "1000"], "--quota-bytes must hold at least two segments (2 × --segment-bytes = 16777216), not 1000"),
         (["--speed", "0"], "--speed must be original, max or a positive factor such as 2, not 0"),
-        (["--broker", "nohostport", "--device", "d", "--pki", "p"], "--broker must be HOST:PORT with a port 1…65535, not nohostport"),
-        (["--broker", "h:99999", "--device", "d", "--pki", "p"], "--broker must be HOST:PORT with a port 1…65535, not h:99999"),
+        (["--broker", "nohostport", "--device", "d", "--pki", "p"], "--broker must be HOST:PORT (an IPv6 address in brackets: [::1]:8883) with a port 1…65535, not nohostport"),
+        (["--broker", "h:99999", "--device", "d", "--pki", "p"], "--broker must be HOST:PORT (an IPv6 address in brackets: [::1]:8883) with a port 1…65535, not h:99999"),
         (["--broker", "h:8883"], "--broker needs --device ID too"),
+        // The device id is a CN, a topic level and a file name: 'rig/#' ran on without ever connecting.
+        (["--broker", "h:8883", "--device", "rig/#", "--pki", "p"],
+         "--device \"rig/#\" may only contain A–Z a–z 0–9 . _ - (it becomes an MQTT username and topic level); found \"/\""),
+        (["--broker", "h:8883", "--device", "..", "--pki", "p"], "--device \"..\" must not start with '.' or '-'"),
+        (["--broker", "::1:8883", "--device", "d", "--pki", "p"], "--broker must be HOST:PORT (an IPv6 address in brackets: [::1]:8883) with a port 1…65535, not ::1:8883"),
+        // An IPv6 broker in brackets is taken: what is refused next is the missing PKI.
+        (["--broker", "[::1]:8883", "--device", "d"], "the uplink needs --pki DIR, or --ca, --cert and --key"),
         (["--broker", "h:8883", "--device", "d"], "the uplink needs --pki DIR, or --ca, --cert and --key"),
         (["--epoch", "0"], "--epoch must be at least 1"),
         // Negative numbers: swift-argument-parser used to answer "Missing value for '--speed <speed>'".

@@ -44,6 +44,58 @@ import TestSupport
         #expect(FileManager.default.fileExists(atPath: "\(out)/data"))
     }
 
+    /// Renewals keep what the broker and the devices rely on, and an old collector certificate
+    /// can be revoked (from a review: `pki server` dropped the broker's address, `pki collector`
+    /// renamed the collector to "collector", and no collector certificate could be revoked).
+    @Test func renewalsKeepNamesAndAnOldCollectorCertificateIsRevokedBySerial() throws {
+        let root = try PackagePaths.temporaryDirectory("pki-renew")
+        let pki = root.appendingPathComponent("pki").path
+        #expect(try runProcess(daqctl, ["pki", "init", "--dir", pki, "--server-name", "broker.lab", "--server-ip", "10.0.0.5",
+                                        "--collector-name", "col-a"]).status == 0)
+        let oldCollector = root.appendingPathComponent("old-collector.crt").path
+        try FileManager.default.copyItem(atPath: "\(pki)/collector.crt", toPath: oldCollector)
+
+        let server = try runProcess(daqctl, ["pki", "server", "--dir", pki])
+        #expect(server.status == 0, "\(server.stderr)")
+        let san = try runProcess("openssl", ["x509", "-in", "\(pki)/server.crt", "-noout", "-ext", "subjectAltName"]).stdout
+        #expect(san.contains("DNS:broker.lab, IP Address:10.0.0.5"), "\(san)")
+
+        let collector = try runProcess(daqctl, ["pki", "collector", "--dir", pki])
+        #expect(collector.status == 0, "\(collector.stderr)")
+        let subject = try runProcess("openssl", ["x509", "-in", "\(pki)/collector.crt", "-noout", "-subject"]).stdout
+        #expect(subject.contains("CN = col-a"), "\(subject)")
+        // The old certificate's serial, from the renewal's own advice.
+        let advice = try #require(collector.stdout.split(separator: "\n").first { $0.contains("pki revoke") })
+        let serial = String(try #require(advice.split(separator: " ").last))
+        let oldSerial = try runProcess("openssl", ["x509", "-in", oldCollector, "-noout", "-serial"]).stdout
+        #expect(oldSerial.contains("serial=\(serial)"), "\(oldSerial) vs \(advice)")
+
+        let verifyOld = { try runProcess("openssl", ["verify", "-CAfile", "\(pki)/ca.crt", "-CRLfile", "\(pki)/ca.crl", "-crl_check", oldCollector]) }
+        #expect(try verifyOld().status == 0, "valid until revoked")
+        let revoke = try runProcess(daqctl, ["pki", "revoke", "--dir", pki, "--serial", serial])
+        #expect(revoke.status == 0 && revoke.stdout.contains("revoked the collector certificate 'col-a'"), "\(revoke.stdout)\(revoke.stderr)")
+        #expect(revoke.stdout.contains("stays connected until it reconnects"), "says what HUP does not do: \(revoke.stdout)")
+        #expect(try verifyOld().stdout.contains("certificate revoked") || (try verifyOld().stderr.contains("certificate revoked")))
+        let current = try runProcess("openssl", ["verify", "-CAfile", "\(pki)/ca.crt", "-CRLfile", "\(pki)/ca.crl", "-crl_check", "\(pki)/collector.crt"])
+        #expect(current.status == 0, "the new one still verifies: \(current.stdout)\(current.stderr)")
+
+        // The CA and the broker certificate are not revoked, and say why.
+        let index = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(pki)/index.json"))) as! [String: Any]
+        let records = index["certificates"] as! [[String: Any]]
+        for (role, reason) in [("ca", "a CA is replaced"), ("server", "devices do not check a CRL")] {
+            let serial = try #require(records.first { $0["role"] as? String == role }?["serial"] as? String)
+            let refused = try runProcess(daqctl, ["pki", "revoke", "--dir", pki, "--serial", serial])
+            #expect(refused.status != 0 && refused.stderr.contains(reason), "\(role): \(refused.stderr)")
+        }
+        #expect(try runProcess(daqctl, ["pki", "revoke", "--dir", pki, "--serial", "ABCDEF"]).stderr.contains("no certificate with serial ABCDEF"))
+
+        // The CRL counts from five minutes back, like the certificates: a broker whose clock lags
+        // two minutes does not refuse everyone (error 11, "CRL is not yet valid").
+        let lagging = try runProcess("openssl", ["verify", "-attime", String(Int(Date().timeIntervalSince1970) - 120), "-CAfile", "\(pki)/ca.crt",
+                                                 "-CRLfile", "\(pki)/ca.crl", "-crl_check", "\(pki)/collector.crt"])
+        #expect(lagging.status == 0, "\(lagging.stdout)\(lagging.stderr)")
+    }
+
     @Test func lifetimesOutsideOneDayAndTheCAAreRefused() throws {
         let root = try PackagePaths.temporaryDirectory("pki-cli-days")
         let expired = root.appendingPathComponent("pki2").path

@@ -47,8 +47,8 @@ import TestSupport
         let pki = work.appendingPathComponent("pki").path
         try Data().write(to: work.appendingPathComponent("afile"))
         let cases: [([String], String)] = [
-            (["--broker", "127.0.0.1:99999", "--pki", pki, "--out", "col"], "the broker address must be HOST:PORT with a port 1…65535, not 127.0.0.1:99999"),
-            (["--broker", "nohostport", "--pki", pki, "--out", "col"], "the broker address must be HOST:PORT with a port 1…65535, not nohostport"),
+            (["--broker", "127.0.0.1:99999", "--pki", pki, "--out", "col"], "the broker address must be HOST:PORT (an IPv6 address in brackets: [::1]:8883) with a port 1…65535, not 127.0.0.1:99999"),
+            (["--broker", "nohostport", "--pki", pki, "--out", "col"], "the broker address must be HOST:PORT (an IPv6 address in brackets: [::1]:8883) with a port 1…65535, not nohostport"),
             (["--broker", "127.0.0.1:1", "--pki", "nonexist", "--out", "col"],
              "nonexist/ca.crt: the CA certificate does not exist (is --pki nonexist a directory made by `daqctl pki`?)"),
             (["--broker", "127.0.0.1:1", "--pki", pki, "--out", "afile"], "the output directory afile is a file, not a directory"),
