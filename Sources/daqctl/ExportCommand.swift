@@ -82,7 +82,15 @@ struct ExportCommand: ParsableCommand {
                     written.append(base)
                 case .csv:
                     for g in selected {
-                        let path = group == nil ? ExportPaths.suffixed(base, measurement.layout.groups[g].name) : base
+                        let name = measurement.layout.groups[g].name
+                        var path = group == nil ? ExportPaths.suffixed(base, name) : base
+                        // Names that differ only in characters a file name cannot hold ("Big 64",
+                        // "Big/64") met in one file: the second wrote over the first.
+                        var copy = 2
+                        while written.contains(path) {
+                            path = ExportPaths.suffixed(base, "\(name)-\(copy)")
+                            copy += 1
+                        }
                         try ExportPaths.write(CSVTable.bytes(group: measurement.layout.groups[g], records: measurement.records[g]), to: path)
                         written.append(path)
                     }
@@ -268,10 +276,15 @@ enum CSVTable {
     private static func physical(_ channel: ChannelSpec, _ raw: UnsafeRawBufferPointer, _ offset: Int) -> String {
         switch channel.storage {
         case .unsigned(let bits):
-            return scaled(channel, Double(load(raw, offset, bits / 8)))
+            let value = load(raw, offset, bits / 8)
+            // Unscaled, the integer itself: as a double, 2^53 + 1 read 2^53 and 2^64 − 1 1.8e19.
+            if channel.factor == 1 && channel.offset == 0 && value > 1 << 53 { return "\(value)" }
+            return scaled(channel, Double(value))
         case .signed(let bits):
             let shift = UInt64(64 - bits)
-            return scaled(channel, Double(Int64(bitPattern: load(raw, offset, bits / 8) << shift) >> Int64(shift)))
+            let value = Int64(bitPattern: load(raw, offset, bits / 8) << shift) >> Int64(shift)
+            if channel.factor == 1 && channel.offset == 0 && value.magnitude > 1 << 53 { return "\(value)" }
+            return scaled(channel, Double(value))
         case .float32: return "\(Float(bitPattern: UInt32(truncatingIfNeeded: load(raw, offset, 4))))"
         case .float64: return "\(Double(bitPattern: load(raw, offset, 8)))"
         }
