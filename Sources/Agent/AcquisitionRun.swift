@@ -522,6 +522,8 @@ public final class AcquisitionRun {
         if let uplink, reason != .signal, reason != .reboot, options.drainTimeout > 0, failure == nil, !uplink.isDrained {
             pendingStop = reason
             drainWaitStarted = loop.clock.now()
+            // Said, so whoever watches knows acquisition is over and what the wait is for.
+            logger.notice("\(reason.rawValue): acquisition ended; waiting up to \(format2(options.drainTimeout)) s for the collector to acknowledge entries \(uplink.acknowledged + 1)…\(journal.lastSequence)")
             uplink.onDrained = { [unowned self] in complete() }
             loop.schedule(at: loop.clock.now() + Int64(options.drainTimeout * 1e9)) { [unowned self] in complete() }
             return

@@ -91,13 +91,24 @@ enum CandumpLine {
             frame.kind = .remote
             if let dlc = cursor.hexDigit() {
                 guard dlc <= 8 else {
-                    throw .malformed("remote frame DLC above 8", file: file, line: number, field: "rtr dlc")
+                    throw .malformed("remote frame DLC above 8 (a DLC 9…F is written R8_9…R8_F)", file: file, line: number, field: "rtr dlc")
                 }
                 frame.remoteLength = dlc
+                // can-utils' len8_dlc form: R8_9 … R8_F.
+                if dlc == 8, cursor.take(UInt8(ascii: "_")) {
+                    guard let code = cursor.hexDigit(), code > 8 else {
+                        throw .malformed("expected a DLC 9…F after '_'", file: file, line: number, field: "len8 dlc")
+                    }
+                    frame.remoteLength = code
+                }
             }
         } else {
             frame.data = try payload(&cursor, limit: 8, number: number, file: file)
             if cursor.take(UInt8(ascii: "_")) {
+                // Only 8 bytes can carry a DLC 9…F.
+                guard frame.data.count == 8 else {
+                    throw .malformed("a DLC after '_' needs 8 data bytes, found \(frame.data.count)", file: file, line: number, field: "len8 dlc")
+                }
                 guard let dlc = cursor.hexDigit(), dlc > 8 else {
                     throw .malformed("expected a DLC 9…F after '_'", file: file, line: number, field: "len8 dlc")
                 }
@@ -136,8 +147,11 @@ enum CandumpLine {
                 if first == UInt8(ascii: ".") { position += 1; continue }
                 guard let high = ByteCursor.hexValue(first) else { break }
                 guard position + 1 < end, let low = ByteCursor.hexValue(bytes[position + 1]) else {
-                    throw .malformed("odd number of hex digits in the data", file: file, line: number,
-                                     field: "data byte \(count)")
+                    // A second digit that is not hex is named as such (it read "odd number of hex digits").
+                    let found = position + 1 < end ? bytes[position + 1] : 0
+                    let isDigitLike = found > 0x20 && found < 0x7F && found != UInt8(ascii: "_") && found != UInt8(ascii: ".")
+                    throw .malformed(isDigitLike ? "expected a hex digit, found '\(Character(Unicode.Scalar(found)))'" : "odd number of hex digits in the data",
+                                     file: file, line: number, field: "data byte \(count)")
                 }
                 guard count < limit else {
                     throw .malformed("more than \(limit) data bytes", file: file, line: number, field: "data")

@@ -3,7 +3,7 @@
 extension CANFrame {
     /// The frame in candump `-l` form: `(SECONDS.MICROSECONDS) IFACE ID#DATA`.
     /// 11-bit ids as 3 hex digits, 29-bit (and error frames) as 8; FD as `ID##F` + data; RTR as `ID#R`
-    /// (with the DLC appended when it is not zero, as can-utils does).
+    /// (with the DLC appended when it is not zero, as can-utils does; a DLC 9…F as `R8_9`…`R8_F`).
     public var candumpLine: String {
         "(\(timestamp.candumpText)) \(interface) \(candumpBody)"
     }
@@ -15,7 +15,10 @@ extension CANFrame {
             return hex(id | CANFrame.errorFlag, digits: 8) + "#" + data.hexString
         case .remote:
             let idText = hex(id, digits: isExtended ? 8 : 3)
-            return idText + "#R" + (remoteLength > 0 ? String(remoteLength, radix: 16, uppercase: true) : "")
+            // A DLC 9…F is the length 8 and that code after '_' (can-utils' len8_dlc form).
+            let length = remoteLength > 8 ? "8_" + String(remoteLength, radix: 16, uppercase: true)
+                : remoteLength > 0 ? String(remoteLength, radix: 16, uppercase: true) : ""
+            return idText + "#R" + length
         case .data:
             let idText = hex(id, digits: isExtended ? 8 : 3)
             if isFD {

@@ -77,10 +77,11 @@ struct DBCParser {
         case "VERSION":
             version = try scanner.expectString(field: "VERSION")
         case "NS_":
-            // The new-symbols list: indented names up to the next statement at column 0.
+            // The new-symbols list: one name per line, indented or not (some tools write them at
+            // column 0, and they are keywords: `CM_` alone was read as a comment statement), up
+            // to the next line with more on it than one name.
             scanner.skipLine()
-            while !scanner.isAtEnd, scanner.atColumnZero, let byte = scanner.peek,
-                  byte == 0x20 || byte == 0x09 || byte == 0x0A || byte == 0x0D {
+            while !scanner.isAtEnd, scanner.atColumnZero, scanner.restOfLineIsOneWordAtMost() {
                 scanner.skipLine()
             }
         case "BS_":

@@ -54,6 +54,26 @@ struct DBCScanner {
         }
     }
 
+    /// Whether the line from here holds nothing but blanks and at most one name (an entry of the
+    /// `NS_` list: `CM_` alone; a statement has more after its keyword: `BS_:`, `CM_ "…";`).
+    func restOfLineIsOneWordAtMost() -> Bool {
+        var index = position
+        var words = 0
+        var inWord = false
+        while index < bytes.count, bytes[index] != 0x0A {
+            let byte = bytes[index]
+            if byte == 0x20 || byte == 0x09 || byte == 0x0D {
+                inWord = false
+            } else if isIdentifierByte(byte) {
+                if !inWord { words += 1; inWord = true }
+            } else {
+                return false
+            }
+            index += 1
+        }
+        return words <= 1
+    }
+
     /// Whether the current position is at the start of a line (column 0).
     var atColumnZero: Bool { position == 0 || bytes[position - 1] == 0x0A }
 

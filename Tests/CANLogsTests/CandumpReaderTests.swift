@@ -17,6 +17,10 @@ func readCandump(_ text: String, file: String = "t.log") throws(DAQError) -> [CA
         "(1.000000) can0 00000123##0",
         "(1.000000) can0 123#R",
         "(1.000000) can0 123#R8",
+        // A remote DLC 9…F in can-utils' len8_dlc form (ASC and TRC logs carry them; `frames`
+        // wrote R9…RF, which this reader refused).
+        "(1.000000) can0 123#R8_9",
+        "(1.000000) can0 123#R8_F",
         "(1.000000) can0 12345678#R",
         "(1.000000) can0 20000080#0000000000000000",
     ])
@@ -68,6 +72,9 @@ func readCandump(_ text: String, file: String = "t.log") throws(DAQError) -> [CA
         ("(1.0)", "interface"),
         ("(1.0) can0 123#R9", "rtr dlc"),
         ("(1.0) can0 123#00 X", "data"),
+        // '_' and a DLC only after 8 data bytes.
+        ("(1.0) can0 123#112233_9", "len8 dlc"),
+        ("(1.0) can0 123#R8_3", "len8 dlc"),
     ])
     func badLinesNameTheirField(line: String, field: String) {
         do {
@@ -77,5 +84,19 @@ func readCandump(_ text: String, file: String = "t.log") throws(DAQError) -> [CA
             #expect(error.code == .malformedInput)
             #expect(error.location == InputLocation(file: "bad.log", line: 2, field: field), "\(error)")
         }
+    }
+
+    /// A second digit that is not hex is named (it said "odd number of hex digits").
+    @Test func aNonHexDigitIsNamed() {
+        do {
+            _ = try readCandump("(1.0) can0 123#0G", file: "bad.log")
+            Issue.record("accepted 123#0G")
+        } catch {
+            #expect(error.message == "expected a hex digit, found 'G'" && error.location?.field == "data byte 0", "\(error)")
+        }
+    }
+
+    @Test func aRemoteDLCAbove8IsKept() throws {
+        #expect(try readCandump("(1.0) can0 123#R8_C").first?.remoteLength == 12)
     }
 }

@@ -158,3 +158,11 @@ func realFilesParse(name: String) throws {
     #expect(!db.messages.isEmpty)
     #expect(db.messages.allSatisfy { !$0.name.isEmpty && $0.length <= 64 })
 }
+
+/// Some tools write the NS_ list at column 0; its entries are keywords (`CM_` alone was read as a
+/// comment statement and refused the file; cantools loads it).
+@Test func newSymbolsAtColumnZeroAreSkipped() throws {
+    let text = "VERSION \"\"\n\nNS_ :\nCM_\nBA_DEF_\nVAL_\n\nBS_:\n\nBU_: ECU\n\nBO_ 100 M: 1 ECU\n SG_ S : 0|8@1+ (1,0) [0|0] \"\" ECU\n\nCM_ SG_ 100 S \"a signal\";\n"
+    let db = try parse(text)
+    #expect(db.messages.first?.signals.first?.comment == "a signal")
+}
