@@ -132,6 +132,7 @@ public final class CollectorService {
         self.options = options
         lastMessage = loop.clock.now()
         quietDevices = options.quietAfter.map { QuietDevices(after: Int64($0 * 1e9)) }
+        revokedDevices = options.deviceIndex.map { RevokedDevices(indexPath: $0.path) }
     }
 
     /// Runs until a signal, the idle timeout or the duration; returns per-device reports.
@@ -279,6 +280,8 @@ public final class CollectorService {
 
     /// Runs of entries committed as `lost`, reported a line per run.
     private var lostRuns = LostRuns()
+    /// With `--pki`: the devices the PKI revoked, whose batches are refused.
+    private let revokedDevices: RevokedDevices?
 
     private func lost(_ device: String, _ first: UInt64, _ last: UInt64, _ reason: String) {
         for line in lostRuns.add(device: device, first: first, last: last, reason: reason, now: loop.clock.now()) {
@@ -502,6 +505,10 @@ public final class CollectorService {
             do { try CommonName.validateClientName(topicDevice) } catch {
                 throw DAQError(.malformedInput, "\(error) (refused as a directory name under --out)",
                                at: InputLocation(file: topic, field: "device id"))
+            }
+            if let revokedDevices, revokedDevices.isRevoked(topicDevice, now: loop.clock.now(), say: { writeError("daqctl collect: \($0)\n") }) {
+                rejected += 1
+                return
             }
             let batch = try ReceivedBatch(payload: payload, source: topic)
             guard batch.header.deviceID == topicDevice else {

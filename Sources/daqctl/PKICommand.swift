@@ -144,7 +144,8 @@ extension PKICommand {
                 return
             }
             print("reload the broker (kill -HUP) so it loads \(list.path) and refuses new connections with it;")
-            print("a client connected with it now stays connected until it reconnects: restart the broker to cut it")
+            print("a client connected with it now stays connected until it reconnects: restart the broker to cut it "
+                  + "(a collector run with --pki refuses a revoked device's batches meanwhile)")
         }
     }
 
