@@ -89,6 +89,10 @@ public struct AcquisitionSummary: Sendable {
     public var busFramesNotLogged: UInt64 = 0
     /// RTR and error frames, which bus-logging groups do not log (counted only when there are such groups).
     public var busFramesNotData: UInt64 = 0
+    /// Whether a group logs raw frames (then remote and error frames are "not bus-logged").
+    public var busLogging = false
+    /// Reads that found an interface down.
+    public var interfaceDowns: UInt64 = 0
     /// Frames stamped before the one ahead of them, and gaps whose raster ticks were skipped.
     public var outOfOrder: UInt64 = 0
     public var timeJumps: UInt64 = 0
@@ -137,7 +141,8 @@ public struct AcquisitionSummary: Sendable {
         var frameLine = "frames: \(frames) (decoded \(decoded), unknown id \(unknownIDs), other bus \(otherBus)"
         if malformedLines > 0 { frameLine += ", malformed lines skipped \(malformedLines)" }
         if busFramesNotLogged > 0 { frameLine += ", CAN FD frames over 8 bytes not bus-logged \(busFramesNotLogged) (fd = true logs them)" }
-        if busFramesNotData > 0 { frameLine += ", remote/error frames not bus-logged \(busFramesNotData)" }
+        if busFramesNotData > 0 { frameLine += ", remote/error frames\(busLogging ? " not bus-logged" : "") \(busFramesNotData)" }
+        if interfaceDowns > 0 { frameLine += ", interface found down \(interfaceDowns) times" }
         if outOfOrder > 0 { frameLine += ", stamped before the frame ahead of them \(outOfOrder) (taken at its time)" }
         if timeJumps > 0 {
             frameLine += ", time jumps over \(AcquisitionPipeline.longestRasterGap / 1_000_000_000) s \(timeJumps) "

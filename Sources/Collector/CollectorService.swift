@@ -131,7 +131,7 @@ public final class CollectorService {
     public init(options: CollectorOptions) {
         self.options = options
         lastMessage = loop.clock.now()
-        quietDevices = options.quietAfter.map { QuietDevices(after: Int64($0 * 1e9)) }
+        quietDevices = options.quietAfter.map { QuietDevices(after: waitNanoseconds(seconds: $0)) }
         revokedDevices = options.deviceIndex.map { RevokedDevices(indexPath: $0.path) }
     }
 
@@ -164,7 +164,7 @@ public final class CollectorService {
         checkCredentialLifetimes()
         try connect()
         if let duration = options.duration {
-            loop.schedule(at: loop.clock.now() + Int64(duration * 1e9)) { [unowned self] in stop() }
+            loop.schedule(at: loop.clock.now() + waitNanoseconds(seconds: duration)) { [unowned self] in stop() }
         }
         periodic()
         try loop.run()
@@ -330,7 +330,7 @@ public final class CollectorService {
         } catch {
             return connectFailed(error)
         }
-        loop.schedule(at: loop.clock.now() + Int64(options.connectTimeout * 1e9)) { [unowned self] in
+        loop.schedule(at: loop.clock.now() + waitNanoseconds(seconds: options.connectTimeout)) { [unowned self] in
             guard !stopping, connectAttempt == attempt, self.connection?.isAccepted != true else { return }
             let what = self.connection == nil ? "no TCP connection" : "no MQTT session"
             connector.abandon()

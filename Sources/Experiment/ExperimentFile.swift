@@ -289,8 +289,9 @@ public struct ExperimentFile: Sendable, Hashable {
             files.splitBytes = count
         }
         if let seconds = table["split_seconds"] {
-            guard let value = seconds.double ?? seconds.int.map(Double.init), value >= 0.001, value.isFinite else {
-                throw fail("split_seconds must be a number ≥ 0.001", "mdf.split_seconds")
+            // Past 1e9 s (31 years) the nanoseconds trapped, at every start of an experiment sent over the air.
+            guard let value = seconds.double ?? seconds.int.map(Double.init), value >= 0.001, value <= 1e9 else {
+                throw fail("split_seconds must be a number 0.001…1e9 (31 years)", "mdf.split_seconds")
             }
             files.splitNanoseconds = Int64((value * 1e9).rounded())
         }

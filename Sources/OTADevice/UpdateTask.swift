@@ -114,7 +114,7 @@ public final class UpdateTask {
     public func start() {
         if let trial = store.runningTrial {
             logger.notice("running trial firmware \(trial.version) from slot \(trial.slot.rawValue): health check within \(options.healthTimeout) s")
-            healthTimer = loop.schedule(at: loop.clock.now() + Int64(options.healthTimeout * 1e9)) { [weak self] in
+            healthTimer = loop.schedule(at: loop.clock.now() + waitNanoseconds(seconds: options.healthTimeout)) { [weak self] in
                 self?.healthFailed("no end-to-end acknowledged batch within \(self?.options.healthTimeout ?? 0) s")
             }
         }
@@ -187,7 +187,7 @@ public final class UpdateTask {
     private func schedulePoll(after seconds: Double) {
         guard !stopped else { return }
         if let pollTimer { loop.cancel(pollTimer) }
-        pollTimer = loop.schedule(at: loop.clock.now() + Int64(seconds * 1e9)) { [weak self] in
+        pollTimer = loop.schedule(at: loop.clock.now() + waitNanoseconds(seconds: seconds)) { [weak self] in
             self?.pollTimer = nil
             self?.poll()
         }

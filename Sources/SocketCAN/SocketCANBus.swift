@@ -53,6 +53,10 @@ public final class SocketCANBus {
         public var framesSent: UInt64 = 0
         /// `send` calls that found the socket not ready.
         public var sendsDeferred: UInt64 = 0
+        /// Times a read found the interface down (ENETDOWN: `ip link set … down`, a driver
+        /// restarting after bus-off, an adapter pulled). The socket stays bound: frames come
+        /// again when the interface is back up.
+        public var interfaceDownReports: UInt64 = 0
     }
 
     /// Where receive timestamps come from.
@@ -136,10 +140,15 @@ public final class SocketCANBus {
             message.msg_iovlen = 1
             message.msg_control = control
             message.msg_controllen = Self.controlSize
-            let outcome = try systemCall("recvmsg", interface: interface) {
+            let outcome = try systemCall("recvmsg", interface: interface, wouldBlockErrors: [EAGAIN, EWOULDBLOCK, ENETDOWN]) {
                 recvmsg(fileDescriptor, &message, Int32(MSG_DONTWAIT))
             }
-            guard case .done(let byteCount) = outcome else { break }
+            guard case .done(let byteCount) = outcome else {
+                // The interface went down: reported once per event (the error is the socket's,
+                // cleared by this read), not a reason to stop (it ended the run).
+                if errno == ENETDOWN { counters.interfaceDownReports += 1 }
+                break
+            }
             let (timestamp, drops) = readControl(&message)
             if let drops { noteDropReport(drops) }
             // MSG_DONTROUTE marks frames that another socket on this host sent.
@@ -212,6 +221,17 @@ public final class SocketCANBus {
             header = daqlink_cmsg_nxthdr(&message, cmsg)
         }
         return ((preferHardware ? hardware ?? software : software ?? hardware), drops)
+    }
+
+    /// Reads the socket's drop counter now (SO_MEMINFO). SO_RXQ_OVFL tells it only with the next
+    /// frame queued: the drops at the end of a burst were never counted.
+    public func refreshDrops() {
+        // struct sk_meminfo: SK_MEMINFO_VARS (9) u32, SK_MEMINFO_DROPS at index 8 (linux/sock_diag.h).
+        var values = [UInt32](repeating: 0, count: 9)
+        var size = socklen_t(MemoryLayout<UInt32>.stride * values.count)
+        let result = values.withUnsafeMutableBytes { getsockopt(fileDescriptor, SOL_SOCKET, SO_MEMINFO, $0.baseAddress, &size) }
+        guard result == 0, size >= socklen_t(MemoryLayout<UInt32>.stride * 9) else { return }
+        noteDropReport(values[8])
     }
 
     /// The kernel's counter is a wrapping 32-bit total; accumulate its increments.

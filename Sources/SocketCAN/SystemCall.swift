@@ -47,6 +47,7 @@ func systemError(_ what: String, interface: String, errno code: Int32) -> DAQErr
     // The one failure a newcomer meets first: a kernel built without CAN.
     let hint = code == EAFNOSUPPORT
         ? "; this kernel has no CAN support: run the command inside the vcan guest with ./vcan-setup.sh --run -- …"
-        : code == ENODEV ? "; no such interface (create it: ./vcan-setup.sh --iface \(interface))" : ""
+        : code == ENODEV ? "; no such interface (is the CAN adapter connected and its driver loaded? `ip link show` lists the "
+            + "interfaces there are; on a test machine ./vcan-setup.sh --iface \(interface) makes a virtual one)" : ""
     return DAQError(.system, "\(interface): \(what): \(text) (errno \(code))\(hint)")
 }

@@ -175,7 +175,7 @@ struct ECUSimCommand: ParsableCommand {
         var stats = LiveStatistics(messages: simulator.database.messages.count)
         let origin = SystemClock.monotonicNow()
         let startNanoseconds = simulator.start.nanoseconds
-        let end = duration.map { startNanoseconds + Int64(($0 * 1e9).rounded()) }
+        let end = duration.map { startNanoseconds + waitNanoseconds(seconds: $0) }
         do throws(LiveStop) {
             while let time = simulator.nextTimestamp, end.map({ time.nanoseconds < $0 }) ?? true {
                 if StopSignal.isRaised { throw .interrupted }

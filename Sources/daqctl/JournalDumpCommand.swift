@@ -171,7 +171,7 @@ struct JSONLineBuffer {
             let dt = Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: base, as: UInt64.self)))
             text("{\"seq\": \(seq), \"group\": ")
             string(layout.groups[group].name)
-            text(", \"t\": \(seconds(layout.start.nanoseconds + Int64((dt * 1e9).rounded()))), \"dt\": ")
+            text(", \"t\": \(offsetNanoseconds(layout.start.nanoseconds, seconds: dt).map(seconds) ?? "null"), \"dt\": ")
             number(dt)
             text(", \"values\": {")
             for (index, channel) in layout.groups[group].channels.enumerated() {

@@ -76,7 +76,7 @@ struct ListenCommand: ParsableCommand {
             printError("daqctl listen: listening on \(bus.interface) (\(bus.timestampSource.rawValue), rcvbuf \(bus.receiveBufferBytes) B)")
         }
 
-        let deadline = duration.map { SystemClock.monotonicNow() + Int64($0 * 1e9) }
+        let deadline = duration.map { SystemClock.monotonicNow() + waitNanoseconds(seconds: $0) }
         var remaining = count ?? Int.max
         var frames: [CANFrame] = []
         frames.reserveCapacity(256)

@@ -184,10 +184,12 @@ struct RunCommand: ParsableCommand {
         }
         if epoch == 0 { throw ValidationError("--epoch must be at least 1 (0 stands for an unknown epoch)") }
         if let mdfSplitBytes, mdfSplitBytes < 4096 { throw ValidationError("--mdf-split-bytes must be at least 4096") }
-        if let mdfSplitSeconds, !(mdfSplitSeconds >= 0.001) { throw ValidationError("--mdf-split-seconds must be at least 0.001") }
+        if let mdfSplitSeconds, !(mdfSplitSeconds >= 0.001 && mdfSplitSeconds <= 1e9) {
+            throw ValidationError("--mdf-split-seconds must be 0.001…1e9 (31 years), not \(mdfSplitSeconds)")
+        }
         if let duration, !(duration > 0) { throw ValidationError("--duration must be a number of seconds above 0, not \(duration)") }
         if syncBytes < 1 { throw ValidationError("--sync-bytes must be at least 1, not \(syncBytes)") }
-        if syncMs < 0 { throw ValidationError("--sync-ms must not be negative, not \(syncMs)") }
+        if syncMs < 0 || syncMs > 3_600_000 { throw ValidationError("--sync-ms must be 0…3600000 (an hour), not \(syncMs)") }
         if !(drainTimeout >= 0) { throw ValidationError("--drain-timeout must not be negative, not \(drainTimeout)") }
         if maxBatchBytes < 1 || maxBatchBytes > UplinkBatch.maxBatchBytes {
             throw ValidationError("--max-batch-bytes must be 1…\(UplinkBatch.maxBatchBytes) (the collector refuses larger batches), not \(maxBatchBytes)")

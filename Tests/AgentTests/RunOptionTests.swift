@@ -33,6 +33,9 @@ import TestSupport
         (["--broker", "[::1]:8883", "--device", "d"], "the uplink needs --pki DIR, or --ca, --cert and --key"),
         (["--broker", "h:8883", "--device", "d"], "the uplink needs --pki DIR, or --ca, --cert and --key"),
         (["--epoch", "0"], "--epoch must be at least 1"),
+        // Values whose nanoseconds leave Int64 trapped, after the journal was made.
+        (["--mdf", "m", "--mdf-split-seconds", "1e10"], "--mdf-split-seconds must be 0.001…1e9 (31 years), not 10000000000.0"),
+        (["--sync-ms", "99999999999999"], "--sync-ms must be 0…3600000 (an hour), not 99999999999999"),
         // Negative numbers: swift-argument-parser used to answer "Missing value for '--speed <speed>'".
         (["--speed", "-1"], "--speed must be original, max or a positive factor such as 2, not -1"),
         (["--sync-bytes", "-1"], "--sync-bytes must be at least 1, not -1"),
@@ -160,5 +163,14 @@ import TestSupport
         let run = try runProcess(Agent.daqlink, ["boot", "--ota-dir", "/nonexistent", "--trial-attempts", "0", "--", "--quiet"])
         #expect(run.status == 64 && run.stderr.contains("--trial-attempts must be at least 1")
                 && run.stderr.contains("Usage: daqlink boot "), "\(run.stderr)")
+    }
+
+    /// A duration past what Int64 nanoseconds hold means "no end" (it trapped after the journal
+    /// was made): a replay then ends with its log.
+    @Test(arguments: ["1e10", "inf"])
+    func aDurationBeyondAnyRunIsNoEnd(duration: String) throws {
+        let journal = try PackagePaths.temporaryDirectory("run-long").appendingPathComponent("journal")
+        let run = try Agent.run(journal, extra: ["--duration", duration])
+        #expect(run.status == 0 && run.stderr.contains("stopped: end of log"), "\(run.stderr)")
     }
 }

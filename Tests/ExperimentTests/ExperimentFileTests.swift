@@ -52,6 +52,7 @@ import TestSupport
         (base.replacingOccurrences(of: "raster_ms = 10", with: "on_change = \".S\""), 7, "group.on_change"),
         // The [mdf] table and bus-logging groups (ExperimentMDFOptionsTests.base).
         (mdf.replacingOccurrences(of: "split_bytes = 1000000", with: "split_bytes = 12"), 7, "mdf.split_bytes"),
+        (mdf.replacingOccurrences(of: "split_seconds = 2.5", with: "split_seconds = 1e10"), 8, "mdf.split_seconds"),
         (mdf.replacingOccurrences(of: "deflate = true", with: "deflate = 1"), 9, "mdf.deflate"),
         (mdf.replacingOccurrences(of: "deflate = true", with: "deflate = true\nsplit = 3"), 10, "mdf.split"),
         (mdf.replacingOccurrences(of: "buses = [\"can1\", \"can0\"]", with: "buses = []"), 14, "group.buses"),
