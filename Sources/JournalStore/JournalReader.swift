@@ -72,6 +72,12 @@ public final class JournalReader {
         }
     }
 
+    /// The journal's oldest entry (its oldest segment's first), nil for a directory without
+    /// segments: where a reader of "everything still there" starts (retention deletes the oldest).
+    public static func oldestSequence(directory: String) throws(DAQError) -> UInt64? {
+        try JournalLayout(directory: directory).segmentFirstSequences().first.map { max($0, 1) }
+    }
+
     deinit { if fd >= 0 { FileOps.close(fd) } }
 
     /// The next entry, or nil when the reader has caught up with the writer.

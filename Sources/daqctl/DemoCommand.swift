@@ -49,6 +49,14 @@ struct DemoCommand: ParsableCommand {
     @Option(help: "How long the link stays down, in seconds.")
     var cutFor: Double = 2
 
+    /// Checked before anything starts: a negative or huge cut trapped with the broker, the
+    /// collector and daqlink already running, and left them behind.
+    func validate() throws {
+        guard speed > 0, speed <= 1000 else { throw ValidationError("--speed must be above 0 and at most 1000, not \(speed)") }
+        guard cutAt >= 0, cutAt <= 3600 else { throw ValidationError("--cut-at must be 0…3600 seconds, not \(cutAt)") }
+        guard cutFor >= 0, cutFor <= 3600 else { throw ValidationError("--cut-for must be 0…3600 seconds, not \(cutFor)") }
+    }
+
     func run() throws {
         let demo = try DemoRig(workdir: workdir, fixtures: fixtures)
         defer { demo.stopAll() }

@@ -62,8 +62,12 @@ struct ExportCommand: ParsableCommand {
 
     func run() throws {
         do {
-            let (measurements, unreadable) = try JournalMeasurements.read(journal, progress: progress || isatty(2) == 1)
-            guard !measurements.isEmpty else { throw DAQError(.malformedInput, "no layout entry: nothing to export", at: InputLocation(file: journal)) }
+            let (measurements, unreadable, left) = try JournalMeasurements.read(journal, progress: progress || isatty(2) == 1)
+            guard !measurements.isEmpty else {
+                throw DAQError(.malformedInput, "no layout entry: nothing to export"
+                               + (left.withoutLayout > 0 ? " (\(left.withoutLayout) records whose layout entry is no longer in the journal)" : ""),
+                               at: InputLocation(file: journal))
+            }
             if let group, !measurements.contains(where: { $0.layout.groups.contains { $0.name == group } }) {
                 throw DAQError(.malformedInput, "no channel group named \"\(group)\"", at: InputLocation(file: journal, field: "--group"))
             }
@@ -97,9 +101,17 @@ struct ExportCommand: ParsableCommand {
                 }
             }
             for path in written { print(path) }
-            if !unreadable.isEmpty {
-                let line = UnreadableEntries.line(unreadable, what: ", not exported")
-                FileHandle.standardError.write(Data("daqctl export: \(line); the files hold every other record\n".utf8))
+            // Whatever is not in the files is said, and the exit status is 2 (the lost entries
+            // were left out without a word).
+            var notes: [String] = []
+            if !unreadable.isEmpty { notes.append(UnreadableEntries.line(unreadable, what: ", not exported")) }
+            if left.lost > 0 { notes.append("\(left.lost) entries are \"lost\" placeholders (the device could not read them back), not exported") }
+            if left.withoutLayout > 0 {
+                notes.append("\(left.withoutLayout) records before the first layout entry still in the journal (retention deleted it, or it is damaged), not exported")
+            }
+            if !notes.isEmpty {
+                for note in notes { FileHandle.standardError.write(Data("daqctl export: \(note)\n".utf8)) }
+                FileHandle.standardError.write(Data("daqctl export: the files hold every other record\n".utf8))
                 throw ExitCode(2)
             }
         } catch let error as DAQError {
@@ -115,8 +127,18 @@ struct JournalMeasurements {
     /// Per group: its MDF records back to back (journal payloads without the record id).
     var records: [[UInt8]]
 
-    static func read(_ directory: String, progress: Bool) throws -> (measurements: [JournalMeasurements], unreadable: [ClosedRange<UInt64>]) {
-        let reader = try JournalReader(directory: directory, from: 1)
+    /// What a read left out: records whose layout entry is no longer in the journal (retention
+    /// deleted it, or it is damaged), and a collector's `lost` placeholders.
+    struct Left { var withoutLayout = 0, lost = 0 }
+
+    static func read(_ directory: String, progress: Bool) throws -> (measurements: [JournalMeasurements], unreadable: [ClosedRange<UInt64>], left: Left) {
+        // From the oldest entry still there: retention deletes the oldest segments, and starting
+        // at 1 refused such a journal ("seq 1 is no longer in the journal").
+        guard let oldest = try JournalReader.oldestSequence(directory: directory) else {
+            throw DAQError(.malformedInput, "not a journal directory (no segment files)", at: InputLocation(file: directory))
+        }
+        let reader = try JournalReader(directory: directory, from: oldest)
+        var left = Left()
         var meter = ExportProgress(enabled: progress, totalBytes: ExportProgress.journalBytes(directory))
         var result: [JournalMeasurements] = []
         var layouts: [RecordLayout] = []
@@ -131,7 +153,8 @@ struct JournalMeasurements {
                 result.append(JournalMeasurements(layout: layout, records: Array(repeating: [], count: layout.groups.count)))
             } else if entry.kind == .record {
                 guard !result.isEmpty else {
-                    throw DAQError(.malformedInput, "record before any layout entry", at: InputLocation(file: directory, field: "seq \(entry.sequence)"))
+                    left.withoutLayout += 1
+                    continue
                 }
                 let payload = entry.payload
                 let group = payload.count >= 2 ? payload.withUnsafeBytes { RecordPayload.groupIndex($0) } : -1
@@ -140,10 +163,12 @@ struct JournalMeasurements {
                                    at: InputLocation(file: directory, field: "seq \(entry.sequence)"))
                 }
                 result[result.count - 1].records[group] += payload[RecordPayload.headerBytes...]
+            } else if entry.kind == .lost {
+                left.lost += 1
             }
         }
         meter.finish()
-        return (result, unreadable)
+        return (result, unreadable, left)
     }
 }
 

@@ -20,7 +20,20 @@ struct JournalCommand: ParsableCommand {
 struct JournalVerifyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify",
-        abstract: "Check every segment header, entry frame, CRC32C, sequence continuity and the ack cursor."
+        abstract: "Check every segment header, entry frame, CRC32C, sequence continuity and the ack cursor.",
+        discussion: """
+            Reads every segment of the journal (a device's, or a collector's copy) and prints one \
+            line: segments, entries, bytes, the sequence range, the stream epoch and the \
+            acknowledged cursor, then notes (a torn tail daqlink cuts at its next start, segments \
+            retention deleted, `lost` placeholders) and OK.
+
+            Exit status: 0 the journal is sound (notes are not faults); 1 a fault (a damaged \
+            entry or header, a gap in the sequence, an unreadable file), each on stderr as \
+            <directory>/<segment>: <problem>.
+
+            Example:
+              daqctl journal verify /data/journal
+            """
     )
 
     @Argument(help: "The journal directory.")

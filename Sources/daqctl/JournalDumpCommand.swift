@@ -25,7 +25,12 @@ struct JournalDumpCommand: ParsableCommand {
 
             Entries damaged storage made unreadable print as {"seq": N, "through": M, "unreadable": \
             "<segment> offset <o>: <defect>"}; the rest is printed, stderr names them, and the exit \
-            status is 2 (1: the dump stopped).
+            status is 2 (1: the dump stopped). A collector's copy may hold {"seq": N, "lost": \
+            "<why>"}: an entry the device could not read back (stderr counts them, exit 2).
+
+            Retention deletes the oldest segments: the dump starts at the oldest entry still there. \
+            Records whose layout entry went with them print as {"seq": N, "undecoded": <bytes>} \
+            (stderr counts them).
 
             Example:
               daqctl journal dump /data/journal --from 1000 \\
@@ -42,12 +47,22 @@ struct JournalDumpCommand: ParsableCommand {
     @Option(help: "Print at most this many entries.")
     var limit: Int?
 
+    func validate() throws {
+        if let limit, limit < 1 { throw ValidationError("--limit must be at least 1, not \(limit)") }
+    }
+
     func run() throws {
         var out = JSONLineBuffer()
         var unreadable: [ClosedRange<UInt64>] = []
+        var (lost, undecoded) = (0, 0)
         do {
-            // The layout that governs `from` may be earlier: read from the start, print from `from`.
-            let reader = try JournalReader(directory: directory, from: 1)
+            // `journal dump .` in the wrong directory printed nothing and exited 0.
+            guard let oldest = try JournalReader.oldestSequence(directory: directory) else {
+                throw DAQError(.malformedInput, "not a journal directory (no segment files)", at: InputLocation(file: directory))
+            }
+            // The layout that governs `from` may be earlier: read from the oldest entry still
+            // there (retention deletes the oldest segments: starting at 1 refused such a journal).
+            let reader = try JournalReader(directory: directory, from: oldest)
             var layout: MeasurementLayout?
             var layouts: [RecordLayout] = []
             var printed = 0
@@ -71,13 +86,16 @@ struct JournalDumpCommand: ParsableCommand {
                     out.layoutLine(seq: entry.sequence, layout)
                 } else if entry.kind == .record {
                     guard let layout else {
-                        throw DAQError(.malformedInput, "record before any layout entry",
-                                       at: InputLocation(file: directory, field: "seq \(entry.sequence)"))
+                        // Its layout entry was trimmed by retention, or damaged.
+                        undecoded += 1
+                        out.text("{\"seq\": \(entry.sequence), \"undecoded\": \(entry.payload.count)}\n")
+                        continue
                     }
                     try out.recordLine(seq: entry.sequence, payload: entry.payload, layout: layout, layouts: layouts,
                                        source: directory)
                 } else if entry.kind == .lost {
                     // A collector's stand-in for an entry the device could not read back.
+                    lost += 1
                     out.text("{\"seq\": \(entry.sequence), \"lost\": \(JSONText.quoted(String(decoding: entry.payload, as: UTF8.self)))}\n")
                 }
                 out.flushIfLarge()
@@ -88,11 +106,18 @@ struct JournalDumpCommand: ParsableCommand {
             throw ExitCode(1)
         }
         out.flush()
+        if undecoded > 0 {
+            FileHandle.standardError.write(Data(("daqctl journal dump: \(undecoded) records before the first layout entry still in the journal "
+                + "(retention deleted it, or it is damaged): printed as \"undecoded\"\n").utf8))
+        }
+        if lost > 0 {
+            FileHandle.standardError.write(Data("daqctl journal dump: \(lost) entries are \"lost\" (the device could not read them back)\n".utf8))
+        }
         if !unreadable.isEmpty {
             let line = UnreadableEntries.line(unreadable)
             FileHandle.standardError.write(Data("daqctl journal dump: \(line); their lines say \"unreadable\"\n".utf8))
-            throw ExitCode(2)
         }
+        if !unreadable.isEmpty || lost > 0 { throw ExitCode(2) }
     }
 }
 

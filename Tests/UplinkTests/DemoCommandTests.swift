@@ -47,4 +47,12 @@ import TestSupport
         #expect(FileManager.default.fileExists(atPath: left.path))
         #expect(try runProcess("pgrep", ["-f", work.path]).stdout.isEmpty)
     }
+
+    /// Checked before anything starts (a negative cut trapped with the fleet already running).
+    @Test(arguments: [(["--cut-at", "-1"], "--cut-at must be 0…3600 seconds"), (["--cut-for", "1e7"], "--cut-for must be 0…3600 seconds"),
+                      (["--speed", "0"], "--speed must be above 0")])
+    func badDemoOptionsAreRefusedBeforeAnythingStarts(arguments: [String], message: String) throws {
+        let run = try runProcess(PackagePaths.executable("daqctl").path, ["demo"] + arguments)
+        #expect(run.status == 64 && run.stderr.contains(message), "\(run.stderr)")
+    }
 }

@@ -1,0 +1,55 @@
+// `daqctl journal dump` and `daqctl export` on a device journal whose oldest segments retention
+// has deleted, and on a collector's copy with `lost` placeholders (from a review: both refused the
+// first — "seq 1 is no longer in the journal" — and export left the lost entries out unsaid).
+import Foundation
+import Journal
+import JournalStore
+import Testing
+import TestSupport
+
+@Suite struct JournalRetentionReadTests {
+    static let daqlink = PackagePaths.executable("daqlink").path
+    static let daqctl = PackagePaths.executable("daqctl").path
+
+    @Test func aTrimmedJournalIsDumpedAndExportedFromItsOldestEntryAndLostEntriesAreSaid() throws {
+        let work = try PackagePaths.temporaryDirectory("retention-read")
+        let journal = work.appendingPathComponent("j")
+        let experiment = PackagePaths.fixtures.appendingPathComponent("reference/reference.toml").path
+        let log = PackagePaths.fixtures.appendingPathComponent("reference/engine-10s.log").path
+        // Two runs: two measurements, each with its layout entry at its start.
+        for _ in 0..<2 {
+            let run = try runProcess(Self.daqlink, ["run", "--experiment", experiment, "--source", "replay:\(log)", "--speed", "max",
+                                                    "--journal", journal.path, "--quiet", "--segment-bytes", "65536"])
+            #expect(run.status == 0, "\(run.stderr)")
+        }
+        // A collector's stand-ins for two entries the device could not read back.
+        let writer = try JournalWriter(directory: journal.path, configuration: JournalConfiguration(epoch: 1))
+        for _ in 0..<2 { _ = try writer.append(kind: .lost, payload: Array("damaged at the device".utf8)) }
+        try writer.close()
+        // Retention: the oldest segment, with the first measurement's layout entry, is gone.
+        let segments = try FileManager.default.contentsOfDirectory(atPath: journal.path).filter { $0.hasSuffix(".jnl") }.sorted()
+        try #require(segments.count > 3, "\(segments)")
+        try FileManager.default.removeItem(at: journal.appendingPathComponent(segments[0]))
+
+        let dump = try runProcess(Self.daqctl, ["journal", "dump", journal.path])
+        #expect(dump.status == 2, "\(dump.stderr)")
+        #expect(dump.stdout.contains("\"undecoded\": ") && dump.stdout.contains("\"layout\": {") && dump.stdout.contains("\"lost\": "))
+        #expect(dump.stderr.contains("records before the first layout entry still in the journal")
+                && dump.stderr.contains("2 entries are \"lost\""), "\(dump.stderr)")
+
+        let csv = work.appendingPathComponent("run.csv").path
+        let export = try runProcess(Self.daqctl, ["export", "--journal", journal.path, "--format", "csv", "--out", csv])
+        #expect(export.status == 2, "\(export.stderr)")
+        #expect(export.stderr.contains("2 entries are \"lost\" placeholders") && export.stderr.contains("not exported")
+                && export.stderr.contains("records before the first layout entry still in the journal"), "\(export.stderr)")
+        // The second measurement whole: 2000 records of the 5 ms group (and the header line).
+        let fast = try #require(export.stdout.split(separator: "\n").first { $0.contains("Time_5ms") })
+        #expect(try String(contentsOfFile: String(fast), encoding: .utf8).split(separator: "\n").count == 2001)
+
+        let empty = try PackagePaths.temporaryDirectory("not-a-journal")
+        let wrong = try runProcess(Self.daqctl, ["journal", "dump", empty.path])
+        #expect(wrong.status == 1 && wrong.stderr.contains("not a journal directory"), "it printed nothing and exited 0: \(wrong.stderr)")
+        let limit = try runProcess(Self.daqctl, ["journal", "dump", journal.path, "--limit", "-1"])
+        #expect(limit.status == 64 && limit.stderr.contains("--limit must be at least 1"), "\(limit.stderr)")
+    }
+}
