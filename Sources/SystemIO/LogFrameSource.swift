@@ -28,8 +28,15 @@ public final class LogFrameSource {
             reader = CANLogReader(format: format, file: path)
         } else if let byName = CANLogFormat.detect(fileName: path, head: []) {
             reader = CANLogReader(format: byName, file: path)
+            formatFromName = true
         }
     }
+
+    /// The format came from the file name: the first line may still tell another one.
+    private var formatFromName = false
+    /// Frames handed out, and whether the first line read as the name's format.
+    private var framesRead = 0
+    private var firstLineUnrecognised = false
 
     /// The log's format, once known (from the option, the name, or the first line read).
     public var format: CANLogFormat? { reader?.format }
@@ -45,6 +52,16 @@ public final class LogFrameSource {
             // A UTF-8 byte order mark (Windows tools) is not part of the first line's text.
             if number == 1, line.count >= 3, line[0] == 0xEF, line[1] == 0xBB, line[2] == 0xBF {
                 line = UnsafeBufferPointer(rebasing: line[3...])
+            }
+            if formatFromName, line.contains(where: { $0 != 0x20 && $0 != 0x09 && $0 != 0x0D }) {
+                // The first line decides when it names another format (a candump log saved as
+                // .asc read as an empty ASC log: the ASC reader passes over lines it does not know).
+                formatFromName = false
+                if let sniffed = CANLogFormat.sniff(line) {
+                    if sniffed != reader?.format { reader = CANLogReader(format: sniffed, file: path) }
+                } else {
+                    firstLineUnrecognised = true
+                }
             }
             if reader == nil {
                 // No extension to go by (standard input, say): the first non-blank line decides.
@@ -66,7 +83,13 @@ public final class LogFrameSource {
                 return true
             }
             guard let frame else { return true }
+            framesRead += 1
             return try body(frame)
+        }
+        if stream.isFinished, framesRead == 0, firstLineUnrecognised, reader?.format == .asc {
+            // A DBC, a README or binary data named .asc read as an empty log, exit 0.
+            throw DAQError(.malformedInput, "no frames, and its first line is none of an ASC log's (date, base, //, "
+                           + "Begin Triggerblock, an event): is it an ASC file?", at: InputLocation(file: path, line: 1, field: "format"))
         }
         return handed > 0 && !stream.isFinished
     }

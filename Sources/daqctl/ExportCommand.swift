@@ -134,10 +134,7 @@ struct JournalMeasurements {
     static func read(_ directory: String, progress: Bool) throws -> (measurements: [JournalMeasurements], unreadable: [ClosedRange<UInt64>], left: Left) {
         // From the oldest entry still there: retention deletes the oldest segments, and starting
         // at 1 refused such a journal ("seq 1 is no longer in the journal").
-        guard let oldest = try JournalReader.oldestSequence(directory: directory) else {
-            throw DAQError(.malformedInput, "not a journal directory (no segment files)", at: InputLocation(file: directory))
-        }
-        let reader = try JournalReader(directory: directory, from: oldest)
+        let reader = try JournalReader(directory: directory, from: try JournalReader.oldestSequence(directory: directory) ?? 1)
         var left = Left()
         var meter = ExportProgress(enabled: progress, totalBytes: ExportProgress.journalBytes(directory))
         var result: [JournalMeasurements] = []

@@ -56,9 +56,14 @@ struct JournalDumpCommand: ParsableCommand {
         var unreadable: [ClosedRange<UInt64>] = []
         var (lost, undecoded) = (0, 0)
         do {
-            // `journal dump .` in the wrong directory printed nothing and exited 0.
+            // `journal dump .` in the wrong directory printed nothing and exited 0. Without segments
+            // it is as `journal verify` says: an empty journal (a writer killed before its first
+            // segment), or not a journal when other files are there.
             guard let oldest = try JournalReader.oldestSequence(directory: directory) else {
-                throw DAQError(.malformedInput, "not a journal directory (no segment files)", at: InputLocation(file: directory))
+                guard try JournalVerifier.verify(directory: directory).isValid else {
+                    throw DAQError(.malformedInput, "not a journal directory (no segment files)", at: InputLocation(file: directory))
+                }
+                return
             }
             // The layout that governs `from` may be earlier: read from the oldest entry still
             // there (retention deletes the oldest segments: starting at 1 refused such a journal).

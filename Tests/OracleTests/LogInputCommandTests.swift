@@ -33,6 +33,24 @@ import DAQCore
 
     // `open(2)` accepts a directory and `read(2)` then fails with EISDIR, which used to read as an
     // empty log: rc 0, "0 frames decoded", "journal: 0 bytes".
+    /// A log saved under another format's extension: the first line decides when it names a
+    /// format (a candump log named .asc read as an empty ASC log), and a file that is no log at
+    /// all under .asc is named (a DBC named .asc gave no frames and exit 0).
+    @Test func theFirstLineDecidesOverTheExtension() throws {
+        let work = try PackagePaths.temporaryDirectory("log-extension")
+        let candump = "(1700000000.000001) can0 123#DEADBEEF\n(1700000000.000002) can0 124#00\n"
+        let misnamed = work.appendingPathComponent("c.asc")
+        try candump.write(to: misnamed, atomically: true, encoding: .utf8)
+        let frames = try runProcess(Self.daqctl, ["frames", misnamed.path])
+        #expect(frames.status == 0 && frames.stdout == candump, "\(frames.stdout)\(frames.stderr)")
+
+        let notALog = work.appendingPathComponent("engine.asc")
+        try FileManager.default.copyItem(atPath: Self.dbc, toPath: notALog.path)
+        let refused = try runProcess(Self.daqctl, ["frames", notALog.path])
+        #expect(refused.status == 1 && refused.stderr.contains("engine.asc:1 [format]: no frames, and its first line is none of an ASC log's"),
+                "\(refused.status) \(refused.stderr)")
+    }
+
     @Test func aDirectoryIsNotALogFile() throws {
         let dir = try PackagePaths.temporaryDirectory("log-dir")
         #expect {

@@ -46,9 +46,14 @@ import TestSupport
         let fast = try #require(export.stdout.split(separator: "\n").first { $0.contains("Time_5ms") })
         #expect(try String(contentsOfFile: String(fast), encoding: .utf8).split(separator: "\n").count == 2001)
 
-        let empty = try PackagePaths.temporaryDirectory("not-a-journal")
-        let wrong = try runProcess(Self.daqctl, ["journal", "dump", empty.path])
+        // A directory of other files (`journal dump .` in the wrong place); an empty one is an
+        // empty journal, as `journal verify` says (a writer killed before its first segment).
+        let other = try PackagePaths.temporaryDirectory("not-a-journal")
+        try Data("notes".utf8).write(to: other.appendingPathComponent("README"))
+        let wrong = try runProcess(Self.daqctl, ["journal", "dump", other.path])
         #expect(wrong.status == 1 && wrong.stderr.contains("not a journal directory"), "it printed nothing and exited 0: \(wrong.stderr)")
+        let empty = try runProcess(Self.daqctl, ["journal", "dump", try PackagePaths.temporaryDirectory("empty-journal").path])
+        #expect(empty.status == 0 && empty.stdout.isEmpty, "\(empty.stderr)")
         let limit = try runProcess(Self.daqctl, ["journal", "dump", journal.path, "--limit", "-1"])
         #expect(limit.status == 64 && limit.stderr.contains("--limit must be at least 1"), "\(limit.stderr)")
     }
