@@ -190,6 +190,12 @@ struct VerifyCommand: ParsableCommand {
                 out += "MDF \(name): device \(device?.count ?? 0) bytes, collector \(copy.map { "\($0.count) bytes" } ?? "missing")"
                     + (same ? ", identical" : ", DIFFERENT") + "\n"
             }
+            // A file only the collector has is a difference too (it was passed over: "byte-identical: yes").
+            let collectorNames = ((try? FileManager.default.contentsOfDirectory(atPath: collectorMDF)) ?? []).filter { $0.hasSuffix(".mf4") }
+            for name in collectorNames.sorted() where !names.contains(name) {
+                mdfIdentical = false
+                out += "MDF \(name): only at the collector, DIFFERENT\n"
+            }
         }
         out += "byte-identical: \(identical && mdfIdentical ? "yes" : "no")\n"
         FileHandle.standardOutput.write(Data(out.utf8))

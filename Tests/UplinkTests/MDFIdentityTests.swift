@@ -30,6 +30,13 @@ import Glibc
         #expect(verify.status == 0, "\(verify.stdout)\n--- collector\n\(rig.read("collector"))")
         let identical = verify.stdout.split(separator: "\n").filter { $0.hasPrefix("MDF measurement-1") && $0.hasSuffix(", identical") }
         #expect(identical.count == 5, "10 s of log in 2 s files: \(verify.stdout)")
+        // A file only the collector has is a difference (it was passed over: "byte-identical: yes").
+        let collectorMDF = rig.collected.appendingPathComponent("\(rig.deviceID)/mdf")
+        try FileManager.default.copyItem(at: collectorMDF.appendingPathComponent("measurement-1.mf4"),
+                                         to: collectorMDF.appendingPathComponent("measurement-999.mf4"))
+        let extra = try rig.verify(within: 0, mdf: deviceMDF)
+        #expect(extra.status == 1 && extra.stdout.contains("MDF measurement-999.mf4: only at the collector, DIFFERENT")
+                && extra.stdout.contains("byte-identical: no"), "\(extra.stdout)")
     }
 }
 
