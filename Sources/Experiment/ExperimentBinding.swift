@@ -42,12 +42,20 @@ public struct ExperimentBinding: Sendable {
         var groups: [ChannelGroup] = []
         for group in experiment.groups {
             var channels: [ChannelSpec] = []
+            var stored: Set<String> = []
             for channel in group.channels {
                 let (d, m) = try find(channel.message, line: channel.line, field: "group.channels")
                 let message = dbcs[d].database.messages[m]
                 guard let signal = message.signal(named: channel.signal) else {
                     throw .malformed("message '\(message.name)' has no signal '\(channel.signal)'", file: file,
                                      line: channel.line, field: "group.channels")
+                }
+                // A signal may be listed once per storage in a group (raw and physical, say: the MDF
+                // file names the later ones with their storage, `MDFWriter.channelNames`); twice with
+                // one storage is a slip.
+                guard stored.insert("\(channel.name):\(channel.storage.rawValue)").inserted else {
+                    throw .malformed("'\(channel.name)' is listed twice in group '\(group.name)' with the same storage",
+                                     file: file, line: channel.line, field: "group.channels")
                 }
                 channels.append(Self.spec(channel: channel, signal: signal))
             }

@@ -161,8 +161,9 @@ public enum MDFWriter {
             image.setLink(of: previous, index: 0, to: MDFBusLogging.writeFrameChannel(&image, source: source, fd: group.logsFDFrames))
             return channelGroup
         }
+        let names = channelNames(group.channels)
         for (index, channel) in group.channels.enumerated() {
-            let name = image.text(channel.name)
+            let name = image.text(names[index])
             let unit = channel.unit.isEmpty ? 0 : image.text(channel.unit)
             let conversion = writeConversion(&image, channel)
             let dataType: UInt8
@@ -193,6 +194,21 @@ public enum MDFWriter {
         cn.u8(0); cn.u8(0); cn.u16(0)
         for _ in 0..<6 { cn.f64(0) }
         return cn.bytes
+    }
+
+    /// The channels' names in the file: a signal recorded again in its group with another storage
+    /// is named `<signal>:float32` (or `:float64`, `:raw`). Two channels of one name in a group
+    /// made asammdf's get(name) refuse ("Multiple occurrences").
+    static func channelNames(_ channels: [ChannelSpec]) -> [String] {
+        var seen: Set<String> = []
+        return channels.map { channel in
+            if seen.insert(channel.name).inserted { return channel.name }
+            switch channel.storage {
+            case .float32: return channel.name + ":float32"
+            case .float64: return channel.name + ":float64"
+            case .unsigned, .signed: return channel.name + ":raw"
+            }
+        }
     }
 
     /// Linear conversion for scaled raw channels; value-to-text for value tables (its default

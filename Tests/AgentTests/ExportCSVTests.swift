@@ -56,4 +56,49 @@ import TestSupport
         let second = try String(contentsOfFile: paths[1], encoding: .utf8).split(separator: "\n")
         #expect(second.first == "t [s],Wide.U64" && second.count == 3, "\(second)")
     }
+
+    /// A signal listed once raw and once physical in one group: the second channel is named with
+    /// its storage (two channels of one name made asammdf's get(name) refuse: "Multiple
+    /// occurrences"); the same storage twice is refused at its line.
+    @Test func aSignalTwiceInAGroupGetsTwoNames() throws {
+        let work = try PackagePaths.temporaryDirectory("export-twice")
+        let dbc = PackagePaths.fixtures.appendingPathComponent("reference/engine.dbc").path
+        let experiment = work.appendingPathComponent("twice.toml")
+        func write(_ second: String) throws {
+            try """
+                name = "twice"
+                [[dbc]]
+                file = "\(dbc)"
+                [[group]]
+                name = "Both"
+                raster_ms = 10
+                channels = ["EngFast_00.EngFast_00_S0",
+                            "\(second)"]
+                """.write(to: experiment, atomically: true, encoding: .utf8)
+        }
+        let log = PackagePaths.fixtures.appendingPathComponent("reference/engine-10s.log").path
+        let journal = work.appendingPathComponent("journal")
+        try write("EngFast_00.EngFast_00_S0")
+        let refused = try runProcess(Agent.daqlink, ["run", "--experiment", experiment.path, "--source", "replay:\(log)", "--journal", journal.path])
+        #expect(refused.status != 0 && refused.stderr.contains("twice.toml:7 [group.channels]: 'EngFast_00.EngFast_00_S0' is listed twice"),
+                "\(refused.stderr)")
+
+        try write("EngFast_00.EngFast_00_S0:float32")
+        let run = try runProcess(Agent.daqlink, ["run", "--experiment", experiment.path, "--source", "replay:\(log)", "--speed", "max",
+                                                 "--journal", journal.path, "--quiet"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let mdf = work.appendingPathComponent("twice.mf4").path
+        #expect(try runProcess(Agent.daqctl, ["export", "--journal", journal.path, "--format", "mdf", "--out", mdf]).status == 0)
+        let read = try runPython("""
+            import sys
+            from asammdf import MDF
+            m = MDF(sys.argv[1])
+            raw = m.get("EngFast_00.EngFast_00_S0")
+            phys = m.get("EngFast_00.EngFast_00_S0:float32")
+            assert len(raw.samples) == len(phys.samples) > 0
+            assert all(abs(float(a) - float(b)) < 1e-3 * max(1.0, abs(float(a))) for a, b in zip(raw.samples, phys.samples))
+            print(len(raw.samples))
+            """, [mdf])
+        #expect(read.status == 0, "\(read.stdout)\(read.stderr)")
+    }
 }
