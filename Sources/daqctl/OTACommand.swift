@@ -63,6 +63,15 @@ extension OTACommand {
                 throw ValidationError("--kind must be firmware, experiment or certificates, not \(kind)")
             }
             guard (1...3650).contains(expiresIn) else { throw ValidationError("--expires-in must be 1…3650 days, not \(expiresIn)") }
+            // The manifest's own checks named a manifest file never written, and exited 1.
+            guard SafeName.isSafe(hardware) else {
+                throw ValidationError("--hardware '\(hardware)' must match [A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
+            }
+            guard floor <= version else { throw ValidationError("--floor \(floor) is above --version \(version)") }
+            let name = URL(fileURLWithPath: file).lastPathComponent
+            guard SafeName.isSafeArtifactName(name) else {
+                throw ValidationError("the artifact's file name '\(name)' must match [A-Za-z0-9_][A-Za-z0-9._-]{0,63} and not end in .manifest or .sig (it is the name devices fetch)")
+            }
         }
 
         func run() throws {
