@@ -9,8 +9,8 @@ import OTA
 /// Appends checked status reports to per-device history files.
 final class UpdateHistory {
     private let output: String
-    /// Highest report sequence stored per device (loaded from the file on first use).
-    private var newest: [String: UInt64] = [:]
+    /// Highest report sequence stored per device and outbox (loaded from the file on first use).
+    private var newest: [String: [String: UInt64]] = [:]
 
     init(output: String) { self.output = output }
 
@@ -39,21 +39,26 @@ final class UpdateHistory {
         }
         let sequence = (object["seq"] as! NSNumber).uint64Value
         let path = Self.path(output: output, device: device)
-        if newest[device] == nil { newest[device] = Self.lastSequence(in: path) }
-        guard sequence > newest[device]! else { return false }
+        // Numbers are per outbox: a device whose outbox started again (a new card) numbers from 1
+        // again, and its reports were all dropped as repeats of the old outbox's.
+        let outbox = object["outbox"] as? String ?? ""
+        if newest[device] == nil { newest[device] = Self.lastSequences(in: path) }
+        guard sequence > newest[device]![outbox, default: 0] else { return false }
         try? FileManager.default.createDirectory(atPath: "\(output)/\(device)", withIntermediateDirectories: true)
         try DurableLines.append(payload + [UInt8(ascii: "\n")], to: path)
-        newest[device] = sequence
+        newest[device]![outbox] = sequence
         return true
     }
 
-    private static func lastSequence(in path: String) -> UInt64 {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return 0 }
-        var newest: UInt64 = 0
+    /// The highest report number stored per outbox ("" for reports that name none).
+    private static func lastSequences(in path: String) -> [String: UInt64] {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [:] }
+        var newest: [String: UInt64] = [:]
         for line in text.split(separator: "\n") {
             if let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
                let sequence = object["seq"] as? NSNumber {
-                newest = max(newest, sequence.uint64Value)
+                let outbox = object["outbox"] as? String ?? ""
+                newest[outbox] = max(newest[outbox, default: 0], sequence.uint64Value)
             }
         }
         return newest

@@ -22,10 +22,14 @@ public struct UpdateStatus: Sendable, Hashable {
     /// For a firmware report: the generation of the boot state whose transition it tells (the
     /// device finds by it a report a power cut took between the state and the report).
     public var bootGeneration: UInt64?
+    /// The outbox that numbered it (random, made with the outbox): a device whose outbox starts
+    /// again (a new card, a wiped update directory) numbers from 1 again, and the collector keeps
+    /// the numbers of each outbox apart.
+    public var outbox: String?
 
     /// A report from its fields.
     public init(sequence: UInt64, kind: UpdateKind, status: String, version: UInt64, slot: Slot? = nil, reason: String? = nil, time: Int64,
-                bootGeneration: UInt64? = nil) {
+                bootGeneration: UInt64? = nil, outbox: String? = nil) {
         self.sequence = sequence
         self.kind = kind
         self.status = status
@@ -34,6 +38,7 @@ public struct UpdateStatus: Sendable, Hashable {
         self.reason = reason
         self.time = time
         self.bootGeneration = bootGeneration
+        self.outbox = outbox
     }
 
     /// One line of JSON, keys in a fixed order, no trailing newline.
@@ -41,6 +46,7 @@ public struct UpdateStatus: Sendable, Hashable {
         var text = "{\"seq\":\(sequence),\"time\":\(time),\"kind\":\"\(kind.rawValue)\",\"status\":\(JSONText.quoted(status)),\"version\":\(version)"
         if let slot { text += ",\"slot\":\"\(slot.rawValue)\"" }
         if let reason { text += ",\"reason\":\(JSONText.quoted(reason))" }
+        if let outbox { text += ",\"outbox\":\(JSONText.quoted(outbox))" }
         if let bootGeneration { text += ",\"boot\":\(bootGeneration)" }
         return text + "}"
     }

@@ -5,6 +5,7 @@
 //   DIR/status/outbox   one UpdateStatus JSON object per line
 //   DIR/status/sent     the highest sequence number the broker acknowledged (PUBACK success)
 //   DIR/status/firmware-report   the report of the boot state about to be persisted
+//   DIR/status/id       the outbox's random id, carried by its reports
 //
 // A firmware transition persists its boot state, then appends its report: a power cut between the
 // two took the report (the collector's history then lacked, say, `committed`). So the shell first
@@ -28,6 +29,8 @@ public final class StatusOutbox {
     private var lastSequence: UInt64 = 0
     private var sent: UInt64 = 0
     private let firmwareReportPath: String
+    /// This outbox's id (16 hex digits, in `DIR/status/id`).
+    public let outboxID: String
     /// The newest line carrying a boot-state generation, and that generation (0: none).
     private var lastFirmwareLine: String?
     public private(set) var reportedBootGeneration: UInt64 = 0
@@ -40,6 +43,18 @@ public final class StatusOutbox {
         outboxPath = directory + "/outbox"
         sentPath = directory + "/sent"
         firmwareReportPath = directory + "/firmware-report"
+        // The outbox's own id, made once: its reports carry it (see `UpdateStatus.outbox`).
+        let idPath = directory + "/id"
+        if AtomicFile.exists(idPath), let text = try? AtomicFile.read(idPath),
+           case let id = String(decoding: text, as: UTF8.self).trimmingSpaces, id.count == 16, id.allSatisfy(\.isHexDigit) {
+            outboxID = id
+        } else {
+            var random = SystemRandomNumberGenerator()
+            let value = random.next() as UInt64
+            let id = String(repeating: "0", count: 16 - String(value, radix: 16).count) + String(value, radix: 16)
+            try AtomicFile.write(Array((id + "\n").utf8), to: idPath, mode: AtomicFile.publicMode)
+            outboxID = id
+        }
         if AtomicFile.exists(sentPath) {
             let text = String(decoding: try AtomicFile.read(sentPath), as: UTF8.self).trimmingSpaces
             guard let value = UInt64(text) else {
@@ -74,7 +89,7 @@ public final class StatusOutbox {
     public func append(kind: UpdateKind, status: String, version: UInt64, slot: Slot? = nil, reason: String? = nil, time: Int64,
                        bootGeneration: UInt64? = nil) throws -> UpdateStatus {
         let report = UpdateStatus(sequence: lastSequence + 1, kind: kind, status: status, version: version, slot: slot, reason: reason, time: time,
-                                  bootGeneration: bootGeneration)
+                                  bootGeneration: bootGeneration, outbox: outboxID)
         let line = Array((report.json() + "\n").utf8)
         let fd = open(outboxPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw AtomicFile.posixError("cannot open", outboxPath) }

@@ -86,4 +86,19 @@ import TestSupport
         let again = try afterCompaction.recoverFirmwareReport(persistedGeneration: 7, time: 16)
         #expect(again?.reason == "health check: no ack\nwithin 30 s" && again?.sequence == last + 1)
     }
+
+    /// Each outbox has an id of its own, kept across restarts and carried by its reports: the
+    /// collector keeps the numbers of each outbox apart (a new card numbers from 1 again).
+    @Test func anOutboxKeepsItsIdAndItsReportsCarryIt() throws {
+        let directory = try PackagePaths.temporaryDirectory("outbox-id")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let first = try StatusOutbox(directory: directory.path)
+        let report = try first.append(kind: .experiment, status: "installed", version: 3, time: 1)
+        #expect(report.outbox == first.outboxID && first.outboxID.count == 16)
+        #expect(report.json().contains("\"outbox\":\"\(first.outboxID)\""))
+        #expect(try StatusOutbox(directory: directory.path).outboxID == first.outboxID)
+        let other = try PackagePaths.temporaryDirectory("outbox-id-2")
+        defer { try? FileManager.default.removeItem(at: other) }
+        #expect(try StatusOutbox(directory: other.path).outboxID != first.outboxID)
+    }
 }
