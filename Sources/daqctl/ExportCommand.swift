@@ -173,13 +173,16 @@ struct JournalMeasurements {
 struct ExportProgress {
     let enabled: Bool
     let totalBytes: Int
+    /// What the line is about ("export", "verify: the device's journal").
+    var label = "export"
     private var entries = 0
     private var bytes = 0
     private var last = ContinuousClock.now
 
-    init(enabled: Bool, totalBytes: Int) {
+    init(enabled: Bool, totalBytes: Int, label: String = "export") {
         self.enabled = enabled
         self.totalBytes = totalBytes
+        self.label = label
     }
 
     /// Sum of the segment files' sizes (the denominator of the percentage).
@@ -210,7 +213,7 @@ struct ExportProgress {
 
     private func draw() {
         let percent = totalBytes > 0 ? min(100, bytes * 100 / totalBytes) : 100
-        FileHandle.standardError.write(Data("\rexport: \(entries) entries read (\(percent)% of \(totalBytes) journal bytes)".utf8))
+        FileHandle.standardError.write(Data("\r\(label): \(entries) entries read (\(percent)% of \(totalBytes) journal bytes)".utf8))
     }
 }
 

@@ -39,6 +39,9 @@ struct VerifyCommand: ParsableCommand {
     @Argument(help: "The collector's directory for that device (or a journal/ sub-directory of it).")
     var collector: String
 
+    @Flag(help: "Print progress to stderr even when it is not a terminal (it is printed on a terminal).")
+    var progress = false
+
     @Option(help: "The device's MDF directory (daqlink --mdf): its files are compared with the collector's <dir>/mdf/.")
     var mdf: String?
 
@@ -125,9 +128,15 @@ struct VerifyCommand: ParsableCommand {
             throw ExitCode(1)
         }
         do {
-            collectorSide = try Self.read(collectorJournal, countFrom: deviceOldest)
+            // Progress for long work: a quota's worth is half a gigabyte on each side.
+            let showing = progress || isatty(2) == 1
+            var meter = ExportProgress(enabled: showing, totalBytes: ExportProgress.journalBytes(collectorJournal), label: "verify: the collector's copy")
+            collectorSide = try Self.read(collectorJournal, countFrom: deviceOldest, meter: &meter)
+            meter.finish()
             let groups = collectorSide.layouts.last { $0.sequence < deviceOldest }?.groups ?? []
-            deviceSide = try Self.read(device, countFrom: deviceOldest, groups: groups, written: collectorSide.lastSequence)
+            meter = ExportProgress(enabled: showing, totalBytes: ExportProgress.journalBytes(device), label: "verify: the device's journal")
+            deviceSide = try Self.read(device, countFrom: deviceOldest, groups: groups, written: collectorSide.lastSequence, meter: &meter)
+            meter.finish()
         } catch {
             FileHandle.standardError.write(Data("daqctl verify: \(error)\n".utf8))
             throw ExitCode(2)
@@ -232,7 +241,8 @@ struct VerifyCommand: ParsableCommand {
     /// entries known to have been written to this journal (the device's that the collector holds),
     /// so damage at the newest segment's end is named as the loss of those entries; unreadable
     /// bytes there beyond them are a tail note.
-    static func read(_ directory: String, countFrom: UInt64 = 1, groups: [String] = [], written: UInt64? = nil) throws -> Side {
+    static func read(_ directory: String, countFrom: UInt64 = 1, groups: [String] = [], written: UInt64? = nil,
+                     meter: inout ExportProgress) throws -> Side {
         var side = Side()
         let digest = SHA256Digest()
         let names = try segmentNames(directory)
@@ -263,6 +273,7 @@ struct VerifyCommand: ParsableCommand {
             }
             damaged.removeAll()
             guard let entry else { break }
+            meter.entry(bytes: entry.framed.count)
             if entry.kind == .layout {
                 let layout = try entry.payload.withUnsafeBytes { raw in
                     Result { () throws(DAQError) in try MeasurementLayout(decoding: raw, source: directory) }

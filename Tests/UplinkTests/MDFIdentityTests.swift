@@ -30,6 +30,11 @@ import Glibc
         #expect(verify.status == 0, "\(verify.stdout)\n--- collector\n\(rig.read("collector"))")
         let identical = verify.stdout.split(separator: "\n").filter { $0.hasPrefix("MDF measurement-1") && $0.hasSuffix(", identical") }
         #expect(identical.count == 5, "10 s of log in 2 s files: \(verify.stdout)")
+        // Progress for long work, on request (and on a terminal): both sides, each to 100 %.
+        let progress = try runProcess(UplinkRig.daqctl, ["verify", rig.journal.path, rig.collected.appendingPathComponent(rig.deviceID).path,
+                                                         "--progress"])
+        #expect(progress.status == 0 && progress.stderr.contains("verify: the collector's copy: ")
+                && progress.stderr.contains("verify: the device's journal: ") && progress.stderr.contains("(100% of "), "\(progress.stderr)")
         // A file only the collector has is a difference (it was passed over: "byte-identical: yes").
         let collectorMDF = rig.collected.appendingPathComponent("\(rig.deviceID)/mdf")
         try FileManager.default.copyItem(at: collectorMDF.appendingPathComponent("measurement-1.mf4"),
