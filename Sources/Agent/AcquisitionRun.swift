@@ -392,7 +392,9 @@ public final class AcquisitionRun {
         if frame.kind == .error, frame.id & Self.busOffFlag != 0, busOffSaid.insert(frame.interface).inserted {
             logger.warning("\(frame.interface): the controller reports bus-off (error frame class 0x40): no frames until it recovers; the summary counts the error frames")
         }
-        if let index = buses.firstIndex(where: { $0.interface == frame.interface }), let since = downSince[index] {
+        // Looked up only while an interface is down: not a name comparison for every frame.
+        if downSince.contains(where: { $0 != nil }), let index = buses.firstIndex(where: { $0.interface == frame.interface }),
+           let since = downSince[index] {
             downSince[index] = nil
             logger.notice("\(frame.interface): frames again, \(format2(Double(loop.clock.now() - since) / 1e9)) s after the interface went down")
         }
