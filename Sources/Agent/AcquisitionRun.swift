@@ -34,6 +34,8 @@ public final class AcquisitionRun {
     private var records = RecordBuffer()
     private var summary = AcquisitionSummary()
     private var layoutWritten = false
+    /// The layout entry's payload of the measurement in force, repeated at each new segment.
+    private var layoutPayload: [UInt8]?
     private let serviceNotify = ServiceNotify()
     private var recordsPerGroup: [UInt64]
     private var bytesPerGroup: [UInt64]
@@ -499,8 +501,15 @@ public final class AcquisitionRun {
     private func appendRecords() throws(DAQError) {
         (flushedRecords, keptRecords) = (records.count, 0)
         if !layoutWritten, let layout = pipeline.layout {
-            try append(kind: .layout, payload: layout.encoded())
+            let payload = layout.encoded()
+            try append(kind: .layout, payload: payload)
+            layoutPayload = payload
             layoutWritten = true
+            let segmentBytes = options.segmentSizeLimit
+            if JournalFraming.framedLength(payloadLength: payload.count) * 10 > segmentBytes {
+                let share = JournalFraming.framedLength(payloadLength: payload.count) * 100 / segmentBytes
+                logger.warning("each journal segment opens with the measurement's layout (\(payload.count) bytes): \(share) % of a \(segmentBytes)-byte segment; a larger --segment-bytes wastes less")
+            }
             if let directory = options.mdfDirectory {
                 // Named after the layout entry's sequence number: one file per measurement. Files
                 // of that name are another journal's (one started again at 1): kept, renamed.
@@ -539,6 +548,11 @@ public final class AcquisitionRun {
     }
 
     private func append(kind: JournalEntryKind, payload: UnsafeRawBufferPointer) throws(DAQError) {
+        // Each segment starts with the layout in force, so that retention, which deletes whole
+        // segments, never leaves records that nothing decodes (docs/journal.md).
+        if kind == .record, let layoutPayload, journal.startsSegment(payloadLength: payload.count) {
+            try append(kind: .layoutRepeat, payload: layoutPayload)
+        }
         let seq = try journal.append(kind: kind, payload: payload)
         appendTrace?.appended(seq)
         if summary.firstSequence == nil { summary.firstSequence = seq }

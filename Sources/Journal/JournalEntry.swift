@@ -1,7 +1,7 @@
 // One journal entry: its kind, its framing on disk (header, payload, CRC32C trailer), and the
 // decoding step shared by the recovery scan, the reader and verify.
 
-/// What an entry's payload is. Format version 1 defines 0 and 1; the rest are reserved.
+/// What an entry's payload is. Format version 1 defines 0 to 3; the rest are reserved.
 public struct JournalEntryKind: RawRepresentable, Sendable, Hashable, CustomStringConvertible {
     public let rawValue: UInt8
     public init(rawValue: UInt8) { self.rawValue = rawValue }
@@ -15,15 +15,21 @@ public struct JournalEntryKind: RawRepresentable, Sendable, Hashable, CustomStri
     /// number and the rest of the stream flows. The payload says why, in UTF-8 text. Only a
     /// collector's copy holds these; the sampler never appends one.
     public static let lost = JournalEntryKind(rawValue: 2)
+    /// The layout of the measurement in force, repeated as the first entry of each new segment
+    /// (the payload is the layout entry's, byte for byte). It starts no new measurement: it lets a
+    /// reader decode the segment's records when retention has deleted the segment holding the
+    /// layout entry itself.
+    public static let layoutRepeat = JournalEntryKind(rawValue: 3)
 
     /// Whether format version 1 defines this kind.
-    public var isDefined: Bool { rawValue <= 2 }
+    public var isDefined: Bool { rawValue <= 3 }
 
     public var description: String {
         switch rawValue {
         case 0: return "record"
         case 1: return "layout"
         case 2: return "lost"
+        case 3: return "layout-repeat"
         default: return "reserved(\(rawValue))"
         }
     }

@@ -216,13 +216,20 @@ public final class JournalWriter {
         }
         let sequence = lastSequence + 1
         let framed = JournalFraming.framedLength(payloadLength: payload.count)
-        let rotating = activeLength > SegmentHeader.length && activeLength + framed > configuration.segmentSizeLimit
+        let rotating = startsSegment(payloadLength: payload.count)
         scratch.removeAll(keepingCapacity: true)
         JournalFraming.encode(kind: kind, sequence: sequence, payload: payload, into: &scratch)
         try scratch.withUnsafeBytes { entry in
             Result { () throws(DAQError) in try writeEntries(entry, first: sequence, last: sequence, rotating: rotating) }
         }.get()
         return sequence
+    }
+
+    /// Whether appending a payload of `payloadLength` bytes would close the active segment and
+    /// start a new one with it (daqlink puts a layout repeat there first).
+    public func startsSegment(payloadLength: Int) -> Bool {
+        activeLength > SegmentHeader.length
+            && activeLength + JournalFraming.framedLength(payloadLength: payloadLength) > configuration.segmentSizeLimit
     }
 
     /// Appends an entry that is already framed (the collector rebuilding a device's journal from

@@ -142,7 +142,9 @@ struct JournalMeasurements {
         var unreadable: [ClosedRange<UInt64>] = []
         while let entry = try reader.nextReadable(damaged: { unreadable.append($0.first...$0.last) }) {
             meter.entry(bytes: entry.framed.count)
-            if entry.kind == .layout {
+            // A layout repeat (the first entry of a segment) starts a measurement only when its
+            // layout entry is no longer in the journal (retention deleted it).
+            if entry.kind == .layout || (entry.kind == .layoutRepeat && result.isEmpty) {
                 let layout = try entry.payload.withUnsafeBytes { (raw) throws(DAQError) in
                     try MeasurementLayout(decoding: raw, source: "\(directory) seq \(entry.sequence)")
                 }

@@ -28,9 +28,11 @@ struct JournalDumpCommand: ParsableCommand {
             status is 2 (1: the dump stopped). A collector's copy may hold {"seq": N, "lost": \
             "<why>"}: an entry the device could not read back (stderr counts them, exit 2).
 
-            Retention deletes the oldest segments: the dump starts at the oldest entry still there. \
-            Records whose layout entry went with them print as {"seq": N, "undecoded": <bytes>} \
-            (stderr counts them).
+            daqlink starts each segment with the layout in force ({"seq": N, "layout_repeat": \
+            true}), so retention, which deletes the oldest segments, never takes what decodes the \
+            rest: the dump starts at the oldest entry still there. Records no layout there \
+            describes (a journal written before layout repeats, damage) print as {"seq": N, \
+            "undecoded": <bytes>} (stderr counts them).
 
             Example:
               daqctl journal dump /data/journal --from 1000 \\
@@ -78,7 +80,9 @@ struct JournalDumpCommand: ParsableCommand {
                 out.text("{\"seq\": \(max(damage.first, from)), \"through\": \(damage.last), \"unreadable\": "
                          + "\(JSONText.quoted("\(damage.segment) offset \(damage.offset): \(damage.defect)"))}\n")
             }) {
-                if entry.kind == .layout {
+                // A layout repeat (the first entry of a segment) is the layout in force; it
+                // decodes what follows when retention deleted the layout entry itself.
+                if entry.kind == .layout || (entry.kind == .layoutRepeat && layout == nil) {
                     layout = try entry.payload.withUnsafeBytes { (raw) throws(DAQError) in
                         try MeasurementLayout(decoding: raw, source: "\(directory) seq \(entry.sequence)")
                     }
@@ -98,6 +102,8 @@ struct JournalDumpCommand: ParsableCommand {
                     }
                     try out.recordLine(seq: entry.sequence, payload: entry.payload, layout: layout, layouts: layouts,
                                        source: directory)
+                } else if entry.kind == .layoutRepeat {
+                    out.text("{\"seq\": \(entry.sequence), \"layout_repeat\": true}\n")
                 } else if entry.kind == .lost {
                     // A collector's stand-in for an entry the device could not read back.
                     lost += 1

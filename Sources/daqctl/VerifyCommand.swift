@@ -280,6 +280,13 @@ struct VerifyCommand: ParsableCommand {
                 }.get()
                 side.layouts.append((entry.sequence, layout.groups.map(\.name)))
                 groupNames = layout.groups.map(\.name)
+            } else if entry.kind == .layoutRepeat {
+                // The layout in force, again at a segment's start: it names the groups when
+                // retention deleted the layout entry itself.
+                let layout = try entry.payload.withUnsafeBytes { raw in
+                    Result { () throws(DAQError) in try MeasurementLayout(decoding: raw, source: "\(directory) seq \(entry.sequence)") }
+                }.get()
+                groupNames = layout.groups.map(\.name)
             }
             guard entry.sequence >= countFrom else { continue }
             side.lastSequence = entry.sequence
@@ -290,7 +297,7 @@ struct VerifyCommand: ParsableCommand {
             }
             side.entries += 1
             side.checksums.append((entry.sequence, entry.framed.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: $0.count - 4, as: UInt32.self) }))
-            if entry.kind == .layout {
+            if entry.kind == .layout || entry.kind == .layoutRepeat {
                 for name in groupNames where !side.order.contains(name) { side.order.append(name) }
             } else if entry.kind == .record, entry.payload.count >= 2 {
                 for name in groupNames where !side.order.contains(name) { side.order.append(name) }

@@ -71,7 +71,7 @@ struct RunCommand: ParsableCommand {
     @Option(help: "fsync at most this many milliseconds after the first unsynced record (only synced records are sent).")
     var syncMs: Int = 50
 
-    @Option(help: "Journal segment size limit in bytes.")
+    @Option(help: "Journal segment size limit in bytes. Each segment after the first opens with the measurement's layout (a few kB to tens of kB: it keeps the rest decodable when retention deletes the oldest segments), so keep segments far larger than that.")
     var segmentBytes: Int = 8 << 20
 
     @Option(help: "Journal disk quota in bytes (only acknowledged segments are ever deleted; full of unacknowledged ones, acquisition pauses until the collector acknowledges, or stops without --broker).")

@@ -1,6 +1,7 @@
 // `daqctl journal dump` and `daqctl export` on a device journal whose oldest segments retention
 // has deleted, and on a collector's copy with `lost` placeholders (from a review: both refused the
-// first — "seq 1 is no longer in the journal" — and export left the lost entries out unsaid).
+// first — "seq 1 is no longer in the journal" — and export left the lost entries out unsaid), and
+// the layout repeat at each segment's start that keeps such a journal decodable.
 import Foundation
 import Journal
 import JournalStore
@@ -16,7 +17,8 @@ import TestSupport
         let journal = work.appendingPathComponent("j")
         let experiment = PackagePaths.fixtures.appendingPathComponent("reference/reference.toml").path
         let log = PackagePaths.fixtures.appendingPathComponent("reference/engine-10s.log").path
-        // Two runs: two measurements, each with its layout entry at its start.
+        // Two runs: two measurements, each with its layout entry at its start, and a layout
+        // repeat at the start of every later segment.
         for _ in 0..<2 {
             let run = try runProcess(Self.daqlink, ["run", "--experiment", experiment, "--source", "replay:\(log)", "--speed", "max",
                                                     "--journal", journal.path, "--quiet", "--segment-bytes", "65536"])
@@ -29,22 +31,46 @@ import TestSupport
         // Retention: the oldest segment, with the first measurement's layout entry, is gone.
         let segments = try FileManager.default.contentsOfDirectory(atPath: journal.path).filter { $0.hasSuffix(".jnl") }.sorted()
         try #require(segments.count > 3, "\(segments)")
-        try FileManager.default.removeItem(at: journal.appendingPathComponent(segments[0]))
+        let oldest = journal.appendingPathComponent(segments[0])
+        try FileManager.default.removeItem(at: oldest)
 
+        // Every segment daqlink starts opens with the layout in force: nothing left undecoded.
         let dump = try runProcess(Self.daqctl, ["journal", "dump", journal.path])
         #expect(dump.status == 2, "\(dump.stderr)")
-        #expect(dump.stdout.contains("\"undecoded\": ") && dump.stdout.contains("\"layout\": {") && dump.stdout.contains("\"lost\": "))
-        #expect(dump.stderr.contains("records before the first layout entry still in the journal")
-                && dump.stderr.contains("2 entries are \"lost\""), "\(dump.stderr)")
+        #expect(!dump.stdout.contains("\"undecoded\": "), "records after the deleted layout entry were left undecoded")
+        #expect(dump.stdout.hasPrefix("{\"seq\": \(SegmentName.firstSequence(of: segments[1])!), \"layout_repeat\": true}\n"))
+        #expect(dump.stdout.contains("\"layout\": {") && dump.stdout.contains("\"lost\": "))
+        #expect(!dump.stderr.contains("records before the first layout entry") && dump.stderr.contains("2 entries are \"lost\""),
+                "\(dump.stderr)")
 
         let csv = work.appendingPathComponent("run.csv").path
         let export = try runProcess(Self.daqctl, ["export", "--journal", journal.path, "--format", "csv", "--out", csv])
         #expect(export.status == 2, "\(export.stderr)")
         #expect(export.stderr.contains("2 entries are \"lost\" placeholders") && export.stderr.contains("not exported")
-                && export.stderr.contains("records before the first layout entry still in the journal"), "\(export.stderr)")
-        // The second measurement whole: 2000 records of the 5 ms group (and the header line).
-        let fast = try #require(export.stdout.split(separator: "\n").first { $0.contains("Time_5ms") })
-        #expect(try String(contentsOfFile: String(fast), encoding: .utf8).split(separator: "\n").count == 2001)
+                && !export.stderr.contains("records before the first layout entry"), "\(export.stderr)")
+        // The second measurement whole: 2000 records of the 5 ms group (and the header line); the
+        // first one from its second segment on.
+        let fast = export.stdout.split(separator: "\n").filter { $0.contains("Time_5ms") }
+        try #require(fast.count == 2, "\(export.stdout)")
+        let firstRows = try String(contentsOfFile: String(fast[0]), encoding: .utf8).split(separator: "\n").count - 1
+        #expect(firstRows > 1000 && firstRows < 2000, "\(firstRows)")
+        #expect(try String(contentsOfFile: String(fast[1]), encoding: .utf8).split(separator: "\n").count == 2001)
+
+        // Damage takes the repeat too (a flipped bit in the next segment's first entry): the
+        // records up to the following segment's repeat are undecoded, counted, and said.
+        let next = journal.appendingPathComponent(segments[1])
+        var bytes = try Data(contentsOf: next)
+        bytes[SegmentHeader.length + 40] ^= 0x01
+        try bytes.write(to: next)
+        let damaged = try runProcess(Self.daqctl, ["journal", "dump", journal.path])
+        #expect(damaged.status == 2 && damaged.stdout.contains("\"unreadable\": ") && damaged.stdout.contains("\"undecoded\": "))
+        #expect(damaged.stderr.contains("records before the first layout entry still in the journal"), "\(damaged.stderr)")
+        let undecoded = damaged.stdout.split(separator: "\n").filter { $0.contains("\"undecoded\": ") }.count
+        #expect(undecoded > 50 && undecoded < 300, "only the damaged segment's records: \(undecoded)")
+        let damagedExport = try runProcess(Self.daqctl, ["export", "--journal", journal.path, "--format", "csv",
+                                                         "--out", work.appendingPathComponent("damaged.csv").path])
+        #expect(damagedExport.status == 2 && damagedExport.stderr.contains("records before the first layout entry still in the journal"),
+                "\(damagedExport.stderr)")
 
         // A directory of other files (`journal dump .` in the wrong place); an empty one is an
         // empty journal, as `journal verify` says (a writer killed before its first segment).

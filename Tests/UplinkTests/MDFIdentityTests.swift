@@ -1,7 +1,8 @@
 // Device and collector MDF files stay byte-identical with every MDF option on — files split by
 // measurement time, ##DZ blocks, the raw bus-logging group — through a link outage and a
 // collector kill -9: the options travel in the journal's layout entry, and the split points and
-// blocks depend only on the records (docs/mdf.md).
+// blocks depend only on the records (docs/mdf.md). Their journals have small segments, each
+// opening with a layout repeat.
 import Foundation
 import Testing
 import TestSupport
@@ -14,8 +15,9 @@ import Glibc
         let rig = try UplinkRig()
         let deviceMDF = rig.work.appendingPathComponent("device/mdf")
         try rig.startCollector()
+        // Small segments: each opens with a layout repeat, which starts no new file on either side.
         try rig.startDevice(speed: "2", extra: ["--mdf", deviceMDF.path, "--mdf-split-seconds", "2", "--mdf-deflate",
-                                                "--mdf-bus-logging"])
+                                                "--mdf-bus-logging", "--segment-bytes", "131072"])
         UplinkRig.pause(1.5)
         rig.proxy.set(.blackhole)             // a dead spot: nothing flows
         UplinkRig.pause(2)
@@ -49,7 +51,8 @@ extension MDFIdentityTests {
     @Test func theDevicesInterruptedFilesAreRebuiltIdenticallyAfterKillMinus9() throws {
         let rig = try UplinkRig()
         let deviceMDF = rig.work.appendingPathComponent("device/mdf")
-        let flags = ["--mdf", deviceMDF.path, "--mdf-split-seconds", "3", "--mdf-deflate"]
+        // Small segments: the rebuild reads past the layout repeat that opens each one.
+        let flags = ["--mdf", deviceMDF.path, "--mdf-split-seconds", "3", "--mdf-deflate", "--segment-bytes", "65536"]
         try rig.startCollector()
         try rig.startDevice(speed: "2", extra: flags)
         UplinkRig.pause(2)
