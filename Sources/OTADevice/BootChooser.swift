@@ -63,10 +63,7 @@ public struct BootChooser {
             for (index, action) in actions.enumerated() {
                 switch action {
                 case .persist(let next):
-                    if let report = SlotStore.report(ofPersistAt: index, in: actions) {
-                        try outbox.prepare(report, bootGeneration: next.generation)
-                    }
-                    try directory.persist(next)
+                    try outbox.persist(next, action: index, of: actions, in: directory)
                     persisted = next.generation
                 case .report(let report):
                     try outbox.append(kind: .firmware, status: report.status, version: report.version, slot: report.slot, reason: report.reason, time: time,

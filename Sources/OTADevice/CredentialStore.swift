@@ -70,10 +70,30 @@ public struct CredentialStore: Sendable {
     public func promotePending(version: UInt64, floor: UInt64) throws {
         guard rename("\(base)/pending", "\(base)/current") == 0 else { throw AtomicFile.posixError("cannot promote", "\(base)/pending") }
         AtomicFile.syncDirectory(base)
+        CrashPoint.reached("promoted the pending certificates", root: directory.root)
         var versions = try directory.versions(of: .certificates)
         versions.installed = version
         versions.floor = max(versions.floor, floor)
         try directory.persist(versions, of: .certificates)
+    }
+
+    /// At a start: finishes a promotion a power cut interrupted between its rename and its
+    /// versions record (the `current` link names the accepted bundle, the record an older one);
+    /// returns the version. Otherwise the accepted bundle was fetched and installed again, and
+    /// reported `installed` twice.
+    public func finishInterruptedPromotion(floor: (UInt64) -> UInt64) throws -> UInt64? {
+        var buffer = [CChar](repeating: 0, count: 256)
+        let length = readlink("\(base)/current", &buffer, buffer.count - 1)
+        guard length > 0 else { return nil }
+        let target = String(decoding: buffer[..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        guard target.hasPrefix("bundle-"), let version = UInt64(target.dropFirst("bundle-".count)),
+              !AtomicFile.exists("\(base)/pending") else { return nil }
+        var versions = try directory.versions(of: .certificates)
+        guard version == versions.accepted, version > versions.installed else { return nil }
+        versions.installed = version
+        versions.floor = max(versions.floor, floor(version))
+        try directory.persist(versions, of: .certificates)
+        return version
     }
 
     /// The pending bundle never connected: disarm it (the caller marks its version failed, so it
@@ -89,5 +109,6 @@ public struct CredentialStore: Sendable {
         guard symlink(target, temporary) == 0 else { throw AtomicFile.posixError("cannot create link", temporary) }
         guard rename(temporary, "\(base)/\(name)") == 0 else { throw AtomicFile.posixError("cannot rename link", "\(base)/\(name)") }
         AtomicFile.syncDirectory(base)
+        CrashPoint.reached("certificates link \(name) → \(target)", root: directory.root)
     }
 }

@@ -13,6 +13,11 @@
 // the state, then appends the report carrying that generation. At the next start the outbox
 // appends the written report when the persisted state has its generation and no report of that
 // generation is in the outbox yet: once, never for a state that was not persisted.
+//
+// Experiments and certificate bundles keep their state in their versions file, the staging
+// area's `failed` mark and the pending link; each step is reported after it. A start compares
+// what that state proves (`SlotDirectory.provenReport`) with the newest report of the kind in the
+// outbox, and appends the one a power cut took (`recoverStateReport`).
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -34,6 +39,9 @@ public final class StatusOutbox {
     /// The newest line carrying a boot-state generation, and that generation (0: none).
     private var lastFirmwareLine: String?
     public private(set) var reportedBootGeneration: UInt64 = 0
+    /// Per slot-less kind (experiment, certificates), the newest report of a state change (not a
+    /// refusal): its version, status and line. Kept through a compaction.
+    private var lastStateReports: [UpdateKind: (version: UInt64, status: String, line: String)] = [:]
     /// Size above which a fully sent outbox is emptied.
     static let compactionBytes = 256 << 10
 
@@ -80,6 +88,7 @@ public final class StatusOutbox {
                     reportedBootGeneration = generation
                     lastFirmwareLine = String(line)
                 }
+                noteStateReport(line)
             }
         }
     }
@@ -109,7 +118,58 @@ public final class StatusOutbox {
             reportedBootGeneration = bootGeneration
             lastFirmwareLine = report.json()
         }
+        noteStateReport(Substring(report.json()))
         return report
+    }
+
+    /// The statuses that report a state change of a slot-less kind, in the order an update goes
+    /// through them (`download-failed` and `rolled-back` end one).
+    static let stateStatuses = ["downloading", "installed", "committed", "download-failed", "rolled-back"]
+
+    private func noteStateReport(_ line: Substring) {
+        guard let kind = Self.field("kind", of: line).flatMap(UpdateKind.init(rawValue:)), kind != .firmware,
+              let status = Self.field("status", of: line), Self.stateStatuses.contains(status),
+              let version = Self.version(of: line) else { return }
+        lastStateReports[kind] = (version, status, String(line))
+    }
+
+    /// At a start: appends the report of the state change of `kind` that `proven` says happened,
+    /// when the outbox's newest report of that kind is of an older version or an earlier step (a
+    /// power cut came between the state change and its report); returns it. `proven` comes from
+    /// the kind's persisted state (`SlotDirectory.provenReport`).
+    @discardableResult
+    public func recoverStateReport(of kind: UpdateKind, _ proven: ProvenReport, time: Int64) throws -> UpdateStatus? {
+        if let last = lastStateReports[kind] {
+            guard last.version <= proven.version else { return nil }
+            if last.version == proven.version, proven.statuses.contains(last.status)
+                || Self.rank(last.status) > Self.rank(proven.statuses[0]) { return nil }
+        }
+        // A failure after the bundle was installed is a rollback; before, a failed download.
+        let status = proven.statuses.count > 1 && lastStateReports[kind].map({ $0.version == proven.version && $0.status == "installed" }) == true
+            ? proven.statuses[1] : proven.statuses[0]
+        return try append(kind: kind, status: status, version: proven.version,
+                          reason: "recorded at start: a power cut came between this step and its report", time: time)
+    }
+
+    private static func rank(_ status: String) -> Int {
+        switch status {
+        case "downloading": return 1
+        case "installed": return 2
+        case "committed": return 3
+        default: return 4  // download-failed, rolled-back: the end of that version
+        }
+    }
+
+    /// A JSON string field of a report line (our own lines: fixed keys, no escapes in these values).
+    static func field(_ key: String, of line: Substring) -> String? {
+        guard let start = line.range(of: "\"\(key)\":\"") else { return nil }
+        let rest = line[start.upperBound...]
+        return rest.firstIndex(of: "\"").map { String(rest[..<$0]) }
+    }
+
+    static func version(of line: Substring) -> UInt64? {
+        guard let start = line.range(of: "\"version\":") else { return nil }
+        return UInt64(line[start.upperBound...].prefix { $0.isNumber })
     }
 
     /// Writes durably the report the transition to boot state `generation` makes, before that
@@ -129,6 +189,16 @@ public final class StatusOutbox {
               let (prepared, report) = Self.parsePrepared(try AtomicFile.read(firmwareReportPath)), prepared == generation else { return nil }
         return try append(kind: .firmware, status: report.status, version: report.version, slot: report.slot, reason: report.reason,
                           time: time, bootGeneration: generation)
+    }
+
+    /// Persists boot state `state`, the `.persist` action at `index` of `actions`, into
+    /// `directory`, after writing the report those actions make for it (`prepare`): the one step
+    /// of every firmware transition, in `daqlink boot` and in the running agent alike.
+    public func persist(_ state: BootState, action index: Int, of actions: [SlotAction], in directory: SlotDirectory) throws {
+        if let report = SlotStore.report(ofPersistAt: index, in: actions) {
+            try prepare(report, bootGeneration: state.generation)
+        }
+        try directory.persist(state)
     }
 
     static let firmwareReportHeader = "daqlink-firmware-report 1"
@@ -155,8 +225,11 @@ public final class StatusOutbox {
         // Everything sent: start a new outbox once the old one has grown (the cursor keeps the numbering).
         var info = stat()
         if pending.isEmpty, stat(outboxPath, &info) == 0, info.st_size > Self.compactionBytes {
-            // The newest firmware report stays (sent): it keeps the generation reported.
-            try? AtomicFile.write(lastFirmwareLine.map { Array(($0 + "\n").utf8) } ?? [], to: outboxPath, mode: AtomicFile.publicMode)
+            // The newest firmware report stays (sent): it keeps the generation reported; so does
+            // each other kind's newest state report (what a start compares its state with).
+            let kept = ([lastFirmwareLine].compactMap { $0 } + lastStateReports.values.map(\.line))
+                .sorted { (Self.sequence(of: Substring($0)) ?? 0) < (Self.sequence(of: Substring($1)) ?? 0) }
+            try? AtomicFile.write(Array(kept.map { $0 + "\n" }.joined().utf8), to: outboxPath, mode: AtomicFile.publicMode)
         }
     }
 
@@ -187,5 +260,33 @@ public final class StatusOutbox {
 extension String {
     var trimmingSpaces: String {
         String(self.drop { $0 == " " || $0 == "\n" }.reversed().drop { $0 == " " || $0 == "\n" }.reversed())
+    }
+}
+
+/// The report a slot-less kind's persisted state proves was made last: its version and the
+/// statuses that say so (the first is the one to append when it is missing).
+public struct ProvenReport: Sendable, Hashable {
+    public var version: UInt64
+    public var statuses: [String]
+
+    public init(version: UInt64, statuses: [String]) {
+        self.version = version
+        self.statuses = statuses
+    }
+
+    /// From the kind's versions file, its failed mark and (certificates) whether a bundle waits
+    /// for its first connection; nil when no update of the kind was ever accepted.
+    public init?(kind: UpdateKind, versions: ArtifactVersions, failed: UInt64?, pendingInstalled: Bool) {
+        guard kind != .firmware, versions.accepted > 0 else { return nil }
+        version = versions.accepted
+        if failed == versions.accepted, versions.accepted > versions.installed {
+            statuses = kind == .certificates ? ["download-failed", "rolled-back"] : ["download-failed"]
+        } else if versions.installed == versions.accepted {
+            statuses = [kind == .certificates ? "committed" : "installed"]
+        } else if pendingInstalled {
+            statuses = ["installed"]
+        } else {
+            statuses = ["downloading"]
+        }
     }
 }

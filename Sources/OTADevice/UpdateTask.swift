@@ -105,6 +105,18 @@ public final class UpdateTask {
         if let recovered = try outbox.recoverFirmwareReport(persistedGeneration: state.generation, time: wallClock()) {
             logger.notice("firmware report '\(recovered.status)' of \(recovered.version), lost in a power cut, is in the outbox again")
         }
+        let staged = options.directory.stagedManifest(.certificates)
+        if let promoted = try credentials.finishInterruptedPromotion(floor: { version in staged.map { $0.version == version ? $0.floor : 0 } ?? 0 }) {
+            logger.notice("certificates \(promoted): the promotion a power cut interrupted is finished")
+        }
+        // Experiments and certificate bundles: the report of the last step their state proves.
+        for kind in [UpdateKind.experiment, .certificates] {
+            guard let versions = try? options.directory.versions(of: kind),
+                  let proven = ProvenReport(kind: kind, versions: versions, failed: options.directory.failedVersion(kind),
+                                            pendingInstalled: kind == .certificates && credentials.pending != nil),
+                  let recovered = try outbox.recoverStateReport(of: kind, proven, time: wallClock()) else { continue }
+            logger.notice("\(kind.rawValue) report '\(recovered.status)' of \(recovered.version), lost in a power cut, is in the outbox again")
+        }
     }
 
     /// The firmware version running now (the trial's while on trial).
@@ -487,10 +499,7 @@ public final class UpdateTask {
             do {
                 switch action {
                 case .persist(let state):
-                    if let report = SlotStore.report(ofPersistAt: index, in: actions) {
-                        try outbox.prepare(report, bootGeneration: state.generation)
-                    }
-                    try options.directory.persist(state)
+                    try outbox.persist(state, action: index, of: actions, in: options.directory)
                     persisted = state.generation
                 case .prepareStaging:
                     try options.directory.clearStaging(.firmware)

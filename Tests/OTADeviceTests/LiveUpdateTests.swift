@@ -14,25 +14,8 @@ import Glibc
     @Test func anExperimentAndACertificateBundleAreAppliedWithoutAReboot() throws {
         let rig = try OTARig()
         try rig.startCollector()
-        // Experiment 2: one slow group (its DBC by absolute path: the file lives in the update directory).
-        let experiment = rig.root.appendingPathComponent("slow-2.toml")
-        try Data("""
-            name = "slow"
-            [[dbc]]
-            file = "\(OTARig.dbc)"
-            buses = ["can0", "can1"]
-            [[group]]
-            name = "Slow 100ms"
-            raster_ms = 100
-            channels = ["EngFast_00.EngFast_00_S0", "EngFast_00.EngFast_00_S1"]
-
-            """.utf8).write(to: experiment)
-        try rig.publish(experiment, kind: .experiment, version: 2)
-        // Certificates 2: a fresh certificate and key for the same device, as one PEM bundle.
-        try rig.ctl(["pki", "device", "--dir", rig.pki.path, rig.deviceID, "--force"])
-        let bundle = rig.root.appendingPathComponent("rig-01-certs-2.pem")
-        let newCertificate = try Data(contentsOf: rig.pki.appendingPathComponent("devices/rig-01.crt"))
-        try (newCertificate + Data(contentsOf: rig.pki.appendingPathComponent("devices/rig-01.key"))).write(to: bundle)
+        try rig.publish(try rig.slowExperiment(version: 2), kind: .experiment, version: 2)
+        let (bundle, newCertificate) = try rig.newCertificateBundle(version: 2)
         try rig.publish(bundle, kind: .certificates, version: 2)
         try rig.startDevice(speed: "1")
 

@@ -119,6 +119,34 @@ final class OTARig: @unchecked Sendable {
     }
 
     /// A firmware image: this build's daqlink with `marker` appended (an ELF runs unchanged).
+    /// Experiment `version`: one slow group (its DBC by absolute path: the file lives in the update
+    /// directory), written beside the rig.
+    func slowExperiment(version: UInt64) throws -> URL {
+        let experiment = root.appendingPathComponent("slow-\(version).toml")
+        try Data("""
+            name = "slow"
+            [[dbc]]
+            file = "\(Self.dbc)"
+            buses = ["can0", "can1"]
+            [[group]]
+            name = "Slow 100ms"
+            raster_ms = 100
+            channels = ["EngFast_00.EngFast_00_S0", "EngFast_00.EngFast_00_S1"]
+
+            """.utf8).write(to: experiment)
+        return experiment
+    }
+
+    /// Certificates `version`: a fresh certificate and key for this device, as one PEM bundle;
+    /// the bundle and its certificate.
+    func newCertificateBundle(version: UInt64) throws -> (bundle: URL, certificate: Data) {
+        try ctl(["pki", "device", "--dir", pki.path, deviceID, "--force"])
+        let bundle = root.appendingPathComponent("\(deviceID)-certs-\(version).pem")
+        let certificate = try Data(contentsOf: pki.appendingPathComponent("devices/\(deviceID).crt"))
+        try (certificate + Data(contentsOf: pki.appendingPathComponent("devices/\(deviceID).key"))).write(to: bundle)
+        return (bundle, certificate)
+    }
+
     func firmware(_ name: String, marker: String) throws -> URL {
         let url = root.appendingPathComponent(name)
         var bytes = try Data(contentsOf: URL(fileURLWithPath: Self.daqlink))

@@ -53,4 +53,42 @@ import Glibc
             #expect(reports.contains("trial-boot"), "step \(crashAt): \(reports)")
         }
     }
+
+    /// The same for an experiment and a certificate bundle, which change no slot: a cut after each
+    /// of their durable steps, then a start that finishes both updates. Every step's report is in
+    /// the outbox once: a cut between a step and its report lost it (the experiment's "installed",
+    /// the certificates' "committed" were never reported).
+    @Test func aCrashAfterEveryStepOfAnExperimentAndACertificateUpdateLosesNoReport() throws {
+        let rig = try OTARig()
+        try rig.startCollector()
+        try rig.publish(try rig.slowExperiment(version: 2), kind: .experiment, version: 2)
+        let bundle = try rig.newCertificateBundle(version: 2).bundle
+        try rig.publish(bundle, kind: .certificates, version: 2)
+        let finished = {
+            (try? rig.slots.versions(of: .experiment).installed) == 2 && (try? rig.slots.versions(of: .certificates).installed) == 2
+        }
+
+        var crashAt = 1
+        while crashAt < 40 {
+            try rig.resetUpdateDirectory()
+            try rig.startDevice(speed: "1", environment: ["DAQLINK_OTA_CRASH_AT": String(crashAt)])
+            _ = rig.wait(40) { rig.device?.isRunning == false || finished() }
+            let crashed = rig.stopDevice()
+            // Both updates done without reaching step `crashAt`: every step was cut once.
+            if crashed != 99 {
+                #expect(finished() && crashAt > 8, "step \(crashAt): exit \(crashed)\n\(rig.deviceLogs())")
+                break
+            }
+            try rig.startDevice(speed: "1")
+            #expect(rig.wait(60) { finished() }, "step \(crashAt): the updates did not finish\n\(rig.deviceLogs())")
+            _ = rig.stopDevice()
+            let reports = rig.outboxReports().filter { $0.version == 2 }
+            for (kind, status) in [("experiment", "downloading"), ("experiment", "installed"), ("certificates", "downloading"),
+                                   ("certificates", "installed"), ("certificates", "committed")] {
+                #expect(reports.filter { $0.kind == kind && $0.status == status }.count == 1,
+                        "step \(crashAt): \(kind) '\(status)' in \(reports)")
+            }
+            crashAt += 1
+        }
+    }
 }

@@ -87,6 +87,46 @@ import TestSupport
         #expect(again?.reason == "health check: no ack\nwithin 30 s" && again?.sequence == last + 1)
     }
 
+    /// Experiments and certificates: a start appends the report of the last step the kind's state
+    /// proves when the outbox lacks it, once, and a compaction keeps what it compares with.
+    @Test func aStartAppendsTheStateReportOfAKindThatAPowerCutTook() throws {
+        let directory = try PackagePaths.temporaryDirectory("outbox-state")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let outbox = try StatusOutbox(directory: directory.path)
+        try outbox.append(kind: .experiment, status: "downloading", version: 3, time: 1)
+        // Versions say installed 3: "installed" was lost.
+        let installed = try #require(ProvenReport(kind: .experiment, versions: ArtifactVersions(installed: 3, floor: 0, accepted: 3),
+                                                  failed: nil, pendingInstalled: false))
+        let recovered = try StatusOutbox(directory: directory.path).recoverStateReport(of: .experiment, installed, time: 2)
+        #expect(recovered?.status == "installed" && recovered?.version == 3 && recovered?.reason?.contains("power cut") == true)
+        #expect(try StatusOutbox(directory: directory.path).recoverStateReport(of: .experiment, installed, time: 3) == nil)
+        // A state that proves an earlier step than the newest report adds nothing (the step after
+        // was reported: e.g. a promotion of certificates whose record did not follow yet).
+        try outbox.append(kind: .certificates, status: "installed", version: 4, time: 4)
+        let accepted = try #require(ProvenReport(kind: .certificates, versions: ArtifactVersions(installed: 0, floor: 0, accepted: 4),
+                                                 failed: nil, pendingInstalled: false))
+        #expect(accepted.statuses == ["downloading"])
+        #expect(try StatusOutbox(directory: directory.path).recoverStateReport(of: .certificates, accepted, time: 5) == nil)
+        // A bundle that failed after it was installed rolled back; never accepted: nothing.
+        let failed = try #require(ProvenReport(kind: .certificates, versions: ArtifactVersions(installed: 0, floor: 0, accepted: 4),
+                                               failed: 4, pendingInstalled: false))
+        let start = try StatusOutbox(directory: directory.path)
+        #expect(try start.recoverStateReport(of: .certificates, failed, time: 6)?.status == "rolled-back")
+        #expect(ProvenReport(kind: .experiment, versions: ArtifactVersions(), failed: nil, pendingInstalled: false) == nil)
+
+        // After the outbox was sent and emptied, the newest state report of each kind is kept.
+        var last: UInt64 = 0
+        while (try? FileManager.default.attributesOfItem(atPath: directory.appendingPathComponent("outbox").path)[.size] as? Int) ?? 0 <= 256 << 10 {
+            last = try start.append(kind: .experiment, status: "refused", version: 9, reason: String(repeating: "x", count: 500), time: 7).sequence
+        }
+        start.acknowledge(upTo: last)
+        let compacted = try StatusOutbox(directory: directory.path)
+        #expect(try compacted.recoverStateReport(of: .experiment, installed, time: 8) == nil)
+        #expect(try compacted.recoverStateReport(of: .certificates, failed, time: 9) == nil)
+        let kept = try String(contentsOf: directory.appendingPathComponent("outbox"), encoding: .utf8).split(separator: "\n")
+        #expect(kept.count == 2 && kept[0].contains("\"installed\"") && kept[1].contains("\"rolled-back\""), "\(kept)")
+    }
+
     /// Each outbox has an id of its own, kept across restarts and carried by its reports: the
     /// collector keeps the numbers of each outbox apart (a new card numbers from 1 again).
     @Test func anOutboxKeepsItsIdAndItsReportsCarryIt() throws {
