@@ -50,8 +50,18 @@ public struct CredentialStore: Sendable {
     public var pending: (files: CredentialFiles, version: UInt64)? {
         let candidate = files("pending")
         guard AtomicFile.exists(candidate.certificateFile), AtomicFile.exists(candidate.keyFile),
-              let versions = try? directory.versions(of: .certificates), versions.accepted > versions.installed else { return nil }
+              let versions = try? directory.versions(of: .certificates), versions.accepted > versions.installed,
+              // A bundle of an older release, superseded by one accepted since, is not this one.
+              linkTarget("pending") == "bundle-\(versions.accepted)" else { return nil }
         return (candidate, versions.accepted)
+    }
+
+    /// Where the link `name` points (nil: no link).
+    private func linkTarget(_ name: String) -> String? {
+        var buffer = [CChar](repeating: 0, count: 256)
+        let length = readlink("\(base)/\(name)", &buffer, buffer.count - 1)
+        guard length > 0 else { return nil }
+        return String(decoding: buffer[..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     /// Stores checked credentials of `version` in their own directory, then points the `pending`
@@ -82,11 +92,7 @@ public struct CredentialStore: Sendable {
     /// returns the version. Otherwise the accepted bundle was fetched and installed again, and
     /// reported `installed` twice.
     public func finishInterruptedPromotion(floor: (UInt64) -> UInt64) throws -> UInt64? {
-        var buffer = [CChar](repeating: 0, count: 256)
-        let length = readlink("\(base)/current", &buffer, buffer.count - 1)
-        guard length > 0 else { return nil }
-        let target = String(decoding: buffer[..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        guard target.hasPrefix("bundle-"), let version = UInt64(target.dropFirst("bundle-".count)),
+        guard let target = linkTarget("current"), target.hasPrefix("bundle-"), let version = UInt64(target.dropFirst("bundle-".count)),
               !AtomicFile.exists("\(base)/pending") else { return nil }
         var versions = try directory.versions(of: .certificates)
         guard version == versions.accepted, version > versions.installed else { return nil }

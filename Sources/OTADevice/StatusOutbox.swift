@@ -143,6 +143,12 @@ public final class StatusOutbox {
             guard last.version <= proven.version else { return nil }
             if last.version == proven.version, proven.statuses.contains(last.status)
                 || Self.rank(last.status) > Self.rank(proven.statuses[0]) { return nil }
+        } else if proven.statuses[0] != "downloading" {
+            // No state report of the kind on record: an outbox that an older daqlink emptied
+            // (it kept only the firmware line), or a new one. One power cut takes one report, and
+            // a later step's report means the first step's was made: only a `downloading` can be
+            // the one missing here; anything else would report an update done long ago as new.
+            return nil
         }
         // A failure after the bundle was installed is a rollback; before, a failed download.
         let status = proven.statuses.count > 1 && lastStateReports[kind].map({ $0.version == proven.version && $0.status == "installed" }) == true

@@ -105,17 +105,32 @@ public final class UpdateTask {
         if let recovered = try outbox.recoverFirmwareReport(persistedGeneration: state.generation, time: wallClock()) {
             logger.notice("firmware report '\(recovered.status)' of \(recovered.version), lost in a power cut, is in the outbox again")
         }
+        recoverInterruptedSteps()
+    }
+
+    /// What a power cut interrupted in experiment and certificate updates: a promotion finished,
+    /// a report put back. Neither stops acquisition when it fails (said, and tried at next start).
+    private func recoverInterruptedSteps() {
         let staged = options.directory.stagedManifest(.certificates)
-        if let promoted = try credentials.finishInterruptedPromotion(floor: { version in staged.map { $0.version == version ? $0.floor : 0 } ?? 0 }) {
-            logger.notice("certificates \(promoted): the promotion a power cut interrupted is finished")
+        do {
+            if let promoted = try credentials.finishInterruptedPromotion(floor: { version in staged.map { $0.version == version ? $0.floor : 0 } ?? 0 }) {
+                logger.notice("certificates \(promoted): the promotion a power cut interrupted is finished")
+            }
+        } catch {
+            logger.error("cannot finish the certificate promotion a power cut interrupted: \(error)")
         }
         // Experiments and certificate bundles: the report of the last step their state proves.
         for kind in [UpdateKind.experiment, .certificates] {
             guard let versions = try? options.directory.versions(of: kind),
                   let proven = ProvenReport(kind: kind, versions: versions, failed: options.directory.failedVersion(kind),
-                                            pendingInstalled: kind == .certificates && credentials.pending != nil),
-                  let recovered = try outbox.recoverStateReport(of: kind, proven, time: wallClock()) else { continue }
-            logger.notice("\(kind.rawValue) report '\(recovered.status)' of \(recovered.version), lost in a power cut, is in the outbox again")
+                                            pendingInstalled: kind == .certificates && credentials.pending != nil) else { continue }
+            do {
+                if let recovered = try outbox.recoverStateReport(of: kind, proven, time: wallClock()) {
+                    logger.notice("\(kind.rawValue) report '\(recovered.status)' of \(recovered.version), lost in a power cut, is in the outbox again")
+                }
+            } catch {
+                logger.error("cannot put back the \(kind.rawValue) report a power cut took: \(error)")
+            }
         }
     }
 

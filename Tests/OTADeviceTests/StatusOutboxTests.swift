@@ -125,6 +125,18 @@ import TestSupport
         #expect(try compacted.recoverStateReport(of: .certificates, failed, time: 9) == nil)
         let kept = try String(contentsOf: directory.appendingPathComponent("outbox"), encoding: .utf8).split(separator: "\n")
         #expect(kept.count == 2 && kept[0].contains("\"installed\"") && kept[1].contains("\"rolled-back\""), "\(kept)")
+
+        // An outbox with no state report of the kind (one an older daqlink emptied, keeping only
+        // its firmware line, or a new one): a finished update is not reported again as new; only
+        // a `downloading` can be the report a power cut took.
+        let other = try PackagePaths.temporaryDirectory("outbox-state-none")
+        defer { try? FileManager.default.removeItem(at: other) }
+        let none = try StatusOutbox(directory: other.path)
+        #expect(try none.recoverStateReport(of: .experiment, installed, time: 10) == nil)
+        #expect(try none.recoverStateReport(of: .certificates, failed, time: 11) == nil)
+        let downloading = try #require(ProvenReport(kind: .experiment, versions: ArtifactVersions(installed: 3, floor: 0, accepted: 4),
+                                                    failed: nil, pendingInstalled: false))
+        #expect(try none.recoverStateReport(of: .experiment, downloading, time: 12)?.status == "downloading")
     }
 
     /// Each outbox has an id of its own, kept across restarts and carried by its reports: the
