@@ -95,6 +95,8 @@ public final class AcquisitionRun {
         journal = try JournalWriter(directory: options.journalDirectory, configuration: configuration)
         ring = RecordRing(capacity: options.ringCapacity)
         commit = GroupCommitPolicy(options.commit)
+        // Its syncs run off the loop, a rotation's too.
+        journal.defersRotationSyncs = true
         persistence = try JournalPersistence(journal: journal, loop: loop)
         recordsPerGroup = Array(repeating: 0, count: binding.groups.count)
         bytesPerGroup = Array(repeating: 0, count: binding.groups.count)
@@ -550,10 +552,16 @@ public final class AcquisitionRun {
     private func append(kind: JournalEntryKind, payload: UnsafeRawBufferPointer) throws(DAQError) {
         // Each segment starts with the layout in force, so that retention, which deletes whole
         // segments, never leaves records that nothing decodes (docs/journal.md).
+        // The repeat opens the new segment whatever its size against the record's, and the
+        // record follows it there.
         if kind == .record, let layoutPayload, journal.startsSegment(payloadLength: payload.count) {
-            try append(kind: .layoutRepeat, payload: layoutPayload)
+            var failure: DAQError?
+            layoutPayload.withUnsafeBytes { raw in
+                do throws(DAQError) { try append(kind: .layoutRepeat, payload: raw) } catch { failure = error }
+            }
+            if let failure { throw failure }
         }
-        let seq = try journal.append(kind: kind, payload: payload)
+        let seq = try journal.append(kind: kind, payload: payload, opensSegment: kind == .layoutRepeat)
         appendTrace?.appended(seq)
         if summary.firstSequence == nil { summary.firstSequence = seq }
         summary.lastSequence = seq
@@ -576,7 +584,7 @@ public final class AcquisitionRun {
             // told to the policy again when it is done, which asks for the next.
             do throws(DAQError) {
                 if try !persistence.startSync(), !persistence.isSyncing {
-                    _ = commit.on(.synced)  // nothing unsynced: a segment rotation synced it all
+                    _ = commit.on(.synced)  // nothing unsynced
                 }
             } catch {
                 fail(error)
@@ -633,6 +641,9 @@ public final class AcquisitionRun {
         if reason != .journalFull {
             do throws(DAQError) {
                 try flushRecords()
+                // The background syncs first (one may be renaming a new segment into place);
+                // the cursor is written in place from here on.
+                persistence.finish()
                 try journal.sync()
                 uplink?.journalSynced(upTo: journal.lastSyncedSequence)
             } catch {

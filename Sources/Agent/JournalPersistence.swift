@@ -47,7 +47,7 @@ final class JournalPersistence {
     func startSync() throws(DAQError) -> Bool {
         guard !syncing, !finished, let ticket = try journal.beginSync() else { return false }
         syncing = true
-        worker.submit(token: token(for: .sync(ticket)), fd: ticket.fd)
+        worker.submit(token: token(for: .sync(ticket)), sync: ticket)
         return true
     }
 
@@ -74,6 +74,7 @@ final class JournalPersistence {
     /// Runs what is queued, then stops the worker and reports what finished; a cursor asked for
     /// meanwhile is written here. Call once, at the end, before the journal is closed.
     func finish() {
+        guard !finished else { return }
         loop.unwatch(worker.fileDescriptor)
         worker.shutdown()
         finished = true

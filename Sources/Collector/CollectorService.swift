@@ -567,7 +567,7 @@ public final class CollectorService {
                     guard let syncer else { preconditionFailure("a sync before the collector runs") }
                     nextSyncToken += 1
                     syncDevices[nextSyncToken] = StreamKey(device: sink.deviceID, epoch: sink.epoch)
-                    syncer.submit(token: nextSyncToken, fd: ticket.fd)
+                    syncer.submit(token: nextSyncToken, sync: ticket)
                 case nil:
                     break
                 }

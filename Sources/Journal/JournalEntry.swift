@@ -59,7 +59,7 @@ public struct JournalEntry: Sendable, Hashable {
 /// | offset | size | field                                    |
 /// |--------|------|------------------------------------------|
 /// | 0      | 4    | payload length N                         |
-/// | 4      | 1    | kind (0 record, 1 layout, 2 lost, others reserved)|
+/// | 4      | 1    | kind (0 record, 1 layout, 2 lost, 3 layout repeat, others reserved)|
 /// | 5      | 3    | reserved, zero                           |
 /// | 8      | 8    | sequence number                          |
 /// | 16     | N    | payload                                  |

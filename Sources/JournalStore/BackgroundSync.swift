@@ -28,14 +28,20 @@ public final class BackgroundSync: Sendable {
         worker = try WorkerThread("background syncs")
     }
 
-    /// Queues fdatasync(`fd`); the worker closes `fd` afterwards. Syncs run one after another in
-    /// the order submitted.
+    /// Queues fdatasync(`fd`); the worker closes `fd` afterwards.
     public func submit(token: Int, fd: Int32) {
         worker.submit(token: token) {
             defer { FileOps.close(fd) }
             do throws(SystemCallError) { try FileOps.dataSync(fd) } catch { return error.errno }
             return 0
         }
+    }
+
+    /// Queues `ticket.perform()` (fdatasync of the ticket's descriptor, and the syncs and renames
+    /// of the rotations it completes), which closes the ticket's descriptors afterwards. Syncs run
+    /// one after another in the order submitted.
+    public func submit(token: Int, sync ticket: JournalWriter.SyncTicket) {
+        worker.submit(token: token) { ticket.perform() }
     }
 
     /// Queues `ticket.persist()` (an ack cursor write), in order with the syncs.

@@ -13,6 +13,17 @@ struct JournalLayout {
     var ackPath: String { directory + "/ack" }
     var ackTemporaryPath: String { directory + "/ack.tmp" }
     var segmentTemporaryPath: String { directory + "/segment.tmp" }
+    /// A segment of a deferred rotation until its sync renames it into place.
+    static let deferredSegmentSuffix = SegmentName.suffix + ".new"
+    static func temporaryPath(ofSegment path: String) -> String { path + ".new" }
+    /// Segments of deferred rotations a crash left under their temporary names.
+    func deferredSegments() throws(DAQError) -> [String] {
+        do {
+            return try FileOps.list(directory).filter { $0.hasSuffix(Self.deferredSegmentSuffix) }.sorted()
+        } catch {
+            throw error.daqError("list journal directory", path: directory)
+        }
+    }
     /// The uplink's note of what the broker took for the collector (UplinkTask), and its
     /// temporary name while it is written.
     static let queuedNoteName = "queued"
@@ -23,7 +34,9 @@ struct JournalLayout {
     func foreignFiles() throws(DAQError) -> [String] {
         let known = ["ack", "ack.tmp", "segment.tmp", Self.queuedNoteName, Self.queuedNoteTemporaryName]
         do {
-            return try FileOps.list(directory).filter { !$0.hasSuffix(SegmentName.suffix) && !known.contains($0) }.sorted()
+            return try FileOps.list(directory).filter {
+                !$0.hasSuffix(SegmentName.suffix) && !$0.hasSuffix(Self.deferredSegmentSuffix) && !known.contains($0)
+            }.sorted()
         } catch {
             throw error.daqError("list journal directory", path: directory)
         }

@@ -143,6 +143,10 @@ public enum JournalVerifier {
         if FileOps.exists(layout.segmentTemporaryPath) {
             report.notes.append("segment.tmp: a segment's creation was cut short (it holds no entry); the next writer removes it")
         }
+        for name in try layout.deferredSegments() {
+            report.notes.append("\(name): a new segment not yet renamed into place by a sync (on a running writer, the next sync renames it; "
+                                + "left by a crash, none of its entries was counted as synced, and the next writer removes it)")
+        }
         if FileOps.exists(layout.ackPath) {
             let bytes: [UInt8]
             do { bytes = try FileOps.readFile(layout.ackPath) } catch { throw error.daqError("read ack cursor", path: layout.ackPath) }

@@ -46,6 +46,33 @@ public final class JournalWriter {
     /// is to reopen (which rescans what is really on disk).
     private var failure: DAQError?
     private var isClosed = false
+    /// Rotations whose syncs wait for the next sync ticket, oldest first (`defersRotationSyncs`).
+    private var pendingRotations: [PendingRotation] = []
+    /// First sequences of the segments still under their temporary names (pending, or in a ticket
+    /// not finished yet), oldest first.
+    private var unnamed: [UInt64] = []
+    private var firstUnnamed: UInt64? { unnamed.first }
+    /// Rotations handed out in a ticket not finished yet: a sync in place meanwhile would count
+    /// entries as synced before the worker renamed their segment.
+    private var rotationsInFlight = 0
+    /// Bytes at the start of the active segment before its first record: the header, and the
+    /// entry that opened it when `opensSegment` asked for one (a layout repeat). A segment
+    /// holding no more than these is not cut again.
+    private var activeFloor = SegmentHeader.length
+
+    /// The device's choice (its syncs run off the loop): a rotation writes the new segment's
+    /// header under a temporary name and leaves every sync to the next sync ticket, which syncs
+    /// the closing segment, then the new one, then renames it into place and syncs the directory.
+    /// Off, a rotation syncs in place (the collector, the tools). docs/journal.md, "Rotation".
+    public var defersRotationSyncs = false
+
+    /// A segment closed by a deferred rotation, and the segment after it under its temporary name.
+    public struct PendingRotation: Sendable {
+        let firstSequence: UInt64
+        let closingFD: Int32
+        let temporaryPath: String
+        let path: String
+    }
 
     /// The sequence number the next append will get.
     public var nextSequence: UInt64 { lastSequence + 1 }
@@ -104,7 +131,12 @@ public final class JournalWriter {
         var recovery = JournalRecovery()
         // A crash between writing ack.tmp and renaming it leaves the old cursor in force; one
         // during a segment's creation leaves no segment (or a whole one, and its temporary name).
-        for stale in [layout.ackTemporaryPath, layout.segmentTemporaryPath] where FileOps.exists(stale) {
+        // A deferred rotation's new segment not yet renamed into place was never synced.
+        // (Its final name there too, as a cut rename can leave on vfat, the file is left alone:
+        // both names may hold the same clusters.)
+        let deferred = try layout.deferredSegments().map { directory + "/" + $0 }
+            .filter { !FileOps.exists(String($0.dropLast(".new".count))) }
+        for stale in [layout.ackTemporaryPath, layout.segmentTemporaryPath] + deferred where FileOps.exists(stale) {
             do { try FileOps.unlink(stale) } catch {
                 throw error.daqError("remove a stale temporary file", path: stale)
             }
@@ -198,6 +230,7 @@ public final class JournalWriter {
         if !isClosed {
             FileOps.close(activeFD)
             FileOps.close(directoryFD)
+            for rotation in pendingRotations { FileOps.close(rotation.closingFD) }
         }
     }
 
@@ -206,6 +239,14 @@ public final class JournalWriter {
     /// full of unacknowledged entries.
     @discardableResult
     public func append(kind: JournalEntryKind, payload: UnsafeRawBufferPointer) throws(DAQError) -> UInt64 {
+        try append(kind: kind, payload: payload, opensSegment: false)
+    }
+
+    /// Appends one entry as the first of a new segment (a layout repeat: docs/journal.md), unless
+    /// the active segment holds nothing yet; the next entry goes into the same segment whatever
+    /// its size, so the segment never holds the opening entry alone.
+    @discardableResult
+    public func append(kind: JournalEntryKind, payload: UnsafeRawBufferPointer, opensSegment: Bool) throws(DAQError) -> UInt64 {
         try ensureUsable()
         guard kind.isDefined else {
             throw DAQError(.journalMisuse, "entry kind \(kind.rawValue) is reserved", at: InputLocation(file: directory))
@@ -216,19 +257,20 @@ public final class JournalWriter {
         }
         let sequence = lastSequence + 1
         let framed = JournalFraming.framedLength(payloadLength: payload.count)
-        let rotating = startsSegment(payloadLength: payload.count)
+        let rotating = opensSegment ? activeLength > activeFloor : startsSegment(payloadLength: payload.count)
         scratch.removeAll(keepingCapacity: true)
         JournalFraming.encode(kind: kind, sequence: sequence, payload: payload, into: &scratch)
         try scratch.withUnsafeBytes { entry in
             Result { () throws(DAQError) in try writeEntries(entry, first: sequence, last: sequence, rotating: rotating) }
         }.get()
+        if opensSegment && (rotating || activeLength == activeFloor + framed) { activeFloor = activeLength }
         return sequence
     }
 
     /// Whether appending a payload of `payloadLength` bytes would close the active segment and
     /// start a new one with it (daqlink puts a layout repeat there first).
     public func startsSegment(payloadLength: Int) -> Bool {
-        activeLength > SegmentHeader.length
+        activeLength > activeFloor
             && activeLength + JournalFraming.framedLength(payloadLength: payloadLength) > configuration.segmentSizeLimit
     }
 
@@ -326,23 +368,71 @@ public final class JournalWriter {
     /// Makes every appended entry durable (fdatasync of the active segment; earlier segments were
     /// synced when they were closed).
     public func sync() throws(DAQError) {
-        try ensureUsable()
-        guard lastSyncedSequence != lastSequence else { return }
-        do { try FileOps.dataSync(activeFD) } catch {
-            let failed = error.daqError("fdatasync", path: activePath)
-            failure = failed
-            throw failed
+        guard rotationsInFlight == 0 else {
+            throw DAQError(.journalMisuse, "a background sync that renames a new segment is under way: wait for it before syncing in place",
+                           at: InputLocation(file: directory))
         }
-        lastSyncedSequence = lastSequence
+        guard let ticket = try beginSync() else { return }
+        try finishSync(ticket, errno: ticket.perform())
     }
 
     /// A sync another thread may run (`BackgroundSync`): a duplicate of the active segment's
-    /// descriptor, and the last entry that is durable once fdatasync on it returned.
+    /// descriptor, the rotations it completes, and the last entry that is durable once `perform()`
+    /// returned 0.
     public struct SyncTicket: Sendable {
         public let fd: Int32
         public let upTo: UInt64
         /// The segment file the descriptor is open on (for error messages).
         public let path: String
+        /// Deferred rotations, oldest first, and a descriptor of the directory (-1 without any).
+        let rotations: [PendingRotation]
+        let directoryFD: Int32
+
+        /// Syncs: each closing segment, the active one, then each new segment's rename and the
+        /// directory, in order (no segment name appears before the entries before it are on the
+        /// medium, so a power cut leaves no hole between segments). Closes its descriptors; 0, or
+        /// the errno of the step that failed.
+        public func perform() -> Int32 {
+            defer {
+                FileOps.close(fd)
+                for rotation in rotations { FileOps.close(rotation.closingFD) }
+                if directoryFD >= 0 { FileOps.close(directoryFD) }
+            }
+            var step = Step.syncActive
+            do throws(SystemCallError) {
+                guard !rotations.isEmpty else {
+                    try FileOps.dataSync(fd)
+                    return 0
+                }
+                step = .syncClosing
+                for rotation in rotations { try FileOps.fullSync(rotation.closingFD) }
+                step = .syncActive
+                try FileOps.fullSync(fd)
+                for rotation in rotations {
+                    step = .rename
+                    try FileOps.rename(rotation.temporaryPath, rotation.path)
+                    step = .syncDirectory
+                    try FileOps.fullSync(directoryFD)
+                }
+                return 0
+            } catch {
+                return step.rawValue << 16 | error.errno
+            }
+        }
+
+        /// The step of `perform()` that failed, in the outcome's bits 16 and up (errno below).
+        enum Step: Int32 {
+            case syncActive = 0, syncClosing, rename, syncDirectory
+
+            var doing: String {
+                switch self {
+                case .syncActive: "fdatasync"
+                case .syncClosing: "fsync the closed segment"
+                case .rename: "rename the new segment into place"
+                case .syncDirectory: "fsync the directory after a new segment's rename"
+                }
+            }
+        }
     }
 
     /// Starts a sync of every entry appended so far without waiting for it (nil when they are all
@@ -350,24 +440,59 @@ public final class JournalWriter {
     /// with `finishSync`. Entries appended meanwhile are not covered, whatever the sync reaches.
     public func beginSync() throws(DAQError) -> SyncTicket? {
         try ensureUsable()
-        guard lastSyncedSequence != lastSequence else { return nil }
+        guard lastSyncedSequence != lastSequence || !pendingRotations.isEmpty else { return nil }
         let copy = fcntl(activeFD, F_DUPFD_CLOEXEC, 0)
         guard copy >= 0 else {
             throw SystemCallError(errno: errno).daqError("duplicate the descriptor to sync", path: activePath)
         }
-        return SyncTicket(fd: copy, upTo: lastSequence, path: activePath)
+        var directoryCopy: Int32 = -1
+        if !pendingRotations.isEmpty {
+            // A descriptor of its own, as the ack cursor's (see `beginAcknowledge`).
+            do { directoryCopy = try FileOps.open(directory, O_RDONLY | O_DIRECTORY) } catch {
+                FileOps.close(copy)
+                throw error.daqError("open the journal directory", path: directory)
+            }
+        }
+        defer { pendingRotations.removeAll() }
+        rotationsInFlight += pendingRotations.count
+        return SyncTicket(fd: copy, upTo: lastSequence, path: activePath, rotations: pendingRotations, directoryFD: directoryCopy)
     }
 
-    /// The outcome of a ticket's fdatasync: 0, or its errno. A failure leaves the writer unusable,
-    /// as a failed `sync()` does (the page cache's state is then unknown).
+    /// The outcome of a ticket's `perform()`: 0, or what failed. A failure leaves the writer
+    /// unusable, as a failed `sync()` does (the page cache's state is then unknown), except a
+    /// rename refused for space once every sync was done: an acknowledged segment is freed and the
+    /// renames left are done here.
     public func finishSync(_ ticket: SyncTicket, errno code: Int32) throws(DAQError) {
+        rotationsInFlight -= ticket.rotations.count
         try ensureUsable()
-        guard code == 0 else {
-            let failed = SystemCallError(errno: code).daqError("fdatasync", path: ticket.path)
-            failure = failed
-            throw failed
+        if code != 0 {
+            let step = SyncTicket.Step(rawValue: code >> 16) ?? .syncActive
+            let number = code & 0xFFFF
+            let retried = step == .rename && SystemCallError(errno: number).isOutOfSpace && renameAgain(ticket.rotations)
+            guard retried else {
+                let path = step == .rename || step == .syncDirectory ? directory : ticket.path
+                let failed = SystemCallError(errno: number).daqError(step.doing, path: path)
+                failure = failed
+                throw failed
+            }
         }
+        unnamed.removeAll { first in ticket.rotations.contains { $0.firstSequence == first } }
         lastSyncedSequence = max(lastSyncedSequence, ticket.upTo)
+    }
+
+    /// A ticket's renames refused for space: frees one acknowledged segment, then does the renames
+    /// not done yet (each temporary name still there), syncing the directory after each.
+    private func renameAgain(_ rotations: [PendingRotation]) -> Bool {
+        guard deleteAcknowledgedSegments(upTo: acknowledgedUpTo, while: { true }, limit: 1) > 0 else { return false }
+        do throws(SystemCallError) {
+            for rotation in rotations where FileOps.exists(rotation.temporaryPath) {
+                try FileOps.rename(rotation.temporaryPath, rotation.path)
+                try FileOps.fullSync(directoryFD)
+            }
+            return true
+        } catch {
+            return false
+        }
     }
 
     /// Persists "the collector holds every entry up to `sequence`" (atomically: write ack.tmp,
@@ -456,13 +581,19 @@ public final class JournalWriter {
             isClosed = true
             FileOps.close(activeFD)
             FileOps.close(directoryFD)
+            for rotation in pendingRotations { FileOps.close(rotation.closingFD) }
         }
         if failure == nil { try sync() }
     }
 
     // MARK: - Internals
 
-    private var activePath: String { layout.segmentPath(firstSequence: segments[segments.count - 1].firstSequence) }
+    /// The active segment's file: its temporary name until a sync renamed it into place.
+    private var activePath: String {
+        let first = segments[segments.count - 1].firstSequence
+        let path = layout.segmentPath(firstSequence: first)
+        return firstUnnamed.map { first >= $0 } == true ? JournalLayout.temporaryPath(ofSegment: path) : path
+    }
 
     private func ensureUsable() throws(DAQError) {
         if isClosed { throw DAQError(.journalMisuse, "journal writer is closed", at: InputLocation(file: directory)) }
@@ -500,19 +631,33 @@ public final class JournalWriter {
 
     /// Closes the active segment (synced) and starts a new one whose first entry is `firstSequence`.
     private func rotate(firstSequence: UInt64) throws(DAQError) {
-        try sync()
+        let deferred = defersRotationSyncs
+        if !deferred { try sync() }
         try makeRoom(SegmentHeader.length)
         let header = SegmentHeader(epoch: epoch, firstSequence: firstSequence)
+        let (layout, directoryFD) = (self.layout, self.directoryFD)
+        let create = { () throws(DAQError) -> Int32 in
+            deferred ? try JournalWriter.createSegmentUnsynced(layout: layout, header: header)
+                : try JournalWriter.createSegment(layout: layout, directoryFD: directoryFD, header: header)
+        }
         let fd: Int32
         do {
-            fd = try JournalWriter.createSegment(layout: layout, directoryFD: directoryFD, header: header)
+            fd = try create()
         } catch where error.code == .journalFull {
             guard deleteAcknowledgedSegments(upTo: acknowledgedUpTo, while: { true }, limit: 1) > 0 else {
                 throw diskFullError("starting a new segment", error.message)
             }
-            fd = try JournalWriter.createSegment(layout: layout, directoryFD: directoryFD, header: header)
+            fd = try create()
         }
-        FileOps.close(activeFD)
+        if deferred {
+            let path = layout.segmentPath(firstSequence: firstSequence)
+            pendingRotations.append(PendingRotation(firstSequence: firstSequence, closingFD: activeFD,
+                                                    temporaryPath: JournalLayout.temporaryPath(ofSegment: path), path: path))
+            unnamed.append(firstSequence)
+        } else {
+            FileOps.close(activeFD)
+        }
+        activeFloor = SegmentHeader.length
         activeFD = fd
         activeLength = SegmentHeader.length
         segments.append((firstSequence, SegmentHeader.length))
@@ -536,6 +681,9 @@ public final class JournalWriter {
         while deleted < limit, segments.count >= 2, needed() {
             let lastOfOldest = segments[1].firstSequence - 1
             guard lastOfOldest <= acknowledged else { break }
+            // The oldest segment stays while the next one has no name yet: a crash then would
+            // leave no segment at all, and the journal would start again as a new stream.
+            if let firstUnnamed, segments[1].firstSequence >= firstUnnamed { break }
             let path = layout.segmentPath(firstSequence: segments[0].firstSequence)
             do { try FileOps.unlink(path) } catch { break }
             journalBytes -= segments[0].bytes

@@ -40,6 +40,31 @@ extension JournalWriter {
         return fd
     }
 
+    /// Creates a segment holding only `header` under its temporary name (`<name>.new`), with no
+    /// sync: the writer's next sync ticket syncs it and renames it into place (deferred rotation).
+    /// A crash before that leaves the temporary file, which the next open removes: nothing in it
+    /// was synced.
+    static func createSegmentUnsynced(layout: JournalLayout, header: SegmentHeader) throws(DAQError) -> Int32 {
+        let path = layout.segmentPath(firstSequence: header.firstSequence)
+        guard !FileOps.exists(path) else {
+            throw SystemCallError(errno: EEXIST).daqError("create segment", path: path)
+        }
+        let temporary = JournalLayout.temporaryPath(ofSegment: path)
+        let fd: Int32
+        do { fd = try FileOps.open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND) } catch {
+            throw error.daqError("create segment", path: temporary)
+        }
+        do {
+            var written = 0
+            try FileOps.writeAll(fd, header.bytes, written: &written)
+        } catch {
+            FileOps.close(fd)
+            _ = try? FileOps.unlink(temporary)
+            throw error.daqError("create segment", path: temporary)
+        }
+        return fd
+    }
+
     /// Rewrites the damaged headers of segments whose entries follow them. A header holds only
     /// the journal's epoch and the sequence number its file is named after, so its original bytes
     /// follow from the epoch of another segment or, failing that, from its own CRC32C when one bit

@@ -139,12 +139,15 @@ struct JournalMeasurements {
         var meter = ExportProgress(enabled: progress, totalBytes: ExportProgress.journalBytes(directory))
         var result: [JournalMeasurements] = []
         var layouts: [RecordLayout] = []
+        var layoutBytes: [UInt8]?
         var unreadable: [ClosedRange<UInt64>] = []
         while let entry = try reader.nextReadable(damaged: { unreadable.append($0.first...$0.last) }) {
             meter.entry(bytes: entry.framed.count)
             // A layout repeat (the first entry of a segment) starts a measurement only when its
-            // layout entry is no longer in the journal (retention deleted it).
-            if entry.kind == .layout || (entry.kind == .layoutRepeat && result.isEmpty) {
+            // layout entry is no longer in the journal: retention deleted it, or damage took it
+            // (the repeat then differs from the layout in force).
+            if entry.kind == .layout || (entry.kind == .layoutRepeat && entry.payload != layoutBytes) {
+                layoutBytes = entry.payload
                 let layout = try entry.payload.withUnsafeBytes { (raw) throws(DAQError) in
                     try MeasurementLayout(decoding: raw, source: "\(directory) seq \(entry.sequence)")
                 }

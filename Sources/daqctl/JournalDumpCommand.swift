@@ -71,6 +71,7 @@ struct JournalDumpCommand: ParsableCommand {
             // there (retention deletes the oldest segments: starting at 1 refused such a journal).
             let reader = try JournalReader(directory: directory, from: oldest)
             var layout: MeasurementLayout?
+            var layoutBytes: [UInt8]?
             var layouts: [RecordLayout] = []
             var printed = 0
             // Damaged storage (a device's journal): a line for each run of entries it took.
@@ -81,8 +82,10 @@ struct JournalDumpCommand: ParsableCommand {
                          + "\(JSONText.quoted("\(damage.segment) offset \(damage.offset): \(damage.defect)"))}\n")
             }) {
                 // A layout repeat (the first entry of a segment) is the layout in force; it
-                // decodes what follows when retention deleted the layout entry itself.
-                if entry.kind == .layout || (entry.kind == .layoutRepeat && layout == nil) {
+                // decodes what follows when retention deleted the layout entry itself, or damage
+                // took the layout entry of a new measurement (the repeat then differs).
+                if entry.kind == .layout || (entry.kind == .layoutRepeat && entry.payload != layoutBytes) {
+                    layoutBytes = entry.payload
                     layout = try entry.payload.withUnsafeBytes { (raw) throws(DAQError) in
                         try MeasurementLayout(decoding: raw, source: "\(directory) seq \(entry.sequence)")
                     }

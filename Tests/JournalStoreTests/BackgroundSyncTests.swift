@@ -31,7 +31,7 @@ import JournalStore
 
         let syncer = try BackgroundSync()
         defer { syncer.shutdown() }
-        syncer.submit(token: 7, fd: ticket.fd)
+        syncer.submit(token: 7, sync: ticket)
         #expect(try completions(syncer, count: 1).map { [$0.token, Int($0.errno)] } == [[7, 0]])
         try writer.finishSync(ticket, errno: 0)
         #expect(writer.lastSyncedSequence == 10, "entries appended after the ticket are not counted as synced")
@@ -40,7 +40,7 @@ import JournalStore
 
         let next = try #require(try writer.beginSync())
         #expect(next.upTo == 15)
-        syncer.submit(token: 8, fd: next.fd)
+        syncer.submit(token: 8, sync: next)
         _ = try completions(syncer, count: 1)
         try writer.finishSync(next, errno: 0)
         #expect(writer.lastSyncedSequence == 15)
@@ -58,7 +58,7 @@ import JournalStore
         try writer.close()
         let syncer = try BackgroundSync()
         defer { syncer.shutdown() }
-        syncer.submit(token: 1, fd: ticket.fd)
+        syncer.submit(token: 1, sync: ticket)
         #expect(try completions(syncer, count: 1).map { [$0.token, Int($0.errno)] } == [[1, 0]])
     }
 
@@ -84,6 +84,116 @@ import JournalStore
         #expect(writer.lastSyncedSequence == 0)
         #expect(throws: DAQError.self, "a writer whose sync failed takes no more entries") {
             try writer.append(kind: .record, payload: pattern(2))
+        }
+    }
+
+    /// A deferred rotation (the device's) leaves its syncs to the next ticket: the new segment
+    /// stays under its temporary name until the ticket synced what came before it, so no name
+    /// ever stands for a segment whose predecessor's entries a power cut could still take. A
+    /// crash before that ticket loses the new segments' entries, never a gap between segments.
+    @Test func aDeferredRotationIsSyncedAndRenamedByTheNextTicket() throws {
+        let dir = try freshJournalDirectory("bgsync-rotation")
+        defer { removeJournalDirectory(dir) }
+        var writer: JournalWriter! = try JournalWriter(directory: dir, configuration: JournalConfiguration(epoch: 5, segmentSizeLimit: 4096, quotaBytes: 1 << 20))
+        writer.defersRotationSyncs = true
+        var sequence: UInt64 = 0
+        func appendUntilRotated(_ times: Int) throws {
+            let before = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".jnl.new") }.count
+            while try FileManager.default.contentsOfDirectory(atPath: dir).filter({ $0.hasSuffix(".jnl.new") }).count < before + times {
+                sequence += 1
+                try writer.append(kind: .record, payload: pattern(sequence))
+            }
+        }
+        try writer.sync()
+        try appendUntilRotated(2)
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir)
+        #expect(files.filter { $0.hasSuffix(".jnl") }.count == 1, "\(files)")
+        let verify = try JournalVerifier.verify(directory: dir)
+        #expect(verify.notes.filter { $0.contains("not yet renamed into place") }.count == 2, "\(verify.notes)")
+
+        let ticket = try #require(try writer.beginSync())
+        #expect(ticket.upTo == sequence)
+        let syncer = try BackgroundSync()
+        defer { syncer.shutdown() }
+        syncer.submit(token: 1, sync: ticket)
+        #expect(try completions(syncer, count: 1).map(\.errno) == [0])
+        try writer.finishSync(ticket, errno: 0)
+        #expect(writer.lastSyncedSequence == sequence)
+        let renamed = try FileManager.default.contentsOfDirectory(atPath: dir)
+        #expect(renamed.filter { $0.hasSuffix(".jnl") }.count == 3 && !renamed.contains { $0.hasSuffix(".new") }, "\(renamed)")
+        #expect(try readAll(dir).map(\.sequence) == Array(1...sequence))
+
+        // A crash after the next rotation, before its sync: the new segment goes, with its entries.
+        let synced = sequence
+        try appendUntilRotated(1)
+        let lastOfOld = sequence - 1  // the entry that rotated went into the new segment
+        writer = nil  // as a kill: descriptors closed, nothing synced
+        let reopened = try JournalWriter(directory: dir, configuration: JournalConfiguration(epoch: 5, segmentSizeLimit: 4096, quotaBytes: 1 << 20))
+        #expect(reopened.lastSequence == lastOfOld && lastOfOld > synced)
+        #expect(!(try FileManager.default.contentsOfDirectory(atPath: dir)).contains { $0.hasSuffix(".new") })
+        #expect(try JournalVerifier.verify(directory: dir).isValid)
+        try reopened.close()
+    }
+
+    /// While a ticket that renames a new segment is out, a sync in place is refused (it would
+    /// count the new segment's entries as synced before the rename), and retention keeps the
+    /// last named segment (a crash would otherwise leave no segment at all: a new stream).
+    @Test func whileARenameIsUnderWayNothingCountsItsEntriesOrDeletesTheLastNamedSegment() throws {
+        let dir = try freshJournalDirectory("bgsync-inflight")
+        defer { removeJournalDirectory(dir) }
+        let writer = try JournalWriter(directory: dir, configuration: JournalConfiguration(epoch: 5, segmentSizeLimit: 4096, quotaBytes: 8192 + 28))
+        writer.defersRotationSyncs = true
+        var sequence: UInt64 = 0
+        func appendOne() throws {
+            sequence += 1
+            try writer.append(kind: .record, payload: [UInt8](repeating: UInt8(truncatingIfNeeded: sequence), count: 200))
+        }
+        // The first segment filled, synced and acknowledged whole; the next entry rotates.
+        while !writer.startsSegment(payloadLength: 200) { try appendOne() }
+        try writer.sync()
+        try writer.acknowledge(upTo: sequence)
+        try appendOne()
+        let ticket = try #require(try writer.beginSync())
+        let error = try #require(throws: DAQError.self) { try writer.sync() }
+        #expect(error.description.contains("renames a new segment"), "\(error)")
+        // A full quota may not delete the acknowledged segment while the next one has no name.
+        let full = try #require(throws: DAQError.self) { while true { try appendOne() } }
+        #expect(full.code == .journalFull, "\(full)")
+        #expect(FileManager.default.fileExists(atPath: dir + "/" + SegmentName.name(firstSequence: 1)))
+        // The rename done, the oldest segment may go, and appends go on.
+        try writer.finishSync(ticket, errno: ticket.perform())
+        try appendOne()
+        #expect(!FileManager.default.fileExists(atPath: dir + "/" + SegmentName.name(firstSequence: 1)))
+        try writer.close()
+        #expect(try JournalVerifier.verify(directory: dir).isValid)
+    }
+
+    /// An entry that opens a segment (a layout repeat) starts a new one even when it would fit the
+    /// old one, and the record after it shares its segment even when both exceed the limit: every
+    /// segment after the first starts with the repeat, none holds it alone.
+    @Test func anEntryThatOpensASegmentIsItsFirstAndNeverAlone() throws {
+        let dir = try freshJournalDirectory("opens-segment")
+        defer { removeJournalDirectory(dir) }
+        let writer = try JournalWriter(directory: dir, configuration: JournalConfiguration(epoch: 5, segmentSizeLimit: 1000, quotaBytes: 1 << 20))
+        var sequence: UInt64 = 0
+        for index in 0..<40 {
+            // First a repeat smaller than a record (it would fit where the record does not), then
+            // one so large that header, repeat and record exceed the limit together.
+            let repeatPayload = [UInt8](repeating: 0x33, count: index < 30 ? 30 : 500)
+            let record = [UInt8](repeating: 0x11, count: index < 30 ? 100 : 600)
+            if writer.startsSegment(payloadLength: record.count) {
+                sequence = try repeatPayload.withUnsafeBytes { try writer.append(kind: .layoutRepeat, payload: $0, opensSegment: true) }
+            }
+            sequence = try writer.append(kind: .record, payload: record)
+        }
+        try writer.close()
+        let names = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".jnl") }.sorted()
+        #expect(names.count > 5, "\(names)")
+        for name in names.dropFirst() {
+            var kinds: [JournalEntryKind] = []
+            let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: dir + "/" + name)))
+            _ = bytes.withUnsafeBytes { SegmentScan.scan($0) { _, kind, _, _ in kinds.append(kind) } }
+            #expect(kinds.first == .layoutRepeat && kinds.count >= 2 && kinds.dropFirst().allSatisfy { $0 == .record }, "\(name): \(kinds)")
         }
     }
 

@@ -50,7 +50,8 @@ import TestSupport
         let lost = JournalFraming.encode(kind: .lost, sequence: 5, payload: Array("unreadable".utf8))
         #expect(lost.withUnsafeBytes { JournalFraming.decode($0, at: 0, expectedSequence: 5) }
                 == .entry(kind: .lost, sequence: 5, payloadLength: 10, framedLength: 30))
-        #expect(JournalEntryKind.lost.description == "lost" && JournalEntryKind(rawValue: 3).description == "reserved(3)")
+        #expect(JournalEntryKind.lost.description == "lost" && JournalEntryKind.layoutRepeat.description == "layout-repeat"
+                && JournalEntryKind(rawValue: 4).description == "reserved(4)")
         var huge = framed
         huge[3] = 0x7F
         #expect(decode(huge) == .invalid(.lengthTooLarge(0x7F00_0004)))

@@ -117,7 +117,7 @@ extension DeviceStreamSink {
         defer { syncer.shutdown() }
         func runInBackground(_ step: DeviceStreamSink.SyncStep?) throws -> Int32 {
             guard case .sync(let ticket) = step else { Issue.record("expected a sync, got \(String(describing: step))"); return -1 }
-            syncer.submit(token: Int(ticket.upTo), fd: ticket.fd)
+            syncer.submit(token: Int(ticket.upTo), sync: ticket)
             var done: [BackgroundSync.Completion] = []
             while done.isEmpty {
                 var fd = pollfd(fd: syncer.fileDescriptor, events: Int16(POLLIN), revents: 0)

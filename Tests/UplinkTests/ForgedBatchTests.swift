@@ -46,7 +46,7 @@ import TestSupport
         // walked only their lengths and numbers; an entry of a reserved kind then failed in its
         // journal writer, which the collector took for its own storage failing: it stopped, for
         // every device, and again at each restart (the device resends what was never acked).
-        let reserved = JournalFraming.encode(kind: JournalEntryKind(rawValue: 3), sequence: 1, payload: Array("future kind".utf8))
+        let reserved = JournalFraming.encode(kind: JournalEntryKind(rawValue: 4), sequence: 1, payload: Array("future kind".utf8))
         let reservedHeader = UplinkBatch(deviceID: "ecu-02", epoch: 1, first: 1, last: 1, segmentStarts: [], codec: .transposedZstd,
                                          bodyLength: UInt32(reserved.count),
                                          bodyChecksum: UplinkBatch.entriesChecksum(body: reserved, entries: [0..<reserved.count]))
@@ -82,7 +82,7 @@ import TestSupport
         let rejections = collector.components(separatedBy: "rejected a batch").count - 1
         #expect(rejections == messages.count, "\(collector)")
         #expect(collector.contains("ecu-01") && collector.contains("devices/ecu-02/data"), "the rejection names topic and device: \(collector)")
-        #expect(collector.contains("entry kind 3 is reserved") && collector.contains("reaches the largest number")
+        #expect(collector.contains("entry kind 4 is reserved") && collector.contains("reaches the largest number")
                 && collector.contains("over the most a batch may hold"), "\(collector)")
         #expect(!collector.contains("stopped"), "\(collector)")
         // Nothing of ecu-02's was committed.

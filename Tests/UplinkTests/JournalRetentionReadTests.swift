@@ -83,4 +83,59 @@ import TestSupport
         let limit = try runProcess(Self.daqctl, ["journal", "dump", journal.path, "--limit", "-1"])
         #expect(limit.status == 64 && limit.stderr.contains("--limit must be at least 1"), "\(limit.stderr)")
     }
+
+    /// A measurement whose layout entry is gone while an earlier measurement's layout is in force
+    /// (damage, or a segment lost with it): the repeat that opens its next segment differs from
+    /// the layout in force, and dump and export switch to it. They decoded its records with the
+    /// earlier layout: dump stopped (exit 1), export refused the journal.
+    @Test func aRepeatThatDiffersFromTheLayoutInForceTakesOver() throws {
+        let work = try PackagePaths.temporaryDirectory("repeat-switch")
+        let log = PackagePaths.fixtures.appendingPathComponent("reference/engine-10s.log").path
+        let slow = work.appendingPathComponent("slow.toml")
+        try Data("""
+            name = "slow"
+            [[dbc]]
+            file = "\(PackagePaths.fixtures.appendingPathComponent("reference/engine.dbc").path)"
+            buses = ["can0", "can1"]
+            [[group]]
+            name = "Two 5ms"
+            raster_ms = 5
+            channels = ["EngFast_00.EngFast_00_S0", "EngFast_00.EngFast_00_S1"]
+
+            """.utf8).write(to: slow)
+        let first = work.appendingPathComponent("first"), second = work.appendingPathComponent("second")
+        for (journal, experiment, segment) in [(first, PackagePaths.fixtures.appendingPathComponent("reference/reference.toml").path, "8388608"),
+                                               (second, slow.path, "4096")] {
+            let run = try runProcess(Self.daqlink, ["run", "--experiment", experiment, "--source", "replay:\(log)", "--speed", "max",
+                                                    "--journal", journal.path, "--quiet", "--segment-bytes", segment])
+            #expect(run.status == 0, "\(run.stderr)")
+        }
+        // The first measurement whole, then the second from its second segment on (its layout
+        // entry and first records gone).
+        let segments = try FileManager.default.contentsOfDirectory(atPath: second.path).filter { $0.hasSuffix(".jnl") }.sorted()
+        try #require(segments.count > 2, "\(segments)")
+        let joined = work.appendingPathComponent("joined")
+        let writer = try JournalWriter(directory: joined.path, configuration: JournalConfiguration(epoch: 1))
+        var secondRecords = 0
+        for (journal, from) in [(first, UInt64(1)), (second, SegmentName.firstSequence(of: segments[1])!)] {
+            let reader = try JournalReader(directory: journal.path, from: from)
+            while let entry = try reader.next() {
+                if journal == second {
+                    if entry.sequence == from { #expect(entry.kind == .layoutRepeat) }
+                    if entry.kind == .record { secondRecords += 1 }
+                }
+                _ = try writer.append(kind: entry.kind, payload: entry.payload)
+            }
+        }
+        try writer.close()
+
+        let dump = try runProcess(Self.daqctl, ["journal", "dump", joined.path])
+        #expect(dump.status == 0, "\(dump.stderr)")
+        #expect(dump.stdout.split(separator: "\n").filter { $0.contains("\"group\": \"Two 5ms\"") }.count == secondRecords)
+        let export = try runProcess(Self.daqctl, ["export", "--journal", joined.path, "--format", "csv",
+                                                  "--out", work.appendingPathComponent("joined.csv").path])
+        #expect(export.status == 0, "\(export.stderr)")
+        let twoCSV = try #require(export.stdout.split(separator: "\n").first { $0.contains("Two_5ms") }, "\(export.stdout)")
+        #expect(try String(contentsOfFile: String(twoCSV), encoding: .utf8).split(separator: "\n").count == secondRecords + 1)
+    }
 }

@@ -55,4 +55,31 @@ import Runtime
         let longest = UplinkRig.longestGap(appends)
         #expect(longest < 150_000_000, "acquisition stood still for \(Double(longest) / 1e9) s while the journal synced")
     }
+
+    /// A rotation synced the closing segment, the new one and the directory on the loop: three
+    /// held syncs, about 0.9 s in which nothing was appended, once per segment. The device now
+    /// leaves them to the next sync ticket, which renames the new segment into place once the
+    /// entries before it are on the medium.
+    @Test func aSegmentRotationDoesNotStopAcquisition() throws {
+        let rig = try UplinkRig()
+        try rig.startCollector()
+        let shim = try Self.slowSyncShim(in: rig.work)
+        let trace = rig.work.appendingPathComponent("appends.trace")
+        try rig.startDevice(speed: "1", extra: ["--no-compression", "--segment-bytes", "131072"],
+                            environment: ["LD_PRELOAD": shim.path, "DAQLINK_TEST_SYNC_DELAY_MS": "300",
+                                          "DAQLINK_APPEND_TRACE": trace.path])
+        let (status, log) = rig.waitForDevice()
+        #expect(status == 0, "\(log)")
+        let summary = log.split(separator: "\n").first { $0.hasPrefix("journal: ") } ?? ""
+        let last = try #require(summary.split(separator: "…").last.flatMap { UInt64($0) }, "\(log)")
+        #expect(log.contains("acknowledged up to \(last),"), "\(log)")
+        try rig.expectIdentical("slow storage, small segments")
+        let segments = try FileManager.default.contentsOfDirectory(atPath: rig.journal.path)
+        #expect(segments.filter { $0.hasSuffix(".jnl") }.count >= 8 && !segments.contains { $0.hasSuffix(".new") }, "\(segments)")
+
+        let appends = try UplinkRig.appendTimes(trace)
+        try #require(appends.count == Int(last), "\(appends.count) appends traced")
+        let longest = UplinkRig.longestGap(appends)
+        #expect(longest < 150_000_000, "acquisition stood still for \(Double(longest) / 1e9) s at a segment rotation")
+    }
 }
