@@ -16,16 +16,24 @@ struct MDFImage {
     /// returns its address.
     @discardableResult
     mutating func block(_ id: String, links: [UInt64], data: [UInt8]) -> UInt64 {
+        let address = blockHeader(id, links: links, dataLength: data.count)
+        bytes += data
+        return address
+    }
+
+    /// Appends the header and links of a block `##XX` whose `dataLength` bytes of data follow it
+    /// in the file but not in this image (`MDFWriter.plan`); returns its address.
+    @discardableResult
+    mutating func blockHeader(_ id: String, links: [UInt64], dataLength: Int) -> UInt64 {
         align()
         let address = UInt64(base + bytes.count)
         let idBytes = Array(id.utf8)
         precondition(idBytes.count == 4, "MDF block ids are four characters")
         bytes += idBytes
         bytes += [0, 0, 0, 0]
-        append(UInt64(24 + 8 * links.count + data.count))
+        append(UInt64(24 + 8 * links.count + dataLength))
         append(UInt64(links.count))
         for link in links { append(link) }
-        bytes += data
         return address
     }
 

@@ -18,6 +18,16 @@ public struct MDFTool: Sendable, Hashable {
     }
 }
 
+/// A finalized file laid out before its records (`MDFWriter.plan`).
+public struct MDFPlan: Sendable {
+    /// Metadata and data block headers at their file offsets, in file order.
+    public var pieces: [(offset: Int, bytes: [UInt8])]
+    /// Where each group's record bytes start.
+    public var dataOffsets: [Int]
+    /// The file's length.
+    public var length: Int
+}
+
 /// Writes finalized MDF4 files.
 public enum MDFWriter {
     /// A finalized MDF 4.11 file: `records[g]` holds group g's MDF records back to back
@@ -49,6 +59,47 @@ public enum MDFWriter {
             previousDG = dataGroup
         }
         return image.bytes
+    }
+
+    /// Where the bytes of `finalizedFile(layout:records:tool:bus:)` (without deflate) go when the
+    /// records are written afterwards (`daqctl export` streaming a journal of any size): the
+    /// metadata and each data block's header as pieces at their file offsets, and where each
+    /// group's record bytes start. `cycles[g]` is group g's record count. Writing the pieces, then
+    /// group g's records back to back from `dataOffsets[g]`, gives the same file byte for byte
+    /// (the gaps between are the zeros `finalizedFile` pads with).
+    public static func plan(layout: MeasurementLayout, cycles: [UInt64], tool: MDFTool = MDFTool(), bus: String = "CAN") -> MDFPlan {
+        precondition(cycles.count == layout.groups.count, "one record count per channel group")
+        var images: [MDFImage] = []
+        var image = MDFImage()
+        image.appendRaw(identification(finalized: true))
+        let header = writeHeader(&image, layout: layout, tool: tool)
+        var dataOffsets: [Int] = []
+        var end = image.base + image.bytes.count
+        var nextLink = (of: header, index: 0)
+        var links: [(of: UInt64, index: Int, to: UInt64)] = []
+        for (index, group) in layout.groups.enumerated() {
+            let recordLayout = RecordLayout(group)
+            let dataBytes = Int(cycles[index]) * recordLayout.recordBytes
+            let dataGroup = writeGroupHead(&image, group: group, layout: recordLayout, cycles: cycles[index], bus: bus)
+            image.setLink(of: dataGroup, index: 2, to: image.blockHeader("##DT", links: [], dataLength: dataBytes))
+            links.append((nextLink.of, nextLink.index, dataGroup))
+            nextLink = (dataGroup, 0)
+            let dataStart = image.base + image.bytes.count
+            dataOffsets.append(dataStart)
+            images.append(image)
+            end = dataStart + dataBytes
+            image = MDFImage(offset: (end + 7) / 8 * 8)
+        }
+        if !image.bytes.isEmpty {
+            images.append(image)
+            end = image.base + image.bytes.count
+        }
+        // Links that cross from one piece to a later one.
+        for link in links {
+            let piece = images.lastIndex { UInt64($0.base) <= link.of }!
+            images[piece].setLink(of: link.of, index: link.index, to: link.to)
+        }
+        return MDFPlan(pieces: images.map { ($0.base, $0.bytes) }, dataOffsets: dataOffsets, length: end)
     }
 
     /// ##HD at 0x40 (start time from the layout) and ##FH naming the tool; returns the HD address.
@@ -90,12 +141,7 @@ public enum MDFWriter {
     private static func writeGroup(_ image: inout MDFImage, group: ChannelGroup, layout: RecordLayout, cycles: UInt64,
                                    records: [UInt8], bus: String,
                                    deflate: ((UnsafeRawBufferPointer) -> [UInt8])? = nil) -> UInt64 {
-        var dg = MDFFields()
-        dg.u8(0); dg.zeros(7)  // sorted: no record id
-        let dataGroup = image.block("##DG", links: [0, 0, 0, 0], data: dg.bytes)
-        let channelGroup = writeChannelGroup(&image, group: group, layout: layout, recordID: 0, cycles: cycles, bus: bus)
-        image.setLink(of: dataGroup, index: 1, to: channelGroup)
-
+        let dataGroup = writeGroupHead(&image, group: group, layout: layout, cycles: cycles, bus: bus)
         let dataBlock: UInt64
         if let deflate, !records.isEmpty {
             dataBlock = writeTransposedDZ(&image, records: records, recordSize: layout.recordBytes, deflate: deflate)
@@ -103,6 +149,17 @@ public enum MDFWriter {
             dataBlock = image.block("##DT", links: [], data: records)
         }
         image.setLink(of: dataGroup, index: 2, to: dataBlock)
+        return dataGroup
+    }
+
+    /// A sorted ##DG and its ##CG (the data block link left for the caller); returns the DG's address.
+    private static func writeGroupHead(_ image: inout MDFImage, group: ChannelGroup, layout: RecordLayout, cycles: UInt64,
+                                       bus: String) -> UInt64 {
+        var dg = MDFFields()
+        dg.u8(0); dg.zeros(7)  // sorted: no record id
+        let dataGroup = image.block("##DG", links: [0, 0, 0, 0], data: dg.bytes)
+        let channelGroup = writeChannelGroup(&image, group: group, layout: layout, recordID: 0, cycles: cycles, bus: bus)
+        image.setLink(of: dataGroup, index: 1, to: channelGroup)
         return dataGroup
     }
 

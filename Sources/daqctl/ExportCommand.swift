@@ -1,6 +1,8 @@
 // `daqctl export`: a journal's records as MDF4 (the pure MDFWriter over each measurement) or as
 // CSV (one file per channel group, physical values). Records are split by the layout entry that
 // precedes them: each layout entry starts a measurement, and each measurement gets its own file.
+// Two passes over the journal: one counts, one writes (`ExportFile`), so memory stays small
+// whatever the journal's size (except with --deflate, whose blocks are deflated whole).
 import Acquisition
 import ArgumentParser
 import DAQCore
@@ -28,8 +30,10 @@ struct ExportCommand: ParsableCommand {
             values (raw × factor + offset), and a channel not received yet (invalidation bit set) \
             is an empty cell.
 
-            Progress (entries read, share of the journal's bytes) goes to stderr every 0.5 s when \
-            stderr is a terminal or with --progress. Entries damaged storage made unreadable are \
+            The journal is read twice (records counted, then written), so memory stays small \
+            whatever its size; with --deflate each measurement's records are held until its \
+            blocks are deflated. Progress (entries read, share of the journal's bytes) goes to \
+            stderr every 0.5 s for each pass when stderr is a terminal or with --progress. Entries damaged storage made unreadable are \
             read past: the files hold every other record, stderr names the missing entries, and \
             the exit status is 2 (1: nothing was exported).
 
@@ -62,7 +66,13 @@ struct ExportCommand: ParsableCommand {
 
     func run() throws {
         do {
-            let (measurements, unreadable, left) = try JournalMeasurements.read(journal, progress: progress || isatty(2) == 1)
+            // Two passes, so no journal is held in memory (a quota's worth is half a gigabyte):
+            // the first counts each measurement's records per group, the second writes them
+            // where the files planned from those counts put them.
+            let showing = progress || isatty(2) == 1
+            let counted = try JournalMeasurements.scan(journal, progress: showing, label: "export: counting", record: { _, _, _ in })
+            let measurements = counted.measurements
+            let left = counted.left
             guard !measurements.isEmpty else {
                 throw DAQError(.malformedInput, "no layout entry: nothing to export"
                                + (left.withoutLayout > 0 ? " (\(left.withoutLayout) records whose layout entry is no longer in the journal)" : ""),
@@ -71,18 +81,32 @@ struct ExportCommand: ParsableCommand {
             if let group, !measurements.contains(where: { $0.layout.groups.contains { $0.name == group } }) {
                 throw DAQError(.malformedInput, "no channel group named \"\(group)\"", at: InputLocation(file: journal, field: "--group"))
             }
+            // Per measurement and group: where its records go (nil: not exported).
+            var sinks: [[ExportSink?]] = []
             var written: [String] = []
+            var files: [ExportFile] = []
+            defer { for file in files { file.discard() } }
             for (index, measurement) in measurements.enumerated() {
                 let base = ExportPaths.numbered(out, index + 1)
                 let selected = measurement.layout.groups.indices.filter { group == nil || measurement.layout.groups[$0].name == group }
-                guard !selected.isEmpty else { continue }
+                var row = [ExportSink?](repeating: nil, count: measurement.layout.groups.count)
+                guard !selected.isEmpty else {
+                    sinks.append(row)
+                    continue
+                }
                 switch format {
                 case .mdf:
                     let layout = MeasurementLayout(start: measurement.layout.start, experiment: measurement.layout.experiment,
                                                    groups: selected.map { measurement.layout.groups[$0] })
-                    let bytes = MDFWriter.finalizedFile(layout: layout, records: selected.map { measurement.records[$0] },
-                                                        deflate: deflate ? { Deflate.compress($0) } : nil)
-                    try ExportPaths.write(bytes, to: base)
+                    let file: ExportFile
+                    if deflate {
+                        // A ##DZ block is deflated whole: the measurement's records are kept until it ends.
+                        file = try ExportFile.deflatedMDF(path: base, layout: layout)
+                    } else {
+                        file = try ExportFile.plannedMDF(path: base, layout: layout, cycles: selected.map { UInt64(measurement.records[$0]) })
+                    }
+                    files.append(file)
+                    for (position, g) in selected.enumerated() { row[g] = ExportSink(file: file, group: position) }
                     written.append(base)
                 case .csv:
                     for g in selected {
@@ -95,11 +119,33 @@ struct ExportCommand: ParsableCommand {
                             path = ExportPaths.suffixed(base, "\(name)-\(copy)")
                             copy += 1
                         }
-                        try ExportPaths.write(CSVTable.bytes(group: measurement.layout.groups[g], records: measurement.records[g]), to: path)
+                        let file = try ExportFile.csv(path: path, group: measurement.layout.groups[g])
+                        files.append(file)
+                        row[g] = ExportSink(file: file, group: 0)
                         written.append(path)
                     }
                 }
+                sinks.append(row)
             }
+            var current = 0
+            let second = try JournalMeasurements.scan(journal, progress: showing, label: "export: writing", through: counted.lastSequence) { m, g, bytes in
+                // A measurement over: its files written out (a deflated one frees its records).
+                while current < m, current < sinks.count {
+                    for sink in sinks[current].compactMap({ $0 }) { try sink.file.complete() }
+                    current += 1
+                }
+                guard m < sinks.count, let sink = sinks[m][g] else { return }
+                try sink.file.append(group: sink.group, bytes)
+            }
+            // Between the passes a writer may have added entries (not exported: after the first
+            // pass's end) or retention deleted some (the files would have holes).
+            guard second.measurements.map(\.records) == measurements.map(\.records) else {
+                throw DAQError(.malformedInput, "the journal changed while it was exported (retention deleted entries between the "
+                               + "two passes): export it again, or a copy of it", at: InputLocation(file: journal))
+            }
+            for file in files { try file.finish() }
+            files.removeAll()
+            let unreadable = counted.unreadable
             for path in written { print(path) }
             // Whatever is not in the files is said, and the exit status is 2 (the lost entries
             // were left out without a word).
@@ -124,24 +170,35 @@ struct ExportCommand: ParsableCommand {
 /// The measurements of a journal: each layout entry and the records that follow it, split by group.
 struct JournalMeasurements {
     var layout: MeasurementLayout
-    /// Per group: its MDF records back to back (journal payloads without the record id).
-    var records: [[UInt8]]
+    /// Per group: how many records it holds.
+    var records: [Int]
 
     /// What a read left out: records whose layout entry is no longer in the journal (retention
     /// deleted it, or it is damaged), and a collector's `lost` placeholders.
     struct Left { var withoutLayout = 0, lost = 0 }
 
-    static func read(_ directory: String, progress: Bool) throws -> (measurements: [JournalMeasurements], unreadable: [ClosedRange<UInt64>], left: Left) {
+    struct Scan {
+        var measurements: [JournalMeasurements] = []
+        var unreadable: [ClosedRange<UInt64>] = []
+        var left = Left()
+        /// The last entry read (the second pass stops there).
+        var lastSequence: UInt64 = 0
+    }
+
+    /// Reads `directory` from its oldest entry (up to `through`), handing each record to
+    /// `record(measurement, group, MDF record bytes)` in journal order.
+    static func scan(_ directory: String, progress: Bool, label: String, through last: UInt64 = .max,
+                     record: (Int, Int, ArraySlice<UInt8>) throws -> Void) throws -> Scan {
         // From the oldest entry still there: retention deletes the oldest segments, and starting
         // at 1 refused such a journal ("seq 1 is no longer in the journal").
         let reader = try JournalReader(directory: directory, from: try JournalReader.oldestSequence(directory: directory) ?? 1)
-        var left = Left()
-        var meter = ExportProgress(enabled: progress, totalBytes: ExportProgress.journalBytes(directory))
-        var result: [JournalMeasurements] = []
+        var scan = Scan()
+        var meter = ReadProgress(enabled: progress, totalBytes: ReadProgress.journalBytes(directory), label: label)
         var layouts: [RecordLayout] = []
         var layoutBytes: [UInt8]?
-        var unreadable: [ClosedRange<UInt64>] = []
-        while let entry = try reader.nextReadable(damaged: { unreadable.append($0.first...$0.last) }) {
+        while let entry = try reader.nextReadable(damaged: { scan.unreadable.append($0.first...$0.last) }) {
+            guard entry.sequence <= last else { break }
+            scan.lastSequence = entry.sequence
             meter.entry(bytes: entry.framed.count)
             // A layout repeat (the first entry of a segment) starts a measurement only when its
             // layout entry is no longer in the journal: retention deleted it, or damage took it
@@ -152,10 +209,10 @@ struct JournalMeasurements {
                     try MeasurementLayout(decoding: raw, source: "\(directory) seq \(entry.sequence)")
                 }
                 layouts = layout.groups.map(RecordLayout.init)
-                result.append(JournalMeasurements(layout: layout, records: Array(repeating: [], count: layout.groups.count)))
+                scan.measurements.append(JournalMeasurements(layout: layout, records: Array(repeating: 0, count: layout.groups.count)))
             } else if entry.kind == .record {
-                guard !result.isEmpty else {
-                    left.withoutLayout += 1
+                guard !scan.measurements.isEmpty else {
+                    scan.left.withoutLayout += 1
                     continue
                 }
                 let payload = entry.payload
@@ -164,27 +221,28 @@ struct JournalMeasurements {
                     throw DAQError(.malformedInput, "record does not match the layout (group \(group), \(payload.count) bytes)",
                                    at: InputLocation(file: directory, field: "seq \(entry.sequence)"))
                 }
-                result[result.count - 1].records[group] += payload[RecordPayload.headerBytes...]
+                scan.measurements[scan.measurements.count - 1].records[group] += 1
+                try record(scan.measurements.count - 1, group, payload[RecordPayload.headerBytes...])
             } else if entry.kind == .lost {
-                left.lost += 1
+                scan.left.lost += 1
             }
         }
         meter.finish()
-        return (result, unreadable, left)
+        return scan
     }
 }
 
-/// A progress line on stderr, rewritten at most every 0.5 s.
-struct ExportProgress {
+/// A progress line on stderr, rewritten at most every 0.5 s (export, verify).
+struct ReadProgress {
     let enabled: Bool
     let totalBytes: Int
-    /// What the line is about ("export", "verify: the device's journal").
-    var label = "export"
+    /// What the line is about ("export: counting", "verify: the device's journal").
+    var label: String
     private var entries = 0
     private var bytes = 0
     private var last = ContinuousClock.now
 
-    init(enabled: Bool, totalBytes: Int, label: String = "export") {
+    init(enabled: Bool, totalBytes: Int, label: String) {
         self.enabled = enabled
         self.totalBytes = totalBytes
         self.label = label
@@ -247,16 +305,24 @@ enum ExportPaths {
 
 /// One channel group's records as CSV text with physical values.
 enum CSVTable {
-    static func bytes(group: ChannelGroup, records: [UInt8]) -> [UInt8] {
-        if let buses = group.loggedBuses { return frames(buses: buses, fd: group.logsFDFrames, records: records) }
-        let layout = RecordLayout(group)
+    /// The header line.
+    static func header(_ group: ChannelGroup) -> [UInt8] {
+        if group.loggedBuses != nil {
+            return Array((group.logsFDFrames ? "t [s],bus,id,ide,dlc,length,dir,edl,brs,esi,data\n" : "t [s],bus,id,ide,dlc,dir,data\n").utf8)
+        }
         var out = Array("t [s]".utf8)
         for channel in group.channels {
             out.append(UInt8(ascii: ","))
             out += cell(channel.unit.isEmpty ? channel.name : "\(channel.name) [\(channel.unit)]")
         }
         out.append(UInt8(ascii: "\n"))
-        records.withUnsafeBytes { raw in
+        return out
+    }
+
+    /// A row per record of `records` (whole MDF records back to back), appended to `out`.
+    static func rows(_ group: ChannelGroup, layout: RecordLayout, records raw: UnsafeRawBufferPointer, into out: inout [UInt8]) {
+        if let buses = group.loggedBuses { return frames(buses: buses, fd: group.logsFDFrames, records: raw, into: &out) }
+        do {
             var start = 0
             while start + layout.recordBytes <= raw.count {
                 out += Array("\(Double(bitPattern: load(raw, start, 8)))".utf8)
@@ -270,15 +336,13 @@ enum CSVTable {
                 start += layout.recordBytes
             }
         }
-        return out
     }
 
     /// A bus-logging group: one row per frame, `t [s],bus,id,ide,dlc,dir,data` (data in hex); a
     /// CAN FD group adds the data length and the FD bits: `t [s],bus,id,ide,dlc,length,dir,edl,brs,esi,data`.
-    private static func frames(buses: [String], fd: Bool, records: [UInt8]) -> [UInt8] {
-        var out = Array((fd ? "t [s],bus,id,ide,dlc,length,dir,edl,brs,esi,data\n" : "t [s],bus,id,ide,dlc,dir,data\n").utf8)
+    private static func frames(buses: [String], fd: Bool, records raw: UnsafeRawBufferPointer, into out: inout [UInt8]) {
         let recordBytes = BusFrameRecord.bytes(fd: fd)
-        records.withUnsafeBytes { raw in
+        do {
             for start in stride(from: 0, to: raw.count - recordBytes + 1, by: recordBytes) {
                 let frame = BusFrameRecord.fields(raw, at: start, fd: fd)
                 let bus = frame.busChannel >= 1 && frame.busChannel <= buses.count ? buses[frame.busChannel - 1] : "?"
@@ -292,7 +356,6 @@ enum CSVTable {
                 out += Array((row + hex(frame.data) + "\n").utf8)
             }
         }
-        return out
     }
 
     /// Bytes as upper-case hex, two digits each.

@@ -130,11 +130,11 @@ struct VerifyCommand: ParsableCommand {
         do {
             // Progress for long work: a quota's worth is half a gigabyte on each side.
             let showing = progress || isatty(2) == 1
-            var meter = ExportProgress(enabled: showing, totalBytes: ExportProgress.journalBytes(collectorJournal), label: "verify: the collector's copy")
+            var meter = ReadProgress(enabled: showing, totalBytes: ReadProgress.journalBytes(collectorJournal), label: "verify: the collector's copy")
             collectorSide = try Self.read(collectorJournal, countFrom: deviceOldest, meter: &meter)
             meter.finish()
             let groups = collectorSide.layouts.last { $0.sequence < deviceOldest }?.groups ?? []
-            meter = ExportProgress(enabled: showing, totalBytes: ExportProgress.journalBytes(device), label: "verify: the device's journal")
+            meter = ReadProgress(enabled: showing, totalBytes: ReadProgress.journalBytes(device), label: "verify: the device's journal")
             deviceSide = try Self.read(device, countFrom: deviceOldest, groups: groups, written: collectorSide.lastSequence, meter: &meter)
             meter.finish()
         } catch {
@@ -242,7 +242,7 @@ struct VerifyCommand: ParsableCommand {
     /// so damage at the newest segment's end is named as the loss of those entries; unreadable
     /// bytes there beyond them are a tail note.
     static func read(_ directory: String, countFrom: UInt64 = 1, groups: [String] = [], written: UInt64? = nil,
-                     meter: inout ExportProgress) throws -> Side {
+                     meter: inout ReadProgress) throws -> Side {
         var side = Side()
         let digest = SHA256Digest()
         let names = try segmentNames(directory)
