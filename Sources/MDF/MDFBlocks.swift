@@ -19,7 +19,8 @@ struct MDFBlock {
 
 /// A file's bytes with checked readers for integers, blocks and texts.
 struct MDFBytes {
-    let bytes: [UInt8]
+    /// The whole file (an array's storage, or a mapping of the file).
+    let bytes: UnsafeRawBufferPointer
     /// The name used in errors (the path the user gave).
     let source: String
 

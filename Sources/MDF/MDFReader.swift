@@ -52,6 +52,12 @@ public struct MDFGroupSummary: Sendable, Hashable {
 public enum MDFReader {
     /// Summarises `bytes`; `source` names the file in errors ("file [offset N, ##XX]: …").
     public static func summary(of bytes: [UInt8], source: String) throws(DAQError) -> MDFFileSummary {
+        try bytes.withUnsafeBytes { raw in Result { () throws(DAQError) in try summary(of: raw, source: source) } }.get()
+    }
+
+    /// Summarises the file in `bytes` (a mapping of it: only the blocks read and the first and
+    /// last records of each group are touched, whatever the file's size).
+    public static func summary(of bytes: UnsafeRawBufferPointer, source: String) throws(DAQError) -> MDFFileSummary {
         let file = MDFBytes(bytes: bytes, source: source)
         guard file.count >= 64 + 24 else {
             throw file.error("file of \(file.count) bytes is too short for the ID and HD blocks", at: 0, block: "ID")

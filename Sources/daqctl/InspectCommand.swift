@@ -32,14 +32,12 @@ struct InspectCommand: ParsableCommand {
     var json = false
 
     func run() throws {
-        do {
-            let data: Data
-            do { data = try Data(contentsOf: URL(fileURLWithPath: file)) } catch {
-                throw DAQError(.io, "cannot read: \(FileFailure.reason(error, path: file))", at: InputLocation(file: file))
-            }
-            let summary = try MDFReader.summary(of: [UInt8](data), source: file)
+        do throws(DAQError) {
+            // Mapped, not read: a file of gigabytes is summarised from the pages its blocks and
+            // its groups' first and last records are on (reading it whole took its size in RAM).
+            let summary = try MappedFile.withContents(of: file) { raw throws(DAQError) in try MDFReader.summary(of: raw, source: file) }
             print(json ? Self.json(summary, file: file) : Self.table(summary, file: file), terminator: "")
-        } catch let error as DAQError {
+        } catch {
             FileHandle.standardError.write(Data("daqctl inspect: \(error)\n".utf8))
             throw ExitCode(1)
         }
