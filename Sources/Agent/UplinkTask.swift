@@ -522,7 +522,7 @@ final class UplinkTask {
                 let from = sender.queuedThrough + 1
                 let held = from > sender.acknowledged + 1
                     ? " (the broker took \(sender.acknowledged + 1)…\(from - 1) for the collector before)" : ""
-                logger.notice("connected to \(options.host):\(options.port) as \(options.deviceID)\(offline); sending from \(from)\(held)")
+                logger.notice("connected to \(BrokerAddress.text(host: options.host, port: options.port)) as \(options.deviceID)\(offline); sending from \(from)\(held)")
                 linkDown = nil
                 let retained = max(journal.lastSequence + 1 - journal.oldestSequence, 1)
                 // What is still to send: the broker holds the rest for the collector.
@@ -642,11 +642,11 @@ final class UplinkTask {
             linkDown = (now, 0, why)
         } else if wasUp || linkDown == nil {
             linkDown = (now, wasUp ? 0 : 1, why)
-            logger.notice("\(wasUp ? "link to" : "cannot connect to") \(options.host):\(options.port)\(wasUp ? " lost" : ""): \(why)\(retry)")
+            logger.notice("\(wasUp ? "link to" : "cannot connect to") \(BrokerAddress.text(host: options.host, port: options.port))\(wasUp ? " lost" : ""): \(why)\(retry)")
         } else if var down = linkDown {
             down.attempts += 1
             if down.lastReport != why {
-                logger.notice("cannot connect to \(options.host):\(options.port): \(why)\(retry) (attempt \(down.attempts))")
+                logger.notice("cannot connect to \(BrokerAddress.text(host: options.host, port: options.port)): \(why)\(retry) (attempt \(down.attempts))")
                 down.lastReport = why
             }
             linkDown = down

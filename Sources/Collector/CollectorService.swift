@@ -366,7 +366,7 @@ public final class CollectorService {
     private func connectFailed(_ error: DAQError) {
         let text = "\(error)"
         if text != lastConnectFailure {
-            writeError("daqctl collect: cannot connect to \(options.host):\(options.port): \(text); retrying every second\n")
+            writeError("daqctl collect: cannot connect to \(BrokerAddress.text(host: options.host, port: options.port)): \(text); retrying every second\n")
             lastConnectFailure = text
         }
         guard connection == nil, !stopping else { return }
@@ -399,7 +399,7 @@ public final class CollectorService {
     private func linkLost(_ why: String) {
         guard !stopping, self.connection != nil, lostSince == nil, subscribedOnce else { return }
         lostSince = loop.clock.now()
-        writeError("daqctl collect: lost the broker at \(options.host):\(options.port): \(why); reconnecting every second "
+        writeError("daqctl collect: lost the broker at \(BrokerAddress.text(host: options.host, port: options.port)): \(why); reconnecting every second "
                    + "(the devices' batches wait in its queue for this session)\n")
     }
 
@@ -470,7 +470,7 @@ public final class CollectorService {
                     }
                     subscribedOnce = true
                     quietDevices?.connected(now: loop.clock.now())
-                    writeError("daqctl collect: subscribed to devices/+/data on \(options.host):\(options.port)\n")
+                    writeError("daqctl collect: subscribed to devices/+/data on \(BrokerAddress.text(host: options.host, port: options.port))\n")
                     lastConnectFailure = nil
                 }
             default:

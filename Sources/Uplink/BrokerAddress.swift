@@ -24,4 +24,9 @@ public struct BrokerAddress: Sendable, Hashable {
         self.host = String(host)
         self.port = port
     }
+
+    /// `HOST:PORT` as a person writes it again: an IPv6 address in brackets (`[::1]:8883`).
+    public static func text(host: String, port: Int) -> String {
+        host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+    }
 }

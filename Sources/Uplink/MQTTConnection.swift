@@ -137,7 +137,7 @@ public final class MQTTConnection {
     /// Starts connecting without waiting for the broker (TCP connect to an IP literal does not
     /// block; the TLS handshake and CONNACK proceed in `handleReadable`/`handleWritable`).
     public func connectAsync(host: String, port: Int, keepalive: Int = 30) throws(DAQError) {
-        try check(mosquitto_connect_async(handle, host, Int32(port), Int32(keepalive)), "connect to \(host):\(port)")
+        try check(mosquitto_connect_async(handle, host, Int32(port), Int32(keepalive)), "connect to \(BrokerAddress.text(host: host, port: port))")
     }
 
     /// Connects with a durable MQTT 5 session (clean start off, session expiry set). Blocks for the
@@ -146,7 +146,7 @@ public final class MQTTConnection {
         var properties: OpaquePointer? = nil
         defer { mosquitto_property_free_all(&properties) }
         _ = mosquitto_property_add_int32(&properties, Int32(MQTT_PROP_SESSION_EXPIRY_INTERVAL.rawValue), sessionExpiry)
-        try check(mosquitto_connect_bind_v5(handle, host, Int32(port), Int32(keepalive), nil, properties), "connect to \(host):\(port)")
+        try check(mosquitto_connect_bind_v5(handle, host, Int32(port), Int32(keepalive), nil, properties), "connect to \(BrokerAddress.text(host: host, port: port))")
     }
 
     /// The socket to poll, or nil when not connected.

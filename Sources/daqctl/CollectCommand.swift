@@ -209,7 +209,7 @@ struct CollectCommand: ParsableCommand {
         }
         // A run that never reached the broker received nothing: not a success for a script.
         if !service.subscribedOnce {
-            FileHandle.standardError.write(Data("daqctl collect: never connected to the broker at \(options.host):\(options.port) in this run\n".utf8))
+            FileHandle.standardError.write(Data("daqctl collect: never connected to the broker at \(BrokerAddress.text(host: options.host, port: options.port)) in this run\n".utf8))
             throw ExitCode(1)
         }
     }
