@@ -80,7 +80,10 @@ public final class JournalWriter {
     public var oldestSequence: UInt64 { segments[0].firstSequence }
     /// Whether the oldest segment is closed and acknowledged whole, so the next append that needs
     /// room deletes it (a full journal has room again).
-    public var canRetireASegment: Bool { segments.count > 1 && segments[1].firstSequence - 1 <= acknowledgedUpTo }
+    public var canRetireASegment: Bool {
+        segments.count > 1 && segments[1].firstSequence - 1 <= acknowledgedUpTo
+            && firstUnnamed.map { segments[1].firstSequence < $0 } != false  // its successor has its name
+    }
     /// The framed bytes of the entry the last successful append wrote (header, payload, CRC), so
     /// a caller that keeps a copy (the RAM ring) need not frame and checksum it a second time.
     public func withLastAppendedEntry<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {

@@ -160,8 +160,10 @@ import JournalStore
         let full = try #require(throws: DAQError.self) { while true { try appendOne() } }
         #expect(full.code == .journalFull, "\(full)")
         #expect(FileManager.default.fileExists(atPath: dir + "/" + SegmentName.name(firstSequence: 1)))
+        #expect(!writer.canRetireASegment, "a paused acquisition would try again and again")
         // The rename done, the oldest segment may go, and appends go on.
         try writer.finishSync(ticket, errno: ticket.perform())
+        #expect(writer.canRetireASegment)
         try appendOne()
         #expect(!FileManager.default.fileExists(atPath: dir + "/" + SegmentName.name(firstSequence: 1)))
         try writer.close()
