@@ -127,22 +127,27 @@ struct ExportCommand: ParsableCommand {
                 }
                 sinks.append(row)
             }
+            // Measurements are known by their layout entry's sequence number: should retention
+            // delete the oldest between the passes, the second pass numbers them otherwise.
+            var index: [UInt64: Int] = [:]
+            for (position, measurement) in measurements.enumerated() { index[measurement.layoutSequence] = position }
             var current = 0
-            let second = try JournalMeasurements.scan(journal, progress: showing, label: "export: writing", through: counted.lastSequence) { m, g, bytes in
-                // A measurement over: its files written out (a deflated one frees its records).
-                while current < m, current < sinks.count {
+            let changed = DAQError(.malformedInput, "the journal changed while it was exported (retention deleted entries between the "
+                                   + "two passes): export it again, or a copy of it", at: InputLocation(file: journal))
+            let second = try JournalMeasurements.scan(journal, progress: showing, label: "export: writing", through: counted.lastSequence) { layoutSequence, g, bytes in
+                guard let m = index[layoutSequence], g < sinks[m].count else { throw changed }
+                // A measurement over: its files written out and closed (a deflated one frees its records).
+                while current < m {
                     for sink in sinks[current].compactMap({ $0 }) { try sink.file.complete() }
                     current += 1
                 }
-                guard m < sinks.count, let sink = sinks[m][g] else { return }
+                guard let sink = sinks[m][g] else { return }
                 try sink.file.append(group: sink.group, bytes)
             }
             // Between the passes a writer may have added entries (not exported: after the first
             // pass's end) or retention deleted some (the files would have holes).
-            guard second.measurements.map(\.records) == measurements.map(\.records) else {
-                throw DAQError(.malformedInput, "the journal changed while it was exported (retention deleted entries between the "
-                               + "two passes): export it again, or a copy of it", at: InputLocation(file: journal))
-            }
+            guard second.measurements.map(\.records) == measurements.map(\.records),
+                  second.measurements.map(\.layoutSequence) == measurements.map(\.layoutSequence) else { throw changed }
             for file in files { try file.finish() }
             files.removeAll()
             let unreadable = counted.unreadable
@@ -170,6 +175,8 @@ struct ExportCommand: ParsableCommand {
 /// The measurements of a journal: each layout entry and the records that follow it, split by group.
 struct JournalMeasurements {
     var layout: MeasurementLayout
+    /// The sequence number of the entry that started it (a layout entry, or a repeat).
+    var layoutSequence: UInt64
     /// Per group: how many records it holds.
     var records: [Int]
 
@@ -186,9 +193,9 @@ struct JournalMeasurements {
     }
 
     /// Reads `directory` from its oldest entry (up to `through`), handing each record to
-    /// `record(measurement, group, MDF record bytes)` in journal order.
+    /// `record(its measurement's layoutSequence, group, MDF record bytes)` in journal order.
     static func scan(_ directory: String, progress: Bool, label: String, through last: UInt64 = .max,
-                     record: (Int, Int, ArraySlice<UInt8>) throws -> Void) throws -> Scan {
+                     record: (UInt64, Int, ArraySlice<UInt8>) throws -> Void) throws -> Scan {
         // From the oldest entry still there: retention deletes the oldest segments, and starting
         // at 1 refused such a journal ("seq 1 is no longer in the journal").
         let reader = try JournalReader(directory: directory, from: try JournalReader.oldestSequence(directory: directory) ?? 1)
@@ -209,7 +216,8 @@ struct JournalMeasurements {
                     try MeasurementLayout(decoding: raw, source: "\(directory) seq \(entry.sequence)")
                 }
                 layouts = layout.groups.map(RecordLayout.init)
-                scan.measurements.append(JournalMeasurements(layout: layout, records: Array(repeating: 0, count: layout.groups.count)))
+                scan.measurements.append(JournalMeasurements(layout: layout, layoutSequence: entry.sequence,
+                                                             records: Array(repeating: 0, count: layout.groups.count)))
             } else if entry.kind == .record {
                 guard !scan.measurements.isEmpty else {
                     scan.left.withoutLayout += 1
@@ -222,7 +230,7 @@ struct JournalMeasurements {
                                    at: InputLocation(file: directory, field: "seq \(entry.sequence)"))
                 }
                 scan.measurements[scan.measurements.count - 1].records[group] += 1
-                try record(scan.measurements.count - 1, group, payload[RecordPayload.headerBytes...])
+                try record(scan.measurements[scan.measurements.count - 1].layoutSequence, group, payload[RecordPayload.headerBytes...])
             } else if entry.kind == .lost {
                 scan.left.lost += 1
             }

@@ -1,7 +1,8 @@
 // The files `daqctl export` writes while it reads a journal, so that no journal is held in memory:
 // a finalized MDF file laid out from its record counts (`MDFWriter.plan`) and filled group by
-// group, or a CSV table appended to. Each is written under a temporary name and renamed into
-// place once whole.
+// group, or a CSV table appended to. Each is opened with its measurement's first record (or at the
+// end, when it has none), closed when the measurement ends, written under a temporary name of its
+// own in the target directory, and renamed into place once every file is whole.
 import Acquisition
 import DAQCore
 import MDF
@@ -19,99 +20,83 @@ struct ExportSink {
 
 final class ExportFile {
     private enum Kind {
-        /// The file's plan and each group's bytes to come.
-        case planned(MDFPlan, expected: [Int])
-        /// Kept until the end, where each group is deflated whole.
+        /// The file's layout, each group's record count, and (once open) its plan.
+        case planned(MeasurementLayout, cycles: [UInt64])
+        /// Kept until the measurement ends, where each group is deflated whole.
         case deflated(MeasurementLayout)
         case csv(ChannelGroup, RecordLayout)
     }
 
     let path: String
-    private let temporary: String
     private let kind: Kind
-    private var fd: Int32
-    /// Per group (one for CSV): bytes not written yet, and where they go (planned MDF).
+    /// The temporary file (nil until opened); whether this run created it.
+    private var temporary: String?
+    private var fd: Int32 = -1
+    /// Per group (one for CSV): bytes not written yet, and where they go.
     private var buffers: [[UInt8]]
-    private var cursors: [Int]
-    private var done = false
+    private var cursors: [Int] = []
+    private var plan: MDFPlan?
+    private var completed = false
+    private var renamed = false
     /// Bytes buffered per group before a write.
     static let bufferBytes = 1 << 20
 
-    private init(path: String, kind: Kind, groups: Int, cursors: [Int]) throws(DAQError) {
+    private init(path: String, kind: Kind, groups: Int) throws(DAQError) {
+        if FileProblem.isDirectory(path) { throw DAQError(.io, "cannot write: \(FileProblem.directory)", at: InputLocation(file: path)) }
         self.path = path
-        temporary = path + ".part"
         self.kind = kind
         buffers = Array(repeating: [], count: groups)
-        self.cursors = cursors
-        if FileProblem.isDirectory(path) {
-            fd = -1
-            throw DAQError(.io, "cannot write: \(FileProblem.directory)", at: InputLocation(file: path))
-        }
-        fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw Self.failure(path) }
     }
 
     deinit { discard() }
 
     /// A finalized MDF file of `layout` whose group g will hold `cycles[g]` records.
     static func plannedMDF(path: String, layout: MeasurementLayout, cycles: [UInt64]) throws(DAQError) -> ExportFile {
-        let plan = MDFWriter.plan(layout: layout, cycles: cycles)
-        let expected = layout.groups.indices.map { Int(cycles[$0]) * RecordLayout(layout.groups[$0]).recordBytes }
-        let file = try ExportFile(path: path, kind: .planned(plan, expected: expected), groups: layout.groups.count, cursors: plan.dataOffsets)
-        for piece in plan.pieces { try file.write(piece.bytes[...], at: piece.offset) }
-        guard ftruncate(file.fd, off_t(plan.length)) == 0 else { throw failure(file.path) }
-        return file
+        try ExportFile(path: path, kind: .planned(layout, cycles: cycles), groups: layout.groups.count)
     }
 
-    /// A finalized MDF file of `layout` with ##DZ blocks, written at the end.
+    /// A finalized MDF file of `layout` with ##DZ blocks, written when the measurement ends.
     static func deflatedMDF(path: String, layout: MeasurementLayout) throws(DAQError) -> ExportFile {
-        try ExportFile(path: path, kind: .deflated(layout), groups: layout.groups.count, cursors: [])
+        try ExportFile(path: path, kind: .deflated(layout), groups: layout.groups.count)
     }
 
-    /// The CSV table of `group` (its header now, a row per record).
+    /// The CSV table of `group` (its header, then a row per record).
     static func csv(path: String, group: ChannelGroup) throws(DAQError) -> ExportFile {
-        let file = try ExportFile(path: path, kind: .csv(group, RecordLayout(group)), groups: 1, cursors: [0])
-        file.buffers[0] = CSVTable.header(group)
-        return file
+        try ExportFile(path: path, kind: .csv(group, RecordLayout(group)), groups: 1)
     }
 
     /// Group `group`'s next record (the MDF record bytes, without the record id).
     func append(group: Int, _ record: ArraySlice<UInt8>) throws(DAQError) {
+        precondition(!completed, "a record after the file was completed")
         switch kind {
         case .planned:
+            try open()
             buffers[group] += record
         case .deflated:
             buffers[group] += record
             return
         case .csv(let channelGroup, let layout):
+            try open()
             record.withUnsafeBytes { CSVTable.rows(channelGroup, layout: layout, records: $0, into: &buffers[0]) }
         }
         if buffers[group].count >= Self.bufferBytes { try flush(group) }
     }
 
-    /// Writes what is left and renames the file into place.
-    func finish() throws(DAQError) {
-        try complete()
-        guard close(fd) == 0 else {
-            fd = -1
-            throw Self.failure(path)
-        }
-        fd = -1
-        guard rename(temporary, path) == 0 else { throw Self.failure(path) }
-        done = true
-    }
-
-    /// Writes what is left (a deflated file: its blocks, freeing the records it held); no record
-    /// may follow.
+    /// Writes what is left (a deflated file: its blocks) and closes the file, freeing its
+    /// buffers; `expected` names what a count that does not match says changed.
     func complete() throws(DAQError) {
         guard !completed else { return }
         completed = true
+        try open()
         switch kind {
-        case .planned(let plan, let expected):
+        case .planned(let layout, let cycles):
             for group in buffers.indices { try flush(group) }
-            for (group, end) in cursors.enumerated() where end != plan.dataOffsets[group] + expected[group] {
-                throw DAQError(.malformedInput, "group \(group + 1) got \(end - plan.dataOffsets[group]) record bytes, not the "
-                               + "\(expected[group]) counted: the journal changed while it was exported", at: InputLocation(file: path))
+            for (group, end) in cursors.enumerated() {
+                let expected = Int(cycles[group]) * RecordLayout(layout.groups[group]).recordBytes
+                guard end == plan!.dataOffsets[group] + expected else {
+                    throw DAQError(.malformedInput, "group \"\(layout.groups[group].name)\" got \(end - plan!.dataOffsets[group]) record bytes, "
+                                   + "not the \(expected) counted: the journal changed while it was exported", at: InputLocation(file: path))
+                }
             }
         case .deflated(let layout):
             let bytes = MDFWriter.finalizedFile(layout: layout, records: buffers, deflate: { Deflate.compress($0) })
@@ -120,16 +105,50 @@ final class ExportFile {
         case .csv:
             try flush(0)
         }
+        buffers = []
+        let result = close(fd)
+        fd = -1
+        guard result == 0 else { throw Self.failure(path) }
     }
 
-    private var completed = false
+    /// Completes the file and renames it into place.
+    func finish() throws(DAQError) {
+        try complete()
+        guard let temporary, rename(temporary, path) == 0 else { throw Self.failure(path) }
+        renamed = true
+    }
 
-    /// Removes the temporary file of an export that stopped.
+    /// Removes the temporary file of an export that stopped (only one this run created).
     func discard() {
         if fd >= 0 { close(fd) }
         fd = -1
-        if !done { unlink(temporary) }
-        done = true
+        if let temporary, !renamed { unlink(temporary) }
+        temporary = nil
+    }
+
+    /// Creates the temporary file, a name of its own beside the target (never one that exists,
+    /// never through a link), and writes what goes before the records.
+    private func open() throws(DAQError) {
+        guard temporary == nil else { return }
+        let slash = path.lastIndex(of: "/")
+        let directory = slash.map { String(path[...$0]) } ?? ""
+        let name = "\(directory).daqctl-export-\(getpid())-\(String(UInt64.random(in: 0...UInt64.max), radix: 16)).part"
+        fd = Glibc.open(name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw Self.failure(path) }
+        temporary = name
+        switch kind {
+        case .planned(let layout, let cycles):
+            let plan = MDFWriter.plan(layout: layout, cycles: cycles)
+            self.plan = plan
+            cursors = plan.dataOffsets
+            for piece in plan.pieces { try write(piece.bytes[...], at: piece.offset) }
+            guard ftruncate(fd, off_t(plan.length)) == 0 else { throw Self.failure(path) }
+        case .deflated:
+            break
+        case .csv(let group, _):
+            cursors = [0]
+            buffers[0] = CSVTable.header(group)
+        }
     }
 
     private func flush(_ group: Int) throws(DAQError) {
@@ -144,7 +163,10 @@ final class ExportFile {
         while done < bytes.count {
             let written = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress! + done, $0.count - done, off_t(offset + done)) }
             if written < 0 && errno == EINTR { continue }
-            guard written > 0 else { throw Self.failure(path) }
+            guard written > 0 else {
+                if written == 0 { errno = EIO }
+                throw Self.failure(path)
+            }
             done += written
         }
     }

@@ -29,6 +29,11 @@ import TestSupport
             (["decode", "--dbc", directory.path, Agent.log], "\(directory.path): cannot read the DBC file: is a directory, not a file"),
             (["decode", "--dbc", "/nonexistent/none.dbc", Agent.log], "none.dbc: cannot read the DBC file: No such file or directory"),
         ]
+        // A pipe has no size to map: inspect reads it whole.
+        let mdf = work.appendingPathComponent("piped.mf4")
+        #expect(try runProcess(Agent.daqctl, ["export", "--journal", journal.path, "--format", "mdf", "--out", mdf.path]).status == 0)
+        let piped = try runProcess(Agent.daqctl, ["inspect", "/dev/stdin"], stdin: try Data(contentsOf: mdf))
+        #expect(piped.status == 0 && piped.stdout.contains("total: 5 channel groups"), "\(piped.stdout)\(piped.stderr)")
         for (arguments, message) in cases {
             let run = try runProcess(Agent.daqctl, arguments)
             #expect(run.status == 1 && run.stderr.contains(message), "\(arguments): \(run.stderr)")

@@ -138,4 +138,57 @@ import TestSupport
         let twoCSV = try #require(export.stdout.split(separator: "\n").first { $0.contains("Two_5ms") }, "\(export.stdout)")
         #expect(try String(contentsOfFile: String(twoCSV), encoding: .utf8).split(separator: "\n").count == secondRecords + 1)
     }
+
+    /// Export reads the journal twice (counts, then writes). Retention deleting the first
+    /// measurement between the passes shifted the second pass's measurement numbers: export
+    /// trapped on an index and left its temporary files. It now stops, says why, leaves no file.
+    @Test func retentionBetweenTheTwoPassesOfAnExportStopsItCleanly() throws {
+        let work = try PackagePaths.temporaryDirectory("export-passes")
+        let journal = work.appendingPathComponent("j")
+        // Two measurements of different experiments (one group, then five).
+        let one = work.appendingPathComponent("one.toml")
+        try Data("""
+            name = "one"
+            [[dbc]]
+            file = "\(PackagePaths.fixtures.appendingPathComponent("reference/engine.dbc").path)"
+            buses = ["can0", "can1"]
+            [[group]]
+            name = "One 5ms"
+            raster_ms = 5
+            channels = ["EngFast_00.EngFast_00_S0"]
+
+            """.utf8).write(to: one)
+        for experiment in [one.path, PackagePaths.fixtures.appendingPathComponent("reference/reference.toml").path] {
+            let run = try runProcess(Self.daqlink, ["run", "--experiment", experiment,
+                                                    "--source", "replay:\(PackagePaths.fixtures.appendingPathComponent("reference/engine-10s.log").path)",
+                                                    "--speed", "max", "--journal", journal.path, "--quiet", "--segment-bytes", "65536"])
+            #expect(run.status == 0, "\(run.stderr)")
+        }
+        // Retention takes the first measurement whole, the second's layout entry with it.
+        let layouts = try runProcess(Self.daqctl, ["journal", "dump", journal.path]).stdout.split(separator: "\n")
+            .filter { $0.contains("\"layout\": {") }.compactMap { UInt64($0.dropFirst("{\"seq\": ".count).prefix { $0.isNumber }) }
+        try #require(layouts.count == 2)
+        let segments = try FileManager.default.contentsOfDirectory(atPath: journal.path).filter { $0.hasSuffix(".jnl") }.sorted()
+        let doomed = segments.filter { (SegmentName.firstSequence(of: $0) ?? 0) <= layouts[1] }
+        try #require(doomed.count < segments.count - 1, "\(segments)")
+        let out = work.appendingPathComponent("out")
+        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+        // The second write to stderr ends the first pass's progress line: held there 2 s while the
+        // first measurement's segments go.
+        let export = Process()
+        export.executableURL = URL(fileURLWithPath: "/usr/bin/strace")
+        export.arguments = ["-f", "-qq", "-o", "/dev/null", "-e", "trace=write", "-e", "inject=write:delay_exit=2000000:when=2",
+                            Self.daqctl, "export", "--journal", journal.path, "--format", "mdf", "--out", out.appendingPathComponent("x.mf4").path,
+                            "--progress"]
+        let stderr = Pipe()
+        export.standardError = stderr
+        export.standardOutput = FileHandle.nullDevice
+        try export.run()
+        usleep(1_000_000)
+        for name in doomed { try FileManager.default.removeItem(at: journal.appendingPathComponent(name)) }
+        let text = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        export.waitUntilExit()
+        #expect(export.terminationStatus == 1 && text.contains("the journal changed while it was exported"), "\(text)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: out.path).isEmpty)
+    }
 }
