@@ -12,6 +12,23 @@ import TestSupport
     static let daqlink = PackagePaths.executable("daqlink").path
     static let daqctl = PackagePaths.executable("daqctl").path
 
+    /// An experiment of one 5 ms group of the reference DBC's `channels`, written in `directory`.
+    static func fiveMillisecondExperiment(in directory: URL, group: String, channels: [String]) throws -> URL {
+        let file = directory.appendingPathComponent("experiment-\(channels.count).toml")
+        try Data("""
+            name = "five-ms"
+            [[dbc]]
+            file = "\(PackagePaths.fixtures.appendingPathComponent("reference/engine.dbc").path)"
+            buses = ["can0", "can1"]
+            [[group]]
+            name = "\(group)"
+            raster_ms = 5
+            channels = [\(channels.map { "\"\($0)\"" }.joined(separator: ", "))]
+
+            """.utf8).write(to: file)
+        return file
+    }
+
     @Test func aTrimmedJournalIsDumpedAndExportedFromItsOldestEntryAndLostEntriesAreSaid() throws {
         let work = try PackagePaths.temporaryDirectory("retention-read")
         let journal = work.appendingPathComponent("j")
@@ -91,18 +108,8 @@ import TestSupport
     @Test func aRepeatThatDiffersFromTheLayoutInForceTakesOver() throws {
         let work = try PackagePaths.temporaryDirectory("repeat-switch")
         let log = PackagePaths.fixtures.appendingPathComponent("reference/engine-10s.log").path
-        let slow = work.appendingPathComponent("slow.toml")
-        try Data("""
-            name = "slow"
-            [[dbc]]
-            file = "\(PackagePaths.fixtures.appendingPathComponent("reference/engine.dbc").path)"
-            buses = ["can0", "can1"]
-            [[group]]
-            name = "Two 5ms"
-            raster_ms = 5
-            channels = ["EngFast_00.EngFast_00_S0", "EngFast_00.EngFast_00_S1"]
-
-            """.utf8).write(to: slow)
+        let slow = try Self.fiveMillisecondExperiment(in: work, group: "Two 5ms",
+                                                      channels: ["EngFast_00.EngFast_00_S0", "EngFast_00.EngFast_00_S1"])
         let first = work.appendingPathComponent("first"), second = work.appendingPathComponent("second")
         for (journal, experiment, segment) in [(first, PackagePaths.fixtures.appendingPathComponent("reference/reference.toml").path, "8388608"),
                                                (second, slow.path, "4096")] {
@@ -146,18 +153,7 @@ import TestSupport
         let work = try PackagePaths.temporaryDirectory("export-passes")
         let journal = work.appendingPathComponent("j")
         // Two measurements of different experiments (one group, then five).
-        let one = work.appendingPathComponent("one.toml")
-        try Data("""
-            name = "one"
-            [[dbc]]
-            file = "\(PackagePaths.fixtures.appendingPathComponent("reference/engine.dbc").path)"
-            buses = ["can0", "can1"]
-            [[group]]
-            name = "One 5ms"
-            raster_ms = 5
-            channels = ["EngFast_00.EngFast_00_S0"]
-
-            """.utf8).write(to: one)
+        let one = try Self.fiveMillisecondExperiment(in: work, group: "One 5ms", channels: ["EngFast_00.EngFast_00_S0"])
         for experiment in [one.path, PackagePaths.fixtures.appendingPathComponent("reference/reference.toml").path] {
             let run = try runProcess(Self.daqlink, ["run", "--experiment", experiment,
                                                     "--source", "replay:\(PackagePaths.fixtures.appendingPathComponent("reference/engine-10s.log").path)",
