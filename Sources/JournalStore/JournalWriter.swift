@@ -338,20 +338,29 @@ public final class JournalWriter {
         let framed = bytes.count
         // Room first: an entry refused for the quota must not leave a new, empty segment behind.
         try makeRoom(framed + (rotating ? SegmentHeader.length : 0))
+        let before = (length: activeLength, floor: activeFloor, pending: pendingRotations.count)
         if rotating { try rotate(firstSequence: first) }
-        do {
-            try writeAtEnd(bytes)
-        } catch where error.isOutOfSpace {
-            // The filesystem filled before the quota did: make room from acknowledged segments once.
-            guard deleteAcknowledgedSegments(upTo: acknowledgedUpTo, while: { true }, limit: 1) > 0 else {
-                throw diskFullError("writing an entry of \(framed) bytes", error.text)
-            }
-            do { try writeAtEnd(bytes) } catch {
-                throw error.isOutOfSpace ? diskFullError("writing an entry of \(framed) bytes", error.text)
-                    : error.daqError("append", path: activePath, offset: activeLength)
+        do throws(DAQError) {
+            do {
+                try writeAtEnd(bytes)
+            } catch where error.isOutOfSpace {
+                // The filesystem filled before the quota did: make room from acknowledged segments once.
+                guard deleteAcknowledgedSegments(upTo: acknowledgedUpTo, while: { true }, limit: 1) > 0 else {
+                    throw diskFullError("writing an entry of \(framed) bytes", error.text)
+                }
+                do { try writeAtEnd(bytes) } catch {
+                    throw error.isOutOfSpace ? diskFullError("writing an entry of \(framed) bytes", error.text)
+                        : error.daqError("append", path: activePath, offset: activeLength)
+                }
+            } catch {
+                throw error.daqError("append", path: activePath, offset: activeLength)
             }
         } catch {
-            throw error.daqError("append", path: activePath, offset: activeLength)
+            // A deferred rotation whose first entry was refused (a full card) is undone: left, its
+            // unnamed segment would hold back retention until a sync came, and no append would
+            // ask for one; and the next try would not open the segment with the layout repeat.
+            if rotating, pendingRotations.count == before.pending + 1 { undoRotation(length: before.length, floor: before.floor) }
+            throw error
         }
         activeLength += framed
         segments[segments.count - 1].bytes = activeLength
@@ -665,6 +674,20 @@ public final class JournalWriter {
         activeLength = SegmentHeader.length
         segments.append((firstSequence, SegmentHeader.length))
         journalBytes += SegmentHeader.length
+    }
+
+    /// Undoes the deferred rotation just made: the new segment's temporary file goes, and the
+    /// segment it closed is the active one again, as it was.
+    private func undoRotation(length: Int, floor: Int) {
+        guard let rotation = pendingRotations.popLast() else { return }
+        FileOps.close(activeFD)
+        _ = try? FileOps.unlink(rotation.temporaryPath)
+        activeFD = rotation.closingFD
+        unnamed.removeAll { $0 == rotation.firstSequence }
+        segments.removeLast()
+        journalBytes -= SegmentHeader.length
+        activeLength = length
+        activeFloor = floor
     }
 
     /// Ensures `bytes` more fit in the quota, deleting acknowledged segments oldest first.

@@ -148,6 +148,8 @@ struct ExportCommand: ParsableCommand {
             // pass's end) or retention deleted some (the files would have holes).
             guard second.measurements.map(\.records) == measurements.map(\.records),
                   second.measurements.map(\.layoutSequence) == measurements.map(\.layoutSequence) else { throw changed }
+            // Every file whole before any is renamed: a failure leaves no mixed set.
+            for file in files { try file.complete() }
             for file in files { try file.finish() }
             files.removeAll()
             let unreadable = counted.unreadable

@@ -86,7 +86,6 @@ final class ExportFile {
     /// buffers; `expected` names what a count that does not match says changed.
     func complete() throws(DAQError) {
         guard !completed else { return }
-        completed = true
         try open()
         switch kind {
         case .planned(let layout, let cycles):
@@ -109,6 +108,7 @@ final class ExportFile {
         let result = close(fd)
         fd = -1
         guard result == 0 else { throw Self.failure(path) }
+        completed = true
     }
 
     /// Completes the file and renames it into place.

@@ -154,6 +154,48 @@ import TestSupport
         #expect(try JournalVerifier.verify(directory: dir).isValid)
     }
 
+    /// A deferred rotation (the device's) whose first entry the full card refuses is undone: no
+    /// unnamed segment is left to hold retention back, and the journal goes on where it was.
+    @Test(.enabled(if: TemporaryFilesystem.canMount, "needs root and `mount -t tmpfs` to fill a real filesystem"))
+    func aDeferredRotationWhoseFirstEntryIsRefusedIsUndone() throws {
+        let mountPoint = try PackagePaths.temporaryDirectory("journal-enospc-rotation").path
+        try #require(try runProcess("mount", ["-t", "tmpfs", "-o", "size=256k", "tmpfs", mountPoint]).status == 0)
+        defer {
+            _ = try? runProcess("umount", ["-l", mountPoint])
+            try? FileManager.default.removeItem(atPath: mountPoint)
+        }
+        let dir = mountPoint + "/journal"
+        let config = JournalConfiguration(epoch: 1, segmentSizeLimit: 8192, quotaBytes: 64 << 20)
+        let writer = try JournalWriter(directory: dir, configuration: config)
+        writer.defersRotationSyncs = true
+        // One 5,020-byte entry per segment: the next one rotates, and needs a second page.
+        let payload = { (sequence: UInt64) in [UInt8](repeating: UInt8(truncatingIfNeeded: sequence), count: 5000) }
+        for _ in 0..<3 { try writer.append(kind: .record, payload: payload(writer.nextSequence)) }
+        try writer.sync()
+        #expect(writer.startsSegment(payloadLength: 5000))
+        // The card full but one page: the new segment's header fits, its first entry does not.
+        let filler = mountPoint + "/filler"
+        let fd = open(filler, O_WRONLY | O_CREAT, 0o644)
+        let page = [UInt8](repeating: 0, count: 4096)
+        var size = 0
+        while page.withUnsafeBytes({ write(fd, $0.baseAddress, 4096) }) == 4096 { size += 4096 }
+        #expect(ftruncate(fd, off_t(size - 4096)) == 0)
+        close(fd)
+        let last = writer.lastSequence
+        let refused = try #require(throws: DAQError.self) { try writer.append(kind: .record, payload: payload(writer.nextSequence)) }
+        #expect(refused.code == .journalFull, "\(refused)")
+        #expect(!(try FileManager.default.contentsOfDirectory(atPath: dir)).contains { $0.hasSuffix(".new") },
+                "the refused rotation left its unnamed segment")
+        #expect(writer.lastSequence == last && writer.startsSegment(payloadLength: 5000), "the closed segment is the active one again")
+        // Room again: the same entry opens the new segment, which a sync names.
+        try FileManager.default.removeItem(atPath: filler)
+        try writer.append(kind: .record, payload: payload(writer.nextSequence))
+        try writer.sync()
+        try writer.close()
+        #expect(try readAll(dir).map(\.sequence) == Array(1...(last + 1)))
+        #expect(try JournalVerifier.verify(directory: dir).isValid)
+    }
+
     @Test(.enabled(if: TemporaryFilesystem.canMount, "needs root and `mount -t tmpfs` to fill a real filesystem"))
     func filesystemFullInsideAnEntryWriteCutsItBack() throws {
         let mountPoint = try PackagePaths.temporaryDirectory("journal-enospc-write").path
