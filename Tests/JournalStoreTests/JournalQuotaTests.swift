@@ -158,12 +158,10 @@ import TestSupport
     /// unnamed segment is left to hold retention back, and the journal goes on where it was.
     @Test(.enabled(if: TemporaryFilesystem.canMount, "needs root and `mount -t tmpfs` to fill a real filesystem"))
     func aDeferredRotationWhoseFirstEntryIsRefusedIsUndone() throws {
-        let mountPoint = try PackagePaths.temporaryDirectory("journal-enospc-rotation").path
-        try #require(try runProcess("mount", ["-t", "tmpfs", "-o", "size=256k", "tmpfs", mountPoint]).status == 0)
-        defer {
-            _ = try? runProcess("umount", ["-l", mountPoint])
-            try? FileManager.default.removeItem(atPath: mountPoint)
-        }
+        try TemporaryFilesystem.withMounted("journal-enospc-rotation", size: "256k") { mountPoint in try deferredRotationRefused(mountPoint) }
+    }
+
+    private func deferredRotationRefused(_ mountPoint: String) throws {
         let dir = mountPoint + "/journal"
         let config = JournalConfiguration(epoch: 1, segmentSizeLimit: 8192, quotaBytes: 64 << 20)
         let writer = try JournalWriter(directory: dir, configuration: config)

@@ -139,4 +139,21 @@ public enum TemporaryFilesystem {
         try? FileManager.default.removeItem(atPath: dir)
         return true
     }()
+
+    /// Mounts a tmpfs of `size` ("256k") on a fresh directory named after `label`, runs `body`
+    /// with its path, then unmounts and removes it.
+    public static func withMounted<R>(_ label: String, size: String, _ body: (String) throws -> R) throws -> R {
+        let mountPoint = try PackagePaths.temporaryDirectory(label).path
+        let mounted = try runProcess("mount", ["-t", "tmpfs", "-o", "size=\(size)", "tmpfs", mountPoint])
+        guard mounted.status == 0 else { throw TemporaryFilesystemError(description: "mount tmpfs on \(mountPoint): \(mounted.stderr)") }
+        defer {
+            _ = try? runProcess("umount", ["-l", mountPoint])
+            try? FileManager.default.removeItem(atPath: mountPoint)
+        }
+        return try body(mountPoint)
+    }
+}
+
+public struct TemporaryFilesystemError: Error, CustomStringConvertible {
+    public var description: String
 }
