@@ -214,6 +214,10 @@ struct DBCParser {
             throw DAQError.malformed("signal length \(length) is not 1…64 bits", file: scanner.file, line: line,
                                      field: "SG_ length")
         }
+        // 1e400 reads as infinity: every value of the signal would decode to null.
+        for (value, field) in [(factor, "SG_ factor"), (offset, "SG_ offset")] where !value.isFinite {
+            throw DAQError.malformed("\(field.dropFirst(4)) is beyond the range of a double", file: scanner.file, line: line, field: field)
+        }
         guard start >= 0 && start < 512 else {
             throw DAQError.malformed("start bit \(start) is outside a 64-byte payload", file: scanner.file, line: line,
                                      field: "SG_ start bit")

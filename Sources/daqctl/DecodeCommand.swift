@@ -55,6 +55,9 @@ struct DecodeCommand: ParsableCommand {
         var counts = (decoded: 0, unknown: 0, notData: 0, malformed: 0)
         do {
             let database = try Self.loadDatabase(path: dbc)
+            guard !database.messages.isEmpty else {
+                throw DAQError(.malformedInput, "the DBC has no messages to decode with (no BO_ line)", at: InputLocation(file: dbc))
+            }
             let decoder = DBCDecoder(database)
             output = DecodeOutput(decoder: decoder)
             var values = decoder.makeValues()

@@ -44,10 +44,10 @@ struct ECUSimCommand: ParsableCommand {
     @Option(name: .customLong("to"), help: "Send live: IFACE, or BUS=IFACE pairs, comma-separated.")
     var target: String?
 
-    @Option(name: .customLong("log"), help: "Write a candump -l log to this file instead of sending.")
+    @Option(name: .customLong("log"), help: "Write a candump -l log to this file (- for standard output) instead of sending.")
     var logPath: String?
 
-    @Option(help: "Seconds of traffic (default: 10 for --log; until SIGINT for --to).")
+    @Option(help: "Seconds of traffic, at most 10^7 (default: 10 for --log; until SIGINT for --to).")
     var duration: Double?
 
     @Option(help: "Seed for phases, waveforms and noise.")
@@ -56,7 +56,7 @@ struct ECUSimCommand: ParsableCommand {
     @Option(name: .customLong("bus"), help: "Logical bus names, comma-separated (default can0).")
     var busNames: String?
 
-    @Option(name: .customLong("start"), help: "Timestamp of the first instant in the log (Unix seconds).")
+    @Option(name: .customLong("start"), help: "Timestamp of the first instant in the log (Unix seconds, 0 to 4102444800).")
     var startSeconds: Int64 = 1_700_000_000
 
     @Option(name: .customLong("default-cycle-ms"), help: "Cycle of messages without GenMsgCycleTime, in ms.")
@@ -67,13 +67,30 @@ struct ECUSimCommand: ParsableCommand {
 
     func validate() throws {
         guard (target == nil) != (logPath == nil) else { throw ValidationError("give exactly one of --to and --log") }
-        if let duration, !(duration > 0 && duration.isFinite) { throw ValidationError("--duration must be positive") }
+        if let duration, !(duration > 0 && duration <= Self.longestDuration) {
+            throw ValidationError("--duration must be more than 0 and at most \(Int(Self.longestDuration)) s (115 days), not \(duration)")
+        }
+        // A log's timestamps are seconds since 1970 that daqctl reads back: none before it, none
+        // past 2100 (nanoseconds since 1970 stay within 64 bits with the longest duration on top).
+        guard (0...Self.latestStart).contains(startSeconds) else {
+            throw ValidationError("--start must be Unix seconds from 0 to \(Self.latestStart) (the year 2100), not \(startSeconds)")
+        }
         guard defaultCycleMilliseconds >= 0.001 && defaultCycleMilliseconds.isFinite else {
             throw ValidationError("--default-cycle-ms must be at least 0.001")
         }
         _ = try routing()
-        if let busNames, logicalBuses(busNames).isEmpty { throw ValidationError("--bus needs at least one name") }
+        if let busNames {
+            guard !logicalBuses(busNames).isEmpty else { throw ValidationError("--bus needs at least one name") }
+            guard !busNames.split(separator: ",", omittingEmptySubsequences: false).contains(where: { $0.allSatisfy { $0 == " " } }) else {
+                throw ValidationError("--bus '\(busNames)' has an empty name between its commas")
+            }
+        }
     }
+
+    /// The longest --duration: 10^7 s.
+    static let longestDuration = 10_000_000.0
+    /// The latest --start: 2100-01-01.
+    static let latestStart: Int64 = 4_102_444_800
 
     /// The interface for frames of unmapped buses (a bare name in --to) and the BUS=IFACE pairs.
     private func routing() throws -> (fallback: String?, map: [(bus: String, interface: String)]) {
@@ -127,12 +144,13 @@ struct ECUSimCommand: ParsableCommand {
     /// Writes `seconds` of traffic as candump -l text.
     private func writeLog(_ simulator: ECUSimulator, to path: String, seconds: Double) throws {
         var simulator = simulator
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        // "-": standard output, as `frames` and `decode` read "-" as standard input.
+        let fd = path == "-" ? 1 : open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
             printError("\(DAQError(.io, "cannot create: \(String(cString: strerror(errno)))", at: InputLocation(file: path)))")
             throw ExitCode(1)
         }
-        defer { close(fd) }
+        defer { if fd != 1 { close(fd) } }
         let end = Timestamp(nanoseconds: simulator.start.nanoseconds + Int64((seconds * 1e6).rounded()) * 1_000)
         var text = ""
         text.reserveCapacity(1 << 20)

@@ -24,12 +24,13 @@ struct JournalVerifyCommand: ParsableCommand {
         discussion: """
             Reads every segment of the journal (a device's, or a collector's copy) and prints one \
             line: segments, entries, bytes, the sequence range, the stream epoch and the \
-            acknowledged cursor, then notes (a torn tail daqlink cuts at its next start, segments \
-            retention deleted, `lost` placeholders) and OK.
+            acknowledged cursor, then notes (segments retention deleted, `lost` placeholders, \
+            temporary files a crash left, which the next writer removes) and OK.
 
             Exit status: 0 the journal is sound (notes are not faults); 1 a fault (a damaged \
-            entry or header, a gap in the sequence, an unreadable file), each on stderr as \
-            <directory>/<segment>: <problem>.
+            entry or header, a gap in the sequence, an unreadable file, or a torn tail a crash \
+            left: an entry cut short at the end, which daqlink cuts at its next start), each on \
+            stderr as <directory>/<segment>: <problem>.
 
             Example:
               daqctl journal verify /data/journal

@@ -94,5 +94,17 @@ struct ECUSimOracleTests {
         #expect(missing.stderr.contains("/nonexistent.dbc"))
         let both = try daqctl(["ecu-sim", "--dbc", engineDBCPath, "--log", "/tmp/x.log", "--to", "vcan0"])
         #expect(both.status != 0)
+        // Out of range: refused as usage errors (they trapped, or wrote a log daqctl cannot read).
+        for (extra, message) in [(["--duration", "1e10"], "--duration must be more than 0 and at most 10000000 s"),
+                                 (["--duration", "1e300"], "--duration must be more than 0"),
+                                 (["--start", "99999999999"], "--start must be Unix seconds from 0 to 4102444800"),
+                                 (["--start", "-100"], "--start must be Unix seconds from 0"),
+                                 (["--bus", "can0,,can1"], "has an empty name between its commas")] {
+            let refused = try daqctl(["ecu-sim", "--dbc", engineDBCPath, "--log", "/tmp/never.log"] + extra)
+            #expect(refused.status == 64 && refused.stderr.contains(message), "\(extra): \(refused.status) \(refused.stderr)")
+        }
+        // "-" is standard output, as frames and decode read "-" as standard input.
+        let piped = try daqctl(["ecu-sim", "--dbc", engineDBCPath, "--log", "-", "--duration", "0.1"])
+        #expect(piped.status == 0 && piped.stdout.hasPrefix("(1700000000.") && piped.stderr.contains("written to -"), "\(piped.stderr)")
     }
 }

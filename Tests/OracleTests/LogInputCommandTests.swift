@@ -66,6 +66,11 @@ import DAQCore
         #expect(decode.status != 0)
         #expect(decode.stderr.contains("\(dir.path): is a directory, not a log file"))
         #expect(!decode.stderr.contains("frames decoded"))
+        // A DBC without a message decodes nothing: said, not "0 frames decoded" and exit 0.
+        let empty = dir.appendingPathComponent("empty.dbc")
+        try Data("VERSION \"\"\n".utf8).write(to: empty)
+        let none = try runProcess(Self.daqctl, ["decode", "--dbc", empty.path, PackagePaths.fixtures.appendingPathComponent("reference/engine-10s.log").path])
+        #expect(none.status == 1 && none.stderr.contains("\(empty.path): the DBC has no messages to decode with"), "\(none.stderr)")
 
         let run = try runProcess(Self.daqlink, ["run", "--experiment", Self.experiment, "--source", "replay:\(dir.path)",
                                                 "--speed", "max", "--journal", dir.appendingPathComponent("journal").path,
