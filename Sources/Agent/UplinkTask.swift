@@ -396,6 +396,10 @@ final class UplinkTask {
             }
         } catch {
             // Refused at once (no route, bad TLS files): count it as a failed attempt and back off.
+            // Closed by the broker during the handshake (a revoked certificate, on a link where
+            // connect finishes at once) counts against new credentials, as it does when it comes
+            // later: left out, their rollback waited on the timing of each attempt.
+            if error.code == .closedByPeer, let files = connectionFiles { connectionOutcome?(files, false) }
             lostConnection("\(error)")
         }
     }

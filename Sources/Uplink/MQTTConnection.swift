@@ -93,7 +93,11 @@ public final class MQTTConnection {
 
     private func check(_ rc: Int32, _ what: String) throws(DAQError) {
         guard rc == MOSQ_ERR_SUCCESS.rawValue else {
-            throw DAQError(.system, "\(what): \(Self.describeFailure(rc, errno: errno))")
+            let code = errno
+            // The broker ended the TLS handshake or closed the socket (a refused certificate on a
+            // link fast enough for connect to finish at once): as when it happens later.
+            let closed = rc == MOSQ_ERR_ERRNO.rawValue && [EPROTO, ECONNRESET, EPIPE].contains(code)
+            throw DAQError(closed ? .closedByPeer : .system, "\(what): \(Self.describeFailure(rc, errno: code))")
         }
     }
 
@@ -267,4 +271,9 @@ enum MQTTLibrary {
 
 private extension String {
     func trimmingSuffixDot() -> String { hasSuffix(".") ? String(dropLast()) : self }
+}
+
+extension DAQError.Code {
+    /// A connection the broker closed or whose TLS handshake it ended (`MQTTConnection`).
+    public static let closedByPeer = DAQError.Code("closed-by-peer")
 }
