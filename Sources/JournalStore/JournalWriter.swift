@@ -259,14 +259,14 @@ public final class JournalWriter {
                            at: InputLocation(file: directory))
         }
         let sequence = lastSequence + 1
-        let framed = JournalFraming.framedLength(payloadLength: payload.count)
         let rotating = opensSegment ? activeLength > activeFloor : startsSegment(payloadLength: payload.count)
         scratch.removeAll(keepingCapacity: true)
         JournalFraming.encode(kind: kind, sequence: sequence, payload: payload, into: &scratch)
         try scratch.withUnsafeBytes { entry in
             Result { () throws(DAQError) in try writeEntries(entry, first: sequence, last: sequence, rotating: rotating) }
         }.get()
-        if opensSegment && (rotating || activeLength == activeFloor + framed) { activeFloor = activeLength }
+        // Rotated or not, the segment held nothing past its floor before this entry.
+        if opensSegment { activeFloor = activeLength }
         return sequence
     }
 
