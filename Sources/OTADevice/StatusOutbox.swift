@@ -16,7 +16,7 @@
 //
 // Experiments and certificate bundles keep their state in their versions file, the staging
 // area's `failed` mark and the pending link; each step is reported after it. A start compares
-// what that state proves (`SlotDirectory.provenReport`) with the newest report of the kind in the
+// what that state proves (`ProvenReport(kind:versions:failed:pendingInstalled:)`) with the newest report of the kind in the
 // outbox, and appends the one a power cut took (`recoverStateReport`).
 #if canImport(Glibc)
 import Glibc
@@ -136,7 +136,7 @@ public final class StatusOutbox {
     /// At a start: appends the report of the state change of `kind` that `proven` says happened,
     /// when the outbox's newest report of that kind is of an older version or an earlier step (a
     /// power cut came between the state change and its report); returns it. `proven` comes from
-    /// the kind's persisted state (`SlotDirectory.provenReport`).
+    /// the kind's persisted state (`ProvenReport(kind:versions:failed:pendingInstalled:)`).
     @discardableResult
     public func recoverStateReport(of kind: UpdateKind, _ proven: ProvenReport, time: Int64) throws -> UpdateStatus? {
         if let last = lastStateReports[kind] {
