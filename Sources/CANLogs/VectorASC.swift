@@ -1,5 +1,5 @@
 // Reader for Vector ASCII logs (`.asc`): header state (number base, absolute/relative timestamps)
-// plus classic CAN, CAN FD and error-frame event lines. Every other event is skipped.
+// plus classic CAN, CAN FD and error-frame event lines. Every other timestamped event is skipped.
 
 import DAQCore
 
@@ -7,7 +7,8 @@ import DAQCore
 ///
 /// Lines read (Vector "ASC format" as CANoe writes it; python-can's reader is the oracle):
 /// - header: `date …`, `base hex|dec [timestamps absolute|relative]`, `[no] internal events logged`,
-///   `// version …`, `Begin Triggerblock …`, `End TriggerBlock`, comments → no frame;
+///   `// version …`, `Begin Triggerblock …`, `End TriggerBlock`, comments → no frame; any other line
+///   that does not start with a timestamp is malformed (field `event`);
 /// - `T CH ID Rx|Tx d DLC B0 … [Length = … BitCount = … ID = …]` classic data (id suffix `x` = 29-bit);
 /// - `T CH ID Rx|Tx r [DLC] …` classic remote request;
 /// - `T CH ErrorFrame …` and `T CANFD CH DIR ErrorFrame …` → error frame;
@@ -19,6 +20,9 @@ struct VectorASCReader: Sendable {
     var relativeTimestamps = false
     /// The absolute time of the previous event, for relative mode.
     var previousEvent: Int64 = 0
+    /// A line read as ASC (header or event) came before: errors before one ask whether the file is
+    /// an ASC log at all.
+    var sawASCLine = false
 
     // Vector flag bits of the CANFD line's Flags field (the same bits python-can's writer sets).
     static let flagRemote: UInt32 = 0x0010
@@ -28,19 +32,36 @@ struct VectorASCReader: Sendable {
         var cursor = ByteCursor(line)
         guard let first = cursor.token() else { return nil }
 
-        if LogFields.hasPrefix(first, "//") { return nil }
+        if LogFields.hasPrefix(first, "//") {
+            sawASCLine = true
+            return nil
+        }
         if LogFields.matches(first, "base") {
             try readBase(&cursor, number: number, file: file)
+            sawASCLine = true
             return nil
         }
         if LogFields.matches(first, "begin") {
+            sawASCLine = true
             // A new trigger block restarts the relative clock at its own start.
             previousEvent = 0
             return nil
         }
-        // `date`, `internal events logged`, `End TriggerBlock` and anything else not starting
-        // with a digit is header or trailer text.
-        guard let lead = first.first, lead &- 0x30 < 10 else { return nil }
+        guard let lead = first.first, lead &- 0x30 < 10 else {
+            // `date …`, `[no] internal events logged`, `End TriggerBlock`: header or trailer text.
+            // Any other line that is no event is refused, not passed over: a file that is no ASC log
+            // read with --format asc, or a damaged line inside a trigger block, read as fewer frames
+            // and exit 0 (python-can passes over them).
+            for keyword: StaticString in ["date", "internal", "no", "end"] where LogFields.matches(first, keyword) {
+                sawASCLine = true
+                return nil
+            }
+            let hint = sawASCLine ? "" : ": is this an ASC log?"
+            throw .malformed("'\(LogFields.text(first))' starts no line of an ASC log (an event starts with its "
+                             + "timestamp in seconds; others are date, base, internal events logged, //, "
+                             + "Begin Triggerblock, End TriggerBlock)\(hint)", file: file, line: number, field: "event")
+        }
+        sawASCLine = true
 
         guard let raw = LogFields.fixedPoint(first, unitNanoseconds: 1_000_000_000) else {
             throw .malformed("expected a timestamp in seconds, found '\(LogFields.text(first))'",

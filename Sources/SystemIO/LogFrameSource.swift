@@ -37,6 +37,7 @@ public final class LogFrameSource {
     /// Frames handed out, and whether the first line read as the name's format.
     private var framesRead = 0
     private var firstLineUnrecognised = false
+    private var firstLineSeen = false
 
     /// The log's format, once known (from the option, the name, or the first line read).
     public var format: CANLogFormat? { reader?.format }
@@ -62,6 +63,12 @@ public final class LogFrameSource {
                 } else {
                     firstLineUnrecognised = true
                 }
+            }
+            if !firstLineSeen, reader?.format == .asc, line.contains(where: { $0 != 0x20 && $0 != 0x09 && $0 != 0x0D }) {
+                // --format asc too: a file whose first line is none of an ASC log's is named when it
+                // ends with no frame (its other lines may all start with a number).
+                firstLineSeen = true
+                if CANLogFormat.sniff(line) != .asc { firstLineUnrecognised = true }
             }
             if reader == nil {
                 // No extension to go by (standard input, say): the first non-blank line decides.
