@@ -371,6 +371,35 @@ public final class JournalReader {
         }
     }
 
+    /// After `next()` returned nil: the bytes of the newest segment past its last whole entry (a
+    /// torn entry or a torn segment header: a crash's unsynced tail, or a write still under way),
+    /// nil when it ends on an entry. A live reader waits for them; an offline one (`journal dump`)
+    /// names them.
+    public func unreadTail() throws(DAQError) -> UnreadTail? {
+        guard fd >= 0, located == nil else { return nil }
+        let size: Int
+        do { size = try FileOps.size(fd) } catch { throw error.daqError("stat segment", path: currentPath) }
+        let from = headerRead ? offset : 0
+        guard size > from else { return nil }
+        return UnreadTail(segment: SegmentName.name(firstSequence: currentFirst), offset: from, bytes: size - from,
+                          isHeader: !headerRead)
+    }
+
+    /// Bytes at the end of the newest segment that make no whole entry (see `unreadTail()`).
+    public struct UnreadTail: Sendable, Equatable, CustomStringConvertible {
+        public var segment: String
+        public var offset: Int
+        public var bytes: Int
+        /// The segment's header itself is cut short (a segment created as the crash came).
+        public var isHeader: Bool
+
+        public var description: String {
+            isHeader
+                ? "\(segment) is \(bytes) bytes, shorter than a segment header (\(SegmentHeader.length) bytes)"
+                : "\(segment) ends in \(bytes) bytes from offset \(offset) that make no whole entry"
+        }
+    }
+
     private var currentPath: String { layout.segmentPath(firstSequence: currentFirst) }
 
     private func corrupt(_ defect: JournalDefect, at offset: Int) -> DAQError {

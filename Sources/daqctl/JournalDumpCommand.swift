@@ -26,7 +26,9 @@ struct JournalDumpCommand: ParsableCommand {
             Entries damaged storage made unreadable print as {"seq": N, "through": M, "unreadable": \
             "<segment> offset <o>: <defect>"}; the rest is printed, stderr names them, and the exit \
             status is 2 (1: the dump stopped). A collector's copy may hold {"seq": N, "lost": \
-            "<why>"}: an entry the device could not read back (stderr counts them, exit 2).
+            "<why>"}: an entry the device could not read back (stderr counts them, exit 2). A \
+            newest segment that ends inside an entry or its header (a crash's unsynced tail, or a \
+            write under way) is named on stderr, exit 2.
 
             daqlink starts each segment with the layout in force ({"seq": N, "layout_repeat": \
             true}), so retention, which deletes the oldest segments, never takes what decodes the \
@@ -57,6 +59,7 @@ struct JournalDumpCommand: ParsableCommand {
         var out = JSONLineBuffer()
         var unreadable: [ClosedRange<UInt64>] = []
         var (lost, undecoded) = (0, 0)
+        var tail: JournalReader.UnreadTail?
         do {
             // `journal dump .` in the wrong directory printed nothing and exited 0. Without segments
             // it is as `journal verify` says: an empty journal (a writer killed before its first
@@ -74,6 +77,7 @@ struct JournalDumpCommand: ParsableCommand {
             var layoutBytes: [UInt8]?
             var layouts: [RecordLayout] = []
             var printed = 0
+            var stoppedAtLimit = false
             // Damaged storage (a device's journal): a line for each run of entries it took.
             while let entry = try reader.nextReadable(damaged: { damage in
                 guard damage.last >= from else { return }
@@ -92,7 +96,10 @@ struct JournalDumpCommand: ParsableCommand {
                     layouts = layout!.groups.map(RecordLayout.init)
                 }
                 guard entry.sequence >= from else { continue }
-                if let limit, printed >= limit { break }
+                if let limit, printed >= limit {
+                    stoppedAtLimit = true
+                    break
+                }
                 printed += 1
                 if entry.kind == .layout, let layout {
                     out.layoutLine(seq: entry.sequence, layout)
@@ -114,6 +121,9 @@ struct JournalDumpCommand: ParsableCommand {
                 }
                 out.flushIfLarge()
             }
+            // The newest segment may end inside an entry: `journal verify` calls it a fault, and the
+            // dump, which said nothing and exited 0, names it.
+            if !stoppedAtLimit { tail = try reader.unreadTail() }
         } catch let error as DAQError {
             out.flush()
             FileHandle.standardError.write(Data("daqctl journal dump: \(error)\n".utf8))
@@ -131,7 +141,11 @@ struct JournalDumpCommand: ParsableCommand {
             let line = UnreadableEntries.line(unreadable)
             FileHandle.standardError.write(Data("daqctl journal dump: \(line); their lines say \"unreadable\"\n".utf8))
         }
-        if !unreadable.isEmpty || lost > 0 { throw ExitCode(2) }
+        if let tail {
+            FileHandle.standardError.write(Data(("daqctl journal dump: \(directory)/\(tail): a crash's unsynced tail "
+                + "(daqlink drops it at its next start), or a write under way; the dump ends before it\n").utf8))
+        }
+        if !unreadable.isEmpty || lost > 0 || tail != nil { throw ExitCode(2) }
     }
 }
 

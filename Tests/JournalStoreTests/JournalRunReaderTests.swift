@@ -5,7 +5,7 @@ import Foundation
 import Testing
 import DAQCore
 import Journal
-import JournalStore
+@testable import JournalStore
 import TestSupport
 
 @Suite struct JournalRunReaderTests {
@@ -173,9 +173,31 @@ import TestSupport
         let all = try readAll(dir)
         let newest = try #require(try segmentNames(dir).last)
         #expect(truncate(dir + "/" + newest, off_t(try fileSize(dir + "/" + newest) - 3)) == 0)
-        let (sequences, _, error) = try readUntilFault(try JournalReader(directory: dir, from: 1))
+        let reader = try JournalReader(directory: dir, from: 1)
+        let (sequences, _, error) = try readUntilFault(reader)
         #expect(error == nil)
         #expect(sequences == all.dropLast().map(\.sequence))
+        // An offline reader (`journal dump`) is told what is left: the last entry less 3 bytes.
+        let size = try fileSize(dir + "/" + newest)
+        let framed = try #require(all.last?.framed.count)
+        #expect(try reader.unreadTail() == JournalReader.UnreadTail(segment: newest, offset: size - (framed - 3),
+                                                                    bytes: framed - 3, isHeader: false))
+    }
+
+    /// A journal that ends on an entry has no unread tail; one whose newest segment is shorter
+    /// than its header (created as the power went) has one, from offset 0.
+    @Test func theUnreadTailIsNamedOnlyWhenThereIsOne() throws {
+        let dir = try segmentedJournal("runs-unread-tail", count: 30)
+        defer { removeJournalDirectory(dir) }
+        let whole = try JournalReader(directory: dir, from: 1)
+        _ = try readUntilFault(whole)
+        #expect(try whole.unreadTail() == nil)
+        let stray = SegmentName.name(firstSequence: 31)
+        #expect(FileManager.default.createFile(atPath: dir + "/" + stray, contents: Data([0x44, 0x41, 0x51])))
+        let reader = try JournalReader(directory: dir, from: 1)
+        let (sequences, _, error) = try readUntilFault(reader)
+        #expect(error == nil && sequences.count == 30)
+        #expect(try reader.unreadTail() == JournalReader.UnreadTail(segment: stray, offset: 0, bytes: 3, isHeader: true))
     }
 
     @Test(arguments: [(0, 3), (2, 18), (4, 1)] as [(Int, Int)])

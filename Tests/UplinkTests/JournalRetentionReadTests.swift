@@ -101,6 +101,42 @@ import TestSupport
         #expect(limit.status == 64 && limit.stderr.contains("--limit must be at least 1"), "\(limit.stderr)")
     }
 
+    /// A newest segment that ends inside an entry (a crash's unsynced tail), or a stray segment
+    /// shorter than its header: `journal verify` calls each a fault, and `journal dump` printed
+    /// every entry before it and exited 0 without a word. It now names the bytes and exits 2.
+    @Test func aTornTailIsNamedByDump() throws {
+        let work = try PackagePaths.temporaryDirectory("dump-torn-tail")
+        let journal = work.appendingPathComponent("j")
+        let run = try runProcess(Self.daqlink, ["run", "--experiment", PackagePaths.fixtures.appendingPathComponent("reference/reference.toml").path,
+                                                "--source", "replay:\(PackagePaths.fixtures.appendingPathComponent("reference/engine-10s.log").path)",
+                                                "--speed", "max", "--journal", journal.path, "--quiet"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let whole = try runProcess(Self.daqctl, ["journal", "dump", journal.path])
+        #expect(whole.status == 0 && whole.stderr.isEmpty, "\(whole.stderr)")
+        let segment = try #require(try FileManager.default.contentsOfDirectory(atPath: journal.path).filter { $0.hasSuffix(".jnl") }.sorted().last)
+        let path = journal.appendingPathComponent(segment).path
+        let size = try #require(try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int)
+        #expect(truncate(path, off_t(size - 100)) == 0)
+        let torn = try runProcess(Self.daqctl, ["journal", "dump", journal.path])
+        #expect(torn.status == 2, "\(torn.stderr)")
+        #expect(torn.stderr.contains("\(journal.path)/\(segment) ends in ") && torn.stderr.contains("that make no whole entry: a crash's unsynced tail"),
+                "\(torn.stderr)")
+        let lines = whole.stdout.split(separator: "\n")
+        let printed = torn.stdout.split(separator: "\n").count
+        #expect(whole.stdout.hasPrefix(torn.stdout) && printed < lines.count && printed >= lines.count - 2,
+                "every entry before the tail is printed: \(printed) of \(lines.count) lines")
+        // With --limit the dump stops before the end and says nothing of it.
+        let limited = try runProcess(Self.daqctl, ["journal", "dump", journal.path, "--limit", "3"])
+        #expect(limited.status == 0 && limited.stderr.isEmpty, "\(limited.stderr)")
+
+        #expect(truncate(path, off_t(size)) == 0)   // zeros: not an entry either
+        let stray = journal.appendingPathComponent(SegmentName.name(firstSequence: UInt64(lines.count + 1)))
+        try Data([0x44, 0x41, 0x51]).write(to: stray)
+        let short = try runProcess(Self.daqctl, ["journal", "dump", journal.path])
+        #expect(short.status == 2 && short.stderr.contains("\(stray.lastPathComponent) is 3 bytes, shorter than a segment header (40 bytes)"),
+                "\(short.stderr)")
+    }
+
     /// A measurement whose layout entry is gone while an earlier measurement's layout is in force
     /// (damage, or a segment lost with it): the repeat that opens its next segment differs from
     /// the layout in force, and dump and export switch to it. They decoded its records with the
