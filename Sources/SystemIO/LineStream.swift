@@ -20,11 +20,19 @@ public final class LineStream {
     public private(set) var bytesRead: Int = 0
     /// Size of the file when known (nil for standard input).
     public let size: Int?
+    /// What the file should be, for errors ("log file").
+    private let contentName: String
+    /// The longest line read (its terminator included); a longer one is malformed input.
+    private let maxLineBytes: Int
 
     /// Opens `path`; `-` is standard input. `contentName` says what the file should be ("log file")
     /// in the error for a directory, which `open` accepts and `read` then fails on.
-    public init(path: String, contentName: String = "text file", chunkSize: Int = 1 << 20) throws(DAQError) {
+    public init(path: String, contentName: String = "text file", chunkSize: Int = 1 << 20,
+                maxLineBytes: Int = 4 << 20) throws(DAQError) {
+        precondition(chunkSize > 0 && maxLineBytes >= chunkSize, "a line may fill the first chunk")
         self.path = path
+        self.contentName = contentName
+        self.maxLineBytes = maxLineBytes
         if path == "-" {
             fd = 0
             ownsDescriptor = false
@@ -101,7 +109,15 @@ public final class LineStream {
             filled -= start
             start = 0
         }
-        if filled == buffer.count { buffer.append(contentsOf: repeatElement(0, count: buffer.count)) }
+        if filled == buffer.count {
+            // A line longer than any log's (binary data, `/dev/zero`) is refused: the buffer grew
+            // without bound looking for its end.
+            guard buffer.count < maxLineBytes else {
+                throw DAQError(.malformedInput, "no line end in \(maxLineBytes) bytes: is this a text \(contentName)?",
+                               at: InputLocation(file: path, line: lineNumber + 1))
+            }
+            buffer.append(contentsOf: repeatElement(0, count: Swift.min(buffer.count, maxLineBytes - buffer.count)))
+        }
         let (got, error) = buffer.withUnsafeMutableBytes { raw -> (Int, Int32) in
             var n: Int
             repeat { n = read(fd, raw.baseAddress! + filled, raw.count - filled) } while n < 0 && errno == EINTR

@@ -24,6 +24,24 @@ import DAQCore
         }
     }
 
+    /// A line with no end (binary data, `/dev/zero`) is refused once it passes the longest line
+    /// read: the buffer grew until memory ran out. Lines up to that length still read whole.
+    @Test func aLineWithNoEndIsRefused() throws {
+        let work = try PackagePaths.temporaryDirectory("long-line")
+        let file = work.appendingPathComponent("long.log")
+        try Data((String(repeating: "a", count: 63) + "\n" + String(repeating: "b", count: 200)).utf8).write(to: file)
+        let stream = try LineStream(path: file.path, contentName: "log file", chunkSize: 16, maxLineBytes: 64)
+        var lines: [Int] = []
+        #expect {
+            try stream.readLines(max: 10) { line, _ in lines.append(line.count); return true }
+        } throws: { error in
+            (error as? DAQError)?.description == "\(file.path):2: no line end in 64 bytes: is this a text log file?"
+        }
+        #expect(lines == [63])
+        let zero = try runProcess(Self.daqctl, ["frames", "--format", "candump", "/dev/zero"])
+        #expect(zero.status == 1 && zero.stderr == "/dev/zero:1: no line end in 4194304 bytes: is this a text log file?\n", "\(zero.stderr)")
+    }
+
     /// `daqctl replay` names a missing log before it opens any bus (it used to say the kernel has
     /// no CAN support, here, and nothing of the log).
     @Test func replayNamesAMissingLogFirst() throws {
