@@ -30,6 +30,16 @@ extension OTACommand {
         var json = false
 
         func run() throws {
+            // A missing path, a file and an empty directory all said "no update history under X".
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: collected, isDirectory: &isDirectory) else {
+                FileHandle.standardError.write(Data("daqctl ota history: \(collected): no such directory (--collected takes the collector's output directory, `daqctl collect --out`)\n".utf8))
+                throw ExitCode(1)
+            }
+            guard isDirectory.boolValue else {
+                FileHandle.standardError.write(Data("daqctl ota history: \(collected): not a directory (--collected takes the collector's output directory, `daqctl collect --out`)\n".utf8))
+                throw ExitCode(1)
+            }
             let devices: [String]
             if let device {
                 devices = [device]
@@ -38,7 +48,8 @@ extension OTACommand {
                 devices = names.filter { FileManager.default.fileExists(atPath: "\(collected)/\($0)/ota-history.jsonl") }.sorted()
             }
             guard !devices.isEmpty else {
-                FileHandle.standardError.write(Data("daqctl ota history: no update history under \(collected) (is it a `daqctl collect --out` directory?)\n".utf8))
+                FileHandle.standardError.write(Data(("daqctl ota history: no device under \(collected) has an update history "
+                    + "(<device>/ota-history.jsonl): none has reported an update yet, or it is not a `daqctl collect --out` directory\n").utf8))
                 throw ExitCode(1)
             }
             for name in devices {
@@ -47,17 +58,23 @@ extension OTACommand {
                     FileHandle.standardError.write(Data("daqctl ota history: \(path): no update history for device '\(name)'\n".utf8))
                     throw ExitCode(1)
                 }
-                let lines = text.split(separator: "\n")
+                // Every line is checked before any is printed, --json too (it passed damaged lines on).
+                var objects: [[String: Any]] = []
+                for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() where !line.isEmpty {
+                    guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
+                        let error = DAQError.malformed("not a JSON object: '\(line.prefix(60))'", file: path, line: number + 1, field: nil)
+                        FileHandle.standardError.write(Data("daqctl ota history: \(error)\n".utf8))
+                        throw ExitCode(1)
+                    }
+                    objects.append(object)
+                }
                 if json {
-                    for line in lines { print(line) }
+                    for line in text.split(separator: "\n") { print(line) }
                     continue
                 }
                 print("\(name):")
                 print("  " + ["seq", "time (UTC)", "kind", "status", "version", "slot", "reason"].joined(separator: "\t"))
-                for (number, line) in lines.enumerated() {
-                    guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
-                        throw DAQError.malformed("not a JSON object", file: path, line: number + 1, field: nil)
-                    }
+                for object in objects {
                     let time = (object["time"] as? NSNumber).map { Self.utc($0.int64Value) } ?? "?"
                     let fields = [(object["seq"] as? NSNumber)?.stringValue ?? "?", time, object["kind"] as? String ?? "?",
                                   object["status"] as? String ?? "?", (object["version"] as? NSNumber)?.stringValue ?? "?",

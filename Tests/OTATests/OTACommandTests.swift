@@ -93,6 +93,37 @@ import TestSupport
         #expect(try runProcess(daqctl, ["--help"]).stdout.contains("daqctl --version"))
     }
 
+    /// `ota history` tells a missing path, a file and a directory without histories apart (each
+    /// said "no update history under X"), and refuses a damaged line naming file and line, with
+    /// --json too (it printed the line on, exit 0).
+    @Test func historySaysWhatIsWrongWithItsInput() throws {
+        let root = try PackagePaths.temporaryDirectory("ota-history")
+        defer { try? FileManager.default.removeItem(at: root) }
+        func history(_ arguments: [String]) throws -> ProcessResult { try runProcess(daqctl, ["ota", "history"] + arguments) }
+        let missing = try history(["--collected", root.path + "/none"])
+        #expect(missing.status == 1 && missing.stderr.contains("\(root.path)/none: no such directory"), "\(missing.stderr)")
+        let file = root.appendingPathComponent("file")
+        try Data("x".utf8).write(to: file)
+        let notDirectory = try history(["--collected", file.path])
+        #expect(notDirectory.status == 1 && notDirectory.stderr.contains("\(file.path): not a directory"), "\(notDirectory.stderr)")
+        let empty = try history(["--collected", root.path])
+        #expect(empty.status == 1 && empty.stderr.contains("no device under \(root.path) has an update history"), "\(empty.stderr)")
+
+        let device = root.appendingPathComponent("rig-01")
+        try FileManager.default.createDirectory(at: device, withIntermediateDirectories: true)
+        let good = #"{"seq": 1, "time": 1765000000, "kind": "firmware", "status": "installed", "version": 2, "slot": "b"}"#
+        try Data((good + "\n").utf8).write(to: device.appendingPathComponent("ota-history.jsonl"))
+        let table = try history(["--collected", root.path])
+        #expect(table.status == 0 && table.stdout == "rig-01:\n  seq\ttime (UTC)\tkind\tstatus\tversion\tslot\treason\n"
+                + "  1\t2025-12-06T05:46:40Z\tfirmware\tinstalled\t2\tb\t\n", "\(table.stdout)\(table.stderr)")
+        try Data((good + "\nnot json\n").utf8).write(to: device.appendingPathComponent("ota-history.jsonl"))
+        for extra in [[], ["--json"]] {
+            let damaged = try history(["--collected", root.path] + extra)
+            #expect(damaged.status == 1 && damaged.stdout.isEmpty, "\(extra) \(damaged.stdout)")
+            #expect(damaged.stderr == "daqctl ota history: \(device.path)/ota-history.jsonl:2: not a JSON object: 'not json'\n", "\(damaged.stderr)")
+        }
+    }
+
     @Test func helpTeachesTheFlow() throws {
         let help = try runProcess(daqctl, ["ota", "--help"]).stdout
         for needle in ["ota keygen", "ota sign", "ota publish", "ota nginx-config", "docs/ota.md"] {
