@@ -30,6 +30,19 @@ struct PKICommand: ParsableCommand {
 }
 
 /// The `--dir` option shared by every pki subcommand.
+/// Usage checks the PKI commands share: refused with the usage (exit 64) before the PKI is opened.
+enum PKIUsage {
+    /// A validity or CRL period of at least one day.
+    static func days(_ value: Int, option: String) throws {
+        guard value >= 1 else { throw ValidationError("\(option) must be at least 1 day, not \(value)") }
+    }
+
+    /// A device id as the broker and the ACL take it (CommonName's rules).
+    static func deviceID(_ id: String) throws {
+        do { try CommonName.validateClientName(id) } catch let error as DAQError { throw ValidationError(error.message) }
+    }
+}
+
 struct PKIDirectoryOption: ParsableArguments {
     @Option(name: .customLong("dir"), help: ArgumentHelp("The PKI directory.", valueName: "DIR"))
     var directory: String
@@ -58,6 +71,13 @@ extension PKICommand {
         @Option(help: "Collector certificate validity in days.") var collectorDays = 825
         @Option(help: "Days until the CRL's nextUpdate.") var crlDays = 30
         @Flag(help: "Replace an existing CA (every certificate it issued stops verifying).") var force = false
+
+        func validate() throws {
+            try PKIUsage.days(caDays, option: "--ca-days")
+            try PKIUsage.days(serverDays, option: "--server-days")
+            try PKIUsage.days(collectorDays, option: "--collector-days")
+            try PKIUsage.days(crlDays, option: "--crl-days")
+        }
 
         func run() throws {
             var settings = AuthoritySettings()
@@ -95,6 +115,11 @@ extension PKICommand {
         @Option(help: "Validity in days.") var days = 365
         @Flag(help: "Issue although the device has an unrevoked certificate (the old one stays valid until revoked).") var force = false
 
+        func validate() throws {
+            try PKIUsage.deviceID(id)
+            try PKIUsage.days(days, option: "--days")
+        }
+
         func run() throws {
             let authority = try CertificateAuthority(opening: pki.layout)
             let issued = try authority.issueDeviceCertificate(id, validityDays: days, replacingActive: force)
@@ -127,6 +152,8 @@ extension PKICommand {
             guard (id == nil) != (serial == nil) else {
                 throw ValidationError("give either a device id or --serial HEX")
             }
+            if let id { try PKIUsage.deviceID(id) }
+            try PKIUsage.days(crlDays, option: "--crl-days")
         }
 
         func run() throws {
@@ -158,6 +185,8 @@ extension PKICommand {
         @OptionGroup var pki: PKIDirectoryOption
         @Option(help: "Days until nextUpdate.") var days = 30
 
+        func validate() throws { try PKIUsage.days(days, option: "--days") }
+
         func run() throws {
             let list = try CertificateAuthority(opening: pki.layout).publishRevocationList(validityDays: days)
             print("published CRL #\(list.number) (\(list.revokedSerials.count) revoked) valid until \(list.nextUpdate): \(list.path)")
@@ -178,6 +207,8 @@ extension PKICommand {
         @Option(help: "DNS name of the broker (repeatable; the first is also its CN). Default: the current certificate's.") var serverName: [String] = []
         @Option(help: "IP address of the broker (repeatable). Default: the current certificate's.") var serverIp: [String] = []
         @Option(help: "Validity in days.") var days = 825
+
+        func validate() throws { try PKIUsage.days(days, option: "--days") }
 
         func run() throws {
             let authority = try CertificateAuthority(opening: pki.layout)
@@ -210,6 +241,8 @@ extension PKICommand {
         @OptionGroup var pki: PKIDirectoryOption
         @Option(help: "CN of the collector (its MQTT username; the broker's ACL names it). Default: the current one's.") var name: String?
         @Option(help: "Validity in days.") var days = 825
+
+        func validate() throws { try PKIUsage.days(days, option: "--days") }
 
         func run() throws {
             let authority = try CertificateAuthority(opening: pki.layout)

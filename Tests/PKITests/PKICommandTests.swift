@@ -23,9 +23,17 @@ import TestSupport
         #expect(again.stderr.contains("--force"), "tells the user how to replace the CA: \(again.stderr)")
 
         #expect(try runProcess(daqctl, ["pki", "device", "--dir", pki, "rig-7"]).status == 0)
+        // Bad ids and periods are usage errors (exit 64, with the usage), as elsewhere: they exited 1.
         let bad = try runProcess(daqctl, ["pki", "device", "--dir", pki, "rig/8"])
-        #expect(bad.status != 0)
-        #expect(bad.stderr.contains("may only contain"))
+        #expect(bad.status == 64 && bad.stderr.contains("may only contain") && bad.stderr.contains("Usage: daqctl pki device"), "\(bad.stderr)")
+        for (arguments, message) in [(["pki", "device", "--dir", pki, "rig-8", "--days", "0"], "--days must be at least 1 day, not 0"),
+                                     (["pki", "revoke", "--dir", pki, ""], "device id must be 1–64 characters, got 0"),
+                                     (["pki", "crl", "--dir", pki, "--days", "-3"], "--days must be at least 1 day, not -3"),
+                                     (["pki", "init", "--dir", root.path + "/other", "--crl-days", "0"], "--crl-days must be at least 1 day, not 0")] {
+            let refused = try runProcess(daqctl, arguments)
+            #expect(refused.status == 64 && refused.stderr.contains(message), "\(arguments): \(refused.status) \(refused.stderr)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: root.path + "/other"), "refused before anything is written")
         #expect(try runProcess(daqctl, ["pki", "revoke", "--dir", pki, "rig-7"]).status == 0)
 
         let list = try runProcess(daqctl, ["pki", "list", "--dir", pki]).stdout
@@ -100,8 +108,8 @@ import TestSupport
         let root = try PackagePaths.temporaryDirectory("pki-cli-days")
         let expired = root.appendingPathComponent("pki2").path
         let zero = try runProcess(daqctl, ["pki", "init", "--dir", expired, "--ca-days", "0"])
-        #expect(zero.status != 0)
-        #expect(zero.stderr.contains("CA validity must be at least 1 day"), "\(zero.stderr)")
+        #expect(zero.status == 64)
+        #expect(zero.stderr.contains("--ca-days must be at least 1 day, not 0"), "\(zero.stderr)")
         #expect(!FileManager.default.fileExists(atPath: "\(expired)/ca.crt"))
 
         let pki = root.appendingPathComponent("pki").path
