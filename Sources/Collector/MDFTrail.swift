@@ -236,7 +236,7 @@ final class MDFTrail {
     init(maxQueued: Int = 64 << 20, burstBytes: Int = 2 << 20) throws(DAQError) {
         self.maxQueued = maxQueued
         self.burstBytes = burstBytes
-        worker = try WorkerThread("MDF files", priority: .idle)
+        worker = try WorkerThread("MDF files", name: "mdf-trail", priority: .idle)
     }
 
     /// Starts following a device whose journal holds `committed` entries (its current

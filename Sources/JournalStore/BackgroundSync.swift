@@ -25,7 +25,7 @@ public final class BackgroundSync: Sendable {
     public var fileDescriptor: Int32 { worker.fileDescriptor }
 
     public init() throws(DAQError) {
-        worker = try WorkerThread("background syncs")
+        worker = try WorkerThread("background syncs", name: "journal-sync")
     }
 
     /// Queues fdatasync(`fd`); the worker closes `fd` afterwards.

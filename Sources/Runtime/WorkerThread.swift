@@ -32,6 +32,7 @@ public final class WorkerThread: @unchecked Sendable {
     private var thread = pthread_t()
     private var running = false
     private let priority: Priority
+    private let name: String
 
     /// How the thread competes for the CPU.
     public enum Priority: Sendable {
@@ -42,9 +43,12 @@ public final class WorkerThread: @unchecked Sendable {
         case idle
     }
 
-    /// Starts the thread; `what` names it in errors.
-    public init(_ what: String, priority: Priority = .normal) throws(DAQError) {
+    /// Starts the thread; `what` names it in errors, `name` (at most 15 bytes) in `/proc/<pid>/task/*/comm`
+    /// (`top -H`, and the tests that trace this thread alone).
+    public init(_ what: String, name: String, priority: Priority = .normal) throws(DAQError) {
+        precondition(name.utf8.count <= 15, "Linux keeps 15 bytes of a thread's name")
         self.priority = priority
+        self.name = name
         var fds: [Int32] = [-1, -1]
         guard pipe(&fds) == 0, fds.allSatisfy({ fcntl($0, F_SETFD, FD_CLOEXEC) == 0 && fcntl($0, F_SETFL, O_NONBLOCK) == 0 }) else {
             throw DAQError(.system, "cannot create a pipe for \(what): \(String(cString: strerror(errno)))")
@@ -119,6 +123,7 @@ public final class WorkerThread: @unchecked Sendable {
         // Lowering a thread's own policy needs no privilege; where it is refused anyway (a
         // seccomp filter), the jobs run at normal priority, which is slower for others, not wrong.
         if priority == .idle { _ = daqlink_thread_to_idle_policy() }
+        _ = daqlink_thread_set_name(name)
         while true {
             let next: (token: Int, job: @Sendable () -> Int32)? = locked {
                 while jobs.isEmpty && !stopping { pthread_cond_wait(wake, mutex) }

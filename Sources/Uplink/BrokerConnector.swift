@@ -91,7 +91,7 @@ public final class BrokerConnector {
     }
 
     private func makeWorker() throws(DAQError) -> WorkerThread {
-        let worker = try WorkerThread("connecting to the broker")
+        let worker = try WorkerThread("connecting to the broker", name: "broker-connect")
         loop.watch(worker.fileDescriptor, interest: .read) { [weak self] _ in self?.workerFinished() }
         self.worker = worker
         return worker

@@ -16,7 +16,7 @@ import Glibc
     }
 
     @Test func jobsRunOffTheCallerInOrderAndReportTheirResults() throws {
-        let worker = try WorkerThread("test jobs")
+        let worker = try WorkerThread("test jobs", name: "test-jobs")
         let log = Log()
         let caller = pthread_self()
         for token in 1...10 {
@@ -33,6 +33,10 @@ import Glibc
             _ = poll(&fd, 1, 1000)
             done += worker.takeCompletions()
         }
+        // The thread carries its name, set before its first job (`top -H`, and tests that trace it alone).
+        let tasks = try FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")
+        let names = tasks.compactMap { try? String(contentsOfFile: "/proc/self/task/\($0)/comm", encoding: .utf8) }
+        #expect(names.contains("test-jobs\n"), "\(names)")
         worker.shutdown()
         #expect(done.map(\.token) == Array(1...10))
         #expect(done.map(\.result) == (1...10).map { Int32($0 * 10) })
@@ -41,7 +45,7 @@ import Glibc
     }
 
     @Test func shutdownRunsTheQueuedJobsFirst() throws {
-        let worker = try WorkerThread("test jobs")
+        let worker = try WorkerThread("test jobs", name: "test-jobs")
         let log = Log()
         for token in 1...5 {
             worker.submit(token: token) {
@@ -61,7 +65,7 @@ extension WorkerThreadTests {
     /// SCHED_OTHER (0) otherwise — and the caller's own policy is left as it was.
     @Test func anIdleWorkerRunsItsJobsAtIdlePolicy() throws {
         for (priority, policy) in [(WorkerThread.Priority.idle, Int32(5)), (.normal, 0)] {
-            let worker = try WorkerThread("policy probe", priority: priority)
+            let worker = try WorkerThread("policy probe", name: "policy-probe", priority: priority)
             worker.submit(token: 1) { sched_getscheduler(0) }
             worker.shutdown()
             #expect(worker.takeCompletions().map(\.result) == [policy], "\(priority)")
@@ -90,7 +94,7 @@ extension WorkerThreadTests {
         defer { pthread_sigmask(SIG_SETMASK, &saved, nil) }
         let before = (blocked(SIGINT), blocked(SIGTERM))
         #expect(before == (0, 0))
-        let worker = try WorkerThread("mask probe")
+        let worker = try WorkerThread("mask probe", name: "mask-probe")
         worker.submit(token: 1) { blocked(SIGINT) + 2 * blocked(SIGTERM) }
         worker.shutdown()
         #expect(worker.takeCompletions().map(\.result) == [3], "SIGINT and SIGTERM blocked in the worker")

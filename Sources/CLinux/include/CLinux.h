@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <pthread.h>
+#include <sys/prctl.h>
 #include <sched.h>
 #include <malloc.h>
 #include <sys/vfs.h>
@@ -15,6 +16,12 @@ static inline int daqlink_signalfd(const sigset_t *mask) { return signalfd(-1, m
 static inline int daqlink_thread_to_idle_policy(void) {
     struct sched_param param = { .sched_priority = 0 };
     return pthread_setschedparam(pthread_self(), 5, &param);
+}
+
+/// Names the calling thread (at most 15 bytes kept: /proc/<pid>/task/<tid>/comm, `top -H`).
+/// (glibc's pthread_setname_np needs _GNU_SOURCE.)
+static inline int daqlink_thread_set_name(const char *name) {
+    return prctl(PR_SET_NAME, (unsigned long)name, 0UL, 0UL, 0UL);
 }
 
 /// glibc's malloc keeps freed blocks of up to `block_bytes` in the heap (not mmap'd one by one)

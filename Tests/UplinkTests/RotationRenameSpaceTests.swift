@@ -1,0 +1,77 @@
+// A segment's rename refused for space (ENOSPC, as ext4 says when the directory needs a block it
+// cannot get), injected by strace into daqlink's rename of one new segment. The writer frees one
+// segment the collector has acknowledged and renames again; acquisition and the uplink go on.
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import Journal
+import Testing
+import TestSupport
+
+@Suite struct RotationRenameSpaceTests {
+    /// The names of the segments the fixture's replay makes with `segmentBytes`, from a run without
+    /// an uplink (the entries, and so the segment boundaries, do not depend on the epoch or speed).
+    private func segmentNames(segmentBytes: Int, in work: URL) throws -> [String] {
+        let journal = work.appendingPathComponent("dry-run")
+        let run = try runProcess(UplinkRig.daqlink, ["run", "--experiment", UplinkRig.experiment, "--source", "replay:\(UplinkRig.log)",
+                                                     "--speed", "max", "--journal", journal.path, "--quiet",
+                                                     "--segment-bytes", "\(segmentBytes)"])
+        #expect(run.status == 0, "\(run.stderr)")
+        return try FileManager.default.contentsOfDirectory(atPath: journal.path).filter { $0.hasSuffix(".jnl") }.sorted()
+    }
+
+    /// The thread of `pid` named `name` (`/proc/<pid>/task/<tid>/comm`), once it exists.
+    private func thread(named name: String, of pid: pid_t, within seconds: Double) -> pid_t? {
+        let deadline = Date().addingTimeInterval(seconds)
+        repeat {
+            for task in (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? [] {
+                if (try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/comm", encoding: .utf8)) == name + "\n" { return pid_t(task) }
+            }
+            usleep(5_000)
+        } while Date() < deadline
+        return nil
+    }
+
+    @Test func aRenameRefusedForSpaceFreesAnAcknowledgedSegmentAndGoesOn() throws {
+        let rig = try UplinkRig()
+        let names = try segmentNames(segmentBytes: 65_536, in: rig.work)
+        try #require(names.count > 8, "\(names)")
+        // The sixth segment: by then the collector has acknowledged the first ones.
+        let victim = names[5]
+        let temporary = rig.journal.appendingPathComponent(victim + ".new").path
+        try rig.startCollector()
+        try rig.startDevice(speed: "2", extra: ["--segment-bytes", "65536", "--drain-timeout", "30"])
+        let device = try #require(rig.device)
+        // strace on the sync thread alone: strace counts `when` per thread, and the retry runs on
+        // the loop's thread, so this refuses the first rename and lets the retry through.
+        let tid = try #require(thread(named: "journal-sync", of: device.processIdentifier, within: 5))
+        let output = rig.work.appendingPathComponent("rename.strace")
+        let strace = Process()
+        strace.executableURL = URL(fileURLWithPath: "/usr/bin/strace")
+        strace.arguments = ["-qq", "-o", output.path, "-p", "\(tid)", "-P", temporary, "-e", "trace=rename,renameat,renameat2",
+                            "-e", "inject=rename,renameat,renameat2:error=ENOSPC:when=1"]
+        try strace.run()
+        defer { if strace.isRunning { strace.terminate() } }
+        let attached = Date().addingTimeInterval(5)
+        while !((try? String(contentsOfFile: "/proc/\(tid)/status", encoding: .utf8))?.contains("TracerPid:\t\(strace.processIdentifier)") ?? false),
+              Date() < attached { usleep(5_000) }
+        let before = try FileManager.default.contentsOfDirectory(atPath: rig.journal.path).filter { $0.contains(".jnl") }.sorted()
+        try #require(!before.contains(victim) && !before.contains(victim + ".new"), "attached too late: \(before)")
+
+        let (status, log) = rig.waitForDevice()
+        strace.waitUntilExit()
+        #expect(status == 0 && !log.contains("not drained") && !log.contains("ALARM"), "\(log)")
+        let injected = (try? String(contentsOf: output, encoding: .utf8)) ?? ""
+        #expect(injected.contains("ENOSPC") && injected.contains("(INJECTED)"), "the rename was not refused: \(injected)")
+
+        // The oldest segment, acknowledged, made room; every other one is there under its name.
+        let left = try FileManager.default.contentsOfDirectory(atPath: rig.journal.path).filter { $0.contains(".jnl") }.sorted()
+        #expect(left == Array(names.dropFirst()), "\(left)")
+        // The collector holds everything; the device's journal reads whole from its oldest entry on.
+        let verify = try rig.verify(within: 20)
+        #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
+        let journalVerify = try runProcess(UplinkRig.daqctl, ["journal", "verify", rig.journal.path])
+        #expect(journalVerify.status == 0, "\(journalVerify.stdout)\(journalVerify.stderr)")
+    }
+}
