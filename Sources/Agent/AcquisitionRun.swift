@@ -111,6 +111,14 @@ public final class AcquisitionRun {
             recovered.append("\(damage); the entries after it were kept (the uplink sends 'lost' placeholders for these)")
             logger.error("journal recovery: \(recovered.last!)")
         }
+        for segment in recovery.adoptedSegments {
+            recovered.append("named \(segment), a new segment no sync had renamed into place: it continues the journal, and its entries are kept")
+            logger.notice("journal recovery: \(recovered.last!)")
+        }
+        for segment in recovery.removedUnnamedSegments {
+            recovered.append("removed \(segment): a new segment no sync had renamed into place, after a segment that lost its tail (its entries were never synced)")
+            logger.warning("journal recovery: \(recovered.last!)")
+        }
         if let segment = recovery.truncatedSegment {
             recovered.append("cut \(recovery.truncatedBytes) bytes of a torn tail from \(segment) at offset \(recovery.truncatedAtOffset ?? 0)")
             logger.warning("journal recovery: \(recovered.last!)")

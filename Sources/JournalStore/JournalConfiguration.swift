@@ -48,6 +48,12 @@ public struct JournalRecovery: Sendable, Hashable {
     /// Segments removed because their creation was cut short before the header was durable
     /// (such a file holds no entries).
     public var removedSegments: [String] = []
+    /// New segments a sync never renamed into place (`<name>.new`) that continued the journal:
+    /// synced and named at open, their entries kept.
+    public var adoptedSegments: [String] = []
+    /// New segments never renamed into place that held entries but did not continue the journal
+    /// (the segment before them lost its tail, or another stream): removed, as never synced.
+    public var removedUnnamedSegments: [String] = []
     /// Damage inside the newest segment with valid entries after it (a flipped bit or a bad block
     /// on the card, not a torn tail): those entries were kept, and these are the ones the damage
     /// took (each as the reader's `skipDamaged` reports it), oldest first.

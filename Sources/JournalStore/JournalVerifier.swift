@@ -145,7 +145,8 @@ public enum JournalVerifier {
         }
         for name in try layout.deferredSegments() {
             report.notes.append("\(name): a new segment not yet renamed into place by a sync (on a running writer, the next sync renames it; "
-                                + "left by a crash, none of its entries was counted as synced, and the next writer removes it)")
+                                + "left by a crash, none of its entries was counted as synced: the next writer names it when it starts where "
+                                + "the segment before it ends, and removes it otherwise)")
         }
         if FileOps.exists(layout.ackPath) {
             let bytes: [UInt8]

@@ -134,12 +134,13 @@ public final class JournalWriter {
         var recovery = JournalRecovery()
         // A crash between writing ack.tmp and renaming it leaves the old cursor in force; one
         // during a segment's creation leaves no segment (or a whole one, and its temporary name).
-        // A deferred rotation's new segment not yet renamed into place was never synced.
-        // (Its final name there too, as a cut rename can leave on vfat, the file is left alone:
-        // both names may hold the same clusters.)
+        // A deferred rotation's new segment not yet renamed into place is adopted below when it
+        // continues the newest named segment, and removed otherwise. (Its final name there too, as
+        // a cut rename can leave on vfat, the file is left alone: both names may hold the same
+        // clusters.)
         let deferred = try layout.deferredSegments().map { directory + "/" + $0 }
             .filter { !FileOps.exists(String($0.dropLast(".new".count))) }
-        for stale in [layout.ackTemporaryPath, layout.segmentTemporaryPath] + deferred where FileOps.exists(stale) {
+        for stale in [layout.ackTemporaryPath, layout.segmentTemporaryPath] where FileOps.exists(stale) {
             do { try FileOps.unlink(stale) } catch {
                 throw error.daqError("remove a stale temporary file", path: stale)
             }
@@ -168,9 +169,45 @@ public final class JournalWriter {
             }
         }
 
-        segmentFD = active?.fd ?? -1
         // The closed segments' sizes, as the header pass found them (recovery touches only the newest).
         var sizes: [(firstSequence: UInt64, bytes: Int)] = firsts.dropLast().map { ($0, segmentSizes[$0]!) }
+        // A new segment a sync never renamed into place (a crash before the sync ticket, or its
+        // rename refused for space twice): when it starts where the newest segment ends, in the
+        // same stream, nothing is missing before it, and it is named now, after syncing both.
+        // Removing it lost entries daqlink had appended, written to the card in the second case.
+        var unnamed = deferred[...]
+        while var current = active, let candidate = unnamed.first,
+              let header = try JournalWriter.continuation(candidate, of: current.header.epoch, at: current.next) {
+            let path = String(candidate.dropLast(".new".count))
+            do {
+                try FileOps.fullSync(current.fd)
+                let fd = try FileOps.open(candidate, O_RDONLY)
+                defer { FileOps.close(fd) }
+                try FileOps.fullSync(fd)
+                try FileOps.rename(candidate, path)
+                try FileOps.fullSync(directoryFD)
+            } catch {
+                throw error.daqError("name an unrenamed segment that continues the journal", path: candidate)
+            }
+            unnamed = unnamed.dropFirst()
+            guard let next = try JournalWriter.recoverSegment(path: path, nameSequence: header.firstSequence, recovery: &recovery)
+            else { break }
+            recovery.adoptedSegments.append(SegmentName.name(firstSequence: header.firstSequence))
+            sizes.append((current.header.firstSequence, current.length))
+            FileOps.close(current.fd)
+            current = next
+            active = current
+        }
+        for stale in unnamed {
+            let holdsEntries = ((try? FileOps.readHead(stale, count: 0))?.size ?? 0) > SegmentHeader.length
+            do { try FileOps.unlink(stale) } catch { throw error.daqError("remove a stale temporary file", path: stale) }
+            if holdsEntries { recovery.removedUnnamedSegments.append(String(stale.split(separator: "/").last!)) }
+        }
+        if !deferred.isEmpty {
+            do { try FileOps.fullSync(directoryFD) } catch { throw error.daqError("fsync journal directory", path: directory) }
+        }
+
+        segmentFD = active?.fd ?? -1
 
         if let active {
             segmentFD = active.fd
@@ -490,6 +527,20 @@ public final class JournalWriter {
         }
         unnamed.removeAll { first in ticket.rotations.contains { $0.firstSequence == first } }
         lastSyncedSequence = max(lastSyncedSequence, ticket.upTo)
+    }
+
+    /// The header of the unrenamed segment at `path` when it opens `epoch`'s entry `sequence` and
+    /// holds an entry after its header; nil otherwise (another stream, a gap, a torn header, none).
+    private static func continuation(_ path: String, of epoch: UInt64, at sequence: UInt64) throws(DAQError) -> SegmentHeader? {
+        let head: (bytes: [UInt8], size: Int)
+        do { head = try FileOps.readHead(path, count: SegmentHeader.length) } catch {
+            throw error.daqError("read an unrenamed segment", path: path)
+        }
+        guard head.size > SegmentHeader.length, case .success(let header) = SegmentHeader.parse(head.bytes),
+              header.epoch == epoch, header.firstSequence == sequence,
+              SegmentName.name(firstSequence: sequence) + ".new" == path.split(separator: "/").last.map(String.init)
+        else { return nil }
+        return header
     }
 
     /// A ticket's renames refused for space: frees one acknowledged segment, then does the renames

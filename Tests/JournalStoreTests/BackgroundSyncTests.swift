@@ -89,8 +89,10 @@ import JournalStore
 
     /// A deferred rotation (the device's) leaves its syncs to the next ticket: the new segment
     /// stays under its temporary name until the ticket synced what came before it, so no name
-    /// ever stands for a segment whose predecessor's entries a power cut could still take. A
-    /// crash before that ticket loses the new segments' entries, never a gap between segments.
+    /// ever stands for a segment whose predecessor's entries a power cut could still take. After
+    /// a crash before that ticket, the next open names the new segment when it starts where the
+    /// one before it ends (its entries kept: they were removed before), and removes it when that
+    /// one lost its tail: never a gap between segments.
     @Test func aDeferredRotationIsSyncedAndRenamedByTheNextTicket() throws {
         let dir = try freshJournalDirectory("bgsync-rotation")
         defer { removeJournalDirectory(dir) }
@@ -123,13 +125,36 @@ import JournalStore
         #expect(renamed.filter { $0.hasSuffix(".jnl") }.count == 3 && !renamed.contains { $0.hasSuffix(".new") }, "\(renamed)")
         #expect(try readAll(dir).map(\.sequence) == Array(1...sequence))
 
-        // A crash after the next rotation, before its sync: the new segment goes, with its entries.
+        // A kill after the next rotation, before its sync: the segment before the new one is
+        // whole, so the new one is named at the next open, with its entry.
         let synced = sequence
         try appendUntilRotated(1)
         let lastOfOld = sequence - 1  // the entry that rotated went into the new segment
         writer = nil  // as a kill: descriptors closed, nothing synced
-        let reopened = try JournalWriter(directory: dir, configuration: JournalConfiguration(epoch: 5, segmentSizeLimit: 4096, quotaBytes: 1 << 20))
-        #expect(reopened.lastSequence == lastOfOld && lastOfOld > synced)
+        let configuration = JournalConfiguration(epoch: 5, segmentSizeLimit: 4096, quotaBytes: 1 << 20)
+        var reopened: JournalWriter! = try JournalWriter(directory: dir, configuration: configuration)
+        #expect(reopened.lastSequence == sequence && lastOfOld > synced)
+        #expect(reopened.recovery.adoptedSegments == [SegmentName.name(firstSequence: sequence)], "\(reopened.recovery)")
+        #expect(!(try FileManager.default.contentsOfDirectory(atPath: dir)).contains { $0.hasSuffix(".new") })
+        #expect(try JournalVerifier.verify(directory: dir).isValid)
+        #expect(try readAll(dir).map(\.sequence) == Array(1...sequence))
+
+        // The same, but the segment before the new one lost its tail (a power cut took what was
+        // not synced): the new one would stand after a gap, and goes.
+        reopened.defersRotationSyncs = true
+        writer = reopened
+        reopened = nil
+        try appendUntilRotated(1)
+        let newest = try #require(try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".jnl") }.sorted().last)
+        let unnamed = try #require(try FileManager.default.contentsOfDirectory(atPath: dir).first { $0.hasSuffix(".jnl.new") })
+        writer = nil
+        let path = dir + "/" + newest
+        let size = try #require(try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int)
+        #expect(truncate(path, off_t(size - 5)) == 0)
+        reopened = try JournalWriter(directory: dir, configuration: configuration)
+        #expect(reopened.lastSequence == sequence - 2, "the torn entry and the new segment's went")
+        #expect(reopened.recovery.adoptedSegments.isEmpty && reopened.recovery.removedUnnamedSegments == [unnamed], "\(reopened.recovery)")
+        #expect(reopened.recovery.truncatedSegment == newest)
         #expect(!(try FileManager.default.contentsOfDirectory(atPath: dir)).contains { $0.hasSuffix(".new") })
         #expect(try JournalVerifier.verify(directory: dir).isValid)
         try reopened.close()

@@ -74,4 +74,44 @@ import TestSupport
         let journalVerify = try runProcess(UplinkRig.daqctl, ["journal", "verify", rig.journal.path])
         #expect(journalVerify.status == 0, "\(journalVerify.stdout)\(journalVerify.stderr)")
     }
+
+    /// Refused on every thread (the retry too), the writer stops as journal full, with the new
+    /// segment's entries synced under its temporary name. The next start names it (it continues
+    /// the journal) and drains it: the open removed it before, and its entries with it.
+    @Test func aRenameRefusedTwiceStopsTheRunAndTheNextStartKeepsTheSegment() throws {
+        let rig = try UplinkRig()
+        let names = try segmentNames(segmentBytes: 65_536, in: rig.work)
+        try #require(names.count > 8, "\(names)")
+        let victim = names[5]
+        let temporary = rig.journal.appendingPathComponent(victim + ".new").path
+        try rig.startCollector()
+        try rig.startDevice(speed: "2", extra: ["--segment-bytes", "65536", "--drain-timeout", "10"],
+                            wrapper: ["/usr/bin/strace", "-f", "-qq", "-o", "/dev/null", "-P", temporary,
+                                      "-e", "trace=rename,renameat,renameat2", "-e", "inject=rename,renameat,renameat2:error=ENOSPC:when=1"])
+        let (status, log) = rig.waitForDevice()
+        #expect(status != 0 && log.contains("rename the new segment into place failed: No space left on device")
+                && log.contains("JOURNAL FULL"), "\(log)")
+        let stopped = try FileManager.default.contentsOfDirectory(atPath: rig.journal.path).filter { $0.contains(".jnl") }.sorted()
+        // (A later rotation may have come before the failure was known: its segment waits unnamed too.)
+        #expect(stopped.contains(victim + ".new") && !stopped.contains(victim), "\(stopped)")
+        let unnamed = try Data(contentsOf: URL(fileURLWithPath: temporary))
+        #expect(unnamed.count > 40, "the segment holds entries")
+
+        // The next start, on the same journal: the segment is named, and everything drains.
+        try rig.startDevice(speed: "max", extra: ["--segment-bytes", "65536", "--drain-timeout", "30"])
+        let (again, restarted) = rig.waitForDevice()
+        #expect(again == 0 && !restarted.contains("not drained"), "\(restarted)")
+        #expect(restarted.contains("journal recovery: named \(victim), a new segment no sync had renamed into place"), "\(restarted)")
+        for name in stopped where name.hasSuffix(".new") {
+            #expect(restarted.contains("journal recovery: named \(name.dropLast(4)),"), "every unrenamed segment, in order: \(restarted)")
+        }
+        let left = try FileManager.default.contentsOfDirectory(atPath: rig.journal.path)
+        #expect(left.contains(victim) && !left.contains { $0.hasSuffix(".new") }, "\(left)")
+        let named = try Data(contentsOf: rig.journal.appendingPathComponent(victim))
+        #expect(named.starts(with: unnamed), "the entries of the unrenamed segment are those of the named one")
+        let copy = try Data(contentsOf: rig.collected.appendingPathComponent(rig.deviceID).appendingPathComponent("journal").appendingPathComponent(victim))
+        #expect(copy.starts(with: unnamed), "and the collector holds them")
+        let verify = try rig.verify(within: 20)
+        #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
+    }
 }
