@@ -21,6 +21,16 @@ import TestSupport
         return try FileManager.default.contentsOfDirectory(atPath: journal.path).filter { $0.hasSuffix(".jnl") }.sorted()
     }
 
+    /// A rig with its collector running, the segments the replay makes with 64 KiB segments, and
+    /// the sixth of them with its temporary path: by then the collector has acknowledged the first.
+    private func rigAndVictim() throws -> (rig: UplinkRig, names: [String], victim: String, temporary: String) {
+        let rig = try UplinkRig()
+        let names = try segmentNames(segmentBytes: 65_536, in: rig.work)
+        try #require(names.count > 8, "\(names)")
+        try rig.startCollector()
+        return (rig, names, names[5], rig.journal.appendingPathComponent(names[5] + ".new").path)
+    }
+
     /// The thread of `pid` named `name` (`/proc/<pid>/task/<tid>/comm`), once it exists.
     private func thread(named name: String, of pid: pid_t, within seconds: Double) -> pid_t? {
         let deadline = Date().addingTimeInterval(seconds)
@@ -34,13 +44,7 @@ import TestSupport
     }
 
     @Test func aRenameRefusedForSpaceFreesAnAcknowledgedSegmentAndGoesOn() throws {
-        let rig = try UplinkRig()
-        let names = try segmentNames(segmentBytes: 65_536, in: rig.work)
-        try #require(names.count > 8, "\(names)")
-        // The sixth segment: by then the collector has acknowledged the first ones.
-        let victim = names[5]
-        let temporary = rig.journal.appendingPathComponent(victim + ".new").path
-        try rig.startCollector()
+        let (rig, names, victim, temporary) = try rigAndVictim()
         try rig.startDevice(speed: "2", extra: ["--segment-bytes", "65536", "--drain-timeout", "30"])
         let device = try #require(rig.device)
         // strace on the sync thread alone: strace counts `when` per thread, and the retry runs on
@@ -79,12 +83,7 @@ import TestSupport
     /// segment's entries synced under its temporary name. The next start names it (it continues
     /// the journal) and drains it: the open removed it before, and its entries with it.
     @Test func aRenameRefusedTwiceStopsTheRunAndTheNextStartKeepsTheSegment() throws {
-        let rig = try UplinkRig()
-        let names = try segmentNames(segmentBytes: 65_536, in: rig.work)
-        try #require(names.count > 8, "\(names)")
-        let victim = names[5]
-        let temporary = rig.journal.appendingPathComponent(victim + ".new").path
-        try rig.startCollector()
+        let (rig, _, victim, temporary) = try rigAndVictim()
         try rig.startDevice(speed: "2", extra: ["--segment-bytes", "65536", "--drain-timeout", "10"],
                             wrapper: ["/usr/bin/strace", "-f", "-qq", "-o", "/dev/null", "-P", temporary,
                                       "-e", "trace=rename,renameat,renameat2", "-e", "inject=rename,renameat,renameat2:error=ENOSPC:when=1"])
