@@ -65,8 +65,10 @@ final class DeviceStreamSink {
     func receive(_ arrived: ReceivedBatch, now: Int64) throws(DAQError) -> (resends: [UInt64], rejected: DAQError?) {
         var batch = arrived
         // Codec 3 or 4 whose context is committed: decode now, so a bad body is rejected before the
-        // stream sees it. One ahead of a gap waits encoded; a pure duplicate is never decoded.
-        if !batch.isDecoded && batch.header.first - 1 <= stream.committed && batch.header.last > stream.committed {
+        // stream sees it, and so its entries the collector holds are compared with them (below). One
+        // ahead of a gap waits encoded. A pure duplicate was not decoded, so not compared: a journal
+        // restored from a backup sent new entries under committed numbers, acknowledged unseen.
+        if !batch.isDecoded && batch.header.first - 1 <= stream.committed {
             do throws(DAQError) {
                 try decode(&batch)
             } catch where error.code == .malformedInput && batch.header.context != nil {

@@ -48,9 +48,12 @@ public struct CollectorStream: Sendable {
         var actions: [Action] = []
         if last <= committed {
             duplicates += last - first + 1
-            // Already committed: the device missed our ack. Repeat it.
+            // Already committed: the device missed our ack. Repeat it up to this batch's last
+            // entry, which the caller compared with the committed ones, not beyond: an ack up to
+            // `committed` let the device retire the batches it had in flight after this one,
+            // unseen, and a journal restored from a backup numbers new entries like committed ones.
             actions.append(.release(batch: batch))
-            actions.append(.acknowledge(upTo: committed))
+            actions.append(.acknowledge(upTo: last))
             return actions
         }
         if first <= committed + 1 {

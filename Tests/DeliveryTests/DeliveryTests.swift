@@ -326,6 +326,9 @@ import Testing
             .acknowledge(upTo: 14)])
         #expect(stream.committed == 14)
         #expect(stream.duplicates == 6)
+        // A duplicate is acknowledged up to its own last entry, which the caller compared, not up
+        // to everything committed: the device would retire the batches in flight after it unseen.
+        #expect(stream.receive(batch: 6, first: 3, last: 6, now: 5) == [.release(batch: 6), .acknowledge(upTo: 6)])
     }
 
     /// A held batch that cannot be committed after all (its codec-3 body fails to decode once its

@@ -544,6 +544,40 @@ import TestSupport
         #expect(rebuilt.status == 0 && rebuilt.stdout.contains("byte-identical: yes"), "\(rebuilt.stdout)")
     }
 
+    /// The device's journal restored from an older backup (same epoch; its cursor behind its last
+    /// entries), then acquisition goes on over a slow link, where batches are coded (codec 4)
+    /// against the entries before them. The backup's unacknowledged entries go again as they were;
+    /// the new ones take numbers the collector had committed with other contents. A coded batch
+    /// whose entries the collector all held was dropped as a duplicate without being decoded, so
+    /// nothing compared it, and it was acknowledged: the device retired entries the collector never
+    /// had. It is now decoded and compared like the others.
+    @Test func aJournalRestoredFromABackupIsRefusedOverASlowLinkToo() throws {
+        let rig = try UplinkRig()
+        let log = try acquireWithTheLinkDown(rig)
+        let backedUp = try #require(log.split(separator: "\n").first { $0.hasPrefix("journal: ") }?.split(separator: "…").last.map(String.init))
+        let backup = rig.work.appendingPathComponent("backup")
+        try FileManager.default.copyItem(at: rig.journal, to: backup)
+        rig.proxy.set(.up)
+        let committed = try acquireAcknowledged(rig)
+        try FileManager.default.removeItem(at: rig.journal)
+        try FileManager.default.copyItem(at: backup, to: rig.journal)
+
+        rig.proxy.limitUplink(bytesPerSecond: 150_000)
+        try rig.startCollector()
+        try rig.startDevice(speed: "max", extra: ["--source", "replay:\(try otherTraffic(rig).path)", "--drain-timeout", "10",
+                                                  "--segment-bytes", "65536"])
+        let (status, restored) = rig.waitForDevice()
+        rig.stopCollector()
+        #expect(status == 0 && restored.contains("not drained") && !restored.contains("codec-4 0"), "coded, and not drained: \(restored)")
+        // Acknowledged: the backup's entries, which the collector holds as they are; nothing after.
+        let cursor = try #require(JournalVerifier.verify(directory: rig.journal.path).acknowledgedUpTo)
+        #expect(cursor <= UInt64(backedUp)!, "acknowledged up to \(cursor), past the backup's \(backedUp) (the collector holds \(committed))")
+        let collectorLog = rig.read("collector")
+        let alarms = collectorLog.split(separator: "\n").filter { $0.contains("ALARM: ecu-01: ") }
+        #expect(alarms.count == 1 && alarms.first?.contains("entry \(UInt64(backedUp)! + 1) differs from the one committed under the same epoch") == true,
+                "\(collectorLog)")
+    }
+
     /// A card swapped in a test vehicle: daqlink starts a new journal with a fresh epoch, and the
     /// collector keeps that stream in a copy of its own beside the first (it used to refuse it
     /// until an operator moved the first copy aside). The old card put back resumes its own copy,
