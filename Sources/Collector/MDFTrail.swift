@@ -39,6 +39,8 @@ final class MDFFollower: @unchecked Sendable {
     private let journalDirectory: String
     private let mdfDirectory: String
     private var recording: MDFRecording?
+    /// The layout payload of `recording`'s measurement, to tell a layout repeat of another one.
+    private var recordingLayout: [UInt8] = []
     /// The next entry to feed: everything before it is in the files (or had none).
     private var next: UInt64
     /// Set while the current measurement's file must first be rebuilt from the journal, through
@@ -155,9 +157,9 @@ final class MDFFollower: @unchecked Sendable {
         }
     }
 
-    /// A layout entry starts a new measurement file (the previous one is finished first); a record
-    /// goes to the current one. Records before the first layout the collector saw (it started
-    /// mid-measurement) have no file.
+    /// A layout entry starts a new measurement file (the previous one is finished first), and so
+    /// does a layout repeat with no file open or of another layout than the open file's; a record
+    /// goes to the current one, and a `lost` placeholder ends it.
     private func record(_ body: [UInt8], entries: ArraySlice<Range<Int>>, first: UInt64) throws(DAQError) {
         try body.withUnsafeBytes { raw in
             Result { () throws(DAQError) in
@@ -180,18 +182,41 @@ final class MDFFollower: @unchecked Sendable {
                         }
                         try current.append(payload)
                     case .layout:
+                        try startMeasurement(payload, at: sequence)
+                    case .lost:
+                        // An entry the device could not read back: it may have been the layout entry
+                        // of a new measurement, whose records then fit the open file's layout (the
+                        // same experiment started again) and went into it, at times counted from the
+                        // wrong start. The file ends here; the next layout repeat (a segment's first
+                        // entry) starts the next one.
                         try recording?.finish()
                         recording = nil
-                        _ = mkdir(mdfDirectory, 0o755)
-                        try DurableLines.append(Array("\(sequence)\n".utf8), to: measurementLog)
-                        let layout = try MeasurementLayout(decoding: payload, source: "\(deviceID) seq \(sequence)")
-                        recording = try MDFRecording(directory: mdfDirectory, name: "measurement-\(sequence)", layout: layout)
+                    case .layoutRepeat:
+                        // The layout in force, at a segment's start: with no file open (after a
+                        // `lost` entry), or another layout than the open file's, the records from
+                        // here go to a file of their own.
+                        if recording != nil, payload.elementsEqual(recordingLayout) { break }
+                        try startMeasurement(payload, at: sequence)
                     default:
                         break
                     }
                 }
             }
         }.get()
+    }
+}
+
+extension MDFFollower {
+    /// Finishes the open file and starts measurement `measurement-<sequence>` with `payload`'s
+    /// layout, logged first (`measurementLog`) so a restart rewrites it from there.
+    fileprivate func startMeasurement(_ payload: UnsafeRawBufferPointer, at sequence: UInt64) throws(DAQError) {
+        try recording?.finish()
+        recording = nil
+        _ = mkdir(mdfDirectory, 0o755)
+        try DurableLines.append(Array("\(sequence)\n".utf8), to: measurementLog)
+        let layout = try MeasurementLayout(decoding: payload, source: "\(deviceID) seq \(sequence)")
+        recording = try MDFRecording(directory: mdfDirectory, name: "measurement-\(sequence)", layout: layout)
+        recordingLayout = Array(payload)
     }
 }
 

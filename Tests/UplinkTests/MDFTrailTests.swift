@@ -19,24 +19,26 @@ import TestSupport
         var journal: String { work.appendingPathComponent("device/journal").path }
         var deviceMDF: URL { work.appendingPathComponent("device/mdf") }
 
-        init() throws {
+        /// `segmentBytes`: daqlink's --segment-bytes (small segments: a layout repeat at each start).
+        init(segmentBytes: Int? = nil) throws {
             work = try PackagePaths.temporaryDirectory("mdf-trail")
             let reference = PackagePaths.fixtures.appendingPathComponent("reference")
             for _ in 1...2 {
                 let run = try runProcess(PackagePaths.executable("daqlink").path, [
                     "run", "--experiment", reference.appendingPathComponent("reference.toml").path, "--quiet",
                     "--source", "replay:\(reference.appendingPathComponent("engine-10s.log").path)", "--speed", "max",
-                    "--journal", journal, "--mdf", deviceMDF.path, "--mdf-split-seconds", "3"])
+                    "--journal", journal, "--mdf", deviceMDF.path, "--mdf-split-seconds", "3"]
+                    + (segmentBytes.map { ["--segment-bytes", "\($0)"] } ?? []))
                 #expect(run.status == 0, "\(run.stderr)")
             }
         }
 
-        /// The layout entries' sequence numbers (one per measurement).
-        func layouts() throws -> [UInt64] {
+        /// The sequence numbers of the entries of `kind` (layout entries: one per measurement).
+        func layouts(_ kind: JournalEntryKind = .layout) throws -> [UInt64] {
             let reader = try JournalReader(directory: journal, from: 1)
             var layouts: [UInt64] = []
             while let entry = try reader.next() {
-                if entry.kind == .layout { layouts.append(entry.sequence) }
+                if entry.kind == kind { layouts.append(entry.sequence) }
             }
             return layouts
         }
@@ -127,6 +129,38 @@ import TestSupport
             try Data(contentsOf: device.collectorMDF.appendingPathComponent($0)) != Data(contentsOf: device.deviceMDF.appendingPathComponent($0))
         }
         #expect(files.count == 8 && differing.count == 1, "\(differing)")
+    }
+
+    /// The second measurement's layout entry as a `lost` placeholder (the device could not read it
+    /// back). Its records fit the first measurement's layout (the same experiment), so they went on
+    /// into the first measurement's file, at times counted from its start, and so did every record
+    /// after them. The file now ends at the placeholder, and the next segment's layout repeat,
+    /// which differs from it, starts a file of its own.
+    @Test func aLostLayoutEntryEndsTheFileAndTheNextLayoutRepeatStartsOne() throws {
+        let device = try DeviceRun(segmentBytes: 65_536)
+        defer { try? FileManager.default.removeItem(at: device.work) }
+        let layouts = try device.layouts()
+        try #require(layouts.count == 2)
+        let repeatAfter = try #require(try device.layouts(.layoutRepeat).first { $0 > layouts[1] })
+        var commits = try device.commits()
+        // The placeholder's kind in place of the layout entry's (the follower reads kinds and payloads).
+        let index = try #require(commits.firstIndex { $0.first <= layouts[1] && layouts[1] < $0.first + UInt64($0.entries.count) })
+        let entry = commits[index].entries[Int(layouts[1] - commits[index].first)]
+        commits[index].body[entry.lowerBound + 4] = JournalEntryKind.lost.rawValue
+
+        let trail = try device.trail()
+        try feed(trail, commits[...])
+        #expect(try trail.finish().isEmpty)
+        let names = try FileManager.default.contentsOfDirectory(atPath: device.collectorMDF.path).filter { $0.hasSuffix(".mf4") }.sorted()
+        let device1 = try FileManager.default.contentsOfDirectory(atPath: device.deviceMDF.path).filter { $0.hasPrefix("measurement-1") && !($0.dropFirst("measurement-1".count).first?.isNumber ?? true) }.sorted()
+        #expect(names.contains { $0.hasPrefix("measurement-\(repeatAfter)") }, "\(names)")
+        #expect(!names.contains { $0.hasPrefix("measurement-\(layouts[1])") }, "\(names)")
+        // The first measurement's files are the device's: nothing of the second went into them.
+        #expect(!device1.isEmpty)
+        for name in device1 {
+            let same = try Data(contentsOf: device.collectorMDF.appendingPathComponent(name)) == Data(contentsOf: device.deviceMDF.appendingPathComponent(name))
+            #expect(same, "\(name)")
+        }
     }
 
     /// Commits arriving as a burst (over `burstBytes` in one window: a backlog draining) give the
