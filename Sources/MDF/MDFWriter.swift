@@ -102,6 +102,69 @@ public enum MDFWriter {
         return MDFPlan(pieces: images.map { ($0.base, $0.bytes) }, dataOffsets: dataOffsets, length: end)
     }
 
+    /// A finalized MDF 4.11 file with deflated data (as `finalizedFile` with `deflate`), written
+    /// through `write(bytes, offset)` while at most `chunkBytes` of records are held: group g's
+    /// `cycles[g]` records are read a chunk at a time with `records(g, byteRange)` (a byte range
+    /// of that group's records back to back). The metadata of every group comes first, then each
+    /// group's data as ##DZ blocks (transposition + deflate) of at most `chunkBytes` records each,
+    /// listed by a ##DL when there are several; the data groups' links to them are written last.
+    /// `daqctl export --deflate` on a measurement of any length.
+    public static func writeDeflatedFile<Failure: Error>(
+        layout: MeasurementLayout, cycles: [UInt64], tool: MDFTool = MDFTool(), bus: String = "CAN", chunkBytes: Int = 4 << 20,
+        deflate: (UnsafeRawBufferPointer) -> [UInt8],
+        records: (_ group: Int, _ bytes: Range<Int>) throws(Failure) -> [UInt8],
+        write: (_ bytes: [UInt8], _ offset: Int) throws(Failure) -> Void
+    ) throws(Failure) {
+        precondition(cycles.count == layout.groups.count, "one record count per channel group")
+        var image = MDFImage()
+        image.appendRaw(identification(finalized: true))
+        let header = writeHeader(&image, layout: layout, tool: tool)
+        var dataGroups: [UInt64] = []
+        for (index, group) in layout.groups.enumerated() {
+            let dataGroup = writeGroupHead(&image, group: group, layout: RecordLayout(group), cycles: cycles[index], bus: bus)
+            image.setLink(of: dataGroups.last ?? header, index: 0, to: dataGroup)
+            dataGroups.append(dataGroup)
+        }
+        try write(image.bytes, 0)
+        var end = (image.bytes.count + 7) / 8 * 8
+        /// Appends one image of blocks at the file's end; returns the address of its first block.
+        func appendBlocks(_ build: (inout MDFImage) -> UInt64) throws(Failure) -> UInt64 {
+            var blocks = MDFImage(offset: end)
+            let address = build(&blocks)
+            try write(blocks.bytes, blocks.base)
+            end = (blocks.base + blocks.bytes.count + 7) / 8 * 8
+            return address
+        }
+        for (index, group) in layout.groups.enumerated() {
+            let recordSize = RecordLayout(group).recordBytes
+            let total = Int(cycles[index]) * recordSize
+            let step = max(1, chunkBytes / recordSize) * recordSize
+            var blocks: [UInt64] = []
+            var start = 0
+            while start < total {
+                let chunk = try records(index, start..<min(total, start + step))
+                precondition(chunk.count == min(total, start + step) - start, "a chunk of records of the size asked for")
+                blocks.append(try appendBlocks { writeTransposedDZ(&$0, records: chunk, recordSize: recordSize, deflate: deflate) })
+                start += step
+            }
+            let data: UInt64
+            switch blocks.count {
+            case 0: data = try appendBlocks { $0.block("##DT", links: [], data: []) }
+            case 1: data = blocks[0]
+            default:
+                // Every block holds `step` record bytes but the last (the list's equal-length flag).
+                var dl = MDFFields()
+                dl.u8(1); dl.zeros(3)
+                dl.u32(UInt32(blocks.count))
+                dl.u64(UInt64(step))
+                data = try appendBlocks { $0.block("##DL", links: [0] + blocks, data: dl.bytes) }
+            }
+            var link = MDFFields()
+            link.u64(data)
+            try write(link.bytes, Int(dataGroups[index]) + 24 + 8 * 2)
+        }
+    }
+
     /// ##HD at 0x40 (start time from the layout) and ##FH naming the tool; returns the HD address.
     static func writeHeader(_ image: inout MDFImage, layout: MeasurementLayout, tool: MDFTool) -> UInt64 {
         // ##HD at 0x40.

@@ -2,7 +2,7 @@
 // CSV (one file per channel group, physical values). Records are split by the layout entry that
 // precedes them: each layout entry starts a measurement, and each measurement gets its own file.
 // Two passes over the journal: one counts, one writes (`ExportFile`), so memory stays small
-// whatever the journal's size (except with --deflate, whose blocks are deflated whole).
+// whatever the journal's size (with --deflate, records wait in a temporary file until deflated).
 import Acquisition
 import ArgumentParser
 import DAQCore
@@ -31,8 +31,9 @@ struct ExportCommand: ParsableCommand {
             is an empty cell.
 
             The journal is read twice (records counted, then written), so memory stays small \
-            whatever its size; with --deflate each measurement's records are held until its \
-            blocks are deflated. Progress (entries read, share of the journal's bytes) goes to \
+            whatever its size; with --deflate each measurement's records wait in a temporary file \
+            beside the output (as large as the plain file) and are deflated 4 MiB at a time when \
+            it ends. Progress (entries read, share of the journal's bytes) goes to \
             stderr every 0.5 s for each pass when stderr is a terminal or with --progress. Entries damaged storage made unreadable are \
             read past: the files hold every other record, stderr names the missing entries, and \
             the exit status is 2 (1: nothing was exported).
@@ -98,13 +99,9 @@ struct ExportCommand: ParsableCommand {
                 case .mdf:
                     let layout = MeasurementLayout(start: measurement.layout.start, experiment: measurement.layout.experiment,
                                                    groups: selected.map { measurement.layout.groups[$0] })
-                    let file: ExportFile
-                    if deflate {
-                        // A ##DZ block is deflated whole: the measurement's records are kept until it ends.
-                        file = try ExportFile.deflatedMDF(path: base, layout: layout)
-                    } else {
-                        file = try ExportFile.plannedMDF(path: base, layout: layout, cycles: selected.map { UInt64(measurement.records[$0]) })
-                    }
+                    let cycles = selected.map { UInt64(measurement.records[$0]) }
+                    let file = deflate ? try ExportFile.deflatedMDF(path: base, layout: layout, cycles: cycles)
+                                       : try ExportFile.plannedMDF(path: base, layout: layout, cycles: cycles)
                     files.append(file)
                     for (position, g) in selected.enumerated() { row[g] = ExportSink(file: file, group: position) }
                     written.append(base)
@@ -136,7 +133,7 @@ struct ExportCommand: ParsableCommand {
                                    + "two passes): export it again, or a copy of it", at: InputLocation(file: journal))
             let second = try JournalMeasurements.scan(journal, progress: showing, label: "export: writing", through: counted.lastSequence) { layoutSequence, g, bytes in
                 guard let m = index[layoutSequence], g < sinks[m].count else { throw changed }
-                // A measurement over: its files written out and closed (a deflated one frees its records).
+                // A measurement over: its files written out and closed (a deflated one's records deflated).
                 while current < m {
                     for sink in sinks[current].compactMap({ $0 }) { try sink.file.complete() }
                     current += 1

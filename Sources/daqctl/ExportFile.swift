@@ -22,8 +22,9 @@ final class ExportFile {
     private enum Kind {
         /// The file's layout, each group's record count, and (once open) its plan.
         case planned(MeasurementLayout, cycles: [UInt64])
-        /// Kept until the measurement ends, where each group is deflated whole.
-        case deflated(MeasurementLayout)
+        /// Records go to a temporary file of their own, at their group's place (as `planned`'s);
+        /// when the measurement ends, they are read back a chunk at a time and deflated.
+        case deflated(MeasurementLayout, cycles: [UInt64])
         case csv(ChannelGroup, RecordLayout)
     }
 
@@ -36,6 +37,9 @@ final class ExportFile {
     private var buffers: [[UInt8]]
     private var cursors: [Int] = []
     private var plan: MDFPlan?
+    /// A deflated file's records before they are deflated (`open()`), and its name.
+    private var recordsFD: Int32 = -1
+    private var recordsPath: String?
     private var completed = false
     private var renamed = false
     /// Bytes buffered per group before a write.
@@ -55,9 +59,10 @@ final class ExportFile {
         try ExportFile(path: path, kind: .planned(layout, cycles: cycles), groups: layout.groups.count)
     }
 
-    /// A finalized MDF file of `layout` with ##DZ blocks, written when the measurement ends.
-    static func deflatedMDF(path: String, layout: MeasurementLayout) throws(DAQError) -> ExportFile {
-        try ExportFile(path: path, kind: .deflated(layout), groups: layout.groups.count)
+    /// A finalized MDF file of `layout` with ##DZ blocks whose group g will hold `cycles[g]`
+    /// records, written when the measurement ends (`MDFWriter.writeDeflatedFile`).
+    static func deflatedMDF(path: String, layout: MeasurementLayout, cycles: [UInt64]) throws(DAQError) -> ExportFile {
+        try ExportFile(path: path, kind: .deflated(layout, cycles: cycles), groups: layout.groups.count)
     }
 
     /// The CSV table of `group` (its header, then a row per record).
@@ -69,12 +74,9 @@ final class ExportFile {
     func append(group: Int, _ record: ArraySlice<UInt8>) throws(DAQError) {
         precondition(!completed, "a record after the file was completed")
         switch kind {
-        case .planned:
+        case .planned, .deflated:
             try open()
             buffers[group] += record
-        case .deflated:
-            buffers[group] += record
-            return
         case .csv(let channelGroup, let layout):
             try open()
             record.withUnsafeBytes { CSVTable.rows(channelGroup, layout: layout, records: $0, into: &buffers[0]) }
@@ -90,17 +92,20 @@ final class ExportFile {
         switch kind {
         case .planned(let layout, let cycles):
             for group in buffers.indices { try flush(group) }
-            for (group, end) in cursors.enumerated() {
-                let expected = Int(cycles[group]) * RecordLayout(layout.groups[group]).recordBytes
-                guard end == plan!.dataOffsets[group] + expected else {
-                    throw DAQError(.malformedInput, "group \"\(layout.groups[group].name)\" got \(end - plan!.dataOffsets[group]) record bytes, "
-                                   + "not the \(expected) counted: the journal changed while it was exported", at: InputLocation(file: path))
-                }
-            }
-        case .deflated(let layout):
-            let bytes = MDFWriter.finalizedFile(layout: layout, records: buffers, deflate: { Deflate.compress($0) })
-            buffers = []
-            try write(bytes[...], at: 0)
+            try checkCounts(layout: layout, cycles: cycles, starts: plan!.dataOffsets)
+        case .deflated(let layout, let cycles):
+            for group in buffers.indices { try flush(group) }
+            let starts = Self.recordOffsets(layout: layout, cycles: cycles)
+            try checkCounts(layout: layout, cycles: cycles, starts: starts)
+            let (records, path) = (recordsFD, self.path)
+            try MDFWriter.writeDeflatedFile(layout: layout, cycles: cycles, deflate: { Deflate.compress($0) },
+                                            records: { (group, range) throws(DAQError) -> [UInt8] in
+                var bytes = [UInt8](repeating: 0, count: range.count)
+                let got = bytes.withUnsafeMutableBytes { pread(records, $0.baseAddress, range.count, off_t(starts[group] + range.lowerBound)) }
+                guard got == range.count else { throw Self.failure(path) }
+                return bytes
+            }, write: { (bytes, offset) throws(DAQError) in try write(bytes[...], at: offset) })
+            discardRecords()
         case .csv:
             try flush(0)
         }
@@ -124,6 +129,37 @@ final class ExportFile {
         fd = -1
         if let temporary, !renamed { unlink(temporary) }
         temporary = nil
+        discardRecords()
+    }
+
+    /// Closes and removes a deflated file's temporary file of records.
+    private func discardRecords() {
+        if recordsFD >= 0 { close(recordsFD) }
+        recordsFD = -1
+        if let recordsPath { unlink(recordsPath) }
+        recordsPath = nil
+    }
+
+    /// Each group's record bytes as counted, against where its writes ended.
+    private func checkCounts(layout: MeasurementLayout, cycles: [UInt64], starts: [Int]) throws(DAQError) {
+        for (group, end) in cursors.enumerated() {
+            let expected = Int(cycles[group]) * RecordLayout(layout.groups[group]).recordBytes
+            guard end == starts[group] + expected else {
+                throw DAQError(.malformedInput, "group \"\(layout.groups[group].name)\" got \(end - starts[group]) record bytes, "
+                               + "not the \(expected) counted: the journal changed while it was exported", at: InputLocation(file: path))
+            }
+        }
+    }
+
+    /// Where each group's records start in a deflated file's temporary file of records: back to back.
+    private static func recordOffsets(layout: MeasurementLayout, cycles: [UInt64]) -> [Int] {
+        var offsets: [Int] = []
+        var next = 0
+        for (group, count) in zip(layout.groups, cycles) {
+            offsets.append(next)
+            next += Int(count) * RecordLayout(group).recordBytes
+        }
+        return offsets
     }
 
     /// Creates the temporary file, a name of its own beside the target (never one that exists,
@@ -136,6 +172,13 @@ final class ExportFile {
         fd = Glibc.open(name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw Self.failure(path) }
         temporary = name
+        if case .deflated = kind {
+            // The records, before they are deflated: `<temporary>.records`, read back at the end.
+            let records = name + ".records"
+            recordsFD = Glibc.open(records, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+            guard recordsFD >= 0 else { throw Self.failure(path) }
+            recordsPath = records
+        }
         switch kind {
         case .planned(let layout, let cycles):
             let plan = MDFWriter.plan(layout: layout, cycles: cycles)
@@ -143,8 +186,8 @@ final class ExportFile {
             cursors = plan.dataOffsets
             for piece in plan.pieces { try write(piece.bytes[...], at: piece.offset) }
             guard ftruncate(fd, off_t(plan.length)) == 0 else { throw Self.failure(path) }
-        case .deflated:
-            break
+        case .deflated(let layout, let cycles):
+            cursors = Self.recordOffsets(layout: layout, cycles: cycles)
         case .csv(let group, _):
             cursors = [0]
             buffers[0] = CSVTable.header(group)
@@ -153,15 +196,17 @@ final class ExportFile {
 
     private func flush(_ group: Int) throws(DAQError) {
         guard !buffers[group].isEmpty else { return }
-        try write(buffers[group][...], at: cursors[group])
+        // A deflated file's records go to its file of records, the others' to their place in the file.
+        try write(buffers[group][...], at: cursors[group], to: recordsFD >= 0 ? recordsFD : fd)
         cursors[group] += buffers[group].count
         buffers[group].removeAll(keepingCapacity: true)
     }
 
-    private func write(_ bytes: ArraySlice<UInt8>, at offset: Int) throws(DAQError) {
+    private func write(_ bytes: ArraySlice<UInt8>, at offset: Int, to descriptor: Int32? = nil) throws(DAQError) {
+        let target = descriptor ?? fd
         var done = 0
         while done < bytes.count {
-            let written = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress! + done, $0.count - done, off_t(offset + done)) }
+            let written = bytes.withUnsafeBytes { pwrite(target, $0.baseAddress! + done, $0.count - done, off_t(offset + done)) }
             if written < 0 && errno == EINTR { continue }
             guard written > 0 else {
                 if written == 0 { errno = EIO }

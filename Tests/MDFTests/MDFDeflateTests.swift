@@ -3,6 +3,10 @@
 import Foundation
 import Testing
 import TestSupport
+import DAQCore
+import Acquisition
+import MDFFiles
+@testable import MDF
 
 @Suite struct MDFDeflateTests {
     static let compare = """
@@ -40,5 +44,37 @@ import TestSupport
         #expect(compact < plain * 3 / 4, "\(compact) bytes deflated vs \(plain) plain")
         let inspect = try runProcess(MDFExportTests.daqctl, ["inspect", deflated])
         #expect(inspect.status == 0 && inspect.stdout.contains("(DZ)"), "\(inspect.stdout)\(inspect.stderr)")
+    }
+
+    /// `MDFWriter.writeDeflatedFile` (what `export --deflate` writes, a chunk of records at a time):
+    /// with chunks far smaller than a group, each group's data is a ##DL of several ##DZ blocks;
+    /// asammdf reads every channel as it reads the plain file, whatever the chunk size, and a group
+    /// without records still has its (empty) data block.
+    @Test(arguments: [64, 1_000, 4 << 20])
+    func aDeflatedFileWrittenChunkByChunkReadsAsThePlainOne(chunkBytes: Int) throws {
+        var (layout, records, _) = MDFWriterTests.measure()
+        records[records.count - 1] = []
+        let cycles = layout.groups.indices.map { UInt64(records[$0].count / RecordLayout(layout.groups[$0]).recordBytes) }
+        var file: [UInt8] = []
+        var asked: [Range<Int>] = []
+        MDFWriter.writeDeflatedFile(layout: layout, cycles: cycles, chunkBytes: chunkBytes, deflate: { Deflate.compress($0) },
+                                    records: { group, range in
+            asked.append(range)
+            return Array(records[group][range])
+        }, write: { bytes, offset in
+            if file.count < offset + bytes.count { file += [UInt8](repeating: 0, count: offset + bytes.count - file.count) }
+            file.replaceSubrange(offset..<(offset + bytes.count), with: bytes)
+        })
+        #expect(asked.allSatisfy { $0.count <= max(chunkBytes, 64) }, "no more than a chunk (or one record) held at a time")
+        let work = try PackagePaths.temporaryDirectory("mdf-deflate-chunks")
+        defer { try? FileManager.default.removeItem(at: work) }
+        let plain = work.appendingPathComponent("plain.mf4"), deflated = work.appendingPathComponent("dz.mf4")
+        try Data(MDFWriter.finalizedFile(layout: layout, records: records)).write(to: plain)
+        try Data(file).write(to: deflated)
+        let blocks = String(decoding: file, as: UTF8.self)
+        #expect(blocks.contains("##DZ") && blocks.contains("##DL") == (chunkBytes < 1_000_000), "DL only when a group takes several chunks")
+        let result = try runPython(Self.compare, [plain.path, deflated.path])
+        #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
+        #expect((Int(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0) > 0, "channels compared: \(result.stdout)")
     }
 }
