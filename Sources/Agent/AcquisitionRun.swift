@@ -116,7 +116,8 @@ public final class AcquisitionRun {
             logger.notice("journal recovery: \(recovered.last!)")
         }
         for segment in recovery.removedUnnamedSegments {
-            recovered.append("removed \(segment): a new segment no sync had renamed into place, after a segment that lost its tail (its entries were never synced)")
+            recovered.append("removed \(segment), a new segment no sync had renamed into place: it did not continue the journal (the segment "
+                             + "before it lost its tail, or another stream's), or no room could be made to name it; none of its entries had been sent")
             logger.warning("journal recovery: \(recovered.last!)")
         }
         if let segment = recovery.truncatedSegment {

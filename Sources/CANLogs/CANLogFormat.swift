@@ -52,9 +52,10 @@ public enum CANLogFormat: String, Sendable, CaseIterable {
             return .asc
         }
         if first.count > 1, first.last == UInt8(ascii: ")"), LogFields.isDigits(first.dropLast()) { return .trc }
+        // An ASC event: seconds with a fraction, then anything (a channel, CANFD, `Start of
+        // measurement`); TRC lines start with a message number, candump's with '('.
         if LogFields.fixedPoint(first, unitNanoseconds: 1_000_000_000) != nil,
-           first.contains(UInt8(ascii: ".")), let second = cursor.token(),
-           LogFields.isDigits(second) || LogFields.matches(second, "canfd") {
+           first.contains(UInt8(ascii: ".")), cursor.token() != nil {
             return .asc
         }
         return nil

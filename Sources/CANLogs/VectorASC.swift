@@ -7,8 +7,8 @@ import DAQCore
 ///
 /// Lines read (Vector "ASC format" as CANoe writes it; python-can's reader is the oracle):
 /// - header: `date …`, `base hex|dec [timestamps absolute|relative]`, `[no] internal events logged`,
-///   `// version …`, `Begin Triggerblock …`, `End TriggerBlock`, comments → no frame; any other line
-///   that does not start with a timestamp is malformed (field `event`);
+///   `// version …`, `Begin Triggerblock …`, `End TriggerBlock`, comments → no frame; other text
+///   before the first event or trigger block is header text, after it malformed (field `event`);
 /// - `T CH ID Rx|Tx d DLC B0 … [Length = … BitCount = … ID = …]` classic data (id suffix `x` = 29-bit);
 /// - `T CH ID Rx|Tx r [DLC] …` classic remote request;
 /// - `T CH ErrorFrame …` and `T CANFD CH DIR ErrorFrame …` → error frame;
@@ -20,9 +20,9 @@ struct VectorASCReader: Sendable {
     var relativeTimestamps = false
     /// The absolute time of the previous event, for relative mode.
     var previousEvent: Int64 = 0
-    /// A line read as ASC (header or event) came before: errors before one ask whether the file is
-    /// an ASC log at all.
-    var sawASCLine = false
+    /// A trigger block or an event came before: from then on, a line that is no event, comment or
+    /// End TriggerBlock is malformed (before, it is header text).
+    var inEvents = false
 
     // Vector flag bits of the CANFD line's Flags field (the same bits python-can's writer sets).
     static let flagRemote: UInt32 = 0x0010
@@ -32,17 +32,13 @@ struct VectorASCReader: Sendable {
         var cursor = ByteCursor(line)
         guard let first = cursor.token() else { return nil }
 
-        if LogFields.hasPrefix(first, "//") {
-            sawASCLine = true
-            return nil
-        }
+        if LogFields.hasPrefix(first, "//") { return nil }
         if LogFields.matches(first, "base") {
             try readBase(&cursor, number: number, file: file)
-            sawASCLine = true
             return nil
         }
         if LogFields.matches(first, "begin") {
-            sawASCLine = true
+            inEvents = true
             // A new trigger block restarts the relative clock at its own start.
             previousEvent = 0
             return nil
@@ -53,15 +49,16 @@ struct VectorASCReader: Sendable {
             // read with --format asc, or a damaged line inside a trigger block, read as fewer frames
             // and exit 0 (python-can passes over them).
             for keyword: StaticString in ["date", "internal", "no", "end"] where LogFields.matches(first, keyword) {
-                sawASCLine = true
                 return nil
             }
-            let hint = sawASCLine ? "" : ": is this an ASC log?"
-            throw .malformed("'\(LogFields.text(first))' starts no line of an ASC log (an event starts with its "
-                             + "timestamp in seconds; others are date, base, internal events logged, //, "
-                             + "Begin Triggerblock, End TriggerBlock)\(hint)", file: file, line: number, field: "event")
+            // Before the events, other header text is passed over (writers other than CANoe put
+            // their own there); a file with no event at all is named by its reader (`LogFrameSource`).
+            guard inEvents else { return nil }
+            throw .malformed("'\(LogFields.text(first))' starts no line of an ASC log's events (each starts with its "
+                             + "timestamp in seconds; between them only comments (//) and End TriggerBlock)",
+                             file: file, line: number, field: "event")
         }
-        sawASCLine = true
+        inEvents = true
 
         guard let raw = LogFields.fixedPoint(first, unitNanoseconds: 1_000_000_000) else {
             throw .malformed("expected a timestamp in seconds, found '\(LogFields.text(first))'",

@@ -52,7 +52,8 @@ public struct JournalRecovery: Sendable, Hashable {
     /// synced and named at open, their entries kept.
     public var adoptedSegments: [String] = []
     /// New segments never renamed into place that held entries but did not continue the journal
-    /// (the segment before them lost its tail, or another stream): removed, as never synced.
+    /// (the segment before them lost its tail, or another stream), or that no room could be made
+    /// to name: removed (none of their entries was counted as synced, so none had been sent).
     public var removedUnnamedSegments: [String] = []
     /// Damage inside the newest segment with valid entries after it (a flipped bit or a bad block
     /// on the card, not a torn tail): those entries were kept, and these are the ones the damage

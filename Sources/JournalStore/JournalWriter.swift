@@ -176,16 +176,30 @@ public final class JournalWriter {
         // same stream, nothing is missing before it, and it is named now, after syncing both.
         // Removing it lost entries daqlink had appended, written to the card in the second case.
         var unnamed = deferred[...]
-        while var current = active, let candidate = unnamed.first,
+        segmentFD = active?.fd ?? -1
+        adopting: while var current = active, let candidate = unnamed.first,
               let header = try JournalWriter.continuation(candidate, of: current.header.epoch, at: current.next) {
             let path = String(candidate.dropLast(".new".count))
-            do {
+            do throws(SystemCallError) {
                 try FileOps.fullSync(current.fd)
                 let fd = try FileOps.open(candidate, O_RDONLY)
                 defer { FileOps.close(fd) }
                 try FileOps.fullSync(fd)
-                try FileOps.rename(candidate, path)
+                do throws(SystemCallError) {
+                    try FileOps.rename(candidate, path)
+                } catch where error.isOutOfSpace {
+                    // Refused for space, as before the stop, most likely: an acknowledged segment
+                    // makes room, as at a rotation.
+                    guard try JournalWriter.deleteOldestAcknowledged(layout: layout, epoch: current.header.epoch, closed: &sizes,
+                                                                     next: current.header.firstSequence, directoryFD: directoryFD)
+                    else { throw error }
+                    try FileOps.rename(candidate, path)
+                }
                 try FileOps.fullSync(directoryFD)
+            } catch where error.isOutOfSpace {
+                // No room to name it and none to make: it goes, as it did before adoption, so
+                // that acquisition can start (refusing to open left the device without a journal).
+                break adopting
             } catch {
                 throw error.daqError("name an unrenamed segment that continues the journal", path: candidate)
             }
@@ -197,6 +211,7 @@ public final class JournalWriter {
             FileOps.close(current.fd)
             current = next
             active = current
+            segmentFD = current.fd
         }
         for stale in unnamed {
             let holdsEntries = ((try? FileOps.readHead(stale, count: 0))?.size ?? 0) > SegmentHeader.length
@@ -541,6 +556,20 @@ public final class JournalWriter {
               SegmentName.name(firstSequence: sequence) + ".new" == path.split(separator: "/").last.map(String.init)
         else { return nil }
         return header
+    }
+
+    /// At open, an unrenamed segment's rename refused for space: deletes the oldest of the `closed`
+    /// segments (the one before `next` stays named) when the ack cursor of `epoch` covers it;
+    /// whether it did.
+    private static func deleteOldestAcknowledged(layout: JournalLayout, epoch: UInt64, closed: inout [(firstSequence: UInt64, bytes: Int)],
+                                                 next: UInt64, directoryFD: Int32) throws(SystemCallError) -> Bool {
+        guard let oldest = closed.first, let bytes = try? FileOps.readFile(layout.ackPath),
+              let record = AckRecord.parse(bytes), record.epoch == epoch,
+              (closed.count > 1 ? closed[1].firstSequence : next) - 1 <= record.acknowledgedUpTo else { return false }
+        try FileOps.unlink(layout.segmentPath(firstSequence: oldest.firstSequence))
+        try FileOps.fullSync(directoryFD)
+        closed.removeFirst()
+        return true
     }
 
     /// A ticket's renames refused for space: frees one acknowledged segment, then does the renames

@@ -169,7 +169,6 @@ enum FileOps {
         return names
     }
 
-    /// The whole content of a file.
     /// The first `count` bytes of the file at `path` (fewer when it is shorter) and its size.
     static func readHead(_ path: String, count: Int) throws(SystemCallError) -> (bytes: [UInt8], size: Int) {
         let fd = try open(path, O_RDONLY)
@@ -178,6 +177,7 @@ enum FileOps {
         return (try pread(fd, count: min(count, size), at: 0), size)
     }
 
+    /// The whole content of a file.
     static func readFile(_ path: String) throws(SystemCallError) -> [UInt8] {
         let fd = try open(path, O_RDONLY)
         defer { close(fd) }

@@ -64,12 +64,6 @@ public final class LogFrameSource {
                     firstLineUnrecognised = true
                 }
             }
-            if !firstLineSeen, reader?.format == .asc, line.contains(where: { $0 != 0x20 && $0 != 0x09 && $0 != 0x0D }) {
-                // --format asc too: a file whose first line is none of an ASC log's is named when it
-                // ends with no frame (its other lines may all start with a number).
-                firstLineSeen = true
-                if CANLogFormat.sniff(line) != .asc { firstLineUnrecognised = true }
-            }
             if reader == nil {
                 // No extension to go by (standard input, say): the first non-blank line decides.
                 guard line.contains(where: { $0 != 0x20 && $0 != 0x09 }) else { return true }
@@ -80,6 +74,12 @@ public final class LogFrameSource {
                                    at: InputLocation(file: path, line: number, field: "format"))
                 }
                 reader = CANLogReader(format: format, file: path)
+            }
+            if !firstLineSeen, line.contains(where: { $0 != 0x20 && $0 != 0x09 && $0 != 0x0D }) {
+                // --format asc too: a file whose first line is none of an ASC log's is named when it
+                // ends with no frame (its other lines may all start with a number).
+                firstLineSeen = true
+                if reader?.format == .asc, CANLogFormat.sniff(line) != .asc { firstLineUnrecognised = true }
             }
             let frame: CANFrame?
             do throws(DAQError) {

@@ -52,13 +52,15 @@ extension OTACommand {
                     + "(<device>/ota-history.jsonl): none has reported an update yet, or it is not a `daqctl collect --out` directory\n").utf8))
                 throw ExitCode(1)
             }
+            // Every device's lines are checked before any is printed, --json too (it passed damaged
+            // lines on).
+            var histories: [(name: String, text: String, objects: [[String: Any]])] = []
             for name in devices {
                 let path = "\(collected)/\(name)/ota-history.jsonl"
                 guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
                     FileHandle.standardError.write(Data("daqctl ota history: \(path): no update history for device '\(name)'\n".utf8))
                     throw ExitCode(1)
                 }
-                // Every line is checked before any is printed, --json too (it passed damaged lines on).
                 var objects: [[String: Any]] = []
                 for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() where !line.isEmpty {
                     guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
@@ -68,6 +70,9 @@ extension OTACommand {
                     }
                     objects.append(object)
                 }
+                histories.append((name, text, objects))
+            }
+            for (name, text, objects) in histories {
                 if json {
                     for line in text.split(separator: "\n") { print(line) }
                     continue

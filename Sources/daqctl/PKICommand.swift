@@ -38,8 +38,11 @@ enum PKIUsage {
     }
 
     /// A device id as the broker and the ACL take it (CommonName's rules).
-    static func deviceID(_ id: String) throws {
-        do { try CommonName.validateClientName(id) } catch let error as DAQError { throw ValidationError(error.message) }
+    static func deviceID(_ id: String) throws { try names { try CommonName.validateClientName(id) } }
+
+    /// `check`'s refusal of a name as a usage error.
+    static func names(_ check: () throws -> Void) throws {
+        do { try check() } catch let error as DAQError { throw ValidationError(error.message) }
     }
 }
 
@@ -73,6 +76,11 @@ extension PKICommand {
         @Flag(help: "Replace an existing CA (every certificate it issued stops verifying).") var force = false
 
         func validate() throws {
+            try PKIUsage.names {
+                try CommonName.validateDisplayName(caName, field: "CA name")
+                try CommonName.validateClientName(collectorName, field: "collector name")
+                for name in serverName { try CommonName.validateDNSName(name) }
+            }
             try PKIUsage.days(caDays, option: "--ca-days")
             try PKIUsage.days(serverDays, option: "--server-days")
             try PKIUsage.days(collectorDays, option: "--collector-days")
@@ -208,7 +216,10 @@ extension PKICommand {
         @Option(help: "IP address of the broker (repeatable). Default: the current certificate's.") var serverIp: [String] = []
         @Option(help: "Validity in days.") var days = 825
 
-        func validate() throws { try PKIUsage.days(days, option: "--days") }
+        func validate() throws {
+            try PKIUsage.names { for name in serverName { try CommonName.validateDNSName(name) } }
+            try PKIUsage.days(days, option: "--days")
+        }
 
         func run() throws {
             let authority = try CertificateAuthority(opening: pki.layout)
@@ -242,7 +253,10 @@ extension PKICommand {
         @Option(help: "CN of the collector (its MQTT username; the broker's ACL names it). Default: the current one's.") var name: String?
         @Option(help: "Validity in days.") var days = 825
 
-        func validate() throws { try PKIUsage.days(days, option: "--days") }
+        func validate() throws {
+            if let name { try PKIUsage.names { try CommonName.validateClientName(name, field: "collector name") } }
+            try PKIUsage.days(days, option: "--days")
+        }
 
         func run() throws {
             let authority = try CertificateAuthority(opening: pki.layout)

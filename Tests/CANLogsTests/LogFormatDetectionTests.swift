@@ -25,7 +25,10 @@ import Testing
         ("\n  \n(0.000000) vcan0 7FF#R\n", .candump),
         ("hello world\n", nil),
         ("", nil),
-        ("   1.5 Start of measurement\n", nil),
+        // An ASC event that is no frame (a log without header): ASC too. It told no format, so
+        // such a log read from standard input was refused.
+        ("   1.5 Start of measurement\n", .asc),
+        ("1984 was a year\n", nil),
     ])
     func byContent(text: String, format: CANLogFormat?) {
         #expect(CANLogFormat.detect(fileName: "-", head: Array(text.utf8)) == format)

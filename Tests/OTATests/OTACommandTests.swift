@@ -117,6 +117,10 @@ import TestSupport
         #expect(table.status == 0 && table.stdout == "rig-01:\n  seq\ttime (UTC)\tkind\tstatus\tversion\tslot\treason\n"
                 + "  1\t2025-12-06T05:46:40Z\tfirmware\tinstalled\t2\tb\t\n", "\(table.stdout)\(table.stderr)")
         try Data((good + "\nnot json\n").utf8).write(to: device.appendingPathComponent("ota-history.jsonl"))
+        // Another device's good history, listed first: nothing is printed before the damage is found.
+        let other = root.appendingPathComponent("rig-00")
+        try FileManager.default.createDirectory(at: other, withIntermediateDirectories: true)
+        try Data((good + "\n").utf8).write(to: other.appendingPathComponent("ota-history.jsonl"))
         for extra in [[], ["--json"]] {
             let damaged = try history(["--collected", root.path] + extra)
             #expect(damaged.status == 1 && damaged.stdout.isEmpty, "\(extra) \(damaged.stdout)")

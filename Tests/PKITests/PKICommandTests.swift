@@ -29,7 +29,11 @@ import TestSupport
         for (arguments, message) in [(["pki", "device", "--dir", pki, "rig-8", "--days", "0"], "--days must be at least 1 day, not 0"),
                                      (["pki", "revoke", "--dir", pki, ""], "device id must be 1–64 characters, got 0"),
                                      (["pki", "crl", "--dir", pki, "--days", "-3"], "--days must be at least 1 day, not -3"),
-                                     (["pki", "init", "--dir", root.path + "/other", "--crl-days", "0"], "--crl-days must be at least 1 day, not 0")] {
+                                     (["pki", "init", "--dir", root.path + "/other", "--crl-days", "0"], "--crl-days must be at least 1 day, not 0"),
+                                     (["pki", "init", "--dir", root.path + "/other", "--collector-name", "a/b"], "collector name \"a/b\" may only contain"),
+                                     (["pki", "init", "--dir", root.path + "/other", "--server-name", "bad name"], "'bad name' is not a DNS name"),
+                                     (["pki", "collector", "--dir", pki, "--name", "x y"], "collector name \"x y\" may only contain"),
+                                     (["pki", "server", "--dir", pki, "--server-name", "a_b"], "'a_b' is not a DNS name")] {
             let refused = try runProcess(daqctl, arguments)
             #expect(refused.status == 64 && refused.stderr.contains(message), "\(arguments): \(refused.status) \(refused.stderr)")
         }

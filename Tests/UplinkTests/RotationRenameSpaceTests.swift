@@ -6,6 +6,7 @@ import Foundation
 import Glibc
 #endif
 import Journal
+import JournalStore
 import Testing
 import TestSupport
 
@@ -29,6 +30,14 @@ import TestSupport
         try #require(names.count > 8, "\(names)")
         try rig.startCollector()
         return (rig, names, names[5], rig.journal.appendingPathComponent(names[5] + ".new").path)
+    }
+
+    /// A log of the fixture's first frame alone, in `directory`.
+    private func oneFrameLog(_ directory: URL) throws -> URL {
+        let log = directory.appendingPathComponent("one-frame.log")
+        let first = try String(contentsOfFile: UplinkRig.log, encoding: .utf8).split(separator: "\n")[0]
+        try (first + "\n").write(to: log, atomically: true, encoding: .utf8)
+        return log
     }
 
     /// The thread of `pid` named `name` (`/proc/<pid>/task/<tid>/comm`), once it exists.
@@ -96,11 +105,35 @@ import TestSupport
         let unnamed = try Data(contentsOf: URL(fileURLWithPath: temporary))
         #expect(unnamed.count > 40, "the segment holds entries")
 
-        // The next start, on the same journal: the segment is named, and everything drains.
-        try rig.startDevice(speed: "max", extra: ["--segment-bytes", "65536", "--drain-timeout", "30"])
+        // The disk still full at the next start, and nothing acknowledged to free (a copy of the
+        // journal, with no ack cursor): the segment cannot be named, and goes, as before. The
+        // open used to fail there, so the device did not start at all.
+        let copy = rig.work.appendingPathComponent("full-copy")
+        try FileManager.default.copyItem(at: rig.journal, to: copy)
+        try? FileManager.default.removeItem(at: copy.appendingPathComponent("ack"))
+        let full = try runProcess("/usr/bin/strace", ["-f", "-qq", "-o", "/dev/null", "-P", copy.appendingPathComponent(victim + ".new").path,
+                                                      "-e", "trace=rename,renameat,renameat2", "-e", "inject=rename,renameat,renameat2:error=ENOSPC",
+                                                      UplinkRig.daqlink, "run", "--experiment", UplinkRig.experiment, "--quiet",
+                                                      "--source", "replay:\(try oneFrameLog(rig.work).path)", "--speed", "max",
+                                                      "--journal", copy.path, "--segment-bytes", "65536"])
+        // It starts and acquires (the next rotation's rename, of the same name, is refused again:
+        // journal full, as the card is).
+        #expect(full.stderr.contains("journal recovery: removed \(victim).new, a new segment no sync had renamed into place")
+                && full.stderr.contains("frames: 1 (decoded 1"), "\(full.status) \(full.stderr)")
+
+        // The next start, on the same journal, with its first rename of the segment refused too:
+        // an acknowledged segment makes room, the segment is named, and everything drains.
+        let acknowledged = try #require(JournalVerifier.verify(directory: rig.journal.path).acknowledgedUpTo)
+        let oldest = try #require(stopped.first { $0.hasSuffix(".jnl") })
+        let second = try #require(stopped.filter { $0.hasSuffix(".jnl") }.dropFirst().first)
+        try #require(SegmentName.firstSequence(of: second)! - 1 <= acknowledged, "the oldest segment is acknowledged: \(acknowledged)")
+        try rig.startDevice(speed: "max", extra: ["--segment-bytes", "65536", "--drain-timeout", "30"],
+                            wrapper: ["/usr/bin/strace", "-f", "-qq", "-o", "/dev/null", "-P", temporary,
+                                      "-e", "trace=rename,renameat,renameat2", "-e", "inject=rename,renameat,renameat2:error=ENOSPC:when=1"])
         let (again, restarted) = rig.waitForDevice()
         #expect(again == 0 && !restarted.contains("not drained"), "\(restarted)")
         #expect(restarted.contains("journal recovery: named \(victim), a new segment no sync had renamed into place"), "\(restarted)")
+        #expect(!FileManager.default.fileExists(atPath: rig.journal.appendingPathComponent(oldest).path), "the oldest segment made room")
         for name in stopped where name.hasSuffix(".new") {
             #expect(restarted.contains("journal recovery: named \(name.dropLast(4)),"), "every unrenamed segment, in order: \(restarted)")
         }
@@ -108,8 +141,8 @@ import TestSupport
         #expect(left.contains(victim) && !left.contains { $0.hasSuffix(".new") }, "\(left)")
         let named = try Data(contentsOf: rig.journal.appendingPathComponent(victim))
         #expect(named.starts(with: unnamed), "the entries of the unrenamed segment are those of the named one")
-        let copy = try Data(contentsOf: rig.collected.appendingPathComponent(rig.deviceID).appendingPathComponent("journal").appendingPathComponent(victim))
-        #expect(copy.starts(with: unnamed), "and the collector holds them")
+        let collected = try Data(contentsOf: rig.collected.appendingPathComponent(rig.deviceID).appendingPathComponent("journal").appendingPathComponent(victim))
+        #expect(collected.starts(with: unnamed), "and the collector holds them")
         let verify = try rig.verify(within: 20)
         #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
     }
