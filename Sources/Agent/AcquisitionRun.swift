@@ -517,8 +517,9 @@ public final class AcquisitionRun {
             layoutPayload = payload
             layoutWritten = true
             let segmentBytes = options.segmentSizeLimit
-            if JournalFraming.framedLength(payloadLength: payload.count) * 10 > segmentBytes {
-                let share = JournalFraming.framedLength(payloadLength: payload.count) * 100 / segmentBytes
+            let framed = JournalFraming.framedLength(payloadLength: payload.count)
+            if framed * 10 > segmentBytes {
+                let share = framed * 100 / segmentBytes
                 logger.warning("each journal segment opens with the measurement's layout (\(payload.count) bytes): \(share) % of a \(segmentBytes)-byte segment; a larger --segment-bytes wastes less")
             }
             if let directory = options.mdfDirectory {
@@ -564,11 +565,7 @@ public final class AcquisitionRun {
         // The repeat opens the new segment whatever its size against the record's, and the
         // record follows it there.
         if kind == .record, let layoutPayload, journal.startsSegment(payloadLength: payload.count) {
-            var failure: DAQError?
-            layoutPayload.withUnsafeBytes { raw in
-                do throws(DAQError) { try append(kind: .layoutRepeat, payload: raw) } catch { failure = error }
-            }
-            if let failure { throw failure }
+            try append(kind: .layoutRepeat, payload: layoutPayload)
         }
         let seq = try journal.append(kind: kind, payload: payload, opensSegment: kind == .layoutRepeat)
         appendTrace?.appended(seq)

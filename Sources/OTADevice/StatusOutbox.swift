@@ -99,7 +99,8 @@ public final class StatusOutbox {
                        bootGeneration: UInt64? = nil) throws -> UpdateStatus {
         let report = UpdateStatus(sequence: lastSequence + 1, kind: kind, status: status, version: version, slot: slot, reason: reason, time: time,
                                   bootGeneration: bootGeneration, outbox: outboxID)
-        let line = Array((report.json() + "\n").utf8)
+        let json = report.json()
+        let line = Array((json + "\n").utf8)
         let fd = open(outboxPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw AtomicFile.posixError("cannot open", outboxPath) }
         defer { close(fd) }
@@ -113,12 +114,12 @@ public final class StatusOutbox {
             throw failure
         }
         lastSequence = report.sequence
-        pending.append((report.sequence, report.json()))
+        pending.append((report.sequence, json))
         if let bootGeneration, bootGeneration >= reportedBootGeneration {
             reportedBootGeneration = bootGeneration
-            lastFirmwareLine = report.json()
+            lastFirmwareLine = json
         }
-        noteStateReport(Substring(report.json()))
+        noteStateReport(Substring(json))
         return report
     }
 
@@ -157,13 +158,10 @@ public final class StatusOutbox {
                           reason: "recorded at start: a power cut came between this step and its report", time: time)
     }
 
+    /// A status's place in `stateStatuses`; `download-failed` and `rolled-back`, the two ends of a
+    /// version, rank alike (and so does anything else).
     private static func rank(_ status: String) -> Int {
-        switch status {
-        case "downloading": return 1
-        case "installed": return 2
-        case "committed": return 3
-        default: return 4  // download-failed, rolled-back: the end of that version
-        }
+        min((stateStatuses.firstIndex(of: status) ?? 3) + 1, 4)
     }
 
     /// A JSON string field of a report line (our own lines: fixed keys, no escapes in these values).
