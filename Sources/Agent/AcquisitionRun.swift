@@ -111,6 +111,10 @@ public final class AcquisitionRun {
             recovered.append("\(damage); the entries after it were kept (the uplink sends 'lost' placeholders for these)")
             logger.error("journal recovery: \(recovered.last!)")
         }
+        for segment in recovery.freedForRename {
+            recovered.append("deleted \(segment), acknowledged by the collector, to make room for naming a new segment (its rename was refused for space)")
+            logger.warning("journal recovery: \(recovered.last!)")
+        }
         for segment in recovery.adoptedSegments {
             recovered.append("named \(segment), a new segment no sync had renamed into place: it continues the journal, and its entries are kept")
             logger.notice("journal recovery: \(recovered.last!)")

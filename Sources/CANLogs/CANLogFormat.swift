@@ -24,7 +24,7 @@ public enum CANLogFormat: String, Sendable, CaseIterable {
     /// - `;…` (a TRC header or comment) or `12) …` (a headerless TRC 1.x line) → TRC;
     /// - `(SECONDS…` → candump;
     /// - `date`, `base`, `//`, `Begin Triggerblock`, `[no] internal events logged`, or
-    ///   `SECONDS.FRACTION CHANNEL|CANFD …` (a headerless ASC event) → ASC.
+    ///   `SECONDS.FRACTION …` (a headerless ASC event: a frame, `Start of measurement`) → ASC.
     /// Nil when the first line is none of these or no complete line is in `head` yet and it is short.
     public static func sniff(_ head: UnsafeBufferPointer<UInt8>) -> CANLogFormat? {
         var start = 0

@@ -58,12 +58,13 @@ struct VectorASCReader: Sendable {
                              + "timestamp in seconds; between them only comments (//) and End TriggerBlock)",
                              file: file, line: number, field: "event")
         }
-        inEvents = true
-
         guard let raw = LogFields.fixedPoint(first, unitNanoseconds: 1_000_000_000) else {
+            // Header text that starts with a digit ("2024-01-15 export"), before the events.
+            guard inEvents else { return nil }
             throw .malformed("expected a timestamp in seconds, found '\(LogFields.text(first))'",
                              file: file, line: number, field: "timestamp")
         }
+        inEvents = true
         // Every timestamped event moves the relative clock, frames or not (Vector: "relative to the
         // preceding event").
         let time: Int64

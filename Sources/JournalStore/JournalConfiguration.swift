@@ -55,6 +55,9 @@ public struct JournalRecovery: Sendable, Hashable {
     /// (the segment before them lost its tail, or another stream), or that no room could be made
     /// to name: removed (none of their entries was counted as synced, so none had been sent).
     public var removedUnnamedSegments: [String] = []
+    /// Acknowledged segments deleted to make room for naming an unrenamed one (its rename refused
+    /// for space).
+    public var freedForRename: [String] = []
     /// Damage inside the newest segment with valid entries after it (a flipped bit or a bad block
     /// on the card, not a torn tail): those entries were kept, and these are the ones the damage
     /// took (each as the reader's `skipDamaged` reports it), oldest first.

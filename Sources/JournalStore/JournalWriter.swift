@@ -185,24 +185,42 @@ public final class JournalWriter {
                 let fd = try FileOps.open(candidate, O_RDONLY)
                 defer { FileOps.close(fd) }
                 try FileOps.fullSync(fd)
-                do throws(SystemCallError) {
-                    try FileOps.rename(candidate, path)
-                } catch where error.isOutOfSpace {
-                    // Refused for space, as before the stop, most likely: an acknowledged segment
-                    // makes room, as at a rotation.
-                    guard try JournalWriter.deleteOldestAcknowledged(layout: layout, epoch: current.header.epoch, closed: &sizes,
-                                                                     next: current.header.firstSequence, directoryFD: directoryFD)
-                    else { throw error }
-                    try FileOps.rename(candidate, path)
-                }
-                try FileOps.fullSync(directoryFD)
+            } catch {
+                throw error.daqError("sync an unrenamed segment that continues the journal, and the one before it", path: candidate)
+            }
+            // Only the rename's refusal for space is met here: a failed sync is thrown above, as
+            // at any open (what it holds is unknown).
+            var refused: SystemCallError?
+            do throws(SystemCallError) {
+                try FileOps.rename(candidate, path)
             } catch where error.isOutOfSpace {
-                // No room to name it and none to make: it goes, as it did before adoption, so
-                // that acquisition can start (refusing to open left the device without a journal).
-                break adopting
+                // Refused for space, as before the stop, most likely: an acknowledged segment
+                // makes room, as at a rotation.
+                refused = error
+                let freed: String?
+                do {
+                    freed = try JournalWriter.deleteOldestAcknowledged(layout: layout, epoch: current.header.epoch, closed: &sizes,
+                                                                       next: current.header.firstSequence, directoryFD: directoryFD)
+                } catch {
+                    throw error.daqError("delete an acknowledged segment to make room", path: directory)
+                }
+                if let freed {
+                    recovery.freedForRename.append(freed)
+                    do throws(SystemCallError) {
+                        try FileOps.rename(candidate, path)
+                        refused = nil
+                    } catch where error.isOutOfSpace {
+                    } catch {
+                        throw error.daqError("name an unrenamed segment that continues the journal", path: candidate)
+                    }
+                }
             } catch {
                 throw error.daqError("name an unrenamed segment that continues the journal", path: candidate)
             }
+            // No room to name it and none to make: it goes, as it did before adoption, so that
+            // acquisition can start (refusing to open left the device without a journal).
+            if refused != nil { break adopting }
+            do { try FileOps.fullSync(directoryFD) } catch { throw error.daqError("fsync journal directory", path: directory) }
             unnamed = unnamed.dropFirst()
             guard let next = try JournalWriter.recoverSegment(path: path, nameSequence: header.firstSequence, recovery: &recovery)
             else { break }
@@ -560,16 +578,16 @@ public final class JournalWriter {
 
     /// At open, an unrenamed segment's rename refused for space: deletes the oldest of the `closed`
     /// segments (the one before `next` stays named) when the ack cursor of `epoch` covers it;
-    /// whether it did.
+    /// its name, or nil.
     private static func deleteOldestAcknowledged(layout: JournalLayout, epoch: UInt64, closed: inout [(firstSequence: UInt64, bytes: Int)],
-                                                 next: UInt64, directoryFD: Int32) throws(SystemCallError) -> Bool {
+                                                 next: UInt64, directoryFD: Int32) throws(SystemCallError) -> String? {
         guard let oldest = closed.first, let bytes = try? FileOps.readFile(layout.ackPath),
               let record = AckRecord.parse(bytes), record.epoch == epoch,
-              (closed.count > 1 ? closed[1].firstSequence : next) - 1 <= record.acknowledgedUpTo else { return false }
+              (closed.count > 1 ? closed[1].firstSequence : next) - 1 <= record.acknowledgedUpTo else { return nil }
         try FileOps.unlink(layout.segmentPath(firstSequence: oldest.firstSequence))
-        try FileOps.fullSync(directoryFD)
         closed.removeFirst()
-        return true
+        try FileOps.fullSync(directoryFD)
+        return SegmentName.name(firstSequence: oldest.firstSequence)
     }
 
     /// A ticket's renames refused for space: frees one acknowledged segment, then does the renames

@@ -107,7 +107,8 @@ public enum MDFWriter {
     /// `cycles[g]` records are read a chunk at a time with `records(g, byteRange)` (a byte range
     /// of that group's records back to back). The metadata of every group comes first, then each
     /// group's data as ##DZ blocks (transposition + deflate) of at most `chunkBytes` records each,
-    /// listed by a ##DL when there are several; the data groups' links to them are written last.
+    /// listed by a ##DL under a ##HL when there are several; the data groups' links to them are
+    /// written last.
     /// `daqctl export --deflate` on a measurement of any length.
     public static func writeDeflatedFile<Failure: Error>(
         layout: MeasurementLayout, cycles: [UInt64], tool: MDFTool = MDFTool(), bus: String = "CAN", chunkBytes: Int = 4 << 20,
@@ -153,11 +154,18 @@ public enum MDFWriter {
             case 1: data = blocks[0]
             default:
                 // Every block holds `step` record bytes but the last (the list's equal-length flag).
+                // A list of ##DZ blocks hangs under a ##HL naming their compression (MDF 4.1).
                 var dl = MDFFields()
                 dl.u8(1); dl.zeros(3)
                 dl.u32(UInt32(blocks.count))
                 dl.u64(UInt64(step))
-                data = try appendBlocks { $0.block("##DL", links: [0] + blocks, data: dl.bytes) }
+                var hl = MDFFields()
+                hl.u16(1)                          // flags: equal length
+                hl.u8(1); hl.zeros(5)              // zip type: transposition + deflate; reserved
+                data = try appendBlocks {
+                    let list = $0.block("##DL", links: [0] + blocks, data: dl.bytes)
+                    return $0.block("##HL", links: [list], data: hl.bytes)
+                }
             }
             var link = MDFFields()
             link.u64(data)

@@ -101,8 +101,18 @@ final class ExportFile {
             try MDFWriter.writeDeflatedFile(layout: layout, cycles: cycles, deflate: { Deflate.compress($0) },
                                             records: { (group, range) throws(DAQError) -> [UInt8] in
                 var bytes = [UInt8](repeating: 0, count: range.count)
-                let got = bytes.withUnsafeMutableBytes { pread(records, $0.baseAddress, range.count, off_t(starts[group] + range.lowerBound)) }
-                guard got == range.count else { throw Self.failure(path) }
+                var done = 0
+                while done < range.count {
+                    let got = bytes.withUnsafeMutableBytes {
+                        pread(records, $0.baseAddress! + done, range.count - done, off_t(starts[group] + range.lowerBound + done))
+                    }
+                    if got < 0 && errno == EINTR { continue }
+                    guard got > 0 else {
+                        if got == 0 { errno = EIO }  // the file of records is shorter than what was written to it
+                        throw Self.failure(path, doing: "read back the records to deflate")
+                    }
+                    done += got
+                }
                 return bytes
             }, write: { (bytes, offset) throws(DAQError) in try write(bytes[...], at: offset) })
             discardRecords()
@@ -217,7 +227,7 @@ final class ExportFile {
     }
 
     /// "cannot write: <the system's reason>", naming the output file (not its temporary name).
-    private static func failure(_ path: String) -> DAQError {
-        DAQError(.io, "cannot write: \(String(cString: strerror(errno)))", at: InputLocation(file: path))
+    private static func failure(_ path: String, doing: String = "write") -> DAQError {
+        DAQError(.io, "cannot \(doing): \(String(cString: strerror(errno)))", at: InputLocation(file: path))
     }
 }

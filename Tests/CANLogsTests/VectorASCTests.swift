@@ -180,7 +180,7 @@ extension VectorASCTests {
                 + "between them only comments (//) and End TriggerBlock)")
         // Before the events, a writer's own header text is passed over (a file with no event at
         // all is named by LogFrameSource: LogInputCommandTests).
-        let header = try readLog(.asc, "data Mon Jan 15 10:00:00 2024\nno internal events logged\n   1.0 1  123 Rx d 1 01")
+        let header = try readLog(.asc, "data Mon Jan 15 10:00:00 2024\n2024-01-15 export of bench 3\nno internal events logged\n   1.0 1  123 Rx d 1 01")
         #expect(header.count == 1)
         #expect(try readLog(.asc, "hello\nworld").isEmpty)
     }

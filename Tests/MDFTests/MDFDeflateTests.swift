@@ -47,7 +47,7 @@ import MDFFiles
     }
 
     /// `MDFWriter.writeDeflatedFile` (what `export --deflate` writes, a chunk of records at a time):
-    /// with chunks far smaller than a group, each group's data is a ##DL of several ##DZ blocks;
+    /// with chunks far smaller than a group, each group's data is a ##HL and ##DL of several ##DZ blocks;
     /// asammdf reads every channel as it reads the plain file, whatever the chunk size, and a group
     /// without records still has its (empty) data block.
     @Test(arguments: [64, 1_000, 4 << 20])
@@ -73,6 +73,7 @@ import MDFFiles
         try Data(file).write(to: deflated)
         let blocks = String(decoding: file, as: UTF8.self)
         #expect(blocks.contains("##DZ") && blocks.contains("##DL") == (chunkBytes < 1_000_000), "DL only when a group takes several chunks")
+        #expect(blocks.contains("##HL") == blocks.contains("##DL"), "a list of DZ blocks under an HL (MDF 4.1)")
         let result = try runPython(Self.compare, [plain.path, deflated.path])
         #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
         #expect((Int(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0) > 0, "channels compared: \(result.stdout)")

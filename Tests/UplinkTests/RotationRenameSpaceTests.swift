@@ -134,6 +134,7 @@ import TestSupport
         #expect(again == 0 && !restarted.contains("not drained"), "\(restarted)")
         #expect(restarted.contains("journal recovery: named \(victim), a new segment no sync had renamed into place"), "\(restarted)")
         #expect(!FileManager.default.fileExists(atPath: rig.journal.appendingPathComponent(oldest).path), "the oldest segment made room")
+        #expect(restarted.contains("journal recovery: deleted \(oldest), acknowledged by the collector, to make room"), "\(restarted)")
         for name in stopped where name.hasSuffix(".new") {
             #expect(restarted.contains("journal recovery: named \(name.dropLast(4)),"), "every unrenamed segment, in order: \(restarted)")
         }
