@@ -195,7 +195,7 @@ public struct MDFStream: Sendable {
     }
 
     /// Clean close: appends to `output` what still has to be written at the file end (deflate:
-    /// the last, shorter block and the closing ##DL) and returns the in-place patches to apply
+    /// the last, shorter block and the closing ##DL under its ##HL) and returns the in-place patches to apply
     /// after it: the data link or DT length, every CG's cycle count, and the ID block
     /// ("MDF     ", flags 0) last — so a crash during finalization still leaves a valid
     /// unfinalized file.
@@ -210,10 +210,17 @@ public struct MDFStream: Sendable {
         if !blockAddresses.isEmpty {
             var image = MDFImage(offset: fileBytes)
             let list = Self.dataList(&image, blocks: blockAddresses.map(UInt64.init), blockBytes: deflate.blockBytes)
+            // The finalized file's list of ##DZ blocks hangs under a ##HL naming their compression
+            // (MDF 4.1; zip type 0, deflate: unsorted records are not transposed). The head's
+            // ##DL, which asammdf recovers a cut file from, stays as it is.
+            var hl = MDFFields()
+            hl.u16(1)                          // flags: equal length
+            hl.u8(0); hl.zeros(5)              // zip type: deflate; reserved
+            let header = image.block("##HL", links: [list], data: hl.bytes)
             output += image.bytes
             fileBytes += image.bytes.count
             var link = MDFFields()
-            link.u64(list)
+            link.u64(header)
             patches.append((dataGroupAddress + 40, link.bytes))
         } else {
             patches.append((dataGroupAddress + 40, [UInt8](repeating: 0, count: 8)))  // no data

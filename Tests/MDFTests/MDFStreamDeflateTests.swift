@@ -73,6 +73,9 @@ import TestSupport
         try Data(MDFWriter.finalizedFile(layout: layout, records: records)).write(to: URL(fileURLWithPath: sortedPath))
         let ours = try MDFReader.summary(of: finalized, source: finalPath)
         #expect(ours.isFinalized && ours.groups.map(\.cycles) == stream.cycles)
+        // Finalized, the list of ##DZ blocks hangs under a ##HL (MDF 4.1), and the data group names it.
+        let dataLink = (0..<8).reduce(0) { $0 | Int(finalized[stream.dataGroupAddress + 40 + $1]) << (8 * $1) }
+        #expect(Array(finalized[dataLink..<(dataLink + 4)]) == Array("##HL".utf8))
 
         try MDFStreamTests.expectAsammdf(sorted: sortedPath, cuts: paths, expected: expected, final: finalPath, cycles: stream.cycles)
     }
