@@ -32,6 +32,10 @@ public struct CollectorOptions: Sendable {
     /// A device heard from in this run that sends nothing for this many seconds gets one line, and
     /// one more when it is heard again (nil: say nothing).
     public var quietAfter: Double? = 60
+    /// A stream's copy that receives nothing for this many seconds, with nothing in flight, is
+    /// closed (its journal's descriptors and lock) and opened again when it sends (nil: never).
+    /// A fleet's journals started afresh over months (card swaps) each left a copy open.
+    public var closeIdleStreamsAfter: Double? = 600
     /// Certificates and the CRL whose end stops the fleet's data: said at start and once a day
     /// while within their warning window, as an alarm once ended.
     public var watchedCredentials: [CredentialLifetime.Watched] = []
@@ -91,6 +95,8 @@ public final class CollectorService {
     /// One copy per stream: a device's journal started afresh (a new card, a wiped directory) gets
     /// a new epoch, and its stream a copy of its own beside the first.
     private var sinks: [StreamKey: DeviceStreamSink] = [:]
+    /// Copies closed while idle (`closeIdleStreams`), kept for their counts until opened again.
+    private var closedIdle: [StreamKey: DeviceStreamSink] = [:]
     private var lastMessage: Int64
     private var rejected: UInt64 = 0
     /// Directories of streams whose rebuilt journal could not be opened (reported once until it opens).
@@ -187,7 +193,9 @@ public final class CollectorService {
             if failure == nil { failure = error }
         }
         if let failure { throw failure }
-        return sinks.values.sorted { ($0.deviceID, $0.besideFirst ? 1 : 0, $0.epoch) < ($1.deviceID, $1.besideFirst ? 1 : 0, $1.epoch) }.map {
+        return (Array(sinks.values) + closedIdle.values).sorted {
+            ($0.deviceID, $0.besideFirst ? 1 : 0, $0.epoch) < ($1.deviceID, $1.besideFirst ? 1 : 0, $1.epoch)
+        }.map {
             CollectorDeviceReport(deviceID: $0.deviceID, epoch: $0.epoch, besideFirst: $0.besideFirst,
                                   committed: $0.committed, entries: $0.committedEntries,
                                   bytes: $0.committedBytes, duplicates: $0.duplicates, gaps: $0.gaps, gapsFilled: $0.gapsFilled,
@@ -439,12 +447,32 @@ public final class CollectorService {
         if let connection, !connection.handlePeriodic() { reconnectLater() }
         if let idle = options.idleExit, Double(loop.clock.now() - lastMessage) / 1e9 >= idle { stop() }
         for (device, silent) in quietDevices?.tick(now: loop.clock.now()) ?? [] {
-            let committed = lastStream[device].flatMap { sinks[$0] }.map { ", committed up to \($0.committed)" } ?? ""
+            let committed = lastStream[device].flatMap { sinks[$0] ?? closedIdle[$0] }.map { ", committed up to \($0.committed)" } ?? ""
             writeError("daqctl collect: \(device): nothing received for \(QuietDevices.describe(silent))\(committed); "
                        + "the device is off, or its link is down (its journal keeps what it acquires)\n")
         }
+        closeIdleStreams()
         guard !stopping else { return }
         loop.schedule(at: loop.clock.now() + 200_000_000) { [unowned self] in periodic() }
+    }
+
+    /// Closes the copies that received nothing for `closeIdleStreamsAfter` and have nothing in
+    /// flight; `sink(for:)` opens one again when its stream sends.
+    private func closeIdleStreams() {
+        guard let seconds = options.closeIdleStreamsAfter else { return }
+        let now = loop.clock.now()
+        let limit = waitNanoseconds(seconds: seconds)
+        let busy = Set(syncDevices.values)
+        for (key, sink) in sinks where now - sink.lastReceived >= limit && sink.isQuiescent && !busy.contains(key) {
+            do throws(DAQError) {
+                try sink.close()
+            } catch {
+                storageFailed(error)
+                return
+            }
+            sinks[key] = nil
+            closedIdle[key] = sink
+        }
     }
 
     private func handleEvents() {
@@ -613,10 +641,15 @@ public final class CollectorService {
         let key = StreamKey(device: device, epoch: epoch)
         if let sink = sinks[key] { return sink }
         let home = "\(options.output)/\(device)"
+        // A copy closed while idle opens again where it was.
+        if let idle = closedIdle[key] {
+            return try open(key, directory: idle.besideFirst ? "\(home)/epoch-\(key.epoch)" : home, besideFirst: idle.besideFirst)
+        }
         // Each directory made here is synced into its parent before any ack can depend on it.
         try Directories.create(options.output)
         try Directories.create(home)
-        let first = sinks.first { $0.key.device == device && !$0.value.besideFirst }?.key.epoch
+        let first = (sinks.first { $0.key.device == device && !$0.value.besideFirst }
+                     ?? closedIdle.first { $0.key.device == device && !$0.value.besideFirst })?.key.epoch
         if first == nil {
             do throws(DAQError) {
                 return try open(key, directory: home, besideFirst: false)
@@ -663,9 +696,15 @@ public final class CollectorService {
         }
         unopenable.remove(directory)
         let label = sink.label
+        sink.lastReceived = loop.clock.now()
         sink.onLost = { [unowned self] first, last, reason in lost(label, first, last, reason) }
+        // Opened again after it was closed while idle: its MDF files went on following its journal.
+        let reopened = closedIdle.removeValue(forKey: key)
+        if let reopened { sink.carryCounts(from: reopened) }
         if let mdf {
-            mdf.follow(device: label, journalDirectory: journal, mdfDirectory: "\(directory)/mdf", committed: sink.committed)
+            if reopened == nil {
+                mdf.follow(device: label, journalDirectory: journal, mdfDirectory: "\(directory)/mdf", committed: sink.committed)
+            }
             sink.onCommitted = { [unowned self] in
                 mdf.committed(device: label, first: $0, body: $1, entries: $2, now: loop.clock.now())
                 if mdf.holding { watchBurst() }

@@ -54,15 +54,33 @@ final class DeviceStreamSink {
     }
 
     var committed: UInt64 { stream.committed }
-    var duplicates: UInt64 { stream.duplicates }
-    var gaps: UInt64 { stream.gaps }
-    var gapsFilled: UInt64 { stream.gapsFilled }
+    var duplicates: UInt64 { stream.duplicates + carried.duplicates }
+    var gaps: UInt64 { stream.gaps + carried.gaps }
+    var gapsFilled: UInt64 { stream.gapsFilled + carried.gapsFilled }
+    /// The counts of this run's earlier opening of the stream, closed while idle (`carryCounts`).
+    private var carried: (duplicates: UInt64, gaps: UInt64, gapsFilled: UInt64) = (0, 0, 0)
+    /// When the last batch arrived, or the copy was opened (loop clock).
+    var lastReceived: Int64 = 0
+
+    /// Nothing in flight: no batch held, no ack owed, no sync running, no conflict to remember.
+    /// Such a copy may be closed while its device is quiet and opened again when it sends.
+    var isQuiescent: Bool { held.isEmpty && pendingAck == nil && syncInFlight == nil && conflict == nil }
+
+    /// Takes over the counts of `earlier`, this stream's copy closed while idle, so the run's
+    /// report counts the whole run.
+    func carryCounts(from earlier: DeviceStreamSink) {
+        committedEntries += earlier.committedEntries
+        committedBytes += earlier.committedBytes
+        lostEntries += earlier.lostEntries
+        carried = (earlier.duplicates, earlier.gaps, earlier.gapsFilled)
+    }
 
     /// Feeds one batch whose header was checked; returns where to ask the device to resend from
     /// and, if a held codec-3 batch turned out undecodable, why it was dropped. Committed entries
     /// are written but not yet durable: the ack they earn waits for the sync `nextSyncStep()` starts
     /// (group commit: one fdatasync for every batch of a loop turn).
     func receive(_ arrived: ReceivedBatch, now: Int64) throws(DAQError) -> (resends: [UInt64], rejected: DAQError?) {
+        lastReceived = now
         var batch = arrived
         // Codec 3 or 4 whose context is committed: decode now, so a bad body is rejected before the
         // stream sees it, and so its entries the collector holds are compared with them (below). One

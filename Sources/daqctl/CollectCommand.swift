@@ -83,6 +83,9 @@ struct CollectCommand: ParsableCommand {
     @Option(help: "Say when a device heard from in this run sends nothing for this many seconds, and again when it is back (0: never; default 60, or quiet_after_s in --config).")
     var quietAfter: Double?
 
+    @Option(help: "Close a stream's copy that receives nothing for this many seconds (its journal's files and lock), and open it again when the stream sends (0: never).")
+    var closeIdleStreamsAfter: Double = 600
+
     func validate() throws {
         guard connectTimeout > 0, connectTimeout.isFinite else {
             throw ValidationError("--connect-timeout must be a number of seconds above 0, not \(connectTimeout)")
@@ -91,6 +94,9 @@ struct CollectCommand: ParsableCommand {
         if let duration, !(duration > 0) { throw ValidationError("--duration must be a number of seconds above 0, not \(duration)") }
         if let quietAfter, !(quietAfter >= 0 && quietAfter.isFinite) {
             throw ValidationError("--quiet-after must be a number of seconds, 0 or above, not \(quietAfter)")
+        }
+        guard closeIdleStreamsAfter >= 0, closeIdleStreamsAfter.isFinite else {
+            throw ValidationError("--close-idle-streams-after must be a number of seconds, 0 or above, not \(closeIdleStreamsAfter)")
         }
         _ = try settings()
     }
@@ -150,6 +156,7 @@ struct CollectCommand: ParsableCommand {
         options.duration = duration
         options.connectTimeout = connectTimeout
         if let seconds = quietAfter ?? quiet { options.quietAfter = seconds > 0 ? seconds : nil }
+        options.closeIdleStreamsAfter = closeIdleStreamsAfter > 0 ? closeIdleStreamsAfter : nil
         options.watchedCredentials = Self.watched(ca: ca, cert: cert, crl: values["crl"], server: values["server_cert"], pki: pki ?? "DIR")
         if let pki, FileManager.default.fileExists(atPath: "\(pki)/index.json") { options.deviceIndex = ("\(pki)/index.json", pki) }
         return options
