@@ -32,9 +32,12 @@ public struct CollectorOptions: Sendable {
     /// A device heard from in this run that sends nothing for this many seconds gets one line, and
     /// one more when it is heard again (nil: say nothing).
     public var quietAfter: Double? = 60
-    /// A stream's copy that receives nothing for this many seconds, with nothing in flight, is
-    /// closed (its journal's descriptors and lock) and opened again when it sends (nil: never).
-    /// A fleet's journals started afresh over months (card swaps) each left a copy open.
+    /// The copy of a stream its device no longer sends on (it sent on another in this run: its
+    /// journal was started afresh), quiet for this many seconds with nothing in flight, is closed
+    /// (its journal's descriptors and lock) and opened again when it sends (nil: never). A fleet's
+    /// journals started afresh over months (card swaps) each left a copy open. A device's current
+    /// stream stays open, however quiet: opening a copy is a journal recovery (every segment's
+    /// header read, the newest segment read whole), which an outage must not make every copy pay.
     public var closeIdleStreamsAfter: Double? = 600
     /// Certificates and the CRL whose end stops the fleet's data: said at start and once a day
     /// while within their warning window, as an alarm once ended.
@@ -110,8 +113,8 @@ public final class CollectorService {
     private var quietDevices: QuietDevices?
     private var lastStream: [String: StreamKey] = [:]
     static let newStreamsAlarm = 3
-    /// New streams one device may open in a run: each holds files open until the collector stops,
-    /// and a device sending epoch after epoch (broken, or hostile with a valid certificate) would
+    /// New streams one device may open in a run: each holds files open until the device has been
+    /// quiet on it for `closeIdleStreamsAfter` (or the collector stops), and a device sending epoch after epoch (broken, or hostile with a valid certificate) would
     /// otherwise run the collector out of descriptors, for every device. Past it, its batches of
     /// a new epoch are refused (not acknowledged: the device keeps them) until a restart.
     static let newStreamsLimit = 16
@@ -262,7 +265,7 @@ public final class CollectorService {
         }
         if limit.rlim_cur < 4096 {
             writeError("daqctl collect: WARNING: at most \(limit.rlim_cur) open files (about \(limit.rlim_cur / 3) device streams: "
-                       + "each holds three open); raise the hard limit (ulimit -Hn, or LimitNOFILE= in a systemd unit)\n")
+                       + "each holds three open while in use); raise the hard limit (ulimit -Hn, or LimitNOFILE= in a systemd unit)\n")
         }
     }
 
@@ -456,14 +459,16 @@ public final class CollectorService {
         loop.schedule(at: loop.clock.now() + 200_000_000) { [unowned self] in periodic() }
     }
 
-    /// Closes the copies that received nothing for `closeIdleStreamsAfter` and have nothing in
-    /// flight; `sink(for:)` opens one again when its stream sends.
+    /// Closes the copies of streams their devices left (see `closeIdleStreamsAfter`) that received
+    /// nothing for that long and have nothing in flight; `sink(for:)` opens one again when its
+    /// stream sends.
     private func closeIdleStreams() {
         guard let seconds = options.closeIdleStreamsAfter else { return }
         let now = loop.clock.now()
         let limit = waitNanoseconds(seconds: seconds)
         let busy = Set(syncDevices.values)
-        for (key, sink) in sinks where now - sink.lastReceived >= limit && sink.isQuiescent && !busy.contains(key) {
+        for (key, sink) in sinks where lastStream[key.device].map({ $0 != key }) == true
+                && now - sink.lastReceived >= limit && sink.isQuiescent && !busy.contains(key) {
             do throws(DAQError) {
                 try sink.close()
             } catch {
@@ -471,6 +476,7 @@ public final class CollectorService {
                 return
             }
             sinks[key] = nil
+            sink.shedMemory()
             closedIdle[key] = sink
         }
     }
@@ -547,7 +553,7 @@ public final class CollectorService {
             let sink: DeviceStreamSink
             do throws(DAQError) {
                 sink = try self.sink(for: topicDevice, epoch: batch.header.epoch)
-            } catch where error.code == .journalCorrupt {
+            } catch where error.code == .journalCorrupt || error.code == .journalBusy {
                 rejected += 1
                 return  // said by `cannotOpen`; each batch tries the journal again: a repair needs no restart
             }
@@ -660,7 +666,7 @@ public final class CollectorService {
         let directory = "\(home)/epoch-\(epoch)"
         if newStreams[device, default: 0] >= Self.newStreamsLimit, access(directory, F_OK) != 0 {
             throw DAQError(.malformedInput, "\(device) sends epoch \(epoch), its \(Self.newStreamsLimit + 1)th new stream in this run: refused "
-                           + "(each holds files open until the collector stops); its batches are not acknowledged, the device keeps "
+                           + "(each holds files open while in use); its batches are not acknowledged, the device keeps "
                            + "them, and a collector started again takes them", at: InputLocation(file: home, field: "epoch"))
         }
         let fresh = try Directories.create(directory)
@@ -690,7 +696,8 @@ public final class CollectorService {
             // The first copy's epoch, recorded once its journal holds it (and for a copy from
             // before it was recorded).
             if !besideFirst && recorded != key.epoch { try FirstStreamEpoch.record(key.epoch, in: directory) }
-        } catch where error.code == .journalCorrupt {
+        } catch where error.code == .journalCorrupt || error.code == .journalBusy {
+            // (Busy: another writer took the lock of a copy closed while idle.)
             cannotOpen(directory, error)
             throw error
         }

@@ -66,6 +66,12 @@ final class DeviceStreamSink {
     /// Such a copy may be closed while its device is quiet and opened again when it sends.
     var isQuiescent: Bool { held.isEmpty && pendingAck == nil && syncInFlight == nil && conflict == nil }
 
+    /// Drops the entries kept as the next batch's usual context (a copy closed while idle: its
+    /// counts are all that is kept; a reopened copy reads a context back from its journal).
+    func shedMemory() {
+        recentCommits = RecentEntries(keep: ContextCoder.contextEntries)
+    }
+
     /// Takes over the counts of `earlier`, this stream's copy closed while idle, so the run's
     /// report counts the whole run.
     func carryCounts(from earlier: DeviceStreamSink) {

@@ -83,7 +83,7 @@ struct CollectCommand: ParsableCommand {
     @Option(help: "Say when a device heard from in this run sends nothing for this many seconds, and again when it is back (0: never; default 60, or quiet_after_s in --config).")
     var quietAfter: Double?
 
-    @Option(help: "Close a stream's copy that receives nothing for this many seconds (its journal's files and lock), and open it again when the stream sends (0: never).")
+    @Option(help: "Close the copy of a stream its device no longer sends on (its journal was started afresh) after this many quiet seconds (its journal's files and lock), and open it again if the stream sends (0: never).")
     var closeIdleStreamsAfter: Double = 600
 
     func validate() throws {

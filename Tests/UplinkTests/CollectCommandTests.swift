@@ -122,6 +122,6 @@ import TestSupport
         let hard = soft.stdout.split(separator: "\n").last.map(String.init) ?? ""
         #expect(fields.count >= 5 && fields[3] == fields[4] && String(fields[3]) == hard, "\(soft.stdout)")
         let low = try runProcess("bash", ["-c", "ulimit -n 200; \(collect)"], currentDirectory: work)
-        #expect(low.stderr.contains("WARNING: at most 200 open files (about 66 device streams: each holds three open)"), "\(low.stderr)")
+        #expect(low.stderr.contains("WARNING: at most 200 open files (about 66 device streams: each holds three open while in use)"), "\(low.stderr)")
     }
 }
