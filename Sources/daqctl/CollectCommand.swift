@@ -50,7 +50,7 @@ struct CollectCommand: ParsableCommand {
               key = "pki/collector.key"
               output = "collected"
               # client_id = "collector"   session_expiry_s = 604800   quiet_after_s = 60
-              # crl = "pki/ca.crl"   server_cert = "pki/server.crt"
+              # crl = "pki/ca.crl"   server_cert = "pki/server.crt"   close_idle_streams_after_s = 600
 
             Examples:
               daqctl collect --config collector.toml
@@ -83,8 +83,8 @@ struct CollectCommand: ParsableCommand {
     @Option(help: "Say when a device heard from in this run sends nothing for this many seconds, and again when it is back (0: never; default 60, or quiet_after_s in --config).")
     var quietAfter: Double?
 
-    @Option(help: "Close the copy of a stream its device no longer sends on (its journal was started afresh) after this many quiet seconds (its journal's files and lock), and open it again if the stream sends (0: never).")
-    var closeIdleStreamsAfter: Double = 600
+    @Option(help: "Close the copy of a stream its device no longer sends on (its journal was started afresh) after this many quiet seconds (its journal's files and lock), and open it again if the stream sends (0: never; default 600, or close_idle_streams_after_s in --config).")
+    var closeIdleStreamsAfter: Double?
 
     func validate() throws {
         guard connectTimeout > 0, connectTimeout.isFinite else {
@@ -95,7 +95,7 @@ struct CollectCommand: ParsableCommand {
         if let quietAfter, !(quietAfter >= 0 && quietAfter.isFinite) {
             throw ValidationError("--quiet-after must be a number of seconds, 0 or above, not \(quietAfter)")
         }
-        guard closeIdleStreamsAfter >= 0, closeIdleStreamsAfter.isFinite else {
+        if let closeIdleStreamsAfter, !(closeIdleStreamsAfter >= 0 && closeIdleStreamsAfter.isFinite) {
             throw ValidationError("--close-idle-streams-after must be a number of seconds, 0 or above, not \(closeIdleStreamsAfter)")
         }
         _ = try settings()
@@ -106,10 +106,12 @@ struct CollectCommand: ParsableCommand {
         var values: [String: String] = [:]
         var expiry: UInt32?
         var quiet: Double?
+        var closeIdle: Double?
         var fromFile: [String: InputLocation] = [:]
         if let config {
             let file = try CollectorConfigFile.read(config)
             (values, expiry, quiet, fromFile) = (file.values, file.sessionExpiry, file.quietAfter, file.locations)
+            closeIdle = file.closeIdleStreamsAfter
         }
         if let broker { values["broker"] = broker; fromFile["broker"] = nil }
         if let pki {
@@ -156,7 +158,7 @@ struct CollectCommand: ParsableCommand {
         options.duration = duration
         options.connectTimeout = connectTimeout
         if let seconds = quietAfter ?? quiet { options.quietAfter = seconds > 0 ? seconds : nil }
-        options.closeIdleStreamsAfter = closeIdleStreamsAfter > 0 ? closeIdleStreamsAfter : nil
+        if let seconds = closeIdleStreamsAfter ?? closeIdle { options.closeIdleStreamsAfter = seconds > 0 ? seconds : nil }
         options.watchedCredentials = Self.watched(ca: ca, cert: cert, crl: values["crl"], server: values["server_cert"], pki: pki ?? "DIR")
         if let pki, FileManager.default.fileExists(atPath: "\(pki)/index.json") { options.deviceIndex = ("\(pki)/index.json", pki) }
         return options

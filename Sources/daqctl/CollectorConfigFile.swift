@@ -10,6 +10,8 @@ struct CollectorConfigFile {
     var sessionExpiry: UInt32?
     /// `quiet_after_s`: seconds (0: never).
     var quietAfter: Double?
+    /// `close_idle_streams_after_s`: seconds (0: never).
+    var closeIdleStreamsAfter: Double?
     /// Where each key is set (file, line, key), for errors about its value found later.
     var locations: [String: InputLocation] = [:]
 
@@ -17,7 +19,7 @@ struct CollectorConfigFile {
     static let pathKeys: Set<String> = ["ca", "cert", "key", "output", "crl", "server_cert"]
 
     static let textKeys = ["broker", "ca", "cert", "key", "output", "client_id", "crl", "server_cert"]
-    static let keyList = (textKeys + ["session_expiry_s", "quiet_after_s"]).joined(separator: ", ")
+    static let keyList = (textKeys + ["session_expiry_s", "quiet_after_s", "close_idle_streams_after_s"]).joined(separator: ", ")
 
     static func read(_ path: String) throws(DAQError) -> CollectorConfigFile {
         var isDirectory: ObjCBool = false
@@ -73,14 +75,14 @@ struct CollectorConfigFile {
                     throw DAQError(.malformedInput, "expected 0…\(UInt32.max) seconds, found \(seconds)", at: location(key))
                 }
                 config.sessionExpiry = UInt32(seconds)
-            } else if key == "quiet_after_s" {
+            } else if key == "quiet_after_s" || key == "close_idle_streams_after_s" {
                 guard let seconds = value.double ?? value.int.map(Double.init) else {
                     throw DAQError(.malformedInput, "expected a number of seconds, found \(value.type)", at: location(key))
                 }
                 guard seconds >= 0, seconds.isFinite else {
                     throw DAQError(.malformedInput, "expected 0 (never) or more seconds, found \(seconds)", at: location(key))
                 }
-                config.quietAfter = seconds
+                if key == "quiet_after_s" { config.quietAfter = seconds } else { config.closeIdleStreamsAfter = seconds }
             } else if textKeys.contains(key) {
                 guard let text = value.string else {
                     throw DAQError(.malformedInput, "expected a string, found \(value.type)", at: location(key))

@@ -23,7 +23,10 @@ import TestSupport
 
     @Test func theCopyOfAStreamItsDeviceLeftIsClosedAndOpenedAgainIfItSends() throws {
         let rig = try UplinkRig()
-        try rig.startCollector(extra: ["--close-idle-streams-after", "1"])
+        // Set in the config file (`--close-idle-streams-after` overrides it).
+        let config = rig.work.appendingPathComponent("collector.toml")
+        try Data("close_idle_streams_after_s = 1\n".utf8).write(to: config)
+        try rig.startCollector(extra: ["--config", config.path])
         let collector = try #require(rig.collector?.processIdentifier)
         let firstMDF = rig.work.appendingPathComponent("card-1-mdf")
         try rig.startDevice(speed: "max", extra: ["--mdf", firstMDF.path])
