@@ -50,7 +50,8 @@ struct CollectCommand: ParsableCommand {
               key = "pki/collector.key"
               output = "collected"
               # client_id = "collector"   session_expiry_s = 604800   quiet_after_s = 60
-              # crl = "pki/ca.crl"   server_cert = "pki/server.crt"   close_idle_streams_after_s = 600
+              # crl = "pki/ca.crl"   server_cert = "pki/server.crt"
+              # close_idle_streams_after_s = 600
 
             Examples:
               daqctl collect --config collector.toml

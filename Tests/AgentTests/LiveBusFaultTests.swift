@@ -41,7 +41,7 @@ import TestSupport
             ip link set vcan0 down
             \(run) --experiment \(one) --source socketcan:vcan0 --journal $w/js --duration 2 2>$w/startdown.err &
             p=$!
-            sleep 0.7; ip link set vcan0 up; sleep 0.3
+            ready $w/startdown.err; sleep 0.3; ip link set vcan0 up; sleep 0.3
             cansend vcan0 100#0102030405060708
             wait $p; echo $? >$w/startdown.rc
 
