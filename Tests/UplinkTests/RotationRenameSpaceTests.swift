@@ -23,13 +23,15 @@ import TestSupport
     }
 
     /// A rig with its collector running, the segments the replay makes with 64 KiB segments, and
-    /// the sixth of them with its temporary path: by then the collector has acknowledged the first.
+    /// the eleventh of them with its temporary path: about 3 s into the run, so the collector has
+    /// acknowledged the first ones even on a loaded machine (at the sixth, a run beside other tests
+    /// had its cursor at 317, inside the second segment).
     private func rigAndVictim() throws -> (rig: UplinkRig, names: [String], victim: String, temporary: String) {
         let rig = try UplinkRig()
         let names = try segmentNames(segmentBytes: 65_536, in: rig.work)
-        try #require(names.count > 8, "\(names)")
+        try #require(names.count > 12, "\(names)")
         try rig.startCollector()
-        return (rig, names, names[5], rig.journal.appendingPathComponent(names[5] + ".new").path)
+        return (rig, names, names[10], rig.journal.appendingPathComponent(names[10] + ".new").path)
     }
 
     /// A log of the fixture's first frame alone, in `directory`.
