@@ -45,14 +45,13 @@ struct VectorASCReader: Sendable {
         }
         guard let lead = first.first, lead &- 0x30 < 10 else {
             // `date …`, `[no] internal events logged`, `End TriggerBlock`: header or trailer text.
-            // Any other line that is no event is refused, not passed over: a file that is no ASC log
-            // read with --format asc, or a damaged line inside a trigger block, read as fewer frames
-            // and exit 0 (python-can passes over them).
             for keyword: StaticString in ["date", "internal", "no", "end"] where LogFields.matches(first, keyword) {
                 return nil
             }
             // Before the events, other header text is passed over (writers other than CANoe put
             // their own there); a file with no event at all is named by its reader (`LogFrameSource`).
+            // Among the events, any other line is refused, not passed over: a damaged line read as
+            // fewer frames and exit 0 (python-can passes over it).
             guard inEvents else { return nil }
             throw .malformed("'\(LogFields.text(first))' starts no line of an ASC log's events (each starts with its "
                              + "timestamp in seconds; between them only comments (//) and End TriggerBlock)",

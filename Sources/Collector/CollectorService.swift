@@ -113,9 +113,10 @@ public final class CollectorService {
     private var quietDevices: QuietDevices?
     private var lastStream: [String: StreamKey] = [:]
     static let newStreamsAlarm = 3
-    /// New streams one device may open in a run: each holds files open until the device has been
-    /// quiet on it for `closeIdleStreamsAfter` (or the collector stops), and a device sending epoch after epoch (broken, or hostile with a valid certificate) would
-    /// otherwise run the collector out of descriptors, for every device. Past it, its batches of
+    /// New streams one device may open in a run: each holds files open until the device has left
+    /// it for `closeIdleStreamsAfter` (or the collector stops), and a device sending epoch after
+    /// epoch (broken, or hostile with a valid certificate) would otherwise run the collector out of
+    /// descriptors, for every device. Past it, its batches of
     /// a new epoch are refused (not acknowledged: the device keeps them) until a restart.
     static let newStreamsLimit = 16
     private var failure: DAQError?

@@ -188,15 +188,10 @@ public final class JournalWriter {
             } catch {
                 throw error.daqError("sync an unrenamed segment that continues the journal, and the one before it", path: candidate)
             }
-            // Only the rename's refusal for space is met here: a failed sync is thrown above, as
-            // at any open (what it holds is unknown).
-            var refused: SystemCallError?
-            do throws(SystemCallError) {
-                try FileOps.rename(candidate, path)
-            } catch where error.isOutOfSpace {
-                // Refused for space, as before the stop, most likely: an acknowledged segment
-                // makes room, as at a rotation.
-                refused = error
+            // Refused for space, as before the stop, most likely: an acknowledged segment makes
+            // room, as at a rotation. (A failed sync is thrown above, as at any open.)
+            var renamed = try JournalWriter.rename(candidate, to: path)
+            if !renamed {
                 let freed: String?
                 do {
                     freed = try JournalWriter.deleteOldestAcknowledged(layout: layout, epoch: current.header.epoch, closed: &sizes,
@@ -206,20 +201,12 @@ public final class JournalWriter {
                 }
                 if let freed {
                     recovery.freedForRename.append(freed)
-                    do throws(SystemCallError) {
-                        try FileOps.rename(candidate, path)
-                        refused = nil
-                    } catch where error.isOutOfSpace {
-                    } catch {
-                        throw error.daqError("name an unrenamed segment that continues the journal", path: candidate)
-                    }
+                    renamed = try JournalWriter.rename(candidate, to: path)
                 }
-            } catch {
-                throw error.daqError("name an unrenamed segment that continues the journal", path: candidate)
             }
             // No room to name it and none to make: it goes, as it did before adoption, so that
             // acquisition can start (refusing to open left the device without a journal).
-            if refused != nil { break adopting }
+            guard renamed else { break adopting }
             do { try FileOps.fullSync(directoryFD) } catch { throw error.daqError("fsync journal directory", path: directory) }
             unnamed = unnamed.dropFirst()
             guard let next = try JournalWriter.recoverSegment(path: path, nameSequence: header.firstSequence, recovery: &recovery)
@@ -239,8 +226,6 @@ public final class JournalWriter {
         if !deferred.isEmpty {
             do { try FileOps.fullSync(directoryFD) } catch { throw error.daqError("fsync journal directory", path: directory) }
         }
-
-        segmentFD = active?.fd ?? -1
 
         if let active {
             segmentFD = active.fd
@@ -574,6 +559,19 @@ public final class JournalWriter {
               SegmentName.name(firstSequence: sequence) + ".new" == path.split(separator: "/").last.map(String.init)
         else { return nil }
         return header
+    }
+
+    /// Renames the unrenamed segment `from` into place at open; false when the file system
+    /// refuses it for space.
+    private static func rename(_ from: String, to path: String) throws(DAQError) -> Bool {
+        do {
+            try FileOps.rename(from, path)
+            return true
+        } catch where error.isOutOfSpace {
+            return false
+        } catch {
+            throw error.daqError("name an unrenamed segment that continues the journal", path: from)
+        }
     }
 
     /// At open, an unrenamed segment's rename refused for space: deletes the oldest of the `closed`

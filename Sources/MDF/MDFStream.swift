@@ -94,7 +94,7 @@ public struct MDFStream: Sendable {
         }
         let dataBlock: UInt64
         if let deflate {
-            dataBlock = Self.dataList(&image, blocks: Array(repeating: 0, count: deflate.blockCapacity), blockBytes: deflate.blockBytes)
+            dataBlock = MDFWriter.dataList(&image, blocks: Array(repeating: 0, count: deflate.blockCapacity), blockBytes: deflate.blockBytes)
         } else {
             dataBlock = image.block("##DT", links: [], data: [])
         }
@@ -109,15 +109,6 @@ public struct MDFStream: Sendable {
         self.deflate = deflate
         blockBytes = deflate?.blockBytes ?? 0
         blockCapacity = deflate?.blockCapacity ?? 0
-    }
-
-    /// A ##DL of equal-length blocks (the last may be shorter) listing `blocks`.
-    private static func dataList(_ image: inout MDFImage, blocks: [UInt64], blockBytes: Int) -> UInt64 {
-        var dl = MDFFields()
-        dl.u8(1); dl.zeros(3)              // flags: equal length
-        dl.u32(UInt32(blocks.count))
-        dl.u64(UInt64(blockBytes))
-        return image.block("##DL", links: [0] + blocks, data: dl.bytes)
     }
 
     /// Whether a deflate stream has written all the blocks its head's ##DL can list. (Stored, so
@@ -209,14 +200,11 @@ public struct MDFStream: Sendable {
         var patches = takeSeals()
         if !blockAddresses.isEmpty {
             var image = MDFImage(offset: fileBytes)
-            let list = Self.dataList(&image, blocks: blockAddresses.map(UInt64.init), blockBytes: deflate.blockBytes)
+            let list = MDFWriter.dataList(&image, blocks: blockAddresses.map(UInt64.init), blockBytes: deflate.blockBytes)
             // The finalized file's list of ##DZ blocks hangs under a ##HL naming their compression
-            // (MDF 4.1; zip type 0, deflate: unsorted records are not transposed). The head's
-            // ##DL, which asammdf recovers a cut file from, stays as it is.
-            var hl = MDFFields()
-            hl.u16(1)                          // flags: equal length
-            hl.u8(0); hl.zeros(5)              // zip type: deflate; reserved
-            let header = image.block("##HL", links: [list], data: hl.bytes)
+            // (unsorted records are not transposed). The head's ##DL, which asammdf recovers a cut
+            // file from, stays as it is.
+            let header = MDFWriter.headerList(&image, list: list, transposed: false)
             output += image.bytes
             fileBytes += image.bytes.count
             var link = MDFFields()

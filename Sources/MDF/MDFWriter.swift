@@ -154,23 +154,33 @@ public enum MDFWriter {
             case 1: data = blocks[0]
             default:
                 // Every block holds `step` record bytes but the last (the list's equal-length flag).
-                // A list of ##DZ blocks hangs under a ##HL naming their compression (MDF 4.1).
-                var dl = MDFFields()
-                dl.u8(1); dl.zeros(3)
-                dl.u32(UInt32(blocks.count))
-                dl.u64(UInt64(step))
-                var hl = MDFFields()
-                hl.u16(1)                          // flags: equal length
-                hl.u8(1); hl.zeros(5)              // zip type: transposition + deflate; reserved
-                data = try appendBlocks {
-                    let list = $0.block("##DL", links: [0] + blocks, data: dl.bytes)
-                    return $0.block("##HL", links: [list], data: hl.bytes)
+                data = try appendBlocks { image in
+                    let list = dataList(&image, blocks: blocks, blockBytes: step)
+                    return headerList(&image, list: list, transposed: true)
                 }
             }
             var link = MDFFields()
             link.u64(data)
             try write(link.bytes, Int(dataGroups[index]) + 24 + 8 * 2)
         }
+    }
+
+    /// A ##DL of equal-length blocks (the last may be shorter) listing `blocks`; returns its address.
+    static func dataList(_ image: inout MDFImage, blocks: [UInt64], blockBytes: Int) -> UInt64 {
+        var dl = MDFFields()
+        dl.u8(1); dl.zeros(3)              // flags: equal length
+        dl.u32(UInt32(blocks.count))
+        dl.u64(UInt64(blockBytes))
+        return image.block("##DL", links: [0] + blocks, data: dl.bytes)
+    }
+
+    /// The ##HL that MDF 4.1 puts above a ##DL of ##DZ blocks, naming their compression: deflate,
+    /// after transposition when `transposed`; returns its address.
+    static func headerList(_ image: inout MDFImage, list: UInt64, transposed: Bool) -> UInt64 {
+        var hl = MDFFields()
+        hl.u16(1)                              // flags: equal length
+        hl.u8(transposed ? 1 : 0); hl.zeros(5) // zip type; reserved
+        return image.block("##HL", links: [list], data: hl.bytes)
     }
 
     /// ##HD at 0x40 (start time from the layout) and ##FH naming the tool; returns the HD address.

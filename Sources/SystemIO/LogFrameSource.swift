@@ -34,10 +34,11 @@ public final class LogFrameSource {
 
     /// The format came from the file name: the first line may still tell another one.
     private var formatFromName = false
-    /// Frames handed out, and whether the first line read as the name's format.
+    /// Frames handed out; whether the first non-blank line was read, and was none of an ASC log's
+    /// when the format is ASC.
     private var framesRead = 0
-    private var firstLineUnrecognised = false
     private var firstLineSeen = false
+    private var firstLineUnrecognised = false
 
     /// The log's format, once known (from the option, the name, or the first line read).
     public var format: CANLogFormat? { reader?.format }
@@ -54,14 +55,13 @@ public final class LogFrameSource {
             if number == 1, line.count >= 3, line[0] == 0xEF, line[1] == 0xBB, line[2] == 0xBF {
                 line = UnsafeBufferPointer(rebasing: line[3...])
             }
-            if formatFromName, line.contains(where: { $0 != 0x20 && $0 != 0x09 && $0 != 0x0D }) {
+            let blank = !line.contains(where: { $0 != 0x20 && $0 != 0x09 && $0 != 0x0D })
+            if formatFromName, !blank {
                 // The first line decides when it names another format (a candump log saved as
                 // .asc read as an empty ASC log: the ASC reader passes over lines it does not know).
                 formatFromName = false
-                if let sniffed = CANLogFormat.sniff(line) {
-                    if sniffed != reader?.format { reader = CANLogReader(format: sniffed, file: path) }
-                } else {
-                    firstLineUnrecognised = true
+                if let sniffed = CANLogFormat.sniff(line), sniffed != reader?.format {
+                    reader = CANLogReader(format: sniffed, file: path)
                 }
             }
             if reader == nil {
@@ -75,9 +75,10 @@ public final class LogFrameSource {
                 }
                 reader = CANLogReader(format: format, file: path)
             }
-            if !firstLineSeen, line.contains(where: { $0 != 0x20 && $0 != 0x09 && $0 != 0x0D }) {
-                // --format asc too: a file whose first line is none of an ASC log's is named when it
-                // ends with no frame (its other lines may all start with a number).
+            if !firstLineSeen, !blank {
+                // Whatever told the format (--format, the name, this line): a file whose first line
+                // is none of an ASC log's is named when it ends with no frame (its other lines may
+                // all start with a number).
                 firstLineSeen = true
                 if reader?.format == .asc, CANLogFormat.sniff(line) != .asc { firstLineUnrecognised = true }
             }

@@ -97,23 +97,9 @@ final class ExportFile {
             for group in buffers.indices { try flush(group) }
             let starts = Self.recordOffsets(layout: layout, cycles: cycles)
             try checkCounts(layout: layout, cycles: cycles, starts: starts)
-            let (records, path) = (recordsFD, self.path)
             try MDFWriter.writeDeflatedFile(layout: layout, cycles: cycles, deflate: { Deflate.compress($0) },
-                                            records: { (group, range) throws(DAQError) -> [UInt8] in
-                var bytes = [UInt8](repeating: 0, count: range.count)
-                var done = 0
-                while done < range.count {
-                    let got = bytes.withUnsafeMutableBytes {
-                        pread(records, $0.baseAddress! + done, range.count - done, off_t(starts[group] + range.lowerBound + done))
-                    }
-                    if got < 0 && errno == EINTR { continue }
-                    guard got > 0 else {
-                        if got == 0 { errno = EIO }  // the file of records is shorter than what was written to it
-                        throw Self.failure(path, doing: "read back the records to deflate")
-                    }
-                    done += got
-                }
-                return bytes
+                                            records: { (group, range) throws(DAQError) in
+                try readRecords(count: range.count, at: starts[group] + range.lowerBound)
             }, write: { (bytes, offset) throws(DAQError) in try write(bytes[...], at: offset) })
             discardRecords()
         case .csv:
@@ -224,6 +210,23 @@ final class ExportFile {
             }
             done += written
         }
+    }
+
+    /// `count` bytes of a deflated file's records from `offset` of its file of records (`write`'s
+    /// counterpart).
+    private func readRecords(count: Int, at offset: Int) throws(DAQError) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: count)
+        var done = 0
+        while done < count {
+            let got = bytes.withUnsafeMutableBytes { pread(recordsFD, $0.baseAddress! + done, count - done, off_t(offset + done)) }
+            if got < 0 && errno == EINTR { continue }
+            guard got > 0 else {
+                if got == 0 { errno = EIO }  // the file of records is shorter than what was written to it
+                throw Self.failure(path, doing: "read back the records to deflate")
+            }
+            done += got
+        }
+        return bytes
     }
 
     /// "cannot write: <the system's reason>", naming the output file (not its temporary name).

@@ -29,7 +29,6 @@ struct PKICommand: ParsableCommand {
     )
 }
 
-/// The `--dir` option shared by every pki subcommand.
 /// Usage checks the PKI commands share: refused with the usage (exit 64) before the PKI is opened.
 enum PKIUsage {
     /// A validity or CRL period of at least one day.
@@ -46,6 +45,7 @@ enum PKIUsage {
     }
 }
 
+/// The `--dir` option shared by every pki subcommand.
 struct PKIDirectoryOption: ParsableArguments {
     @Option(name: .customLong("dir"), help: ArgumentHelp("The PKI directory.", valueName: "DIR"))
     var directory: String
