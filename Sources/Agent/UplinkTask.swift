@@ -263,7 +263,7 @@ final class UplinkTask {
             if let notice = CredentialLifetime.notice(
                 "the device certificate \(file)", end: validity.end, now: now, warnDays: 30,
                 consequence: "the broker refuses this device (it keeps acquiring into its journal)",
-                remedy: "issue a new one (daqctl pki device --dir DIR \(options.deviceID) --force) and send it as a certificate update (docs/ota.md)") {
+                remedy: "renew it (daqctl pki renew --dir DIR \(options.deviceID) --publish UPDATES): with --ota-renewal-url the device fetches it itself, even once it has expired (docs/ota.md)") {
                 if notice.expired { raiseAlarm(notice.text) } else { logger.warning("\(notice.text)") }
             }
             // A clock behind the certificate's start (a board without an RTC before NTP): said

@@ -2,6 +2,7 @@
 //
 //   UPDATES/devices/<device-id>/<kind>.manifest, <kind>.sig, <artifact>
 //   UPDATES/groups/<group>/<kind>.manifest, <kind>.sig, <artifact>
+//   UPDATES/renewals/<device-id>.crt   a renewed certificate (`daqctl pki renew --publish`)
 //
 // A device asks for https://server/ota/<name>; nginx answers from its own directory first, then
 // from its group's. Device and group names are `SafeName`s.
@@ -37,6 +38,13 @@ public struct UpdateDirectoryLayout: Sendable, Hashable {
             guard SafeName.isSafe(name) else { throw DAQError(.malformedInput, "group '\(name)' is not a safe name", at: InputLocation(file: directory, field: "group")) }
             return directory + "/groups/" + name
         }
+    }
+
+    /// Where a device's renewed certificate is published (served without a client certificate
+    /// as `/renewal/<id>.crt`); throws if the id is not a `SafeName`.
+    public func renewal(for deviceID: String) throws -> String {
+        guard SafeName.isSafe(deviceID) else { throw DAQError(.malformedInput, "device id '\(deviceID)' is not a safe name", at: InputLocation(file: directory, field: "device")) }
+        return directory + "/renewals/" + deviceID + ".crt"
     }
 
     /// The manifest's published name for `kind` (the name a device polls).

@@ -8,6 +8,11 @@ import DAQCore
 public struct UpdateServerConfiguration: Sendable, Hashable {
     /// TCP port of the HTTPS listener.
     public var port: Int = 8443
+    /// TCP port of the renewal listener (nil: none). It asks for no client certificate and serves
+    /// only `/renewal/<id>.crt` from `UPDATES/renewals/`: a renewed certificate is public (useless
+    /// without the key the device already holds), and a device whose certificate has expired can
+    /// present none that nginx would accept.
+    public var renewalPort: Int?
     /// Address the listener binds to.
     public var bindAddress: String = "127.0.0.1"
     /// CA certificate client certificates must chain to (the PKI's ca.crt).
@@ -44,7 +49,12 @@ public struct UpdateServerConfiguration: Sendable, Hashable {
     /// nginx.conf text. `pid`, `error_log` and `daemon` are left to the command line
     /// (`-g 'pid …; error_log …;'`) or nginx's defaults. Throws on unsafe group or device names.
     public func nginxConfiguration() throws -> String {
-        guard (1...65535).contains(port) else { throw DAQError(.malformedInput, "port \(port) out of range", at: InputLocation(file: "nginx.conf", field: "port")) }
+        for (value, field) in [(port, "port"), (renewalPort ?? port, "renewal port")] where !(1...65535).contains(value) {
+            throw DAQError(.malformedInput, "\(field) \(value) out of range", at: InputLocation(file: "nginx.conf", field: field))
+        }
+        guard renewalPort != port else {
+            throw DAQError(.malformedInput, "the renewal port must differ from the mTLS port \(port)", at: InputLocation(file: "nginx.conf", field: "renewal port"))
+        }
         for path in [caFile, revocationListFile, certificateFile, keyFile, updatesDirectory, stateDirectory, bindAddress]
         where path.isEmpty || path.utf8.contains(where: { $0 <= 0x20 || $0 == UInt8(ascii: ";") || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "'") || $0 == UInt8(ascii: "{") || $0 == UInt8(ascii: "}") || $0 == UInt8(ascii: "$") || $0 == 0x7F }) {
             throw DAQError(.malformedInput, "path '\(path)' contains characters nginx.conf cannot carry unquoted", at: InputLocation(file: "nginx.conf"))
@@ -120,7 +130,39 @@ public struct UpdateServerConfiguration: Sendable, Hashable {
                     return 404;
                 }
             }
-        }
+        \(renewalServer)}
+
+        """
+    }
+
+    /// The renewal listener's server block (empty without a renewal port).
+    private var renewalServer: String {
+        guard let renewalPort else { return "" }
+        return """
+
+            # Certificate renewals (`daqctl pki renew --publish`): no client certificate is asked
+            # for, so a device whose certificate has expired gets its renewal. Only certificates
+            # are served here, and a certificate is useless without its private key, which never
+            # leaves the device. The device checks what it gets: CA, CN, its own key, a later end.
+            server {
+                listen \(bindAddress):\(renewalPort) ssl;
+                ssl_protocols TLSv1.3;
+                ssl_certificate \(certificateFile);
+                ssl_certificate_key \(keyFile);
+                ssl_verify_client off;
+                ssl_session_tickets off;
+
+                root \(updatesDirectory);
+
+                location ~ "^/renewal/(?<renewed>\(Self.namePattern))\\.crt$" {
+                    default_type application/x-pem-file;
+                    try_files /renewals/$renewed.crt =404;
+                }
+
+                location / {
+                    return 404;
+                }
+            }
 
         """
     }

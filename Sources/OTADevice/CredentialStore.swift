@@ -5,6 +5,9 @@
 //   DIR/certificates/current.crt, current.key   the credentials in use (absent: the provisioned ones)
 //   DIR/certificates/pending.crt, pending.key   a new bundle awaiting its first successful connection
 //   DIR/certificates/versions                   ArtifactVersions (installed = current's version)
+//   DIR/certificates/renewal-<serial>/          a renewed certificate with the key in use (no version:
+//                                               `pending`/`current` may name it like a bundle)
+//   DIR/certificates/renewal-refused            the serial of the last renewal the broker refused
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -54,6 +57,49 @@ public struct CredentialStore: Sendable {
               // A bundle of an older release, superseded by one accepted since, is not this one.
               linkTarget("pending") == "bundle-\(versions.accepted)" else { return nil }
         return (candidate, versions.accepted)
+    }
+
+    /// A renewed certificate waiting for its first connection, with its serial.
+    public var pendingRenewal: (files: CredentialFiles, serial: String)? {
+        guard let target = linkTarget("pending"), target.hasPrefix(Self.renewalPrefix) else { return nil }
+        let candidate = files("pending")
+        guard AtomicFile.exists(candidate.certificateFile), AtomicFile.exists(candidate.keyFile) else { return nil }
+        return (candidate, String(target.dropFirst(Self.renewalPrefix.count)))
+    }
+
+    private static let renewalPrefix = "renewal-"
+    private var refusedRenewalPath: String { "\(base)/renewal-refused" }
+
+    /// The serial of the last renewal the broker refused (never tried again).
+    public var refusedRenewal: String? {
+        (try? AtomicFile.read(refusedRenewalPath)).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// Stores a checked renewal (the renewed certificate and the key in use) in its own directory
+    /// and arms it as `pending`, like a bundle.
+    public func installRenewal(_ credentials: DeviceCredentials, serial: String) throws {
+        guard SafeName.isSafe(serial) else { throw DAQError(.malformedInput, "serial '\(serial)' is not a plain hex number") }
+        try AtomicFile.makeDirectory(base, mode: 0o700)
+        let name = Self.renewalPrefix + serial
+        try AtomicFile.makeDirectory("\(base)/\(name)", mode: 0o700)
+        let target = files(name)
+        try AtomicFile.write(credentials.keyPEM, to: target.keyFile, mode: AtomicFile.privateKeyMode)
+        try AtomicFile.write(credentials.certificatePEM, to: target.certificateFile, mode: AtomicFile.publicMode)
+        try swapLink("pending", to: name)
+    }
+
+    /// The pending renewal connected: it becomes `current` (one atomic rename). Renewals have no
+    /// version: the versions record stays the last bundle's.
+    public func promoteRenewal() throws {
+        guard rename("\(base)/pending", "\(base)/current") == 0 else { throw AtomicFile.posixError("cannot promote", "\(base)/pending") }
+        AtomicFile.syncDirectory(base)
+    }
+
+    /// The pending renewal never connected: disarm it and remember its serial, so the same
+    /// certificate is not fetched and tried again.
+    public func discardRenewal(serial: String) throws {
+        discardPending()
+        try AtomicFile.write(Array(serial.utf8), to: refusedRenewalPath, mode: AtomicFile.publicMode)
     }
 
     /// Where the link `name` points (nil: no link).

@@ -44,6 +44,11 @@ public struct UpdateOptions: Sendable {
     public var certificateAttempts = 3
     /// Download bandwidth cap in bytes/s (nil: none), so updates never starve the measurement uplink.
     public var maxDownloadRate: Int?
+    /// Where renewed certificates are served without a client certificate, e.g.
+    /// `https://updates:8444/renewal/` (nil: never asked). See "Certificate renewal" in docs/ota.md.
+    public var renewalURL: String?
+    /// Days before the end of the certificate in use from which each poll asks for its renewal.
+    public var renewalWindowDays = 30
 
     public init(baseURL: String, deviceID: String, hardwareID: String, directory: SlotDirectory, runningSlot: Slot,
                 trustedKeyFiles: [String], caFile: String) {
@@ -76,6 +81,12 @@ public final class UpdateTask {
     /// Refusals already reported (manifest digest), so a bad manifest is reported once.
     private var reportedRefusals: Set<String> = []
     private var certificateFailures = 0
+    /// The renewal listener's client (no client certificate), kept while its request runs.
+    private var renewalFetcher: HTTPFetcher?
+    /// The last renewal refused as invalid (reported once per distinct bytes) and the last
+    /// "nothing published" said.
+    private var refusedRenewalBytes: [UInt8]?
+    private var saidNoRenewal = false
 
     /// Checks an experiment file before it is installed (throws naming file, line and field).
     public var validateExperiment: ((String) throws -> Void)?
@@ -175,13 +186,24 @@ public final class UpdateTask {
         execute(store.on(.healthFailed(reason: reason)))
     }
 
-    /// Credentials for the next connection: a pending bundle first, else the current ones.
+    /// Credentials for the next connection: a pending bundle or renewal first, else the current ones.
     public func credentialsForNextConnection() -> CredentialFiles {
-        credentials.pending?.files ?? credentials.current
+        credentials.pending?.files ?? credentials.pendingRenewal?.files ?? credentials.current
     }
 
     /// A connection made with `used` succeeded (CONNACK success).
     public func connectionSucceeded(with used: CredentialFiles) {
+        if let renewal = credentials.pendingRenewal, renewal.files == used {
+            certificateFailures = 0
+            do {
+                try credentials.promoteRenewal()
+                logger.notice("connected with the renewed certificate (serial \(renewal.serial)): it is the one in use now")
+                report(.certificates, "renewed", version: 0, reason: "connected with the renewed certificate, serial \(renewal.serial)")
+            } catch {
+                logger.error("cannot promote the renewed certificate: \(error)")
+            }
+            return
+        }
         guard let pending = credentials.pending, pending.files == used else { return }
         certificateFailures = 0
         let floor = options.directory.stagedManifest(.certificates).map { $0.version == pending.version ? $0.floor : 0 } ?? 0
@@ -195,6 +217,16 @@ public final class UpdateTask {
 
     /// A connection made with `used` failed before CONNACK success.
     public func connectionFailed(with used: CredentialFiles) {
+        if let renewal = credentials.pendingRenewal, renewal.files == used {
+            certificateFailures += 1
+            guard certificateFailures >= options.certificateAttempts else { return }
+            certificateFailures = 0
+            do { try credentials.discardRenewal(serial: renewal.serial) } catch { logger.error("cannot record the refused renewal: \(error)") }
+            logger.error("the broker refused the renewed certificate (serial \(renewal.serial)) \(options.certificateAttempts) times: back to the one before, and this renewal is not tried again")
+            report(.certificates, "renewal-rolled-back", version: 0,
+                   reason: "no connection with the renewed certificate, serial \(renewal.serial), in \(options.certificateAttempts) attempts; kept the old one")
+            return
+        }
         guard let pending = credentials.pending, pending.files == used else { return }
         certificateFailures += 1
         guard certificateFailures >= options.certificateAttempts else { return }
@@ -247,7 +279,89 @@ public final class UpdateTask {
             saidTrialHolds = true
             logger.notice("experiment and certificate updates wait until the trial firmware commits")
         }
-        nextKind()
+        // nginx refuses an expired certificate as the broker does: asking would be three refusals
+        // a poll. Only the renewal listener can help then.
+        if let end = try? CredentialLifetime.certificateEnd(path: credentials.current.certificateFile), Int64(end) <= wallClock() {
+            if !saidExpiredPolls {
+                let remedy = options.renewalURL == nil ? " (no --ota-renewal-url: only a new certificate put on the device helps)" : ""
+                logger.warning("the certificate in use has expired: updates are not asked for until it is renewed\(remedy)")
+            }
+            saidExpiredPolls = true
+            queue = []
+        } else {
+            saidExpiredPolls = false
+        }
+        if let url = renewalDue() { fetchRenewal(url) } else { nextKind() }
+    }
+
+    private var saidExpiredPolls = false
+
+    // MARK: certificate renewal
+
+    /// The renewal to ask for at this poll: with a renewal URL, no certificate waiting for its
+    /// first connection, and the certificate in use ending within the window, or ended. (The
+    /// uplink's alarm and the collector say it, but until now only a certificate bundle fetched
+    /// over mTLS could replace it, and nginx refuses an expired certificate as the broker does.)
+    private func renewalDue() -> String? {
+        guard let base = options.renewalURL, credentials.pending == nil, credentials.pendingRenewal == nil,
+              let end = try? CredentialLifetime.certificateEnd(path: credentials.current.certificateFile),
+              Int64(end) - wallClock() <= Int64(options.renewalWindowDays) * 86_400 else { return nil }
+        return (base.hasSuffix("/") ? base : base + "/") + options.deviceID + ".crt"
+    }
+
+    /// Asks the renewal listener for this device's renewed certificate, without a client
+    /// certificate (the server's is verified against the CA), then goes on with the poll.
+    private func fetchRenewal(_ url: String) {
+        do {
+            renewalFetcher = try HTTPFetcher(loop: loop, configuration: HTTPFetchConfiguration(tls: .withoutClientCertificate(caFile: options.caFile)))
+        } catch {
+            logger.error("cannot set up the HTTPS client for renewals: \(error)")
+            return nextKind()
+        }
+        renewalFetcher?.get(url, maxBytes: DeviceCredentialBundle.maximumRenewalSize) { [weak self] outcome in
+            guard let self, !self.stopped else { return }
+            switch outcome {
+            case .failed(let failure) where failure.reason == .httpStatus(404):
+                if !self.saidNoRenewal { self.logger.notice("no renewed certificate is published at \(url) yet") }
+                self.saidNoRenewal = true
+            case .failed(let failure):
+                self.logger.warning("renewal \(url): \(failure)")
+            case .complete(let bytes):
+                self.renewalFetched(bytes, from: url)
+            }
+            self.nextKind()
+        }
+    }
+
+    /// A renewed certificate came: checked with the key in use, armed for the next connection
+    /// when it ends later than the one in use and the broker has not refused it before.
+    private func renewalFetched(_ bytes: [UInt8], from url: String) {
+        let current = credentials.current
+        let renewal: (credentials: DeviceCredentials, serial: String, end: Int)
+        do {
+            renewal = try DeviceCredentialBundle.validateRenewal(bytes, keyFile: current.keyFile, deviceID: options.deviceID,
+                                                                caFile: options.caFile, file: url)
+        } catch {
+            guard refusedRenewalBytes != bytes else { return }
+            refusedRenewalBytes = bytes
+            logger.error("the renewed certificate at \(url) is refused: \(error)")
+            report(.certificates, "renewal-refused", version: 0, reason: "invalid-certificate: \(error)")
+            return
+        }
+        // The one in use (the server still serves it after the device took it), an older one, or
+        // one the broker refused: nothing to do.
+        let end = (try? CredentialLifetime.certificateEnd(path: current.certificateFile)) ?? Int.min
+        guard renewal.end > end, renewal.serial != credentials.refusedRenewal else { return }
+        do {
+            try credentials.installRenewal(renewal.credentials, serial: renewal.serial)
+        } catch {
+            logger.error("cannot install the renewed certificate: \(error)")
+            return
+        }
+        let until = CredentialLifetime.stamp(renewal.end)
+        logger.notice("renewed certificate serial \(renewal.serial), valid until \(until): used from the next connection")
+        report(.certificates, "renewal-installed", version: 0, reason: "serial \(renewal.serial), valid until \(until); used from the next connection")
+        credentialsChanged?()
     }
 
     private func nextKind() {

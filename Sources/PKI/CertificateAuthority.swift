@@ -164,6 +164,48 @@ public struct CertificateAuthority: Sendable {
         }
     }
 
+    /// Renews device `deviceID`: a new certificate (new serial, new validity) for the key its
+    /// certificate `devices/<id>.crt` holds, which must be one of its unrevoked certificates. The
+    /// key does not change, and the device already holds it, so the new certificate is all the
+    /// device needs. A certificate is public, and useless without its key: a device whose
+    /// certificate has expired may fetch it without a client certificate (docs/ota.md,
+    /// "Certificate renewal"). A revoked device is refused: it gets a new key or nothing.
+    @discardableResult
+    public func renewDeviceCertificate(_ deviceID: String, validityDays: Int = 365) throws -> IssuedCertificate {
+        try renewDevice(deviceID, validityDays: validityDays, period: nil)
+    }
+
+    /// `renewDeviceCertificate`, or with `period` an explicit notBefore…notAfter (tests make an
+    /// expired certificate with it).
+    func renewDevice(_ deviceID: String, validityDays: Int, period: (notBefore: Int, notAfter: Int)?) throws -> IssuedCertificate {
+        try CommonName.validateClientName(deviceID)
+        let path = layout.deviceCertificate(deviceID)
+        let current = try OwnedCertificate.load(pem: try AtomicFile.read(path), file: path)
+        let currentSerial = try current.serial(file: path)
+        let subjectKey = try OwnedKey.publicKey(of: current, file: path)
+        return try issue(role: .device, commonName: deviceID, validityDays: validityDays, what: "device certificate validity",
+                         certificatePath: path, keyPath: layout.deviceKey(deviceID), relativeFile: "devices/\(deviceID).crt",
+                         subjectKey: subjectKey, period: period) { serial, from, until in
+            .client(commonName: deviceID, serial: serial, notBefore: from, notAfter: until)
+        } checkIndex: { index in
+            let records = index.certificates.filter { $0.role == .device && $0.commonName == deviceID }
+            guard let record = records.first(where: { Self.sameSerial($0.serial, currentSerial) }) else {
+                throw DAQError(.unsupported, "\(path) (serial \(currentSerial)) is not a certificate this CA issued to '\(deviceID)'",
+                               at: InputLocation(file: layout.index))
+            }
+            guard !record.isRevoked else {
+                throw DAQError(.unsupported, "device '\(deviceID)' is revoked (serial \(record.serial)): a revoked key is never renewed; "
+                               + "issue a new key and certificate (daqctl pki device --dir \(layout.directory) \(deviceID) --force) if the device is trusted again",
+                               at: InputLocation(file: layout.index))
+            }
+        }
+    }
+
+    /// Two serials as hex, equal whatever their case and leading zeros.
+    static func sameSerial(_ one: String, _ other: String) -> Bool {
+        one.uppercased().drop { $0 == "0" } == other.uppercased().drop { $0 == "0" }
+    }
+
     /// Revokes every unrevoked certificate of device `deviceID` and republishes the CRL.
     /// The broker only notices after it reloads the CRL (SIGHUP or restart).
     @discardableResult
@@ -198,10 +240,9 @@ public struct CertificateAuthority: Sendable {
     @discardableResult
     public func revoke(serial: String, revocationListValidityDays: Int = 30) throws -> (record: CertificateRecord, list: RevocationList) {
         try checkRevocationListValidity(days: revocationListValidityDays)
-        let wanted = serial.uppercased().drop { $0 == "0" }
         let record: CertificateRecord = try AtomicFile.withLock(layout.lockFile) {
             var index = try index()
-            guard let position = index.certificates.firstIndex(where: { $0.serial.uppercased().drop { $0 == "0" } == wanted }) else {
+            guard let position = index.certificates.firstIndex(where: { Self.sameSerial($0.serial, serial) }) else {
                 throw DAQError(.unsupported, "no certificate with serial \(serial) was issued by this CA (daqctl pki list shows them)",
                                at: InputLocation(file: layout.index))
             }
@@ -250,9 +291,12 @@ public struct CertificateAuthority: Sendable {
 
     // MARK: - Shared issue path
 
+    /// Issues one certificate. With `subjectKey` (a renewal) no key is made or written; with
+    /// `period` the validity is that, not `validityDays` from now.
     private func issue(role: CertificateRole, commonName: String, validityDays: Int, what: String,
                        certificatePath: String, keyPath: String, relativeFile: String,
-                       subjectAlternativeNames: [String] = [],
+                       subjectAlternativeNames: [String] = [], subjectKey: OwnedKey? = nil,
+                       period: (notBefore: Int, notAfter: Int)? = nil,
                        template: (String, Int, Int) -> CertificateTemplate,
                        checkIndex: (CertificateIndex) throws -> Void = { _ in }) throws -> IssuedCertificate {
         try AtomicFile.withLock(layout.lockFile) {
@@ -261,10 +305,10 @@ public struct CertificateAuthority: Sendable {
             try checkIndex(index)
             let (authority, authorityKey) = try loadAuthority()
             let now = Validity.now()
-            let notBefore = now - Validity.skew
-            let notAfter = try Validity.end(days: validityDays, from: now, what: what, issuer: authorityLifetime(authority))
+            let notBefore = period?.notBefore ?? now - Validity.skew
+            let notAfter = try period?.notAfter ?? Validity.end(days: validityDays, from: now, what: what, issuer: authorityLifetime(authority))
             let serial = try SerialNumber.random()
-            let key = try OwnedKey.generateP256()
+            let key = try subjectKey ?? OwnedKey.generateP256()
             let certificate = try CertificateBuilder.sign(template(serial, notBefore, notAfter), subjectKey: key,
                                                           issuer: authority, issuerKey: authorityKey)
             // The index first: a certificate that reaches the disk is always in it, so it can be
@@ -275,7 +319,7 @@ public struct CertificateAuthority: Sendable {
                                            subjectAlternativeNames: subjectAlternativeNames, certificateFile: relativeFile)
             index.certificates.append(record)
             try AtomicFile.write(index.encoded(), to: layout.index, mode: AtomicFile.publicMode)
-            try AtomicFile.write(key.pem(), to: keyPath, mode: AtomicFile.privateKeyMode)
+            if subjectKey == nil { try AtomicFile.write(key.pem(), to: keyPath, mode: AtomicFile.privateKeyMode) }
             try AtomicFile.write(certificate.pem(), to: certificatePath, mode: AtomicFile.publicMode)
             return IssuedCertificate(record: record, certificatePath: certificatePath, keyPath: keyPath)
         }

@@ -102,8 +102,9 @@ public enum CredentialLifetime {
 
     /// The devices of a PKI (its `index.json` at `path`) whose newest certificate in good standing
     /// ends within `warnDays` of `now`, or has ended: one notice each, by device id. (A device
-    /// sees only its own certificate, and once it has expired it cannot fetch a new one over OTA
-    /// either: nginx checks the same certificate. So the fleet side says it, ahead of time.)
+    /// sees only its own certificate; once it has expired, it can fetch a new one only from the
+    /// renewal listener, which serves what `pki renew --publish` wrote. So the fleet side says it,
+    /// ahead of time.)
     public static func deviceNotices(index path: String, now: Int, warnDays: Int, pki: String) throws -> [Notice] {
         let index = try CertificateIndex.decode(try AtomicFile.read(path), file: path)
         let newest = Dictionary(grouping: index.active(.device), by: \.commonName).compactMapValues { records in
@@ -113,8 +114,8 @@ public enum CredentialLifetime {
             let record = newest[device]!
             return notice("device \(device)'s certificate (serial \(record.serial))", end: Int(record.notAfter.timeIntervalSince1970),
                           now: now, warnDays: warnDays,
-                          consequence: "the broker refuses the device, and it cannot fetch a new one over OTA either (nginx checks the same certificate)",
-                          remedy: "issue a new one (daqctl pki device --dir \(pki) \(device) --force) and publish it as a certificate update before then")
+                          consequence: "the broker refuses the device, and so does the mTLS update server",
+                          remedy: "renew it (daqctl pki renew --dir \(pki) \(device) --publish UPDATES); a device run with --ota-renewal-url fetches it, even once expired")
         }
     }
 

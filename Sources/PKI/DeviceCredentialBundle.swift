@@ -44,6 +44,29 @@ public enum DeviceCredentialBundle {
         return DeviceCredentials(certificatePEM: try certificate.pem(), keyPEM: try key.pem())
     }
 
+    /// A renewed certificate checked for use with the key in `keyFile`: no key of its own, and the
+    /// `validate` checks (the key matches, this CA, valid now, this device). Returns the
+    /// credentials (the renewed certificate, the same key), its serial and its end (seconds since
+    /// the epoch: the caller keeps what it has unless the end is later).
+    public static func validateRenewal(_ certificate: [UInt8], keyFile: String, deviceID: String, caFile: String,
+                                       file: String) throws -> (credentials: DeviceCredentials, serial: String, end: Int) {
+        guard !certificate.isEmpty, certificate.count <= maximumRenewalSize else {
+            throw DAQError(.malformedInput, "a renewal is one PEM certificate (1 to \(maximumRenewalSize) bytes), not \(certificate.count) bytes",
+                           at: InputLocation(file: file))
+        }
+        guard !String(decoding: certificate, as: UTF8.self).contains("PRIVATE KEY") else {
+            throw DAQError(.malformedInput, "a renewal carries a certificate only, never a key", at: InputLocation(file: file, field: "key"))
+        }
+        // The device's own key first: the bundle's key is the first one in it.
+        let credentials = try validate(try AtomicFile.read(keyFile) + [UInt8(ascii: "\n")] + certificate,
+                                       deviceID: deviceID, caFile: caFile, file: file)
+        let renewed = try OwnedCertificate.load(pem: certificate, file: file)
+        return (credentials, try renewed.serial(file: file), try renewed.notAfter(file: file))
+    }
+
+    /// Largest renewal accepted (a P-256 certificate is under 1 kB).
+    public static let maximumRenewalSize = 16 << 10
+
     private static func commonName(of certificate: OwnedCertificate, file: String) throws -> String {
         guard let name = X509_get_subject_name(certificate.pointer) else { throw OpenSSLFailure.error("reading the subject", file: file) }
         var buffer = [CChar](repeating: 0, count: 256)

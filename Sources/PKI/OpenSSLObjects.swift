@@ -20,6 +20,12 @@ final class OwnedKey {
         return OwnedKey(key)
     }
 
+    /// The public key a certificate carries (for a renewal: the same key, signed again).
+    static func publicKey(of certificate: OwnedCertificate, file: String) throws -> OwnedKey {
+        guard let key = X509_get_pubkey(certificate.pointer) else { throw OpenSSLFailure.error("reading the public key", file: file) }
+        return OwnedKey(key)
+    }
+
     /// Parses a PEM private key; `file` names it in errors.
     static func load(pem: [UInt8], file: String) throws -> OwnedKey {
         let key = try PEM.withReadBIO(pem, file: file) { PEM_read_bio_PrivateKey($0, nil, nil, nil) }
@@ -51,6 +57,17 @@ final class OwnedCertificate {
     /// The certificate as PEM.
     func pem() throws -> [UInt8] {
         try PEM.write("writing a PEM certificate") { PEM_write_bio_X509($0, pointer) }
+    }
+
+    /// The serial number as uppercase hex, as `SerialNumber.random` makes it and the index keeps it.
+    func serial(file: String) throws -> String {
+        guard let integer = X509_get_serialNumber(pointer), let number = ASN1_INTEGER_to_BN(integer, nil) else {
+            throw OpenSSLFailure.error("reading the serial", file: file)
+        }
+        defer { BN_free(number) }
+        guard let hex = BN_bn2hex(number) else { throw OpenSSLFailure.error("formatting the serial", file: file) }
+        defer { daqlink_pki_free(hex) }
+        return String(cString: hex)
     }
 
     /// notBefore in seconds since the epoch; `file` names the certificate in errors.

@@ -19,7 +19,9 @@ struct OTACommand: ParsableCommand {
           daqctl ota sign --key keys/release.key --kind firmware --version 7 \\
             --hardware rig-hw.2 --floor 5 --expires-in 30 daqlink-7.bin
           daqctl ota publish --dir updates --device rig-01 daqlink-7.bin
-          daqctl ota nginx-config --pki pki --updates updates --out nginx --port 8443
+          # --renewal-port: certificate renewals (daqctl pki renew --publish updates)
+          daqctl ota nginx-config --pki pki --updates updates --out nginx --port 8443 \\
+            --renewal-port 8444
 
         A device fetches https://server/ota/<kind>.manifest, <kind>.sig and the artifact the manifest \
         names; nginx serves them from updates/devices/<certificate CN>/ (then its group's folder), so \
@@ -161,12 +163,20 @@ extension OTACommand {
             nginx reads the CRL at start and on reload (nginx -s reload), and refuses EVERY client once \
             the CRL's nextUpdate passes (run `daqctl pki crl`). Devices read /ota/<file> from \
             UPDATES/devices/<CN>/, then UPDATES/groups/<group>/ for --member CN=GROUP.
+
+            With --renewal-port, a second listener asks for no client certificate and serves only \
+            /renewal/<ID>.crt from UPDATES/renewals/ (written by `daqctl pki renew --publish`): a \
+            device whose certificate has expired can present none nginx accepts, and a certificate \
+            is useless without the key the device holds. Give devices --ota-renewal-url \
+            https://SERVER:PORT/renewal/.
             """
         )
         @Option(help: ArgumentHelp("The PKI directory (from `daqctl pki init`).", valueName: "DIR")) var pki: String
         @Option(help: ArgumentHelp("The update directory.", valueName: "DIR")) var updates: String
         @Option(help: ArgumentHelp("Where to write nginx.conf.", valueName: "DIR")) var out: String
         @Option(help: "HTTPS port.") var port = 8443
+        @Option(help: ArgumentHelp("Also serve certificate renewals on this port, without a client certificate (see `daqctl pki renew`).", valueName: "PORT"))
+        var renewalPort: Int?
         @Option(help: "Address the listener binds to.") var bind = "127.0.0.1"
         @Option(help: ArgumentHelp("Device group membership (repeatable).", valueName: "DEVICE=GROUP")) var member: [String] = []
         @Option(help: "Run nginx workers as this user (`root` for test servers started as root).") var user: String?
@@ -185,6 +195,7 @@ extension OTACommand {
                 certificateFile: layout.serverCertificate, keyFile: layout.serverKey,
                 updatesDirectory: BrokerConfigCommand.absolute(updates), stateDirectory: outDirectory)
             configuration.port = port
+            configuration.renewalPort = renewalPort
             configuration.bindAddress = bind
             configuration.runAsUser = user
             for entry in member {

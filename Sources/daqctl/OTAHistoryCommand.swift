@@ -12,7 +12,9 @@ extension OTACommand {
             discussion: """
                 Reads OUT/<device>/ota-history.jsonl under the collector's output directory: every \
                 state change a device reported (downloading, verified, installed, trial-boot, \
-                committed, rolled-back, download-failed, refused) with version, slot and reason.
+                committed, rolled-back, download-failed, refused) with version, slot and reason. \
+                A certificate renewal (renewal-installed, renewed, renewal-rolled-back, \
+                renewal-refused) is no release: its version shows as -, its serial in the reason.
 
                 Examples:
                   daqctl ota history --collected collected              (every device)
@@ -82,7 +84,7 @@ extension OTACommand {
                 for object in objects {
                     let time = (object["time"] as? NSNumber).map { Self.utc($0.int64Value) } ?? "?"
                     let fields = [(object["seq"] as? NSNumber)?.stringValue ?? "?", time, object["kind"] as? String ?? "?",
-                                  object["status"] as? String ?? "?", (object["version"] as? NSNumber)?.stringValue ?? "?",
+                                  object["status"] as? String ?? "?", (object["version"] as? NSNumber).map { $0 == 0 ? "-" : $0.stringValue } ?? "?",
                                   object["slot"] as? String ?? "-", object["reason"] as? String ?? ""]
                     print("  " + fields.joined(separator: "\t"))
                 }

@@ -3,6 +3,7 @@
 import ArgumentParser
 import DAQCore
 import Foundation
+import OTA
 import PKI
 
 struct PKICommand: ParsableCommand {
@@ -20,12 +21,13 @@ struct PKICommand: ParsableCommand {
           daqctl pki revoke --dir pki rig-01    (then kill -HUP the broker)
           daqctl pki crl --dir pki              (before the CRL's nextUpdate)
           daqctl pki server --dir pki            (renewal: same names and addresses)
+          daqctl pki renew --dir pki rig-01 --publish updates   (same key, new validity)
 
         Layout of DIR: ca.crt ca.key ca.crl index.json server.crt server.key collector.crt \
         collector.key devices/<id>.crt devices/<id>.key. Keys are EC P-256 PEM, mode 0600. \
         A device gets only ca.crt and its own .crt/.key; ca.key never leaves DIR.
         """,
-        subcommands: [Init.self, Device.self, Revoke.self, PublishCRL.self, Server.self, Collector.self, List.self]
+        subcommands: [Init.self, Device.self, Renew.self, Revoke.self, PublishCRL.self, Server.self, Collector.self, List.self]
     )
 }
 
@@ -134,6 +136,46 @@ extension PKICommand {
             print("issued device '\(id)' serial \(issued.record.serial)")
             print("  certificate \(issued.certificatePath)")
             print("  key         \(issued.keyPath)")
+        }
+    }
+
+    struct Renew: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Renew a device's certificate for the key it already holds.",
+            discussion: """
+            Signs a new certificate (new serial, --days from now) for the public key in \
+            devices/<ID>.crt, which must be unrevoked, and writes it there; the key stays. With \
+            --publish, also writes UPDATES/renewals/<ID>.crt, which nginx serves without a client \
+            certificate when `daqctl ota nginx-config` had --renewal-port. A device run with \
+            --ota-renewal-url fetches it once its certificate ends within 30 days, or has ended (the \
+            broker and the mTLS update server refuse it then), checks it (this CA, its id, its own key, \
+            a later end), and connects with it. A revoked device is refused: give it a new key \
+            (pki device --force) and a certificate update instead.
+            """
+        )
+        @OptionGroup var pki: PKIDirectoryOption
+        @Argument(help: "The device id.") var id: String
+        @Option(help: "Validity in days.") var days = 365
+        @Option(help: ArgumentHelp("Also publish the certificate in this update directory (UPDATES/renewals/<ID>.crt).", valueName: "UPDATES"))
+        var publish: String?
+
+        func validate() throws {
+            try PKIUsage.deviceID(id)
+            try PKIUsage.days(days, option: "--days")
+        }
+
+        func run() throws {
+            let authority = try CertificateAuthority(opening: pki.layout)
+            let issued = try authority.renewDeviceCertificate(id, validityDays: days)
+            print("renewed device '\(id)' serial \(issued.record.serial), valid until \(CredentialLifetime.stamp(Int(issued.record.notAfter.timeIntervalSince1970)))")
+            print("  certificate \(issued.certificatePath) (the key \(issued.keyPath) is unchanged)")
+            if let publish {
+                let target = try UpdateDirectoryLayout(directory: publish).renewal(for: id)
+                try FileManager.default.createDirectory(atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true,
+                                                        attributes: [.posixPermissions: 0o755])
+                try ArtifactFile.write(try ArtifactFile.read(issued.certificatePath), to: target)
+                print("  published  \(target) (served as /renewal/\(id).crt by the renewal listener)")
+            }
         }
     }
 

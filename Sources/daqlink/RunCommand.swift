@@ -145,6 +145,9 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Poll this HTTPS URL for updates (mutual TLS with the device certificate), e.g. https://updates:8443/ota/.")
     var otaURL: String?
 
+    @Option(help: ArgumentHelp("Fetch this device's renewed certificate from URL<id>.crt, without a client certificate, once the one in use ends within 30 days or has ended (nginx-config --renewal-port), e.g. https://updates:8444/renewal/.", valueName: "URL"))
+    var otaRenewalURL: String?
+
     @Option(help: "A trusted release public key (repeat for several, e.g. during a key rotation).")
     var otaKey: [String] = []
 
@@ -229,6 +232,10 @@ struct RunCommand: ParsableCommand {
             throw ValidationError("over-the-air updates need the A/B slot directory: start through `daqlink boot --ota-dir DIR -- …`")
         }
         if otaURL != nil && otaKey.isEmpty { throw ValidationError("--ota-url needs at least one trusted --ota-key") }
+        if let otaRenewalURL {
+            guard otaURL != nil else { throw ValidationError("--ota-renewal-url is asked at each update poll: give --ota-url too") }
+            guard otaRenewalURL.hasPrefix("https://") else { throw ValidationError("--ota-renewal-url must be an https:// URL, not '\(otaRenewalURL)'") }
+        }
         var ota: (Slot, String, String)?
         if otaDir != nil {
             guard let bootedSlot, let slot = Slot(rawValue: bootedSlot) else {
@@ -312,6 +319,7 @@ struct RunCommand: ParsableCommand {
             ota.pollInterval = otaURL == nil ? .infinity : otaInterval
             ota.healthTimeout = healthTimeout
             ota.maxDownloadRate = otaMaxRate
+            ota.renewalURL = otaRenewalURL
             ota.trialAttempts = trialAttempts
             options.ota = ota
         }

@@ -115,7 +115,7 @@ import TestSupport
         #expect(run.status == 0, "\(run.stderr)")
         let line = run.stderr.split(separator: "\n").filter { $0.contains("the device certificate \(pki)/devices/ecu-01.crt expires on ") }
         #expect(line.count == 1 && line[0].contains(" warning daqlink.uplink: ") && line[0].contains(", in 10 days: then the broker refuses this device")
-                && line[0].contains("daqctl pki device --dir DIR ecu-01 --force"), "\(run.stderr)")
+                && line[0].contains("daqctl pki renew --dir DIR ecu-01 --publish UPDATES"), "\(run.stderr)")
         #expect(!run.stderr.contains("ALARM"), "\(run.stderr)")
     }
 

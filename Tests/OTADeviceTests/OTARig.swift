@@ -25,6 +25,8 @@ final class OTARig: @unchecked Sendable {
     let root: URL
     private(set) var nginx: NginxServer?
     private(set) var nginxPort = 0
+    /// The renewal listener (no client certificate; `ota nginx-config --renewal-port`).
+    private(set) var renewalPort = 0
     /// When set, the device reaches nginx through this port (a TCPFaultProxy in the test).
     var updatePort: Int?
     var collector: Process?
@@ -96,8 +98,9 @@ final class OTARig: @unchecked Sendable {
         let server = root.appendingPathComponent("nginx")
         for _ in 0..<3 where nginx == nil {  // the probed port may be taken before nginx binds it
             nginxPort = try MosquittoBroker.freeLoopbackPort()
+            repeat { renewalPort = try MosquittoBroker.freeLoopbackPort() } while renewalPort == nginxPort
             try ctl(["ota", "nginx-config", "--pki", pki.path, "--updates", updates.path, "--out", server.path,
-                     "--port", String(nginxPort), "--user", "root"])
+                     "--port", String(nginxPort), "--renewal-port", String(renewalPort), "--user", "root"])
             let candidate = try NginxServer(configuration: server.appendingPathComponent("nginx.conf"), state: server)
             var up = false
             for _ in 0..<100 where candidate.isRunning {

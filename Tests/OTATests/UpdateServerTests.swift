@@ -125,4 +125,61 @@ import Glibc
         }
         #expect(nginx?.log.contains("certificate revoked") == true, "nginx names the revocation: \(nginx?.log ?? "")")
     }
+
+    /// The renewal listener (`nginx-config --renewal-port`): no client certificate asked for, and
+    /// only `/renewal/<id>.crt` served from UPDATES/renewals/, nothing else of the directory.
+    @Test func theRenewalListenerServesOnlyRenewedCertificatesWithoutAClientCertificate() throws {
+        let root = try PackagePaths.temporaryDirectory("ota-renewal")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let pki = root.appendingPathComponent("pki"), updates = root.appendingPathComponent("updates")
+        let server = root.appendingPathComponent("nginx")
+        _ = try run(["pki", "init", "--dir", pki.path])
+        _ = try run(["pki", "device", "--dir", pki.path, "rig-a"])
+        _ = try run(["pki", "renew", "--dir", pki.path, "rig-a", "--publish", updates.path])
+        let renewed = try Data(contentsOf: updates.appendingPathComponent("renewals/rig-a.crt"))
+        // Other files in the update directory, which this listener must never serve.
+        try FileManager.default.createDirectory(at: updates.appendingPathComponent("devices/rig-a"), withIntermediateDirectories: true)
+        try Data("daqlink-ota-manifest 1\n".utf8).write(to: updates.appendingPathComponent("devices/rig-a/firmware.manifest"))
+        try Data("secret".utf8).write(to: updates.appendingPathComponent("renewals/rig-a.key"))
+
+        let same = try runProcess(daqctl, ["ota", "nginx-config", "--pki", pki.path, "--updates", updates.path, "--out", server.path,
+                                           "--port", "8443", "--renewal-port", "8443"])
+        #expect(same.status != 0 && same.stderr.contains("the renewal port must differ from the mTLS port 8443"), "\(same.stderr)")
+
+        var ports = (0, 0)
+        var nginx: NginxServer?
+        defer { nginx?.stop() }
+        for _ in 0..<3 where nginx == nil {  // a probed port may be taken before nginx binds it
+            ports = (try MosquittoBroker.freeLoopbackPort(), try MosquittoBroker.freeLoopbackPort())
+            guard ports.0 != ports.1 else { continue }
+            _ = try run(["ota", "nginx-config", "--pki", pki.path, "--updates", updates.path, "--out", server.path,
+                         "--port", String(ports.0), "--renewal-port", String(ports.1), "--user", "root"])
+            let candidate = try NginxServer(configuration: server.appendingPathComponent("nginx.conf"), state: server)
+            var up = false
+            for _ in 0..<100 where candidate.isRunning {
+                if try fetch("/", as: nil, port: ports.1, pki: pki).0 != 0 { up = true; break }
+                usleep(50_000)
+            }
+            if up { nginx = candidate } else { candidate.stop() }
+        }
+        #expect(nginx != nil, "nginx did not start")
+        guard nginx != nil else { return }
+
+        // Without a client certificate, and with one: the renewal, as published.
+        for identity in [nil, "rig-a"] as [String?] {
+            let (code, body) = try fetch("/renewal/rig-a.crt", as: identity, port: ports.1, pki: pki)
+            #expect(code == 200 && body == renewed, "\(identity ?? "no certificate") → \(code)")
+        }
+        #expect(try fetch("/renewal/rig-b.crt", as: nil, port: ports.1, pki: pki).0 == 404)
+        for path in ["/renewal/rig-a.key", "/renewals/rig-a.crt", "/ota/firmware.manifest", "/devices/rig-a/firmware.manifest",
+                     "/renewal/../devices/rig-a/firmware.manifest", "/renewal/..%2Fdevices%2Frig-a%2Ffirmware.manifest", "/renewal/", "/"] {
+            let (code, body) = try fetch(path, as: nil, port: ports.1, pki: pki, pathAsIs: true)
+            #expect(code == 404 || code == 400, "\(path) → \(code)")
+            #expect(!String(decoding: body, as: UTF8.self).contains("secret") && !String(decoding: body, as: UTF8.self).contains("daqlink-ota-manifest"), "\(path)")
+        }
+        // TLS 1.3 only here too; and the mTLS listener still wants a certificate.
+        #expect(try fetch("/renewal/rig-a.crt", as: nil, port: ports.1, pki: pki, extra: ["--tls-max", "1.2"]).0 == 0)
+        #expect(try fetch("/ota/firmware.manifest", as: nil, port: ports.0, pki: pki).0 == 400)
+        #expect(try fetch("/ota/firmware.manifest", as: "rig-a", port: ports.0, pki: pki).0 == 200)
+    }
 }

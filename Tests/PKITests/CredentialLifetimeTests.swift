@@ -43,16 +43,16 @@ import TestSupport
                 "\(run.stderr)")
         #expect(run.stderr.contains("WARNING: the collector's certificate \(pki)/collector.crt expires on ")
                 && run.stderr.contains("in 20 days: then the broker refuses the collector"), "\(run.stderr)")
-        // A device sees only its own certificate, and cannot fetch a new one once it has expired.
+        // A device sees only its own certificate, and once it has expired it can fetch only a renewal.
         #expect(run.stderr.contains("WARNING: device rig-1's certificate (serial ") && run.stderr.contains("in 10 days: then the broker refuses the device")
-                && run.stderr.contains("daqctl pki device --dir \(pki) rig-1 --force"), "\(run.stderr)")
+                && run.stderr.contains("daqctl pki renew --dir \(pki) rig-1 --publish UPDATES"), "\(run.stderr)")
         #expect(!run.stderr.contains("rig-2"), "\(run.stderr)")
         // What is far from its end says nothing.
         #expect(!run.stderr.contains("the CA certificate") && !run.stderr.contains("the broker's certificate"), "\(run.stderr)")
         // Mended with the commands it names: nothing to say any more.
         #expect(try runProcess(daqctl, ["pki", "crl", "--dir", pki]).status == 0)
         #expect(try runProcess(daqctl, ["pki", "collector", "--dir", pki]).status == 0)
-        #expect(try runProcess(daqctl, ["pki", "device", "--dir", pki, "rig-1", "--force"]).status == 0)
+        #expect(try runProcess(daqctl, ["pki", "renew", "--dir", pki, "rig-1"]).status == 0)
         let again = try runProcess(daqctl, ["collect", "--broker", "127.0.0.1:\(port)", "--pki", pki, "--out", work.appendingPathComponent("out").path,
                                             "--duration", "0.5"])
         #expect(!again.stderr.contains("WARNING"), "\(again.stderr)")

@@ -1,0 +1,129 @@
+// Certificate renewal against the real peers: a device whose certificate has expired is refused
+// by mosquitto and by the mTLS nginx; it fetches its renewal (`daqctl pki renew --publish`) from
+// nginx's renewal listener without a client certificate, connects with it and drains. One near its
+// end renews ahead; a renewal the broker refuses is rolled back once and not tried again.
+import Foundation
+import OTA
+import OTADevice
+@testable import PKI
+import Testing
+import TestSupport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite(.serialized) struct CertificateRenewalTests {
+    /// The device's provisioned certificate replaced by one for the same key, valid `period`.
+    private func provision(_ rig: OTARig, period: (Int, Int)) throws {
+        let authority = try CertificateAuthority(opening: PKILayout(directory: rig.pki.path))
+        let issued = try authority.renewDevice(rig.deviceID, validityDays: 1, period: period)
+        let target = rig.provisioned.appendingPathComponent("device.crt")
+        try FileManager.default.removeItem(at: target)
+        try FileManager.default.copyItem(at: URL(fileURLWithPath: issued.certificatePath), to: target)
+    }
+
+    private func renewalArguments(_ rig: OTARig) -> [String] {
+        ["--ota-renewal-url", "https://localhost:\(rig.renewalPort)/renewal/"]
+    }
+
+    private var now: Int { Int(Date().timeIntervalSince1970) }
+
+    @Test func aDeviceWhoseCertificateExpiredFetchesItsRenewalConnectsAndDrains() throws {
+        let rig = try OTARig()
+        try provision(rig, period: (now - 30 * 86_400, now - 86_400))
+        try rig.startCollector()
+        try rig.startDevice(speed: "0.4", extra: renewalArguments(rig))
+
+        // Refused by the broker, and nothing published yet: said once, and no mTLS polls.
+        #expect(rig.wait(30) { rig.deviceLogs().contains("no renewed certificate is published at https://localhost:\(rig.renewalPort)/renewal/rig-01.crt yet") },
+                "\(rig.deviceLogs())")
+        var log = rig.deviceLogs()
+        #expect(log.contains("ALARM: the device certificate") && log.contains("expired on"), "\(log)")
+        #expect(log.contains("the certificate in use has expired: updates are not asked for until it is renewed"), "\(log)")
+        #expect(!log.contains("poll firmware"), "no mTLS poll nginx would refuse: \(log)")
+
+        // The operator renews it; the device takes it at its next poll.
+        try rig.ctl(["pki", "renew", "--dir", rig.pki.path, rig.deviceID, "--publish", rig.updates.path])
+        let published = try Data(contentsOf: rig.updates.appendingPathComponent("renewals/rig-01.crt"))
+        #expect(rig.wait(60) { rig.historyContains("certificates", "renewed", 0) }, "\(rig.history())\n\(rig.deviceLogs())")
+        #expect(rig.wait(90) { rig.device?.isRunning == false }, "the device did not finish")
+        #expect(rig.stopDevice() == 0, "\(rig.deviceLogs())")
+        rig.stopCollector()
+
+        let shown = try rig.ctl(["ota", "history", "--collected", rig.collected.path, "--device", rig.deviceID]).stdout
+        #expect(shown.contains("\tcertificates\trenewed\t-\t-\tconnected with the renewed certificate, serial "), "\(shown)")
+        log = rig.deviceLogs()
+        #expect(log.contains("renewed certificate serial ") && log.contains("connected with the renewed certificate"), "\(log)")
+        let reports = rig.history().filter { $0.kind == "certificates" }.map(\.status)
+        #expect(reports == ["renewal-installed", "renewed"], "\(rig.history())")
+        // In use: the published certificate, with the key the device always had.
+        let current = rig.ota.appendingPathComponent("certificates/current")
+        #expect(try Data(contentsOf: current.appendingPathComponent("device.crt")) == published)
+        #expect(try Data(contentsOf: current.appendingPathComponent("device.key"))
+                == Data(contentsOf: rig.provisioned.appendingPathComponent("device.key")))
+        #expect(try String(contentsOfFile: current.path + "/device.key", encoding: .utf8).contains("PRIVATE KEY"))
+        #expect(try fileMode(current.appendingPathComponent("device.key").path) == 0o600)
+        // The bundle versions are untouched: a renewal is no release.
+        #expect(try rig.slots.versions(of: .certificates) == ArtifactVersions(installed: 0, floor: 0, accepted: 0))
+        // Everything acquired while it was refused reached the collector, byte for byte.
+        let verify = try rig.verify()
+        #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
+
+        // The next start uses the renewal, and says nothing about the expired provisioned file.
+        try rig.startCollector()
+        try rig.startDevice(speed: "max", extra: renewalArguments(rig))
+        #expect(rig.wait(60) { rig.device?.isRunning == false })
+        #expect(rig.stopDevice() == 0)
+        rig.stopCollector()
+        let second = (try? String(contentsOf: rig.root.appendingPathComponent("device-2.log"), encoding: .utf8)) ?? ""
+        #expect(!second.contains("ALARM") && !second.contains("renewed certificate serial"), "\(second)")
+        #expect(try rig.verify().status == 0)
+    }
+
+    @Test func aCertificateNearItsEndIsRenewedAheadWhileConnected() throws {
+        let rig = try OTARig()
+        try provision(rig, period: (now - 300, now + 5 * 86_400))
+        try rig.ctl(["pki", "renew", "--dir", rig.pki.path, rig.deviceID, "--publish", rig.updates.path])
+        try rig.startCollector()
+        try rig.startDevice(speed: "0.4", extra: renewalArguments(rig))
+        #expect(rig.wait(60) { rig.historyContains("certificates", "renewed", 0) }, "\(rig.history())\n\(rig.deviceLogs())")
+        #expect(rig.wait(90) { rig.device?.isRunning == false })
+        #expect(rig.stopDevice() == 0, "\(rig.deviceLogs())")
+        rig.stopCollector()
+        let log = rig.deviceLogs()
+        // Within 30 days: warned, renewed over the working link (daqlink's own reconnect).
+        #expect(log.contains("expires on") && log.contains("reconnecting to use new credentials") && log.contains("0 links lost"), "\(log)")
+        // Installed once: each later poll finds the one in use and says nothing.
+        #expect(rig.history().filter { $0.status == "renewal-installed" }.count == 1, "\(rig.history())")
+        #expect(try Data(contentsOf: rig.ota.appendingPathComponent("certificates/current/device.crt"))
+                == Data(contentsOf: rig.updates.appendingPathComponent("renewals/rig-01.crt")))
+        #expect(try rig.verify().status == 0)
+    }
+
+    @Test func aRenewalTheBrokerRefusesIsRolledBackOnceAndNotTriedAgain() throws {
+        let rig = try OTARig()
+        try provision(rig, period: (now - 300, now + 5 * 86_400))
+        let renew = try rig.ctl(["pki", "renew", "--dir", rig.pki.path, rig.deviceID, "--publish", rig.updates.path])
+        let serial = try #require(renew.stdout.split(separator: " ").firstIndex(of: "serial").map { renew.stdout.split(separator: " ")[$0 + 1] }
+            .map { String($0.prefix { $0 != "," }) })
+        try rig.ctl(["pki", "revoke", "--dir", rig.pki.path, "--serial", serial])
+        try rig.broker.reload()
+        try rig.startCollector()
+        try rig.startDevice(speed: "0.4", extra: renewalArguments(rig))
+        #expect(rig.wait(60) { rig.historyContains("certificates", "renewal-rolled-back", 0) }, "\(rig.history())\n\(rig.deviceLogs())")
+        usleep(8_000_000)  // eight more polls: the same renewal is not installed again
+        #expect(rig.history().filter { $0.status == "renewal-installed" }.count == 1, "\(rig.history())\n\(rig.deviceLogs())")
+        #expect(rig.wait(90) { rig.device?.isRunning == false })
+        #expect(rig.stopDevice() == 0, "\(rig.deviceLogs())")
+        rig.stopCollector()
+        #expect(rig.deviceLogs().contains("the broker refused the renewed certificate (serial \(serial)) 3 times"), "\(rig.deviceLogs())")
+        // The old certificate is the one in use, and the stream is whole.
+        #expect(!FileManager.default.fileExists(atPath: rig.ota.appendingPathComponent("certificates/current").path))
+        #expect(!FileManager.default.fileExists(atPath: rig.ota.appendingPathComponent("certificates/pending").path))
+        #expect(try rig.verify().status == 0)
+    }
+}
+
+private func fileMode(_ path: String) throws -> Int {
+    ((try FileManager.default.attributesOfItem(atPath: path))[.posixPermissions] as? NSNumber)?.intValue ?? -1
+}

@@ -1,0 +1,107 @@
+// Certificate renewal: a new certificate for the key a device already holds, checked by the
+// device before use. `openssl` is the outside oracle for what the CA wrote.
+import DAQCore
+import Foundation
+@testable import PKI
+import Testing
+import TestSupport
+
+@Suite struct RenewalTests {
+    let layout: PKILayout
+    let authority: CertificateAuthority
+
+    init() throws {
+        layout = PKILayout(directory: try PackagePaths.temporaryDirectory("pki-renew").appendingPathComponent("pki").path)
+        authority = try CertificateAuthority.create(layout)
+    }
+
+    private func text(_ path: String, _ arguments: [String]) throws -> String {
+        try openssl(["x509", "-in", path, "-noout"] + arguments).stdout
+    }
+
+    @Test func aRenewalSignsTheSameKeyAgainWithANewSerialAndALaterEnd() throws {
+        let first = try authority.issueDeviceCertificate("ecu-01", validityDays: 10)
+        let key = try Data(contentsOf: URL(fileURLWithPath: first.keyPath))
+        let publicKey = try text(first.certificatePath, ["-pubkey"])
+        let firstEnd = try CredentialLifetime.certificateEnd(path: first.certificatePath)
+
+        let renewed = try authority.renewDeviceCertificate("ecu-01", validityDays: 400)
+        #expect(renewed.certificatePath == first.certificatePath && renewed.keyPath == first.keyPath)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: first.keyPath)) == key, "the key never changes")
+        #expect(try text(renewed.certificatePath, ["-pubkey"]) == publicKey)
+        #expect(renewed.record.serial != first.record.serial)
+        #expect(try text(renewed.certificatePath, ["-serial"]).contains("serial=\(renewed.record.serial)"))
+        #expect(try CredentialLifetime.certificateEnd(path: renewed.certificatePath) > firstEnd + 300 * 86_400)
+        #expect(try text(renewed.certificatePath, ["-subject"]).contains("CN = ecu-01"))
+        let verified = try openssl(["verify", "-CAfile", layout.caCertificate, "-purpose", "sslclient", renewed.certificatePath])
+        #expect(verified.status == 0, "\(verified.stdout)\(verified.stderr)")
+        // Both are in the index, unrevoked: revoking the device revokes both.
+        #expect(try authority.index().active(.device, commonName: "ecu-01").map(\.serial) == [first.record.serial, renewed.record.serial])
+        let list = try authority.revokeDevice("ecu-01")
+        #expect(Set(list.revokedSerials) == [first.record.serial, renewed.record.serial])
+    }
+
+    @Test func aRevokedDeviceOrACertificateTheCADidNotIssueIsNotRenewed() throws {
+        try authority.issueDeviceCertificate("ecu-01")
+        try authority.revokeDevice("ecu-01")
+        #expect { try authority.renewDeviceCertificate("ecu-01") } throws: { error in
+            "\(error)".contains("device 'ecu-01' is revoked") && "\(error)".contains("pki device --dir")
+        }
+        #expect { try authority.renewDeviceCertificate("ecu-02") } throws: { "\($0)".contains("devices/ecu-02.crt") }
+        // Another CA's certificate put in the device's place.
+        let other = PKILayout(directory: layout.directory + "-other")
+        let otherCA = try CertificateAuthority.create(other)
+        try otherCA.issueDeviceCertificate("ecu-03")
+        try FileManager.default.copyItem(atPath: other.deviceCertificate("ecu-03"), toPath: layout.deviceCertificate("ecu-03"))
+        #expect { try authority.renewDeviceCertificate("ecu-03") } throws: { "\($0)".contains("is not a certificate this CA issued to 'ecu-03'") }
+        #expect(try authority.index().certificates.filter { $0.commonName == "ecu-03" }.isEmpty)
+    }
+
+    @Test func theDeviceChecksARenewalWithItsOwnKey() throws {
+        let issued = try authority.issueDeviceCertificate("ecu-01")
+        let saved = layout.directory + "/ecu-01.key.saved"
+        try FileManager.default.copyItem(atPath: issued.keyPath, toPath: saved)
+        let renewed = try authority.renewDeviceCertificate("ecu-01")
+        let pem = [UInt8](try Data(contentsOf: URL(fileURLWithPath: renewed.certificatePath)))
+        let checked = try DeviceCredentialBundle.validateRenewal(pem, keyFile: saved, deviceID: "ecu-01", caFile: layout.caCertificate, file: "renewal")
+        #expect(checked.serial == renewed.record.serial)
+        #expect(checked.end == Int(renewed.record.notAfter.timeIntervalSince1970))
+        #expect(checked.credentials.keyPEM == [UInt8](try Data(contentsOf: URL(fileURLWithPath: saved))))
+
+        // Another device's key; this device's id on another device; a key inside; an expired one.
+        try authority.issueDeviceCertificate("ecu-02")
+        #expect { try DeviceCredentialBundle.validateRenewal(pem, keyFile: layout.deviceKey("ecu-02"), deviceID: "ecu-01", caFile: layout.caCertificate, file: "renewal") }
+            throws: { "\($0)".contains("the private key does not belong to the certificate") }
+        #expect { try DeviceCredentialBundle.validateRenewal(pem, keyFile: saved, deviceID: "ecu-02", caFile: layout.caCertificate, file: "renewal") }
+            throws: { "\($0)".contains("the certificate is for 'ecu-01', this device is 'ecu-02'") }
+        let withKey = pem + [UInt8](try Data(contentsOf: URL(fileURLWithPath: saved)))
+        #expect { try DeviceCredentialBundle.validateRenewal(withKey, keyFile: saved, deviceID: "ecu-01", caFile: layout.caCertificate, file: "renewal") }
+            throws: { "\($0)".contains("never a key") }
+        let now = Int(Date().timeIntervalSince1970)
+        let expired = try authority.renewDevice("ecu-01", validityDays: 1, period: (now - 20 * 86_400, now - 86_400))
+        let expiredPEM = [UInt8](try Data(contentsOf: URL(fileURLWithPath: expired.certificatePath)))
+        #expect { try DeviceCredentialBundle.validateRenewal(expiredPEM, keyFile: saved, deviceID: "ecu-01", caFile: layout.caCertificate, file: "renewal") }
+            throws: { "\($0)".contains("certificate has expired") }
+        #expect { try DeviceCredentialBundle.validateRenewal([], keyFile: saved, deviceID: "ecu-01", caFile: layout.caCertificate, file: "renewal") }
+            throws: { "\($0)".contains("one PEM certificate") }
+    }
+
+    @Test func pkiRenewPublishesTheCertificateAndRefusesBadUsage() throws {
+        let daqctl = PackagePaths.executable("daqctl").path
+        try authority.issueDeviceCertificate("rig-01")
+        let updates = layout.directory + "-updates"
+        let run = try runProcess(daqctl, ["pki", "renew", "--dir", layout.directory, "rig-01", "--days", "90", "--publish", updates])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stdout.contains("renewed device 'rig-01' serial ") && run.stdout.contains("is unchanged")
+                && run.stdout.contains("published  \(updates)/renewals/rig-01.crt"), "\(run.stdout)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: updates + "/renewals/rig-01.crt"))
+                == Data(contentsOf: URL(fileURLWithPath: layout.deviceCertificate("rig-01"))))
+        #expect(try fileMode(updates + "/renewals/rig-01.crt") == 0o644)
+        for arguments in [["rig/01"], ["rig-01", "--days", "0"]] {
+            let bad = try runProcess(daqctl, ["pki", "renew", "--dir", layout.directory] + arguments)
+            #expect(bad.status == 64, "\(arguments): \(bad.stderr)")
+        }
+        let unknown = try runProcess(daqctl, ["pki", "renew", "--dir", layout.directory, "rig-02"])
+        #expect(unknown.status == 1 && unknown.stderr.contains("devices/rig-02.crt"), "\(unknown.stderr)")
+    }
+}
