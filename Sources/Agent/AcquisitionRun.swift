@@ -226,7 +226,7 @@ public final class AcquisitionRun {
         let ca = uplink.options.tls.caFile
         uplink.credentialsForNextConnection = {
             let files = updates.credentialsForNextConnection()
-            return MQTTTLSFiles(caFile: ca, certificateFile: files.certificateFile, keyFile: files.keyFile)
+            return MQTTTLSFiles(caFile: files.caFile ?? ca, certificateFile: files.certificateFile, keyFile: files.keyFile)
         }
         uplink.connectionOutcome = { files, succeeded in
             let used = CredentialFiles(certificateFile: files.certificateFile, keyFile: files.keyFile)

@@ -153,6 +153,8 @@ public struct UpdateServerConfiguration: Sendable, Hashable {
                 ssl_session_tickets off;
 
                 root \(updatesDirectory);
+                # A symlink put in renewals/ never leads anywhere else.
+                disable_symlinks on;
 
                 location ~ "^/renewal/(?<renewed>\(Self.namePattern))\\.crt$" {
                     default_type application/x-pem-file;

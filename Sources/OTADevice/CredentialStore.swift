@@ -15,14 +15,22 @@ import DAQCore
 import OTA
 import PKI
 
-/// Certificate and key file paths.
+/// Certificate and key file paths, and the trust anchors that came with them.
 public struct CredentialFiles: Sendable, Hashable {
     public var certificateFile: String
     public var keyFile: String
+    /// The CA certificates a bundle brought (a CA change); nil: the provisioned CA file.
+    public var caFile: String?
 
-    public init(certificateFile: String, keyFile: String) {
+    public init(certificateFile: String, keyFile: String, caFile: String? = nil) {
         self.certificateFile = certificateFile
         self.keyFile = keyFile
+        self.caFile = caFile
+    }
+
+    /// Whether a connection made with `used` (certificate and key paths) was made with these.
+    public func wereUsed(in used: CredentialFiles) -> Bool {
+        certificateFile == used.certificateFile && keyFile == used.keyFile
     }
 }
 
@@ -38,9 +46,12 @@ public struct CredentialStore: Sendable {
         self.provisioned = provisioned
     }
 
-    /// The certificate and key inside `name` (a bundle directory or a symlink to one).
+    /// The certificate and key inside `name` (a bundle directory or a symlink to one), and its
+    /// `ca.crt` when the bundle brought trust anchors.
     private func files(_ name: String) -> CredentialFiles {
-        CredentialFiles(certificateFile: "\(base)/\(name)/device.crt", keyFile: "\(base)/\(name)/device.key")
+        let authorities = "\(base)/\(name)/ca.crt"
+        return CredentialFiles(certificateFile: "\(base)/\(name)/device.crt", keyFile: "\(base)/\(name)/device.key",
+                               caFile: AtomicFile.exists(authorities) ? authorities : nil)
     }
 
     /// The credentials in use: the last promoted bundle, else the provisioned files.
@@ -49,43 +60,61 @@ public struct CredentialStore: Sendable {
         return AtomicFile.exists(installed.certificateFile) && AtomicFile.exists(installed.keyFile) ? installed : provisioned
     }
 
-    /// A bundle waiting for its first connection, with its version.
+    /// A bundle waiting for its first connection, with its version. Its files are named by the
+    /// bundle's own directory, not by the `pending` link: a connection's outcome then belongs to
+    /// the credentials it was made with, even when the link has moved on since.
     public var pending: (files: CredentialFiles, version: UInt64)? {
-        let candidate = files("pending")
-        guard AtomicFile.exists(candidate.certificateFile), AtomicFile.exists(candidate.keyFile),
-              let versions = try? directory.versions(of: .certificates), versions.accepted > versions.installed,
+        guard let versions = try? directory.versions(of: .certificates), versions.accepted > versions.installed,
               // A bundle of an older release, superseded by one accepted since, is not this one.
-              linkTarget("pending") == "bundle-\(versions.accepted)" else { return nil }
+              let target = linkTarget("pending"), target == "bundle-\(versions.accepted)" else { return nil }
+        let candidate = files(target)
+        guard AtomicFile.exists(candidate.certificateFile), AtomicFile.exists(candidate.keyFile) else { return nil }
         return (candidate, versions.accepted)
     }
 
-    /// A renewed certificate waiting for its first connection, with its serial.
+    /// A renewed certificate waiting for its first connection, with its serial (files named by
+    /// its own directory, as `pending`'s).
     public var pendingRenewal: (files: CredentialFiles, serial: String)? {
         guard let target = linkTarget("pending"), target.hasPrefix(Self.renewalPrefix) else { return nil }
-        let candidate = files("pending")
-        guard AtomicFile.exists(candidate.certificateFile), AtomicFile.exists(candidate.keyFile) else { return nil }
-        return (candidate, String(target.dropFirst(Self.renewalPrefix.count)))
+        let candidate = files(target), serial = String(target.dropFirst(Self.renewalPrefix.count))
+        guard AtomicFile.exists(candidate.certificateFile), AtomicFile.exists(candidate.keyFile),
+              !refusedRenewals.contains(serial) else { return nil }
+        return (candidate, serial)
     }
 
     private static let renewalPrefix = "renewal-"
     private var refusedRenewalPath: String { "\(base)/renewal-refused" }
 
-    /// The serial of the last renewal the broker refused (never tried again).
-    public var refusedRenewal: String? {
-        (try? AtomicFile.read(refusedRenewalPath)).map { String(decoding: $0, as: UTF8.self) }
+    /// The serials of the renewals the broker refused (never tried again), one per line.
+    public var refusedRenewals: Set<String> {
+        Set(((try? AtomicFile.read(refusedRenewalPath)) ?? []).split(separator: UInt8(ascii: "\n")).map { String(decoding: $0, as: UTF8.self) })
     }
 
-    /// Stores a checked renewal (the renewed certificate and the key in use) in its own directory
-    /// and arms it as `pending`, like a bundle.
+    /// Stores a checked renewal (the renewed certificate, the key in use and the trust anchors in
+    /// use, if a bundle brought them) in its own directory and arms it as `pending`, like a bundle.
     public func installRenewal(_ credentials: DeviceCredentials, serial: String) throws {
-        guard SafeName.isSafe(serial) else { throw DAQError(.malformedInput, "serial '\(serial)' is not a plain hex number") }
+        guard SafeName.isSafe(serial) else {
+            throw DAQError(.malformedInput, "serial '\(serial)' is not a plain hex number", at: InputLocation(file: base, field: "serial"))
+        }
         try AtomicFile.makeDirectory(base, mode: 0o700)
         let name = Self.renewalPrefix + serial
         try AtomicFile.makeDirectory("\(base)/\(name)", mode: 0o700)
+        try write(credentials, into: name)
+        try swapLink("pending", to: name)
+    }
+
+    /// The files of `credentials` into the directory `name`: key, certificate, and the trust
+    /// anchors it brought (else none: the directory's `ca.crt` would outlive a bundle without).
+    private func write(_ credentials: DeviceCredentials, into name: String) throws {
         let target = files(name)
         try AtomicFile.write(credentials.keyPEM, to: target.keyFile, mode: AtomicFile.privateKeyMode)
         try AtomicFile.write(credentials.certificatePEM, to: target.certificateFile, mode: AtomicFile.publicMode)
-        try swapLink("pending", to: name)
+        let authorities = "\(base)/\(name)/ca.crt"
+        if let pem = credentials.authoritiesPEM {
+            try AtomicFile.write(pem, to: authorities, mode: AtomicFile.publicMode)
+        } else {
+            unlink(authorities)
+        }
     }
 
     /// The pending renewal connected: it becomes `current` (one atomic rename). Renewals have no
@@ -95,11 +124,15 @@ public struct CredentialStore: Sendable {
         AtomicFile.syncDirectory(base)
     }
 
-    /// The pending renewal never connected: disarm it and remember its serial, so the same
-    /// certificate is not fetched and tried again.
-    public func discardRenewal(serial: String) throws {
+    /// The pending renewal never connected: disarm it, and with `remember` keep its serial, so
+    /// the same certificate is not fetched and tried again. (Recorded first: a power cut between
+    /// the two then leaves the link, which the next start drops as refused.)
+    public func discardRenewal(serial: String, remember: Bool) throws {
+        if remember {
+            let serials = (refusedRenewals.union([serial])).sorted().joined(separator: "\n")
+            try AtomicFile.write(Array(serials.utf8), to: refusedRenewalPath, mode: AtomicFile.publicMode)
+        }
         discardPending()
-        try AtomicFile.write(Array(serial.utf8), to: refusedRenewalPath, mode: AtomicFile.publicMode)
     }
 
     /// Where the link `name` points (nil: no link).
@@ -116,9 +149,7 @@ public struct CredentialStore: Sendable {
         try AtomicFile.makeDirectory(base, mode: 0o700)
         let bundle = "bundle-\(version)"
         try AtomicFile.makeDirectory("\(base)/\(bundle)", mode: 0o700)
-        let target = files(bundle)
-        try AtomicFile.write(credentials.keyPEM, to: target.keyFile, mode: AtomicFile.privateKeyMode)
-        try AtomicFile.write(credentials.certificatePEM, to: target.certificateFile, mode: AtomicFile.publicMode)
+        try write(credentials, into: bundle)
         try swapLink("pending", to: bundle)
     }
 

@@ -80,13 +80,16 @@ public final class UpdateTask {
     private var jitter: Jitter
     /// Refusals already reported (manifest digest), so a bad manifest is reported once.
     private var reportedRefusals: Set<String> = []
-    private var certificateFailures = 0
+    /// Failed connections with the pending credentials, by their certificate file (a new
+    /// pending bundle or renewal starts from none).
+    private var certificateFailures: (certificate: String, count: Int)?
     /// The renewal listener's client (no client certificate), kept while its request runs.
     private var renewalFetcher: HTTPFetcher?
     /// The last renewal refused as invalid (reported once per distinct bytes) and the last
     /// "nothing published" said.
     private var refusedRenewalBytes: [UInt8]?
     private var saidNoRenewal = false
+    private var saidRefusedRenewal: String?
 
     /// Checks an experiment file before it is installed (throws naming file, line and field).
     public var validateExperiment: ((String) throws -> Void)?
@@ -186,6 +189,9 @@ public final class UpdateTask {
         execute(store.on(.healthFailed(reason: reason)))
     }
 
+    /// The CA certificates in use: those the current bundle brought, else the provisioned ones.
+    private var trustFile: String { credentials.current.caFile ?? options.caFile }
+
     /// Credentials for the next connection: a pending bundle or renewal first, else the current ones.
     public func credentialsForNextConnection() -> CredentialFiles {
         credentials.pending?.files ?? credentials.pendingRenewal?.files ?? credentials.current
@@ -193,8 +199,8 @@ public final class UpdateTask {
 
     /// A connection made with `used` succeeded (CONNACK success).
     public func connectionSucceeded(with used: CredentialFiles) {
-        if let renewal = credentials.pendingRenewal, renewal.files == used {
-            certificateFailures = 0
+        if let renewal = credentials.pendingRenewal, renewal.files.wereUsed(in: used) {
+            certificateFailures = nil
             do {
                 try credentials.promoteRenewal()
                 logger.notice("connected with the renewed certificate (serial \(renewal.serial)): it is the one in use now")
@@ -204,8 +210,8 @@ public final class UpdateTask {
             }
             return
         }
-        guard let pending = credentials.pending, pending.files == used else { return }
-        certificateFailures = 0
+        guard let pending = credentials.pending, pending.files.wereUsed(in: used) else { return }
+        certificateFailures = nil
         let floor = options.directory.stagedManifest(.certificates).map { $0.version == pending.version ? $0.floor : 0 } ?? 0
         do {
             try credentials.promotePending(version: pending.version, floor: floor)
@@ -217,20 +223,19 @@ public final class UpdateTask {
 
     /// A connection made with `used` failed before CONNACK success.
     public func connectionFailed(with used: CredentialFiles) {
-        if let renewal = credentials.pendingRenewal, renewal.files == used {
-            certificateFailures += 1
-            guard certificateFailures >= options.certificateAttempts else { return }
-            certificateFailures = 0
-            do { try credentials.discardRenewal(serial: renewal.serial) } catch { logger.error("cannot record the refused renewal: \(error)") }
-            logger.error("the broker refused the renewed certificate (serial \(renewal.serial)) \(options.certificateAttempts) times: back to the one before, and this renewal is not tried again")
-            report(.certificates, "renewal-rolled-back", version: 0,
+        if let renewal = credentials.pendingRenewal, renewal.files.wereUsed(in: used) {
+            guard failedAgain(with: used) else { return }
+            // With the certificate in use expired there is nothing to keep: the failures may be
+            // the broker's (restarted, its CRL lapsed), so the renewal is asked for again.
+            let expired = currentCertificateEnd().map { Int64($0) <= wallClock() } ?? false
+            do { try credentials.discardRenewal(serial: renewal.serial, remember: !expired) } catch { logger.error("cannot record the refused renewal: \(error)") }
+            let next = expired ? "; it has expired, so the renewal is asked for again at the next poll" : ", and this renewal is not tried again"
+            logger.error("no connection with the renewed certificate (serial \(renewal.serial)) in \(options.certificateAttempts) attempts: back to the one before\(next)")
+            reportRenewal("renewal-rolled-back", serial: renewal.serial,
                    reason: "no connection with the renewed certificate, serial \(renewal.serial), in \(options.certificateAttempts) attempts; kept the old one")
             return
         }
-        guard let pending = credentials.pending, pending.files == used else { return }
-        certificateFailures += 1
-        guard certificateFailures >= options.certificateAttempts else { return }
-        certificateFailures = 0
+        guard let pending = credentials.pending, pending.files.wereUsed(in: used), failedAgain(with: used) else { return }
         credentials.discardPending()
         // Never fetched or installed again: the poll resumed the "unfinished" download of the
         // accepted version, found it complete and installed it again, cutting the working link
@@ -240,6 +245,44 @@ public final class UpdateTask {
         report(.certificates, "rolled-back", version: pending.version,
                reason: "no connection with the new certificate in \(options.certificateAttempts) attempts; kept the old one")
     }
+
+    /// Reports a renewal's step once per serial and process: a renewal retried at every poll
+    /// (the certificate in use expired, the broker refusing it) is not reported every poll.
+    private func reportRenewal(_ status: String, serial: String, reason: String) {
+        guard reportedRenewalSteps.insert("\(status) \(serial)").inserted else { return }
+        report(.certificates, status, version: 0, reason: reason)
+    }
+
+    private var reportedRenewalSteps: Set<String> = []
+
+    /// Counts a failed connection with the pending credentials `used`; true once they have
+    /// failed `certificateAttempts` times (and the count starts again).
+    private func failedAgain(with used: CredentialFiles) -> Bool {
+        let count = (certificateFailures?.certificate == used.certificateFile ? certificateFailures?.count ?? 0 : 0) + 1
+        guard count >= options.certificateAttempts else {
+            certificateFailures = (used.certificateFile, count)
+            return false
+        }
+        certificateFailures = nil
+        return true
+    }
+
+    /// The end of the certificate in use (seconds since the epoch); nil, said once, when it
+    /// cannot be read.
+    private func currentCertificateEnd() -> Int? {
+        let file = credentials.current.certificateFile
+        do {
+            let end = try CredentialLifetime.certificateEnd(path: file)
+            saidUnreadableCertificate = false
+            return end
+        } catch {
+            if !saidUnreadableCertificate { logger.error("cannot read the certificate in use to see when it ends: \(error)") }
+            saidUnreadableCertificate = true
+            return nil
+        }
+    }
+
+    private var saidUnreadableCertificate = false
 
     // MARK: polling
 
@@ -264,7 +307,7 @@ public final class UpdateTask {
             // A fresh client per poll: a rotated certificate is used from the next poll on.
             let files = credentials.current
             fetcher = try HTTPFetcher(loop: loop, configuration: HTTPFetchConfiguration(
-                tls: HTTPClientTLS(caFile: options.caFile, certificateFile: files.certificateFile, keyFile: files.keyFile),
+                tls: HTTPClientTLS(caFile: files.caFile ?? options.caFile, certificateFile: files.certificateFile, keyFile: files.keyFile),
                 maxReceiveBytesPerSecond: options.maxDownloadRate))
         } catch {
             logger.error("cannot set up the HTTPS client: \(error)")
@@ -281,7 +324,7 @@ public final class UpdateTask {
         }
         // nginx refuses an expired certificate as the broker does: asking would be three refusals
         // a poll. Only the renewal listener can help then.
-        if let end = try? CredentialLifetime.certificateEnd(path: credentials.current.certificateFile), Int64(end) <= wallClock() {
+        if let end = currentCertificateEnd(), Int64(end) <= wallClock() {
             if !saidExpiredPolls {
                 let remedy = options.renewalURL == nil ? " (no --ota-renewal-url: only a new certificate put on the device helps)" : ""
                 logger.warning("the certificate in use has expired: updates are not asked for until it is renewed\(remedy)")
@@ -304,8 +347,7 @@ public final class UpdateTask {
     /// over mTLS could replace it, and nginx refuses an expired certificate as the broker does.)
     private func renewalDue() -> String? {
         guard let base = options.renewalURL, credentials.pending == nil, credentials.pendingRenewal == nil,
-              let end = try? CredentialLifetime.certificateEnd(path: credentials.current.certificateFile),
-              Int64(end) - wallClock() <= Int64(options.renewalWindowDays) * 86_400 else { return nil }
+              let end = currentCertificateEnd(), Int64(end) - wallClock() <= Int64(options.renewalWindowDays) * 86_400 else { return nil }
         return (base.hasSuffix("/") ? base : base + "/") + options.deviceID + ".crt"
     }
 
@@ -313,7 +355,7 @@ public final class UpdateTask {
     /// certificate (the server's is verified against the CA), then goes on with the poll.
     private func fetchRenewal(_ url: String) {
         do {
-            renewalFetcher = try HTTPFetcher(loop: loop, configuration: HTTPFetchConfiguration(tls: .withoutClientCertificate(caFile: options.caFile)))
+            renewalFetcher = try HTTPFetcher(loop: loop, configuration: HTTPFetchConfiguration(tls: .withoutClientCertificate(caFile: trustFile)))
         } catch {
             logger.error("cannot set up the HTTPS client for renewals: \(error)")
             return nextKind()
@@ -337,10 +379,12 @@ public final class UpdateTask {
     /// when it ends later than the one in use and the broker has not refused it before.
     private func renewalFetched(_ bytes: [UInt8], from url: String) {
         let current = credentials.current
-        let renewal: (credentials: DeviceCredentials, serial: String, end: Int)
+        var renewal: (credentials: DeviceCredentials, serial: String, end: Int)
         do {
             renewal = try DeviceCredentialBundle.validateRenewal(bytes, keyFile: current.keyFile, deviceID: options.deviceID,
-                                                                caFile: options.caFile, file: url)
+                                                                caFile: trustFile, file: url)
+            // The trust anchors in use stay with it.
+            renewal.credentials.authoritiesPEM = try current.caFile.map { try AtomicFile.read($0) }
         } catch {
             guard refusedRenewalBytes != bytes else { return }
             refusedRenewalBytes = bytes
@@ -350,8 +394,14 @@ public final class UpdateTask {
         }
         // The one in use (the server still serves it after the device took it), an older one, or
         // one the broker refused: nothing to do.
-        let end = (try? CredentialLifetime.certificateEnd(path: current.certificateFile)) ?? Int.min
-        guard renewal.end > end, renewal.serial != credentials.refusedRenewal else { return }
+        guard renewal.end > currentCertificateEnd() ?? Int.min else { return }
+        guard !credentials.refusedRenewals.contains(renewal.serial) else {
+            if saidRefusedRenewal != renewal.serial {
+                logger.notice("the renewal at \(url) (serial \(renewal.serial)) is one the broker refused before: not tried again; publish another")
+            }
+            saidRefusedRenewal = renewal.serial
+            return
+        }
         do {
             try credentials.installRenewal(renewal.credentials, serial: renewal.serial)
         } catch {
@@ -360,7 +410,7 @@ public final class UpdateTask {
         }
         let until = CredentialLifetime.stamp(renewal.end)
         logger.notice("renewed certificate serial \(renewal.serial), valid until \(until): used from the next connection")
-        report(.certificates, "renewal-installed", version: 0, reason: "serial \(renewal.serial), valid until \(until); used from the next connection")
+        reportRenewal("renewal-installed", serial: renewal.serial, reason: "serial \(renewal.serial), valid until \(until); used from the next connection")
         credentialsChanged?()
     }
 
@@ -603,7 +653,7 @@ public final class UpdateTask {
             let bundle = try AtomicFile.read(staged)
             let checked: DeviceCredentials
             do {
-                checked = try DeviceCredentialBundle.validate(bundle, deviceID: options.deviceID, caFile: options.caFile, file: staged)
+                checked = try DeviceCredentialBundle.validate(bundle, deviceID: options.deviceID, caFile: trustFile, file: staged)
             } catch {
                 failDownload(.certificates, manifest, reason: "invalid-certificate: \(error)")
                 return

@@ -180,21 +180,29 @@ public struct CertificateAuthority: Sendable {
     func renewDevice(_ deviceID: String, validityDays: Int, period: (notBefore: Int, notAfter: Int)?) throws -> IssuedCertificate {
         try CommonName.validateClientName(deviceID)
         let path = layout.deviceCertificate(deviceID)
-        let current = try OwnedCertificate.load(pem: try AtomicFile.read(path), file: path)
+        let bytes = try AtomicFile.read(path)
+        let current = try OwnedCertificate.load(pem: bytes, file: path)
         let currentSerial = try current.serial(file: path)
+        let fingerprint = try current.keyFingerprint(file: path)
         let subjectKey = try OwnedKey.publicKey(of: current, file: path)
         return try issue(role: .device, commonName: deviceID, validityDays: validityDays, what: "device certificate validity",
                          certificatePath: path, keyPath: layout.deviceKey(deviceID), relativeFile: "devices/\(deviceID).crt",
                          subjectKey: subjectKey, period: period) { serial, from, until in
             .client(commonName: deviceID, serial: serial, notBefore: from, notAfter: until)
         } checkIndex: { index in
-            let records = index.certificates.filter { $0.role == .device && $0.commonName == deviceID }
-            guard let record = records.first(where: { Self.sameSerial($0.serial, currentSerial) }) else {
-                throw DAQError(.unsupported, "\(path) (serial \(currentSerial)) is not a certificate this CA issued to '\(deviceID)'",
-                               at: InputLocation(file: layout.index))
+            // Read outside the lock: a `pki device --force` since then would pair the new key's
+            // file with a certificate of the old one.
+            guard (try? AtomicFile.read(path)) == bytes else {
+                throw DAQError(.unsupported, "changed while it was being renewed; run `pki renew` again", at: InputLocation(file: path))
             }
-            guard !record.isRevoked else {
-                throw DAQError(.unsupported, "device '\(deviceID)' is revoked (serial \(record.serial)): a revoked key is never renewed; "
+            let records = index.certificates.filter { $0.role == .device && $0.commonName == deviceID }
+            guard records.contains(where: { Self.sameSerial($0.serial, currentSerial) }) else {
+                throw DAQError(.unsupported, "serial \(currentSerial) is not a certificate this CA issued to '\(deviceID)' (\(layout.index) has no such record)",
+                               at: InputLocation(file: path, field: "serial"))
+            }
+            // This certificate revoked, or any other of the same key (a renewal, before).
+            if let revoked = records.first(where: { $0.isRevoked && (Self.sameSerial($0.serial, currentSerial) || $0.keyFingerprint == fingerprint) }) {
+                throw DAQError(.unsupported, "device '\(deviceID)' is revoked (serial \(revoked.serial), the key of \(path)): a revoked key is never renewed; "
                                + "issue a new key and certificate (daqctl pki device --dir \(layout.directory) \(deviceID) --force) if the device is trusted again",
                                at: InputLocation(file: layout.index))
             }
@@ -237,10 +245,14 @@ public struct CertificateAuthority: Sendable {
     /// collector certificate, or one device certificate of several. The CA cannot be revoked by
     /// its own CRL, and a broker certificate's revocation would reach no one (devices do not check
     /// a CRL): both are refused, saying so.
+    /// Every other unrevoked certificate of the same key (a renewal's, or the one it renewed) is
+    /// revoked with it, and returned as `alsoRevoked`: revoking a certificate because its key
+    /// leaked must not leave another certificate of that key valid.
     @discardableResult
-    public func revoke(serial: String, revocationListValidityDays: Int = 30) throws -> (record: CertificateRecord, list: RevocationList) {
+    public func revoke(serial: String, revocationListValidityDays: Int = 30) throws
+        -> (record: CertificateRecord, alsoRevoked: [CertificateRecord], list: RevocationList) {
         try checkRevocationListValidity(days: revocationListValidityDays)
-        let record: CertificateRecord = try AtomicFile.withLock(layout.lockFile) {
+        let record: (CertificateRecord, [CertificateRecord]) = try AtomicFile.withLock(layout.lockFile) {
             var index = try index()
             guard let position = index.certificates.firstIndex(where: { Self.sameSerial($0.serial, serial) }) else {
                 throw DAQError(.unsupported, "no certificate with serial \(serial) was issued by this CA (daqctl pki list shows them)",
@@ -259,11 +271,20 @@ public struct CertificateAuthority: Sendable {
             guard !found.isRevoked else {
                 throw DAQError(.unsupported, "serial \(serial) (\(found.role.rawValue) '\(found.commonName)') is already revoked")
             }
-            index.certificates[position].revokedAt = Date()
+            let now = Date()
+            index.certificates[position].revokedAt = now
+            var siblings: [CertificateRecord] = []
+            if let fingerprint = found.keyFingerprint {
+                for other in index.certificates.indices where !index.certificates[other].isRevoked
+                    && index.certificates[other].keyFingerprint == fingerprint {
+                    index.certificates[other].revokedAt = now
+                    siblings.append(index.certificates[other])
+                }
+            }
             try AtomicFile.write(index.encoded(), to: layout.index, mode: AtomicFile.publicMode)
-            return index.certificates[position]
+            return (index.certificates[position], siblings)
         }
-        return (record, try publishRevocationList(validityDays: revocationListValidityDays))
+        return (record.0, record.1, try publishRevocationList(validityDays: revocationListValidityDays))
     }
 
     /// Writes a fresh CRL (`ca.crl`) listing every revoked serial, valid for `validityDays`.
@@ -316,7 +337,8 @@ public struct CertificateAuthority: Sendable {
             // certificate: a first issue never leaves a certificate without its key.
             let record = CertificateRecord(serial: serial, commonName: commonName, role: role,
                                            notBefore: Validity.date(notBefore), notAfter: Validity.date(notAfter),
-                                           subjectAlternativeNames: subjectAlternativeNames, certificateFile: relativeFile)
+                                           subjectAlternativeNames: subjectAlternativeNames, certificateFile: relativeFile,
+                                           keyFingerprint: try certificate.keyFingerprint(file: certificatePath))
             index.certificates.append(record)
             try AtomicFile.write(index.encoded(), to: layout.index, mode: AtomicFile.publicMode)
             if subjectKey == nil { try AtomicFile.write(key.pem(), to: keyPath, mode: AtomicFile.privateKeyMode) }

@@ -33,13 +33,17 @@ public struct CertificateRecord: Codable, Sendable, Hashable {
     public var certificateFile: String
     /// When the certificate was revoked; nil while it is in good standing.
     public var revokedAt: Date?
+    /// SHA-256 of its public key (hex): a renewal signs the same key again, so revoking one
+    /// certificate revokes every one of its key. Nil in records written before it was kept.
+    public var keyFingerprint: String?
 
     /// True once revoked.
     public var isRevoked: Bool { revokedAt != nil }
 
     /// A record for a freshly issued certificate.
     public init(serial: String, commonName: String, role: CertificateRole, notBefore: Date, notAfter: Date,
-                subjectAlternativeNames: [String] = [], certificateFile: String, revokedAt: Date? = nil) {
+                subjectAlternativeNames: [String] = [], certificateFile: String, revokedAt: Date? = nil,
+                keyFingerprint: String? = nil) {
         self.serial = serial
         self.commonName = commonName
         self.role = role
@@ -48,6 +52,7 @@ public struct CertificateRecord: Codable, Sendable, Hashable {
         self.subjectAlternativeNames = subjectAlternativeNames
         self.certificateFile = certificateFile
         self.revokedAt = revokedAt
+        self.keyFingerprint = keyFingerprint
     }
 }
 

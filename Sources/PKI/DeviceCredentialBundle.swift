@@ -5,18 +5,30 @@
 internal import COpenSSL
 import DAQCore
 
-/// The certificate and key of a checked bundle, as separate PEM files' bytes.
+/// The certificate and key of a checked bundle, as separate PEM files' bytes, and the trust
+/// anchors it carried (nil: none, the device keeps its own).
 public struct DeviceCredentials: Sendable, Hashable {
     public var certificatePEM: [UInt8]
     public var keyPEM: [UInt8]
+    /// CA certificates that become the device's trust anchors with this bundle (a CA change).
+    public var authoritiesPEM: [UInt8]?
 }
 
 /// Checks and splits certificate bundles.
 public enum DeviceCredentialBundle {
-    /// Validates `bundle` (named `file` in errors) for device `deviceID` against the CA in `caFile`.
+    /// Validates `bundle` (named `file` in errors) for device `deviceID`: against the CA
+    /// certificates it carries, which then become the device's trust anchors (a CA change: the
+    /// bundle's release signature vouches for them, as it does for firmware), else against the
+    /// CA certificates in `caFile`.
     public static func validate(_ bundle: [UInt8], deviceID: String, caFile: String, file: String) throws -> DeviceCredentials {
         OpenSSLFailure.clearQueue()
-        let certificate = try OwnedCertificate.load(pem: bundle, file: file)
+        let certificates = try OwnedCertificate.loadAll(pem: bundle, file: file)
+        let carried = certificates.filter(\.isAuthority)
+        let own = certificates.filter { !$0.isAuthority }
+        guard own.count == 1, let certificate = own.first else {
+            throw DAQError(.malformedInput, "a bundle holds one device certificate (and CA certificates), not \(own.count)",
+                           at: InputLocation(file: file, field: "certificate"))
+        }
         let key = try OwnedKey.load(pem: bundle, file: file)
         guard X509_check_private_key(certificate.pointer, key.pointer) == 1 else {
             OpenSSLFailure.clearQueue()
@@ -26,12 +38,14 @@ public enum DeviceCredentialBundle {
         guard commonName == deviceID else {
             throw DAQError(.malformedInput, "the certificate is for '\(commonName)', this device is '\(deviceID)'", at: InputLocation(file: file, field: "CN"))
         }
-        let authority = try OwnedCertificate.load(pem: try AtomicFile.read(caFile), file: caFile)
+        let anchors = carried.isEmpty ? try OwnedCertificate.loadAll(pem: try AtomicFile.read(caFile), file: caFile) : carried
+        let anchorsFile = carried.isEmpty ? caFile : file
         guard let store = X509_STORE_new() else { throw OpenSSLFailure.error("allocating a certificate store") }
         defer { X509_STORE_free(store) }
-        guard X509_STORE_add_cert(store, authority.pointer) == 1, let context = X509_STORE_CTX_new() else {
-            throw OpenSSLFailure.error("preparing certificate verification", file: caFile)
+        for anchor in anchors where X509_STORE_add_cert(store, anchor.pointer) != 1 {
+            throw OpenSSLFailure.error("preparing certificate verification", file: anchorsFile)
         }
+        guard let context = X509_STORE_CTX_new() else { throw OpenSSLFailure.error("preparing certificate verification", file: anchorsFile) }
         defer { X509_STORE_CTX_free(context) }
         guard X509_STORE_CTX_init(context, store, certificate.pointer, nil) == 1 else {
             throw OpenSSLFailure.error("preparing certificate verification", file: file)
@@ -39,9 +53,11 @@ public enum DeviceCredentialBundle {
         guard X509_verify_cert(context) == 1 else {
             let reason = String(cString: X509_verify_cert_error_string(Int(X509_STORE_CTX_get_error(context))))
             OpenSSLFailure.clearQueue()
-            throw DAQError(.malformedInput, "the certificate does not verify against \(caFile): \(reason)", at: InputLocation(file: file, field: "certificate"))
+            let against = carried.isEmpty ? caFile : "the \(carried.count) CA certificate(s) it carries"
+            throw DAQError(.malformedInput, "the certificate does not verify against \(against): \(reason)", at: InputLocation(file: file, field: "certificate"))
         }
-        return DeviceCredentials(certificatePEM: try certificate.pem(), keyPEM: try key.pem())
+        let authorities = carried.isEmpty ? nil : try carried.map { try $0.pem() }.reduce([], +)
+        return DeviceCredentials(certificatePEM: try certificate.pem(), keyPEM: try key.pem(), authoritiesPEM: authorities)
     }
 
     /// A renewed certificate checked for use with the key in `keyFile`: no key of its own, and the
@@ -56,6 +72,11 @@ public enum DeviceCredentialBundle {
         }
         guard !String(decoding: certificate, as: UTF8.self).contains("PRIVATE KEY") else {
             throw DAQError(.malformedInput, "a renewal carries a certificate only, never a key", at: InputLocation(file: file, field: "key"))
+        }
+        // Served without authentication: it can never bring trust anchors (only a signed bundle can).
+        let count = try OwnedCertificate.loadAll(pem: certificate, file: file).count
+        guard count == 1 else {
+            throw DAQError(.malformedInput, "a renewal is one certificate, not \(count): it never carries CA certificates", at: InputLocation(file: file, field: "certificate"))
         }
         // The device's own key first: the bundle's key is the first one in it.
         let credentials = try validate(try AtomicFile.read(keyFile) + [UInt8(ascii: "\n")] + certificate,

@@ -54,6 +54,31 @@ final class OwnedCertificate {
         return OwnedCertificate(certificate)
     }
 
+    /// Every certificate in a PEM text, in order (other blocks, such as a key, are passed over);
+    /// throws when there is none.
+    static func loadAll(pem: [UInt8], file: String) throws -> [OwnedCertificate] {
+        let found: [OwnedCertificate] = try PEM.withReadBIO(pem, file: file) { bio in
+            var certificates: [OwnedCertificate] = []
+            while let certificate = PEM_read_bio_X509(bio, nil, nil, nil) { certificates.append(OwnedCertificate(certificate)) }
+            return certificates
+        }
+        OpenSSLFailure.clearQueue()  // the end of the text reads as "no start line"
+        guard !found.isEmpty else { throw DAQError(.malformedInput, "no PEM certificate in it", at: InputLocation(file: file, field: "certificate")) }
+        return found
+    }
+
+    /// SHA-256 of the public key (hex): the same for every certificate of one key.
+    func keyFingerprint(file: String) throws -> String {
+        var digest = [UInt8](repeating: 0, count: 32)
+        var length: UInt32 = 0
+        guard X509_pubkey_digest(pointer, EVP_sha256(), &digest, &length) == 1 else { throw OpenSSLFailure.error("hashing the public key", file: file) }
+        return digest.prefix(Int(length)).map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// Whether this is a CA certificate (basicConstraints CA:TRUE), a trust anchor rather than a
+    /// device's own.
+    var isAuthority: Bool { X509_check_ca(pointer) >= 1 }
+
     /// The certificate as PEM.
     func pem() throws -> [UInt8] {
         try PEM.write("writing a PEM certificate") { PEM_write_bio_X509($0, pointer) }

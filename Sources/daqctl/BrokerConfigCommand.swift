@@ -33,6 +33,8 @@ struct BrokerConfigCommand: ParsableCommand {
     var clientExpiration = "14d"
     @Flag(help: "Keep the client's own client id instead of forcing it to the certificate CN (allows session takeover).")
     var keepClientId = false
+    @Option(help: ArgumentHelp("Also accept clients of this PKI's CA (repeatable): during a change of CA, the old one.", valueName: "DIR"))
+    var alsoTrust: [String] = []
 
     func run() throws {
         let pkiDirectory = Self.absolute(pki)
@@ -50,8 +52,10 @@ struct BrokerConfigCommand: ParsableCommand {
         configuration.queueLimit = queueLimit
         configuration.persistentClientExpiration = clientExpiration
         configuration.clientIDFromCertificate = !keepClientId
+        (configuration.caFile, configuration.revocationListFile) = try CombinedTrust.files(pki: layout, also: alsoTrust, outDirectory: outDirectory)
         let path = try configuration.write(into: outDirectory)
         print("wrote \(path) and \(configuration.aclFile)")
+        if let note = CombinedTrust.note(alsoTrust, outDirectory: outDirectory) { print(note) }
         if let user, getpwnam(user) == nil {
             // Only a note: the broker may run on another machine, where the account exists.
             FileHandle.standardError.write(Data("note: there is no user '\(user)' on this machine; mosquitto started here would refuse to run as it\n".utf8))

@@ -178,6 +178,8 @@ extension OTACommand {
         @Option(help: ArgumentHelp("Also serve certificate renewals on this port, without a client certificate (see `daqctl pki renew`).", valueName: "PORT"))
         var renewalPort: Int?
         @Option(help: "Address the listener binds to.") var bind = "127.0.0.1"
+        @Option(help: ArgumentHelp("Also accept devices of this PKI's CA (repeatable): during a change of CA, the old one.", valueName: "DIR"))
+        var alsoTrust: [String] = []
         @Option(help: ArgumentHelp("Device group membership (repeatable).", valueName: "DEVICE=GROUP")) var member: [String] = []
         @Option(help: "Run nginx workers as this user (`root` for test servers started as root).") var user: String?
 
@@ -185,6 +187,10 @@ extension OTACommand {
             for entry in member where entry.split(separator: "=", maxSplits: 1).count != 2 {
                 throw ValidationError("--member wants DEVICE=GROUP, got '\(entry)'")
             }
+            for (value, option) in [(port, "--port"), (renewalPort ?? port, "--renewal-port")] where !(1...65535).contains(value) {
+                throw ValidationError("\(option) must be 1–65535, not \(value)")
+            }
+            if renewalPort == port { throw ValidationError("--renewal-port must differ from --port \(port)") }
         }
 
         func run() throws {
@@ -202,14 +208,16 @@ extension OTACommand {
                 let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
                 configuration.groups[parts[0]] = parts[1]
             }
-            let text = try configuration.nginxConfiguration()
             for path in [layout.caCertificate, layout.revocationList, layout.serverCertificate, layout.serverKey]
             where !FileManager.default.fileExists(atPath: path) {
                 throw DAQError(.io, "missing; run `daqctl pki init` first", at: InputLocation(file: path))
             }
+            (configuration.caFile, configuration.revocationListFile) = try CombinedTrust.files(pki: layout, also: alsoTrust, outDirectory: outDirectory)
+            let text = try configuration.nginxConfiguration()
             try FileManager.default.createDirectory(atPath: outDirectory + "/tmp", withIntermediateDirectories: true)
             try ArtifactFile.write(Array(text.utf8), to: outDirectory + "/nginx.conf")
             print("wrote \(outDirectory)/nginx.conf")
+            if let note = CombinedTrust.note(alsoTrust, outDirectory: outDirectory) { print(note) }
             print("run: nginx -c \(outDirectory)/nginx.conf -g 'pid \(outDirectory)/nginx.pid; error_log \(outDirectory)/error.log;'")
         }
     }

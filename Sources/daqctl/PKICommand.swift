@@ -27,7 +27,7 @@ struct PKICommand: ParsableCommand {
         collector.key devices/<id>.crt devices/<id>.key. Keys are EC P-256 PEM, mode 0600. \
         A device gets only ca.crt and its own .crt/.key; ca.key never leaves DIR.
         """,
-        subcommands: [Init.self, Device.self, Renew.self, Revoke.self, PublishCRL.self, Server.self, Collector.self, List.self]
+        subcommands: [Init.self, Device.self, Renew.self, Bundle.self, Revoke.self, PublishCRL.self, Server.self, Collector.self, List.self]
     )
 }
 
@@ -162,20 +162,70 @@ extension PKICommand {
         func validate() throws {
             try PKIUsage.deviceID(id)
             try PKIUsage.days(days, option: "--days")
+            if publish?.isEmpty == true { throw ValidationError("--publish wants the update directory nginx serves") }
         }
 
         func run() throws {
             let authority = try CertificateAuthority(opening: pki.layout)
+            // The update directory first: a renewal signed but not published would make the next
+            // try issue yet another serial.
+            let target = try publish.map { try UpdateDirectoryLayout(directory: $0).renewal(for: id) }
+            if let target {
+                let folder = URL(fileURLWithPath: target).deletingLastPathComponent().path
+                do {
+                    try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+                } catch {
+                    throw DAQError(.io, "cannot create: \(FileFailure.reason(error, path: folder))", at: InputLocation(file: folder))
+                }
+            }
             let issued = try authority.renewDeviceCertificate(id, validityDays: days)
             print("renewed device '\(id)' serial \(issued.record.serial), valid until \(CredentialLifetime.stamp(Int(issued.record.notAfter.timeIntervalSince1970)))")
             print("  certificate \(issued.certificatePath) (the key \(issued.keyPath) is unchanged)")
-            if let publish {
-                let target = try UpdateDirectoryLayout(directory: publish).renewal(for: id)
-                try FileManager.default.createDirectory(atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true,
-                                                        attributes: [.posixPermissions: 0o755])
+            if let target {
                 try ArtifactFile.write(try ArtifactFile.read(issued.certificatePath), to: target)
                 print("  published  \(target) (served as /renewal/\(id).crt by the renewal listener)")
+            } else {
+                print("  not published: the device has nothing to fetch until it is in UPDATES/renewals/\(id).crt (--publish UPDATES)")
             }
+        }
+    }
+
+    struct Bundle: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write a device's certificate and key as one PEM file for a certificate update.",
+            discussion: """
+            Writes devices/<ID>.crt and .key into --out (0600: it holds the key), checked as the \
+            device will check it. Sign it (daqctl ota sign --kind certificates) and publish it for \
+            that device only.
+
+            With --trust FILE (repeatable), the bundle also carries the CA certificates in FILE, and \
+            the device trusts exactly those once it has connected with the bundle: the way to a new \
+            CA. Make the new PKI, run the broker and nginx with --also-trust OLD_PKI, and send each \
+            device a bundle from the new PKI with --trust NEW/ca.crt --trust OLD/ca.crt (the broker \
+            still shows a certificate of the old CA). Once every device has it, give the broker and \
+            nginx the new PKI's certificate, then drop --also-trust. docs/pki.md, "Changing the CA".
+            """
+        )
+        @OptionGroup var pki: PKIDirectoryOption
+        @Argument(help: "The device id.") var id: String
+        @Option(help: ArgumentHelp("The bundle file to write.", valueName: "FILE")) var out: String
+        @Option(help: ArgumentHelp("CA certificates the device trusts from this bundle on (repeatable).", valueName: "FILE"))
+        var trust: [String] = []
+
+        func validate() throws { try PKIUsage.deviceID(id) }
+
+        func run() throws {
+            let layout = pki.layout
+            var bundle = try AtomicFile.read(layout.deviceCertificate(id)) + [UInt8(ascii: "\n")] + AtomicFile.read(layout.deviceKey(id))
+            for file in trust { bundle += [UInt8(ascii: "\n")] + (try AtomicFile.read(file)) }
+            let checked = try DeviceCredentialBundle.validate(bundle, deviceID: id, caFile: layout.caCertificate, file: out)
+            if !trust.isEmpty && checked.authoritiesPEM == nil {
+                throw DAQError(.malformedInput, "no CA certificate in \(trust.joined(separator: ", "))", at: InputLocation(file: trust[0], field: "trust"))
+            }
+            try AtomicFile.write(bundle, to: out, mode: AtomicFile.privateKeyMode)
+            print("wrote \(out) (0600): device '\(id)', its certificate and key"
+                  + (trust.isEmpty ? "" : ", and the CA certificates of \(trust.joined(separator: ", ")) as its trust anchors"))
+            print("next: daqctl ota sign --kind certificates … \(out); daqctl ota publish --device \(id) …")
         }
     }
 
@@ -214,6 +264,9 @@ extension PKICommand {
                 list = revoked.list
                 print("revoked the \(revoked.record.role.rawValue) certificate '\(revoked.record.commonName)' serial \(revoked.record.serial); "
                       + "CRL #\(list.number) lists \(list.revokedSerials.count) serial(s), next update \(list.nextUpdate)")
+                for sibling in revoked.alsoRevoked {
+                    print("  and serial \(sibling.serial) of '\(sibling.commonName)': the same key (a renewal)")
+                }
             } else if let id {
                 list = try authority.revokeDevice(id, revocationListValidityDays: crlDays)
                 print("revoked device '\(id)'; CRL #\(list.number) lists \(list.revokedSerials.count) serial(s), next update \(list.nextUpdate)")

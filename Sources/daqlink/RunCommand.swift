@@ -305,6 +305,7 @@ struct RunCommand: ParsableCommand {
             if let otaDirectory {
                 let current = CredentialStore(directory: otaDirectory, provisioned: provisioned).current
                 (inUse.certificateFile, inUse.keyFile) = (current.certificateFile, current.keyFile)
+                if let authorities = current.caFile { inUse.caFile = authorities }
             }
             Self.checkCredentials(device: device, tls: inUse)
         }

@@ -94,13 +94,20 @@ final class OTARig: @unchecked Sendable {
         return result
     }
 
-    private func startNginx() throws {
+    /// Stops nginx and starts it again (on new ports) with `configArguments` for `ota nginx-config`.
+    func restartNginx(pki serverPKI: URL? = nil, configArguments: [String]) throws {
+        nginx?.stop()
+        nginx = nil
+        try startNginx(pki: serverPKI, configArguments: configArguments)
+    }
+
+    private func startNginx(pki serverPKI: URL? = nil, configArguments: [String] = []) throws {
         let server = root.appendingPathComponent("nginx")
         for _ in 0..<3 where nginx == nil {  // the probed port may be taken before nginx binds it
             nginxPort = try MosquittoBroker.freeLoopbackPort()
             repeat { renewalPort = try MosquittoBroker.freeLoopbackPort() } while renewalPort == nginxPort
-            try ctl(["ota", "nginx-config", "--pki", pki.path, "--updates", updates.path, "--out", server.path,
-                     "--port", String(nginxPort), "--renewal-port", String(renewalPort), "--user", "root"])
+            try ctl(["ota", "nginx-config", "--pki", (serverPKI ?? pki).path, "--updates", updates.path, "--out", server.path,
+                     "--port", String(nginxPort), "--renewal-port", String(renewalPort), "--user", "root"] + configArguments)
             let candidate = try NginxServer(configuration: server.appendingPathComponent("nginx.conf"), state: server)
             var up = false
             for _ in 0..<100 where candidate.isRunning {
@@ -158,10 +165,10 @@ final class OTARig: @unchecked Sendable {
         return url
     }
 
-    func startCollector() throws {
+    func startCollector(pki collectorPKI: URL? = nil) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Self.daqctl)
-        process.arguments = ["collect", "--broker", "localhost:\(broker.port)", "--pki", pki.path, "--out", collected.path]
+        process.arguments = ["collect", "--broker", "localhost:\(broker.port)", "--pki", (collectorPKI ?? pki).path, "--out", collected.path]
         process.standardOutput = FileHandle.nullDevice
         process.standardError = try FileHandle(forWritingTo: logFile("collector"))
         try process.run()

@@ -41,6 +41,24 @@ import TestSupport
         #expect(Set(list.revokedSerials) == [first.record.serial, renewed.record.serial])
     }
 
+    /// Renewed certificates share a key: revoking one (its key leaked) revokes them all, and a
+    /// key revoked once is never signed again.
+    @Test func revokingOneCertificateOfAKeyRevokesEveryOneAndItIsNeverRenewed() throws {
+        let first = try authority.issueDeviceCertificate("ecu-01")
+        let renewed = try authority.renewDeviceCertificate("ecu-01")
+        let other = try authority.issueCollectorCertificate(commonName: "collector", validityDays: 30)
+        let revoked = try authority.revoke(serial: first.record.serial)
+        #expect(revoked.alsoRevoked.map(\.serial) == [renewed.record.serial])
+        #expect(Set(revoked.list.revokedSerials) == [first.record.serial, renewed.record.serial])
+        #expect(try authority.index().active(.collector).map(\.serial).contains(other.record.serial))
+        let crl = try openssl(["crl", "-in", layout.revocationList, "-noout", "-text"]).stdout
+        #expect(crl.contains(first.record.serial) && crl.contains(renewed.record.serial), "\(crl)")
+        #expect { try authority.renewDeviceCertificate("ecu-01") } throws: { "\($0)".contains("a revoked key is never renewed") }
+        // A new key for the device (pki device --force) can be renewed again.
+        try authority.issueDeviceCertificate("ecu-01", replacingActive: true)
+        #expect(try authority.renewDeviceCertificate("ecu-01").record.keyFingerprint != first.record.keyFingerprint)
+    }
+
     @Test func aRevokedDeviceOrACertificateTheCADidNotIssueIsNotRenewed() throws {
         try authority.issueDeviceCertificate("ecu-01")
         try authority.revokeDevice("ecu-01")

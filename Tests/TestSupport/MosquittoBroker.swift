@@ -64,7 +64,9 @@ public final class MosquittoBroker: @unchecked Sendable {
     private var process: SpawnedProcess?
     private var runs = 0
     private var clientRuns = 0
-    private let brokerConfigArguments: [String]
+    private var brokerConfigArguments: [String]
+    /// The PKI `daqctl broker-config` is given (`pkiDirectory` unless a test changes CA).
+    private var configurationPKI: URL?
 
     /// Makes a PKI with `devices`, writes a broker config (`queueLimit` → a deliberately small
     /// queue; `brokerConfigArguments` are passed to `daqctl broker-config`), and starts mosquitto.
@@ -152,6 +154,17 @@ public final class MosquittoBroker: @unchecked Sendable {
         try start()
     }
 
+    /// Restarts with a configuration for `pki` (nil: its own) and `arguments` for
+    /// `daqctl broker-config` (e.g. `--also-trust DIR` during a change of CA).
+    public func restart(pki: URL?, configArguments arguments: [String]) throws {
+        stop()
+        lock.withLock {
+            configurationPKI = pki
+            brokerConfigArguments = arguments
+        }
+        try start()
+    }
+
     /// Sends SIGHUP: mosquitto 2.0.11 rereads its configuration, ACL and CRL without dropping
     /// its state. Waits for the "Reloading config" log line. The signal goes to mosquitto itself,
     /// not to the `timeout` that runs it: GNU timeout with --kill-after forwards any signal it gets
@@ -234,7 +247,7 @@ public final class MosquittoBroker: @unchecked Sendable {
     // MARK: - Private
 
     private func writeConfiguration() throws {
-        try daqctl(["broker-config", "--pki", pkiDirectory.path, "--out", configDirectory.path,
+        try daqctl(["broker-config", "--pki", (configurationPKI ?? pkiDirectory).path, "--out", configDirectory.path,
                     "--port", String(port), "--user", "root"] + brokerConfigArguments)
     }
 

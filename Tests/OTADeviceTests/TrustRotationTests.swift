@@ -1,0 +1,89 @@
+// A change of CA over the air, against the real peers: a signed certificate bundle brings the
+// device a certificate of the new CA and the new trust anchors; the broker and nginx accept both
+// CAs meanwhile (`--also-trust`); then the broker moves to the new CA alone and the device,
+// started with its old provisioned CA file, still connects and drains.
+import Foundation
+import OTA
+import OTADevice
+import Testing
+import TestSupport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite(.serialized) struct TrustRotationTests {
+    @Test func aBundleBringsTheNewCAAndTheDeviceFollowsTheBrokerToIt() throws {
+        let rig = try OTARig()
+        let newPKI = rig.root.appendingPathComponent("pki-new")
+        try rig.ctl(["pki", "init", "--dir", newPKI.path])
+        try rig.ctl(["pki", "device", "--dir", newPKI.path, rig.deviceID])
+
+        // While devices move: the broker and nginx show the old CA's certificate and accept
+        // clients of both CAs.
+        try rig.broker.restart(pki: nil, configArguments: ["--also-trust", newPKI.path])
+        try rig.restartNginx(configArguments: ["--also-trust", newPKI.path])
+        let bundle = rig.root.appendingPathComponent("rig-01-new-ca.pem")
+        let made = try rig.ctl(["pki", "bundle", "--dir", newPKI.path, rig.deviceID, "--out", bundle.path,
+                                "--trust", newPKI.appendingPathComponent("ca.crt").path, "--trust", rig.pki.appendingPathComponent("ca.crt").path])
+        #expect(made.stdout.contains("as its trust anchors"), "\(made.stdout)")
+        try rig.publish(bundle, kind: .certificates, version: 2)
+        try rig.startCollector()
+        try rig.startDevice(speed: "0.4")
+        #expect(rig.wait(60) { rig.historyContains("certificates", "committed", 2) }, "\(rig.history())\n\(rig.deviceLogs())")
+        #expect(rig.wait(90) { rig.device?.isRunning == false }, "the device did not finish")
+        #expect(rig.stopDevice() == 0, "\(rig.deviceLogs())")
+        rig.stopCollector()
+
+        // In use: the new CA's certificate, and both CAs as trust anchors.
+        let current = rig.ota.appendingPathComponent("certificates/current")
+        #expect(try Data(contentsOf: current.appendingPathComponent("device.crt"))
+                == Data(contentsOf: newPKI.appendingPathComponent("devices/rig-01.crt")))
+        let anchors = try String(contentsOf: current.appendingPathComponent("ca.crt"), encoding: .utf8)
+        #expect(anchors.components(separatedBy: "BEGIN CERTIFICATE").count - 1 == 2, "\(anchors)")
+
+        // The broker moves to the new CA alone: its certificate, its CRL, its collector.
+        try rig.broker.restart(pki: newPKI, configArguments: [])
+        try rig.startCollector(pki: newPKI)
+        try rig.startDevice(speed: "max")  // still given the old CA file (--ca): the bundle's anchors are used
+        #expect(rig.wait(90) { rig.device?.isRunning == false }, "the device did not finish")
+        #expect(rig.stopDevice() == 0, "\(rig.deviceLogs())")
+        rig.stopCollector()
+        let second = (try? String(contentsOf: rig.root.appendingPathComponent("device-2.log"), encoding: .utf8)) ?? ""
+        #expect(!second.contains("ALARM") && second.contains("0 links lost"), "\(second)")
+        #expect(rig.broker.log().contains("as rig-01"), "the device connected to the new broker: \(rig.broker.log())")
+        let verify = try rig.verify()
+        #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
+
+        // What the bundle was for: the old credentials alone no longer get in.
+        let old = try rig.broker.runClient(["mosquitto_pub", "-h", "localhost", "-p", String(rig.broker.port),
+                                            "--cafile", newPKI.appendingPathComponent("ca.crt").path,
+                                            "--cert", rig.provisioned.appendingPathComponent("device.crt").path,
+                                            "--key", rig.provisioned.appendingPathComponent("device.key").path,
+                                            "-V", "mqttv5", "-q", "1", "-t", "devices/rig-01/probe", "-m", "x"])
+        #expect(old.status != 0, "\(old.stdout)\(old.stderr)")
+    }
+
+    @Test func pkiBundleRefusesTrustThatDoesNotVouchForTheDevice() throws {
+        let root = try PackagePaths.temporaryDirectory("pki-bundle")
+        let daqctl = OTARig.daqctl
+        for name in ["old", "new"] {
+            #expect(try runProcess(daqctl, ["pki", "init", "--dir", root.appendingPathComponent(name).path]).status == 0)
+            #expect(try runProcess(daqctl, ["pki", "device", "--dir", root.appendingPathComponent(name).path, "rig-01"]).status == 0)
+        }
+        let out = root.appendingPathComponent("bundle.pem").path
+        // The new PKI's device with only the old CA as trust: the device would refuse it.
+        let wrong = try runProcess(daqctl, ["pki", "bundle", "--dir", root.appendingPathComponent("new").path, "rig-01", "--out", out,
+                                            "--trust", root.appendingPathComponent("old/ca.crt").path])
+        #expect(wrong.status == 1 && wrong.stderr.contains("does not verify against the 1 CA certificate(s) it carries"), "\(wrong.stderr)")
+        // A device certificate given as trust.
+        let leaf = try runProcess(daqctl, ["pki", "bundle", "--dir", root.appendingPathComponent("new").path, "rig-01", "--out", out,
+                                           "--trust", root.appendingPathComponent("old/devices/rig-01.crt").path])
+        #expect(leaf.status == 1 && leaf.stderr.contains("one device certificate (and CA certificates), not 2"), "\(leaf.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: out))
+        // Without --trust: certificate and key, 0600.
+        let plain = try runProcess(daqctl, ["pki", "bundle", "--dir", root.appendingPathComponent("new").path, "rig-01", "--out", out])
+        #expect(plain.status == 0, "\(plain.stderr)")
+        let mode = (try FileManager.default.attributesOfItem(atPath: out)[.posixPermissions] as? NSNumber)?.intValue
+        #expect(mode == 0o600)
+    }
+}
