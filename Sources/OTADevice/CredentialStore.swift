@@ -2,12 +2,13 @@
 // "pending"; the uplink tries it on its next connection and only when that connection succeeds is
 // it promoted to "current". Until then the old credentials stay on disk and in use for fallback.
 //
-//   DIR/certificates/current.crt, current.key   the credentials in use (absent: the provisioned ones)
-//   DIR/certificates/pending.crt, pending.key   a new bundle awaiting its first successful connection
-//   DIR/certificates/versions                   ArtifactVersions (installed = current's version)
-//   DIR/certificates/renewal-<serial>/          a renewed certificate with the key in use (no version:
-//                                               `pending`/`current` may name it like a bundle)
-//   DIR/certificates/renewal-refused            the serial of the last renewal the broker refused
+//   DIR/certificates/bundle-<v>/device.crt, device.key, ca.crt   one bundle (ca.crt: the trust
+//                                               anchors it brought or kept; absent: the provisioned CA)
+//   DIR/certificates/renewal-<serial>/          a renewed certificate with the key (and anchors) in use
+//   DIR/certificates/current -> bundle-<v> | renewal-<serial>   the credentials in use (absent: the provisioned ones)
+//   DIR/certificates/pending -> …               credentials awaiting their first successful connection
+//   DIR/certificates/versions                   ArtifactVersions (installed = the last promoted bundle's version)
+//   DIR/certificates/renewal-refused            the serials of the renewals the broker refused, one per line
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -126,7 +127,7 @@ public struct CredentialStore: Sendable {
 
     /// The pending renewal never connected: disarm it, and with `remember` keep its serial, so
     /// the same certificate is not fetched and tried again. (Recorded first: a power cut between
-    /// the two then leaves the link, which the next start drops as refused.)
+    /// the two then leaves the link, which `pendingRenewal` ignores as refused.)
     public func discardRenewal(serial: String, remember: Bool) throws {
         if remember {
             let serials = (refusedRenewals.union([serial])).sorted().joined(separator: "\n")

@@ -90,6 +90,9 @@ public final class UpdateTask {
     private var refusedRenewalBytes: [UInt8]?
     private var saidNoRenewal = false
     private var saidRefusedRenewal: String?
+    /// Renewals rolled back while the certificate in use had expired: when each may be tried
+    /// again (each try writes the key and certificate, and cuts the link three times).
+    private var renewalRetryAfter: [String: Int64] = [:]
 
     /// Checks an experiment file before it is installed (throws naming file, line and field).
     public var validateExperiment: ((String) throws -> Void)?
@@ -229,7 +232,8 @@ public final class UpdateTask {
             // the broker's (restarted, its CRL lapsed), so the renewal is asked for again.
             let expired = currentCertificateEnd().map { Int64($0) <= wallClock() } ?? false
             do { try credentials.discardRenewal(serial: renewal.serial, remember: !expired) } catch { logger.error("cannot record the refused renewal: \(error)") }
-            let next = expired ? "; it has expired, so the renewal is asked for again at the next poll" : ", and this renewal is not tried again"
+            if expired { renewalRetryAfter[renewal.serial] = wallClock() + 3600 }
+            let next = expired ? "; it has expired, so the renewal is tried again in an hour" : ", and this renewal is not tried again"
             logger.error("no connection with the renewed certificate (serial \(renewal.serial)) in \(options.certificateAttempts) attempts: back to the one before\(next)")
             reportRenewal("renewal-rolled-back", serial: renewal.serial,
                    reason: "no connection with the renewed certificate, serial \(renewal.serial), in \(options.certificateAttempts) attempts; kept the old one")
@@ -383,8 +387,6 @@ public final class UpdateTask {
         do {
             renewal = try DeviceCredentialBundle.validateRenewal(bytes, keyFile: current.keyFile, deviceID: options.deviceID,
                                                                 caFile: trustFile, file: url)
-            // The trust anchors in use stay with it.
-            renewal.credentials.authoritiesPEM = try current.caFile.map { try AtomicFile.read($0) }
         } catch {
             guard refusedRenewalBytes != bytes else { return }
             refusedRenewalBytes = bytes
@@ -394,8 +396,13 @@ public final class UpdateTask {
         }
         // The one in use (the server still serves it after the device took it), an older one, or
         // one the broker refused: nothing to do.
-        guard renewal.end > currentCertificateEnd() ?? Int.min else { return }
-        guard !credentials.refusedRenewals.contains(renewal.serial) else {
+        let end = currentCertificateEnd()
+        guard renewal.end > end ?? Int.min else { return }
+        // With the certificate in use expired, a renewal refused before (perhaps while the broker
+        // was at fault) is tried again: there is nothing left to keep. Once an hour at most.
+        let expired = end.map { Int64($0) <= wallClock() } ?? false
+        if expired, let after = renewalRetryAfter[renewal.serial], wallClock() < after { return }
+        guard expired || !credentials.refusedRenewals.contains(renewal.serial) else {
             if saidRefusedRenewal != renewal.serial {
                 logger.notice("the renewal at \(url) (serial \(renewal.serial)) is one the broker refused before: not tried again; publish another")
             }
@@ -403,6 +410,8 @@ public final class UpdateTask {
             return
         }
         do {
+            // The trust anchors in use stay with it.
+            renewal.credentials.authoritiesPEM = try current.caFile.map { try AtomicFile.read($0) }
             try credentials.installRenewal(renewal.credentials, serial: renewal.serial)
         } catch {
             logger.error("cannot install the renewed certificate: \(error)")
@@ -651,13 +660,16 @@ public final class UpdateTask {
         let staged = options.directory.stagedArtifactPath(.certificates)
         do {
             let bundle = try AtomicFile.read(staged)
-            let checked: DeviceCredentials
+            var checked: DeviceCredentials
             do {
                 checked = try DeviceCredentialBundle.validate(bundle, deviceID: options.deviceID, caFile: trustFile, file: staged)
             } catch {
                 failDownload(.certificates, manifest, reason: "invalid-certificate: \(error)")
                 return
             }
+            // A bundle without CA certificates keeps the anchors in use: a routine bundle after a
+            // change of CA went back to the provisioned CA file, which the broker no longer matched.
+            if checked.authoritiesPEM == nil, let anchors = credentials.current.caFile { checked.authoritiesPEM = try AtomicFile.read(anchors) }
             try credentials.installPending(checked, version: manifest.version)
             report(.certificates, "installed", version: manifest.version, reason: "used from the next connection")
             credentialsChanged?()

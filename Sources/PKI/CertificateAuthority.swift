@@ -196,7 +196,9 @@ public struct CertificateAuthority: Sendable {
                 throw DAQError(.unsupported, "changed while it was being renewed; run `pki renew` again", at: InputLocation(file: path))
             }
             let records = index.certificates.filter { $0.role == .device && $0.commonName == deviceID }
-            guard records.contains(where: { Self.sameSerial($0.serial, currentSerial) }) else {
+            guard let position = index.certificates.firstIndex(where: {
+                $0.role == .device && $0.commonName == deviceID && Self.sameSerial($0.serial, currentSerial)
+            }) else {
                 throw DAQError(.unsupported, "serial \(currentSerial) is not a certificate this CA issued to '\(deviceID)' (\(layout.index) has no such record)",
                                at: InputLocation(file: path, field: "serial"))
             }
@@ -206,6 +208,9 @@ public struct CertificateAuthority: Sendable {
                                + "issue a new key and certificate (daqctl pki device --dir \(layout.directory) \(deviceID) --force) if the device is trusted again",
                                at: InputLocation(file: layout.index))
             }
+            // A record from before fingerprints were kept gets its own now: revoking either
+            // certificate then revokes both.
+            if index.certificates[position].keyFingerprint == nil { index.certificates[position].keyFingerprint = fingerprint }
         }
     }
 
@@ -319,11 +324,11 @@ public struct CertificateAuthority: Sendable {
                        subjectAlternativeNames: [String] = [], subjectKey: OwnedKey? = nil,
                        period: (notBefore: Int, notAfter: Int)? = nil,
                        template: (String, Int, Int) -> CertificateTemplate,
-                       checkIndex: (CertificateIndex) throws -> Void = { _ in }) throws -> IssuedCertificate {
+                       checkIndex: (inout CertificateIndex) throws -> Void = { _ in }) throws -> IssuedCertificate {
         try AtomicFile.withLock(layout.lockFile) {
             OpenSSLFailure.clearQueue()
             var index = try index()
-            try checkIndex(index)
+            try checkIndex(&index)
             let (authority, authorityKey) = try loadAuthority()
             let now = Validity.now()
             let notBefore = period?.notBefore ?? now - Validity.skew

@@ -12,6 +12,12 @@ public struct DeviceCredentials: Sendable, Hashable {
     public var keyPEM: [UInt8]
     /// CA certificates that become the device's trust anchors with this bundle (a CA change).
     public var authoritiesPEM: [UInt8]?
+
+    public init(certificatePEM: [UInt8], keyPEM: [UInt8], authoritiesPEM: [UInt8]? = nil) {
+        self.certificatePEM = certificatePEM
+        self.keyPEM = keyPEM
+        self.authoritiesPEM = authoritiesPEM
+    }
 }
 
 /// Checks and splits certificate bundles.

@@ -64,6 +64,11 @@ final class OwnedCertificate {
         }
         OpenSSLFailure.clearQueue()  // the end of the text reads as "no start line"
         guard !found.isEmpty else { throw DAQError(.malformedInput, "no PEM certificate in it", at: InputLocation(file: file, field: "certificate")) }
+        // Reading stops at a damaged block: what follows it would be dropped unsaid.
+        let blocks = String(decoding: pem, as: UTF8.self).components(separatedBy: "-----BEGIN CERTIFICATE-----").count - 1
+        guard blocks == found.count else {
+            throw DAQError(.malformedInput, "certificate \(found.count + 1) of \(blocks) cannot be read", at: InputLocation(file: file, field: "certificate"))
+        }
         return found
     }
 

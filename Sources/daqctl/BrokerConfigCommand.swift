@@ -33,7 +33,7 @@ struct BrokerConfigCommand: ParsableCommand {
     var clientExpiration = "14d"
     @Flag(help: "Keep the client's own client id instead of forcing it to the certificate CN (allows session takeover).")
     var keepClientId = false
-    @Option(help: ArgumentHelp("Also accept clients of this PKI's CA (repeatable): during a change of CA, the old one.", valueName: "DIR"))
+    @Option(help: ArgumentHelp("Also accept clients of this PKI's CA (repeatable): during a change of CA, the NEW one, while --pki is still the old (docs/pki.md).", valueName: "DIR"))
     var alsoTrust: [String] = []
 
     func run() throws {

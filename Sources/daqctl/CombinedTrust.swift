@@ -13,9 +13,10 @@ enum CombinedTrust {
         guard !also.isEmpty else { return (pki.caCertificate, pki.revocationList) }
         let layouts = [pki] + also.map { PKILayout(directory: BrokerConfigCommand.absolute($0)) }
         var authorities: [UInt8] = [], lists: [UInt8] = []
-        for layout in layouts {
+        for (position, layout) in layouts.enumerated() {
             for path in [layout.caCertificate, layout.revocationList] where !FileManager.default.fileExists(atPath: path) {
-                throw DAQError(.io, "missing: --also-trust wants a PKI directory (from `daqctl pki init`)", at: InputLocation(file: path))
+                let what = position == 0 ? "--pki" : "--also-trust"
+                throw DAQError(.io, "missing: \(what) wants a PKI directory (from `daqctl pki init`)", at: InputLocation(file: path))
             }
             authorities += try ArtifactFile.read(layout.caCertificate) + [UInt8(ascii: "\n")]
             lists += try ArtifactFile.read(layout.revocationList) + [UInt8(ascii: "\n")]

@@ -178,7 +178,7 @@ extension OTACommand {
         @Option(help: ArgumentHelp("Also serve certificate renewals on this port, without a client certificate (see `daqctl pki renew`).", valueName: "PORT"))
         var renewalPort: Int?
         @Option(help: "Address the listener binds to.") var bind = "127.0.0.1"
-        @Option(help: ArgumentHelp("Also accept devices of this PKI's CA (repeatable): during a change of CA, the old one.", valueName: "DIR"))
+        @Option(help: ArgumentHelp("Also accept devices of this PKI's CA (repeatable): during a change of CA, the NEW one, while --pki is still the old (docs/pki.md).", valueName: "DIR"))
         var alsoTrust: [String] = []
         @Option(help: ArgumentHelp("Device group membership (repeatable).", valueName: "DEVICE=GROUP")) var member: [String] = []
         @Option(help: "Run nginx workers as this user (`root` for test servers started as root).") var user: String?

@@ -200,10 +200,10 @@ extension PKICommand {
 
             With --trust FILE (repeatable), the bundle also carries the CA certificates in FILE, and \
             the device trusts exactly those once it has connected with the bundle: the way to a new \
-            CA. Make the new PKI, run the broker and nginx with --also-trust OLD_PKI, and send each \
-            device a bundle from the new PKI with --trust NEW/ca.crt --trust OLD/ca.crt (the broker \
-            still shows a certificate of the old CA). Once every device has it, give the broker and \
-            nginx the new PKI's certificate, then drop --also-trust. docs/pki.md, "Changing the CA".
+            CA. Make the NEW PKI; run the broker and nginx with --pki OLD --also-trust NEW (they \
+            still show OLD's certificate, and accept devices of both); send each device a bundle \
+            from NEW with --trust NEW/ca.crt --trust OLD/ca.crt. Once every device has committed it, \
+            run them with --pki NEW alone. docs/pki.md, "Changing the CA".
             """
         )
         @OptionGroup var pki: PKIDirectoryOption
@@ -266,6 +266,12 @@ extension PKICommand {
                       + "CRL #\(list.number) lists \(list.revokedSerials.count) serial(s), next update \(list.nextUpdate)")
                 for sibling in revoked.alsoRevoked {
                     print("  and serial \(sibling.serial) of '\(sibling.commonName)': the same key (a renewal)")
+                }
+                let others = try authority.index().active(revoked.record.role, commonName: revoked.record.commonName)
+                if revoked.record.keyFingerprint == nil, revoked.record.role == .device, !others.isEmpty {
+                    FileHandle.standardError.write(Data(("note: serial \(revoked.record.serial) was issued before the index kept key fingerprints: "
+                        + "'\(revoked.record.commonName)' still has \(others.map(\.serial).joined(separator: ", ")), which may be of the same key "
+                        + "(a renewal); revoke the device (pki revoke \(revoked.record.commonName)) if its key leaked\n").utf8))
                 }
             } else if let id {
                 list = try authority.revokeDevice(id, revocationListValidityDays: crlDays)

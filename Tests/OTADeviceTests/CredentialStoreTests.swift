@@ -3,6 +3,7 @@
 import Foundation
 import OTA
 import OTADevice
+import PKI
 import Testing
 import TestSupport
 
@@ -25,5 +26,44 @@ import TestSupport
         #expect(store.pending == nil, "bundle 1 was taken for release 2")
         #expect(ProvenReport(kind: .certificates, versions: ArtifactVersions(installed: 0, floor: 0, accepted: 2), failed: nil,
                              pendingInstalled: store.pending != nil)?.statuses == ["downloading"])
+    }
+
+    /// A connection's outcome is matched to the directory it was made with: a bundle installed
+    /// while a renewal's connection was under way is not promoted (or failed) by that outcome.
+    /// Before, both were `pending/device.crt`, and the renewal's CONNACK promoted the bundle.
+    @Test func aConnectionWithARenewalIsNeverTakenForABundleInstalledSince() throws {
+        let root = try PackagePaths.temporaryDirectory("credential-store")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let slots = SlotDirectory(root: root.path)
+        try slots.prepare()
+        let store = CredentialStore(directory: slots, provisioned: CredentialFiles(certificateFile: "/p.crt", keyFile: "/p.key"))
+        let plain = DeviceCredentials(certificatePEM: Array("crt".utf8), keyPEM: Array("key".utf8))
+
+        try store.installRenewal(plain, serial: "AB12")
+        let renewal = try #require(store.pendingRenewal)
+        #expect(renewal.serial == "AB12" && renewal.files.certificateFile.hasSuffix("certificates/renewal-AB12/device.crt"))
+        #expect(renewal.files.caFile == nil)
+
+        try slots.persist(ArtifactVersions(installed: 0, floor: 0, accepted: 2), of: .certificates)
+        var anchored = plain
+        anchored.authoritiesPEM = Array("ca".utf8)
+        try store.installPending(anchored, version: 2)
+        let bundle = try #require(store.pending)
+        #expect(store.pendingRenewal == nil)
+        #expect(!bundle.files.wereUsed(in: renewal.files), "the renewal's connection is not the bundle's")
+        #expect(bundle.files.caFile?.hasSuffix("certificates/bundle-2/ca.crt") == true)
+
+        // Promoted: the bundle's anchors are the ones in use; a renewal then keeps them only if
+        // given them (UpdateTask passes the current ones on).
+        try store.promotePending(version: 2, floor: 0)
+        #expect(store.current.caFile?.hasSuffix("certificates/current/ca.crt") == true)
+
+        // A refused renewal is not pending, even with its link left by a power cut.
+        try store.installRenewal(plain, serial: "CD34")
+        #expect(store.pendingRenewal?.serial == "CD34")
+        try store.discardRenewal(serial: "CD34", remember: true)
+        #expect(store.refusedRenewals == ["CD34"])
+        try store.installRenewal(plain, serial: "CD34")
+        #expect(store.pendingRenewal == nil)
     }
 }

@@ -41,26 +41,41 @@ import Glibc
         let anchors = try String(contentsOf: current.appendingPathComponent("ca.crt"), encoding: .utf8)
         #expect(anchors.components(separatedBy: "BEGIN CERTIFICATE").count - 1 == 2, "\(anchors)")
 
-        // The broker moves to the new CA alone: its certificate, its CRL, its collector.
+        // The broker and nginx move to the new CA alone: their certificates, CRLs, collector. A
+        // routine bundle of the new CA (no --trust) comes after: it keeps the anchors in use.
         try rig.broker.restart(pki: newPKI, configArguments: [])
+        try rig.restartNginx(pki: newPKI, configArguments: [])
+        let plain = rig.root.appendingPathComponent("rig-01-plain.pem")
+        try rig.ctl(["pki", "device", "--dir", newPKI.path, rig.deviceID, "--force"])
+        try rig.ctl(["pki", "bundle", "--dir", newPKI.path, rig.deviceID, "--out", plain.path])
+        try rig.publish(plain, kind: .certificates, version: 3)
         try rig.startCollector(pki: newPKI)
-        try rig.startDevice(speed: "max")  // still given the old CA file (--ca): the bundle's anchors are used
+        try rig.startDevice(speed: "0.4")  // still given the old CA file (--ca): the bundle's anchors are used
+        // Fetched from the new nginx with the anchors, and committed over the new broker.
+        #expect(rig.wait(60) { rig.historyContains("certificates", "committed", 3) }, "\(rig.history())\n\(rig.deviceLogs())")
         #expect(rig.wait(90) { rig.device?.isRunning == false }, "the device did not finish")
         #expect(rig.stopDevice() == 0, "\(rig.deviceLogs())")
         rig.stopCollector()
         let second = (try? String(contentsOf: rig.root.appendingPathComponent("device-2.log"), encoding: .utf8)) ?? ""
         #expect(!second.contains("ALARM") && second.contains("0 links lost"), "\(second)")
         #expect(rig.broker.log().contains("as rig-01"), "the device connected to the new broker: \(rig.broker.log())")
+        let kept = try String(contentsOf: current.appendingPathComponent("ca.crt"), encoding: .utf8)
+        #expect(kept == anchors, "a bundle without CA certificates keeps the anchors in use")
+        #expect(try Data(contentsOf: current.appendingPathComponent("device.crt"))
+                == Data(contentsOf: newPKI.appendingPathComponent("devices/rig-01.crt")))
         let verify = try rig.verify()
         #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
 
-        // What the bundle was for: the old credentials alone no longer get in.
-        let old = try rig.broker.runClient(["mosquitto_pub", "-h", "localhost", "-p", String(rig.broker.port),
-                                            "--cafile", newPKI.appendingPathComponent("ca.crt").path,
-                                            "--cert", rig.provisioned.appendingPathComponent("device.crt").path,
-                                            "--key", rig.provisioned.appendingPathComponent("device.key").path,
-                                            "-V", "mqttv5", "-q", "1", "-t", "devices/rig-01/probe", "-m", "x"])
+        // What the bundles were for: the old credentials no longer get in; the current ones do.
+        func publish(certificate: URL, key: URL) throws -> ProcessResult {
+            try rig.broker.runClient(["mosquitto_pub", "-h", "localhost", "-p", String(rig.broker.port),
+                                      "--cafile", newPKI.appendingPathComponent("ca.crt").path, "--cert", certificate.path, "--key", key.path,
+                                      "-V", "mqttv5", "-q", "1", "-t", "devices/rig-01/probe", "-m", "x"])
+        }
+        let old = try publish(certificate: rig.provisioned.appendingPathComponent("device.crt"), key: rig.provisioned.appendingPathComponent("device.key"))
         #expect(old.status != 0, "\(old.stdout)\(old.stderr)")
+        let now = try publish(certificate: current.appendingPathComponent("device.crt"), key: current.appendingPathComponent("device.key"))
+        #expect(now.status == 0, "\(now.stdout)\(now.stderr)")
     }
 
     @Test func pkiBundleRefusesTrustThatDoesNotVouchForTheDevice() throws {

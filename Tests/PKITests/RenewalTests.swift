@@ -102,6 +102,14 @@ import TestSupport
             throws: { "\($0)".contains("certificate has expired") }
         #expect { try DeviceCredentialBundle.validateRenewal([], keyFile: saved, deviceID: "ecu-01", caFile: layout.caCertificate, file: "renewal") }
             throws: { "\($0)".contains("one PEM certificate") }
+        // A CA certificate in a renewal (fetched unauthenticated: it must never bring trust).
+        let withAuthority = pem + [UInt8](try Data(contentsOf: URL(fileURLWithPath: layout.caCertificate)))
+        #expect { try DeviceCredentialBundle.validateRenewal(withAuthority, keyFile: saved, deviceID: "ecu-01", caFile: layout.caCertificate, file: "renewal") }
+            throws: { "\($0)".contains("never carries CA certificates") }
+        // A damaged block after a good one is named, not passed over.
+        let damaged = [UInt8](try Data(contentsOf: URL(fileURLWithPath: saved))) + pem + Array("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".utf8)
+        #expect { try DeviceCredentialBundle.validate(damaged, deviceID: "ecu-01", caFile: layout.caCertificate, file: "bundle") }
+            throws: { "\($0)".contains("certificate 2 of 2 cannot be read") }
     }
 
     @Test func pkiRenewPublishesTheCertificateAndRefusesBadUsage() throws {
