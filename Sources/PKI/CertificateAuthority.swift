@@ -246,6 +246,41 @@ public struct CertificateAuthority: Sendable {
         return try publishRevocationList(validityDays: revocationListValidityDays)
     }
 
+    /// Revokes every unrevoked certificate of device `deviceID` whose key is not the one of
+    /// `devices/<id>.crt` (the newest issued): what a key change left valid once the device has
+    /// committed its new bundle. Certificates from before the index kept key fingerprints are
+    /// left alone and returned as `unknown` (their key may be the current one). Publishes the
+    /// CRL when something was revoked.
+    public func revokeSuperseded(_ deviceID: String, revocationListValidityDays: Int = 30) throws
+        -> (revoked: [CertificateRecord], unknown: [CertificateRecord], list: RevocationList?) {
+        try CommonName.validateClientName(deviceID)
+        try checkRevocationListValidity(days: revocationListValidityDays)
+        let path = layout.deviceCertificate(deviceID)
+        let fingerprint = try OwnedCertificate.load(pem: try AtomicFile.read(path), file: path).keyFingerprint(file: path)
+        let (revoked, unknown): ([CertificateRecord], [CertificateRecord]) = try AtomicFile.withLock(layout.lockFile) {
+            var index = try index()
+            guard index.certificates.contains(where: { $0.role == .device && $0.commonName == deviceID && !$0.isRevoked && $0.keyFingerprint == fingerprint }) else {
+                throw DAQError(.unsupported, "the key of \(path) has no unrevoked certificate of '\(deviceID)' in the index: nothing is left to keep",
+                               at: InputLocation(file: layout.index))
+            }
+            let now = Date()
+            var revoked: [CertificateRecord] = [], unknown: [CertificateRecord] = []
+            for position in index.certificates.indices where index.certificates[position].role == .device
+                && index.certificates[position].commonName == deviceID && !index.certificates[position].isRevoked {
+                switch index.certificates[position].keyFingerprint {
+                case nil: unknown.append(index.certificates[position])
+                case fingerprint: continue
+                default:
+                    index.certificates[position].revokedAt = now
+                    revoked.append(index.certificates[position])
+                }
+            }
+            if !revoked.isEmpty { try AtomicFile.write(index.encoded(), to: layout.index, mode: AtomicFile.publicMode) }
+            return (revoked, unknown)
+        }
+        return (revoked, unknown, revoked.isEmpty ? nil : try publishRevocationList(validityDays: revocationListValidityDays))
+    }
+
     /// Revokes the one certificate with `serial` (hex, as `pki list` shows it): an old or leaked
     /// collector certificate, or one device certificate of several. The CA cannot be revoked by
     /// its own CRL, and a broker certificate's revocation would reach no one (devices do not check

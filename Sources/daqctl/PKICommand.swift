@@ -233,7 +233,10 @@ extension PKICommand {
         static let configuration = CommandConfiguration(
             abstract: "Revoke a device's certificates, or one certificate by serial, and republish the CRL.",
             discussion: """
-            With ID: every unrevoked certificate of that device. With --serial (as `pki list` shows \
+            With ID: every unrevoked certificate of that device; with ID --superseded, only those \
+            whose key is not the one of devices/<ID>.crt: after a new key reached the device in a \
+            certificate bundle (`ota history` shows it committed), the old key's certificates \
+            would otherwise stay valid until they end. With --serial (as `pki list` shows \
             it): that one certificate, a device's or the collector's (an old or leaked collector \
             certificate, once the collector runs with a new one from `pki collector`).
 
@@ -246,12 +249,15 @@ extension PKICommand {
         @OptionGroup var pki: PKIDirectoryOption
         @Argument(help: "The device id (omit it with --serial).") var id: String?
         @Option(help: ArgumentHelp("Revoke only the certificate with this serial (hex).", valueName: "HEX")) var serial: String?
+        @Flag(help: "With ID: only the certificates whose key is not that of devices/<ID>.crt (after a key change committed).")
+        var superseded = false
         @Option(help: "Days until the new CRL's nextUpdate.") var crlDays = 30
 
         func validate() throws {
             guard (id == nil) != (serial == nil) else {
                 throw ValidationError("give either a device id or --serial HEX")
             }
+            if superseded && id == nil { throw ValidationError("--superseded needs the device id") }
             if let id { try PKIUsage.deviceID(id) }
             try PKIUsage.days(crlDays, option: "--crl-days")
         }
@@ -273,6 +279,18 @@ extension PKICommand {
                         + "'\(revoked.record.commonName)' still has \(others.map(\.serial).joined(separator: ", ")), which may be of the same key "
                         + "(a renewal); revoke the device (pki revoke \(revoked.record.commonName)) if its key leaked\n").utf8))
                 }
+            } else if let id, superseded {
+                let result = try authority.revokeSuperseded(id, revocationListValidityDays: crlDays)
+                for record in result.unknown {
+                    FileHandle.standardError.write(Data("note: serial \(record.serial) was issued before the index kept key fingerprints: kept (it may be of the current key)\n".utf8))
+                }
+                guard let published = result.list else {
+                    print("nothing superseded: every unrevoked certificate of '\(id)' is of the key of \(pki.layout.deviceCertificate(id))")
+                    return
+                }
+                list = published
+                print("revoked \(result.revoked.count) superseded certificate(s) of '\(id)': \(result.revoked.map(\.serial).joined(separator: ", ")); "
+                      + "CRL #\(list.number) lists \(list.revokedSerials.count) serial(s), next update \(list.nextUpdate)")
             } else if let id {
                 list = try authority.revokeDevice(id, revocationListValidityDays: crlDays)
                 print("revoked device '\(id)'; CRL #\(list.number) lists \(list.revokedSerials.count) serial(s), next update \(list.nextUpdate)")

@@ -130,4 +130,24 @@ import TestSupport
         let unknown = try runProcess(daqctl, ["pki", "renew", "--dir", layout.directory, "rig-02"])
         #expect(unknown.status == 1 && unknown.stderr.contains("devices/rig-02.crt"), "\(unknown.stderr)")
     }
+
+    /// After a key change (a bundle with a new key, committed), the old key's certificates are
+    /// revoked in one command, and the current key's (a renewal of it too) stay.
+    @Test func revokeSupersededLeavesOnlyTheCurrentKeysCertificates() throws {
+        let daqctl = PackagePaths.executable("daqctl").path
+        let first = try authority.issueDeviceCertificate("rig-01")
+        let firstRenewal = try authority.renewDeviceCertificate("rig-01")
+        let second = try authority.issueDeviceCertificate("rig-01", replacingActive: true)
+        let secondRenewal = try authority.renewDeviceCertificate("rig-01")
+        let run = try runProcess(daqctl, ["pki", "revoke", "--dir", layout.directory, "rig-01", "--superseded"])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stdout.contains("revoked 2 superseded certificate(s) of 'rig-01'"), "\(run.stdout)")
+        #expect(Set(try authority.index().active(.device, commonName: "rig-01").map(\.serial)) == [second.record.serial, secondRenewal.record.serial])
+        let crl = try openssl(["crl", "-in", layout.revocationList, "-noout", "-text"]).stdout
+        #expect(crl.contains(first.record.serial) && crl.contains(firstRenewal.record.serial) && !crl.contains(second.record.serial), "\(crl)")
+        let again = try runProcess(daqctl, ["pki", "revoke", "--dir", layout.directory, "rig-01", "--superseded"])
+        #expect(again.status == 0 && again.stdout.contains("nothing superseded"), "\(again.stdout)\(again.stderr)")
+        let usage = try runProcess(daqctl, ["pki", "revoke", "--dir", layout.directory, "--serial", "AB", "--superseded"])
+        #expect(usage.status == 64, "\(usage.stderr)")
+    }
 }
