@@ -41,8 +41,8 @@ enum InterruptedMDF {
             } catch where error.code == .journalMisuse {
                 continue  // trimmed from the journal since: the file stays as the cut left it
             }
-            // Damaged storage (docs/journal.md) costs the rebuilt file the records it took; a
-            // damaged layout entry, the whole file (as if it were no longer in the journal).
+            // Damaged storage (docs/journal.md) ends the rebuilt file (below); a damaged layout
+            // entry costs the whole file (as if it were no longer in the journal).
             guard let first = try reader.nextReadable(damaged: { _ in }), first.sequence == sequence, first.kind == .layout
             else { continue }
             let layout = try first.payload.withUnsafeBytes { raw in
@@ -52,7 +52,12 @@ enum InterruptedMDF {
             if let start, layout.start.nanoseconds != start { continue }
             let name = "measurement-\(sequence)"
             let recording = try MDFRecording(directory: mdfDirectory, name: name, layout: layout)
-            while let entry = try reader.nextReadable(damaged: { _ in }), entry.kind != .layout {
+            // The file ends at the first damaged entry, as the collector's ends at its `lost`
+            // placeholder: it may have been the next measurement's layout entry, and a measurement
+            // of the same experiment has records that fit this file, at times counted from the
+            // wrong start (they went on into it).
+            var damaged = false
+            while let entry = try reader.nextReadable(damaged: { _ in damaged = true }), !damaged, entry.kind != .layout {
                 guard entry.kind == .record else { continue }
                 // A record that is not this measurement's: the next layout entry was damaged,
                 // and what follows belongs to a measurement whose layout is unknown.

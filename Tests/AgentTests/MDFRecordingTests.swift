@@ -273,6 +273,41 @@ import Glibc
         #expect(try measurementOneCounts(mdf) == expected)
     }
 
+    /// The layout entry of the next measurement, of the same experiment, is damaged: its records
+    /// fit the interrupted file's groups, and the rebuild read them into it, timed from the wrong
+    /// start. It now ends at the damaged entry, as the collector's file ends at its `lost`
+    /// placeholder.
+    @Test func aDamagedLayoutEntryOfTheSameExperimentEndsTheRebuiltFile() throws {
+        let (journal, file) = try Self.recordAndKill("mdfrestart-damaged-same", after: 1.0)
+        let mdf = file.deletingLastPathComponent()
+        let expected = try journalMeasurementOne(journal)
+        // The reference experiment again, under another name (the only bytes its layout entry
+        // does not share with the first measurement's, but its start time).
+        let again = mdf.deletingLastPathComponent().appendingPathComponent("again.toml")
+        let reference = try String(contentsOf: URL(fileURLWithPath: Agent.experiment), encoding: .utf8)
+            .replacingOccurrences(of: "name = \"reference\"", with: "name = \"referenceQX\"")
+            .replacingOccurrences(of: "file = \"", with: "file = \"\(PackagePaths.fixtures.appendingPathComponent("reference").path)/")
+        try reference.write(to: again, atomically: true, encoding: .utf8)
+        let second = try runProcess(Agent.daqlink, ["run", "--experiment", again.path, "--source", "replay:\(Agent.log)", "--speed", "max",
+                                                    "--journal", journal.path, "--quiet", "--mdf", mdf.path, "--duration", "1"])
+        #expect(second.status == 0, "\(second.stderr)")
+        let handle = try FileHandle(forWritingTo: file)
+        try handle.write(contentsOf: Data("UnFinMF ".utf8))
+        try handle.close()
+        var damaged = 0
+        for (name, bytes) in try Agent.segments(journal) {
+            guard let range = bytes.range(of: Data("referenceQX".utf8)) else { continue }
+            var changed = bytes
+            changed[range.lowerBound + 9] ^= 0x20
+            try changed.write(to: journal.appendingPathComponent(name))
+            damaged += 1
+        }
+        try #require(damaged == 1)
+        let restart = try Agent.run(journal, extra: ["--mdf", mdf.path, "--duration", "0.5"])
+        #expect(restart.status == 0 && restart.stderr.contains("measurement-1 was left unfinalized"), "\(restart.stderr)")
+        #expect(try measurementOneCounts(mdf) == expected)
+    }
+
     /// A streaming deflate file lists its ##DZ blocks in a ##DL: original lengths each below the
     /// per-block limit whose sum is not are named, without a trap (inspect died of an arithmetic
     /// overflow adding them).
