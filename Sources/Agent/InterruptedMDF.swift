@@ -41,8 +41,9 @@ enum InterruptedMDF {
             } catch where error.code == .journalMisuse {
                 continue  // trimmed from the journal since: the file stays as the cut left it
             }
-            // Damaged storage (docs/journal.md) ends the rebuilt file (below); a damaged layout
-            // entry costs the whole file (as if it were no longer in the journal).
+            // Damaged storage (docs/journal.md) costs the rebuilt file the records it took (and,
+            // below, what follows when it took the next layout entry); a damaged layout entry of
+            // its own costs the whole file (as if it were no longer in the journal).
             guard let first = try reader.nextReadable(damaged: { _ in }), first.sequence == sequence, first.kind == .layout
             else { continue }
             let layout = try first.payload.withUnsafeBytes { raw in
@@ -52,18 +53,29 @@ enum InterruptedMDF {
             if let start, layout.start.nanoseconds != start { continue }
             let name = "measurement-\(sequence)"
             let recording = try MDFRecording(directory: mdfDirectory, name: name, layout: layout)
-            // The file ends at the first damaged entry, as the collector's ends at its `lost`
-            // placeholder: it may have been the next measurement's layout entry, and a measurement
-            // of the same experiment has records that fit this file, at times counted from the
-            // wrong start (they went on into it).
+            // Damaged entries may have held the next measurement's layout entry. A measurement of
+            // the same experiment has records that fit this file, and they went on into it, at
+            // times counted from the wrong start. After damage, the file ends at a layout repeat
+            // of another layout, or at a record whose time goes back (a new measurement counts
+            // from its own start); a repeat of this layout says the damage was this
+            // measurement's own entries, and what follows is its own again.
             var damaged = false
-            while let entry = try reader.nextReadable(damaged: { _ in damaged = true }), !damaged, entry.kind != .layout {
+            var latest = -Double.infinity
+            while let entry = try reader.nextReadable(damaged: { _ in damaged = true }), entry.kind != .layout {
+                if entry.kind == .layoutRepeat, damaged {
+                    guard entry.payload == first.payload else { break }
+                    damaged = false
+                    continue
+                }
                 guard entry.kind == .record else { continue }
                 // A record that is not this measurement's: the next layout entry was damaged,
                 // and what follows belongs to a measurement whose layout is unknown.
                 let fits = try entry.payload.withUnsafeBytes { raw in
                     Result { () throws(DAQError) in
                         guard recording.fits(raw) else { return false }
+                        let time = MDFRecording.time(of: raw)
+                        if damaged, time < latest - MDFRecording.timeStepBack { return false }
+                        latest = max(latest, time)
                         try recording.append(raw)
                         return true
                     }

@@ -612,7 +612,17 @@ final class UplinkTask {
 
     /// Drops the connection and connects again at once (new credentials to try).
     func reconnect() {
-        guard !stopped, connection != nil else { return }
+        guard !stopped else { return }
+        guard connection != nil else {
+            // Waiting between attempts: the next one goes now, with the credentials just changed
+            // (a rollback to the old ones waited out the backoff the new ones had run up, a minute).
+            guard let timer = timers[.reconnect] else { return }
+            loop.cancel(timer)
+            timers[.reconnect] = nil
+            logger.notice("connecting now with the changed credentials")
+            perform(sender.on(.timer(.reconnect), now: loop.clock.now(), jitter: nextJitter()))
+            return
+        }
         logger.notice("reconnecting to use new credentials")
         lostConnection("reconnecting with new credentials", deliberate: true)
     }

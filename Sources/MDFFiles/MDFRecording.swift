@@ -121,6 +121,20 @@ public final class MDFRecording {
     /// Whether `payload` is a record of this measurement (`MDFStream.fits`).
     public func fits(_ payload: UnsafeRawBufferPointer) -> Bool { queue.stream.fits(payload) }
 
+    /// A record payload's time master: seconds since the measurement start (`u16 id | f64 time | …`).
+    public static func time(of payload: UnsafeRawBufferPointer) -> Double {
+        guard payload.count >= 10 else { return 0 }
+        var bits: UInt64 = 0
+        for index in 0..<8 { bits |= UInt64(payload[2 + index]) << (8 * UInt64(index)) }
+        return Double(bitPattern: bits)
+    }
+
+    /// How far back a record's time may go, after entries that could not be read, and still be
+    /// taken for the open measurement's: records of different groups reach the journal in time
+    /// order up to a few milliseconds; a new measurement starts again from zero. (One whose
+    /// entries were lost within its first half second cannot be told from the next by time.)
+    public static let timeStepBack = 0.5
+
     private func nextFile() throws(DAQError) {
         try finishFile()
         queue.stream = Self.stream(layout)

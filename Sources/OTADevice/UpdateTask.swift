@@ -40,8 +40,12 @@ public struct UpdateOptions: Sendable {
     public var trialAttempts: UInt8 = 3
     /// Bytes that must stay free on the update directory's file system after a download.
     public var freeSpaceMargin: UInt64 = 1 << 20
-    /// Failed connections with a new certificate before it is given up.
+    /// Failed connections with a new certificate before it is given up…
     public var certificateAttempts = 3
+    /// …spread over at least this many seconds: a broker restarting (as `pki revoke` advises)
+    /// refuses every connection for a second or two, and three quick refusals rolled back, for
+    /// good, every certificate update waiting for its first connection.
+    public var certificateFailureSpan: Double = 10
     /// Download bandwidth cap in bytes/s (nil: none), so updates never starve the measurement uplink.
     public var maxDownloadRate: Int?
     /// Where renewed certificates are served without a client certificate, e.g.
@@ -82,7 +86,7 @@ public final class UpdateTask {
     private var reportedRefusals: Set<String> = []
     /// Failed connections with the pending credentials, by their certificate file (a new
     /// pending bundle or renewal starts from none).
-    private var certificateFailures: (certificate: String, count: Int)?
+    private var certificateFailures: (certificate: String, count: Int, since: Int64)?
     /// The renewal listener's client (no client certificate), kept while its request runs.
     private var renewalFetcher: HTTPFetcher?
     /// The last renewal refused as invalid (reported once per distinct bytes) and the last
@@ -235,6 +239,7 @@ public final class UpdateTask {
             if expired { renewalRetryAfter[renewal.serial] = wallClock() + 3600 }
             let next = expired ? "; it has expired, so the renewal is tried again in an hour" : ", and this renewal is not tried again"
             logger.error("no connection with the renewed certificate (serial \(renewal.serial)) in \(options.certificateAttempts) attempts: back to the one before\(next)")
+            credentialsChangedSoon()
             reportRenewal("renewal-rolled-back", serial: renewal.serial,
                    reason: "no connection with the renewed certificate, serial \(renewal.serial), in \(options.certificateAttempts) attempts; kept the old one")
             return
@@ -246,6 +251,7 @@ public final class UpdateTask {
         // every poll interval, for ever.
         try? options.directory.clearStaging(.certificates)
         try? options.directory.markFailed(.certificates, version: pending.version)
+        credentialsChangedSoon()
         report(.certificates, "rolled-back", version: pending.version,
                reason: "no connection with the new certificate in \(options.certificateAttempts) attempts; kept the old one")
     }
@@ -259,12 +265,22 @@ public final class UpdateTask {
 
     private var reportedRenewalSteps: Set<String> = []
 
+    /// Back to the credentials before: the uplink connects with them at once, at the loop's next
+    /// turn (this runs inside its report of the failed attempt).
+    private func credentialsChangedSoon() {
+        _ = loop.schedule(at: loop.clock.now()) { [weak self] in self?.credentialsChanged?() }
+    }
+
     /// Counts a failed connection with the pending credentials `used`; true once they have
-    /// failed `certificateAttempts` times (and the count starts again).
+    /// failed `certificateAttempts` times over at least `certificateFailureSpan` seconds (and
+    /// the count starts again).
     private func failedAgain(with used: CredentialFiles) -> Bool {
-        let count = (certificateFailures?.certificate == used.certificateFile ? certificateFailures?.count ?? 0 : 0) + 1
-        guard count >= options.certificateAttempts else {
-            certificateFailures = (used.certificateFile, count)
+        let now = loop.clock.now()
+        let same = certificateFailures?.certificate == used.certificateFile
+        let count = (same ? certificateFailures?.count ?? 0 : 0) + 1
+        let since = same ? certificateFailures?.since ?? now : now
+        guard count >= options.certificateAttempts, now - since >= waitNanoseconds(seconds: options.certificateFailureSpan) else {
+            certificateFailures = (used.certificateFile, count, since)
             return false
         }
         certificateFailures = nil

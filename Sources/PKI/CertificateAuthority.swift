@@ -260,7 +260,8 @@ public struct CertificateAuthority: Sendable {
         let (revoked, unknown): ([CertificateRecord], [CertificateRecord]) = try AtomicFile.withLock(layout.lockFile) {
             var index = try index()
             guard index.certificates.contains(where: { $0.role == .device && $0.commonName == deviceID && !$0.isRevoked && $0.keyFingerprint == fingerprint }) else {
-                throw DAQError(.unsupported, "the key of \(path) has no unrevoked certificate of '\(deviceID)' in the index: nothing is left to keep",
+                throw DAQError(.unsupported, "no unrevoked certificate of '\(deviceID)' in the index is known to have the key of \(path) "
+                               + "(revoked, or issued before the index kept key fingerprints: `pki renew` records it); nothing was revoked",
                                at: InputLocation(file: layout.index))
             }
             let now = Date()

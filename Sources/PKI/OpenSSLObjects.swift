@@ -66,7 +66,7 @@ final class OwnedCertificate {
         guard !found.isEmpty else { throw DAQError(.malformedInput, "no PEM certificate in it", at: InputLocation(file: file, field: "certificate")) }
         // Reading stops at a damaged block: what follows it would be dropped unsaid.
         let blocks = String(decoding: pem, as: UTF8.self).components(separatedBy: "-----BEGIN CERTIFICATE-----").count - 1
-        guard blocks == found.count else {
+        guard found.count >= blocks else {  // (older headers, e.g. X509 CERTIFICATE, are read too, not counted)
             throw DAQError(.malformedInput, "certificate \(found.count + 1) of \(blocks) cannot be read", at: InputLocation(file: file, field: "certificate"))
         }
         return found

@@ -235,8 +235,10 @@ extension PKICommand {
             discussion: """
             With ID: every unrevoked certificate of that device; with ID --superseded, only those \
             whose key is not the one of devices/<ID>.crt: after a new key reached the device in a \
-            certificate bundle (`ota history` shows it committed), the old key's certificates \
-            would otherwise stay valid until they end. With --serial (as `pki list` shows \
+            certificate bundle, the old key's certificates would otherwise stay valid until they \
+            end. Run it only once `ota history` shows that bundle committed: revoked before, the \
+            key the device uses is refused by the broker and nginx, and the device cannot fetch \
+            the bundle any more. With --serial (as `pki list` shows \
             it): that one certificate, a device's or the collector's (an old or leaked collector \
             certificate, once the collector runs with a new one from `pki collector`).
 
@@ -249,7 +251,7 @@ extension PKICommand {
         @OptionGroup var pki: PKIDirectoryOption
         @Argument(help: "The device id (omit it with --serial).") var id: String?
         @Option(help: ArgumentHelp("Revoke only the certificate with this serial (hex).", valueName: "HEX")) var serial: String?
-        @Flag(help: "With ID: only the certificates whose key is not that of devices/<ID>.crt (after a key change committed).")
+        @Flag(help: "With ID: only the certificates whose key is not that of devices/<ID>.crt. Only once the device committed the bundle of that key: before, it is locked out until someone reaches it.")
         var superseded = false
         @Option(help: "Days until the new CRL's nextUpdate.") var crlDays = 30
 
@@ -284,12 +286,15 @@ extension PKICommand {
                 for record in result.unknown {
                     FileHandle.standardError.write(Data("note: serial \(record.serial) was issued before the index kept key fingerprints: kept (it may be of the current key)\n".utf8))
                 }
+                let kept = try authority.index().active(.device, commonName: id).filter { record in !result.unknown.contains { $0.serial == record.serial } }
                 guard let published = result.list else {
-                    print("nothing superseded: every unrevoked certificate of '\(id)' is of the key of \(pki.layout.deviceCertificate(id))")
+                    print("nothing superseded: the unrevoked certificates of '\(id)' with a known key (\(kept.map(\.serial).joined(separator: ", "))) "
+                          + "are of the key of \(pki.layout.deviceCertificate(id))")
                     return
                 }
                 list = published
                 print("revoked \(result.revoked.count) superseded certificate(s) of '\(id)': \(result.revoked.map(\.serial).joined(separator: ", ")); "
+                      + "kept \(kept.map(\.serial).joined(separator: ", ")) (the key of \(pki.layout.deviceCertificate(id))); "
                       + "CRL #\(list.number) lists \(list.revokedSerials.count) serial(s), next update \(list.nextUpdate)")
             } else if let id {
                 list = try authority.revokeDevice(id, revocationListValidityDays: crlDays)
@@ -297,7 +302,8 @@ extension PKICommand {
             } else {
                 return
             }
-            print("reload the broker (kill -HUP) so it loads \(list.path) and refuses new connections with it;")
+            print("reload the broker (kill -HUP) so it loads \(list.path) and refuses new connections with it "
+                  + "(a broker or nginx run with --also-trust reads a joined copy: run broker-config or nginx-config again first);")
             print("a client connected with it now stays connected until it reconnects: restart the broker to cut it "
                   + "(a collector run with --pki refuses a revoked device's batches meanwhile)")
         }

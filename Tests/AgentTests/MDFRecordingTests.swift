@@ -308,6 +308,29 @@ import Glibc
         #expect(try measurementOneCounts(mdf) == expected)
     }
 
+    /// A damaged record of the measurement itself (a flipped bit in synced entries): the rebuilt
+    /// file keeps every readable record after it. (Ending the file at any damage, as a first
+    /// version of the fix above did, dropped them.)
+    @Test func aDamagedRecordOfTheMeasurementKeepsTheRecordsAfterItInTheRebuiltFile() throws {
+        let (journal, file) = try Self.recordAndKill("mdfrestart-damaged-record", after: 1.0)
+        let mdf = file.deletingLastPathComponent()
+        let (name, bytes) = try #require(try Agent.segments(journal).max { $0.value.count < $1.value.count })
+        try #require(bytes.count > 200_000, "\(bytes.count)")
+        var changed = bytes
+        changed[changed.startIndex + bytes.count / 2] ^= 0x5A
+        try changed.write(to: journal.appendingPathComponent(name))
+        let restart = try Agent.run(journal, extra: ["--mdf", mdf.path, "--duration", "0.5"])
+        #expect(restart.status == 0 && restart.stderr.contains("measurement-1 was left unfinalized"), "\(restart.stderr)")
+        // The readable records of measurement 1, as `journal dump` reads them (exit 2: it names the damage).
+        let dump = try runProcess(Agent.daqctl, ["journal", "dump", journal.path])
+        #expect(dump.status == 2 && dump.stdout.contains("\"unreadable\""), "\(dump.stderr)")
+        let entries = dump.stdout.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        let end = entries.dropFirst().firstIndex { $0["layout"] != nil } ?? entries.count
+        var expected: [String: Int] = [:]
+        for entry in entries[1..<end] { if let group = entry["group"] as? String { expected[group, default: 0] += 1 } }
+        #expect(try measurementOneCounts(mdf) == expected)
+    }
+
     /// A streaming deflate file lists its ##DZ blocks in a ##DL: original lengths each below the
     /// per-block limit whose sum is not are named, without a trap (inspect died of an arithmetic
     /// overflow adding them).

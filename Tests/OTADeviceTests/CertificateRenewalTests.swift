@@ -128,6 +128,8 @@ import Glibc
         rig.stopCollector()
         #expect(rig.deviceLogs().contains("no connection with the renewed certificate (serial \(serial)) in 3 attempts: back to the one before, and this renewal is not tried again"), "\(rig.deviceLogs())")
         #expect(rig.deviceLogs().contains("is one the broker refused before: not tried again"), "\(rig.deviceLogs())")
+        // Back on the old certificate at once, not after the backoff the refused one ran up.
+        #expect(rig.deviceLogs().contains("connecting now with the changed credentials"), "\(rig.deviceLogs())")
         // The old certificate is the one in use, and the stream is whole.
         #expect(!FileManager.default.fileExists(atPath: rig.ota.appendingPathComponent("certificates/current").path))
         #expect(!FileManager.default.fileExists(atPath: rig.ota.appendingPathComponent("certificates/pending").path))

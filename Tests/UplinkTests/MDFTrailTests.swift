@@ -163,6 +163,38 @@ import TestSupport
         }
     }
 
+    /// A record of the first measurement as a `lost` placeholder: the file goes on (the next
+    /// record's time does not go back), and the next layout repeat, of the same layout, starts
+    /// no file. Before, the file ended at the placeholder and the repeat started
+    /// `measurement-<repeat>`: one lost record cost the file the rest of the segment.
+    @Test func aLostRecordDoesNotEndTheFile() throws {
+        let device = try DeviceRun(segmentBytes: 65_536)
+        defer { try? FileManager.default.removeItem(at: device.work) }
+        let layouts = try device.layouts()
+        try #require(layouts.count == 2)
+        let repeats = try device.layouts(.layoutRepeat).filter { $0 < layouts[1] }
+        try #require(!repeats.isEmpty, "the first measurement spans segments")
+        var commits = try device.commits()
+        let target = repeats[0] - 5
+        let index = try #require(commits.firstIndex { $0.first <= target && target < $0.first + UInt64($0.entries.count) })
+        let entry = commits[index].entries[Int(target - commits[index].first)]
+        try #require(commits[index].body[entry.lowerBound + 4] == JournalEntryKind.record.rawValue)
+        commits[index].body[entry.lowerBound + 4] = JournalEntryKind.lost.rawValue
+
+        let trail = try device.trail()
+        try feed(trail, commits[...])
+        #expect(try trail.finish().isEmpty)
+        let names = try FileManager.default.contentsOfDirectory(atPath: device.collectorMDF.path).filter { $0.hasSuffix(".mf4") }.sorted()
+        let deviceNames = try FileManager.default.contentsOfDirectory(atPath: device.deviceMDF.path).filter { $0.hasSuffix(".mf4") }.sorted()
+        #expect(names == deviceNames, "repeats \(repeats), lost \(target)")
+        // The second measurement's files are the device's, byte for byte; the first's lack one record.
+        for name in deviceNames {
+            let collected = try Data(contentsOf: device.collectorMDF.appendingPathComponent(name))
+            let original = try Data(contentsOf: device.deviceMDF.appendingPathComponent(name))
+            if name.hasPrefix("measurement-\(layouts[1])") { #expect(collected == original, "\(name)") }
+        }
+    }
+
     /// Commits arriving as a burst (over `burstBytes` in one window: a backlog draining) give the
     /// thread nothing, and their bodies are not kept; once a window passes without one, the thread
     /// reads the burst back from the journal, and the files come out the same.
