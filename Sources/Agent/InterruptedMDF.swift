@@ -53,18 +53,19 @@ enum InterruptedMDF {
             if let start, layout.start.nanoseconds != start { continue }
             let name = "measurement-\(sequence)"
             let recording = try MDFRecording(directory: mdfDirectory, name: name, layout: layout)
-            // Damaged entries may have held the next measurement's layout entry. A measurement of
-            // the same experiment has records that fit this file, and they went on into it, at
-            // times counted from the wrong start. After damage, the file ends at a layout repeat
-            // of another layout, or at a record whose time goes back (a new measurement counts
-            // from its own start); a repeat of this layout says the damage was this
-            // measurement's own entries, and what follows is its own again.
+            // Damaged entries may have held the next measurement's layout entry: what follows
+            // them goes in by `MeasurementContinuity`'s rule, the collector's after a `lost`
+            // placeholder; a layout repeat of another layout, or after records were held out,
+            // ends the file.
+            var continuity = MeasurementContinuity()
             var damaged = false
-            var latest = -Double.infinity
             while let entry = try reader.nextReadable(damaged: { _ in damaged = true }), entry.kind != .layout {
-                if entry.kind == .layoutRepeat, damaged {
-                    guard entry.payload == first.payload else { break }
+                if damaged {
+                    continuity.lost()
                     damaged = false
+                }
+                if entry.kind == .layoutRepeat {
+                    guard continuity.layoutRepeated(same: entry.payload == first.payload) else { break }
                     continue
                 }
                 guard entry.kind == .record else { continue }
@@ -73,10 +74,7 @@ enum InterruptedMDF {
                 let fits = try entry.payload.withUnsafeBytes { raw in
                     Result { () throws(DAQError) in
                         guard recording.fits(raw) else { return false }
-                        let time = MDFRecording.time(of: raw)
-                        if damaged, time < latest - MDFRecording.timeStepBack { return false }
-                        latest = max(latest, time)
-                        try recording.append(raw)
+                        if continuity.admits(raw) { try recording.append(raw) }
                         return true
                     }
                 }.get()

@@ -41,11 +41,9 @@ final class MDFFollower: @unchecked Sendable {
     private var recording: MDFRecording?
     /// The layout payload of `recording`'s measurement, to tell a layout repeat of another one.
     private var recordingLayout: [UInt8] = []
-    /// A `lost` placeholder came since `recording`'s last record, and the latest record time in
-    /// it (seconds since its start): after a placeholder, a record whose time goes back belongs to
-    /// a new measurement whose layout entry was the one lost.
-    private var afterLost = false
-    private var latestTime = -Double.infinity
+    /// Whether a record after a `lost` placeholder is still `recording`'s measurement's (the
+    /// device's rebuild follows the same rule).
+    private var continuity = MeasurementContinuity()
     /// The next entry to feed: everything before it is in the files (or had none).
     private var next: UInt64
     /// Set while the current measurement's file must first be rebuilt from the journal, through
@@ -148,6 +146,7 @@ final class MDFFollower: @unchecked Sendable {
                 // without the records it took.
                 guard error.code == .journalCorrupt, let damage = try reader.skipDamaged() else { throw error }
                 expected = max(expected, damage.last + 1)
+                continuity.lost()  // read like a `lost` placeholder
                 continue
             }
             guard let run = read else { break }
@@ -177,37 +176,33 @@ final class MDFFollower: @unchecked Sendable {
                     switch JournalEntryKind(rawValue: raw[range.lowerBound + 4]) {
                     case .record:
                         guard let current = recording else { break }
-                        let time = MDFRecording.time(of: payload)
-                        // Not this measurement's record (another layout, or after a `lost`
-                        // placeholder a time that goes back): the layout entry before it was lost.
-                        // Its measurement's layout is unknown: no file until the next layout
-                        // entry or repeat.
-                        guard current.fits(payload), !afterLost || time >= latestTime - MDFRecording.timeStepBack else {
+                        guard current.fits(payload) else {
+                            // Not this measurement's record: the layout entry before it was lost
+                            // (a `lost` placeholder). Its measurement's layout is unknown: no
+                            // file until the next layout entry or repeat.
                             try current.finish()
                             recording = nil
                             break
                         }
-                        latestTime = max(latestTime, time)
-                        try current.append(payload)
+                        if continuity.admits(payload) { try current.append(payload) }
                     case .layout:
                         try startMeasurement(payload, at: sequence)
                     case .lost:
                         // An entry the device could not read back: it may have been the layout entry
                         // of a new measurement, whose records then fit the open file's layout (the
                         // same experiment started again) and went into it, at times counted from the
-                        // wrong start. So the next record decides: a time that goes back ends the
-                        // file (and the next layout repeat starts the next one); else the lost entry
-                        // was this measurement's own, and its file goes on (it ended here, before:
-                        // one lost record cost the file the rest of the segment).
-                        afterLost = recording != nil
+                        // wrong start. So the records after it decide (`MeasurementContinuity`):
+                        // a group's time going back holds them out of the file until the next
+                        // layout repeat says which measurement is in force (it ended here, before:
+                        // one lost record cost the file the rest of the segment, and the repeat
+                        // started another).
+                        continuity.lost()
                     case .layoutRepeat:
                         // The layout in force, at a segment's start: the open file's (whatever was
-                        // lost since was its own), or with no file open (after a `lost` entry) or
-                        // another layout, the records from here go to a file of their own.
-                        if recording != nil, payload.elementsEqual(recordingLayout) {
-                            afterLost = false
-                            break
-                        }
+                        // lost since was its own), or with no file open, records held out since a
+                        // `lost` entry, or another layout, the records from here go to a file of
+                        // their own.
+                        if recording != nil, continuity.layoutRepeated(same: payload.elementsEqual(recordingLayout)) { break }
                         try startMeasurement(payload, at: sequence)
                     default:
                         break
@@ -229,8 +224,7 @@ extension MDFFollower {
         let layout = try MeasurementLayout(decoding: payload, source: "\(deviceID) seq \(sequence)")
         recording = try MDFRecording(directory: mdfDirectory, name: "measurement-\(sequence)", layout: layout)
         recordingLayout = Array(payload)
-        afterLost = false
-        latestTime = -Double.infinity
+        continuity = MeasurementContinuity()
     }
 }
 

@@ -121,19 +121,14 @@ public final class MDFRecording {
     /// Whether `payload` is a record of this measurement (`MDFStream.fits`).
     public func fits(_ payload: UnsafeRawBufferPointer) -> Bool { queue.stream.fits(payload) }
 
-    /// A record payload's time master: seconds since the measurement start (`u16 id | f64 time | …`).
-    public static func time(of payload: UnsafeRawBufferPointer) -> Double {
-        guard payload.count >= 10 else { return 0 }
+    /// A record payload's record id and time master (seconds since the measurement start):
+    /// `u16 id | f64 time | …`.
+    public static func idAndTime(of payload: UnsafeRawBufferPointer) -> (id: UInt16, time: Double) {
+        guard payload.count >= 10 else { return (0, 0) }
         var bits: UInt64 = 0
         for index in 0..<8 { bits |= UInt64(payload[2 + index]) << (8 * UInt64(index)) }
-        return Double(bitPattern: bits)
+        return (UInt16(payload[0]) | UInt16(payload[1]) << 8, Double(bitPattern: bits))
     }
-
-    /// How far back a record's time may go, after entries that could not be read, and still be
-    /// taken for the open measurement's: records of different groups reach the journal in time
-    /// order up to a few milliseconds; a new measurement starts again from zero. (One whose
-    /// entries were lost within its first half second cannot be told from the next by time.)
-    public static let timeStepBack = 0.5
 
     private func nextFile() throws(DAQError) {
         try finishFile()
@@ -195,5 +190,52 @@ public final class MDFRecording {
         }
         close(fd)
         fd = -1
+    }
+}
+
+
+/// Whether a record after entries that could not be read (damaged on the device, `lost` at the
+/// collector) is still the open measurement's. Those entries may have held the next
+/// measurement's layout entry, and a measurement of the same experiment has records that fit
+/// the open file, at times counted from its own start: a group's time going back says so (each
+/// group's records are in time order, up to the frames of one bus read before another's; the
+/// groups among themselves are not, live, behind a busy bus). From there the records are held
+/// out of the file (`suspended`), and the next layout repeat starts another (the collector) or
+/// ends the rebuild (the device, whose next measurement has a file of its own).
+public struct MeasurementContinuity: Sendable {
+    /// How far back a group's time may go and still be taken for the same measurement.
+    public static let stepBack = 0.5
+    /// Entries were lost since the last layout entry or repeat of the open file's layout.
+    public private(set) var afterLoss = false
+    /// Records are held out of the file until a layout repeat says which measurement they are.
+    public private(set) var suspended = false
+    private var latest: [UInt16: Double] = [:]
+
+    public init() {}
+
+    /// Entries could not be read here.
+    public mutating func lost() { afterLoss = true }
+
+    /// A layout repeat (`same`: of the open file's own layout): true when the file goes on with
+    /// what follows (what came since the loss was its own). False when the repeat is another
+    /// layout, or the file is held out: two measurements of one experiment can have the very
+    /// same layout (a replay of one log started twice), so a repeat cannot take a held-out file
+    /// up again; what follows is a measurement of its own.
+    public mutating func layoutRepeated(same: Bool) -> Bool {
+        guard same, !suspended else { return false }
+        afterLoss = false
+        return true
+    }
+
+    /// Whether the record `payload` (which fits the file's layout) goes into the file.
+    public mutating func admits(_ payload: UnsafeRawBufferPointer) -> Bool {
+        guard !suspended else { return false }
+        let (id, time) = MDFRecording.idAndTime(of: payload)
+        if afterLoss, let previous = latest[id], time < previous - Self.stepBack {
+            suspended = true
+            return false
+        }
+        latest[id] = max(latest[id] ?? time, time)
+        return true
     }
 }

@@ -86,7 +86,7 @@ public final class UpdateTask {
     private var reportedRefusals: Set<String> = []
     /// Failed connections with the pending credentials, by their certificate file (a new
     /// pending bundle or renewal starts from none).
-    private var certificateFailures: (certificate: String, count: Int, since: Int64)?
+    private var certificateFailures: (certificate: String, count: Int, since: Int64, last: Int64)?
     /// The renewal listener's client (no client certificate), kept while its request runs.
     private var renewalFetcher: HTTPFetcher?
     /// The last renewal refused as invalid (reported once per distinct bytes) and the last
@@ -276,11 +276,14 @@ public final class UpdateTask {
     /// the count starts again).
     private func failedAgain(with used: CredentialFiles) -> Bool {
         let now = loop.clock.now()
-        let same = certificateFailures?.certificate == used.certificateFile
+        // The same credentials, failing lately: one failure long ago (then timeouts, which do not
+        // count) and two in a later broker restart are no three refusals.
+        let span = waitNanoseconds(seconds: options.certificateFailureSpan)
+        let same = certificateFailures.map { $0.certificate == used.certificateFile && now - $0.last <= 2 * span } ?? false
         let count = (same ? certificateFailures?.count ?? 0 : 0) + 1
         let since = same ? certificateFailures?.since ?? now : now
-        guard count >= options.certificateAttempts, now - since >= waitNanoseconds(seconds: options.certificateFailureSpan) else {
-            certificateFailures = (used.certificateFile, count, since)
+        guard count >= options.certificateAttempts, now - since >= span else {
+            certificateFailures = (used.certificateFile, count, since, now)
             return false
         }
         certificateFailures = nil

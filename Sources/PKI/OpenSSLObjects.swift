@@ -65,8 +65,9 @@ final class OwnedCertificate {
         OpenSSLFailure.clearQueue()  // the end of the text reads as "no start line"
         guard !found.isEmpty else { throw DAQError(.malformedInput, "no PEM certificate in it", at: InputLocation(file: file, field: "certificate")) }
         // Reading stops at a damaged block: what follows it would be dropped unsaid.
-        let blocks = String(decoding: pem, as: UTF8.self).components(separatedBy: "-----BEGIN CERTIFICATE-----").count - 1
-        guard found.count >= blocks else {  // (older headers, e.g. X509 CERTIFICATE, are read too, not counted)
+        let text = String(decoding: pem, as: UTF8.self)
+        let blocks = ["-----BEGIN CERTIFICATE-----", "-----BEGIN X509 CERTIFICATE-----"].reduce(0) { $0 + text.components(separatedBy: $1).count - 1 }
+        guard found.count == blocks else {
             throw DAQError(.malformedInput, "certificate \(found.count + 1) of \(blocks) cannot be read", at: InputLocation(file: file, field: "certificate"))
         }
         return found

@@ -1,6 +1,7 @@
 // Experiments and certificates over the air, without a reboot: a new experiment is applied at a
 // clean record boundary (a new layout entry starts a new measurement in the same journal stream);
 // a new device certificate is used for the next connection and promoted only once it connected.
+import FaultInjection
 import Foundation
 import OTA
 import OTADevice
@@ -126,6 +127,31 @@ import Glibc
         #expect(rig.wait(60) { rig.device?.isRunning == false })
         #expect(rig.stopDevice() == 0, "\(rig.deviceLogs())")
         rig.stopCollector()
+        #expect(try rig.verify().status == 0)
+    }
+
+    /// A broker that refuses every connection for a few seconds (a restart, as `pki revoke`
+    /// advises) while a new bundle waits for its first connection: not rolled back. Three quick
+    /// failures rolled it back, and marked its version failed, for good.
+    @Test func aBrokerDownForAFewSecondsDoesNotRollAPendingBundleBack() throws {
+        let rig = try OTARig()
+        let proxy = try TCPFaultProxy(targetPort: rig.broker.port)
+        defer { proxy.stop() }
+        rig.brokerPort = proxy.listenPort
+        try rig.startCollector()
+        let (bundle, newCertificate) = try rig.newCertificateBundle(version: 2)
+        try rig.publish(bundle, kind: .certificates, version: 2)
+        proxy.set(.down)  // every connection closed at once, after its TCP connect
+        try rig.startDevice(speed: "0.4")
+        #expect(rig.wait(30) { rig.deviceLogs().contains("certificates 2 downloaded and verified") }, "\(rig.deviceLogs())")
+        usleep(5_000_000)
+        proxy.set(.up)
+        #expect(rig.wait(60) { rig.historyContains("certificates", "committed", 2) }, "\(rig.history())\n\(rig.deviceLogs())")
+        #expect(rig.wait(90) { rig.device?.isRunning == false })
+        #expect(rig.stopDevice() == 0, "\(rig.deviceLogs())")
+        rig.stopCollector()
+        #expect(!rig.history().contains { $0.status == "rolled-back" }, "\(rig.history())")
+        #expect(try Data(contentsOf: rig.ota.appendingPathComponent("certificates/current/device.crt")) == newCertificate)
         #expect(try rig.verify().status == 0)
     }
 }

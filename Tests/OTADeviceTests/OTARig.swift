@@ -29,6 +29,8 @@ final class OTARig: @unchecked Sendable {
     private(set) var renewalPort = 0
     /// When set, the device reaches nginx through this port (a TCPFaultProxy in the test).
     var updatePort: Int?
+    /// When set, the device reaches the broker through this port (a TCPFaultProxy in the test).
+    var brokerPort: Int?
     var collector: Process?
     var device: Process?
     private var deviceRuns = 0
@@ -196,7 +198,7 @@ final class OTARig: @unchecked Sendable {
 
     func runArguments(speed: String, healthTimeout: Double) -> [String] {
         ["--experiment", Self.experiment, "--source", "replay:\(Self.log)", "--speed", speed, "--journal", journal.path,
-         "--quiet", "--broker", "127.0.0.1:\(broker.port)", "--device", deviceID, "--ca", pki.appendingPathComponent("ca.crt").path,
+         "--quiet", "--broker", "127.0.0.1:\(brokerPort ?? broker.port)", "--device", deviceID, "--ca", pki.appendingPathComponent("ca.crt").path,
          "--cert", provisioned.appendingPathComponent("device.crt").path, "--key", provisioned.appendingPathComponent("device.key").path,
          "--ota-url", "https://localhost:\(updatePort ?? nginxPort)/ota/", "--ota-key", release.appendingPathComponent("release.pub").path,
          "--hardware", Self.hardware, "--ota-interval", "1", "--health-timeout", String(healthTimeout), "--drain-timeout", "60",
