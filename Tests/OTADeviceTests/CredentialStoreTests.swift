@@ -4,6 +4,7 @@ import Foundation
 import OTA
 import OTADevice
 import PKI
+import Runtime
 import Testing
 import TestSupport
 
@@ -65,5 +66,43 @@ import TestSupport
         #expect(store.refusedRenewals == ["CD34"])
         try store.installRenewal(plain, serial: "CD34")
         #expect(store.pendingRenewal == nil)
+    }
+
+    /// Pending credentials are rolled back after three failed connections only when the
+    /// failures spread over 10 s (a broker restarting refuses every connection for a second or
+    /// two: three quick refusals rolled back, for good, every update waiting for its first
+    /// connection), and a failure more than 20 s after the one before starts a new count.
+    @Test func pendingCredentialsRollBackOnlyAfterFailuresSpreadOverTheSpan() throws {
+        let root = try PackagePaths.temporaryDirectory("credential-rollback")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let keys = root.appendingPathComponent("release")
+        #expect(try runProcess(OTARig.daqctl, ["ota", "keygen", "--out", keys.path]).status == 0)
+        let slots = SlotDirectory(root: root.appendingPathComponent("ota").path)
+        try slots.prepare()
+        try slots.persist(BootState.factory(version: 1))
+        let store = CredentialStore(directory: slots, provisioned: CredentialFiles(certificateFile: "/p.crt", keyFile: "/p.key"))
+        try slots.persist(ArtifactVersions(installed: 0, floor: 0, accepted: 2), of: .certificates)
+        try store.installPending(DeviceCredentials(certificatePEM: Array("crt".utf8), keyPEM: Array("key".utf8)), version: 2)
+        let clock = VirtualClock(start: 1_000_000_000)
+        let options = UpdateOptions(baseURL: "https://localhost:1/ota/", deviceID: "rig-01", hardwareID: "hw", directory: slots,
+                                    runningSlot: .a, trustedKeyFiles: [keys.appendingPathComponent("release.pub").path], caFile: "/ca.crt")
+        let task = try UpdateTask(options: options, loop: EventLoop(clock: clock, sleeps: false), credentials: store, seed: 1)
+        let used = try #require(store.pending).files
+        func fail(after seconds: Double) {
+            clock.advance(to: clock.now() + Int64(seconds * 1e9))
+            task.connectionFailed(with: used)
+        }
+        fail(after: 0.3)
+        fail(after: 25)  // long after: a new count
+        fail(after: 0.3)
+        #expect(store.pending != nil, "one failure 25 s before is not part of this run of them")
+        fail(after: 0.3)  // three within a second: a broker restarting
+        #expect(store.pending != nil, "three failures within a second")
+        fail(after: 4)
+        fail(after: 4)
+        #expect(store.pending != nil, "8.6 s")
+        fail(after: 4)  // 12.6 s of failures: refused for real
+        #expect(store.pending == nil)
+        #expect(slots.failedVersion(.certificates) == 2)
     }
 }
