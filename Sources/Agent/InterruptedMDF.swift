@@ -58,12 +58,7 @@ enum InterruptedMDF {
             // placeholder; a layout repeat of another layout, or after records were held out,
             // ends the file.
             var continuity = MeasurementContinuity()
-            var damaged = false
-            while let entry = try reader.nextReadable(damaged: { _ in damaged = true }), entry.kind != .layout {
-                if damaged {
-                    continuity.lost()
-                    damaged = false
-                }
+            while let entry = try reader.nextReadable(damaged: { _ in continuity.lost() }), entry.kind != .layout {
                 if entry.kind == .layoutRepeat {
                     guard continuity.layoutRepeated(same: entry.payload == first.payload) else { break }
                     continue

@@ -97,16 +97,16 @@ public struct CredentialStore: Sendable {
         guard SafeName.isSafe(serial) else {
             throw DAQError(.malformedInput, "serial '\(serial)' is not a plain hex number", at: InputLocation(file: base, field: "serial"))
         }
-        try AtomicFile.makeDirectory(base, mode: 0o700)
-        let name = Self.renewalPrefix + serial
-        try AtomicFile.makeDirectory("\(base)/\(name)", mode: 0o700)
-        try write(credentials, into: name)
-        try swapLink("pending", to: name)
+        try arm(credentials, in: Self.renewalPrefix + serial)
     }
 
-    /// The files of `credentials` into the directory `name`: key, certificate, and the trust
-    /// anchors it brought (else none: the directory's `ca.crt` would outlive a bundle without).
-    private func write(_ credentials: DeviceCredentials, into name: String) throws {
+    /// Writes `credentials` into their own directory `name`, then points the `pending` symlink at
+    /// it (one atomic rename: a crash leaves no half-armed bundle). The files: key, certificate,
+    /// and the trust anchors it brought (else none: the directory's `ca.crt` would outlive a
+    /// bundle without).
+    private func arm(_ credentials: DeviceCredentials, in name: String) throws {
+        try AtomicFile.makeDirectory(base, mode: 0o700)
+        try AtomicFile.makeDirectory("\(base)/\(name)", mode: 0o700)
         let target = files(name)
         try AtomicFile.write(credentials.keyPEM, to: target.keyFile, mode: AtomicFile.privateKeyMode)
         try AtomicFile.write(credentials.certificatePEM, to: target.certificateFile, mode: AtomicFile.publicMode)
@@ -116,11 +116,15 @@ public struct CredentialStore: Sendable {
         } else {
             unlink(authorities)
         }
+        try swapLink("pending", to: name)
     }
 
     /// The pending renewal connected: it becomes `current` (one atomic rename). Renewals have no
     /// version: the versions record stays the last bundle's.
-    public func promoteRenewal() throws {
+    public func promoteRenewal() throws { try promoteLink() }
+
+    /// `pending` renamed over `current` (atomic), the directory synced.
+    private func promoteLink() throws {
         guard rename("\(base)/pending", "\(base)/current") == 0 else { throw AtomicFile.posixError("cannot promote", "\(base)/pending") }
         AtomicFile.syncDirectory(base)
     }
@@ -147,17 +151,12 @@ public struct CredentialStore: Sendable {
     /// Stores checked credentials of `version` in their own directory, then points the `pending`
     /// symlink at it (one atomic rename: a crash leaves no half-armed bundle).
     public func installPending(_ credentials: DeviceCredentials, version: UInt64) throws {
-        try AtomicFile.makeDirectory(base, mode: 0o700)
-        let bundle = "bundle-\(version)"
-        try AtomicFile.makeDirectory("\(base)/\(bundle)", mode: 0o700)
-        try write(credentials, into: bundle)
-        try swapLink("pending", to: bundle)
+        try arm(credentials, in: "bundle-\(version)")
     }
 
     /// The pending bundle connected: make it current (one atomic rename), then record its version.
     public func promotePending(version: UInt64, floor: UInt64) throws {
-        guard rename("\(base)/pending", "\(base)/current") == 0 else { throw AtomicFile.posixError("cannot promote", "\(base)/pending") }
-        AtomicFile.syncDirectory(base)
+        try promoteLink()
         CrashPoint.reached("promoted the pending certificates", root: directory.root)
         var versions = try directory.versions(of: .certificates)
         versions.installed = version

@@ -234,7 +234,7 @@ public final class UpdateTask {
             guard failedAgain(with: used) else { return }
             // With the certificate in use expired there is nothing to keep: the failures may be
             // the broker's (restarted, its CRL lapsed), so the renewal is asked for again.
-            let expired = currentCertificateEnd().map { Int64($0) <= wallClock() } ?? false
+            let expired = hasEnded(currentCertificateEnd())
             do { try credentials.discardRenewal(serial: renewal.serial, remember: !expired) } catch { logger.error("cannot record the refused renewal: \(error)") }
             if expired { renewalRetryAfter[renewal.serial] = wallClock() + 3600 }
             let next = expired ? "; it has expired, so the renewal is tried again in an hour" : ", and this renewal is not tried again"
@@ -307,6 +307,9 @@ public final class UpdateTask {
 
     private var saidUnreadableCertificate = false
 
+    /// Whether a certificate ending at `end` (nil: unknown) has ended.
+    private func hasEnded(_ end: Int?) -> Bool { end.map { Int64($0) <= wallClock() } ?? false }
+
     // MARK: polling
 
     private func schedulePoll(after seconds: Double) {
@@ -347,7 +350,8 @@ public final class UpdateTask {
         }
         // nginx refuses an expired certificate as the broker does: asking would be three refusals
         // a poll. Only the renewal listener can help then.
-        if let end = currentCertificateEnd(), Int64(end) <= wallClock() {
+        let end = currentCertificateEnd()
+        if hasEnded(end) {
             if !saidExpiredPolls {
                 let remedy = options.renewalURL == nil ? " (no --ota-renewal-url: only a new certificate put on the device helps)" : ""
                 logger.warning("the certificate in use has expired: updates are not asked for until it is renewed\(remedy)")
@@ -357,7 +361,7 @@ public final class UpdateTask {
         } else {
             saidExpiredPolls = false
         }
-        if let url = renewalDue() { fetchRenewal(url) } else { nextKind() }
+        if let url = renewalDue(end: end) { fetchRenewal(url) } else { nextKind() }
     }
 
     private var saidExpiredPolls = false
@@ -368,9 +372,10 @@ public final class UpdateTask {
     /// first connection, and the certificate in use ending within the window, or ended. (The
     /// uplink's alarm and the collector say it, but until now only a certificate bundle fetched
     /// over mTLS could replace it, and nginx refuses an expired certificate as the broker does.)
-    private func renewalDue() -> String? {
+    /// `end`: the certificate in use's (`currentCertificateEnd`).
+    private func renewalDue(end: Int?) -> String? {
         guard let base = options.renewalURL, credentials.pending == nil, credentials.pendingRenewal == nil,
-              let end = currentCertificateEnd(), Int64(end) - wallClock() <= Int64(options.renewalWindowDays) * 86_400 else { return nil }
+              let end, Int64(end) - wallClock() <= Int64(options.renewalWindowDays) * 86_400 else { return nil }
         return (base.hasSuffix("/") ? base : base + "/") + options.deviceID + ".crt"
     }
 
@@ -419,7 +424,7 @@ public final class UpdateTask {
         guard renewal.end > end ?? Int.min else { return }
         // With the certificate in use expired, a renewal refused before (perhaps while the broker
         // was at fault) is tried again: there is nothing left to keep. Once an hour at most.
-        let expired = end.map { Int64($0) <= wallClock() } ?? false
+        let expired = hasEnded(end)
         if expired, let after = renewalRetryAfter[renewal.serial], wallClock() < after { return }
         guard expired || !credentials.refusedRenewals.contains(renewal.serial) else {
             if saidRefusedRenewal != renewal.serial {

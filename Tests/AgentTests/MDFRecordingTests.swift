@@ -252,22 +252,36 @@ import Glibc
             raster_ms = 10
             channels = ["EngFast_00.EngFast_00_S0", "EngFast_00.EngFast_00_S1"]
             """.write(to: small, atomically: true, encoding: .utf8)
-        let second = try runProcess(Agent.daqlink, ["run", "--experiment", small.path, "--source", "replay:\(Agent.log)", "--speed", "max",
-                                                    "--journal", journal.path, "--quiet", "--mdf", mdf.path, "--duration", "1"])
+        let damaged = try recordAgainAndDamageItsLayout(journal, file, experiment: small, marker: "OnlyGroupQX", at: 0)
+        try #require(damaged > 0)
+        try expectMeasurementOneRebuilt(journal, file, expected)
+    }
+
+    /// Records a second measurement of `experiment` into `journal`, marks measurement 1's
+    /// `file` unfinalized again, and flips a bit `at` bytes into the first `marker` of each
+    /// segment (the second layout entry); returns how many segments it changed.
+    private func recordAgainAndDamageItsLayout(_ journal: URL, _ file: URL, experiment: URL, marker: String, at offset: Int) throws -> Int {
+        let second = try runProcess(Agent.daqlink, ["run", "--experiment", experiment.path, "--source", "replay:\(Agent.log)", "--speed", "max",
+                                                    "--journal", journal.path, "--quiet", "--mdf", file.deletingLastPathComponent().path,
+                                                    "--duration", "1"])
         #expect(second.status == 0, "\(second.stderr)")
-        // Measurement 1's file unfinalized again, and the second layout entry damaged.
         let handle = try FileHandle(forWritingTo: file)
         try handle.write(contentsOf: Data("UnFinMF ".utf8))
         try handle.close()
-        var damaged = false
+        var damaged = 0
         for (name, bytes) in try Agent.segments(journal) {
-            guard let range = bytes.range(of: Data("OnlyGroupQX".utf8)) else { continue }
+            guard let range = bytes.range(of: Data(marker.utf8)) else { continue }
             var changed = bytes
-            changed[range.lowerBound] ^= 0x20
+            changed[range.lowerBound + offset] ^= 0x20
             try changed.write(to: journal.appendingPathComponent(name))
-            damaged = true
+            damaged += 1
         }
-        try #require(damaged)
+        return damaged
+    }
+
+    /// A restart rebuilds measurement 1's file, and it holds `expected` records per group.
+    private func expectMeasurementOneRebuilt(_ journal: URL, _ file: URL, _ expected: [String: Int]) throws {
+        let mdf = file.deletingLastPathComponent()
         let restart = try Agent.run(journal, extra: ["--mdf", mdf.path, "--duration", "0.5"])
         #expect(restart.status == 0 && restart.stderr.contains("measurement-1 was left unfinalized"), "\(restart.stderr)")
         #expect(try measurementOneCounts(mdf) == expected)
@@ -275,8 +289,8 @@ import Glibc
 
     /// The layout entry of the next measurement, of the same experiment, is damaged: its records
     /// fit the interrupted file's groups, and the rebuild read them into it, timed from the wrong
-    /// start. It now ends at the damaged entry, as the collector's file ends at its `lost`
-    /// placeholder.
+    /// start. Their times going back now hold them out of the file (`MeasurementContinuity`, the
+    /// collector's rule after a `lost` placeholder).
     @Test func aDamagedLayoutEntryOfTheSameExperimentEndsTheRebuiltFile() throws {
         let (journal, file) = try Self.recordAndKill("mdfrestart-damaged-same", after: 1.0)
         let mdf = file.deletingLastPathComponent()
@@ -288,24 +302,8 @@ import Glibc
             .replacingOccurrences(of: "name = \"reference\"", with: "name = \"referenceQX\"")
             .replacingOccurrences(of: "file = \"", with: "file = \"\(PackagePaths.fixtures.appendingPathComponent("reference").path)/")
         try reference.write(to: again, atomically: true, encoding: .utf8)
-        let second = try runProcess(Agent.daqlink, ["run", "--experiment", again.path, "--source", "replay:\(Agent.log)", "--speed", "max",
-                                                    "--journal", journal.path, "--quiet", "--mdf", mdf.path, "--duration", "1"])
-        #expect(second.status == 0, "\(second.stderr)")
-        let handle = try FileHandle(forWritingTo: file)
-        try handle.write(contentsOf: Data("UnFinMF ".utf8))
-        try handle.close()
-        var damaged = 0
-        for (name, bytes) in try Agent.segments(journal) {
-            guard let range = bytes.range(of: Data("referenceQX".utf8)) else { continue }
-            var changed = bytes
-            changed[range.lowerBound + 9] ^= 0x20
-            try changed.write(to: journal.appendingPathComponent(name))
-            damaged += 1
-        }
-        try #require(damaged == 1)
-        let restart = try Agent.run(journal, extra: ["--mdf", mdf.path, "--duration", "0.5"])
-        #expect(restart.status == 0 && restart.stderr.contains("measurement-1 was left unfinalized"), "\(restart.stderr)")
-        #expect(try measurementOneCounts(mdf) == expected)
+        try #require(try recordAgainAndDamageItsLayout(journal, file, experiment: again, marker: "referenceQX", at: 9) == 1)
+        try expectMeasurementOneRebuilt(journal, file, expected)
     }
 
     /// A damaged record of the measurement itself (a flipped bit in synced entries): the rebuilt
