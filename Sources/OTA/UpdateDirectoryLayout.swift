@@ -2,7 +2,8 @@
 //
 //   UPDATES/devices/<device-id>/<kind>.manifest, <kind>.sig, <artifact>
 //   UPDATES/groups/<group>/<kind>.manifest, <kind>.sig, <artifact>
-//   UPDATES/renewals/<device-id>.crt   a renewed certificate (`daqctl pki renew --publish`)
+//   UPDATES/renewals/<key-sha256>.crt  a renewed certificate (`daqctl pki renew --publish`), named
+//                                      by its public key's SHA-256 (hex), not the guessable device id
 //
 // A device asks for https://server/ota/<name>; nginx answers from its own directory first, then
 // from its group's. Device and group names are `SafeName`s.
@@ -40,11 +41,18 @@ public struct UpdateDirectoryLayout: Sendable, Hashable {
         }
     }
 
-    /// Where a device's renewed certificate is published (served without a client certificate
-    /// as `/renewal/<id>.crt`); throws if the id is not a `SafeName`.
-    public func renewal(for deviceID: String) throws -> String {
-        guard SafeName.isSafe(deviceID) else { throw DAQError(.malformedInput, "device id '\(deviceID)' is not a safe name", at: InputLocation(file: directory, field: "device")) }
-        return directory + "/renewals/" + deviceID + ".crt"
+    /// Where a renewed certificate is published (served without a client certificate as
+    /// `/renewal/<name>.crt`): `name` is its public key's SHA-256 in hex; throws otherwise.
+    public func renewal(named name: String) throws -> String {
+        guard Self.isRenewalName(name) else {
+            throw DAQError(.malformedInput, "renewal name '\(name)' is not a SHA-256 in hex", at: InputLocation(file: directory, field: "renewal"))
+        }
+        return directory + "/renewals/" + name + ".crt"
+    }
+
+    /// Whether `name` is a renewal's name: 64 lowercase hex digits.
+    public static func isRenewalName(_ name: String) -> Bool {
+        name.utf8.count == 64 && name.utf8.allSatisfy { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains($0) }
     }
 
     /// The manifest's published name for `kind` (the name a device polls).

@@ -9,9 +9,10 @@ public struct UpdateServerConfiguration: Sendable, Hashable {
     /// TCP port of the HTTPS listener.
     public var port: Int = 8443
     /// TCP port of the renewal listener (nil: none). It asks for no client certificate and serves
-    /// only `/renewal/<id>.crt` from `UPDATES/renewals/`: a renewed certificate is public (useless
-    /// without the key the device already holds), and a device whose certificate has expired can
-    /// present none that nginx would accept.
+    /// only `/renewal/<key-sha256>.crt` from `UPDATES/renewals/`: a renewed certificate is public
+    /// (useless without the key the device already holds), and a device whose certificate has
+    /// expired can present none that nginx would accept. Named by its public key's SHA-256, not
+    /// the device id, so no one lists a fleet's ids and certificates by guessing.
     public var renewalPort: Int?
     /// Address the listener binds to.
     public var bindAddress: String = "127.0.0.1"
@@ -144,6 +145,7 @@ public struct UpdateServerConfiguration: Sendable, Hashable {
             # for, so a device whose certificate has expired gets its renewal. Only certificates
             # are served here, and a certificate is useless without its private key, which never
             # leaves the device. The device checks what it gets: CA, CN, its own key, a later end.
+            # Named by the SHA-256 of the public key (not the guessable device id).
             server {
                 listen \(bindAddress):\(renewalPort) ssl;
                 ssl_protocols TLSv1.3;
@@ -156,7 +158,7 @@ public struct UpdateServerConfiguration: Sendable, Hashable {
                 # A symlink put in renewals/ never leads anywhere else.
                 disable_symlinks on;
 
-                location ~ "^/renewal/(?<renewed>\(Self.namePattern))\\.crt$" {
+                location ~ "^/renewal/(?<renewed>[0-9a-f]{64})\\.crt$" {
                     default_type application/x-pem-file;
                     try_files /renewals/$renewed.crt =404;
                 }

@@ -87,6 +87,8 @@ public final class UpdateTask {
     /// Failed connections with the pending credentials, by their certificate file (a new
     /// pending bundle or renewal starts from none).
     private var certificateFailures: (certificate: String, count: Int, since: Int64, last: Int64)?
+    /// Where a check of failed pending credentials against the ones in use stands (nil: none).
+    private var pendingCheck: PendingCheck?
     /// The renewal listener's client (no client certificate), kept while its request runs.
     private var renewalFetcher: HTTPFetcher?
     /// The last renewal refused as invalid (reported once per distinct bytes) and the last
@@ -199,15 +201,47 @@ public final class UpdateTask {
     /// The CA certificates in use: those the current bundle brought, else the provisioned ones.
     private var trustFile: String { credentials.current.caFile ?? options.caFile }
 
-    /// Credentials for the next connection: a pending bundle or renewal first, else the current ones.
+    /// Pending credentials that failed their attempts are not rolled back at once: a broker that
+    /// is down or restarting refuses every connection, and a long outage rolled back, for good,
+    /// every certificate update waiting for its first connection. The credentials in use are tried
+    /// first. If the broker refuses them too, the failures were the broker's and the new ones stay
+    /// pending; if it takes them, the new ones get one more attempt, and a failure right after
+    /// the ones in use connected is theirs.
+    private enum PendingCheck: Equatable {
+        /// The next connection goes with the credentials in use (the pending ones: `certificate`).
+        case tryingCurrent(certificate: String)
+        /// The credentials in use connected: the pending ones' next failure rolls them back.
+        case lastAttempt(certificate: String)
+
+        var certificate: String {
+            switch self { case .tryingCurrent(let file), .lastAttempt(let file): file }
+        }
+    }
+
+    /// Credentials for the next connection: a pending bundle or renewal first, else the current
+    /// ones (and those while failed pending ones are checked against them).
     public func credentialsForNextConnection() -> CredentialFiles {
-        credentials.pending?.files ?? credentials.pendingRenewal?.files ?? credentials.current
+        guard let candidate = credentials.pending?.files ?? credentials.pendingRenewal?.files else {
+            pendingCheck = nil
+            return credentials.current
+        }
+        // A check of other pending credentials (replaced since) says nothing of these.
+        if pendingCheck?.certificate != candidate.certificateFile { pendingCheck = nil }
+        if case .tryingCurrent? = pendingCheck { return credentials.current }
+        return candidate
     }
 
     /// A connection made with `used` succeeded (CONNACK success).
     public func connectionSucceeded(with used: CredentialFiles) {
+        if case .tryingCurrent(let certificate)? = pendingCheck, credentials.current.wereUsed(in: used) {
+            pendingCheck = .lastAttempt(certificate: certificate)
+            logger.notice("the broker accepts the certificate in use: one more attempt with the new one, which is rolled back if it fails")
+            credentialsChangedSoon()
+            return
+        }
         if let renewal = credentials.pendingRenewal, renewal.files.wereUsed(in: used) {
             certificateFailures = nil
+            pendingCheck = nil
             do {
                 try credentials.promoteRenewal()
                 logger.notice("connected with the renewed certificate (serial \(renewal.serial)): it is the one in use now")
@@ -219,6 +253,7 @@ public final class UpdateTask {
         }
         guard let pending = credentials.pending, pending.files.wereUsed(in: used) else { return }
         certificateFailures = nil
+        pendingCheck = nil
         let floor = options.directory.stagedManifest(.certificates).map { $0.version == pending.version ? $0.floor : 0 } ?? 0
         do {
             try credentials.promotePending(version: pending.version, floor: floor)
@@ -230,21 +265,33 @@ public final class UpdateTask {
 
     /// A connection made with `used` failed before CONNACK success.
     public func connectionFailed(with used: CredentialFiles) {
+        if case .tryingCurrent? = pendingCheck, credentials.current.wereUsed(in: used) {
+            pendingCheck = nil
+            logger.notice("the broker refused the certificate in use too: the failures were the broker's, and the new certificate stays pending")
+            return
+        }
+        let lastAttempt = pendingCheck == .lastAttempt(certificate: used.certificateFile)
         if let renewal = credentials.pendingRenewal, renewal.files.wereUsed(in: used) {
-            guard failedAgain(with: used) else { return }
-            // With the certificate in use expired there is nothing to keep: the failures may be
-            // the broker's (restarted, its CRL lapsed), so the renewal is asked for again.
+            guard lastAttempt || failedAgain(with: used) else { return }
+            // With the certificate in use expired there is nothing to keep, and nothing to check
+            // against: the failures may be the broker's (restarted, its CRL lapsed), so the
+            // renewal is asked for again.
             let expired = hasEnded(currentCertificateEnd())
+            if !lastAttempt, !expired { return checkAgainstCurrent(used, "the renewed certificate (serial \(renewal.serial))") }
+            pendingCheck = nil
             do { try credentials.discardRenewal(serial: renewal.serial, remember: !expired) } catch { logger.error("cannot record the refused renewal: \(error)") }
             if expired { renewalRetryAfter[renewal.serial] = wallClock() + 3600 }
             let next = expired ? "; it has expired, so the renewal is tried again in an hour" : ", and this renewal is not tried again"
-            logger.error("no connection with the renewed certificate (serial \(renewal.serial)) in \(options.certificateAttempts) attempts: back to the one before\(next)")
+            let how = expired ? "in \(options.certificateAttempts) attempts" : "while the one in use connected"
+            logger.error("no connection with the renewed certificate (serial \(renewal.serial)) \(how): back to the one before\(next)")
             credentialsChangedSoon()
             reportRenewal("renewal-rolled-back", serial: renewal.serial,
-                   reason: "no connection with the renewed certificate, serial \(renewal.serial), in \(options.certificateAttempts) attempts; kept the old one")
+                   reason: "no connection with the renewed certificate, serial \(renewal.serial), \(how); kept the old one")
             return
         }
-        guard let pending = credentials.pending, pending.files.wereUsed(in: used), failedAgain(with: used) else { return }
+        guard let pending = credentials.pending, pending.files.wereUsed(in: used), lastAttempt || failedAgain(with: used) else { return }
+        guard lastAttempt else { return checkAgainstCurrent(used, "the new certificate (bundle \(pending.version))") }
+        pendingCheck = nil
         credentials.discardPending()
         // Never fetched or installed again: the poll resumed the "unfinished" download of the
         // accepted version, found it complete and installed it again, cutting the working link
@@ -252,8 +299,17 @@ public final class UpdateTask {
         try? options.directory.clearStaging(.certificates)
         try? options.directory.markFailed(.certificates, version: pending.version)
         credentialsChangedSoon()
+        logger.error("no connection with the new certificate (bundle \(pending.version)) while the one in use connected: back to the one in use, and bundle \(pending.version) is not tried again")
         report(.certificates, "rolled-back", version: pending.version,
-               reason: "no connection with the new certificate in \(options.certificateAttempts) attempts; kept the old one")
+               reason: "no connection with the new certificate, while the one in use connected; kept the old one")
+    }
+
+    /// Pending credentials `used` failed their attempts: the next connection tries the ones in use,
+    /// at once (see `PendingCheck`).
+    private func checkAgainstCurrent(_ used: CredentialFiles, _ what: String) {
+        pendingCheck = .tryingCurrent(certificate: used.certificateFile)
+        logger.notice("no connection with \(what) in \(options.certificateAttempts) attempts over \(options.certificateFailureSpan) s: trying the certificate in use, to tell a refused certificate from a broker that is down")
+        credentialsChangedSoon()
     }
 
     /// Reports a renewal's step once per serial and process: a renewal retried at every poll
@@ -376,7 +432,14 @@ public final class UpdateTask {
     private func renewalDue(end: Int?) -> String? {
         guard let base = options.renewalURL, credentials.pending == nil, credentials.pendingRenewal == nil,
               let end, Int64(end) - wallClock() <= Int64(options.renewalWindowDays) * 86_400 else { return nil }
-        return (base.hasSuffix("/") ? base : base + "/") + options.deviceID + ".crt"
+        let name: String
+        do {
+            name = try DeviceCredentialBundle.renewalName(certificatePath: credentials.current.certificateFile)
+        } catch {
+            logger.error("cannot name the renewal to ask for (the SHA-256 of the public key in use): \(error)")
+            return nil
+        }
+        return (base.hasSuffix("/") ? base : base + "/") + name + ".crt"
     }
 
     /// Asks the renewal listener for this device's renewed certificate, without a client

@@ -66,6 +66,15 @@ public enum DeviceCredentialBundle {
         return DeviceCredentials(certificatePEM: try certificate.pem(), keyPEM: try key.pem(), authoritiesPEM: authorities)
     }
 
+    /// The name a device's renewal is published under: the SHA-256 (hex) of the public key of the
+    /// certificate at `certificatePath`, the same for every certificate of that key. Not the
+    /// device id: the renewal listener asks for no client certificate, and ids can be guessed;
+    /// the public key travels encrypted in a TLS 1.3 handshake and is known to the device, its PKI
+    /// and the broker only.
+    public static func renewalName(certificatePath: String) throws -> String {
+        try OwnedCertificate.load(pem: try AtomicFile.read(certificatePath), file: certificatePath).keyFingerprint(file: certificatePath)
+    }
+
     /// A renewed certificate checked for use with the key in `keyFile`: no key of its own, and the
     /// `validate` checks (the key matches, this CA, valid now, this device). Returns the
     /// credentials (the renewed certificate, the same key), its serial and its end (seconds since

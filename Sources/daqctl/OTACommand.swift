@@ -165,7 +165,8 @@ extension OTACommand {
             UPDATES/devices/<CN>/, then UPDATES/groups/<group>/ for --member CN=GROUP.
 
             With --renewal-port, a second listener asks for no client certificate and serves only \
-            /renewal/<ID>.crt from UPDATES/renewals/ (written by `daqctl pki renew --publish`): a \
+            /renewal/<KEY>.crt from UPDATES/renewals/ (written by `daqctl pki renew --publish`; KEY: \
+            the SHA-256 of the device's public key, so ids cannot be listed by guessing): a \
             device whose certificate has expired can present none nginx accepts, and a certificate \
             is useless without the key the device holds. Give devices --ota-renewal-url \
             https://SERVER:PORT/renewal/.

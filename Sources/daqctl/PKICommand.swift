@@ -145,9 +145,10 @@ extension PKICommand {
             discussion: """
             Signs a new certificate (new serial, --days from now) for the public key in \
             devices/<ID>.crt, which must be unrevoked, and writes it there; the key stays. With \
-            --publish, also writes UPDATES/renewals/<ID>.crt, which nginx serves without a client \
-            certificate when `daqctl ota nginx-config` had --renewal-port. A device run with \
-            --ota-renewal-url fetches it once its certificate ends within 30 days, or has ended (the \
+            --publish, also writes UPDATES/renewals/<KEY>.crt (KEY: the SHA-256 of the device's \
+            public key, in hex, so nobody lists the fleet by guessing ids), which nginx serves \
+            without a client certificate when `daqctl ota nginx-config` had --renewal-port. A \
+            device run with --ota-renewal-url fetches it once its certificate ends within 30 days, or has ended (the \
             broker and the mTLS update server refuse it then), checks it (this CA, its id, its own key, \
             a later end), and connects with it. A revoked device is refused: give it a new key \
             (pki device --force) and a certificate update instead.
@@ -156,7 +157,7 @@ extension PKICommand {
         @OptionGroup var pki: PKIDirectoryOption
         @Argument(help: "The device id.") var id: String
         @Option(help: "Validity in days.") var days = 365
-        @Option(help: ArgumentHelp("Also publish the certificate in this update directory (UPDATES/renewals/<ID>.crt).", valueName: "UPDATES"))
+        @Option(help: ArgumentHelp("Also publish the certificate in this update directory (UPDATES/renewals/<KEY>.crt).", valueName: "UPDATES"))
         var publish: String?
 
         func validate() throws {
@@ -169,7 +170,11 @@ extension PKICommand {
             let authority = try CertificateAuthority(opening: pki.layout)
             // The update directory first: a renewal signed but not published would make the next
             // try issue yet another serial.
-            let target = try publish.map { try UpdateDirectoryLayout(directory: $0).renewal(for: id) }
+            // Named by the key, which the renewal keeps (a device unknown here is refused by the
+            // renewal below, with its own message).
+            let certificate = pki.layout.deviceCertificate(id)
+            let name = FileManager.default.fileExists(atPath: certificate) ? try DeviceCredentialBundle.renewalName(certificatePath: certificate) : ""
+            let target = name.isEmpty ? nil : try publish.map { try UpdateDirectoryLayout(directory: $0).renewal(named: name) }
             if let target {
                 let folder = URL(fileURLWithPath: target).deletingLastPathComponent().path
                 do {
@@ -183,9 +188,9 @@ extension PKICommand {
             print("  certificate \(issued.certificatePath) (the key \(issued.keyPath) is unchanged)")
             if let target {
                 try ArtifactFile.write(try ArtifactFile.read(issued.certificatePath), to: target)
-                print("  published  \(target) (served as /renewal/\(id).crt by the renewal listener)")
+                print("  published  \(target) (served as /renewal/\(name).crt by the renewal listener)")
             } else {
-                print("  not published: the device has nothing to fetch until it is in UPDATES/renewals/\(id).crt (--publish UPDATES)")
+                print("  not published: the device has nothing to fetch until it is in UPDATES/renewals/\(name).crt (--publish UPDATES)")
             }
         }
     }

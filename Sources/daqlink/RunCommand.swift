@@ -145,7 +145,7 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Poll this HTTPS URL for updates (mutual TLS with the device certificate), e.g. https://updates:8443/ota/.")
     var otaURL: String?
 
-    @Option(help: ArgumentHelp("Fetch this device's renewed certificate from URL<id>.crt, without a client certificate, once the one in use ends within 30 days or has ended (nginx-config --renewal-port), e.g. https://updates:8444/renewal/.", valueName: "URL"))
+    @Option(help: ArgumentHelp("Fetch this device's renewed certificate from URL<key>.crt (key: the SHA-256 of its public key, hex), without a client certificate, once the one in use ends within 30 days or has ended (nginx-config --renewal-port), e.g. https://updates:8444/renewal/.", valueName: "URL"))
     var otaRenewalURL: String?
 
     @Option(help: "A trusted release public key (repeat for several, e.g. during a key rotation).")

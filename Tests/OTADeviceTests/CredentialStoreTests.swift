@@ -71,23 +71,12 @@ import TestSupport
     /// Pending credentials are rolled back after three failed connections only when the
     /// failures spread over 10 s (a broker restarting refuses every connection for a second or
     /// two: three quick refusals rolled back, for good, every update waiting for its first
-    /// connection), and a failure more than 20 s after the one before starts a new count.
+    /// connection), and a failure more than 20 s after the one before starts a new count; then
+    /// only once the credentials in use show the broker up (a broker down refuses them too).
     @Test func pendingCredentialsRollBackOnlyAfterFailuresSpreadOverTheSpan() throws {
         let root = try PackagePaths.temporaryDirectory("credential-rollback")
         defer { try? FileManager.default.removeItem(at: root) }
-        let keys = root.appendingPathComponent("release")
-        #expect(try runProcess(OTARig.daqctl, ["ota", "keygen", "--out", keys.path]).status == 0)
-        let slots = SlotDirectory(root: root.appendingPathComponent("ota").path)
-        try slots.prepare()
-        try slots.persist(BootState.factory(version: 1))
-        let store = CredentialStore(directory: slots, provisioned: CredentialFiles(certificateFile: "/p.crt", keyFile: "/p.key"))
-        try slots.persist(ArtifactVersions(installed: 0, floor: 0, accepted: 2), of: .certificates)
-        try store.installPending(DeviceCredentials(certificatePEM: Array("crt".utf8), keyPEM: Array("key".utf8)), version: 2)
-        let clock = VirtualClock(start: 1_000_000_000)
-        let options = UpdateOptions(baseURL: "https://localhost:1/ota/", deviceID: "rig-01", hardwareID: "hw", directory: slots,
-                                    runningSlot: .a, trustedKeyFiles: [keys.appendingPathComponent("release.pub").path], caFile: "/ca.crt")
-        let task = try UpdateTask(options: options, loop: EventLoop(clock: clock, sleeps: false), credentials: store, seed: 1)
-        let used = try #require(store.pending).files
+        let (slots, store, clock, task, used) = try pendingBundle(in: root)
         func fail(after seconds: Double) {
             clock.advance(to: clock.now() + Int64(seconds * 1e9))
             task.connectionFailed(with: used)
@@ -101,8 +90,57 @@ import TestSupport
         fail(after: 4)
         fail(after: 4)
         #expect(store.pending != nil, "8.6 s")
-        fail(after: 4)  // 12.6 s of failures: refused for real
+        fail(after: 4)  // 12.6 s of failures: now the credentials in use are tried
+        #expect(store.pending != nil, "not rolled back before the credentials in use are tried")
+        #expect(task.credentialsForNextConnection() == store.provisioned)
+        task.connectionFailed(with: store.provisioned)  // the broker refuses them too: it is down
+        #expect(store.pending != nil, "the failures were the broker's")
+        #expect(task.credentialsForNextConnection() == used)
+        for _ in 0..<3 { fail(after: 5) }
+        #expect(task.credentialsForNextConnection() == store.provisioned)
+        task.connectionSucceeded(with: store.provisioned)  // the broker takes the ones in use
+        #expect(store.pending != nil)
+        #expect(task.credentialsForNextConnection() == used, "one more attempt with the new ones")
+        fail(after: 0.3)  // refused right after the ones in use connected: refused for real
         #expect(store.pending == nil)
         #expect(slots.failedVersion(.certificates) == 2)
+        #expect(task.credentialsForNextConnection() == store.provisioned)
+    }
+
+    /// A broker back between the pending credentials' failures and the check: the one more
+    /// attempt connects, and they are promoted.
+    @Test func pendingCredentialsThatConnectAfterTheCheckArePromoted() throws {
+        let root = try PackagePaths.temporaryDirectory("credential-check")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let (slots, store, clock, task, used) = try pendingBundle(in: root)
+        for _ in 0..<3 {
+            clock.advance(to: clock.now() + 6_000_000_000)
+            task.connectionFailed(with: used)
+        }
+        #expect(task.credentialsForNextConnection() == store.provisioned)
+        task.connectionSucceeded(with: store.provisioned)
+        #expect(task.credentialsForNextConnection() == used)
+        task.connectionSucceeded(with: used)
+        #expect(store.pending == nil)
+        #expect(try slots.versions(of: .certificates).installed == 2)
+        #expect(task.credentialsForNextConnection().certificateFile.hasSuffix("/current/device.crt"))
+        #expect(slots.failedVersion(.certificates) == nil)
+    }
+
+    /// An update task on a virtual clock, with bundle 2 pending (the provisioned credentials in use).
+    private func pendingBundle(in root: URL) throws -> (SlotDirectory, CredentialStore, VirtualClock, UpdateTask, CredentialFiles) {
+        let keys = root.appendingPathComponent("release")
+        #expect(try runProcess(OTARig.daqctl, ["ota", "keygen", "--out", keys.path]).status == 0)
+        let slots = SlotDirectory(root: root.appendingPathComponent("ota").path)
+        try slots.prepare()
+        try slots.persist(BootState.factory(version: 1))
+        let store = CredentialStore(directory: slots, provisioned: CredentialFiles(certificateFile: "/p.crt", keyFile: "/p.key"))
+        try slots.persist(ArtifactVersions(installed: 0, floor: 0, accepted: 2), of: .certificates)
+        try store.installPending(DeviceCredentials(certificatePEM: Array("crt".utf8), keyPEM: Array("key".utf8)), version: 2)
+        let clock = VirtualClock(start: 1_000_000_000)
+        let options = UpdateOptions(baseURL: "https://localhost:1/ota/", deviceID: "rig-01", hardwareID: "hw", directory: slots,
+                                    runningSlot: .a, trustedKeyFiles: [keys.appendingPathComponent("release.pub").path], caFile: "/ca.crt")
+        let task = try UpdateTask(options: options, loop: EventLoop(clock: clock, sleeps: false), credentials: store, seed: 1)
+        return (slots, store, clock, task, try #require(store.pending).files)
     }
 }

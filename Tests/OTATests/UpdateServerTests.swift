@@ -127,7 +127,8 @@ import Glibc
     }
 
     /// The renewal listener (`nginx-config --renewal-port`): no client certificate asked for, and
-    /// only `/renewal/<id>.crt` served from UPDATES/renewals/, nothing else of the directory.
+    /// only `/renewal/<key-sha256>.crt` served from UPDATES/renewals/, nothing else of the
+    /// directory (not even a certificate put there under a device id).
     @Test func theRenewalListenerServesOnlyRenewedCertificatesWithoutAClientCertificate() throws {
         let root = try PackagePaths.temporaryDirectory("ota-renewal")
         defer { try? FileManager.default.removeItem(at: root) }
@@ -136,7 +137,11 @@ import Glibc
         _ = try run(["pki", "init", "--dir", pki.path])
         _ = try run(["pki", "device", "--dir", pki.path, "rig-a"])
         _ = try run(["pki", "renew", "--dir", pki.path, "rig-a", "--publish", updates.path])
-        let renewed = try Data(contentsOf: updates.appendingPathComponent("renewals/rig-a.crt"))
+        let names = try FileManager.default.contentsOfDirectory(atPath: updates.appendingPathComponent("renewals").path)
+        #expect(names.count == 1 && UpdateDirectoryLayout.isRenewalName(String(names[0].dropLast(".crt".count))), "\(names)")
+        let name = String(names[0].dropLast(".crt".count))
+        let renewed = try Data(contentsOf: updates.appendingPathComponent("renewals/\(name).crt"))
+        try renewed.write(to: updates.appendingPathComponent("renewals/rig-a.crt"))  // named by the guessable id
         // Other files in the update directory, which this listener must never serve.
         try FileManager.default.createDirectory(at: updates.appendingPathComponent("devices/rig-a"), withIntermediateDirectories: true)
         try Data("daqlink-ota-manifest 1\n".utf8).write(to: updates.appendingPathComponent("devices/rig-a/firmware.manifest"))
@@ -146,7 +151,7 @@ import Glibc
                                            "--port", "8443", "--renewal-port", "8443"])
         #expect(same.status == 64 && same.stderr.contains("--renewal-port must differ from --port 8443"), "\(same.stderr)")
         // A symlink in renewals/ leads nowhere.
-        try FileManager.default.createSymbolicLink(atPath: updates.appendingPathComponent("renewals/rig-z.crt").path,
+        try FileManager.default.createSymbolicLink(atPath: updates.appendingPathComponent("renewals/\(String(repeating: "f", count: 64)).crt").path,
                                                    withDestinationPath: pki.appendingPathComponent("devices/rig-a.key").path)
 
         var ports = (0, 0)
@@ -170,11 +175,11 @@ import Glibc
 
         // Without a client certificate, and with one: the renewal, as published.
         for identity in [nil, "rig-a"] as [String?] {
-            let (code, body) = try fetch("/renewal/rig-a.crt", as: identity, port: ports.1, pki: pki)
+            let (code, body) = try fetch("/renewal/\(name).crt", as: identity, port: ports.1, pki: pki)
             #expect(code == 200 && body == renewed, "\(identity ?? "no certificate") → \(code)")
         }
-        #expect(try fetch("/renewal/rig-b.crt", as: nil, port: ports.1, pki: pki).0 == 404)
-        for path in ["/renewal/rig-z.crt", "/renewal/rig-a.key", "/renewals/rig-a.crt", "/ota/firmware.manifest", "/devices/rig-a/firmware.manifest",
+        #expect(try fetch("/renewal/\(String(repeating: "0", count: 64)).crt", as: nil, port: ports.1, pki: pki).0 == 404)
+        for path in ["/renewal/rig-a.crt", "/renewal/\(String(repeating: "f", count: 64)).crt", "/renewal/\(name.uppercased()).crt", "/renewal/rig-a.key", "/renewals/rig-a.crt", "/ota/firmware.manifest", "/devices/rig-a/firmware.manifest",
                      "/renewal/../devices/rig-a/firmware.manifest", "/renewal/..%2Fdevices%2Frig-a%2Ffirmware.manifest", "/renewal/", "/"] {
             let (code, body) = try fetch(path, as: nil, port: ports.1, pki: pki, pathAsIs: true)
             #expect([400, 403, 404].contains(code), "\(path) → \(code)")
@@ -182,7 +187,7 @@ import Glibc
             #expect(!text.contains("secret") && !text.contains("daqlink-ota-manifest") && !text.contains("PRIVATE KEY"), "\(path)")
         }
         // TLS 1.3 only here too; and the mTLS listener still wants a certificate.
-        #expect(try fetch("/renewal/rig-a.crt", as: nil, port: ports.1, pki: pki, extra: ["--tls-max", "1.2"]).0 == 0)
+        #expect(try fetch("/renewal/\(name).crt", as: nil, port: ports.1, pki: pki, extra: ["--tls-max", "1.2"]).0 == 0)
         #expect(try fetch("/ota/firmware.manifest", as: nil, port: ports.0, pki: pki).0 == 400)
         #expect(try fetch("/ota/firmware.manifest", as: "rig-a", port: ports.0, pki: pki).0 == 200)
     }

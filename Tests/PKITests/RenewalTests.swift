@@ -118,11 +118,18 @@ import TestSupport
         let updates = layout.directory + "-updates"
         let run = try runProcess(daqctl, ["pki", "renew", "--dir", layout.directory, "rig-01", "--days", "90", "--publish", updates])
         #expect(run.status == 0, "\(run.stderr)")
+        // Published under the SHA-256 of the public key (openssl, the oracle: the EC point is the
+        // last 65 bytes of the SubjectPublicKeyInfo), not the guessable device id.
+        let digest = try runProcess("/bin/sh", ["-c", "openssl x509 -in '\(layout.deviceCertificate("rig-01"))' -noout -pubkey"
+                                                   + " | openssl pkey -pubin -outform DER | tail -c 65 | sha256sum"])
+        let name = String(digest.stdout.prefix(64))
+        #expect(name.count == 64 && name.allSatisfy(\.isHexDigit), "\(digest.stdout) \(digest.stderr)")
         #expect(run.stdout.contains("renewed device 'rig-01' serial ") && run.stdout.contains("is unchanged")
-                && run.stdout.contains("published  \(updates)/renewals/rig-01.crt"), "\(run.stdout)")
-        #expect(try Data(contentsOf: URL(fileURLWithPath: updates + "/renewals/rig-01.crt"))
+                && run.stdout.contains("published  \(updates)/renewals/\(name).crt (served as /renewal/\(name).crt"), "\(run.stdout)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: updates + "/renewals") == ["\(name).crt"])
+        #expect(try Data(contentsOf: URL(fileURLWithPath: updates + "/renewals/\(name).crt"))
                 == Data(contentsOf: URL(fileURLWithPath: layout.deviceCertificate("rig-01"))))
-        #expect(try fileMode(updates + "/renewals/rig-01.crt") == 0o644)
+        #expect(try fileMode(updates + "/renewals/\(name).crt") == 0o644)
         for arguments in [["rig/01"], ["rig-01", "--days", "0"]] {
             let bad = try runProcess(daqctl, ["pki", "renew", "--dir", layout.directory] + arguments)
             #expect(bad.status == 64, "\(arguments): \(bad.stderr)")
