@@ -26,10 +26,13 @@ public struct UpdateStatus: Sendable, Hashable {
     /// again (a new card, a wiped update directory) numbers from 1 again, and the collector keeps
     /// the numbers of each outbox apart.
     public var outbox: String?
+    /// For a certificate renewal's report (version 0: a renewal is no release): the renewed
+    /// certificate's serial (hex), by which a start finds a report a power cut took.
+    public var serial: String?
 
     /// A report from its fields.
     public init(sequence: UInt64, kind: UpdateKind, status: String, version: UInt64, slot: Slot? = nil, reason: String? = nil, time: Int64,
-                bootGeneration: UInt64? = nil, outbox: String? = nil) {
+                bootGeneration: UInt64? = nil, outbox: String? = nil, serial: String? = nil) {
         self.sequence = sequence
         self.kind = kind
         self.status = status
@@ -39,12 +42,14 @@ public struct UpdateStatus: Sendable, Hashable {
         self.time = time
         self.bootGeneration = bootGeneration
         self.outbox = outbox
+        self.serial = serial
     }
 
     /// One line of JSON, keys in a fixed order, no trailing newline.
     public func json() -> String {
         var text = "{\"seq\":\(sequence),\"time\":\(time),\"kind\":\"\(kind.rawValue)\",\"status\":\(JSONText.quoted(status)),\"version\":\(version)"
         if let slot { text += ",\"slot\":\"\(slot.rawValue)\"" }
+        if let serial { text += ",\"serial\":\(JSONText.quoted(serial))" }
         if let reason { text += ",\"reason\":\(JSONText.quoted(reason))" }
         if let outbox { text += ",\"outbox\":\(JSONText.quoted(outbox))" }
         if let bootGeneration { text += ",\"boot\":\(bootGeneration)" }

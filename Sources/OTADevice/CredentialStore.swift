@@ -83,6 +83,12 @@ public struct CredentialStore: Sendable {
         return (candidate, serial)
     }
 
+    /// The serial of the renewal in use (`current` names a renewal's directory), else nil.
+    public var currentRenewal: String? {
+        guard let target = linkTarget("current"), target.hasPrefix(Self.renewalPrefix) else { return nil }
+        return String(target.dropFirst(Self.renewalPrefix.count))
+    }
+
     private static let renewalPrefix = "renewal-"
     private var refusedRenewalPath: String { "\(base)/renewal-refused" }
 
@@ -121,7 +127,10 @@ public struct CredentialStore: Sendable {
 
     /// The pending renewal connected: it becomes `current` (one atomic rename). Renewals have no
     /// version: the versions record stays the last bundle's.
-    public func promoteRenewal() throws { try promoteLink() }
+    public func promoteRenewal() throws {
+        try promoteLink()
+        CrashPoint.reached("promoted the pending renewal", root: directory.root)
+    }
 
     /// `pending` renamed over `current` (atomic), the directory synced.
     private func promoteLink() throws {
@@ -136,6 +145,7 @@ public struct CredentialStore: Sendable {
         if remember {
             let serials = (refusedRenewals.union([serial])).sorted().joined(separator: "\n")
             try AtomicFile.write(Array(serials.utf8), to: refusedRenewalPath, mode: AtomicFile.publicMode)
+            CrashPoint.reached("recorded renewal \(serial) as refused", root: directory.root)
         }
         discardPending()
     }

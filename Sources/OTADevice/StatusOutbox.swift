@@ -17,7 +17,9 @@
 // Experiments and certificate bundles keep their state in their versions file, the staging
 // area's `failed` mark and the pending link; each step is reported after it. A start compares
 // what that state proves (`ProvenReport(kind:versions:failed:pendingInstalled:)`) with the newest report of the kind in the
-// outbox, and appends the one a power cut took (`recoverStateReport`).
+// outbox, and appends the one a power cut took (`recoverStateReport`). Certificate renewals
+// (version 0, their serial in the report) likewise: the `pending` and `current` links and the
+// refused serials against each serial's newest report (`recoverRenewalReports`).
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -42,6 +44,9 @@ public final class StatusOutbox {
     /// Per slot-less kind (experiment, certificates), the newest report of a state change (not a
     /// refusal): its version, status and line. Kept through a compaction.
     private var lastStateReports: [UpdateKind: (version: UInt64, status: String, line: String)] = [:]
+    /// Per renewed certificate (serial), its newest report of a step (`renewalStatuses`) and the
+    /// line. Kept through a compaction: one line per renewal, a year or so apart.
+    private var renewalReports: [String: (status: String, line: String)] = [:]
     /// Size above which a fully sent outbox is emptied.
     static let compactionBytes = 256 << 10
 
@@ -96,9 +101,9 @@ public final class StatusOutbox {
     /// Appends a report durably; returns it.
     @discardableResult
     public func append(kind: UpdateKind, status: String, version: UInt64, slot: Slot? = nil, reason: String? = nil, time: Int64,
-                       bootGeneration: UInt64? = nil) throws -> UpdateStatus {
+                       bootGeneration: UInt64? = nil, serial: String? = nil) throws -> UpdateStatus {
         let report = UpdateStatus(sequence: lastSequence + 1, kind: kind, status: status, version: version, slot: slot, reason: reason, time: time,
-                                  bootGeneration: bootGeneration, outbox: outboxID)
+                                  bootGeneration: bootGeneration, outbox: outboxID, serial: serial)
         let json = report.json()
         let line = Array((json + "\n").utf8)
         let fd = open(outboxPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
@@ -128,6 +133,10 @@ public final class StatusOutbox {
     static let stateStatuses = ["downloading", "installed", "committed", "download-failed", "rolled-back"]
 
     private func noteStateReport(_ line: Substring) {
+        if let status = Self.field("status", of: line), Self.renewalStatuses.contains(status), let serial = Self.field("serial", of: line) {
+            renewalReports[serial] = (status, String(line))
+            return
+        }
         guard let kind = Self.field("kind", of: line).flatMap(UpdateKind.init(rawValue:)), kind != .firmware,
               let status = Self.field("status", of: line), Self.stateStatuses.contains(status),
               let version = Self.version(of: line) else { return }
@@ -156,6 +165,29 @@ public final class StatusOutbox {
             ? proven.statuses[1] : proven.statuses[0]
         return try append(kind: kind, status: status, version: proven.version,
                           reason: "recorded at start: a power cut came between this step and its report", time: time)
+    }
+
+    /// The statuses of a renewal's steps: armed, connected (promoted), rolled back.
+    static let renewalStatuses = ["renewal-installed", "renewed", "renewal-rolled-back"]
+
+    /// At a start: appends the renewal reports a power cut took between a step and its report, as
+    /// the credentials on disk prove them: `pending`, the serial of a renewal armed and not
+    /// refused (`renewal-installed`); `current`, that of the renewal in use (`renewed`, after its
+    /// `renewal-installed`); `refused`, the serials recorded as refused (`renewal-rolled-back`,
+    /// after a `renewal-installed`). A serial with no report at all is not reported: one cut takes
+    /// one report, and an outbox an older daqlink emptied kept no renewal lines. Returns what it
+    /// appended.
+    public func recoverRenewalReports(pending: String?, current: String?, refused: Set<String>, time: Int64) throws -> [UpdateStatus] {
+        var missing: [(serial: String, status: String)] = []
+        if let pending, renewalReports[pending] == nil { missing.append((pending, "renewal-installed")) }
+        if let current, renewalReports[current]?.status == "renewal-installed" { missing.append((current, "renewed")) }
+        for serial in refused.sorted() where serial != current && renewalReports[serial]?.status == "renewal-installed" {
+            missing.append((serial, "renewal-rolled-back"))
+        }
+        return try missing.map { serial, status in
+            try append(kind: .certificates, status: status, version: 0,
+                       reason: "serial \(serial); recorded at start: a power cut came between this step and its report", time: time, serial: serial)
+        }
     }
 
     /// A status's place in `stateStatuses`; `download-failed` and `rolled-back`, the two ends of a
@@ -230,8 +262,9 @@ public final class StatusOutbox {
         var info = stat()
         if pending.isEmpty, stat(outboxPath, &info) == 0, info.st_size > Self.compactionBytes {
             // The newest firmware report stays (sent): it keeps the generation reported; so does
-            // each other kind's newest state report (what a start compares its state with).
-            let kept = ([lastFirmwareLine].compactMap { $0 } + lastStateReports.values.map(\.line))
+            // each other kind's newest state report and each renewal's newest report (what a
+            // start compares its state with).
+            let kept = ([lastFirmwareLine].compactMap { $0 } + lastStateReports.values.map(\.line) + renewalReports.values.map(\.line))
                 .sorted { (Self.sequence(of: Substring($0)) ?? 0) < (Self.sequence(of: Substring($1)) ?? 0) }
             try? AtomicFile.write(Array(kept.map { $0 + "\n" }.joined().utf8), to: outboxPath, mode: AtomicFile.publicMode)
         }

@@ -142,6 +142,15 @@ public final class UpdateTask {
         } catch {
             logger.error("cannot finish the certificate promotion a power cut interrupted: \(error)")
         }
+        // Certificate renewals: the reports of the steps the links and the refused serials prove.
+        do {
+            for recovered in try outbox.recoverRenewalReports(pending: credentials.pendingRenewal?.serial, current: credentials.currentRenewal,
+                                                              refused: credentials.refusedRenewals, time: wallClock()) {
+                logger.notice("renewal report '\(recovered.status)' of serial \(recovered.serial ?? "?"), lost in a power cut, is in the outbox again")
+            }
+        } catch {
+            logger.error("cannot put back the renewal report a power cut took: \(error)")
+        }
         // Experiments and certificate bundles: the report of the last step their state proves.
         for kind in [UpdateKind.experiment, .certificates] {
             guard let versions = try? options.directory.versions(of: kind),
@@ -245,7 +254,7 @@ public final class UpdateTask {
             do {
                 try credentials.promoteRenewal()
                 logger.notice("connected with the renewed certificate (serial \(renewal.serial)): it is the one in use now")
-                report(.certificates, "renewed", version: 0, reason: "connected with the renewed certificate, serial \(renewal.serial)")
+                report(.certificates, "renewed", version: 0, reason: "connected with the renewed certificate, serial \(renewal.serial)", serial: renewal.serial)
             } catch {
                 logger.error("cannot promote the renewed certificate: \(error)")
             }
@@ -316,7 +325,7 @@ public final class UpdateTask {
     /// (the certificate in use expired, the broker refusing it) is not reported every poll.
     private func reportRenewal(_ status: String, serial: String, reason: String) {
         guard reportedRenewalSteps.insert("\(status) \(serial)").inserted else { return }
-        report(.certificates, status, version: 0, reason: reason)
+        report(.certificates, status, version: 0, reason: reason, serial: serial)
     }
 
     private var reportedRenewalSteps: Set<String> = []
@@ -810,10 +819,10 @@ public final class UpdateTask {
     }
 
     private func report(_ kind: UpdateKind, _ status: String, version: UInt64, slot: Slot? = nil, reason: String? = nil,
-                        bootGeneration: UInt64? = nil) {
+                        bootGeneration: UInt64? = nil, serial: String? = nil) {
         do {
             try outbox.append(kind: kind, status: status, version: version, slot: slot, reason: reason, time: wallClock(),
-                              bootGeneration: bootGeneration)
+                              bootGeneration: bootGeneration, serial: serial)
             reportsAdded?()
         } catch {
             logger.error("cannot record OTA status \(status): \(error)")

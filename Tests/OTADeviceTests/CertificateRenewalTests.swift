@@ -110,6 +110,35 @@ import Glibc
         #expect(try rig.verify().status == 0)
     }
 
+    /// A power cut after each durable step of a renewal (the boot state made, the renewal armed,
+    /// promoted): every step's report is in the outbox once. A cut between a step and its report
+    /// lost it (bundles' reports were put back at start, renewals' were not).
+    @Test func aCrashAfterEachStepOfARenewalLosesNoReport() throws {
+        let rig = try OTARig()
+        try provision(rig, period: (now - 300, now + 5 * 86_400))
+        try rig.ctl(["pki", "renew", "--dir", rig.pki.path, rig.deviceID, "--publish", rig.updates.path])
+        try rig.startCollector()
+        let statuses = { rig.outboxReports().filter { $0.kind == "certificates" }.map(\.status) }
+        var crashAt = 1
+        while crashAt < 10 {
+            try rig.resetUpdateDirectory()
+            try rig.startDevice(speed: "1", extra: renewalArguments(rig), environment: ["DAQLINK_OTA_CRASH_AT": String(crashAt)])
+            _ = rig.wait(40) { rig.device?.isRunning == false || statuses().contains("renewed") }
+            let crashed = rig.stopDevice()
+            // The renewal done without reaching step `crashAt`: every step was cut once.
+            if crashed != 99 {
+                #expect(statuses() == ["renewal-installed", "renewed"] && crashAt > 3, "step \(crashAt): exit \(crashed)\n\(rig.deviceLogs())")
+                break
+            }
+            try rig.startDevice(speed: "1", extra: renewalArguments(rig))
+            #expect(rig.wait(60) { statuses().contains("renewed") }, "step \(crashAt): not renewed\n\(rig.deviceLogs())")
+            _ = rig.stopDevice()
+            #expect(statuses() == ["renewal-installed", "renewed"], "step \(crashAt): \(statuses())\n\(rig.deviceLogs())")
+            crashAt += 1
+        }
+        rig.stopCollector()
+    }
+
     @Test func aRenewalTheBrokerRefusesIsRolledBackOnceAndNotTriedAgain() throws {
         let rig = try OTARig()
         try provision(rig, period: (now - 300, now + 5 * 86_400))

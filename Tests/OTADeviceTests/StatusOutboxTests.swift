@@ -139,6 +139,44 @@ import TestSupport
         #expect(try none.recoverStateReport(of: .experiment, downloading, time: 12)?.status == "downloading")
     }
 
+    /// Renewals (version 0) are told apart by serial: a start puts back the report of the step
+    /// that the links and the refused serials prove, once, and only after the step before it was
+    /// reported; each renewal's newest report outlives a compaction.
+    @Test func aStartAppendsTheRenewalReportThatAPowerCutTook() throws {
+        let directory = try PackagePaths.temporaryDirectory("outbox-renewal")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let outbox = try StatusOutbox(directory: directory.path)
+        // Armed, and the cut came before its report: put back.
+        var recovered = try StatusOutbox(directory: directory.path).recoverRenewalReports(pending: "0a", current: nil, refused: [], time: 1)
+        #expect(recovered.map(\.status) == ["renewal-installed"] && recovered.first?.serial == "0a" && recovered.first?.version == 0)
+        #expect(recovered.first?.json().contains("\"serial\":\"0a\"") == true, "\(recovered)")
+        #expect(try StatusOutbox(directory: directory.path).recoverRenewalReports(pending: "0a", current: nil, refused: [], time: 2).isEmpty)
+        // Promoted, and the cut came before "renewed": put back, once.
+        recovered = try StatusOutbox(directory: directory.path).recoverRenewalReports(pending: nil, current: "0a", refused: [], time: 3)
+        #expect(recovered.map(\.status) == ["renewed"] && recovered.first?.serial == "0a")
+        #expect(try StatusOutbox(directory: directory.path).recoverRenewalReports(pending: nil, current: "0a", refused: [], time: 4).isEmpty)
+        // A later renewal installed, then recorded as refused before its rollback was reported;
+        // the one in use stays reported as renewed (the newest report of the kind is another
+        // serial's: a rule on the newest report alone would report "0a" renewed again).
+        try outbox.append(kind: .certificates, status: "renewal-installed", version: 0, time: 5, serial: "0b")
+        recovered = try StatusOutbox(directory: directory.path).recoverRenewalReports(pending: nil, current: "0a", refused: ["0b"], time: 6)
+        #expect(recovered.map(\.status) == ["renewal-rolled-back"] && recovered.first?.serial == "0b", "\(recovered)")
+        #expect(try StatusOutbox(directory: directory.path).recoverRenewalReports(pending: nil, current: "0a", refused: ["0b"], time: 7).isEmpty)
+        // A serial with no report at all (an outbox an older daqlink emptied) is not reported.
+        #expect(try StatusOutbox(directory: directory.path).recoverRenewalReports(pending: nil, current: "0c", refused: ["0d"], time: 8).isEmpty)
+
+        // Sent and emptied: each renewal's newest report stays, and nothing is put back again.
+        let start = try StatusOutbox(directory: directory.path)
+        var last: UInt64 = 0
+        while (try? FileManager.default.attributesOfItem(atPath: directory.appendingPathComponent("outbox").path)[.size] as? Int) ?? 0 <= 256 << 10 {
+            last = try start.append(kind: .experiment, status: "refused", version: 9, reason: String(repeating: "x", count: 500), time: 9).sequence
+        }
+        start.acknowledge(upTo: last)
+        let kept = try String(contentsOf: directory.appendingPathComponent("outbox"), encoding: .utf8).split(separator: "\n")
+        #expect(kept.filter { $0.contains("\"serial\"") }.count == 2, "\(kept)")
+        #expect(try StatusOutbox(directory: directory.path).recoverRenewalReports(pending: nil, current: "0a", refused: ["0b"], time: 10).isEmpty)
+    }
+
     /// Each outbox has an id of its own, kept across restarts and carried by its reports: the
     /// collector keeps the numbers of each outbox apart (a new card numbers from 1 again).
     @Test func anOutboxKeepsItsIdAndItsReportsCarryIt() throws {
