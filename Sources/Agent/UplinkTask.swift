@@ -112,6 +112,9 @@ final class UplinkTask {
             case .success(let connection):
                 self.connectStarted(connection)
             case .failure(let error):
+                // Closed by the broker while the connect call ran (a refused certificate): held
+                // against the credentials, as on a broker given by address (`connect()`).
+                if error.code == .closedByPeer, let files = self.connectionFiles { self.connectionOutcome?(files, false) }
                 self.lostConnection("\(error)")
             }
         }
@@ -614,6 +617,14 @@ final class UplinkTask {
     func reconnect() {
         guard !stopped else { return }
         guard connection != nil else {
+            if connector.isBusy {
+                // An attempt still looking up the broker's name was made with the credentials
+                // before: dropped, and one with the changed credentials starts once the lookup is
+                // back (it connected with the old ones, and new ones waited for a lost link).
+                logger.notice("connecting with the changed credentials once the name lookup under way is back")
+                connect()
+                return
+            }
             // Waiting between attempts: the next one goes now, with the credentials just changed
             // (a rollback to the old ones waited out the backoff the new ones had run up, a minute).
             guard let timer = timers[.reconnect] else { return }
@@ -640,7 +651,8 @@ final class UplinkTask {
     /// `deliberate`: daqlink itself ends the session (new credentials): neither a link lost nor a
     /// failed attempt.
     private func lostConnection(_ reason: String? = nil, linkFault: Bool = false, deliberate: Bool = false) {
-        if connection != nil, !connectionAccepted, !linkFault, let files = connectionFiles { connectionOutcome?(files, false) }
+        // An attempt daqlink itself ends (new credentials) was not refused: not held against them.
+        if connection != nil, !connectionAccepted, !linkFault, !deliberate, let files = connectionFiles { connectionOutcome?(files, false) }
         connectionAccepted = true  // report each attempt once
         let why = reason ?? connection?.lastFailure ?? "the connection failed"
         let wasUp = sender.isConnected

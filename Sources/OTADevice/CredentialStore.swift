@@ -99,9 +99,17 @@ public struct CredentialStore: Sendable {
 
     /// Stores a checked renewal (the renewed certificate, the key in use and the trust anchors in
     /// use, if a bundle brought them) in its own directory and arms it as `pending`, like a bundle.
+    /// A serial refused before is taken off the refused list first (the caller tries one again
+    /// only once the certificate in use has expired): `pendingRenewal` ignored it, and it was
+    /// never tried.
     public func installRenewal(_ credentials: DeviceCredentials, serial: String) throws {
         guard SafeName.isSafe(serial) else {
             throw DAQError(.malformedInput, "serial '\(serial)' is not a plain hex number", at: InputLocation(file: base, field: "serial"))
+        }
+        let refused = refusedRenewals
+        if refused.contains(serial) {
+            let serials = refused.subtracting([serial]).sorted().joined(separator: "\n")
+            try AtomicFile.write(Array(serials.utf8), to: refusedRenewalPath, mode: AtomicFile.publicMode)
         }
         try arm(credentials, in: Self.renewalPrefix + serial)
     }

@@ -133,8 +133,11 @@ public final class StatusOutbox {
     static let stateStatuses = ["downloading", "installed", "committed", "download-failed", "rolled-back"]
 
     private func noteStateReport(_ line: Substring) {
-        if let status = Self.field("status", of: line), Self.renewalStatuses.contains(status), let serial = Self.field("serial", of: line) {
-            renewalReports[serial] = (status, String(line))
+        if let status = Self.field("status", of: line), Self.renewalStatuses.contains(status) {
+            // Lines of the daqlink before the "serial" key name it in their reason.
+            if let serial = Self.field("serial", of: line) ?? Self.field("reason", of: line).flatMap(Self.serialNamed(in:)) {
+                renewalReports[serial] = (status, String(line))
+            }
             return
         }
         guard let kind = Self.field("kind", of: line).flatMap(UpdateKind.init(rawValue:)), kind != .firmware,
@@ -167,20 +170,28 @@ public final class StatusOutbox {
                           reason: "recorded at start: a power cut came between this step and its report", time: time)
     }
 
+    /// The hex serial after "serial " in a renewal report's reason (nil: none).
+    static func serialNamed(in reason: String) -> String? {
+        guard let start = reason.range(of: "serial ") else { return nil }
+        let serial = reason[start.upperBound...].prefix { $0.isHexDigit }
+        return serial.isEmpty ? nil : String(serial)
+    }
+
     /// The statuses of a renewal's steps: armed, connected (promoted), rolled back.
     static let renewalStatuses = ["renewal-installed", "renewed", "renewal-rolled-back"]
 
     /// At a start: appends the renewal reports a power cut took between a step and its report, as
     /// the credentials on disk prove them: `pending`, the serial of a renewal armed and not
     /// refused (`renewal-installed`); `current`, that of the renewal in use (`renewed`, after its
-    /// `renewal-installed`); `refused`, the serials recorded as refused (`renewal-rolled-back`,
-    /// after a `renewal-installed`). A serial with no report at all is not reported: one cut takes
-    /// one report, and an outbox an older daqlink emptied kept no renewal lines. Returns what it
-    /// appended.
+    /// `renewal-installed`, or after a `renewal-rolled-back` when it was tried again); `refused`,
+    /// the serials recorded as refused (`renewal-rolled-back`, after a `renewal-installed`). Only
+    /// `pending` is reported with no report of its serial on record: one cut takes one report,
+    /// and an outbox an older daqlink emptied kept no renewal lines (a wiped status directory
+    /// reports a pending renewal again). Returns what it appended.
     public func recoverRenewalReports(pending: String?, current: String?, refused: Set<String>, time: Int64) throws -> [UpdateStatus] {
         var missing: [(serial: String, status: String)] = []
         if let pending, renewalReports[pending] == nil { missing.append((pending, "renewal-installed")) }
-        if let current, renewalReports[current]?.status == "renewal-installed" { missing.append((current, "renewed")) }
+        if let current, let last = renewalReports[current]?.status, last != "renewed" { missing.append((current, "renewed")) }
         for serial in refused.sorted() where serial != current && renewalReports[serial]?.status == "renewal-installed" {
             missing.append((serial, "renewal-rolled-back"))
         }

@@ -40,7 +40,8 @@ public struct UpdateOptions: Sendable {
     public var trialAttempts: UInt8 = 3
     /// Bytes that must stay free on the update directory's file system after a download.
     public var freeSpaceMargin: UInt64 = 1 << 20
-    /// Failed connections with a new certificate before it is given up…
+    /// Failed connections with a new certificate before it is checked against the one in use
+    /// (`PendingCheck`), or, with that one expired, given up…
     public var certificateAttempts = 3
     /// …spread over at least this many seconds: a broker restarting (as `pki revoke` advises)
     /// refuses every connection for a second or two, and three quick refusals rolled back, for
@@ -215,15 +216,19 @@ public final class UpdateTask {
     /// every certificate update waiting for its first connection. The credentials in use are tried
     /// first. If the broker refuses them too, the failures were the broker's and the new ones stay
     /// pending; if it takes them, the new ones get one more attempt, and a failure right after
-    /// the ones in use connected is theirs.
+    /// the ones in use connected is theirs. Each step is one attempt: one that ends without an
+    /// answer (a timeout) says nothing, and the new ones are counted afresh. (Not while the
+    /// certificate in use has expired: the broker refuses it whatever the new ones' fault, and a
+    /// bad bundle would stay pending for ever, in the way of a renewal.)
     private enum PendingCheck: Equatable {
-        /// The next connection goes with the credentials in use (the pending ones: `certificate`).
-        case tryingCurrent(certificate: String)
-        /// The credentials in use connected: the pending ones' next failure rolls them back.
-        case lastAttempt(certificate: String)
+        /// The next connection goes with the credentials in use (the pending ones: `certificate`);
+        /// `made`: that attempt has started.
+        case tryingCurrent(certificate: String, made: Bool)
+        /// The credentials in use connected: the pending ones' next attempt decides.
+        case lastAttempt(certificate: String, made: Bool)
 
         var certificate: String {
-            switch self { case .tryingCurrent(let file), .lastAttempt(let file): file }
+            switch self { case .tryingCurrent(let file, _), .lastAttempt(let file, _): file }
         }
     }
 
@@ -236,14 +241,27 @@ public final class UpdateTask {
         }
         // A check of other pending credentials (replaced since) says nothing of these.
         if pendingCheck?.certificate != candidate.certificateFile { pendingCheck = nil }
-        if case .tryingCurrent? = pendingCheck { return credentials.current }
-        return candidate
+        switch pendingCheck {
+        case .tryingCurrent(let certificate, false)?:
+            pendingCheck = .tryingCurrent(certificate: certificate, made: true)
+            return credentials.current
+        case .lastAttempt(let certificate, false)?:
+            pendingCheck = .lastAttempt(certificate: certificate, made: true)
+            return candidate
+        case .tryingCurrent?, .lastAttempt?:
+            // The step's attempt ended without an answer (a timeout): it says nothing.
+            logger.notice("the check of the new certificate got no answer: it is tried again and counted afresh")
+            pendingCheck = nil
+            return candidate
+        case nil:
+            return candidate
+        }
     }
 
     /// A connection made with `used` succeeded (CONNACK success).
     public func connectionSucceeded(with used: CredentialFiles) {
-        if case .tryingCurrent(let certificate)? = pendingCheck, credentials.current.wereUsed(in: used) {
-            pendingCheck = .lastAttempt(certificate: certificate)
+        if case .tryingCurrent(let certificate, true)? = pendingCheck, credentials.current.wereUsed(in: used) {
+            pendingCheck = .lastAttempt(certificate: certificate, made: false)
             logger.notice("the broker accepts the certificate in use: one more attempt with the new one, which is rolled back if it fails")
             credentialsChangedSoon()
             return
@@ -274,32 +292,37 @@ public final class UpdateTask {
 
     /// A connection made with `used` failed before CONNACK success.
     public func connectionFailed(with used: CredentialFiles) {
-        if case .tryingCurrent? = pendingCheck, credentials.current.wereUsed(in: used) {
+        if case .tryingCurrent(_, true)? = pendingCheck, credentials.current.wereUsed(in: used) {
             pendingCheck = nil
-            logger.notice("the broker refused the certificate in use too: the failures were the broker's, and the new certificate stays pending")
+            logger.notice("the broker refused the certificate in use too: the failures were the broker's (down, restarting), and the new certificate stays pending, counted afresh")
             return
         }
-        let lastAttempt = pendingCheck == .lastAttempt(certificate: used.certificateFile)
-        if let renewal = credentials.pendingRenewal, renewal.files.wereUsed(in: used) {
-            guard lastAttempt || failedAgain(with: used) else { return }
-            // With the certificate in use expired there is nothing to keep, and nothing to check
-            // against: the failures may be the broker's (restarted, its CRL lapsed), so the
-            // renewal is asked for again.
-            let expired = hasEnded(currentCertificateEnd())
-            if !lastAttempt, !expired { return checkAgainstCurrent(used, "the renewed certificate (serial \(renewal.serial))") }
+        let renewal = credentials.pendingRenewal.flatMap { $0.files.wereUsed(in: used) ? $0 : nil }
+        let pending = renewal == nil ? credentials.pending.flatMap { $0.files.wereUsed(in: used) ? $0 : nil } : nil
+        guard renewal != nil || pending != nil else { return }
+        let lastAttempt = pendingCheck == .lastAttempt(certificate: used.certificateFile, made: true)
+        let span = lastAttempt ? nil : failedAgain(with: used)
+        guard lastAttempt || span != nil else { return }
+        // With the certificate in use expired there is nothing to check against (see `PendingCheck`).
+        let expired = hasEnded(currentCertificateEnd())
+        let how = lastAttempt ? "while the one in use connected"
+            : String(format: "in %d attempts over %.1f s, with the one in use expired", options.certificateAttempts, span ?? 0)
+        if let renewal {
+            if !lastAttempt, !expired { return checkAgainstCurrent(used, "the renewed certificate (serial \(renewal.serial))", span: span ?? 0) }
             pendingCheck = nil
+            // Expired, there is nothing to keep either: the failures may be the broker's
+            // (restarted, its CRL lapsed), so the renewal is asked for again.
             do { try credentials.discardRenewal(serial: renewal.serial, remember: !expired) } catch { logger.error("cannot record the refused renewal: \(error)") }
             if expired { renewalRetryAfter[renewal.serial] = wallClock() + 3600 }
             let next = expired ? "; it has expired, so the renewal is tried again in an hour" : ", and this renewal is not tried again"
-            let how = expired ? "in \(options.certificateAttempts) attempts" : "while the one in use connected"
             logger.error("no connection with the renewed certificate (serial \(renewal.serial)) \(how): back to the one before\(next)")
             credentialsChangedSoon()
             reportRenewal("renewal-rolled-back", serial: renewal.serial,
                    reason: "no connection with the renewed certificate, serial \(renewal.serial), \(how); kept the old one")
             return
         }
-        guard let pending = credentials.pending, pending.files.wereUsed(in: used), lastAttempt || failedAgain(with: used) else { return }
-        guard lastAttempt else { return checkAgainstCurrent(used, "the new certificate (bundle \(pending.version))") }
+        guard let pending else { return }
+        if !lastAttempt, !expired { return checkAgainstCurrent(used, "the new certificate (bundle \(pending.version))", span: span ?? 0) }
         pendingCheck = nil
         credentials.discardPending()
         // Never fetched or installed again: the poll resumed the "unfinished" download of the
@@ -308,16 +331,15 @@ public final class UpdateTask {
         try? options.directory.clearStaging(.certificates)
         try? options.directory.markFailed(.certificates, version: pending.version)
         credentialsChangedSoon()
-        logger.error("no connection with the new certificate (bundle \(pending.version)) while the one in use connected: back to the one in use, and bundle \(pending.version) is not tried again")
-        report(.certificates, "rolled-back", version: pending.version,
-               reason: "no connection with the new certificate, while the one in use connected; kept the old one")
+        logger.error("no connection with the new certificate (bundle \(pending.version)) \(how): back to the one in use, and bundle \(pending.version) is not tried again")
+        report(.certificates, "rolled-back", version: pending.version, reason: "no connection with the new certificate, \(how); kept the old one")
     }
 
     /// Pending credentials `used` failed their attempts: the next connection tries the ones in use,
     /// at once (see `PendingCheck`).
-    private func checkAgainstCurrent(_ used: CredentialFiles, _ what: String) {
-        pendingCheck = .tryingCurrent(certificate: used.certificateFile)
-        logger.notice("no connection with \(what) in \(options.certificateAttempts) attempts over \(options.certificateFailureSpan) s: trying the certificate in use, to tell a refused certificate from a broker that is down")
+    private func checkAgainstCurrent(_ used: CredentialFiles, _ what: String, span: Double) {
+        pendingCheck = .tryingCurrent(certificate: used.certificateFile, made: false)
+        logger.notice("no connection with \(what) in \(options.certificateAttempts) attempts over \(String(format: "%.1f", span)) s: trying the certificate in use, to tell a refused certificate from a broker that is down")
         credentialsChangedSoon()
     }
 
@@ -336,10 +358,10 @@ public final class UpdateTask {
         _ = loop.schedule(at: loop.clock.now()) { [weak self] in self?.credentialsChanged?() }
     }
 
-    /// Counts a failed connection with the pending credentials `used`; true once they have
-    /// failed `certificateAttempts` times over at least `certificateFailureSpan` seconds (and
-    /// the count starts again).
-    private func failedAgain(with used: CredentialFiles) -> Bool {
+    /// Counts a failed connection with the pending credentials `used`; the seconds the failures
+    /// spanned once they have failed `certificateAttempts` times over at least
+    /// `certificateFailureSpan` seconds (and the count starts again), else nil.
+    private func failedAgain(with used: CredentialFiles) -> Double? {
         let now = loop.clock.now()
         // The same credentials, failing lately: one failure long ago (then timeouts, which do not
         // count) and two in a later broker restart are no three refusals.
@@ -349,10 +371,10 @@ public final class UpdateTask {
         let since = same ? certificateFailures?.since ?? now : now
         guard count >= options.certificateAttempts, now - since >= span else {
             certificateFailures = (used.certificateFile, count, since, now)
-            return false
+            return nil
         }
         certificateFailures = nil
-        return true
+        return Double(now - since) / 1e9
     }
 
     /// The end of the certificate in use (seconds since the epoch); nil, said once, when it

@@ -32,13 +32,30 @@ import TestSupport
     /// A connection's outcome is matched to the directory it was made with: a bundle installed
     /// while a renewal's connection was under way is not promoted (or failed) by that outcome.
     /// Before, both were `pending/device.crt`, and the renewal's CONNACK promoted the bundle.
+    /// A renewal refused before and armed again (UpdateTask does so once the certificate in use
+    /// has expired) is taken off the refused list: `pendingRenewal` ignored it, so it was never
+    /// tried, and each poll rewrote it and cut the link.
+    @Test func aRefusedRenewalArmedAgainIsPending() throws {
+        let root = try PackagePaths.temporaryDirectory("credential-refused")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let (_, store) = try plainStore(in: root)
+        let plain = Self.plain
+        try store.installRenewal(plain, serial: "AB12")
+        try store.installRenewal(plain, serial: "CD34")
+        try store.discardRenewal(serial: "CD34", remember: true)
+        try store.installRenewal(plain, serial: "AB12")
+        try store.discardRenewal(serial: "AB12", remember: true)
+        #expect(store.refusedRenewals == ["AB12", "CD34"] && store.pendingRenewal == nil)
+        try store.installRenewal(plain, serial: "AB12")
+        #expect(store.pendingRenewal?.serial == "AB12")
+        #expect(store.refusedRenewals == ["CD34"])
+    }
+
     @Test func aConnectionWithARenewalIsNeverTakenForABundleInstalledSince() throws {
         let root = try PackagePaths.temporaryDirectory("credential-store")
         defer { try? FileManager.default.removeItem(at: root) }
-        let slots = SlotDirectory(root: root.path)
-        try slots.prepare()
-        let store = CredentialStore(directory: slots, provisioned: CredentialFiles(certificateFile: "/p.crt", keyFile: "/p.key"))
-        let plain = DeviceCredentials(certificatePEM: Array("crt".utf8), keyPEM: Array("key".utf8))
+        let (slots, store) = try plainStore(in: root)
+        let plain = Self.plain
 
         try store.installRenewal(plain, serial: "AB12")
         let renewal = try #require(store.pendingRenewal)
@@ -64,7 +81,8 @@ import TestSupport
         #expect(store.pendingRenewal?.serial == "CD34")
         try store.discardRenewal(serial: "CD34", remember: true)
         #expect(store.refusedRenewals == ["CD34"])
-        try store.installRenewal(plain, serial: "CD34")
+        // The cut came after the serial was recorded, before the link went.
+        try FileManager.default.createSymbolicLink(atPath: slots.kindPath(.certificates) + "/pending", withDestinationPath: "renewal-CD34")
         #expect(store.pendingRenewal == nil)
     }
 
@@ -127,14 +145,72 @@ import TestSupport
         #expect(slots.failedVersion(.certificates) == nil)
     }
 
+    /// Each step of the check is one attempt: one that ends without an answer (a timeout, which
+    /// is not reported) says nothing, and the new credentials are counted afresh; a refusal long
+    /// after the credentials in use connected is no verdict. (Left pending, the check waited for
+    /// an answer for ever, and a broker restart an hour later rolled good credentials back.)
+    @Test func aCheckStepWithoutAnAnswerSaysNothing() throws {
+        let root = try PackagePaths.temporaryDirectory("credential-check-timeout")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let (slots, store, clock, task, used) = try pendingBundle(in: root)
+        func failThreeTimes() {
+            for _ in 0..<3 {
+                clock.advance(to: clock.now() + 6_000_000_000)
+                task.connectionFailed(with: used)
+            }
+        }
+        failThreeTimes()
+        #expect(task.credentialsForNextConnection() == store.provisioned)
+        // That attempt timed out (no outcome): the next one goes with the new credentials.
+        #expect(task.credentialsForNextConnection() == used)
+        task.connectionFailed(with: used)
+        #expect(store.pending != nil, "one failure after an unanswered check is a new count, not a verdict")
+        failThreeTimes()
+        #expect(task.credentialsForNextConnection() == store.provisioned)
+        task.connectionSucceeded(with: store.provisioned)
+        #expect(task.credentialsForNextConnection() == used)
+        // The last attempt timed out too: the attempt after it is counted afresh.
+        #expect(task.credentialsForNextConnection() == used)
+        task.connectionFailed(with: used)
+        #expect(store.pending != nil)
+        #expect(slots.failedVersion(.certificates) == nil)
+    }
+
+    /// With the certificate in use expired, the broker refuses it whatever the new credentials'
+    /// fault: no check, and failed new credentials are rolled back as before (a bad bundle stayed
+    /// pending for ever, and kept the device from fetching a renewal).
+    @Test func anExpiredCertificateInUseIsNoCheck() throws {
+        let root = try PackagePaths.temporaryDirectory("credential-check-expired")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let (slots, store, clock, task, used) = try pendingBundle(in: root, provisionedCertificate: true)
+        task.wallClock = { Int64(Date().timeIntervalSince1970) + 10 * 86_400 }  // the 1-day certificate has ended
+        for _ in 0..<3 {
+            clock.advance(to: clock.now() + 6_000_000_000)
+            task.connectionFailed(with: used)
+        }
+        #expect(store.pending == nil)
+        #expect(slots.failedVersion(.certificates) == 2)
+        #expect(task.credentialsForNextConnection() == store.provisioned)
+    }
+
     /// An update task on a virtual clock, with bundle 2 pending (the provisioned credentials in use).
-    private func pendingBundle(in root: URL) throws -> (SlotDirectory, CredentialStore, VirtualClock, UpdateTask, CredentialFiles) {
+    /// `provisionedCertificate`: the provisioned files are a real certificate (valid for a day)
+    /// and key, made by openssl; else paths to nothing.
+    private func pendingBundle(in root: URL, provisionedCertificate: Bool = false)
+        throws -> (SlotDirectory, CredentialStore, VirtualClock, UpdateTask, CredentialFiles) {
         let keys = root.appendingPathComponent("release")
         #expect(try runProcess(OTARig.daqctl, ["ota", "keygen", "--out", keys.path]).status == 0)
         let slots = SlotDirectory(root: root.appendingPathComponent("ota").path)
         try slots.prepare()
         try slots.persist(BootState.factory(version: 1))
-        let store = CredentialStore(directory: slots, provisioned: CredentialFiles(certificateFile: "/p.crt", keyFile: "/p.key"))
+        var provisioned = CredentialFiles(certificateFile: "/p.crt", keyFile: "/p.key")
+        if provisionedCertificate {
+            provisioned = CredentialFiles(certificateFile: root.appendingPathComponent("p.crt").path, keyFile: root.appendingPathComponent("p.key").path)
+            let made = try runProcess("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
+                                                  "-subj", "/CN=rig-01", "-keyout", provisioned.keyFile, "-out", provisioned.certificateFile])
+            #expect(made.status == 0, "\(made.stderr)")
+        }
+        let store = CredentialStore(directory: slots, provisioned: provisioned)
         try slots.persist(ArtifactVersions(installed: 0, floor: 0, accepted: 2), of: .certificates)
         try store.installPending(DeviceCredentials(certificatePEM: Array("crt".utf8), keyPEM: Array("key".utf8)), version: 2)
         let clock = VirtualClock(start: 1_000_000_000)
@@ -142,5 +218,15 @@ import TestSupport
                                     runningSlot: .a, trustedKeyFiles: [keys.appendingPathComponent("release.pub").path], caFile: "/ca.crt")
         let task = try UpdateTask(options: options, loop: EventLoop(clock: clock, sleeps: false), credentials: store, seed: 1)
         return (slots, store, clock, task, try #require(store.pending).files)
+    }
+
+    /// Credentials made of placeholder bytes (the store only writes and links them).
+    static let plain = DeviceCredentials(certificatePEM: Array("crt".utf8), keyPEM: Array("key".utf8))
+
+    /// A credential store in `root`, the provisioned files paths to nothing.
+    private func plainStore(in root: URL) throws -> (SlotDirectory, CredentialStore) {
+        let slots = SlotDirectory(root: root.path)
+        try slots.prepare()
+        return (slots, CredentialStore(directory: slots, provisioned: CredentialFiles(certificateFile: "/p.crt", keyFile: "/p.key")))
     }
 }

@@ -156,5 +156,67 @@ import Glibc
         #expect(!rig.history().contains { $0.status == "rolled-back" }, "\(rig.history())")
         #expect(try Data(contentsOf: rig.ota.appendingPathComponent("certificates/current/device.crt")) == newCertificate)
         #expect(try rig.verify().status == 0)
+        if seconds > 20 {
+            // The failures ran up to a check, and the certificate in use, refused too, told the broker's fault.
+            let log = rig.deviceLogs()
+            #expect(log.contains("trying the certificate in use") && log.contains("the broker refused the certificate in use too"), "\(log)")
+        }
     }
+
+    /// A certificate bundle installed while the uplink's attempt is still looking up the broker's
+    /// name (a slow resolver: each answer takes 4 s) is used by the next attempt. The attempt
+    /// under way was made with the credentials before: it connected with them when its lookup
+    /// came back, and the bundle waited for the next lost link (`reconnect()` did nothing during
+    /// a lookup). The device runs in its own mount namespace, as `NameLookupTests`' does, with a
+    /// resolv.conf naming a nameserver that answers every query after 4 s; the update server is
+    /// given by address, so only the broker's name is slow.
+    @Test func aBundleInstalledDuringTheBrokersNameLookupIsUsedByTheNextAttempt() throws {
+        let rig = try OTARig()
+        try rig.startCollector()
+        let (bundle, newCertificate) = try rig.newCertificateBundle(version: 2)
+        try rig.publish(bundle, kind: .certificates, version: 2)
+
+        let nameserver = Process()
+        nameserver.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        nameserver.arguments = ["python3", "-u", "-c", Self.slowNameserver, "127.0.0.10", "4"]
+        let ready = Pipe()
+        nameserver.standardOutput = ready
+        try nameserver.run()
+        // SIGKILL: python does not handle SIGTERM, and the test process's ignored SIGTERM is inherited.
+        defer { kill(nameserver.processIdentifier, SIGKILL); nameserver.waitUntilExit() }
+        let line = String(decoding: ready.fileHandleForReading.availableData, as: UTF8.self)
+        try #require(line.hasPrefix("ready"), "the nameserver did not start (binding 127.0.0.10:53 needs root, and nothing else may hold it): \(line)")
+
+        let resolver = try privateResolver(in: rig.root, nameserver: "127.0.0.10", timeout: 8)
+        try rig.startDevice(speed: "0.4", wrapper: resolver.wrapper, hosts: (broker: "localhost", updates: "127.0.0.1"))
+        #expect(rig.wait(60) { rig.historyContains("certificates", "committed", 2) }, "\(rig.history())\n\(rig.deviceLogs())")
+        #expect(rig.stopDevice() == 0, "\(rig.deviceLogs())")
+        rig.stopCollector()
+        #expect(rig.deviceLogs().contains("connecting with the changed credentials once the name lookup under way is back"), "\(rig.deviceLogs())")
+        #expect(try Data(contentsOf: rig.ota.appendingPathComponent("certificates/current/device.crt")) == newCertificate)
+    }
+
+    /// A nameserver on ADDRESS:53 that answers every A query with 127.0.0.1, and every other
+    /// query with no record, DELAY seconds after it came (each in a thread of its own: the
+    /// resolver asks for A and AAAA at once). Prints "ready" once bound.
+    static let slowNameserver = """
+    import socket, struct, sys, threading, time
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind((sys.argv[1], 53))
+    delay = float(sys.argv[2])
+    def answer(query, client):
+        time.sleep(delay)
+        end = 12
+        while query[end] != 0:
+            end += query[end] + 1
+        kind = struct.unpack(">H", query[end + 1:end + 3])[0]
+        question = query[12:end + 5]
+        record = b"\\xc0\\x0c" + struct.pack(">HHIH", 1, 1, 60, 4) + socket.inet_aton("127.0.0.1") if kind == 1 else b""
+        header = query[:2] + b"\\x81\\x80" + struct.pack(">HHHH", 1, 1 if record else 0, 0, 0)
+        server.sendto(header + question + record, client)
+    print("ready", flush=True)
+    while True:
+        query, client = server.recvfrom(512)
+        threading.Thread(target=answer, args=(query, client), daemon=True).start()
+    """
 }

@@ -184,11 +184,21 @@ final class OTARig: @unchecked Sendable {
     }
 
     /// `daqlink boot` from the update directory, replaying the fixture at `speed` while polling.
-    func startDevice(speed: String = "0.25", healthTimeout: Double = 30, extra: [String] = [], environment: [String: String] = [:]) throws {
+    /// `wrapper`: a command that execs the device (e.g. `unshare`), `hosts`: the broker's and the
+    /// update server's host names in place of 127.0.0.1 and localhost.
+    func startDevice(speed: String = "0.25", healthTimeout: Double = 30, extra: [String] = [], environment: [String: String] = [:],
+                     wrapper: [String] = [], hosts: (broker: String, updates: String)? = nil) throws {
         deviceRuns += 1
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: slots.binaryPath(.a))
-        process.arguments = ["boot", "--ota-dir", ota.path, "--"] + runArguments(speed: speed, healthTimeout: healthTimeout) + extra
+        var arguments = runArguments(speed: speed, healthTimeout: healthTimeout)
+        if let hosts {
+            arguments = arguments.map {
+                $0.replacingOccurrences(of: "127.0.0.1:", with: "\(hosts.broker):").replacingOccurrences(of: "https://localhost:", with: "https://\(hosts.updates):")
+            }
+        }
+        let command = [slots.binaryPath(.a), "boot", "--ota-dir", ota.path, "--"] + arguments + extra
+        process.executableURL = URL(fileURLWithPath: wrapper.first ?? command[0])
+        process.arguments = Array((wrapper + command).dropFirst())
         process.standardOutput = FileHandle.nullDevice
         if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         process.standardError = try FileHandle(forWritingTo: logFile("device-\(deviceRuns)"))

@@ -115,6 +115,21 @@ public func runProcess(_ executable: String, _ arguments: [String], stdin: Data?
                          stdoutData: outBox.data)
 }
 
+/// A command that runs the command after it in a mount namespace of its own (`unshare`, as
+/// root) whose resolver files are written into `directory`: a resolv.conf naming `nameserver`
+/// with `timeout` seconds per query, a hosts file holding only "127.0.0.1 not-the-broker"
+/// (rewritable by the test: read at every lookup), and "hosts: files dns".
+public func privateResolver(in directory: URL, nameserver: String, timeout: Int) throws -> (wrapper: [String], hosts: URL) {
+    let resolv = directory.appendingPathComponent("resolv.conf"), hosts = directory.appendingPathComponent("hosts")
+    let nsswitch = directory.appendingPathComponent("nsswitch.conf")
+    try "nameserver \(nameserver)\noptions timeout:\(timeout) attempts:1\n".write(to: resolv, atomically: true, encoding: .utf8)
+    try "127.0.0.1 not-the-broker\n".write(to: hosts, atomically: true, encoding: .utf8)
+    try "passwd: files\ngroup: files\nhosts: files dns\n".write(to: nsswitch, atomically: true, encoding: .utf8)
+    let mounts = "mount --bind \(resolv.path) /etc/resolv.conf && mount --bind \(hosts.path) /etc/hosts"
+        + " && mount --bind \(nsswitch.path) /etc/nsswitch.conf && exec \"$0\" \"$@\""
+    return (["/usr/bin/unshare", "--mount", "/bin/sh", "-c", mounts], hosts)
+}
+
 /// Runs a Python snippet with python3 (the oracles: cantools, python-can, asammdf, paho-mqtt).
 @discardableResult
 public func runPython(_ script: String, _ arguments: [String] = [], stdin: Data? = nil) throws -> ProcessResult {

@@ -30,20 +30,13 @@ import Glibc
         }
         try #require(bound == 0, "binding 127.0.0.9:53 needs root: \(String(cString: strerror(errno)))")
 
-        let resolv = rig.work.appendingPathComponent("resolv.conf")
-        let hosts = rig.work.appendingPathComponent("hosts")
-        let nsswitch = rig.work.appendingPathComponent("nsswitch.conf")
-        try "nameserver 127.0.0.9\noptions timeout:2 attempts:1\n".write(to: resolv, atomically: true, encoding: .utf8)
-        try "127.0.0.1 not-the-broker\n".write(to: hosts, atomically: true, encoding: .utf8)
-        try "passwd: files\ngroup: files\nhosts: files dns\n".write(to: nsswitch, atomically: true, encoding: .utf8)
-        let mounts = "mount --bind \(resolv.path) /etc/resolv.conf && mount --bind \(hosts.path) /etc/hosts"
-            + " && mount --bind \(nsswitch.path) /etc/nsswitch.conf && exec \"$0\" \"$@\""
+        let (wrapper, hosts) = try privateResolver(in: rig.work, nameserver: "127.0.0.9", timeout: 2)
         let trace = rig.work.appendingPathComponent("appends.trace")
         let started = SystemClock.realtime()  // the append trace's clock
         // Raw parts: what is measured is the loop during lookups, and a debug build's codec 4 holds
         // the loop 0.3–0.5 s per part of the backlog (the ring's, once the name resolves; seen in CI).
         try rig.startDevice(speed: "1", extra: ["--no-compression"], host: "localhost",
-                            wrapper: ["/usr/bin/unshare", "--mount", "/bin/sh", "-c", mounts],
+                            wrapper: wrapper,
                             environment: ["DAQLINK_APPEND_TRACE": trace.path])
         UplinkRig.pause(5)
         // The name resolves again (the hosts file is read at every lookup): the backlog drains.
