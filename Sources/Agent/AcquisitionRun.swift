@@ -228,6 +228,10 @@ public final class AcquisitionRun {
             let files = updates.credentialsForNextConnection()
             return MQTTTLSFiles(caFile: files.caFile ?? ca, certificateFile: files.certificateFile, keyFile: files.keyFile)
         }
+        uplink.nextCredentials = {
+            let files = updates.nextCredentials
+            return MQTTTLSFiles(caFile: files.caFile ?? ca, certificateFile: files.certificateFile, keyFile: files.keyFile)
+        }
         uplink.connectionOutcome = { files, succeeded in
             let used = CredentialFiles(certificateFile: files.certificateFile, keyFile: files.keyFile)
             if succeeded { updates.connectionSucceeded(with: used) } else { updates.connectionFailed(with: used) }

@@ -171,6 +171,9 @@ final class UplinkTask {
     var onDrained: (() -> Void)?
     /// OTA hooks: the TLS files for the next connection, its outcome, and each end-to-end ack.
     var credentialsForNextConnection: (() -> MQTTTLSFiles)?
+    /// The TLS files the next connection will use, asked without starting one (the certificate
+    /// lifetime check).
+    var nextCredentials: (() -> MQTTTLSFiles)?
     var connectionOutcome: ((MQTTTLSFiles, Bool) -> Void)?
     var onAcknowledged: ((UInt64) -> Void)?
     /// OTA status reports waiting for the broker (published QoS 1 on `statusTopic`).
@@ -259,7 +262,7 @@ final class UplinkTask {
     /// and an expired certificate shows otherwise only as a TLS handshake the broker refuses.
     private func checkCertificateLifetime() {
         guard !stopped else { return }
-        let file = (credentialsForNextConnection?() ?? options.tls).certificateFile
+        let file = (nextCredentials?() ?? options.tls).certificateFile
         let now = CredentialLifetime.now()
         var again: Int64 = 86_400
         if let validity = try? CredentialLifetime.certificateValidity(path: file) {
@@ -617,17 +620,19 @@ final class UplinkTask {
     func reconnect() {
         guard !stopped else { return }
         guard connection != nil else {
-            if connector.isBusy {
-                // An attempt still looking up the broker's name was made with the credentials
-                // before: dropped, and one with the changed credentials starts once the lookup is
-                // back (it connected with the old ones, and new ones waited for a lost link).
+            // Waiting between attempts: the next one goes now, with the credentials just changed
+            // (a rollback to the old ones waited out the backoff the new ones had run up, a minute).
+            // The sender decides it (an abandoned name lookup still running is waited for).
+            guard let timer = timers[.reconnect] else {
+                // No timer: an attempt under way, still looking up the broker's name, made with
+                // the credentials before. Dropped, and one with the changed credentials starts
+                // once the lookup is back (it connected with the old ones, and new ones waited
+                // for a lost link).
+                guard connector.isBusy else { return }
                 logger.notice("connecting with the changed credentials once the name lookup under way is back")
                 connect()
                 return
             }
-            // Waiting between attempts: the next one goes now, with the credentials just changed
-            // (a rollback to the old ones waited out the backoff the new ones had run up, a minute).
-            guard let timer = timers[.reconnect] else { return }
             loop.cancel(timer)
             timers[.reconnect] = nil
             logger.notice("connecting now with the changed credentials")

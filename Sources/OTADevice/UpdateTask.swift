@@ -232,8 +232,18 @@ public final class UpdateTask {
         }
     }
 
-    /// Credentials for the next connection: a pending bundle or renewal first, else the current
-    /// ones (and those while failed pending ones are checked against them).
+    /// The credentials the next connection will use, without taking a step of a check (the
+    /// uplink's daily look at when its certificate ends; `credentialsForNextConnection` is for a
+    /// connection attempt only).
+    public var nextCredentials: CredentialFiles {
+        guard let candidate = credentials.pending?.files ?? credentials.pendingRenewal?.files else { return credentials.current }
+        if case .tryingCurrent(let certificate, false)? = pendingCheck, certificate == candidate.certificateFile { return credentials.current }
+        return candidate
+    }
+
+    /// Credentials for the next connection attempt: a pending bundle or renewal first, else the
+    /// current ones (and those while failed pending ones are checked against them). Called once
+    /// per attempt: each call takes a step of a check.
     public func credentialsForNextConnection() -> CredentialFiles {
         guard let candidate = credentials.pending?.files ?? credentials.pendingRenewal?.files else {
             pendingCheck = nil
@@ -325,14 +335,17 @@ public final class UpdateTask {
         if !lastAttempt, !expired { return checkAgainstCurrent(used, "the new certificate (bundle \(pending.version))", span: span ?? 0) }
         pendingCheck = nil
         credentials.discardPending()
+        try? options.directory.clearStaging(.certificates)
         // Never fetched or installed again: the poll resumed the "unfinished" download of the
         // accepted version, found it complete and installed it again, cutting the working link
-        // every poll interval, for ever.
-        try? options.directory.clearStaging(.certificates)
-        try? options.directory.markFailed(.certificates, version: pending.version)
+        // every poll interval, for ever. Unless the failures were not proven its own (the one in
+        // use expired: the broker may have been down): then it is fetched again once the
+        // certificate in use is renewed (no polls until then), and checked as any other.
+        if !expired { try? options.directory.markFailed(.certificates, version: pending.version) }
         credentialsChangedSoon()
-        logger.error("no connection with the new certificate (bundle \(pending.version)) \(how): back to the one in use, and bundle \(pending.version) is not tried again")
-        report(.certificates, "rolled-back", version: pending.version, reason: "no connection with the new certificate, \(how); kept the old one")
+        let next = expired ? "fetched again once the certificate in use is renewed" : "not tried again"
+        logger.error("no connection with the new certificate (bundle \(pending.version)) \(how): back to the one in use, and bundle \(pending.version) is \(next)")
+        report(.certificates, "rolled-back", version: pending.version, reason: "no connection with the new certificate, \(how); kept the old one, \(next)")
     }
 
     /// Pending credentials `used` failed their attempts: the next connection tries the ones in use,

@@ -175,6 +175,19 @@ import TestSupport
         let kept = try String(contentsOf: directory.appendingPathComponent("outbox"), encoding: .utf8).split(separator: "\n")
         #expect(kept.filter { $0.contains("\"serial\"") }.count == 2, "\(kept)")
         #expect(try StatusOutbox(directory: directory.path).recoverRenewalReports(pending: nil, current: "0a", refused: ["0b"], time: 10).isEmpty)
+
+        // A line of the daqlink before the "serial" key names the serial in its reason only.
+        try start.append(kind: .certificates, status: "renewal-installed", version: 0, reason: "serial 0E9F, valid until 2027-01-01", time: 11)
+        #expect(try StatusOutbox(directory: directory.path).recoverRenewalReports(pending: "0E9F", current: nil, refused: [], time: 12).isEmpty,
+                "not reported again as a power cut's")
+        recovered = try StatusOutbox(directory: directory.path).recoverRenewalReports(pending: nil, current: "0E9F", refused: [], time: 13)
+        #expect(recovered.map(\.status) == ["renewed"] && recovered.first?.serial == "0E9F", "\(recovered)")
+
+        // Rolled back (the certificate in use expired), tried again and promoted, and the cut came
+        // before "renewed": put back.
+        try start.append(kind: .certificates, status: "renewal-rolled-back", version: 0, time: 14, serial: "0f")
+        recovered = try StatusOutbox(directory: directory.path).recoverRenewalReports(pending: nil, current: "0f", refused: [], time: 15)
+        #expect(recovered.map(\.status) == ["renewed"] && recovered.first?.serial == "0f", "\(recovered)")
     }
 
     /// Each outbox has an id of its own, kept across restarts and carried by its reports: the
