@@ -665,7 +665,7 @@ final class UplinkTask {
         if wasUp && !deliberate { counters.linksLost += 1 }
         guard !stopped else { return }
         let now = loop.clock.now()
-        let actions = sender.on(.disconnected, now: now, jitter: nextJitter())
+        let actions = sender.on(deliberate ? .closedForNewCredentials : .disconnected, now: now, jitter: nextJitter())
         let retry = actions.lazy.compactMap { action -> Int64? in
             if case .arm(.reconnect, let deadline) = action { return deadline - now } else { return nil }
         }.first.map { String(format: "; retrying in %.1f s", Double($0) / 1e9) } ?? ""

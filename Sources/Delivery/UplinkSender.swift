@@ -41,6 +41,10 @@ public struct UplinkSender: Sendable {
         case connected
         /// The connection attempt failed or the link dropped.
         case disconnected
+        /// The device itself closed the connection or attempt, to connect with other credentials:
+        /// no failure, so the next attempt waits the first step of the backoff only (after a
+        /// short session it waited out the failures' backoff, up to `backoffMax`).
+        case closedForNewCredentials
         /// The broker acknowledged the batch published with `token` (PUBACK reason code).
         case published(token: Int, reasonCode: UInt8)
         /// The collector committed everything up to `upTo` (devices/<id>/ack).
@@ -167,8 +171,9 @@ public struct UplinkSender: Sendable {
                 actions.append(.arm(.ackTimeout, deadline: now + policy.ackTimeout))
             }
 
-        case .disconnected:
+        case .disconnected, .closedForNewCredentials:
             link = .down
+            if event == .closedForNewCredentials { attempts = 0 }
             if let since = connectedAt, now - since >= policy.stableSession { attempts = 0 }
             connectedAt = nil
             inFlight.removeAll()

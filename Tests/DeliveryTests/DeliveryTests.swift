@@ -99,6 +99,31 @@ import Testing
         #expect(after == [policy.backoffInitial / 2])
     }
 
+    /// A session the device closes itself to connect with other credentials is no failure: the
+    /// next attempt waits the first step of the backoff, however short the session and however
+    /// many failures came before (the check of new credentials drops the old ones' session right
+    /// after its CONNACK, and the new ones' attempt waited up to `backoffMax`).
+    @Test func aSessionClosedForNewCredentialsStartsTheBackoffAfresh() {
+        var sender = UplinkSender(policy: policy, acknowledged: 0, journalEnd: 4)
+        _ = sender.start()
+        var now: Int64 = 0
+        for _ in 0..<6 {
+            now += 1_000_000_000
+            _ = sender.on(.disconnected, now: now, jitter: 0)
+            _ = sender.on(.timer(.reconnect), now: now)
+        }
+        _ = sender.on(.connected, now: now)
+        now += 1_000_000
+        var delays: [Int64] = []
+        for case .arm(.reconnect, let deadline) in sender.on(.closedForNewCredentials, now: now, jitter: 0) { delays.append(deadline - now) }
+        #expect(delays == [policy.backoffInitial / 2])
+        // The failures after it back off from the start again.
+        _ = sender.on(.timer(.reconnect), now: now)
+        delays = []
+        for case .arm(.reconnect, let deadline) in sender.on(.disconnected, now: now, jitter: 0) { delays.append(deadline - now) }
+        #expect(delays == [policy.backoffInitial])
+    }
+
     @Test func refusedPublishRaisesAnAlarmAndNoSubscriberIsCountedUndelivered() {
         var sender = UplinkSender(policy: policy, acknowledged: 0, journalEnd: 16)
         _ = sender.start()

@@ -167,6 +167,11 @@ import Glibc
                 && rig.deviceLogs().contains(" s: trying the certificate in use, to tell a refused certificate from a broker that is down"), "\(rig.deviceLogs())")
         #expect(rig.deviceLogs().contains("the broker accepts the certificate in use: one more attempt with the new one"), "\(rig.deviceLogs())")
         #expect(rig.deviceLogs().contains("no connection with the renewed certificate (serial \(serial)) while the one in use connected: back to the one before, and this renewal is not tried again"), "\(rig.deviceLogs())")
+        // The last attempt came at once: the old certificate's session, closed by daqlink for it,
+        // is no failure (it waited out the backoff of the failures before, the link down meanwhile).
+        let accepted = try #require(logTime(rig.deviceLogs(), of: "the broker accepts the certificate in use"))
+        let verdict = try #require(logTime(rig.deviceLogs(), of: "while the one in use connected: back to the one before"))
+        #expect(verdict - accepted <= 3, "\(rig.deviceLogs())")
         #expect(rig.deviceLogs().contains("is one the broker refused before: not tried again"), "\(rig.deviceLogs())")
         // Back on the old certificate at once, not after the backoff the refused one ran up.
         #expect(rig.deviceLogs().contains("connecting now with the changed credentials"), "\(rig.deviceLogs())")
@@ -175,6 +180,16 @@ import Glibc
         #expect(!FileManager.default.fileExists(atPath: rig.ota.appendingPathComponent("certificates/pending").path))
         #expect(try rig.verify().status == 0)
     }
+}
+
+/// The time (seconds, from the line's ISO 8601 stamp) of the first log line containing `text`.
+private func logTime(_ log: String, of text: String) -> Int? {
+    guard let line = log.split(separator: "\n").first(where: { $0.contains(text) }) else { return nil }
+    let stamp = line.prefix(24)
+    let formatter = DateFormatter()
+    formatter.locale = Locale(identifier: "en_US_POSIX")
+    formatter.dateFormat = "yyyy-MM-dd'T'HH:mm:ssZ"
+    return formatter.date(from: String(stamp)).map { Int($0.timeIntervalSince1970) }
 }
 
 private func fileMode(_ path: String) throws -> Int {
