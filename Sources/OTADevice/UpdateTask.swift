@@ -332,21 +332,32 @@ public final class UpdateTask {
             return
         }
         guard let pending else { return }
-        if !lastAttempt, !expired { return checkAgainstCurrent(used, "the new certificate (bundle \(pending.version))", span: span ?? 0) }
+        if !lastAttempt, expired {
+            // Nothing to go back to: the certificate in use can never connect again, and the
+            // failures may be the broker's (a bundle with a new key rolled back here left the
+            // device with no way out: `pki renew` signs the new key by then). It stays pending,
+            // and a renewal may be asked for meanwhile (`renewalDue`), which then takes its place.
+            if saidExpiredPending != pending.version {
+                logger.error("no connection with the new certificate (bundle \(pending.version)) \(how): it stays pending, as there is nothing to go back to; a renewal is asked for meanwhile")
+            }
+            saidExpiredPending = pending.version
+            return
+        }
+        if !lastAttempt { return checkAgainstCurrent(used, "the new certificate (bundle \(pending.version))", span: span ?? 0) }
         pendingCheck = nil
         credentials.discardPending()
-        try? options.directory.clearStaging(.certificates)
         // Never fetched or installed again: the poll resumed the "unfinished" download of the
         // accepted version, found it complete and installed it again, cutting the working link
-        // every poll interval, for ever. Unless the failures were not proven its own (the one in
-        // use expired: the broker may have been down): then it is fetched again once the
-        // certificate in use is renewed (no polls until then), and checked as any other.
-        if !expired { try? options.directory.markFailed(.certificates, version: pending.version) }
+        // every poll interval, for ever.
+        try? options.directory.clearStaging(.certificates)
+        try? options.directory.markFailed(.certificates, version: pending.version)
         credentialsChangedSoon()
-        let next = expired ? "fetched again once the certificate in use is renewed" : "not tried again"
-        logger.error("no connection with the new certificate (bundle \(pending.version)) \(how): back to the one in use, and bundle \(pending.version) is \(next)")
-        report(.certificates, "rolled-back", version: pending.version, reason: "no connection with the new certificate, \(how); kept the old one, \(next)")
+        logger.error("no connection with the new certificate (bundle \(pending.version)) \(how): back to the one in use, and bundle \(pending.version) is not tried again")
+        report(.certificates, "rolled-back", version: pending.version, reason: "no connection with the new certificate, \(how); kept the old one")
     }
+
+    /// The pending bundle last said to stay pending with the certificate in use expired.
+    private var saidExpiredPending: UInt64?
 
     /// Pending credentials `used` failed their attempts: the next connection tries the ones in use,
     /// at once (see `PendingCheck`).
@@ -474,7 +485,10 @@ public final class UpdateTask {
     /// over mTLS could replace it, and nginx refuses an expired certificate as the broker does.)
     /// `end`: the certificate in use's (`currentCertificateEnd`).
     private func renewalDue(end: Int?) -> String? {
-        guard let base = options.renewalURL, credentials.pending == nil, credentials.pendingRenewal == nil,
+        // A bundle waiting for its first connection goes first, unless the certificate in use has
+        // expired: then a renewal may take its place (a bundle the broker refuses would otherwise
+        // hold the device for good, since it is not rolled back to a certificate that ended).
+        guard let base = options.renewalURL, credentials.pending == nil || hasEnded(end), credentials.pendingRenewal == nil,
               let end, Int64(end) - wallClock() <= Int64(options.renewalWindowDays) * 86_400 else { return nil }
         let name: String
         do {

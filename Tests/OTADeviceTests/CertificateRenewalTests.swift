@@ -169,8 +169,8 @@ import Glibc
         #expect(rig.deviceLogs().contains("no connection with the renewed certificate (serial \(serial)) while the one in use connected: back to the one before, and this renewal is not tried again"), "\(rig.deviceLogs())")
         // The last attempt came at once: the old certificate's session, closed by daqlink for it,
         // is no failure (it waited out the backoff of the failures before, the link down meanwhile).
-        let accepted = try #require(logTime(rig.deviceLogs(), of: "the broker accepts the certificate in use"))
         let verdict = try #require(logTime(rig.deviceLogs(), of: "while the one in use connected: back to the one before"))
+        let accepted = try #require(logTime(rig.deviceLogs(), of: "the broker accepts the certificate in use", before: "while the one in use connected: back to"))
         #expect(verdict - accepted <= 3, "\(rig.deviceLogs())")
         #expect(rig.deviceLogs().contains("is one the broker refused before: not tried again"), "\(rig.deviceLogs())")
         // Back on the old certificate at once, not after the backoff the refused one ran up.
@@ -182,9 +182,12 @@ import Glibc
     }
 }
 
-/// The time (seconds, from the line's ISO 8601 stamp) of the first log line containing `text`.
-private func logTime(_ log: String, of text: String) -> Int? {
-    guard let line = log.split(separator: "\n").first(where: { $0.contains(text) }) else { return nil }
+/// The time (seconds, from the line's ISO 8601 stamp) of the first log line containing `text`;
+/// with `before`, of the last one before the first line containing that (a check made twice).
+private func logTime(_ log: String, of text: String, before: String? = nil) -> Int? {
+    var lines = log.split(separator: "\n")
+    if let before, let end = lines.firstIndex(where: { $0.contains(before) }) { lines = Array(lines[..<end].reversed()) }
+    guard let line = lines.first(where: { $0.contains(text) }) else { return nil }
     let stamp = line.prefix(24)
     let formatter = DateFormatter()
     formatter.locale = Locale(identifier: "en_US_POSIX")
