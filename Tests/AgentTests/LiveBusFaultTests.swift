@@ -45,8 +45,10 @@ import TestSupport
             cansend vcan0 100#0102030405060708
             wait $p; echo $? >$w/startdown.rc
 
-            # A burst while daqlink is stopped: what the queue could not hold is counted.
-            \(run) --experiment \(one) --source socketcan:vcan0 --journal $w/jb --duration 4 2>$w/burst.err &
+            # A burst while daqlink is stopped: what the queue could not hold is counted. The
+            # duration leaves time to read the queue after it: on a slower guest the 4 s it had
+            # ended while 3,755 queued frames were still unread (neither read nor counted).
+            \(run) --experiment \(one) --source socketcan:vcan0 --journal $w/jb --duration 10 2>$w/burst.err &
             p=$!
             ready $w/burst.err; kill -STOP $p
             cangen vcan0 -g 0 -I 300 -L 8 -D i -n 30000
