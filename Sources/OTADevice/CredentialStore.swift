@@ -107,10 +107,7 @@ public struct CredentialStore: Sendable {
             throw DAQError(.malformedInput, "serial '\(serial)' is not a plain hex number", at: InputLocation(file: base, field: "serial"))
         }
         let refused = refusedRenewals
-        if refused.contains(serial) {
-            let serials = refused.subtracting([serial]).sorted().joined(separator: "\n")
-            try AtomicFile.write(Array(serials.utf8), to: refusedRenewalPath, mode: AtomicFile.publicMode)
-        }
+        if refused.contains(serial) { try recordRefused(refused.subtracting([serial])) }
         try arm(credentials, in: Self.renewalPrefix + serial)
     }
 
@@ -151,11 +148,15 @@ public struct CredentialStore: Sendable {
     /// the two then leaves the link, which `pendingRenewal` ignores as refused.)
     public func discardRenewal(serial: String, remember: Bool) throws {
         if remember {
-            let serials = (refusedRenewals.union([serial])).sorted().joined(separator: "\n")
-            try AtomicFile.write(Array(serials.utf8), to: refusedRenewalPath, mode: AtomicFile.publicMode)
+            try recordRefused(refusedRenewals.union([serial]))
             CrashPoint.reached("recorded renewal \(serial) as refused", root: directory.root)
         }
         discardPending()
+    }
+
+    /// Writes the refused serials, one per line.
+    private func recordRefused(_ serials: Set<String>) throws {
+        try AtomicFile.write(Array(serials.sorted().joined(separator: "\n").utf8), to: refusedRenewalPath, mode: AtomicFile.publicMode)
     }
 
     /// Where the link `name` points (nil: no link).

@@ -232,11 +232,14 @@ public final class UpdateTask {
         }
     }
 
+    /// The credentials waiting for their first connection: a bundle, else a renewal.
+    private var pendingFiles: CredentialFiles? { credentials.pending?.files ?? credentials.pendingRenewal?.files }
+
     /// The credentials the next connection will use, without taking a step of a check (the
     /// uplink's daily look at when its certificate ends; `credentialsForNextConnection` is for a
     /// connection attempt only).
     public var nextCredentials: CredentialFiles {
-        guard let candidate = credentials.pending?.files ?? credentials.pendingRenewal?.files else { return credentials.current }
+        guard let candidate = pendingFiles else { return credentials.current }
         if case .tryingCurrent(let certificate, false)? = pendingCheck, certificate == candidate.certificateFile { return credentials.current }
         return candidate
     }
@@ -245,7 +248,7 @@ public final class UpdateTask {
     /// current ones (and those while failed pending ones are checked against them). Called once
     /// per attempt: each call takes a step of a check.
     public func credentialsForNextConnection() -> CredentialFiles {
-        guard let candidate = credentials.pending?.files ?? credentials.pendingRenewal?.files else {
+        guard let candidate = pendingFiles else {
             pendingCheck = nil
             return credentials.current
         }
