@@ -9,6 +9,8 @@
 //   DIR/certificates/pending -> …               credentials awaiting their first successful connection
 //   DIR/certificates/versions                   ArtifactVersions (installed = the last promoted bundle's version)
 //   DIR/certificates/renewal-refused            the serials of the renewals the broker refused, one per line
+//   DIR/certificates/renewal-set-aside          "<serial> <unix time>": renewals that failed while the certificate
+//                                               in use had expired, and when each may be tried again
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -79,7 +81,7 @@ public struct CredentialStore: Sendable {
         guard let target = linkTarget("pending"), target.hasPrefix(Self.renewalPrefix) else { return nil }
         let candidate = files(target), serial = String(target.dropFirst(Self.renewalPrefix.count))
         guard AtomicFile.exists(candidate.certificateFile), AtomicFile.exists(candidate.keyFile),
-              !refusedRenewals.contains(serial) else { return nil }
+              !refusedRenewals.contains(serial), setAsideRenewals[serial] == nil else { return nil }
         return (candidate, serial)
     }
 
@@ -97,17 +99,39 @@ public struct CredentialStore: Sendable {
         Set(((try? AtomicFile.read(refusedRenewalPath)) ?? []).split(separator: UInt8(ascii: "\n")).map { String(decoding: $0, as: UTF8.self) })
     }
 
+    private var setAsidePath: String { "\(base)/renewal-set-aside" }
+
+    /// The renewals that failed while the certificate in use had expired (the failures may have
+    /// been the broker's, so each is tried again), with the Unix time from which it may be.
+    public var setAsideRenewals: [String: Int64] {
+        var entries: [String: Int64] = [:]
+        for line in ((try? AtomicFile.read(setAsidePath)) ?? []).split(separator: UInt8(ascii: "\n")) {
+            let fields = line.split(separator: UInt8(ascii: " "))
+            guard fields.count == 2, let after = Int64(String(decoding: fields[1], as: UTF8.self)) else { continue }
+            entries[String(decoding: fields[0], as: UTF8.self)] = after
+        }
+        return entries
+    }
+
+    /// Writes the set-aside renewals, one "serial time" per line.
+    private func recordSetAside(_ entries: [String: Int64]) throws {
+        let text = entries.keys.sorted().map { "\($0) \(entries[$0]!)" }.joined(separator: "\n")
+        try AtomicFile.write(Array(text.utf8), to: setAsidePath, mode: AtomicFile.publicMode)
+    }
+
     /// Stores a checked renewal (the renewed certificate, the key in use and the trust anchors in
     /// use, if a bundle brought them) in its own directory and arms it as `pending`, like a bundle.
-    /// A serial refused before is taken off the refused list first (the caller tries one again
-    /// only once the certificate in use has expired): `pendingRenewal` ignored it, and it was
-    /// never tried.
+    /// A serial refused or set aside before is taken off its list first (the caller tries one
+    /// again only once the certificate in use has expired, and a set-aside one once its time
+    /// has come): `pendingRenewal` ignored it, and it was never tried.
     public func installRenewal(_ credentials: DeviceCredentials, serial: String) throws {
         guard SafeName.isSafe(serial) else {
             throw DAQError(.malformedInput, "serial '\(serial)' is not a plain hex number", at: InputLocation(file: base, field: "serial"))
         }
         let refused = refusedRenewals
         if refused.contains(serial) { try recordRefused(refused.subtracting([serial])) }
+        var setAside = setAsideRenewals
+        if setAside.removeValue(forKey: serial) != nil { try recordSetAside(setAside) }
         try arm(credentials, in: Self.renewalPrefix + serial)
     }
 
@@ -143,11 +167,21 @@ public struct CredentialStore: Sendable {
         AtomicFile.syncDirectory(base)
     }
 
-    /// The pending renewal never connected: disarm it, and with `remember` keep its serial, so
-    /// the same certificate is not fetched and tried again. (Recorded first: a power cut between
-    /// the two then leaves the link, which `pendingRenewal` ignores as refused.)
-    public func discardRenewal(serial: String, remember: Bool) throws {
-        if remember {
+    /// The pending renewal never connected: disarm it, and record its serial. Refused
+    /// (`retryAfter` nil), the same certificate is not tried again; set aside (the certificate in
+    /// use had expired, so the failures may have been the broker's), it may be from
+    /// `retryAfter` (Unix time), also after a restart. (Recorded first: a power cut between the
+    /// two leaves the link, which `pendingRenewal` ignores, and the record tells the start that
+    /// the renewal was rolled back, whose report the cut may have taken.)
+    public func discardRenewal(serial: String, retryAfter: Int64?) throws {
+        if let retryAfter {
+            var setAside = setAsideRenewals
+            // Entries whose time passed a day ago are done with (tried again, or never fetched).
+            setAside = setAside.filter { $0.value > retryAfter - 2 * 86_400 }
+            setAside[serial] = retryAfter
+            try recordSetAside(setAside)
+            CrashPoint.reached("set renewal \(serial) aside", root: directory.root)
+        } else {
             try recordRefused(refusedRenewals.union([serial]))
             CrashPoint.reached("recorded renewal \(serial) as refused", root: directory.root)
         }

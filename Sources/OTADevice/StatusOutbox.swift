@@ -183,16 +183,17 @@ public final class StatusOutbox {
     /// At a start: appends the renewal reports a power cut took between a step and its report, as
     /// the credentials on disk prove them: `pending`, the serial of a renewal armed and not
     /// refused (`renewal-installed`); `current`, that of the renewal in use (`renewed`, after its
-    /// `renewal-installed`, or after a `renewal-rolled-back` when it was tried again); `refused`,
-    /// the serials recorded as refused (`renewal-rolled-back`, after a `renewal-installed`). Only
+    /// `renewal-installed`, or after a `renewal-rolled-back` when it was tried again); `rolledBack`,
+    /// the serials recorded as refused or set aside (`renewal-rolled-back`, after a
+    /// `renewal-installed`). Only
     /// `pending` is reported with no report of its serial on record: one cut takes one report,
     /// and an outbox an older daqlink emptied kept no renewal lines (a wiped status directory
     /// reports a pending renewal again). Returns what it appended.
-    public func recoverRenewalReports(pending: String?, current: String?, refused: Set<String>, time: Int64) throws -> [UpdateStatus] {
+    public func recoverRenewalReports(pending: String?, current: String?, rolledBack: Set<String>, time: Int64) throws -> [UpdateStatus] {
         var missing: [(serial: String, status: String)] = []
         if let pending, renewalReports[pending] == nil { missing.append((pending, "renewal-installed")) }
         if let current, let last = renewalReports[current]?.status, last != "renewed" { missing.append((current, "renewed")) }
-        for serial in refused.sorted() where serial != current && renewalReports[serial]?.status == "renewal-installed" {
+        for serial in rolledBack.sorted() where serial != current && renewalReports[serial]?.status == "renewal-installed" {
             missing.append((serial, "renewal-rolled-back"))
         }
         return try missing.map { serial, status in

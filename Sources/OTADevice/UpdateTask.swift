@@ -97,9 +97,6 @@ public final class UpdateTask {
     private var refusedRenewalBytes: [UInt8]?
     private var saidNoRenewal = false
     private var saidRefusedRenewal: String?
-    /// Renewals rolled back while the certificate in use had expired: when each may be tried
-    /// again (each try writes the key and certificate, and cuts the link three times).
-    private var renewalRetryAfter: [String: Int64] = [:]
 
     /// Checks an experiment file before it is installed (throws naming file, line and field).
     public var validateExperiment: ((String) throws -> Void)?
@@ -143,10 +140,12 @@ public final class UpdateTask {
         } catch {
             logger.error("cannot finish the certificate promotion a power cut interrupted: \(error)")
         }
-        // Certificate renewals: the reports of the steps the links and the refused serials prove.
+        // Certificate renewals: the reports of the steps the links and the rolled-back serials
+        // (refused, or set aside while the certificate in use had expired) prove.
         do {
+            let rolledBack = credentials.refusedRenewals.union(credentials.setAsideRenewals.keys)
             for recovered in try outbox.recoverRenewalReports(pending: credentials.pendingRenewal?.serial, current: credentials.currentRenewal,
-                                                              refused: credentials.refusedRenewals, time: wallClock()) {
+                                                              rolledBack: rolledBack, time: wallClock()) {
                 logger.notice("renewal report '\(recovered.status)' of serial \(recovered.serial ?? "?"), lost in a power cut, is in the outbox again")
             }
         } catch {
@@ -325,8 +324,9 @@ public final class UpdateTask {
             pendingCheck = nil
             // Expired, there is nothing to keep either: the failures may be the broker's
             // (restarted, its CRL lapsed), so the renewal is asked for again.
-            do { try credentials.discardRenewal(serial: renewal.serial, remember: !expired) } catch { logger.error("cannot record the refused renewal: \(error)") }
-            if expired { renewalRetryAfter[renewal.serial] = wallClock() + 3600 }
+            do { try credentials.discardRenewal(serial: renewal.serial, retryAfter: expired ? wallClock() + 3600 : nil) } catch {
+                logger.error("cannot record the rolled-back renewal: \(error)")
+            }
             let next = expired ? "; it has expired, so the renewal is tried again in an hour" : ", and this renewal is not tried again"
             logger.error("no connection with the renewed certificate (serial \(renewal.serial)) \(how): back to the one before\(next)")
             credentialsChangedSoon()
@@ -549,7 +549,7 @@ public final class UpdateTask {
         // With the certificate in use expired, a renewal refused before (perhaps while the broker
         // was at fault) is tried again: there is nothing left to keep. Once an hour at most.
         let expired = hasEnded(end)
-        if expired, let after = renewalRetryAfter[renewal.serial], wallClock() < after { return }
+        if expired, let after = credentials.setAsideRenewals[renewal.serial], wallClock() < after { return }
         guard expired || !credentials.refusedRenewals.contains(renewal.serial) else {
             if saidRefusedRenewal != renewal.serial {
                 logger.notice("the renewal at \(url) (serial \(renewal.serial)) is one the broker refused before: not tried again; publish another")

@@ -42,13 +42,41 @@ import TestSupport
         let plain = Self.plain
         try store.installRenewal(plain, serial: "AB12")
         try store.installRenewal(plain, serial: "CD34")
-        try store.discardRenewal(serial: "CD34", remember: true)
+        try store.discardRenewal(serial: "CD34", retryAfter: nil)
         try store.installRenewal(plain, serial: "AB12")
-        try store.discardRenewal(serial: "AB12", remember: true)
+        try store.discardRenewal(serial: "AB12", retryAfter: nil)
         #expect(store.refusedRenewals == ["AB12", "CD34"] && store.pendingRenewal == nil)
         try store.installRenewal(plain, serial: "AB12")
         #expect(store.pendingRenewal?.serial == "AB12")
         #expect(store.refusedRenewals == ["CD34"])
+    }
+
+    /// A renewal that failed while the certificate in use had expired is set aside on disk, with
+    /// the time it may be tried again: a restart keeps that time (it was in memory: every start
+    /// tried it at once, writing the key and cutting the link three times), a power cut that
+    /// leaves its link keeps it from being taken as pending, and the start can tell it was
+    /// rolled back (its report was lost with the cut).
+    @Test func aRenewalSetAsideWhileExpiredIsRecordedWithItsRetryTime() throws {
+        let root = try PackagePaths.temporaryDirectory("credential-set-aside")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let (slots, store) = try plainStore(in: root)
+        try store.installRenewal(Self.plain, serial: "AB12")
+        try store.discardRenewal(serial: "AB12", retryAfter: 1_800_003_600)
+        #expect(store.pendingRenewal == nil && store.refusedRenewals.isEmpty)
+        #expect(store.setAsideRenewals == ["AB12": 1_800_003_600])
+        // The same store on the next start.
+        let again = CredentialStore(directory: slots, provisioned: CredentialFiles(certificateFile: "/p.crt", keyFile: "/p.key"))
+        #expect(again.setAsideRenewals == ["AB12": 1_800_003_600])
+        // A cut after the record, before the link went: not pending.
+        try FileManager.default.createSymbolicLink(atPath: slots.kindPath(.certificates) + "/pending", withDestinationPath: "renewal-AB12")
+        #expect(again.pendingRenewal == nil)
+        // Armed again when its time comes: off the list, pending. Entries long past are pruned.
+        try again.installRenewal(Self.plain, serial: "AB12")
+        #expect(again.pendingRenewal?.serial == "AB12" && again.setAsideRenewals.isEmpty)
+        try again.discardRenewal(serial: "AB12", retryAfter: 1_800_003_600)
+        try again.installRenewal(Self.plain, serial: "CD34")
+        try again.discardRenewal(serial: "CD34", retryAfter: 1_800_003_600 + 3 * 86_400)
+        #expect(again.setAsideRenewals == ["CD34": 1_800_003_600 + 3 * 86_400])
     }
 
     @Test func aConnectionWithARenewalIsNeverTakenForABundleInstalledSince() throws {
@@ -79,7 +107,7 @@ import TestSupport
         // A refused renewal is not pending, even with its link left by a power cut.
         try store.installRenewal(plain, serial: "CD34")
         #expect(store.pendingRenewal?.serial == "CD34")
-        try store.discardRenewal(serial: "CD34", remember: true)
+        try store.discardRenewal(serial: "CD34", retryAfter: nil)
         #expect(store.refusedRenewals == ["CD34"])
         // The cut came after the serial was recorded, before the link went.
         try FileManager.default.createSymbolicLink(atPath: slots.kindPath(.certificates) + "/pending", withDestinationPath: "renewal-CD34")

@@ -147,23 +147,23 @@ import TestSupport
         defer { try? FileManager.default.removeItem(at: directory) }
         let outbox = try StatusOutbox(directory: directory.path)
         // Armed, and the cut came before its report: put back.
-        var recovered = try StatusOutbox(directory: directory.path).recoverRenewalReports(pending: "0a", current: nil, refused: [], time: 1)
+        var recovered = try StatusOutbox(directory: directory.path).recoverRenewalReports(pending: "0a", current: nil, rolledBack: [], time: 1)
         #expect(recovered.map(\.status) == ["renewal-installed"] && recovered.first?.serial == "0a" && recovered.first?.version == 0)
         #expect(recovered.first?.json().contains("\"serial\":\"0a\"") == true, "\(recovered)")
-        #expect(try StatusOutbox(directory: directory.path).recoverRenewalReports(pending: "0a", current: nil, refused: [], time: 2).isEmpty)
+        #expect(try StatusOutbox(directory: directory.path).recoverRenewalReports(pending: "0a", current: nil, rolledBack: [], time: 2).isEmpty)
         // Promoted, and the cut came before "renewed": put back, once.
-        recovered = try StatusOutbox(directory: directory.path).recoverRenewalReports(pending: nil, current: "0a", refused: [], time: 3)
+        recovered = try StatusOutbox(directory: directory.path).recoverRenewalReports(pending: nil, current: "0a", rolledBack: [], time: 3)
         #expect(recovered.map(\.status) == ["renewed"] && recovered.first?.serial == "0a")
-        #expect(try StatusOutbox(directory: directory.path).recoverRenewalReports(pending: nil, current: "0a", refused: [], time: 4).isEmpty)
+        #expect(try StatusOutbox(directory: directory.path).recoverRenewalReports(pending: nil, current: "0a", rolledBack: [], time: 4).isEmpty)
         // A later renewal installed, then recorded as refused before its rollback was reported;
         // the one in use stays reported as renewed (the newest report of the kind is another
         // serial's: a rule on the newest report alone would report "0a" renewed again).
         try outbox.append(kind: .certificates, status: "renewal-installed", version: 0, time: 5, serial: "0b")
-        recovered = try StatusOutbox(directory: directory.path).recoverRenewalReports(pending: nil, current: "0a", refused: ["0b"], time: 6)
+        recovered = try StatusOutbox(directory: directory.path).recoverRenewalReports(pending: nil, current: "0a", rolledBack: ["0b"], time: 6)
         #expect(recovered.map(\.status) == ["renewal-rolled-back"] && recovered.first?.serial == "0b", "\(recovered)")
-        #expect(try StatusOutbox(directory: directory.path).recoverRenewalReports(pending: nil, current: "0a", refused: ["0b"], time: 7).isEmpty)
+        #expect(try StatusOutbox(directory: directory.path).recoverRenewalReports(pending: nil, current: "0a", rolledBack: ["0b"], time: 7).isEmpty)
         // A serial with no report at all (an outbox an older daqlink emptied) is not reported.
-        #expect(try StatusOutbox(directory: directory.path).recoverRenewalReports(pending: nil, current: "0c", refused: ["0d"], time: 8).isEmpty)
+        #expect(try StatusOutbox(directory: directory.path).recoverRenewalReports(pending: nil, current: "0c", rolledBack: ["0d"], time: 8).isEmpty)
 
         // Sent and emptied: each renewal's newest report stays, and nothing is put back again.
         let start = try StatusOutbox(directory: directory.path)
@@ -174,19 +174,19 @@ import TestSupport
         start.acknowledge(upTo: last)
         let kept = try String(contentsOf: directory.appendingPathComponent("outbox"), encoding: .utf8).split(separator: "\n")
         #expect(kept.filter { $0.contains("\"serial\"") }.count == 2, "\(kept)")
-        #expect(try StatusOutbox(directory: directory.path).recoverRenewalReports(pending: nil, current: "0a", refused: ["0b"], time: 10).isEmpty)
+        #expect(try StatusOutbox(directory: directory.path).recoverRenewalReports(pending: nil, current: "0a", rolledBack: ["0b"], time: 10).isEmpty)
 
         // A line of the daqlink before the "serial" key names the serial in its reason only.
         try start.append(kind: .certificates, status: "renewal-installed", version: 0, reason: "serial 0E9F, valid until 2027-01-01", time: 11)
-        #expect(try StatusOutbox(directory: directory.path).recoverRenewalReports(pending: "0E9F", current: nil, refused: [], time: 12).isEmpty,
+        #expect(try StatusOutbox(directory: directory.path).recoverRenewalReports(pending: "0E9F", current: nil, rolledBack: [], time: 12).isEmpty,
                 "not reported again as a power cut's")
-        recovered = try StatusOutbox(directory: directory.path).recoverRenewalReports(pending: nil, current: "0E9F", refused: [], time: 13)
+        recovered = try StatusOutbox(directory: directory.path).recoverRenewalReports(pending: nil, current: "0E9F", rolledBack: [], time: 13)
         #expect(recovered.map(\.status) == ["renewed"] && recovered.first?.serial == "0E9F", "\(recovered)")
 
         // Rolled back (the certificate in use expired), tried again and promoted, and the cut came
         // before "renewed": put back.
         try start.append(kind: .certificates, status: "renewal-rolled-back", version: 0, time: 14, serial: "0f")
-        recovered = try StatusOutbox(directory: directory.path).recoverRenewalReports(pending: nil, current: "0f", refused: [], time: 15)
+        recovered = try StatusOutbox(directory: directory.path).recoverRenewalReports(pending: nil, current: "0f", rolledBack: [], time: 15)
         #expect(recovered.map(\.status) == ["renewed"] && recovered.first?.serial == "0f", "\(recovered)")
     }
 
