@@ -104,6 +104,8 @@ public struct AcquisitionSummary: Sendable {
     public var firstSequence: UInt64?
     public var lastSequence: UInt64?
     public var kernelDrops: UInt64 = 0
+    /// Frames still queued in the sockets at the stop, stamped before it, read then.
+    public var framesReadAtStop: UInt64 = 0
     /// The journal was full with an uplink running: pauses, their time, and the records not kept.
     public var journalFull: (pauses: Int, seconds: Double, recordsNotKept: UInt64)?
     /// Raster ticks emitted more than one period late (live), and the lateness figures.
@@ -143,6 +145,7 @@ public struct AcquisitionSummary: Sendable {
         if busFramesNotLogged > 0 { frameLine += ", CAN FD frames over 8 bytes not bus-logged \(busFramesNotLogged) (fd = true logs them)" }
         if busFramesNotData > 0 { frameLine += ", remote/error frames\(busLogging ? " not bus-logged" : "") \(busFramesNotData)" }
         if interfaceDowns > 0 { frameLine += ", interface found down \(interfaceDowns) times" }
+        if framesReadAtStop > 0 { frameLine += ", still queued at the stop and read then \(framesReadAtStop)" }
         if outOfOrder > 0 { frameLine += ", stamped before the frame ahead of them \(outOfOrder) (taken at its time)" }
         if timeJumps > 0 {
             frameLine += ", time jumps over \(AcquisitionPipeline.longestRasterGap / 1_000_000_000) s \(timeJumps) "

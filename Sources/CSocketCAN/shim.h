@@ -12,6 +12,8 @@
 #include <linux/can/netlink.h>
 #include <linux/net_tstamp.h>
 #include <linux/sockios.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 static inline struct cmsghdr *daqlink_cmsg_firsthdr(struct msghdr *m) { return CMSG_FIRSTHDR(m); }
 static inline struct cmsghdr *daqlink_cmsg_nxthdr(struct msghdr *m, struct cmsghdr *c) { return CMSG_NXTHDR(m, c); }
@@ -24,6 +26,16 @@ static inline int daqlink_so_timestampns(void) { return SO_TIMESTAMPNS; }
 static inline int daqlink_so_timestamping(void) { return SO_TIMESTAMPING; }
 static inline int daqlink_scm_timestampns(void) { return SCM_TIMESTAMPNS; }
 static inline int daqlink_scm_timestamping(void) { return SCM_TIMESTAMPING; }
+
+/// glibc's struct mmsghdr and recvmmsg(2), which it declares only under _GNU_SOURCE: one system
+/// call reads a batch of frames (a recvmsg per frame cost the vcan guest most of its time).
+struct daqlink_mmsghdr {
+    struct msghdr msg_hdr;
+    unsigned int msg_len;
+};
+static inline int daqlink_recvmmsg(int fd, struct daqlink_mmsghdr *vector, unsigned int count, int flags) {
+    return (int)syscall(SYS_recvmmsg, fd, vector, count, flags, (void *)0);
+}
 
 /// A non-blocking, close-on-exec CAN_RAW socket (-1 and errno on failure).
 static inline int daqlink_can_raw_socket(void) {

@@ -81,13 +81,16 @@ public final class SocketCANBus {
     public let canFD: Bool
 
     private let preferHardware: Bool
-    private var lastDropReport: UInt32 = 0
+    private var dropCount = KernelDropCount()
     private var isClosed = false
-    // recvmsg's buffers, allocated once: the frame, its iovec and the control (cmsg) area.
-    private let frameBuffer = UnsafeMutablePointer<canfd_frame>.allocate(capacity: 1)
-    private let ioVector = UnsafeMutablePointer<iovec>.allocate(capacity: 1)
+    // recvmmsg's buffers, allocated once: per message of a batch, the frame, its iovec, its
+    // header and its control (cmsg) area.
+    private static let batchSize = 64
+    private let frameBuffers = UnsafeMutablePointer<canfd_frame>.allocate(capacity: batchSize)
+    private let ioVectors = UnsafeMutablePointer<iovec>.allocate(capacity: batchSize)
+    private let headers = UnsafeMutablePointer<daqlink_mmsghdr>.allocate(capacity: batchSize)
     private static let controlSize = 512
-    private let control = UnsafeMutableRawPointer.allocate(byteCount: controlSize, alignment: 16)
+    private let controls = UnsafeMutableRawPointer.allocate(byteCount: controlSize * batchSize, alignment: 16)
 
     /// Opens a raw CAN socket bound to `interface`.
     /// Throws `DAQError(.system)` naming the interface and the call that failed (for example
@@ -109,16 +112,19 @@ public final class SocketCANBus {
             throw error
         }
         fileDescriptor = fd
-        ioVector.pointee = iovec(iov_base: UnsafeMutableRawPointer(frameBuffer),
-                                 iov_len: MemoryLayout<canfd_frame>.size)
+        for index in 0..<Self.batchSize {
+            ioVectors[index] = iovec(iov_base: UnsafeMutableRawPointer(frameBuffers + index),
+                                     iov_len: MemoryLayout<canfd_frame>.size)
+        }
         receiveBufferBytes = (try? Self.getIntOption(fd, SO_RCVBUF, interface: interface)) ?? 0
     }
 
     deinit {
         close()
-        frameBuffer.deallocate()
-        ioVector.deallocate()
-        control.deallocate()
+        frameBuffers.deallocate()
+        ioVectors.deallocate()
+        headers.deallocate()
+        controls.deallocate()
     }
 
     /// Closes the socket; later calls fail. Called by deinit if not before.
@@ -135,31 +141,40 @@ public final class SocketCANBus {
     public func receive(into frames: inout [CANFrame], limit: Int = 256) throws(DAQError) -> Int {
         var appended = 0
         while appended < limit {
-            var message = msghdr()
-            message.msg_iov = ioVector
-            message.msg_iovlen = 1
-            message.msg_control = control
-            message.msg_controllen = Self.controlSize
-            let outcome = try systemCall("recvmsg", interface: interface, wouldBlockErrors: [EAGAIN, EWOULDBLOCK, ENETDOWN]) {
-                recvmsg(fileDescriptor, &message, Int32(MSG_DONTWAIT))
+            let wanted = min(Self.batchSize, limit - appended)
+            for index in 0..<wanted {
+                var message = msghdr()
+                message.msg_iov = ioVectors + index
+                message.msg_iovlen = 1
+                message.msg_control = controls + index * Self.controlSize
+                message.msg_controllen = Self.controlSize
+                headers[index] = daqlink_mmsghdr(msg_hdr: message, msg_len: 0)
             }
-            guard case .done(let byteCount) = outcome else {
+            // An error met after some frames of the batch (ENETDOWN) is kept by the kernel for
+            // the next call.
+            let outcome = try systemCall("recvmmsg", interface: interface, wouldBlockErrors: [EAGAIN, EWOULDBLOCK, ENETDOWN]) {
+                daqlink_recvmmsg(fileDescriptor, headers, UInt32(wanted), Int32(MSG_DONTWAIT))
+            }
+            guard case .done(let count) = outcome else {
                 // The interface went down: reported once per event (the error is the socket's,
                 // cleared by this read), not a reason to stop (it ended the run).
                 if errno == ENETDOWN { counters.interfaceDownReports += 1 }
                 break
             }
-            let (timestamp, drops) = readControl(&message)
-            if let drops { noteDropReport(drops) }
-            // MSG_DONTROUTE marks frames that another socket on this host sent.
-            let local = message.msg_flags & Int32(MSG_DONTROUTE) != 0
-            guard let frame = CANFrameCodec.decode(frameBuffer.pointee, byteCount: byteCount,
-                                                   timestamp: timestamp ?? Self.wallClockNow(),
-                                                   interface: interface, isReceived: !local)
-            else { continue }
-            if frame.kind == .error { counters.errorFramesReceived += 1 } else { counters.framesReceived += 1 }
-            frames.append(frame)
-            appended += 1
+            for index in 0..<Int(count) {
+                let (timestamp, drops) = readControl(&headers[index].msg_hdr)
+                if let drops { noteDropReport(drops) }
+                // MSG_DONTROUTE marks frames that another socket on this host sent.
+                let local = headers[index].msg_hdr.msg_flags & Int32(MSG_DONTROUTE) != 0
+                guard let frame = CANFrameCodec.decode(frameBuffers[index], byteCount: Int(headers[index].msg_len),
+                                                       timestamp: timestamp ?? Self.wallClockNow(),
+                                                       interface: interface, isReceived: !local)
+                else { continue }
+                if frame.kind == .error { counters.errorFramesReceived += 1 } else { counters.framesReceived += 1 }
+                frames.append(frame)
+                appended += 1
+            }
+            if Int(count) < wanted { break }
         }
         return appended
     }
@@ -226,6 +241,8 @@ public final class SocketCANBus {
     /// Reads the socket's drop counter now (SO_MEMINFO). SO_RXQ_OVFL tells it only with the next
     /// frame queued: the drops at the end of a burst were never counted.
     public func refreshDrops() {
+        // Closed, its number may be another socket's by now.
+        guard !isClosed else { return }
         // struct sk_meminfo: SK_MEMINFO_VARS (9) u32, SK_MEMINFO_DROPS at index 8 (linux/sock_diag.h).
         var values = [UInt32](repeating: 0, count: 9)
         var size = socklen_t(MemoryLayout<UInt32>.stride * values.count)
@@ -234,10 +251,9 @@ public final class SocketCANBus {
         noteDropReport(values[8])
     }
 
-    /// The kernel's counter is a wrapping 32-bit total; accumulate its increments.
     private func noteDropReport(_ total: UInt32) {
-        counters.kernelDrops += UInt64(total &- lastDropReport)
-        lastDropReport = total
+        dropCount.note(total)
+        counters.kernelDrops = dropCount.total
     }
 
     private static func timestamp(_ time: timespec) -> Timestamp? {
@@ -249,5 +265,23 @@ public final class SocketCANBus {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         return timestamp(now) ?? Timestamp(nanoseconds: 0)
+    }
+}
+
+/// The socket's drop counter (sk_drops): a wrapping 32-bit total, told with each frame
+/// (SO_RXQ_OVFL: the total when that frame was queued) and on request (SO_MEMINFO: the total now).
+struct KernelDropCount: Equatable {
+    /// Drops since the socket was opened.
+    private(set) var total: UInt64 = 0
+    private var last: UInt32 = 0
+
+    /// Takes one report. A frame queued before the last SO_MEMINFO reading carries an older total:
+    /// no step back (taken as one, it added 2^32 - n: "drops: kernel 4295075594" on a saturated
+    /// bus); a wrap of the counter is a step forward.
+    mutating func note(_ reported: UInt32) {
+        let step = reported &- last
+        guard step != 0, Int32(bitPattern: step) > 0 else { return }
+        total += UInt64(step)
+        last = reported
     }
 }

@@ -46,19 +46,36 @@ import TestSupport
             wait $p; echo $? >$w/startdown.rc
 
             # A burst while daqlink is stopped: what the queue could not hold is counted. The
-            # duration leaves time to read the queue after it: on a slower guest the 4 s it had
-            # ended while 3,755 queued frames were still unread (neither read nor counted).
-            \(run) --experiment \(one) --source socketcan:vcan0 --journal $w/jb --duration 10 2>$w/burst.err &
+            # run's duration ends while it is stopped, with the queue full: the frames queued
+            # before the end are read at the stop (3,755 stayed unread and uncounted when a
+            # slower guest ran out a 4 s duration during the burst).
+            \(run) --experiment \(one) --source socketcan:vcan0 --journal $w/jb --duration 3 2>$w/burst.err &
             p=$!
             ready $w/burst.err; kill -STOP $p
             cangen vcan0 -g 0 -I 300 -L 8 -D i -n 30000
+            sleep 3
             kill -CONT $p
             wait $p; echo $? >$w/burst.rc
+
+            # A hold-up the queue can take: the raster ticks of the hold-up hold the values of
+            # the frames queued in it (the marker sent last fills the ticks after it). They were
+            # emitted up to the present when the loop came back, with the values of the first
+            # 1,024 frames read, and the rest came behind them.
+            \(run) --experiment \(one) --source socketcan:vcan0 --journal $w/jh --duration 2 2>$w/hold.err &
+            p=$!
+            ready $w/hold.err; kill -STOP $p
+            cangen vcan0 -g 0 -I 300 -L 8 -D i -n 3000
+            cansend vcan0 100#3412000000000000
+            sleep 3
+            kill -CONT $p
+            wait $p; echo $? >$w/hold.rc
+            \(Agent.daqctl) journal dump $w/jh >$w/hold.jsonl 2>$w/hold-dump.err
 
             # A saturated bus: the loop still writes the journal and a signal still stops it soon.
             \(run) --experiment \(one) --source socketcan:vcan0 --journal $w/jl 2>$w/load.err &
             p=$!
             ready $w/load.err
+            cat /sys/class/net/vcan0/statistics/tx_packets >$w/load.tx1
             cangen vcan0 -g 0 -I 300 -L 8 -D i &
             g=$!
             sleep 3
@@ -72,6 +89,7 @@ import TestSupport
             kill $k 2>/dev/null
             echo $(( (t1 - t0) / 1000000 )) >$w/load.stopms
             kill $g; wait $g 2>/dev/null
+            cat /sys/class/net/vcan0/statistics/tx_packets >$w/load.tx2
             true
             """
         let read = try Agent.runInVcanRig(script, buses: 2, in: work, name: "faults.sh")
@@ -97,12 +115,34 @@ import TestSupport
         // were told by no later frame, and the summary said "kernel 0").
         let kernel = burst.range(of: "drops: kernel ").map { Int(burst[$0.upperBound...].prefix { $0.isNumber }) ?? -1 } ?? -1
         #expect(count("frames: ", in: burst) + kernel == 30000, "\(burst)")
+        #expect(count("still queued at the stop and read then ", in: burst) > 1000, "\(burst)")
+
+        let hold = read("hold.err")
+        #expect(read("hold.rc").hasPrefix("0"), "\(hold)")
+        #expect(count("frames: ", in: hold) == 3001, "\(hold)")
+        var marked = 0, behind = 0, latest = -Double.infinity
+        for line in read("hold.jsonl").split(separator: "\n") {
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                  let time = object["t"] as? Double else { continue }
+            if time < latest { behind += 1 }
+            latest = max(latest, time)
+            if object["group"] as? String == "Time 5ms", let values = object["values"] as? [String: Any],
+               let value = values["EngFast_00.EngFast_00_S0"] as? Double, value == 4660 || value == 1165 { marked += 1 }
+        }
+        // The marker came at least 3 s before the stop: some 600 ticks of 5 ms hold it.
+        #expect(marked >= 300 && behind == 0, "\(marked) records hold the marker, \(behind) behind a later one\n\(hold)")
 
         let load = read("load.err")
         #expect(read("load.rc").hasPrefix("0"), "\(load)")
         let (size1, size2) = (Int(read("load.size1").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0,
                               Int(read("load.size2").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0)
         #expect(size2 > size1, "the journal did not grow under load: \(size1) → \(size2)")
+        // Read and dropped frames are frames cangen sent (a frame queued before a reading of
+        // the drop counter carries an older total: taken as a step back, "kernel 4295075594").
+        let sent = (Int(read("load.tx2").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0)
+            - (Int(read("load.tx1").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0)
+        let loadDrops = load.range(of: "drops: kernel ").map { Int(load[$0.upperBound...].prefix { $0.isNumber }) ?? -1 } ?? -1
+        #expect(loadDrops >= 0 && count("frames: ", in: load) + loadDrops <= sent, "sent \(sent): \(load)")
         let stop = Int(read("load.stopms").trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
         #expect(stop >= 0 && stop < 3000, "SIGTERM to exit under load: \(stop) ms")
         print("live faults: two buses \(frames) frames; burst \(burst.split(separator: "\n").first { $0.contains("drops:") } ?? ""); stop under load \(stop) ms; journal \(size1) → \(size2) bytes")

@@ -29,6 +29,21 @@ struct AdapterUnitTests {
         #expect(extended.id == 0xA000_0100 && extended.mask == 0x8000_07FF)
     }
 
+    @Test("the kernel's drop total: an older total told by a frame read late is no step back; a wrap is a step on")
+    func dropCount() {
+        var count = KernelDropCount()
+        count.note(0)        // a frame queued before any drop
+        count.note(19_077)   // SO_MEMINFO after a burst
+        count.note(0)        // a frame queued before that burst, read after the reading
+        count.note(19_000)
+        #expect(count.total == 19_077)
+        count.note(19_080)
+        #expect(count.total == 19_080)
+        var wrapping = KernelDropCount()
+        for total: UInt32 in [0x7000_0000, 0xE000_0000, .max - 5, 10] { wrapping.note(total) }
+        #expect(wrapping.total == UInt64(UInt32.max) + 11)
+    }
+
     static let roundTripFrames: [CANFrame] = [
         CANFrame(timestamp: .init(nanoseconds: 1), interface: "vcan0", id: 0x123, data: CANPayload([0xDE, 0xAD])),
         CANFrame(timestamp: .init(nanoseconds: 1), interface: "vcan0", id: 0x1ABC_DEF0, isExtended: true, data: CANPayload([1, 2, 3, 4, 5, 6, 7, 8])),
