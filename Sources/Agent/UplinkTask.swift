@@ -112,10 +112,7 @@ final class UplinkTask {
             case .success(let connection):
                 self.connectStarted(connection)
             case .failure(let error):
-                // Closed by the broker while the connect call ran (a refused certificate): held
-                // against the credentials, as on a broker given by address (`connect()`).
-                if error.code == .closedByPeer, let files = self.connectionFiles { self.connectionOutcome?(files, false) }
-                self.lostConnection("\(error)")
+                self.connectCallFailed(error)
             }
         }
         return connector
@@ -390,7 +387,7 @@ final class UplinkTask {
             let attempt = connectAttempt
             connectDeadlineTimer = loop.schedule(at: loop.clock.now() + options.connectTimeout) { [weak self] in
                 guard let self, !self.stopped, !self.sender.isConnected, self.connectAttempt == attempt else { return }
-                let seconds = self.options.connectTimeout / 1_000_000_000
+                let seconds = format2(Double(self.options.connectTimeout) / 1e9)
                 self.lostConnection(self.connection == nil ? "no address for \(self.options.host) within \(seconds) s (name lookup)"
                                                            : "no MQTT session within \(seconds) s", linkFault: true)
             }
@@ -401,13 +398,18 @@ final class UplinkTask {
                 connectStarted(connection)
             }
         } catch {
-            // Refused at once (no route, bad TLS files): count it as a failed attempt and back off.
-            // Closed by the broker during the handshake (a revoked certificate, on a link where
-            // connect finishes at once) counts against new credentials, as it does when it comes
-            // later: left out, their rollback waited on the timing of each attempt.
-            if error.code == .closedByPeer, let files = connectionFiles { connectionOutcome?(files, false) }
-            lostConnection("\(error)")
+            connectCallFailed(error)
         }
+    }
+
+    /// The connect call failed, on the loop or off it (a broker given by name): refused at once
+    /// (no route, bad TLS files), a failed attempt with backoff. Closed by the broker during the
+    /// handshake (a revoked certificate, on a link where connect finishes at once), it counts
+    /// against new credentials, as it does when it comes later: left out, their rollback waited
+    /// on the timing of each attempt.
+    private func connectCallFailed(_ error: DAQError) {
+        if error.code == .closedByPeer, let files = connectionFiles { connectionOutcome?(files, false) }
+        lostConnection("\(error)")
     }
 
     /// The attempt has its socket (the TLS handshake and CONNACK follow on the loop).

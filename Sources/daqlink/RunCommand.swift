@@ -124,6 +124,9 @@ struct RunCommand: ParsableCommand {
     @Option(help: "At the end, wait up to this many seconds for the collector to acknowledge everything; what it has not acknowledged by then stays in the journal for the next connection (the summary names the entries).")
     var drainTimeout: Double = 30
 
+    @Option(help: "Seconds one connect attempt may take, name lookup, TLS handshake and MQTT CONNACK together, before it is given up and tried again with backoff (a slow 4G cell may need more than the default).")
+    var connectTimeout: Double = 5
+
     @Option(help: "Most journal bytes in one MQTT message; larger batches go as several messages.")
     var maxBatchBytes: Int = 256 << 10
 
@@ -194,6 +197,9 @@ struct RunCommand: ParsableCommand {
         if syncBytes < 1 { throw ValidationError("--sync-bytes must be at least 1, not \(syncBytes)") }
         if syncMs < 0 || syncMs > 3_600_000 { throw ValidationError("--sync-ms must be 0…3600000 (an hour), not \(syncMs)") }
         if !(drainTimeout >= 0) { throw ValidationError("--drain-timeout must not be negative, not \(drainTimeout)") }
+        if !(connectTimeout >= 0.1 && connectTimeout <= 3600) {
+            throw ValidationError("--connect-timeout must be 0.1…3600 seconds, not \(connectTimeout)")
+        }
         if maxBatchBytes < 1 || maxBatchBytes > UplinkBatch.maxBatchBytes {
             throw ValidationError("--max-batch-bytes must be 1…\(UplinkBatch.maxBatchBytes) (the collector refuses larger batches), not \(maxBatchBytes)")
         }
@@ -294,6 +300,7 @@ struct RunCommand: ParsableCommand {
             var uplink = UplinkOptions(deviceID: device, host: host, port: port, tls: tls)
             uplink.compress = !noCompression
             uplink.maxBatchBytes = maxBatchBytes
+            uplink.connectTimeout = Int64(connectTimeout * 1e9)
             uplink.policy.maxBatchEntries = batchEntries
             options.uplink = uplink
             options.drainTimeout = drainTimeout

@@ -42,6 +42,8 @@ import TestSupport
         (["--duration", "-5"], "--duration must be a number of seconds above 0, not -5.0"),
         (["--epoch", "-3"], "The value '-3' is invalid for '--epoch <N>'"),
         (["--drain-timeout", "-1"], "--drain-timeout must not be negative, not -1.0"),
+        (["--connect-timeout", "0"], "--connect-timeout must be 0.1…3600 seconds, not 0.0"),
+        (["--connect-timeout", "nan"], "--connect-timeout must be 0.1…3600 seconds, not nan"),
         (["--ota-dir", "/nonexistent"], "--ota-dir needs the slot this binary was started from: start it through `daqlink boot`"),
     ])
     func aBadOptionIsRefusedByNameWithTheRunUsage(extra: [String], message: String) throws {
@@ -157,6 +159,39 @@ import TestSupport
         #expect(process.terminationStatus == 0, "\(stderr)")
         #expect(stderr.contains("uplink: not drained") && stderr.contains(says) && !stderr.contains("within --drain-timeout"), "\(stderr)")
         #expect(stderr.contains("stay in the journal and go with the next connection"), "\(stderr)")
+    }
+
+    /// A broker that takes the TCP connection and never answers (a listening socket nothing
+    /// accepts from): each attempt is given up after --connect-timeout, said with the time.
+    @Test func aConnectAttemptIsGivenUpAfterTheConnectTimeout() throws {
+        let work = try PackagePaths.temporaryDirectory("run-connect-timeout")
+        let pki = work.appendingPathComponent("pki").path
+        #expect(try runProcess(Agent.daqctl, ["pki", "init", "--dir", pki]).status == 0)
+        #expect(try runProcess(Agent.daqctl, ["pki", "device", "--dir", pki, "ecu-01"]).status == 0)
+        let silent = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(silent) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        try #require(withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(silent, $0, length) == 0 && listen(silent, 16) == 0 && getsockname(silent, $0, &length) == 0
+            }
+        })
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        let started = Date()
+        let run = try runProcess(Agent.daqlink, ["run", "--experiment", Agent.experiment, "--source", "replay:\(Agent.log)", "--speed", "4",
+                                                 "--journal", work.appendingPathComponent("journal").path, "--quiet", "--log-level", "info",
+                                                 "--broker", "127.0.0.1:\(port)", "--device", "ecu-01", "--pki", pki,
+                                                 "--connect-timeout", "0.5", "--drain-timeout", "0"])
+        #expect(run.status == 0, "\(run.stderr)")
+        // Said once (a broker down for an hour is one line); 2.5 s of replay hold attempts of
+        // 0.5 s each with backoff between them (one, with the default 5 s).
+        #expect(run.stderr.contains("cannot connect to 127.0.0.1:\(port): no MQTT session within 0.5 s; retrying in "), "\(run.stderr)")
+        let attempts = run.stderr.range(of: "0 sessions of ").map { Int(run.stderr[$0.upperBound...].prefix { $0.isNumber }) ?? 0 } ?? 0
+        #expect(attempts >= 3, "\(run.stderr)")
+        #expect(Date().timeIntervalSince(started) < 20, "\(run.stderr)")
     }
 
     @Test func bootRefusesNoTrialAttemptsWithItsOwnUsage() throws {

@@ -181,7 +181,11 @@ import Glibc
         let installed = rig.root.appendingPathComponent("installed")
         let nameserver = Process()
         nameserver.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        nameserver.arguments = ["python3", "-u", "-c", Self.holdingNameserver, "127.0.0.10", "4", installed.path]
+        // The first lookup is held until the bundle is installed, 20 s at most: within the
+        // resolver's timeout (25 s) and the device's connect timeout (30 s), so the lookup under
+        // way when the bundle comes is the first (a 4 s hold, within the default 5 s connect
+        // timeout, needed the install within 4 s).
+        nameserver.arguments = ["python3", "-u", "-c", Self.holdingNameserver, "127.0.0.10", "20", installed.path]
         let ready = Pipe()
         nameserver.standardOutput = ready
         try nameserver.run()
@@ -190,8 +194,9 @@ import Glibc
         let line = String(decoding: ready.fileHandleForReading.availableData, as: UTF8.self)
         try #require(line.hasPrefix("ready"), "the nameserver did not start (binding 127.0.0.10:53 needs root, and nothing else may hold it): \(line)")
 
-        let resolver = try privateResolver(in: rig.root, nameserver: "127.0.0.10", timeout: 8)
-        try rig.startDevice(speed: "0.4", wrapper: resolver.wrapper, hosts: (broker: "localhost", updates: "127.0.0.1"))
+        let resolver = try privateResolver(in: rig.root, nameserver: "127.0.0.10", timeout: 25)
+        try rig.startDevice(speed: "0.4", extra: ["--connect-timeout", "30"], wrapper: resolver.wrapper,
+                            hosts: (broker: "localhost", updates: "127.0.0.1"))
         // The report is appended before the uplink is told (in the same turn of its loop).
         #expect(rig.wait(30) { rig.outboxReports().contains { $0.kind == "certificates" && $0.status == "installed" }
                                || rig.deviceLogs().contains("connected to localhost") }, "\(rig.deviceLogs())")
