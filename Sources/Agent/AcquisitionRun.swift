@@ -426,6 +426,10 @@ public final class AcquisitionRun {
     private func readQueuedBeforeStop() {
         guard !buses.isEmpty else { return }
         let stopAt = presentTime()
+        // A step of the clock under ClockBase's threshold goes unseen: the frames of the last
+        // moments before the stop may be stamped that much after it.
+        let lastTaken = stopAt + ClockBase.stepThreshold
+        receiveBuffer.removeAll(keepingCapacity: true)
         var ranges: [Range<Int>] = []
         for (index, bus) in buses.enumerated() {
             let start = receiveBuffer.count
@@ -439,20 +443,22 @@ public final class AcquisitionRun {
                 let reportsBefore = bus.counters.interfaceDownReports
                 let read: Int
                 do throws(DAQError) { read = try bus.receive(into: &receiveBuffer, limit: Self.framesPerBusAndTurn) } catch { break }
-                if bus.counters.interfaceDownReports > reportsBefore {
-                    interfaceWentDown(index)
-                    // The error is told before the queue, and cleared by that read: read on once.
-                    if read == 0, !retried { retried = true; continue }
-                }
+                let wentDown = bus.counters.interfaceDownReports > reportsBefore
+                if wentDown { interfaceWentDown(index) }
                 for position in before..<receiveBuffer.count {
                     let stamp = clockBase.map(receiveBuffer[position].timestamp.nanoseconds, now: stopAt)
-                    if stamp > stopAt { break reading }
+                    if stamp > lastTaken { break reading }
                     receiveBuffer[kept] = receiveBuffer[position]
                     receiveBuffer[kept].timestamp = Timestamp(nanoseconds: stamp)
                     kept += 1
                 }
                 receiveBuffer.removeSubrange(kept...)
-                if read < Self.framesPerBusAndTurn { break }
+                if read < Self.framesPerBusAndTurn {
+                    // The interface went down: the error ended this read, and the queue may hold
+                    // more (the error is cleared by that read): read on once.
+                    if wentDown, !retried { retried = true; continue }
+                    break
+                }
             }
             receiveBuffer.removeSubrange(kept...)
             ranges.append(start..<kept)
@@ -461,10 +467,13 @@ public final class AcquisitionRun {
         if buses.count == 1 {
             for frame in receiveBuffer { ingestLive(frame) }
         } else {
-            mergeAndIngest(ranges, before: stopAt + 1)
+            mergeAndIngest(ranges, before: lastTaken + 1)
+            held.removeAll()  // stamped after the stop
         }
         receiveBuffer.removeAll(keepingCapacity: true)
-        pipeline.advance(to: Timestamp(nanoseconds: stopAt + 1), into: &records)
+        // The ticks up to the stop; none for a run that never saw a frame (an empty
+        // measurement: a layout and nothing else).
+        if pipeline.sampler.start != nil { pipeline.advance(to: Timestamp(nanoseconds: stopAt + 1), into: &records) }
         // What the kernel dropped up to here is the measurement's; later drops (while the uplink
         // drains) are not: the sockets close now.
         for bus in buses {
@@ -740,7 +749,9 @@ public final class AcquisitionRun {
         // loop held up, by SIGSTOP or load, finds the queues full), and those of several buses
         // held for the next turn: there is none.
         for bus in buses { loop.unwatch(bus.fileDescriptor) }
-        if reason != .journalFull { readQueuedBeforeStop() }
+        // Not after a failure: a read or a write failed (an adapter pulled, the journal's disk),
+        // maybe in the middle of an append.
+        if reason != .journalFull, failure == nil { readQueuedBeforeStop() }
         for frame in held { ingestLive(frame) }
         held.removeAll()
         stopped = true

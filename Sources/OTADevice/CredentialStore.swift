@@ -175,11 +175,18 @@ public struct CredentialStore: Sendable {
     /// the renewal was rolled back, whose report the cut may have taken.)
     public func discardRenewal(serial: String, retryAfter: Int64?) throws {
         if let retryAfter {
-            var setAside = setAsideRenewals
-            // Entries whose time passed a day ago are done with (tried again, or never fetched).
-            setAside = setAside.filter { $0.value > retryAfter - 2 * 86_400 }
+            // Entries due two days before this one are done with (tried again, or never fetched
+            // again), and so are those due after it (set by a clock that ran ahead).
+            var setAside = setAsideRenewals.filter { $0.value > retryAfter - 2 * 86_400 && $0.value <= retryAfter }
             setAside[serial] = retryAfter
-            try recordSetAside(setAside)
+            do {
+                try recordSetAside(setAside)
+            } catch {
+                // Not recorded (a full disk): disarmed all the same, or it would be tried at
+                // every reconnect; a restart then tries it at once.
+                discardPending()
+                throw error
+            }
             CrashPoint.reached("set renewal \(serial) aside", root: directory.root)
         } else {
             try recordRefused(refusedRenewals.union([serial]))

@@ -324,7 +324,7 @@ public final class UpdateTask {
             pendingCheck = nil
             // Expired, there is nothing to keep either: the failures may be the broker's
             // (restarted, its CRL lapsed), so the renewal is asked for again.
-            do { try credentials.discardRenewal(serial: renewal.serial, retryAfter: expired ? wallClock() + 3600 : nil) } catch {
+            do { try credentials.discardRenewal(serial: renewal.serial, retryAfter: expired ? wallClock() + Self.setAsideSeconds : nil) } catch {
                 logger.error("cannot record the rolled-back renewal: \(error)")
             }
             let next = expired ? "; it has expired, so the renewal is tried again in an hour" : ", and this renewal is not tried again"
@@ -549,7 +549,7 @@ public final class UpdateTask {
         // With the certificate in use expired, a renewal refused before (perhaps while the broker
         // was at fault) is tried again: there is nothing left to keep. Once an hour at most.
         let expired = hasEnded(end)
-        if expired, let after = credentials.setAsideRenewals[renewal.serial], wallClock() < after { return }
+        if expired, let after = credentials.setAsideRenewals[renewal.serial], !Self.setAsideIsOver(until: after, now: wallClock()) { return }
         guard expired || !credentials.refusedRenewals.contains(renewal.serial) else {
             if saidRefusedRenewal != renewal.serial {
                 logger.notice("the renewal at \(url) (serial \(renewal.serial)) is one the broker refused before: not tried again; publish another")
@@ -570,6 +570,17 @@ public final class UpdateTask {
         reportRenewal("renewal-installed", serial: renewal.serial, reason: "serial \(renewal.serial), valid until \(until); used from the next connection")
         credentialsChanged?()
     }
+
+    /// Whether a renewal set aside `until` may be tried again at `now` (Unix seconds): its hour
+    /// has passed, or `until` lies more than an hour ahead, which only a clock that was wrong
+    /// when it was set (days ahead, then put right by NTP) gives: waited out, it kept an expired
+    /// device from its renewal for those days.
+    static func setAsideIsOver(until: Int64, now: Int64) -> Bool {
+        now >= until || until - now > setAsideSeconds
+    }
+
+    /// How long a renewal that failed while the certificate in use had expired is set aside.
+    static let setAsideSeconds: Int64 = 3600
 
     private func nextKind() {
         guard !stopped else { return }

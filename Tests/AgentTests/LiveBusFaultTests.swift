@@ -51,11 +51,16 @@ import TestSupport
             # slower guest ran out a 4 s duration during the burst).
             \(run) --experiment \(one) --source socketcan:vcan0 --journal $w/jb --duration 3 2>$w/burst.err &
             p=$!
-            ready $w/burst.err; kill -STOP $p
+            # (The duration's timer is armed just after the journal is named.)
+            ready $w/burst.err; sleep 0.2; kill -STOP $p
             cangen vcan0 -g 0 -I 300 -L 8 -D i -n 30000
             sleep 3
             kill -CONT $p
             wait $p; echo $? >$w/burst.rc
+
+            # A silent bus: no frame, no measurement (the stop's ticks started an empty one).
+            \(run) --experiment \(one) --source socketcan:vcan0 --journal $w/jq --duration 1 2>$w/quiet.err
+            echo $? >$w/quiet.rc
 
             # A hold-up the queue can take: the raster ticks of the hold-up hold the values of
             # the frames queued in it (the marker sent last fills the ticks after it). They were
@@ -116,6 +121,9 @@ import TestSupport
         let kernel = burst.range(of: "drops: kernel ").map { Int(burst[$0.upperBound...].prefix { $0.isNumber }) ?? -1 } ?? -1
         #expect(count("frames: ", in: burst) + kernel == 30000, "\(burst)")
         #expect(count("still queued at the stop and read then ", in: burst) > 1000, "\(burst)")
+
+        let quiet = read("quiet.err")
+        #expect(read("quiet.rc").hasPrefix("0") && quiet.contains("journal: 0 bytes written, no entries"), "\(quiet)")
 
         let hold = read("hold.err")
         #expect(read("hold.rc").hasPrefix("0"), "\(hold)")

@@ -2,7 +2,7 @@
 // superseded by one accepted since, is neither tried nor reported as installed.
 import Foundation
 import OTA
-import OTADevice
+@testable import OTADevice
 import PKI
 import Runtime
 import Testing
@@ -77,6 +77,22 @@ import TestSupport
         try again.installRenewal(Self.plain, serial: "CD34")
         try again.discardRenewal(serial: "CD34", retryAfter: 1_800_003_600 + 3 * 86_400)
         #expect(again.setAsideRenewals == ["CD34": 1_800_003_600 + 3 * 86_400])
+        // One set by a clock that ran days ahead is dropped with the next one.
+        try again.installRenewal(Self.plain, serial: "EF56")
+        try again.discardRenewal(serial: "EF56", retryAfter: 1_800_003_600 + 2 * 86_400)
+        #expect(again.setAsideRenewals == ["EF56": 1_800_003_600 + 2 * 86_400])
+    }
+
+    /// A set-aside renewal is tried again once its hour has passed, or at once when its time lies
+    /// more than an hour ahead (set by a clock that ran ahead, put right since: waited out, it
+    /// kept an expired device from its renewal for days).
+    @Test func aSetAsideRenewalIsDueAfterItsHourOrWhenItsTimeCannotBeRight() {
+        let now: Int64 = 1_800_000_000
+        #expect(!UpdateTask.setAsideIsOver(until: now + 3600, now: now))
+        #expect(!UpdateTask.setAsideIsOver(until: now + 1, now: now))
+        #expect(UpdateTask.setAsideIsOver(until: now, now: now))
+        #expect(UpdateTask.setAsideIsOver(until: now - 10, now: now))
+        #expect(UpdateTask.setAsideIsOver(until: now + 3 * 86_400, now: now))
     }
 
     @Test func aConnectionWithARenewalIsNeverTakenForABundleInstalledSince() throws {
