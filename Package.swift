@@ -126,7 +126,7 @@ let package = Package(
         .testTarget(name: "PKITests", dependencies: ["PKI", "DAQCore", "TestSupport"]),
         .testTarget(name: "ECUSimulationTests", dependencies: ["ECUSimulation", "DBC", "DAQCore", "TestSupport"]),
         .testTarget(name: "OTATests", dependencies: ["OTA", "PKI", "DAQCore", "TestSupport"]),
-        .testTarget(name: "OTADeviceTests", dependencies: ["OTA", "OTADevice", "PKI", "DAQCore", "FaultInjection", "TestSupport", "Uplink"]),
+        .testTarget(name: "OTADeviceTests", dependencies: ["OTA", "OTADevice", "PKI", "DAQCore", "FaultInjection", "TestSupport", "Uplink", "HTTPFetch"]),
         .testTarget(name: "HTTPFetchTests", dependencies: ["HTTPFetch", "Runtime", "DAQCore", "FaultInjection", "TestSupport"],
                     exclude: ["faulty_https_server.py"]),
         .testTarget(name: "OracleTests", dependencies: ["TestSupport", "DAQCore", "CANLogs", "DBC", "SystemIO"]),

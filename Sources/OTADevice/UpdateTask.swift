@@ -54,6 +54,10 @@ public struct UpdateOptions: Sendable {
     public var renewalURL: String?
     /// Days before the end of the certificate in use from which each poll asks for its renewal.
     public var renewalWindowDays = 30
+    /// A bundle the broker took is committed only once the update server takes it too
+    /// (`checkUpdateServer`). Off: committed on CONNACK alone, as before (the unit tests of the
+    /// broker's side, which run without an update server).
+    public var askUpdateServerBeforeCommit = true
 
     public init(baseURL: String, deviceID: String, hardwareID: String, directory: SlotDirectory, runningSlot: Slot,
                 trustedKeyFiles: [String], caFile: String) {
@@ -293,13 +297,142 @@ public final class UpdateTask {
         guard let pending = credentials.pending, pending.files.wereUsed(in: used) else { return }
         certificateFailures = nil
         pendingCheck = nil
-        let floor = options.directory.stagedManifest(.certificates).map { $0.version == pending.version ? $0.floor : 0 } ?? 0
+        // The update server must take it too (`checkUpdateServer`), unless the certificate in
+        // use has expired: nothing to go back to.
+        if !options.askUpdateServerBeforeCommit || hasEnded(currentCertificateEnd()) {
+            return commitPending(pending.version, "connected with the new certificate")
+        }
+        brokerAccepted = pending.version
+        checkUpdateServer()
+    }
+
+    private func commitPending(_ version: UInt64, _ reason: String) {
+        let floor = options.directory.stagedManifest(.certificates).map { $0.version == version ? $0.floor : 0 } ?? 0
         do {
-            try credentials.promotePending(version: pending.version, floor: floor)
-            report(.certificates, "committed", version: pending.version, reason: "connected with the new certificate")
+            try credentials.promotePending(version: version, floor: floor)
+            report(.certificates, "committed", version: version, reason: reason)
         } catch {
             logger.error("cannot promote the new certificate: \(error)")
         }
+    }
+
+    // MARK: the update server's word on a new bundle
+
+    /// The pending bundle the broker took, waiting for the update server's word.
+    private var brokerAccepted: UInt64?
+    /// The HTTPS client of the check under way (nil: none).
+    private var serverCheckFetcher: HTTPFetcher?
+
+    /// What the update server said to a client certificate.
+    enum ServerAnswer: Equatable {
+        /// Any HTTP answer but 400 (a manifest, 404): nginx checked the certificate and took it.
+        case accepted
+        /// HTTP 400 (nginx's answer to a client certificate it refuses: unknown CA, revoked,
+        /// expired) or a failed TLS handshake (either side refused the other).
+        case refused(String)
+        /// No answer (unreachable, timeout, cut): says nothing of the certificate.
+        case none(String)
+
+        init(_ outcome: HTTPOutcome<[UInt8]>) {
+            switch outcome {
+            case .complete: self = .accepted
+            case .failed(let failure):
+                switch failure.reason {
+                case .httpStatus(400), .tls: self = .refused("\(failure)")
+                case .httpStatus: self = .accepted
+                default: self = .none("\(failure)")
+                }
+            }
+        }
+    }
+
+    /// A bundle the broker took is committed only once the update server takes it too: one the
+    /// update server refuses (its client CA file left out of a change of CA, the bundle's trust
+    /// anchors missing the server's CA) cut the device off from every later update, the broker
+    /// link working. One GET of the firmware manifest with the new credentials: taken, it is
+    /// committed; refused, the same GET with the credentials in use tells whose fault it is.
+    /// Those taken, the new ones are rolled back like a bundle the broker refuses; those refused
+    /// too, the update server is at fault and the new ones stay pending (in use on the broker
+    /// link) until a later poll finds them taken. No answer: asked again at the next poll.
+    private func checkUpdateServer() {
+        guard !stopped, serverCheckFetcher == nil, let version = brokerAccepted,
+              let pending = credentials.pending, pending.version == version else { return }
+        // A check's answer belongs to the bundle it asked for: one installed since is not it.
+        let stillPending = { [weak self] () -> Bool in
+            guard let self, self.credentials.pending?.version == version else { self?.finishServerCheck(); return false }
+            return true
+        }
+        ask(with: pending.files) { [weak self] answer in
+            guard let self, stillPending() else { return }
+            switch answer {
+            case .accepted:
+                self.finishServerCheck()
+                self.logger.notice("the update server takes the new certificate (bundle \(version)) too: it is the one in use now")
+                self.commitPending(version, "connected with the new certificate, and the update server takes it")
+            case .none(let why):
+                self.finishServerCheck(keep: true)
+                self.logger.notice("the update server did not answer the check of the new certificate (bundle \(version): \(why)): it stays pending, asked again at the next poll")
+            case .refused(let why):
+                self.ask(with: self.credentials.current) { [weak self] inUse in
+                    guard let self, stillPending() else { return }
+                    switch inUse {
+                    case .accepted:
+                        self.finishServerCheck()
+                        self.rollBackPending(version, "the update server refuses the new certificate (\(why)) and takes the one in use")
+                    case .refused(let both):
+                        self.finishServerCheck(keep: true)
+                        if self.saidServerRefusesBoth != version {
+                            self.saidServerRefusesBoth = version
+                            self.logger.error("the update server refuses the new certificate (bundle \(version): \(why)) and the one in use (\(both)): the fault is the server's (its client CA file, its CRL?); the new certificate stays pending, asked again at each poll")
+                        }
+                    case .none(let none):
+                        self.finishServerCheck(keep: true)
+                        self.logger.notice("the update server refuses the new certificate (bundle \(version): \(why)), and did not answer for the one in use (\(none)): asked again at the next poll")
+                    }
+                }
+            }
+        }
+    }
+
+    private var saidServerRefusesBoth: UInt64?
+
+    /// Ends the check under way; `keep`: the bundle stays waiting for the server's word.
+    private func finishServerCheck(keep: Bool = false) {
+        serverCheckFetcher = nil
+        if !keep { brokerAccepted = nil }
+    }
+
+    /// One GET of the firmware manifest with `files`, answered on the loop.
+    private func ask(with files: CredentialFiles, _ completion: @escaping (ServerAnswer) -> Void) {
+        do {
+            serverCheckFetcher = try HTTPFetcher(loop: loop, configuration: HTTPFetchConfiguration(
+                tls: HTTPClientTLS(caFile: files.caFile ?? options.caFile, certificateFile: files.certificateFile, keyFile: files.keyFile)))
+        } catch {
+            serverCheckFetcher = nil
+            logger.error("cannot set up the HTTPS client for the check of the new certificate: \(error)")
+            return
+        }
+        let started = serverCheckFetcher?.get(options.baseURL + UpdateDirectoryLayout.manifestName(.firmware), maxBytes: UpdateManifest.maximumSize) {
+            [weak self] outcome in
+            guard let self, !self.stopped else { return }
+            completion(ServerAnswer(outcome))
+        }
+        if started == nil { serverCheckFetcher = nil }
+    }
+
+    /// Pending bundle `version` is refused: disarmed, never fetched or installed again, and the
+    /// uplink goes back to the credentials in use.
+    private func rollBackPending(_ version: UInt64, _ why: String) {
+        pendingCheck = nil
+        credentials.discardPending()
+        // Never fetched or installed again: the poll resumed the "unfinished" download of the
+        // accepted version, found it complete and installed it again, cutting the working link
+        // every poll interval, for ever.
+        try? options.directory.clearStaging(.certificates)
+        try? options.directory.markFailed(.certificates, version: version)
+        credentialsChangedSoon()
+        logger.error("\(why): back to the one in use, and bundle \(version) is not tried again")
+        report(.certificates, "rolled-back", version: version, reason: "\(why); kept the old one")
     }
 
     /// A connection made with `used` failed before CONNACK success.
@@ -347,16 +480,7 @@ public final class UpdateTask {
             return
         }
         if !lastAttempt { return checkAgainstCurrent(used, "the new certificate (bundle \(pending.version))", span: span ?? 0) }
-        pendingCheck = nil
-        credentials.discardPending()
-        // Never fetched or installed again: the poll resumed the "unfinished" download of the
-        // accepted version, found it complete and installed it again, cutting the working link
-        // every poll interval, for ever.
-        try? options.directory.clearStaging(.certificates)
-        try? options.directory.markFailed(.certificates, version: pending.version)
-        credentialsChangedSoon()
-        logger.error("no connection with the new certificate (bundle \(pending.version)) \(how): back to the one in use, and bundle \(pending.version) is not tried again")
-        report(.certificates, "rolled-back", version: pending.version, reason: "no connection with the new certificate, \(how); kept the old one")
+        rollBackPending(pending.version, "no connection with the new certificate (bundle \(pending.version)) \(how)")
     }
 
     /// The pending bundle last said to stay pending with the certificate in use expired.
@@ -443,6 +567,7 @@ public final class UpdateTask {
     /// One poll: each kind in turn, one request at a time.
     public func poll() {
         guard !stopped, !busy else { return }
+        checkUpdateServer()  // a bundle the broker took, whose check got no answer
         do {
             // A fresh client per poll: a rotated certificate is used from the next poll on.
             let files = credentials.current

@@ -1,6 +1,7 @@
 // The pending certificate bundle is the accepted release's own: a bundle of an older release,
 // superseded by one accepted since, is neither tried nor reported as installed.
 import Foundation
+import HTTPFetch
 import OTA
 @testable import OTADevice
 import PKI
@@ -93,6 +94,21 @@ import TestSupport
         #expect(UpdateTask.setAsideIsOver(until: now, now: now))
         #expect(UpdateTask.setAsideIsOver(until: now - 10, now: now))
         #expect(UpdateTask.setAsideIsOver(until: now + 3 * 86_400, now: now))
+    }
+
+    /// What the update server's answer says of a client certificate: HTTP 400 (nginx refusing
+    /// it) or a failed handshake refuses it, any other answer takes it, no answer says nothing.
+    @Test func theUpdateServersAnswerToACertificate() {
+        func failed(_ reason: HTTPFailureReason) -> HTTPOutcome<[UInt8]> {
+            .failed(HTTPFetchFailure(reason: reason, url: "https://u/firmware.manifest", file: nil, keptBytes: 0, message: "m"))
+        }
+        #expect(UpdateTask.ServerAnswer(.complete([1])) == .accepted)
+        #expect(UpdateTask.ServerAnswer(failed(.httpStatus(404))) == .accepted)
+        guard case .refused = UpdateTask.ServerAnswer(failed(.httpStatus(400))) else { Issue.record("400"); return }
+        guard case .refused = UpdateTask.ServerAnswer(failed(.tls)) else { Issue.record("tls"); return }
+        for reason in [HTTPFailureReason.unreachable, .timeout, .interrupted, .transport(curlCode: 7)] {
+            guard case .none = UpdateTask.ServerAnswer(failed(reason)) else { Issue.record("\(reason)"); continue }
+        }
     }
 
     @Test func aConnectionWithARenewalIsNeverTakenForABundleInstalledSince() throws {
@@ -264,8 +280,11 @@ import TestSupport
         try slots.persist(ArtifactVersions(installed: 0, floor: 0, accepted: 2), of: .certificates)
         try store.installPending(DeviceCredentials(certificatePEM: Array("crt".utf8), keyPEM: Array("key".utf8)), version: 2)
         let clock = VirtualClock(start: 1_000_000_000)
-        let options = UpdateOptions(baseURL: "https://localhost:1/ota/", deviceID: "rig-01", hardwareID: "hw", directory: slots,
+        var options = UpdateOptions(baseURL: "https://localhost:1/ota/", deviceID: "rig-01", hardwareID: "hw", directory: slots,
                                     runningSlot: .a, trustedKeyFiles: [keys.appendingPathComponent("release.pub").path], caFile: "/ca.crt")
+        // The broker's side alone: no update server here (its word is tested against nginx in
+        // TrustRotationTests and every live bundle test).
+        options.askUpdateServerBeforeCommit = false
         let task = try UpdateTask(options: options, loop: EventLoop(clock: clock, sleeps: false), credentials: store, seed: 1)
         return (slots, store, clock, task, try #require(store.pending).files)
     }

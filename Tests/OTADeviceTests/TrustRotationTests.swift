@@ -78,6 +78,39 @@ import Glibc
         #expect(now.status == 0, "\(now.stdout)\(now.stderr)")
     }
 
+    /// A change of CA where the broker was told to accept the new CA and nginx was not: the
+    /// broker takes the bundle, the update server refuses it. Before, the bundle was committed on
+    /// the broker's word alone and the device never reached the update server again (every poll
+    /// HTTP 400). Now the update server's word is asked before the commit: it refuses the new
+    /// certificate and takes the one in use, so the bundle is rolled back, and polls go on.
+    @Test func aBundleTheUpdateServerRefusesIsRolledBackThoughTheBrokerTakesIt() throws {
+        let rig = try OTARig()
+        let newPKI = rig.root.appendingPathComponent("pki-new")
+        try rig.ctl(["pki", "init", "--dir", newPKI.path])
+        try rig.ctl(["pki", "device", "--dir", newPKI.path, rig.deviceID])
+        try rig.broker.restart(pki: nil, configArguments: ["--also-trust", newPKI.path])
+        let bundle = rig.root.appendingPathComponent("rig-01-new-ca.pem")
+        try rig.ctl(["pki", "bundle", "--dir", newPKI.path, rig.deviceID, "--out", bundle.path,
+                     "--trust", newPKI.appendingPathComponent("ca.crt").path, "--trust", rig.pki.appendingPathComponent("ca.crt").path])
+        try rig.publish(bundle, kind: .certificates, version: 2)
+        try rig.startCollector()
+        try rig.startDevice(speed: "0.4")
+        #expect(rig.wait(60) { rig.historyContains("certificates", "rolled-back", 2) }, "\(rig.history())\n\(rig.deviceLogs())")
+        // Polls go on with the certificate in use: an experiment published now is applied.
+        try rig.publish(try rig.slowExperiment(version: 2), kind: .experiment, version: 2)
+        #expect(rig.wait(60) { rig.historyContains("experiment", "installed", 2) }, "\(rig.history())\n\(rig.deviceLogs())")
+        #expect(rig.wait(90) { rig.device?.isRunning == false }, "the device did not finish")
+        #expect(rig.stopDevice() == 0, "\(rig.deviceLogs())")
+        rig.stopCollector()
+        let log = rig.deviceLogs()
+        #expect(log.contains("the update server refuses the new certificate (") && log.contains("and takes the one in use: back to the one in use"), "\(log)")
+        #expect(!rig.historyContains("certificates", "committed", 2), "\(rig.history())")
+        #expect(rig.history().filter { $0.kind == "certificates" && $0.status == "installed" }.count == 1, "\(rig.history())")
+        #expect(!FileManager.default.fileExists(atPath: rig.ota.appendingPathComponent("certificates/current").path))
+        let verify = try rig.verify()
+        #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
+    }
+
     @Test func pkiBundleRefusesTrustThatDoesNotVouchForTheDevice() throws {
         let root = try PackagePaths.temporaryDirectory("pki-bundle")
         let daqctl = OTARig.daqctl
