@@ -57,6 +57,9 @@ public final class AcquisitionRun {
     private var tickDeadline: Int64?
     /// CLOCK_REALTIME − CLOCK_MONOTONIC at start: kernel timestamps are realtime, timers monotonic.
     private var realtimeOffset: Int64 = 0
+    /// When a read last left every bus's queue empty (the base's time): frames still queued
+    /// were queued since, so they may be that old (`ClockBase.map`'s `away`).
+    private var queuesEmptiedAt: Int64 = 0
     /// Live frames' kernel stamps onto the measurement's time base across clock steps.
     private var clockBase = ClockBase(startOffset: 0)
     private var receiveBuffer: [CANFrame] = []
@@ -174,6 +177,7 @@ public final class AcquisitionRun {
         case .socketCAN:
             realtimeOffset = SystemClock.realtime() - loop.clock.now()
             clockBase = ClockBase(startOffset: realtimeOffset)
+            queuesEmptiedAt = loop.clock.now() + realtimeOffset
             for bus in buses {
                 loop.watch(bus.fileDescriptor, interest: .read) { [unowned self] _ in drainBuses() }
                 // The kernel grants at most net.core.rmem_max without CAP_NET_ADMIN (and reports
@@ -369,12 +373,14 @@ public final class AcquisitionRun {
                 ranges.append(start..<receiveBuffer.count)
                 if bus.counters.interfaceDownReports > reportsBefore { interfaceWentDown(index) }
                 for position in start..<receiveBuffer.count {
-                    receiveBuffer[position].timestamp = Timestamp(nanoseconds: clockBase.map(receiveBuffer[position].timestamp.nanoseconds, now: now))
+                    receiveBuffer[position].timestamp = Timestamp(nanoseconds: clockBase.map(receiveBuffer[position].timestamp.nanoseconds,
+                                                                                             now: now, away: now - queuesEmptiedAt))
                 }
                 // A bus that filled its batch may hold older frames still: nothing after its last
                 // one is complete yet.
                 if read == Self.framesPerBusAndTurn, let last = receiveBuffer.last { horizon = min(horizon, last.timestamp.nanoseconds) }
             }
+            if horizon == now { queuesEmptiedAt = now }
             if buses.count == 1 {
                 for frame in receiveBuffer { ingestLive(frame) }
             } else {
@@ -446,7 +452,7 @@ public final class AcquisitionRun {
                 let wentDown = bus.counters.interfaceDownReports > reportsBefore
                 if wentDown { interfaceWentDown(index) }
                 for position in before..<receiveBuffer.count {
-                    let stamp = clockBase.map(receiveBuffer[position].timestamp.nanoseconds, now: stopAt)
+                    let stamp = clockBase.map(receiveBuffer[position].timestamp.nanoseconds, now: stopAt, away: stopAt - queuesEmptiedAt)
                     if stamp > lastTaken { break reading }
                     receiveBuffer[kept] = receiveBuffer[position]
                     receiveBuffer[kept].timestamp = Timestamp(nanoseconds: stamp)

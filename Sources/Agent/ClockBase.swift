@@ -37,7 +37,9 @@ struct ClockBase {
     /// A kernel stamp (CLOCK_REALTIME) on the base, given the base's present `now`: of the stamp
     /// read against the clock before and after the last step, the one nearer the present (a frame
     /// waits in the socket for milliseconds, a step is whole seconds to years).
-    func map(_ stamp: Int64, now: Int64) -> Int64 {
+    /// `away`: how long the loop has been away from the sockets (since its last read), which
+    /// frames queued meanwhile may be old.
+    func map(_ stamp: Int64, now: Int64, away: Int64 = 0) -> Int64 {
         let after = stamp - shift
         let before = stamp - shiftBefore
         let nearer = abs(after - now) <= abs(before - now) ? after : before
@@ -45,10 +47,12 @@ struct ClockBase {
         // see (frames queued in the socket while daqlink started, the clock stepped meanwhile):
         // the moment it is read stands in for it. Found under load in the vcan guest, where
         // daqlink took seconds to start: an hour of held values again.
-        return abs(nearer - now) <= Self.plausibleAge ? nearer : now
+        return abs(nearer - now) <= max(Self.plausibleAge, away + 1_000_000_000) ? nearer : now
     }
 
     /// How far a frame's stamp may lie from the moment it is read: a socket holds a few seconds
-    /// of a busy bus at most.
+    /// of a busy bus at most, unless the loop was away longer (SIGSTOP, a stalled system: the
+    /// frames of a 12 s hold-up were all put at the moment they were read, the raster records of
+    /// the hold-up holding the values from before it).
     static let plausibleAge: Int64 = 10_000_000_000
 }

@@ -191,6 +191,7 @@ public final class UpdateTask {
         if let pollTimer { loop.cancel(pollTimer) }
         if let healthTimer { loop.cancel(healthTimer) }
         fetcher = nil
+        serverCheckFetcher = nil
     }
 
     // MARK: health and credentials (called by the uplink)
@@ -328,7 +329,8 @@ public final class UpdateTask {
         /// Any HTTP answer but 400 (a manifest, 404): nginx checked the certificate and took it.
         case accepted
         /// HTTP 400 (nginx's answer to a client certificate it refuses: unknown CA, revoked,
-        /// expired) or a failed TLS handshake (either side refused the other).
+        /// expired), 403, or a failed TLS handshake (either side refused the other, or the
+        /// connection was cut during it: hence the last request, `checkUpdateServer`).
         case refused(String)
         /// No answer (unreachable, timeout, cut): says nothing of the certificate.
         case none(String)
@@ -338,7 +340,9 @@ public final class UpdateTask {
             case .complete: self = .accepted
             case .failed(let failure):
                 switch failure.reason {
-                case .httpStatus(400), .tls: self = .refused("\(failure)")
+                // 403: the generated nginx configuration's answer to a certificate without a
+                // device id in its subject.
+                case .httpStatus(400), .httpStatus(403), .tls: self = .refused("\(failure)")
                 case .httpStatus: self = .accepted
                 default: self = .none("\(failure)")
                 }
@@ -357,50 +361,83 @@ public final class UpdateTask {
     private func checkUpdateServer() {
         guard !stopped, serverCheckFetcher == nil, let version = brokerAccepted,
               let pending = credentials.pending, pending.version == version else { return }
-        // A check's answer belongs to the bundle it asked for: one installed since is not it.
+        // Expired meanwhile (the check waited on the server): nothing to go back to.
+        if hasEnded(currentCertificateEnd()) {
+            brokerAccepted = nil
+            return commitPending(version, "connected with the new certificate (the one in use has expired)")
+        }
+        // A check's answer belongs to the bundle it asked for: one installed since is not it,
+        // and gets its own check.
         let stillPending = { [weak self] () -> Bool in
-            guard let self, self.credentials.pending?.version == version else { self?.finishServerCheck(); return false }
+            guard let self else { return false }
+            guard self.credentials.pending?.version == version else {
+                self.serverCheckFetcher = nil
+                if self.brokerAccepted == version { self.brokerAccepted = nil }
+                self.checkUpdateServer()
+                return false
+            }
             return true
         }
-        ask(with: pending.files) { [weak self] answer in
+        let files = pending.files
+        let noAnswer = { [weak self] (why: String) in
+            guard let self else { return }
+            self.serverCheckFetcher = nil
+            if self.saidServerSilent != version {
+                self.saidServerSilent = version
+                self.logger.notice("the update server did not answer the check of the new certificate (bundle \(version): \(why)): it stays pending, asked again at each poll")
+            }
+        }
+        ask(with: files) { [weak self] answer in
             guard let self, stillPending() else { return }
             switch answer {
             case .accepted:
-                self.finishServerCheck()
-                self.logger.notice("the update server takes the new certificate (bundle \(version)) too: it is the one in use now")
-                self.commitPending(version, "connected with the new certificate, and the update server takes it")
+                self.commitAfterServerCheck(version)
             case .none(let why):
-                self.finishServerCheck(keep: true)
-                self.logger.notice("the update server did not answer the check of the new certificate (bundle \(version): \(why)): it stays pending, asked again at the next poll")
+                noAnswer(why)
             case .refused(let why):
                 self.ask(with: self.credentials.current) { [weak self] inUse in
                     guard let self, stillPending() else { return }
                     switch inUse {
                     case .accepted:
-                        self.finishServerCheck()
-                        self.rollBackPending(version, "the update server refuses the new certificate (\(why)) and takes the one in use")
+                        // One more request with the new ones: a refusal right after the ones in
+                        // use were taken is theirs (a connection cut during the handshake, on
+                        // 4G, is not).
+                        self.ask(with: files) { [weak self] last in
+                            guard let self, stillPending() else { return }
+                            switch last {
+                            case .accepted:
+                                self.commitAfterServerCheck(version)
+                            case .refused(let again):
+                                self.serverCheckFetcher = nil
+                                self.brokerAccepted = nil
+                                self.rollBackPending(version, "the update server refuses the new certificate (bundle \(version): \(again)) and takes the one in use")
+                            case .none(let why):
+                                noAnswer(why)
+                            }
+                        }
                     case .refused(let both):
-                        self.finishServerCheck(keep: true)
+                        self.serverCheckFetcher = nil
                         if self.saidServerRefusesBoth != version {
                             self.saidServerRefusesBoth = version
                             self.logger.error("the update server refuses the new certificate (bundle \(version): \(why)) and the one in use (\(both)): the fault is the server's (its client CA file, its CRL?); the new certificate stays pending, asked again at each poll")
                         }
-                    case .none(let none):
-                        self.finishServerCheck(keep: true)
-                        self.logger.notice("the update server refuses the new certificate (bundle \(version): \(why)), and did not answer for the one in use (\(none)): asked again at the next poll")
+                    case .none(let why):
+                        noAnswer(why)
                     }
                 }
             }
         }
     }
 
-    private var saidServerRefusesBoth: UInt64?
-
-    /// Ends the check under way; `keep`: the bundle stays waiting for the server's word.
-    private func finishServerCheck(keep: Bool = false) {
+    private func commitAfterServerCheck(_ version: UInt64) {
         serverCheckFetcher = nil
-        if !keep { brokerAccepted = nil }
+        brokerAccepted = nil
+        logger.notice("the update server takes the new certificate (bundle \(version)) too: it is the one in use now")
+        commitPending(version, "connected with the new certificate, and the update server takes it")
     }
+
+    private var saidServerRefusesBoth: UInt64?
+    private var saidServerSilent: UInt64?
 
     /// One GET of the firmware manifest with `files`, answered on the loop.
     private func ask(with files: CredentialFiles, _ completion: @escaping (ServerAnswer) -> Void) {
@@ -424,12 +461,13 @@ public final class UpdateTask {
     /// uplink goes back to the credentials in use.
     private func rollBackPending(_ version: UInt64, _ why: String) {
         pendingCheck = nil
-        credentials.discardPending()
         // Never fetched or installed again: the poll resumed the "unfinished" download of the
         // accepted version, found it complete and installed it again, cutting the working link
-        // every poll interval, for ever.
+        // every poll interval, for ever. (Marked failed before the link goes: a power cut
+        // between the two leaves a bundle tried once more, not fetched and installed again.)
         try? options.directory.clearStaging(.certificates)
         try? options.directory.markFailed(.certificates, version: version)
+        credentials.discardPending()
         credentialsChangedSoon()
         logger.error("\(why): back to the one in use, and bundle \(version) is not tried again")
         report(.certificates, "rolled-back", version: version, reason: "\(why); kept the old one")

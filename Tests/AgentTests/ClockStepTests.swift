@@ -27,6 +27,11 @@ import TestSupport
         let fresh = ClockBase(startOffset: 0)
         #expect(fresh.map(3_600 * Self.second, now: 5 * Self.second) == 5 * Self.second)
         #expect(fresh.map(4 * Self.second, now: 5 * Self.second) == 4 * Self.second)
+        // The loop away for 12 s (SIGSTOP, a stalled system): a frame queued 11 s ago keeps its
+        // stamp; one from further back than the time away does not.
+        #expect(fresh.map(9 * Self.second, now: 20 * Self.second) == 20 * Self.second)
+        #expect(fresh.map(9 * Self.second, now: 20 * Self.second, away: 12 * Self.second) == 9 * Self.second)
+        #expect(fresh.map(5 * Self.second, now: 20 * Self.second, away: 12 * Self.second) == 20 * Self.second)
     }
 
     /// In the vcan guest (its clock is its own): daqlink records `daqctl ecu-sim` from vcan0 while
