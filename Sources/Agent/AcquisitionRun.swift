@@ -228,14 +228,12 @@ public final class AcquisitionRun {
 
     private func connect(_ updates: UpdateTask, to uplink: UplinkTask) {
         let ca = uplink.options.tls.caFile
-        uplink.credentialsForNextConnection = {
-            let files = updates.credentialsForNextConnection()
-            return MQTTTLSFiles(caFile: files.caFile ?? ca, certificateFile: files.certificateFile, keyFile: files.keyFile)
+        // A bundle's own trust anchors, else the provisioned CA file.
+        let tls = { (files: CredentialFiles) in
+            MQTTTLSFiles(caFile: files.caFile ?? ca, certificateFile: files.certificateFile, keyFile: files.keyFile)
         }
-        uplink.nextCredentials = {
-            let files = updates.nextCredentials
-            return MQTTTLSFiles(caFile: files.caFile ?? ca, certificateFile: files.certificateFile, keyFile: files.keyFile)
-        }
+        uplink.credentialsForNextConnection = { tls(updates.credentialsForNextConnection()) }
+        uplink.nextCredentials = { tls(updates.nextCredentials) }
         uplink.connectionOutcome = { files, succeeded in
             let used = CredentialFiles(certificateFile: files.certificateFile, keyFile: files.keyFile)
             if succeeded { updates.connectionSucceeded(with: used) } else { updates.connectionFailed(with: used) }
