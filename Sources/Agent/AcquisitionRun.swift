@@ -57,9 +57,11 @@ public final class AcquisitionRun {
     private var tickDeadline: Int64?
     /// CLOCK_REALTIME − CLOCK_MONOTONIC at start: kernel timestamps are realtime, timers monotonic.
     private var realtimeOffset: Int64 = 0
-    /// When a read last left every bus's queue empty (the base's time): frames still queued
-    /// were queued since, so they may be that old (`ClockBase.map`'s `away`).
-    private var queuesEmptiedAt: Int64 = 0
+    /// Per bus, the base's time frames still queued were queued after: the stamp of the last
+    /// frame read when a read filled its batch (a queue is first in, first out), else the moment
+    /// of the read that emptied it (`ClockBase.map`'s `away`).
+    private lazy var queuedSince: [Int64] = Array(repeating: startedAtBase, count: buses.count)
+    private var startedAtBase: Int64 = 0
     /// Live frames' kernel stamps onto the measurement's time base across clock steps.
     private var clockBase = ClockBase(startOffset: 0)
     private var receiveBuffer: [CANFrame] = []
@@ -177,7 +179,7 @@ public final class AcquisitionRun {
         case .socketCAN:
             realtimeOffset = SystemClock.realtime() - loop.clock.now()
             clockBase = ClockBase(startOffset: realtimeOffset)
-            queuesEmptiedAt = loop.clock.now() + realtimeOffset
+            startedAtBase = loop.clock.now() + realtimeOffset
             for bus in buses {
                 loop.watch(bus.fileDescriptor, interest: .read) { [unowned self] _ in drainBuses() }
                 // The kernel grants at most net.core.rmem_max without CAP_NET_ADMIN (and reports
@@ -372,13 +374,13 @@ public final class AcquisitionRun {
                 if bus.counters.interfaceDownReports > reportsBefore { interfaceWentDown(index) }
                 for position in start..<receiveBuffer.count {
                     receiveBuffer[position].timestamp = Timestamp(nanoseconds: clockBase.map(receiveBuffer[position].timestamp.nanoseconds,
-                                                                                             now: now, away: now - queuesEmptiedAt))
+                                                                                             now: now, away: now - queuedSince[index]))
                 }
+                queuedSince[index] = read == Self.framesPerBusAndTurn ? (receiveBuffer.last?.timestamp.nanoseconds ?? now) : now
                 // A bus that filled its batch may hold older frames still: nothing after its last
                 // one is complete yet.
                 if read == Self.framesPerBusAndTurn, let last = receiveBuffer.last { horizon = min(horizon, last.timestamp.nanoseconds) }
             }
-            if horizon == now { queuesEmptiedAt = now }
             if buses.count == 1 {
                 for frame in receiveBuffer { ingestLive(frame) }
             } else {
@@ -449,12 +451,14 @@ public final class AcquisitionRun {
                 do throws(DAQError) { read = try bus.receive(into: &receiveBuffer, limit: Self.framesPerBusAndTurn) } catch { break }
                 let wentDown = bus.counters.interfaceDownReports > reportsBefore
                 if wentDown { interfaceWentDown(index) }
+                let away = stopAt - queuedSince[index]
                 for position in before..<receiveBuffer.count {
-                    let stamp = clockBase.map(receiveBuffer[position].timestamp.nanoseconds, now: stopAt, away: stopAt - queuesEmptiedAt)
+                    let stamp = clockBase.map(receiveBuffer[position].timestamp.nanoseconds, now: stopAt, away: away)
                     if stamp > lastTaken { break reading }
                     receiveBuffer[kept] = receiveBuffer[position]
                     receiveBuffer[kept].timestamp = Timestamp(nanoseconds: stamp)
                     kept += 1
+                    queuedSince[index] = stamp
                 }
                 receiveBuffer.removeSubrange(kept...)
                 if read < Self.framesPerBusAndTurn {

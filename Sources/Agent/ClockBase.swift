@@ -37,17 +37,21 @@ struct ClockBase {
     /// A kernel stamp (CLOCK_REALTIME) on the base, given the base's present `now`: of the stamp
     /// read against the clock before and after the last step, the one nearer the present (a frame
     /// waits in the socket for milliseconds, a step is whole seconds to years).
-    /// `away`: how long the loop has been away from the sockets (since its last read), which
-    /// frames queued meanwhile may be old.
+    /// `away`: how old a frame still queued may be (since the last frame read from its socket,
+    /// or its last read that found the queue empty).
     func map(_ stamp: Int64, now: Int64, away: Int64 = 0) -> Int64 {
-        let after = stamp - shift
-        let before = stamp - shiftBefore
-        let nearer = abs(after - now) <= abs(before - now) ? after : before
-        // A stamp far from the present on either clock was taken across a step this run did not
-        // see (frames queued in the socket while daqlink started, the clock stepped meanwhile):
-        // the moment it is read stands in for it. Found under load in the vcan guest, where
-        // daqlink took seconds to start: an hour of held values again.
-        return abs(nearer - now) <= max(Self.plausibleAge, away + 1_000_000_000) ? nearer : now
+        // A frame is stamped before it is read: a stamp may lie at most `away` (10 s at least) in
+        // the past and never in the future (a step under the threshold aside). Of the stamp read
+        // against the clock before and after the last step, the one in that window, the nearer
+        // to the present if both are. After a long hold-up the nearer one could be the wrong one:
+        // a step of +30 s in a 60 s stall put a frame 14 s in the future.
+        let oldest = now - max(Self.plausibleAge, away + 1_000_000_000), newest = now + Self.stepThreshold
+        let candidates = [stamp - shift, stamp - shiftBefore].filter { $0 >= oldest && $0 <= newest }
+        // None: taken across a step this run did not see (frames queued in the socket while
+        // daqlink started, the clock stepped meanwhile): the moment it is read stands in for it.
+        // Found under load in the vcan guest, where daqlink took seconds to start: an hour of
+        // held values again.
+        return candidates.min { abs($0 - now) < abs($1 - now) } ?? now
     }
 
     /// How far a frame's stamp may lie from the moment it is read: a socket holds a few seconds

@@ -207,6 +207,10 @@ public final class HTTPTransfer {
             reason = .timeout
         case CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_PROXY:
             reason = .unreachable
+        case CURLE_SSL_CONNECT_ERROR where !detail.contains("alert"):
+            // A connection reset or cut during the handshake (4G): no refusal. A peer refusing
+            // us sends an alert, which curl names.
+            reason = .interrupted
         case CURLE_SSL_CONNECT_ERROR, CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CERTPROBLEM, CURLE_SSL_CIPHER,
              CURLE_SSL_CACERT_BADFILE, CURLE_SSL_CRL_BADFILE, CURLE_SSL_ISSUER_ERROR, CURLE_SSL_CLIENTCERT,
              CURLE_SSL_INVALIDCERTSTATUS, CURLE_SSL_PINNEDPUBKEYNOTMATCH, CURLE_USE_SSL_FAILED:

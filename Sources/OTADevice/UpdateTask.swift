@@ -311,6 +311,7 @@ public final class UpdateTask {
         let floor = options.directory.stagedManifest(.certificates).map { $0.version == version ? $0.floor : 0 } ?? 0
         do {
             try credentials.promotePending(version: version, floor: floor)
+            logger.notice("certificates \(version) committed: the new certificate is the one in use now")
             report(.certificates, "committed", version: version, reason: reason)
         } catch {
             logger.error("cannot promote the new certificate: \(error)")
@@ -432,7 +433,7 @@ public final class UpdateTask {
     private func commitAfterServerCheck(_ version: UInt64) {
         serverCheckFetcher = nil
         brokerAccepted = nil
-        logger.notice("the update server takes the new certificate (bundle \(version)) too: it is the one in use now")
+        logger.notice("the update server takes the new certificate (bundle \(version)) too")
         commitPending(version, "connected with the new certificate, and the update server takes it")
     }
 
@@ -449,12 +450,12 @@ public final class UpdateTask {
             logger.error("cannot set up the HTTPS client for the check of the new certificate: \(error)")
             return
         }
-        let started = serverCheckFetcher?.get(options.baseURL + UpdateDirectoryLayout.manifestName(.firmware), maxBytes: UpdateManifest.maximumSize) {
+        // A transfer that cannot start still answers (as no answer), and that clears the client.
+        _ = serverCheckFetcher?.get(options.baseURL + UpdateDirectoryLayout.manifestName(.firmware), maxBytes: UpdateManifest.maximumSize) {
             [weak self] outcome in
             guard let self, !self.stopped else { return }
             completion(ServerAnswer(outcome))
         }
-        if started == nil { serverCheckFetcher = nil }
     }
 
     /// Pending bundle `version` is refused: disarmed, never fetched or installed again, and the

@@ -32,6 +32,13 @@ import TestSupport
         #expect(fresh.map(9 * Self.second, now: 20 * Self.second) == 20 * Self.second)
         #expect(fresh.map(9 * Self.second, now: 20 * Self.second, away: 12 * Self.second) == 9 * Self.second)
         #expect(fresh.map(5 * Self.second, now: 20 * Self.second, away: 12 * Self.second) == 20 * Self.second)
+        // Away 60 s, the clock stepped +30 s meanwhile: a frame stamped after the step 16 s ago
+        // is put there, not on the clock before the step, 14 s in the future (the nearer one).
+        var stalled = ClockBase(startOffset: 0)
+        #expect(stalled.observe(offset: 30 * Self.second) == 30 * Self.second)
+        #expect(stalled.map(114 * Self.second, now: 100 * Self.second, away: 60 * Self.second) == 84 * Self.second)
+        // A stamp in the future on both clocks: the moment it is read.
+        #expect(stalled.map(200 * Self.second, now: 100 * Self.second, away: 60 * Self.second) == 100 * Self.second)
     }
 
     /// In the vcan guest (its clock is its own): daqlink records `daqctl ecu-sim` from vcan0 while

@@ -7,6 +7,9 @@ import HTTPFetch
 import Runtime
 import Testing
 import TestSupport
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @Suite struct FaultyServerTests {
     let artifact = artifactBytes(count: 200_000, seed: 9)
@@ -150,6 +153,40 @@ import TestSupport
         #expect(failed?.failure?.keptBytes == bytesBeforeStall, "what arrived is kept for a resume")
         let bound = bytesBeforeStall == 0 ? 2.0 : 7.0
         #expect(elapsed >= 1.5 && elapsed < bound + 2, "low-speed limit 2 s, took \(elapsed) s")
+    }
+
+    /// A connection reset during the handshake (a 4G link dropping) is an interruption, not a
+    /// TLS refusal: the OTA task rolls a new certificate back on refusals (the update server's
+    /// word), and curl's "SSL connect error" without an alert was taken for one.
+    @Test func aConnectionResetDuringTheHandshakeIsNoRefusal() throws {
+        let rig = try DownloadRig("fault-handshake-reset")
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(listener) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        try #require(withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(listener, $0, length) == 0 && listen(listener, 4) == 0 && getsockname(listener, $0, &length) == 0
+            }
+        })
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        // Reads the ClientHello, then closes with SO_LINGER 0: a TCP reset.
+        let server = Thread {
+            let client = accept(listener, nil, nil)
+            guard client >= 0 else { return }
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            _ = read(client, &buffer, buffer.count)
+            var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+            setsockopt(client, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+            close(client)
+        }
+        server.start()
+        let loop = EventLoop()
+        let fetcher = try HTTPFetcher(loop: loop, configuration: HTTPFetchConfiguration(tls: rig.deviceTLS, connectTimeoutMilliseconds: 5_000))
+        let outcome: HTTPOutcome<[UInt8]>? = try runLoop(loop) { fetcher.get("https://127.0.0.1:\(port)/ota/x", maxBytes: 4096, completion: $0) }
+        #expect(outcome?.failure?.reason == .interrupted, "\(String(describing: outcome))")
     }
 
     @Test func clientsWithoutOurCertificateFailTheHandshake() throws {
