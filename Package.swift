@@ -117,7 +117,7 @@ let package = Package(
         .testTarget(name: "RuntimeTests", dependencies: ["DAQCore", "Runtime"]),
         .testTarget(name: "MDFTests", dependencies: ["DAQCore", "Acquisition", "MDF", "MDFFiles", "TestSupport"]),
         .testTarget(name: "DeliveryTests", dependencies: ["DAQCore", "Delivery"]),
-        .testTarget(name: "AgentTests", dependencies: ["TestSupport", "Agent"]),
+        .testTarget(name: "AgentTests", dependencies: ["TestSupport", "Agent", "FaultInjection"]),
         .testTarget(name: "UplinkTests", dependencies: ["TestSupport", "FaultInjection", "Uplink", "Collector", "Delivery", "Journal", "JournalStore", "DAQCore", "Runtime"]),
         .testTarget(name: "DBCTests", dependencies: ["TestSupport", "DAQCore", "DBC"]),
         .testTarget(name: "SocketCANTests", dependencies: ["TestSupport", "DAQCore", "SocketCAN", "CANLogs"]),

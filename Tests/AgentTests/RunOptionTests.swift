@@ -1,5 +1,6 @@
 // `daqlink run` and `daqlink boot` with bad or unusual options: refused before anything runs, by
 // name, with the subcommand's usage (and no trap).
+import FaultInjection
 import Foundation
 import Testing
 import TestSupport
@@ -168,18 +169,8 @@ import TestSupport
         let pki = work.appendingPathComponent("pki").path
         #expect(try runProcess(Agent.daqctl, ["pki", "init", "--dir", pki]).status == 0)
         #expect(try runProcess(Agent.daqctl, ["pki", "device", "--dir", pki, "ecu-01"]).status == 0)
-        let silent = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let (silent, port) = try LoopbackTCP.listener()
         defer { close(silent) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        try #require(withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(silent, $0, length) == 0 && listen(silent, 16) == 0 && getsockname(silent, $0, &length) == 0
-            }
-        })
-        let port = Int(UInt16(bigEndian: address.sin_port))
         let started = Date()
         let run = try runProcess(Agent.daqlink, ["run", "--experiment", Agent.experiment, "--source", "replay:\(Agent.log)", "--speed", "4",
                                                  "--journal", work.appendingPathComponent("journal").path, "--quiet", "--log-level", "info",

@@ -2,6 +2,7 @@
 // TLS 1.3 server requiring our client certificates): every fault ends in a resume or a clean
 // failure, never in a file with wrong bytes.
 import DAQCore
+import FaultInjection
 import Foundation
 import HTTPFetch
 import Runtime
@@ -160,18 +161,8 @@ import Glibc
     /// word), and curl's "SSL connect error" without an alert was taken for one.
     @Test func aConnectionResetDuringTheHandshakeIsNoRefusal() throws {
         let rig = try DownloadRig("fault-handshake-reset")
-        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let (listener, port) = try LoopbackTCP.listener()
         defer { close(listener) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        try #require(withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(listener, $0, length) == 0 && listen(listener, 4) == 0 && getsockname(listener, $0, &length) == 0
-            }
-        })
-        let port = Int(UInt16(bigEndian: address.sin_port))
         // Reads the ClientHello, then closes with SO_LINGER 0: a TCP reset.
         let server = Thread {
             let client = accept(listener, nil, nil)
