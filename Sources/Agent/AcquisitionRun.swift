@@ -62,6 +62,12 @@ public final class AcquisitionRun {
     /// of the read that emptied it (`ClockBase.map`'s `away`).
     private lazy var queuedSince: [Int64] = Array(repeating: startedAtBase, count: buses.count)
     private var startedAtBase: Int64 = 0
+    /// When the buses were opened (CLOCK_REALTIME): frames queue from then on, while the journal
+    /// is opened and recovered.
+    private var busesOpenedAt: Int64 = 0
+    /// Per bus, `clockBase.steps` when a read last emptied its queue: equal to the steps now, every
+    /// frame queued is stamped on the clock after the last step.
+    private lazy var emptiedAtStep: [Int] = Array(repeating: 0, count: buses.count)
     /// Live frames' kernel stamps onto the measurement's time base across clock steps.
     private var clockBase = ClockBase(startOffset: 0)
     private var receiveBuffer: [CANFrame] = []
@@ -92,6 +98,7 @@ public final class AcquisitionRun {
                 configuration.receiveBufferBytes = options.receiveBufferBytes
                 buses.append(try SocketCANBus(interface: name, configuration: configuration))
             }
+            busesOpenedAt = SystemClock.realtime()
         }
         var configuration = JournalConfiguration(epoch: options.epoch ?? AcquisitionOptions.freshEpoch(),
                                                  segmentSizeLimit: options.segmentSizeLimit, quotaBytes: options.quotaBytes)
@@ -179,7 +186,7 @@ public final class AcquisitionRun {
         case .socketCAN:
             realtimeOffset = SystemClock.realtime() - loop.clock.now()
             clockBase = ClockBase(startOffset: realtimeOffset)
-            startedAtBase = loop.clock.now() + realtimeOffset
+            startedAtBase = min(loop.clock.now() + realtimeOffset, busesOpenedAt)
             for bus in buses {
                 loop.watch(bus.fileDescriptor, interest: .read) { [unowned self] _ in drainBuses() }
                 // The kernel grants at most net.core.rmem_max without CAP_NET_ADMIN (and reports
@@ -372,11 +379,18 @@ public final class AcquisitionRun {
                 let read = try bus.receive(into: &receiveBuffer, limit: Self.framesPerBusAndTurn)
                 ranges.append(start..<receiveBuffer.count)
                 if bus.counters.interfaceDownReports > reportsBefore { interfaceWentDown(index) }
+                let afterLastStep = emptiedAtStep[index] == clockBase.steps
                 for position in start..<receiveBuffer.count {
                     receiveBuffer[position].timestamp = Timestamp(nanoseconds: clockBase.map(receiveBuffer[position].timestamp.nanoseconds,
-                                                                                             now: now, away: now - queuedSince[index]))
+                                                                                             now: now, away: now - queuedSince[index],
+                                                                                             afterLastStep: afterLastStep))
                 }
-                queuedSince[index] = read == Self.framesPerBusAndTurn ? (receiveBuffer.last?.timestamp.nanoseconds ?? now) : now
+                if read == Self.framesPerBusAndTurn {
+                    queuedSince[index] = receiveBuffer.last?.timestamp.nanoseconds ?? now
+                } else {
+                    queuedSince[index] = now
+                    emptiedAtStep[index] = clockBase.steps
+                }
                 // A bus that filled its batch may hold older frames still: nothing after its last
                 // one is complete yet.
                 if read == Self.framesPerBusAndTurn, let last = receiveBuffer.last { horizon = min(horizon, last.timestamp.nanoseconds) }
@@ -451,10 +465,13 @@ public final class AcquisitionRun {
                 do throws(DAQError) { read = try bus.receive(into: &receiveBuffer, limit: Self.framesPerBusAndTurn) } catch { break }
                 let wentDown = bus.counters.interfaceDownReports > reportsBefore
                 if wentDown { interfaceWentDown(index) }
-                let away = stopAt - queuedSince[index]
+                let away = stopAt - queuedSince[index], afterLastStep = emptiedAtStep[index] == clockBase.steps
                 for position in before..<receiveBuffer.count {
-                    let stamp = clockBase.map(receiveBuffer[position].timestamp.nanoseconds, now: stopAt, away: away)
-                    if stamp > lastTaken { break reading }
+                    let raw = receiveBuffer[position].timestamp.nanoseconds
+                    // Stamped after the stop on the present clock: the read ends (mapped, such a
+                    // stamp lies in the future and stands at the stop).
+                    if raw - clockBase.shift > lastTaken { break reading }
+                    let stamp = clockBase.map(raw, now: stopAt, away: away, afterLastStep: afterLastStep)
                     receiveBuffer[kept] = receiveBuffer[position]
                     receiveBuffer[kept].timestamp = Timestamp(nanoseconds: stamp)
                     kept += 1

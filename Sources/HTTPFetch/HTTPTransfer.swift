@@ -207,15 +207,16 @@ public final class HTTPTransfer {
             reason = .timeout
         case CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_PROXY:
             reason = .unreachable
-        case CURLE_SSL_CONNECT_ERROR where !detail.contains("alert"):
+        case CURLE_SSL_CONNECT_ERROR where !detail.contains(" alert "):
             // A connection reset or cut during the handshake (4G): no refusal. A peer refusing
-            // us sends an alert, which curl names.
+            // us sends an alert, which curl names ("tlsv1 alert unknown ca"; spaced: a host
+            // name in the text cannot hold one).
             reason = .interrupted
         case CURLE_SSL_CONNECT_ERROR, CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CERTPROBLEM, CURLE_SSL_CIPHER,
              CURLE_SSL_CACERT_BADFILE, CURLE_SSL_CRL_BADFILE, CURLE_SSL_ISSUER_ERROR, CURLE_SSL_CLIENTCERT,
              CURLE_SSL_INVALIDCERTSTATUS, CURLE_SSL_PINNEDPUBKEYNOTMATCH, CURLE_USE_SSL_FAILED:
             reason = .tls
-        case CURLE_RECV_ERROR where detail.contains("alert"), CURLE_SEND_ERROR where detail.contains("alert"):
+        case CURLE_RECV_ERROR where detail.contains(" alert "), CURLE_SEND_ERROR where detail.contains(" alert "):
             // TLS 1.3: a server refusing our certificate sends its alert after the handshake,
             // so the client sees it on its first read.
             reason = .tls

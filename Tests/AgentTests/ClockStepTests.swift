@@ -39,6 +39,13 @@ import TestSupport
         #expect(stalled.map(114 * Self.second, now: 100 * Self.second, away: 60 * Self.second) == 84 * Self.second)
         // A stamp in the future on both clocks: the moment it is read.
         #expect(stalled.map(200 * Self.second, now: 100 * Self.second, away: 60 * Self.second) == 100 * Self.second)
+        // A +0.5 s step long ago, then a 1 s hold-up: a frame 0.9 s old is nearer the present on
+        // the clock before the step (0.4 s), but its queue was emptied since the step.
+        var later = ClockBase(startOffset: 0)
+        #expect(later.observe(offset: Self.second / 2) == Self.second / 2)
+        let raw = 99 * Self.second + Self.second / 10 + Self.second / 2  // 99.1 s on the base, read at 100 s
+        #expect(later.map(raw, now: 100 * Self.second, away: Self.second) == 99 * Self.second + 6 * Self.second / 10)
+        #expect(later.map(raw, now: 100 * Self.second, away: Self.second, afterLastStep: true) == 99 * Self.second + Self.second / 10)
     }
 
     /// In the vcan guest (its clock is its own): daqlink records `daqctl ecu-sim` from vcan0 while
