@@ -65,6 +65,9 @@ public final class HTTPFetcher {
 
     /// Transfers not yet finished.
     public var activeTransfers: Int { transfers.count }
+    /// How many times the loop handed libcurl a socket's readiness or its timer
+    /// (curl_multi_socket_action calls): what a transfer costs the loop in wake-ups.
+    public private(set) var wakeUps = 0
 
     /// GETs `url` into memory (manifests, signatures). A body over `maxBytes` (by Content-Length
     /// or as it arrives) aborts the transfer with `.oversize`; a non-2xx status fails with
@@ -186,6 +189,7 @@ public final class HTTPFetcher {
 
     private func act(on fd: Int32, events: Int32) {
         var running: Int32 = 0
+        wakeUps += 1
         _ = curl_multi_socket_action(multi, fd, events, &running)
         var queued: Int32 = 0
         while let message = curl_multi_info_read(multi, &queued) {
