@@ -23,10 +23,10 @@ public enum LinkCondition: Sendable, Equatable {
 /// Forwards `listenPort` on 127.0.0.1 to `targetHost:targetPort`, with faults on demand.
 public final class TCPFaultProxy: Sendable {
     public let listenPort: Int
-    private let targetPort: Int
     private let state = Mutex(State())
 
     private struct State {
+        var targetPort = 0
         var condition: LinkCondition = .up
         var resetRequested = false
         var stopping = false
@@ -37,9 +37,9 @@ public final class TCPFaultProxy: Sendable {
 
     /// Starts listening on an ephemeral (or given) port and forwarding on a background thread.
     public init(targetPort: Int, listenPort: Int = 0) throws(DAQError) {
-        self.targetPort = targetPort
         let (fd, port) = try LoopbackTCP.listener(port: listenPort)
         self.listenPort = port
+        state.withLock { $0.targetPort = targetPort }
         let thread = Thread { [self] in forward(listener: fd) }
         thread.name = "tcp-fault-proxy"
         thread.start()
@@ -142,7 +142,11 @@ public final class TCPFaultProxy: Sendable {
         }
     }
 
-    private func connectTarget() -> Int32? { LoopbackTCP.connect(port: targetPort) }
+    private func connectTarget() -> Int32? { LoopbackTCP.connect(port: state.withLock { $0.targetPort }) }
+
+    /// New connections go to `port` from now on (a server restarted elsewhere; clients keep
+    /// the proxy's address).
+    public func retarget(port: Int) { state.withLock { $0.targetPort = port } }
 
     private func writeAll(_ fd: Int32, _ bytes: [UInt8], _ count: Int) -> Bool {
         var sent = 0

@@ -132,6 +132,10 @@ public struct CredentialStore: Sendable {
         if refused.contains(serial) { try recordRefused(refused.subtracting([serial])) }
         var setAside = setAsideRenewals
         if setAside.removeValue(forKey: serial) != nil { try recordSetAside(setAside) }
+        // A bundle armed whole (its link is written last) whose place this renewal takes.
+        if let displaced = pending {
+            try AtomicFile.write(Array("bundle-\(displaced.version)".utf8), to: replacedPath, mode: AtomicFile.publicMode)
+        }
         try arm(credentials, in: Self.renewalPrefix + serial)
     }
 
@@ -167,7 +171,57 @@ public struct CredentialStore: Sendable {
         AtomicFile.syncDirectory(base)
     }
 
-    /// The pending renewal never connected: disarm it, and record its serial. Refused
+    /// Where installing a renewal over a pending bundle records that bundle's directory: the
+    /// bundle it took the place of, to be armed again after it (`rearmReplacedBundle`).
+    private var replacedPath: String { "\(base)/replaced-by-renewal" }
+
+    /// The bundle a renewal took the place of (recorded by `installRenewal`), when nothing arms
+    /// it any more: still the accepted release, not installed, not failed, and `pending` gone or
+    /// naming a renewal that was rolled back. (A renewal takes a pending bundle's place only while
+    /// the certificate in use has expired; once the renewal connected, was refused or set aside,
+    /// the bundle was neither pending nor fetched again, its version being accepted: a change of
+    /// CA it brought was lost.) A record, not an inference from what is missing: a rolled-back
+    /// bundle whose failed mark a new offer cleared, or one whose directory a power cut left half
+    /// written, was never displaced. Its directory name and version.
+    private var replacedBundle: (name: String, version: UInt64)? {
+        guard let recorded = try? AtomicFile.read(replacedPath), let versions = try? directory.versions(of: .certificates),
+              versions.accepted > versions.installed, directory.failedVersion(.certificates) != versions.accepted else { return nil }
+        let name = "bundle-\(versions.accepted)"
+        guard String(decoding: recorded, as: UTF8.self) == name, linkTarget("current") != name else { return nil }
+        switch linkTarget("pending") {
+        case nil: return (name, versions.accepted)
+        case let target? where target.hasPrefix(Self.renewalPrefix):
+            let serial = String(target.dropFirst(Self.renewalPrefix.count))
+            return refusedRenewals.contains(serial) || setAsideRenewals[serial] != nil ? (name, versions.accepted) : nil
+        default: return nil
+        }
+    }
+
+    /// Arms again the bundle a renewal took the place of (`replacedBundle`), after the renewal
+    /// connected or was rolled back, and at a start (a power cut between the two steps); returns
+    /// its version, or nil when there is none.
+    @discardableResult
+    public func rearmReplacedBundle() throws -> UInt64? {
+        guard let bundle = replacedBundle else {
+            // A record whose bundle failed, was superseded or installed is done with; one
+            // waiting behind a renewal still pending stays.
+            if pendingRenewal == nil { forgetReplacedBundle() }
+            return nil
+        }
+        try swapLink("pending", to: bundle.name)
+        forgetReplacedBundle()
+        return bundle.version
+    }
+
+    /// The record of a displaced bundle is done with: armed again, committed, rolled back, or
+    /// another bundle installed.
+    private func forgetReplacedBundle() {
+        guard unlink(replacedPath) == 0 else { return }
+        AtomicFile.syncDirectory(base)
+    }
+
+    /// The pending renewal never connected: disarm it (arming again the bundle it took the place
+    /// of, if any: `rearmReplacedBundle`), and record its serial. Refused
     /// (`retryAfter` nil), the same certificate is not tried again; set aside (the certificate in
     /// use had expired, so the failures may have been the broker's), it may be from
     /// `retryAfter` (Unix time), also after a restart. (Recorded first: a power cut between the
@@ -183,8 +237,8 @@ public struct CredentialStore: Sendable {
                 try recordSetAside(setAside)
             } catch {
                 // Not recorded (a full disk): disarmed all the same, or it would be tried at
-                // every reconnect; a restart then tries it at once.
-                discardPending()
+                // every reconnect; a restart then tries it at once (or the bundle it displaced).
+                unlinkPending()
                 throw error
             }
             CrashPoint.reached("set renewal \(serial) aside", root: directory.root)
@@ -192,7 +246,8 @@ public struct CredentialStore: Sendable {
             try recordRefused(refusedRenewals.union([serial]))
             CrashPoint.reached("recorded renewal \(serial) as refused", root: directory.root)
         }
-        discardPending()
+        // The bundle it took the place of is pending again (one rename), else the link goes.
+        if try rearmReplacedBundle() == nil { unlinkPending() }
     }
 
     /// Writes the refused serials, one per line.
@@ -212,11 +267,13 @@ public struct CredentialStore: Sendable {
     /// symlink at it (one atomic rename: a crash leaves no half-armed bundle).
     public func installPending(_ credentials: DeviceCredentials, version: UInt64) throws {
         try arm(credentials, in: "bundle-\(version)")
+        forgetReplacedBundle()
     }
 
     /// The pending bundle connected: make it current (one atomic rename), then record its version.
     public func promotePending(version: UInt64, floor: UInt64) throws {
         try promoteLink()
+        forgetReplacedBundle()
         CrashPoint.reached("promoted the pending certificates", root: directory.root)
         var versions = try directory.versions(of: .certificates)
         versions.installed = version
@@ -242,6 +299,11 @@ public struct CredentialStore: Sendable {
     /// The pending bundle never connected: disarm it (the caller marks its version failed, so it
     /// is never retried).
     public func discardPending() {
+        unlinkPending()
+        forgetReplacedBundle()
+    }
+
+    private func unlinkPending() {
         unlink("\(base)/pending")
         AtomicFile.syncDirectory(base)
     }

@@ -144,6 +144,7 @@ public final class UpdateTask {
         } catch {
             logger.error("cannot finish the certificate promotion a power cut interrupted: \(error)")
         }
+        rearmReplacedBundle(after: "a restart (a power cut came between a renewal's end and this step)", reconnect: false)
         // Certificate renewals: the reports of the steps the links and the rolled-back serials
         // (refused, or set aside while the certificate in use had expired) prove.
         do {
@@ -292,7 +293,9 @@ public final class UpdateTask {
                 report(.certificates, "renewed", version: 0, reason: "connected with the renewed certificate, serial \(renewal.serial)", serial: renewal.serial)
             } catch {
                 logger.error("cannot promote the renewed certificate: \(error)")
+                return
             }
+            rearmReplacedBundle(after: "the renewal connected")
             return
         }
         guard let pending = credentials.pending, pending.files.wereUsed(in: used) else { return }
@@ -382,7 +385,7 @@ public final class UpdateTask {
         let files = pending.files
         let noAnswer = { [weak self] (why: String) in
             guard let self else { return }
-            self.serverCheckFetcher = nil
+            self.endServerCheck(version, .waiting)
             if self.saidServerSilent != version {
                 self.saidServerSilent = version
                 self.logger.notice("the update server did not answer the check of the new certificate (bundle \(version): \(why)): it stays pending, asked again at each poll")
@@ -392,7 +395,7 @@ public final class UpdateTask {
             guard let self, stillPending() else { return }
             switch answer {
             case .accepted:
-                self.commitAfterServerCheck(version)
+                self.endServerCheck(version, .taken)
             case .none(let why):
                 noAnswer(why)
             case .refused(let why):
@@ -407,17 +410,15 @@ public final class UpdateTask {
                             guard let self, stillPending() else { return }
                             switch last {
                             case .accepted:
-                                self.commitAfterServerCheck(version)
+                                self.endServerCheck(version, .taken)
                             case .refused(let again):
-                                self.serverCheckFetcher = nil
-                                self.brokerAccepted = nil
-                                self.rollBackPending(version, "the update server refuses the new certificate (bundle \(version): \(again)) and takes the one in use")
+                                self.endServerCheck(version, .refused("the update server refuses the new certificate (bundle \(version): \(again)) and takes the one in use"))
                             case .none(let why):
                                 noAnswer(why)
                             }
                         }
                     case .refused(let both):
-                        self.serverCheckFetcher = nil
+                        self.endServerCheck(version, .waiting)
                         if self.saidServerRefusesBoth != version {
                             self.saidServerRefusesBoth = version
                             self.logger.error("the update server refuses the new certificate (bundle \(version): \(why)) and the one in use (\(both)): the fault is the server's (its client CA file, its CRL?); the new certificate stays pending, asked again at each poll")
@@ -430,11 +431,31 @@ public final class UpdateTask {
         }
     }
 
-    private func commitAfterServerCheck(_ version: UInt64) {
+    /// How a check of bundle `version` ends.
+    private enum CheckEnd {
+        /// The update server takes the new credentials: committed.
+        case taken
+        /// It refuses them and takes the ones in use: rolled back, for this reason.
+        case refused(String)
+        /// No verdict (no answer, or the server refuses both): the bundle stays pending, in use
+        /// on the broker link, and is asked about again at the next poll.
+        case waiting
+    }
+
+    /// Ends the check under way: its client goes; a verdict ends the wait for one.
+    private func endServerCheck(_ version: UInt64, _ end: CheckEnd) {
         serverCheckFetcher = nil
-        brokerAccepted = nil
-        logger.notice("the update server takes the new certificate (bundle \(version)) too")
-        commitPending(version, "connected with the new certificate, and the update server takes it")
+        switch end {
+        case .waiting:
+            return
+        case .taken:
+            brokerAccepted = nil
+            logger.notice("the update server takes the new certificate (bundle \(version)) too")
+            commitPending(version, "connected with the new certificate, and the update server takes it")
+        case .refused(let why):
+            brokerAccepted = nil
+            rollBackPending(version, why)
+        }
     }
 
     private var saidServerRefusesBoth: UInt64?
@@ -501,6 +522,9 @@ public final class UpdateTask {
             }
             let next = expired ? "; it has expired, so the renewal is tried again in an hour" : ", and this renewal is not tried again"
             logger.error("no connection with the renewed certificate (serial \(renewal.serial)) \(how): back to the one before\(next)")
+            if let bundle = credentials.pending?.version {
+                logger.notice("bundle \(bundle), whose place the renewal took, is pending again")
+            }
             credentialsChangedSoon()
             reportRenewal("renewal-rolled-back", serial: renewal.serial,
                    reason: "no connection with the renewed certificate, serial \(renewal.serial), \(how); kept the old one")
@@ -520,6 +544,24 @@ public final class UpdateTask {
         }
         if !lastAttempt { return checkAgainstCurrent(used, "the new certificate (bundle \(pending.version))", span: span ?? 0) }
         rollBackPending(pending.version, "no connection with the new certificate (bundle \(pending.version)) \(how)")
+    }
+
+    /// Arms again the bundle a renewal took the place of (while the certificate in use had
+    /// expired), once that renewal connected or was rolled back (`CredentialStore.rearmReplacedBundle`);
+    /// the uplink then tries it. Before, it was dropped: its version accepted, never fetched again.
+    /// `reconnect`: the uplink is told (at a start, its first connection picks it up).
+    private func rearmReplacedBundle(after event: String, reconnect: Bool = true) {
+        do {
+            guard let version = try credentials.rearmReplacedBundle() else { return }
+            // Its new attempts are said afresh.
+            saidExpiredPending = nil
+            saidServerSilent = nil
+            saidServerRefusesBoth = nil
+            logger.notice("bundle \(version), whose place a renewal took, is pending again after \(event): the next connection tries it")
+            if reconnect { credentialsChangedSoon() }
+        } catch {
+            logger.error("cannot arm again the bundle a renewal took the place of: \(error)")
+        }
     }
 
     /// The pending bundle last said to stay pending with the certificate in use expired.

@@ -84,6 +84,73 @@ import TestSupport
         #expect(again.setAsideRenewals == ["EF56": 1_800_003_600 + 2 * 86_400])
     }
 
+    /// A renewal takes a pending bundle's place while the certificate in use has expired; once
+    /// it is set aside, refused or connected, the bundle is pending again. Before, neither was:
+    /// the bundle's version was accepted, so it was never fetched again, and a change of CA it
+    /// brought was lost. A power cut before the link moved back is mended at the start; a failed
+    /// bundle or one a newer release superseded is not armed again.
+    @Test func theBundleARenewalTookThePlaceOfIsPendingAgainAfterIt() throws {
+        let root = try PackagePaths.temporaryDirectory("credential-replaced")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let (slots, store) = try plainStore(in: root)
+        try slots.persist(ArtifactVersions(installed: 0, floor: 0, accepted: 3), of: .certificates)
+        try store.installPending(Self.plain, version: 3)
+        #expect(store.pending?.version == 3)
+
+        // Set aside (the certificate in use expired): the bundle is pending again.
+        try store.installRenewal(Self.plain, serial: "AB12")
+        #expect(store.pending == nil && store.pendingRenewal?.serial == "AB12")
+        try store.discardRenewal(serial: "AB12", retryAfter: 1_800_003_600)
+        #expect(store.pending?.version == 3 && store.pendingRenewal == nil)
+        // Refused: the same.
+        try store.installRenewal(Self.plain, serial: "CD34")
+        try store.discardRenewal(serial: "CD34", retryAfter: nil)
+        #expect(store.pending?.version == 3)
+
+        // A power cut after the record, before the link moved: the start arms the bundle.
+        let link = slots.kindPath(.certificates) + "/pending"
+        try store.installRenewal(Self.plain, serial: "EF56")
+        try FileManager.default.removeItem(atPath: link)
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: "renewal-CD34")
+        #expect(store.pending == nil && store.pendingRenewal == nil)
+        #expect(try store.rearmReplacedBundle() == 3 && store.pending?.version == 3)
+        #expect(try store.rearmReplacedBundle() == nil, "a pending bundle is left as it is")
+
+        // Connected: the renewal is the one in use, and the bundle is tried after it.
+        try store.installRenewal(Self.plain, serial: "EF56")
+        #expect(try store.rearmReplacedBundle() == nil, "a renewal still pending keeps its place")
+        try store.promoteRenewal()
+        #expect(store.currentRenewal == "EF56" && store.pending == nil)
+        #expect(try store.rearmReplacedBundle() == 3 && store.pending?.version == 3)
+
+        // A failed bundle, or one of a release superseded since, is not armed again.
+        try store.installRenewal(Self.plain, serial: "AA11")
+        try slots.markFailed(.certificates, version: 3)
+        try store.discardRenewal(serial: "AA11", retryAfter: nil)
+        #expect(store.pending == nil && (try? FileManager.default.destinationOfSymbolicLink(atPath: link)) == nil)
+        try slots.clearStaging(.certificates)  // a new offer clears the failed mark
+        #expect(try store.rearmReplacedBundle() == nil, "the record went with the failed bundle")
+        try store.installRenewal(Self.plain, serial: "BB22")
+        try slots.persist(ArtifactVersions(installed: 0, floor: 0, accepted: 4), of: .certificates)
+        try store.discardRenewal(serial: "BB22", retryAfter: nil)
+        #expect(store.pending == nil && (try? FileManager.default.destinationOfSymbolicLink(atPath: link)) == nil)
+
+        // Never displaced, never armed again: a bundle rolled back (its failed mark cleared by a
+        // later offer before that offer's version was recorded), or one whose directory a power
+        // cut left written before its link was.
+        try slots.persist(ArtifactVersions(installed: 0, floor: 0, accepted: 5), of: .certificates)
+        try store.installPending(Self.plain, version: 5)
+        try slots.markFailed(.certificates, version: 5)
+        store.discardPending()
+        try slots.clearStaging(.certificates)
+        #expect(try store.rearmReplacedBundle() == nil && store.pending == nil)
+        let halfWritten = slots.kindPath(.certificates) + "/bundle-6"
+        try FileManager.default.createDirectory(atPath: halfWritten, withIntermediateDirectories: true)
+        for name in ["device.crt", "device.key"] { try Data("x".utf8).write(to: URL(fileURLWithPath: halfWritten + "/" + name)) }
+        try slots.persist(ArtifactVersions(installed: 0, floor: 0, accepted: 6), of: .certificates)
+        #expect(try store.rearmReplacedBundle() == nil && store.pending == nil)
+    }
+
     /// A set-aside renewal is tried again once its hour has passed, or at once when its time lies
     /// more than an hour ahead (set by a clock that ran ahead, put right since: waited out, it
     /// kept an expired device from its renewal for days).
@@ -257,6 +324,35 @@ import TestSupport
         #expect(slots.failedVersion(.certificates) == nil)
         #expect(task.credentialsForNextConnection() == used)
         #expect(task.credentialsForNextConnection() == used, "no check: no step with the expired certificate")
+    }
+
+    /// The update task's side of `theBundleARenewalTookThePlaceOfIsPendingAgainAfterIt`: with the
+    /// certificate in use expired, a renewal that fails its attempts is set aside and the next
+    /// connection tries the bundle again; a renewal that connects is promoted and the bundle is
+    /// tried next. Before, both left the task with nothing pending.
+    @Test func anExpiredDeviceTriesTheBundleARenewalTookThePlaceOf() throws {
+        let root = try PackagePaths.temporaryDirectory("credential-renewal-replaced")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let (slots, store, clock, task, bundle) = try pendingBundle(in: root, provisionedCertificate: true)
+        task.wallClock = { Int64(Date().timeIntervalSince1970) + 10 * 86_400 }  // the 1-day certificate has ended
+
+        try store.installRenewal(Self.plain, serial: "AB12")
+        let renewal = try #require(store.pendingRenewal).files
+        #expect(task.credentialsForNextConnection() == renewal)
+        for _ in 0..<3 {
+            clock.advance(to: clock.now() + 6_000_000_000)
+            task.connectionFailed(with: renewal)
+        }
+        #expect(store.setAsideRenewals["AB12"] != nil)
+        #expect(task.credentialsForNextConnection() == bundle, "the bundle is tried again")
+
+        try store.installRenewal(Self.plain, serial: "CD34")
+        let second = try #require(store.pendingRenewal).files
+        #expect(task.credentialsForNextConnection() == second)
+        task.connectionSucceeded(with: second)
+        #expect(store.currentRenewal == "CD34")
+        #expect(task.credentialsForNextConnection() == bundle, "tried after the renewal rescued the link")
+        #expect(slots.failedVersion(.certificates) == nil)
     }
 
     /// An update task on a virtual clock, with bundle 2 pending (the provisioned credentials in use).

@@ -34,6 +34,8 @@ final class OTARig: @unchecked Sendable {
     var collector: Process?
     var device: Process?
     private var deviceRuns = 0
+    /// Device runs started so far (the last one logs to `device-<runs>.log`).
+    var runs: Int { deviceRuns }
 
     var pki: URL { broker.pkiDirectory }
     var release: URL { root.appendingPathComponent("release") }

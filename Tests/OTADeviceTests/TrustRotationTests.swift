@@ -2,6 +2,7 @@
 // device a certificate of the new CA and the new trust anchors; the broker and nginx accept both
 // CAs meanwhile (`--also-trust`); then the broker moves to the new CA alone and the device,
 // started with its old provisioned CA file, still connects and drains.
+import FaultInjection
 import Foundation
 import OTA
 import OTADevice
@@ -107,6 +108,68 @@ import Glibc
         #expect(!rig.historyContains("certificates", "committed", 2), "\(rig.history())")
         #expect(rig.history().filter { $0.kind == "certificates" && $0.status == "installed" }.count == 1, "\(rig.history())")
         #expect(!FileManager.default.fileExists(atPath: rig.ota.appendingPathComponent("certificates/current").path))
+        let verify = try rig.verify()
+        #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
+    }
+
+    /// The update server's word is waited for, not guessed: a bundle the broker takes stays
+    /// pending (in use on the broker link) while the update server gives no answer (out of
+    /// reach), and while it refuses the new certificate and the one in use alike (the server's
+    /// fault: here it shows a certificate of a CA the device does not trust); each poll asks
+    /// again, and once the server is right it is committed. Neither case rolls it back or commits
+    /// it early. (The broker is out of reach while the bundle is installed, so that its first
+    /// connection comes once the update server is out of reach too.)
+    @Test func aBundleWaitsForAnUpdateServerThatIsDownOrAtFault() throws {
+        let rig = try OTARig()
+        let newPKI = rig.root.appendingPathComponent("pki-new"), otherPKI = rig.root.appendingPathComponent("pki-other")
+        for pki in [newPKI, otherPKI] {
+            try rig.ctl(["pki", "init", "--dir", pki.path])
+            try rig.ctl(["pki", "device", "--dir", pki.path, rig.deviceID])
+        }
+        try rig.broker.restart(pki: nil, configArguments: ["--also-trust", newPKI.path])
+        try rig.restartNginx(configArguments: ["--also-trust", newPKI.path])
+        let bundle = rig.root.appendingPathComponent("rig-01-new-ca.pem")
+        try rig.ctl(["pki", "bundle", "--dir", newPKI.path, rig.deviceID, "--out", bundle.path,
+                     "--trust", newPKI.appendingPathComponent("ca.crt").path, "--trust", rig.pki.appendingPathComponent("ca.crt").path])
+        try rig.startCollector()
+        // The device reaches the broker and the update server through proxies (nginx restarts
+        // elsewhere behind its proxy).
+        let brokerProxy = try TCPFaultProxy(targetPort: rig.broker.port), updateProxy = try TCPFaultProxy(targetPort: rig.nginxPort)
+        defer { brokerProxy.stop(); updateProxy.stop() }
+        rig.brokerPort = brokerProxy.listenPort
+        rig.updatePort = updateProxy.listenPort
+        try rig.startDevice(speed: "0.2")  // 50 s of replay: the steps below take 4 s alone
+        let log = rig.root.appendingPathComponent("device-\(rig.runs).log")
+        func text() -> String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
+        #expect(rig.wait(60) { text().contains("as rig-01") }, "\(text())")
+
+        // The bundle comes while the broker is out of reach: installed, it cannot connect yet.
+        brokerProxy.set(.down)
+        try rig.publish(bundle, kind: .certificates, version: 2)
+        #expect(rig.wait(60) { text().contains("certificates 2 downloaded and verified") }, "\(text())")
+        // 1. The update server out of reach, the broker back: connected with the bundle, no
+        // answer from the update server, it stays pending.
+        updateProxy.set(.down)
+        brokerProxy.set(.up)
+        #expect(rig.wait(60) { text().contains("the update server did not answer the check of the new certificate (bundle 2") }, "\(text())")
+        // 2. Back, but showing a certificate the device does not trust: both refused, still pending.
+        try rig.restartNginx(pki: otherPKI, configArguments: [])
+        updateProxy.retarget(port: rig.nginxPort)
+        updateProxy.set(.up)
+        #expect(rig.wait(60) { text().contains("the update server refuses the new certificate (bundle 2") && text().contains("and the one in use (") },
+                "\(text())")
+        #expect(!rig.historyContains("certificates", "committed", 2) && !rig.historyContains("certificates", "rolled-back", 2), "\(rig.history())")
+        // 3. Put right: the next poll's check takes it, and it is committed.
+        try rig.restartNginx(configArguments: ["--also-trust", newPKI.path])
+        updateProxy.retarget(port: rig.nginxPort)
+        #expect(rig.wait(60) { rig.historyContains("certificates", "committed", 2) }, "\(rig.history())\n\(text())")
+        #expect(rig.wait(120) { rig.device?.isRunning == false }, "the device did not finish")
+        #expect(rig.stopDevice() == 0, "\(text())")
+        rig.stopCollector()
+        #expect(!rig.historyContains("certificates", "rolled-back", 2), "\(rig.history())")
+        let current = rig.ota.appendingPathComponent("certificates/current")
+        #expect(try Data(contentsOf: current.appendingPathComponent("device.crt"))
+                == Data(contentsOf: newPKI.appendingPathComponent("devices/rig-01.crt")))
         let verify = try rig.verify()
         #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
     }
