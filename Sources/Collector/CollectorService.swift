@@ -485,6 +485,10 @@ public final class CollectorService {
     private func handleEvents() {
         guard let connection else { return }
         for event in connection.drainEvents() {
+            // A storage failure stops the collector: nothing after it in this turn is handled (a
+            // device's next batch could name the batch that failed as its context, or find the
+            // stream's mark ahead of its copy), and nothing more is acknowledged.
+            guard !stopping else { return }
             switch event {
             case .message(let topic, let payload):
                 lastMessage = loop.clock.now()
@@ -593,6 +597,7 @@ public final class CollectorService {
     /// its ack (never before the sync returned). A device with a sync running waits for it; the next
     /// sync covers everything committed meanwhile.
     private func acknowledgeCommitted() {
+        guard !stopping else { return }
         for sink in sinks.values {
             do throws(DAQError) {
                 switch try sink.nextSyncStep() {
@@ -636,7 +641,8 @@ public final class CollectorService {
 
     /// Storage trouble: stop rather than ack what was not stored.
     private func storageFailed(_ error: DAQError) {
-        failure = error
+        // The first failure is the cause; what follows from it is not reported in its place.
+        if failure == nil { failure = error }
         stop()
     }
 

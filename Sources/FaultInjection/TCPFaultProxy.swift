@@ -45,6 +45,29 @@ public final class TCPFaultProxy: Sendable {
         thread.start()
     }
 
+    /// Like `init(targetPort:)`, but the SYNs of connections made in the first `seconds` are
+    /// dropped (the listen queue is held full), so a client's non-blocking connect is still under
+    /// way when its call returns, as over any real network (on loopback the kernel completes it
+    /// inside connect()); its kernel sends the SYN again after 1 s, and that one is taken.
+    public init(targetPort: Int, droppingSYNsFor seconds: Double) throws(DAQError) {
+        let (fd, port) = try LoopbackTCP.listener(port: 0)
+        // A backlog of 0 holds one connection: the filler that takes it makes the queue full.
+        guard listen(fd, 0) == 0, let filler = LoopbackTCP.connect(port: port) else {
+            close(fd)
+            throw DAQError(.system, "cannot fill the listen queue of port \(port)")
+        }
+        self.listenPort = port
+        state.withLock { $0.targetPort = targetPort }
+        let thread = Thread { [self] in
+            usleep(useconds_t(seconds * 1e6))
+            // The filler goes (its queued connection is accepted, forwarded and closed at once).
+            close(filler)
+            forward(listener: fd)
+        }
+        thread.name = "tcp-fault-proxy"
+        thread.start()
+    }
+
     /// Sets the link condition; `.down` also resets every open connection.
     public func set(_ condition: LinkCondition) {
         state.withLock {

@@ -223,8 +223,23 @@ public final class MQTTConnection {
     }
 
     /// Call when the socket is writable. Returns false when the connection failed.
+    ///
+    /// Before the broker accepted the connection this first goes on with the TLS handshake:
+    /// libmosquitto 2.0.11 starts it (SSL_connect) right after its non-blocking TCP connect,
+    /// and over any real network that connect is still under way, so the ClientHello's write
+    /// finds no connection yet and waits for the socket to be writable. Only
+    /// `mosquitto_loop_read` goes on with a pending handshake (libmosquitto's own loop calls
+    /// the handshake on writability); `mosquitto_loop_write` writes nothing while it is pending.
+    /// Without this the device polled a writable socket that never carried the ClientHello,
+    /// at 100 % CPU, until its connect timeout, at every attempt: it reached no broker that was
+    /// not on its own host (on loopback the kernel completes the connect inside connect()).
     @discardableResult
     public func handleWritable() -> Bool {
+        if !isAccepted {
+            // Once the handshake is done this reads what the socket holds, if anything.
+            let rc = mosquitto_loop_read(handle, 1)
+            if rc != MOSQ_ERR_SUCCESS.rawValue { return failed(rc) }
+        }
         let rc = mosquitto_loop_write(handle, 16)
         return rc == MOSQ_ERR_SUCCESS.rawValue || failed(rc)
     }

@@ -78,19 +78,20 @@ final class UplinkRig: @unchecked Sendable {
     /// Starts the device replaying the fixture at `speed` through the proxy.
     /// `host` names the proxy (its IP by default); `wrapper` runs before daqlink (it must exec
     /// daqlink with the arguments that follow it); `environment` is added to the device's.
-    func startDevice(speed: String, extra: [String] = [], host: String = "127.0.0.1", wrapper: [String] = [],
+    /// `port`: the broker's address's port in place of the rig's proxy's.
+    func startDevice(speed: String, extra: [String] = [], host: String = "127.0.0.1", port: Int? = nil, wrapper: [String] = [],
                      environment: [String: String] = [:], log: String = UplinkRig.log) throws {
-        device = try launchDevice(id: deviceID, journal: journal, speed: speed, extra: extra, host: host, wrapper: wrapper,
+        device = try launchDevice(id: deviceID, journal: journal, speed: speed, extra: extra, host: host, port: port, wrapper: wrapper,
                                   environment: environment, log: log)
     }
 
     /// Starts a device agent `id` with its own journal; returns its process.
-    func launchDevice(id: String, journal: URL, speed: String, extra: [String] = [], host: String = "127.0.0.1",
+    func launchDevice(id: String, journal: URL, speed: String, extra: [String] = [], host: String = "127.0.0.1", port: Int? = nil,
                       wrapper: [String] = [], environment: [String: String] = [:], log: String = UplinkRig.log) throws -> Process {
         deviceRuns += 1
         let process = Process()
         let arguments = ["run", "--experiment", Self.experiment, "--source", "replay:\(log)", "--speed", speed,
-                         "--journal", journal.path, "--quiet", "--broker", "\(host):\(proxy.listenPort)",
+                         "--journal", journal.path, "--quiet", "--broker", "\(host):\(port ?? proxy.listenPort)",
                          "--device", id, "--pki", broker.pkiDirectory.path, "--drain-timeout", "90"] + extra
         process.executableURL = URL(fileURLWithPath: wrapper.first ?? Self.daqlink)
         process.arguments = wrapper.isEmpty ? arguments : Array(wrapper.dropFirst()) + [Self.daqlink] + arguments
