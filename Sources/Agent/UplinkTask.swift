@@ -594,7 +594,8 @@ final class UplinkTask {
             return
         }
         if topic == options.ackTopic, words[0] == "ack" {
-            perform(sender.on(.collectorAck(upTo: min(value, journal.lastSyncedSequence)), now: now))
+            // Not cut to the journal's end: one beyond it is the sender's to judge (`divergedAfter`).
+            perform(sender.on(.collectorAck(upTo: value), now: now))
         } else if topic == options.commandTopic, words[0] == "resend" {
             counters.resendRequests += 1
             // The collector's copy is not what this side assumed: the next part is coded without

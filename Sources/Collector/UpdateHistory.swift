@@ -4,6 +4,7 @@
 // `<output>/<device>/ota-history.jsonl` in arrival order.
 import DAQCore
 import Foundation
+import JournalStore
 import OTA
 
 /// Appends checked status reports to per-device history files.
@@ -44,7 +45,10 @@ final class UpdateHistory {
         let outbox = object["outbox"] as? String ?? ""
         if newest[device] == nil { newest[device] = Self.lastSequences(in: path) }
         guard sequence > newest[device]![outbox, default: 0] else { return false }
-        try? FileManager.default.createDirectory(atPath: "\(output)/\(device)", withIntermediateDirectories: true)
+        // Each directory made here is synced into its parent (the device's data, arriving later,
+        // finds it made and does not sync it again; an ack may depend on it).
+        try Directories.create(output)
+        try Directories.create("\(output)/\(device)")
         try DurableLines.append(payload + [UInt8(ascii: "\n")], to: path)
         newest[device]![outbox] = sequence
         return true

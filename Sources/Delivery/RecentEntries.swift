@@ -30,16 +30,33 @@ public struct RecentEntries: Sendable {
 
     /// Adds the entries `first…` of `body` (framed, at `entries`); a run that does not continue
     /// the newest one replaces everything held.
+    /// Only the bytes of those entries are kept (a batch that repeats committed entries, or a
+    /// body the caller holds more of, is not kept whole), and older runs are also dropped while
+    /// more than `maxBytes` are held: a device sending huge entries, or the same ones again with
+    /// one new one each time, made the collector keep each batch's whole body, 256 of them,
+    /// gigabytes (a review). A context no longer held is read back from the journal.
     public mutating func append(first: UInt64, body: [UInt8], entries: [Range<Int>]) {
-        guard !entries.isEmpty else { return }
+        guard let lower = entries.first?.lowerBound, let upper = entries.last?.upperBound else { return }
         if next != first { runs.removeAll() }
-        runs.append(Run(first: first, body: body, entries: entries))
+        if lower == 0 && upper == body.count {
+            runs.append(Run(first: first, body: body, entries: entries))
+        } else {
+            runs.append(Run(first: first, body: Array(body[lower..<upper]), entries: entries.map { ($0.lowerBound - lower)..<($0.upperBound - lower) }))
+        }
         var held = runs.reduce(0) { $0 + $1.entries.count }
-        while runs.count > 1, held - runs[0].entries.count >= keep {
+        var bytes = runs.reduce(0) { $0 + $1.body.count }
+        while runs.count > 1, held - runs[0].entries.count >= keep || bytes > Self.maxBytes {
             held -= runs[0].entries.count
+            bytes -= runs[0].body.count
             runs.removeFirst()
         }
     }
+
+    /// Bytes held at most, beyond the newest run (which is always kept).
+    public static let maxBytes = 8 << 20
+
+    /// Bytes of the entries held.
+    public var heldBytes: Int { runs.reduce(0) { $0 + $1.body.count } }
 
     /// How many entries the newest run holds.
     public var newestRunCount: Int { runs.last?.entries.count ?? 0 }

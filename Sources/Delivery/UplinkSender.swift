@@ -81,6 +81,11 @@ public struct UplinkSender: Sendable {
     public private(set) var acknowledged: UInt64
     /// Last entry in the journal.
     public private(set) var journalEnd: UInt64
+    /// The journal's end when the collector acknowledged beyond it (nil: it never did). Its copy
+    /// then holds entries this journal lost (a damaged tail cut at the start, storage that lost
+    /// what it had synced), and this journal's entries after that end, numbered again, are not
+    /// the ones it holds: acks beyond it are never taken in this run.
+    public private(set) var divergedAfter: UInt64?
     /// First entry not yet published on this connection.
     public private(set) var nextToSend: UInt64
     private var link: Link = .down
@@ -209,6 +214,20 @@ public struct UplinkSender: Sendable {
             fill(now: now, into: &actions, lingerExpired: false)
 
         case .collectorAck(let upTo):
+            // Beyond what this journal holds (or held when that was first seen): the collector's
+            // entries there are others than this journal's. Taken up to the journal's end, the
+            // cursor covered new entries the collector refuses as differing from its own, and
+            // retention could delete them. Nothing moves; the journal keeps everything.
+            if upTo > (divergedAfter ?? journalEnd) {
+                if divergedAfter == nil {
+                    divergedAfter = journalEnd
+                    actions.append(.alarm("the collector acknowledges up to \(upTo), beyond this journal's end \(journalEnd): its copy holds "
+                                          + "entries this journal no longer has (a damaged tail cut at the start, storage that lost what it "
+                                          + "had synced?), and the entries numbered after \(journalEnd) here are not those; acknowledgements "
+                                          + "beyond \(journalEnd) are not taken in this run, and the journal keeps everything (docs/uplink.md)"))
+                }
+                break
+            }
             guard upTo > acknowledged else { break }
             refilling = nil
             acknowledged = min(upTo, journalEnd)

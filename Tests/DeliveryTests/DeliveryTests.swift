@@ -220,6 +220,26 @@ import Testing
         #expect(sender.acknowledged == 0 && sender.queuedThrough == 0)
     }
 
+    /// The same with entries numbered after the cut: the collector's ack beyond the journal's end
+    /// names its own entries, not these. Before, it was cut to the journal's end and taken: the
+    /// cursor covered new entries the collector refuses (they differ from its own under the same
+    /// numbers), and retention could delete them. Now nothing moves, with one alarm, and acks
+    /// beyond that end stay refused while the journal grows past them; acks below it are taken.
+    @Test func anAckBeyondTheJournalsEndNeverCoversItsNewEntries() {
+        var sender = UplinkSender(policy: policy, acknowledged: 850, journalEnd: 900)
+        _ = sender.start()
+        _ = sender.on(.connected, now: 0)
+        _ = sender.on(.journalAdvanced(last: 920), now: 1)
+        let first = sender.on(.collectorAck(upTo: 1000), now: 2)
+        #expect(first.filter { if case .alarm = $0 { true } else { false } }.count == 1, "\(first)")
+        #expect(!first.contains(.persistAcknowledged(920)) && sender.acknowledged == 850 && sender.divergedAfter == 920)
+        _ = sender.on(.journalAdvanced(last: 1100), now: 3)
+        let again = sender.on(.collectorAck(upTo: 1000), now: 4)
+        #expect(sender.acknowledged == 850 && !again.contains { if case .alarm = $0 { true } else { false } }, "\(again)")
+        _ = sender.on(.collectorAck(upTo: 880), now: 5)
+        #expect(sender.acknowledged == 880)
+    }
+
     /// A collector away while the link is up: the broker PUBACKs everything (its durable session
     /// queues it) and no end-to-end ack comes. Each ack timeout sends one entry from the cursor,
     /// the waits doubling up to `ackTimeoutMax`, with one line for the operator; the backlog is

@@ -37,6 +37,28 @@ import Testing
         #expect(entries.map { Array(body[$0]) } == Array(all[27...42]))
     }
 
+    /// A collector keeps the entries it committed, not the whole body that brought them (a batch
+    /// that repeats committed entries, one new one at its end), and no more than `maxBytes` of
+    /// older runs: before, a device sending big batches that each repeated the last ones made it
+    /// keep 256 whole bodies (gigabytes).
+    @Test func keepsOnlyTheEntriesAppendedAndAtMostItsBytes() throws {
+        var recent = RecentEntries(keep: 256)
+        let batch = Self.runs([40])[0]
+        // The last entry alone was new.
+        recent.append(first: 40, body: batch.body, entries: [batch.entries[39]])
+        #expect(recent.heldBytes == batch.entries[39].count)
+        #expect(try #require(recent.entries(from: 40, through: 40)).body == Array(batch.body[batch.entries[39]]))
+        // Runs of 1 MiB entries (one each): older ones go beyond 8 MiB, the newest always stays.
+        var big = RecentEntries(keep: 256)
+        let entry = [UInt8](repeating: 7, count: 1 << 20)
+        for sequence in 1...20 { big.append(first: UInt64(sequence), body: entry, entries: [0..<entry.count]) }
+        #expect(big.heldBytes <= RecentEntries.maxBytes && big.first == 13 && big.next == 21)
+        var huge = RecentEntries(keep: 256)
+        let giant = [UInt8](repeating: 1, count: RecentEntries.maxBytes + 1)
+        huge.append(first: 1, body: giant, entries: [0..<giant.count])
+        #expect(huge.heldBytes == giant.count && huge.next == 2)
+    }
+
     @Test func aRunThatDoesNotContinueStartsAfresh() {
         var recent = RecentEntries(keep: 100)
         let runs = Self.runs([5, 5, 5])

@@ -14,12 +14,8 @@ import TestSupport
     /// handles nothing after a storage failure. This run did not meet that case on the code
     /// before either: the full disk met here is the sync's or the MDF trail's.)
     @Test func aFullDiskUnderAQueueOfCodedBatchesStopsTheCollectorCleanly() throws {
-        try #require(TemporaryFilesystem.canMount, "needs root and mount (tmpfs)")
-        let rig = try UplinkRig()
-        try FileManager.default.createDirectory(at: rig.collected, withIntermediateDirectories: true)
-        #expect(try runProcess("mount", ["-t", "tmpfs", "-o", "size=256k", "tmpfs", rig.collected.path]).status == 0)
-        var mounted = true
-        defer { if mounted { _ = try? runProcess("umount", ["-l", rig.collected.path]) } }
+        let rig = try smallDiskRig()
+        defer { _ = try? runProcess("umount", ["-l", rig.collected.path]) }  // fails harmlessly once unmounted
 
         // The collector's durable session exists, then it goes away: the broker keeps the batches.
         try rig.startCollector()
@@ -36,28 +32,12 @@ import TestSupport
         let collectorLog = rig.read("collector")
         #expect(collectorLog.contains("daqctl collect: stopped: ") && collectorLog.contains("No space left on device"), "\(collectorLog)")
 
-        let kept = rig.work.appendingPathComponent("collected-kept")
-        try FileManager.default.copyItem(at: rig.collected, to: kept)
-        #expect(try runProcess("umount", [rig.collected.path]).status == 0)
-        mounted = false
-        try FileManager.default.removeItem(at: rig.collected)
-        try FileManager.default.moveItem(at: kept, to: rig.collected)
-        try rig.startCollector()
-        try rig.startDevice(speed: "max", extra: ["--source", "replay:/dev/null"])
-        let (again, log2) = rig.waitForDevice()
-        #expect(again == 0 && !log2.contains("not drained"), "\(log2)")
-        rig.stopCollector()
-        let verify = try rig.verify(within: 0)
-        #expect(verify.status == 0 && verify.stdout.contains("byte-identical: yes"), "\(verify.stdout)")
+        try roomAgainTheRestIsTaken(rig)
     }
 
     @Test func aFullDiskStopsTheCollectorAndNothingIsLost() throws {
-        try #require(TemporaryFilesystem.canMount, "needs root and mount (tmpfs)")
-        let rig = try UplinkRig()
-        try FileManager.default.createDirectory(at: rig.collected, withIntermediateDirectories: true)
-        #expect(try runProcess("mount", ["-t", "tmpfs", "-o", "size=256k", "tmpfs", rig.collected.path]).status == 0)
-        var mounted = true
-        defer { if mounted { _ = try? runProcess("umount", ["-l", rig.collected.path]) } }
+        let rig = try smallDiskRig()
+        defer { _ = try? runProcess("umount", ["-l", rig.collected.path]) }  // fails harmlessly once unmounted
 
         try rig.startCollector()
         try rig.startDevice(speed: "max", extra: ["--drain-timeout", "3"])
@@ -72,17 +52,30 @@ import TestSupport
         #expect(!collectorLog.contains("quota bytes used") && !collectorLog.contains("acknowledged up to"), "\(collectorLog)")
         #expect(collectorLog.contains("what was committed is kept; the devices keep the rest and resend it"), "\(collectorLog)")
 
-        // Room again: the copy moves to a disk with space, and a new collector takes the rest.
+        try roomAgainTheRestIsTaken(rig)
+    }
+
+    /// A rig whose collector writes to a 256 KB tmpfs.
+    private func smallDiskRig() throws -> UplinkRig {
+        try #require(TemporaryFilesystem.canMount, "needs root and mount (tmpfs)")
+        let rig = try UplinkRig()
+        try FileManager.default.createDirectory(at: rig.collected, withIntermediateDirectories: true)
+        #expect(try runProcess("mount", ["-t", "tmpfs", "-o", "size=256k", "tmpfs", rig.collected.path]).status == 0)
+        return rig
+    }
+
+    /// Room again: the copy moves to a disk with space, and a new collector takes the rest:
+    /// byte-identical.
+    private func roomAgainTheRestIsTaken(_ rig: UplinkRig) throws {
         let kept = rig.work.appendingPathComponent("collected-kept")
         try FileManager.default.copyItem(at: rig.collected, to: kept)
         #expect(try runProcess("umount", [rig.collected.path]).status == 0)
-        mounted = false
         try FileManager.default.removeItem(at: rig.collected)
         try FileManager.default.moveItem(at: kept, to: rig.collected)
         try rig.startCollector()
         try rig.startDevice(speed: "max", extra: ["--source", "replay:/dev/null"])
-        let (again, log2) = rig.waitForDevice()
-        #expect(again == 0 && !log2.contains("not drained"), "\(log2)")
+        let (again, log) = rig.waitForDevice()
+        #expect(again == 0 && !log.contains("not drained"), "\(log)")
         rig.stopCollector()
         let verify = try rig.verify(within: 0)
         #expect(verify.status == 0 && verify.stdout.contains("byte-identical: yes"), "\(verify.stdout)")
