@@ -187,7 +187,9 @@ final class UplinkTask {
         jitter = Jitter(seed: seed)
         sender = UplinkSender(policy: options.policy, acknowledged: journal.acknowledgedUpTo,
                               journalEnd: journal.lastSyncedSequence,
-                              queuedThrough: Self.readQueuedNote(journal: journal))
+                              queuedThrough: Self.readQueuedNote(journal: journal),
+                              divergedAfter: Self.readDivergedNote(journal: journal))
+        divergedNoted = sender.divergedAfter
         persistence.acknowledged = { [weak self] result in
             guard let self else { return }
             switch result {
@@ -209,10 +211,27 @@ final class UplinkTask {
     private var queuedNoteTimer: EventLoop.TimerID?
 
     private static func readQueuedNote(journal: JournalWriter) -> UInt64 {
-        guard let text = try? String(contentsOfFile: journal.queuedNotePath, encoding: .utf8) else { return 0 }
+        readNote(journal.queuedNotePath, epoch: journal.epoch) ?? 0
+    }
+
+    /// The value of a note "<epoch> <value>" of this journal's epoch at `path` (nil: none).
+    private static func readNote(_ path: String, epoch: UInt64) -> UInt64? {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
         let fields = text.split(whereSeparator: \.isWhitespace)
-        guard fields.count == 2, UInt64(fields[0]) == journal.epoch, let through = UInt64(fields[1]) else { return 0 }
-        return through
+        guard fields.count == 2, UInt64(fields[0]) == epoch, let value = UInt64(fields[1]) else { return nil }
+        return value
+    }
+
+    /// Writes the note "<epoch> <value>" to `path` (through `temporary`, renamed over it); true
+    /// when it was written. Plain POSIX calls, no sync: nothing on this loop may wait for the
+    /// card (an SD card takes hundreds of milliseconds for one sync).
+    private func writeNote(_ value: UInt64, to path: String, temporary: String) -> Bool {
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { return false }
+        let text = Array("\(journal.epoch) \(value)\n".utf8)
+        let written = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+        return written == text.count && rename(temporary, path) == 0
     }
 
     private func noteQueued() {
@@ -226,17 +245,33 @@ final class UplinkTask {
 
     private func writeQueuedNote() {
         let through = sender.queuedThrough
-        guard through != queuedNoted else { return }
-        // Plain POSIX calls, no sync: nothing on this loop may wait for the card (an SD card takes
-        // hundreds of milliseconds for one sync).
-        let temporary = journal.queuedNoteTemporaryPath
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { return }
-        let text = Array("\(journal.epoch) \(through)\n".utf8)
-        let written = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        close(fd)
-        guard written == text.count, rename(temporary, journal.queuedNotePath) == 0 else { return }
+        guard through != queuedNoted,
+              writeNote(through, to: journal.queuedNotePath, temporary: journal.queuedNoteTemporaryPath) else { return }
         queuedNoted = through
+    }
+
+    // MARK: where the collector's copy and this journal diverged, across restarts
+
+    /// `<journal>/diverged`: "<epoch> <divergedAfter>" (`UplinkSender.divergedAfter`), while the
+    /// collector's copy holds entries this journal lost: a restart whose journal had grown past
+    /// the collector's mark took its next ack of that mark, and with it entries the collector
+    /// refused. Written (and removed) without a sync, like the queued note: it is rare, and the
+    /// loop does not wait for the card.
+    private var divergedNoted: UInt64?
+
+    private static func readDivergedNote(journal: JournalWriter) -> UInt64? {
+        readNote(journal.divergedNotePath, epoch: journal.epoch)
+    }
+
+    private func noteDiverged() {
+        guard sender.divergedAfter != divergedNoted else { return }
+        guard let after = sender.divergedAfter else {
+            unlink(journal.divergedNotePath)
+            divergedNoted = nil
+            return
+        }
+        guard writeNote(after, to: journal.divergedNotePath, temporary: journal.divergedNoteTemporaryPath) else { return }
+        divergedNoted = after
     }
 
     /// Keeps an alarm in the summary and logs it, each text once.
@@ -596,12 +631,14 @@ final class UplinkTask {
         if topic == options.ackTopic, words[0] == "ack" {
             // Not cut to the journal's end: one beyond it is the sender's to judge (`divergedAfter`).
             perform(sender.on(.collectorAck(upTo: value), now: now))
+            noteDiverged()
         } else if topic == options.commandTopic, words[0] == "resend" {
             counters.resendRequests += 1
             // The collector's copy is not what this side assumed: the next part is coded without
             // a context (one it could not read back, or one it lost, would be refused for ever).
             recentParts = RecentEntries(keep: ContextCoder.contextEntries)
             perform(sender.on(.resendRequest(from: value), now: now))
+            noteDiverged()
         }
     }
 

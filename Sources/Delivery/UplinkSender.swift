@@ -84,7 +84,9 @@ public struct UplinkSender: Sendable {
     /// The journal's end when the collector acknowledged beyond it (nil: it never did). Its copy
     /// then holds entries this journal lost (a damaged tail cut at the start, storage that lost
     /// what it had synced), and this journal's entries after that end, numbered again, are not
-    /// the ones it holds: acks beyond it are never taken in this run.
+    /// the ones it holds: acks beyond it are not taken until the collector asks for entries at or
+    /// below it (its copy set aside and rebuilt from this journal). Kept across restarts by the
+    /// caller.
     public private(set) var divergedAfter: UInt64?
     /// First entry not yet published on this connection.
     public private(set) var nextToSend: UInt64
@@ -132,8 +134,11 @@ public struct UplinkSender: Sendable {
     /// `acknowledged` is the persisted cursor; `journalEnd` the journal's last entry at start;
     /// `queuedThrough` what the broker took for the collector before a restart, as the last run
     /// noted it (a note too high costs a gap the collector asks for; too low, a resend).
-    public init(policy: UplinkPolicy = UplinkPolicy(), acknowledged: UInt64, journalEnd: UInt64, queuedThrough: UInt64 = 0) {
+    /// `divergedAfter`: as the run before left it (the uplink's note beside the journal).
+    public init(policy: UplinkPolicy = UplinkPolicy(), acknowledged: UInt64, journalEnd: UInt64, queuedThrough: UInt64 = 0,
+                divergedAfter: UInt64? = nil) {
         self.policy = policy
+        self.divergedAfter = divergedAfter
         self.acknowledged = acknowledged
         self.journalEnd = max(journalEnd, acknowledged)
         nextToSend = acknowledged + 1
@@ -256,6 +261,13 @@ public struct UplinkSender: Sendable {
             // an emptied output directory): they go again from what the journal still holds,
             // instead of leaving the collector waiting at a gap for ever. The cursor stays.
             let start = max(from, 1)
+            // At or below where the two diverged: the collector's copy was set aside and is
+            // rebuilt from this journal (its copy in conflict asks for nothing below its mark).
+            if let diverged = divergedAfter, start <= diverged {
+                divergedAfter = nil
+                actions.append(.notice("the collector asks for entries from \(start), at or below where its copy and this journal "
+                                       + "diverged (\(diverged)): its copy is rebuilt from this journal, and its acks are taken again"))
+            }
             // The collector asks again every second while its gap lasts. A rewind to the same place
             // whose first batch is still on its way would send the window once more for each
             // request (six times over a 1 Mbit/s link): it waits for that batch's PUBACK.

@@ -28,11 +28,15 @@ struct JournalLayout {
     /// temporary name while it is written.
     static let queuedNoteName = "queued"
     static let queuedNoteTemporaryName = ".queued.tmp"
+    /// The uplink's note of where the collector's copy and this journal diverged (UplinkTask).
+    static let divergedNoteName = "diverged"
+    static let divergedNoteTemporaryName = ".diverged.tmp"
 
     /// Files a journal directory never holds: a directory with these and no segment is no
     /// journal (a wrong path given), and is neither passed as an empty one nor written into.
     func foreignFiles() throws(DAQError) -> [String] {
-        let known = ["ack", "ack.tmp", "segment.tmp", Self.queuedNoteName, Self.queuedNoteTemporaryName]
+        let known = ["ack", "ack.tmp", "segment.tmp", Self.queuedNoteName, Self.queuedNoteTemporaryName,
+                     Self.divergedNoteName, Self.divergedNoteTemporaryName]
         do {
             return try FileOps.list(directory).filter {
                 !$0.hasSuffix(SegmentName.suffix) && !$0.hasSuffix(Self.deferredSegmentSuffix) && !known.contains($0)

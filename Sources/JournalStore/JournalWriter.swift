@@ -17,6 +17,9 @@ public final class JournalWriter {
     /// Where the uplink notes what the broker took for the collector, and its temporary name.
     public var queuedNotePath: String { directory + "/" + JournalLayout.queuedNoteName }
     public var queuedNoteTemporaryPath: String { directory + "/" + JournalLayout.queuedNoteTemporaryName }
+    /// Where the uplink notes where the collector's copy and this journal diverged, and its temporary name.
+    public var divergedNotePath: String { directory + "/" + JournalLayout.divergedNoteName }
+    public var divergedNoteTemporaryPath: String { directory + "/" + JournalLayout.divergedNoteTemporaryName }
     public let configuration: JournalConfiguration
     /// What opening the directory found and repaired.
     public let recovery: JournalRecovery

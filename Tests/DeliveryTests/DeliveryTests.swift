@@ -238,6 +238,20 @@ import Testing
         #expect(sender.acknowledged == 850 && !again.contains { if case .alarm = $0 { true } else { false } }, "\(again)")
         _ = sender.on(.collectorAck(upTo: 880), now: 5)
         #expect(sender.acknowledged == 880)
+
+        // A restart keeps it (the uplink's note); a resend request at or below it (the copy set
+        // aside, rebuilt from the device) ends it, and acks are taken again.
+        var restarted = UplinkSender(policy: policy, acknowledged: 880, journalEnd: 1200, divergedAfter: 920)
+        _ = restarted.start()
+        _ = restarted.on(.connected, now: 0)
+        _ = restarted.on(.collectorAck(upTo: 1000), now: 1)
+        #expect(restarted.acknowledged == 880)
+        _ = restarted.on(.resendRequest(from: 1001), now: 2)
+        #expect(restarted.divergedAfter == 920, "the copy in conflict asks from beyond its mark: no rebuild")
+        let rebuilt = restarted.on(.resendRequest(from: 1), now: 3)
+        #expect(restarted.divergedAfter == nil && rebuilt.contains { if case .notice = $0 { true } else { false } }, "\(rebuilt)")
+        _ = restarted.on(.collectorAck(upTo: 1000), now: 4)
+        #expect(restarted.acknowledged == 1000)
     }
 
     /// A collector away while the link is up: the broker PUBACKs everything (its durable session
