@@ -617,18 +617,22 @@ public final class AcquisitionRun {
     private func flushRecords() throws(DAQError) {
         guard uplink != nil else { return try appendRecords() }
         let now = loop.clock.now()
-        guard fullPause.shouldTry(roomCanBeMade: journal.canRetireASegment) else {
+        guard fullPause.shouldTry(roomCanBeMade: journal.canRetireASegment, now: now) else {
             fullPause.notKept(records.count)
             return records.removeAll()
         }
         do throws(DAQError) {
             try appendRecords()
             if let resumed = fullPause.resumed(now: now) {
-                logger.notice("journal: room again after \(format2(resumed.seconds)) s (the collector acknowledged older segments): acquisition resumed; \(resumed.recordsNotKept) records were not kept while it was full")
+                let how = fullPause.diskFull ? "room on the disk again" : "the collector acknowledged older segments"
+                logger.notice("journal: room again after \(format2(resumed.seconds)) s (\(how)): acquisition resumed; \(resumed.recordsNotKept) records were not kept while it was full")
             }
         } catch where error.code == .journalFull {
-            if fullPause.paused(now: now) {
-                logger.critical("ALARM: \(error) — acquisition paused until the collector acknowledges the oldest segment whole; records are not kept meanwhile; nothing already written is lost")
+            let disk = journal.lastFullWasTheDisk
+            if fullPause.paused(now: now, disk: disk) {
+                let until = disk ? "there is room on the disk again (tried once a second; acknowledged segments are deleted meanwhile)"
+                    : "the collector acknowledges the oldest segment whole"
+                logger.critical("ALARM: \(error) — acquisition paused until \(until); records are not kept meanwhile; nothing already written is lost")
             }
             fullPause.notKept(flushedRecords - keptRecords)
         }

@@ -12,15 +12,29 @@ struct JournalFullPause {
     private(set) var pauses = 0
     private(set) var pausedNanoseconds: Int64 = 0
 
+    /// The pause is the disk's, not the quota's: the card filled first (free space below the
+    /// quota, other files growing). Acks may free nothing then (once the journal is down to its
+    /// active segment none can be retired) and room may come from elsewhere: an append is tried
+    /// again every `diskRetryNanoseconds`. Before, such a pause lasted until daqlink restarted
+    /// (a review).
+    private(set) var diskFull = false
+    /// When an append was last tried and found the journal full.
+    private var lastFullAt: Int64 = 0
+    static let diskRetryNanoseconds: Int64 = 1_000_000_000
+
     /// Whether to try appending: always, unless paused and the journal cannot retire a segment
     /// yet. (A record small enough for the room left would otherwise slip in, and the next one
-    /// pause the acquisition again: a pause ends only when room is made.)
-    func shouldTry(roomCanBeMade: Bool) -> Bool {
-        since == nil || roomCanBeMade
+    /// pause the acquisition again: a pause ends only when room is made.) A disk-full pause is
+    /// also tried once a second.
+    func shouldTry(roomCanBeMade: Bool, now: Int64) -> Bool {
+        since == nil || roomCanBeMade || (diskFull && now - lastFullAt >= Self.diskRetryNanoseconds)
     }
 
-    /// An append found the journal full; true when this begins a pause (say so once).
-    mutating func paused(now: Int64) -> Bool {
+    /// An append found the journal full (`disk`: the disk, not the quota); true when this begins
+    /// a pause (say so once).
+    mutating func paused(now: Int64, disk: Bool = false) -> Bool {
+        lastFullAt = now
+        diskFull = disk
         guard since == nil else { return false }
         since = now
         pauses += 1

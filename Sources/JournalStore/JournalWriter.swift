@@ -711,8 +711,12 @@ public final class JournalWriter {
         if let failure { throw failure }
     }
 
+    /// Whether the last `journalFull` failure was the disk's (not the quota's).
+    public private(set) var lastFullWasTheDisk = false
+
     private func fullError(_ framed: Int, cause: String) -> DAQError {
-        DAQError(.journalFull,
+        lastFullWasTheDisk = false
+        return DAQError(.journalFull,
                  "journal full: \(cause); \(journalBytes) of \(configuration.quotaBytes) quota bytes used, "
                  + "acknowledged up to \(acknowledgedUpTo), last seq \(lastSequence); entry of \(framed) bytes refused",
                  at: InputLocation(file: directory))
@@ -720,7 +724,8 @@ public final class JournalWriter {
 
     /// The disk (not the quota) is full: its own words, and what the journal holds.
     private func diskFullError(_ doing: String, _ text: String) -> DAQError {
-        DAQError(.journalFull, "disk full (\(text)) \(doing); the journal holds entries up to "
+        lastFullWasTheDisk = true
+        return DAQError(.journalFull, "disk full (\(text)) \(doing); the journal holds entries up to "
                  + "\(lastSequence) (\(journalBytes) bytes)", at: InputLocation(file: directory))
     }
 

@@ -137,6 +137,13 @@ public struct SlotStore: Sendable {
             guard version >= state.floor else {
                 return [.ignored("slot \(inactiveSlot.rawValue) holds version \(version), below the floor \(state.floor)")]
             }
+            // Only the release before (or the factory image): a newer one in that slot is a trial
+            // that was rolled back (it failed its health check or its boot attempts), and it took
+            // over as committed, with no trial, for good (a review).
+            guard version <= state.committedVersion else {
+                return [.ignored("slot \(inactiveSlot.rawValue) holds version \(version), newer than the committed \(state.committedVersion): "
+                                 + "a release that was rolled back, not one to fall back to")]
+            }
             let damage = "slot \(state.active.rawValue) (version \(state.committedVersion)) is damaged: \(reason)"
             var next = state
             next.active = inactiveSlot

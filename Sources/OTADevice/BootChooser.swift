@@ -43,8 +43,15 @@ public struct BootChooser {
             try directory.persist(state)
             logger.notice("initialised \(directory.root): slot a holds factory firmware \(factoryVersion)")
         }
-        if let recovered = try outbox.recoverFirmwareReport(persistedGeneration: state.generation, time: time) {
-            logger.notice("firmware report '\(recovered.status)' of \(recovered.version), lost in a power cut, is in the outbox again")
+        // A report that cannot be written (a full card, a failing status directory) never stops
+        // the boot: a good slot would not start, and each restart would spend a trial attempt
+        // (research item 9: reporting can never cause a rollback; a review).
+        do {
+            if let recovered = try outbox.recoverFirmwareReport(persistedGeneration: state.generation, time: time) {
+                logger.notice("firmware report '\(recovered.status)' of \(recovered.version), lost in a power cut, is in the outbox again")
+            }
+        } catch {
+            logger.error("cannot put back the firmware report a power cut took: \(error) (the boot goes on)")
         }
         var store = SlotStore(state: state, trialAttempts: trialAttempts)
         var events: [SlotEvent] = [.boot]
@@ -66,8 +73,12 @@ public struct BootChooser {
                     try outbox.persist(next, action: index, of: actions, in: directory)
                     persisted = next.generation
                 case .report(let report):
-                    try outbox.append(kind: .firmware, status: report.status, version: report.version, slot: report.slot, reason: report.reason, time: time,
-                                      bootGeneration: persisted)
+                    do {
+                        try outbox.append(kind: .firmware, status: report.status, version: report.version, slot: report.slot, reason: report.reason,
+                                          time: time, bootGeneration: persisted)
+                    } catch {
+                        logger.error("cannot put the firmware report '\(report.status)' of \(report.version) in the outbox: \(error) (the boot goes on)")
+                    }
                 case .install(let slot, let version):
                     // A verified download whose install a power cut interrupted: finish it now.
                     do {

@@ -127,8 +127,13 @@ public final class UpdateTask {
         }
         store = SlotStore(state: state, trialAttempts: options.trialAttempts, running: options.runningSlot)
         outbox = try StatusOutbox(directory: options.directory.statusPath)
-        if let recovered = try outbox.recoverFirmwareReport(persistedGeneration: state.generation, time: wallClock()) {
-            logger.notice("firmware report '\(recovered.status)' of \(recovered.version), lost in a power cut, is in the outbox again")
+        // A report that cannot be written (a full card) never stops the device (research item 9).
+        do {
+            if let recovered = try outbox.recoverFirmwareReport(persistedGeneration: state.generation, time: wallClock()) {
+                logger.notice("firmware report '\(recovered.status)' of \(recovered.version), lost in a power cut, is in the outbox again")
+            }
+        } catch {
+            logger.error("cannot put back the firmware report a power cut took: \(error)")
         }
         recoverInterruptedSteps()
     }
@@ -851,9 +856,13 @@ public final class UpdateTask {
         return staged
     }
 
-    /// The download in progress whose staged manifest a power cut lost.
+    /// The download in progress whose staged manifest a power cut lost: none staged, or one of
+    /// an earlier release (installing a release renames its artifact out of staging and leaves its
+    /// manifest there; a cut right after the next one's acceptance was recorded, before staging was
+    /// cleared, left that release `downloading` and refused as a replay for good, a review found).
     private func acceptedButUnstaged(_ kind: UpdateKind) -> UInt64? {
-        options.directory.stagedManifest(kind) == nil ? downloadingVersion(kind) : nil
+        guard let downloading = downloadingVersion(kind) else { return nil }
+        return options.directory.stagedManifest(kind)?.version == downloading ? nil : downloading
     }
 
     private func deviceState(_ kind: UpdateKind) throws -> DeviceUpdateState {

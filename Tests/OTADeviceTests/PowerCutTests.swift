@@ -54,6 +54,34 @@ import Glibc
         }
     }
 
+    /// A cut right after a release's acceptance is recorded (boot state `downloading`), before
+    /// staging is cleared, on a device that installed an earlier release: that release's manifest
+    /// is still staged (installing renames only the artifact out of staging). Before, the start
+    /// found a staged manifest (not this release's), so it neither resumed the download nor
+    /// accepted the release again (a replay of the one accepted): it stayed `downloading` until a
+    /// newer release came (a review). Now the download resumes and the release commits.
+    @Test func aCutRightAfterAcceptingAReleaseThatFollowsAnInstalledOneResumesIt() throws {
+        let rig = try OTARig()
+        try rig.startCollector()
+        try rig.publish(try rig.firmware("daqlink-2.bin", marker: "release 2"), kind: .firmware, version: 2, floor: 2)
+        try rig.startDevice(speed: "1")
+        #expect(rig.wait(60) { rig.bootState()?.committedVersion == 2 }, "\(rig.deviceLogs())")
+        _ = rig.stopDevice()
+        #expect(rig.slots.stagedManifest(.firmware)?.version == 2, "release 2's manifest stays staged")
+
+        try rig.publish(try rig.firmware("daqlink-3.bin", marker: "release 3"), kind: .firmware, version: 3, floor: 2)
+        try rig.startDevice(speed: "1", environment: ["DAQLINK_OTA_CRASH_AT": "1"])
+        #expect(rig.wait(40) { rig.device?.isRunning == false }, "no crash")
+        #expect(rig.stopDevice() == 99, "\(rig.deviceLogs())")
+        guard case .downloading(3, _)? = rig.bootState()?.inactive else {
+            Issue.record("the cut came elsewhere: \(String(describing: rig.bootState()))\n\(rig.deviceLogs())")
+            return
+        }
+        try rig.startDevice(speed: "1")
+        #expect(rig.wait(60) { rig.bootState()?.committedVersion == 3 }, "\(String(describing: rig.bootState()))\n\(rig.deviceLogs())")
+        _ = rig.stopDevice()
+    }
+
     /// The same for an experiment and a certificate bundle, which change no slot: a cut after each
     /// of their durable steps, then a start that finishes both updates. Every step's report is in
     /// the outbox once: a cut between a step and its report lost it (the experiment's "installed",

@@ -135,7 +135,7 @@ struct SimulatedDevice {
 
     /// The committed slot's image is damaged: the other slot's verified image takes over at or
     /// above the floor (reported as fallen-back, the damaged release installable again), never
-    /// below it.
+    /// below it, and only when it is the release before (or the factory image), never a newer one.
     @Test func aDamagedCommittedSlotFallsBackOnlyAtOrAboveTheFloor() {
         let committed = BootState(generation: 9, active: .b, committedVersion: 7, floor: 5, lastAcceptedVersion: 7)
         var store = SlotStore(state: committed, trialAttempts: 2)
@@ -147,7 +147,9 @@ struct SimulatedDevice {
                             .start(.a)])
         #expect(store.on(.updateAccepted(version: 7, floor: 5)).first == .persist(
             BootState(generation: 11, active: .a, committedVersion: 5, floor: 5, lastAcceptedVersion: 7, inactive: .downloading(version: 7, floor: 5))))
-        for other: UInt64? in [4, nil] {
+        // 4: below the floor; 8: newer than the committed release, a trial that was rolled back
+        // (it took over as committed with no trial before).
+        for other: UInt64? in [4, nil, 8] {
             var refusing = SlotStore(state: committed, trialAttempts: 2)
             _ = refusing.on(.boot)
             let refused = refusing.on(.committedSlotDamaged(reason: "truncated", otherVersion: other))

@@ -40,4 +40,35 @@ import TestSupport
             .flatMap { Int($0) } ?? 0
         #expect(bytes > quota + quota / 2, "\(committed ?? "no summary")")
     }
+
+    /// The card fills before the quota does (other files on it), with the link down: no ack can
+    /// free anything. The pause is the disk's: an append is tried again once a second, and once
+    /// there is room (the other file deleted) acquisition resumes with the link still down.
+    /// Before, such a pause ended only when acks let a segment go: with the journal down to its
+    /// active segment, or the room made elsewhere, it lasted until daqlink restarted (a review).
+    @Test func aDiskFullPauseEndsWhenThereIsRoomAgain() throws {
+        try #require(TemporaryFilesystem.canMount, "needs root and mount (tmpfs)")
+        let rig = try UplinkRig()
+        let card = rig.journal.deletingLastPathComponent()
+        try FileManager.default.createDirectory(at: card, withIntermediateDirectories: true)
+        #expect(try runProcess("mount", ["-t", "tmpfs", "-o", "size=512k", "tmpfs", card.path]).status == 0)
+        defer { _ = try? runProcess("umount", ["-l", card.path]) }
+        let other = card.appendingPathComponent("other-files")
+        try Data(repeating: 0, count: 256 << 10).write(to: other)
+        rig.proxy.set(.down)
+        try rig.startCollector()
+        try rig.startDevice(speed: "1", extra: ["--segment-bytes", "65536"])
+        let log = rig.work.appendingPathComponent("device-\(rig.deviceRuns).log")
+        func text() -> String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
+        let paused = "acquisition paused until there is room on the disk again"
+        #expect(UplinkRig.waitUntil(8) { text().contains(paused) }, "\(text())")
+        try FileManager.default.removeItem(at: other)
+        #expect(UplinkRig.waitUntil(4) { text().contains("(room on the disk again): acquisition resumed;") }, "\(text())")
+        rig.proxy.set(.up)
+        let (status, final) = rig.waitForDevice()
+        #expect(status == 0 && final.contains("stopped: end of log"), "\(final)")
+        let verify = try rig.verify()
+        #expect(verify.status == 0 && verify.stdout.contains("byte-identical: yes"), "\(verify.stdout)")
+        rig.stopCollector()
+    }
 }

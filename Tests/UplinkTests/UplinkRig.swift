@@ -182,6 +182,16 @@ final class UplinkRig: @unchecked Sendable {
     /// Sleeps on the test thread.
     static func pause(_ seconds: Double) { usleep(useconds_t(seconds * 1e6)) }
 
+    /// Waits up to `seconds` for `condition`; returns whether it held.
+    static func waitUntil(_ seconds: Double, _ condition: () -> Bool) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while !condition() {
+            guard Date() < deadline else { return false }
+            usleep(20_000)
+        }
+        return true
+    }
+
     /// `daqctl verify` of the device's journal against the collector's copy passes, byte-identical.
     func expectIdentical(_ context: String) throws {
         let verify = try self.verify()
