@@ -82,4 +82,31 @@ import Runtime
         let longest = UplinkRig.longestGap(appends)
         #expect(longest < 150_000_000, "acquisition stood still for \(Double(longest) / 1e9) s at a segment rotation")
     }
+
+    /// At the quota every new segment needs an acknowledged one deleted, on the loop (it is part
+    /// of the append). That deletion synced the journal's directory there: a held sync, once per
+    /// segment, in which nothing was appended (a review). A deletion lost in a power cut only
+    /// brings back a segment the collector holds, which the next one deletes again, so it goes
+    /// unsynced.
+    @Test func makingRoomAtTheQuotaDoesNotStopAcquisition() throws {
+        let rig = try UplinkRig()
+        try rig.startCollector()
+        let shim = try Self.slowSyncShim(in: rig.work)
+        let trace = rig.work.appendingPathComponent("appends.trace")
+        try rig.startDevice(speed: "1", extra: ["--no-compression", "--segment-bytes", "131072", "--quota-bytes", "786432"],
+                            environment: ["LD_PRELOAD": shim.path, "DAQLINK_TEST_SYNC_DELAY_MS": "300",
+                                          "DAQLINK_APPEND_TRACE": trace.path])
+        let (status, log) = rig.waitForDevice()
+        #expect(status == 0, "\(log)")
+        #expect(!log.contains("acquisition paused"), "the collector's acks kept up: \(log)")
+        let summary = log.split(separator: "\n").first { $0.hasPrefix("journal: ") } ?? ""
+        let last = try #require(summary.split(separator: "…").last.flatMap { UInt64($0) }, "\(log)")
+        #expect(log.contains("acknowledged up to \(last),"), "\(log)")
+        let segments = try FileManager.default.contentsOfDirectory(atPath: rig.journal.path).filter { $0.hasSuffix(".jnl") }
+        #expect(segments.count <= 6, "the quota held: \(segments)")
+        let appends = try UplinkRig.appendTimes(trace)
+        try #require(appends.count == Int(last), "\(appends.count) appends traced")
+        let longest = UplinkRig.longestGap(appends)
+        #expect(longest < 150_000_000, "acquisition stood still for \(Double(longest) / 1e9) s while room was made")
+    }
 }
