@@ -175,6 +175,16 @@ public struct SlotDirectory: Sendable {
         CrashPoint.reached("renamed the image into slot \(slot.rawValue)", root: root)
     }
 
+    /// The slot whose `daqlink boot` a "reboot" runs: the committed one, unless its image no
+    /// longer verifies and the other one's does (a damaged committed binary ran as the
+    /// bootchooser, before any check, after every install and every failed trial; a review).
+    /// The bootchooser it starts then finds the damage and falls back by its own rules.
+    public func rebootSlot() -> Slot {
+        let active = ((try? loadBootState()) ?? nil)?.active ?? .a
+        guard verifySlot(active) != nil, verifySlot(active.other) == nil else { return active }
+        return active.other
+    }
+
     /// Checks that `slot` holds a bootable binary: present, executable, and — unless it is the
     /// factory image (no release manifest) — exactly the length and SHA-256 it was installed with.
     public func verifySlot(_ slot: Slot) -> String? {

@@ -82,13 +82,13 @@ struct BootCommand: ParsableCommand {
     /// The arguments are the ones `daqlink boot` saved, never this (possibly trial) binary's own.
     static func reexecute(otaDirectory: String, trialAttempts: UInt8) throws {
         let directory = SlotDirectory(root: otaDirectory)
-        let active = (try? directory.loadBootState())??.active ?? .a
+        let slot = directory.rebootSlot()
         let runArguments: [String]
         do { runArguments = try directory.runArguments() } catch {
             FileHandle.standardError.write(Data("daqlink: cannot reboot: \(error)\n".utf8))
             throw ExitCode(70)
         }
-        exec(directory.binaryPath(active), ["boot", "--ota-dir", otaDirectory, "--trial-attempts", String(trialAttempts), "--"] + runArguments)
+        exec(directory.binaryPath(slot), ["boot", "--ota-dir", otaDirectory, "--trial-attempts", String(trialAttempts), "--"] + runArguments)
     }
 
     private static func exec(_ binary: String, _ arguments: [String]) -> Never {

@@ -32,6 +32,18 @@ import Uplink
         (try? String(contentsOfFile: directory.statusPath + "/outbox", encoding: .utf8)) ?? ""
     }
 
+    /// A "reboot" runs the committed slot's `daqlink boot`, unless that image no longer
+    /// verifies and the other one does: the damaged binary ran first, before any check.
+    @Test func aRebootRunsTheBootchooserOfASlotThatVerifies() throws {
+        let directory = try Self.directory()
+        #expect(directory.rebootSlot() == .b)
+        try Data("#!/bin/sh\necho rotten\n".utf8).write(to: URL(fileURLWithPath: directory.binaryPath(.b)))
+        #expect(directory.rebootSlot() == .a)
+        // Neither verifies: the committed one, as before (its own check then says why).
+        unlink(directory.binaryPath(.a))
+        #expect(directory.rebootSlot() == .b)
+    }
+
     @Test func aDamagedCommittedSlotFallsBackToTheOtherImage() throws {
         let directory = try Self.directory()
         let chooser = BootChooser(directory: directory, trialAttempts: 3)
