@@ -617,7 +617,7 @@ public final class AcquisitionRun {
     private func flushRecords() throws(DAQError) {
         guard uplink != nil else { return try appendRecords() }
         let now = loop.clock.now()
-        guard fullPause.shouldTry(roomCanBeMade: journal.canRetireASegment, now: now) else {
+        guard fullPause.shouldTry(roomCanBeMade: journal.canRetireASegment, now: now, diskHasRoom: journal.diskHasRoom) else {
             fullPause.notKept(records.count)
             return records.removeAll()
         }

@@ -26,8 +26,9 @@ struct JournalFullPause {
     /// yet. (A record small enough for the room left would otherwise slip in, and the next one
     /// pause the acquisition again: a pause ends only when room is made.) A disk-full pause is
     /// also tried once a second.
-    func shouldTry(roomCanBeMade: Bool, now: Int64) -> Bool {
-        since == nil || roomCanBeMade || (diskFull && now - lastFullAt >= Self.diskRetryNanoseconds)
+    /// `diskHasRoom` is asked only then (a system call).
+    func shouldTry(roomCanBeMade: Bool, now: Int64, diskHasRoom: @autoclosure () -> Bool = true) -> Bool {
+        since == nil || roomCanBeMade || (diskFull && now - lastFullAt >= Self.diskRetryNanoseconds && diskHasRoom())
     }
 
     /// An append found the journal full (`disk`: the disk, not the quota); true when this begins

@@ -225,13 +225,24 @@ final class UplinkTask {
     /// Writes the note "<epoch> <value>" to `path` (through `temporary`, renamed over it); true
     /// when it was written. Plain POSIX calls, no sync: nothing on this loop may wait for the
     /// card (an SD card takes hundreds of milliseconds for one sync).
-    private func writeNote(_ value: UInt64, to path: String, temporary: String) -> Bool {
+    /// `durable`: synced, file and directory (on the loop: only for the rare diverged note).
+    private func writeNote(_ value: UInt64, to path: String, temporary: String, durable: Bool = false) -> Bool {
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { return false }
         let text = Array("\(journal.epoch) \(value)\n".utf8)
         let written = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        let synced = !durable || fsync(fd) == 0
         close(fd)
-        return written == text.count && rename(temporary, path) == 0
+        guard written == text.count, synced, rename(temporary, path) == 0 else { return false }
+        if durable { syncJournalDirectory() }
+        return true
+    }
+
+    private func syncJournalDirectory() {
+        let fd = open(journal.directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        _ = fsync(fd)
+        close(fd)
     }
 
     private func noteQueued() {
@@ -255,8 +266,8 @@ final class UplinkTask {
     /// `<journal>/diverged`: "<epoch> <divergedAfter>" (`UplinkSender.divergedAfter`), while the
     /// collector's copy holds entries this journal lost: a restart whose journal had grown past
     /// the collector's mark took its next ack of that mark, and with it entries the collector
-    /// refused. Written (and removed) without a sync, like the queued note: it is rare, and the
-    /// loop does not wait for the card.
+    /// refused. Written and removed durably, on the loop: both are rare (a removal a power cut
+    /// took back refused every ack for good after the collector's copy was rebuilt; a review).
     private var divergedNoted: UInt64?
 
     private static func readDivergedNote(journal: JournalWriter) -> UInt64? {
@@ -267,10 +278,11 @@ final class UplinkTask {
         guard sender.divergedAfter != divergedNoted else { return }
         guard let after = sender.divergedAfter else {
             unlink(journal.divergedNotePath)
+            syncJournalDirectory()
             divergedNoted = nil
             return
         }
-        guard writeNote(after, to: journal.divergedNotePath, temporary: journal.divergedNoteTemporaryPath) else { return }
+        guard writeNote(after, to: journal.divergedNotePath, temporary: journal.divergedNoteTemporaryPath, durable: true) else { return }
         divergedNoted = after
     }
 

@@ -45,10 +45,11 @@ public final class TCPFaultProxy: Sendable {
         thread.start()
     }
 
-    /// Like `init(targetPort:)`, but the SYNs of connections made in the first `seconds` are
-    /// dropped (the listen queue is held full), so a client's non-blocking connect is still under
-    /// way when its call returns, as over any real network (on loopback the kernel completes it
-    /// inside connect()); its kernel sends the SYN again after 1 s, and that one is taken.
+    /// Like `init(targetPort:)`, but the listen queue is held full, so SYNs are dropped, for at
+    /// least `seconds` and until the kernel has dropped one (its ListenOverflows count rose; at
+    /// most 30 s): a client's non-blocking connect is still under way when its call returns, as
+    /// over any real network (on loopback the kernel completes it inside connect()); its kernel
+    /// sends the SYN again after 1 s (then 3, 7 s), and one after the release is taken.
     public init(targetPort: Int, droppingSYNsFor seconds: Double) throws(DAQError) {
         let (fd, port) = try LoopbackTCP.listener(port: 0)
         // A backlog of 0 holds one connection: the filler that takes it makes the queue full.
@@ -58,14 +59,32 @@ public final class TCPFaultProxy: Sendable {
         }
         self.listenPort = port
         state.withLock { $0.targetPort = targetPort }
+        let overflowsBefore = Self.listenOverflows()
         let thread = Thread { [self] in
-            usleep(useconds_t(seconds * 1e6))
+            let started = Date()
+            while Date().timeIntervalSince(started) < seconds
+                    || (Self.listenOverflows() <= overflowsBefore && Date().timeIntervalSince(started) < 30) {
+                usleep(10_000)
+            }
             // The filler goes (its queued connection is accepted, forwarded and closed at once).
             close(filler)
             forward(listener: fd)
         }
         thread.name = "tcp-fault-proxy"
         thread.start()
+    }
+
+    /// The kernel's count of SYNs dropped for a full listen queue (TcpExt ListenOverflows in
+    /// /proc/net/netstat; 0 when unreadable).
+    static func listenOverflows() -> Int {
+        guard let text = try? String(contentsOfFile: "/proc/net/netstat", encoding: .utf8) else { return 0 }
+        let lines = text.split(separator: "\n")
+        for (index, line) in lines.enumerated() where line.hasPrefix("TcpExt:") && index + 1 < lines.count {
+            let names = line.split(separator: " "), values = lines[index + 1].split(separator: " ")
+            guard let column = names.firstIndex(of: "ListenOverflows"), column < values.count else { return 0 }
+            return Int(values[column]) ?? 0
+        }
+        return 0
     }
 
     /// Sets the link condition; `.down` also resets every open connection.

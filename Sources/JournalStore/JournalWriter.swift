@@ -714,6 +714,15 @@ public final class JournalWriter {
     /// Whether the last `journalFull` failure was the disk's (not the quota's).
     public private(set) var lastFullWasTheDisk = false
 
+    /// Whether the journal's filesystem has room for a good part of a segment again (at least
+    /// the smaller of a segment and 1 MiB free): a disk-full pause tried at any free byte let a
+    /// small record slip into the slack left and paused again at the next, an alarm each time.
+    public var diskHasRoom: Bool {
+        var info = statvfs()
+        guard fstatvfs(directoryFD, &info) == 0 else { return true }
+        return Int(info.f_bavail) * Int(info.f_frsize) >= min(configuration.segmentSizeLimit, 1 << 20)
+    }
+
     private func fullError(_ framed: Int, cause: String) -> DAQError {
         lastFullWasTheDisk = false
         return DAQError(.journalFull,
@@ -763,7 +772,9 @@ public final class JournalWriter {
             guard deleteAcknowledgedSegments(upTo: acknowledgedUpTo, while: { true }, limit: 1) > 0 else {
                 throw diskFullError("starting a new segment", error.message)
             }
-            fd = try create()
+            do { fd = try create() } catch where error.code == .journalFull {
+                throw diskFullError("starting a new segment", error.message)
+            }
         }
         if deferred {
             let path = layout.segmentPath(firstSequence: firstSequence)

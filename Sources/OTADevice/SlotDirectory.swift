@@ -179,10 +179,15 @@ public struct SlotDirectory: Sendable {
     /// longer verifies and the other one's does (a damaged committed binary ran as the
     /// bootchooser, before any check, after every install and every failed trial; a review).
     /// The bootchooser it starts then finds the damage and falls back by its own rules.
+    /// The other slot qualifies as the bootchooser's fallback does: the release before (at or
+    /// above the floor, not newer than the committed one: a newer one there is a trial that was
+    /// rolled back, or one not yet tried) or the factory image (no release manifest).
     public func rebootSlot() -> Slot {
-        let active = ((try? loadBootState()) ?? nil)?.active ?? .a
-        guard verifySlot(active) != nil, verifySlot(active.other) == nil else { return active }
-        return active.other
+        guard let state = (try? loadBootState()) ?? nil else { return .a }
+        let active = state.active, other = active.other
+        guard verifySlot(active) != nil, verifySlot(other) == nil else { return active }
+        if let version = releaseManifest(other)?.version, version < state.floor || version > state.committedVersion { return active }
+        return other
     }
 
     /// Checks that `slot` holds a bootable binary: present, executable, and — unless it is the

@@ -160,7 +160,31 @@ public final class MQTTConnection {
     }
 
     /// True while libmosquitto has bytes to write (poll for POLLOUT).
-    public var wantsWrite: Bool { mosquitto_want_write(handle) }
+    ///
+    /// During the TLS handshake only what the handshake waits to write counts (and the TCP
+    /// connect's completion, which is writability): the CONNECT packet queued behind it cannot go
+    /// before the handshake is done, and polling a writable socket for it spun the loop at 100 %
+    /// CPU until the broker's answer came, up to the connect timeout when a broker (or a box on
+    /// the way) took the connection and never answered (a review).
+    public var wantsWrite: Bool {
+        if !isAccepted, let fd = socket {
+            switch daqlink_mosquitto_handshake_wants_write(handle) {
+            case 1: return true
+            case 0: return !Self.isConnected(fd)
+            default: break
+            }
+        }
+        return mosquitto_want_write(handle)
+    }
+
+    /// Whether `fd`'s TCP connection is established (it has a peer).
+    private static func isConnected(_ fd: Int32) -> Bool {
+        var peer = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        return withUnsafeMutablePointer(to: &peer) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &length) == 0 }
+        }
+    }
 
     /// Whether the broker accepted the connection (a CONNACK with reason 0 was read).
     public private(set) var isAccepted = false
@@ -181,11 +205,7 @@ public final class MQTTConnection {
         if hungUp && !isAccepted, let fd = socket {
             var error: Int32 = 0
             var length = socklen_t(MemoryLayout<Int32>.size)
-            var peer = sockaddr_storage()
-            var peerLength = socklen_t(MemoryLayout<sockaddr_storage>.size)
-            let connected = withUnsafeMutablePointer(to: &peer) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &peerLength) == 0 }
-            }
+            let connected = Self.isConnected(fd)
             if getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) == 0, error != 0 {
                 noTCP = String(cString: strerror(error))
             } else if !connected {

@@ -50,6 +50,7 @@ import Testing
         #expect(pause.shouldTry(roomCanBeMade: false, now: 1_000 * ms))
         _ = pause.paused(now: 1_000 * ms, disk: true)
         #expect(!pause.shouldTry(roomCanBeMade: false, now: 1_500 * ms), "counted from the last try")
+        #expect(!pause.shouldTry(roomCanBeMade: false, now: 2_000 * ms, diskHasRoom: false), "not at any free byte")
         var quota = JournalFullPause()
         _ = quota.paused(now: 0)
         #expect(!quota.shouldTry(roomCanBeMade: false, now: 60_000 * ms))

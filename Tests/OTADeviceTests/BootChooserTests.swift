@@ -39,6 +39,13 @@ import Uplink
         #expect(directory.rebootSlot() == .b)
         try Data("#!/bin/sh\necho rotten\n".utf8).write(to: URL(fileURLWithPath: directory.binaryPath(.b)))
         #expect(directory.rebootSlot() == .a)
+        // Slot a holding a release newer than the committed one (a trial rolled back): not it.
+        let digest = try #require(SHA256Digest.file(directory.binaryPath(.a)))
+        let newer = UpdateManifest(kind: .firmware, version: 8, sha256: digest.sha256, length: digest.length, hardwareID: "daqlink-sbc",
+                                   floor: 3, expires: 4_000_000_000, artifactName: "daqlink-8.bin")
+        try Data(try newer.encoded()).write(to: URL(fileURLWithPath: directory.releaseManifestPath(.a)))
+        #expect(directory.rebootSlot() == .b)
+        try FileManager.default.removeItem(atPath: directory.releaseManifestPath(.a))
         // Neither verifies: the committed one, as before (its own check then says why).
         unlink(directory.binaryPath(.a))
         #expect(directory.rebootSlot() == .b)

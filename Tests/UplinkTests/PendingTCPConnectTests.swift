@@ -31,4 +31,25 @@ import TestSupport
         let verify = try rig.verify(within: 0)
         #expect(verify.status == 0 && verify.stdout.contains("byte-identical: yes"), "\(verify.stdout)")
     }
+
+    /// A broker (or a box on the way) that takes the TCP connection late (its connect still under
+    /// way when the call returned) and never answers the TLS handshake: the device waits for the
+    /// answer without polling. Before, libmosquitto's "wants to write" stayed set from the
+    /// ClientHello's first, refused write (only a packet write clears it, and none can go during
+    /// the handshake): the socket was polled for writing, always ready, at 100 % CPU until the
+    /// connect timeout, at every attempt (a review; so, for one round trip, at every connection to
+    /// a real broker). On loopback without the late connect that flag is never set.
+    @Test func theDeviceDoesNotSpinWhileItsHandshakeWaitsForTheBroker() throws {
+        let rig = try UplinkRig()
+        let (silent, port) = try LoopbackTCP.listener()
+        defer { close(silent) }
+        let late = try TCPFaultProxy(targetPort: port, droppingSYNsFor: 0.5)
+        defer { late.stop() }
+        try rig.startDevice(speed: "0.1", extra: ["--connect-timeout", "30"], port: late.listenPort)
+        defer { rig.killDevice() }
+        #expect(UplinkRig.waitUntil(10) { late.connectionsAccepted >= 2 }, "the filler, then the device")
+        UplinkRig.pause(0.5)
+        let cpu = try rig.deviceCPUSeconds(pausing: 2)
+        #expect(cpu < 0.5, "the device used \(cpu) s of CPU in 2 s while its handshake waited")
+    }
 }
