@@ -62,8 +62,10 @@ public final class TCPFaultProxy: Sendable {
         let overflowsBefore = Self.listenOverflows()
         let thread = Thread { [self] in
             let started = Date()
-            while Date().timeIntervalSince(started) < seconds
-                    || (Self.listenOverflows() <= overflowsBefore && Date().timeIntervalSince(started) < 30) {
+            // Unreadable counts: after `seconds` alone.
+            while !state.withLock({ $0.stopping }), Date().timeIntervalSince(started) < seconds
+                    || (overflowsBefore.map { before in (Self.listenOverflows() ?? .max) <= before } == true
+                        && Date().timeIntervalSince(started) < 30) {
                 usleep(10_000)
             }
             // The filler goes (its queued connection is accepted, forwarded and closed at once).
@@ -75,16 +77,17 @@ public final class TCPFaultProxy: Sendable {
     }
 
     /// The kernel's count of SYNs dropped for a full listen queue (TcpExt ListenOverflows in
-    /// /proc/net/netstat; 0 when unreadable).
-    static func listenOverflows() -> Int {
-        guard let text = try? String(contentsOfFile: "/proc/net/netstat", encoding: .utf8) else { return 0 }
+    /// /proc/net/netstat; the whole namespace's: a drop elsewhere may release the queue early;
+    /// nil when unreadable).
+    static func listenOverflows() -> Int? {
+        guard let text = try? String(contentsOfFile: "/proc/net/netstat", encoding: .utf8) else { return nil }
         let lines = text.split(separator: "\n")
         for (index, line) in lines.enumerated() where line.hasPrefix("TcpExt:") && index + 1 < lines.count {
             let names = line.split(separator: " "), values = lines[index + 1].split(separator: " ")
-            guard let column = names.firstIndex(of: "ListenOverflows"), column < values.count else { return 0 }
-            return Int(values[column]) ?? 0
+            guard let column = names.firstIndex(of: "ListenOverflows"), column < values.count else { return nil }
+            return Int(values[column])
         }
-        return 0
+        return nil
     }
 
     /// Sets the link condition; `.down` also resets every open connection.

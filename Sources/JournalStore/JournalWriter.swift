@@ -720,7 +720,9 @@ public final class JournalWriter {
     public var diskHasRoom: Bool {
         var info = statvfs()
         guard fstatvfs(directoryFD, &info) == 0 else { return true }
-        return Int(info.f_bavail) * Int(info.f_frsize) >= min(configuration.segmentSizeLimit, 1 << 20)
+        // Root writes into the filesystem's reserve too (ext4's 5 %): free blocks, not available ones.
+        let blocks = geteuid() == 0 ? info.f_bfree : info.f_bavail
+        return Int(blocks) * Int(info.f_frsize) >= min(configuration.segmentSizeLimit, 1 << 20)
     }
 
     private func fullError(_ framed: Int, cause: String) -> DAQError {

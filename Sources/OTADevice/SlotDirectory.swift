@@ -181,12 +181,16 @@ public struct SlotDirectory: Sendable {
     /// The bootchooser it starts then finds the damage and falls back by its own rules.
     /// The other slot qualifies as the bootchooser's fallback does: the release before (at or
     /// above the floor, not newer than the committed one: a newer one there is a trial that was
-    /// rolled back, or one not yet tried) or the factory image (no release manifest).
+    /// rolled back) or the factory image (no release manifest); or as its trial, armed with
+    /// attempts left (an install's reboot: the bootchooser starts the trial first).
     public func rebootSlot() -> Slot {
         guard let state = (try? loadBootState()) ?? nil else { return .a }
         let active = state.active, other = active.other
         guard verifySlot(active) != nil, verifySlot(other) == nil else { return active }
-        if let version = releaseManifest(other)?.version, version < state.floor || version > state.committedVersion { return active }
+        let version = releaseManifest(other)?.version
+        // A trial armed there (just installed: the bootchooser starts it first anyway).
+        if case .trial(let trial, _, let attemptsLeft) = state.inactive, attemptsLeft > 0, version == trial { return other }
+        if let version, version < state.floor || version > state.committedVersion { return active }
         return other
     }
 

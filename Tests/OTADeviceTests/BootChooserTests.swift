@@ -45,6 +45,11 @@ import Uplink
                                    floor: 3, expires: 4_000_000_000, artifactName: "daqlink-8.bin")
         try Data(try newer.encoded()).write(to: URL(fileURLWithPath: directory.releaseManifestPath(.a)))
         #expect(directory.rebootSlot() == .b)
+        // The same release armed there as a trial (an install's reboot): it.
+        try directory.persist(BootState(generation: 5, active: .b, committedVersion: 7, floor: 3, lastAcceptedVersion: 8,
+                                        inactive: .trial(version: 8, floor: 3, attemptsLeft: 3)))
+        #expect(directory.rebootSlot() == .a)
+        try directory.persist(BootState(generation: 6, active: .b, committedVersion: 7, floor: 3, lastAcceptedVersion: 8))
         try FileManager.default.removeItem(atPath: directory.releaseManifestPath(.a))
         // Neither verifies: the committed one, as before (its own check then says why).
         unlink(directory.binaryPath(.a))
