@@ -52,7 +52,7 @@ public struct RecentEntries: Sendable {
         }
     }
 
-    /// Bytes held at most, beyond the newest run (which is always kept).
+    /// Bytes held at most, the newest run included; that run is kept whatever its size.
     public static let maxBytes = 8 << 20
 
     /// Bytes of the entries held.

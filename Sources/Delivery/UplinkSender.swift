@@ -229,7 +229,8 @@ public struct UplinkSender: Sendable {
                     actions.append(.alarm("the collector acknowledges up to \(upTo), beyond this journal's end \(journalEnd): its copy holds "
                                           + "entries this journal no longer has (a damaged tail cut at the start, storage that lost what it "
                                           + "had synced?), and the entries numbered after \(journalEnd) here are not those; acknowledgements "
-                                          + "beyond \(journalEnd) are not taken in this run, and the journal keeps everything (docs/uplink.md)"))
+                                          + "beyond \(journalEnd) are not taken (also after a restart) until the collector asks for entries at or below "
+                                          + "\(journalEnd), its copy rebuilt from this journal; the journal keeps everything (docs/uplink.md)"))
                 }
                 break
             }
